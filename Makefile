@@ -1,0 +1,22 @@
+# The two commands of the README: `make run` serves on http://127.0.0.1:8080 with data in ./var,
+# `make test` runs the whole suite. Both set up what is missing first.
+.PHONY: setup run test lint bench clean
+
+setup:
+	@scripts/setup.sh
+
+run: setup
+	.venv/bin/enomalism serve --data-dir ./var
+
+test: setup
+	.venv/bin/python -m pytest
+
+lint: setup
+	.venv/bin/ruff check src tests bench
+
+bench: setup
+	.venv/bin/python bench/lifecycle.py
+	.venv/bin/python bench/list_machines.py
+
+clean:
+	rm -rf .venv var .pytest_cache
