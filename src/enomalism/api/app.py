@@ -1,0 +1,125 @@
+"""The ASGI application: routers, error answers, the trailing-slash rule, start and stop."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from enomalism import __version__
+from enomalism.api import clusters, hypervisors, machines
+from enomalism.api.deps import current_user
+from enomalism.api.schemas import Status
+from enomalism.config import Settings
+from enomalism.errors import (
+    EnomalismError,
+    InvalidInput,
+    MethodNotAllowed,
+    NotAuthenticated,
+    NotFound,
+)
+from enomalism.services import auth
+from enomalism.services.hypervisors import ensure_local_host
+from enomalism.services.registry import HypervisorRegistry
+from enomalism.store.db import Database
+
+log = logging.getLogger("enomalism")
+
+
+class TrailingSlash:
+    """`/rest/...` paths answer with and without their trailing slash, without a redirect
+    (a redirected POST loses its form body in many clients)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path.startswith("/rest/") and not path.endswith("/"):
+                scope = dict(scope, path=path + "/",
+                             raw_path=scope.get("raw_path", path.encode()) + b"/")
+        await self.app(scope, receive, send)
+
+
+def _error(e: EnomalismError) -> JSONResponse:
+    headers = {"WWW-Authenticate": 'Basic realm="enomalism"'} \
+        if isinstance(e, NotAuthenticated) else None
+    body = {"errno": e.errno, "message": e.message, **e.extra}
+    return JSONResponse(body, status_code=e.status, headers=headers)
+
+
+def _http_error(_req: Request, e: HTTPException) -> JSONResponse:
+    if e.status_code == 404:
+        return _error(NotFound("no such path in the API"))
+    if e.status_code == 405:
+        return _error(MethodNotAllowed("this path does not take that HTTP method"))
+    if e.status_code == 401:
+        return _error(NotAuthenticated(auth.BAD_CREDENTIALS))
+    err = InvalidInput(str(e.detail))
+    err.status = e.status_code
+    return _error(err)
+
+
+def _unexpected(_req: Request, e: Exception) -> JSONResponse:
+    log.exception("unexpected error", exc_info=e)
+    return JSONResponse({"errno": 1, "message": "internal error; see the server log"},
+                        status_code=500)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(settings.db_url)
+        db.migrate()
+        with db.session() as s:
+            generated = auth.ensure_admin(s, settings.admin_password)
+        if generated:
+            print(f"enomalism: created user 'admin' with password: {generated}", flush=True)
+        registry = HypervisorRegistry(db)
+        ensure_local_host(db, registry, settings.hypervisors)
+        registry.start()
+        app.state.settings = settings
+        app.state.db = db
+        app.state.registry = registry
+        app.state.credentials = auth.CredentialCache(settings.auth_cache_seconds)
+        try:
+            yield
+        finally:
+            registry.stop()
+            db.dispose()
+
+    app = FastAPI(
+        title="enomalism", version=__version__, lifespan=lifespan,
+        description="The Enomalism REST API 2.1 on libvirt. Every /rest/ path needs HTTP Basic "
+                    "credentials and answers with and without its trailing slash. HTTP "
+                    "variables may come as query string, form or JSON object.",
+        responses={s: {"model": Status, "description": d} for s, d in [
+            (400, "bad input"), (401, "wrong or missing credentials"), (403, "denied"),
+            (404, "not found"), (409, "conflict or wrong state"), (423, "locked"),
+            (502, "the hypervisor refused"), (503, "the hypervisor is unreachable")]},
+    )
+    app.add_exception_handler(EnomalismError, lambda _r, e: _error(e))
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(
+        RequestValidationError, lambda _r, e: _error(InvalidInput(str(e.errors()[0]["msg"]))))
+    app.add_exception_handler(Exception, _unexpected)
+
+    @app.get("/healthz", tags=["health"], response_model=Status)
+    def healthz() -> dict:
+        """Liveness, without credentials."""
+        return {"errno": 0, "message": "ok"}
+
+    rest = APIRouter(dependencies=[Depends(current_user)])
+    for r in (machines.router, hypervisors.router, clusters.router):
+        rest.include_router(r)
+    app.include_router(rest)
+    app.add_middleware(TrailingSlash)
+    return app

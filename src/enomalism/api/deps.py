@@ -1,0 +1,161 @@
+"""What every handler reads the same way: HTTP variables, the session, the user, the context.
+
+HTTP variables come from the query string, an urlencoded or multipart form, or a JSON object
+body, whichever the client sends (body wins over query). Each endpoint names its variables in a
+small pydantic model; `expose` documents them in the OpenAPI description and registers the
+endpoint once per HTTP method, with and without the trailing slash handled by the app.
+"""
+
+import base64
+import binascii
+import json
+import typing
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import HTTPBasic
+from pydantic import BaseModel, ConfigDict, ValidationError
+from sqlalchemy.orm import Session
+
+from enomalism.errors import InvalidInput, NotAuthenticated
+from enomalism.services import auth
+from enomalism.services.context import Context, Principal
+
+BODY_METHODS = {"POST", "PUT", "DELETE", "PATCH"}
+FORMS = {"application/x-www-form-urlencoded", "multipart/form-data"}
+
+
+class Vars(BaseModel):
+    """Base of every endpoint's HTTP variables: unknown ones are ignored, numbers read as text."""
+
+    model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
+
+
+class NoVars(Vars):
+    pass
+
+
+def _is_list(annotation: Any) -> bool:
+    return typing.get_origin(annotation) is list or any(
+        typing.get_origin(a) is list for a in typing.get_args(annotation))
+
+
+async def read_vars(request: Request, model: type[Vars]) -> Vars:
+    raw: dict[str, list[Any]] = {}
+    for k, v in request.query_params.multi_items():
+        raw.setdefault(k, []).append(v)
+    if request.method in BODY_METHODS:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype == "application/json" or ctype.endswith("+json"):
+            body = await request.body()
+            if body.strip():
+                try:
+                    obj = json.loads(body)
+                except ValueError:
+                    raise InvalidInput("the request body is not valid JSON") from None
+                if not isinstance(obj, dict):
+                    raise InvalidInput("a JSON body must be an object of HTTP variables")
+                for k, v in obj.items():
+                    raw[k] = list(v) if isinstance(v, list) else [v]
+        elif ctype in FORMS:
+            try:
+                form = await request.form()
+            except Exception:
+                raise InvalidInput("the request body is not a readable form") from None
+            body_vars: dict[str, list[Any]] = {}
+            for k, v in form.multi_items():
+                if isinstance(v, str):
+                    body_vars.setdefault(k, []).append(v)
+            raw.update(body_vars)
+    data: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        values = raw.get(name)
+        if not values:
+            continue
+        if _is_list(field.annotation):
+            data[name] = [p.strip() for v in values for p in str(v).split(",") if p.strip()]
+        else:
+            data[name] = values[-1]
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise InvalidInput(f"variable '{where}': {err['msg']}") from None
+
+
+def _vars_doc(model: type[Vars], method: str) -> dict:
+    if not model.model_fields:
+        return {}
+    schema = model.model_json_schema()
+    if method in ("POST", "PUT"):
+        content = {"schema": schema}
+        return {"requestBody": {"required": False, "content": {
+            "application/x-www-form-urlencoded": content, "application/json": content}}}
+    return {"parameters": [
+        {"name": name, "in": "query", "required": False,
+         "schema": {k: v for k, v in schema["properties"][name].items() if k != "title"},
+         "description": field.description or ""}
+        for name, field in model.model_fields.items()]}
+
+
+def expose(router: APIRouter, path: str, methods: list[str], endpoint: Callable, *,
+           vars_model: type[Vars] = NoVars, **kwargs: Any) -> None:
+    """Register `endpoint` for each method, documenting `vars_model` as the method's HTTP
+    variables (query parameters for GET and DELETE, a form or JSON body for POST and PUT)."""
+    for method in methods:
+        router.add_api_route(
+            path, endpoint, methods=[method], name=f"{endpoint.__name__}_{method.lower()}",
+            openapi_extra=_vars_doc(vars_model, method), **kwargs)
+
+
+def http_vars(model: type[Vars]) -> Any:
+    async def dep(request: Request) -> Vars:
+        return await read_vars(request, model)
+    return Depends(dep)
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One session per request; GETs never take the write lock."""
+    with request.app.state.db.session(write=request.method not in ("GET", "HEAD")) as s:
+        yield s
+
+
+_basic = HTTPBasic(auto_error=False, realm="enomalism")
+
+
+def _verify(request: Request, username: str, password: str) -> Principal:
+    state = request.app.state
+    with state.db.session(write=False) as s:
+        return auth.authenticate(s, state.credentials, username, password)
+
+
+async def current_user(request: Request, _doc: Annotated[Any, Depends(_basic)]) -> Principal:
+    """The user behind the request's HTTP Basic credentials, or 401."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic" or not value:
+        raise NotAuthenticated(auth.BAD_CREDENTIALS)
+    try:
+        username, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        raise NotAuthenticated(auth.BAD_CREDENTIALS) from None
+    if not sep:
+        raise NotAuthenticated(auth.BAD_CREDENTIALS)
+    who = request.app.state.credentials.get(username, password)
+    if who is None:
+        who = await run_in_threadpool(_verify, request, username, password)
+    return who
+
+
+async def _context(
+    request: Request,
+    db: Annotated[Session, Depends(get_session)],
+    user: Annotated[Principal, Depends(current_user)],
+) -> Context:
+    return Context(db=db, registry=request.app.state.registry, user=user)
+
+
+Ctx = Annotated[Context, Depends(_context)]

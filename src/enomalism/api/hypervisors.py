@@ -1,0 +1,59 @@
+"""Spec section 2.5 (hypervisor/<UUID>) and the host registry (extension: /rest/hosts/)."""
+
+from typing import Annotated
+
+from fastapi import APIRouter
+from pydantic import Field
+
+from enomalism.api import schemas
+from enomalism.api.deps import Ctx, Vars, expose, http_vars
+from enomalism.services import hypervisors, machines
+from enomalism.services.lookup import get_hypervisor
+
+router = APIRouter(tags=["hypervisors"])
+
+
+class HostVars(Vars):
+    name: str | None = Field(None, description="the host's name")
+    address: str | None = Field(None, description="how the host is reached (name or IP)")
+    virt_url: str | None = Field(None, description="its libvirt URI, e.g. qemu+ssh://h/system")
+    virt_class: str | None = Field(None, description="derived from virt_url when left out")
+
+
+def get_hypervisor_route(uuid: str, ctx: Ctx) -> dict:
+    """The hypervisor object."""
+    hv = get_hypervisor(ctx.db, uuid)
+    return {"uuid": hv.uuid, "hypervisor": schemas.hypervisor_obj(hv), "errno": 0, "message": ""}
+
+
+def delete_hypervisor_route(uuid: str, ctx: Ctx) -> dict:
+    """Remove a hypervisor that has no managed machines."""
+    hv_uuid = get_hypervisor(ctx.db, uuid).uuid
+    message = hypervisors.delete_hypervisor(ctx, hv_uuid)
+    return {"uuid": hv_uuid, "hypervisor": None, "errno": 0, "message": message}
+
+
+def list_hosts(ctx: Ctx) -> dict:
+    """Every registered host machine."""
+    hosts = machines.list_machines(ctx, kind="host")
+    return {"errno": 0, "message": "", "hosts": [schemas.machine_obj(h) for h in hosts]}
+
+
+def register_host(ctx: Ctx, v: Annotated[HostVars, http_vars(HostVars)]) -> dict:
+    """Register another host, connecting its hypervisor when virt_url is given."""
+    host = hypervisors.register_host(ctx, name=v.name, address=v.address,
+                                     virt_url=v.virt_url, virt_class=v.virt_class)
+    ctx.db.refresh(host)
+    return {"errno": 0, "message": f"host {host.name} registered", "machine": host.uuid,
+            "machine_obj": schemas.machine_obj(host),
+            "hypervisors": schemas.machine_hypervisors(host)}
+
+
+expose(router, "/rest/hypervisor/{uuid}/", ["GET"], get_hypervisor_route,
+       response_model=schemas.HypervisorAnswer, summary="Get a hypervisor (2.5)")
+expose(router, "/rest/hypervisor/{uuid}/", ["DELETE"], delete_hypervisor_route,
+       response_model=schemas.HypervisorAnswer, summary="Delete a hypervisor (2.5)")
+expose(router, "/rest/hosts/", ["GET"], list_hosts, response_model=schemas.HostsAnswer,
+       summary="List hosts (extension)")
+expose(router, "/rest/hosts/", ["PUT", "POST"], register_host, vars_model=HostVars,
+       response_model=schemas.HostAnswer, summary="Register a host (extension)")

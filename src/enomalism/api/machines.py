@@ -1,0 +1,202 @@
+"""Spec section 2.1 to 2.18: machines, their hypervisors, clusters and actions."""
+
+from typing import Annotated
+
+from fastapi import APIRouter
+from pydantic import Field
+
+from enomalism.api import schemas
+from enomalism.api.deps import Ctx, Vars, expose, http_vars
+from enomalism.errors import MissingVariable
+from enomalism.services import actions, hypervisors, machines
+from enomalism.services.lookup import get_machine
+
+router = APIRouter(tags=["machines"])
+
+
+class ListVars(Vars):
+    detail: bool = Field(False, description="also return machine_objs (extension)")
+    kind: str | None = Field(None, description="host or vm (extension)")
+    hypervisor: str | None = Field(None, description="only machines on this hypervisor")
+    state: str | None = Field(None, description="only machines in this state")
+
+
+class DefineVars(Vars):
+    xmldesc: str | None = Field(None, description="libvirt domain XML of the new machine")
+    hvmuuid: str | None = Field(None, description="the hypervisor to define it on")
+
+
+class MachineVars(Vars):
+    action: str | None = Field(None, description=f"one of {', '.join(actions.ACTION_NAMES)}")
+    name: str | None = Field(None, description="the new name, for rename")
+    xmldesc: str | None = Field(None, description="the new XML description, for xmldesc")
+    puuid: str | None = Field(None, description="the hypervisor to move to, for set_parent")
+
+
+class HypervisorVars(Vars):
+    virt_class: str | None = Field(None, description="kvm, qemu, xen, lxc or test; "
+                                   "derived from virt_url when left out")
+    virt_url: str | None = Field(None, description="libvirt URI, e.g. qemu+ssh://host/system")
+
+
+class ClustersVars(Vars):
+    clusters: list[str] = Field(default_factory=list,
+                                description="cluster UUIDs (repeat or separate with commas)")
+
+
+def list_machines(ctx: Ctx, v: Annotated[ListVars, http_vars(ListVars)]) -> dict:
+    """List the ids of all machines (hosts and VMs); served from the inventory."""
+    if not (v.detail or v.kind or v.hypervisor or v.state):
+        return {"machines": machines.list_machine_ids(ctx)}
+    found = machines.list_machines(ctx, kind=v.kind, hypervisor=v.hypervisor, state=v.state)
+    answer: dict = {"machines": [m.uuid for m in found]}
+    if v.detail:
+        answer["machine_objs"] = [schemas.machine_obj(m) for m in found]
+    return answer
+
+
+def define_machine(ctx: Ctx, v: Annotated[DefineVars, http_vars(DefineVars)]) -> dict:
+    """Define a new VM from libvirt domain XML on a hypervisor (extension, like virsh define)."""
+    m = machines.define_vm(ctx, xmldesc=v.xmldesc, hvmuuid=v.hvmuuid)
+    return {"errno": 0, "message": f"machine {m.name} defined", "machine": m.uuid,
+            "machine_obj": schemas.machine_obj(m)}
+
+
+def trigger_status_updates(uuid: str, ctx: Ctx) -> dict:
+    """Resync the machine from libvirt now (a host: all its hypervisors)."""
+    message = machines.trigger_status_updates(ctx, uuid)
+    return {"errno": 0, "message": message, "machine": get_machine(ctx.db, uuid).uuid}
+
+
+def _machine_answer(ctx: Ctx, uuid: str, message: str = "") -> dict:
+    m = get_machine(ctx.db, uuid)
+    return {"machine": m.uuid, "errno": 0, "message": message,
+            "info": schemas.machine_info(m), "machine_obj": schemas.machine_obj(m),
+            "hypervisors": schemas.machine_hypervisors(m)}
+
+
+def get_machine_route(uuid: str, ctx: Ctx) -> dict:
+    """The machine, its runtime information and its hypervisors."""
+    return _machine_answer(ctx, uuid)
+
+
+def update_machine(uuid: str, ctx: Ctx, v: Annotated[MachineVars, http_vars(MachineVars)]) -> dict:
+    """Perform `action` on the machine (rename, xmldesc, set_parent, or any machine action).
+    Without `action`, answers like GET."""
+    if not v.action:
+        if v.name or v.xmldesc or v.puuid:
+            raise MissingVariable("the variable 'action' is required with name, xmldesc or puuid")
+        return _machine_answer(ctx, uuid)
+    message = actions.perform(ctx, uuid, v.action, actions.ActionVars(
+        name=v.name, xmldesc=v.xmldesc, puuid=v.puuid))
+    if v.action == "totaldelete":
+        return {"machine": uuid, "errno": 0, "message": message}
+    return _machine_answer(ctx, uuid, message)
+
+
+def machine_hypervisors(uuid: str, ctx: Ctx) -> dict:
+    """A host's hypervisors and candidates; a VM's hypervisor."""
+    m = get_machine(ctx.db, uuid)
+    cands = hypervisors.candidates(m) if m.kind == "host" else []
+    return {"errno": 0, "message": "", "hypervisors": schemas.machine_hypervisors(m),
+            "candidates": cands}
+
+
+def add_machine_hypervisor(uuid: str, ctx: Ctx,
+                           v: Annotated[HypervisorVars, http_vars(HypervisorVars)]) -> dict:
+    """With virt_url: connect and add a hypervisor to the host. Without: answers like GET."""
+    if not v.virt_url and not v.virt_class:
+        return machine_hypervisors(uuid, ctx)
+    hv = hypervisors.add_hypervisor(ctx, uuid, virt_url=v.virt_url, virt_class=v.virt_class)
+    answer = machine_hypervisors(uuid, ctx)
+    answer["message"] = f"hypervisor {hv.virt_url} added"
+    return answer
+
+
+def machine_clusters(uuid: str, ctx: Ctx) -> dict:
+    """The clusters the machine belongs to."""
+    m = get_machine(ctx.db, uuid)
+    return {"errno": 0, "message": "", "clusters": [schemas.cluster_obj(c) for c in m.clusters]}
+
+
+def add_machine_clusters(uuid: str, ctx: Ctx,
+                         v: Annotated[ClustersVars, http_vars(ClustersVars)]) -> dict:
+    """Add the machine to the clusters named in `clusters`."""
+    m = machines.add_to_clusters(ctx, uuid, v.clusters)
+    return {"errno": 0, "message": f"machine {m.name} is in {len(m.clusters)} cluster(s)",
+            "clusters": [schemas.cluster_obj(c) for c in m.clusters]}
+
+
+def remove_machine_clusters(uuid: str, ctx: Ctx,
+                            v: Annotated[ClustersVars, http_vars(ClustersVars)]) -> dict:
+    """Take the machine out of the clusters named in `clusters` (extension)."""
+    m = machines.remove_from_clusters(ctx, uuid, v.clusters)
+    return {"errno": 0, "message": f"machine {m.name} is in {len(m.clusters)} cluster(s)",
+            "clusters": [schemas.cluster_obj(c) for c in m.clusters]}
+
+
+def machine_actions(uuid: str, ctx: Ctx) -> dict:
+    """The actions valid for the machine in its current state."""
+    return {"errno": 0, "message": "", "result": actions.available(get_machine(ctx.db, uuid))}
+
+
+def _action_endpoint(action: str):  # noqa: ANN202
+    def endpoint(uuid: str, ctx: Ctx,
+                 v: Annotated[MachineVars, http_vars(MachineVars)]) -> dict:
+        message = actions.perform(ctx, uuid, action, actions.ActionVars(
+            name=v.name, xmldesc=v.xmldesc, puuid=v.puuid))
+        return {"errno": 0, "message": message}
+    endpoint.__name__ = f"action_{action}"
+    return endpoint
+
+
+SPEC_ACTIONS = {
+    "unlock": "Clear the machine's transaction lock (administrators).",
+    "suspend": "Pause the running machine.",
+    "resume": "Resume the paused machine.",
+    "shutdown": "Ask the guest to power off (ACPI); returns at once.",
+    "poweroff": "Stop the machine at once, like pulling the plug.",
+    "reboot": "Ask the guest to reboot (ACPI); returns at once.",
+    "create": "Start the machine.",
+    "store_xml": "Define the stored XML description on the hypervisor.",
+    "manage": "Adopt a discovered (unmanaged) domain.",
+    "totaldelete": "Stop, undefine, delete the disk volumes no other domain uses, forget it.",
+    "rename": "Rename (needs name; a VM must be shut off). Extension.",
+    "xmldesc": "Replace the stored XML description (needs xmldesc). Extension.",
+    "set_parent": "Move to another hypervisor (needs puuid). Extension.",
+}
+
+expose(router, "/rest/machines/", ["GET", "POST"], list_machines, vars_model=ListVars,
+       response_model=schemas.MachinesAnswer, response_model_exclude_unset=True,
+       summary="List machines (2.2)")
+expose(router, "/rest/machines/", ["PUT"], define_machine, vars_model=DefineVars,
+       response_model=schemas.DefineAnswer, summary="Define a VM from XML (extension)")
+expose(router, "/rest/machine/", ["GET", "POST"], list_machines, vars_model=ListVars,
+       response_model=schemas.MachinesAnswer, response_model_exclude_unset=True,
+       summary="List machines (2.3)")
+expose(router, "/rest/machine/{uuid}/trigger_status_updates/", ["GET", "POST"],
+       trigger_status_updates, response_model=schemas.TriggerAnswer,
+       summary="Resync a machine from libvirt (2.1)")
+expose(router, "/rest/machine/{uuid}/", ["GET"], get_machine_route,
+       response_model=schemas.MachineAnswer, summary="Get a machine (2.4)")
+expose(router, "/rest/machine/{uuid}/", ["POST"], update_machine, vars_model=MachineVars,
+       response_model=schemas.MachineAnswer | schemas.TriggerAnswer,
+       summary="Act on a machine (2.4)")
+expose(router, "/rest/machine/{uuid}/hypervisors/", ["GET"], machine_hypervisors,
+       response_model=schemas.HypervisorsAnswer, summary="A machine's hypervisors (2.6)")
+expose(router, "/rest/machine/{uuid}/hypervisors/", ["POST"], add_machine_hypervisor,
+       vars_model=HypervisorVars, response_model=schemas.HypervisorsAnswer,
+       summary="Add a hypervisor to a host (2.6)")
+expose(router, "/rest/machine/{uuid}/clusters/", ["GET"], machine_clusters,
+       response_model=schemas.ClustersAnswer, summary="A machine's clusters (2.7)")
+expose(router, "/rest/machine/{uuid}/clusters/", ["POST"], add_machine_clusters,
+       vars_model=ClustersVars, response_model=schemas.ClustersAnswer,
+       summary="Add a machine to clusters (2.7)")
+expose(router, "/rest/machine/{uuid}/clusters/", ["DELETE"], remove_machine_clusters,
+       vars_model=ClustersVars, response_model=schemas.ClustersAnswer,
+       summary="Remove a machine from clusters (extension)")
+expose(router, "/rest/machine/{uuid}/actions/", ["GET", "POST"], machine_actions,
+       response_model=schemas.ActionsAnswer, summary="Actions valid now (2.8)")
+for _name, _doc in SPEC_ACTIONS.items():
+    expose(router, f"/rest/machine/{{uuid}}/actions/{_name}/", ["POST"], _action_endpoint(_name),
+           vars_model=MachineVars, response_model=schemas.Status, summary=_doc)

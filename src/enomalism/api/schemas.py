@@ -1,0 +1,169 @@
+"""The spec's return formats as pydantic models (for the OpenAPI description), and the
+functions that shape stored objects into them."""
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from enomalism.services.actions import available
+from enomalism.store.models import Cluster, Hypervisor, Machine
+
+
+class Status(BaseModel):
+    errno: int = Field(0, description="0 on success; see docs/errors.md")
+    message: str = Field("", description="what happened, for a person")
+
+
+class MachineObj(BaseModel):
+    uuid: str
+    name: str
+    kind: str = Field(description="'host' or 'vm'")
+    state: str = Field(description="libvirt's state (running, paused, shutoff, ...), "
+                       "'missing' when the domain left its hypervisor")
+    managed: bool
+    persistent: bool
+    parent: str | None = Field(description="VMs: the hypervisor UUID (puuid)")
+    host: str | None = Field(description="VMs: the host machine of the hypervisor")
+    address: str | None
+    is_local: bool
+    clusters: list[str]
+    locked_by: str | None = Field(description="the transaction holding the machine")
+    owner: str | None
+    actions: list[str]
+    xmldesc: str | None
+    xml_pending: bool = Field(description="xmldesc changed and not yet stored on the hypervisor")
+    created_at: datetime
+    updated_at: datetime
+    synced_at: datetime | None
+
+
+class MachineInfo(BaseModel):
+    state: str
+    vcpus: int | None
+    memory_kib: int | None
+    max_memory_kib: int | None
+    persistent: bool
+    hypervisor_status: str | None = Field(description="connected, connecting or disconnected")
+    synced_at: datetime | None
+
+
+class HypervisorObj(BaseModel):
+    uuid: str
+    machine: str = Field(description="the host machine it belongs to")
+    virt_class: str
+    virt_url: str
+    status: str
+    last_error: str | None
+    hostname: str | None
+    driver: str | None
+    libvirt_version: str | None
+    cpus: int | None
+    memory_kib: int | None
+    connected_at: datetime | None
+
+
+class Candidate(BaseModel):
+    virt_class: str
+    virt_url: str
+    reachable: bool
+
+
+class ClusterObj(BaseModel):
+    uuid: str
+    name: str
+    machines: list[str]
+
+
+class MachinesAnswer(BaseModel):
+    machines: list[str]
+    machine_objs: list[MachineObj] | None = Field(None, description="with detail=true only")
+
+
+class DefineAnswer(Status):
+    machine: str
+    machine_obj: MachineObj
+
+
+class MachineAnswer(Status):
+    machine: str
+    info: MachineInfo
+    machine_obj: MachineObj
+    hypervisors: list[HypervisorObj]
+
+
+class TriggerAnswer(Status):
+    machine: str
+
+
+class HypervisorAnswer(Status):
+    uuid: str
+    hypervisor: HypervisorObj | None
+
+
+class HypervisorsAnswer(Status):
+    hypervisors: list[HypervisorObj]
+    candidates: list[Candidate]
+
+
+class ClustersAnswer(Status):
+    clusters: list[ClusterObj]
+
+
+class ActionsAnswer(Status):
+    result: list[str]
+
+
+class ClusterAnswer(Status):
+    cluster: ClusterObj | list[ClusterObj]
+
+
+class HostsAnswer(Status):
+    hosts: list[MachineObj]
+
+
+class HostAnswer(Status):
+    machine: str
+    machine_obj: MachineObj
+    hypervisors: list[HypervisorObj]
+
+
+def machine_obj(m: Machine) -> dict:
+    return {
+        "uuid": m.uuid, "name": m.name, "kind": m.kind, "state": m.state, "managed": m.managed,
+        "persistent": m.persistent, "parent": m.parent_uuid,
+        "host": m.parent.machine_uuid if m.parent is not None else None,
+        "address": m.address, "is_local": m.is_local,
+        "clusters": [c.uuid for c in m.clusters], "locked_by": m.lock_txid,
+        "owner": m.owner_uuid, "actions": available(m), "xmldesc": m.xmldesc,
+        "xml_pending": m.xml_pending, "created_at": m.created_at,
+        "updated_at": m.updated_at, "synced_at": m.synced_at,
+    }
+
+
+def machine_info(m: Machine) -> dict:
+    hv = m.parent
+    return {
+        "state": m.state, "vcpus": m.vcpus, "memory_kib": m.memory_kib,
+        "max_memory_kib": m.max_memory_kib, "persistent": m.persistent,
+        "hypervisor_status": hv.status if hv is not None else None, "synced_at": m.synced_at,
+    }
+
+
+def hypervisor_obj(hv: Hypervisor) -> dict:
+    return {
+        "uuid": hv.uuid, "machine": hv.machine_uuid, "virt_class": hv.virt_class,
+        "virt_url": hv.virt_url, "status": hv.status, "last_error": hv.last_error,
+        "hostname": hv.hostname, "driver": hv.driver, "libvirt_version": hv.libvirt_version,
+        "cpus": hv.cpus, "memory_kib": hv.memory_kib, "connected_at": hv.connected_at,
+    }
+
+
+def machine_hypervisors(m: Machine) -> list[dict]:
+    """A host's hypervisors; for a VM, the one it runs on."""
+    if m.kind == "host":
+        return [hypervisor_obj(h) for h in m.hypervisors]
+    return [hypervisor_obj(m.parent)] if m.parent is not None else []
+
+
+def cluster_obj(c: Cluster) -> dict:
+    return {"uuid": c.uuid, "name": c.name, "machines": [m.uuid for m in c.machines]}

@@ -1,0 +1,98 @@
+"""The one table of errors the API answers with.
+
+Every failure is an `EnomalismError` subclass carrying a stable `errno` and an HTTP `status`;
+the API layer turns any of them into `{"errno": N, "message": "..."}` with that status.
+
+    EnomalismError
+    ├── InvalidInput          1000  400  a variable is missing, malformed or out of range
+    │   ├── MissingVariable   1001  400
+    │   ├── MalformedUUID     1002  400
+    │   ├── UnknownAction     1003  400
+    │   ├── InvalidXML        1004  400  xmldesc is not a usable domain definition
+    │   └── MethodNotAllowed  1005  405  the path does not take that HTTP method
+    ├── NotAuthenticated      1100  401
+    ├── Forbidden             1101  403
+    ├── NotFound              1200  404
+    ├── Conflict              1300  409  a name or URL already taken, objects still in use
+    │   └── InvalidState      1301  409  the action does not fit the machine's current state
+    ├── Locked                1400  423  a transaction holds the machine
+    ├── HypervisorError       1500  502  libvirt refused the operation
+    └── HypervisorUnreachable 1501  503  no connection to the hypervisor
+"""
+
+
+class EnomalismError(Exception):
+    errno = 1
+    status = 500
+    message = "internal error"
+
+    def __init__(self, message: str | None = None, **extra: object) -> None:
+        super().__init__(message or self.message)
+        self.message = message or self.message
+        self.extra = extra
+
+
+class InvalidInput(EnomalismError):
+    errno, status, message = 1000, 400, "invalid input"
+
+
+class MissingVariable(InvalidInput):
+    errno = 1001
+
+
+class MalformedUUID(InvalidInput):
+    errno = 1002
+
+
+class UnknownAction(InvalidInput):
+    errno = 1003
+
+
+class InvalidXML(InvalidInput):
+    errno = 1004
+
+
+class MethodNotAllowed(InvalidInput):
+    errno, status, message = 1005, 405, "method not allowed"
+
+
+class NotAuthenticated(EnomalismError):
+    errno, status, message = 1100, 401, "authentication required"
+
+
+class Forbidden(EnomalismError):
+    errno, status, message = 1101, 403, "permission denied"
+
+
+class NotFound(EnomalismError):
+    errno, status, message = 1200, 404, "not found"
+
+
+class Conflict(EnomalismError):
+    errno, status, message = 1300, 409, "conflict"
+
+
+class InvalidState(Conflict):
+    errno = 1301
+
+
+class Locked(EnomalismError):
+    errno, status, message = 1400, 423, "locked by a transaction"
+
+
+class HypervisorError(EnomalismError):
+    errno, status, message = 1500, 502, "the hypervisor refused the operation"
+
+
+class HypervisorUnreachable(EnomalismError):
+    errno, status, message = 1501, 503, "the hypervisor is not reachable"
+
+
+def all_errors() -> list[type[EnomalismError]]:
+    """Every error class, for the docs and the OpenAPI description."""
+    seen, todo = [], [EnomalismError]
+    while todo:
+        cls = todo.pop(0)
+        seen.append(cls)
+        todo.extend(cls.__subclasses__())
+    return seen

@@ -1,0 +1,252 @@
+"""Machine actions: which are possible in which state, and carrying them out.
+
+`POST /rest/machine/<UUID>/actions/<action>/` and `POST /rest/machine/<UUID>/ action=<action>`
+both land in `perform`. The checks run in a fixed order, each with its own error: the machine
+exists, the action is known, no transaction holds the machine (423), the machine is managed,
+and the action fits the state the inventory holds. Only then is libvirt asked.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from enomalism.errors import (
+    Conflict,
+    EnomalismError,
+    Forbidden,
+    HypervisorError,
+    InvalidInput,
+    InvalidState,
+    Locked,
+    NotFound,
+    UnknownAction,
+)
+from enomalism.services.context import Context
+from enomalism.services.lookup import get_hypervisor, get_machine, parse_uuid, require
+from enomalism.store.models import Machine
+from enomalism.virt import driver
+from enomalism.virt.domxml import DomainXML
+
+# State -> lifecycle actions that make sense in it (managed VMs).
+_BY_STATE = {
+    "running": ["suspend", "shutdown", "reboot", "poweroff"],
+    "blocked": ["suspend", "shutdown", "reboot", "poweroff"],
+    "paused": ["resume", "poweroff"],
+    "shutdown": ["poweroff"],
+    "shutoff": ["create", "rename"],
+    "crashed": ["poweroff"],
+    "pmsuspended": ["create", "poweroff"],
+    "nostate": ["poweroff"],
+    "missing": [],
+    "unknown": [],
+}
+# Every managed VM, whatever its state.
+_ALWAYS = ["xmldesc", "store_xml", "set_parent", "totaldelete"]
+
+
+@dataclass(frozen=True)
+class ActionVars:
+    name: str | None = None
+    xmldesc: str | None = None
+    puuid: str | None = None
+
+
+def available(m: Machine) -> list[str]:
+    """The actions valid for the machine now, in a stable order."""
+    if m.kind == "host":
+        return ["rename"] if m.is_local or m.hypervisors else ["rename", "totaldelete"]
+    if m.lock_txid:
+        return ["unlock"]
+    if not m.managed:
+        return ["manage"]
+    return _BY_STATE.get(m.state, []) + _ALWAYS
+
+
+def perform(ctx: Context, uuid: str, action: str, v: ActionVars) -> str:
+    """Carry out one action and return the message for the answer."""
+    m = get_machine(ctx.db, uuid)
+    handler = _HANDLERS.get(action)
+    if handler is None:
+        raise UnknownAction(
+            f"unknown action '{action}'; machine actions are: {', '.join(sorted(_HANDLERS))}"
+        )
+    if action == "unlock":
+        return _unlock(ctx, m, v)
+    if m.lock_txid:
+        raise Locked(f"machine {m.uuid} is locked by transaction {m.lock_txid}",
+                     txid=m.lock_txid)
+    if m.kind == "vm" and not m.managed and action != "manage":
+        raise InvalidState(f"machine {m.uuid} is not managed; 'manage' it first")
+    if action not in available(m):
+        what = "host" if m.kind == "host" else f"machine that is {m.state}"
+        now = ", ".join(available(m)) or "none"
+        raise InvalidState(f"cannot {action} a {what}; possible now: {now}")
+    return handler(ctx, m, v)
+
+
+# -- lifecycle ---------------------------------------------------------------------------
+
+def _lifecycle(call: Callable, done: str) -> Callable[[Context, Machine, ActionVars], str]:
+    def run(ctx: Context, m: Machine, _v: ActionVars) -> str:
+        conn = ctx.registry.connection(m.parent_uuid)
+        try:
+            call(conn, m.uuid)
+        except (NotFound, InvalidState):
+            # The inventory was behind libvirt: keep the truth even though the action failed.
+            ctx.registry.resync_machine(m.parent_uuid, m.uuid, db=ctx.db)
+            ctx.db.commit()
+            raise
+        ctx.registry.resync_machine(m.parent_uuid, m.uuid, db=ctx.db)
+        return done.format(name=m.name)
+    return run
+
+
+def _manage(ctx: Context, m: Machine, _v: ActionVars) -> str:
+    m.managed = True
+    m.owner_uuid = m.owner_uuid or ctx.user.uuid
+    return f"machine {m.name} is now managed"
+
+
+def _unlock(ctx: Context, m: Machine, _v: ActionVars) -> str:
+    if not ctx.user.is_admin:
+        raise Forbidden("only an administrator may unlock a machine")
+    if not m.lock_txid:
+        raise InvalidState(f"machine {m.name} is not locked")
+    txid, m.lock_txid = m.lock_txid, None
+    return f"machine {m.name} unlocked (was held by transaction {txid})"
+
+
+def _store_xml(ctx: Context, m: Machine, _v: ActionVars) -> str:
+    """Define the stored XML on the hypervisor (also brings back a missing domain)."""
+    if not m.xmldesc:
+        raise InvalidState(f"machine {m.name} has no stored XML description")
+    conn = ctx.registry.connection(m.parent_uuid)
+    xml = DomainXML(m.xmldesc)
+    if driver.name_taken(conn, xml.name or "", other_than=m.uuid):
+        raise Conflict(f"another domain on the hypervisor is named '{xml.name}'")
+    driver.check_disks(conn, m.parent.virt_url, xml)
+    driver.define(conn, m.xmldesc)
+    m.xml_pending = False
+    ctx.registry.resync_machine(m.parent_uuid, m.uuid, db=ctx.db)
+    return f"XML description of {m.name} stored on the hypervisor"
+
+
+def _xmldesc(ctx: Context, m: Machine, v: ActionVars) -> str:
+    """Replace the stored XML description; `store_xml` puts it on the hypervisor."""
+    xml = DomainXML(require(v.xmldesc, "xmldesc", " for the action xmldesc"))
+    if xml.uuid is None:
+        xml.uuid = m.uuid
+    elif parse_uuid(xml.uuid, "domain") != m.uuid:
+        raise InvalidInput(f"the XML describes domain {xml.uuid}, not machine {m.uuid}")
+    if not xml.name:
+        raise InvalidInput("the XML has no <name>")
+    if xml.name != m.name:
+        _check_name_free(ctx, m, xml.name)
+    m.xmldesc = xml.to_string()
+    m.xml_pending = True
+    return f"XML description of {m.name} replaced; 'store_xml' applies it to the hypervisor"
+
+
+def _rename(ctx: Context, m: Machine, v: ActionVars) -> str:
+    name = require(v.name, "name", " for the action rename")
+    if len(name) > 255 or "/" in name:
+        raise InvalidInput("a machine name has at most 255 characters and no '/'")
+    if name == m.name:
+        return f"machine is already named {name}"
+    if m.kind == "host":
+        m.name = name
+        return f"host renamed to {name}"
+    _check_name_free(ctx, m, name)
+    conn = ctx.registry.connection(m.parent_uuid)
+    driver.rename(conn, m.uuid, name)
+    if m.xmldesc:
+        xml = DomainXML(m.xmldesc)
+        xml.name = name
+        m.xmldesc = xml.to_string()
+    ctx.registry.resync_machine(m.parent_uuid, m.uuid, db=ctx.db)
+    return f"machine renamed to {name}"
+
+
+def _check_name_free(ctx: Context, m: Machine, name: str) -> None:
+    taken = ctx.db.scalar(select(Machine.uuid).where(
+        Machine.parent_uuid == m.parent_uuid, Machine.name == name, Machine.uuid != m.uuid))
+    if taken or driver.name_taken(ctx.registry.connection(m.parent_uuid), name,
+                                  other_than=m.uuid):
+        raise Conflict(f"another machine on the hypervisor is named '{name}'")
+
+
+def _set_parent(ctx: Context, m: Machine, v: ActionVars) -> str:
+    """Move the machine to another hypervisor: adopt the domain if the target already has it
+    (after a migration done elsewhere), otherwise move a stopped machine's definition."""
+    target = get_hypervisor(ctx.db, require(v.puuid, "puuid", " for the action set_parent"))
+    if target.uuid == m.parent_uuid:
+        return "machine is already on that hypervisor"
+    dest = ctx.registry.connection(target.uuid)
+    if driver.uuid_taken(dest, m.uuid):
+        ctx.registry.resync_machine(target.uuid, m.uuid, db=ctx.db)
+        m.parent_uuid = target.uuid
+        return f"machine adopted by hypervisor {target.virt_url}"
+    if m.state not in ("shutoff", "missing"):
+        raise InvalidState("only a stopped machine can be moved to another hypervisor "
+                           f"(it is {m.state}); live migration is not supported")
+    if not m.xmldesc:
+        raise InvalidState(f"machine {m.name} has no stored XML description to move")
+    xml = DomainXML(m.xmldesc)
+    if driver.name_taken(dest, xml.name or "", other_than=m.uuid):
+        raise Conflict(f"hypervisor {target.virt_url} already has a domain named '{xml.name}'")
+    driver.check_disks(dest, target.virt_url, xml)
+    source_uuid = m.parent_uuid
+    driver.define(dest, m.xmldesc)
+    if m.state != "missing":
+        try:
+            driver.undefine(ctx.registry.connection(source_uuid), m.uuid)
+        except EnomalismError:
+            driver.undefine(dest, m.uuid)  # leave things as they were
+            raise
+    m.parent_uuid = target.uuid
+    m.xml_pending = False
+    ctx.registry.resync_machine(target.uuid, m.uuid, db=ctx.db)
+    return f"machine moved to hypervisor {target.virt_url}"
+
+
+def _totaldelete(ctx: Context, m: Machine, _v: ActionVars) -> str:
+    """Destroy, undefine, delete the disk volumes no other domain uses, forget the machine."""
+    if m.kind == "host":
+        ctx.db.delete(m)
+        return f"host {m.name} removed"
+    deleted: list[str] = []
+    if m.state != "missing":
+        conn = ctx.registry.connection(m.parent_uuid)
+        xml_text = driver.domain_xml(conn, m.uuid) if driver.uuid_taken(conn, m.uuid) \
+            else m.xmldesc
+        xml = DomainXML(xml_text) if xml_text else None
+        keep = driver.disks_in_use(conn, except_uuid=m.uuid)
+        driver.undefine(conn, m.uuid)
+        if xml is not None:
+            try:
+                deleted = driver.delete_volumes(conn, xml, keep=keep)
+            except HypervisorError as e:
+                ctx.db.delete(m)  # the domain is gone already; say what is left behind
+                return f"machine {m.name} deleted, but not all its volumes: {e.message}"
+    ctx.db.delete(m)
+    vols = f" and {len(deleted)} volume(s)" if deleted else ""
+    return f"machine {m.name}{vols} deleted"
+
+
+_HANDLERS: dict[str, Callable[[Context, Machine, ActionVars], str]] = {
+    "create": _lifecycle(driver.start, "machine {name} started"),
+    "suspend": _lifecycle(driver.suspend, "machine {name} suspended"),
+    "resume": _lifecycle(driver.resume, "machine {name} resumed"),
+    "shutdown": _lifecycle(driver.shutdown, "shutdown of {name} requested from its guest"),
+    "reboot": _lifecycle(driver.reboot, "reboot of {name} requested from its guest"),
+    "poweroff": _lifecycle(driver.poweroff, "machine {name} powered off"),
+    "manage": _manage,
+    "unlock": _unlock,
+    "store_xml": _store_xml,
+    "xmldesc": _xmldesc,
+    "rename": _rename,
+    "set_parent": _set_parent,
+    "totaldelete": _totaldelete,
+}
+ACTION_NAMES = sorted(_HANDLERS)

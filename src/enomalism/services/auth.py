@@ -1,0 +1,93 @@
+"""Who is asking: password hashing (argon2), HTTP Basic verification and the first admin.
+
+Hashing a password is deliberately slow, so a verified credential is remembered for a short
+while, keyed by an HMAC of it under a per-process secret (the cache never holds a password).
+"""
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from enomalism.errors import NotAuthenticated
+from enomalism.services.context import Principal
+from enomalism.store.models import User
+
+_hasher = PasswordHasher()
+# A hash to verify against when the user does not exist, so both failures cost the same.
+_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+BAD_CREDENTIALS = "wrong or missing credentials"
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+class CredentialCache:
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._key = secrets.token_bytes(32)
+        self._entries: dict[bytes, tuple[Principal, float]] = {}
+        self._lock = threading.Lock()
+
+    def _digest(self, username: str, password: str) -> bytes:
+        msg = username.encode() + b"\0" + password.encode()
+        return hmac.new(self._key, msg, hashlib.sha256).digest()
+
+    def get(self, username: str, password: str) -> Principal | None:
+        d = self._digest(username, password)
+        with self._lock:
+            hit = self._entries.get(d)
+            if hit is None:
+                return None
+            if hit[1] < time.monotonic():
+                del self._entries[d]
+                return None
+            return hit[0]
+
+    def put(self, username: str, password: str, who: Principal) -> None:
+        with self._lock:
+            if len(self._entries) > 10_000:
+                self._entries.clear()
+            self._entries[self._digest(username, password)] = (who, time.monotonic() + self.ttl)
+
+    def forget(self, user_uuid: str) -> None:
+        """Drop every cached credential of a user (password changed, user disabled)."""
+        with self._lock:
+            for k in [k for k, (p, _) in self._entries.items() if p.uuid == user_uuid]:
+                del self._entries[k]
+
+
+def authenticate(db: Session, cache: CredentialCache, username: str, password: str) -> Principal:
+    who = cache.get(username, password)
+    if who is not None:
+        return who
+    user = db.scalar(select(User).where(User.username == username))
+    try:
+        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        raise NotAuthenticated(BAD_CREDENTIALS) from None
+    if user is None or not user.enabled:
+        raise NotAuthenticated(BAD_CREDENTIALS)
+    who = Principal(uuid=user.uuid, username=user.username, is_admin=user.is_admin)
+    cache.put(username, password, who)
+    return who
+
+
+def ensure_admin(db: Session, password: str | None) -> str | None:
+    """Create the user `admin` when there are no users yet. Returns the generated password
+    when none was given, so the caller can print it once."""
+    if db.scalar(select(func.count()).select_from(User)):
+        return None
+    generated = None
+    if not password:
+        password = generated = secrets.token_urlsafe(15)
+    db.add(User(username="admin", password_hash=hash_password(password), is_admin=True))
+    db.flush()
+    return generated

@@ -1,0 +1,42 @@
+"""Clusters: named groups of machines."""
+
+from sqlalchemy import select
+
+from enomalism.errors import Conflict, InvalidInput
+from enomalism.services.context import Context
+from enomalism.services.lookup import get_cluster, require
+from enomalism.store.models import Cluster
+
+
+def _check_name(ctx: Context, name: str | None, *, other_than: str | None = None) -> str:
+    name = require(name, "cluster_name")
+    if len(name) > 255:
+        raise InvalidInput("a cluster name has at most 255 characters")
+    clash = ctx.db.scalar(select(Cluster.uuid).where(Cluster.name == name))
+    if clash and clash != other_than:
+        raise Conflict(f"a cluster named '{name}' already exists")
+    return name
+
+
+def list_clusters(ctx: Context) -> list[Cluster]:
+    return list(ctx.db.scalars(select(Cluster).order_by(Cluster.name)))
+
+
+def create(ctx: Context, name: str | None) -> Cluster:
+    c = Cluster(name=_check_name(ctx, name), owner_uuid=ctx.user.uuid)
+    ctx.db.add(c)
+    ctx.db.flush()
+    return c
+
+
+def rename(ctx: Context, uuid: str, name: str | None) -> Cluster:
+    c = get_cluster(ctx.db, uuid)
+    c.name = _check_name(ctx, name, other_than=c.uuid)
+    return c
+
+
+def delete(ctx: Context, uuid: str) -> str:
+    """Delete the group; its machines stay, they only leave it."""
+    c = get_cluster(ctx.db, uuid)
+    ctx.db.delete(c)
+    return f"cluster {c.name} deleted"

@@ -1,0 +1,132 @@
+"""Hosts and their hypervisors: registering, connecting, detecting candidates, removing."""
+
+import socket
+
+from sqlalchemy import func, select
+
+from enomalism.errors import Conflict, HypervisorUnreachable, InvalidState
+from enomalism.services.context import Context
+from enomalism.services.lookup import get_host, get_hypervisor, require
+from enomalism.services.registry import HypervisorRegistry
+from enomalism.store.db import Database
+from enomalism.store.models import Hypervisor, Machine
+from enomalism.virt import uri as uris
+from enomalism.virt.connection import open_connection
+
+# What a local host may offer, in the order candidates are listed.
+LOCAL_CANDIDATES = [("kvm", "qemu:///system"), ("lxc", "lxc:///system"), ("test", "test:///default")]
+
+
+def add_hypervisor(ctx: Context, host_uuid: str, *, virt_url: str | None,
+                   virt_class: str | None) -> Hypervisor:
+    """Connect to a libvirt URI and register it as a hypervisor of the host. An unreachable
+    URI is refused and nothing is stored."""
+    host = get_host(ctx.db, host_uuid)
+    url = require(virt_url, "virt_url", " (a libvirt URI such as qemu+ssh://host/system)")
+    virt_class = (virt_class or "").strip() or uris.class_of(url)
+    uris.check_class(virt_class, url)
+    if ctx.db.scalar(select(Hypervisor.uuid).where(Hypervisor.virt_url == url)):
+        raise Conflict(f"the hypervisor {url} is already registered")
+    conn = open_connection(url)
+    hv = Hypervisor(machine_uuid=host.uuid, virt_class=virt_class, virt_url=url,
+                    owner_uuid=ctx.user.uuid, status="connecting")
+    ctx.db.add(hv)
+    host.candidates = [c for c in host.candidates or [] if c.get("virt_url") != url]
+    try:
+        ctx.db.commit()  # the first resync writes in sessions of its own
+    except Exception:
+        conn.close()
+        raise
+    ctx.registry.attach(hv.uuid, url, conn)
+    ctx.db.refresh(hv)
+    return hv
+
+
+def delete_hypervisor(ctx: Context, uuid: str) -> str:
+    """Remove a hypervisor that no managed machine depends on; forget its unmanaged ones."""
+    hv = get_hypervisor(ctx.db, uuid)
+    managed = ctx.db.scalar(select(func.count()).select_from(Machine).where(
+        Machine.parent_uuid == hv.uuid, Machine.managed.is_(True)))
+    if managed:
+        raise InvalidState(f"hypervisor {hv.virt_url} still has {managed} managed machine(s); "
+                           "delete them or move them with set_parent first")
+    url = hv.virt_url
+    for m in ctx.db.scalars(select(Machine).where(Machine.parent_uuid == hv.uuid)):
+        ctx.db.delete(m)
+    ctx.db.delete(hv)
+    ctx.db.commit()
+    ctx.registry.detach(hv.uuid)
+    return f"hypervisor {url} removed"
+
+
+def register_host(ctx: Context, *, name: str | None, address: str | None,
+                  virt_url: str | None, virt_class: str | None) -> Machine:
+    """Register another physical host, and its hypervisor when a URI is given (both or
+    neither: an unreachable URI leaves no host behind)."""
+    name = require(name, "name", " (the host's name)")
+    if ctx.db.scalar(select(Machine.uuid).where(Machine.kind == "host", Machine.name == name)):
+        raise Conflict(f"a host named '{name}' already exists")
+    if virt_url:
+        uris.check_class(virt_class or uris.class_of(virt_url), virt_url)
+        if ctx.db.scalar(select(Hypervisor.uuid).where(Hypervisor.virt_url == virt_url)):
+            raise Conflict(f"the hypervisor {virt_url} is already registered")
+    host = Machine(kind="host", name=name, address=address or None, managed=True,
+                   state="unknown", owner_uuid=ctx.user.uuid, candidates=[])
+    ctx.db.add(host)
+    ctx.db.flush()
+    if virt_url:  # on failure nothing was committed: the request rolls the host back
+        add_hypervisor(ctx, host.uuid, virt_url=virt_url, virt_class=virt_class)
+    return host
+
+
+def candidates(host: Machine) -> list[dict]:
+    return list(host.candidates or [])
+
+
+def probe(url: str, timeout: float = 5.0) -> bool:
+    try:
+        open_connection(url, timeout=timeout).close()
+        return True
+    except HypervisorUnreachable:
+        return False
+
+
+def ensure_local_host(db: Database, registry: HypervisorRegistry, uris_wanted: list[str]) -> str:
+    """At start: the host this server runs on, its configured hypervisors, and candidates for
+    the local URIs not added. With no URIs configured, qemu:///system is added if it answers."""
+    with db.session() as s:
+        host = s.scalar(select(Machine).where(Machine.kind == "host", Machine.is_local.is_(True)))
+        if host is None:
+            host = Machine(kind="host", name=socket.gethostname(), is_local=True, managed=True,
+                           state="running", address=socket.getfqdn(), candidates=[])
+            s.add(host)
+            s.flush()
+        host_uuid = host.uuid
+        registered = set(s.scalars(select(Hypervisor.virt_url)))
+    wanted = list(uris_wanted)
+    if not wanted and "qemu:///system" not in registered and probe("qemu:///system"):
+        wanted = ["qemu:///system"]
+    for url in wanted:
+        if url in registered:
+            continue
+        virt_class = uris.class_of(url)
+        if virt_class == "qemu" and uris.is_local(url) and _has_kvm():
+            virt_class = "kvm"
+        with db.session() as s:
+            s.add(Hypervisor(machine_uuid=host_uuid, virt_class=virt_class, virt_url=url))
+        registered.add(url)
+    with db.session() as s:
+        host = s.get(Machine, host_uuid)
+        host.candidates = [
+            {"virt_class": c, "virt_url": u, "reachable": probe(u, timeout=3.0)}
+            for c, u in LOCAL_CANDIDATES if u not in registered
+        ]
+    return host_uuid
+
+
+def _has_kvm() -> bool:
+    try:
+        with open("/dev/kvm", "rb"):
+            return True
+    except OSError:
+        return False

@@ -1,0 +1,102 @@
+"""Machines: listing from the inventory, defining new VMs, resyncs, cluster membership."""
+
+from sqlalchemy import select
+
+from enomalism.errors import Conflict, InvalidInput
+from enomalism.services.context import Context
+from enomalism.services.lookup import get_cluster, get_hypervisor, get_machine, parse_uuid, require
+from enomalism.store.models import Cluster, Machine, new_uuid
+from enomalism.virt import driver
+from enomalism.virt.domxml import DomainXML
+
+
+def list_machines(
+    ctx: Context, *, kind: str | None = None, hypervisor: str | None = None,
+    state: str | None = None, managed: bool | None = None,
+) -> list[Machine]:
+    """Machines from the inventory (never from libvirt), in name order."""
+    q = select(Machine).order_by(Machine.kind, Machine.name, Machine.uuid)
+    if kind:
+        if kind not in ("host", "vm"):
+            raise InvalidInput("kind is 'host' or 'vm'")
+        q = q.where(Machine.kind == kind)
+    if hypervisor:
+        q = q.where(Machine.parent_uuid == parse_uuid(hypervisor, "hypervisor"))
+    if state:
+        q = q.where(Machine.state == state)
+    if managed is not None:
+        q = q.where(Machine.managed == managed)
+    return list(ctx.db.scalars(q))
+
+
+def list_machine_ids(ctx: Context) -> list[str]:
+    return list(ctx.db.scalars(select(Machine.uuid).order_by(Machine.kind, Machine.name)))
+
+
+def define_vm(ctx: Context, *, xmldesc: str | None, hvmuuid: str | None) -> Machine:
+    """Define a new persistent domain from XML on a hypervisor, as `virsh define` does.
+    The UUID is fixed before libvirt sees the XML so the new machine is ours from the start."""
+    hv = get_hypervisor(ctx.db, require(hvmuuid, "hvmuuid", " (the hypervisor to define on)"))
+    xml = DomainXML(require(xmldesc, "xmldesc"))
+    if not xml.name:
+        raise InvalidInput("the XML has no <name>")
+    if xml.uuid is None:
+        xml.uuid = new_uuid()
+    uuid = parse_uuid(xml.uuid, "domain")
+    xml.uuid = uuid
+    if ctx.db.get(Machine, uuid) is not None:
+        raise Conflict(f"a machine with UUID {uuid} already exists")
+    conn = ctx.registry.connection(hv.uuid)
+    if driver.uuid_taken(conn, uuid):
+        raise Conflict(f"the hypervisor already has a domain with UUID {uuid}")
+    if driver.name_taken(conn, xml.name):
+        raise Conflict(f"the hypervisor already has a domain named '{xml.name}'")
+    driver.check_disks(conn, hv.virt_url, xml)
+    m = Machine(uuid=uuid, kind="vm", name=xml.name, parent_uuid=hv.uuid, managed=True,
+                state="shutoff", owner_uuid=ctx.user.uuid)
+    ctx.db.add(m)
+    ctx.db.flush()
+    snap = driver.define(conn, xml.to_string())
+    try:
+        ctx.registry.resync_machine(hv.uuid, snap.uuid, db=ctx.db)
+    except Exception:
+        driver.undefine(conn, snap.uuid)  # nothing half-made
+        raise
+    return m
+
+
+def trigger_status_updates(ctx: Context, uuid: str) -> str:
+    """Resync one VM from libvirt, or every hypervisor of a host."""
+    m = get_machine(ctx.db, uuid)
+    if m.kind == "vm":
+        ctx.registry.resync_machine(m.parent_uuid, m.uuid, db=ctx.db)
+        return f"machine {m.name} is {m.state}"
+    hv_uuids, name = [hv.uuid for hv in m.hypervisors], m.name
+    ctx.db.commit()  # the bulk resync writes in sessions of its own
+    for hv_uuid in hv_uuids:
+        ctx.registry.resync_hypervisor(hv_uuid)
+    return f"{len(hv_uuids)} hypervisor(s) of {name} resynchronised"
+
+
+def add_to_clusters(ctx: Context, uuid: str, clusters: list[str]) -> Machine:
+    m = get_machine(ctx.db, uuid)
+    if not clusters:
+        require(None, "clusters", " (one or more cluster UUIDs)")
+    targets = [get_cluster(ctx.db, c) for c in clusters]
+    for c in targets:
+        if c not in m.clusters:
+            m.clusters.append(c)
+    return m
+
+
+def remove_from_clusters(ctx: Context, uuid: str, clusters: list[str]) -> Machine:
+    m = get_machine(ctx.db, uuid)
+    if not clusters:
+        require(None, "clusters", " (one or more cluster UUIDs)")
+    targets: list[Cluster] = [get_cluster(ctx.db, c) for c in clusters]
+    for c in targets:
+        if c not in m.clusters:
+            raise InvalidInput(f"machine {m.name} is not in cluster {c.name}")
+    for c in targets:
+        m.clusters.remove(c)
+    return m

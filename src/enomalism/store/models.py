@@ -1,0 +1,142 @@
+"""The database schema. Machines, hypervisors and clusters are the inventory; VM rows mirror
+libvirt domains (their uuid is the domain's UUID) and are kept true by events."""
+
+import uuid as uuidlib
+from datetime import UTC, datetime
+
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def new_uuid() -> str:
+    return str(uuidlib.uuid4())
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timestamps come back timezone-aware (UTC) from every database, SQLite included."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, _dialect: object) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime()}
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    email: Mapped[str | None] = mapped_column(String(255))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Machine(Base):
+    """A host (physical node) or a VM (libvirt domain)."""
+
+    __tablename__ = "machines"
+
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(8))  # "host" or "vm"
+    # VMs: the hypervisor the domain is defined on.
+    parent_uuid: Mapped[str | None] = mapped_column(
+        ForeignKey("hypervisors.uuid", ondelete="RESTRICT"), index=True
+    )
+    # Hosts: the address other nodes reach it at; True for the host this server runs on.
+    address: Mapped[str | None] = mapped_column(String(255))
+    is_local: Mapped[bool] = mapped_column(Boolean, default=False)
+    candidates: Mapped[list] = mapped_column(JSON, default=list)
+    managed: Mapped[bool] = mapped_column(Boolean, default=True)
+    # libvirt state name, or "missing" when the domain disappeared from its hypervisor.
+    state: Mapped[str] = mapped_column(String(16), default="unknown")
+    persistent: Mapped[bool] = mapped_column(Boolean, default=True)
+    vcpus: Mapped[int | None] = mapped_column(Integer)
+    memory_kib: Mapped[int | None] = mapped_column(Integer)
+    max_memory_kib: Mapped[int | None] = mapped_column(Integer)
+    xmldesc: Mapped[str | None] = mapped_column(Text)
+    # True when xmldesc was changed through the API and not yet stored on the hypervisor.
+    xml_pending: Mapped[bool] = mapped_column(Boolean, default=False)
+    lock_txid: Mapped[str | None] = mapped_column(String(36))
+    owner_uuid: Mapped[str | None] = mapped_column(ForeignKey("users.uuid", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    synced_at: Mapped[datetime | None] = mapped_column()
+
+    parent: Mapped["Hypervisor | None"] = relationship(
+        foreign_keys=[parent_uuid], back_populates="machines"
+    )
+    hypervisors: Mapped[list["Hypervisor"]] = relationship(
+        foreign_keys="Hypervisor.machine_uuid", back_populates="host", order_by="Hypervisor.virt_url"
+    )
+    clusters: Mapped[list["Cluster"]] = relationship(
+        secondary="cluster_members", back_populates="machines", order_by="Cluster.name"
+    )
+
+
+class Hypervisor(Base):
+    """A libvirt connection belonging to a host machine."""
+
+    __tablename__ = "hypervisors"
+
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    machine_uuid: Mapped[str] = mapped_column(
+        ForeignKey("machines.uuid", ondelete="CASCADE", name="fk_hypervisors_machine_uuid",
+                   use_alter=True),
+        index=True,
+    )
+    virt_class: Mapped[str] = mapped_column(String(16))
+    virt_url: Mapped[str] = mapped_column(String(1024), unique=True)
+    # connected, connecting or disconnected; last_error says why it is not connected.
+    status: Mapped[str] = mapped_column(String(16), default="connecting")
+    last_error: Mapped[str | None] = mapped_column(Text)
+    hostname: Mapped[str | None] = mapped_column(String(255))
+    driver: Mapped[str | None] = mapped_column(String(32))
+    libvirt_version: Mapped[str | None] = mapped_column(String(32))
+    cpus: Mapped[int | None] = mapped_column(Integer)
+    memory_kib: Mapped[int | None] = mapped_column(Integer)
+    owner_uuid: Mapped[str | None] = mapped_column(ForeignKey("users.uuid", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    connected_at: Mapped[datetime | None] = mapped_column()
+
+    host: Mapped[Machine] = relationship(foreign_keys=[machine_uuid], back_populates="hypervisors")
+    machines: Mapped[list[Machine]] = relationship(
+        foreign_keys=[Machine.parent_uuid], back_populates="parent"
+    )
+
+
+class Cluster(Base):
+    __tablename__ = "clusters"
+
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    owner_uuid: Mapped[str | None] = mapped_column(ForeignKey("users.uuid", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    machines: Mapped[list[Machine]] = relationship(
+        secondary="cluster_members", back_populates="clusters", order_by="Machine.name"
+    )
+
+
+class ClusterMember(Base):
+    __tablename__ = "cluster_members"
+
+    cluster_uuid: Mapped[str] = mapped_column(
+        ForeignKey("clusters.uuid", ondelete="CASCADE"), primary_key=True
+    )
+    machine_uuid: Mapped[str] = mapped_column(
+        ForeignKey("machines.uuid", ondelete="CASCADE"), primary_key=True, index=True
+    )

@@ -1,0 +1,213 @@
+"""Long-lived libvirt connections: one `HypervisorLink` per hypervisor, subscribed to domain
+lifecycle events, with keepalive and reconnection with back-off.
+
+Libvirt's event loop runs in one daemon thread for the whole process (`start_event_loop`).
+A link's supervisor thread opens the connection, watches it, and reopens it after libvirtd
+restarts or a host drops; the listener is told of every change so the inventory follows.
+"""
+
+import logging
+import threading
+from typing import Protocol
+
+import libvirt
+
+from enomalism.errors import HypervisorUnreachable
+
+log = logging.getLogger(__name__)
+
+OPEN_TIMEOUT = 15.0  # seconds to wait for a hypervisor to answer a connect
+KEEPALIVE = (5, 3)  # probe every 5 s, give up after 3 unanswered probes
+BACKOFF_MAX = 30.0
+
+_loop_lock = threading.Lock()
+_loop_started = False
+
+
+def start_event_loop() -> None:
+    """Register libvirt's default event implementation and run it in a daemon thread, once."""
+    global _loop_started
+    with _loop_lock:
+        if _loop_started:
+            return
+        libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # errors come as exceptions
+        libvirt.virEventRegisterDefaultImpl()
+
+        def run() -> None:
+            while True:
+                libvirt.virEventRunDefaultImpl()
+
+        threading.Thread(target=run, name="libvirt-events", daemon=True).start()
+        _loop_started = True
+
+
+def open_connection(uri: str, timeout: float = OPEN_TIMEOUT) -> libvirt.virConnect:
+    """Open a connection, giving up after `timeout` seconds (a dead remote host can otherwise
+    hold a TCP connect for minutes). Never prompts for credentials."""
+    start_event_loop()
+    result: dict = {}
+
+    def attempt() -> None:
+        try:
+            result["conn"] = libvirt.openAuth(uri, [[], None, None], 0)
+        except libvirt.libvirtError as e:
+            result["error"] = e.get_error_message() or str(e)
+
+    t = threading.Thread(target=attempt, name="libvirt-open", daemon=True)
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        raise HypervisorUnreachable(f"{uri} did not answer within {timeout:.0f} s")
+    if "error" in result:
+        raise HypervisorUnreachable(f"cannot connect to {uri}: {result['error']}")
+    return result["conn"]
+
+
+class LinkListener(Protocol):
+    def connected(self, link: "HypervisorLink", conn: libvirt.virConnect) -> None: ...
+    def disconnected(self, link: "HypervisorLink", reason: str) -> None: ...
+    def domain_event(self, link: "HypervisorLink", uuid: str) -> None: ...
+
+
+class HypervisorLink:
+    """One hypervisor's connection, kept open for as long as the hypervisor is registered."""
+
+    def __init__(self, uuid: str, uri: str, listener: LinkListener) -> None:
+        self.uuid = uuid
+        self.uri = uri
+        self.listener = listener
+        self.status = "connecting"
+        self.last_error: str | None = None
+        self._conn: libvirt.virConnect | None = None
+        self._callbacks: list[int] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, conn: libvirt.virConnect | None = None) -> None:
+        """Supervise the connection from now on; `conn` is one already opened, if any."""
+        if conn is not None:
+            self._attach(conn)
+        self._thread = threading.Thread(
+            target=self._supervise, name=f"hypervisor-{self.uuid[:8]}", daemon=True
+        )
+        self._thread.start()
+
+    def connection(self) -> libvirt.virConnect:
+        conn = self._conn
+        if conn is None:
+            why = f": {self.last_error}" if self.last_error else ""
+            raise HypervisorUnreachable(f"hypervisor {self.uri} is not connected{why}")
+        return conn
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=OPEN_TIMEOUT + 5)
+        self._detach(close=True)
+
+    def reconnect_now(self) -> None:
+        """Skip the back-off wait (used after an operator fixed the hypervisor)."""
+        self._wake.set()
+
+    # -- supervisor thread -------------------------------------------------------------
+
+    def _supervise(self) -> None:
+        delay = 1.0
+        while not self._stop.is_set():
+            if self._conn is None:
+                try:
+                    conn = open_connection(self.uri)
+                except HypervisorUnreachable as e:
+                    self._set_status("disconnected", e.message)
+                    self._wake.wait(delay)
+                    self._wake.clear()
+                    delay = min(delay * 2, BACKOFF_MAX)
+                    continue
+                if self._stop.is_set():
+                    conn.close()
+                    break
+                self._attach(conn)
+                delay = 1.0
+            self._wake.wait(5.0)
+            self._wake.clear()
+            conn = self._conn
+            if conn is not None and not self._stop.is_set():
+                try:
+                    alive = conn.isAlive()
+                except libvirt.libvirtError:
+                    alive = False
+                if not alive:
+                    self._lost("the connection stopped answering")
+
+    def _attach(self, conn: libvirt.virConnect) -> None:
+        try:
+            conn.setKeepAlive(*KEEPALIVE)
+        except libvirt.libvirtError:
+            pass  # local and test drivers have no keepalive; their close is seen directly
+        try:
+            conn.registerCloseCallback(self._on_close, None)
+        except libvirt.libvirtError:
+            pass
+        ids = [conn.domainEventRegisterAny(
+            None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle, None)]
+        with self._lock:
+            self._conn, self._callbacks = conn, ids
+        self._set_status("connected", None)
+        try:
+            self.listener.connected(self, conn)
+        except Exception:  # a failed resync must not kill the supervisor
+            log.exception("resync of %s after connecting failed", self.uri)
+
+    def _detach(self, *, close: bool) -> None:
+        with self._lock:
+            conn, ids = self._conn, self._callbacks
+            self._conn, self._callbacks = None, []
+        if conn is None:
+            return
+        if close:
+            for cid in ids:
+                try:
+                    conn.domainEventDeregisterAny(cid)
+                except libvirt.libvirtError:
+                    pass
+            try:
+                conn.unregisterCloseCallback()
+            except libvirt.libvirtError:
+                pass
+            try:
+                conn.close()
+            except libvirt.libvirtError:
+                pass
+
+    def _lost(self, reason: str) -> None:
+        self._detach(close=False)
+        self._set_status("disconnected", reason)
+        self._wake.set()
+
+    def _set_status(self, status: str, error: str | None) -> None:
+        changed = (status, error) != (self.status, self.last_error)
+        self.status, self.last_error = status, error
+        if changed and status == "disconnected":
+            log.warning("hypervisor %s disconnected: %s", self.uri, error)
+            try:
+                self.listener.disconnected(self, error or "")
+            except Exception:
+                log.exception("recording the disconnect of %s failed", self.uri)
+
+    # -- libvirt event loop thread -----------------------------------------------------
+
+    def _on_close(self, _conn: libvirt.virConnect, reason: int, _opaque: object) -> None:
+        why = {
+            libvirt.VIR_CONNECT_CLOSE_REASON_ERROR: "connection error",
+            libvirt.VIR_CONNECT_CLOSE_REASON_EOF: "libvirtd closed the connection",
+            libvirt.VIR_CONNECT_CLOSE_REASON_KEEPALIVE: "keepalive timed out",
+            libvirt.VIR_CONNECT_CLOSE_REASON_CLIENT: "closed",
+        }.get(reason, "closed")
+        if not self._stop.is_set():
+            self._lost(why)
+
+    def _on_lifecycle(self, _conn, dom, _event, _detail, _opaque) -> None:  # noqa: ANN001
+        self.listener.domain_event(self, dom.UUIDString())

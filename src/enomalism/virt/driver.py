@@ -1,0 +1,297 @@
+"""What the services ask of a hypervisor, as functions over one open libvirt connection.
+
+Every function takes a `virConnect` handed out by a `HypervisorLink`, speaks in domain UUIDs and
+plain dataclasses, and raises only `enomalism.errors` exceptions.
+"""
+
+import os
+from dataclasses import dataclass
+
+import libvirt
+
+from enomalism.errors import HypervisorError, InvalidInput, NotFound
+from enomalism.virt.domxml import DomainXML
+from enomalism.virt.errors import libvirt_errors
+from enomalism.virt.uri import is_local
+
+STATES = {
+    libvirt.VIR_DOMAIN_NOSTATE: "nostate",
+    libvirt.VIR_DOMAIN_RUNNING: "running",
+    libvirt.VIR_DOMAIN_BLOCKED: "blocked",
+    libvirt.VIR_DOMAIN_PAUSED: "paused",
+    libvirt.VIR_DOMAIN_SHUTDOWN: "shutdown",
+    libvirt.VIR_DOMAIN_SHUTOFF: "shutoff",
+    libvirt.VIR_DOMAIN_CRASHED: "crashed",
+    libvirt.VIR_DOMAIN_PMSUSPENDED: "pmsuspended",
+}
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    hostname: str
+    driver: str
+    libvirt_version: str
+    cpus: int
+    memory_kib: int
+
+
+@dataclass(frozen=True)
+class DomainSnapshot:
+    uuid: str
+    name: str
+    state: str
+    persistent: bool = True
+    vcpus: int | None = None
+    memory_kib: int | None = None
+    max_memory_kib: int | None = None
+    xml: str | None = None
+
+
+def _version(n: int) -> str:
+    return f"{n // 1_000_000}.{n // 1000 % 1000}.{n % 1000}"
+
+
+def host_info(conn: libvirt.virConnect) -> HostInfo:
+    with libvirt_errors():
+        info = conn.getInfo()  # [model, memory MiB, cpus, mhz, nodes, sockets, cores, threads]
+        return HostInfo(
+            hostname=conn.getHostname(),
+            driver=conn.getType(),
+            libvirt_version=_version(conn.getLibVersion()),
+            cpus=info[2],
+            memory_kib=info[1] * 1024,
+        )
+
+
+def _lookup(conn: libvirt.virConnect, uuid: str) -> libvirt.virDomain:
+    with libvirt_errors():
+        try:
+            return conn.lookupByUUIDString(uuid)
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                raise NotFound(f"domain {uuid} does not exist on its hypervisor") from None
+            raise
+
+
+def _xml(dom: libvirt.virDomain) -> str:
+    flags = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
+    try:
+        return dom.XMLDesc(flags)
+    except libvirt.libvirtError:
+        return dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+
+
+def snapshot(conn: libvirt.virConnect, uuid: str, *, with_xml: bool = True) -> DomainSnapshot | None:
+    """The domain's current state and size, or None when it does not exist."""
+    try:
+        dom = _lookup(conn, uuid)
+    except NotFound:
+        return None
+    with libvirt_errors():
+        try:
+            state, maxmem, mem, vcpus, _cpu = dom.info()
+            return DomainSnapshot(
+                uuid=dom.UUIDString(), name=dom.name(), state=STATES.get(state, "nostate"),
+                persistent=bool(dom.isPersistent()), vcpus=vcpus, memory_kib=mem,
+                max_memory_kib=maxmem, xml=_xml(dom) if with_xml else None,
+            )
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return None  # undefined while we looked
+            raise
+
+
+def all_snapshots(conn: libvirt.virConnect) -> list[DomainSnapshot]:
+    """Every domain's state in one bulk call (getAllDomainStats), without XML."""
+    stats = libvirt.VIR_DOMAIN_STATS_STATE | libvirt.VIR_DOMAIN_STATS_BALLOON | \
+        libvirt.VIR_DOMAIN_STATS_VCPU
+    with libvirt_errors():
+        records = conn.getAllDomainStats(stats, 0)
+        transient = {
+            d.UUIDString()
+            for d in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_TRANSIENT)
+        }
+    out = []
+    for dom, st in records:
+        uuid = dom.UUIDString()
+        mem, maxmem, vcpus = st.get("balloon.current"), st.get("balloon.maximum"), \
+            st.get("vcpu.current")
+        if mem is None or vcpus is None:  # drivers without those stats (the test driver)
+            try:
+                _s, maxmem, mem, vcpus, _c = dom.info()
+            except libvirt.libvirtError:
+                continue  # gone since the bulk call; the next event or sync sees it
+        out.append(DomainSnapshot(
+            uuid=uuid, name=dom.name(), state=STATES.get(st.get("state.state", 0), "nostate"),
+            persistent=uuid not in transient, vcpus=vcpus, memory_kib=mem,
+            max_memory_kib=maxmem,
+        ))
+    return out
+
+
+def domain_xml(conn: libvirt.virConnect, uuid: str) -> str:
+    dom = _lookup(conn, uuid)
+    with libvirt_errors():
+        return _xml(dom)
+
+
+def start(conn: libvirt.virConnect, uuid: str) -> None:
+    dom = _lookup(conn, uuid)
+    with libvirt_errors():
+        if dom.state()[0] == libvirt.VIR_DOMAIN_PMSUSPENDED:
+            dom.pMWakeup(0)
+        else:
+            dom.create()
+
+
+def suspend(conn: libvirt.virConnect, uuid: str) -> None:
+    with libvirt_errors():
+        _lookup(conn, uuid).suspend()
+
+
+def resume(conn: libvirt.virConnect, uuid: str) -> None:
+    with libvirt_errors():
+        _lookup(conn, uuid).resume()
+
+
+def shutdown(conn: libvirt.virConnect, uuid: str) -> None:
+    """Ask the guest to power off (ACPI); returns before it has."""
+    with libvirt_errors():
+        _lookup(conn, uuid).shutdown()
+
+
+def reboot(conn: libvirt.virConnect, uuid: str) -> None:
+    """Ask the guest to reboot; returns before it has."""
+    with libvirt_errors():
+        _lookup(conn, uuid).reboot(0)
+
+
+def poweroff(conn: libvirt.virConnect, uuid: str) -> None:
+    """Pull the plug."""
+    with libvirt_errors():
+        _lookup(conn, uuid).destroy()
+
+
+def define(conn: libvirt.virConnect, xml: str) -> DomainSnapshot:
+    """Define (or redefine) a persistent domain, validated against libvirt's schema."""
+    with libvirt_errors(xml=True):
+        try:
+            dom = conn.defineXMLFlags(xml, libvirt.VIR_DOMAIN_DEFINE_VALIDATE)
+        except libvirt.libvirtError as e:
+            if e.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
+                raise
+            dom = conn.defineXML(xml)  # drivers that cannot validate (older test driver)
+    snap = snapshot(conn, dom.UUIDString())
+    if snap is None:
+        raise HypervisorError("the domain vanished right after it was defined")
+    return snap
+
+
+def undefine(conn: libvirt.virConnect, uuid: str) -> None:
+    """Stop the domain if it runs and remove its definition, with its snapshots' metadata."""
+    try:
+        dom = _lookup(conn, uuid)
+    except NotFound:
+        return
+    with libvirt_errors():
+        if dom.isActive():
+            dom.destroy()
+        if not dom.isPersistent():
+            return
+        flags = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+                 | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+                 | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
+                 | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+        try:
+            dom.undefineFlags(flags)
+        except libvirt.libvirtError as e:
+            if e.get_error_code() not in (libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_INVALID_ARG):
+                raise
+            dom.undefine()
+
+
+def rename(conn: libvirt.virConnect, uuid: str, name: str) -> None:
+    with libvirt_errors():
+        _lookup(conn, uuid).rename(name, 0)
+
+
+def name_taken(conn: libvirt.virConnect, name: str, *, other_than: str | None = None) -> bool:
+    """True when a domain other than `other_than` (a UUID) has this name."""
+    with libvirt_errors():
+        try:
+            dom = conn.lookupByName(name)
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return False
+            raise
+    return dom.UUIDString() != other_than
+
+
+def uuid_taken(conn: libvirt.virConnect, uuid: str) -> bool:
+    try:
+        _lookup(conn, uuid)
+    except NotFound:
+        return False
+    return True
+
+
+def _volume(conn: libvirt.virConnect, path: str) -> libvirt.virStorageVol | None:
+    try:
+        return conn.storageVolLookupByPath(path)
+    except libvirt.libvirtError:
+        return None
+
+
+def refresh_pools(conn: libvirt.virConnect) -> None:
+    """Let libvirt see volumes created behind its back before we look paths up."""
+    for pool in conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
+        try:
+            pool.refresh(0)
+        except libvirt.libvirtError:
+            pass  # a pool busy with another job; its volumes stay as libvirt last saw them
+
+
+def check_disks(conn: libvirt.virConnect, uri: str, xml: DomainXML) -> None:
+    """Every disk the XML names must exist on the hypervisor (as a volume, or a local file)."""
+    with libvirt_errors():
+        refresh_pools(conn)
+    for disk in xml.disks():
+        if _volume(conn, disk.path) is not None:
+            continue
+        if is_local(uri) and os.path.exists(disk.path):
+            continue
+        raise InvalidInput(f"disk {disk.target or ''} '{disk.path}' does not exist on the "
+                           "hypervisor (create the volume first)".replace("  ", " "))
+
+
+def delete_volumes(conn: libvirt.virConnect, xml: DomainXML, *, keep: set[str]) -> list[str]:
+    """Delete the storage volumes behind the domain's writable disks, except paths in `keep`
+    (disks other domains use). Returns the paths of the volumes deleted."""
+    deleted = []
+    with libvirt_errors():
+        refresh_pools(conn)
+        for disk in xml.disks():
+            if disk.device not in ("disk", "lun") or disk.readonly or disk.shareable:
+                continue
+            if disk.path in keep:
+                continue
+            vol = _volume(conn, disk.path)
+            if vol is None:
+                continue
+            vol.delete(0)
+            deleted.append(disk.path)
+    return deleted
+
+
+def disks_in_use(conn: libvirt.virConnect, *, except_uuid: str) -> set[str]:
+    """Disk paths named by every other domain on the hypervisor."""
+    paths: set[str] = set()
+    with libvirt_errors():
+        for dom in conn.listAllDomains(0):
+            if dom.UUIDString() == except_uuid:
+                continue
+            try:
+                paths.update(d.path for d in DomainXML(_xml(dom)).disks())
+            except libvirt.libvirtError:
+                continue
+    return paths

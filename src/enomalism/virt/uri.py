@@ -1,0 +1,46 @@
+"""Libvirt connection URIs: which class of hypervisor they name and whether they are local."""
+
+from urllib.parse import urlsplit
+
+from enomalism.errors import InvalidInput
+
+# virt_class -> the URI driver names that serve it.
+CLASSES = {
+    "kvm": {"qemu"},
+    "qemu": {"qemu"},
+    "xen": {"xen"},
+    "lxc": {"lxc"},
+    "test": {"test"},
+}
+
+
+def driver_of(uri: str) -> str:
+    """`qemu+ssh://h/system` -> `qemu`."""
+    parts = urlsplit(uri)
+    if not parts.scheme or "://" not in uri:
+        raise InvalidInput(f"'{uri}' is not a libvirt URI (for example qemu:///system)")
+    return parts.scheme.split("+", 1)[0].lower()
+
+
+def class_of(uri: str) -> str:
+    """The virt_class a URI implies when none is given."""
+    driver = driver_of(uri)
+    if driver not in {d for ds in CLASSES.values() for d in ds}:
+        known = ", ".join(sorted(CLASSES))
+        raise InvalidInput(f"'{uri}' names the libvirt driver '{driver}'; supported: {known}")
+    return driver
+
+
+def check_class(virt_class: str, uri: str) -> None:
+    if virt_class not in CLASSES:
+        raise InvalidInput(
+            f"unknown virt_class '{virt_class}'; use one of {', '.join(sorted(CLASSES))}"
+        )
+    if driver_of(uri) not in CLASSES[virt_class]:
+        raise InvalidInput(f"virt_class '{virt_class}' does not match the URI '{uri}'")
+
+
+def is_local(uri: str) -> bool:
+    """True when the URI reaches this machine (no host part, no remote transport)."""
+    parts = urlsplit(uri)
+    return not parts.hostname and "+" not in parts.scheme
