@@ -118,7 +118,8 @@ def ensure_local_host(db: Database, registry: HypervisorRegistry, uris_wanted: l
     with db.session() as s:
         host = s.get(Machine, host_uuid)
         host.candidates = [
-            {"virt_class": c, "virt_url": u, "reachable": probe(u, timeout=3.0)}
+            {"virt_class": "qemu" if c == "kvm" and not _has_kvm() else c, "virt_url": u,
+             "reachable": probe(u, timeout=3.0)}
             for c, u in LOCAL_CANDIDATES if u not in registered
         ]
     return host_uuid
