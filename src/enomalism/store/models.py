@@ -4,7 +4,17 @@ libvirt domains (their uuid is the domain's UUID) and are kept true by events.""
 import uuid as uuidlib
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -39,9 +49,85 @@ class User(Base):
     username: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     email: Mapped[str | None] = mapped_column(String(255))
+    full_name: Mapped[str | None] = mapped_column(String(255))
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    password_changed_at: Mapped[datetime | None] = mapped_column()
+
+    groups: Mapped[list["Group"]] = relationship(
+        secondary="group_members", back_populates="users", order_by="Group.name"
+    )
+
+
+class Group(Base):
+    __tablename__ = "groups"
+
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    owner_uuid: Mapped[str | None] = mapped_column(ForeignKey("users.uuid", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    users: Mapped[list[User]] = relationship(
+        secondary="group_members", back_populates="groups", order_by="User.username"
+    )
+
+
+class GroupMember(Base):
+    __tablename__ = "group_members"
+
+    group_uuid: Mapped[str] = mapped_column(
+        ForeignKey("groups.uuid", ondelete="CASCADE"), primary_key=True
+    )
+    user_uuid: Mapped[str] = mapped_column(
+        ForeignKey("users.uuid", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class ApiToken(Base):
+    """A named bearer token; only the SHA-256 of its secret is stored."""
+
+    __tablename__ = "api_tokens"
+
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    user_uuid: Mapped[str] = mapped_column(ForeignKey("users.uuid", ondelete="CASCADE"),
+                                           index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column()
+    last_used_at: Mapped[datetime | None] = mapped_column()
+
+
+class Grant(Base):
+    """One access-list entry: a user or group holds a permission on an object."""
+
+    __tablename__ = "grants"
+    __table_args__ = (UniqueConstraint("object_uuid", "principal_uuid", "permission"),)
+
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    object_uuid: Mapped[str] = mapped_column(String(36), index=True)
+    object_type: Mapped[str] = mapped_column(String(16))
+    principal_type: Mapped[str] = mapped_column(String(8))  # "user" or "group"
+    principal_uuid: Mapped[str] = mapped_column(String(36), index=True)
+    permission: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(36))
+
+
+class AuditEntry(Base):
+    """Who changed users, groups or permissions, what, when and from where."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    actor_uuid: Mapped[str | None] = mapped_column(String(36))
+    actor_name: Mapped[str | None] = mapped_column(String(64))
+    source: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    object_uuid: Mapped[str | None] = mapped_column(String(36), index=True)
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)
 
 
 class Machine(Base):
