@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from enomalism import __version__
-from enomalism.api import clusters, hypervisors, machines
+from enomalism.api import clusters, hypervisors, machines, permissions, users
 from enomalism.api.deps import current_user
 from enomalism.api.schemas import Status
 from enomalism.config import Settings
@@ -47,8 +47,11 @@ class TrailingSlash:
 
 
 def _error(e: EnomalismError) -> JSONResponse:
-    headers = {"WWW-Authenticate": 'Basic realm="enomalism"'} \
-        if isinstance(e, NotAuthenticated) else None
+    headers = {}
+    if isinstance(e, NotAuthenticated):
+        headers["WWW-Authenticate"] = 'Basic realm="enomalism"'
+    if "retry_after" in e.extra:
+        headers["Retry-After"] = str(e.extra["retry_after"])
     body = {"errno": e.errno, "message": e.message, **e.extra}
     return JSONResponse(body, status_code=e.status, headers=headers)
 
@@ -90,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.db = db
         app.state.registry = registry
         app.state.credentials = auth.CredentialCache(settings.auth_cache_seconds)
+        app.state.throttle = auth.LoginThrottle()
         try:
             yield
         finally:
@@ -118,7 +122,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"errno": 0, "message": "ok"}
 
     rest = APIRouter(dependencies=[Depends(current_user)])
-    for r in (machines.router, hypervisors.router, clusters.router):
+    for r in (machines.router, hypervisors.router, clusters.router, users.router,
+              permissions.router):
         rest.include_router(r)
     app.include_router(rest)
     app.add_middleware(TrailingSlash)

@@ -15,12 +15,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.security import HTTPBasic
+from fastapi.security import HTTPBasic, HTTPBearer
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.orm import Session
 
 from enomalism.errors import InvalidInput, NotAuthenticated
-from enomalism.services import auth
+from enomalism.services import auth, tokens
 from enomalism.services.context import Context, Principal
 
 BODY_METHODS = {"POST", "PUT", "DELETE", "PATCH"}
@@ -124,30 +124,59 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 _basic = HTTPBasic(auto_error=False, realm="enomalism")
+_bearer = HTTPBearer(auto_error=False, description="an API token from PUT /rest/tokens/")
 
 
-def _verify(request: Request, username: str, password: str) -> Principal:
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _verify_password(request: Request, username: str, password: str) -> Principal:
     state = request.app.state
     with state.db.session(write=False) as s:
         return auth.authenticate(s, state.credentials, username, password)
 
 
-async def current_user(request: Request, _doc: Annotated[Any, Depends(_basic)]) -> Principal:
-    """The user behind the request's HTTP Basic credentials, or 401."""
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic" or not value:
-        raise NotAuthenticated(auth.BAD_CREDENTIALS)
+def _verify_token(request: Request, secret: str) -> Principal:
+    with request.app.state.db.session(write=False) as s:
+        return tokens.authenticate(s, secret)
+
+
+async def _basic_user(request: Request, value: str) -> Principal:
     try:
         username, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
         raise NotAuthenticated(auth.BAD_CREDENTIALS) from None
     if not sep:
         raise NotAuthenticated(auth.BAD_CREDENTIALS)
-    who = request.app.state.credentials.get(username, password)
-    if who is None:
-        who = await run_in_threadpool(_verify, request, username, password)
+    state = request.app.state
+    who = state.credentials.get(username, password)
+    if who is not None:
+        return who
+    source = client_address(request)
+    state.throttle.check(username, source)
+    try:
+        who = await run_in_threadpool(_verify_password, request, username, password)
+    except NotAuthenticated:
+        state.throttle.failed(username, source)
+        raise
+    state.throttle.succeeded(username, source)
     return who
+
+
+async def current_user(
+    request: Request,
+    _basic_doc: Annotated[Any, Depends(_basic)],
+    _bearer_doc: Annotated[Any, Depends(_bearer)],
+) -> Principal:
+    """The user behind the request's HTTP Basic credentials or bearer token, or 401."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    value = value.strip()
+    if scheme.lower() == "basic" and value:
+        return await _basic_user(request, value)
+    if scheme.lower() == "bearer" and value:
+        return await run_in_threadpool(_verify_token, request, value)
+    raise NotAuthenticated(auth.BAD_CREDENTIALS)
 
 
 async def _context(
@@ -155,7 +184,9 @@ async def _context(
     db: Annotated[Session, Depends(get_session)],
     user: Annotated[Principal, Depends(current_user)],
 ) -> Context:
-    return Context(db=db, registry=request.app.state.registry, user=user)
+    state = request.app.state
+    return Context(db=db, registry=state.registry, user=user, source=client_address(request),
+                   credentials=state.credentials)
 
 
 Ctx = Annotated[Context, Depends(_context)]

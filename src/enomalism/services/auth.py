@@ -15,7 +15,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from enomalism.errors import NotAuthenticated
+from enomalism.errors import NotAuthenticated, TooManyRequests
 from enomalism.services.context import Principal
 from enomalism.store.models import User
 
@@ -91,3 +91,42 @@ def ensure_admin(db: Session, password: str | None) -> str | None:
     db.add(User(username="admin", password_hash=hash_password(password), is_admin=True))
     db.flush()
     return generated
+
+
+class LoginThrottle:
+    """Refuses a user name from a source address after `limit` failed logins within `window`
+    seconds, until the oldest of them is `window` seconds old. A success clears the count."""
+
+    def __init__(self, limit: int = 5, window: float = 60.0) -> None:
+        self.limit, self.window = limit, window
+        self._failures: dict[tuple[str, str], list[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, key: tuple[str, str], now: float) -> list[float]:
+        times = [t for t in self._failures.get(key, []) if now - t < self.window]
+        if times:
+            self._failures[key] = times
+        else:
+            self._failures.pop(key, None)
+        return times
+
+    def check(self, username: str, source: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            times = self._recent((username, source), now)
+        if len(times) >= self.limit:
+            wait = int(self.window - (now - times[0])) + 1
+            raise TooManyRequests(
+                f"too many failed logins for '{username}' from {source}; try again in {wait} s",
+                retry_after=wait)
+
+    def failed(self, username: str, source: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._failures) > 100_000:
+                self._failures.clear()
+            self._failures.setdefault((username, source), []).append(now)
+
+    def succeeded(self, username: str, source: str) -> None:
+        with self._lock:
+            self._failures.pop((username, source), None)

@@ -1,12 +1,13 @@
 """What every service function works with: the request's database session, the hypervisor
 registry and the user asking."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
 if TYPE_CHECKING:
+    from enomalism.services.auth import CredentialCache
     from enomalism.services.registry import HypervisorRegistry
 
 
@@ -22,3 +23,7 @@ class Context:
     db: Session
     registry: "HypervisorRegistry"
     user: Principal
+    source: str | None = None  # the client's address, for the audit log and rate limits
+    credentials: "CredentialCache | None" = None  # verified passwords, dropped on changes
+    # The user's UUID and their groups' UUIDs, read once per request when first needed.
+    principals: frozenset[str] | None = field(default=None, repr=False)

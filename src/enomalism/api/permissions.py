@@ -1,0 +1,90 @@
+"""Spec section 4: an object's access list."""
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from enomalism.api.deps import Ctx, Vars, expose, http_vars
+from enomalism.api.schemas import Status
+from enomalism.errors import MissingVariable, UnknownAction
+from enomalism.services import access, permissions
+from enomalism.store.models import Grant, Group, User
+
+router = APIRouter(tags=["permissions"])
+
+
+class PermissionVars(Vars):
+    action: str | None = Field(None, description="grant or revoke (POST only)")
+    permission: str | None = Field(None, description=", ".join(access.PERMISSIONS))
+    user: str | None = Field(None, description="the user (id or name) to grant to or revoke from")
+    group: str | None = Field(None, description="or the group (id or name)")
+
+
+class GrantObj(BaseModel):
+    uuid: str
+    permission: str
+    principal_type: str = Field(description="user or group")
+    principal: str = Field(description="the user's or group's id")
+    principal_name: str | None
+    created_at: datetime
+
+
+class PermissionsAnswer(Status):
+    object: str
+    object_type: str
+    owner: str | None
+    permissions: list[GrantObj]
+
+
+def _answer(ctx: Ctx, uuid: str, message: str = "") -> dict:
+    type_name, obj, grants = permissions.list_grants(ctx, uuid)
+    return {"errno": 0, "message": message, "object": obj.uuid, "object_type": type_name,
+            "owner": getattr(obj, "owner_uuid", None),
+            "permissions": [_grant_obj(ctx, g) for g in grants]}
+
+
+def _grant_obj(ctx: Ctx, g: Grant) -> dict:
+    who = ctx.db.get(User if g.principal_type == "user" else Group, g.principal_uuid)
+    name = None if who is None else getattr(who, "username", None) or getattr(who, "name", None)
+    return {"uuid": g.uuid, "permission": g.permission, "principal_type": g.principal_type,
+            "principal": g.principal_uuid, "principal_name": name, "created_at": g.created_at}
+
+
+def list_permissions(uuid: str, ctx: Ctx) -> dict:
+    """The object's owner and access list (needs 'admin' on it)."""
+    return _answer(ctx, uuid)
+
+
+def grant(uuid: str, ctx: Ctx, v: Annotated[PermissionVars, http_vars(PermissionVars)]) -> dict:
+    """Grant `permission` to `user` or `group`."""
+    message = permissions.grant(ctx, uuid, permission=v.permission, user=v.user, group=v.group)
+    ctx.db.flush()
+    return _answer(ctx, uuid, message)
+
+
+def revoke(uuid: str, ctx: Ctx, v: Annotated[PermissionVars, http_vars(PermissionVars)]) -> dict:
+    """Revoke `permission` from `user` or `group`."""
+    message = permissions.revoke(ctx, uuid, permission=v.permission, user=v.user, group=v.group)
+    ctx.db.flush()
+    return _answer(ctx, uuid, message)
+
+
+def act(uuid: str, ctx: Ctx, v: Annotated[PermissionVars, http_vars(PermissionVars)]) -> dict:
+    """action=grant or action=revoke."""
+    if not v.action:
+        raise MissingVariable("the variable 'action' is required: grant or revoke")
+    if v.action not in ("grant", "revoke"):
+        raise UnknownAction(f"unknown permission action '{v.action}'; use grant or revoke")
+    return (grant if v.action == "grant" else revoke)(uuid, ctx, v)
+
+
+expose(router, "/rest/permissions/{uuid}/", ["GET"], list_permissions,
+       response_model=PermissionsAnswer, summary="An object's access list (4.1)")
+expose(router, "/rest/permissions/{uuid}/", ["PUT"], grant, vars_model=PermissionVars,
+       response_model=PermissionsAnswer, summary="Grant a permission (4.1)")
+expose(router, "/rest/permissions/{uuid}/", ["DELETE"], revoke, vars_model=PermissionVars,
+       response_model=PermissionsAnswer, summary="Revoke a permission (4.1)")
+expose(router, "/rest/permissions/{uuid}/", ["POST"], act, vars_model=PermissionVars,
+       response_model=PermissionsAnswer, summary="Grant or revoke (4.1)")

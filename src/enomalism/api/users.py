@@ -1,0 +1,298 @@
+"""Spec section 3: users and groups; API tokens and the audit log (extensions)."""
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from enomalism.api.deps import Ctx, Vars, expose, http_vars
+from enomalism.api.schemas import Status
+from enomalism.services import access, audit, tokens, users
+from enomalism.services.lookup import parse_uuid
+from enomalism.store.models import ApiToken, AuditEntry, Group, User
+
+router = APIRouter(tags=["users"])
+
+
+class UserRef(BaseModel):
+    uuid: str
+    username: str
+
+
+class GroupRef(BaseModel):
+    uuid: str
+    name: str
+
+
+class UserObj(BaseModel):
+    uuid: str
+    username: str
+    email: str | None
+    full_name: str | None
+    is_admin: bool
+    enabled: bool
+    groups: list[GroupRef]
+    created_at: datetime
+    password_changed_at: datetime | None
+
+
+class GroupObj(BaseModel):
+    uuid: str
+    name: str
+    owner: str | None
+    users: list[UserRef]
+    created_at: datetime
+
+
+class TokenObj(BaseModel):
+    uuid: str
+    name: str
+    user: str
+    created_at: datetime
+    expires_at: datetime | None
+
+
+class AuditObj(BaseModel):
+    id: int
+    at: datetime
+    actor: str | None
+    actor_name: str | None
+    source: str | None
+    action: str
+    object: str | None
+    detail: dict[str, Any]
+
+
+class UsersAnswer(BaseModel):
+    users: list[list[str]] = Field(description="[username, id] pairs")
+
+
+class GroupsAnswer(BaseModel):
+    groups: list[list[str]] = Field(description="[groupname, id] pairs")
+
+
+class UserAnswer(Status):
+    user: UserObj | None
+
+
+class CreateUserAnswer(Status):
+    uuid: str = Field(description="the new user's id (an addition to the spec's {})")
+
+
+class GroupAnswer(Status):
+    group: GroupObj | None
+
+
+class TokensAnswer(Status):
+    tokens: list[TokenObj]
+
+
+class TokenAnswer(Status):
+    token: TokenObj
+    secret: str = Field(description="send as 'Authorization: Bearer <secret>'; shown only now")
+
+
+class AuditAnswer(Status):
+    entries: list[AuditObj]
+
+
+class CreateUserVars(Vars):
+    username: str | None = Field(None, description="1 to 64 letters, digits or . _ @ -")
+    password: str | None = Field(None, description=f"at least {users.MIN_PASSWORD} characters")
+    email: str | None = None
+    full_name: str | None = None
+    admin: bool = Field(False, description="make the user an administrator")
+    groups: list[str] = Field(default_factory=list, description="group ids or names")
+
+
+class UserVars(Vars):
+    action: str | None = Field(None, description=", ".join(users.USER_ACTIONS))
+    email: str | None = Field(None, description="for update")
+    full_name: str | None = Field(None, description="for update")
+    password: str | None = Field(None, description="for set_password")
+    group: str | None = Field(None, description="a group id or name, for add_group/remove_group")
+    admin: bool | None = Field(None, description="for set_admin")
+
+
+class CreateGroupVars(Vars):
+    group_name: str | None = Field(None, description="the new group's name")
+
+
+class GroupVars(Vars):
+    action: str | None = Field(None, description=", ".join(users.GROUP_ACTIONS))
+    group_name: str | None = Field(None, description="the new name, for rename")
+    user: str | None = Field(None, description="a user id or name, for add_user/remove_user")
+
+
+class TokenListVars(Vars):
+    user: str | None = Field(None, description="another user's id (administrators)")
+
+
+class TokenVars(Vars):
+    name: str | None = Field(None, description="a name for the token")
+    expires_in_days: str | None = Field(None, description="lifetime in days; none: no expiry")
+
+
+class AuditVars(Vars):
+    object: str | None = Field(None, description="only entries about this object id")
+    limit: int = Field(100, ge=1, le=1000)
+
+
+def user_obj(u: User) -> dict:
+    return {"uuid": u.uuid, "username": u.username, "email": u.email, "full_name": u.full_name,
+            "is_admin": u.is_admin, "enabled": u.enabled,
+            "groups": [{"uuid": g.uuid, "name": g.name} for g in u.groups],
+            "created_at": u.created_at, "password_changed_at": u.password_changed_at}
+
+
+def group_obj(g: Group) -> dict:
+    return {"uuid": g.uuid, "name": g.name, "owner": g.owner_uuid,
+            "users": [{"uuid": u.uuid, "username": u.username} for u in g.users],
+            "created_at": g.created_at}
+
+
+def token_obj(t: ApiToken) -> dict:
+    return {"uuid": t.uuid, "name": t.name, "user": t.user_uuid, "created_at": t.created_at,
+            "expires_at": t.expires_at}
+
+
+def audit_obj(e: AuditEntry) -> dict:
+    return {"id": e.id, "at": e.at, "actor": e.actor_uuid, "actor_name": e.actor_name,
+            "source": e.source, "action": e.action, "object": e.object_uuid, "detail": e.detail}
+
+
+def list_users(ctx: Ctx) -> dict:
+    """The users the caller may read, as [username, id] pairs."""
+    return {"users": [[u.username, u.uuid] for u in users.list_users(ctx)]}
+
+
+def list_groups(ctx: Ctx) -> dict:
+    """The groups the caller may read, as [groupname, id] pairs."""
+    return {"groups": [[g.name, g.uuid] for g in users.list_groups(ctx)]}
+
+
+def create_user(ctx: Ctx, v: Annotated[CreateUserVars, http_vars(CreateUserVars)]) -> dict:
+    """Create a user (administrators)."""
+    u = users.create_user(ctx, username=v.username, password=v.password, email=v.email,
+                          full_name=v.full_name, admin=v.admin, groups=v.groups)
+    return {"uuid": u.uuid, "errno": 0, "message": f"user {u.username} created"}
+
+
+def _user(ctx: Ctx, uuid: str) -> User:
+    return users.find_user(ctx, parse_uuid(uuid, "user"))
+
+
+def get_user(uuid: str, ctx: Ctx) -> dict:
+    """The user (never their password hash)."""
+    return {"user": user_obj(_user(ctx, uuid)), "errno": 0, "message": ""}
+
+
+def update_user(uuid: str, ctx: Ctx, v: Annotated[UserVars, http_vars(UserVars)]) -> dict:
+    """One action on the user; without action, answers like GET."""
+    u = _user(ctx, uuid)
+    if not v.action:
+        return {"user": user_obj(u), "errno": 0, "message": ""}
+    message = users.update_user(ctx, u, v.action, email=v.email, full_name=v.full_name,
+                                password=v.password, group=v.group, admin=v.admin)
+    ctx.db.flush()
+    return {"user": user_obj(u), "errno": 0, "message": message}
+
+
+def delete_user(uuid: str, ctx: Ctx) -> dict:
+    """Delete the user (administrators; never the last one)."""
+    message = users.delete_user(ctx, _user(ctx, uuid))
+    return {"user": None, "errno": 0, "message": message}
+
+
+def create_group(ctx: Ctx, v: Annotated[CreateGroupVars, http_vars(CreateGroupVars)]) -> dict:
+    """Create a group; its creator owns it."""
+    g = users.create_group(ctx, v.group_name)
+    return {"group": group_obj(g), "errno": 0, "message": f"group {g.name} created"}
+
+
+def _group(ctx: Ctx, uuid: str) -> Group:
+    return users.find_group(ctx, parse_uuid(uuid, "group"))
+
+
+def get_group(uuid: str, ctx: Ctx) -> dict:
+    """The group and its members."""
+    return {"group": group_obj(_group(ctx, uuid)), "errno": 0, "message": ""}
+
+
+def update_group(uuid: str, ctx: Ctx, v: Annotated[GroupVars, http_vars(GroupVars)]) -> dict:
+    """One action on the group; without action, answers like GET."""
+    g = _group(ctx, uuid)
+    if not v.action:
+        return {"group": group_obj(g), "errno": 0, "message": ""}
+    message = users.update_group(ctx, g, v.action, name=v.group_name, user=v.user)
+    ctx.db.flush()
+    return {"group": group_obj(g), "errno": 0, "message": message}
+
+
+def delete_group(uuid: str, ctx: Ctx) -> dict:
+    """Delete the group (its members stay)."""
+    return {"group": None, "errno": 0, "message": users.delete_group(ctx, _group(ctx, uuid))}
+
+
+def list_tokens(ctx: Ctx, v: Annotated[TokenListVars, http_vars(TokenListVars)]) -> dict:
+    """The caller's API tokens (never their secrets)."""
+    return {"tokens": [token_obj(t) for t in tokens.list_tokens(ctx, v.user)],
+            "errno": 0, "message": ""}
+
+
+def create_token(ctx: Ctx, v: Annotated[TokenVars, http_vars(TokenVars)]) -> dict:
+    """Create a named API token for the caller; the secret is in this answer only."""
+    token, secret = tokens.create(ctx, name=v.name, expires_in_days=v.expires_in_days)
+    return {"token": token_obj(token), "secret": secret, "errno": 0,
+            "message": f"token {token.name} created; keep the secret, it is not shown again"}
+
+
+def revoke_token(uuid: str, ctx: Ctx) -> dict:
+    """Revoke a token at once."""
+    return {"errno": 0, "message": tokens.revoke(ctx, uuid)}
+
+
+def audit_log(ctx: Ctx, v: Annotated[AuditVars, http_vars(AuditVars)]) -> dict:
+    """Changes of users, groups, tokens and permissions, newest first (administrators)."""
+    access.require_admin(ctx, "read the audit log")
+    obj = parse_uuid(v.object, "object") if v.object else None
+    return {"entries": [audit_obj(e) for e in audit.entries(ctx, object_uuid=obj,
+                                                            limit=v.limit)],
+            "errno": 0, "message": ""}
+
+
+expose(router, "/rest/users/", ["GET", "POST"], list_users, response_model=UsersAnswer,
+       summary="List users (3.1)")
+expose(router, "/rest/users/list/", ["GET", "POST"], list_users, response_model=UsersAnswer,
+       summary="List users (3.2)")
+expose(router, "/rest/group/list/", ["GET", "POST"], list_groups, response_model=GroupsAnswer,
+       summary="List groups (3.3)")
+expose(router, "/rest/user/create/", ["POST"], create_user, vars_model=CreateUserVars,
+       response_model=CreateUserAnswer, summary="Create a user (3.5)")
+expose(router, "/rest/user/{uuid}/", ["GET"], get_user, response_model=UserAnswer,
+       summary="Get a user (3.4)")
+expose(router, "/rest/user/{uuid}/", ["POST"], update_user, vars_model=UserVars,
+       response_model=UserAnswer, summary="Act on a user (3.4)")
+expose(router, "/rest/user/{uuid}/", ["DELETE"], delete_user, response_model=UserAnswer,
+       summary="Delete a user (3.4)")
+expose(router, "/rest/user/{uuid}/delete/", ["GET", "POST"], delete_user,
+       response_model=UserAnswer, summary="Delete a user (3.6)")
+expose(router, "/rest/group/create/", ["PUT"], create_group, vars_model=CreateGroupVars,
+       response_model=GroupAnswer, summary="Create a group (3.7)")
+expose(router, "/rest/group/{uuid}/delete/", ["GET", "POST"], delete_group,
+       response_model=GroupAnswer, summary="Delete a group (3.8)")
+expose(router, "/rest/group/{uuid}/", ["GET"], get_group, response_model=GroupAnswer,
+       summary="Get a group (3.9)")
+expose(router, "/rest/group/{uuid}/", ["POST"], update_group, vars_model=GroupVars,
+       response_model=GroupAnswer, summary="Act on a group (3.9)")
+expose(router, "/rest/group/{uuid}/", ["DELETE"], delete_group, response_model=GroupAnswer,
+       summary="Delete a group (3.9)")
+expose(router, "/rest/tokens/", ["GET"], list_tokens, vars_model=TokenListVars,
+       response_model=TokensAnswer, summary="List API tokens (extension)")
+expose(router, "/rest/tokens/", ["PUT", "POST"], create_token, vars_model=TokenVars,
+       response_model=TokenAnswer, summary="Create an API token (extension)")
+expose(router, "/rest/tokens/{uuid}/", ["DELETE"], revoke_token, response_model=Status,
+       summary="Revoke an API token (extension)")
+expose(router, "/rest/audit/", ["GET"], audit_log, vars_model=AuditVars,
+       response_model=AuditAnswer, summary="The audit log (extension, administrators)")
