@@ -1,0 +1,116 @@
+"""What both benchmarks share: starting a server in its own process on a free loopback port,
+timing calls, and printing a table of medians.
+
+The servers run as subprocesses (not threads of the benchmark) so the client's own Python work
+never competes with the server for the GIL; with 2 cores, client and server each get one.
+"""
+
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN_PASSWORD = "bench-admin-password"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit so `finally:` blocks clean up what the run created."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
+class Server:
+    """A process serving HTTP on 127.0.0.1:<port>, stopped (and only it) on exit."""
+
+    def __init__(self, argv: list[str], port: int, log: Path, env: dict | None = None) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log
+        self._out = open(log, "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(argv, stdout=self._out, stderr=subprocess.STDOUT,
+                                     env={**os.environ, **(env or {})}, cwd=ROOT)
+
+    def wait_ready(self, path: str = "/healthz", timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.tail()}")
+            try:
+                if httpx.get(self.url + path, timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server not ready after {timeout:.0f} s:\n{self.tail()}")
+
+    def tail(self, n: int = 30) -> str:
+        self._out.flush()
+        lines = self.log.read_text(errors="replace").splitlines()
+        return "\n".join(lines[-n:])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # uvicorn's graceful shutdown: lifespan end
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._out.close()
+
+
+def enomalism_server(data_dir: Path, hypervisors: list[str]) -> Server:
+    """`enomalism serve` on a free port with its own data dir and admin password."""
+    port = free_port()
+    argv = [sys.executable, "-m", "enomalism.cli.main", "serve", "--host", "127.0.0.1",
+            "--port", str(port), "--data-dir", str(data_dir)]
+    for uri in hypervisors:
+        argv += ["--hypervisor", uri]
+    env = {"ENOMALISM_ADMIN_PASSWORD": ADMIN_PASSWORD}
+    return Server(argv, port, data_dir.parent / "server.log", env)
+
+
+def client(base_url: str, *, auth: bool = True) -> httpx.Client:
+    """One keep-alive connection, as a long-running API client holds."""
+    return httpx.Client(base_url=base_url, timeout=60.0,
+                        auth=("admin", ADMIN_PASSWORD) if auth else None,
+                        limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
+
+
+def timed(call: Callable[[], object]) -> float:
+    """Milliseconds one call takes."""
+    t0 = time.perf_counter()
+    call()
+    return (time.perf_counter() - t0) * 1000.0
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+def p90(xs: list[float]) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(round(0.9 * (len(s) - 1))))]
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = "  ".join("-" * w for w in widths)
+
+    def fmt(r: list[str]) -> str:
+        cells = zip(r, widths, strict=True)
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(cells))
+    return "\n".join([fmt(header), line, *(fmt(r) for r in rows)])

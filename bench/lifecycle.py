@@ -1,0 +1,240 @@
+"""Lifecycle actions through the API against the same call on raw libvirt-python.
+
+One real QEMU domain (KVM when /dev/kvm works, else TCG) with no OS, no disk and 64 MiB of
+memory, named enomalism-bench-<random>, is defined through `PUT /rest/machines/` on a server
+started for this run (`enomalism serve --hypervisor qemu:///system`, temporary data dir). Then,
+interleaved in the same run, each action is timed N times:
+
+- through the API: `POST /rest/machine/<UUID>/actions/<action>/` on one keep-alive connection
+  (what the server does: check the state in the inventory, look the domain up, call libvirt,
+  resync the domain into the inventory, commit, answer);
+- raw: the one libvirt call (`dom.suspend()`, `dom.destroy()`, ...) on a domain handle looked up
+  once, over the benchmark's own connection to qemu:///system.
+
+Before every timed call the script waits until the server's inventory agrees with libvirt and the
+event worker has had time to write the events of the previous call, so each call is measured on
+an idle server. shutdown and reboot are ACPI requests the OS-less guest ignores: what is measured
+is the request, and the domain stays running.
+
+Prints a table (API median, raw median, difference, ratio). Never asserts: a benchmark, not a test.
+The domain is destroyed and undefined whatever happens; no other domain is touched.
+"""
+
+import argparse
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+import uuid as uuidlib
+from datetime import date
+from pathlib import Path
+
+import libvirt
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (  # noqa: E402
+    client,
+    enomalism_server,
+    exit_on_sigterm,
+    median,
+    p90,
+    table,
+    timed,
+)
+
+URI = "qemu:///system"
+TARGET_MS = 2.0
+
+
+def kvm_usable() -> bool:
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+def domain_xml(name: str, uuid: str, virt_type: str) -> str:
+    """No disk, no OS, no display: SeaBIOS finds nothing to boot and keeps retrying, which is
+    all a lifecycle benchmark needs."""
+    return (f"<domain type='{virt_type}'><name>{name}</name><uuid>{uuid}</uuid>"
+            "<memory unit='MiB'>64</memory><vcpu>1</vcpu>"
+            "<os><type arch='x86_64'>hvm</type></os>"
+            "<on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot>"
+            "<devices><video><model type='none'/></video><memballoon model='none'/></devices>"
+            "</domain>")
+
+
+class Bench:
+    def __init__(self, api, conn: libvirt.virConnect, uuid: str) -> None:  # noqa: ANN001
+        self.api = api
+        self.conn = conn
+        self.uuid = uuid
+        self.dom: libvirt.virDomain | None = None
+        self.results: dict[str, dict[str, list[float]]] = {}
+
+    # -- the two ways of doing an action -----------------------------------------------
+
+    def via_api(self, action: str) -> float:
+        path = f"/rest/machine/{self.uuid}/actions/{action}/"
+        answer = None
+
+        def call() -> None:
+            nonlocal answer
+            answer = self.api.post(path)
+        ms = timed(call)
+        body = answer.json()
+        if answer.status_code != 200 or body.get("errno"):
+            raise RuntimeError(f"API {action}: {answer.status_code} {body}")
+        return ms
+
+    def via_raw(self, action: str) -> float:
+        dom = self.dom
+        call = {
+            "suspend": dom.suspend, "resume": dom.resume, "shutdown": dom.shutdown,
+            "reboot": lambda: dom.reboot(0), "poweroff": dom.destroy, "create": dom.create,
+        }[action]
+        return timed(call)
+
+    # -- keeping both views in step ------------------------------------------------------
+
+    def settle(self, state: str, timeout: float = 30.0) -> None:
+        """Wait until libvirt and the server's inventory both say `state`, then a little more
+        so the event worker's write for the last call is done before the next timed one."""
+        want = {"running": libvirt.VIR_DOMAIN_RUNNING, "paused": libvirt.VIR_DOMAIN_PAUSED,
+                "shutoff": libvirt.VIR_DOMAIN_SHUTOFF}[state]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.dom.state()[0] == want:
+                r = self.api.get(f"/rest/machine/{self.uuid}/")
+                if r.status_code == 200 and r.json()["machine_obj"]["state"] == state:
+                    time.sleep(0.03)
+                    return
+            time.sleep(0.01)
+        raise RuntimeError(f"domain did not settle as {state} within {timeout:.0f} s")
+
+    def step(self, via: str, action: str, then: str) -> None:
+        ms = self.via_api(action) if via == "api" else self.via_raw(action)
+        self.results.setdefault(action, {"api": [], "raw": []})[via].append(ms)
+        self.settle(then)
+
+    # -- rounds ------------------------------------------------------------------------
+
+    def fast_rounds(self, n: int) -> None:
+        """suspend, resume, shutdown, reboot: the domain stays up. API and raw alternate
+        which goes first from one round to the next."""
+        for i in range(n):
+            for via in (("api", "raw") if i % 2 == 0 else ("raw", "api")):
+                self.step(via, "suspend", "paused")
+                self.step(via, "resume", "running")
+                self.step(via, "shutdown", "running")
+                self.step(via, "reboot", "running")
+
+    def slow_rounds(self, n: int) -> None:
+        """poweroff and create: starting and destroying a QEMU process, about 2 s a pair."""
+        for i in range(n):
+            for via in (("api", "raw") if i % 2 == 0 else ("raw", "api")):
+                self.step(via, "poweroff", "shutoff")
+                self.step(via, "create", "running")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--fast", type=int, default=40,
+                   help="rounds of suspend/resume/shutdown/reboot (default 40)")
+    p.add_argument("--slow", type=int, default=12,
+                   help="rounds of poweroff/create (default 12; about 4 s each)")
+    args = p.parse_args()
+    exit_on_sigterm()
+
+    virt_type = "kvm" if kvm_usable() else "qemu"
+    name = f"enomalism-bench-{secrets.token_hex(4)}"
+    uuid = str(uuidlib.uuid4())
+    tmp = Path(tempfile.mkdtemp(prefix="enomalism-bench-"))
+    conn = libvirt.open(URI)
+    server = None
+    started = time.monotonic()
+    try:
+        server = enomalism_server(tmp / "data", [URI])
+        server.wait_ready()
+        with client(server.url) as api:
+            hv_uuid = wait_hypervisor(api)
+            r = api.put("/rest/machines/", data={
+                "xmldesc": domain_xml(name, uuid, virt_type), "hvmuuid": hv_uuid})
+            if r.status_code != 200 or r.json().get("errno"):
+                raise RuntimeError(f"defining the domain failed: {r.status_code} {r.text}")
+            bench = Bench(api, conn, uuid)
+            bench.dom = conn.lookupByUUIDString(uuid)
+            bench.step("api", "create", "running")  # warm-up, not counted
+            bench.results.clear()
+            for _ in range(5):  # warm both paths up
+                bench.via_api("suspend")
+                bench.settle("paused")
+                bench.via_api("resume")
+                bench.settle("running")
+            bench.fast_rounds(args.fast)
+            bench.slow_rounds(args.slow)
+            report(bench, virt_type, time.monotonic() - started)
+    finally:
+        cleanup(conn, uuid)
+        conn.close()
+        if server is not None:
+            server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def wait_hypervisor(api, timeout: float = 30.0) -> str:  # noqa: ANN001
+    """The UUID of the server's qemu:///system hypervisor, once connected."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        hosts = api.get("/rest/hosts/").json()["hosts"]
+        host = next(h["uuid"] for h in hosts if h["is_local"])
+        hvs = api.get(f"/rest/machine/{host}/hypervisors/").json()["hypervisors"]
+        for hv in hvs:
+            if hv["virt_url"] == URI and hv["status"] == "connected":
+                return hv["uuid"]
+        time.sleep(0.2)
+    raise RuntimeError(f"the server did not connect to {URI} within {timeout:.0f} s")
+
+
+def cleanup(conn: libvirt.virConnect, uuid: str) -> None:
+    """Destroy and undefine the benchmark's own domain (by its UUID), if it exists."""
+    try:
+        dom = conn.lookupByUUIDString(uuid)
+    except libvirt.libvirtError:
+        return
+    try:
+        if dom.isActive():
+            dom.destroy()
+    except libvirt.libvirtError as e:
+        print(f"warning: destroying {uuid}: {e}", file=sys.stderr)
+    try:
+        dom.undefine()
+    except libvirt.libvirtError as e:
+        print(f"warning: undefining {uuid}: {e}", file=sys.stderr)
+
+
+def report(bench: Bench, virt_type: str, seconds: float) -> None:
+    rows = []
+    for action in ("suspend", "resume", "shutdown", "reboot", "poweroff", "create"):
+        r = bench.results.get(action)
+        if not r or not r["api"] or not r["raw"]:
+            continue
+        a, b = median(r["api"]), median(r["raw"])
+        rows.append([action, str(len(r["api"])), f"{a:.2f}", f"{b:.2f}", f"{a - b:+.2f}",
+                     f"{a / b:.2f}", f"{p90(r['api']):.2f}", f"{p90(r['raw']):.2f}"])
+    print(f"\nLifecycle actions on a {virt_type} domain, {URI}, {date.today()}, "
+          f"{os.cpu_count()} CPUs, run took {seconds:.0f} s")
+    print(table(["action", "n", "API med ms", "raw med ms", "diff ms", "ratio",
+                 "API p90", "raw p90"], rows))
+    worst = max((float(r[4]) for r in rows), default=0.0)
+    verdict = "met" if worst <= TARGET_MS else "MISSED"
+    print(f"\ntarget: API overhead within {TARGET_MS:.0f} ms of raw libvirt at the median: "
+          f"{verdict} (largest difference {worst:+.2f} ms)")
+
+
+if __name__ == "__main__":
+    main()
