@@ -82,6 +82,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.db_url)
         db.migrate()
+        auth.configure_hashing(time_cost=settings.argon2_time_cost,
+                               memory_kib=settings.argon2_memory_kib,
+                               parallelism=settings.argon2_parallelism)
         with db.session() as s:
             generated = auth.ensure_admin(s, settings.admin_password)
         if generated:

@@ -9,7 +9,6 @@ from enomalism.api import schemas
 from enomalism.api.deps import Ctx, Vars, expose, http_vars
 from enomalism.errors import UnknownAction
 from enomalism.services import clusters
-from enomalism.services.lookup import get_cluster
 
 router = APIRouter(tags=["clusters"])
 
@@ -43,7 +42,7 @@ def create_cluster(ctx: Ctx, v: Annotated[CreateVars, http_vars(CreateVars)]) ->
 
 def get_cluster_route(uuid: str, ctx: Ctx) -> dict:
     """The cluster and its machines."""
-    return {"errno": 0, "message": "", "cluster": schemas.cluster_obj(get_cluster(ctx.db, uuid))}
+    return {"errno": 0, "message": "", "cluster": schemas.cluster_obj(clusters.get(ctx, uuid))}
 
 
 def update_cluster(uuid: str, ctx: Ctx, v: Annotated[ClusterVars, http_vars(ClusterVars)]) -> dict:

@@ -8,7 +8,6 @@ from pydantic import Field
 from enomalism.api import schemas
 from enomalism.api.deps import Ctx, Vars, expose, http_vars
 from enomalism.services import hypervisors, machines
-from enomalism.services.lookup import get_hypervisor
 
 router = APIRouter(tags=["hypervisors"])
 
@@ -22,13 +21,13 @@ class HostVars(Vars):
 
 def get_hypervisor_route(uuid: str, ctx: Ctx) -> dict:
     """The hypervisor object."""
-    hv = get_hypervisor(ctx.db, uuid)
+    hv = hypervisors.get(ctx, uuid)
     return {"uuid": hv.uuid, "hypervisor": schemas.hypervisor_obj(hv), "errno": 0, "message": ""}
 
 
 def delete_hypervisor_route(uuid: str, ctx: Ctx) -> dict:
     """Remove a hypervisor that has no managed machines."""
-    hv_uuid = get_hypervisor(ctx.db, uuid).uuid
+    hv_uuid = hypervisors.get(ctx, uuid).uuid
     message = hypervisors.delete_hypervisor(ctx, hv_uuid)
     return {"uuid": hv_uuid, "hypervisor": None, "errno": 0, "message": message}
 

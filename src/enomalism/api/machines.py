@@ -8,8 +8,7 @@ from pydantic import Field
 from enomalism.api import schemas
 from enomalism.api.deps import Ctx, Vars, expose, http_vars
 from enomalism.errors import MissingVariable
-from enomalism.services import actions, hypervisors, machines
-from enomalism.services.lookup import get_machine
+from enomalism.services import access, actions, hypervisors, machines
 
 router = APIRouter(tags=["machines"])
 
@@ -65,11 +64,11 @@ def define_machine(ctx: Ctx, v: Annotated[DefineVars, http_vars(DefineVars)]) ->
 def trigger_status_updates(uuid: str, ctx: Ctx) -> dict:
     """Resync the machine from libvirt now (a host: all its hypervisors)."""
     message = machines.trigger_status_updates(ctx, uuid)
-    return {"errno": 0, "message": message, "machine": get_machine(ctx.db, uuid).uuid}
+    return {"errno": 0, "message": message, "machine": machines.get(ctx, uuid).uuid}
 
 
 def _machine_answer(ctx: Ctx, uuid: str, message: str = "") -> dict:
-    m = get_machine(ctx.db, uuid)
+    m = machines.get(ctx, uuid)
     return {"machine": m.uuid, "errno": 0, "message": message,
             "info": schemas.machine_info(m), "machine_obj": schemas.machine_obj(m),
             "hypervisors": schemas.machine_hypervisors(m)}
@@ -96,7 +95,7 @@ def update_machine(uuid: str, ctx: Ctx, v: Annotated[MachineVars, http_vars(Mach
 
 def machine_hypervisors(uuid: str, ctx: Ctx) -> dict:
     """A host's hypervisors and candidates; a VM's hypervisor."""
-    m = get_machine(ctx.db, uuid)
+    m = machines.get(ctx, uuid)
     cands = hypervisors.candidates(m) if m.kind == "host" else []
     return {"errno": 0, "message": "", "hypervisors": schemas.machine_hypervisors(m),
             "candidates": cands}
@@ -115,8 +114,9 @@ def add_machine_hypervisor(uuid: str, ctx: Ctx,
 
 def machine_clusters(uuid: str, ctx: Ctx) -> dict:
     """The clusters the machine belongs to."""
-    m = get_machine(ctx.db, uuid)
-    return {"errno": 0, "message": "", "clusters": [schemas.cluster_obj(c) for c in m.clusters]}
+    m = machines.get(ctx, uuid)
+    return {"errno": 0, "message": "", "clusters": [
+        schemas.cluster_obj(c) for c in m.clusters if access.holds(ctx, c, "read")]}
 
 
 def add_machine_clusters(uuid: str, ctx: Ctx,
@@ -137,7 +137,7 @@ def remove_machine_clusters(uuid: str, ctx: Ctx,
 
 def machine_actions(uuid: str, ctx: Ctx) -> dict:
     """The actions valid for the machine in its current state."""
-    return {"errno": 0, "message": "", "result": actions.available(get_machine(ctx.db, uuid))}
+    return {"errno": 0, "message": "", "result": actions.available(machines.get(ctx, uuid))}
 
 
 def _action_endpoint(action: str):  # noqa: ANN202

@@ -22,6 +22,7 @@ from enomalism.errors import (
     NotFound,
     UnknownAction,
 )
+from enomalism.services import access
 from enomalism.services.context import Context
 from enomalism.services.lookup import get_hypervisor, get_machine, parse_uuid, require
 from enomalism.store.models import Machine
@@ -66,11 +67,13 @@ def available(m: Machine) -> list[str]:
 def perform(ctx: Context, uuid: str, action: str, v: ActionVars) -> str:
     """Carry out one action and return the message for the answer."""
     m = get_machine(ctx.db, uuid)
+    access.require(ctx, m, "read", "machine")
     handler = _HANDLERS.get(action)
     if handler is None:
         raise UnknownAction(
             f"unknown action '{action}'; machine actions are: {', '.join(sorted(_HANDLERS))}"
         )
+    _check_permission(ctx, m, action)
     if action == "unlock":
         return _unlock(ctx, m, v)
     if m.lock_txid:
@@ -83,6 +86,27 @@ def perform(ctx: Context, uuid: str, action: str, v: ActionVars) -> str:
         now = ", ".join(available(m)) or "none"
         raise InvalidState(f"cannot {action} a {what}; possible now: {now}")
     return handler(ctx, m, v)
+
+
+# The permission each action needs on the machine. `manage` needs `control` on the machine's
+# hypervisor (an unmanaged machine has no owner yet); `unlock` needs an administrator.
+PERMISSION = {
+    "create": "control", "suspend": "control", "resume": "control", "shutdown": "control",
+    "reboot": "control", "poweroff": "control",
+    "rename": "modify", "xmldesc": "modify", "store_xml": "modify", "set_parent": "modify",
+    "totaldelete": "delete",
+}
+
+
+def _check_permission(ctx: Context, m: Machine, action: str) -> None:
+    if action == "unlock":
+        access.require_admin(ctx, "unlock a machine")
+    elif action == "manage":
+        if m.parent is None or not access.holds(ctx, m.parent, "control"):
+            raise Forbidden("you need the 'control' permission on the machine's hypervisor "
+                            "to manage it")
+    else:
+        access.require(ctx, m, PERMISSION[action], "machine")
 
 
 # -- lifecycle ---------------------------------------------------------------------------
@@ -109,8 +133,6 @@ def _manage(ctx: Context, m: Machine, _v: ActionVars) -> str:
 
 
 def _unlock(ctx: Context, m: Machine, _v: ActionVars) -> str:
-    if not ctx.user.is_admin:
-        raise Forbidden("only an administrator may unlock a machine")
     if not m.lock_txid:
         raise InvalidState(f"machine {m.name} is not locked")
     txid, m.lock_txid = m.lock_txid, None
@@ -180,12 +202,13 @@ def _set_parent(ctx: Context, m: Machine, v: ActionVars) -> str:
     """Move the machine to another hypervisor: adopt the domain if the target already has it
     (after a migration done elsewhere), otherwise move a stopped machine's definition."""
     target = get_hypervisor(ctx.db, require(v.puuid, "puuid", " for the action set_parent"))
+    access.require(ctx, target, "control", "hypervisor")
     if target.uuid == m.parent_uuid:
         return "machine is already on that hypervisor"
     dest = ctx.registry.connection(target.uuid)
     if driver.uuid_taken(dest, m.uuid):
+        m.parent_uuid = target.uuid  # first, or the resync would not take the target's state
         ctx.registry.resync_machine(target.uuid, m.uuid, db=ctx.db)
-        m.parent_uuid = target.uuid
         return f"machine adopted by hypervisor {target.virt_url}"
     if m.state not in ("shutoff", "missing"):
         raise InvalidState("only a stopped machine can be moved to another hypervisor "

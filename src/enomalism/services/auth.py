@@ -20,9 +20,25 @@ from enomalism.services.context import Principal
 from enomalism.store.models import User
 
 _hasher = PasswordHasher()
-# A hash to verify against when the user does not exist, so both failures cost the same.
-_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+_dummy_hash: str | None = None
 BAD_CREDENTIALS = "wrong or missing credentials"
+
+
+def configure_hashing(*, time_cost: int, memory_kib: int, parallelism: int) -> None:
+    """Set argon2's cost (settings `argon2_*`); the defaults are argon2-cffi's (RFC 9106
+    low-memory profile). Existing hashes keep verifying whatever their parameters."""
+    global _hasher, _dummy_hash
+    _hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib,
+                             parallelism=parallelism)
+    _dummy_hash = None
+
+
+def _dummy() -> str:
+    """A hash to verify against when the user does not exist, so both failures cost the same."""
+    global _dummy_hash
+    if _dummy_hash is None:
+        _dummy_hash = _hasher.hash(secrets.token_hex(16))
+    return _dummy_hash
 
 
 def hash_password(password: str) -> str:
@@ -70,7 +86,7 @@ def authenticate(db: Session, cache: CredentialCache, username: str, password: s
         return who
     user = db.scalar(select(User).where(User.username == username))
     try:
-        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+        _hasher.verify(user.password_hash if user else _dummy(), password)
     except (VerificationError, InvalidHashError):
         raise NotAuthenticated(BAD_CREDENTIALS) from None
     if user is None or not user.enabled:

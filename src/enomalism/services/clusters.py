@@ -3,6 +3,7 @@
 from sqlalchemy import select
 
 from enomalism.errors import Conflict, InvalidInput
+from enomalism.services import access
 from enomalism.services.context import Context
 from enomalism.services.lookup import get_cluster, require
 from enomalism.store.models import Cluster
@@ -18,8 +19,18 @@ def _check_name(ctx: Context, name: str | None, *, other_than: str | None = None
     return name
 
 
+def get(ctx: Context, uuid: str, permission: str = "read") -> Cluster:
+    c = get_cluster(ctx.db, uuid)
+    access.require(ctx, c, permission, "cluster")
+    return c
+
+
 def list_clusters(ctx: Context) -> list[Cluster]:
-    return list(ctx.db.scalars(select(Cluster).order_by(Cluster.name)))
+    """The clusters the caller may read."""
+    q = select(Cluster).order_by(Cluster.name)
+    if (clause := access.readable(ctx, Cluster)) is not None:
+        q = q.where(clause)
+    return list(ctx.db.scalars(q))
 
 
 def create(ctx: Context, name: str | None) -> Cluster:
@@ -30,13 +41,13 @@ def create(ctx: Context, name: str | None) -> Cluster:
 
 
 def rename(ctx: Context, uuid: str, name: str | None) -> Cluster:
-    c = get_cluster(ctx.db, uuid)
+    c = get(ctx, uuid, "modify")
     c.name = _check_name(ctx, name, other_than=c.uuid)
     return c
 
 
 def delete(ctx: Context, uuid: str) -> str:
     """Delete the group; its machines stay, they only leave it."""
-    c = get_cluster(ctx.db, uuid)
+    c = get(ctx, uuid, "delete")
     ctx.db.delete(c)
     return f"cluster {c.name} deleted"

@@ -5,6 +5,7 @@ import socket
 from sqlalchemy import func, select
 
 from enomalism.errors import Conflict, HypervisorUnreachable, InvalidState
+from enomalism.services import access
 from enomalism.services.context import Context
 from enomalism.services.lookup import get_host, get_hypervisor, require
 from enomalism.services.registry import HypervisorRegistry
@@ -17,11 +18,18 @@ from enomalism.virt.connection import open_connection
 LOCAL_CANDIDATES = [("kvm", "qemu:///system"), ("lxc", "lxc:///system"), ("test", "test:///default")]
 
 
+def get(ctx: Context, uuid: str, permission: str = "read") -> Hypervisor:
+    hv = get_hypervisor(ctx.db, uuid)
+    access.require(ctx, hv, permission, "hypervisor")
+    return hv
+
+
 def add_hypervisor(ctx: Context, host_uuid: str, *, virt_url: str | None,
                    virt_class: str | None) -> Hypervisor:
-    """Connect to a libvirt URI and register it as a hypervisor of the host. An unreachable
-    URI is refused and nothing is stored."""
+    """Connect to a libvirt URI and register it as a hypervisor of the host (needs `modify`
+    on the host). An unreachable URI is refused and nothing is stored."""
     host = get_host(ctx.db, host_uuid)
+    access.require(ctx, host, "modify", "machine")
     url = require(virt_url, "virt_url", " (a libvirt URI such as qemu+ssh://host/system)")
     virt_class = (virt_class or "").strip() or uris.class_of(url)
     uris.check_class(virt_class, url)
@@ -44,7 +52,7 @@ def add_hypervisor(ctx: Context, host_uuid: str, *, virt_url: str | None,
 
 def delete_hypervisor(ctx: Context, uuid: str) -> str:
     """Remove a hypervisor that no managed machine depends on; forget its unmanaged ones."""
-    hv = get_hypervisor(ctx.db, uuid)
+    hv = get(ctx, uuid, "delete")
     managed = ctx.db.scalar(select(func.count()).select_from(Machine).where(
         Machine.parent_uuid == hv.uuid, Machine.managed.is_(True)))
     if managed:
@@ -62,7 +70,8 @@ def delete_hypervisor(ctx: Context, uuid: str) -> str:
 def register_host(ctx: Context, *, name: str | None, address: str | None,
                   virt_url: str | None, virt_class: str | None) -> Machine:
     """Register another physical host, and its hypervisor when a URI is given (both or
-    neither: an unreachable URI leaves no host behind)."""
+    neither: an unreachable URI leaves no host behind). Administrators only."""
+    access.require_admin(ctx, "register hosts")
     name = require(name, "name", " (the host's name)")
     if ctx.db.scalar(select(Machine.uuid).where(Machine.kind == "host", Machine.name == name)):
         raise Conflict(f"a host named '{name}' already exists")

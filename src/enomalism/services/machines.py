@@ -3,6 +3,7 @@
 from sqlalchemy import select
 
 from enomalism.errors import Conflict, InvalidInput
+from enomalism.services import access
 from enomalism.services.context import Context
 from enomalism.services.lookup import get_cluster, get_hypervisor, get_machine, parse_uuid, require
 from enomalism.store.models import Cluster, Machine, new_uuid
@@ -10,12 +11,21 @@ from enomalism.virt import driver
 from enomalism.virt.domxml import DomainXML
 
 
+def get(ctx: Context, uuid: str, permission: str = "read") -> Machine:
+    """A machine the caller may read (404 otherwise) and act on with `permission` (403)."""
+    m = get_machine(ctx.db, uuid)
+    access.require(ctx, m, permission, "machine")
+    return m
+
+
 def list_machines(
     ctx: Context, *, kind: str | None = None, hypervisor: str | None = None,
     state: str | None = None, managed: bool | None = None,
 ) -> list[Machine]:
-    """Machines from the inventory (never from libvirt), in name order."""
+    """The machines the caller may read, from the inventory (never from libvirt)."""
     q = select(Machine).order_by(Machine.kind, Machine.name, Machine.uuid)
+    if (clause := access.readable(ctx, Machine)) is not None:
+        q = q.where(clause)
     if kind:
         if kind not in ("host", "vm"):
             raise InvalidInput("kind is 'host' or 'vm'")
@@ -30,13 +40,17 @@ def list_machines(
 
 
 def list_machine_ids(ctx: Context) -> list[str]:
-    return list(ctx.db.scalars(select(Machine.uuid).order_by(Machine.kind, Machine.name)))
+    q = select(Machine.uuid).order_by(Machine.kind, Machine.name)
+    if (clause := access.readable(ctx, Machine)) is not None:
+        q = q.where(clause)
+    return list(ctx.db.scalars(q))
 
 
 def define_vm(ctx: Context, *, xmldesc: str | None, hvmuuid: str | None) -> Machine:
     """Define a new persistent domain from XML on a hypervisor, as `virsh define` does.
     The UUID is fixed before libvirt sees the XML so the new machine is ours from the start."""
     hv = get_hypervisor(ctx.db, require(hvmuuid, "hvmuuid", " (the hypervisor to define on)"))
+    access.require(ctx, hv, "control", "hypervisor")
     xml = DomainXML(require(xmldesc, "xmldesc"))
     if not xml.name:
         raise InvalidInput("the XML has no <name>")
@@ -67,7 +81,7 @@ def define_vm(ctx: Context, *, xmldesc: str | None, hvmuuid: str | None) -> Mach
 
 def trigger_status_updates(ctx: Context, uuid: str) -> str:
     """Resync one VM from libvirt, or every hypervisor of a host."""
-    m = get_machine(ctx.db, uuid)
+    m = get(ctx, uuid)
     if m.kind == "vm":
         ctx.registry.resync_machine(m.parent_uuid, m.uuid, db=ctx.db)
         return f"machine {m.name} is {m.state}"
@@ -78,11 +92,19 @@ def trigger_status_updates(ctx: Context, uuid: str) -> str:
     return f"{len(hv_uuids)} hypervisor(s) of {name} resynchronised"
 
 
-def add_to_clusters(ctx: Context, uuid: str, clusters: list[str]) -> Machine:
-    m = get_machine(ctx.db, uuid)
+def _clusters(ctx: Context, clusters: list[str]) -> list[Cluster]:
+    """The named clusters, each one the caller may modify."""
     if not clusters:
         require(None, "clusters", " (one or more cluster UUIDs)")
     targets = [get_cluster(ctx.db, c) for c in clusters]
+    for c in targets:
+        access.require(ctx, c, "modify", "cluster")
+    return targets
+
+
+def add_to_clusters(ctx: Context, uuid: str, clusters: list[str]) -> Machine:
+    m = get(ctx, uuid)
+    targets = _clusters(ctx, clusters)
     for c in targets:
         if c not in m.clusters:
             m.clusters.append(c)
@@ -90,10 +112,8 @@ def add_to_clusters(ctx: Context, uuid: str, clusters: list[str]) -> Machine:
 
 
 def remove_from_clusters(ctx: Context, uuid: str, clusters: list[str]) -> Machine:
-    m = get_machine(ctx.db, uuid)
-    if not clusters:
-        require(None, "clusters", " (one or more cluster UUIDs)")
-    targets: list[Cluster] = [get_cluster(ctx.db, c) for c in clusters]
+    m = get(ctx, uuid)
+    targets = _clusters(ctx, clusters)
     for c in targets:
         if c not in m.clusters:
             raise InvalidInput(f"machine {m.name} is not in cluster {c.name}")
