@@ -12,6 +12,9 @@ from enomalism.config import Settings
 from tests.fakehost import FakeDomain, write_host
 
 ADMIN_PASSWORD = "admin-test-password"
+# Cheap argon2 parameters: tests create and verify hundreds of passwords. The production
+# defaults are measured in bench/ and exercised by tests/api/test_auth.py.
+FAST_HASHES = {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1}
 
 
 class Api:
@@ -79,7 +82,7 @@ def make_api(tmp_path: Path) -> Callable:
     @contextmanager
     def start(*uris: str, data_dir: Path | None = None) -> Iterator[Api]:
         settings = Settings(data_dir=data_dir or tmp_path / "data", hypervisors=list(uris),
-                            admin_password=ADMIN_PASSWORD, database_url=None)
+                            admin_password=ADMIN_PASSWORD, database_url=None, **FAST_HASHES)
         with TestClient(create_app(settings)) as client:
             api = Api(client)
             api.settle()
@@ -96,4 +99,90 @@ def api(make_api: Callable, make_host: Callable) -> Iterator[Api]:
         FakeDomain("idle", state="shutoff"),
     ], volumes=["web.img", "spare.img"])
     with make_api(uri) as a:
+        yield a
+
+
+# -- helpers shared by the API tests ---------------------------------------------------------
+
+VOLATILE = {"updated_at", "synced_at"}  # timestamps a harmless resync may move
+
+
+def vm_uuid(api: Api, name: str) -> str:
+    """The UUID of the VM with this name (through the API)."""
+    objs = api.ok("GET", "/rest/machines/", params={"detail": "true", "kind": "vm"})
+    return next(o["uuid"] for o in objs["machine_objs"] if o["name"] == name)
+
+
+def manage(api: Api, name: str) -> str:
+    """Adopt the discovered domain `name`; returns its UUID."""
+    uuid = vm_uuid(api, name)
+    api.ok("POST", f"/rest/machine/{uuid}/actions/manage/")
+    return uuid
+
+
+def expect_error(r, status: int, errno: int) -> dict:  # noqa: ANN001
+    """Assert an error answer: the HTTP status, the errno and a message for a person."""
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert body["errno"] == errno, body
+    assert body["message"], body
+    return body
+
+
+def libvirt_domains(api: Api, hv_uuid: str) -> dict[str, tuple]:
+    """What libvirt itself says about every domain of a hypervisor: name, state, XML."""
+    import libvirt
+
+    conn = api.registry.connection(hv_uuid)
+    return {d.UUIDString(): (d.name(), d.state()[0], d.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+            for d in conn.listAllDomains(0)}
+
+
+def pool_volumes(api: Api, hv_uuid: str) -> list[str]:
+    conn = api.registry.connection(hv_uuid)
+    return sorted(conn.storagePoolLookupByName("default-pool").listVolumes())
+
+
+def world(api: Api) -> dict:
+    """Everything a failed request must leave as it was: the machines as the API shows them,
+    hosts, hypervisors, clusters, and every hypervisor's domains and volumes as libvirt has them."""
+    api.settle()
+    objs = api.ok("GET", "/rest/machines/", params={"detail": "true"})["machine_objs"]
+    machines = {o["uuid"]: {k: v for k, v in o.items() if k not in VOLATILE} for o in objs}
+    hypervisors = {}
+    for host in (o["uuid"] for o in objs if o["kind"] == "host"):
+        for hv in api.ok("GET", f"/rest/machine/{host}/hypervisors/")["hypervisors"]:
+            hypervisors[hv["uuid"]] = (hv["machine"], hv["virt_class"], hv["virt_url"])
+    return {
+        "machines": machines,
+        "hypervisors": hypervisors,
+        "clusters": api.ok("GET", "/rest/cluster/list/")["clusters"],
+        "domains": {hv: libvirt_domains(api, hv) for hv in hypervisors},
+        "volumes": {hv: pool_volumes(api, hv) for hv in hypervisors},
+    }
+
+
+@contextmanager
+def unchanged(api: Api) -> Iterator[None]:
+    """`with unchanged(api): ...` asserts the block changed nothing anyone can see."""
+    before = world(api)
+    yield
+    assert world(api) == before
+
+
+@pytest.fixture(scope="module")
+def shared_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    """The `api` server's fake host, one server for a whole module: only for tests that change
+    nothing (bad input checked with `unchanged`), so one failure may spill into the next."""
+    d = tmp_path_factory.mktemp("shared")
+    uri = write_host(d / "host1.xml", [
+        FakeDomain("web", state="running", disks=["web.img"]),
+        FakeDomain("db", state="paused"),
+        FakeDomain("idle", state="shutoff"),
+    ], ["web.img", "spare.img"])
+    settings = Settings(data_dir=d / "data", hypervisors=[uri], admin_password=ADMIN_PASSWORD,
+                        database_url=None, **FAST_HASHES)
+    with TestClient(create_app(settings)) as client:
+        a = Api(client)
+        a.settle()
         yield a
