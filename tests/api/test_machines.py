@@ -1,0 +1,458 @@
+"""Spec 2.1 to 2.4 (machines, machine, machine/<UUID> with rename, xmldesc and set_parent), the
+define extension (PUT /rest/machines/), list filters, and several fake hosts in one server."""
+
+import uuid as uuidlib
+
+import libvirt
+import pytest
+
+from tests.conftest import (
+    expect_error,
+    libvirt_domains,
+    manage,
+    pool_volumes,
+    unchanged,
+    vm_uuid,
+)
+from tests.fakehost import FakeDomain, domain_xml
+
+SLASHES = pytest.mark.parametrize("slash", ["/", ""], ids=["slash", "no-slash"])
+MACHINE_KEYS = {"machine", "errno", "message", "info", "machine_obj", "hypervisors"}
+
+
+def only_hv(api) -> str:  # noqa: ANN001
+    [hv] = api.hypervisors()
+    return hv["uuid"]
+
+
+def hv_of(api, uri: str) -> str:  # noqa: ANN001
+    return next(hv["uuid"] for hv in api.hypervisors() if hv["virt_url"] == uri)
+
+
+def obj(api, uuid: str) -> dict:  # noqa: ANN001
+    return api.machine(uuid)["machine_obj"]
+
+
+def act(api, uuid: str, action: str, **variables: str):  # noqa: ANN001, ANN201
+    return api.post(f"/rest/machine/{uuid}/", data={"action": action, **variables})
+
+
+def dom(api, uuid: str) -> libvirt.virDomain:  # noqa: ANN001
+    """The domain as libvirt itself has it, on the machine's current hypervisor."""
+    return api.registry.connection(obj(api, uuid)["parent"]).lookupByUUIDString(uuid)
+
+
+# -- 2.2, 2.3: the machine lists ----------------------------------------------------------
+
+@SLASHES
+@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize("path", ["/rest/machines", "/rest/machine"])
+def test_machine_lists_hold_every_id(shared_api, path, method, slash):
+    api = shared_api
+    body = api.ok(method, path + slash)
+    assert set(body) == {"machines"}
+    domains = libvirt_domains(api, only_hv(api))
+    assert sorted(body["machines"]) == sorted([api.local_host(), *domains])
+
+
+def test_list_without_filters_is_ids_only_and_detail_adds_objects(shared_api):
+    api = shared_api
+    assert "machine_objs" not in api.ok("GET", "/rest/machines/")
+    body = api.ok("GET", "/rest/machines/", params={"detail": "true"})
+    assert [o["uuid"] for o in body["machine_objs"]] == body["machines"]
+
+
+@pytest.mark.parametrize("variables, names", [
+    ({"state": "running", "kind": "vm"}, {"web"}),
+    ({"state": "paused"}, {"db"}),
+    ({"state": "shutoff"}, {"idle"}),
+    ({"kind": "vm"}, {"web", "db", "idle"}),
+    ({"state": "crashed"}, set()),
+])
+def test_filters(shared_api, variables, names):
+    api = shared_api
+    body = api.ok("GET", "/rest/machines/", params={**variables, "detail": "true"})
+    assert {o["name"] for o in body["machine_objs"]} == names
+
+
+def test_kind_host_lists_only_hosts(shared_api):
+    api = shared_api
+    body = api.ok("GET", "/rest/machines/", params={"kind": "host", "detail": "1"})
+    assert [o["uuid"] for o in body["machine_objs"]] == [api.local_host()]
+
+
+@pytest.mark.parametrize("variables, errno", [
+    ({"kind": "toaster"}, 1000),
+    ({"hypervisor": "not-a-uuid"}, 1002),
+    ({"detail": "maybe"}, 1000),
+])
+def test_bad_filters(shared_api, variables, errno):
+    api = shared_api
+    expect_error(api.get("/rest/machines/", params=variables), 400, errno)
+
+
+# -- several fake hosts at once -------------------------------------------------------------
+
+@pytest.fixture
+def hosts(make_api, make_host):  # noqa: ANN001, ANN201
+    """Three fake hosts in one server: a has a stopped and a running VM, b a running VM with
+    the same name as one on a, c none. Yields (api, {"a": hv_uuid, ...}, {"a": uri, ...})."""
+    uris = {
+        "a": make_host("a", [FakeDomain("app", state="shutoff", disks=["app.img"]),
+                             FakeDomain("web", state="running")], volumes=["app.img"]),
+        "b": make_host("b", [FakeDomain("web", state="running")]),
+        "c": make_host("c"),
+    }
+    with make_api(*uris.values()) as api:
+        yield api, {k: hv_of(api, u) for k, u in uris.items()}, uris
+
+
+def test_several_hosts_list_each_vm_with_its_parent_and_host(hosts):
+    api, hvs, uris = hosts
+    assert {hv["virt_url"] for hv in api.hypervisors()} == set(uris.values())
+    objs = api.ok("GET", "/rest/machines/", params={"kind": "vm", "detail": "1"})["machine_objs"]
+    placed = sorted((o["name"], o["parent"]) for o in objs)
+    assert placed == sorted([("app", hvs["a"]), ("web", hvs["a"]), ("web", hvs["b"])])
+    assert {o["host"] for o in objs} == {api.local_host()}
+    for o in objs:
+        assert o["uuid"] in libvirt_domains(api, o["parent"])
+
+
+@pytest.mark.parametrize("which, names", [("a", ["app", "web"]), ("b", ["web"]), ("c", [])])
+def test_filter_by_hypervisor(hosts, which, names):
+    api, hvs, _ = hosts
+    body = api.ok("GET", "/rest/machines/", params={"hypervisor": hvs[which], "detail": "1"})
+    assert sorted(o["name"] for o in body["machine_objs"]) == names
+    assert {o["parent"] for o in body["machine_objs"]} <= {hvs[which]}
+
+
+def test_host_lists_its_hypervisors(hosts):
+    api, hvs, _ = hosts
+    body = api.machine(api.local_host())
+    assert {hv["uuid"] for hv in body["hypervisors"]} == set(hvs.values())
+    assert body["machine_obj"]["kind"] == "host"
+
+
+# -- 2.4: one machine -----------------------------------------------------------------------
+
+@SLASHES
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_machine_answers_the_spec_keys(shared_api, method, slash):
+    api = shared_api
+    uuid = vm_uuid(api, "web")
+    body = api.ok(method, f"/rest/machine/{uuid}{slash}")
+    assert MACHINE_KEYS <= set(body)
+    assert body["machine"] == uuid == body["machine_obj"]["uuid"]
+    assert body["info"]["state"] == "running"
+    assert [hv["uuid"] for hv in body["hypervisors"]] == [only_hv(api)]
+    assert body["machine_obj"]["parent"] == only_hv(api)
+    assert body["machine_obj"]["host"] == api.local_host()
+
+
+def test_machine_uuid_is_case_insensitive(shared_api):
+    api = shared_api
+    uuid = vm_uuid(api, "web")
+    assert api.machine(uuid.upper())["machine"] == uuid
+
+
+def test_post_with_a_variable_but_no_action_is_refused(api):
+    uuid = vm_uuid(api, "idle")
+    with unchanged(api):
+        expect_error(api.post(f"/rest/machine/{uuid}/", data={"name": "x"}), 400, 1001)
+
+
+UUID_PATHS = [
+    ("GET", "/rest/machine/{}/"), ("POST", "/rest/machine/{}/"),
+    ("GET", "/rest/machine/{}/trigger_status_updates/"),
+    ("POST", "/rest/machine/{}/trigger_status_updates/"),
+    ("GET", "/rest/machine/{}/hypervisors/"), ("POST", "/rest/machine/{}/hypervisors/"),
+    ("GET", "/rest/machine/{}/clusters/"), ("POST", "/rest/machine/{}/clusters/"),
+    ("DELETE", "/rest/machine/{}/clusters/"),
+    ("GET", "/rest/machine/{}/actions/"), ("POST", "/rest/machine/{}/actions/"),
+    *[("POST", f"/rest/machine/{{}}/actions/{a}/") for a in (
+        "unlock", "suspend", "resume", "shutdown", "poweroff", "reboot", "create",
+        "store_xml", "manage", "totaldelete")],
+    ("GET", "/rest/hypervisor/{}/"), ("DELETE", "/rest/hypervisor/{}/"),
+    ("GET", "/rest/cluster/{}/"), ("POST", "/rest/cluster/{}/"), ("DELETE", "/rest/cluster/{}/"),
+]
+
+
+@pytest.mark.parametrize("method, path", UUID_PATHS)
+@pytest.mark.parametrize("uuid, status, errno", [
+    (str(uuidlib.uuid4()), 404, 1200),
+    ("not-a-uuid", 400, 1002),
+    ("12345678-1234-1234-1234-1234567890az", 400, 1002),
+], ids=["unknown", "malformed", "bad-hex"])
+def test_unknown_and_malformed_uuids(shared_api, method, path, uuid, status, errno):
+    api = shared_api
+    # Variables a changing request would need, so only the UUID can be wrong.
+    variables = {"clusters": str(uuidlib.uuid4()), "virt_url": "test:///default",
+                 "cluster_name": "x", "action": "rename", "name": "x"}
+    with unchanged(api):
+        r = api.request(method, path.format(uuid), params=variables)
+        expect_error(r, status, errno)
+
+
+# -- PUT /rest/machines/: define a VM from XML (extension) --------------------------------
+
+def define(api, xml: str, hv: str | None = None, slash: str = "/"):  # noqa: ANN001, ANN201
+    return api.put(f"/rest/machines{slash}", data={"xmldesc": xml, "hvmuuid": hv or only_hv(api)})
+
+
+@SLASHES
+def test_define_vm(api, slash):
+    body = api.ok("PUT", f"/rest/machines{slash}", data={
+        "xmldesc": domain_xml("fresh", disks=["spare.img"]), "hvmuuid": only_hv(api)})
+    uuid = body["machine"]
+    assert str(uuidlib.UUID(uuid)) == uuid
+    assert body["machine_obj"]["managed"] is True and body["machine_obj"]["state"] == "shutoff"
+    assert uuid in api.ok("GET", "/rest/machines/")["machines"]
+    d = dom(api, uuid)
+    assert d.name() == "fresh" and d.isPersistent()
+    assert d.state()[0] == libvirt.VIR_DOMAIN_SHUTOFF
+    assert "/default-pool/spare.img" in d.XMLDesc(0)
+
+
+def test_define_keeps_the_uuid_given_in_canonical_form(api):
+    given = str(uuidlib.uuid4())
+    body = api.ok("PUT", "/rest/machines/", data={
+        "xmldesc": domain_xml("fresh", uuid=given.upper()), "hvmuuid": only_hv(api)})
+    assert body["machine"] == given
+    assert dom(api, given).name() == "fresh"
+
+
+def test_define_then_start_through_the_api(api):
+    uuid = define(api, domain_xml("fresh")).json()["machine"]
+    api.ok("POST", f"/rest/machine/{uuid}/actions/create/")
+    assert obj(api, uuid)["state"] == "running"
+    assert dom(api, uuid).state()[0] == libvirt.VIR_DOMAIN_RUNNING
+
+
+def _bad_define(api, case: str) -> dict:  # noqa: ANN001
+    hv = only_hv(api)
+    xml = domain_xml("fresh")
+    return {
+        "no hvmuuid": {"xmldesc": xml},
+        "no xmldesc": {"hvmuuid": hv},
+        "empty xmldesc": {"xmldesc": " ", "hvmuuid": hv},
+        "unknown hvmuuid": {"xmldesc": xml, "hvmuuid": str(uuidlib.uuid4())},
+        "malformed hvmuuid": {"xmldesc": xml, "hvmuuid": "nope"},
+        "not xml": {"xmldesc": "<domain><name>x</name>", "hvmuuid": hv},
+        "not a domain": {"xmldesc": "<network><name>x</name></network>", "hvmuuid": hv},
+        "no name": {"xmldesc": "<domain type='test'><memory>1024</memory></domain>",
+                    "hvmuuid": hv},
+        "doctype": {"xmldesc": '<!DOCTYPE domain [<!ENTITY n "fresh">]>'
+                               + domain_xml("&n;"), "hvmuuid": hv},
+        "libvirt refuses": {"xmldesc": xml.replace("524288", "lots"), "hvmuuid": hv},
+        "malformed uuid in xml": {"xmldesc": domain_xml("fresh", uuid="zzz"), "hvmuuid": hv},
+        "name taken": {"xmldesc": domain_xml("web"), "hvmuuid": hv},
+        "uuid taken": {"xmldesc": domain_xml("fresh", uuid=vm_uuid(api, "db")), "hvmuuid": hv},
+        "missing disk": {"xmldesc": domain_xml("fresh", disks=["nope.img"]), "hvmuuid": hv},
+    }[case]
+
+
+@pytest.mark.parametrize("case, status, errno", [
+    ("no hvmuuid", 400, 1001), ("no xmldesc", 400, 1001), ("empty xmldesc", 400, 1001),
+    ("unknown hvmuuid", 404, 1200), ("malformed hvmuuid", 400, 1002),
+    ("not xml", 400, 1004), ("not a domain", 400, 1004), ("no name", 400, 1000),
+    ("doctype", 400, 1004), ("libvirt refuses", 400, 1004),
+    ("malformed uuid in xml", 400, 1002),
+    ("name taken", 409, 1300), ("uuid taken", 409, 1300), ("missing disk", 400, 1000),
+])
+def test_define_refuses_bad_input(shared_api, case, status, errno):
+    api = shared_api
+    variables = _bad_define(api, case)
+    with unchanged(api):
+        expect_error(api.put("/rest/machines/", data=variables), status, errno)
+
+
+def test_define_with_a_name_taken_on_another_hypervisor_is_fine(hosts):
+    api, hvs, _ = hosts
+    body = api.ok("PUT", "/rest/machines/", data={"xmldesc": domain_xml("app"),
+                                                  "hvmuuid": hvs["b"]})
+    assert obj(api, body["machine"])["parent"] == hvs["b"]
+
+
+# -- rename -----------------------------------------------------------------------------------
+
+def test_rename_a_stopped_vm(api):
+    uuid = manage(api, "idle")
+    body = act(api, uuid, "rename", name="spare").json()
+    assert body["errno"] == 0 and body["machine_obj"]["name"] == "spare"
+    assert "<name>spare</name>" in body["machine_obj"]["xmldesc"]
+    assert dom(api, uuid).name() == "spare"
+    assert api.registry.connection(only_hv(api)).lookupByName("spare").UUIDString() == uuid
+
+
+def test_rename_to_the_same_name_changes_nothing(api):
+    uuid = manage(api, "idle")
+    with unchanged(api):
+        assert act(api, uuid, "rename", name="idle").json()["errno"] == 0
+
+
+def test_rename_a_host(api):
+    host = api.local_host()
+    api.ok("POST", f"/rest/machine/{host}/", data={"action": "rename", "name": "node-1"})
+    assert obj(api, host)["name"] == "node-1"
+
+
+@pytest.mark.parametrize("vm, variables, status, errno", [
+    ("idle", {}, 400, 1001),                       # no name
+    ("idle", {"name": "  "}, 400, 1001),
+    ("idle", {"name": "web"}, 409, 1300),          # taken
+    ("idle", {"name": "a/b"}, 400, 1000),
+    ("idle", {"name": "x" * 256}, 400, 1000),
+    ("web", {"name": "other"}, 409, 1301),         # running: stop it first
+])
+def test_rename_refused(api, vm, variables, status, errno):
+    uuid = manage(api, vm)
+    with unchanged(api):
+        expect_error(act(api, uuid, "rename", **variables), status, errno)
+
+
+def test_rename_an_unmanaged_vm_is_refused(api):
+    uuid = vm_uuid(api, "idle")
+    with unchanged(api):
+        expect_error(act(api, uuid, "rename", name="spare"), 409, 1301)
+
+
+# -- xmldesc and store_xml -------------------------------------------------------------------
+
+def test_xmldesc_is_stored_then_store_xml_applies_it(api):
+    uuid = manage(api, "idle")
+    xml = domain_xml("idle", uuid=uuid, memory_kib=262144)
+    body = act(api, uuid, "xmldesc", xmldesc=xml).json()
+    assert body["errno"] == 0 and body["machine_obj"]["xml_pending"] is True
+    assert "262144" in body["machine_obj"]["xmldesc"]
+    assert dom(api, uuid).maxMemory() == 524288  # not on the hypervisor yet
+    api.ok("POST", f"/rest/machine/{uuid}/actions/store_xml/")
+    assert dom(api, uuid).maxMemory() == 262144
+    after = obj(api, uuid)
+    assert after["xml_pending"] is False and after["name"] == "idle"
+
+
+def test_xmldesc_without_uuid_takes_the_machines(api):
+    uuid = manage(api, "idle")
+    act(api, uuid, "xmldesc", xmldesc=domain_xml("idle", memory_kib=262144))
+    assert f"<uuid>{uuid}</uuid>" in obj(api, uuid)["xmldesc"]
+
+
+def test_xmldesc_survives_events_until_stored(api):
+    """A pending description is not overwritten by the next resync from libvirt."""
+    uuid = manage(api, "web")
+    act(api, uuid, "xmldesc", xmldesc=domain_xml("web", uuid=uuid, memory_kib=262144))
+    dom(api, uuid).suspend()
+    api.settle()
+    after = obj(api, uuid)
+    assert after["state"] == "paused" and "262144" in after["xmldesc"]
+
+
+def _bad_xmldesc(api, uuid: str, case: str) -> str | None:  # noqa: ANN001
+    return {
+        "missing": None,
+        "not xml": "<domain><name>idle",
+        "not a domain": "<pool/>",
+        "doctype": '<!DOCTYPE domain SYSTEM "file:///etc/passwd">' + domain_xml("idle"),
+        "another machine's uuid": domain_xml("idle", uuid=vm_uuid(api, "web")),
+        "malformed uuid": domain_xml("idle", uuid="123"),
+        "no name": f"<domain type='test'><uuid>{uuid}</uuid></domain>",
+        "name of another machine": domain_xml("db", uuid=uuid),
+    }[case]
+
+
+@pytest.mark.parametrize("case, status, errno", [
+    ("missing", 400, 1001), ("not xml", 400, 1004), ("not a domain", 400, 1004),
+    ("doctype", 400, 1004), ("another machine's uuid", 400, 1000),
+    ("malformed uuid", 400, 1002), ("no name", 400, 1000),
+    ("name of another machine", 409, 1300),
+])
+def test_xmldesc_refused(api, case, status, errno):
+    uuid = manage(api, "idle")
+    xml = _bad_xmldesc(api, uuid, case)
+    variables = {} if xml is None else {"xmldesc": xml}
+    with unchanged(api):
+        expect_error(act(api, uuid, "xmldesc", **variables), status, errno)
+
+
+def test_store_xml_refuses_a_disk_that_does_not_exist(api):
+    uuid = manage(api, "idle")
+    act(api, uuid, "xmldesc", xmldesc=domain_xml("idle", uuid=uuid, disks=["gone.img"]))
+    with unchanged(api):
+        expect_error(api.post(f"/rest/machine/{uuid}/actions/store_xml/"), 400, 1000)
+
+
+# -- set_parent ---------------------------------------------------------------------------
+
+def test_set_parent_moves_a_stopped_machine(hosts):
+    api, hvs, _ = hosts
+    uuid = manage(api, "app")
+    # the disk must exist on the target: give host c the same volume
+    pool = api.registry.connection(hvs["c"]).storagePoolLookupByName("default-pool")
+    pool.createXML("<volume><name>app.img</name><capacity>1048576</capacity></volume>", 0)
+    body = act(api, uuid, "set_parent", puuid=hvs["c"]).json()
+    assert body["errno"] == 0, body
+    assert body["machine_obj"]["parent"] == hvs["c"]
+    assert body["machine_obj"]["state"] == "shutoff"
+    assert uuid not in libvirt_domains(api, hvs["a"])
+    assert libvirt_domains(api, hvs["c"])[uuid][0] == "app"
+    api.settle()
+    assert obj(api, uuid)["parent"] == hvs["c"]
+    assert vm_uuid(api, "app") == uuid  # one machine, not two
+
+
+def test_set_parent_adopts_a_domain_the_target_already_has(make_api, make_host):
+    moved = FakeDomain("mover", state="shutoff")
+    uri_a = make_host("a", [moved])
+    uri_b = make_host("b", [FakeDomain("mover", uuid=moved.uuid, state="running")])
+    with make_api(uri_a, uri_b) as api:
+        hv_a, hv_b = hv_of(api, uri_a), hv_of(api, uri_b)
+        assert obj(api, moved.uuid)["parent"] == hv_a
+        manage(api, "mover")
+        body = act(api, moved.uuid, "set_parent", puuid=hv_b).json()
+        assert body["errno"] == 0, body
+        after = obj(api, moved.uuid)
+        assert after["parent"] == hv_b
+        assert after["state"] == "running"  # what the target says, not the old host
+        assert moved.uuid in libvirt_domains(api, hv_b)
+
+
+def test_set_parent_to_the_same_hypervisor_changes_nothing(api):
+    uuid = manage(api, "idle")
+    with unchanged(api):
+        assert act(api, uuid, "set_parent", puuid=only_hv(api)).json()["errno"] == 0
+
+
+def _puuid(hvs: dict, case: str) -> dict:
+    return {"missing": {}, "unknown": {"puuid": str(uuidlib.uuid4())},
+            "malformed": {"puuid": "xyz"}, "c": {"puuid": hvs["c"]},
+            "b": {"puuid": hvs["b"]}}[case]
+
+
+@pytest.mark.parametrize("vm, target, status, errno", [
+    ("app", "missing", 400, 1001),
+    ("app", "unknown", 404, 1200),
+    ("app", "malformed", 400, 1002),
+    ("app", "c", 400, 1000),    # its disk app.img does not exist on c
+    ("web", "c", 409, 1301),    # running: no live migration
+])
+def test_set_parent_refused(hosts, vm, target, status, errno):
+    api, hvs, _ = hosts
+    uuid = next(u for u, d in libvirt_domains(api, hvs["a"]).items() if d[0] == vm)
+    api.ok("POST", f"/rest/machine/{uuid}/actions/manage/")
+    with unchanged(api):
+        expect_error(act(api, uuid, "set_parent", **_puuid(hvs, target)), status, errno)
+
+
+def test_set_parent_refuses_a_name_taken_on_the_target(hosts):
+    api, hvs, _ = hosts
+    uuid = next(u for u, d in libvirt_domains(api, hvs["a"]).items() if d[0] == "web")
+    api.ok("POST", f"/rest/machine/{uuid}/actions/manage/")
+    api.ok("POST", f"/rest/machine/{uuid}/actions/poweroff/")
+    with unchanged(api):
+        expect_error(act(api, uuid, "set_parent", puuid=hvs["b"]), 409, 1300)
+
+
+def test_pool_volumes_are_listed_per_host(hosts):
+    api, hvs, _ = hosts
+    assert pool_volumes(api, hvs["a"]) == ["app.img"]
+    assert pool_volumes(api, hvs["b"]) == []
