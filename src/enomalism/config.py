@@ -18,6 +18,8 @@ class Settings(BaseSettings):
     admin_password: str | None = None
     # How long a verified credential is trusted without hashing it again.
     auth_cache_seconds: float = 60.0
+    # Threads running transactions in this server process.
+    job_threads: int = 2
     # argon2id cost for password hashes (argon2-cffi's defaults, RFC 9106 low-memory profile).
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536

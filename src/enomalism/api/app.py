@@ -1,8 +1,11 @@
 """The ASGI application: routers, error answers, the trailing-slash rule, start and stop."""
 
 import logging
+import socket
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -11,7 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from enomalism import __version__
-from enomalism.api import clusters, hypervisors, machines, permissions, users
+from enomalism.api import clusters, hypervisors, machines, permissions, transactions, users
 from enomalism.api.deps import current_user
 from enomalism.api.schemas import Status
 from enomalism.config import Settings
@@ -22,6 +25,7 @@ from enomalism.errors import (
     NotAuthenticated,
     NotFound,
 )
+from enomalism.jobs.runner import Runner
 from enomalism.services import auth
 from enomalism.services.hypervisors import ensure_local_host
 from enomalism.services.registry import HypervisorRegistry
@@ -74,6 +78,14 @@ def _unexpected(_req: Request, e: Exception) -> JSONResponse:
                         status_code=500)
 
 
+def node_id(data_dir: Path) -> str:
+    """This server's stable identity (claims on transactions name it), kept in the data dir."""
+    path = data_dir / "node-id"
+    if not path.exists():
+        path.write_text(f"{socket.gethostname()}-{uuid.uuid4()}\n")
+    return path.read_text().strip()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -92,14 +104,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         registry = HypervisorRegistry(db)
         ensure_local_host(db, registry, settings.hypervisors)
         registry.start()
+        runner = Runner(db, registry, node_id(settings.data_dir), threads=settings.job_threads)
+        runner.start()
         app.state.settings = settings
         app.state.db = db
         app.state.registry = registry
+        app.state.runner = runner
         app.state.credentials = auth.CredentialCache(settings.auth_cache_seconds)
         app.state.throttle = auth.LoginThrottle()
         try:
             yield
         finally:
+            runner.stop()
             registry.stop()
             db.dispose()
 
@@ -126,7 +142,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     rest = APIRouter(dependencies=[Depends(current_user)])
     for r in (machines.router, hypervisors.router, clusters.router, users.router,
-              permissions.router):
+              permissions.router, transactions.router):
         rest.include_router(r)
     app.include_router(rest)
     app.add_middleware(TrailingSlash)

@@ -186,7 +186,7 @@ async def _context(
 ) -> Context:
     state = request.app.state
     return Context(db=db, registry=state.registry, user=user, source=client_address(request),
-                   credentials=state.credentials)
+                   credentials=state.credentials, jobs=state.runner)
 
 
 Ctx = Annotated[Context, Depends(_context)]

@@ -28,13 +28,14 @@ from enomalism.store.models import (
     GroupMember,
     Hypervisor,
     Machine,
+    Transaction,
     User,
 )
 
 PERMISSIONS = ("read", "control", "modify", "delete", "admin")
 MODELS = {"machine": Machine, "hypervisor": Hypervisor, "cluster": Cluster, "user": User,
-          "group": Group}
-Object = Machine | Hypervisor | Cluster | User | Group
+          "group": Group, "transaction": Transaction}
+Object = Machine | Hypervisor | Cluster | User | Group | Transaction
 
 
 def check_permission(name: str | None) -> str:

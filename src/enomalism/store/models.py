@@ -226,3 +226,34 @@ class ClusterMember(Base):
     machine_uuid: Mapped[str] = mapped_column(
         ForeignKey("machines.uuid", ondelete="CASCADE"), primary_key=True, index=True
     )
+
+
+class Transaction(Base):
+    """A durable asynchronous job (spec section 5): provision, package, package retrieval.
+
+    `undo` is the job's log of what it created, written before each thing is created, so a
+    failed, cancelled or interrupted job can remove exactly that (see jobs/undo.py)."""
+
+    __tablename__ = "transactions"
+
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    kind: Mapped[str] = mapped_column(String(32))
+    target_uuid: Mapped[str | None] = mapped_column(String(36), index=True)
+    # queued, running, done, failed, cancelled (transitions: jobs/states.py)
+    state: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    completion: Mapped[int] = mapped_column(Integer, default=0)
+    params: Mapped[dict] = mapped_column(JSON, default=dict)
+    result: Mapped[dict] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    log: Mapped[list] = mapped_column(JSON, default=list)
+    undo: Mapped[list] = mapped_column(JSON, default=list)
+    locks: Mapped[list] = mapped_column(JSON, default=list)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    owner_uuid: Mapped[str | None] = mapped_column(ForeignKey("users.uuid", ondelete="SET NULL"))
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    heartbeat_at: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

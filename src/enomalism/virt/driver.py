@@ -295,3 +295,16 @@ def disks_in_use(conn: libvirt.virConnect, *, except_uuid: str) -> set[str]:
             except libvirt.libvirtError:
                 continue
     return paths
+
+
+def delete_volume(conn: libvirt.virConnect, path: str) -> bool:
+    """Delete the storage volume at `path` if libvirt knows one there; False when none."""
+    with libvirt_errors():
+        vol = _volume(conn, path)
+        if vol is None:
+            refresh_pools(conn)
+            vol = _volume(conn, path)
+        if vol is None:
+            return False
+        vol.delete(0)
+        return True

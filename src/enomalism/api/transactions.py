@@ -1,0 +1,102 @@
+"""Spec section 5: transactions; and a list of them (extension)."""
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from enomalism.api.deps import Ctx, Vars, expose, http_vars
+from enomalism.api.schemas import Status
+from enomalism.services import transactions
+from enomalism.store.models import Transaction
+
+router = APIRouter(tags=["transactions"])
+
+
+class TransactionData(BaseModel):
+    uuid: str
+    kind: str = Field(description="provision, package or retrieve")
+    state: str = Field(description="queued, running, done, failed or cancelled")
+    target: str | None = Field(description="the machine or package it works on")
+    completion: int
+    result: dict[str, Any]
+    error: str | None
+    log: list[list[str]] = Field(description="[time, level, message] entries, oldest first")
+    owner: str | None
+    cancel_requested: bool
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class TransactionAnswer(Status):
+    data: TransactionData
+    completion: int = Field(description="0 to 100")
+
+
+class TransactionsAnswer(Status):
+    transactions: list[TransactionData]
+
+
+class TxVars(Vars):
+    action: str | None = Field(None, description="retry or cancel (POST only)")
+
+
+class ListVars(Vars):
+    state: str | None = Field(None, description="only transactions in this state")
+    target: str | None = Field(None, description="only transactions working on this object")
+    limit: int = Field(100, ge=1, le=1000)
+
+
+def data(tx: Transaction) -> dict:
+    return {"uuid": tx.uuid, "kind": tx.kind, "state": tx.state, "target": tx.target_uuid,
+            "completion": tx.completion, "result": tx.result or {}, "error": tx.error,
+            "log": tx.log or [], "owner": tx.owner_uuid, "cancel_requested": tx.cancel_requested,
+            "attempts": tx.attempts, "created_at": tx.created_at, "started_at": tx.started_at,
+            "finished_at": tx.finished_at}
+
+
+def _answer(tx: Transaction, message: str | None = None) -> dict:
+    if message is None:
+        message = tx.state if tx.state != "failed" else f"failed: {tx.error}"
+    return {"data": data(tx), "completion": tx.completion, "errno": 0, "message": message}
+
+
+def get_transaction(uuid: str, ctx: Ctx) -> dict:
+    """The transaction's state, completion, result, error and log."""
+    return _answer(transactions.get(ctx, uuid))
+
+
+def act_on_transaction(uuid: str, ctx: Ctx, v: Annotated[TxVars, http_vars(TxVars)]) -> dict:
+    """action=retry (a failed or cancelled one) or action=cancel; without action, like GET."""
+    if not v.action:
+        return get_transaction(uuid, ctx)
+    message = transactions.act(ctx, uuid, v.action)
+    ctx.db.flush()
+    return _answer(transactions.get(ctx, uuid), message)
+
+
+def cancel_transaction(uuid: str, ctx: Ctx) -> dict:
+    """Cancel: a queued one at once, a running one at its next step (it cleans up after
+    itself)."""
+    message = transactions.cancel(ctx, uuid)
+    ctx.db.flush()
+    return _answer(transactions.get(ctx, uuid), message)
+
+
+def list_transactions(ctx: Ctx, v: Annotated[ListVars, http_vars(ListVars)]) -> dict:
+    """The transactions the caller may read, newest first."""
+    found = transactions.list_transactions(ctx, state=v.state, target=v.target, limit=v.limit)
+    return {"transactions": [data(t) for t in found], "errno": 0, "message": ""}
+
+
+expose(router, "/rest/transaction/{uuid}/", ["GET"], get_transaction,
+       response_model=TransactionAnswer, summary="Get a transaction (5.1)")
+expose(router, "/rest/transaction/{uuid}/", ["POST"], act_on_transaction, vars_model=TxVars,
+       response_model=TransactionAnswer, summary="Retry or cancel a transaction (5.1)")
+expose(router, "/rest/transaction/{uuid}/", ["DELETE"], cancel_transaction,
+       response_model=TransactionAnswer, summary="Cancel a transaction (5.1)")
+expose(router, "/rest/transactions/", ["GET"], list_transactions, vars_model=ListVars,
+       response_model=TransactionsAnswer, summary="List transactions (extension)")

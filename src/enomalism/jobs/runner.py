@@ -1,0 +1,250 @@
+"""Runner threads that take queued transactions from the database and run them.
+
+A job is claimed with a compare-and-swap on its state (queued -> running), so several threads,
+or several server processes sharing one database, never run it twice. A running job writes its
+progress (at least every percent or every second), checks for cancellation at each step, and
+records what it creates before creating it. When it fails or is cancelled, those things are
+removed and its machine locks released in the same step that records its end state. At start,
+jobs this node was running (or whose heartbeat stopped) are undone and marked failed.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import or_, select, update
+
+from enomalism.errors import EnomalismError
+from enomalism.jobs import locks, states, undo
+from enomalism.services.registry import HypervisorRegistry
+from enomalism.store.db import Database
+from enomalism.store.models import Transaction, utcnow
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_TIMEOUT = 120.0  # seconds without a heartbeat after which a running job is orphaned
+LOG_LIMIT = 200  # log lines kept per transaction
+
+
+class JobCancelled(Exception):
+    """Raised inside a job when its cancellation was asked for."""
+
+
+Handler = Callable[["JobContext"], dict[str, Any]]
+HANDLERS: dict[str, Handler] = {}
+
+
+def handler(kind: str) -> Callable[[Handler], Handler]:
+    """Register the function that runs transactions of `kind`."""
+    def register(fn: Handler) -> Handler:
+        HANDLERS[kind] = fn
+        return fn
+    return register
+
+
+class JobContext:
+    """What a running job uses: its parameters, progress, its log, cancellation, undo."""
+
+    def __init__(self, runner: "Runner", tx: Transaction) -> None:
+        self.runner = runner
+        self.txid = tx.uuid
+        self.kind = tx.kind
+        self.params: dict[str, Any] = dict(tx.params or {})
+        self.owner_uuid = tx.owner_uuid
+        self.target_uuid = tx.target_uuid
+        self._completion = tx.completion
+        self._written_at = 0.0
+        self._checked_at = 0.0
+
+    @property
+    def db(self) -> Database:
+        return self.runner.db
+
+    @property
+    def registry(self) -> HypervisorRegistry:
+        return self.runner.registry
+
+    def _update(self, **values: Any) -> None:
+        with self.db.session() as s:
+            s.execute(update(Transaction).where(Transaction.uuid == self.txid)
+                      .values(heartbeat_at=utcnow(), **values))
+        self._written_at = time.monotonic()
+
+    def progress(self, completion: float, message: str | None = None) -> None:
+        """Report progress (0-100); written when it moved a percent or a second passed."""
+        pct = max(0, min(99, int(completion)))  # 100 is written when the job is done
+        if message:
+            self.log(message)
+        if pct != self._completion or time.monotonic() - self._written_at >= 1.0:
+            self._completion = pct
+            self._update(completion=pct)
+        self.check_cancelled()
+
+    def log(self, message: str, level: str = "info") -> None:
+        with self.db.session() as s:
+            tx = s.get(Transaction, self.txid)
+            entry = [utcnow().isoformat(timespec="seconds"), level, message]
+            tx.log = (list(tx.log or []) + [entry])[-LOG_LIMIT:]
+            tx.heartbeat_at = utcnow()
+
+    def check_cancelled(self) -> None:
+        """Raise JobCancelled when a cancel was asked for (reads the database at most every
+        quarter second)."""
+        now = time.monotonic()
+        if now - self._checked_at < 0.25:
+            return
+        self._checked_at = now
+        with self.db.session(write=False) as s:
+            if s.scalar(select(Transaction.cancel_requested)
+                        .where(Transaction.uuid == self.txid)):
+                raise JobCancelled()
+
+    def will_create(self, kind: str, **ref: str) -> None:
+        """Record, before creating it, something to remove if the job does not finish."""
+        with self.db.session() as s:
+            tx = s.get(Transaction, self.txid)
+            tx.undo = list(tx.undo or []) + [{"kind": kind, **ref}]
+
+    def created_ok(self, kind: str, **ref: str) -> None:
+        """Take an entry off the undo log: it is no longer the job's to remove."""
+        entry = {"kind": kind, **ref}
+        with self.db.session() as s:
+            tx = s.get(Transaction, self.txid)
+            tx.undo = [e for e in tx.undo or [] if e != entry]
+
+
+class Runner:
+    def __init__(self, db: Database, registry: HypervisorRegistry, node_id: str,
+                 threads: int = 2) -> None:
+        self.db, self.registry, self.node_id, self.threads = db, registry, node_id, threads
+        self._wake = threading.Condition()
+        self._stopping = False
+        self._workers: list[threading.Thread] = []
+
+    def start(self) -> None:
+        self.recover()
+        targets = [self._loop] * self.threads + [self._heartbeat]
+        for i, target in enumerate(targets):
+            t = threading.Thread(target=target, name=f"jobs-{i}", daemon=True)
+            t.start()
+            self._workers.append(t)
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stopping = True
+            self._wake.notify_all()
+        for t in self._workers:
+            t.join(timeout=30)
+
+    def notify(self) -> None:
+        """A job was queued (or cancelled): wake the threads now rather than at their poll."""
+        with self._wake:
+            self._wake.notify_all()
+
+    def _heartbeat(self) -> None:
+        """Keep this node's running jobs from looking orphaned during long steps."""
+        while True:
+            with self._wake:
+                self._wake.wait_for(lambda: self._stopping, HEARTBEAT_TIMEOUT / 8)
+                if self._stopping:
+                    return
+            try:
+                with self.db.session() as s:
+                    s.execute(update(Transaction).where(
+                        Transaction.state == "running", Transaction.claimed_by == self.node_id)
+                        .values(heartbeat_at=utcnow()))
+            except Exception:
+                log.exception("writing the job heartbeat failed")
+
+    # -- claiming and running ----------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self._wake:
+                if self._stopping:
+                    return
+            txid = self._claim()
+            if txid is None:
+                with self._wake:
+                    if not self._stopping:
+                        self._wake.wait(1.0)
+                continue
+            self._run(txid)
+
+    def _claim(self) -> str | None:
+        with self.db.session() as s:
+            candidates = s.scalars(select(Transaction.uuid).where(Transaction.state == "queued")
+                                   .order_by(Transaction.created_at).limit(5)).all()
+            for txid in candidates:
+                took = s.execute(update(Transaction).where(
+                    Transaction.uuid == txid, Transaction.state == "queued").values(
+                    state="running", claimed_by=self.node_id, started_at=utcnow(),
+                    heartbeat_at=utcnow(), attempts=Transaction.attempts + 1))
+                if took.rowcount == 1:
+                    return txid
+        return None
+
+    def _run(self, txid: str) -> None:
+        with self.db.session(write=False) as s:
+            tx = s.get(Transaction, txid)
+            job = JobContext(self, tx)
+        fn = HANDLERS.get(job.kind)
+        try:
+            if fn is None:
+                raise EnomalismError(f"no handler for transactions of kind '{job.kind}'")
+            job.check_cancelled()
+            result = fn(job) or {}
+        except JobCancelled:
+            self._finish(txid, "cancelled", error="cancelled on request")
+        except EnomalismError as e:
+            self._finish(txid, "failed", error=e.message)
+        except Exception as e:  # a bug: say so in the transaction, keep the runner alive
+            log.exception("transaction %s failed", txid)
+            self._finish(txid, "failed", error=f"internal error: {type(e).__name__}: {e}")
+        else:
+            self._finish(txid, "done", result=result)
+
+    def _finish(self, txid: str, state: str, *, error: str | None = None,
+                result: dict | None = None) -> None:
+        """Record the end state; on failure or cancel, first undo what the job created."""
+        problems: list[str] = []
+        if state != "done":
+            with self.db.session(write=False) as s:
+                entries = list(s.get(Transaction, txid).undo or [])
+            problems = undo.run(self.db, self.registry, entries)
+        with self.db.session() as s:
+            tx = s.get(Transaction, txid)
+            states.check(tx.state, state)
+            tx.state, tx.finished_at, tx.heartbeat_at = state, utcnow(), None
+            tx.error = error
+            tx.undo = []
+            if result is not None:
+                tx.result = result
+            if state == "done":
+                tx.completion = 100
+            entries = [[utcnow().isoformat(timespec="seconds"), "warning", p] for p in problems]
+            entries.append([utcnow().isoformat(timespec="seconds"),
+                            "info" if state == "done" else "error", error or state])
+            tx.log = (list(tx.log or []) + entries)[-LOG_LIMIT:]
+            locks.release(s, txid)
+
+    # -- crash recovery ----------------------------------------------------------------
+
+    def recover(self) -> list[str]:
+        """Fail (and undo) the jobs this node ran before it stopped, and any job whose
+        heartbeat stopped. Returns their ids."""
+        cutoff = utcnow().timestamp() - HEARTBEAT_TIMEOUT
+        with self.db.session(write=False) as s:
+            running = s.scalars(select(Transaction).where(Transaction.state == "running").where(
+                or_(Transaction.claimed_by == self.node_id, Transaction.claimed_by.is_(None),
+                    Transaction.heartbeat_at.is_(None)))).all()
+            stale = s.scalars(select(Transaction).where(Transaction.state == "running")).all()
+        orphans = {t.uuid for t in running}
+        orphans |= {t.uuid for t in stale
+                    if t.heartbeat_at is not None and t.heartbeat_at.timestamp() < cutoff}
+        for txid in sorted(orphans):
+            log.warning("transaction %s was interrupted; undoing what it created", txid)
+            self._finish(txid, "failed", error="interrupted: the server stopped while it ran")
+        return sorted(orphans)

@@ -1,0 +1,49 @@
+"""Undoing what a job created. A job records each thing *before* creating it (so a crash in
+between leaves a record, never an orphan); undoing removes them in reverse order and tolerates
+things that were never made."""
+
+import logging
+from pathlib import Path
+
+from enomalism.errors import EnomalismError
+from enomalism.services.registry import HypervisorRegistry
+from enomalism.store.db import Database
+from enomalism.store.models import Machine
+from enomalism.virt import driver
+
+log = logging.getLogger(__name__)
+
+
+def _file(_db: Database, _reg: HypervisorRegistry, path: str) -> None:
+    Path(path).unlink(missing_ok=True)
+
+
+def _volume(_db: Database, reg: HypervisorRegistry, hypervisor: str, path: str) -> None:
+    driver.delete_volume(reg.connection(hypervisor), path)
+
+
+def _domain(_db: Database, reg: HypervisorRegistry, hypervisor: str, uuid: str) -> None:
+    driver.undefine(reg.connection(hypervisor), uuid)
+
+
+def _machine(db: Database, _reg: HypervisorRegistry, uuid: str) -> None:
+    with db.session() as s:
+        m = s.get(Machine, uuid)
+        if m is not None:
+            s.delete(m)
+
+
+UNDO = {"file": _file, "volume": _volume, "domain": _domain, "machine": _machine}
+
+
+def run(db: Database, registry: HypervisorRegistry, entries: list[dict]) -> list[str]:
+    """Undo every entry, newest first; returns what could not be undone (for the job log)."""
+    problems = []
+    for entry in reversed(entries):
+        args = {k: v for k, v in entry.items() if k != "kind"}
+        try:
+            UNDO[entry["kind"]](db, registry, **args)
+        except (EnomalismError, OSError) as e:
+            problems.append(f"could not remove {entry['kind']} {args}: {e}")
+            log.warning("undo of %s failed: %s", entry, e)
+    return problems

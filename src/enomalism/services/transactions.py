@@ -1,0 +1,100 @@
+"""Transactions (spec section 5) as the API sees them: queueing, reading, cancelling, retrying.
+Reading a transaction needs `read` on it: its owner, an administrator, or a grant."""
+
+from typing import Any
+
+from sqlalchemy import event, select
+
+from enomalism.errors import InvalidInput, NotFound, UnknownAction
+from enomalism.jobs import locks, states
+from enomalism.jobs.runner import HANDLERS
+from enomalism.services import access
+from enomalism.services.context import Context
+from enomalism.services.lookup import parse_uuid
+from enomalism.store.models import Machine, Transaction, utcnow
+
+ACTIONS = ("retry", "cancel")
+
+
+def _wake_runner_after_commit(ctx: Context) -> None:
+    runner = ctx.jobs
+    if runner is not None:
+        event.listen(ctx.db, "after_commit", lambda _s: runner.notify(), once=True)
+
+
+def enqueue(ctx: Context, kind: str, *, target: str | None, params: dict[str, Any],
+            lock: list[str] = ()) -> Transaction:
+    """Queue a job and lock the machines it will change, in the request's transaction: if a
+    lock is taken, nothing is queued."""
+    if kind not in HANDLERS:
+        raise InvalidInput(f"no transactions of kind '{kind}'")
+    tx = Transaction(kind=kind, target_uuid=target, params=params, owner_uuid=ctx.user.uuid,
+                     locks=list(lock))
+    ctx.db.add(tx)
+    ctx.db.flush()
+    for machine_uuid in lock:
+        locks.lock(ctx.db, machine_uuid, tx.uuid)
+    _wake_runner_after_commit(ctx)
+    return tx
+
+
+def get(ctx: Context, uuid: str) -> Transaction:
+    tx = ctx.db.get(Transaction, parse_uuid(uuid, "transaction"))
+    if tx is None:
+        raise NotFound(f"no transaction with UUID {uuid}")
+    access.require(ctx, tx, "read", "transaction")
+    return tx
+
+
+def list_transactions(ctx: Context, *, state: str | None = None, target: str | None = None,
+                      limit: int = 100) -> list[Transaction]:
+    q = select(Transaction).order_by(Transaction.created_at.desc()).limit(limit)
+    if state:
+        if state not in states.TRANSITIONS:
+            raise InvalidInput(f"unknown state '{state}'; use one of "
+                               f"{', '.join(states.TRANSITIONS)}")
+        q = q.where(Transaction.state == state)
+    if target:
+        q = q.where(Transaction.target_uuid == parse_uuid(target, "target"))
+    if (clause := access.readable(ctx, Transaction)) is not None:
+        q = q.where(clause)
+    return list(ctx.db.scalars(q))
+
+
+def cancel(ctx: Context, uuid: str) -> str:
+    """A queued job is cancelled at once; a running one stops at its next step and removes
+    what it created."""
+    tx = get(ctx, uuid)
+    access.require(ctx, tx, "control", "transaction")
+    if tx.state == "queued":
+        states.check(tx.state, "cancelled")
+        tx.state, tx.finished_at, tx.error = "cancelled", utcnow(), "cancelled on request"
+        locks.release(ctx.db, tx.uuid)
+        return "transaction cancelled"
+    if tx.state != "running":
+        states.check(tx.state, "cancelled")  # raises: finished transactions stay as they are
+    tx.cancel_requested = True
+    _wake_runner_after_commit(ctx)
+    return "cancellation requested; the transaction stops at its next step"
+
+
+def retry(ctx: Context, uuid: str) -> str:
+    """Queue a failed or cancelled transaction again, with the same parameters."""
+    tx = get(ctx, uuid)
+    access.require(ctx, tx, "control", "transaction")
+    states.check(tx.state, "queued")
+    for machine_uuid in tx.locks or []:
+        if ctx.db.get(Machine, machine_uuid) is not None:
+            locks.lock(ctx.db, machine_uuid, tx.uuid)
+    tx.state, tx.cancel_requested, tx.error = "queued", False, None
+    tx.completion, tx.started_at, tx.finished_at, tx.claimed_by = 0, None, None, None
+    _wake_runner_after_commit(ctx)
+    return "transaction queued again"
+
+
+def act(ctx: Context, uuid: str, action: str) -> str:
+    if action == "retry":
+        return retry(ctx, uuid)
+    if action == "cancel":
+        return cancel(ctx, uuid)
+    raise UnknownAction(f"unknown transaction action '{action}'; use one of {', '.join(ACTIONS)}")
