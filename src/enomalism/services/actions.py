@@ -102,7 +102,8 @@ def _check_permission(ctx: Context, m: Machine, action: str) -> None:
     if action == "unlock":
         access.require_admin(ctx, "unlock a machine")
     elif action == "manage":
-        if m.parent is None or not access.holds(ctx, m.parent, "control"):
+        # a host has no hypervisor above it: its own permission decides (then its state)
+        if not access.holds(ctx, m.parent if m.parent is not None else m, "control"):
             raise Forbidden("you need the 'control' permission on the machine's hypervisor "
                             "to manage it")
     else:
