@@ -59,6 +59,7 @@ class HypervisorObj(BaseModel):
     libvirt_version: str | None
     cpus: int | None
     memory_kib: int | None
+    arch: str | None
     connected_at: datetime | None
 
 
@@ -154,7 +155,8 @@ def hypervisor_obj(hv: Hypervisor) -> dict:
         "uuid": hv.uuid, "machine": hv.machine_uuid, "virt_class": hv.virt_class,
         "virt_url": hv.virt_url, "status": hv.status, "last_error": hv.last_error,
         "hostname": hv.hostname, "driver": hv.driver, "libvirt_version": hv.libvirt_version,
-        "cpus": hv.cpus, "memory_kib": hv.memory_kib, "connected_at": hv.connected_at,
+        "cpus": hv.cpus, "memory_kib": hv.memory_kib, "arch": hv.arch,
+        "connected_at": hv.connected_at,
     }
 
 

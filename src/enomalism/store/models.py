@@ -194,6 +194,7 @@ class Hypervisor(Base):
     libvirt_version: Mapped[str | None] = mapped_column(String(32))
     cpus: Mapped[int | None] = mapped_column(Integer)
     memory_kib: Mapped[int | None] = mapped_column(Integer)
+    arch: Mapped[str | None] = mapped_column(String(32))
     owner_uuid: Mapped[str | None] = mapped_column(ForeignKey("users.uuid", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     connected_at: Mapped[datetime | None] = mapped_column()
@@ -257,3 +258,55 @@ class Transaction(Base):
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Repository(Base):
+    """A VMcast feed of packages. Credentials from the feed URL are kept apart from it and
+    never shown back."""
+
+    __tablename__ = "repositories"
+
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    url: Mapped[str] = mapped_column(String(2048))
+    username: Mapped[str | None] = mapped_column(String(255))
+    password: Mapped[str | None] = mapped_column(String(1024))
+    title: Mapped[str | None] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
+    feed_uuid: Mapped[str | None] = mapped_column(String(64))
+    refreshed_at: Mapped[datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(Text)
+    owner_uuid: Mapped[str | None] = mapped_column(ForeignKey("users.uuid", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    packages: Mapped[list["Package"]] = relationship(back_populates="repository",
+                                                     order_by="Package.name")
+
+
+class Package(Base):
+    """A VM package: listed by a feed (`remote`), being fetched (`retrieving`), or in the local
+    cache (`cached`, with `path`). Packages made by the `package` action have no repository."""
+
+    __tablename__ = "packages"
+    __table_args__ = (UniqueConstraint("repository_uuid", "guid"),)
+
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    repository_uuid: Mapped[str | None] = mapped_column(
+        ForeignKey("repositories.uuid", ondelete="CASCADE"), index=True)
+    guid: Mapped[str | None] = mapped_column(String(1024))
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
+    version: Mapped[str | None] = mapped_column(String(64))
+    virt_class: Mapped[str | None] = mapped_column(String(16))
+    arch: Mapped[str | None] = mapped_column(String(32))
+    url: Mapped[str | None] = mapped_column(String(2048))
+    length: Mapped[int | None] = mapped_column(Integer)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default="remote")
+    path: Mapped[str | None] = mapped_column(String(1024))
+    size: Mapped[int | None] = mapped_column(Integer)
+    manifest: Mapped[dict | None] = mapped_column(JSON)
+    owner_uuid: Mapped[str | None] = mapped_column(ForeignKey("users.uuid", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    repository: Mapped[Repository | None] = relationship(back_populates="packages")

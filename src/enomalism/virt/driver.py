@@ -33,6 +33,7 @@ class HostInfo:
     libvirt_version: str
     cpus: int
     memory_kib: int
+    arch: str
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ def host_info(conn: libvirt.virConnect) -> HostInfo:
             libvirt_version=_version(conn.getLibVersion()),
             cpus=info[2],
             memory_kib=info[1] * 1024,
+            arch=info[0],
         )
 
 
