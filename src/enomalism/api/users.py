@@ -126,7 +126,7 @@ class GroupVars(Vars):
 
 
 class TokenListVars(Vars):
-    user: str | None = Field(None, description="another user's id (administrators)")
+    user: str | None = Field(None, description="another user's id or name (administrators)")
 
 
 class TokenVars(Vars):

@@ -14,6 +14,7 @@ from enomalism.services import audit
 from enomalism.services.auth import BAD_CREDENTIALS
 from enomalism.services.context import Context, Principal
 from enomalism.services.lookup import parse_uuid, require
+from enomalism.services.users import find_user
 from enomalism.store.models import ApiToken, User, utcnow
 
 PREFIX = "enm_"
@@ -52,12 +53,12 @@ def create(ctx: Context, *, name: str | None, expires_in_days: str | None = None
 
 
 def list_tokens(ctx: Context, user_uuid: str | None = None) -> list[ApiToken]:
-    """The caller's tokens; an administrator may name another user."""
+    """The caller's tokens; an administrator may name another user (by id or name)."""
     owner = ctx.user.uuid
-    if user_uuid and parse_uuid(user_uuid, "user") != owner:
-        if not ctx.user.is_admin:
-            raise NotFound(f"no user {user_uuid}")
-        owner = parse_uuid(user_uuid, "user")
+    if user_uuid:
+        owner = find_user(ctx, user_uuid).uuid
+        if owner != ctx.user.uuid and not ctx.user.is_admin:
+            raise NotFound(f"no user '{user_uuid}'")
     return list(ctx.db.scalars(select(ApiToken).where(ApiToken.user_uuid == owner)
                                .order_by(ApiToken.created_at)))
 
