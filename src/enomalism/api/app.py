@@ -44,7 +44,8 @@ class TrailingSlash:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path = scope["path"]
-            if path.startswith("/rest/") and not path.endswith("/"):
+            last = path.rsplit("/", 1)[-1]
+            if path.startswith("/rest/") and last and "." not in last:  # not feed.xml
                 scope = dict(scope, path=path + "/",
                              raw_path=scope.get("raw_path", path.encode()) + b"/")
         await self.app(scope, receive, send)
@@ -104,7 +105,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         registry = HypervisorRegistry(db)
         ensure_local_host(db, registry, settings.hypervisors)
         registry.start()
-        runner = Runner(db, registry, node_id(settings.data_dir), threads=settings.job_threads)
+        runner = Runner(db, registry, node_id(settings.data_dir), settings.data_dir,
+                        threads=settings.job_threads)
         runner.start()
         app.state.settings = settings
         app.state.db = db

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import or_, select, update
@@ -89,6 +90,14 @@ class JobContext:
             tx.log = (list(tx.log or []) + [entry])[-LOG_LIMIT:]
             tx.heartbeat_at = utcnow()
 
+    def cancel_requested(self) -> bool:
+        """True once a cancel was asked for (for callbacks that cannot raise)."""
+        try:
+            self.check_cancelled()
+        except JobCancelled:
+            return True
+        return False
+
     def check_cancelled(self) -> None:
         """Raise JobCancelled when a cancel was asked for (reads the database at most every
         quarter second)."""
@@ -117,8 +126,9 @@ class JobContext:
 
 class Runner:
     def __init__(self, db: Database, registry: HypervisorRegistry, node_id: str,
-                 threads: int = 2) -> None:
+                 data_dir: Path, threads: int = 2) -> None:
         self.db, self.registry, self.node_id, self.threads = db, registry, node_id, threads
+        self.data_dir = data_dir
         self._wake = threading.Condition()
         self._stopping = False
         self._workers: list[threading.Thread] = []

@@ -8,7 +8,7 @@ from pathlib import Path
 from enomalism.errors import EnomalismError
 from enomalism.services.registry import HypervisorRegistry
 from enomalism.store.db import Database
-from enomalism.store.models import Machine
+from enomalism.store.models import Machine, Package
 from enomalism.virt import driver
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,11 @@ def _domain(_db: Database, reg: HypervisorRegistry, hypervisor: str, uuid: str) 
     driver.undefine(reg.connection(hypervisor), uuid)
 
 
+def _pool_volume(_db: Database, reg: HypervisorRegistry, hypervisor: str, pool: str,
+                 name: str) -> None:
+    driver.delete_pool_volume(reg.connection(hypervisor), pool, name)
+
+
 def _machine(db: Database, _reg: HypervisorRegistry, uuid: str) -> None:
     with db.session() as s:
         m = s.get(Machine, uuid)
@@ -33,7 +38,16 @@ def _machine(db: Database, _reg: HypervisorRegistry, uuid: str) -> None:
             s.delete(m)
 
 
-UNDO = {"file": _file, "volume": _volume, "domain": _domain, "machine": _machine}
+def _package_state(db: Database, _reg: HypervisorRegistry, uuid: str, state: str) -> None:
+    """Put a package back in the state it had before the job touched it."""
+    with db.session() as s:
+        p = s.get(Package, uuid)
+        if p is not None:
+            p.state = state
+
+
+UNDO = {"file": _file, "volume": _volume, "pool_volume": _pool_volume, "domain": _domain,
+        "machine": _machine, "package_state": _package_state}
 
 
 def run(db: Database, registry: HypervisorRegistry, entries: list[dict]) -> list[str]:

@@ -10,7 +10,7 @@ membership), `delete` and `admin` (change the access list). Rules, in order:
 - `admin` granted on an object implies every permission on it, and any grant implies `read`;
 - a grant to a group applies to its members;
 - `read` on a cluster lets its machines be read; `control` on a hypervisor lets the machines on
-  it be read and adopted (`manage`).
+  it be read and adopted (`manage`); `read` on a repository lets its packages be read.
 
 An object the user may not read answers as not found (404), so nothing is revealed about it;
 an object they may read but not act on answers 403.
@@ -28,14 +28,17 @@ from enomalism.store.models import (
     GroupMember,
     Hypervisor,
     Machine,
+    Package,
+    Repository,
     Transaction,
     User,
 )
 
 PERMISSIONS = ("read", "control", "modify", "delete", "admin")
 MODELS = {"machine": Machine, "hypervisor": Hypervisor, "cluster": Cluster, "user": User,
-          "group": Group, "transaction": Transaction}
-Object = Machine | Hypervisor | Cluster | User | Group | Transaction
+          "group": Group, "transaction": Transaction, "repository": Repository,
+          "package": Package}
+Object = Machine | Hypervisor | Cluster | User | Group | Transaction | Repository | Package
 
 
 def check_permission(name: str | None) -> str:
@@ -73,6 +76,8 @@ def holds(ctx: Context, obj: Object, permission: str) -> bool:
         return True
     if _grants_allow(_granted(ctx, obj.uuid), permission):
         return True
+    if isinstance(obj, Package) and permission == "read" and obj.repository is not None:
+        return holds(ctx, obj.repository, "read")
     if isinstance(obj, Machine) and permission == "read":
         if any(holds(ctx, c, "read") for c in obj.clusters):
             return True
@@ -115,6 +120,10 @@ def readable(ctx: Context, model: type) -> ColumnElement[bool] | None:
             Hypervisor.uuid.in_(select(Grant.object_uuid).where(
                 Grant.principal_uuid.in_(mine), Grant.permission.in_(("control", "admin"))))))
         clause = or_(clause, Machine.uuid.in_(in_cluster), Machine.parent_uuid.in_(operated))
+    if model is Package:
+        repos = select(Repository.uuid).where(or_(Repository.owner_uuid == me,
+                                                  Repository.uuid.in_(granted)))
+        clause = or_(clause, Package.repository_uuid.in_(repos))
     return clause
 
 

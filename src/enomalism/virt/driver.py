@@ -310,3 +310,17 @@ def delete_volume(conn: libvirt.virConnect, path: str) -> bool:
             return False
         vol.delete(0)
         return True
+
+
+def delete_pool_volume(conn: libvirt.virConnect, pool: str, name: str) -> bool:
+    """Delete the volume `name` of storage pool `pool`; False when there is none."""
+    with libvirt_errors():
+        try:
+            vol = conn.storagePoolLookupByName(pool).storageVolLookupByName(name)
+        except libvirt.libvirtError as e:
+            if e.get_error_code() in (libvirt.VIR_ERR_NO_STORAGE_VOL,
+                                      libvirt.VIR_ERR_NO_STORAGE_POOL):
+                return False
+            raise
+        vol.delete(0)
+        return True
