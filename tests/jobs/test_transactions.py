@@ -1,0 +1,204 @@
+"""Transactions (spec section 5) through the real runner threads, with a job kind of the
+tests' own: progress, the undo log, cancel, retry, machine locks and crash recovery."""
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from enomalism.jobs.runner import HANDLERS, JobContext, handler
+from enomalism.services import transactions
+from enomalism.services.context import Context, Principal
+from enomalism.store.models import Machine, Transaction, User, utcnow
+from tests.conftest import expect_error, manage
+
+GATES: dict[str, threading.Event] = {}
+
+
+@handler("test.steps")
+def steps(job: JobContext) -> dict:
+    """Creates one file per step (recorded on the undo log first); may wait on a gate, may
+    fail at a given step."""
+    made = []
+    for i in range(job.params["steps"]):
+        path = Path(job.params["dir"]) / f"step{i}"
+        job.will_create("file", path=str(path))
+        path.write_text("x")
+        made.append(str(path))
+        if job.params.get("fail_at") == i:
+            raise_error()
+        gate = GATES.get(job.params.get("gate", ""))
+        while gate is not None and not gate.wait(0.05):
+            job.check_cancelled()
+        job.progress(100 * (i + 1) / job.params["steps"], f"step {i} done")
+    return {"files": made}
+
+
+def raise_error() -> None:
+    from enomalism.errors import HypervisorError
+    raise HypervisorError("the disk exploded")
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    """Where the test jobs create their files."""
+    path = tmp_path / "work"
+    path.mkdir()
+    return path
+
+
+def admin_ctx(api, db) -> Context:  # noqa: ANN001
+    with api.app.state.db.session(write=False) as s:
+        admin = s.query(User).filter_by(username="admin").one()
+        who = Principal(uuid=admin.uuid, username="admin", is_admin=True)
+    return Context(db=db, registry=api.registry, user=who, jobs=api.app.state.runner)
+
+
+def enqueue(api, tmp_path, lock=(), **params) -> str:  # noqa: ANN001
+    params = {"steps": 3, "dir": str(tmp_path), **params}
+    with api.app.state.db.session() as s:
+        tx = transactions.enqueue(admin_ctx(api, s), "test.steps", target=None,
+                                  params=params, lock=list(lock))
+        txid = tx.uuid
+    api.app.state.runner.notify()
+    return txid
+
+
+def wait_state(api, txid, states, deadline=60.0) -> dict:  # noqa: ANN001
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        body = api.ok("GET", f"/rest/transaction/{txid}/")
+        if body["data"]["state"] in states:
+            return body
+        time.sleep(0.05)
+    raise AssertionError(f"transaction {txid} never reached {states}: {body}")
+
+
+def test_a_job_runs_to_done_with_the_spec_keys(api, work):
+    txid = enqueue(api, work)
+    body = wait_state(api, txid, {"done"})
+    assert set(body) >= {"data", "completion", "errno", "message"}
+    assert body["completion"] == 100 and body["errno"] == 0
+    assert body["data"]["result"]["files"] == [str(work / f"step{i}") for i in range(3)]
+    assert all((work / f"step{i}").exists() for i in range(3))  # kept: the job succeeded
+    assert [e[2] for e in body["data"]["log"] if e[2].startswith("step")] == \
+        ["step 0 done", "step 1 done", "step 2 done"]
+    listed = api.ok("GET", "/rest/transactions/", params={"state": "done"})["transactions"]
+    assert txid in [t["uuid"] for t in listed]
+
+
+def test_a_failed_job_removes_what_it_created_and_can_be_retried(api, work):
+    txid = enqueue(api, work, fail_at=1)
+    body = wait_state(api, txid, {"failed"})
+    assert body["data"]["error"] == "the disk exploded"
+    assert "failed" in body["message"]
+    assert not list(work.iterdir())  # step0 and step1 undone
+    with api.app.state.db.session() as s:  # let the retry succeed
+        tx = s.get(Transaction, txid)
+        tx.params = {**tx.params, "fail_at": None}
+    r = api.ok("POST", f"/rest/transaction/{txid}/", data={"action": "retry"})
+    assert r["message"] == "transaction queued again"
+    body = wait_state(api, txid, {"done"})
+    assert body["data"]["attempts"] == 2
+
+
+def test_cancel_a_running_job_stops_it_and_cleans_up(api, work):
+    GATES["hold"] = threading.Event()
+    txid = enqueue(api, work, gate="hold")
+    wait_state(api, txid, {"running"})
+    r = api.ok("DELETE", f"/rest/transaction/{txid}/")
+    assert "cancellation requested" in r["message"]
+    body = wait_state(api, txid, {"cancelled"})
+    assert body["data"]["error"] == "cancelled on request"
+    assert not list(work.iterdir())
+
+
+def test_cancel_a_queued_job_at_once(api, work):
+    GATES["hold2"] = threading.Event()
+    blockers = [enqueue(api, work, gate="hold2", steps=1) for _ in range(2)]
+    for b in blockers:
+        wait_state(api, b, {"running", "failed"})
+    txid = enqueue(api, work)  # both runner threads are busy: this one stays queued
+    assert api.ok("GET", f"/rest/transaction/{txid}/")["data"]["state"] == "queued"
+    r = api.ok("POST", f"/rest/transaction/{txid}/", data={"action": "cancel"})
+    assert r["data"]["state"] == "cancelled" and r["message"] == "transaction cancelled"
+    GATES["hold2"].set()
+
+
+def test_finished_transactions_cannot_be_cancelled_and_done_ones_not_retried(api, work):
+    txid = enqueue(api, work)
+    wait_state(api, txid, {"done"})
+    expect_error(api.delete(f"/rest/transaction/{txid}/"), 409, 1301)
+    expect_error(api.post(f"/rest/transaction/{txid}/", data={"action": "retry"}), 409, 1301)
+    expect_error(api.post(f"/rest/transaction/{txid}/", data={"action": "explode"}), 400, 1003)
+    assert api.ok("GET", f"/rest/transaction/{txid}/")["data"]["state"] == "done"
+
+
+def test_unknown_and_malformed_transactions(api):
+    expect_error(api.get("/rest/transaction/00000000-0000-0000-0000-000000000000/"), 404, 1200)
+    expect_error(api.get("/rest/transaction/nope/"), 400, 1002)
+    expect_error(api.get("/rest/transactions/", params={"state": "sleeping"}), 400, 1000)
+
+
+def test_a_locked_machine_refuses_changes_with_423_and_the_txid(api, work):
+    uuid = manage(api, "idle")
+    GATES["hold3"] = threading.Event()
+    txid = enqueue(api, work, lock=[uuid], gate="hold3")
+    wait_state(api, txid, {"running"})
+    body = expect_error(api.post(f"/rest/machine/{uuid}/actions/create/"), 423, 1400)
+    assert body["txid"] == txid
+    assert api.ok("GET", f"/rest/machine/{uuid}/actions/")["result"] == ["unlock"]
+    # a second job wanting the same machine is refused the same way, and nothing is queued
+    with api.app.state.db.session() as s:
+        before = s.query(Transaction).count()
+    with pytest.raises(Exception) as e:
+        enqueue(api, work, lock=[uuid])
+    assert getattr(e.value, "errno", None) == 1400
+    with api.app.state.db.session() as s:
+        assert s.query(Transaction).count() == before
+    GATES["hold3"].set()
+    wait_state(api, txid, {"done"})
+    assert api.ok("GET", f"/rest/machine/{uuid}/")["machine_obj"]["locked_by"] is None
+
+
+def test_restart_fails_interrupted_jobs_removes_their_files_and_releases_locks(
+        make_api, make_host, tmp_path):
+    from tests.fakehost import FakeDomain
+    uri = make_host("h", [FakeDomain("vm1", state="shutoff")])
+    data = tmp_path / "data"
+    leftover = tmp_path / "partial.img"
+    with make_api(uri, data_dir=data) as api:
+        uuid = manage(api, "vm1")
+        node = api.app.state.runner.node_id
+        leftover.write_text("half a disk")
+        with api.app.state.db.session() as s:  # what a crash in the middle leaves behind
+            tx = Transaction(kind="test.steps", state="running", claimed_by=node,
+                             started_at=utcnow(), heartbeat_at=utcnow(), locks=[uuid],
+                             undo=[{"kind": "file", "path": str(leftover)}], params={})
+            s.add(tx)
+            s.flush()
+            txid = tx.uuid
+            s.get(Machine, uuid).lock_txid = txid
+        api.app.state.runner.stop()  # the process "dies": nothing finishes the job
+    with make_api(uri, data_dir=data) as api:
+        body = api.ok("GET", f"/rest/transaction/{txid}/")
+        assert body["data"]["state"] == "failed"
+        assert "interrupted" in body["data"]["error"]
+        assert not leftover.exists()
+        assert api.ok("GET", f"/rest/machine/{uuid}/")["machine_obj"]["locked_by"] is None
+
+
+def test_other_users_cannot_see_a_transaction(api, work):
+    txid = enqueue(api, work)
+    api.ok("POST", "/rest/user/create/", data={"username": "eve", "password": "eve-password-1"})
+    eve = ("eve", "eve-password-1")
+    expect_error(api.get(f"/rest/transaction/{txid}/", auth=eve), 404, 1200)
+    assert api.ok("GET", "/rest/transactions/", auth=eve)["transactions"] == []
+    api.ok("PUT", f"/rest/permissions/{txid}/", data={"permission": "read", "user": "eve"})
+    assert api.ok("GET", f"/rest/transaction/{txid}/", auth=eve)["data"]["uuid"] == txid
+    expect_error(api.delete(f"/rest/transaction/{txid}/", auth=eve), 403, 1101)
+
+
+def test_handlers_registered():
+    assert "test.steps" in HANDLERS
