@@ -42,6 +42,20 @@ def _is_list(annotation: Any) -> bool:
         typing.get_origin(a) is list for a in typing.get_args(annotation))
 
 
+def _text_problem(value: Any) -> str | None:
+    """Why a variable's text is unusable: a NUL character or a lone surrogate (JSON allows
+    both; libvirt, the database drivers and the JSON answer itself fail on them)."""
+    if not isinstance(value, str):
+        return None
+    if "\x00" in value:
+        return "contains a NUL character"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode text (it holds a lone surrogate)"
+    return None
+
+
 async def read_vars(request: Request, model: type[Vars]) -> Vars:
     raw: dict[str, list[Any]] = {}
     for k, v in request.query_params.multi_items():
@@ -74,6 +88,9 @@ async def read_vars(request: Request, model: type[Vars]) -> Vars:
         values = raw.get(name)
         if not values:
             continue
+        problem = next(filter(None, map(_text_problem, values)), None)
+        if problem:
+            raise InvalidInput(f"variable '{name}' {problem}")
         if _is_list(field.annotation):
             data[name] = [p.strip() for v in values for p in str(v).split(",") if p.strip()]
         else:

@@ -4,7 +4,7 @@ import socket
 
 from sqlalchemy import func, select
 
-from enomalism.errors import Conflict, HypervisorUnreachable, InvalidState
+from enomalism.errors import Conflict, HypervisorUnreachable, InvalidInput, InvalidState
 from enomalism.services import access
 from enomalism.services.context import Context
 from enomalism.services.lookup import get_host, get_hypervisor, require
@@ -96,7 +96,7 @@ def probe(url: str, timeout: float = 5.0) -> bool:
     try:
         open_connection(url, timeout=timeout).close()
         return True
-    except HypervisorUnreachable:
+    except (HypervisorUnreachable, InvalidInput):
         return False
 
 

@@ -12,7 +12,7 @@ from typing import Protocol
 
 import libvirt
 
-from enomalism.errors import HypervisorUnreachable
+from enomalism.errors import HypervisorUnreachable, InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,8 @@ def start_event_loop() -> None:
 
 def open_connection(uri: str, timeout: float = OPEN_TIMEOUT) -> libvirt.virConnect:
     """Open a connection, giving up after `timeout` seconds (a dead remote host can otherwise
-    hold a TCP connect for minutes). Never prompts for credentials."""
+    hold a TCP connect for minutes). Never prompts for credentials. A URI libvirt cannot make
+    sense of is the caller's mistake (InvalidInput), not an unreachable hypervisor."""
     start_event_loop()
     result: dict = {}
 
@@ -52,12 +53,18 @@ def open_connection(uri: str, timeout: float = OPEN_TIMEOUT) -> libvirt.virConne
             result["conn"] = libvirt.openAuth(uri, [[], None, None], 0)
         except libvirt.libvirtError as e:
             result["error"] = e.get_error_message() or str(e)
+            result["invalid"] = (e.get_error_code() == libvirt.VIR_ERR_INVALID_ARG
+                                 or e.get_error_domain() == libvirt.VIR_FROM_URI)
+        except (TypeError, ValueError) as e:  # e.g. a NUL character in the URI
+            result["error"], result["invalid"] = str(e), True
 
     t = threading.Thread(target=attempt, name="libvirt-open", daemon=True)
     t.start()
     t.join(timeout)
     if t.is_alive():
         raise HypervisorUnreachable(f"{uri} did not answer within {timeout:.0f} s")
+    if result.get("invalid"):
+        raise InvalidInput(f"'{uri}' is not a usable libvirt URI: {result['error']}")
     if "error" in result:
         raise HypervisorUnreachable(f"cannot connect to {uri}: {result['error']}")
     return result["conn"]
@@ -120,7 +127,7 @@ class HypervisorLink:
             if self._conn is None:
                 try:
                     conn = open_connection(self.uri)
-                except HypervisorUnreachable as e:
+                except (HypervisorUnreachable, InvalidInput) as e:
                     self._set_status("disconnected", e.message)
                     self._wake.wait(delay)
                     self._wake.clear()

@@ -16,8 +16,11 @@ CLASSES = {
 
 def driver_of(uri: str) -> str:
     """`qemu+ssh://h/system` -> `qemu`."""
-    parts = urlsplit(uri)
-    if not parts.scheme or "://" not in uri:
+    try:
+        parts = urlsplit(uri)
+    except ValueError:  # e.g. an unclosed [ in the host part
+        parts = None
+    if parts is None or not parts.scheme or "://" not in uri:
         raise InvalidInput(f"'{uri}' is not a libvirt URI (for example qemu:///system)")
     return parts.scheme.split("+", 1)[0].lower()
 
