@@ -94,3 +94,26 @@ def audit(api, object_uuid: str | None = None) -> list[dict]:  # noqa: ANN001
     """The audit log, newest first (as the admin)."""
     params = {"limit": "1000", **({"object": object_uuid} if object_uuid else {})}
     return api.ok("GET", "/rest/audit/", params=params)["entries"]
+
+
+# -- machines and hypervisors to hold permissions on -----------------------------------------
+
+def define_vm(api, hv: str, name: str | None = None, auth: object = "admin") -> str:  # noqa: ANN001
+    """Define a new (stopped, managed) VM on a hypervisor through the API; returns its id."""
+    from tests.fakehost import domain_xml
+
+    body = api.ok("PUT", "/rest/machines/", auth=auth,
+                  data={"xmldesc": domain_xml(name or unique("vm")), "hvmuuid": hv})
+    return body["machine"]
+
+
+def add_hypervisor(api, host: str, path, domains: list = (),  # noqa: ANN001
+                   auth: object = "admin") -> str:
+    """Write a fake host file at `path` and add it to `host` as a hypervisor; its domains
+    are discovered, unmanaged. Returns the hypervisor's id."""
+    from tests.fakehost import write_host
+
+    uri = write_host(path, list(domains))
+    body = api.ok("POST", f"/rest/machine/{host}/hypervisors/", data={"virt_url": uri},
+                  auth=auth)
+    return next(h["uuid"] for h in body["hypervisors"] if h["virt_url"] == uri)

@@ -255,7 +255,7 @@ def alice(shared_api):  # noqa: ANN001, ANN201
     ({"password": "eve-the-user"}, 400, 1000),                         # the user name
     ({"password": "EVE-THE-USER"}, 400, 1000),                         # the name, other case
     ({"password": "aaaaaaaaaaaaaaaa"}, 400, 1000),                     # one character repeated
-    ({"password": None}, 400, 1000),
+    ({"password": None}, 400, 1001),
     ({"username": None}, 400, 1001),
     ({"username": "-leading-dash"}, 400, 1000),
     ({"username": "has space"}, 400, 1000),
@@ -275,12 +275,13 @@ def test_create_refuses_bad_input(shared_api, alice, variables, status, errno):
         expect_error(api.post("/rest/user/create/", data=data), status, errno)
 
 
-@pytest.mark.parametrize("password", ["short-pw1", "alice-bad-input", "ALICE-bad-input",
-                                      "zzzzzzzzzzzz", "", "y" * 1025])
-def test_set_password_refuses_weak_passwords(shared_api, alice, password):
+@pytest.mark.parametrize("password, errno", [
+    ("short-pw1", 1000), ("alice-bad-input", 1000), ("ALICE-bad-input", 1000),
+    ("zzzzzzzzzzzz", 1000), ("y" * 1025, 1000), ("", 1001)])
+def test_set_password_refuses_weak_passwords(shared_api, alice, password, errno):
     api = shared_api
     with no_change(api):
-        expect_error(act(api, alice.uuid, "set_password", password=password), 400, 1000)
+        expect_error(act(api, alice.uuid, "set_password", password=password), 400, errno)
     assert logs_in(api, alice.auth)
 
 

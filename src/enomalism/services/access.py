@@ -18,7 +18,7 @@ an object they may read but not act on answers 403.
 
 from sqlalchemy import ColumnElement, or_, select
 
-from enomalism.errors import Forbidden, InvalidInput, NotFound
+from enomalism.errors import Forbidden, InvalidInput, MissingVariable, NotFound
 from enomalism.services.context import Context
 from enomalism.store.models import (
     Cluster,
@@ -42,7 +42,9 @@ Object = Machine | Hypervisor | Cluster | User | Group | Transaction | Repositor
 
 
 def check_permission(name: str | None) -> str:
-    if not name or name not in PERMISSIONS:
+    if not name:
+        raise MissingVariable(f"the variable 'permission' is required: {', '.join(PERMISSIONS)}")
+    if name not in PERMISSIONS:
         raise InvalidInput(f"unknown permission '{name}'; use one of {', '.join(PERMISSIONS)}")
     return name
 

@@ -3,7 +3,7 @@ object's access list needs the `admin` permission on it."""
 
 from sqlalchemy import select
 
-from enomalism.errors import Conflict, InvalidInput, NotFound
+from enomalism.errors import Conflict, InvalidInput, MissingVariable, NotFound
 from enomalism.services import access, audit
 from enomalism.services.context import Context
 from enomalism.services.lookup import parse_uuid
@@ -18,7 +18,9 @@ def _target(ctx: Context, uuid: str) -> tuple[str, access.Object]:
 
 
 def _principal(ctx: Context, user: str | None, group: str | None) -> User | Group:
-    if bool(user) == bool(group):
+    if not user and not group:
+        raise MissingVariable("name the principal: 'user' or 'group' (an id or a name)")
+    if user and group:
         raise InvalidInput("name exactly one principal: 'user' or 'group' (an id or a name)")
     return find_user(ctx, user) if user else find_group(ctx, group)
 

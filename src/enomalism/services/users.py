@@ -10,7 +10,7 @@ import uuid as uuidlib
 
 from sqlalchemy import event, func, select
 
-from enomalism.errors import Conflict, InvalidInput, NotFound, UnknownAction
+from enomalism.errors import Conflict, InvalidInput, MissingVariable, NotFound, UnknownAction
 from enomalism.services import access, audit
 from enomalism.services.auth import hash_password
 from enomalism.services.context import Context
@@ -25,7 +25,8 @@ GROUP_ACTIONS = ("rename", "add_user", "remove_user")
 
 
 def check_password(password: str | None, username: str) -> str:
-    password = password or ""
+    if not password:
+        raise MissingVariable("the variable 'password' is required")
     if len(password) < MIN_PASSWORD:
         raise InvalidInput(f"a password needs at least {MIN_PASSWORD} characters")
     if len(password) > 1024:
