@@ -1,0 +1,518 @@
+"""enomalism.virt.storage against the real libvirtd (qemu:///system).
+
+Every test works in storage pools of its own: type dir, named `enomalism-test-<random>`, in a
+fresh temporary directory. The `make_pool` finalizer deletes every volume in those pools (all of
+them made by the test), destroys and undefines the pools and removes the directories, whatever
+happened; nothing else on the host is looked at. pick_pool's choices among many pools, and pool
+types this host does not have (logical), are tested on libvirt's test driver with a host file of
+the test's own.
+
+The throughput test prints figures (upload and download against `dd ... conv=fdatasync` to the
+same disk); it asserts nothing about speed.
+"""
+
+import hashlib
+import io
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import libvirt
+import pytest
+
+from enomalism.errors import Conflict, InvalidInput, InvalidState, NotFound
+from enomalism.virt import storage
+
+pytestmark = pytest.mark.integration
+
+URI = "qemu:///system"
+PREFIX = "enomalism-test-"
+MiB = 1 << 20
+
+
+def unique(kind: str) -> str:
+    return f"{PREFIX}{kind}-{secrets.token_hex(4)}"
+
+
+# -- fixtures -------------------------------------------------------------------------------------
+
+class Host:
+    """The test's connection to qemu:///system, reopened if libvirtd restarted meanwhile."""
+
+    def __init__(self) -> None:
+        self._conn = libvirt.open(URI)
+
+    @property
+    def conn(self) -> libvirt.virConnect:
+        try:
+            if self._conn.isAlive():
+                return self._conn
+        except libvirt.libvirtError:
+            pass
+        self._conn = libvirt.open(URI)
+        return self._conn
+
+
+@pytest.fixture(scope="module")
+def host() -> Iterator[Host]:
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # errors come as exceptions
+    try:
+        h = Host()
+    except libvirt.libvirtError as e:
+        what = ("libvirtd is not installed" if not shutil.which("libvirtd")
+                else "libvirtd is not running or has no QEMU driver")
+        pytest.skip(f"{URI} cannot be opened: {what} ({e.get_error_message()}); "
+                    "scripts/start-libvirt.sh starts it")
+    yield h
+    try:
+        h.conn.close()
+    except libvirt.libvirtError:
+        pass
+
+
+@pytest.fixture
+def conn(host: Host) -> libvirt.virConnect:
+    return host.conn
+
+
+@pytest.fixture
+def make_pool(host: Host) -> Iterator[Callable[..., libvirt.virStoragePool]]:
+    """make_pool(start=True) -> a new dir pool of the test's own."""
+    made: list[tuple[str, str]] = []
+
+    def make(start: bool = True) -> libvirt.virStoragePool:
+        d = tempfile.mkdtemp(prefix=PREFIX)
+        os.chmod(d, 0o755)
+        name = unique("pool")
+        made.append((name, d))
+        pool = host.conn.storagePoolDefineXML(
+            f"<pool type='dir'><name>{name}</name><target><path>{d}</path></target></pool>", 0)
+        if start:
+            pool.create(0)
+        return pool
+
+    yield make
+    problems = []
+    for name, d in made:
+        try:
+            try:
+                pool = host.conn.storagePoolLookupByName(name)
+            except libvirt.libvirtError as e:
+                if e.get_error_code() != libvirt.VIR_ERR_NO_STORAGE_POOL:
+                    raise
+                pool = None
+            if pool is not None:
+                assert pool.name().startswith(PREFIX)
+                if pool.isActive():
+                    pool.refresh(0)
+                    for vol in pool.listAllVolumes(0):
+                        vol.delete(0)
+                    pool.destroy()
+                if pool.isPersistent():
+                    pool.undefine()
+        except Exception as e:  # every pool gets its chance
+            problems.append(f"pool {name}: {e}")
+        shutil.rmtree(d, ignore_errors=True)
+    assert not problems, f"clean-up left things behind: {problems}"
+
+
+@pytest.fixture
+def pool(make_pool: Callable[..., libvirt.virStoragePool]) -> libvirt.virStoragePool:
+    return make_pool()
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+def run(*cmd: str) -> str:
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+
+
+def img_info(path: str, chain: bool = False) -> dict | list:
+    args = ["qemu-img", "info", "--output=json", "-U"]
+    if chain:
+        args.append("--backing-chain")
+    return json.loads(run(*args, path))
+
+
+def sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(MiB):
+            h.update(block)
+    return h.hexdigest()
+
+
+def make_raw(path: Path, size: int) -> Path:
+    """Random data with zero stretches in between (so holes are exercised)."""
+    with open(path, "wb") as f:
+        left, i = size, 0
+        while left:
+            n = min(left, 3 * MiB + 12345)
+            f.write(os.urandom(n) if i % 3 != 1 else bytes(n))
+            left -= n
+            i += 1
+    return path
+
+
+def make_qcow2(path: Path, virtual: int = 64 * MiB) -> Path:
+    run("qemu-img", "create", "-q", "-f", "qcow2", str(path), str(virtual))
+    run("qemu-io", "-f", "qcow2", "-c", "write -P 0xab 0 4M", "-c", "write -P 0xcd 16M 1M",
+        str(path))
+    return path
+
+
+def upload_file(pool: libvirt.virStoragePool, name: str, path: Path, fmt: str, **kw) -> str:
+    with open(path, "rb") as f:
+        return storage.upload(pool, name, f, size=path.stat().st_size, fmt=fmt, **kw)
+
+
+def names(pool: libvirt.virStoragePool) -> list[str]:
+    pool.refresh(0)
+    return sorted(v.name() for v in pool.listAllVolumes(0))
+
+
+# -- upload ---------------------------------------------------------------------------------------
+
+def test_upload_raw(pool, tmp_path):
+    src = make_raw(tmp_path / "disk.raw", 10 * MiB + 4096)
+    seen = []
+    path = upload_file(pool, "disk.raw", src, "raw", progress=seen.append)
+    assert path == storage.planned_path(pool, "disk.raw")
+    assert sha256(path) == sha256(src)
+    info = img_info(path)
+    assert info["format"] == "raw" and info["virtual-size"] == src.stat().st_size
+    assert seen and seen[-1] == src.stat().st_size and seen == sorted(seen)
+    vi = storage.volume_info(pool.connect(), path)
+    assert (vi.format, vi.capacity, vi.backing, vi.pool, vi.name) == \
+        ("raw", src.stat().st_size, None, pool.name(), "disk.raw")
+    assert vi.allocation < vi.capacity  # the zero stretches became holes
+
+
+def test_upload_qcow2_is_usable(pool, tmp_path):
+    src = make_qcow2(tmp_path / "disk.qcow2", 64 * MiB)
+    path = upload_file(pool, "disk.qcow2", src, "qcow2")
+    assert sha256(path) == sha256(src)
+    info = img_info(path)
+    assert info["format"] == "qcow2" and info["virtual-size"] == 64 * MiB
+    assert "backing-filename" not in info
+    run("qemu-img", "check", "-q", path)
+    run("qemu-img", "compare", "-q", str(src), path)
+    out = run("qemu-io", "-r", "-f", "qcow2", "-c", "read -P 0xcd 16M 1M", path)
+    assert "read 1048576/1048576" in out
+    vi = storage.volume_info(pool.connect(), path)
+    assert (vi.format, vi.capacity) == ("qcow2", 64 * MiB)  # libvirt sees the header
+
+
+def test_upload_name_taken_is_a_conflict_and_keeps_the_volume(pool, tmp_path):
+    src = make_raw(tmp_path / "a.raw", MiB)
+    path = upload_file(pool, "taken.img", src, "raw")
+    with pytest.raises(Conflict):
+        upload_file(pool, "taken.img", make_raw(tmp_path / "b.raw", MiB), "raw")
+    assert names(pool) == ["taken.img"] and sha256(path) == sha256(src)
+
+
+@pytest.mark.parametrize("case", ["short", "long", "not-qcow2", "backing", "bad-name", "format",
+                                  "size"])
+def test_bad_uploads_leave_no_volume(pool, tmp_path, case):
+    raw = make_raw(tmp_path / "d.raw", 3 * MiB)
+    size, fmt, name, data = raw.stat().st_size, "raw", "bad.img", raw.read_bytes()
+    if case == "short":
+        size += 1
+    elif case == "long":
+        size -= 1
+    elif case == "not-qcow2":
+        fmt = "qcow2"
+    elif case == "backing":
+        base = make_qcow2(tmp_path / "base.qcow2")
+        run("qemu-img", "create", "-q", "-f", "qcow2", "-b", str(base), "-F", "qcow2",
+            str(tmp_path / "top.qcow2"))
+        data, fmt = (tmp_path / "top.qcow2").read_bytes(), "qcow2"
+        size = len(data)
+    elif case == "bad-name":
+        name = "../escape.img"
+    elif case == "format":
+        fmt = "vmdk"
+    elif case == "size":
+        size = 0
+    with pytest.raises(InvalidInput) as e:
+        storage.upload(pool, name, io.BytesIO(data), size=size, fmt=fmt)
+    print(e.value.message)
+    assert names(pool) == []
+
+
+def test_cancelled_upload_leaves_no_volume(pool, tmp_path):
+    src = make_raw(tmp_path / "big.raw", 40 * MiB)
+    seen: list[int] = []
+    with pytest.raises(storage.StorageCancelled):
+        upload_file(pool, "cancelled.img", src, "raw", progress=seen.append,
+                    cancelled=lambda: len(seen) >= 2)
+    assert seen == [storage.CHUNK, 2 * storage.CHUNK]  # stopped mid-way
+    assert names(pool) == []
+
+
+def test_a_callback_raising_cleans_up_and_passes_its_exception_through(pool, tmp_path):
+    class JobStop(Exception):
+        pass
+
+    def progress(n: int) -> None:
+        if n >= 2 * storage.CHUNK:
+            raise JobStop()
+
+    src = make_raw(tmp_path / "big.raw", 20 * MiB)
+    with pytest.raises(JobStop):
+        upload_file(pool, "stopped.img", src, "raw", progress=progress)
+    assert names(pool) == []
+
+
+# -- overlay and clone ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("base_fmt", ["qcow2", "raw"])
+def test_overlay_backing_chain_and_base_untouched(pool, tmp_path, capsys, base_fmt):
+    src = (make_qcow2(tmp_path / "base.qcow2", 256 * MiB) if base_fmt == "qcow2"
+           else make_raw(tmp_path / "base.raw", 32 * MiB))
+    base = upload_file(pool, f"base.{base_fmt}", src, base_fmt)
+    before = sha256(base)
+    virtual = storage.volume_info(pool.connect(), base).capacity
+    t = time.perf_counter()
+    top = storage.overlay(pool, "vm1.qcow2", base, base_fmt, virtual)
+    took = time.perf_counter() - t
+    with capsys.disabled():
+        print(f"\noverlay on a {virtual // MiB} MiB {base_fmt} base made in {took * 1000:.1f} ms")
+    chain = img_info(top, chain=True)
+    assert [c["format"] for c in chain] == ["qcow2", base_fmt]
+    assert chain[0]["filename"] == top and chain[1]["filename"] == base
+    assert chain[0]["full-backing-filename"] == base
+    assert chain[0]["virtual-size"] == virtual
+    vi = storage.volume_info(pool.connect(), top)
+    assert (vi.format, vi.backing, vi.capacity) == ("qcow2", base, virtual)
+    assert vi.allocation < MiB  # nothing copied
+    run("qemu-io", "-f", "qcow2", "-c", "write -P 0x5a 0 2M", top)
+    assert sha256(base) == before
+    assert "read 2097152/2097152" in run("qemu-io", "-r", "-f", "qcow2", "-c",
+                                         "read -P 0x5a 0 2M", top)
+    # and a second overlay on the same base sees the base, not the first overlay's write
+    other = storage.overlay(pool, "vm2.qcow2", base, base_fmt)
+    run("qemu-img", "compare", "-q", "-f", base_fmt, "-F", "qcow2", base, other)
+
+
+def test_overlay_refusals(pool, tmp_path):
+    base = upload_file(pool, "base.raw", make_raw(tmp_path / "b.raw", 4 * MiB), "raw")
+    with pytest.raises(InvalidInput):
+        storage.overlay(pool, "small.qcow2", base, "raw", MiB)
+    with pytest.raises(InvalidInput):
+        storage.overlay(pool, "x.qcow2", base, "vmdk", 4 * MiB)
+    with pytest.raises(NotFound):
+        storage.overlay(pool, "x.qcow2", base + ".missing", "raw", 4 * MiB)
+    assert names(pool) == ["base.raw"]
+
+
+def test_clone_copies_and_flattens_across_pools(make_pool, tmp_path):
+    a, b = make_pool(), make_pool()
+    raw = upload_file(a, "base.raw", make_raw(tmp_path / "b.raw", 8 * MiB), "raw")
+    copy = storage.clone(a, "copy.raw", raw)
+    assert sha256(copy) == sha256(raw) and img_info(copy)["format"] == "raw"
+    base = upload_file(a, "base.qcow2", make_qcow2(tmp_path / "b.qcow2"), "qcow2")
+    top = storage.overlay(a, "top.qcow2", base, "qcow2")
+    run("qemu-io", "-f", "qcow2", "-c", "write -P 0x77 1M 1M", top)
+    flat = storage.clone(b, "flat.qcow2", top)
+    assert Path(flat).parent == Path(storage.planned_path(b, "flat.qcow2")).parent
+    info = img_info(flat)
+    assert info["format"] == "qcow2" and "backing-filename" not in info
+    run("qemu-img", "compare", "-q", top, flat)
+    as_raw = storage.clone(b, "flat.raw", top, fmt="raw")
+    assert img_info(as_raw)["format"] == "raw"
+    run("qemu-img", "compare", "-q", "-F", "raw", top, as_raw)
+    with pytest.raises(Conflict):
+        storage.clone(b, "flat.raw", top)
+
+
+# -- download -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["raw", "qcow2"])
+def test_download_round_trip(pool, tmp_path, fmt):
+    src = (make_raw(tmp_path / "d.raw", 13 * MiB + 512) if fmt == "raw"
+           else make_qcow2(tmp_path / "d.qcow2"))
+    path = upload_file(pool, f"d.{fmt}", src, fmt)
+    sink = io.BytesIO()
+    seen: list[int] = []
+    n = storage.download(pool.connect(), path, sink, progress=seen.append)
+    assert n == src.stat().st_size == len(sink.getvalue())
+    assert hashlib.sha256(sink.getvalue()).hexdigest() == sha256(src)
+    assert seen[-1] == n and seen == sorted(seen)
+
+
+def test_download_cancelled_and_unknown_path(pool, tmp_path):
+    path = upload_file(pool, "d.raw", make_raw(tmp_path / "d.raw", 20 * MiB), "raw")
+    seen: list[int] = []
+    with pytest.raises(storage.StorageCancelled):
+        storage.download(pool.connect(), path, io.BytesIO(), progress=seen.append,
+                         cancelled=lambda: bool(seen))
+    with pytest.raises(NotFound):
+        storage.download(pool.connect(), path + ".nope", io.BytesIO())
+    with pytest.raises(NotFound):
+        storage.volume_info(pool.connect(), path + ".nope")
+    # the volume is still whole and usable after the aborted download
+    assert storage.download(pool.connect(), path, io.BytesIO()) == 20 * MiB
+
+
+def test_delete_is_idempotent(pool, tmp_path):
+    path = upload_file(pool, "d.raw", make_raw(tmp_path / "d.raw", MiB), "raw")
+    assert storage.delete(pool.connect(), path) is True
+    assert storage.delete(pool.connect(), path) is False
+    assert names(pool) == []
+
+
+# -- pick_pool ------------------------------------------------------------------------------------
+
+def test_pick_pool_on_the_real_host(conn, make_pool):
+    mine = make_pool()
+    assert storage.pick_pool(conn, mine.name()).name() == mine.name()
+    stopped = make_pool(start=False)
+    with pytest.raises(InvalidState, match="pool-start"):
+        storage.pick_pool(conn, stopped.name())
+    with pytest.raises(NotFound):
+        storage.pick_pool(conn, unique("missing"))
+
+
+def fake_host(tmp_path: Path, pools: str) -> libvirt.virConnect:
+    f = tmp_path / f"host-{secrets.token_hex(3)}.xml"
+    f.write_text("<node><cpu><nodes>1</nodes><sockets>1</sockets><cores>1</cores>"
+                 "<threads>1</threads><active>1</active><mhz>2000</mhz><model>x86_64</model>"
+                 f"</cpu><memory>1048576</memory>{pools}</node>")
+    return libvirt.open(f"test://{f}")
+
+
+def dir_pool(name: str) -> str:
+    return f"<pool type='dir'><name>{name}</name><target><path>/p/{name}</path></target></pool>"
+
+
+def test_pick_pool_without_any_pool_tells_how_to_define_one(tmp_path):
+    conn = fake_host(tmp_path, "")
+    with pytest.raises(InvalidState, match="virsh pool-define-as default dir"):
+        storage.pick_pool(conn)
+    disk = ("<pool type='disk'><name>sdz</name><source><device path='/dev/sdz'/></source>"
+            "<target><path>/dev</path></target></pool>")
+    with pytest.raises(InvalidState, match="pool-define-as"):  # a disk pool does not count
+        storage.pick_pool(fake_host(tmp_path, disk))
+
+
+def test_pick_pool_prefers_default_then_the_first_fitting_active_pool(tmp_path):
+    lvm = ("<pool type='logical'><name>b-vg</name><source><name>vg</name></source>"
+           "<target><path>/dev/vg</path></target></pool>")
+    disk = ("<pool type='disk'><name>a-disk</name><source><device path='/dev/sdz'/></source>"
+            "<target><path>/dev</path></target></pool>")
+    conn = fake_host(tmp_path, disk + dir_pool("c-dir") + lvm)
+    assert storage.pick_pool(conn).name() == "b-vg"
+    conn.storagePoolDefineXML(dir_pool("a-stopped"), 0)  # inactive: skipped
+    assert storage.pick_pool(conn).name() == "b-vg"
+    assert storage.pick_pool(conn, "c-dir").name() == "c-dir"
+    conn = fake_host(tmp_path, dir_pool("a-dir") + dir_pool("default"))
+    assert storage.pick_pool(conn).name() == "default"
+    conn.storagePoolLookupByName("default").destroy()
+    assert storage.pick_pool(conn).name() == "a-dir"  # a stopped default is passed over
+    conn.storagePoolLookupByName("a-dir").destroy()
+    with pytest.raises(InvalidState, match="virsh pool-start default"):
+        storage.pick_pool(conn)
+
+
+def test_overlay_is_refused_where_the_pool_cannot_hold_backing_files(tmp_path):
+    lvm = ("<pool type='logical'><name>vg</name><source><name>vg</name></source>"
+           "<target><path>/dev/vg</path></target></pool>")
+    conn = fake_host(tmp_path, lvm + dir_pool("files"))
+    vg = conn.storagePoolLookupByName("vg")
+    assert not storage.supports_overlay(vg)
+    assert storage.supports_overlay(conn.storagePoolLookupByName("files"))
+    assert storage.planned_path(vg, "disk1") == "/dev/vg/disk1"
+    with pytest.raises(InvalidState, match="copy the image instead"):
+        storage.overlay(vg, "top", "/dev/vg/base", "raw", MiB)
+
+
+# -- sparse sending, without libvirt --------------------------------------------------------------
+
+class RecordingStream:
+    def __init__(self, limit: int | None = None) -> None:
+        self.calls: list[tuple[str, int]] = []
+        self.data = bytearray()
+        self.limit = limit  # send() takes at most this many bytes per call, like a real one may
+
+    def send(self, data: bytes) -> int:
+        n = len(data) if self.limit is None else min(self.limit, len(data))
+        self.calls.append(("data", n))
+        self.data += data[:n]
+        return n
+
+    def sendHole(self, length: int, flags: int = 0) -> int:  # noqa: N802 (libvirt's name)
+        self.calls.append(("hole", length))
+        self.data += bytes(length)
+        return 0
+
+
+def test_sparse_send_splits_zero_blocks_into_holes():
+    B = storage.BLOCK
+    buf = os.urandom(B) + bytes(3 * B) + os.urandom(10) + bytes(B - 10) + os.urandom(5)
+    s = RecordingStream()
+    storage._send_sparse(s, buf)
+    assert bytes(s.data) == buf
+    assert s.calls == [("data", B), ("hole", 3 * B), ("data", B + 5)]
+    s = RecordingStream()
+    storage._send_sparse(s, bytes(2 * B + 7))
+    assert s.calls == [("hole", 2 * B + 7)]
+    s = RecordingStream(limit=1000)  # partial sends are continued
+    storage._send_sparse(s, os.urandom(2500))
+    assert s.calls == [("data", 1000), ("data", 1000), ("data", 500)]
+
+
+# -- throughput (printed, not asserted) -----------------------------------------------------------
+
+def test_upload_throughput_against_dd(pool, capsys):
+    size = 256 * MiB
+    target = Path(storage.planned_path(pool, "x")).parent  # the pool's directory
+    scratch = Path(tempfile.mkdtemp(prefix=PREFIX, dir=target.parent))
+    try:
+        src = scratch / "src.raw"
+        with open(src, "wb") as f:
+            for _ in range(size // (8 * MiB)):
+                f.write(os.urandom(8 * MiB))
+        figures = {}
+
+        def dd(*extra: str) -> float:
+            out = scratch / "dd.out"
+            t = time.perf_counter()
+            run("dd", f"if={src}", f"of={out}", "bs=4M", "status=none", *extra)
+            took = time.perf_counter() - t
+            out.unlink()
+            return size / took / 1e6
+
+        figures["dd conv=fdatasync"] = dd("conv=fdatasync")
+        figures["dd (page cache)"] = dd()
+        t = time.perf_counter()
+        path = upload_file(pool, "up.raw", src, "raw")
+        figures["upload"] = size / (time.perf_counter() - t) / 1e6
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        figures["upload + fsync"] = size / (time.perf_counter() - t) / 1e6
+        storage.delete(pool.connect(), path)
+        path = upload_file(pool, "up2.raw", src, "raw")
+        sink = open(os.devnull, "wb")
+        t = time.perf_counter()
+        storage.download(pool.connect(), path, sink)
+        figures["download to /dev/null"] = size / (time.perf_counter() - t) / 1e6
+        t = time.perf_counter()
+        storage.clone(pool, "copy.raw", path)
+        figures["clone (createXMLFrom)"] = size / (time.perf_counter() - t) / 1e6
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    with capsys.disabled():
+        print(f"\nthroughput for a {size // MiB} MiB random image, same disk, MB/s:")
+        base = figures["dd conv=fdatasync"]
+        for k, v in figures.items():
+            print(f"  {k:24} {v:7.0f}  ({v / base:.2f}x dd conv=fdatasync)")
