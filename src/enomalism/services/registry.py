@@ -20,7 +20,7 @@ from enomalism.services import sync
 from enomalism.store.db import Database
 from enomalism.store.models import Hypervisor, utcnow
 from enomalism.virt import driver
-from enomalism.virt.connection import HypervisorLink, start_event_loop
+from enomalism.virt.connection import HypervisorLink, flush_events, start_event_loop
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,9 @@ class HypervisorRegistry:
                 sync.apply_snapshot(s, hv_uuid, snap)
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
-        """Block until every queued event has been written (for tests and the CLI)."""
+        """Block until every event libvirt has queued so far has been written (for tests and
+        the CLI)."""
+        flush_events(timeout)  # events still in libvirt's loop are not in _pending yet
         with self._cond:
             return self._cond.wait_for(lambda: not self._pending and not self._busy, timeout)
 

@@ -41,6 +41,25 @@ def start_event_loop() -> None:
         _loop_started = True
 
 
+def flush_events(timeout: float = 5.0) -> bool:
+    """Wait until libvirt's event loop has dispatched every event already queued in this
+    process (the test driver queues its events for the loop's next turn): a timer added now
+    fires after every timer that was due before it. False if the loop did not turn in time."""
+    if not _loop_started:
+        return True
+    for _ in range(2):  # two turns, so that the turn that fired ours has finished
+        done = threading.Event()
+
+        def fire(timer: int, _opaque: object, done: threading.Event = done) -> None:
+            libvirt.virEventRemoveTimeout(timer)
+            done.set()
+
+        libvirt.virEventAddTimeout(0, fire, None)
+        if not done.wait(timeout):
+            return False
+    return True
+
+
 def open_connection(uri: str, timeout: float = OPEN_TIMEOUT) -> libvirt.virConnect:
     """Open a connection, giving up after `timeout` seconds (a dead remote host can otherwise
     hold a TCP connect for minutes). Never prompts for credentials. A URI libvirt cannot make
