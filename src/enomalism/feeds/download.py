@@ -1,0 +1,377 @@
+"""Fetching feeds and downloading packages over http(s).
+
+Credentials come out of a URL at the edge (`split_credentials`) and travel as HTTP Basic auth
+from there on: what is stored, logged or answered is the bare URL, or `redact(url)`. httpx
+drops the Authorization header when a redirect leaves the origin.
+
+A download streams into `dest.part`, picks up an existing `.part` with a Range request, checks
+size and sha256, and only then renames `.part` to `dest`: a file under its final name is
+always whole. Network failures are `InvalidInput` (400): the URL came from the user or from a
+feed the user added, and the message says what to check; there is no errno of its own for
+"the server does not answer" because the person's remedy is the same as for a bad URL.
+"""
+
+import errno
+import fcntl
+import hashlib
+import os
+import re
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+import httpx
+
+from enomalism.errors import Conflict, InvalidInput
+
+FETCH_LIMIT = 16 << 20  # a feed larger than this is not a feed
+TIMEOUT = 30.0  # seconds without progress (connect, read or write)
+HASH_CHUNK = 4 << 20
+REPORT_EVERY = 0.2  # seconds between progress reports and cancellation checks
+SENSITIVE_QUERY = frozenset({
+    "password", "passwd", "pw", "pass", "token", "access_token", "auth", "key", "api_key",
+    "apikey", "secret", "signature", "sig", "x-amz-signature", "x-amz-credential",
+})
+_CONTENT_RANGE = re.compile(r"^bytes\s+(\d+)-(\d+)/(\d+|\*)$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+Auth = tuple[str, str]
+
+
+class DownloadCancelled(Exception):
+    """The download stopped because `cancelled()` said so; its `.part` file is gone.
+
+    Not an EnomalismError: it is no answer to a request, and a job turns it into its own
+    cancellation.
+    """
+
+
+def split_credentials(url: str) -> tuple[str, Auth | None]:
+    """`http://user:pw@host/x` -> (`http://host/x`, ("user", "pw")); no credentials -> None."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    return urlunsplit(parts._replace(netloc=hostport)), (unquote(user), unquote(password))
+
+
+def redact(url: str) -> str:
+    """The URL as logs and answers may show it: no credentials, no secret query values."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<malformed URL>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(k.lower() in SENSITIVE_QUERY for k, _ in pairs):
+            query = urlencode([(k, "***" if k.lower() in SENSITIVE_QUERY else v)
+                               for k, v in pairs], safe="*")
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def check_url(url: str) -> str:
+    """The URL, stripped, if it is an http(s) URL with a host; InvalidInput otherwise."""
+    if not isinstance(url, str) or not url.strip():
+        raise InvalidInput("the URL is empty")
+    url = url.strip()
+    if len(url) > 4096:
+        raise InvalidInput("the URL is longer than 4096 characters")
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
+        raise InvalidInput("the URL contains spaces or control characters; percent-encode them")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a malformed port
+    except ValueError:
+        raise InvalidInput(f"{redact(url)} is not a valid URL") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        scheme = f"{parts.scheme}:" if parts.scheme else "a URL without a scheme"
+        raise InvalidInput(f"only http and https URLs are accepted, not {scheme}")
+    if not parts.hostname:
+        raise InvalidInput(f"{redact(url)} has no host")
+    return url
+
+
+def _prepare(url: str, auth: Auth | None) -> tuple[str, Auth | None]:
+    bare, creds = split_credentials(check_url(url))
+    return bare, auth or creds
+
+
+def _client(auth: Auth | None, timeout: float) -> httpx.Client:
+    return httpx.Client(
+        auth=auth, follow_redirects=True, max_redirects=5,
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+        headers={"User-Agent": "enomalism"},
+    )
+
+
+def _network_error(e: httpx.HTTPError, url: str) -> InvalidInput:
+    where = redact(url)
+    host = urlsplit(url).hostname
+    if isinstance(e, httpx.ConnectTimeout):
+        return InvalidInput(f"{where} does not answer: connecting to {host} timed out")
+    if isinstance(e, httpx.ConnectError):
+        return InvalidInput(f"{where} does not answer: cannot connect to {host} ({e})")
+    if isinstance(e, httpx.TimeoutException):
+        return InvalidInput(f"{where} stopped answering: no data for too long")
+    if isinstance(e, httpx.TooManyRedirects):
+        return InvalidInput(f"{where} redirects too many times")
+    if isinstance(e, httpx.UnsupportedProtocol):
+        return InvalidInput(f"{where} redirects to a URL that is not http or https")
+    if isinstance(e, httpx.RemoteProtocolError | httpx.ReadError):
+        return InvalidInput(f"the connection to {host} broke off while reading {where} ({e})")
+    return InvalidInput(f"{where} could not be read: {e}")
+
+
+def _status_error(resp: httpx.Response, url: str, auth: Auth | None) -> InvalidInput:
+    where, code = redact(url), resp.status_code
+    if code == 401 and auth is None:
+        return InvalidInput(f"{where} needs credentials (HTTP 401): give them in the URL as "
+                            "http://user:password@host/...")
+    if code in (401, 403):
+        return InvalidInput(f"{where} refused {'the credentials' if auth else 'access'} "
+                            f"(HTTP {code})")
+    if code == 404:
+        return InvalidInput(f"{where} was not found (HTTP 404)")
+    return InvalidInput(f"{where} answered HTTP {code} {resp.reason_phrase}".rstrip())
+
+
+def fetch(url: str, auth: Auth | None = None, timeout: float = TIMEOUT,
+          limit: int = FETCH_LIMIT) -> bytes:
+    """A small document (a feed), whole, in memory; larger than `limit` is refused."""
+    url, auth = _prepare(url, auth)
+    too_big = InvalidInput(f"{redact(url)} is larger than {limit} bytes; that is not a feed")
+    try:
+        with _client(auth, timeout) as client, client.stream("GET", url) as resp:
+            if resp.status_code != 200:
+                raise _status_error(resp, url, auth)
+            length = resp.headers.get("content-length", "")
+            if length.isdigit() and int(length) > limit and "content-encoding" not in resp.headers:
+                raise too_big
+            body = bytearray()
+            for chunk in resp.iter_bytes():  # decoded: the limit holds for gzip bombs too
+                body += chunk
+                if len(body) > limit:
+                    raise too_big
+            return bytes(body)
+    except httpx.HTTPError as e:
+        raise _network_error(e, url) from None
+
+
+class PartFile:
+    """`name.part`, opened for writing and locked against a second writer of the same file.
+
+    Removed on leaving the `with` block unless committed (renamed to its final name) or
+    `keep` was set, which a download does to resume later.
+    """
+
+    def __init__(self, path: Path, busy: str, truncate: bool = True) -> None:
+        self.path = Path(path)
+        # No O_TRUNC before holding the lock: the file may be another writer's.
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise Conflict(busy) from None
+            raise
+        self.file = os.fdopen(fd, "r+b", buffering=0)
+        if truncate:
+            self.file.truncate(0)
+        self.file.seek(0, os.SEEK_END)
+        self.committed = False
+        self.keep = False
+
+    def __enter__(self) -> "PartFile":
+        return self
+
+    def commit(self, dest: Path, fsync: bool = True) -> None:
+        """Make the file durable and give it its final name."""
+        if fsync:
+            os.fsync(self.file.fileno())
+        os.replace(self.path, dest)
+        self.committed = True
+        if fsync:
+            dirfd = os.open(Path(dest).parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dirfd)
+            finally:
+                os.close(dirfd)
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.committed and not self.keep:
+            with suppress(FileNotFoundError):
+                os.unlink(self.path)  # still holding the lock: nobody else's file
+        self.file.close()
+
+
+class _Retry(Exception):
+    """The transfer broke off; what arrived is kept and the next attempt resumes."""
+
+    def __init__(self, error: InvalidInput) -> None:
+        self.error = error
+
+
+class _Transfer:
+    """One download's state across attempts: the .part file, its length and running hash."""
+
+    def __init__(self, part: PartFile, url: str, auth: Auth | None, want_hash: bool,
+                 expected_size: int | None,
+                 progress: Callable[[int, int | None], None] | None,
+                 cancelled: Callable[[], bool] | None) -> None:
+        self.part, self.url, self.auth = part, url, auth
+        self.f = part.file
+        self.expected_size = expected_size
+        self.progress, self.cancelled = progress, cancelled
+        self.sha = hashlib.sha256() if want_hash else None
+        self.total: int | None = expected_size
+        self.done = self.f.seek(0, os.SEEK_END)
+        self.last_report = 0.0
+        if self.sha is not None and self.done:
+            self._hash_existing()
+
+    def _hash_existing(self) -> None:
+        self.f.seek(0)
+        while data := self.f.read(HASH_CHUNK):
+            self.sha.update(data)
+        self.f.seek(0, os.SEEK_END)
+
+    def restart(self) -> None:
+        self.f.truncate(0)
+        self.f.seek(0)
+        self.done = 0
+        if self.sha is not None:
+            self.sha = hashlib.sha256()
+
+    def _size_mismatch(self, size: int) -> InvalidInput:
+        self.part.keep = False
+        return InvalidInput(f"{redact(self.url)} is {size} bytes, but the feed says "
+                            f"{self.expected_size}: the package is not the one announced")
+
+    def tick(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last_report < REPORT_EVERY:
+            return
+        self.last_report = now
+        if self.cancelled is not None and self.cancelled():
+            raise DownloadCancelled(f"download of {redact(self.url)} cancelled")
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+
+    def attempt(self, client: httpx.Client) -> None:
+        """One GET; returns when the body is complete, raises _Retry when it broke off."""
+        headers = {"Accept-Encoding": "identity"}
+        offset = self.done
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        try:
+            with client.stream("GET", self.url, headers=headers) as resp:
+                if not self._start(resp, offset):
+                    return
+                write, sha = self.f.write, self.sha
+                for chunk in resp.iter_bytes():
+                    n = write(chunk)
+                    while n < len(chunk):  # a raw file may take less than it was given
+                        n += write(memoryview(chunk)[n:])
+                    if sha is not None:
+                        sha.update(chunk)
+                    self.done += len(chunk)
+                    if self.expected_size is not None and self.done > self.expected_size:
+                        raise self._size_mismatch(self.done)
+                    self.tick()
+        except httpx.HTTPError as e:
+            raise _Retry(_network_error(e, self.url)) from None
+
+    def _start(self, resp: httpx.Response, offset: int) -> bool:
+        """Look at the answer's status and headers; False when there is nothing to read."""
+        code = resp.status_code
+        if offset and code == 416:  # the .part is at least as long as the file
+            m = re.match(r"^bytes\s+\*/(\d+)$", resp.headers.get("content-range", ""))
+            if m and int(m.group(1)) == offset:
+                self.total = offset
+                return False
+            self.restart()
+            raise _Retry(InvalidInput(f"{redact(self.url)} is shorter than the partial "
+                                      "download; starting over"))
+        if code == 206 and offset:
+            m = _CONTENT_RANGE.match(resp.headers.get("content-range", ""))
+            if not m or int(m.group(1)) != offset:
+                self.restart()
+                raise _Retry(InvalidInput(f"{redact(self.url)} answered the wrong range"))
+            if m.group(3) != "*":
+                self.total = int(m.group(3))
+        elif code == 200:
+            if offset:  # the server ignores Range: start over
+                self.restart()
+            length = resp.headers.get("content-length", "")
+            if length.isdigit() and "content-encoding" not in resp.headers:
+                self.total = int(length)
+        else:
+            error = _status_error(resp, self.url, self.auth)
+            if code in (408, 429, 500, 502, 503, 504):
+                raise _Retry(error)
+            raise error
+        if self.expected_size is not None and self.total not in (None, self.expected_size):
+            raise self._size_mismatch(self.total)
+        self.tick(force=True)
+        return True
+
+    def verify(self, expected_sha256: str | None) -> None:
+        if self.expected_size is not None and self.done != self.expected_size:
+            raise self._size_mismatch(self.done)
+        if self.total is not None and self.done != self.total:
+            raise InvalidInput(f"{redact(self.url)} sent {self.done} of {self.total} bytes")
+        if expected_sha256 is not None and self.sha.hexdigest() != expected_sha256:
+            raise InvalidInput(f"{redact(self.url)} does not match its sha256: the download is "
+                               "corrupt or the package changed; it was discarded")
+
+
+def download(url: str, dest: Path, *, auth: Auth | None = None,
+             expected_size: int | None = None, expected_sha256: str | None = None,
+             progress: Callable[[int, int | None], None] | None = None,
+             cancelled: Callable[[], bool] | None = None,
+             timeout: float = TIMEOUT, retries: int = 2, fsync: bool = True) -> Path:
+    """Download `url` to `dest`, whole and checked, and return `dest`.
+
+    Streams into `dest.part` (resuming one left by an earlier attempt with a Range request;
+    a server that ignores Range is read from the start), retrying a broken connection
+    `retries` times. `progress(done, total)` and `cancelled()` are called every 0.2 s or so;
+    cancelling removes the `.part` and raises DownloadCancelled. A size or sha256 mismatch
+    removes the `.part` and raises InvalidInput; a network failure raises InvalidInput and
+    keeps the `.part` for the next attempt. Only a verified file is renamed to `dest`.
+    """
+    url, auth = _prepare(url, auth)
+    if expected_sha256 is not None:
+        expected_sha256 = expected_sha256.strip().lower()
+        if not _SHA256.match(expected_sha256):
+            raise InvalidInput("the expected sha256 is not 64 hexadecimal digits")
+    dest = Path(dest)
+    part_path = dest.with_name(dest.name + ".part")
+    busy = f"{dest.name} is already being downloaded"
+    with PartFile(part_path, busy, truncate=False) as part, _client(auth, timeout) as client:
+        t = _Transfer(part, url, auth, expected_sha256 is not None, expected_size, progress,
+                      cancelled)
+        t.tick(force=True)
+        failures = 0
+        while True:
+            try:
+                t.attempt(client)
+                break
+            except _Retry as r:
+                failures += 1
+                if failures > retries:
+                    part.keep = t.done > 0
+                    raise r.error from None
+                time.sleep(min(0.25 * 2 ** failures, 5.0))
+                t.tick(force=True)
+        t.verify(expected_sha256)
+        t.tick(force=True)
+        part.commit(dest, fsync)
+    return dest
