@@ -46,4 +46,5 @@ def check_class(virt_class: str, uri: str) -> None:
 def is_local(uri: str) -> bool:
     """True when the URI reaches this machine (no host part, no remote transport)."""
     parts = urlsplit(uri)
-    return not parts.hostname and "+" not in parts.scheme
+    transport = parts.scheme.partition("+")[2].lower()
+    return not parts.hostname and transport in ("", "unix")
