@@ -1,0 +1,1 @@
+"""Tests of the feeds package: archives, VMcast feeds and downloads, with real files and servers."""
