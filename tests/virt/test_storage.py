@@ -34,6 +34,7 @@ pytestmark = pytest.mark.integration
 URI = "qemu:///system"
 PREFIX = "enomalism-test-"
 MiB = 1 << 20
+START_LIBVIRT = Path(__file__).resolve().parents[2] / "scripts" / "start-libvirt.sh"
 
 
 def unique(kind: str) -> str:
@@ -43,7 +44,9 @@ def unique(kind: str) -> str:
 # -- fixtures -------------------------------------------------------------------------------------
 
 class Host:
-    """The test's connection to qemu:///system, reopened if libvirtd restarted meanwhile."""
+    """The test's connection to qemu:///system, reopened if libvirtd restarted meanwhile (other
+    test suites on this host stop and start it): waits for it up to a minute, starting it with
+    the project's script when it is not running."""
 
     def __init__(self) -> None:
         self._conn = libvirt.open(URI)
@@ -55,8 +58,17 @@ class Host:
                 return self._conn
         except libvirt.libvirtError:
             pass
-        self._conn = libvirt.open(URI)
-        return self._conn
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self._conn = libvirt.open(URI)
+                return self._conn
+            except libvirt.libvirtError:
+                if time.monotonic() > deadline:
+                    raise
+            subprocess.run([str(START_LIBVIRT)], check=False, timeout=120,
+                           capture_output=True)
+            time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +95,8 @@ def conn(host: Host) -> libvirt.virConnect:
 
 @pytest.fixture
 def make_pool(host: Host) -> Iterator[Callable[..., libvirt.virStoragePool]]:
-    """make_pool(start=True) -> a new dir pool of the test's own."""
+    """make_pool() -> a new running dir pool of the test's own, transient (nothing of it is
+    written to libvirt's configuration); make_pool(start=False) -> a defined, stopped one."""
     made: list[tuple[str, str]] = []
 
     def make(start: bool = True) -> libvirt.virStoragePool:
@@ -91,11 +104,10 @@ def make_pool(host: Host) -> Iterator[Callable[..., libvirt.virStoragePool]]:
         os.chmod(d, 0o755)
         name = unique("pool")
         made.append((name, d))
-        pool = host.conn.storagePoolDefineXML(
-            f"<pool type='dir'><name>{name}</name><target><path>{d}</path></target></pool>", 0)
+        xml = f"<pool type='dir'><name>{name}</name><target><path>{d}</path></target></pool>"
         if start:
-            pool.create(0)
-        return pool
+            return host.conn.storagePoolCreateXML(xml, 0)
+        return host.conn.storagePoolDefineXML(xml, 0)
 
     yield make
     problems = []
@@ -109,12 +121,13 @@ def make_pool(host: Host) -> Iterator[Callable[..., libvirt.virStoragePool]]:
                 pool = None
             if pool is not None:
                 assert pool.name().startswith(PREFIX)
+                persistent = pool.isPersistent()  # a transient pool is gone once destroyed
                 if pool.isActive():
                     pool.refresh(0)
                     for vol in pool.listAllVolumes(0):
                         vol.delete(0)
                     pool.destroy()
-                if pool.isPersistent():
+                if persistent:
                     pool.undefine()
         except Exception as e:  # every pool gets its chance
             problems.append(f"pool {name}: {e}")
