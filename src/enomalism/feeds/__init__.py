@@ -4,7 +4,8 @@
     feed      RSS 2.0 VMcast feeds with our namespace: parse and render
     download  http(s) fetches and resumable, verified downloads; credentials kept out of URLs
 
-docs/packages.md describes the formats.
+docs/packages.md describes the formats. The function `download` is not re-exported here: the
+name belongs to the module (`from enomalism.feeds.download import download`).
 """
 
 from enomalism.feeds.archive import (
@@ -19,7 +20,6 @@ from enomalism.feeds.archive import (
 from enomalism.feeds.download import (
     DownloadCancelled,
     check_url,
-    download,
     fetch,
     redact,
     split_credentials,
@@ -28,6 +28,6 @@ from enomalism.feeds.feed import Feed, FeedItem, parse_feed, render_feed
 
 __all__ = [
     "DiskInfo", "DiskReader", "DownloadCancelled", "Feed", "FeedItem", "Manifest", "check_url",
-    "download", "fetch", "open_disk", "parse_feed", "read_package", "redact", "render_feed",
+    "fetch", "open_disk", "parse_feed", "read_package", "redact", "render_feed",
     "split_credentials", "verify_package", "write_package",
 ]

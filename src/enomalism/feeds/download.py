@@ -30,6 +30,7 @@ FETCH_LIMIT = 16 << 20  # a feed larger than this is not a feed
 TIMEOUT = 30.0  # seconds without progress (connect, read or write)
 HASH_CHUNK = 4 << 20
 REPORT_EVERY = 0.2  # seconds between progress reports and cancellation checks
+RETRY_DELAY = 0.25  # seconds before the first retry, doubling, at most 5
 SENSITIVE_QUERY = frozenset({
     "password", "passwd", "pw", "pass", "token", "access_token", "auth", "key", "api_key",
     "apikey", "secret", "signature", "sig", "x-amz-signature", "x-amz-credential",
@@ -369,7 +370,7 @@ def download(url: str, dest: Path, *, auth: Auth | None = None,
                 if failures > retries:
                     part.keep = t.done > 0
                     raise r.error from None
-                time.sleep(min(0.25 * 2 ** failures, 5.0))
+                time.sleep(min(RETRY_DELAY * 2 ** (failures - 1), 5.0))
                 t.tick(force=True)
         t.verify(expected_sha256)
         t.tick(force=True)
