@@ -56,12 +56,15 @@ class ActionVars:
 def available(m: Machine) -> list[str]:
     """The actions valid for the machine now, in a stable order."""
     if m.kind == "host":
-        return ["rename"] if m.is_local or m.hypervisors else ["rename", "totaldelete"]
+        if m.is_local or m.hypervisors:
+            return ["provision", "rename"] if m.hypervisors else ["rename"]
+        return ["rename", "totaldelete"]
     if m.lock_txid:
         return ["unlock"]
     if not m.managed:
         return ["manage"]
-    return _BY_STATE.get(m.state, []) + _ALWAYS
+    packable = ["package"] if m.state in ("running", "paused", "shutoff") else []
+    return _BY_STATE.get(m.state, []) + packable + _ALWAYS
 
 
 def perform(ctx: Context, uuid: str, action: str, v: ActionVars) -> str:
@@ -71,8 +74,7 @@ def perform(ctx: Context, uuid: str, action: str, v: ActionVars) -> str:
     handler = _HANDLERS.get(action)
     if handler is None:
         raise UnknownAction(
-            f"unknown action '{action}'; machine actions are: {', '.join(sorted(_HANDLERS))}"
-        )
+            f"unknown action '{action}'; machine actions are: {', '.join(ACTION_NAMES)}")
     _check_permission(ctx, m, action)
     if action == "unlock":
         return _unlock(ctx, m, v)
@@ -273,4 +275,5 @@ _HANDLERS: dict[str, Callable[[Context, Machine, ActionVars], str]] = {
     "set_parent": _set_parent,
     "totaldelete": _totaldelete,
 }
-ACTION_NAMES = sorted(_HANDLERS)
+# package and provision start transactions (services/provisioning.py) and answer with their ids.
+ACTION_NAMES = sorted([*_HANDLERS, "package", "provision"])

@@ -1,0 +1,238 @@
+"""Spec section 6: repositories (VMcast feeds), packages, retrieval, download; and this
+server's own packages published as a feed (extension)."""
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, Response
+from pydantic import BaseModel, Field
+
+from enomalism.api.deps import Ctx, Vars, expose, http_vars
+from enomalism.api.schemas import Status
+from enomalism.errors import InvalidState
+from enomalism.feeds import download as dl
+from enomalism.feeds.feed import Feed, FeedItem, render_feed
+from enomalism.services import provisioning, repositories
+from enomalism.store.models import Package, Repository
+
+router = APIRouter(tags=["repositories"])
+XVM2_TYPE = "application/enomalism2-xvm2"
+
+
+class PackageObj(BaseModel):
+    uuid: str
+    name: str
+    description: str | None
+    version: str | None
+    virt_class: str | None
+    arch: str | None
+    state: str = Field(description="remote (listed by a feed), retrieving, or cached (here)")
+    repository: str | None = Field(description="the feed it comes from; none: made here")
+    url: str | None = Field(description="where it is downloaded from (never with credentials)")
+    length: int | None
+    sha256: str | None
+    size: int | None = Field(description="size of the cached file")
+    disks: list[dict[str, Any]]
+    created_at: datetime
+    updated_at: datetime
+
+
+class RepositoryObj(BaseModel):
+    uuid: str
+    url: str = Field(description="the feed URL, never with credentials")
+    has_credentials: bool
+    title: str | None
+    description: str | None
+    feed_uuid: str | None
+    refreshed_at: datetime | None
+    last_error: str | None
+    packages: int
+
+
+class VmfeedAnswer(Status):
+    uuid: str | None = Field(None, description="the new repository (PUT only)")
+    packages: list[PackageObj]
+
+
+class PackageAnswer(Status):
+    package: PackageObj | None
+
+
+class TxAnswer(Status):
+    tx: str | None = Field(description="the retrieval transaction; none when cached already")
+
+
+class RepositoryAnswer(Status):
+    repository: RepositoryObj | None
+    packages: list[PackageObj]
+
+
+class RepositoriesAnswer(Status):
+    repositories: list[RepositoryObj]
+
+
+class FeedVars(Vars):
+    url: str | None = Field(None, description="the feed's http(s) URL; user:password@ allowed")
+
+
+class ListVars(Vars):
+    state: str | None = Field(None, description="only packages in this state")
+
+
+class PackageVars(Vars):
+    name: str | None = Field(None, description="the package's new name")
+    description: str | None = Field(None, description="its new description")
+
+
+class RepoVars(Vars):
+    action: str | None = Field(None, description="refresh or delete")
+
+
+def package_obj(p: Package) -> dict:
+    disks = list((p.manifest or {}).get("disks", []))
+    return {"uuid": p.uuid, "name": p.name, "description": p.description, "version": p.version,
+            "virt_class": p.virt_class, "arch": p.arch, "state": p.state,
+            "repository": p.repository_uuid, "url": dl.redact(p.url) if p.url else None,
+            "length": p.length, "sha256": p.sha256, "size": p.size, "disks": disks,
+            "created_at": p.created_at, "updated_at": p.updated_at}
+
+
+def repository_obj(r: Repository) -> dict:
+    return {"uuid": r.uuid, "url": r.url, "has_credentials": r.username is not None,
+            "title": r.title, "description": r.description, "feed_uuid": r.feed_uuid,
+            "refreshed_at": r.refreshed_at, "last_error": r.last_error,
+            "packages": len(r.packages)}
+
+
+def list_packages(ctx: Ctx, v: Annotated[ListVars, http_vars(ListVars)]) -> dict:
+    """Every package the caller may read, from every repository and made here."""
+    return {"packages": [package_obj(p) for p in repositories.list_packages(ctx, state=v.state)],
+            "errno": 0, "message": ""}
+
+
+def add_repository(ctx: Ctx, v: Annotated[FeedVars, http_vars(FeedVars)]) -> dict:
+    """Add a VMcast feed: it is fetched now; a feed that does not answer or is not RSS is
+    refused."""
+    repo = repositories.add(ctx, v.url)
+    return {"uuid": repo.uuid, "packages": [package_obj(p) for p in repo.packages], "errno": 0,
+            "message": f"repository {repo.url} added with {len(repo.packages)} package(s)"}
+
+
+def list_repositories(ctx: Ctx) -> dict:
+    """Every repository the caller may read."""
+    return {"repositories": [repository_obj(r) for r in repositories.list_repositories(ctx)],
+            "errno": 0, "message": ""}
+
+
+def published_feed(request: Request, ctx: Ctx) -> Response:
+    """This server's cached packages (those the caller may read) as a VMcast feed, so another
+    installation can add it as a repository."""
+    base = str(request.base_url).rstrip("/")
+    items = [FeedItem(
+        guid=p.uuid, title=p.name, description=p.description or "",
+        url=f"{base}/rest/vmfeed/{p.uuid}/download/", length=p.size, type=XVM2_TYPE,
+        sha256=p.sha256, version=p.version, virt_class=p.virt_class, arch=p.arch, uuid=p.uuid)
+        for p in repositories.list_packages(ctx, state="cached")]
+    feed = Feed(title=f"enomalism packages at {request.url.hostname}", link=base,
+                description="VM packages published by an enomalism server", uuid=None,
+                items=items)
+    return Response(render_feed(feed), media_type="application/rss+xml")
+
+
+def download_package(uuid: str, ctx: Ctx) -> FileResponse:
+    """The package file itself (Range requests supported)."""
+    p = repositories.get_package(ctx, uuid)
+    if p.state != "cached" or not p.path or not Path(p.path).exists():
+        raise InvalidState(f"package {p.name} is not in the local cache; retrieve it first")
+    return FileResponse(p.path, media_type=XVM2_TYPE, filename=f"{p.name}.xvm2")
+
+
+def get_package(uuid: str, ctx: Ctx) -> dict:
+    """The package."""
+    return {"package": package_obj(repositories.get_package(ctx, uuid)), "errno": 0,
+            "message": ""}
+
+
+def update_package(uuid: str, ctx: Ctx, v: Annotated[PackageVars, http_vars(PackageVars)]) -> dict:
+    """Rename or describe the package; without variables, answers like GET."""
+    if v.name is None and v.description is None:
+        return get_package(uuid, ctx)
+    p = repositories.update_package(ctx, uuid, name=v.name, description=v.description)
+    ctx.db.flush()
+    return {"package": package_obj(p), "errno": 0, "message": f"package {p.name} updated"}
+
+
+def delete_package(uuid: str, ctx: Ctx) -> dict:
+    """Delete the package and its cached file."""
+    return {"package": None, "errno": 0, "message": repositories.delete_package(ctx, uuid)}
+
+
+def retrieve_package(uuid: str, ctx: Ctx) -> dict:
+    """Queue retrieval of the package into the local cache."""
+    tx = provisioning.queue_retrieval(ctx, uuid)
+    if tx is None:
+        return {"tx": None, "errno": 0, "message": "the package is cached already"}
+    return {"tx": tx.uuid, "errno": 0, "message": "retrieval queued"}
+
+
+def uncache_package(uuid: str, ctx: Ctx) -> dict:
+    """Remove the local copy of a feed's package."""
+    return {"tx": None, "errno": 0, "message": repositories.uncache(ctx, uuid)}
+
+
+def _repository_answer(repo: Repository, message: str = "") -> dict:
+    return {"repository": repository_obj(repo), "errno": 0, "message": message,
+            "packages": [package_obj(p) for p in repo.packages]}
+
+
+def get_repository(uuid: str, ctx: Ctx) -> dict:
+    """The repository and its packages."""
+    return _repository_answer(repositories.get(ctx, uuid))
+
+
+def act_on_repository(uuid: str, ctx: Ctx, v: Annotated[RepoVars, http_vars(RepoVars)]) -> dict:
+    """action=refresh (fetch the feed again) or action=delete."""
+    message = repositories.act(ctx, uuid, v.action)
+    if v.action == "delete":
+        return {"repository": None, "errno": 0, "message": message, "packages": []}
+    ctx.db.flush()
+    return _repository_answer(repositories.get(ctx, uuid), message)
+
+
+def delete_repository(uuid: str, ctx: Ctx) -> dict:
+    """Delete the repository, its packages and their cached files."""
+    message = repositories.delete(ctx, repositories.get(ctx, uuid))
+    return {"repository": None, "errno": 0, "message": message, "packages": []}
+
+
+expose(router, "/rest/vmfeed/", ["GET"], list_packages, vars_model=ListVars,
+       response_model=VmfeedAnswer, response_model_exclude_unset=True,
+       summary="List packages (6.1)")
+expose(router, "/rest/vmfeed/", ["PUT"], add_repository, vars_model=FeedVars,
+       response_model=VmfeedAnswer, summary="Add a feed repository (6.1)")
+expose(router, "/rest/vmfeed/feed.xml", ["GET"], published_feed,
+       response_class=Response, summary="This server's packages as a VMcast feed (extension)",
+       responses={200: {"content": {"application/rss+xml": {}}}})
+expose(router, "/rest/vmfeed/repo/", ["GET"], list_repositories,
+       response_model=RepositoriesAnswer, summary="List repositories (extension)")
+expose(router, "/rest/vmfeed/repo/package/{uuid}/", ["GET", "POST"], retrieve_package,
+       response_model=TxAnswer, summary="Queue retrieval of a package (6.4)")
+expose(router, "/rest/vmfeed/repo/package/{uuid}/", ["DELETE"], uncache_package,
+       response_model=TxAnswer, summary="Remove a package's local copy (6.4)")
+expose(router, "/rest/vmfeed/repo/{uuid}/", ["GET"], get_repository,
+       response_model=RepositoryAnswer, summary="Get a repository (6.5)")
+expose(router, "/rest/vmfeed/repo/{uuid}/", ["POST"], act_on_repository, vars_model=RepoVars,
+       response_model=RepositoryAnswer, summary="Refresh or delete a repository (6.5)")
+expose(router, "/rest/vmfeed/repo/{uuid}/", ["DELETE"], delete_repository,
+       response_model=RepositoryAnswer, summary="Delete a repository (6.5)")
+expose(router, "/rest/vmfeed/{uuid}/download/", ["GET"], download_package,
+       response_class=FileResponse, summary="Download a package file (6.2)",
+       responses={200: {"content": {XVM2_TYPE: {}}}})
+expose(router, "/rest/vmfeed/{uuid}/", ["GET"], get_package, response_model=PackageAnswer,
+       summary="Get a package (6.3)")
+expose(router, "/rest/vmfeed/{uuid}/", ["POST"], update_package, vars_model=PackageVars,
+       response_model=PackageAnswer, summary="Rename or describe a package (6.3)")
+expose(router, "/rest/vmfeed/{uuid}/", ["DELETE"], delete_package,
+       response_model=PackageAnswer, summary="Delete a package (6.3)")

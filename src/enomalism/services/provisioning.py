@@ -1,0 +1,320 @@
+"""The long work of section 6 and 2.19/2.20, as transaction handlers and the requests that
+queue them: package retrieval, provisioning a package onto a hypervisor, and packaging a
+machine into a new local package.
+
+Provisioning places each disk in the hypervisor's storage through libvirt's storage API (so a
+remote host works the same): the package's image is uploaded once per pool as a base volume,
+and each new machine gets a copy-on-write qcow2 overlay on it (a full copy where the pool
+cannot do backing files). The domain XML is rewritten (new UUID, name, MAC addresses, disk
+paths) and defined. Everything the job creates is on its undo log first, so a failed or
+cancelled provision leaves no domain, no volume and no machine behind.
+"""
+
+import hashlib
+import subprocess
+import tempfile
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import libvirt
+from sqlalchemy import select
+
+from enomalism.errors import Conflict, EnomalismError, InvalidInput, InvalidState
+from enomalism.feeds import archive
+from enomalism.feeds import download as dl
+from enomalism.jobs.runner import JobCancelled, JobContext, handler
+from enomalism.services import access, transactions
+from enomalism.services.context import Context
+from enomalism.services.lookup import get_hypervisor, get_machine, require
+from enomalism.services.repositories import active_transaction, auth_of, get_package
+from enomalism.store.models import Hypervisor, Machine, Package, Transaction, new_uuid, utcnow
+from enomalism.virt import driver, storage
+from enomalism.virt.domxml import DomainXML
+from enomalism.virt.uri import is_local
+
+COMPATIBLE = {"kvm": {"kvm", "qemu"}, "qemu": {"kvm", "qemu"}}
+DOMAIN_TYPE = {"kvm": "kvm", "qemu": "qemu", "test": "test"}
+
+
+def packages_dir(job_or_dir: JobContext | Path) -> Path:
+    base = job_or_dir.runner.data_dir if isinstance(job_or_dir, JobContext) else job_or_dir
+    path = Path(base) / "packages"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# -- requests ------------------------------------------------------------------------------
+
+def queue_retrieval(ctx: Context, uuid: str) -> Transaction | None:
+    """Queue fetching a package into the local cache; None when it is cached already. A
+    retrieval under way is returned rather than started twice."""
+    p = get_package(ctx, uuid)
+    if p.state == "cached":
+        return None
+    running = active_transaction(ctx, p)
+    if running is not None:
+        return running
+    if not p.url:
+        raise InvalidState(f"package {p.name} has no download URL")
+    return transactions.enqueue(ctx, "retrieve", target=p.uuid, params={"package": p.uuid})
+
+
+def check_compatible(p: Package, hv: Hypervisor) -> None:
+    if p.virt_class and p.virt_class not in COMPATIBLE.get(hv.virt_class, {hv.virt_class}):
+        raise InvalidInput(f"package {p.name} is for {p.virt_class}; hypervisor "
+                           f"{hv.virt_url} is {hv.virt_class}")
+    if p.arch and hv.arch and p.arch != hv.arch and not (hv.virt_class == "test"):
+        raise InvalidInput(f"package {p.name} is for {p.arch}; hypervisor {hv.virt_url} "
+                           f"runs {hv.arch}")
+
+
+def queue_provision(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuuid: str | None,
+                    name: str | None) -> tuple[str, Transaction]:
+    """Check everything that can be checked now, record the new machine (locked by the
+    transaction) and queue the provision. Returns the new machine's UUID and the transaction."""
+    target = get_machine(ctx.db, host_uuid)
+    access.require(ctx, target, "read", "machine")
+    p = get_package(ctx, require(pkguuid, "pkguuid", " (the package to provision)"))
+    hv = get_hypervisor(ctx.db, require(hvmuuid, "hvmuuid", " (the hypervisor to use)"))
+    access.require(ctx, hv, "control", "hypervisor")
+    host_of_target = target.uuid if target.kind == "host" else \
+        (target.parent.machine_uuid if target.parent else None)
+    if hv.machine_uuid != host_of_target:
+        raise InvalidInput(f"hypervisor {hv.virt_url} does not belong to machine {target.name}")
+    name = require(name, "name", " (the new machine's name)")
+    if len(name) > 255 or "/" in name:
+        raise InvalidInput("a machine name has at most 255 characters and no '/'")
+    check_compatible(p, hv)
+    if ctx.db.scalar(select(Machine.uuid).where(Machine.parent_uuid == hv.uuid,
+                                                Machine.name == name)):
+        raise Conflict(f"a machine named '{name}' already exists on {hv.virt_url}")
+    if driver.name_taken(ctx.registry.connection(hv.uuid), name):
+        raise Conflict(f"the hypervisor already has a domain named '{name}'")
+    newuuid = new_uuid()
+    ctx.db.add(Machine(uuid=newuuid, kind="vm", name=name, parent_uuid=hv.uuid, managed=True,
+                       state="provisioning", owner_uuid=ctx.user.uuid))
+    ctx.db.flush()
+    tx = transactions.enqueue(ctx, "provision", target=newuuid, lock=[newuuid], params={
+        "package": p.uuid, "hypervisor": hv.uuid, "name": name, "machine": newuuid})
+    tx.undo = [{"kind": "machine", "uuid": newuuid}]
+    return newuuid, tx
+
+
+def queue_package(ctx: Context, uuid: str, *, name: str | None, description: str | None,
+                  version: str | None, compression: str | None) -> Transaction:
+    m = get_machine(ctx.db, uuid)
+    access.require(ctx, m, "control", "machine")
+    if m.kind != "vm":
+        raise InvalidState("only virtual machines can be packaged")
+    if not m.managed:
+        raise InvalidState(f"machine {m.uuid} is not managed; 'manage' it first")
+    if m.state not in ("shutoff", "running", "paused"):
+        raise InvalidState(f"cannot package a machine that is {m.state}")
+    compression = compression or "zstd"
+    if compression not in ("zstd", "gzip"):
+        raise InvalidInput("compression is zstd or gzip (gzip: strict XVM2 packages)")
+    return transactions.enqueue(ctx, "package", target=m.uuid, lock=[m.uuid], params={
+        "machine": m.uuid, "name": name or m.name, "description": description or "",
+        "version": version or "1", "compression": compression})
+
+
+# -- retrieval -----------------------------------------------------------------------------
+
+def _retrieve(job: JobContext, pkg_uuid: str, scale: Callable[[float], float]) -> Path:
+    """Download a package into the cache, verify it, and mark it cached."""
+    with job.db.session() as s:
+        p = s.get(Package, pkg_uuid)
+        if p is None:
+            raise InvalidState("the package was deleted")
+        if p.state == "cached" and p.path and Path(p.path).exists():
+            return Path(p.path)
+        url, auth, length, sha = p.url, auth_of(p.repository), p.length, p.sha256
+        previous, p.state = p.state, "retrieving"
+    job.will_create("package_state", uuid=pkg_uuid, state=previous)
+    dest = packages_dir(job) / f"{pkg_uuid}.xvm2"
+    job.will_create("file", path=str(dest))
+    job.will_create("file", path=f"{dest}.part")
+    job.log(f"downloading {dl.redact(url)}")
+
+    def progress(done: int, total: int | None) -> None:
+        job.progress(scale(90.0 * done / total if total else 0.0))
+
+    try:
+        dl.download(url, dest, auth=auth, expected_size=length, expected_sha256=sha,
+                    progress=progress, cancelled=job.cancel_requested)
+    except dl.DownloadCancelled:
+        raise JobCancelled() from None
+    job.progress(scale(90), "verifying the package")
+    archive.read_package(dest)  # the archive's structure, before decompressing anything
+    manifest = archive.verify_package(dest)  # every image's size and checksum
+    with job.db.session() as s:
+        p = s.get(Package, pkg_uuid)
+        p.state, p.path, p.size = "cached", str(dest), dest.stat().st_size
+        p.manifest = manifest.to_json()
+        p.virt_class = p.virt_class or manifest.virt_class
+        p.arch = p.arch or manifest.arch
+        p.version = p.version or manifest.version
+    job.created_ok("file", path=str(dest))
+    job.created_ok("package_state", uuid=pkg_uuid, state=previous)
+    return dest
+
+
+@handler("retrieve")
+def retrieve(job: JobContext) -> dict[str, Any]:
+    path = _retrieve(job, job.params["package"], lambda pct: pct)
+    return {"package": job.params["package"], "size": path.stat().st_size}
+
+
+# -- provision -----------------------------------------------------------------------------
+
+def _base_volume(job: JobContext, pool: libvirt.virStoragePool, pkg_uuid: str, path: Path,
+                 disk: archive.DiskInfo, scale: Callable[[float], float]) -> str:
+    """The package disk as a volume of the pool, uploaded once and reused (a cache shared by
+    every machine provisioned from it, so it is not on any job's undo log)."""
+    name = f"enomalism-base-{pkg_uuid}-{disk.target}.{disk.format}"
+    try:
+        return pool.storageVolLookupByName(name).path()
+    except libvirt.libvirtError:
+        pass
+    job.log(f"uploading disk {disk.target} ({disk.size} bytes) into pool {pool.name()}")
+    with archive.open_disk(path, disk.member) as src:
+        try:
+            return storage.upload(
+                pool, name, src, size=disk.size, fmt=disk.format,
+                progress=lambda done: job.progress(scale(100.0 * done / max(disk.size, 1))),
+                cancelled=job.cancel_requested)
+        except storage.StorageCancelled:
+            raise JobCancelled() from None
+
+
+@handler("provision")
+def provision(job: JobContext) -> dict[str, Any]:
+    prm = job.params
+    hv_uuid, newuuid, name = prm["hypervisor"], prm["machine"], prm["name"]
+    with job.db.session(write=False) as s:
+        hv = s.get(Hypervisor, hv_uuid)
+        virt_class = hv.virt_class
+        p = s.get(Package, prm["package"])
+        if p is None:
+            raise InvalidState("the package was deleted")
+        check_compatible(p, hv)
+    path = _retrieve(job, prm["package"], lambda pct: pct * 0.4)
+    _legacy, xml_text = archive.read_package(path)
+    with job.db.session(write=False) as s:
+        manifest = archive.Manifest.from_json(s.get(Package, prm["package"]).manifest)
+    conn = job.registry.connection(hv_uuid)
+    if driver.name_taken(conn, name):
+        raise Conflict(f"the hypervisor already has a domain named '{name}'")
+    pool = storage.pick_pool(conn)
+    disk_paths: dict[str, str] = {}
+    n = max(len(manifest.disks), 1)
+    for i, disk in enumerate(manifest.disks):
+        lo = 40 + 50 * i / n
+        base = _base_volume(job, pool, prm["package"], path, disk,
+                            lambda pct, lo=lo: lo + pct * 0.45 / n)
+        vol_name = f"{name}-{disk.target}.qcow2"
+        job.will_create("pool_volume", hypervisor=hv_uuid, pool=pool.name(), name=vol_name)
+        try:
+            disk_paths[disk.target] = storage.overlay(pool, vol_name, base, disk.format,
+                                                      disk.virtual_size)
+        except EnomalismError as e:
+            job.log(f"no copy-on-write overlay here ({e.message}); copying the disk")
+            disk_paths[disk.target] = storage.clone(pool, vol_name, base)
+        job.progress(40 + 50 * (i + 1) / n)
+    xml = DomainXML(xml_text)
+    xml.rewrite_for_provision(
+        name=name, uuid=newuuid, disk_paths=disk_paths,
+        disk_formats={t: "qcow2" for t in disk_paths}, domain_type=DOMAIN_TYPE.get(virt_class))
+    job.progress(92, "defining the domain")
+    job.will_create("domain", hypervisor=hv_uuid, uuid=newuuid)
+    driver.define(conn, xml.to_string())
+    job.registry.resync_machine(hv_uuid, newuuid)
+    return {"machine": newuuid, "name": name, "disks": disk_paths}
+
+
+# -- package (export) ----------------------------------------------------------------------
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(8 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _disk_source(job: JobContext, conn: libvirt.virConnect, uri: str, disk_path: str,
+                 stack: ExitStack, tmp: Path) -> tuple[Callable[[], BinaryIO], str, int]:
+    """An opener of the disk's whole content (backing chain flattened), its format and its
+    virtual size. Local disks are read in place; a chain is flattened with qemu-img; a remote
+    volume is streamed to a temporary file first."""
+    info = storage.volume_info(conn, disk_path)
+    fmt = info.format if info.format in ("raw", "qcow2") else "raw"
+    if is_local(uri) and Path(disk_path).exists():
+        if info.backing:
+            flat = tmp / (Path(disk_path).name + ".flat.qcow2")
+            job.will_create("file", path=str(flat))
+            subprocess.run(["qemu-img", "convert", "-O", "qcow2", disk_path, str(flat)],
+                           check=True, capture_output=True)
+            return (lambda: open(flat, "rb")), "qcow2", info.capacity
+        return (lambda: open(disk_path, "rb")), fmt, info.capacity
+    if info.backing:
+        raise InvalidState(f"disk {disk_path} has a backing chain on a remote host; "
+                           "packaging it is not supported")
+    copy = tmp / (Path(disk_path).name + ".download")
+    job.will_create("file", path=str(copy))
+    with open(copy, "wb") as sink:
+        storage.download(conn, disk_path, sink, cancelled=job.cancel_requested)
+    return (lambda: open(copy, "rb")), fmt, info.capacity
+
+
+@handler("package")
+def package(job: JobContext) -> dict[str, Any]:
+    prm = job.params
+    with job.db.session(write=False) as s:
+        m = s.get(Machine, prm["machine"])
+        if m is None:
+            raise InvalidState("the machine was deleted")
+        hv = m.parent
+        hv_uuid, uri, virt_class, arch = hv.uuid, hv.virt_url, hv.virt_class, hv.arch
+    conn = job.registry.connection(hv_uuid)
+    xml_text = driver.domain_xml(conn, prm["machine"])
+    disks = [d for d in DomainXML(xml_text).disks() if d.device == "disk"]
+    snap = driver.snapshot(conn, prm["machine"], with_xml=False)
+    suspended = snap is not None and snap.state == "running"
+    pkg_uuid = new_uuid()
+    dest = packages_dir(job) / f"{pkg_uuid}.xvm2"
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=packages_dir(job))))
+        if suspended:  # a consistent image without stopping the guest: pause it meanwhile
+            job.log("pausing the machine while its disks are read")
+            driver.suspend(conn, prm["machine"])
+            stack.callback(driver.resume, conn, prm["machine"])
+        sources, infos = {}, []
+        for d in disks:
+            opener, fmt, vsize = _disk_source(job, conn, uri, d.path, stack, tmp)
+            sources[d.target] = opener
+            infos.append(archive.DiskInfo(target=d.target, format=fmt, virtual_size=vsize,
+                                          compression=prm["compression"]))
+        total = sum(Path(d.path).stat().st_size if Path(d.path).exists() else 0
+                    for d in disks) or 1
+        manifest = archive.Manifest(
+            name=prm["name"], description=prm["description"], version=prm["version"],
+            virt_class=virt_class, arch=arch, created_at=utcnow().isoformat(), disks=infos)
+        job.will_create("file", path=str(dest))
+        job.progress(5, f"writing package {prm['name']}")
+        manifest = archive.write_package(
+            dest, domain_xml=xml_text, manifest=manifest, disk_sources=sources,
+            compression=prm["compression"],
+            progress=lambda done: job.progress(5 + 90 * min(done / total, 1.0)))
+    job.progress(96, "computing the package checksum")
+    digest = _sha256(dest)
+    with job.db.session() as s:
+        s.add(Package(uuid=pkg_uuid, name=prm["name"], description=prm["description"],
+                      version=prm["version"], virt_class=virt_class, arch=arch,
+                      state="cached", path=str(dest), size=dest.stat().st_size,
+                      length=dest.stat().st_size, manifest=manifest.to_json(),
+                      owner_uuid=job.owner_uuid, sha256=digest))
+    job.created_ok("file", path=str(dest))
+    return {"package": pkg_uuid, "size": dest.stat().st_size}

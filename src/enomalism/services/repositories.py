@@ -1,0 +1,186 @@
+"""Repositories (VMcast feeds) and the packages they list (spec section 6).
+
+Adding a feed fetches and parses it at once (a feed that does not answer or is not RSS is
+refused and nothing is stored). Credentials in a feed URL are split off, stored apart and used
+for the feed and its enclosures; answers and logs only ever show the URL without them.
+Packages listed by a feed are readable by whoever may read the repository.
+"""
+
+from pathlib import Path
+
+from sqlalchemy import select
+
+from enomalism.errors import Conflict, InvalidInput, InvalidState, NotFound, UnknownAction
+from enomalism.feeds import download as dl
+from enomalism.feeds.feed import Feed, parse_feed
+from enomalism.services import access
+from enomalism.services.context import Context
+from enomalism.services.lookup import parse_uuid, require
+from enomalism.store.models import Package, Repository, Transaction, utcnow
+
+REPO_ACTIONS = ("refresh", "delete")
+
+
+def auth_of(repo: Repository | None) -> tuple[str, str] | None:
+    if repo is None or repo.username is None:
+        return None
+    return (repo.username, repo.password or "")
+
+
+def _fetch(url: str, auth: tuple[str, str] | None) -> Feed:
+    return parse_feed(dl.fetch(url, auth=auth), base_url=url)
+
+
+def _apply(ctx: Context, repo: Repository, feed: Feed) -> None:
+    """Bring the repository's package list in line with the feed. Packages no longer listed
+    are forgotten unless they are cached here."""
+    repo.title, repo.description, repo.feed_uuid = feed.title, feed.description, feed.uuid
+    repo.refreshed_at, repo.last_error = utcnow(), None
+    known = {p.guid: p for p in repo.packages}
+    seen = set()
+    for item in feed.items:
+        seen.add(item.guid)
+        p = known.get(item.guid)
+        if p is None:
+            p = Package(repository=repo, guid=item.guid, owner_uuid=repo.owner_uuid,
+                        state="remote", name=item.title or item.guid)
+            ctx.db.add(p)
+        elif p.state == "cached" and p.sha256 and item.sha256 and p.sha256 != item.sha256:
+            p.state, p.path = "remote", None  # a new build under the same guid
+        p.name = item.title or p.name
+        p.description, p.version = item.description, item.version
+        p.virt_class, p.arch = item.virt_class, item.arch
+        p.url, p.length, p.sha256 = item.url, item.length, item.sha256
+    for guid, p in known.items():
+        if guid not in seen and p.state != "cached":
+            ctx.db.delete(p)
+
+
+def add(ctx: Context, url: str | None) -> Repository:
+    raw = require(url, "url", " (the feed's http or https URL)")
+    dl.check_url(raw)
+    clean, auth = dl.split_credentials(raw)
+    if ctx.db.scalar(select(Repository.uuid).where(Repository.url == clean)):
+        raise Conflict(f"the repository {clean} is already added")
+    feed = _fetch(clean, auth)
+    repo = Repository(url=clean, username=auth[0] if auth else None,
+                      password=auth[1] if auth else None, owner_uuid=ctx.user.uuid)
+    ctx.db.add(repo)
+    ctx.db.flush()
+    _apply(ctx, repo, feed)
+    ctx.db.flush()
+    return repo
+
+
+def get(ctx: Context, uuid: str, permission: str = "read") -> Repository:
+    repo = ctx.db.get(Repository, parse_uuid(uuid, "repository"))
+    if repo is None:
+        raise NotFound(f"no repository with UUID {uuid}")
+    access.require(ctx, repo, permission, "repository")
+    return repo
+
+
+def refresh(ctx: Context, repo: Repository) -> str:
+    access.require(ctx, repo, "modify", "repository")
+    feed = _fetch(repo.url, auth_of(repo))
+    _apply(ctx, repo, feed)
+    ctx.db.flush()
+    return f"repository refreshed: {len(feed.items)} package(s) listed"
+
+
+def delete(ctx: Context, repo: Repository) -> str:
+    """Forget the repository and its packages, cached copies included, unless a transaction
+    is fetching one of them."""
+    access.require(ctx, repo, "delete", "repository")
+    busy = [p.name for p in repo.packages if p.state == "retrieving"]
+    if busy:
+        raise InvalidState(f"packages are being retrieved: {', '.join(busy)}; cancel first")
+    for p in repo.packages:
+        _remove_file(p)
+    ctx.db.delete(repo)
+    return f"repository {repo.url} deleted"
+
+
+def act(ctx: Context, uuid: str, action: str | None) -> str:
+    repo = get(ctx, uuid)
+    if not action:
+        return ""
+    if action == "refresh":
+        return refresh(ctx, repo)
+    if action == "delete":
+        return delete(ctx, repo)
+    raise UnknownAction(f"unknown repository action '{action}'; use one of "
+                        f"{', '.join(REPO_ACTIONS)}")
+
+
+def list_repositories(ctx: Context) -> list[Repository]:
+    q = select(Repository).order_by(Repository.url)
+    if (clause := access.readable(ctx, Repository)) is not None:
+        q = q.where(clause)
+    return list(ctx.db.scalars(q))
+
+
+# -- packages ------------------------------------------------------------------------------
+
+def list_packages(ctx: Context, *, state: str | None = None) -> list[Package]:
+    q = select(Package).order_by(Package.name, Package.version, Package.uuid)
+    if state:
+        q = q.where(Package.state == state)
+    if (clause := access.readable(ctx, Package)) is not None:
+        q = q.where(clause)
+    return list(ctx.db.scalars(q))
+
+
+def get_package(ctx: Context, uuid: str, permission: str = "read") -> Package:
+    p = ctx.db.get(Package, parse_uuid(uuid, "package"))
+    if p is None:
+        raise NotFound(f"no package with UUID {uuid}")
+    access.require(ctx, p, permission, "package")
+    return p
+
+
+def update_package(ctx: Context, uuid: str, *, name: str | None,
+                   description: str | None) -> Package:
+    p = get_package(ctx, uuid, "modify")
+    if name is None and description is None:
+        raise InvalidInput("give name or description to change")
+    if name is not None:
+        if not name.strip() or len(name) > 255:
+            raise InvalidInput("a package name has 1 to 255 characters")
+        p.name = name.strip()
+    if description is not None:
+        p.description = description
+    return p
+
+
+def _remove_file(p: Package) -> None:
+    if p.path:
+        Path(p.path).unlink(missing_ok=True)
+        Path(p.path + ".part").unlink(missing_ok=True)
+
+
+def active_transaction(ctx: Context, p: Package) -> Transaction | None:
+    return ctx.db.scalar(select(Transaction).where(
+        Transaction.target_uuid == p.uuid, Transaction.state.in_(("queued", "running"))))
+
+
+def delete_package(ctx: Context, uuid: str) -> str:
+    """Delete a package: its cached file, and the record (a feed's refresh lists it again)."""
+    p = get_package(ctx, uuid, "delete")
+    if active_transaction(ctx, p) is not None:
+        raise InvalidState(f"package {p.name} is busy with a transaction; cancel it first")
+    _remove_file(p)
+    ctx.db.delete(p)
+    return f"package {p.name} deleted"
+
+
+def uncache(ctx: Context, uuid: str) -> str:
+    """Drop the local copy of a package that a feed lists (it can be retrieved again)."""
+    p = get_package(ctx, uuid, "modify")
+    if p.repository_uuid is None:
+        raise InvalidState(f"package {p.name} was made here; delete it instead")
+    if active_transaction(ctx, p) is not None:
+        raise InvalidState(f"package {p.name} is busy with a transaction; cancel it first")
+    _remove_file(p)
+    p.state, p.path, p.size = "remote", None, None
+    return f"local copy of {p.name} removed"
