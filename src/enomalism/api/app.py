@@ -14,7 +14,15 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from enomalism import __version__
-from enomalism.api import clusters, hypervisors, machines, permissions, transactions, users
+from enomalism.api import (
+    clusters,
+    hypervisors,
+    machines,
+    permissions,
+    transactions,
+    users,
+    vmfeed,
+)
 from enomalism.api.deps import current_user
 from enomalism.api.schemas import Status
 from enomalism.config import Settings
@@ -26,7 +34,7 @@ from enomalism.errors import (
     NotFound,
 )
 from enomalism.jobs.runner import Runner
-from enomalism.services import auth
+from enomalism.services import auth, provisioning  # noqa: F401  (registers job handlers)
 from enomalism.services.hypervisors import ensure_local_host
 from enomalism.services.registry import HypervisorRegistry
 from enomalism.store.db import Database
@@ -126,10 +134,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="The Enomalism REST API 2.1 on libvirt. Every /rest/ path needs HTTP Basic "
                     "credentials and answers with and without its trailing slash. HTTP "
                     "variables may come as query string, form or JSON object.",
-        responses={s: {"model": Status, "description": d} for s, d in [
-            (400, "bad input"), (401, "wrong or missing credentials"), (403, "denied"),
-            (404, "not found"), (409, "conflict or wrong state"), (423, "locked"),
-            (502, "the hypervisor refused"), (503, "the hypervisor is unreachable")]},
     )
     app.add_exception_handler(EnomalismError, lambda _r, e: _error(e))
     app.add_exception_handler(HTTPException, _http_error)
@@ -142,10 +146,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Liveness, without credentials."""
         return {"errno": 0, "message": "ok"}
 
-    rest = APIRouter(dependencies=[Depends(current_user)])
+    rest = APIRouter(dependencies=[Depends(current_user)], responses={
+        s: {"model": Status, "description": d} for s, d in [
+            (400, "bad input"), (401, "wrong or missing credentials"), (403, "denied"),
+            (404, "not found"), (409, "conflict or wrong state"), (423, "locked"),
+            (429, "too many failed logins"), (502, "the hypervisor refused"),
+            (503, "the hypervisor is unreachable")]})
     for r in (machines.router, hypervisors.router, clusters.router, users.router,
-              permissions.router, transactions.router):
+              permissions.router, transactions.router, vmfeed.router):
         rest.include_router(r)
     app.include_router(rest)
     app.add_middleware(TrailingSlash)
+
+    def openapi() -> dict:
+        """FastAPI's description without the 422 it adds to every route with parameters:
+        invalid input answers 400 with errno and message (the RequestValidationError handler)."""
+        if app.openapi_schema is None:
+            schema = FastAPI.openapi(app)
+            for operations in schema["paths"].values():
+                for operation in operations.values():
+                    operation["responses"].pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(name, None)
+        return app.openapi_schema
+
+    app.openapi = openapi
     return app

@@ -6,9 +6,9 @@ from fastapi import APIRouter
 from pydantic import Field
 
 from enomalism.api import schemas
-from enomalism.api.deps import Ctx, Vars, expose, http_vars
+from enomalism.api.deps import Ctx, NoVars, Vars, expose, http_vars
 from enomalism.errors import MissingVariable
-from enomalism.services import access, actions, hypervisors, machines
+from enomalism.services import access, actions, hypervisors, machines, provisioning
 
 router = APIRouter(tags=["machines"])
 
@@ -30,6 +30,43 @@ class MachineVars(Vars):
     name: str | None = Field(None, description="the new name, for rename")
     xmldesc: str | None = Field(None, description="the new XML description, for xmldesc")
     puuid: str | None = Field(None, description="the hypervisor to move to, for set_parent")
+    pkguuid: str | None = Field(None, description="the package to provision")
+    hvmuuid: str | None = Field(None, description="the hypervisor to provision on")
+    description: str | None = Field(None, description="the new package's description")
+    version: str | None = Field(None, description="the new package's version")
+    compression: str | None = Field(None, description="zstd (default) or gzip (strict XVM2)")
+
+
+class ProvisionVars(Vars):
+    pkguuid: str | None = Field(None, description="the package to provision")
+    hvmuuid: str | None = Field(None, description="the hypervisor that carries out the job")
+    name: str | None = Field(None, description="the new machine's name")
+    pool: str | None = Field(None, description="the storage pool for its disks (extension; "
+                             "default: the pool named 'default', else the first active one)")
+
+
+class PackageVars(Vars):
+    name: str | None = Field(None, description="the package's name (default: the machine's)")
+    description: str | None = None
+    version: str | None = None
+    compression: str | None = Field(None, description="zstd (default) or gzip (strict XVM2)")
+
+
+class RenameVars(Vars):
+    name: str | None = Field(None, description="the new name")
+
+
+class XmldescVars(Vars):
+    xmldesc: str | None = Field(None, description="the new XML description")
+
+
+class SetParentVars(Vars):
+    puuid: str | None = Field(None, description="the hypervisor to move to")
+
+
+# The HTTP variables of /rest/machine/<UUID>/actions/<action>/; the other actions take none.
+ACTION_VARS: dict[str, type[Vars]] = {
+    "rename": RenameVars, "xmldesc": XmldescVars, "set_parent": SetParentVars}
 
 
 class HypervisorVars(Vars):
@@ -86,6 +123,12 @@ def update_machine(uuid: str, ctx: Ctx, v: Annotated[MachineVars, http_vars(Mach
         if v.name or v.xmldesc or v.puuid:
             raise MissingVariable("the variable 'action' is required with name, xmldesc or puuid")
         return _machine_answer(ctx, uuid)
+    if v.action == "provision":
+        return provision(uuid, ctx, ProvisionVars(pkguuid=v.pkguuid, hvmuuid=v.hvmuuid,
+                                                  name=v.name))
+    if v.action == "package":
+        return package(uuid, ctx, PackageVars(name=v.name, description=v.description,
+                                              version=v.version, compression=v.compression))
     message = actions.perform(ctx, uuid, v.action, actions.ActionVars(
         name=v.name, xmldesc=v.xmldesc, puuid=v.puuid))
     if v.action == "totaldelete":
@@ -140,11 +183,29 @@ def machine_actions(uuid: str, ctx: Ctx) -> dict:
     return {"errno": 0, "message": "", "result": actions.available(machines.get(ctx, uuid))}
 
 
+def provision(uuid: str, ctx: Ctx, v: Annotated[ProvisionVars, http_vars(ProvisionVars)]) -> dict:
+    """Provision a package as a new machine on one of this host's hypervisors. Answers at
+    once with the new machine's id and the transaction doing the work."""
+    newuuid, tx = provisioning.queue_provision(ctx, uuid, pkguuid=v.pkguuid, hvmuuid=v.hvmuuid,
+                                               name=v.name, pool=v.pool)
+    return {"newuuid": newuuid, "txid": tx.uuid, "errno": 0, "message": "provision queued"}
+
+
+def package(uuid: str, ctx: Ctx, v: Annotated[PackageVars, http_vars(PackageVars)]) -> dict:
+    """Export the machine (domain XML and disks) into a new local package; a running machine
+    is paused while its disks are read."""
+    tx = provisioning.queue_package(ctx, uuid, name=v.name, description=v.description,
+                                    version=v.version, compression=v.compression)
+    return {"txid": tx.uuid, "errno": 0, "message": "packaging queued"}
+
+
 def _action_endpoint(action: str):  # noqa: ANN202
-    def endpoint(uuid: str, ctx: Ctx,
-                 v: Annotated[MachineVars, http_vars(MachineVars)]) -> dict:
+    model = ACTION_VARS.get(action, NoVars)
+
+    def endpoint(uuid: str, ctx: Ctx, v: Annotated[Vars, http_vars(model)]) -> dict:
         message = actions.perform(ctx, uuid, action, actions.ActionVars(
-            name=v.name, xmldesc=v.xmldesc, puuid=v.puuid))
+            name=getattr(v, "name", None), xmldesc=getattr(v, "xmldesc", None),
+            puuid=getattr(v, "puuid", None)))
         return {"errno": 0, "message": message}
     endpoint.__name__ = f"action_{action}"
     return endpoint
@@ -180,7 +241,8 @@ expose(router, "/rest/machine/{uuid}/trigger_status_updates/", ["GET", "POST"],
 expose(router, "/rest/machine/{uuid}/", ["GET"], get_machine_route,
        response_model=schemas.MachineAnswer, summary="Get a machine (2.4)")
 expose(router, "/rest/machine/{uuid}/", ["POST"], update_machine, vars_model=MachineVars,
-       response_model=schemas.MachineAnswer | schemas.TriggerAnswer,
+       response_model=schemas.MachineAnswer | schemas.TriggerAnswer | schemas.ProvisionAnswer
+       | schemas.PackageTxAnswer,
        summary="Act on a machine (2.4)")
 expose(router, "/rest/machine/{uuid}/hypervisors/", ["GET"], machine_hypervisors,
        response_model=schemas.HypervisorsAnswer, summary="A machine's hypervisors (2.6)")
@@ -197,6 +259,13 @@ expose(router, "/rest/machine/{uuid}/clusters/", ["DELETE"], remove_machine_clus
        summary="Remove a machine from clusters (extension)")
 expose(router, "/rest/machine/{uuid}/actions/", ["GET", "POST"], machine_actions,
        response_model=schemas.ActionsAnswer, summary="Actions valid now (2.8)")
+expose(router, "/rest/machine/{uuid}/actions/package/", ["POST"], package,
+       vars_model=PackageVars, response_model=schemas.PackageTxAnswer,
+       summary="Package the machine (2.19)")
+expose(router, "/rest/machine/{uuid}/actions/provision/", ["POST", "PUT"], provision,
+       vars_model=ProvisionVars, response_model=schemas.ProvisionAnswer,
+       summary="Provision a package on this host (2.20)")
 for _name, _doc in SPEC_ACTIONS.items():
     expose(router, f"/rest/machine/{{uuid}}/actions/{_name}/", ["POST"], _action_endpoint(_name),
-           vars_model=MachineVars, response_model=schemas.Status, summary=_doc)
+           vars_model=ACTION_VARS.get(_name, NoVars), response_model=schemas.Status,
+           summary=_doc)

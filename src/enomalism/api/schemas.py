@@ -3,13 +3,21 @@ functions that shape stored objects into them."""
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from enomalism.services.actions import available
 from enomalism.store.models import Cluster, Hypervisor, Machine
 
 
+def _errno_and_message_required(schema: dict, _model: type) -> None:
+    """Every answer carries errno and message (handlers may leave them to the defaults)."""
+    schema["required"] = ["errno", "message"] + [
+        k for k in schema.get("required", []) if k not in ("errno", "message")]
+
+
 class Status(BaseModel):
+    model_config = ConfigDict(json_schema_extra=_errno_and_message_required)
+
     errno: int = Field(0, description="0 on success; see docs/errors.md")
     message: str = Field("", description="what happened, for a person")
 
@@ -116,6 +124,15 @@ class ActionsAnswer(Status):
 
 class ClusterAnswer(Status):
     cluster: ClusterObj | list[ClusterObj]
+
+
+class ProvisionAnswer(Status):
+    newuuid: str = Field(description="the new machine's id")
+    txid: str = Field(description="the provisioning transaction")
+
+
+class PackageTxAnswer(Status):
+    txid: str = Field(description="the packaging transaction")
 
 
 class HostsAnswer(Status):

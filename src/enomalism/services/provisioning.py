@@ -71,7 +71,7 @@ def check_compatible(p: Package, hv: Hypervisor) -> None:
 
 
 def queue_provision(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuuid: str | None,
-                    name: str | None) -> tuple[str, Transaction]:
+                    name: str | None, pool: str | None = None) -> tuple[str, Transaction]:
     """Check everything that can be checked now, record the new machine (locked by the
     transaction) and queue the provision. Returns the new machine's UUID and the transaction."""
     target = get_machine(ctx.db, host_uuid)
@@ -90,14 +90,18 @@ def queue_provision(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuui
     if ctx.db.scalar(select(Machine.uuid).where(Machine.parent_uuid == hv.uuid,
                                                 Machine.name == name)):
         raise Conflict(f"a machine named '{name}' already exists on {hv.virt_url}")
-    if driver.name_taken(ctx.registry.connection(hv.uuid), name):
+    conn = ctx.registry.connection(hv.uuid)
+    if driver.name_taken(conn, name):
         raise Conflict(f"the hypervisor already has a domain named '{name}'")
+    if pool:
+        storage.pick_pool(conn, pool)  # exists and runs, or a clear error now
     newuuid = new_uuid()
     ctx.db.add(Machine(uuid=newuuid, kind="vm", name=name, parent_uuid=hv.uuid, managed=True,
                        state="provisioning", owner_uuid=ctx.user.uuid))
     ctx.db.flush()
     tx = transactions.enqueue(ctx, "provision", target=newuuid, lock=[newuuid], params={
-        "package": p.uuid, "hypervisor": hv.uuid, "name": name, "machine": newuuid})
+        "package": p.uuid, "hypervisor": hv.uuid, "name": name, "machine": newuuid,
+        "pool": pool or None})
     tx.undo = [{"kind": "machine", "uuid": newuuid}]
     return newuuid, tx
 
@@ -207,7 +211,7 @@ def provision(job: JobContext) -> dict[str, Any]:
     conn = job.registry.connection(hv_uuid)
     if driver.name_taken(conn, name):
         raise Conflict(f"the hypervisor already has a domain named '{name}'")
-    pool = storage.pick_pool(conn)
+    pool = storage.pick_pool(conn, prm.get("pool"))
     disk_paths: dict[str, str] = {}
     n = max(len(manifest.disks), 1)
     for i, disk in enumerate(manifest.disks):
