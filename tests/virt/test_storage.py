@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import uuid as uuidlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -28,6 +29,7 @@ import pytest
 
 from enomalism.errors import Conflict, InvalidInput, InvalidState, NotFound
 from enomalism.virt import storage
+from enomalism.virt.domxml import DomainXML
 
 pytestmark = pytest.mark.integration
 
@@ -343,6 +345,53 @@ def test_clone_copies_and_flattens_across_pools(make_pool, tmp_path):
     run("qemu-img", "compare", "-q", "-F", "raw", top, as_raw)
     with pytest.raises(Conflict):
         storage.clone(b, "flat.raw", top)
+
+
+@pytest.fixture
+def domains(host: Host) -> Iterator[list[str]]:
+    """UUIDs of domains the test defined; destroyed and undefined afterwards."""
+    uuids: list[str] = []
+    yield uuids
+    for uuid in uuids:
+        try:
+            dom = host.conn.lookupByUUIDString(uuid)
+        except libvirt.libvirtError:
+            continue
+        assert dom.name().startswith(PREFIX)
+        if dom.isActive():
+            dom.destroy()
+        dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+
+
+def test_a_provisioned_overlay_boots_in_qemu(pool, domains, tmp_path):
+    """The pieces together, as provisioning uses them: a base image uploaded, an overlay on it,
+    a template's XML rewritten onto the overlay, defined and started by the real QEMU."""
+    conn = pool.connect()
+    base = upload_file(pool, "base.qcow2", make_qcow2(tmp_path / "b.qcow2", 32 * MiB), "qcow2")
+    top = storage.overlay(pool, "vm.qcow2", base, "qcow2")
+    kvm = os.access("/dev/kvm", os.R_OK | os.W_OK)
+    template = DomainXML(
+        "<domain type='kvm'><name>template</name>"
+        "<uuid>1b4e28ba-2fa1-11d2-883f-0016d3cca427</uuid><memory unit='MiB'>64</memory>"
+        "<vcpu>1</vcpu><os><type arch='x86_64'>hvm</type></os><devices>"
+        "<emulator>/nonexistent/qemu-kvm</emulator>"
+        "<disk type='block' device='disk'><driver name='qemu' type='raw'/>"
+        "<source dev='/dev/old/disk'/><target dev='vda' bus='virtio'/></disk>"
+        "<interface type='user'><mac address='52:54:00:00:00:01'/></interface>"
+        "<graphics type='vnc' port='5999' autoport='no'/></devices></domain>")
+    name, uuid = unique("vm"), str(uuidlib.uuid4())
+    template.rewrite_for_provision(name=name, uuid=uuid, disk_paths={"vda": top},
+                                   disk_formats={"vda": "qcow2"},
+                                   domain_type="kvm" if kvm else "qemu")
+    dom = conn.defineXMLFlags(template.to_string(), libvirt.VIR_DOMAIN_DEFINE_VALIDATE)
+    domains.append(dom.UUIDString())
+    dom.create()
+    assert dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+    live = DomainXML(dom.XMLDesc(0))
+    assert [d.path for d in live.disks()] == [top]
+    chain = live.root.find("devices/disk/backingStore/source")
+    assert chain is not None and chain.get("file") == base  # QEMU opened the chain
+    dom.destroy()
 
 
 # -- download -------------------------------------------------------------------------------------

@@ -3,11 +3,14 @@
 The parser refuses DTDs, entities and network access, so XML from clients is safe to read.
 """
 
+import secrets
+import uuid as uuidlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from lxml import etree
 
-from enomalism.errors import InvalidXML
+from enomalism.errors import InvalidInput, InvalidXML
 
 _PARSER = etree.XMLParser(
     resolve_entities=False, no_network=True, dtd_validation=False, load_dtd=False,
@@ -22,6 +25,31 @@ class Disk:
     target: str | None
     readonly: bool
     shareable: bool
+
+
+@dataclass(frozen=True)
+class Interface:
+    type: str  # network, bridge, direct, user, ...
+    source: str | None  # the network's name, the bridge, the host device; None for user
+    mac: str | None
+    model: str | None
+
+
+MAC_PREFIX = "52:54:00"  # QEMU's range: locally administered (bit 0x02 of 0x52), unicast
+
+
+def new_mac(taken: Iterable[str] = ()) -> str:
+    """A random MAC address 52:54:00:xx:xx:xx, none of `taken`."""
+    avoid = {m.lower() for m in taken}
+    while True:
+        mac = MAC_PREFIX + "".join(f":{b:02x}" for b in secrets.token_bytes(3))
+        if mac not in avoid:
+            return mac
+
+
+_SOURCE_ATTRS = ("network", "bridge", "dev", "path", "address")
+_DISK_FORMATS = ("raw", "qcow2")
+_LOCAL_LISTEN = ("0.0.0.0", "::", "127.0.0.1", "::1", "localhost")
 
 
 class DomainXML:
@@ -89,6 +117,165 @@ class DomainXML:
                 shareable=d.find("shareable") is not None,
             ))
         return out
+
+    def interfaces(self) -> list[Interface]:
+        """Every network interface, in document order."""
+        out = []
+        for i in self.root.iterfind("devices/interface"):
+            src, mac, model = i.find("source"), i.find("mac"), i.find("model")
+            source = None
+            if src is not None:
+                source = next((src.get(a) for a in _SOURCE_ATTRS if src.get(a)), None)
+            out.append(Interface(
+                type=i.get("type", ""),
+                source=source,
+                mac=mac.get("address") if mac is not None else None,
+                model=model.get("type") if model is not None else None,
+            ))
+        return out
+
+    def rewrite_for_provision(self, *, name: str, uuid: str, disk_paths: dict[str, str],
+                              disk_formats: dict[str, str],
+                              domain_type: str | None = None) -> None:
+        """Make this definition (a package's template) fit a new domain on a hypervisor.
+
+        Set: `name`; `uuid` (also the SMBIOS system uuid in <sysinfo>, which libvirt requires
+        to match); the root's type when `domain_type` is given (kvm, qemu).
+
+        Disks: every disk whose target is in `disk_paths` becomes a file disk (type='file') on
+        its new path, <driver type> set from `disk_formats` (raw or qcow2; driver name qemu
+        unless one is set; cache, io, discard... kept); its old <source>, <auth> and
+        <backingStore> go. A cdrom or floppy not in `disk_paths` is emptied (its medium was
+        a file of the old host). Any other disk that names a source but has no new path is
+        InvalidInput, as is a mapping for a target the domain does not have.
+
+        Removed, as host-specific or as clashing with the domain it was made from:
+        - every interface's MAC address is replaced by a fresh one (`new_mac`), and its
+          <target dev> (the old host's tap device) dropped;
+        - every <seclabel> (the old domain's SELinux/AppArmor labels and MCS categories; the
+          new host's defaults apply, with labels of its own);
+        - the <nvram> path (libvirt makes a fresh VARS file for the new name from the
+          template, which is kept; the old domain's EFI variables are not carried over);
+        - the value of <genid> (libvirt makes a new VM generation ID, as it should for a copy);
+        - <emulator> (the old host's QEMU binary path; libvirt picks this host's);
+        - fixed graphics ports (autoport instead) and listen addresses other than wildcard or
+          loopback, and graphics socket paths;
+        - unix channel socket paths (libvirt makes them under the new domain's directory);
+        - the root's id attribute (a live domain's number).
+
+        Left as they are: the guest's ABI (machine type, CPU model, PCI addresses, disk serial
+        numbers, SMBIOS serials), interface sources (network or bridge names: the caller sets
+        those for the target host), host devices (<hostdev>: hardware the new host must have),
+        serial/console log file paths.
+        """
+        if not name or not name.strip() or "/" in name:
+            raise InvalidInput(f"'{name}' is not a usable domain name")
+        try:
+            uuid = str(uuidlib.UUID(uuid))
+        except (ValueError, TypeError, AttributeError):
+            raise InvalidInput(f"'{uuid}' is not a UUID") from None
+        for target in disk_paths:
+            fmt = disk_formats.get(target)
+            if fmt not in _DISK_FORMATS:
+                raise InvalidInput(f"disk {target}: format {fmt!r} is not one of raw, qcow2")
+        self.name = name
+        self.uuid = uuid
+        if domain_type:
+            self.root.set("type", domain_type)
+        self.root.attrib.pop("id", None)
+        for entry in self.root.iterfind("sysinfo/system/entry[@name='uuid']"):
+            entry.text = uuid
+        genid = self.root.find("genid")
+        if genid is not None:
+            genid.text = None
+        self._rewrite_disks(disk_paths, disk_formats)
+        self._rewrite_interfaces()
+        for label in list(self.root.iter("seclabel")):
+            label.getparent().remove(label)
+        self._drop_nvram_path()
+        for emulator in self.root.findall("devices/emulator"):
+            emulator.getparent().remove(emulator)
+        self._rewrite_graphics()
+        for src in self.root.iterfind("devices/channel[@type='unix']/source"):
+            src.attrib.pop("path", None)
+
+    def _rewrite_disks(self, paths: dict[str, str], formats: dict[str, str]) -> None:
+        seen = set()
+        for disk in self.root.iterfind("devices/disk"):
+            target_el = disk.find("target")
+            target = target_el.get("dev") if target_el is not None else None
+            src = disk.find("source")
+            if target in paths:
+                seen.add(target)
+                disk.set("type", "file")
+                new = etree.Element("source", file=paths[target])
+                if src is not None:
+                    src.addprevious(new)
+                    disk.remove(src)
+                else:
+                    disk.insert(0, new)
+                for tag in ("auth", "backingStore"):
+                    for el in disk.findall(tag):
+                        disk.remove(el)
+                driver = disk.find("driver")
+                if driver is None:
+                    driver = etree.Element("driver")
+                    disk.insert(0, driver)
+                if not driver.get("name"):
+                    driver.set("name", "qemu")
+                driver.set("type", formats[target])
+            elif disk.get("device", "disk") in ("cdrom", "floppy"):
+                if src is not None:
+                    disk.remove(src)
+                disk.set("type", "file")
+            elif src is not None and src.attrib:
+                raise InvalidInput(f"disk {target or '(no target)'} has no new path "
+                                   "among the disks provisioned")
+        unknown = set(paths) - seen
+        if unknown:
+            raise InvalidInput(f"the domain has no disk with target {', '.join(sorted(unknown))}")
+
+    def _rewrite_interfaces(self) -> None:
+        taken: set[str] = set()
+        for iface in self.root.iterfind("devices/interface"):
+            mac = iface.find("mac")
+            if mac is None:
+                mac = etree.Element("mac")
+                iface.insert(0, mac)
+            address = new_mac(taken)
+            taken.add(address)
+            mac.attrib.clear()
+            mac.set("address", address)
+            for target in iface.findall("target"):
+                iface.remove(target)
+
+    def _drop_nvram_path(self) -> None:
+        for nvram in self.root.findall("os/nvram"):
+            template = {k: v for k, v in nvram.attrib.items()
+                        if k in ("template", "templateFormat")}
+            if not template:
+                nvram.getparent().remove(nvram)
+                continue
+            tail = nvram.tail
+            nvram.clear()  # text, children and attributes
+            nvram.attrib.update(template)
+            nvram.tail = tail
+
+    def _rewrite_graphics(self) -> None:
+        for g in self.root.iterfind("devices/graphics"):
+            if any(g.get(a) not in (None, "-1") for a in ("port", "tlsPort", "websocket")) \
+                    or g.get("autoport") == "no":
+                for a in ("port", "tlsPort", "websocket"):
+                    g.attrib.pop(a, None)
+                g.set("autoport", "yes")
+            if g.get("listen") and g.get("listen") not in _LOCAL_LISTEN:
+                g.attrib.pop("listen")
+            for listen in g.findall("listen"):
+                kind = listen.get("type")
+                if kind == "address" and listen.get("address") not in (None, *_LOCAL_LISTEN):
+                    g.remove(listen)
+                elif kind == "socket":
+                    listen.attrib.pop("socket", None)
 
     def to_string(self) -> str:
         return etree.tostring(self.root, encoding="unicode")
