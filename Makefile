@@ -6,6 +6,7 @@ setup:
 	@scripts/setup.sh
 
 run: setup
+	@scripts/default-pool.sh
 	.venv/bin/enomalism serve --data-dir ./var
 
 test: setup
