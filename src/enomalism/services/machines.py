@@ -83,7 +83,12 @@ def trigger_status_updates(ctx: Context, uuid: str) -> str:
     """Resync one VM from libvirt, or every hypervisor of a host."""
     m = get(ctx, uuid)
     if m.kind == "vm":
-        ctx.registry.resync_machine(m.parent_uuid, m.uuid, db=ctx.db)
+        # In a session of its own that takes the write lock first: a GET's session is a reader,
+        # and a reader that starts writing fails when another writer committed meanwhile.
+        hv_uuid, vm_uuid = m.parent_uuid, m.uuid
+        ctx.db.commit()
+        ctx.registry.resync_machine(hv_uuid, vm_uuid)
+        ctx.db.refresh(m)
         return f"machine {m.name} is {m.state}"
     hv_uuids, name = [hv.uuid for hv in m.hypervisors], m.name
     ctx.db.commit()  # the bulk resync writes in sessions of its own
