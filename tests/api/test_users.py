@@ -329,8 +329,20 @@ def test_a_user_name_in_the_path_is_not_an_id(shared_api, alice):
 
 # -- the last administrator, and yourself ---------------------------------------------------
 
-def test_the_last_administrator_cannot_be_deleted_disabled_or_demoted(api):
+@pytest.fixture
+def lone_admin(shared_api):  # noqa: ANN001, ANN201
+    """The shared server with `admin` as its only enabled administrator: the others that tests
+    of this module made are demoted first. Yields admin's id."""
+    api = shared_api
     admin = admin_uuid(api)
+    for _, uuid in api.ok("GET", "/rest/users/")["users"]:
+        if uuid != admin and user(api, uuid)["is_admin"]:
+            api.ok("POST", f"/rest/user/{uuid}/", data={"action": "set_admin", "admin": "false"})
+    return admin
+
+
+def test_the_last_administrator_cannot_be_deleted_disabled_or_demoted(shared_api, lone_admin):
+    api, admin = shared_api, lone_admin
     with no_change(api):
         expect_error(api.delete(f"/rest/user/{admin}/"), 409, 1300)
         expect_error(api.get(f"/rest/user/{admin}/delete/"), 409, 1300)
@@ -339,8 +351,8 @@ def test_the_last_administrator_cannot_be_deleted_disabled_or_demoted(api):
     assert user(api, admin)["is_admin"] and user(api, admin)["enabled"]
 
 
-def test_a_disabled_administrator_does_not_count(api):
-    admin = admin_uuid(api)
+def test_a_disabled_administrator_does_not_count(shared_api, lone_admin):
+    api, admin = shared_api, lone_admin
     other = new_user(api, admin="true")
     act(api, other.uuid, "disable")
     with no_change(api):
@@ -348,8 +360,9 @@ def test_a_disabled_administrator_does_not_count(api):
         expect_error(act(api, admin, "disable"), 409, 1300)
 
 
-def test_with_a_second_administrator_one_may_be_demoted_then_the_other_is_last(api):
-    admin = admin_uuid(api)
+def test_with_a_second_administrator_one_may_be_demoted_then_the_other_is_last(shared_api,
+                                                                              lone_admin):
+    api, admin = shared_api, lone_admin
     other = new_user(api, admin="true")
     assert act(api, other.uuid, "set_admin", admin="false").status_code == 200
     with no_change(api):
@@ -357,13 +370,17 @@ def test_with_a_second_administrator_one_may_be_demoted_then_the_other_is_last(a
     assert act(api, other.uuid, "set_admin", admin="true").status_code == 200
     # now the first admin may step down, and the second is the last one
     assert act(api, admin, "set_admin", admin="false").status_code == 200
-    with no_change(api):
-        expect_error(act(api, other.uuid, "disable", auth=other.auth), 409, 1300)
-        expect_error(api.delete(f"/rest/user/{other.uuid}/", auth=other.auth), 409, 1300)
+    try:
+        with no_change(api):
+            expect_error(act(api, other.uuid, "disable", auth=other.auth), 409, 1300)
+            expect_error(api.delete(f"/rest/user/{other.uuid}/", auth=other.auth), 409, 1300)
+    finally:  # admin back in office for the tests after this one
+        act(api, admin, "set_admin", auth=other.auth, admin="true")
+    assert user(api, admin)["is_admin"]
 
 
-def test_nobody_deletes_themselves(api):
-    admin = admin_uuid(api)
+def test_nobody_deletes_themselves(shared_api, lone_admin):
+    api, admin = shared_api, lone_admin
     new_user(api, admin="true")
     with no_change(api):
         body = expect_error(api.delete(f"/rest/user/{admin}/"), 409, 1300)
@@ -371,7 +388,8 @@ def test_nobody_deletes_themselves(api):
     assert logs_in(api, ("admin", ADMIN_PASSWORD))
 
 
-def test_an_administrator_deletes_another_administrator(api):
+def test_an_administrator_deletes_another_administrator(shared_api):
+    api = shared_api
     other = new_user(api, admin="true")
     api.ok("DELETE", f"/rest/user/{other.uuid}/")
     assert not logs_in(api, other.auth)
@@ -427,3 +445,95 @@ def test_with_read_another_user_is_visible_but_not_changeable(shared_api):
                      403, 1101)
         expect_error(act(api, bob.uuid, "set_password", auth=alice.auth,
                          password="hijacked-pw!"), 403, 1101)
+
+
+# -- logging in: the credential cache and the login throttle ----------------------------------
+
+def test_a_changed_password_is_refused_at_once_though_cached(shared_api):
+    api = shared_api
+    alice = new_user(api)
+    assert logs_in(api, alice.auth) and logs_in(api, alice.auth)  # verified, then cached
+    act(api, alice.uuid, "set_password", password="the-next-password")
+    assert not logs_in(api, alice.auth)
+    assert logs_in(api, (alice.name, "the-next-password"))
+    # changed by herself, with her cached credential
+    act(api, alice.uuid, "set_password", auth=(alice.name, "the-next-password"),
+        password="a-third-password")
+    assert not logs_in(api, (alice.name, "the-next-password"))
+    assert logs_in(api, (alice.name, "a-third-password"))
+
+
+def test_a_disabled_user_is_refused_at_once_though_cached(shared_api):
+    api = shared_api
+    alice = new_user(api)
+    assert logs_in(api, alice.auth) and logs_in(api, alice.auth)
+    act(api, alice.uuid, "disable")
+    expect_error(api.get("/rest/users/", auth=alice.auth), 401, 1100)
+    expect_error(api.get(f"/rest/user/{alice.uuid}/", auth=alice.auth), 401, 1100)
+
+
+def test_a_verified_password_is_not_hashed_again(shared_api, monkeypatch):
+    from enomalism.services import auth
+
+    api = shared_api
+    alice = new_user(api)
+    assert logs_in(api, alice.auth)
+    calls = []
+    real = auth._hasher
+
+    class Counting:
+        def verify(self, *a: object) -> bool:
+            calls.append(1)
+            return real.verify(*a)
+
+    monkeypatch.setattr(auth, "_hasher", Counting())
+    for _ in range(3):
+        assert logs_in(api, alice.auth)
+    assert calls == []
+    assert not logs_in(api, (alice.name, "not-her-password"))
+    assert calls == [1]
+
+
+def wrong(api, name: str, client=None):  # noqa: ANN001, ANN201
+    return (client or api).get("/rest/users/", auth=(name, "not-the-password"))
+
+
+def test_five_failures_then_429_with_retry_after(shared_api):
+    api = shared_api
+    alice = new_user(api)
+    for _ in range(5):
+        expect_error(wrong(api, alice.name), 401, 1100)
+    for auth in [(alice.name, "not-the-password"), alice.auth]:  # even the right password
+        r = api.get("/rest/users/", auth=auth)
+        body = expect_error(r, 429, 1102)
+        assert 0 < int(r.headers["Retry-After"]) <= 60
+        assert alice.name in body["message"]
+
+
+def test_the_throttle_is_per_user_name_and_source_address(shared_api):
+    from fastapi.testclient import TestClient
+
+    api = shared_api
+    alice, bob = new_user(api), new_user(api)
+    for _ in range(5):
+        wrong(api, alice.name)
+    expect_error(api.get("/rest/users/", auth=alice.auth), 429, 1102)
+    assert logs_in(api, bob.auth)  # another user from the same address
+    elsewhere = TestClient(api.app, client=("198.51.100.4", 40000))
+    assert elsewhere.get("/rest/users/", auth=alice.auth).status_code == 200
+    # unknown user names are throttled the same way, revealing nothing
+    for _ in range(5):
+        expect_error(wrong(api, "nobody-here"), 401, 1100)
+    expect_error(wrong(api, "nobody-here"), 429, 1102)
+
+
+def test_a_success_clears_the_count(shared_api):
+    api = shared_api
+    alice = new_user(api)
+    for _ in range(4):
+        wrong(api, alice.name)
+    assert logs_in(api, alice.auth)
+    for _ in range(4):
+        expect_error(wrong(api, alice.name), 401, 1100)
+    expect_error(wrong(api, alice.name), 401, 1100)  # the fifth since the success
+    expect_error(wrong(api, alice.name), 429, 1102)
