@@ -38,7 +38,7 @@ import zstandard
 from lxml import etree
 
 from enomalism.errors import InvalidInput, NotFound
-from enomalism.feeds.download import PartFile
+from enomalism.feeds.download import HashThread, PartFile
 from enomalism.feeds.feed import parse_xml_safely
 
 FORMAT = 1  # enomalism.json "format"; a reader refuses a newer one
@@ -785,14 +785,17 @@ def verify_package(path: Path, progress: Callable[[int], None] | None = None) ->
     disks, done = [], 0
     for d in pkg.manifest.disks:
         label = f"disk {d.target} ({d.member})"
-        sha = hashlib.sha256()
-        with DiskReader(Path(path), pkg.members[d.member], d.compression, d.size, label) as r:
-            while data := r.read(CHUNK):
-                sha.update(data)
-                if progress is not None:
-                    progress(done + r.count)
-            size = r.count
-        digest = sha.hexdigest()
+        sha = HashThread()  # hashes while the next chunk decompresses
+        try:
+            with DiskReader(Path(path), pkg.members[d.member], d.compression, d.size,
+                            label) as r:
+                while data := r.read(CHUNK):
+                    sha.update(data)
+                    if progress is not None:
+                        progress(done + r.count)
+                size = r.count
+        finally:
+            digest = sha.hexdigest()
         if d.sha256 is not None and digest != d.sha256:
             raise InvalidInput(f"{label} does not match its sha256: the package is corrupt")
         done += size

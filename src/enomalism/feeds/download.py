@@ -15,7 +15,9 @@ import errno
 import fcntl
 import hashlib
 import os
+import queue
 import re
+import threading
 import time
 from collections.abc import Callable
 from contextlib import suppress
@@ -213,6 +215,48 @@ class PartFile:
         self.file.close()
 
 
+class HashThread:
+    """sha256 computed in a thread of its own. hashlib releases the GIL on large updates, so
+    hashing runs beside receiving or decompressing instead of after each chunk. Chunks are
+    handed over in batches of about a MiB; the queue is bounded, so memory stays small."""
+
+    BATCH = 1 << 20
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256()
+        self._queue: queue.Queue[list | None] = queue.Queue(maxsize=16)
+        self._batch: list = []
+        self._pending = 0
+        self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            for chunk in batch:
+                self._sha.update(chunk)
+
+    def update(self, chunk: bytes) -> None:
+        """Hash `chunk`, which must not change afterwards (bytes, not a reused buffer)."""
+        self._batch.append(chunk)
+        self._pending += len(chunk)
+        if self._pending >= self.BATCH:
+            self._queue.put(self._batch)
+            self._batch, self._pending = [], 0
+
+    def close(self) -> None:
+        """Stop the thread (idempotent); the digest is then final."""
+        if self._thread.is_alive():
+            if self._batch:
+                self._queue.put(self._batch)
+                self._batch = []
+            self._queue.put(None)
+            self._thread.join()
+
+    def hexdigest(self) -> str:
+        self.close()
+        return self._sha.hexdigest()
+
+
 class _Retry(Exception):
     """The transfer broke off; what arrived is kept and the next attempt resumes."""
 
@@ -231,7 +275,7 @@ class _Transfer:
         self.f = part.file
         self.expected_size = expected_size
         self.progress, self.cancelled = progress, cancelled
-        self.sha = hashlib.sha256() if want_hash else None
+        self.sha = HashThread() if want_hash else None
         self.total: int | None = expected_size
         self.done = self.f.seek(0, os.SEEK_END)
         self.last_report = 0.0
@@ -249,7 +293,12 @@ class _Transfer:
         self.f.seek(0)
         self.done = 0
         if self.sha is not None:
-            self.sha = hashlib.sha256()
+            self.sha.close()
+            self.sha = HashThread()
+
+    def close(self) -> None:
+        if self.sha is not None:
+            self.sha.close()
 
     def _size_mismatch(self, size: int) -> InvalidInput:
         self.part.keep = False
@@ -359,20 +408,23 @@ def download(url: str, dest: Path, *, auth: Auth | None = None,
     with PartFile(part_path, busy, truncate=False) as part, _client(auth, timeout) as client:
         t = _Transfer(part, url, auth, expected_sha256 is not None, expected_size, progress,
                       cancelled)
-        t.tick(force=True)
-        failures = 0
-        while True:
-            try:
-                t.attempt(client)
-                break
-            except _Retry as r:
-                failures += 1
-                if failures > retries:
-                    part.keep = t.done > 0
-                    raise r.error from None
-                time.sleep(min(RETRY_DELAY * 2 ** (failures - 1), 5.0))
-                t.tick(force=True)
-        t.verify(expected_sha256)
-        t.tick(force=True)
-        part.commit(dest, fsync)
+        try:
+            t.tick(force=True)
+            failures = 0
+            while True:
+                try:
+                    t.attempt(client)
+                    break
+                except _Retry as r:
+                    failures += 1
+                    if failures > retries:
+                        part.keep = t.done > 0
+                        raise r.error from None
+                    time.sleep(min(RETRY_DELAY * 2 ** (failures - 1), 5.0))
+                    t.tick(force=True)
+            t.verify(expected_sha256)
+            t.tick(force=True)
+            part.commit(dest, fsync)
+        finally:
+            t.close()
     return dest
