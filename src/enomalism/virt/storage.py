@@ -49,7 +49,11 @@ from enomalism.virt.errors import translate
 
 log = logging.getLogger(__name__)
 
-CHUNK = 4 << 20  # bytes read from the source and handed to libvirt per step
+# Bytes read from the source and handed to libvirt per step. One virStreamSend is one RPC
+# message that libvirtd takes in whole before passing it on to the volume, so moderate pieces
+# keep both sides busy: here (2 cores, shared) 1 MiB sends did at least as well as 256 KiB and
+# better than 4 or 8 MiB ones.
+CHUNK = 1 << 20
 BLOCK = 64 << 10  # granularity of hole detection (a qcow2 cluster)
 FORMATS = ("raw", "qcow2")
 FILE_POOLS = ("dir", "fs", "netfs")  # pools whose volumes are files: qcow2, backing files
