@@ -56,9 +56,10 @@ def qemu_img(*args: str) -> None:
     subprocess.run(["qemu-img", *args], check=True, capture_output=True)
 
 
-@pytest.fixture
-def images(tmp_path: Path) -> dict[str, Path]:
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> dict[str, Path]:
     """A real qcow2 image with some data in it, and a raw one of random and zero bytes."""
+    tmp_path = tmp_path_factory.mktemp("images")
     raw = tmp_path / "data.raw"
     raw.write_bytes(os.urandom(1 << 20) + bytes(2 << 20) + b"end" * 1000)
     qcow = tmp_path / "root.qcow2"

@@ -708,8 +708,9 @@ class DiskReader(io.RawIOBase):
         if compression == "zstd":
             self._inner = zstandard.ZstdDecompressor().stream_reader(
                 source, read_size=1 << 20, read_across_frames=True, closefd=False)
-        else:
-            self._inner = gzip.GzipFile(fileobj=source, mode="rb")
+        else:  # gzip reads in small pieces: buffer them into few system calls
+            buffered = io.BufferedReader(source, buffer_size=1 << 20)
+            self._inner = gzip.GzipFile(fileobj=buffered, mode="rb")
 
     def readable(self) -> bool:
         return True
