@@ -53,7 +53,8 @@ class CredentialCache:
         self._lock = threading.Lock()
 
     def _digest(self, username: str, password: str) -> bytes:
-        msg = username.encode() + b"\0" + password.encode()
+        name = username.encode()  # length first: ("a", "b\0c") and ("a\0b", "c") differ
+        msg = len(name).to_bytes(4, "big") + name + password.encode()
         return hmac.new(self._key, msg, hashlib.sha256).digest()
 
     def get(self, username: str, password: str) -> Principal | None:
