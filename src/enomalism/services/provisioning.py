@@ -248,11 +248,12 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _disk_source(job: JobContext, conn: libvirt.virConnect, uri: str, disk_path: str,
-                 stack: ExitStack, tmp: Path) -> tuple[Callable[[], BinaryIO], str, int]:
+def _disk_source(job: JobContext, conn: libvirt.virConnect, hv_uuid: str, uri: str,
+                 disk_path: str, stack: ExitStack,
+                 tmp: Path) -> tuple[Callable[[], BinaryIO], str, int]:
     """An opener of the disk's whole content (backing chain flattened), its format and its
-    virtual size. Local disks are read in place; a chain is flattened with qemu-img; a remote
-    volume is streamed to a temporary file first."""
+    virtual size. Local disks are read in place, a chain flattened with qemu-img; a remote
+    volume is streamed to a temporary file first, a chain flattened into a scratch volume."""
     info = storage.volume_info(conn, disk_path)
     fmt = info.format if info.format in ("raw", "qcow2") else "raw"
     if is_local(uri) and Path(disk_path).exists():
@@ -263,14 +264,21 @@ def _disk_source(job: JobContext, conn: libvirt.virConnect, uri: str, disk_path:
                            check=True, capture_output=True)
             return (lambda: open(flat, "rb")), "qcow2", info.capacity
         return (lambda: open(disk_path, "rb")), fmt, info.capacity
-    if info.backing:
-        raise InvalidState(f"disk {disk_path} has a backing chain on a remote host; "
-                           "packaging it is not supported")
+    source = disk_path
+    if info.backing and info.pool:  # flatten on the host into a scratch volume, then fetch
+        scratch = f"enomalism-export-{job.txid}-{Path(disk_path).name}"
+        job.will_create("pool_volume", hypervisor=hv_uuid, pool=info.pool, name=scratch)
+        pool = conn.storagePoolLookupByName(info.pool)
+        source = storage.clone(pool, scratch, disk_path, fmt="qcow2")
+        stack.callback(driver.delete_pool_volume, conn, info.pool, scratch)
+    elif info.backing:
+        raise InvalidState(f"disk {disk_path} has a backing chain outside any storage pool "
+                           "on a remote host; it cannot be read through libvirt")
     copy = tmp / (Path(disk_path).name + ".download")
     job.will_create("file", path=str(copy))
     with open(copy, "wb") as sink:
-        storage.download(conn, disk_path, sink, cancelled=job.cancel_requested)
-    return (lambda: open(copy, "rb")), fmt, info.capacity
+        storage.download(conn, source, sink, cancelled=job.cancel_requested)
+    return (lambda: open(copy, "rb")), fmt if source == disk_path else "qcow2", info.capacity
 
 
 @handler("package")
@@ -297,7 +305,7 @@ def package(job: JobContext) -> dict[str, Any]:
             stack.callback(driver.resume, conn, prm["machine"])
         sources, infos = {}, []
         for d in disks:
-            opener, fmt, vsize = _disk_source(job, conn, uri, d.path, stack, tmp)
+            opener, fmt, vsize = _disk_source(job, conn, hv_uuid, uri, d.path, stack, tmp)
             sources[d.target] = opener
             infos.append(archive.DiskInfo(target=d.target, format=fmt, virtual_size=vsize,
                                           compression=prm["compression"]))

@@ -15,9 +15,11 @@ from enomalism.errors import (
     NotFound,
 )
 
+# A system error is a lost connection only when the RPC layer raised it (checked below); from
+# a driver it is a failing disk, a full file system or a permission: the hypervisor refused.
 _UNREACHABLE = {
-    libvirt.VIR_ERR_SYSTEM_ERROR, libvirt.VIR_ERR_RPC, libvirt.VIR_ERR_NO_CONNECT,
-    libvirt.VIR_ERR_INVALID_CONN, libvirt.VIR_ERR_AUTH_FAILED, libvirt.VIR_ERR_AUTH_CANCELLED,
+    libvirt.VIR_ERR_RPC, libvirt.VIR_ERR_NO_CONNECT, libvirt.VIR_ERR_INVALID_CONN,
+    libvirt.VIR_ERR_AUTH_FAILED, libvirt.VIR_ERR_AUTH_CANCELLED,
 }
 _XML = {
     libvirt.VIR_ERR_XML_ERROR, libvirt.VIR_ERR_XML_DETAIL, libvirt.VIR_ERR_XML_INVALID_SCHEMA,
@@ -27,7 +29,10 @@ _XML = {
 
 def translate(e: libvirt.libvirtError, *, xml: bool = False) -> EnomalismError:
     code, msg = e.get_error_code(), (e.get_error_message() or str(e))
-    if code in _UNREACHABLE:
+    # A connection whose daemon went away answers "client socket is closed", an internal
+    # error of the RPC layer, until the close callback has replaced it.
+    if code in _UNREACHABLE or e.get_error_domain() in (libvirt.VIR_FROM_RPC,
+                                                          libvirt.VIR_FROM_REMOTE):
         return HypervisorUnreachable(f"hypervisor connection failed: {msg}")
     if code == libvirt.VIR_ERR_NO_DOMAIN:
         return NotFound(f"the domain does not exist on its hypervisor: {msg}")
