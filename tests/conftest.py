@@ -186,3 +186,64 @@ def shared_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         a = Api(client)
         a.settle()
         yield a
+
+
+@contextmanager
+def serve(data_dir: Path, *uris: str) -> Iterator[Api]:
+    """A server on the given hypervisor URIs, as make_api starts it, for fixtures of any scope."""
+    settings = Settings(data_dir=data_dir, hypervisors=list(uris), admin_password=ADMIN_PASSWORD,
+                        database_url=None, **FAST_HASHES)
+    with TestClient(create_app(settings)) as client:
+        a = Api(client)
+        a.settle()
+        yield a
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    """One server per module on a fake host with no domains, for tests that change only what
+    they create themselves under names of their own (`new_vm`, `new_volume`): starting a
+    server per test costs more than all the rest of the test."""
+    d = tmp_path_factory.mktemp("sandbox")
+    with serve(d / "data", write_host(d / "sandbox.xml", [])) as a:
+        yield a
+
+
+def new_volume(api: Api, name: str, hv_uuid: str | None = None) -> str:
+    """Create a volume in the fake host's pool; returns its path."""
+    conn = api.registry.connection(hv_uuid or api.hypervisors()[0]["uuid"])
+    pool = conn.storagePoolLookupByName("default-pool")
+    xml = f"<volume><name>{name}</name><capacity unit='MiB'>1</capacity></volume>"
+    return pool.createXML(xml, 0).path()
+
+
+def new_vm(api: Api, name: str, state: str = "shutoff", *, managed: bool = True,
+           disks: list[str] = (), hv_uuid: str | None = None) -> str:
+    """Define a domain of the test's own on the fake host (with volumes for `disks`), bring it
+    to `state` (shutoff, running or paused) and, if `managed`, manage it through the API."""
+    from tests.fakehost import domain_xml
+
+    hv = hv_uuid or api.hypervisors()[0]["uuid"]
+    for disk in disks:
+        new_volume(api, disk, hv)
+    dom = api.registry.connection(hv).defineXML(domain_xml(name, disks=list(disks)))
+    if state in ("running", "paused"):
+        dom.create()
+    if state == "paused":
+        dom.suspend()
+    api.settle()
+    if managed:
+        api.ok("POST", f"/rest/machine/{dom.UUIDString()}/actions/manage/")
+    return dom.UUIDString()
+
+
+_names = __import__("itertools").count(1)
+
+
+@pytest.fixture
+def own(request: pytest.FixtureRequest) -> str:
+    """A name of the test's own for the domains, clusters and hosts it creates in a shared
+    server: readable, unique in the session, valid for libvirt."""
+    import re
+
+    return f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', request.node.name)[:48].strip('-')}-{next(_names)}"

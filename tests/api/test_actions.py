@@ -8,17 +8,18 @@ from tests.conftest import (
     expect_error,
     libvirt_domains,
     manage,
+    new_vm,
+    new_volume,
     pool_volumes,
     unchanged,
-    vm_uuid,
 )
-from tests.fakehost import FakeDomain, domain_xml
+from tests.fakehost import domain_xml
 
 ALWAYS = ["xmldesc", "store_xml", "set_parent", "totaldelete"]
-ACTIONS_IN = {
-    "running": ["suspend", "shutdown", "reboot", "poweroff", *ALWAYS],
-    "paused": ["resume", "poweroff", *ALWAYS],
-    "shutoff": ["create", "rename", *ALWAYS],
+ACTIONS_IN = {  # package (2.19) is a transaction of its own, tested with the transactions
+    "running": ["suspend", "shutdown", "reboot", "poweroff", "package", *ALWAYS],
+    "paused": ["resume", "poweroff", "package", *ALWAYS],
+    "shutoff": ["create", "rename", "package", *ALWAYS],
 }
 LIBVIRT_STATE = {"running": libvirt.VIR_DOMAIN_RUNNING, "paused": libvirt.VIR_DOMAIN_PAUSED,
                  "shutoff": libvirt.VIR_DOMAIN_SHUTOFF}
@@ -34,9 +35,11 @@ def hv(api) -> str:  # noqa: ANN001
 
 
 def run(api, uuid: str, action: str, route: str = "path", **variables):  # noqa: ANN001, ANN201
-    """POST an action, by its own path (2.9-2.18) or as `action=` on the machine (2.4)."""
-    if route == "path":
-        return api.post(f"/rest/machine/{uuid}/actions/{action}/", data=variables)
+    """POST an action, by its own path (2.9-2.18), with or without the trailing slash, or as
+    `action=` on the machine (2.4)."""
+    if route.startswith("path"):
+        slash = "" if route == "path-no-slash" else "/"
+        return api.post(f"/rest/machine/{uuid}/actions/{action}{slash}", data=variables)
     return api.post(f"/rest/machine/{uuid}/", data={"action": action, **variables})
 
 
@@ -88,7 +91,7 @@ def stage(shared_api):  # noqa: ANN001, ANN201
 @pytest.mark.parametrize("method", ["GET", "POST"])
 @pytest.mark.parametrize("name, expected", [
     ("web", ACTIONS_IN["running"]), ("db", ACTIONS_IN["paused"]), ("idle", ACTIONS_IN["shutoff"]),
-    ("stray", ["manage"]), ("held", ["unlock"]), ("host", ["rename"]),
+    ("stray", ["manage"]), ("held", ["unlock"]), ("host", ["provision", "rename"]),
 ])
 def test_actions_list(stage, name, expected, method, slash):
     api, uuids = stage
@@ -100,18 +103,20 @@ def test_actions_list(stage, name, expected, method, slash):
 
 # -- 2.10 to 2.15: lifecycle ------------------------------------------------------------------
 
-@pytest.mark.parametrize("route", ["path", "action-variable"])
-@pytest.mark.parametrize("name, action, after", [
-    ("web", "suspend", "paused"),
-    ("web", "shutdown", "shutoff"),   # the test driver's guests obey at once
-    ("web", "reboot", "running"),
-    ("web", "poweroff", "shutoff"),
-    ("db", "resume", "running"),
-    ("db", "poweroff", "shutoff"),
-    ("idle", "create", "running"),
+@pytest.mark.parametrize("route", ["path", "path-no-slash", "action-variable"])
+@pytest.mark.parametrize("before, action, after", [
+    ("running", "suspend", "paused"),
+    ("running", "shutdown", "shutoff"),   # the test driver's guests obey at once
+    ("running", "reboot", "running"),
+    ("running", "poweroff", "shutoff"),
+    ("paused", "resume", "running"),
+    ("paused", "poweroff", "shutoff"),
+    ("shutoff", "create", "running"),
 ])
-def test_lifecycle_action(api, name, action, after, route):
-    uuid = manage(api, name)
+def test_lifecycle_action(sandbox, own, before, action, after, route):
+    api = sandbox
+    uuid = new_vm(api, own, before)
+    assert_state(api, uuid, before)
     r = run(api, uuid, action, route)
     assert r.status_code == 200, r.text
     body = r.json()
@@ -121,10 +126,12 @@ def test_lifecycle_action(api, name, action, after, route):
     assert_state(api, uuid, after)
 
 
-def test_a_whole_life(api):
+def test_a_whole_life(sandbox, own):
     """Define, start, suspend, resume, power off, start again, delete."""
+    api = sandbox
+    new_volume(api, f"{own}.img")
     uuid = api.ok("PUT", "/rest/machines/", data={
-        "xmldesc": domain_xml("life", disks=["spare.img"]), "hvmuuid": hv(api)})["machine"]
+        "xmldesc": domain_xml(own, disks=[f"{own}.img"]), "hvmuuid": hv(api)})["machine"]
     assert_state(api, uuid, "shutoff")
     for action, after in [("create", "running"), ("suspend", "paused"), ("resume", "running"),
                           ("poweroff", "shutoff"), ("create", "running")]:
@@ -132,7 +139,7 @@ def test_a_whole_life(api):
         assert_state(api, uuid, after)
     assert run(api, uuid, "totaldelete").json()["errno"] == 0
     assert uuid not in libvirt_domains(api, hv(api))
-    assert "spare.img" not in pool_volumes(api, hv(api))
+    assert f"{own}.img" not in pool_volumes(api, hv(api))
     expect_error(api.get(f"/rest/machine/{uuid}/"), 404, 1200)
 
 
@@ -207,8 +214,9 @@ def test_a_locked_machine_says_who_holds_it(stage):
     assert api.machine(uuids["held"])["machine_obj"]["locked_by"] == "tx-1234"
 
 
-def test_unlock_clears_the_lock(api):
-    uuid = manage(api, "web")
+def test_unlock_clears_the_lock(sandbox, own):
+    api = sandbox
+    uuid = new_vm(api, own, "running")
     set_lock(api, uuid, "tx-stale")
     assert actions_of(api, uuid) == ["unlock"]
     body = api.ok("POST", f"/rest/machine/{uuid}/actions/unlock")
@@ -228,8 +236,9 @@ def test_unlock_of_an_unlocked_machine(stage, name):
 
 # -- 2.16, 2.17: store_xml and manage ---------------------------------------------------------
 
-def test_manage_adopts_a_domain(api):
-    uuid = vm_uuid(api, "idle")
+def test_manage_adopts_a_domain(sandbox, own):
+    api = sandbox
+    uuid = new_vm(api, own, managed=False)
     assert actions_of(api, uuid) == ["manage"]
     body = api.ok("POST", f"/rest/machine/{uuid}/actions/manage/")
     assert "managed" in body["message"]
@@ -239,8 +248,9 @@ def test_manage_adopts_a_domain(api):
     assert libvirt_state(api, uuid) == libvirt.VIR_DOMAIN_SHUTOFF  # libvirt untouched
 
 
-def test_store_xml_brings_back_a_missing_domain(api):
-    uuid = manage(api, "idle")
+def test_store_xml_brings_back_a_missing_domain(sandbox, own):
+    api = sandbox
+    uuid = new_vm(api, own)
     api.registry.connection(hv(api)).lookupByUUIDString(uuid).undefine()
     api.settle()
     assert api_state(api, uuid) == "missing"
@@ -249,11 +259,12 @@ def test_store_xml_brings_back_a_missing_domain(api):
     assert_state(api, uuid, "shutoff")
 
 
-def test_store_xml_refuses_a_name_another_domain_took(api):
-    uuid = manage(api, "idle")
+def test_store_xml_refuses_a_name_another_domain_took(sandbox, own):
+    api = sandbox
+    uuid = new_vm(api, own)
     conn = api.registry.connection(hv(api))
     conn.lookupByUUIDString(uuid).undefine()
-    conn.defineXML(domain_xml("idle"))  # a different domain, same name
+    conn.defineXML(domain_xml(own))  # a different domain, same name
     api.settle()
     with unchanged(api):
         expect_error(api.post(f"/rest/machine/{uuid}/actions/store_xml/"), 409, 1300)
@@ -261,46 +272,43 @@ def test_store_xml_refuses_a_name_another_domain_took(api):
 
 # -- 2.18: totaldelete ------------------------------------------------------------------------
 
-@pytest.fixture
-def shared_disks(make_api, make_host):  # noqa: ANN001, ANN201
-    """One host where "a" has own.img and shared.img, "b" uses shared.img too."""
-    uri = make_host("disks", [
-        FakeDomain("a", state="running", disks=["own.img", "shared.img"]),
-        FakeDomain("b", state="shutoff", disks=["shared.img"]),
-    ], volumes=["own.img", "shared.img", "other.img"])
-    with make_api(uri) as api:
-        yield api
-
-
 @pytest.mark.parametrize("route", ["path", "action-variable"])
-def test_totaldelete_deletes_its_volumes_but_not_shared_ones(shared_disks, route):
-    api = shared_disks
-    uuid, other = manage(api, "a"), vm_uuid(api, "b")
+def test_totaldelete_deletes_its_volumes_but_not_shared_ones(sandbox, own, route):
+    api = sandbox
+    new_volume(api, f"{own}-shared.img")
+    uuid = new_vm(api, own, "running", disks=[f"{own}-own.img"])
+    xml = domain_xml(own, disks=[f"{own}-own.img", f"{own}-shared.img"])  # add the shared disk
+    api.ok("POST", f"/rest/machine/{uuid}/", data={"action": "xmldesc", "xmldesc": xml})
+    api.ok("POST", f"/rest/machine/{uuid}/actions/store_xml/")
+    other = api.registry.connection(hv(api)).defineXML(
+        domain_xml(f"{own}-other", disks=[f"{own}-shared.img"])).UUIDString()
     body = run(api, uuid, "totaldelete", route).json()
     assert body["errno"] == 0 and "1 volume" in body["message"]
-    assert pool_volumes(api, hv(api)) == ["other.img", "shared.img"]
-    assert list(libvirt_domains(api, hv(api))) == [other]
+    volumes = pool_volumes(api, hv(api))
+    assert f"{own}-own.img" not in volumes and f"{own}-shared.img" in volumes
+    domains = libvirt_domains(api, hv(api))
+    assert uuid not in domains and other in domains
     expect_error(api.get(f"/rest/machine/{uuid}/"), 404, 1200)
     api.settle()
     assert uuid not in api.ok("GET", "/rest/machines/")["machines"]
 
 
-def test_totaldelete_keeps_readonly_and_cdrom_volumes(shared_disks):
-    api = shared_disks
-    extra = ("<disk type='file' device='cdrom'><source file='/default-pool/other.img'/>"
+def test_totaldelete_keeps_readonly_and_cdrom_volumes(sandbox, own):
+    api = sandbox
+    iso = new_volume(api, f"{own}.iso")
+    new_volume(api, f"{own}.img")
+    extra = (f"<disk type='file' device='cdrom'><source file='{iso}'/>"
              "<target dev='hdc' bus='ide'/><readonly/></disk>")
-    xml = domain_xml("c", disks=["own.img"]).replace("</devices>", extra + "</devices>")
-    conn = api.registry.connection(hv(api))
-    a = conn.lookupByName("a")
-    a.destroy()
-    a.undefine()  # so that own.img is c's alone
+    xml = domain_xml(own, disks=[f"{own}.img"]).replace("</devices>", extra + "</devices>")
     uuid = api.ok("PUT", "/rest/machines/", data={"xmldesc": xml, "hvmuuid": hv(api)})["machine"]
     api.ok("POST", f"/rest/machine/{uuid}/actions/totaldelete/")
-    assert pool_volumes(api, hv(api)) == ["other.img", "shared.img"]
+    volumes = pool_volumes(api, hv(api))
+    assert f"{own}.img" not in volumes and f"{own}.iso" in volumes
 
 
-def test_totaldelete_forgets_a_missing_machine(api):
-    uuid = manage(api, "web")
+def test_totaldelete_forgets_a_missing_machine(sandbox, own):
+    api = sandbox
+    uuid = new_vm(api, own, "running", disks=[f"{own}.img"])
     dom = api.registry.connection(hv(api)).lookupByUUIDString(uuid)
     dom.destroy()
     dom.undefine()
@@ -308,4 +316,4 @@ def test_totaldelete_forgets_a_missing_machine(api):
     assert api_state(api, uuid) == "missing"
     api.ok("POST", f"/rest/machine/{uuid}/actions/totaldelete/")
     expect_error(api.get(f"/rest/machine/{uuid}/"), 404, 1200)
-    assert "web.img" in pool_volumes(api, hv(api))  # nothing known to delete
+    assert f"{own}.img" in pool_volumes(api, hv(api))  # nothing known to delete

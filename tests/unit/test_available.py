@@ -14,11 +14,11 @@ def vm(state: str = "running", *, managed: bool = True, lock: str | None = None)
 
 
 @pytest.mark.parametrize("state, expected", [
-    ("running", ["suspend", "shutdown", "reboot", "poweroff", *ALWAYS]),
+    ("running", ["suspend", "shutdown", "reboot", "poweroff", "package", *ALWAYS]),
     ("blocked", ["suspend", "shutdown", "reboot", "poweroff", *ALWAYS]),
-    ("paused", ["resume", "poweroff", *ALWAYS]),
+    ("paused", ["resume", "poweroff", "package", *ALWAYS]),
     ("shutdown", ["poweroff", *ALWAYS]),
-    ("shutoff", ["create", "rename", *ALWAYS]),
+    ("shutoff", ["create", "rename", "package", *ALWAYS]),
     ("crashed", ["poweroff", *ALWAYS]),
     ("pmsuspended", ["create", "poweroff", *ALWAYS]),
     ("nostate", ["poweroff", *ALWAYS]),
@@ -36,7 +36,8 @@ def test_every_state_offers_only_real_actions_once(state):
     assert len(actions) == len(set(actions))
     assert set(actions) <= set(ACTION_NAMES)
     assert ("create" in actions) == (state in ("shutoff", "pmsuspended"))
-    assert "manage" not in actions and "unlock" not in actions
+    assert not {"manage", "unlock", "provision"} & set(actions)
+    assert ("package" in actions) == (state in ("running", "paused", "shutoff"))
 
 
 @pytest.mark.parametrize("state", ["running", "shutoff", "missing"])
@@ -50,10 +51,11 @@ def test_locked_vm_can_only_be_unlocked(managed):
 
 
 def test_hosts():
+    """Hosts are renamed; one with a hypervisor provisions; a bare remote one can go."""
     local = Machine(kind="host", name="h", is_local=True)
     with_hv = Machine(kind="host", name="h2", is_local=False,
                       hypervisors=[Hypervisor(virt_class="test", virt_url="test:///default")])
     bare = Machine(kind="host", name="h3", is_local=False)
     assert available(local) == ["rename"]
-    assert available(with_hv) == ["rename"]
+    assert available(with_hv) == ["provision", "rename"]
     assert available(bare) == ["rename", "totaldelete"]
