@@ -9,12 +9,13 @@ import pytest
 from tests.conftest import (
     expect_error,
     libvirt_domains,
-    manage,
-    pool_volumes,
+    new_vm,
+    new_volume,
+    serve,
     unchanged,
     vm_uuid,
 )
-from tests.fakehost import FakeDomain, domain_xml
+from tests.fakehost import FakeDomain, domain_xml, write_host
 
 SLASHES = pytest.mark.parametrize("slash", ["/", ""], ids=["slash", "no-slash"])
 MACHINE_KEYS = {"machine", "errno", "message", "info", "machine_obj", "hypervisors"}
@@ -93,36 +94,41 @@ def test_bad_filters(shared_api, variables, errno):
 
 # -- several fake hosts at once -------------------------------------------------------------
 
-@pytest.fixture
-def hosts(make_api, make_host):  # noqa: ANN001, ANN201
-    """Three fake hosts in one server: a has a stopped and a running VM, b a running VM with
-    the same name as one on a, c none. Yields (api, {"a": hv_uuid, ...}, {"a": uri, ...})."""
-    uris = {
-        "a": make_host("a", [FakeDomain("app", state="shutoff", disks=["app.img"]),
-                             FakeDomain("web", state="running")], volumes=["app.img"]),
-        "b": make_host("b", [FakeDomain("web", state="running")]),
-        "c": make_host("c"),
-    }
-    with make_api(*uris.values()) as api:
-        yield api, {k: hv_of(api, u) for k, u in uris.items()}, uris
+@pytest.fixture(scope="module")
+def hosts(tmp_path_factory):  # noqa: ANN001, ANN201
+    """Three fake hosts in one server for the module: a has a stopped VM "app" with a disk and
+    a running "web", b a running "web" of its own, c nothing; app and web on a are managed.
+    Yields (api, {"a": hv_uuid, ...}, {"a": FakeDomain, ...}). Tests that change things do so
+    only to domains of their own."""
+    d = tmp_path_factory.mktemp("hosts")
+    doms = {"app": FakeDomain("app", state="shutoff", disks=["app.img"]),
+            "web": FakeDomain("web", state="running"), "b-web": FakeDomain("web")}
+    uris = {"a": write_host(d / "a.xml", [doms["app"], doms["web"]], ["app.img"]),
+            "b": write_host(d / "b.xml", [doms["b-web"]]),
+            "c": write_host(d / "c.xml", [])}
+    with serve(d / "data", *uris.values()) as api:
+        for name in ("app", "web"):
+            api.ok("POST", f"/rest/machine/{doms[name].uuid}/actions/manage/")
+        yield api, {k: hv_of(api, u) for k, u in uris.items()}, doms
 
 
 def test_several_hosts_list_each_vm_with_its_parent_and_host(hosts):
-    api, hvs, uris = hosts
-    assert {hv["virt_url"] for hv in api.hypervisors()} == set(uris.values())
+    api, hvs, doms = hosts
+    assert {hv["uuid"] for hv in api.hypervisors()} == set(hvs.values())
+    for name, hv in [("app", "a"), ("web", "a"), ("b-web", "b")]:
+        o = obj(api, doms[name].uuid)
+        assert (o["parent"], o["host"]) == (hvs[hv], api.local_host())
     objs = api.ok("GET", "/rest/machines/", params={"kind": "vm", "detail": "1"})["machine_objs"]
-    placed = sorted((o["name"], o["parent"]) for o in objs)
-    assert placed == sorted([("app", hvs["a"]), ("web", hvs["a"]), ("web", hvs["b"])])
-    assert {o["host"] for o in objs} == {api.local_host()}
-    for o in objs:
+    for o in objs:  # every VM listed is where libvirt has it
         assert o["uuid"] in libvirt_domains(api, o["parent"])
 
 
-@pytest.mark.parametrize("which, names", [("a", ["app", "web"]), ("b", ["web"]), ("c", [])])
-def test_filter_by_hypervisor(hosts, which, names):
+@pytest.mark.parametrize("which", ["a", "b", "c"])
+def test_filter_by_hypervisor(hosts, which):
     api, hvs, _ = hosts
     body = api.ok("GET", "/rest/machines/", params={"hypervisor": hvs[which], "detail": "1"})
-    assert sorted(o["name"] for o in body["machine_objs"]) == names
+    assert sorted(o["uuid"] for o in body["machine_objs"]) == \
+        sorted(libvirt_domains(api, hvs[which]))
     assert {o["parent"] for o in body["machine_objs"]} <= {hvs[which]}
 
 
@@ -155,7 +161,8 @@ def test_machine_uuid_is_case_insensitive(shared_api):
     assert api.machine(uuid.upper())["machine"] == uuid
 
 
-def test_post_with_a_variable_but_no_action_is_refused(api):
+def test_post_with_a_variable_but_no_action_is_refused(shared_api):
+    api = shared_api
     uuid = vm_uuid(api, "idle")
     with unchanged(api):
         expect_error(api.post(f"/rest/machine/{uuid}/", data={"name": "x"}), 400, 1001)
@@ -200,29 +207,33 @@ def define(api, xml: str, hv: str | None = None, slash: str = "/"):  # noqa: ANN
 
 
 @SLASHES
-def test_define_vm(api, slash):
+def test_define_vm(sandbox, own, slash):
+    api = sandbox
+    disk = new_volume(api, f"{own}.img")
     body = api.ok("PUT", f"/rest/machines{slash}", data={
-        "xmldesc": domain_xml("fresh", disks=["spare.img"]), "hvmuuid": only_hv(api)})
+        "xmldesc": domain_xml(own, disks=[f"{own}.img"]), "hvmuuid": only_hv(api)})
     uuid = body["machine"]
     assert str(uuidlib.UUID(uuid)) == uuid
     assert body["machine_obj"]["managed"] is True and body["machine_obj"]["state"] == "shutoff"
     assert uuid in api.ok("GET", "/rest/machines/")["machines"]
     d = dom(api, uuid)
-    assert d.name() == "fresh" and d.isPersistent()
+    assert d.name() == own and d.isPersistent()
     assert d.state()[0] == libvirt.VIR_DOMAIN_SHUTOFF
-    assert "/default-pool/spare.img" in d.XMLDesc(0)
+    assert disk in d.XMLDesc(0)
 
 
-def test_define_keeps_the_uuid_given_in_canonical_form(api):
+def test_define_keeps_the_uuid_given_in_canonical_form(sandbox, own):
+    api = sandbox
     given = str(uuidlib.uuid4())
     body = api.ok("PUT", "/rest/machines/", data={
-        "xmldesc": domain_xml("fresh", uuid=given.upper()), "hvmuuid": only_hv(api)})
+        "xmldesc": domain_xml(own, uuid=given.upper()), "hvmuuid": only_hv(api)})
     assert body["machine"] == given
-    assert dom(api, given).name() == "fresh"
+    assert dom(api, given).name() == own
 
 
-def test_define_then_start_through_the_api(api):
-    uuid = define(api, domain_xml("fresh")).json()["machine"]
+def test_define_then_start_through_the_api(sandbox, own):
+    api = sandbox
+    uuid = define(api, domain_xml(own)).json()["machine"]
     api.ok("POST", f"/rest/machine/{uuid}/actions/create/")
     assert obj(api, uuid)["state"] == "running"
     assert dom(api, uuid).state()[0] == libvirt.VIR_DOMAIN_RUNNING
@@ -266,61 +277,74 @@ def test_define_refuses_bad_input(shared_api, case, status, errno):
         expect_error(api.put("/rest/machines/", data=variables), status, errno)
 
 
-def test_define_with_a_name_taken_on_another_hypervisor_is_fine(hosts):
+def test_define_with_a_name_taken_on_another_hypervisor_is_fine(hosts, own):
     api, hvs, _ = hosts
-    body = api.ok("PUT", "/rest/machines/", data={"xmldesc": domain_xml("app"),
+    new_vm(api, own, managed=False, hv_uuid=hvs["a"])
+    body = api.ok("PUT", "/rest/machines/", data={"xmldesc": domain_xml(own),
                                                   "hvmuuid": hvs["b"]})
     assert obj(api, body["machine"])["parent"] == hvs["b"]
 
 
 # -- rename -----------------------------------------------------------------------------------
 
-def test_rename_a_stopped_vm(api):
-    uuid = manage(api, "idle")
-    body = act(api, uuid, "rename", name="spare").json()
-    assert body["errno"] == 0 and body["machine_obj"]["name"] == "spare"
-    assert "<name>spare</name>" in body["machine_obj"]["xmldesc"]
-    assert dom(api, uuid).name() == "spare"
-    assert api.registry.connection(only_hv(api)).lookupByName("spare").UUIDString() == uuid
+def test_rename_a_stopped_vm(sandbox, own):
+    api = sandbox
+    uuid = new_vm(api, own)
+    body = act(api, uuid, "rename", name=f"{own}-renamed").json()
+    assert body["errno"] == 0 and body["machine_obj"]["name"] == f"{own}-renamed"
+    assert f"<name>{own}-renamed</name>" in body["machine_obj"]["xmldesc"]
+    assert dom(api, uuid).name() == f"{own}-renamed"
+    conn = api.registry.connection(only_hv(api))
+    assert conn.lookupByName(f"{own}-renamed").UUIDString() == uuid
 
 
-def test_rename_to_the_same_name_changes_nothing(api):
-    uuid = manage(api, "idle")
+def test_rename_to_the_same_name_changes_nothing(sandbox, own):
+    api = sandbox
+    uuid = new_vm(api, own)
     with unchanged(api):
-        assert act(api, uuid, "rename", name="idle").json()["errno"] == 0
+        assert act(api, uuid, "rename", name=own).json()["errno"] == 0
 
 
-def test_rename_a_host(api):
+def test_rename_a_host(sandbox):
+    api = sandbox
     host = api.local_host()
     api.ok("POST", f"/rest/machine/{host}/", data={"action": "rename", "name": "node-1"})
     assert obj(api, host)["name"] == "node-1"
 
 
-@pytest.mark.parametrize("vm, variables, status, errno", [
-    ("idle", {}, 400, 1001),                       # no name
-    ("idle", {"name": "  "}, 400, 1001),
-    ("idle", {"name": "web"}, 409, 1300),          # taken
-    ("idle", {"name": "a/b"}, 400, 1000),
-    ("idle", {"name": "x" * 256}, 400, 1000),
-    ("web", {"name": "other"}, 409, 1301),         # running: stop it first
-])
-def test_rename_refused(api, vm, variables, status, errno):
-    uuid = manage(api, vm)
+TAKEN = object()  # stands for the name of another machine on the same hypervisor
+
+
+@pytest.mark.parametrize("state, name, status, errno", [
+    ("shutoff", None, 400, 1001),
+    ("shutoff", "  ", 400, 1001),
+    ("shutoff", TAKEN, 409, 1300),
+    ("shutoff", "a/b", 400, 1000),
+    ("shutoff", "x" * 256, 400, 1000),
+    ("running", "other", 409, 1301),         # stop it first
+], ids=["missing", "blank", "taken", "slash", "too-long", "running"])
+def test_rename_refused(sandbox, own, state, name, status, errno):
+    api = sandbox
+    uuid, other = new_vm(api, own, state), new_vm(api, f"{own}-other")
+    variables = {} if name is None else {"name": f"{own}-other" if name is TAKEN else name}
     with unchanged(api):
         expect_error(act(api, uuid, "rename", **variables), status, errno)
+    assert obj(api, other)["name"] == f"{own}-other"
 
 
-def test_rename_an_unmanaged_vm_is_refused(api):
-    uuid = vm_uuid(api, "idle")
+def test_rename_an_unmanaged_vm_is_refused(sandbox, own):
+    api = sandbox
+    uuid = new_vm(api, own, managed=False)
     with unchanged(api):
-        expect_error(act(api, uuid, "rename", name="spare"), 409, 1301)
+        expect_error(act(api, uuid, "rename", name=f"{own}-x"), 409, 1301)
 
 
 # -- xmldesc and store_xml -------------------------------------------------------------------
 
-def test_xmldesc_is_stored_then_store_xml_applies_it(api):
-    uuid = manage(api, "idle")
-    xml = domain_xml("idle", uuid=uuid, memory_kib=262144)
+def test_xmldesc_is_stored_then_store_xml_applies_it(sandbox, own):
+    api = sandbox
+    uuid = new_vm(api, own)
+    xml = domain_xml(own, uuid=uuid, memory_kib=262144)
     body = act(api, uuid, "xmldesc", xmldesc=xml).json()
     assert body["errno"] == 0 and body["machine_obj"]["xml_pending"] is True
     assert "262144" in body["machine_obj"]["xmldesc"]
@@ -328,35 +352,37 @@ def test_xmldesc_is_stored_then_store_xml_applies_it(api):
     api.ok("POST", f"/rest/machine/{uuid}/actions/store_xml/")
     assert dom(api, uuid).maxMemory() == 262144
     after = obj(api, uuid)
-    assert after["xml_pending"] is False and after["name"] == "idle"
+    assert after["xml_pending"] is False and after["name"] == own
 
 
-def test_xmldesc_without_uuid_takes_the_machines(api):
-    uuid = manage(api, "idle")
-    act(api, uuid, "xmldesc", xmldesc=domain_xml("idle", memory_kib=262144))
+def test_xmldesc_without_uuid_takes_the_machines(sandbox, own):
+    api = sandbox
+    uuid = new_vm(api, own)
+    act(api, uuid, "xmldesc", xmldesc=domain_xml(own, memory_kib=262144))
     assert f"<uuid>{uuid}</uuid>" in obj(api, uuid)["xmldesc"]
 
 
-def test_xmldesc_survives_events_until_stored(api):
+def test_xmldesc_survives_events_until_stored(sandbox, own):
     """A pending description is not overwritten by the next resync from libvirt."""
-    uuid = manage(api, "web")
-    act(api, uuid, "xmldesc", xmldesc=domain_xml("web", uuid=uuid, memory_kib=262144))
+    api = sandbox
+    uuid = new_vm(api, own, "running")
+    act(api, uuid, "xmldesc", xmldesc=domain_xml(own, uuid=uuid, memory_kib=262144))
     dom(api, uuid).suspend()
     api.settle()
     after = obj(api, uuid)
     assert after["state"] == "paused" and "262144" in after["xmldesc"]
 
 
-def _bad_xmldesc(api, uuid: str, case: str) -> str | None:  # noqa: ANN001
+def _bad_xmldesc(own: str, uuid: str, other: str, case: str) -> str | None:
     return {
         "missing": None,
-        "not xml": "<domain><name>idle",
+        "not xml": f"<domain><name>{own}",
         "not a domain": "<pool/>",
-        "doctype": '<!DOCTYPE domain SYSTEM "file:///etc/passwd">' + domain_xml("idle"),
-        "another machine's uuid": domain_xml("idle", uuid=vm_uuid(api, "web")),
-        "malformed uuid": domain_xml("idle", uuid="123"),
+        "doctype": '<!DOCTYPE domain SYSTEM "file:///etc/passwd">' + domain_xml(own),
+        "another machine's uuid": domain_xml(own, uuid=other),
+        "malformed uuid": domain_xml(own, uuid="123"),
         "no name": f"<domain type='test'><uuid>{uuid}</uuid></domain>",
-        "name of another machine": domain_xml("db", uuid=uuid),
+        "name of another machine": domain_xml(f"{own}-other", uuid=uuid),
     }[case]
 
 
@@ -366,38 +392,38 @@ def _bad_xmldesc(api, uuid: str, case: str) -> str | None:  # noqa: ANN001
     ("malformed uuid", 400, 1002), ("no name", 400, 1000),
     ("name of another machine", 409, 1300),
 ])
-def test_xmldesc_refused(api, case, status, errno):
-    uuid = manage(api, "idle")
-    xml = _bad_xmldesc(api, uuid, case)
+def test_xmldesc_refused(sandbox, own, case, status, errno):
+    api = sandbox
+    uuid, other = new_vm(api, own), new_vm(api, f"{own}-other")
+    xml = _bad_xmldesc(own, uuid, other, case)
     variables = {} if xml is None else {"xmldesc": xml}
     with unchanged(api):
         expect_error(act(api, uuid, "xmldesc", **variables), status, errno)
 
 
-def test_store_xml_refuses_a_disk_that_does_not_exist(api):
-    uuid = manage(api, "idle")
-    act(api, uuid, "xmldesc", xmldesc=domain_xml("idle", uuid=uuid, disks=["gone.img"]))
+def test_store_xml_refuses_a_disk_that_does_not_exist(sandbox, own):
+    api = sandbox
+    uuid = new_vm(api, own)
+    act(api, uuid, "xmldesc", xmldesc=domain_xml(own, uuid=uuid, disks=[f"{own}-gone.img"]))
     with unchanged(api):
         expect_error(api.post(f"/rest/machine/{uuid}/actions/store_xml/"), 400, 1000)
 
 
 # -- set_parent ---------------------------------------------------------------------------
 
-def test_set_parent_moves_a_stopped_machine(hosts):
+def test_set_parent_moves_a_stopped_machine(hosts, own):
     api, hvs, _ = hosts
-    uuid = manage(api, "app")
-    # the disk must exist on the target: give host c the same volume
-    pool = api.registry.connection(hvs["c"]).storagePoolLookupByName("default-pool")
-    pool.createXML("<volume><name>app.img</name><capacity>1048576</capacity></volume>", 0)
+    uuid = new_vm(api, own, disks=[f"{own}.img"], hv_uuid=hvs["a"])
+    new_volume(api, f"{own}.img", hvs["c"])  # the disk must exist on the target too
     body = act(api, uuid, "set_parent", puuid=hvs["c"]).json()
     assert body["errno"] == 0, body
     assert body["machine_obj"]["parent"] == hvs["c"]
     assert body["machine_obj"]["state"] == "shutoff"
     assert uuid not in libvirt_domains(api, hvs["a"])
-    assert libvirt_domains(api, hvs["c"])[uuid][0] == "app"
+    assert libvirt_domains(api, hvs["c"])[uuid][0] == own
     api.settle()
     assert obj(api, uuid)["parent"] == hvs["c"]
-    assert vm_uuid(api, "app") == uuid  # one machine, not two
+    assert vm_uuid(api, own) == uuid  # one machine, not two
 
 
 def test_set_parent_adopts_a_domain_the_target_already_has(make_api, make_host):
@@ -410,7 +436,7 @@ def test_set_parent_adopts_a_domain_the_target_already_has(make_api, make_host):
         hvs = [hv_of(api, u) for u in uris]
         source = obj(api, moved.uuid)["parent"]
         [target] = [h for h in hvs if h != source]
-        manage(api, "mover")
+        api.ok("POST", f"/rest/machine/{moved.uuid}/actions/manage/")
         body = act(api, moved.uuid, "set_parent", puuid=target).json()
         assert body["errno"] == 0, body
         after = obj(api, moved.uuid)
@@ -422,8 +448,9 @@ def test_set_parent_adopts_a_domain_the_target_already_has(make_api, make_host):
         assert libvirt_domains(api, source)[moved.uuid][1] != target_dom.state()[0]
 
 
-def test_set_parent_to_the_same_hypervisor_changes_nothing(api):
-    uuid = manage(api, "idle")
+def test_set_parent_to_the_same_hypervisor_changes_nothing(sandbox, own):
+    api = sandbox
+    uuid = new_vm(api, own)
     with unchanged(api):
         assert act(api, uuid, "set_parent", puuid=only_hv(api)).json()["errno"] == 0
 
@@ -442,23 +469,15 @@ def _puuid(hvs: dict, case: str) -> dict:
     ("web", "c", 409, 1301),    # running: no live migration
 ])
 def test_set_parent_refused(hosts, vm, target, status, errno):
-    api, hvs, _ = hosts
-    uuid = next(u for u, d in libvirt_domains(api, hvs["a"]).items() if d[0] == vm)
-    api.ok("POST", f"/rest/machine/{uuid}/actions/manage/")
+    api, hvs, doms = hosts
     with unchanged(api):
-        expect_error(act(api, uuid, "set_parent", **_puuid(hvs, target)), status, errno)
+        r = act(api, doms[vm].uuid, "set_parent", **_puuid(hvs, target))
+        expect_error(r, status, errno)
 
 
-def test_set_parent_refuses_a_name_taken_on_the_target(hosts):
+def test_set_parent_refuses_a_name_taken_on_the_target(hosts, own):
     api, hvs, _ = hosts
-    uuid = next(u for u, d in libvirt_domains(api, hvs["a"]).items() if d[0] == "web")
-    api.ok("POST", f"/rest/machine/{uuid}/actions/manage/")
-    api.ok("POST", f"/rest/machine/{uuid}/actions/poweroff/")
+    uuid = new_vm(api, own, hv_uuid=hvs["a"])
+    new_vm(api, own, managed=False, hv_uuid=hvs["b"])
     with unchanged(api):
         expect_error(act(api, uuid, "set_parent", puuid=hvs["b"]), 409, 1300)
-
-
-def test_pool_volumes_are_listed_per_host(hosts):
-    api, hvs, _ = hosts
-    assert pool_volumes(api, hvs["a"]) == ["app.img"]
-    assert pool_volumes(api, hvs["b"]) == []
