@@ -5,7 +5,7 @@ import uuid as uuidlib
 
 import pytest
 
-from tests.conftest import expect_error, unchanged, vm_uuid
+from tests.conftest import expect_error, new_vm, unchanged, vm_uuid
 
 SLASHES = pytest.mark.parametrize("slash", ["/", ""], ids=["slash", "no-slash"])
 
@@ -39,13 +39,14 @@ def two(shared_api):  # noqa: ANN001, ANN201
 # -- 2.21 cluster, 2.22 cluster/list -----------------------------------------------------------
 
 @SLASHES
-def test_create_a_cluster(api, slash):
-    body = api.ok("PUT", f"/rest/cluster{slash}", data={"cluster_name": "prod"})
+def test_create_a_cluster(sandbox, own, slash):
+    api = sandbox
+    body = api.ok("PUT", f"/rest/cluster{slash}", data={"cluster_name": own})
     assert set(body) >= {"cluster", "errno", "message"}
     c = body["cluster"]
-    assert c["name"] == "prod" and c["machines"] == []
+    assert c["name"] == own and c["machines"] == []
     assert str(uuidlib.UUID(c["uuid"])) == c["uuid"]
-    assert names(api) == ["prod"]
+    assert own in names(api)
 
 
 @SLASHES
@@ -94,18 +95,20 @@ def test_get_a_cluster(two, method, slash):
 
 
 @SLASHES
-def test_rename_a_cluster(api, slash):
-    c = create(api, "old")
+def test_rename_a_cluster(sandbox, own, slash):
+    api = sandbox
+    c = create(api, own)
     body = api.ok("POST", f"/rest/cluster/{c['uuid']}{slash}",
-                  data={"action": "rename", "cluster_name": "new"})
-    assert body["cluster"]["name"] == "new"
-    assert names(api) == ["new"]
+                  data={"action": "rename", "cluster_name": f"{own}-new"})
+    assert body["cluster"]["name"] == f"{own}-new"
+    assert f"{own}-new" in names(api) and own not in names(api)
 
 
-def test_rename_to_its_own_name(api):
-    c = create(api, "same")
-    api.ok("POST", f"/rest/cluster/{c['uuid']}/", data={"action": "rename", "cluster_name": "same"})
-    assert names(api) == ["same"]
+def test_rename_to_its_own_name(sandbox, own):
+    api = sandbox
+    c = create(api, own)
+    api.ok("POST", f"/rest/cluster/{c['uuid']}/", data={"action": "rename", "cluster_name": own})
+    assert api.ok("GET", f"/rest/cluster/{c['uuid']}/")["cluster"]["name"] == own
 
 
 @pytest.mark.parametrize("variables, status, errno", [
@@ -120,16 +123,17 @@ def test_cluster_update_refused(two, variables, status, errno):
 
 
 @SLASHES
-def test_delete_a_cluster_keeps_its_machines(api, slash):
-    c = create(api, "doomed")
-    web = vm_uuid(api, "web")
-    api.ok("POST", f"/rest/machine/{web}/clusters/", data={"clusters": c["uuid"]})
+def test_delete_a_cluster_keeps_its_machines(sandbox, own, slash):
+    api = sandbox
+    c = create(api, own)
+    vm = new_vm(api, own, managed=False)
+    api.ok("POST", f"/rest/machine/{vm}/clusters/", data={"clusters": c["uuid"]})
     body = api.ok("DELETE", f"/rest/cluster/{c['uuid']}{slash}")
-    assert body["errno"] == 0 and "doomed" in body["message"]
+    assert body["errno"] == 0 and own in body["message"]
     expect_error(api.get(f"/rest/cluster/{c['uuid']}/"), 404, 1200)
-    assert names(api) == []
-    assert clusters_of(api, web) == []
-    assert api.machine(web)["machine_obj"]["clusters"] == []
+    assert own not in names(api)
+    assert clusters_of(api, vm) == []
+    assert api.machine(vm)["machine_obj"]["clusters"] == []
 
 
 # -- 2.7 machine/<UUID>/clusters -------------------------------------------------------------
@@ -151,25 +155,28 @@ def test_machine_clusters(two, method, slash):
 
 
 @pytest.mark.parametrize("how", ["comma", "repeated"])
-def test_add_a_machine_to_several_clusters(api, how):
-    a, b = create(api, "a")["uuid"], create(api, "b")["uuid"]
-    idle = vm_uuid(api, "idle")
+def test_add_a_machine_to_several_clusters(sandbox, own, how):
+    api = sandbox
+    a, b = create(api, f"{own}-a")["uuid"], create(api, f"{own}-b")["uuid"]
+    idle = new_vm(api, own, managed=False)
     data = {"clusters": f"{a},{b}"} if how == "comma" else {"clusters": [a, b]}
     api.ok("POST", f"/rest/machine/{idle}/clusters/", data=data)
     assert clusters_of(api, idle) == [a, b]
     assert members(api, a) == members(api, b) == [idle]
 
 
-def test_hosts_join_clusters_too(api):
-    c = create(api, "rack1")["uuid"]
+def test_hosts_join_clusters_too(sandbox, own):
+    api = sandbox
+    c = create(api, own)["uuid"]
     api.ok("POST", f"/rest/machine/{api.local_host()}/clusters/", data={"clusters": c})
     assert members(api, c) == [api.local_host()]
 
 
 @SLASHES
-def test_remove_a_machine_from_a_cluster(api, slash):
-    a, b = create(api, "a")["uuid"], create(api, "b")["uuid"]
-    web = vm_uuid(api, "web")
+def test_remove_a_machine_from_a_cluster(sandbox, own, slash):
+    api = sandbox
+    a, b = create(api, f"{own}-a")["uuid"], create(api, f"{own}-b")["uuid"]
+    web = new_vm(api, own, managed=False)
     api.ok("POST", f"/rest/machine/{web}/clusters/", data={"clusters": f"{a},{b}"})
     body = api.ok("DELETE", f"/rest/machine/{web}/clusters{slash}", params={"clusters": a})
     assert [c["uuid"] for c in body["clusters"]] == [b]
