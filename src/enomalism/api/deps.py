@@ -134,9 +134,20 @@ def http_vars(model: type[Vars]) -> Any:
     return Depends(dep)
 
 
+def writes_on_get(request: Request) -> None:
+    """A route dependency for the GETs that change something (the spec's GET .../delete/):
+    their session takes the write lock like a POST's. A reader session that starts writing
+    fails at once ('database is locked') when another writer committed since its first read."""
+    request.state.writes = True
+
+
+def _writes(request: Request) -> bool:
+    return request.method not in ("GET", "HEAD") or getattr(request.state, "writes", False)
+
+
 def get_session(request: Request) -> Iterator[Session]:
-    """One session per request; GETs never take the write lock."""
-    with request.app.state.db.session(write=request.method not in ("GET", "HEAD")) as s:
+    """One session per request; GETs take no write lock unless `writes_on_get`."""
+    with request.app.state.db.session(write=_writes(request)) as s:
         yield s
 
 

@@ -3,10 +3,10 @@
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from enomalism.api.deps import Ctx, Vars, expose, http_vars
+from enomalism.api.deps import Ctx, Vars, expose, http_vars, writes_on_get
 from enomalism.api.schemas import Status
 from enomalism.services import access, audit, tokens, users
 from enomalism.services.lookup import parse_uuid
@@ -277,11 +277,13 @@ expose(router, "/rest/user/{uuid}/", ["POST"], update_user, vars_model=UserVars,
 expose(router, "/rest/user/{uuid}/", ["DELETE"], delete_user, response_model=UserAnswer,
        summary="Delete a user (3.4)")
 expose(router, "/rest/user/{uuid}/delete/", ["GET", "POST"], delete_user,
-       response_model=UserAnswer, summary="Delete a user (3.6)")
+       response_model=UserAnswer, summary="Delete a user (3.6)",
+       dependencies=[Depends(writes_on_get)])
 expose(router, "/rest/group/create/", ["PUT"], create_group, vars_model=CreateGroupVars,
        response_model=GroupAnswer, summary="Create a group (3.7)")
 expose(router, "/rest/group/{uuid}/delete/", ["GET", "POST"], delete_group,
-       response_model=GroupAnswer, summary="Delete a group (3.8)")
+       response_model=GroupAnswer, summary="Delete a group (3.8)",
+       dependencies=[Depends(writes_on_get)])
 expose(router, "/rest/group/{uuid}/", ["GET"], get_group, response_model=GroupAnswer,
        summary="Get a group (3.9)")
 expose(router, "/rest/group/{uuid}/", ["POST"], update_group, vars_model=GroupVars,

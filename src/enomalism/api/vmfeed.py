@@ -5,11 +5,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
-from enomalism.api.deps import Ctx, Vars, expose, http_vars
+from enomalism.api.deps import Ctx, Vars, expose, http_vars, writes_on_get
 from enomalism.api.schemas import Status
 from enomalism.errors import InvalidState
 from enomalism.feeds import download as dl
@@ -218,7 +218,8 @@ expose(router, "/rest/vmfeed/feed.xml", ["GET"], published_feed,
 expose(router, "/rest/vmfeed/repo/", ["GET"], list_repositories,
        response_model=RepositoriesAnswer, summary="List repositories (extension)")
 expose(router, "/rest/vmfeed/repo/package/{uuid}/", ["GET", "POST"], retrieve_package,
-       response_model=TxAnswer, summary="Queue retrieval of a package (6.4)")
+       response_model=TxAnswer, summary="Queue retrieval of a package (6.4)",
+       dependencies=[Depends(writes_on_get)])
 expose(router, "/rest/vmfeed/repo/package/{uuid}/", ["DELETE"], uncache_package,
        response_model=TxAnswer, summary="Remove a package's local copy (6.4)")
 expose(router, "/rest/vmfeed/repo/{uuid}/", ["GET"], get_repository,
