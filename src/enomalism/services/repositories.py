@@ -46,13 +46,15 @@ def _apply(ctx: Context, repo: Repository, feed: Feed) -> None:
                         state="remote", name=item.title or item.guid)
             ctx.db.add(p)
         elif p.state == "cached" and p.sha256 and item.sha256 and p.sha256 != item.sha256:
-            p.state, p.path = "remote", None  # a new build under the same guid
+            _remove_file(p)  # a new build under the same guid: the old file is stale
+            p.state, p.path, p.size = "remote", None, None
         p.name = item.title or p.name
         p.description, p.version = item.description, item.version
         p.virt_class, p.arch = item.virt_class, item.arch
         p.url, p.length, p.sha256 = item.url, item.length, item.sha256
     for guid, p in known.items():
         if guid not in seen and p.state != "cached":
+            repo.packages.remove(p)  # else the answer still lists it
             ctx.db.delete(p)
 
 
@@ -95,8 +97,9 @@ def delete(ctx: Context, repo: Repository) -> str:
     busy = [p.name for p in repo.packages if p.state == "retrieving"]
     if busy:
         raise InvalidState(f"packages are being retrieved: {', '.join(busy)}; cancel first")
-    for p in repo.packages:
+    for p in list(repo.packages):
         _remove_file(p)
+        ctx.db.delete(p)  # the relationship does not cascade: it would orphan them
     ctx.db.delete(repo)
     return f"repository {repo.url} deleted"
 
