@@ -97,6 +97,11 @@ def timed(call: Callable[[], object]) -> float:
     return (time.perf_counter() - t0) * 1000.0
 
 
+def load() -> str:
+    """The 1-minute load average, to judge how quiet the machine was."""
+    return f"{os.getloadavg()[0]:.2f}"
+
+
 def median(xs: list[float]) -> float:
     return statistics.median(xs)
 

@@ -38,6 +38,7 @@ from common import (  # noqa: E402
     client,
     enomalism_server,
     exit_on_sigterm,
+    load,
     median,
     p90,
     table,
@@ -156,7 +157,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="enomalism-bench-"))
     conn = libvirt.open(URI)
     server = None
-    started = time.monotonic()
+    started, load_before = time.monotonic(), load()
     try:
         server = enomalism_server(tmp / "data", [URI])
         server.wait_ready()
@@ -177,7 +178,7 @@ def main() -> None:
                 bench.settle("running")
             bench.fast_rounds(args.fast)
             bench.slow_rounds(args.slow)
-            report(bench, virt_type, time.monotonic() - started)
+            report(bench, virt_type, time.monotonic() - started, load_before)
     finally:
         cleanup(conn, uuid)
         conn.close()
@@ -217,7 +218,7 @@ def cleanup(conn: libvirt.virConnect, uuid: str) -> None:
         print(f"warning: undefining {uuid}: {e}", file=sys.stderr)
 
 
-def report(bench: Bench, virt_type: str, seconds: float) -> None:
+def report(bench: Bench, virt_type: str, seconds: float, load_before: str) -> None:
     rows = []
     for action in ("suspend", "resume", "shutdown", "reboot", "poweroff", "create"):
         r = bench.results.get(action)
@@ -227,7 +228,8 @@ def report(bench: Bench, virt_type: str, seconds: float) -> None:
         rows.append([action, str(len(r["api"])), f"{a:.2f}", f"{b:.2f}", f"{a - b:+.2f}",
                      f"{a / b:.2f}", f"{p90(r['api']):.2f}", f"{p90(r['raw']):.2f}"])
     print(f"\nLifecycle actions on a {virt_type} domain, {URI}, {date.today()}, "
-          f"{os.cpu_count()} CPUs, run took {seconds:.0f} s")
+          f"{os.cpu_count()} CPUs, run took {seconds:.0f} s, load average {load_before} "
+          f"before, {load()} after")
     print(table(["action", "n", "API med ms", "raw med ms", "diff ms", "ratio",
                  "API p90", "raw p90"], rows))
     worst = max((float(r[4]) for r in rows), default=0.0)

@@ -38,6 +38,7 @@ from common import (  # noqa: E402
     enomalism_server,
     exit_on_sigterm,
     free_port,
+    load,
     median,
     p90,
     table,
@@ -118,6 +119,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="enomalism-bench-"))
     servers: list[Server] = []
+    load_before = load()
     try:
         uri = fake_host(tmp / "host.xml", args.machines)
         server = enomalism_server(tmp / "data", [uri])
@@ -159,21 +161,22 @@ def main() -> None:
                         for c, out in pair:
                             out.append(timed(lambda c=c, p=path: c.get(p).raise_for_status()))
                     results[label] = (a, b)
-        report(results, sizes, args.machines, sync_s)
+        report(results, sizes, args.machines, sync_s, load_before)
     finally:
         for s in servers:
             s.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def report(results: dict, sizes: dict, n: int, sync_s: float) -> None:
+def report(results: dict, sizes: dict, n: int, sync_s: float, load_before: str) -> None:
     rows = []
     for label, (a, b) in results.items():
         rows.append([label, str(len(a)), f"{sizes[label] / 1024:.0f}", f"{median(a):.2f}",
                      f"{median(b):.2f}", f"{median(a) - median(b):+.2f}",
                      f"{median(a) / median(b):.2f}", f"{p90(a):.2f}"])
     print(f"\n{n:,} machines in the inventory (test driver), {date.today()}, "
-          f"{os.cpu_count()} CPUs; discovered and stored in {sync_s:.1f} s")
+          f"{os.cpu_count()} CPUs, load average {load_before} before, {load()} after; "
+          f"discovered and stored in {sync_s:.1f} s")
     print(table(["request", "n", "KiB", "API med ms", "bare med ms", "diff ms", "ratio",
                  "API p90"], rows))
     listed = median(results["GET /rest/machines/"][0])

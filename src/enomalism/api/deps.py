@@ -10,9 +10,10 @@ import base64
 import binascii
 import json
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPBasic, HTTPBearer
@@ -145,10 +146,28 @@ def _writes(request: Request) -> bool:
     return request.method not in ("GET", "HEAD") or getattr(request.state, "writes", False)
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """One session per request; GETs take no write lock unless `writes_on_get`."""
-    with request.app.state.db.session(write=_writes(request)) as s:
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """One session per request; GETs take no write lock unless `writes_on_get`.
+
+    Opening a session does no I/O (it connects at its first statement), so it is opened on the
+    event loop rather than in a worker thread: one thread hop less on every request. Commit or
+    rollback and close do I/O and run in a worker thread, with a limiter of their own (as
+    FastAPI does for sync dependencies) so they never wait for a thread held by a request
+    that waits for their connection."""
+    cm = request.app.state.db.session(write=_writes(request))
+    s = cm.__enter__()
+    try:
         yield s
+    except BaseException as e:
+        with anyio.CancelScope(shield=True):
+            suppressed = await anyio.to_thread.run_sync(
+                cm.__exit__, type(e), e, e.__traceback__, limiter=anyio.CapacityLimiter(1))
+        if not suppressed:
+            raise
+    else:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(
+                cm.__exit__, None, None, None, limiter=anyio.CapacityLimiter(1))
 
 
 _basic = HTTPBasic(auto_error=False, realm="enomalism")

@@ -124,7 +124,9 @@ def _lifecycle(call: Callable, done: str) -> Callable[[Context, Machine, ActionV
             ctx.registry.resync_machine(m.parent_uuid, m.uuid, db=ctx.db)
             ctx.db.commit()
             raise
-        ctx.registry.resync_machine(m.parent_uuid, m.uuid, db=ctx.db)
+        # State and size only: a lifecycle action leaves the definition (XML) as it was, and
+        # reading it back costs a libvirt call on every action (see docs/performance.md).
+        ctx.registry.resync_machine(m.parent_uuid, m.uuid, db=ctx.db, with_xml=False)
         return done.format(name=m.name)
     return run
 

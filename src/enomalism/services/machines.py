@@ -1,6 +1,7 @@
 """Machines: listing from the inventory, defining new VMs, resyncs, cluster membership."""
 
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from enomalism.errors import Conflict, InvalidInput
 from enomalism.services import access
@@ -23,7 +24,9 @@ def list_machines(
     state: str | None = None, managed: bool | None = None,
 ) -> list[Machine]:
     """The machines the caller may read, from the inventory (never from libvirt)."""
-    q = select(Machine).order_by(Machine.kind, Machine.name, Machine.uuid)
+    # Clusters and hypervisors in one query each, not one per machine when the list is shaped.
+    q = select(Machine).order_by(Machine.kind, Machine.name, Machine.uuid).options(
+        selectinload(Machine.clusters), selectinload(Machine.hypervisors))
     if (clause := access.readable(ctx, Machine)) is not None:
         q = q.where(clause)
     if kind:

@@ -99,10 +99,12 @@ class HypervisorRegistry:
         for uuid in new:
             self.resync_machine(hv_uuid, uuid)
 
-    def resync_machine(self, hv_uuid: str, uuid: str, db: Session | None = None) -> None:
+    def resync_machine(self, hv_uuid: str, uuid: str, db: Session | None = None, *,
+                       with_xml: bool = True) -> None:
         """Read one domain fully (state, size, XML) and store it, in `db` when given (a
-        request's own session) or in a session of its own."""
-        snap = driver.snapshot(self.connection(hv_uuid), uuid)
+        request's own session) or in a session of its own. `with_xml=False` leaves the stored
+        XML as it is (after a lifecycle action, which does not change the definition)."""
+        snap = driver.snapshot(self.connection(hv_uuid), uuid, with_xml=with_xml)
         with nullcontext(db) if db is not None else self.db.session() as s:
             if snap is None:
                 sync.mark_missing(s, hv_uuid, uuid)
