@@ -16,7 +16,6 @@ MANIFEST does not list are refused before any member is used.
 """
 
 import gzip
-import hashlib
 import io
 import json
 import os
@@ -272,20 +271,6 @@ def _add_bytes(f: BinaryIO, name: str, data: bytes, mtime: int) -> None:
     f.write(_tar_header(name, len(data), mtime) + data + _pad(len(data)))
 
 
-def _chunks(src: BinaryIO, size: int) -> Iterator[bytes | memoryview]:
-    """The source in chunks of about `size` bytes. A reused buffer where the source can
-    `readinto`; fresh bytes otherwise (and for callers that keep chunks)."""
-    readinto = getattr(src, "readinto", None)
-    if readinto is not None:
-        buf = bytearray(size)
-        view = memoryview(buf)
-        while n := readinto(buf):
-            yield view[:n]
-        return
-    while data := src.read(size):
-        yield data
-
-
 def _gather(src: BinaryIO, size: int) -> Iterator[bytes]:
     """Whole chunks of `size` bytes (pipes return short reads), each a new object."""
     pending: list[bytes] = []
@@ -301,16 +286,17 @@ def _gather(src: BinaryIO, size: int) -> Iterator[bytes]:
 
 
 class _Tally:
-    """Hashes and counts the uncompressed image, keeps its head, reports progress."""
+    """Hashes and counts the uncompressed image, keeps its head, reports progress. The hash
+    runs in its own thread, beside the compressor's."""
 
     def __init__(self, done: int, progress: Callable[[int], None] | None) -> None:
-        self.sha = hashlib.sha256()
+        self.sha = HashThread()
         self.size = 0
         self.head = b""
         self.done = done
         self.progress = progress
 
-    def add(self, chunk: bytes | memoryview) -> None:
+    def add(self, chunk: bytes) -> None:
         self.sha.update(chunk)
         if len(self.head) < BLOCK:
             self.head += bytes(chunk[: BLOCK - len(self.head)])
@@ -322,9 +308,9 @@ class _Tally:
 def _compress_zstd(src: BinaryIO, out: BinaryIO, tally: _Tally) -> None:
     cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1, write_checksum=True)
     writer = cctx.stream_writer(out, write_size=1 << 20, closefd=False)
-    for chunk in _chunks(src, CHUNK):
+    while chunk := src.read(CHUNK):
         tally.add(chunk)
-        writer.write(chunk)  # zstd copies the input, so the buffer can be reused
+        writer.write(chunk)
     writer.flush(zstandard.FLUSH_FRAME)
 
 
@@ -349,11 +335,14 @@ def _write_disk(f: BinaryIO, disk: DiskInfo, opener: Callable[[], BinaryIO], mti
                 tally: _Tally) -> DiskInfo:
     header_at = f.tell()
     f.write(b"\0" * BLOCK)  # placeholder, patched once the compressed size is known
-    with opener() as src:
-        if disk.compression == "zstd":
-            _compress_zstd(src, f, tally)
-        else:
-            _compress_gzip(src, f, tally)
+    try:
+        with opener() as src:
+            if disk.compression == "zstd":
+                _compress_zstd(src, f, tally)
+            else:
+                _compress_gzip(src, f, tally)
+    finally:
+        digest = tally.sha.hexdigest()
     stored = f.tell() - header_at - BLOCK
     f.write(_pad(stored))
     os.pwrite(f.fileno(), _tar_header(disk.member, stored, mtime), header_at)
@@ -363,7 +352,7 @@ def _write_disk(f: BinaryIO, disk: DiskInfo, opener: Callable[[], BinaryIO], mti
         virtual_size = _qcow2_virtual_size(tally.head, label)
     elif not virtual_size:
         virtual_size = tally.size
-    return replace(disk, size=tally.size, sha256=tally.sha.hexdigest(),
+    return replace(disk, size=tally.size, sha256=digest,
                    virtual_size=virtual_size)
 
 
