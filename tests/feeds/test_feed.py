@@ -184,3 +184,11 @@ def test_lenient_metadata():
                     "<uuid>not-a-uuid</uuid><pubDate>someday</pubDate>")
     (it,) = parse_feed(data, BASE).items
     assert (it.length, it.uuid, it.pub_date, it.guid) == (None, None, None, "http://h/p.xvm2")
+
+
+def test_text_xml_cannot_carry_is_dropped_when_rendering():
+    feed = Feed("t\x00", "http://a.example/", "bell\x07 and tab\t", None,
+                [item(description="form\x0cfeed", title="ok \ud800")])
+    back = parse_feed(render_feed(feed), BASE)
+    assert (back.title, back.description) == ("t", "bell and tab")
+    assert (back.items[0].description, back.items[0].title) == ("formfeed", "ok")

@@ -7,6 +7,7 @@ without DTDs or entity expansion: a feed comes from whoever runs the server at t
 """
 
 import email.utils
+import re
 import uuid as uuidlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,8 +40,7 @@ def parse_xml_safely(data: bytes, what: str) -> etree._Element:
     try:
         root = etree.fromstring(data, _PARSER)
     except etree.XMLSyntaxError as e:
-        head = data.lstrip()[:200].lower()
-        if head.startswith((b"<!doctype html", b"<html")) or b"<html" in head:
+        if b"<html" in data.lstrip()[:300].lower():
             raise InvalidInput(f"{what} is an HTML page, not XML: check that the URL points at "
                                "the feed itself") from None
         raise InvalidInput(f"{what} is not well-formed XML: {e}") from None
@@ -181,9 +181,13 @@ def parse_feed(data: bytes, base_url: str) -> Feed:
     )
 
 
+# Characters XML 1.0 cannot carry at all; a description typed by a user may hold one.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def _sub(parent: etree._Element, tag: str, text: str | None) -> None:
     if text is not None:
-        etree.SubElement(parent, tag).text = text
+        etree.SubElement(parent, tag).text = _NOT_XML.sub("", text)
 
 
 def render_feed(feed: Feed) -> bytes:
@@ -201,7 +205,7 @@ def render_feed(feed: Feed) -> bytes:
         _sub(item, "title", it.title)
         _sub(item, "link", it.link)
         _sub(item, "description", it.description)
-        etree.SubElement(item, "guid", isPermaLink="false").text = it.guid
+        etree.SubElement(item, "guid", isPermaLink="false").text = _NOT_XML.sub("", it.guid)
         _sub(item, "uuid", it.uuid)
         etree.SubElement(item, "enclosure", url=it.url, length=str(it.length or 0),
                          type=it.type or PACKAGE_TYPE)
