@@ -271,6 +271,22 @@ def _add_bytes(f: BinaryIO, name: str, data: bytes, mtime: int) -> None:
     f.write(_tar_header(name, len(data), mtime) + data + _pad(len(data)))
 
 
+class _WriteAll:
+    """A raw file whose `write` writes everything: a raw write may take less than it is given,
+    and the compressors do not look at what it returns."""
+
+    def __init__(self, raw: io.FileIO) -> None:
+        self.raw = raw
+        self.tell, self.fileno = raw.tell, raw.fileno
+
+    def write(self, data: bytes) -> int:
+        view = memoryview(data)
+        done = self.raw.write(view)
+        while done < len(view):
+            done += self.raw.write(view[done:])
+        return done
+
+
 def _gather(src: BinaryIO, size: int) -> Iterator[bytes]:
     """Whole chunks of `size` bytes (pipes return short reads), each a new object."""
     pending: list[bytes] = []
@@ -405,7 +421,7 @@ def write_package(dest: Path, *, domain_xml: str, manifest: Manifest,
     mtime = int(time.time())
     part = dest.with_name(dest.name + ".part")
     with PartFile(part, f"{dest.name} is already being written") as pf:
-        f = pf.file
+        f = _WriteAll(pf.file)
         _add_bytes(f, DESCRIPTION, description, mtime)
         _add_bytes(f, MANIFEST_MEMBER, ("\n".join(names) + "\n").encode(), mtime)
         written, done = [], 0
