@@ -315,16 +315,18 @@ class _Transfer:
         if self.progress is not None:
             self.progress(self.done, self.total)
 
-    def attempt(self, client: httpx.Client) -> None:
-        """One GET; returns when the body is complete, raises _Retry when it broke off."""
+    def attempt(self, client: httpx.Client) -> bool:
+        """One GET. True when the body is complete; False when the .part did not fit the
+        file and was emptied, to be read again from the start; _Retry when it broke off."""
         headers = {"Accept-Encoding": "identity"}
         offset = self.done
         if offset:
             headers["Range"] = f"bytes={offset}-"
         try:
             with client.stream("GET", self.url, headers=headers) as resp:
-                if not self._start(resp, offset):
-                    return
+                started = self._start(resp, offset)
+                if started is not None:
+                    return started
                 write, sha = self.f.write, self.sha
                 for chunk in resp.iter_bytes():
                     n = write(chunk)
@@ -338,23 +340,24 @@ class _Transfer:
                     self.tick()
         except httpx.HTTPError as e:
             raise _Retry(_network_error(e, self.url)) from None
+        return True
 
-    def _start(self, resp: httpx.Response, offset: int) -> bool:
-        """Look at the answer's status and headers; False when there is nothing to read."""
+    def _start(self, resp: httpx.Response, offset: int) -> bool | None:
+        """Look at the answer's status and headers: None to read the body, else what
+        `attempt` returns without reading it."""
         code = resp.status_code
         if offset and code == 416:  # the .part is at least as long as the file
             m = re.match(r"^bytes\s+\*/(\d+)$", resp.headers.get("content-range", ""))
             if m and int(m.group(1)) == offset:
                 self.total = offset
-                return False
-            self.restart()
-            raise _Retry(InvalidInput(f"{redact(self.url)} is shorter than the partial "
-                                      "download; starting over"))
+                return True
+            self.restart()  # longer than the file: not a part of it
+            return False
         if code == 206 and offset:
             m = _CONTENT_RANGE.match(resp.headers.get("content-range", ""))
             if not m or int(m.group(1)) != offset:
                 self.restart()
-                raise _Retry(InvalidInput(f"{redact(self.url)} answered the wrong range"))
+                return False
             if m.group(3) != "*":
                 self.total = int(m.group(3))
         elif code == 200:
@@ -371,7 +374,7 @@ class _Transfer:
         if self.expected_size is not None and self.total not in (None, self.expected_size):
             raise self._size_mismatch(self.total)
         self.tick(force=True)
-        return True
+        return None
 
     def verify(self, expected_sha256: str | None) -> None:
         if self.expected_size is not None and self.done != self.expected_size:
@@ -413,7 +416,11 @@ def download(url: str, dest: Path, *, auth: Auth | None = None,
             failures = 0
             while True:
                 try:
-                    t.attempt(client)
+                    if t.attempt(client):
+                        break
+                    if not t.attempt(client):  # from the start, the .part emptied: no Range
+                        raise InvalidInput(f"{redact(url)} does not answer Range requests "
+                                           "consistently")
                     break
                 except _Retry as r:
                     failures += 1
