@@ -432,3 +432,45 @@ def test_an_administrator_sees_everything_without_grants(shared_api):
     assert [alice.name, alice.uuid] in api.ok("GET", "/rest/users/", auth=boss.auth)["users"]
     api.ok("DELETE", f"/rest/cluster/{c}/", auth=boss.auth)
     assert PASSWORD not in api.get("/rest/users/", auth=boss.auth).text
+
+
+# -- grants go with their object -------------------------------------------------------------------
+
+def test_a_new_machine_with_a_deleted_ones_uuid_inherits_no_grants(shared_api):
+    """libvirt UUIDs come back (a domain defined again from saved XML): whoever was granted the
+    old machine must get nothing on the new one."""
+    from tests.fakehost import domain_xml
+
+    api = shared_api
+    alice = new_user(api)
+    hv = hv_of(api)
+    xml = domain_xml(unique("again"), "0f0f0f0f-1234-4321-8765-0123456789ab")
+    vm = api.ok("PUT", "/rest/machines/", data={"xmldesc": xml, "hvmuuid": hv})["machine"]
+    grant(api, vm, "control", user=alice.uuid)
+    api.ok("POST", f"/rest/machine/{vm}/actions/totaldelete/")
+    again = api.ok("PUT", "/rest/machines/", data={"xmldesc": xml, "hvmuuid": hv})["machine"]
+    assert again == vm
+    assert api.ok("GET", f"/rest/permissions/{vm}/")["permissions"] == []
+    expect_error(api.get(f"/rest/machine/{vm}/", auth=alice.auth), 404, 1200)
+
+
+def test_deleting_an_object_deletes_its_grants(shared_api, tmp_path):
+    from sqlalchemy import func, select
+
+    from enomalism.store.models import Grant
+
+    api = shared_api
+    alice = new_user(api)
+    c, vm = new_cluster(api), define_vm(api, hv_of(api))
+    hv = add_hypervisor(api, api.local_host(), tmp_path / "gone.xml")
+    host = api.ok("PUT", "/rest/hosts/", data={"name": unique("gone")})["machine"]
+    for obj in (c, vm, hv, host):
+        grant(api, obj, "read", user=alice.uuid)
+    api.ok("DELETE", f"/rest/cluster/{c}/")
+    api.ok("POST", f"/rest/machine/{vm}/actions/totaldelete/")
+    api.ok("DELETE", f"/rest/hypervisor/{hv}/")
+    api.ok("POST", f"/rest/machine/{host}/actions/totaldelete/")
+    with api.app.state.db.session(write=False) as s:
+        left = s.scalar(select(func.count()).select_from(Grant).where(
+            Grant.object_uuid.in_([c, vm, hv, host])))
+    assert left == 0

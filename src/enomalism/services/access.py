@@ -16,7 +16,8 @@ An object the user may not read answers as not found (404), so nothing is reveal
 an object they may read but not act on answers 403.
 """
 
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import ColumnElement, delete, event, or_, select
+from sqlalchemy.orm import Session
 
 from enomalism.errors import Forbidden, InvalidInput, MissingVariable, NotFound
 from enomalism.services.context import Context
@@ -39,6 +40,15 @@ MODELS = {"machine": Machine, "hypervisor": Hypervisor, "cluster": Cluster, "use
           "group": Group, "transaction": Transaction, "repository": Repository,
           "package": Package}
 Object = Machine | Hypervisor | Cluster | User | Group | Transaction | Repository | Package
+
+
+@event.listens_for(Session, "before_flush")
+def _grants_go_with_their_object(session: Session, _flush: object, _instances: object) -> None:
+    """Deleting an object deletes the grants on it, wherever it is deleted: a later object with
+    the same UUID (libvirt's, when a domain is defined again from saved XML) inherits nothing."""
+    gone = [o.uuid for o in session.deleted if isinstance(o, tuple(MODELS.values()))]
+    if gone:
+        session.execute(delete(Grant).where(Grant.object_uuid.in_(gone)))
 
 
 def check_permission(name: str | None) -> str:
