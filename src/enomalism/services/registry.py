@@ -18,11 +18,16 @@ from sqlalchemy.orm import Session
 from enomalism.errors import HypervisorUnreachable
 from enomalism.services import sync
 from enomalism.store.db import Database
-from enomalism.store.models import Hypervisor, utcnow
+from enomalism.store.models import Hypervisor, Machine, utcnow
 from enomalism.virt import driver
 from enomalism.virt.connection import HypervisorLink, flush_events, start_event_loop
 
 log = logging.getLogger(__name__)
+
+
+def _lock_rows(s: Session, where: object) -> None:
+    """Take the write lock (SQLite) or lock the machine rows (FOR UPDATE elsewhere) now."""
+    s.execute(select(Machine.uuid).where(where).with_for_update()).all()
 
 
 class HypervisorRegistry:
@@ -93,9 +98,9 @@ class HypervisorRegistry:
     def resync_hypervisor(self, hv_uuid: str) -> None:
         """Bulk resync: one getAllDomainStats call, then XML only for domains new to us."""
         conn = self.connection(hv_uuid)
-        snaps = driver.all_snapshots(conn)
         with self.db.session() as s:
-            new = sync.apply_all(s, hv_uuid, snaps)
+            _lock_rows(s, Machine.parent_uuid == hv_uuid)
+            new = sync.apply_all(s, hv_uuid, driver.all_snapshots(conn))
         for uuid in new:
             self.resync_machine(hv_uuid, uuid)
 
@@ -103,9 +108,16 @@ class HypervisorRegistry:
                        with_xml: bool = True) -> None:
         """Read one domain fully (state, size, XML) and store it, in `db` when given (a
         request's own session) or in a session of its own. `with_xml=False` leaves the stored
-        XML as it is (after a lifecycle action, which does not change the definition)."""
-        snap = driver.snapshot(self.connection(hv_uuid), uuid, with_xml=with_xml)
+        XML as it is (after a lifecycle action, which does not change the definition).
+
+        libvirt is read only once the session holds the rows it writes (SQLite: the write lock,
+        which a request that acts on a domain holds from its start): a state read before an
+        action and written after it would otherwise overwrite the action's newer state."""
+        conn = self.connection(hv_uuid)
         with nullcontext(db) if db is not None else self.db.session() as s:
+            if db is None:
+                _lock_rows(s, Machine.uuid == uuid)
+            snap = driver.snapshot(conn, uuid, with_xml=with_xml)
             if snap is None:
                 sync.mark_missing(s, hv_uuid, uuid)
             else:

@@ -109,6 +109,7 @@ class HypervisorLink:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self._closed: str | None = None  # why libvirt closed the connection, not yet recorded
         self._thread: threading.Thread | None = None
 
     def start(self, conn: libvirt.virConnect | None = None) -> None:
@@ -143,6 +144,9 @@ class HypervisorLink:
     def _supervise(self) -> None:
         delay = 1.0
         while not self._stop.is_set():
+            closed, self._closed = self._closed, None
+            if closed is not None:
+                self._set_status("disconnected", closed)
             if self._conn is None:
                 try:
                     conn = open_connection(self.uri)
@@ -233,7 +237,12 @@ class HypervisorLink:
             libvirt.VIR_CONNECT_CLOSE_REASON_CLIENT: "closed",
         }.get(reason, "closed")
         if not self._stop.is_set():
-            self._lost(why)
+            # libvirt calls this on whichever thread noticed the close, maybe one holding the
+            # database (a request, the event worker, all inside a libvirt call): drop the
+            # connection at once, leave recording the disconnect to the supervisor thread.
+            self._detach(close=False)
+            self._closed = why
+            self._wake.set()
 
     def _on_lifecycle(self, _conn, dom, _event, _detail, _opaque) -> None:  # noqa: ANN001
         self.listener.domain_event(self, dom.UUIDString())
