@@ -232,6 +232,19 @@ def test_delete(shared_api, method, suffix):
                    for row in rows[key])
 
 
+def test_what_a_deleted_user_owned_stays_without_an_owner(shared_api):
+    api = shared_api
+    alice = new_user(api)
+    c = api.ok("PUT", "/rest/cluster/", data={"cluster_name": unique("c")},
+               auth=alice.auth)["cluster"]["uuid"]
+    g = new_group(api, auth=alice.auth)
+    api.ok("DELETE", f"/rest/user/{alice.uuid}/")
+    assert api.ok("GET", f"/rest/permissions/{c}/")["owner"] is None
+    assert api.ok("GET", f"/rest/group/{g}/")["group"]["owner"] is None
+    again = new_user(api, alice.name)  # the same name is someone else: owns nothing
+    expect_error(api.get(f"/rest/cluster/{c}/", auth=again.auth), 404, 1200)
+
+
 def test_a_deleted_name_can_be_used_again(shared_api):
     api = shared_api
     alice = new_user(api)
