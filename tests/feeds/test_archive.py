@@ -579,6 +579,11 @@ def test_too_many_members(tmp_path):
         read_package(write_tar(tmp_path / "many.tar", entries))
 
 
+def test_file_sha256(tmp_path, images):
+    dest, _ = build(tmp_path, images)
+    assert archive.file_sha256(dest) == hashlib.sha256(dest.read_bytes()).hexdigest()
+
+
 def test_manifest_json_round_trip():
     m = manifest()
     assert Manifest.from_json(json.dumps(m.to_json())) == m

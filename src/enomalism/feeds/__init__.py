@@ -12,6 +12,7 @@ from enomalism.feeds.archive import (
     DiskInfo,
     DiskReader,
     Manifest,
+    file_sha256,
     open_disk,
     read_package,
     verify_package,
@@ -28,6 +29,6 @@ from enomalism.feeds.feed import Feed, FeedItem, parse_feed, render_feed
 
 __all__ = [
     "DiskInfo", "DiskReader", "DownloadCancelled", "Feed", "FeedItem", "Manifest", "check_url",
-    "fetch", "open_disk", "parse_feed", "read_package", "redact", "render_feed",
+    "fetch", "file_sha256", "open_disk", "parse_feed", "read_package", "redact", "render_feed",
     "split_credentials", "verify_package", "write_package",
 ]

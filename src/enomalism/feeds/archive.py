@@ -16,6 +16,7 @@ MANIFEST does not list are refused before any member is used.
 """
 
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -750,6 +751,12 @@ class DiskReader(io.RawIOBase):
                 self._inner.close()
             self._file.close()
         super().close()
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a whole package file: what a feed announces as `eno:sha256`."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def read_package(path: Path) -> tuple[Manifest, str]:
