@@ -310,3 +310,58 @@ class Package(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     repository: Mapped[Repository | None] = relationship(back_populates="packages")
+
+
+class Network(Base):
+    """A static network (spec section 7): addresses handed out from its ranges to machines
+    provisioned on hosts of its cluster."""
+
+    __tablename__ = "networks"
+
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    bridge: Mapped[str] = mapped_column(String(255), index=True)
+    cluster_uuid: Mapped[str | None] = mapped_column(
+        ForeignKey("clusters.uuid", ondelete="SET NULL"), index=True)
+    address: Mapped[str] = mapped_column(String(64))  # the network address, e.g. 10.0.0.0
+    prefix: Mapped[int] = mapped_column(Integer)
+    gateway: Mapped[str | None] = mapped_column(String(64))
+    owner_uuid: Mapped[str | None] = mapped_column(ForeignKey("users.uuid", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    ranges: Mapped[list["IPRange"]] = relationship(
+        back_populates="network", cascade="all, delete-orphan", order_by="IPRange.created_at")
+    cluster: Mapped[Cluster | None] = relationship()
+
+
+class IPRange(Base):
+    __tablename__ = "ip_ranges"
+
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    network_uuid: Mapped[str] = mapped_column(ForeignKey("networks.uuid", ondelete="CASCADE"),
+                                              index=True)
+    start_ip: Mapped[str] = mapped_column(String(64))
+    end_ip: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    network: Mapped[Network] = relationship(back_populates="ranges")
+
+
+class Lease(Base):
+    """An address of a network held by a machine (or reserved by hand). The unique constraint
+    is what makes an address impossible to lease twice, whatever runs concurrently."""
+
+    __tablename__ = "leases"
+    __table_args__ = (UniqueConstraint("network_uuid", "address"),)
+
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    network_uuid: Mapped[str] = mapped_column(ForeignKey("networks.uuid", ondelete="RESTRICT"),
+                                              index=True)
+    address: Mapped[str] = mapped_column(String(64))
+    machine_uuid: Mapped[str | None] = mapped_column(
+        ForeignKey("machines.uuid", ondelete="CASCADE"), index=True)
+    mac: Mapped[str | None] = mapped_column(String(17))
+    note: Mapped[str | None] = mapped_column(String(255))
+    created_by: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
