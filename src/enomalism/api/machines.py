@@ -35,6 +35,7 @@ class MachineVars(Vars):
     description: str | None = Field(None, description="the new package's description")
     version: str | None = Field(None, description="the new package's version")
     compression: str | None = Field(None, description="zstd (default) or gzip (strict XVM2)")
+    pool: str | None = Field(None, description="the storage pool, for provision (extension)")
 
 
 class ProvisionVars(Vars):
@@ -125,7 +126,7 @@ def update_machine(uuid: str, ctx: Ctx, v: Annotated[MachineVars, http_vars(Mach
         return _machine_answer(ctx, uuid)
     if v.action == "provision":
         return provision(uuid, ctx, ProvisionVars(pkguuid=v.pkguuid, hvmuuid=v.hvmuuid,
-                                                  name=v.name))
+                                                  name=v.name, pool=v.pool))
     if v.action == "package":
         return package(uuid, ctx, PackageVars(name=v.name, description=v.description,
                                               version=v.version, compression=v.compression))

@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 import libvirt
 from sqlalchemy import select
 
-from enomalism.errors import Conflict, EnomalismError, InvalidInput, InvalidState
+from enomalism.errors import Conflict, EnomalismError, InvalidInput, InvalidState, Locked
 from enomalism.feeds import archive
 from enomalism.feeds import download as dl
 from enomalism.jobs.runner import JobCancelled, JobContext, handler
@@ -110,6 +110,9 @@ def queue_package(ctx: Context, uuid: str, *, name: str | None, description: str
                   version: str | None, compression: str | None) -> Transaction:
     m = get_machine(ctx.db, uuid)
     access.require(ctx, m, "control", "machine")
+    if m.lock_txid:  # 423 with the holder, before any state check (docs/transactions.md)
+        raise Locked(f"machine {m.uuid} is locked by transaction {m.lock_txid}",
+                     txid=m.lock_txid)
     if m.kind != "vm":
         raise InvalidState("only virtual machines can be packaged")
     if not m.managed:
