@@ -22,6 +22,7 @@ The domain is destroyed and undefined whatever happens; no other domain is touch
 
 import argparse
 import os
+import random
 import secrets
 import shutil
 import sys
@@ -47,6 +48,7 @@ from common import (  # noqa: E402
 
 URI = "qemu:///system"
 TARGET_MS = 2.0
+SLOW = ("poweroff", "create")
 
 
 def kvm_usable() -> bool:
@@ -134,6 +136,18 @@ class Bench:
                 self.step(via, "shutdown", "running")
                 self.step(via, "reboot", "running")
 
+    def burst_rounds(self, n: int) -> None:
+        """suspend then resume at once, without waiting for anything in between: what a
+        script driving the API does. The server's event worker is then still writing the
+        suspend's event when the resume arrives."""
+        for i in range(n):
+            for via in (("api", "raw") if i % 2 == 0 else ("raw", "api")):
+                for action in ("suspend", "resume"):
+                    ms = self.via_api(action) if via == "api" else self.via_raw(action)
+                    self.results.setdefault(f"{action} b2b", {"api": [], "raw": []})[via] \
+                        .append(ms)
+                self.settle("running")
+
     def slow_rounds(self, n: int) -> None:
         """poweroff and create: starting and destroying a QEMU process, about 2 s a pair."""
         for i in range(n):
@@ -177,6 +191,7 @@ def main() -> None:
                 bench.via_api("resume")
                 bench.settle("running")
             bench.fast_rounds(args.fast)
+            bench.burst_rounds(args.fast)
             bench.slow_rounds(args.slow)
             report(bench, virt_type, time.monotonic() - started, load_before)
     finally:
@@ -218,24 +233,44 @@ def cleanup(conn: libvirt.virConnect, uuid: str) -> None:
         print(f"warning: undefining {uuid}: {e}", file=sys.stderr)
 
 
+def median_ci(xs: list[float], rounds: int = 2000) -> tuple[float, float]:
+    """A 95% bootstrap interval of the median of `xs`."""
+    rng = random.Random(0)
+    meds = sorted(median(rng.choices(xs, k=len(xs))) for _ in range(rounds))
+    return meds[int(0.025 * rounds)], meds[int(0.975 * rounds) - 1]
+
+
 def report(bench: Bench, virt_type: str, seconds: float, load_before: str) -> None:
-    rows = []
-    for action in ("suspend", "resume", "shutdown", "reboot", "poweroff", "create"):
+    """API and raw medians, and the API's overhead as the median of the differences between
+    the API call and the raw call of the same round (paired, so a load that drifts during the
+    run cancels out), with a 95% bootstrap interval."""
+    rows, fast = [], []
+    for action in ("suspend", "resume", "shutdown", "reboot", "poweroff", "create",
+                   "suspend b2b", "resume b2b"):
         r = bench.results.get(action)
         if not r or not r["api"] or not r["raw"]:
             continue
         a, b = median(r["api"]), median(r["raw"])
-        rows.append([action, str(len(r["api"])), f"{a:.2f}", f"{b:.2f}", f"{a - b:+.2f}",
-                     f"{a / b:.2f}", f"{p90(r['api']):.2f}", f"{p90(r['raw']):.2f}"])
+        diffs = [x - y for x, y in zip(r["api"], r["raw"], strict=True)]
+        d, (lo, hi) = median(diffs), median_ci(diffs)
+        if action not in SLOW and "b2b" not in action:
+            fast.append((action, d))
+        rows.append([action, str(len(r["api"])), f"{a:.2f}", f"{b:.2f}", f"{a / b:.2f}",
+                     f"{d:+.2f}", f"[{lo:+.2f}, {hi:+.2f}]", f"{p90(r['api']):.2f}",
+                     f"{p90(r['raw']):.2f}"])
     print(f"\nLifecycle actions on a {virt_type} domain, {URI}, {date.today()}, "
           f"{os.cpu_count()} CPUs, run took {seconds:.0f} s, load average {load_before} "
           f"before, {load()} after")
-    print(table(["action", "n", "API med ms", "raw med ms", "diff ms", "ratio",
-                 "API p90", "raw p90"], rows))
-    worst = max((float(r[4]) for r in rows), default=0.0)
-    verdict = "met" if worst <= TARGET_MS else "MISSED"
-    print(f"\ntarget: API overhead within {TARGET_MS:.0f} ms of raw libvirt at the median: "
-          f"{verdict} (largest difference {worst:+.2f} ms)")
+    print(table(["action", "n", "API med ms", "raw med ms", "ratio", "overhead ms",
+                 "95% interval", "API p90", "raw p90"], rows))
+    if fast:
+        action, worst = max(fast, key=lambda t: t[1])
+        verdict = "met" if worst <= TARGET_MS else "MISSED"
+        print(f"\ntarget: API overhead within {TARGET_MS:.0f} ms of raw libvirt at the median: "
+              f"{verdict} (largest: {action}, {worst:+.2f} ms). poweroff and create take "
+              "0.4 to 2 s in QEMU itself; their interval shows how far a few ms can be told "
+              "apart from that. b2b: suspend then resume at once, no settling in between "
+              "(not part of the target).")
 
 
 if __name__ == "__main__":
