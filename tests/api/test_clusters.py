@@ -210,3 +210,15 @@ def test_membership_refused(two, method, case, status, errno):
         r = api.request(method, f"/rest/machine/{web}/clusters/",
                         params=_bad_membership(ids, case))
         expect_error(r, status, errno)
+
+
+@pytest.mark.parametrize("method", ["POST", "DELETE"])
+def test_a_cluster_named_twice_counts_once(sandbox, own, method):
+    api = sandbox
+    c = create(api, own)["uuid"]
+    vm = new_vm(api, own, managed=False)
+    if method == "DELETE":
+        api.ok("POST", f"/rest/machine/{vm}/clusters/", data={"clusters": c})
+    body = api.ok(method, f"/rest/machine/{vm}/clusters/", params={"clusters": f"{c},{c}"})
+    assert [x["uuid"] for x in body["clusters"]] == ([c] if method == "POST" else [])
+    assert members(api, c) == ([vm] if method == "POST" else [])

@@ -280,3 +280,13 @@ def test_three_hosts_each_with_its_hypervisor(sandbox, tmp_path, own):
         assert obj["parent"] == body["hypervisors"][0]["uuid"]
     hosts = api.ok("GET", "/rest/machines/", params={"kind": "host"})["machines"]
     assert {b["machine"] for b in nodes.values()} <= set(hosts)
+
+
+def test_renaming_a_host_to_another_hosts_name_is_a_conflict(sandbox, own):
+    """Host names are unique (registering a second 'node' is refused), renames included."""
+    api = sandbox
+    api.ok("PUT", "/rest/hosts/", data={"name": own})
+    other = api.ok("PUT", "/rest/hosts/", data={"name": f"{own}-2"})["machine"]
+    with unchanged(api):
+        r = api.post(f"/rest/machine/{other}/", data={"action": "rename", "name": own})
+        expect_error(r, 409, 1300)

@@ -182,6 +182,8 @@ def _rename(ctx: Context, m: Machine, v: ActionVars) -> str:
     if name == m.name:
         return f"machine is already named {name}"
     if m.kind == "host":
+        if ctx.db.scalar(select(Machine.uuid).where(Machine.kind == "host", Machine.name == name)):
+            raise Conflict(f"a host named '{name}' already exists")
         m.name = name
         return f"host renamed to {name}"
     _check_name_free(ctx, m, name)

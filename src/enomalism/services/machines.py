@@ -104,7 +104,7 @@ def _clusters(ctx: Context, clusters: list[str]) -> list[Cluster]:
     """The named clusters, each one the caller may modify."""
     if not clusters:
         require(None, "clusters", " (one or more cluster UUIDs)")
-    targets = [get_cluster(ctx.db, c) for c in clusters]
+    targets = list(dict.fromkeys(get_cluster(ctx.db, c) for c in clusters))  # each once
     for c in targets:
         access.require(ctx, c, "modify", "cluster")
     return targets
