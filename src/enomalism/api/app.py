@@ -18,6 +18,7 @@ from enomalism.api import (
     clusters,
     hypervisors,
     machines,
+    networks,
     permissions,
     transactions,
     users,
@@ -42,6 +43,9 @@ from enomalism.store.db import Database
 log = logging.getLogger("enomalism")
 
 
+FILES = (".xml", ".json")  # /rest/ paths naming a file (feed.xml) take no trailing slash
+
+
 class TrailingSlash:
     """`/rest/...` paths answer with and without their trailing slash, without a redirect
     (a redirected POST loses its form body in many clients)."""
@@ -53,7 +57,7 @@ class TrailingSlash:
         if scope["type"] == "http":
             path = scope["path"]
             last = path.rsplit("/", 1)[-1]
-            if path.startswith("/rest/") and last and "." not in last:  # not feed.xml
+            if path.startswith("/rest/") and last and not last.endswith(FILES):
                 scope = dict(scope, path=path + "/",
                              raw_path=scope.get("raw_path", path.encode()) + b"/")
         await self.app(scope, receive, send)
@@ -153,7 +157,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             (429, "too many failed logins"), (502, "the hypervisor refused"),
             (503, "the hypervisor is unreachable")]})
     for r in (machines.router, hypervisors.router, clusters.router, users.router,
-              permissions.router, transactions.router, vmfeed.router):
+              permissions.router, transactions.router, vmfeed.router, networks.router):
         rest.include_router(r)
     app.include_router(rest)
     app.add_middleware(TrailingSlash)

@@ -4,8 +4,10 @@ functions that shape stored objects into them."""
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import object_session
 
 from enomalism.services.actions import available
+from enomalism.services.networks import machine_leases
 from enomalism.store.models import Cluster, Hypervisor, Machine
 
 
@@ -53,6 +55,8 @@ class MachineInfo(BaseModel):
     persistent: bool
     hypervisor_status: str | None = Field(description="connected, connecting or disconnected")
     synced_at: datetime | None
+    leases: list[dict] = Field(description="addresses the machine holds on static networks: "
+                               "network, network_name, address, prefix, gateway, mac, bridge")
 
 
 class HypervisorObj(BaseModel):
@@ -164,6 +168,10 @@ def machine_info(m: Machine) -> dict:
         "state": m.state, "vcpus": m.vcpus, "memory_kib": m.memory_kib,
         "max_memory_kib": m.max_memory_kib, "persistent": m.persistent,
         "hypervisor_status": hv.status if hv is not None else None, "synced_at": m.synced_at,
+        "leases": [
+            {"network": n.uuid, "network_name": n.name, "address": lease.address,
+             "prefix": n.prefix, "gateway": n.gateway, "mac": lease.mac, "bridge": n.bridge}
+            for lease, n in machine_leases(object_session(m), m.uuid)],
     }
 
 

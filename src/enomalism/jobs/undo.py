@@ -31,6 +31,11 @@ def _pool_volume(_db: Database, reg: HypervisorRegistry, hypervisor: str, pool: 
     driver.delete_pool_volume(reg.connection(hypervisor), pool, name)
 
 
+def _dhcp_host(_db: Database, reg: HypervisorRegistry, hypervisor: str, network: str, mac: str,
+               ip: str) -> None:
+    driver.dhcp_host(reg.connection(hypervisor), network, mac=mac, ip=ip, name="", add=False)
+
+
 def _machine(db: Database, _reg: HypervisorRegistry, uuid: str) -> None:
     with db.session() as s:
         m = s.get(Machine, uuid)
@@ -47,7 +52,7 @@ def _package_state(db: Database, _reg: HypervisorRegistry, uuid: str, state: str
 
 
 UNDO = {"file": _file, "volume": _volume, "pool_volume": _pool_volume, "domain": _domain,
-        "machine": _machine, "package_state": _package_state}
+        "machine": _machine, "package_state": _package_state, "dhcp_host": _dhcp_host}
 
 
 def run(db: Database, registry: HypervisorRegistry, entries: list[dict]) -> list[str]:

@@ -29,6 +29,7 @@ from enomalism.store.models import (
     GroupMember,
     Hypervisor,
     Machine,
+    Network,
     Package,
     Repository,
     Transaction,
@@ -38,8 +39,9 @@ from enomalism.store.models import (
 PERMISSIONS = ("read", "control", "modify", "delete", "admin")
 MODELS = {"machine": Machine, "hypervisor": Hypervisor, "cluster": Cluster, "user": User,
           "group": Group, "transaction": Transaction, "repository": Repository,
-          "package": Package}
-Object = Machine | Hypervisor | Cluster | User | Group | Transaction | Repository | Package
+          "package": Package, "network": Network}
+Object = (Machine | Hypervisor | Cluster | User | Group | Transaction | Repository | Package
+          | Network)
 
 
 @event.listens_for(Session, "before_flush")

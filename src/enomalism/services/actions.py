@@ -24,6 +24,7 @@ from enomalism.errors import (
 )
 from enomalism.services import access
 from enomalism.services.context import Context
+from enomalism.services.networks import machine_leases
 from enomalism.services.lookup import get_hypervisor, get_machine, parse_uuid, require
 from enomalism.store.models import Machine
 from enomalism.virt import driver
@@ -248,6 +249,10 @@ def _totaldelete(ctx: Context, m: Machine, _v: ActionVars) -> str:
     deleted: list[str] = []
     if m.state != "missing":
         conn = ctx.registry.connection(m.parent_uuid)
+        for lease, n in machine_leases(ctx.db, m.uuid):  # the leases go with the record
+            if driver.has_network(conn, n.bridge):
+                driver.dhcp_host(conn, n.bridge, mac=lease.mac, ip=lease.address, name="",
+                                 add=False)
         xml_text = driver.domain_xml(conn, m.uuid) if driver.uuid_taken(conn, m.uuid) \
             else m.xmldesc
         xml = DomainXML(xml_text) if xml_text else None

@@ -25,13 +25,13 @@ from enomalism.errors import Conflict, EnomalismError, InvalidInput, InvalidStat
 from enomalism.feeds import archive
 from enomalism.feeds import download as dl
 from enomalism.jobs.runner import JobCancelled, JobContext, handler
-from enomalism.services import access, transactions
+from enomalism.services import access, networks, transactions
 from enomalism.services.context import Context
 from enomalism.services.lookup import get_hypervisor, get_machine, require
 from enomalism.services.repositories import active_transaction, auth_of, get_package
 from enomalism.store.models import Hypervisor, Machine, Package, Transaction, new_uuid, utcnow
 from enomalism.virt import driver, storage
-from enomalism.virt.domxml import DomainXML
+from enomalism.virt.domxml import DomainXML, StaticNic
 from enomalism.virt.uri import is_local
 
 COMPATIBLE = {"kvm": {"kvm", "qemu"}, "qemu": {"kvm", "qemu"}}
@@ -99,9 +99,16 @@ def queue_provision(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuui
     ctx.db.add(Machine(uuid=newuuid, kind="vm", name=name, parent_uuid=hv.uuid, managed=True,
                        state="provisioning", owner_uuid=ctx.user.uuid))
     ctx.db.flush()
+    # One address on each static network of the host's clusters, leased in this transaction:
+    # an exhausted network refuses the provision before anything exists.
+    nics = []
+    for n in networks.networks_for_host(ctx, hv.machine_uuid):
+        lease = networks.lease(ctx, n, machine_uuid=newuuid, note=f"provisioned {name}")
+        nics.append({"network": n.uuid, "source": n.bridge, "mac": lease.mac,
+                     "address": lease.address, "prefix": n.prefix, "gateway": n.gateway})
     tx = transactions.enqueue(ctx, "provision", target=newuuid, lock=[newuuid], params={
         "package": p.uuid, "hypervisor": hv.uuid, "name": name, "machine": newuuid,
-        "pool": pool or None})
+        "pool": pool or None, "nics": nics})
     tx.undo = [{"kind": "machine", "uuid": newuuid}]
     return newuuid, tx
 
@@ -234,11 +241,22 @@ def provision(job: JobContext) -> dict[str, Any]:
     xml.rewrite_for_provision(
         name=name, uuid=newuuid, disk_paths=disk_paths,
         disk_formats={t: "qcow2" for t in disk_paths}, domain_type=DOMAIN_TYPE.get(virt_class))
+    nics = [StaticNic(libvirt_network=driver.has_network(conn, nic["source"]), **nic)
+            for nic in prm.get("nics", [])]
+    if nics:
+        xml.set_static_addresses(nics)
+    for nic in nics:
+        if nic.libvirt_network:  # the guest's DHCP client gets its address from libvirt
+            job.will_create("dhcp_host", hypervisor=hv_uuid, network=nic.source, mac=nic.mac,
+                            ip=nic.address)
+            driver.dhcp_host(conn, nic.source, mac=nic.mac, ip=nic.address, name=name,
+                             add=True)
     job.progress(92, "defining the domain")
     job.will_create("domain", hypervisor=hv_uuid, uuid=newuuid)
     driver.define(conn, xml.to_string())
     job.registry.resync_machine(hv_uuid, newuuid)
-    return {"machine": newuuid, "name": name, "disks": disk_paths}
+    return {"machine": newuuid, "name": name, "disks": disk_paths,
+            "addresses": [n.address for n in nics]}
 
 
 # -- package (export) ----------------------------------------------------------------------

@@ -28,6 +28,17 @@ class Disk:
 
 
 @dataclass(frozen=True)
+class VolumeDisk:
+    """A `<disk type='volume'>`: a storage volume named by its pool and its name."""
+    pool: str
+    volume: str
+    device: str
+    target: str | None
+    readonly: bool
+    shareable: bool
+
+
+@dataclass(frozen=True)
 class Interface:
     type: str  # network, bridge, direct, user, ...
     source: str | None  # the network's name, the bridge, the host device; None for user
@@ -35,6 +46,20 @@ class Interface:
     model: str | None
 
 
+@dataclass(frozen=True)
+class StaticNic:
+    """An interface joined to a static network with a leased address."""
+
+    network: str  # the enomalism network's UUID
+    source: str  # the bridge, or the libvirt network's name
+    libvirt_network: bool  # True: <interface type='network'>, else type='bridge'
+    mac: str
+    address: str
+    prefix: int
+    gateway: str | None
+
+
+METADATA_NS = "https://enomalism.org/ns/domain/1"
 MAC_PREFIX = "52:54:00"  # QEMU's range: locally administered (bit 0x02 of 0x52), unicast
 
 
@@ -112,6 +137,21 @@ class DomainXML:
             out.append(Disk(
                 path=path,
                 device=d.get("device", "disk"),
+                target=target.get("dev") if target is not None else None,
+                readonly=d.find("readonly") is not None,
+                shareable=d.find("shareable") is not None,
+            ))
+        return out
+
+    def volume_disks(self) -> list[VolumeDisk]:
+        """Disks given as a pool's volume (`<source pool='P' volume='V'/>`), not by path."""
+        out = []
+        for d in self.root.iterfind("devices/disk[@type='volume']"):
+            src, target = d.find("source"), d.find("target")
+            if src is None or not src.get("pool") or not src.get("volume"):
+                continue
+            out.append(VolumeDisk(
+                pool=src.get("pool"), volume=src.get("volume"), device=d.get("device", "disk"),
                 target=target.get("dev") if target is not None else None,
                 readonly=d.find("readonly") is not None,
                 shareable=d.find("shareable") is not None,
@@ -276,6 +316,60 @@ class DomainXML:
                     g.remove(listen)
                 elif kind == "socket":
                     listen.attrib.pop("socket", None)
+
+    def set_static_addresses(self, nics: list["StaticNic"]) -> None:
+        """Join interface i to nics[i] (its libvirt network or bridge, with its MAC), adding
+        virtio interfaces where the domain has fewer, and hand the addresses to the guest:
+        in <metadata> for tools that read the domain, and as SMBIOS OEM strings the guest
+        reads itself (`dmidecode -t 11`): `enomalism.net<i>=<mac>,<address>/<prefix>,<gw>`."""
+        devices = self.root.find("devices")
+        if devices is None:
+            devices = etree.SubElement(self.root, "devices")
+        existing = list(devices.iterfind("interface"))
+        for i, nic in enumerate(nics):
+            iface = existing[i] if i < len(existing) else etree.SubElement(devices, "interface")
+            for child in list(iface):
+                if child.tag in ("source", "mac", "target", "virtualport", "vlan"):
+                    iface.remove(child)
+            iface.attrib.clear()
+            iface.set("type", "network" if nic.libvirt_network else "bridge")
+            etree.SubElement(iface, "mac").set("address", nic.mac)
+            src = etree.SubElement(iface, "source")
+            src.set("network" if nic.libvirt_network else "bridge", nic.source)
+            if iface.find("model") is None:
+                etree.SubElement(iface, "model").set("type", "virtio")
+        self._address_metadata(nics)
+        self._address_oem_strings(nics)
+
+    def _address_metadata(self, nics: list["StaticNic"]) -> None:
+        metadata = self.root.find("metadata")
+        if metadata is None:
+            metadata = etree.SubElement(self.root, "metadata")
+        for old in metadata.findall(f"{{{METADATA_NS}}}network"):
+            metadata.remove(old)
+        net = etree.SubElement(metadata, f"{{{METADATA_NS}}}network", nsmap={"enm": METADATA_NS})
+        for nic in nics:
+            el = etree.SubElement(net, f"{{{METADATA_NS}}}interface")
+            for k, v in (("mac", nic.mac), ("address", nic.address), ("prefix", str(nic.prefix)),
+                         ("gateway", nic.gateway or ""), ("network", nic.network)):
+                el.set(k, v)
+
+    def _address_oem_strings(self, nics: list["StaticNic"]) -> None:
+        sysinfo = next((x for x in self.root.findall("sysinfo") if x.get("type") == "smbios"),
+                       None)
+        if sysinfo is None:
+            sysinfo = etree.SubElement(self.root, "sysinfo", type="smbios")
+        oem = sysinfo.find("oemStrings")
+        if oem is None:
+            oem = etree.SubElement(sysinfo, "oemStrings")
+        for entry in [e for e in oem.findall("entry") if (e.text or "").startswith("enomalism.")]:
+            oem.remove(entry)
+        for i, nic in enumerate(nics):
+            etree.SubElement(oem, "entry").text = \
+                f"enomalism.net{i}={nic.mac},{nic.address}/{nic.prefix},{nic.gateway or ''}"
+        os_el = self.root.find("os")
+        if os_el is not None and os_el.find("smbios") is None:
+            etree.SubElement(os_el, "smbios").set("mode", "sysinfo")
 
     def to_string(self) -> str:
         return etree.tostring(self.root, encoding="unicode")

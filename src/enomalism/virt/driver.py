@@ -244,6 +244,13 @@ def _volume(conn: libvirt.virConnect, path: str) -> libvirt.virStorageVol | None
         return None
 
 
+def _pool_volume(conn: libvirt.virConnect, pool: str, volume: str) -> libvirt.virStorageVol | None:
+    try:
+        return conn.storagePoolLookupByName(pool).storageVolLookupByName(volume)
+    except libvirt.libvirtError:
+        return None
+
+
 def refresh_pools(conn: libvirt.virConnect) -> None:
     """Let libvirt see volumes created behind its back before we look paths up."""
     for pool in conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
@@ -264,6 +271,11 @@ def check_disks(conn: libvirt.virConnect, uri: str, xml: DomainXML) -> None:
             continue
         raise InvalidInput(f"disk {disk.target or ''} '{disk.path}' does not exist on the "
                            "hypervisor (create the volume first)".replace("  ", " "))
+    for vdisk in xml.volume_disks():
+        if _pool_volume(conn, vdisk.pool, vdisk.volume) is None:
+            raise InvalidInput(f"disk {vdisk.target or ''} volume '{vdisk.volume}' of pool "
+                               f"'{vdisk.pool}' does not exist on the hypervisor (create the "
+                               "volume first)".replace("  ", " "))
 
 
 def delete_volumes(conn: libvirt.virConnect, xml: DomainXML, *, keep: set[str]) -> list[str]:
@@ -282,6 +294,15 @@ def delete_volumes(conn: libvirt.virConnect, xml: DomainXML, *, keep: set[str]) 
                 continue
             vol.delete(0)
             deleted.append(disk.path)
+        for vdisk in xml.volume_disks():
+            if vdisk.device not in ("disk", "lun") or vdisk.readonly or vdisk.shareable:
+                continue
+            vol = _pool_volume(conn, vdisk.pool, vdisk.volume)
+            if vol is None or vol.path() in keep:
+                continue
+            path = vol.path()
+            vol.delete(0)
+            deleted.append(path)
     return deleted
 
 
@@ -293,7 +314,10 @@ def disks_in_use(conn: libvirt.virConnect, *, except_uuid: str) -> set[str]:
             if dom.UUIDString() == except_uuid:
                 continue
             try:
-                paths.update(d.path for d in DomainXML(_xml(dom)).disks())
+                xml = DomainXML(_xml(dom))
+                paths.update(d.path for d in xml.disks())
+                paths.update(v.path() for d in xml.volume_disks()
+                             if (v := _pool_volume(conn, d.pool, d.volume)) is not None)
             except libvirt.libvirtError:
                 continue
     return paths
@@ -324,3 +348,34 @@ def delete_pool_volume(conn: libvirt.virConnect, pool: str, name: str) -> bool:
             raise
         vol.delete(0)
         return True
+
+
+def has_network(conn: libvirt.virConnect, name: str) -> bool:
+    """True when `name` is a libvirt network of the hypervisor (not a plain host bridge)."""
+    try:
+        conn.networkLookupByName(name)
+        return True
+    except libvirt.libvirtError:
+        return False
+
+
+def dhcp_host(conn: libvirt.virConnect, network: str, *, mac: str, ip: str, name: str,
+              add: bool) -> None:
+    """Add (or remove) a fixed MAC-to-IP DHCP entry in a libvirt network, live and in its
+    persistent config, so the guest's DHCP client gets its leased address."""
+    xml = f"<host mac='{mac}' ip='{ip}' name='{name}'/>" if add else \
+        f"<host mac='{mac}' ip='{ip}'/>"
+    command = libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST if add else \
+        libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE
+    with libvirt_errors():
+        net = conn.networkLookupByName(network)
+        flags = libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG
+        if net.isActive():
+            flags |= libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE
+        try:
+            net.update(command, libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, -1, xml, flags)
+        except libvirt.libvirtError as e:
+            if not add and e.get_error_code() in (libvirt.VIR_ERR_OPERATION_INVALID,
+                                                  libvirt.VIR_ERR_INVALID_ARG):
+                return  # already gone
+            raise

@@ -1,0 +1,276 @@
+"""Spec section 7: static networks, their IP ranges and cluster; leases (extension)."""
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from enomalism.api import schemas
+from enomalism.api.deps import Ctx, Vars, expose, http_vars
+from enomalism.api.schemas import Status
+from enomalism.services import networks
+from enomalism.store.models import IPRange, Lease, Network
+
+router = APIRouter(tags=["networks"])
+
+
+class RangeObj(BaseModel):
+    uuid: str
+    network: str
+    start_ip: str
+    end_ip: str
+    size: int = Field(description="how many addresses the range holds")
+
+
+class NetworkObj(BaseModel):
+    uuid: str
+    name: str
+    description: str | None
+    bridge: str = Field(description="the host bridge, or a libvirt network, guests join")
+    cluster: str | None
+    ip: str = Field(description="the network address")
+    netmask: str
+    prefix: int
+    gateway: str | None
+    version: int = Field(description="4 or 6")
+    ranges: list[RangeObj]
+    leased: int = Field(description="addresses in use")
+    created_at: datetime
+
+
+class LeaseObj(BaseModel):
+    uuid: str
+    network: str
+    address: str
+    machine: str | None = Field(description="the machine holding it; none: reserved by hand")
+    mac: str | None
+    note: str | None
+    created_at: datetime
+
+
+class NetworksAnswer(Status):
+    networks: list[NetworkObj]
+    network: NetworkObj | None = Field(None, description="the new network (PUT only)")
+
+
+class NetworkAnswer(Status):
+    network: NetworkObj | None
+
+
+class RangesAnswer(Status):
+    network: NetworkObj
+    ranges: list[RangeObj]
+
+
+class RangeAnswer(Status):
+    iprange: RangeObj | None
+
+
+class ClusterAnswer(Status):
+    cluster: schemas.ClusterObj | None
+
+
+class LeasesAnswer(Status):
+    leases: list[LeaseObj]
+
+
+class LeaseAnswer(Status):
+    lease: LeaseObj
+
+
+class CreateVars(Vars):
+    name: str | None = Field(None, description="the network's name")
+    description: str | None = None
+    bridge: str | None = Field(None, description="host bridge or libvirt network name")
+    cluster: str | None = Field(None, description="the cluster (UUID) it serves")
+    ip: str | None = Field(None, description="the network address, IPv4 or IPv6")
+    netmask: str | None = Field(None, description="dotted mask or prefix length")
+    gateway: str | None = None
+
+
+class UpdateVars(Vars):
+    name: str | None = None
+    description: str | None = None
+    bridge: str | None = None
+    cluster: str | None = Field(None, description="a cluster UUID; empty: none")
+
+
+class RangeVars(Vars):
+    start_ip: str | None = Field(None, description="the first address of the range")
+    end_ip: str | None = Field(None, description="the last address of the range")
+
+
+class ClusterVars(Vars):
+    cluster: str | None = Field(None, description="a cluster UUID; empty: none")
+
+
+class ReserveVars(Vars):
+    address: str | None = Field(None, description="the address; none: the next free one")
+    machine: str | None = Field(None, description="the machine it is for, if any")
+    mac: str | None = Field(None, description="its MAC address; none: a new one")
+    note: str | None = Field(None, description="why it is reserved")
+
+
+def range_obj(r: IPRange) -> dict:
+    start, end = networks._bounds(r)
+    return {"uuid": r.uuid, "network": r.network_uuid, "start_ip": r.start_ip,
+            "end_ip": r.end_ip, "size": int(end) - int(start) + 1}
+
+
+def network_obj(ctx: Ctx, n: Network) -> dict:
+    net = networks.network_of(n)
+    return {"uuid": n.uuid, "name": n.name, "description": n.description, "bridge": n.bridge,
+            "cluster": n.cluster_uuid, "ip": n.address, "netmask": str(net.netmask),
+            "prefix": n.prefix, "gateway": n.gateway, "version": net.version,
+            "ranges": [range_obj(r) for r in n.ranges],
+            "leased": len(networks.leases(ctx, n)), "created_at": n.created_at}
+
+
+def lease_obj(lease: Lease) -> dict:
+    return {"uuid": lease.uuid, "network": lease.network_uuid, "address": lease.address,
+            "machine": lease.machine_uuid, "mac": lease.mac, "note": lease.note,
+            "created_at": lease.created_at}
+
+
+def list_networks(ctx: Ctx) -> dict:
+    """The networks the caller may read."""
+    return {"networks": [network_obj(ctx, n) for n in networks.list_networks(ctx)],
+            "errno": 0, "message": ""}
+
+
+def create_network(ctx: Ctx, v: Annotated[CreateVars, http_vars(CreateVars)]) -> dict:
+    """Create a static network."""
+    n = networks.create(ctx, name=v.name, description=v.description, bridge=v.bridge,
+                        cluster=v.cluster, ip=v.ip, netmask=v.netmask, gateway=v.gateway)
+    obj = network_obj(ctx, n)
+    return {"networks": [obj], "network": obj, "errno": 0,
+            "message": f"network {n.name} created"}
+
+
+def get_network(uuid: str, ctx: Ctx) -> dict:
+    """The network, its ranges and how many addresses are leased."""
+    return {"network": network_obj(ctx, networks.get(ctx, uuid)), "errno": 0, "message": ""}
+
+
+def update_network(uuid: str, ctx: Ctx, v: Annotated[UpdateVars, http_vars(UpdateVars)]) -> dict:
+    """Change name, description, bridge or cluster."""
+    n = networks.update(ctx, uuid, name=v.name, description=v.description, bridge=v.bridge,
+                        cluster=v.cluster)
+    ctx.db.flush()
+    return {"network": network_obj(ctx, n), "errno": 0, "message": f"network {n.name} updated"}
+
+
+def delete_network(uuid: str, ctx: Ctx) -> dict:
+    """Delete a network that has no leases."""
+    return {"network": None, "errno": 0, "message": networks.delete(ctx, uuid)}
+
+
+def list_ranges(uuid: str, ctx: Ctx) -> dict:
+    """The network and its IP ranges."""
+    n = networks.get(ctx, uuid)
+    return {"network": network_obj(ctx, n), "ranges": [range_obj(r) for r in n.ranges],
+            "errno": 0, "message": ""}
+
+
+def add_range(uuid: str, ctx: Ctx, v: Annotated[RangeVars, http_vars(RangeVars)]) -> dict:
+    """Add an IP range (start_ip to end_ip, both included)."""
+    if v.start_ip is None and v.end_ip is None:
+        return list_ranges(uuid, ctx)
+    r = networks.add_range(ctx, uuid, start_ip=v.start_ip, end_ip=v.end_ip)
+    answer = list_ranges(uuid, ctx)
+    answer["message"] = f"range {r.start_ip}-{r.end_ip} added"
+    return answer
+
+
+def get_range(uuid: str, ruuid: str, ctx: Ctx) -> dict:
+    """One IP range."""
+    _n, r = networks.get_range(ctx, uuid, ruuid)
+    return {"iprange": range_obj(r), "errno": 0, "message": ""}
+
+
+def change_range(uuid: str, ruuid: str, ctx: Ctx,
+                 v: Annotated[RangeVars, http_vars(RangeVars)]) -> dict:
+    """Move the range's start or end (never past an address in use)."""
+    r = networks.change_range(ctx, uuid, ruuid, start_ip=v.start_ip, end_ip=v.end_ip)
+    return {"iprange": range_obj(r), "errno": 0,
+            "message": f"range is now {r.start_ip}-{r.end_ip}"}
+
+
+def delete_range(uuid: str, ruuid: str, ctx: Ctx) -> dict:
+    """Delete a range none of whose addresses is in use (extension)."""
+    return {"iprange": None, "errno": 0, "message": networks.delete_range(ctx, uuid, ruuid)}
+
+
+def _cluster_answer(ctx: Ctx, n: Network, message: str = "") -> dict:
+    c = n.cluster
+    return {"cluster": schemas.cluster_obj(c) if c is not None else None, "errno": 0,
+            "message": message}
+
+
+def get_network_cluster(uuid: str, ctx: Ctx) -> dict:
+    """The cluster the network serves."""
+    return _cluster_answer(ctx, networks.get(ctx, uuid))
+
+
+def set_network_cluster(uuid: str, ctx: Ctx,
+                        v: Annotated[ClusterVars, http_vars(ClusterVars)]) -> dict:
+    """Assign the network to a cluster (empty: to none)."""
+    n = networks.get(ctx, uuid)
+    networks.set_cluster(ctx, n, v.cluster)
+    ctx.db.flush()
+    ctx.db.refresh(n)
+    return _cluster_answer(ctx, n, "cluster assigned" if n.cluster_uuid else "cluster removed")
+
+
+def list_leases(uuid: str, ctx: Ctx) -> dict:
+    """Every address in use on the network and who holds it (extension)."""
+    n = networks.get(ctx, uuid)
+    return {"leases": [lease_obj(x) for x in networks.leases(ctx, n)], "errno": 0,
+            "message": ""}
+
+
+def reserve(uuid: str, ctx: Ctx, v: Annotated[ReserveVars, http_vars(ReserveVars)]) -> dict:
+    """Reserve an address by hand: a given one, or the next free (extension)."""
+    lease = networks.reserve(ctx, uuid, address=v.address, machine=v.machine, mac=v.mac,
+                             note=v.note)
+    return {"lease": lease_obj(lease), "errno": 0, "message": f"{lease.address} reserved"}
+
+
+def release(uuid: str, address: str, ctx: Ctx) -> dict:
+    """Release an address (extension)."""
+    lease = networks.release(ctx, uuid, address)
+    return {"lease": lease_obj(lease), "errno": 0, "message": f"{lease.address} released"}
+
+
+expose(router, "/rest/networks/", ["GET"], list_networks, response_model=NetworksAnswer,
+       response_model_exclude_unset=True, summary="List networks (7.1)")
+expose(router, "/rest/networks/", ["PUT"], create_network, vars_model=CreateVars,
+       response_model=NetworksAnswer, summary="Create a network (7.1)")
+expose(router, "/rest/networks/{uuid}/", ["GET"], get_network, response_model=NetworkAnswer,
+       summary="Get a network (7.2)")
+expose(router, "/rest/networks/{uuid}/", ["POST"], update_network, vars_model=UpdateVars,
+       response_model=NetworkAnswer, summary="Change a network (7.2)")
+expose(router, "/rest/networks/{uuid}/", ["DELETE"], delete_network,
+       response_model=NetworkAnswer, summary="Delete a network (7.2)")
+expose(router, "/rest/networks/{uuid}/iprange/", ["GET"], list_ranges,
+       response_model=RangesAnswer, summary="A network's IP ranges (7.3)")
+expose(router, "/rest/networks/{uuid}/iprange/", ["POST"], add_range, vars_model=RangeVars,
+       response_model=RangesAnswer, summary="Add an IP range (7.3)")
+expose(router, "/rest/networks/{uuid}/iprange/{ruuid}/", ["GET"], get_range,
+       response_model=RangeAnswer, summary="Get an IP range (7.4)")
+expose(router, "/rest/networks/{uuid}/iprange/{ruuid}/", ["PUT"], change_range,
+       vars_model=RangeVars, response_model=RangeAnswer, summary="Change an IP range (7.4)")
+expose(router, "/rest/networks/{uuid}/iprange/{ruuid}/", ["DELETE"], delete_range,
+       response_model=RangeAnswer, summary="Delete an IP range (extension)")
+expose(router, "/rest/networks/{uuid}/cluster/", ["GET"], get_network_cluster,
+       response_model=ClusterAnswer, summary="A network's cluster (7.5)")
+expose(router, "/rest/networks/{uuid}/cluster/", ["PUT"], set_network_cluster,
+       vars_model=ClusterVars, response_model=ClusterAnswer, summary="Assign a cluster (7.5)")
+expose(router, "/rest/networks/{uuid}/leases/", ["GET"], list_leases,
+       response_model=LeasesAnswer, summary="A network's leases (extension)")
+expose(router, "/rest/networks/{uuid}/leases/", ["PUT", "POST"], reserve,
+       vars_model=ReserveVars, response_model=LeaseAnswer,
+       summary="Reserve an address (extension)")
+expose(router, "/rest/networks/{uuid}/leases/{address}/", ["DELETE"], release,
+       response_model=LeaseAnswer, summary="Release an address (extension)")
