@@ -200,7 +200,7 @@ class Scratch:
         for uuid in self.uuids:
             attempt(f"domain {uuid}", lambda u=uuid: self._remove_domain(self.host.domain(u)))
         for name in self.names:
-            attempt(f"domain {name}", lambda n=name: self._remove_domain(self._by_name(n)))
+            attempt(f"domain {name}", lambda n=name: self._remove_domain(self.lookup_name(n)))
         if self.pool_name is not None:
             attempt(f"pool {self.pool_name}", self._remove_pool)
         if self.dir is not None:
@@ -208,7 +208,7 @@ class Scratch:
                     lambda: shutil.rmtree(self.dir) if os.path.exists(self.dir) else None)
         return problems
 
-    def _by_name(self, name: str) -> libvirt.virDomain | None:
+    def lookup_name(self, name: str) -> libvirt.virDomain | None:
         try:
             return self.host.conn.lookupByName(name)
         except libvirt.libvirtError as e:

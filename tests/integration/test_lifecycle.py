@@ -69,3 +69,62 @@ def test_guest_without_os_ignores_shutdown_and_reboot(qemu):
     assert qemu.host.domain(uuid).ID() == ran  # not restarted behind our back either
     qemu.action(uuid, "poweroff")
     qemu.check(uuid, "shutoff")
+
+
+def test_disk_given_as_pool_volume_is_checked_and_deleted_with_the_machine(qemu):
+    """`<disk type='volume'>` names its volume by pool and name rather than by path."""
+    vol = qemu.scratch.volume()
+    pool = qemu.scratch.pool.name()
+    name = qemu.scratch.domain_name()
+
+    def xml(volume: str) -> str:
+        return qemu.scratch.domain_xml(name, vol.path()).replace(
+            f"<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+            f"<source file='{vol.path()}'/>",
+            f"<disk type='volume' device='disk'><driver name='qemu' type='qcow2'/>"
+            f"<source pool='{pool}' volume='{volume}'/>")
+
+    r = qemu.api.put("/rest/machines/", data={"xmldesc": xml("no-such-volume.qcow2"),
+                                              "hvmuuid": qemu.hv})
+    assert r.status_code == 400 and r.json()["errno"] == 1000, r.text
+    assert "no-such-volume.qcow2" in r.json()["message"]
+    assert qemu.scratch.lookup_name(name) is None
+
+    body = qemu.api.ok("PUT", "/rest/machines/", data={"xmldesc": xml(vol.name()),
+                                                       "hvmuuid": qemu.hv})
+    uuid = body["machine"]
+    qemu.scratch.track(uuid)
+    qemu.action(uuid, "create")
+    qemu.check(uuid, "running")
+    body = qemu.action(uuid, "totaldelete")
+    assert qemu.host.domain(uuid) is None
+    assert vol.name() not in qemu.scratch.volume_names(), body
+
+
+def test_bad_definitions_are_refused_and_leave_nothing(qemu):
+    """libvirt's own validation on QEMU, and the checks before it: each answer says what is
+    wrong, and nothing is defined, nothing stored."""
+    vol = qemu.scratch.volume()
+    taken_uuid, taken_name, _ = qemu.define()
+    name = qemu.scratch.domain_name()
+    good = qemu.scratch.domain_xml(name, vol.path())
+    before = set(qemu.api.ok("GET", "/rest/machines/")["machines"])
+    cases = [
+        ("no such disk file", good.replace(vol.path(), vol.path() + ".missing"), 400, 1000),
+        ("unknown element", good.replace("</devices>", "<bogus/></devices>"), 400, 1004),
+        ("virt type QEMU does not run", good.replace("type='kvm'", "type='xen'", 1)
+         .replace("type='qemu'>", "type='xen'>", 1), 400, 1004),
+        ("memory is not a number", good.replace(">64</memory>", ">lots</memory>"), 400, 1004),
+        ("name of another domain", good.replace(name, taken_name), 409, 1300),
+        ("UUID of another domain", good.replace("</name>", f"</name><uuid>{taken_uuid}</uuid>"),
+         409, 1300),
+    ]
+    for what, xml, status, errno in cases:
+        assert xml != good, what
+        r = qemu.api.put("/rest/machines/", data={"xmldesc": xml, "hvmuuid": qemu.hv})
+        assert (r.status_code, r.json()["errno"]) == (status, errno), (what, r.text)
+        assert r.json()["message"], what
+        assert qemu.scratch.lookup_name(name) is None, what
+    assert set(qemu.api.ok("GET", "/rest/machines/")["machines"]) == before
+    qemu.check(taken_uuid, "shutoff")  # the domain whose name and UUID were tried is intact
+    assert qemu.host.domain(taken_uuid).name() == taken_name
