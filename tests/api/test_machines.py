@@ -355,6 +355,24 @@ def test_xmldesc_is_stored_then_store_xml_applies_it(sandbox, own):
     assert after["xml_pending"] is False and after["name"] == own
 
 
+@pytest.mark.parametrize("state", ["shutoff", "running"])
+def test_store_xml_applies_a_new_name(sandbox, own, state):
+    """libvirt keeps a domain's name when it is defined again: the new name in a stored
+    description is applied by renaming, which libvirt allows for a stopped domain only."""
+    api = sandbox
+    uuid = new_vm(api, own, state)
+    act(api, uuid, "xmldesc", xmldesc=domain_xml(f"{own}-new", uuid=uuid, memory_kib=262144))
+    r = api.post(f"/rest/machine/{uuid}/actions/store_xml/")
+    if state == "running":
+        expect_error(r, 409, 1301)
+        assert (dom(api, uuid).name(), dom(api, uuid).maxMemory()) == (own, 524288)
+        assert obj(api, uuid)["xml_pending"] is True
+        return
+    assert r.status_code == 200, r.text
+    assert (dom(api, uuid).name(), dom(api, uuid).maxMemory()) == (f"{own}-new", 262144)
+    assert obj(api, uuid)["name"] == f"{own}-new"
+
+
 def test_xmldesc_without_uuid_takes_the_machines(sandbox, own):
     api = sandbox
     uuid = new_vm(api, own)

@@ -154,7 +154,17 @@ def _store_xml(ctx: Context, m: Machine, _v: ActionVars) -> str:
     if driver.name_taken(conn, xml.name or "", other_than=m.uuid):
         raise Conflict(f"another domain on the hypervisor is named '{xml.name}'")
     driver.check_disks(conn, m.parent.virt_url, xml)
-    driver.define(conn, m.xmldesc)
+    # libvirt keeps a domain's name when it is defined again: a new name is a rename first
+    current = driver.snapshot(conn, m.uuid, with_xml=False)
+    renamed = current is not None and current.name != xml.name
+    if renamed:
+        driver.rename(conn, m.uuid, xml.name)  # InvalidState unless the domain is stopped
+    try:
+        driver.define(conn, m.xmldesc)
+    except EnomalismError:
+        if renamed:
+            driver.rename(conn, m.uuid, current.name)
+        raise
     m.xml_pending = False
     ctx.registry.resync_machine(m.parent_uuid, m.uuid, db=ctx.db)
     return f"XML description of {m.name} stored on the hypervisor"
