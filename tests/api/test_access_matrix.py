@@ -20,7 +20,7 @@ has its effect where the row says what that is.
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -68,7 +68,8 @@ class Env:
 
     def vm(self, state: str = "shutoff") -> str:
         uuid = define_vm(self.api, self.hv_a)
-        for action in {"shutoff": [], "running": ["create"], "paused": ["create", "suspend"]}[state]:
+        steps = {"shutoff": [], "running": ["create"], "paused": ["create", "suspend"]}
+        for action in steps[state]:
             self.api.ok("POST", f"/rest/machine/{uuid}/actions/{action}/")
         return uuid
 

@@ -103,9 +103,10 @@ def test_the_password_hash_is_never_in_an_answer(shared_api):
     api = shared_api
     alice = new_user(api)
     g = new_group(api, members=(alice,))
-    for method, path in [("GET", f"/rest/user/{alice.uuid}/"), ("POST", f"/rest/user/{alice.uuid}/"),
-                         ("GET", "/rest/users/"), ("GET", f"/rest/group/{g}/"),
-                         ("GET", f"/rest/permissions/{alice.uuid}/"), ("GET", "/rest/audit/")]:
+    for method, path in [("GET", f"/rest/user/{alice.uuid}/"),
+                         ("POST", f"/rest/user/{alice.uuid}/"), ("GET", "/rest/users/"),
+                         ("GET", f"/rest/group/{g}/"), ("GET", f"/rest/permissions/{alice.uuid}/"),
+                         ("GET", "/rest/audit/")]:
         r = api.request(method, path)
         assert r.status_code == 200, r.text
         no_hash(r.text)
