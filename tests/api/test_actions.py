@@ -13,7 +13,7 @@ from tests.conftest import (
     pool_volumes,
     unchanged,
 )
-from tests.fakehost import domain_xml
+from tests.fakehost import FakeDomain, domain_xml
 
 ALWAYS = ["xmldesc", "store_xml", "set_parent", "totaldelete"]
 ACTIONS_IN = {  # package (2.19) is a transaction of its own, tested with the transactions
@@ -317,3 +317,19 @@ def test_totaldelete_forgets_a_missing_machine(sandbox, own):
     api.ok("POST", f"/rest/machine/{uuid}/actions/totaldelete/")
     expect_error(api.get(f"/rest/machine/{uuid}/"), 404, 1200)
     assert f"{own}.img" in pool_volumes(api, hv(api))  # nothing known to delete
+
+
+def test_a_hypervisor_that_is_gone(make_api, make_host):
+    """With the hypervisor's connection gone, actions answer 503 and change nothing; reads and
+    lists still answer from the inventory."""
+    with make_api(make_host("gone", [FakeDomain("vm", state="running")])) as api:
+        uuid = manage(api, "vm")
+        before = {k: v for k, v in api.machine(uuid).items() if k != "info"}
+        api.registry.detach(hv(api))
+        for action in ("suspend", "shutdown", "reboot", "poweroff", "store_xml", "totaldelete"):
+            expect_error(run(api, uuid, action), 503, 1501)
+        renaming = domain_xml("vm-renamed", uuid=uuid)  # the new name is checked on libvirt
+        expect_error(run(api, uuid, "xmldesc", xmldesc=renaming), 503, 1501)
+        expect_error(api.post(f"/rest/machine/{uuid}/trigger_status_updates/"), 503, 1501)
+        assert {k: v for k, v in api.machine(uuid).items() if k != "info"} == before
+        assert uuid in api.ok("GET", "/rest/machines/", params={"state": "running"})["machines"]
