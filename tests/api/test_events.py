@@ -152,7 +152,10 @@ def test_trigger_status_updates_on_a_host(sandbox):
 
     api = sandbox
     running, paused = new_vm(api, "t-running", "running"), new_vm(api, "t-paused", "paused")
-    unseen = new_vm(api, "t-unseen", managed=False)
+    unseen, vanished = new_vm(api, "t-unseen", managed=False), new_vm(api, "t-vanished")
+    dom(api, vanished).undefine()
+    api.settle()
+    tamper(api, vanished, state="shutoff")  # as if the event had been lost
     tamper(api, running, state="shutoff")
     tamper(api, paused, state="running")
     with api.app.state.db.session() as s:  # as if it had never been seen
@@ -161,6 +164,7 @@ def test_trigger_status_updates_on_a_host(sandbox):
     assert "1 hypervisor" in body["message"]
     assert obj(api, running)["state"] == "running"
     assert obj(api, paused)["state"] == "paused"
+    assert obj(api, vanished)["state"] == "missing"
     found = obj(api, unseen)
     assert (found["state"], found["managed"], found["name"]) == ("shutoff", False, "t-unseen")
     assert "<name>t-unseen</name>" in found["xmldesc"]
