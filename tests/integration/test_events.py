@@ -5,13 +5,13 @@ import subprocess
 
 import pytest
 
-from tests.integration.conftest import URI
+from tests.integration.conftest import URI, wait_for
 
 pytestmark = pytest.mark.integration
 
 
-def virsh(*args: str) -> None:
-    subprocess.run(["virsh", "-c", URI, *args], check=True, capture_output=True, timeout=120)
+def virsh(*args: str, check: bool = True) -> None:
+    subprocess.run(["virsh", "-c", URI, *args], check=check, capture_output=True, timeout=120)
 
 
 def test_virsh_destroy_start_and_undefine_are_seen_through_events(qemu):
@@ -63,3 +63,57 @@ def test_events_for_a_paused_domain_resumed_outside(qemu):
     virsh("suspend", name)
     qemu.wait_api_state(uuid, "paused")
     qemu.check(uuid, "paused")
+
+
+def machine_objs(qemu) -> dict[str, dict]:  # noqa: ANN001
+    objs = qemu.api.ok("GET", "/rest/machines/", params={"detail": "true"})["machine_objs"]
+    return {o["uuid"]: o for o in objs}
+
+
+def test_domain_defined_outside_is_unmanaged_until_managed(qemu, tmp_path):
+    vol = qemu.scratch.volume()
+    name = qemu.scratch.domain_name()
+    xml_file = tmp_path / "domain.xml"
+    xml_file.write_text(qemu.scratch.domain_xml(name, vol.path()))
+    virsh("define", str(xml_file))
+    uuid = qemu.scratch.lookup_name(name).UUIDString()
+    qemu.scratch.track(uuid)
+
+    obj = wait_for(lambda: machine_objs(qemu).get(uuid), lambda o: o is not None,
+                   f"{name} to appear in the inventory")
+    assert obj["managed"] is False and obj["state"] == "shutoff" and obj["persistent"] is True
+    assert obj["actions"] == ["manage"]
+    r = qemu.api.post(f"/rest/machine/{uuid}/actions/create/")
+    assert r.status_code == 409 and r.json()["errno"] == 1301, r.text
+    assert qemu.host.state(uuid) == "shutoff"
+
+    qemu.action(uuid, "manage")
+    qemu.check(uuid, "shutoff")
+    qemu.action(uuid, "create")
+    qemu.check(uuid, "running")
+
+    # The guest's emulator stops by itself (as when a guest powers off): seen through events.
+    # (virsh reports an error: the monitor closes before it answers.)
+    virsh("qemu-monitor-command", "--hmp", name, "quit", check=False)
+    qemu.wait_api_state(uuid, "shutoff")
+    qemu.check(uuid, "shutoff")
+
+
+def test_transient_domain_is_unmanaged_and_missing_once_it_stops(qemu, tmp_path):
+    vol = qemu.scratch.volume()
+    name = qemu.scratch.domain_name()
+    xml_file = tmp_path / "domain.xml"
+    xml_file.write_text(qemu.scratch.domain_xml(name, vol.path()))
+    virsh("create", str(xml_file))
+    uuid = qemu.scratch.lookup_name(name).UUIDString()
+    qemu.scratch.track(uuid)
+
+    obj = wait_for(lambda: machine_objs(qemu).get(uuid), lambda o: o is not None,
+                   f"{name} to appear in the inventory")
+    assert obj["managed"] is False and obj["persistent"] is False
+    assert obj["state"] == "running"
+
+    virsh("destroy", name)  # a transient domain that stops is gone from libvirt
+    qemu.wait_api_state(uuid, "missing")
+    assert qemu.host.domain(uuid) is None
+    assert machine_objs(qemu)[uuid]["managed"] is False  # kept, marked, not forgotten

@@ -128,3 +128,33 @@ def test_bad_definitions_are_refused_and_leave_nothing(qemu):
     assert set(qemu.api.ok("GET", "/rest/machines/")["machines"]) == before
     qemu.check(taken_uuid, "shutoff")  # the domain whose name and UUID were tried is intact
     assert qemu.host.domain(taken_uuid).name() == taken_name
+
+
+def test_rename_and_a_new_description_reach_libvirt(qemu):
+    uuid, _name, _vol = qemu.define()
+    new_name = qemu.scratch.domain_name()
+    body = qemu.api.ok("POST", f"/rest/machine/{uuid}/", data={"action": "rename",
+                                                                "name": new_name})
+    assert body["machine_obj"]["name"] == new_name
+    assert qemu.host.domain(uuid).name() == new_name
+
+    m = qemu.api.machine(uuid)["machine_obj"]
+    xml = m["xmldesc"].replace("<memory unit='KiB'>65536</memory>",
+                               "<memory unit='KiB'>98304</memory>")
+    xml = xml.replace("<currentMemory unit='KiB'>65536</currentMemory>",
+                      "<currentMemory unit='KiB'>98304</currentMemory>")
+    assert xml.count("98304") == 2, m["xmldesc"]
+    body = qemu.api.ok("POST", f"/rest/machine/{uuid}/", data={"action": "xmldesc",
+                                                                "xmldesc": xml})
+    assert body["machine_obj"]["xml_pending"] is True
+    assert qemu.host.domain(uuid).maxMemory() == 65536  # not on the hypervisor yet
+    qemu.action(uuid, "store_xml")
+    assert qemu.host.domain(uuid).maxMemory() == 98304
+    qemu.action(uuid, "create")
+    m = qemu.check(uuid, "running")
+    assert m["machine_obj"]["xml_pending"] is False and m["info"]["max_memory_kib"] == 98304
+
+    r = qemu.api.post(f"/rest/machine/{uuid}/", data={"action": "rename",
+                                                       "name": qemu.scratch.domain_name()})
+    assert r.status_code == 409 and r.json()["errno"] == 1301, r.text
+    assert qemu.host.domain(uuid).name() == new_name
