@@ -13,15 +13,23 @@ cancelled provision leaves no domain, no volume and no machine behind.
 import hashlib
 import subprocess
 import tempfile
-from collections.abc import Callable
-from contextlib import ExitStack
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import libvirt
 from sqlalchemy import select
 
-from enomalism.errors import Conflict, EnomalismError, InvalidInput, InvalidState, Locked
+from enomalism.errors import (
+    Conflict,
+    EnomalismError,
+    HypervisorError,
+    InvalidInput,
+    InvalidState,
+    Locked,
+)
 from enomalism.feeds import archive
 from enomalism.feeds import download as dl
 from enomalism.jobs.runner import JobCancelled, JobContext, handler
@@ -43,6 +51,24 @@ def packages_dir(job_or_dir: JobContext | Path) -> Path:
     path = Path(base) / "packages"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+_BUSY: dict[tuple[str, ...], threading.Lock] = {}
+_BUSY_GUARD = threading.Lock()
+
+
+@contextmanager
+def _one_at_a_time(job: JobContext, *key: str) -> Iterator[None]:
+    """Jobs of this server fetching the same package, or uploading the same base volume, take
+    turns (the second then finds the first one's result); waiting, a job still sees its cancel."""
+    with _BUSY_GUARD:
+        lock = _BUSY.setdefault(key, threading.Lock())
+    while not lock.acquire(timeout=0.25):
+        job.check_cancelled()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 # -- requests ------------------------------------------------------------------------------
@@ -138,6 +164,11 @@ def queue_package(ctx: Context, uuid: str, *, name: str | None, description: str
 
 def _retrieve(job: JobContext, pkg_uuid: str, scale: Callable[[float], float]) -> Path:
     """Download a package into the cache, verify it, and mark it cached."""
+    with _one_at_a_time(job, "package", pkg_uuid):
+        return _retrieve_now(job, pkg_uuid, scale)
+
+
+def _retrieve_now(job: JobContext, pkg_uuid: str, scale: Callable[[float], float]) -> Path:
     with job.db.session() as s:
         p = s.get(Package, pkg_uuid)
         if p is None:
@@ -156,13 +187,27 @@ def _retrieve(job: JobContext, pkg_uuid: str, scale: Callable[[float], float]) -
         job.progress(scale(90.0 * done / total if total else 0.0))
 
     try:
-        dl.download(url, dest, auth=auth, expected_size=length, expected_sha256=sha,
-                    progress=progress, cancelled=job.cancel_requested)
-    except dl.DownloadCancelled:
-        raise JobCancelled() from None
-    job.progress(scale(90), "verifying the package")
-    archive.read_package(dest)  # the archive's structure, before decompressing anything
-    manifest = archive.verify_package(dest)  # every image's size and checksum
+        try:
+            dl.download(url, dest, auth=auth, expected_size=length, expected_sha256=sha,
+                        progress=progress, cancelled=job.cancel_requested)
+        except dl.DownloadCancelled:
+            raise JobCancelled() from None
+        job.progress(scale(90), "verifying the package")
+        archive.read_package(dest)  # the archive's structure, before decompressing anything
+        manifest = archive.verify_package(dest)  # every image's size and checksum
+    except BaseException:
+        # Undone here, before the next job waiting for this package goes on: the runner's
+        # undo would come after it and could remove that job's files. (After a crash, the
+        # undo log still has these entries.)
+        dest.unlink(missing_ok=True)
+        Path(f"{dest}.part").unlink(missing_ok=True)
+        with job.db.session() as s:
+            if (p := s.get(Package, pkg_uuid)) is not None:
+                p.state = previous
+        job.created_ok("file", path=f"{dest}.part")
+        job.created_ok("file", path=str(dest))
+        job.created_ok("package_state", uuid=pkg_uuid, state=previous)
+        raise
     with job.db.session() as s:
         p = s.get(Package, pkg_uuid)
         p.state, p.path, p.size = "cached", str(dest), dest.stat().st_size
@@ -183,24 +228,42 @@ def retrieve(job: JobContext) -> dict[str, Any]:
 
 # -- provision -----------------------------------------------------------------------------
 
-def _base_volume(job: JobContext, pool: libvirt.virStoragePool, pkg_uuid: str, path: Path,
-                 disk: archive.DiskInfo, scale: Callable[[float], float]) -> str:
+def _base_volume(job: JobContext, hv_uuid: str, pool: libvirt.virStoragePool, pkg_uuid: str,
+                 path: Path, disk: archive.DiskInfo, scale: Callable[[float], float]) -> str:
     """The package disk as a volume of the pool, uploaded once and reused (a cache shared by
-    every machine provisioned from it, so it is not on any job's undo log)."""
+    every machine provisioned from it). Only while it is being uploaded is it on the job's
+    undo log: a crash then must not leave a partial base that later provisions would use."""
     name = f"enomalism-base-{pkg_uuid}-{disk.target}.{disk.format}"
-    try:
-        return pool.storageVolLookupByName(name).path()
-    except libvirt.libvirtError:
-        pass
-    job.log(f"uploading disk {disk.target} ({disk.size} bytes) into pool {pool.name()}")
-    with archive.open_disk(path, disk.member) as src:
+    with _one_at_a_time(job, "volume", hv_uuid, pool.name(), name):
         try:
-            return storage.upload(
-                pool, name, src, size=disk.size, fmt=disk.format,
-                progress=lambda done: job.progress(scale(100.0 * done / max(disk.size, 1))),
-                cancelled=job.cancel_requested)
-        except storage.StorageCancelled:
-            raise JobCancelled() from None
+            return pool.storageVolLookupByName(name).path()
+        except libvirt.libvirtError:
+            pass
+        job.log(f"uploading disk {disk.target} ({disk.size} bytes) into pool {pool.name()}")
+        entry = {"hypervisor": hv_uuid, "pool": pool.name(), "name": name}
+        job.will_create("pool_volume", **entry)
+        try:
+            with archive.open_disk(path, disk.member) as src:
+                try:
+                    vol_path = storage.upload(
+                        pool, name, src, size=disk.size, fmt=disk.format,
+                        progress=lambda done: job.progress(
+                            scale(100.0 * done / max(disk.size, 1))),
+                        cancelled=job.cancel_requested)
+                except storage.StorageCancelled:
+                    raise JobCancelled() from None
+        except Conflict:  # made meanwhile by someone else: not ours to remove
+            job.created_ok("pool_volume", **entry)
+            raise
+        except BaseException:  # upload removed its volume; make sure, before the next job
+            try:
+                driver.delete_pool_volume(pool.connect(), pool.name(), name)
+                job.created_ok("pool_volume", **entry)
+            except EnomalismError:
+                pass  # left on the undo log
+            raise
+        job.created_ok("pool_volume", **entry)
+        return vol_path
 
 
 @handler("provision")
@@ -209,11 +272,21 @@ def provision(job: JobContext) -> dict[str, Any]:
     hv_uuid, newuuid, name = prm["hypervisor"], prm["machine"], prm["name"]
     with job.db.session(write=False) as s:
         hv = s.get(Hypervisor, hv_uuid)
-        virt_class = hv.virt_class
+        virt_class, virt_url = hv.virt_class, hv.virt_url
         p = s.get(Package, prm["package"])
         if p is None:
             raise InvalidState("the package was deleted")
         check_compatible(p, hv)
+        again = s.get(Machine, newuuid) is None
+    if again:  # a retry: the failed attempt removed the machine record; make it again
+        job.will_create("machine", uuid=newuuid)
+        with job.db.session() as s:
+            if s.scalar(select(Machine.uuid).where(Machine.parent_uuid == hv_uuid,
+                                                   Machine.name == name)):
+                raise Conflict(f"a machine named '{name}' exists now on {virt_url}")
+            s.add(Machine(uuid=newuuid, kind="vm", name=name, parent_uuid=hv_uuid,
+                          managed=True, state="provisioning", owner_uuid=job.owner_uuid,
+                          lock_txid=job.txid))
     path = _retrieve(job, prm["package"], lambda pct: pct * 0.4)
     _legacy, xml_text = archive.read_package(path)
     with job.db.session(write=False) as s:
@@ -226,7 +299,7 @@ def provision(job: JobContext) -> dict[str, Any]:
     n = max(len(manifest.disks), 1)
     for i, disk in enumerate(manifest.disks):
         lo = 40 + 50 * i / n
-        base = _base_volume(job, pool, prm["package"], path, disk,
+        base = _base_volume(job, hv_uuid, pool, prm["package"], path, disk,
                             lambda pct, lo=lo: lo + pct * 0.45 / n)
         vol_name = f"{name}-{disk.target}.qcow2"
         job.will_create("pool_volume", hypervisor=hv_uuid, pool=pool.name(), name=vol_name)
@@ -281,8 +354,12 @@ def _disk_source(job: JobContext, conn: libvirt.virConnect, hv_uuid: str, uri: s
         if info.backing:
             flat = tmp / (Path(disk_path).name + ".flat.qcow2")
             job.will_create("file", path=str(flat))
-            subprocess.run(["qemu-img", "convert", "-O", "qcow2", disk_path, str(flat)],
-                           check=True, capture_output=True)
+            # -U: the (paused) guest's QEMU holds the image's write lock
+            done = subprocess.run(["qemu-img", "convert", "-U", "-O", "qcow2", disk_path,
+                                   str(flat)], capture_output=True, text=True)
+            if done.returncode != 0:
+                raise HypervisorError(f"flattening disk {disk_path} failed: "
+                                      f"{done.stderr.strip() or done.returncode}")
             return (lambda: open(flat, "rb")), "qcow2", info.capacity
         return (lambda: open(disk_path, "rb")), fmt, info.capacity
     source = disk_path
