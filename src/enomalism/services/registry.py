@@ -54,16 +54,18 @@ class HypervisorRegistry:
             self.attach(hv_uuid, uri)
 
     def stop(self) -> None:
-        with self._lock:
-            links = list(self._links.values())
-            self._links.clear()
-        for link in links:
-            link.stop()
+        # The worker first: a resync it is running uses a link's connection, and libvirt
+        # crashes the process (SIGSEGV) on a connection closed under it.
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
         if self._worker is not None:
             self._worker.join(timeout=10)
+        with self._lock:
+            links = list(self._links.values())
+            self._links.clear()
+        for link in links:
+            link.stop()
 
     def attach(self, hv_uuid: str, uri: str, conn: libvirt.virConnect | None = None) -> None:
         """Start supervising a hypervisor; with `conn`, its first resync happens before return."""
