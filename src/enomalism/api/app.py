@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
@@ -150,16 +150,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Liveness, without credentials."""
         return {"errno": 0, "message": "ok"}
 
-    rest = APIRouter(dependencies=[Depends(current_user)], responses={
-        s: {"model": Status, "description": d} for s, d in [
-            (400, "bad input"), (401, "wrong or missing credentials"), (403, "denied"),
-            (404, "not found"), (409, "conflict or wrong state"), (423, "locked"),
-            (429, "too many failed logins"), (502, "the hypervisor refused"),
-            (503, "the hypervisor is unreachable")]})
+    failures = {s: {"model": Status, "description": d} for s, d in [
+        (400, "bad input"), (401, "wrong or missing credentials"), (403, "denied"),
+        (404, "not found"), (409, "conflict or wrong state"), (423, "locked"),
+        (429, "too many failed logins"), (502, "the hypervisor refused"),
+        (503, "the hypervisor is unreachable")]}
     for r in (machines.router, hypervisors.router, clusters.router, users.router,
               permissions.router, transactions.router, vmfeed.router, networks.router):
-        rest.include_router(r)
-    app.include_router(rest)
+        # straight onto the app: a router included twice builds every route twice
+        app.include_router(r, dependencies=[Depends(current_user)], responses=failures)
     app.add_middleware(TrailingSlash)
 
     def openapi() -> dict:
