@@ -225,6 +225,7 @@ def test_generated_requests_get_documented_answers(
     app = Started(fresh.app)
     known = template.known(path) if "{uuid}" in path else []
     values = template.values(path)
+    variables = _documented_variables(method, path)
     statuses: Counter[int] = Counter()
 
     @settings(max_examples=MAX_EXAMPLES, derandomize=SEED is None, database=None, deadline=None,
@@ -239,14 +240,15 @@ def test_generated_requests_get_documented_answers(
                 generated = case.path_parameters["uuid"]
                 case.path_parameters["uuid"] = data.draw(
                     st.sampled_from([*known, generated]), label="uuid")
-            json_body = case.media_type == "application/json"
-            for where, is_json in ((case.body, json_body), (case.query, False)):
-                if isinstance(where, dict):
-                    for name in sorted(where.keys() & values.keys()):
-                        if data.draw(st.booleans(), label=f"real {name}"):
-                            value = data.draw(values[name], label=name)
-                            if is_json or _encodable(value):  # a surrogate is JSON only
-                                where[name] = value
+            # the variables are all optional in the description; many are needed in fact
+            where = case.body if method in ("POST", "PUT") else case.query
+            is_json = where is case.body and case.media_type == "application/json"
+            if isinstance(where, dict):
+                for name in sorted((where.keys() | variables) & values.keys()):
+                    if data.draw(st.booleans(), label=f"real {name}"):
+                        value = data.draw(values[name], label=name)
+                        if is_json or _encodable(value):  # a surrogate is JSON only
+                            where[name] = value
         response = case.call_and_validate(app=app, headers={"Authorization": BASIC},
                                           checks=CHECKS)
         statuses[response.status_code] += 1
