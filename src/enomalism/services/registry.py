@@ -143,7 +143,7 @@ class HypervisorRegistry:
             hv.status, hv.last_error, hv.connected_at = "connected", None, utcnow()
             hv.hostname, hv.driver, hv.libvirt_version = info.hostname, info.driver, \
                 info.libvirt_version
-            hv.cpus, hv.memory_kib = info.cpus, info.memory_kib
+            hv.cpus, hv.memory_kib, hv.arch = info.cpus, info.memory_kib, info.arch
         self.resync_hypervisor(link.uuid)
 
     def disconnected(self, link: HypervisorLink, reason: str) -> None:
