@@ -22,7 +22,7 @@ from enomalism.errors import (
     NotFound,
     UnknownAction,
 )
-from enomalism.services import access
+from enomalism.services import access, sync
 from enomalism.services.context import Context
 from enomalism.services.networks import machine_leases
 from enomalism.services.lookup import get_hypervisor, get_machine, parse_uuid, require
@@ -119,15 +119,19 @@ def _lifecycle(call: Callable, done: str) -> Callable[[Context, Machine, ActionV
     def run(ctx: Context, m: Machine, _v: ActionVars) -> str:
         conn = ctx.registry.connection(m.parent_uuid)
         try:
-            call(conn, m.uuid)
+            snap = call(conn, m.uuid)
         except (NotFound, InvalidState):
             # The inventory was behind libvirt: keep the truth even though the action failed.
             ctx.registry.resync_machine(m.parent_uuid, m.uuid, db=ctx.db)
             ctx.db.commit()
             raise
-        # State and size only: a lifecycle action leaves the definition (XML) as it was, and
-        # reading it back costs a libvirt call on every action (see docs/performance.md).
-        ctx.registry.resync_machine(m.parent_uuid, m.uuid, db=ctx.db, with_xml=False)
+        # The state libvirt answered right after the action, read on the same domain handle;
+        # the definition (XML) is left as stored: an action does not change it, and reading it
+        # back costs libvirt calls on every action (see docs/performance.md).
+        if snap is None:
+            sync.mark_missing(ctx.db, m.parent_uuid, m.uuid)
+        else:
+            sync.apply_snapshot(ctx.db, m.parent_uuid, snap)
         return done.format(name=m.name)
     return run
 

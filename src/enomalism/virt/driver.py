@@ -89,6 +89,10 @@ def snapshot(conn: libvirt.virConnect, uuid: str, *, with_xml: bool = True) -> D
         dom = _lookup(conn, uuid)
     except NotFound:
         return None
+    return _snapshot_of(dom, with_xml=with_xml)
+
+
+def _snapshot_of(dom: libvirt.virDomain, *, with_xml: bool) -> DomainSnapshot | None:
     with libvirt_errors():
         try:
             state, maxmem, mem, vcpus, _cpu = dom.info()
@@ -137,41 +141,56 @@ def domain_xml(conn: libvirt.virConnect, uuid: str) -> str:
         return _xml(dom)
 
 
-def start(conn: libvirt.virConnect, uuid: str) -> None:
+# The lifecycle actions answer the domain's state and size right after the action (without
+# its XML, which an action does not change), read on the handle the action used: one lookup
+# instead of two on every action.
+
+def start(conn: libvirt.virConnect, uuid: str) -> DomainSnapshot | None:
     dom = _lookup(conn, uuid)
     with libvirt_errors():
         if dom.state()[0] == libvirt.VIR_DOMAIN_PMSUSPENDED:
             dom.pMWakeup(0)
         else:
             dom.create()
+    return _snapshot_of(dom, with_xml=False)
 
 
-def suspend(conn: libvirt.virConnect, uuid: str) -> None:
+def suspend(conn: libvirt.virConnect, uuid: str) -> DomainSnapshot | None:
+    dom = _lookup(conn, uuid)
     with libvirt_errors():
-        _lookup(conn, uuid).suspend()
+        dom.suspend()
+    return _snapshot_of(dom, with_xml=False)
 
 
-def resume(conn: libvirt.virConnect, uuid: str) -> None:
+def resume(conn: libvirt.virConnect, uuid: str) -> DomainSnapshot | None:
+    dom = _lookup(conn, uuid)
     with libvirt_errors():
-        _lookup(conn, uuid).resume()
+        dom.resume()
+    return _snapshot_of(dom, with_xml=False)
 
 
-def shutdown(conn: libvirt.virConnect, uuid: str) -> None:
+def shutdown(conn: libvirt.virConnect, uuid: str) -> DomainSnapshot | None:
     """Ask the guest to power off (ACPI); returns before it has."""
+    dom = _lookup(conn, uuid)
     with libvirt_errors():
-        _lookup(conn, uuid).shutdown()
+        dom.shutdown()
+    return _snapshot_of(dom, with_xml=False)
 
 
-def reboot(conn: libvirt.virConnect, uuid: str) -> None:
+def reboot(conn: libvirt.virConnect, uuid: str) -> DomainSnapshot | None:
     """Ask the guest to reboot; returns before it has."""
+    dom = _lookup(conn, uuid)
     with libvirt_errors():
-        _lookup(conn, uuid).reboot(0)
+        dom.reboot(0)
+    return _snapshot_of(dom, with_xml=False)
 
 
-def poweroff(conn: libvirt.virConnect, uuid: str) -> None:
-    """Pull the plug."""
+def poweroff(conn: libvirt.virConnect, uuid: str) -> DomainSnapshot | None:
+    """Pull the plug. None: the domain was transient and is gone."""
+    dom = _lookup(conn, uuid)
     with libvirt_errors():
-        _lookup(conn, uuid).destroy()
+        dom.destroy()
+    return _snapshot_of(dom, with_xml=False)
 
 
 def define(conn: libvirt.virConnect, xml: str) -> DomainSnapshot:
