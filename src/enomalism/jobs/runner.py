@@ -256,5 +256,17 @@ class Runner:
                     if t.heartbeat_at is not None and t.heartbeat_at.timestamp() < cutoff}
         for txid in sorted(orphans):
             log.warning("transaction %s was interrupted; undoing what it created", txid)
+            self._await_hypervisors(txid)
             self._finish(txid, "failed", error="interrupted: the server stopped while it ran")
         return sorted(orphans)
+
+    def _await_hypervisors(self, txid: str, timeout: float = 30.0) -> None:
+        """Recovery runs as the server starts, while the connections to the hypervisors are
+        still being opened in the background: wait (bounded) until those the job's undo log
+        names are connected or have failed to connect, else its domains and volumes stay."""
+        with self.db.session(write=False) as s:
+            entries = list(s.get(Transaction, txid).undo or [])
+        end = time.monotonic() + timeout
+        for hv in {e["hypervisor"] for e in entries if e.get("hypervisor")}:
+            while self.registry.status(hv)[0] == "connecting" and time.monotonic() < end:
+                time.sleep(0.05)

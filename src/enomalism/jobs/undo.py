@@ -3,6 +3,7 @@ between leaves a record, never an orphan); undoing removes them in reverse order
 things that were never made."""
 
 import logging
+import shutil
 from pathlib import Path
 
 from enomalism.errors import EnomalismError
@@ -16,6 +17,18 @@ log = logging.getLogger(__name__)
 
 def _file(_db: Database, _reg: HypervisorRegistry, path: str) -> None:
     Path(path).unlink(missing_ok=True)
+
+
+def _dir(_db: Database, _reg: HypervisorRegistry, path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _paused(_db: Database, reg: HypervisorRegistry, hypervisor: str, uuid: str) -> None:
+    """Resume a domain the job paused (to read its disks), if it is paused still."""
+    conn = reg.connection(hypervisor)
+    snap = driver.snapshot(conn, uuid, with_xml=False)
+    if snap is not None and snap.state == "paused":
+        driver.resume(conn, uuid)
 
 
 def _volume(_db: Database, reg: HypervisorRegistry, hypervisor: str, path: str) -> None:
@@ -51,7 +64,8 @@ def _package_state(db: Database, _reg: HypervisorRegistry, uuid: str, state: str
             p.state = state
 
 
-UNDO = {"file": _file, "volume": _volume, "pool_volume": _pool_volume, "domain": _domain,
+UNDO = {"file": _file, "dir": _dir, "paused": _paused, "volume": _volume,
+        "pool_volume": _pool_volume, "domain": _domain,
         "machine": _machine, "package_state": _package_state, "dhcp_host": _dhcp_host}
 
 

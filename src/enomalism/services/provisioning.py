@@ -11,8 +11,8 @@ cancelled provision leaves no domain, no volume and no machine behind.
 """
 
 import hashlib
+import shutil
 import subprocess
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -396,9 +396,14 @@ def package(job: JobContext) -> dict[str, Any]:
     pkg_uuid = new_uuid()
     dest = packages_dir(job) / f"{pkg_uuid}.xvm2"
     with ExitStack() as stack:
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=packages_dir(job))))
+        # on the undo log, unlike a TemporaryDirectory: a crash must not leave it behind
+        tmp = packages_dir(job) / f".export-{job.txid}"
+        job.will_create("dir", path=str(tmp))
+        tmp.mkdir(exist_ok=True)
+        stack.callback(shutil.rmtree, tmp, True)
         if suspended:  # a consistent image without stopping the guest: pause it meanwhile
             job.log("pausing the machine while its disks are read")
+            job.will_create("paused", hypervisor=hv_uuid, uuid=prm["machine"])
             driver.suspend(conn, prm["machine"])
             stack.callback(driver.resume, conn, prm["machine"])
         sources, infos = {}, []
@@ -413,6 +418,7 @@ def package(job: JobContext) -> dict[str, Any]:
             name=prm["name"], description=prm["description"], version=prm["version"],
             virt_class=virt_class, arch=arch, created_at=utcnow().isoformat(), disks=infos)
         job.will_create("file", path=str(dest))
+        job.will_create("file", path=f"{dest}.part")  # write_package's, until it renames it
         job.progress(5, f"writing package {prm['name']}")
         manifest = archive.write_package(
             dest, domain_xml=xml_text, manifest=manifest, disk_sources=sources,
