@@ -24,8 +24,8 @@ from enomalism.errors import (
 )
 from enomalism.services import access, sync
 from enomalism.services.context import Context
-from enomalism.services.networks import machine_leases
 from enomalism.services.lookup import get_hypervisor, get_machine, parse_uuid, require
+from enomalism.services.networks import machine_leases
 from enomalism.store.models import Machine
 from enomalism.virt import driver
 from enomalism.virt.domxml import DomainXML

@@ -166,7 +166,8 @@ class Machine(Base):
         foreign_keys=[parent_uuid], back_populates="machines"
     )
     hypervisors: Mapped[list["Hypervisor"]] = relationship(
-        foreign_keys="Hypervisor.machine_uuid", back_populates="host", order_by="Hypervisor.virt_url"
+        foreign_keys="Hypervisor.machine_uuid", back_populates="host",
+        order_by="Hypervisor.virt_url",
     )
     clusters: Mapped[list["Cluster"]] = relationship(
         secondary="cluster_members", back_populates="machines", order_by="Cluster.name"

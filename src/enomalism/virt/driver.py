@@ -83,7 +83,8 @@ def _xml(dom: libvirt.virDomain) -> str:
         return dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
 
 
-def snapshot(conn: libvirt.virConnect, uuid: str, *, with_xml: bool = True) -> DomainSnapshot | None:
+def snapshot(conn: libvirt.virConnect, uuid: str, *,
+             with_xml: bool = True) -> DomainSnapshot | None:
     """The domain's current state and size, or None when it does not exist."""
     try:
         dom = _lookup(conn, uuid)
