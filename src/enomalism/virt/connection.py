@@ -207,10 +207,9 @@ class HypervisorLink:
                 conn.unregisterCloseCallback()
             except libvirt.libvirtError:
                 pass
-            try:
-                conn.close()
-            except libvirt.libvirtError:
-                pass
+            # No conn.close(): a request or resync may still be inside a call on it, and
+            # closing frees what that call uses. Dropping our reference lets libvirt-python
+            # close it when the last user lets go.
 
     def _lost(self, reason: str) -> None:
         self._detach(close=False)
