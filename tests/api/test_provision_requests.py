@@ -300,3 +300,43 @@ def test_a_package_for_another_architecture_or_class_on_kvm(kvm, name, words):
     assert all(w in body["message"] for w in words), body
     assert len(api.ok("GET", "/rest/transactions/")["transactions"]) == before
     assert api.ok("GET", "/rest/machines/")["machines"] == machines
+
+
+def test_a_queued_provision_cancelled_leaves_no_machine(world):
+    """With both runner threads busy (two provisions waiting on the held download), a third
+    provision stays queued; cancelled there, its machine record goes with it. A package being
+    fetched for a provision cannot be deleted or uncached meanwhile."""
+    api, gate = world.api, world.srv.gates[world.gated]
+    slow = world.pkgs["slow"]
+    with unchanged(api):
+        held = [api.ok("POST", f"/rest/machine/{world.host}/actions/provision/",
+                       data=world.valid(pkguuid=slow, name=f"busy{i}")) for i in range(2)]
+        for body in held:
+            wait_tx(api, body["txid"], until=lambda b: b["data"]["state"] == "running")
+        queued = api.ok("POST", f"/rest/machine/{world.host}/actions/provision/",
+                        data=world.valid(name="waiting"))
+        assert api.ok("GET", f"/rest/transaction/{queued['txid']}/")["data"]["state"] == "queued"
+        assert api.machine(queued["newuuid"])["machine_obj"]["locked_by"] == queued["txid"]
+
+        expect_error(api.delete(f"/rest/vmfeed/{slow}/"), 409, 1301)
+        expect_error(api.delete(f"/rest/vmfeed/repo/package/{slow}/"), 409, 1301)
+
+        r = api.ok("DELETE", f"/rest/transaction/{queued['txid']}/")
+        assert r["data"]["state"] == "cancelled"
+        expect_error(api.get(f"/rest/machine/{queued['newuuid']}/"), 404, 1200)
+        expect_error(world.provision(**world.valid(name="busy0")), 409, 1300)
+        r = api.post(f"/rest/machine/{world.host}/actions/provision/",
+                     data=world.valid(name="waiting"))  # the name is free again
+        assert r.status_code == 200, r.text
+        again = r.json()
+        api.ok("DELETE", f"/rest/transaction/{again['txid']}/")
+
+        for body in held:
+            api.ok("DELETE", f"/rest/transaction/{body['txid']}/")
+        gate.set()
+        for body in held + [again]:
+            assert wait_tx(api, body["txid"])["data"]["state"] == "cancelled"
+            expect_error(api.get(f"/rest/machine/{body['newuuid']}/"), 404, 1200)
+    gate.clear()
+    assert running(api) == []
+    assert api.ok("GET", f"/rest/vmfeed/{slow}/")["package"]["state"] == "remote"

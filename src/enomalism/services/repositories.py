@@ -167,10 +167,16 @@ def active_transaction(ctx: Context, p: Package) -> Transaction | None:
         Transaction.target_uuid == p.uuid, Transaction.state.in_(("queued", "running"))))
 
 
+def _busy(ctx: Context, p: Package) -> bool:
+    """A retrieval queued or running, or a provision fetching the package (its transaction
+    targets the new machine, not the package)."""
+    return p.state == "retrieving" or active_transaction(ctx, p) is not None
+
+
 def delete_package(ctx: Context, uuid: str) -> str:
     """Delete a package: its cached file, and the record (a feed's refresh lists it again)."""
     p = get_package(ctx, uuid, "delete")
-    if active_transaction(ctx, p) is not None:
+    if _busy(ctx, p):
         raise InvalidState(f"package {p.name} is busy with a transaction; cancel it first")
     _remove_file(p)
     ctx.db.delete(p)
@@ -182,7 +188,7 @@ def uncache(ctx: Context, uuid: str) -> str:
     p = get_package(ctx, uuid, "modify")
     if p.repository_uuid is None:
         raise InvalidState(f"package {p.name} was made here; delete it instead")
-    if active_transaction(ctx, p) is not None:
+    if _busy(ctx, p):
         raise InvalidState(f"package {p.name} is busy with a transaction; cancel it first")
     _remove_file(p)
     p.state, p.path, p.size = "remote", None, None

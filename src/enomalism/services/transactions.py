@@ -70,6 +70,12 @@ def cancel(ctx: Context, uuid: str) -> str:
         states.check(tx.state, "cancelled")
         tx.state, tx.finished_at, tx.error = "cancelled", utcnow(), "cancelled on request"
         locks.release(ctx.db, tx.uuid)
+        # What the request made when it queued the job (a provision's machine record) goes
+        # too: nothing else exists before a job runs.
+        for entry in tx.undo or []:
+            if entry.get("kind") == "machine" and (m := ctx.db.get(Machine, entry["uuid"])):
+                ctx.db.delete(m)
+        tx.undo = []
         return "transaction cancelled"
     if tx.state != "running":
         states.check(tx.state, "cancelled")  # raises: finished transactions stay as they are
