@@ -606,3 +606,61 @@ def test_refresh_of_a_feed_that_broke_keeps_the_packages(api, srv, pkgs):
         expect_error(api.post(f"/rest/vmfeed/repo/{repo}/", data={"action": "refresh"}),
                      400, 1000)
     assert [p["name"] for p in api.ok("GET", "/rest/vmfeed/")["packages"]] == ["alpha"]
+
+
+def test_credentials_with_reserved_characters(api, srv, pkgs):
+    """A password holding '@', ':' and '/' travels percent-encoded in the URL and is used as
+    the person meant it; neither form is ever shown."""
+    password = "p@ss:w/rd%x"
+    srv.auth = ("we@ird", password)
+    publish(srv, [feed_item(srv, pkgs["alpha"], "/p/alpha.xvm2")])
+    from urllib.parse import quote
+
+    encoded = quote(password, safe="")
+    r = api.put("/rest/vmfeed/",
+                data={"url": f"http://{quote('we@ird', safe='')}:{encoded}@127.0.0.1:{srv.port}"
+                             "/feed.xml"})
+    assert r.status_code == 200, r.text
+    repo = r.json()["uuid"]
+    uuid = r.json()["packages"][0]["uuid"]
+    tx = retrieve(api, uuid)["tx"]
+    assert wait_tx(api, tx)["data"]["state"] == "done"
+    for text in [r.text] + all_answers(api, repo, [tx]):
+        assert password not in text and encoded not in text and "we@ird" not in text
+
+
+def test_another_user_sees_only_what_they_may_read(api, srv, pkgs):
+    """Packages are readable by whoever may read their repository: a user without a grant
+    sees none of the admin's, in the list, the published feed and downloads; with read on the
+    repository, all of them (and may download them), without being able to delete them."""
+    from tests.api.accounts import grant, new_user
+
+    repo = add_feed(api, publish(srv, [feed_item(srv, pkgs["alpha"], "/p/alpha.xvm2")]))["uuid"]
+    uuid = api.ok("GET", "/rest/vmfeed/")["packages"][0]["uuid"]
+    wait_tx(api, retrieve(api, uuid)["tx"])
+    bob = new_user(api)
+    assert api.ok("GET", "/rest/vmfeed/", auth=bob.auth)["packages"] == []
+    assert api.ok("GET", "/rest/vmfeed/repo/", auth=bob.auth)["repositories"] == []
+    assert parse_feed(api.get("/rest/vmfeed/feed.xml", auth=bob.auth).content,
+                      "http://testserver/").items == []
+    for path in (f"/rest/vmfeed/{uuid}/", f"/rest/vmfeed/{uuid}/download/",
+                 f"/rest/vmfeed/repo/{repo}/"):
+        r = api.get(path, auth=bob.auth)
+        assert r.status_code in (403, 404) and r.json()["errno"] in (1101, 1200), r.text
+    r = api.put("/rest/vmfeed/", data={"url": srv.url("/feed.xml")}, auth=bob.auth)
+    assert r.status_code in (403, 409), r.text  # taken, or not bob's to add
+
+    grant(api, repo, "read", user=bob.uuid)
+    assert [p["uuid"] for p in api.ok("GET", "/rest/vmfeed/", auth=bob.auth)["packages"]] == \
+        [uuid]
+    got = api.get(f"/rest/vmfeed/{uuid}/download/", auth=bob.auth)
+    assert got.status_code == 200 and got.content == pkgs["alpha"].bytes()
+    items = parse_feed(api.get("/rest/vmfeed/feed.xml", auth=bob.auth).content,
+                       "http://testserver/").items
+    assert [i.guid for i in items] == [uuid]
+    for method, path in (("DELETE", f"/rest/vmfeed/{uuid}/"),
+                         ("DELETE", f"/rest/vmfeed/repo/package/{uuid}/"),
+                         ("DELETE", f"/rest/vmfeed/repo/{repo}/")):
+        r = api.request(method, path, auth=bob.auth)
+        assert r.status_code == 403 and r.json()["errno"] == 1101, (path, r.text)
+    assert api.ok("GET", f"/rest/vmfeed/{uuid}/")["package"]["state"] == "cached"
