@@ -1,56 +1,1035 @@
-"""A small Python client for the enomalism API, on httpx."""
+"""A Python client for the enomalism API, on httpx.
 
+    from enomalism.client import Client, NotFoundError
+
+    with Client("http://127.0.0.1:8080", "admin", "secret") as c:   # or token="enm_..."
+        for m in c.machines.list(kind="vm"):
+            print(m.name, m.state)
+        queued = c.machines.provision(host, package=pkg, hypervisor=hv, name="web2")
+        tx = c.wait(queued.txid, progress=lambda t: print(t.completion))
+
+Every call returns typed objects (dataclasses whose fields are the API's answer keys) or
+plain values, and every failure raises a `ClientError` carrying the answer's `errno`,
+`message` and HTTP `status`; its subclasses tell apart what a caller usually handles
+differently: `NotFoundError` (404), `DeniedError` (401, 403, 429), `ConflictError` (409, and
+`LockedError` for 423 with the holding transaction's `txid`), `UnreachableError` (no answer at
+all). `exit_code` maps them to the `enomalism` command's exit codes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import re
+import time
+import types
+import typing
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
+from enomalism import __version__
+
+FINAL_STATES = frozenset({"done", "failed", "cancelled"})
+
+# -- errors ------------------------------------------------------------------------------------
+
+EXIT_OTHER, EXIT_NOT_FOUND, EXIT_DENIED, EXIT_CONFLICT, EXIT_UNREACHABLE = 1, 3, 4, 5, 6
+
 
 class ClientError(Exception):
-    """An error answer, or no answer at all (errno 0, status 0)."""
+    """An error answer (`status` its HTTP status, `errno` and `message` from its body), or no
+    answer at all (`status` 0, `errno` 0)."""
 
-    def __init__(self, status: int, errno: int, message: str) -> None:
-        super().__init__(f"{errno}: {message}")
+    exit_code = EXIT_OTHER
+
+    def __init__(self, status: int, errno: int, message: str, body: dict | None = None) -> None:
+        super().__init__(f"{errno}: {message}" if errno else message)
         self.status, self.errno, self.message = status, errno, message
+        self.body = body or {}
+
+
+class NotFoundError(ClientError):
+    """404: no such object, or one the caller may not read."""
+
+    exit_code = EXIT_NOT_FOUND
+
+
+class DeniedError(ClientError):
+    """401 (wrong or missing credentials), 403 (not allowed), 429 (too many failed logins)."""
+
+    exit_code = EXIT_DENIED
+
+
+class ConflictError(ClientError):
+    """409: a name taken, an object in use, an action that does not fit the state."""
+
+    exit_code = EXIT_CONFLICT
+
+
+class LockedError(ConflictError):
+    """423: a transaction holds the machine; `txid` names it."""
 
     @property
-    def exit_code(self) -> int:
-        """Distinct exit codes for the CLI: not found, denied, conflict, unreachable."""
-        return {404: 3, 401: 4, 403: 4, 409: 5, 423: 5, 0: 6}.get(self.status, 1)
+    def txid(self) -> str | None:
+        return self.body.get("txid")
+
+
+class UnreachableError(ClientError):
+    """The server did not answer (connection refused, timed out, name unknown)."""
+
+    exit_code = EXIT_UNREACHABLE
+
+
+class WaitTimeout(ClientError):
+    """`Client.wait` gave up before the transaction finished; `transaction` is the last seen."""
+
+    def __init__(self, message: str, transaction: Transaction) -> None:
+        super().__init__(0, 1, message)
+        self.transaction = transaction
+
+
+_BY_STATUS: dict[int, type[ClientError]] = {
+    401: DeniedError, 403: DeniedError, 429: DeniedError, 404: NotFoundError,
+    409: ConflictError, 423: LockedError,
+}
+
+
+def error_for(status: int, errno: int, message: str, body: dict | None = None) -> ClientError:
+    """The fitting `ClientError` subclass for an error answer."""
+    return _BY_STATUS.get(status, ClientError)(status, errno, message, body)
+
+
+# -- typed results ---------------------------------------------------------------------------
+
+
+def _convert(tp: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _convert(args[0], value) if len(args) == 1 else value
+    if origin is list:
+        (item,) = typing.get_args(tp) or (Any,)
+        return [_convert(item, v) for v in value]
+    if tp is datetime and isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
+    if isinstance(tp, type) and issubclass(tp, Model) and isinstance(value, dict):
+        return tp.from_dict(value)
+    return value
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Model):
+        return value.to_dict()
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+@dataclass
+class Model:
+    """Base of the typed results: built from an answer's object (unknown keys ignored,
+    missing ones left at their defaults), and back to a JSON-ready dict with the same keys."""
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Any:
+        hints = _hints(cls)
+        return cls(**{f.name: _convert(hints[f.name], data[f.name])
+                      for f in dataclasses.fields(cls) if f.name in data})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+@dataclass
+class Machine(Model):
+    """A host or a VM (the API's `machine_obj`)."""
+
+    uuid: str = ""
+    name: str = ""
+    kind: str = ""
+    state: str = ""
+    managed: bool = False
+    persistent: bool = False
+    parent: str | None = None
+    host: str | None = None
+    address: str | None = None
+    is_local: bool = False
+    clusters: list[str] = field(default_factory=list)
+    locked_by: str | None = None
+    owner: str | None = None
+    actions: list[str] = field(default_factory=list)
+    xmldesc: str | None = None
+    xml_pending: bool = False
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    synced_at: datetime | None = None
+
+
+@dataclass
+class MachineInfo(Model):
+    state: str = ""
+    vcpus: int | None = None
+    memory_kib: int | None = None
+    max_memory_kib: int | None = None
+    persistent: bool = False
+    hypervisor_status: str | None = None
+    synced_at: datetime | None = None
+    leases: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Hypervisor(Model):
+    uuid: str = ""
+    machine: str = ""
+    virt_class: str = ""
+    virt_url: str = ""
+    status: str = ""
+    last_error: str | None = None
+    hostname: str | None = None
+    driver: str | None = None
+    libvirt_version: str | None = None
+    cpus: int | None = None
+    memory_kib: int | None = None
+    arch: str | None = None
+    connected_at: datetime | None = None
+
+
+@dataclass
+class Candidate(Model):
+    """A local libvirt URI the server found and did not add."""
+
+    virt_class: str = ""
+    virt_url: str = ""
+    reachable: bool = False
+
+
+@dataclass
+class MachineDetails(Model):
+    """GET /rest/machine/<UUID>/: the machine, its runtime information, its hypervisors."""
+
+    machine: Machine = field(default_factory=Machine)
+    info: MachineInfo = field(default_factory=MachineInfo)
+    hypervisors: list[Hypervisor] = field(default_factory=list)
+
+
+@dataclass
+class HostRegistration(Model):
+    machine: Machine = field(default_factory=Machine)
+    hypervisors: list[Hypervisor] = field(default_factory=list)
+    message: str = ""
+
+
+@dataclass
+class Cluster(Model):
+    uuid: str = ""
+    name: str = ""
+    machines: list[str] = field(default_factory=list)
+
+
+@dataclass
+class UserRef(Model):
+    uuid: str = ""
+    username: str = ""
+
+
+@dataclass
+class GroupRef(Model):
+    uuid: str = ""
+    name: str = ""
+
+
+@dataclass
+class User(Model):
+    uuid: str = ""
+    username: str = ""
+    email: str | None = None
+    full_name: str | None = None
+    is_admin: bool = False
+    enabled: bool = True
+    groups: list[GroupRef] = field(default_factory=list)
+    created_at: datetime | None = None
+    password_changed_at: datetime | None = None
+
+
+@dataclass
+class Group(Model):
+    uuid: str = ""
+    name: str = ""
+    owner: str | None = None
+    users: list[UserRef] = field(default_factory=list)
+    created_at: datetime | None = None
+
+
+@dataclass
+class Token(Model):
+    uuid: str = ""
+    name: str = ""
+    user: str = ""
+    created_at: datetime | None = None
+    expires_at: datetime | None = None
+
+
+@dataclass
+class NewToken(Model):
+    """A token just created; `secret` is shown only once."""
+
+    token: Token = field(default_factory=Token)
+    secret: str = ""
+
+
+@dataclass
+class AuditEntry(Model):
+    id: int = 0
+    at: datetime | None = None
+    actor: str | None = None
+    actor_name: str | None = None
+    source: str | None = None
+    action: str = ""
+    object: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Grant(Model):
+    uuid: str = ""
+    permission: str = ""
+    principal_type: str = ""
+    principal: str = ""
+    principal_name: str | None = None
+    created_at: datetime | None = None
+
+
+@dataclass
+class AccessList(Model):
+    """An object's owner and grants (GET /rest/permissions/<UUID>/)."""
+
+    object: str = ""
+    object_type: str = ""
+    owner: str | None = None
+    permissions: list[Grant] = field(default_factory=list)
+
+
+@dataclass
+class Transaction(Model):
+    uuid: str = ""
+    kind: str = ""
+    state: str = ""
+    target: str | None = None
+    completion: int = 0
+    result: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    log: list[list[str]] = field(default_factory=list)
+    owner: str | None = None
+    cancel_requested: bool = False
+    attempts: int = 0
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINAL_STATES
+
+    @property
+    def last_message(self) -> str:
+        """The newest log line, what a progress display shows beside the bar."""
+        return self.log[-1][2] if self.log and len(self.log[-1]) > 2 else ""
+
+
+@dataclass
+class Queued(Model):
+    """A transaction just queued; `machine` is the new machine of a provision."""
+
+    txid: str = ""
+    machine: str | None = None
+    message: str = ""
+
+
+@dataclass
+class Repository(Model):
+    uuid: str = ""
+    url: str = ""
+    has_credentials: bool = False
+    title: str | None = None
+    description: str | None = None
+    feed_uuid: str | None = None
+    refreshed_at: datetime | None = None
+    last_error: str | None = None
+    packages: int = 0
+
+
+@dataclass
+class Package(Model):
+    uuid: str = ""
+    name: str = ""
+    description: str | None = None
+    version: str | None = None
+    virt_class: str | None = None
+    arch: str | None = None
+    state: str = ""
+    repository: str | None = None
+    url: str | None = None
+    length: int | None = None
+    sha256: str | None = None
+    size: int | None = None
+    disks: list[dict[str, Any]] = field(default_factory=list)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass
+class IPRange(Model):
+    uuid: str = ""
+    network: str = ""
+    start_ip: str = ""
+    end_ip: str = ""
+    size: int = 0
+
+
+@dataclass
+class Network(Model):
+    uuid: str = ""
+    name: str = ""
+    description: str | None = None
+    bridge: str = ""
+    cluster: str | None = None
+    ip: str = ""
+    netmask: str = ""
+    prefix: int = 0
+    gateway: str | None = None
+    version: int = 4
+    ranges: list[IPRange] = field(default_factory=list)
+    leased: int = 0
+    created_at: datetime | None = None
+
+
+@dataclass
+class Lease(Model):
+    uuid: str = ""
+    network: str = ""
+    address: str = ""
+    machine: str | None = None
+    mac: str | None = None
+    note: str | None = None
+    created_at: datetime | None = None
+
+
+# -- the client --------------------------------------------------------------------------------
+
+
+def _path_id(value: str) -> str:
+    """An id or address as one path segment (never a way to reach another path)."""
+    return quote(str(value), safe=":")
 
 
 class Client:
-    def __init__(self, url: str, username: str, password: str, timeout: float = 60.0) -> None:
-        self._http = httpx.Client(base_url=url.rstrip("/"), auth=(username, password),
-                                  timeout=timeout)
+    """One server, one identity: HTTP Basic (`username`, `password`) or a bearer `token`.
 
-    def __enter__(self) -> "Client":
+    Resources are attributes: `machines`, `hosts`, `hypervisors`, `clusters`, `users`,
+    `groups`, `permissions`, `tokens`, `audit`, `transactions`, `repositories`, `packages`,
+    `networks`; `wait` follows a transaction to its end."""
+
+    def __init__(self, url: str, username: str | None = None, password: str | None = None, *,
+                 token: str | None = None, timeout: float = 60.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        if not re.match(r"^https?://[^/\s]+", url or ""):
+            raise ClientError(0, 1000, f"'{url}' is not a server URL (http://host:port)")
+        auth: Any = None
+        headers = {"User-Agent": f"enomalism-client/{__version__}", "Accept": "application/json"}
+        if username is not None and password is not None:
+            auth = (username, password)
+        elif token:
+            headers["Authorization"] = f"Bearer {token}"
+        self.url = url.rstrip("/")
+        # Certificates are only loaded for https (loading them costs more than a request).
+        self._http = httpx.Client(base_url=self.url, auth=auth, headers=headers,
+                                  timeout=timeout, transport=transport,
+                                  verify=self.url.startswith("https:"))
+        self.machines = Machines(self)
+        self.hosts = Hosts(self)
+        self.hypervisors = Hypervisors(self)
+        self.clusters = Clusters(self)
+        self.users = Users(self)
+        self.groups = Groups(self)
+        self.permissions = Permissions(self)
+        self.tokens = Tokens(self)
+        self.audit = Audit(self)
+        self.transactions = Transactions(self)
+        self.repositories = Repositories(self)
+        self.packages = Packages(self)
+        self.networks = Networks(self)
+
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
         self._http.close()
 
-    def call(self, method: str, path: str, **data: Any) -> dict:
-        body = {k: v for k, v in data.items() if v is not None}
+    # -- raw calls ---------------------------------------------------------------------------
+
+    def _send(self, method: str, path: str, *, stream: bool = False, **kw: Any) -> httpx.Response:
         try:
-            r = self._http.request(method, path, json=body if method != "GET" else None,
-                                   params=body if method == "GET" else None)
+            if stream:
+                return self._http.send(self._http.build_request(method, path, **kw), stream=True)
+            return self._http.request(method, path, **kw)
         except httpx.TransportError as e:
-            raise ClientError(0, 0, f"cannot reach the server: {e}") from None
+            raise UnreachableError(0, 0, f"cannot reach the server at {self.url}: "
+                                         f"{e or type(e).__name__}") from None
+
+    @staticmethod
+    def _check(r: httpx.Response) -> dict:
         try:
             answer = r.json()
         except ValueError:
-            raise ClientError(r.status_code, 1, f"not a JSON answer (HTTP {r.status_code})") \
-                from None
-        if r.status_code >= 400 or answer.get("errno", 0):
-            raise ClientError(r.status_code, answer.get("errno", 1), answer.get("message", ""))
+            if r.status_code >= 400:
+                raise error_for(r.status_code, 1, f"HTTP {r.status_code} "
+                                f"{r.reason_phrase} (not an enomalism answer)") from None
+            raise ClientError(r.status_code, 1, "the server's answer is not JSON; is this "
+                              "an enomalism server?") from None
+        if not isinstance(answer, dict):
+            raise ClientError(r.status_code, 1, "the server's answer is not a JSON object")
+        errno = answer.get("errno") or 0
+        if r.status_code >= 400 or errno:
+            raise error_for(r.status_code, errno or 1,
+                            answer.get("message") or f"HTTP {r.status_code}", answer)
         return answer
 
-    def register_host(self, **variables: Any) -> dict:
-        return self.call("PUT", "/rest/hosts/", **variables)
+    def call(self, method: str, path: str, **variables: Any) -> dict:
+        """One request; `variables` (None ones left out) go as the query string of a GET and
+        as a JSON body otherwise. Returns the answer, or raises a `ClientError`."""
+        body = {k: v for k, v in variables.items() if v is not None}
+        if method in ("GET", "HEAD"):
+            r = self._send(method, path, params=body)
+        else:
+            r = self._send(method, path, json=body)
+        return self._check(r)
 
-    def hosts(self) -> list[dict]:
-        return self.call("GET", "/rest/hosts/")["hosts"]
+    def health(self) -> bool:
+        """Whether the server answers /healthz (no credentials needed)."""
+        r = self._send("GET", "/healthz")
+        return r.status_code == 200
 
-    def add_hypervisor(self, host: str, virt_url: str, virt_class: str | None = None) -> dict:
-        return self.call("POST", f"/rest/machine/{host}/hypervisors/", virt_url=virt_url,
-                         virt_class=virt_class)
+    # -- transactions ------------------------------------------------------------------------
+
+    def wait(self, txid: str, progress: Callable[[Transaction], None] | None = None,
+             timeout: float | None = None, interval: float = 1.0) -> Transaction:
+        """Poll the transaction until it is done, failed or cancelled and return it; call
+        `progress(transaction)` at every poll. Polls come quickly at first (short jobs end
+        soon after they start) and then every `interval` seconds. Raises `WaitTimeout` after
+        `timeout` seconds (None: no limit); the transaction itself goes on."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = min(0.05, interval)
+        while True:
+            tx = self.transactions.get(txid)
+            if progress is not None:
+                progress(tx)
+            if tx.finished:
+                return tx
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeout(f"transaction {txid} is still {tx.state} "
+                                  f"({tx.completion}%) after {timeout:g} s", tx)
+            left = None if deadline is None else deadline - time.monotonic()
+            time.sleep(max(min(pause, left) if left is not None else pause, 0.01))
+            pause = min(pause * 2, interval)
+
+
+class _Resource:
+    def __init__(self, client: Client) -> None:
+        self._c = client
+
+    def _call(self, method: str, path: str, **variables: Any) -> dict:
+        return self._c.call(method, path, **variables)
+
+
+class Machines(_Resource):
+    """Machines (hosts and VMs), their actions, clusters, provisioning and packaging."""
+
+    def ids(self) -> list[str]:
+        return self._call("GET", "/rest/machines/")["machines"]
+
+    def list(self, *, kind: str | None = None, state: str | None = None,
+             hypervisor: str | None = None) -> list[Machine]:
+        answer = self._call("GET", "/rest/machines/", detail="true", kind=kind, state=state,
+                            hypervisor=hypervisor)
+        return [Machine.from_dict(o) for o in answer.get("machine_objs", [])]
+
+    def get(self, uuid: str) -> MachineDetails:
+        a = self._call("GET", f"/rest/machine/{_path_id(uuid)}/")
+        return MachineDetails(machine=Machine.from_dict(a["machine_obj"]),
+                              info=MachineInfo.from_dict(a["info"]),
+                              hypervisors=[Hypervisor.from_dict(h) for h in a["hypervisors"]])
+
+    def define(self, xmldesc: str, hypervisor: str) -> Machine:
+        """Define a new VM from libvirt domain XML (like `virsh define`)."""
+        a = self._call("PUT", "/rest/machines/", xmldesc=xmldesc, hvmuuid=hypervisor)
+        return Machine.from_dict(a["machine_obj"])
+
+    def refresh(self, uuid: str) -> str:
+        """Read the machine again from libvirt (a host: all its hypervisors)."""
+        return self._call("POST", f"/rest/machine/{_path_id(uuid)}/trigger_status_updates/")[
+            "message"]
+
+    def actions(self, uuid: str) -> list[str]:
+        """The actions valid for the machine now."""
+        return self._call("GET", f"/rest/machine/{_path_id(uuid)}/actions/")["result"]
+
+    def action(self, uuid: str, action: str, **variables: Any) -> str:
+        """POST /rest/machine/<UUID>/actions/<action>/; returns the answer's message."""
+        return self._call("POST", f"/rest/machine/{_path_id(uuid)}/actions/{action}/",
+                          **variables)["message"]
+
+    def start(self, uuid: str) -> str:
+        return self.action(uuid, "create")
+
+    def shutdown(self, uuid: str) -> str:
+        """Ask the guest to power off (ACPI); returns at once."""
+        return self.action(uuid, "shutdown")
+
+    stop = shutdown
+
+    def poweroff(self, uuid: str) -> str:
+        return self.action(uuid, "poweroff")
+
+    def suspend(self, uuid: str) -> str:
+        return self.action(uuid, "suspend")
+
+    def resume(self, uuid: str) -> str:
+        return self.action(uuid, "resume")
+
+    def reboot(self, uuid: str) -> str:
+        return self.action(uuid, "reboot")
+
+    def manage(self, uuid: str) -> str:
+        return self.action(uuid, "manage")
+
+    def unlock(self, uuid: str) -> str:
+        return self.action(uuid, "unlock")
+
+    def rename(self, uuid: str, name: str) -> str:
+        return self.action(uuid, "rename", name=name)
+
+    def set_xml(self, uuid: str, xmldesc: str) -> str:
+        """Replace the stored definition (`xml_pending` until `store_xml`)."""
+        return self.action(uuid, "xmldesc", xmldesc=xmldesc)
+
+    def store_xml(self, uuid: str) -> str:
+        return self.action(uuid, "store_xml")
+
+    def move(self, uuid: str, hypervisor: str) -> str:
+        """set_parent: move a stopped machine's definition to another hypervisor."""
+        return self.action(uuid, "set_parent", puuid=hypervisor)
+
+    def delete(self, uuid: str) -> str:
+        """totaldelete: destroy, undefine, delete its unshared volumes, forget it."""
+        return self.action(uuid, "totaldelete")
+
+    def hypervisors(self, uuid: str) -> tuple[list[Hypervisor], list[Candidate]]:
+        a = self._call("GET", f"/rest/machine/{_path_id(uuid)}/hypervisors/")
+        return ([Hypervisor.from_dict(h) for h in a["hypervisors"]],
+                [Candidate.from_dict(c) for c in a.get("candidates", [])])
+
+    def clusters(self, uuid: str) -> list[Cluster]:
+        a = self._call("GET", f"/rest/machine/{_path_id(uuid)}/clusters/")
+        return [Cluster.from_dict(c) for c in a["clusters"]]
+
+    def add_to_clusters(self, uuid: str, clusters: Iterable[str]) -> list[Cluster]:
+        a = self._call("POST", f"/rest/machine/{_path_id(uuid)}/clusters/",
+                       clusters=list(clusters))
+        return [Cluster.from_dict(c) for c in a["clusters"]]
+
+    def remove_from_clusters(self, uuid: str, clusters: Iterable[str]) -> list[Cluster]:
+        a = self._call("DELETE", f"/rest/machine/{_path_id(uuid)}/clusters/",
+                       clusters=list(clusters))
+        return [Cluster.from_dict(c) for c in a["clusters"]]
+
+    def provision(self, host: str, *, package: str, hypervisor: str, name: str,
+                  pool: str | None = None) -> Queued:
+        """Queue a provision of `package` as a new machine `name` on `hypervisor` (one of
+        `host`'s); `Queued.machine` is the new machine, `Queued.txid` the transaction."""
+        a = self._call("POST", f"/rest/machine/{_path_id(host)}/actions/provision/",
+                       pkguuid=package, hvmuuid=hypervisor, name=name, pool=pool)
+        return Queued(txid=a["txid"], machine=a["newuuid"], message=a.get("message", ""))
+
+    def package(self, uuid: str, *, name: str | None = None, description: str | None = None,
+                version: str | None = None, compression: str | None = None) -> Queued:
+        """Queue packaging the machine; the transaction's `result["package"]` is the new
+        package."""
+        a = self._call("POST", f"/rest/machine/{_path_id(uuid)}/actions/package/", name=name,
+                       description=description, version=version, compression=compression)
+        return Queued(txid=a["txid"], machine=uuid, message=a.get("message", ""))
+
+
+class Hosts(_Resource):
+    def list(self) -> list[Machine]:
+        return [Machine.from_dict(h) for h in self._call("GET", "/rest/hosts/")["hosts"]]
+
+    def register(self, name: str, *, virt_url: str | None = None, address: str | None = None,
+                 virt_class: str | None = None) -> HostRegistration:
+        """Register a host, connecting its hypervisor when `virt_url` is given (both or
+        neither)."""
+        a = self._call("PUT", "/rest/hosts/", name=name, virt_url=virt_url, address=address,
+                       virt_class=virt_class)
+        return HostRegistration(machine=Machine.from_dict(a["machine_obj"]),
+                                hypervisors=[Hypervisor.from_dict(h) for h in a["hypervisors"]],
+                                message=a.get("message", ""))
+
+
+class Hypervisors(_Resource):
+    def get(self, uuid: str) -> Hypervisor:
+        return Hypervisor.from_dict(
+            self._call("GET", f"/rest/hypervisor/{_path_id(uuid)}/")["hypervisor"])
+
+    def delete(self, uuid: str) -> str:
+        return self._call("DELETE", f"/rest/hypervisor/{_path_id(uuid)}/")["message"]
+
+    def list(self, host: str | None = None) -> list[Hypervisor]:
+        """The hypervisors of one host, or of every host the caller may read."""
+        hosts = [host] if host else [h.uuid for h in self._c.hosts.list()]
+        return [hv for h in hosts for hv in self._c.machines.hypervisors(h)[0]]
+
+    def candidates(self, host: str) -> list[Candidate]:
+        return self._c.machines.hypervisors(host)[1]
+
+    def add(self, host: str, virt_url: str, virt_class: str | None = None) -> Hypervisor:
+        """Connect and add a hypervisor to a host; returns it."""
+        a = self._call("POST", f"/rest/machine/{_path_id(host)}/hypervisors/",
+                       virt_url=virt_url, virt_class=virt_class)
+        hvs = [Hypervisor.from_dict(h) for h in a["hypervisors"]]
+        return next((h for h in hvs if h.virt_url == virt_url), hvs[-1])
+
+
+class Clusters(_Resource):
+    def list(self) -> list[Cluster]:
+        return [Cluster.from_dict(c) for c in self._call("GET", "/rest/cluster/list/")["clusters"]]
+
+    def get(self, uuid: str) -> Cluster:
+        return Cluster.from_dict(self._call("GET", f"/rest/cluster/{_path_id(uuid)}/")["cluster"])
+
+    def create(self, name: str) -> Cluster:
+        return Cluster.from_dict(self._call("PUT", "/rest/cluster/", cluster_name=name)["cluster"])
+
+    def rename(self, uuid: str, name: str) -> Cluster:
+        return Cluster.from_dict(self._call("POST", f"/rest/cluster/{_path_id(uuid)}/",
+                                            action="rename", cluster_name=name)["cluster"])
+
+    def delete(self, uuid: str) -> str:
+        return self._call("DELETE", f"/rest/cluster/{_path_id(uuid)}/")["message"]
+
+
+class Users(_Resource):
+    def list(self) -> list[UserRef]:
+        return [UserRef(uuid=i, username=n) for n, i in self._call("GET", "/rest/users/")["users"]]
+
+    def get(self, uuid: str) -> User:
+        return User.from_dict(self._call("GET", f"/rest/user/{_path_id(uuid)}/")["user"])
+
+    def create(self, username: str, password: str, *, email: str | None = None,
+               full_name: str | None = None, admin: bool = False,
+               groups: Iterable[str] = ()) -> User:
+        a = self._call("POST", "/rest/user/create/", username=username, password=password,
+                       email=email, full_name=full_name, admin=admin, groups=list(groups) or None)
+        return self.get(a["uuid"])
+
+    def _act(self, uuid: str, action: str, **variables: Any) -> User:
+        a = self._call("POST", f"/rest/user/{_path_id(uuid)}/", action=action, **variables)
+        return User.from_dict(a["user"])
+
+    def update(self, uuid: str, *, email: str | None = None,
+               full_name: str | None = None) -> User:
+        return self._act(uuid, "update", email=email, full_name=full_name)
+
+    def set_password(self, uuid: str, password: str) -> User:
+        return self._act(uuid, "set_password", password=password)
+
+    def enable(self, uuid: str) -> User:
+        return self._act(uuid, "enable")
+
+    def disable(self, uuid: str) -> User:
+        return self._act(uuid, "disable")
+
+    def set_admin(self, uuid: str, admin: bool = True) -> User:
+        return self._act(uuid, "set_admin", admin=admin)
+
+    def add_group(self, uuid: str, group: str) -> User:
+        return self._act(uuid, "add_group", group=group)
+
+    def remove_group(self, uuid: str, group: str) -> User:
+        return self._act(uuid, "remove_group", group=group)
+
+    def delete(self, uuid: str) -> str:
+        return self._call("DELETE", f"/rest/user/{_path_id(uuid)}/")["message"]
+
+
+class Groups(_Resource):
+    def list(self) -> list[GroupRef]:
+        pairs = self._call("GET", "/rest/group/list/")["groups"]
+        return [GroupRef(uuid=i, name=n) for n, i in pairs]
+
+    def get(self, uuid: str) -> Group:
+        return Group.from_dict(self._call("GET", f"/rest/group/{_path_id(uuid)}/")["group"])
+
+    def create(self, name: str) -> Group:
+        return Group.from_dict(self._call("PUT", "/rest/group/create/", group_name=name)["group"])
+
+    def _act(self, uuid: str, action: str, **variables: Any) -> Group:
+        a = self._call("POST", f"/rest/group/{_path_id(uuid)}/", action=action, **variables)
+        return Group.from_dict(a["group"])
+
+    def rename(self, uuid: str, name: str) -> Group:
+        return self._act(uuid, "rename", group_name=name)
+
+    def add_user(self, uuid: str, user: str) -> Group:
+        return self._act(uuid, "add_user", user=user)
+
+    def remove_user(self, uuid: str, user: str) -> Group:
+        return self._act(uuid, "remove_user", user=user)
+
+    def delete(self, uuid: str) -> str:
+        return self._call("DELETE", f"/rest/group/{_path_id(uuid)}/")["message"]
+
+
+class Permissions(_Resource):
+    """Access lists of any object (needs `admin` on it)."""
+
+    def list(self, obj: str) -> AccessList:
+        return AccessList.from_dict(self._call("GET", f"/rest/permissions/{_path_id(obj)}/"))
+
+    def grant(self, obj: str, permission: str, *, user: str | None = None,
+              group: str | None = None) -> AccessList:
+        return AccessList.from_dict(self._call("PUT", f"/rest/permissions/{_path_id(obj)}/",
+                                               permission=permission, user=user, group=group))
+
+    def revoke(self, obj: str, permission: str, *, user: str | None = None,
+               group: str | None = None) -> AccessList:
+        return AccessList.from_dict(self._call("DELETE", f"/rest/permissions/{_path_id(obj)}/",
+                                               permission=permission, user=user, group=group))
+
+
+class Tokens(_Resource):
+    def list(self, user: str | None = None) -> list[Token]:
+        return [Token.from_dict(t) for t in self._call("GET", "/rest/tokens/", user=user)["tokens"]]
+
+    def create(self, name: str, expires_in_days: float | None = None) -> NewToken:
+        a = self._call("PUT", "/rest/tokens/", name=name,
+                       expires_in_days=None if expires_in_days is None else str(expires_in_days))
+        return NewToken(token=Token.from_dict(a["token"]), secret=a["secret"])
+
+    def revoke(self, uuid: str) -> str:
+        return self._call("DELETE", f"/rest/tokens/{_path_id(uuid)}/")["message"]
+
+
+class Audit(_Resource):
+    def list(self, *, object: str | None = None, limit: int = 100) -> list[AuditEntry]:
+        a = self._call("GET", "/rest/audit/", object=object, limit=limit)
+        return [AuditEntry.from_dict(e) for e in a["entries"]]
+
+
+class Transactions(_Resource):
+    def list(self, *, state: str | None = None, target: str | None = None,
+             limit: int = 100) -> list[Transaction]:
+        a = self._call("GET", "/rest/transactions/", state=state, target=target, limit=limit)
+        return [Transaction.from_dict(t) for t in a["transactions"]]
+
+    def get(self, uuid: str) -> Transaction:
+        return Transaction.from_dict(
+            self._call("GET", f"/rest/transaction/{_path_id(uuid)}/")["data"])
+
+    def cancel(self, uuid: str) -> tuple[Transaction, str]:
+        a = self._call("POST", f"/rest/transaction/{_path_id(uuid)}/", action="cancel")
+        return Transaction.from_dict(a["data"]), a.get("message", "")
+
+    def retry(self, uuid: str) -> tuple[Transaction, str]:
+        a = self._call("POST", f"/rest/transaction/{_path_id(uuid)}/", action="retry")
+        return Transaction.from_dict(a["data"]), a.get("message", "")
+
+
+class Repositories(_Resource):
+    """VMcast feeds."""
+
+    def list(self) -> list[Repository]:
+        a = self._call("GET", "/rest/vmfeed/repo/")
+        return [Repository.from_dict(r) for r in a["repositories"]]
+
+    def get(self, uuid: str) -> tuple[Repository, list[Package]]:
+        a = self._call("GET", f"/rest/vmfeed/repo/{_path_id(uuid)}/")
+        return (Repository.from_dict(a["repository"]),
+                [Package.from_dict(p) for p in a["packages"]])
+
+    def add(self, url: str) -> tuple[Repository, list[Package]]:
+        """Add a feed (fetched at once); credentials may be given in the URL."""
+        a = self._call("PUT", "/rest/vmfeed/", url=url)
+        return self.get(a["uuid"])
+
+    def refresh(self, uuid: str) -> tuple[Repository, list[Package]]:
+        a = self._call("POST", f"/rest/vmfeed/repo/{_path_id(uuid)}/", action="refresh")
+        return (Repository.from_dict(a["repository"]),
+                [Package.from_dict(p) for p in a["packages"]])
+
+    def delete(self, uuid: str) -> str:
+        return self._call("DELETE", f"/rest/vmfeed/repo/{_path_id(uuid)}/")["message"]
+
+
+class Packages(_Resource):
+    def list(self, *, state: str | None = None) -> list[Package]:
+        return [Package.from_dict(p) for p in self._call("GET", "/rest/vmfeed/",
+                                                         state=state)["packages"]]
+
+    def get(self, uuid: str) -> Package:
+        return Package.from_dict(self._call("GET", f"/rest/vmfeed/{_path_id(uuid)}/")["package"])
+
+    def update(self, uuid: str, *, name: str | None = None,
+               description: str | None = None) -> Package:
+        return Package.from_dict(self._call("POST", f"/rest/vmfeed/{_path_id(uuid)}/",
+                                            name=name, description=description)["package"])
+
+    def delete(self, uuid: str) -> str:
+        return self._call("DELETE", f"/rest/vmfeed/{_path_id(uuid)}/")["message"]
+
+    def retrieve(self, uuid: str) -> str | None:
+        """Queue retrieval into the server's cache; the transaction id, or None when the
+        package is cached already."""
+        return self._call("POST", f"/rest/vmfeed/repo/package/{_path_id(uuid)}/")["tx"]
+
+    def uncache(self, uuid: str) -> str:
+        """Remove the server's local copy of a feed's package."""
+        return self._call("DELETE", f"/rest/vmfeed/repo/package/{_path_id(uuid)}/")["message"]
+
+    def download(self, uuid: str, dest: str | os.PathLike,
+                 progress: Callable[[int, int | None], None] | None = None) -> Path:
+        """Download the package file to `dest` (a file, or a directory to put `<name>.xvm2`
+        in), through `dest.part`; `progress(done, total)` as it goes. Returns the path."""
+        r = self._c._send("GET", f"/rest/vmfeed/{_path_id(uuid)}/download/", stream=True)
+        try:
+            if r.status_code != 200:
+                r.read()
+                self._c._check(r)
+                raise ClientError(r.status_code, 1, f"unexpected HTTP {r.status_code}")
+            target = Path(dest)
+            if target.is_dir():
+                target = target / _filename(r.headers.get("content-disposition"), uuid)
+            total = int(r.headers["content-length"]) if "content-length" in r.headers else None
+            part = target.with_name(target.name + ".part")
+            done = 0
+            try:
+                with open(part, "wb") as f:
+                    for chunk in r.iter_bytes(1 << 20):
+                        f.write(chunk)
+                        done += len(chunk)
+                        if progress is not None:
+                            progress(done, total)
+                if total is not None and done != total:
+                    raise ClientError(200, 1, f"the download ended after {done} of {total} "
+                                      "bytes")
+                part.replace(target)
+            except httpx.TransportError as e:
+                part.unlink(missing_ok=True)
+                raise UnreachableError(0, 0, f"the download broke off: {e}") from None
+            except BaseException:
+                part.unlink(missing_ok=True)
+                raise
+            return target
+        finally:
+            r.close()
+
+
+def _filename(disposition: str | None, fallback: str) -> str:
+    m = re.search(r'filename\*?=(?:UTF-8\'\')?"?([^";]+)"?', disposition or "")
+    name = Path(m.group(1)).name if m else ""
+    return name if name and name not in (".", "..") else f"{fallback}.xvm2"
+
+
+class Networks(_Resource):
+    """Static networks, their IP ranges, cluster and leases."""
+
+    def list(self) -> list[Network]:
+        return [Network.from_dict(n) for n in self._call("GET", "/rest/networks/")["networks"]]
+
+    def get(self, uuid: str) -> Network:
+        return Network.from_dict(self._call("GET", f"/rest/networks/{_path_id(uuid)}/")["network"])
+
+    def create(self, name: str, *, bridge: str, ip: str, netmask: str,
+               gateway: str | None = None, cluster: str | None = None,
+               description: str | None = None) -> Network:
+        a = self._call("PUT", "/rest/networks/", name=name, bridge=bridge, ip=ip,
+                       netmask=netmask, gateway=gateway, cluster=cluster,
+                       description=description)
+        return Network.from_dict(a["network"])
+
+    def update(self, uuid: str, *, name: str | None = None, description: str | None = None,
+               bridge: str | None = None, cluster: str | None = None) -> Network:
+        a = self._call("POST", f"/rest/networks/{_path_id(uuid)}/", name=name,
+                       description=description, bridge=bridge, cluster=cluster)
+        return Network.from_dict(a["network"])
+
+    def delete(self, uuid: str) -> str:
+        return self._call("DELETE", f"/rest/networks/{_path_id(uuid)}/")["message"]
+
+    def ranges(self, uuid: str) -> list[IPRange]:
+        a = self._call("GET", f"/rest/networks/{_path_id(uuid)}/iprange/")
+        return [IPRange.from_dict(r) for r in a["ranges"]]
+
+    def add_range(self, uuid: str, start_ip: str, end_ip: str) -> IPRange:
+        a = self._call("POST", f"/rest/networks/{_path_id(uuid)}/iprange/", start_ip=start_ip,
+                       end_ip=end_ip)
+        ranges = [IPRange.from_dict(r) for r in a["ranges"]]
+        return next((r for r in ranges if r.start_ip == start_ip), ranges[-1])
+
+    def get_range(self, uuid: str, range_uuid: str) -> IPRange:
+        a = self._call("GET", f"/rest/networks/{_path_id(uuid)}/iprange/{_path_id(range_uuid)}/")
+        return IPRange.from_dict(a["iprange"])
+
+    def change_range(self, uuid: str, range_uuid: str, *, start_ip: str | None = None,
+                     end_ip: str | None = None) -> IPRange:
+        a = self._call("PUT", f"/rest/networks/{_path_id(uuid)}/iprange/{_path_id(range_uuid)}/",
+                       start_ip=start_ip, end_ip=end_ip)
+        return IPRange.from_dict(a["iprange"])
+
+    def delete_range(self, uuid: str, range_uuid: str) -> str:
+        return self._call("DELETE", f"/rest/networks/{_path_id(uuid)}/iprange/"
+                                    f"{_path_id(range_uuid)}/")["message"]
+
+    def cluster(self, uuid: str) -> Cluster | None:
+        a = self._call("GET", f"/rest/networks/{_path_id(uuid)}/cluster/")
+        return Cluster.from_dict(a["cluster"]) if a.get("cluster") else None
+
+    def set_cluster(self, uuid: str, cluster: str | None) -> Cluster | None:
+        a = self._call("PUT", f"/rest/networks/{_path_id(uuid)}/cluster/", cluster=cluster or "")
+        return Cluster.from_dict(a["cluster"]) if a.get("cluster") else None
+
+    def leases(self, uuid: str) -> list[Lease]:
+        a = self._call("GET", f"/rest/networks/{_path_id(uuid)}/leases/")
+        return [Lease.from_dict(x) for x in a["leases"]]
+
+    def reserve(self, uuid: str, *, address: str | None = None, machine: str | None = None,
+                mac: str | None = None, note: str | None = None) -> Lease:
+        a = self._call("PUT", f"/rest/networks/{_path_id(uuid)}/leases/", address=address,
+                       machine=machine, mac=mac, note=note)
+        return Lease.from_dict(a["lease"])
+
+    def release(self, uuid: str, address: str) -> Lease:
+        a = self._call("DELETE", f"/rest/networks/{_path_id(uuid)}/leases/{_path_id(address)}/")
+        return Lease.from_dict(a["lease"])

@@ -1,58 +1,112 @@
-"""`enomalism host`: register and list hosts on a running server."""
+"""`enomalism host` and `enomalism hypervisor`: hosts and their libvirt connections."""
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from enomalism.client import Client, ClientError
+from enomalism.cli import lookup
+from enomalism.cli.common import cli, command, kib
+from enomalism.cli.machines import brief
 
 app = typer.Typer(help="Hosts and their hypervisors.", no_args_is_help=True)
-console = Console()
+hypervisor_app = typer.Typer(help="Hypervisors: libvirt connections of hosts.",
+                             no_args_is_help=True)
 
-Server = Annotated[str, typer.Option(envvar="ENOMALISM_URL", help="server URL")]
-User = Annotated[str, typer.Option(envvar="ENOMALISM_USER", help="user name")]
-Password = Annotated[str, typer.Option(envvar="ENOMALISM_PASSWORD", prompt=True,
-                                       hide_input=True, help="password")]
-
-
-def _fail(e: ClientError) -> None:
-    console.print(f"[red]error {e.errno}:[/red] {e.message}")
-    raise typer.Exit(e.exit_code)
+HvRef = Annotated[str, typer.Argument(help="UUID, unique UUID prefix or libvirt URI",
+                                      show_default=False)]
 
 
-@app.command("add")
+@command(app, "add")
 def add(
     name: Annotated[str, typer.Argument(help="the host's name")],
-    uri: Annotated[Optional[str], typer.Argument(
+    uri: Annotated[str | None, typer.Argument(
         help="its libvirt URI, e.g. qemu+ssh://root@host/system")] = None,
-    address: Annotated[Optional[str], typer.Option(help="address of the host")] = None,
-    virt_class: Annotated[Optional[str], typer.Option(help="kvm, qemu, xen, lxc, test")] = None,
-    server: Server = "http://127.0.0.1:8080", user: User = "admin", password: Password = "",
+    address: Annotated[str | None, typer.Option(help="address of the host")] = None,
+    virt_class: Annotated[str | None, typer.Option(help="kvm, qemu, xen, lxc, test")] = None,
 ) -> None:
     """Register a host and connect its hypervisor."""
-    try:
-        with Client(server, user, password) as c:
-            answer = c.register_host(name=name, virt_url=uri, address=address,
-                                     virt_class=virt_class)
-    except ClientError as e:
-        _fail(e)
-    console.print(f"host {name} registered as {answer['machine']}")
-    for hv in answer["hypervisors"]:
-        console.print(f"  hypervisor {hv['uuid']} {hv['virt_url']} ({hv['status']})")
+    r = cli().client().hosts.register(name, virt_url=uri, address=address,
+                                      virt_class=virt_class)
+
+    def human() -> None:
+        cli().say(f"host {name} registered as {r.machine.uuid}")
+        for hv in r.hypervisors:
+            cli().say(f"  hypervisor {hv.uuid} {hv.virt_url} ({hv.status})")
+    cli().emit({"machine": brief(r.machine), "hypervisors": r.hypervisors,
+                "message": r.message}, human)
 
 
-@app.command("list")
-def list_(server: Server = "http://127.0.0.1:8080", user: User = "admin",
-          password: Password = "") -> None:
+@command(app, "list")
+def list_() -> None:
     """List registered hosts."""
-    try:
-        with Client(server, user, password) as c:
-            hosts = c.hosts()
-    except ClientError as e:
-        _fail(e)
-    table = Table("UUID", "NAME", "ADDRESS", "LOCAL")
-    for h in hosts:
-        table.add_row(h["uuid"], h["name"], h["address"] or "", "yes" if h["is_local"] else "")
-    console.print(table)
+    hosts = cli().client().hosts.list()
+    cli().emit([brief(h) for h in hosts], lambda: cli().table(
+        ["UUID", "NAME", "ADDRESS", "LOCAL"],
+        [[h.uuid, h.name, h.address, "yes" if h.is_local else ""] for h in hosts]))
+
+
+# -- hypervisors -------------------------------------------------------------------------
+
+@command(hypervisor_app, "list")
+def hv_list(host: Annotated[str | None, typer.Option(
+        help="only this host's (name, UUID or prefix)")] = None) -> None:
+    """List hypervisors."""
+    c = cli().client()
+    hosts = {h.uuid: h.name for h in c.hosts.list()}
+    hvs = c.hypervisors.list(lookup.host(c, host).uuid if host else None)
+    cli().emit(hvs, lambda: cli().table(
+        ["UUID", "HOST", "CLASS", "URI", "STATUS", "CPUS", "MEMORY", "LIBVIRT"],
+        [[h.uuid, hosts.get(h.machine, h.machine), h.virt_class, h.virt_url, h.status, h.cpus,
+          kib(h.memory_kib), h.libvirt_version] for h in hvs]))
+
+
+@command(hypervisor_app, "show")
+def hv_show(hypervisor: HvRef) -> None:
+    """Show a hypervisor."""
+    c = cli().client()
+    h = c.hypervisors.get(lookup.hypervisor(c, hypervisor).uuid)
+    cli().emit(h, lambda: cli().fields([
+        ("uuid", h.uuid), ("host", c.machines.get(h.machine).machine.name),
+        ("class", h.virt_class), ("uri", h.virt_url), ("status", h.status),
+        ("last error", h.last_error), ("hostname", h.hostname), ("driver", h.driver),
+        ("libvirt", h.libvirt_version), ("arch", h.arch), ("cpus", h.cpus),
+        ("memory", kib(h.memory_kib)), ("connected", h.connected_at)]))
+
+
+@command(hypervisor_app, "add")
+def hv_add(
+    host: Annotated[str, typer.Argument(help="the host (name, UUID or prefix)")],
+    uri: Annotated[str, typer.Argument(help="libvirt URI, e.g. qemu+ssh://root@host/system")],
+    virt_class: Annotated[str | None, typer.Option(
+        help="kvm, qemu, xen, lxc or test; derived from the URI when left out")] = None,
+) -> None:
+    """Connect a hypervisor and add it to a host."""
+    c = cli().client()
+    h = lookup.host(c, host)
+    hv = c.hypervisors.add(h.uuid, uri, virt_class)
+    cli().emit(hv, lambda: cli().say(
+        f"hypervisor {hv.virt_url} added to {h.name} as {hv.uuid} ({hv.status})"))
+
+
+@command(hypervisor_app, "delete")
+def hv_delete(
+    hypervisor: HvRef,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
+) -> None:
+    """Remove a hypervisor that has no managed machines (its unmanaged ones are forgotten)."""
+    c = cli().client()
+    h = lookup.hypervisor(c, hypervisor)
+    cli().confirm(f"Remove hypervisor {h.virt_url} ({h.uuid})?", yes)
+    message = c.hypervisors.delete(h.uuid)
+    cli().emit({"hypervisor": h.uuid, "message": message}, lambda: cli().say(message))
+
+
+@command(hypervisor_app, "candidates")
+def hv_candidates(host: Annotated[str | None, typer.Argument(
+        help="the host (default: the local one)")] = None) -> None:
+    """Local libvirt URIs the server found and did not add."""
+    c = cli().client()
+    h = lookup.host(c, host) if host else next((x for x in c.hosts.list() if x.is_local), None)
+    found = c.hypervisors.candidates(h.uuid) if h else []
+    cli().emit(found, lambda: cli().table(
+        ["CLASS", "URI", "REACHABLE"], [[x.virt_class, x.virt_url, x.reachable] for x in found]))

@@ -1,24 +1,53 @@
 """`enomalism`: serve the API, and drive a running server."""
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from enomalism.cli import hosts
+from enomalism.cli import (
+    admin,
+    clusters,
+    feeds,
+    hosts,
+    machines,
+    networks,
+    session,
+    transactions,
+    users,
+)
+from enomalism.cli.common import command, root_options
 
-app = typer.Typer(help="Enomalism cloud control plane.", no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True)
+app.callback()(root_options)
+command(app, "login")(session.login)
+command(app, "logout")(session.logout)
+app.add_typer(machines.app, name="machine")
+app.add_typer(hosts.hypervisor_app, name="hypervisor")
 app.add_typer(hosts.app, name="host")
+app.add_typer(clusters.app, name="cluster")
+app.add_typer(users.user_app, name="user")
+app.add_typer(users.group_app, name="group")
+app.add_typer(users.permission_app, name="permission")
+app.add_typer(users.token_app, name="token")
+app.add_typer(users.audit_app, name="audit")
+app.add_typer(feeds.feed_app, name="feed")
+app.add_typer(feeds.package_app, name="package")
+app.add_typer(networks.app, name="network")
+app.add_typer(transactions.app, name="tx")
+app.add_typer(admin.app, name="admin")
 
 
 @app.command()
 def serve(
-    host: Annotated[Optional[str], typer.Option(help="address to listen on [ENOMALISM_HOST]")] = None,
-    port: Annotated[Optional[int], typer.Option(help="port [ENOMALISM_PORT]")] = None,
-    data_dir: Annotated[Optional[Path], typer.Option(help="data directory [ENOMALISM_DATA_DIR]")] = None,
-    database_url: Annotated[Optional[str], typer.Option(
+    host: Annotated[str | None, typer.Option(
+        help="address to listen on [ENOMALISM_HOST]")] = None,
+    port: Annotated[int | None, typer.Option(help="port [ENOMALISM_PORT]")] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        help="data directory [ENOMALISM_DATA_DIR]")] = None,
+    database_url: Annotated[str | None, typer.Option(
         help="SQLAlchemy URL; default SQLite in the data dir [ENOMALISM_DATABASE_URL]")] = None,
-    hypervisor: Annotated[Optional[list[str]], typer.Option(
+    hypervisor: Annotated[list[str] | None, typer.Option(
         help="libvirt URI to add to the local host (repeatable); default qemu:///system "
              "when libvirtd answers")] = None,
 ) -> None:
@@ -34,7 +63,8 @@ def serve(
         "host": host, "port": port, "data_dir": data_dir, "database_url": database_url,
         "hypervisors": hypervisor or None}.items() if v is not None}
     settings = Settings(**overrides)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     typer.echo(f"enomalism: serving on http://{settings.host}:{settings.port} "
                f"(data in {settings.data_dir})")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,

@@ -1,0 +1,322 @@
+"""`enomalism machine`: list, show and act on machines; provision and package."""
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from enomalism.cli import lookup
+from enomalism.cli.common import CLIError, cli, command, kib
+from enomalism.client import ClientError, Machine
+
+app = typer.Typer(help="Virtual machines (and hosts): lifecycle, provisioning, packaging.",
+                  no_args_is_help=True)
+
+Ref = Annotated[str, typer.Argument(help="name, UUID or unique UUID prefix", show_default=False)]
+Refs = Annotated[list[str], typer.Argument(help="names, UUIDs or unique UUID prefixes",
+                                           show_default=False)]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")]
+NoWait = Annotated[bool, typer.Option("--no-wait", help="print the transaction id at once "
+                                      "instead of following it")]
+Timeout = Annotated[float | None, typer.Option(help="give up waiting after this many "
+                                                  "seconds (the work goes on)")]
+
+
+def brief(m: Machine) -> dict:
+    """A machine for listings: everything but its XML description."""
+    d = m.to_dict()
+    d.pop("xmldesc", None)
+    return d
+
+
+def notes(m: Machine) -> str:
+    out = []
+    if m.kind == "vm" and not m.managed:
+        out.append("unmanaged")
+    if m.locked_by:
+        out.append(f"locked by {m.locked_by}")
+    if m.xml_pending:
+        out.append("xml pending")
+    if m.is_local:
+        out.append("local")
+    return ", ".join(out)
+
+
+@command(app, "list")
+def list_(
+    kind: Annotated[str | None, typer.Option(help="host or vm")] = None,
+    state: Annotated[str | None, typer.Option(help="only machines in this state")] = None,
+    hypervisor: Annotated[str | None, typer.Option(
+        help="only machines on this hypervisor (UUID, prefix or URL)")] = None,
+) -> None:
+    """List machines (hosts and VMs)."""
+    c = cli().client()
+    hv = lookup.hypervisor(c, hypervisor).uuid if hypervisor else None
+    found = c.machines.list(kind=kind, state=state, hypervisor=hv)
+    names = {m.uuid: m.name for m in c.machines.list(kind="host")} if found else {}
+    cli().emit([brief(m) for m in found], lambda: cli().table(
+        ["NAME", "UUID", "KIND", "STATE", "HOST", "NOTES"],
+        [[m.name, m.uuid, m.kind, m.state, names.get(m.host, m.host), notes(m)]
+         for m in found]))
+
+
+@command(app, "show")
+def show(
+    machine: Ref,
+    xml: Annotated[bool, typer.Option("--xml", help="print only the XML description")] = False,
+) -> None:
+    """Show a machine: state, size, hypervisor, clusters, addresses, actions."""
+    c = cli().client()
+    d = c.machines.get(lookup.machine(c, machine).uuid)
+    m, info = d.machine, d.info
+    if xml and not cli().json:
+        typer.echo(m.xmldesc or "")
+        return
+
+    def human() -> None:
+        host = c.machines.get(m.host).machine.name if m.host else None
+        hv = d.hypervisors[0] if m.kind == "vm" and d.hypervisors else None
+        clusters = {x.uuid: x.name for x in c.machines.clusters(m.uuid)} if m.clusters else {}
+        cli().fields([
+            ("name", m.name), ("uuid", m.uuid), ("kind", m.kind), ("state", m.state),
+            ("managed", m.managed), ("persistent", m.persistent),
+            *([("host", host)] if host else []),
+            *([("hypervisor", f"{hv.virt_url} ({hv.status})")] if hv else []),
+            *([("hypervisors", [f"{h.virt_url} ({h.status})" for h in d.hypervisors])]
+              if m.kind == "host" else []),
+            *([("address", m.address)] if m.address else []),
+            ("vcpus", info.vcpus), ("memory", kib(info.memory_kib)),
+            ("clusters", [clusters.get(u, u) for u in m.clusters]),
+            ("addresses", [f"{x.get('address')} on {x.get('network_name')}"
+                           for x in info.leases]),
+            ("locked by", m.locked_by), ("xml pending", m.xml_pending), ("owner", m.owner),
+            ("actions", m.actions), ("created", m.created_at), ("updated", m.updated_at),
+            ("synced", m.synced_at),
+        ])
+    cli().emit(d, human)
+
+
+def _act(refs: list[str], action: str, done: str, **variables: str) -> list[dict]:
+    c = cli().client()
+    results = []
+    for m in lookup.machines(c, refs):
+        try:
+            message = c.machines.action(m.uuid, action, **variables)
+        except ClientError as e:
+            e.partial = results  # what was done before, for the error document
+            raise
+        results.append({"machine": m.uuid, "name": m.name, "action": action,
+                        "message": message})
+        cli().say(f"{m.name}: {message or done}")
+    return results
+
+
+def _action_command(name: str, action: str, help_text: str, done: str) -> None:
+    @command(app, name, help=help_text)
+    def run(machines: Refs) -> None:
+        cli().emit(_act(machines, action, done))
+    run.__name__ = f"machine_{name}"
+
+
+_action_command("start", "create", "Start machines.", "started")
+_action_command("poweroff", "poweroff", "Stop machines at once (like pulling the plug).",
+                "powered off")
+_action_command("suspend", "suspend", "Pause machines' vCPUs.", "suspended")
+_action_command("resume", "resume", "Resume paused machines.", "resumed")
+_action_command("reboot", "reboot", "Ask guests to reboot (ACPI).", "rebooting")
+_action_command("manage", "manage", "Adopt discovered (unmanaged) domains.", "managed")
+_action_command("unlock", "unlock", "Clear a stale transaction lock (administrators).",
+                "unlocked")
+_action_command("store-xml", "store_xml", "Define the stored XML description on the "
+                "hypervisor.", "stored")
+
+
+@command(app, "stop")
+def stop(
+    machines: Refs,
+    wait: Annotated[bool, typer.Option("--wait", help="wait until they are shut off")] = False,
+    timeout: Annotated[float, typer.Option(help="with --wait: seconds to wait")] = 120,
+) -> None:
+    """Ask guests to power off (ACPI shutdown); answers at once unless --wait. A guest
+    without an OS ignores it: use poweroff."""
+    results = _act(machines, "shutdown", "shutting down")
+    if wait:
+        c = cli().client()
+        deadline = time.monotonic() + timeout
+        for r in results:
+            while (state := c.machines.get(r["machine"]).machine.state) != "shutoff":
+                if time.monotonic() > deadline:
+                    raise CLIError(f"{r['name']} is still {state} after {timeout:g} s; "
+                                   f"`enomalism machine poweroff {r['name']}` stops it at once",
+                                   results=results)
+                time.sleep(0.5)
+            r["state"] = "shutoff"
+            cli().say(f"{r['name']}: shut off")
+    cli().emit(results)
+
+
+@command(app, "refresh")
+def refresh(machines: Refs) -> None:
+    """Read machines again from libvirt now (a host: all its hypervisors)."""
+    c = cli().client()
+    results = []
+    for m in lookup.machines(c, machines):
+        message = c.machines.refresh(m.uuid)
+        results.append({"machine": m.uuid, "name": m.name, "action": "trigger_status_updates",
+                        "message": message})
+        cli().say(f"{m.name}: {message}")
+    cli().emit(results)
+
+
+@command(app, "delete")
+def delete(machines: Refs, yes: Yes = False) -> None:
+    """Delete machines for good: stop, undefine, delete their unshared disk volumes
+    (totaldelete). Asks first unless --yes."""
+    c = cli().client()
+    found = lookup.machines(c, machines)
+    listed = ", ".join(f"{m.name} ({m.uuid})" for m in found)
+    cli().confirm(f"Delete machine {listed} with its disk volumes?" if len(found) == 1 else
+                  f"Delete machines {listed} with their disk volumes?", yes)
+    results = []
+    for m in found:
+        message = c.machines.delete(m.uuid)
+        results.append({"machine": m.uuid, "name": m.name, "action": "totaldelete",
+                        "message": message})
+        cli().say(f"{m.name}: {message or 'deleted'}")
+    cli().emit(results)
+
+
+@command(app, "rename")
+def rename(machine: Ref, new_name: Annotated[str, typer.Argument(help="the new name")]) -> None:
+    """Rename a machine (a VM must be shut off)."""
+    c = cli().client()
+    m = lookup.machine(c, machine)
+    message = c.machines.rename(m.uuid, new_name)
+    cli().emit({"machine": m.uuid, "name": new_name, "old_name": m.name, "message": message},
+               lambda: cli().say(f"{m.name}: {message or 'renamed to ' + new_name}"))
+
+
+@command(app, "actions")
+def actions(machine: Ref) -> None:
+    """The actions valid for a machine now."""
+    c = cli().client()
+    m = lookup.machine(c, machine)
+    result = c.machines.actions(m.uuid)
+    cli().emit({"machine": m.uuid, "name": m.name, "actions": result},
+               lambda: [cli().say(a) for a in result])
+
+
+@command(app, "define")
+def define(
+    xml_file: Annotated[Path, typer.Argument(help="libvirt domain XML ('-': stdin)",
+                                             allow_dash=True)],
+    hypervisor: Annotated[str | None, typer.Option(
+        help="the hypervisor (UUID, prefix or URL); needed when there are several")] = None,
+) -> None:
+    """Define a new VM from libvirt domain XML, like `virsh define`."""
+    c = cli().client()
+    text = typer.get_text_stream("stdin").read() if str(xml_file) == "-" else \
+        _read(xml_file)
+    hv = _hypervisor(c, hypervisor, None)
+    m = c.machines.define(text, hv.uuid)
+    cli().emit(brief(m), lambda: cli().say(f"machine {m.name} defined: {m.uuid}"))
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError as e:
+        raise CLIError(f"cannot read {path}: {e.strerror}") from None
+
+
+@command(app, "move")
+def move(machine: Ref, hypervisor: Annotated[str, typer.Argument(
+        help="the hypervisor to move to (UUID, prefix or URL)")]) -> None:
+    """Move a stopped machine's definition to another hypervisor (set_parent)."""
+    c = cli().client()
+    m = lookup.machine(c, machine)
+    hv = lookup.hypervisor(c, hypervisor)
+    message = c.machines.move(m.uuid, hv.uuid)
+    cli().emit({"machine": m.uuid, "name": m.name, "hypervisor": hv.uuid, "message": message},
+               lambda: cli().say(f"{m.name}: {message}"))
+
+
+def _hypervisor(c, ref: str | None, host_ref: str | None):  # noqa: ANN001, ANN202
+    """The hypervisor named, or the only one (of the host, if named)."""
+    host_uuid = lookup.host(c, host_ref).uuid if host_ref else None
+    if ref:
+        return lookup.hypervisor(c, ref, host_uuid)
+    hvs = c.hypervisors.list(host_uuid)
+    if len(hvs) == 1:
+        return hvs[0]
+    if not hvs:
+        raise CLIError("there is no hypervisor" + (f" on {host_ref}" if host_ref else ""), 3,
+                       1200)
+    raise CLIError("there are several hypervisors; choose one with --hypervisor:\n"
+                   + "\n".join(f"  {h.uuid}  {h.virt_url}" for h in hvs),
+                   candidates=[h.uuid for h in hvs])
+
+
+@command(app, "provision")
+def provision(
+    package: Annotated[str, typer.Argument(help="the package: name, UUID or prefix")],
+    name: Annotated[str, typer.Argument(help="the new machine's name")],
+    hypervisor: Annotated[str | None, typer.Option(
+        help="the hypervisor (UUID, prefix or URL); needed when there are several")] = None,
+    host: Annotated[str | None, typer.Option(
+        help="the host whose hypervisor to use (name or UUID)")] = None,
+    pool: Annotated[str | None, typer.Option(
+        help="storage pool for the disks (default: 'default', else the first active)")] = None,
+    no_wait: NoWait = False, timeout: Timeout = None,
+) -> None:
+    """Provision a package as a new machine (retrieving it first when it is not cached)."""
+    c = cli().client()
+    p = lookup.package(c, package)
+    hv = _hypervisor(c, hypervisor, host)
+    q = c.machines.provision(hv.machine, package=p.uuid, hypervisor=hv.uuid, name=name,
+                             pool=pool)
+    doc = {"txid": q.txid, "machine": q.machine, "name": name, "package": p.uuid,
+           "hypervisor": hv.uuid}
+    if no_wait:
+        _queued(doc, f"provisioning {name} as {q.machine}")
+        return
+    tx = cli().follow(q.txid, f"provision {name}", timeout)
+    cli().emit({**doc, "state": tx.state, "transaction": tx},
+               lambda: cli().say(f"machine {name} provisioned: {q.machine}"))
+
+
+def _queued(doc: dict, what: str) -> None:
+    """--no-wait: the transaction id alone on stdout (JSON: the whole document)."""
+    if cli().json:
+        cli().emit(doc)
+    else:
+        cli().note(f"{what}: transaction {doc['txid']} (`enomalism tx wait {doc['txid']}`)")
+        typer.echo(doc["txid"])
+
+
+@command(app, "package")
+def package(
+    machine: Ref,
+    name: Annotated[str | None, typer.Option(help="the package's name (default: the "
+                                                "machine's)")] = None,
+    description: Annotated[str | None, typer.Option(help="its description")] = None,
+    version: Annotated[str | None, typer.Option(help="its version (default 1)")] = None,
+    compression: Annotated[str | None, typer.Option(
+        help="zstd (default) or gzip (for strict XVM2 readers)")] = None,
+    no_wait: NoWait = False, timeout: Timeout = None,
+) -> None:
+    """Export a machine (XML and disks) into a new package; a running machine is paused
+    while its disks are read."""
+    c = cli().client()
+    m = lookup.machine(c, machine)
+    q = c.machines.package(m.uuid, name=name, description=description, version=version,
+                           compression=compression)
+    doc = {"txid": q.txid, "machine": m.uuid, "name": name or m.name}
+    if no_wait:
+        _queued(doc, f"packaging {m.name}")
+        return
+    tx = cli().follow(q.txid, f"package {m.name}", timeout)
+    pkg = tx.result.get("package")
+    cli().emit({**doc, "package": pkg, "state": tx.state, "transaction": tx},
+               lambda: cli().say(f"package {name or m.name} created: {pkg}"))

@@ -1,0 +1,89 @@
+"""`enomalism tx`: transactions (provision, package, retrieve) and their progress."""
+
+from typing import Annotated
+
+import typer
+
+from enomalism.cli import lookup
+from enomalism.cli.common import cli, command
+from enomalism.client import Transaction
+
+app = typer.Typer(help="Transactions: long work with progress and cancellation.",
+                  no_args_is_help=True)
+
+TxRef = Annotated[str, typer.Argument(help="UUID or unique UUID prefix", show_default=False)]
+
+
+def _log(tx: Transaction) -> None:
+    cli().table(["TIME", "LEVEL", "MESSAGE"], [entry[:3] for entry in tx.log])
+
+
+@command(app, "list")
+def list_(
+    state: Annotated[str | None, typer.Option(
+        help="queued, running, done, failed or cancelled")] = None,
+    target: Annotated[str | None, typer.Option(
+        help="only those working on this object (a UUID, or a machine's name)")] = None,
+    limit: Annotated[int, typer.Option(help="at most this many (1 to 1000)")] = 100,
+) -> None:
+    """List transactions, newest first."""
+    c = cli().client()
+    target_uuid = lookup.any_object(c, target)[1] if target else None
+    found = c.transactions.list(state=state, target=target_uuid, limit=limit)
+    cli().emit(found, lambda: cli().table(
+        ["UUID", "KIND", "STATE", "DONE", "TARGET", "CREATED", "ERROR"],
+        [[t.uuid, t.kind, t.state, f"{t.completion}%", t.target, t.created_at, t.error]
+         for t in found]))
+
+
+@command(app, "show")
+def show(transaction: TxRef) -> None:
+    """Show a transaction with its log."""
+    c = cli().client()
+    t = lookup.transaction(c, transaction)
+
+    def human() -> None:
+        cli().fields([
+            ("uuid", t.uuid), ("kind", t.kind), ("state", t.state),
+            ("completion", f"{t.completion}%"), ("target", t.target),
+            ("result", ", ".join(f"{k}={v}" for k, v in t.result.items())),
+            ("error", t.error), ("owner", t.owner), ("attempts", t.attempts),
+            ("cancel requested", t.cancel_requested), ("created", t.created_at),
+            ("started", t.started_at), ("finished", t.finished_at)])
+        _log(t)
+    cli().emit(t, human)
+
+
+@command(app, "wait")
+def wait(
+    transaction: TxRef,
+    timeout: Annotated[float | None, typer.Option(
+        help="give up after this many seconds (the work goes on)")] = None,
+) -> None:
+    """Follow a transaction to its end; exits 0 when it is done, 1 when it failed or was
+    cancelled."""
+    c = cli().client()
+    t = lookup.transaction(c, transaction)
+    t = cli().follow(t.uuid, f"{t.kind} {t.uuid[:8]}", timeout)
+    cli().emit(t, lambda: cli().say(f"transaction {t.uuid} {t.state}"))
+
+
+def _act(transaction: str, cancel: bool) -> None:
+    c = cli().client()
+    t = lookup.transaction(c, transaction)
+    t, message = c.transactions.cancel(t.uuid) if cancel else c.transactions.retry(t.uuid)
+    cli().emit({"transaction": t, "message": message},
+               lambda: cli().say(f"transaction {t.uuid}: {message}"))
+
+
+@command(app, "cancel")
+def cancel(transaction: TxRef) -> None:
+    """Cancel a transaction: a queued one at once, a running one at its next step (it removes
+    what it made)."""
+    _act(transaction, True)
+
+
+@command(app, "retry")
+def retry(transaction: TxRef) -> None:
+    """Queue a failed or cancelled transaction again."""
+    _act(transaction, False)
