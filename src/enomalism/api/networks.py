@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from enomalism.api import schemas
 from enomalism.api.deps import Ctx, Vars, expose, http_vars
 from enomalism.api.schemas import Status
+from enomalism.errors import MissingVariable
 from enomalism.services import networks
 from enomalism.store.models import IPRange, Lease, Network
 
@@ -217,6 +218,9 @@ def set_network_cluster(uuid: str, ctx: Ctx,
                         v: Annotated[ClusterVars, http_vars(ClusterVars)]) -> dict:
     """Assign the network to a cluster (empty: to none)."""
     n = networks.get(ctx, uuid)
+    if v.cluster is None:  # a missing variable is not "no cluster": that is an empty one
+        raise MissingVariable("the variable 'cluster' is required (a cluster UUID; empty: "
+                              "none)")
     networks.set_cluster(ctx, n, v.cluster)
     ctx.db.flush()
     ctx.db.refresh(n)

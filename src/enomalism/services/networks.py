@@ -40,6 +40,10 @@ def _network(ip: str | None, netmask: str | None) -> Net:
     addr = _address(ip, "ip")
     mask = require(netmask, "netmask", " (a dotted mask such as 255.255.255.0, or a prefix "
                    "length such as 24)").lstrip("/")
+    bad = InvalidInput(f"netmask '{mask}' does not fit the address {addr} (give a dotted "
+                       "mask such as 255.255.255.0 or a prefix length)")
+    if "." in mask or ":" in mask:  # a mask written as an address: its one bits lead
+        mask = _mask_prefix(addr, mask, bad)
     try:
         net = ipaddress.ip_network(f"{addr}/{mask}", strict=True)
     except ValueError as e:
@@ -47,9 +51,23 @@ def _network(ip: str | None, netmask: str | None) -> Net:
             fixed = ipaddress.ip_network(f"{addr}/{mask}", strict=False)
             raise InvalidInput(f"{addr}/{mask} has host bits set; the network address is "
                                f"{fixed.network_address}") from None
-        raise InvalidInput(f"netmask '{mask}' does not fit the address {addr} (give a dotted "
-                           "mask such as 255.255.255.0 or a prefix length)") from None
+        raise bad from None
     return net
+
+
+def _mask_prefix(addr: IP, mask: str, bad: InvalidInput) -> str:
+    """The prefix length of a mask written as an address (255.255.255.0, or for IPv6 the
+    ffff:ffff:ffff:ffff:: a network's answer shows). `ipaddress` alone would take an IPv4 host
+    mask (0.0.0.255) for a netmask, and no IPv6 mask at all."""
+    try:
+        m = ipaddress.ip_address(mask)
+    except ValueError:
+        raise bad from None
+    bits = m.max_prefixlen
+    prefix = bits - (int(m) ^ ((1 << bits) - 1)).bit_length()
+    if m.version != addr.version or int(m) != ((1 << bits) - 1) ^ ((1 << (bits - prefix)) - 1):
+        raise bad
+    return str(prefix)
 
 
 def network_of(n: Network) -> Net:
@@ -298,7 +316,8 @@ def lease(ctx: Context, n: Network, *, machine_uuid: str | None, address: str | 
     address is taken."""
     if address:
         a = _address(address, "address")
-        if not any(_bounds(r)[0] <= a <= _bounds(r)[1] for r in n.ranges):
+        if a.version != network_of(n).version \
+                or not any(_bounds(r)[0] <= a <= _bounds(r)[1] for r in n.ranges):
             raise InvalidInput(f"{a} is not in any IP range of network {n.name}")
         return _insert(ctx, n, a, machine_uuid, mac, note, exhausted_ok=False)
     for _attempt in range(5):
