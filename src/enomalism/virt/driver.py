@@ -5,7 +5,9 @@ plain dataclasses, and raises only `enomalism.errors` exceptions.
 """
 
 import os
+import re
 from dataclasses import dataclass
+from xml.sax.saxutils import quoteattr
 
 import libvirt
 
@@ -379,12 +381,19 @@ def has_network(conn: libvirt.virConnect, name: str) -> bool:
         return False
 
 
+_HOSTNAME = re.compile(r"[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
+
+
 def dhcp_host(conn: libvirt.virConnect, network: str, *, mac: str, ip: str, name: str,
               add: bool) -> None:
     """Add (or remove) a fixed MAC-to-IP DHCP entry in a libvirt network, live and in its
-    persistent config, so the guest's DHCP client gets its leased address."""
-    xml = f"<host mac='{mac}' ip='{ip}' name='{name}'/>" if add else \
-        f"<host mac='{mac}' ip='{ip}'/>"
+    persistent config, so the guest's DHCP client gets its leased address. The machine's name
+    goes along only when it is a usable host name (libvirt and dnsmasq refuse others)."""
+    attrs = {"mac": mac, "ip": ip}
+    if add and _HOSTNAME.fullmatch(name) and len(name) <= 253:
+        attrs["name"] = name
+    xml = "<host " + " ".join(f"{k}={quoteattr(v)}" for k, v in attrs.items()) + "/>"
     command = libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST if add else \
         libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE
     with libvirt_errors():
