@@ -8,6 +8,8 @@ endpoint once per HTTP method, with and without the trailing slash handled by th
 
 import base64
 import binascii
+import functools
+import inspect
 import json
 import typing
 from collections.abc import AsyncIterator, Callable
@@ -119,13 +121,35 @@ def _vars_doc(model: type[Vars], method: str) -> dict:
         for name, field in model.model_fields.items()]}
 
 
+def _in_one_thread(endpoint: Callable) -> Callable:
+    """The (blocking) endpoint and the commit of its session, in one worker thread.
+
+    FastAPI would hand a plain `def` endpoint to a worker thread, then its answer's validation
+    to another, then the session's commit to a third: each hand-over waits for a thread to be
+    scheduled. Wrapped, the endpoint is a coroutine to FastAPI: one hand-over runs the endpoint
+    and commits, the answer (plain dicts) is validated on the event loop, and `get_session`
+    finds nothing left to write. A commit that fails is still answered as the error it is."""
+    def call_and_commit(kwargs: dict[str, Any]) -> Any:
+        result = endpoint(**kwargs)
+        for value in kwargs.values():
+            if isinstance(value, Context):
+                value.db.commit()
+        return result
+
+    @functools.wraps(endpoint)
+    async def run(**kwargs: Any) -> Any:
+        return await run_in_threadpool(call_and_commit, kwargs)
+    return run
+
+
 def expose(router: APIRouter, path: str, methods: list[str], endpoint: Callable, *,
            vars_model: type[Vars] = NoVars, **kwargs: Any) -> None:
     """Register `endpoint` for each method, documenting `vars_model` as the method's HTTP
     variables (query parameters for GET and DELETE, a form or JSON body for POST and PUT)."""
+    call = endpoint if inspect.iscoroutinefunction(endpoint) else _in_one_thread(endpoint)
     for method in methods:
         router.add_api_route(
-            path, endpoint, methods=[method], name=f"{endpoint.__name__}_{method.lower()}",
+            path, call, methods=[method], name=f"{endpoint.__name__}_{method.lower()}",
             openapi_extra=_vars_doc(vars_model, method), **kwargs)
 
 
@@ -150,9 +174,10 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     """One session per request; GETs take no write lock unless `writes_on_get`.
 
     Opening a session does no I/O (it connects at its first statement), so it is opened on the
-    event loop rather than in a worker thread: one thread hop less on every request. Commit or
-    rollback and close do I/O and run in a worker thread, with a limiter of their own (as
-    FastAPI does for sync dependencies) so they never wait for a thread held by a request
+    event loop rather than in a worker thread: one thread hop less on every request. Endpoints
+    registered with `expose` commit in their own worker thread, so closing is no I/O either;
+    otherwise commit or rollback and close run in a worker thread, with a limiter of their own
+    (as FastAPI does for sync dependencies) so they never wait for a thread held by a request
     that waits for their connection."""
     cm = request.app.state.db.session(write=_writes(request))
     s = cm.__enter__()
@@ -165,6 +190,9 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
         if not suppressed:
             raise
     else:
+        if not s.in_transaction():  # committed by the endpoint (`expose`): closing is no I/O
+            cm.__exit__(None, None, None)
+            return
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(
                 cm.__exit__, None, None, None, limiter=anyio.CapacityLimiter(1))
