@@ -675,6 +675,19 @@ def test_lease_refusals(sandbox, own, net4):
         expect_error(api.delete(f"/rest/networks/{u}/leases/ten/"), 400, 1000)
 
 
+def test_a_machines_lease_goes_only_with_the_machine(sandbox, own, net4):
+    """Released by hand, a machine's address could go to another machine while its guest still
+    uses it (and a libvirt network's DHCP entry still names it): refused."""
+    api, u = sandbox, net4["uuid"]
+    vm = new_vm(api, own)
+    reserve(api, u, machine=vm, address="10.0.0.16")
+    with nothing_changed(api, u):
+        body = expect_error(api.delete(f"/rest/networks/{u}/leases/10.0.0.16/"), 409, 1301)
+        assert vm in body["message"] and "totaldelete" in body["message"]
+    api.ok("POST", f"/rest/machine/{vm}/actions/totaldelete/")
+    assert leases(api, u) == []
+
+
 def test_an_exhausted_network(sandbox, own):
     api = sandbox
     u = create(api, own)["uuid"]

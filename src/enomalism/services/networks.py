@@ -372,6 +372,9 @@ def release(ctx: Context, uuid: str, address: str) -> Lease:
                                             Lease.address == str(a)))
     if row is None:
         raise NotFound(f"{a} is not leased on network {n.name}")
+    if row.machine_uuid:  # its guest may be on it, a libvirt network's DHCP entry names it
+        raise InvalidState(f"{a} is held by machine {row.machine_uuid}; it is released when "
+                           "the machine is deleted (totaldelete)")
     ctx.db.delete(row)
     return row
 
