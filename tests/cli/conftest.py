@@ -5,7 +5,10 @@ Tests that change things make objects with names of their own (`own`); every tes
 configuration file of its own (ENOMALISM_CONFIG) and no ENOMALISM_* connection variables, so
 nothing of the person running the tests is read or written."""
 
+import hashlib
+import io
 import json
+import os
 import socket
 import threading
 import time
@@ -25,8 +28,17 @@ from typer.testing import CliRunner
 from enomalism.api.app import create_app
 from enomalism.cli.main import app
 from enomalism.config import Settings
+from enomalism.feeds import archive
 from tests.conftest import ADMIN_PASSWORD, FAST_HASHES
 from tests.fakehost import FakeDomain, domain_xml, write_host
+from tests.integration.provision_helpers import (
+    FeedServer,
+    Pkg,
+    build_package,
+    feed_item,
+    publish,
+    sha256_of,
+)
 
 ALICE, ALICE_PASSWORD = "alice", "alice-test-password"
 PREFIX_A = "abcd1111-0000-4000-8000-000000000001"
@@ -210,3 +222,54 @@ def own(request: pytest.FixtureRequest) -> Callable[[str], str]:
 def dead_url() -> str:
     """A loopback URL nothing listens on."""
     return f"http://127.0.0.1:{free_port()}"
+
+
+# -- packages and a feed ---------------------------------------------------------------
+
+MiB = 1 << 20
+
+
+def diskless(dest: Path, name: str) -> Pkg:
+    """A package of a test-driver domain without disks: provisionable on the test driver."""
+    m = archive.Manifest(name=name, description=f"{name}, for the CLI tests", version="1",
+                         virt_class="test", arch="x86_64", disks=[])
+    written = archive.write_package(dest, domain_xml=domain_xml("template"), manifest=m,
+                                    disk_sources={}, fsync=False)
+    return Pkg(dest, name, written, sha256_of(dest), dest.stat().st_size, "test", "x86_64")
+
+
+def raw(size: int, seed: bytes = b"") -> Callable[[], io.BytesIO]:
+    data = (hashlib.sha256(seed).digest() * (size // 32 + 1))[:size] if seed else \
+        os.urandom(size)
+    return lambda: io.BytesIO(data)
+
+
+@pytest.fixture(scope="session")
+def feed(cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """The feed server, its packages, and the package UUIDs once /main.xml is added."""
+    d = tmp_path_factory.mktemp("feed")
+    pkgs = {
+        "tiny": diskless(d / "tiny.xvm2", "tiny-cli"),
+        "spare": diskless(d / "spare.xvm2", "spare-cli"),
+        "disky": build_package(d / "disky.xvm2", raw(64 << 10, b"d"), name="disky-cli",
+                               fmt="raw", virt_class="test"),
+        "kvm": build_package(d / "kvm.xvm2", raw(64 << 10, b"k"), name="kvm-cli", fmt="raw"),
+        "slow": build_package(d / "slow.xvm2", raw(4 * MiB), name="slow-cli", fmt="raw",
+                              virt_class="test", compression="gzip"),
+    }
+    srv = FeedServer()
+    try:
+        url = publish(srv, [feed_item(srv, p, f"/p/{k}.xvm2") for k, p in pkgs.items()],
+                      "/main.xml")
+        publish(srv, [feed_item(srv, pkgs["tiny"], "/p/tiny.xvm2", guid="other-tiny")],
+                "/other.xml", title="another feed")
+        body = cloud.ok("PUT", "/rest/vmfeed/", json={"url": url})
+        ids = {p["name"]: p["uuid"] for p in body["packages"]}
+        yield {"srv": srv, "pkgs": pkgs, "url": url, "repo": body["uuid"],
+               "ids": {k: ids[p.name] for k, p in pkgs.items()}}
+    finally:
+        srv.close()
+
+
+def package_state(cloud: Cloud, uuid: str) -> str:
+    return cloud.ok("GET", f"/rest/vmfeed/{uuid}/")["package"]["state"]

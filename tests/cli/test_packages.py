@@ -4,73 +4,9 @@ package); a package with a disk fails in its transaction (the test driver cannot
 volumes), which is the failure path; a slow feed holds a transaction long enough to see its
 lock, time out waiting for it and cancel it."""
 
-import hashlib
-import io
-import os
-from pathlib import Path
-
-import pytest
-
-from enomalism.feeds import archive
-from tests.cli.conftest import dead_url
+from tests.cli.conftest import dead_url, package_state
 from tests.fakehost import domain_xml
-from tests.integration.provision_helpers import (
-    FeedServer,
-    Pkg,
-    build_package,
-    feed_item,
-    publish,
-    sha256_of,
-)
-
-MiB = 1 << 20
-
-
-def diskless(dest: Path, name: str) -> Pkg:
-    """A package of a test-driver domain without disks: provisionable on the test driver."""
-    m = archive.Manifest(name=name, description=f"{name}, for the CLI tests", version="1",
-                         virt_class="test", arch="x86_64", disks=[])
-    written = archive.write_package(dest, domain_xml=domain_xml("template"), manifest=m,
-                                    disk_sources={}, fsync=False)
-    return Pkg(dest, name, written, sha256_of(dest), dest.stat().st_size, "test", "x86_64")
-
-
-def raw(size: int, seed: bytes = b"") -> callable:
-    data = (hashlib.sha256(seed).digest() * (size // 32 + 1))[:size] if seed else \
-        os.urandom(size)
-    return lambda: io.BytesIO(data)
-
-
-@pytest.fixture(scope="module")
-def feed(cloud, tmp_path_factory):
-    """The feed server, its packages, and the package UUIDs once /main.xml is added."""
-    d = tmp_path_factory.mktemp("feed")
-    pkgs = {
-        "tiny": diskless(d / "tiny.xvm2", "tiny-cli"),
-        "spare": diskless(d / "spare.xvm2", "spare-cli"),
-        "disky": build_package(d / "disky.xvm2", raw(64 << 10, b"d"), name="disky-cli",
-                               fmt="raw", virt_class="test"),
-        "kvm": build_package(d / "kvm.xvm2", raw(64 << 10, b"k"), name="kvm-cli", fmt="raw"),
-        "slow": build_package(d / "slow.xvm2", raw(4 * MiB), name="slow-cli", fmt="raw",
-                              virt_class="test", compression="gzip"),
-    }
-    srv = FeedServer()
-    try:
-        url = publish(srv, [feed_item(srv, p, f"/p/{k}.xvm2") for k, p in pkgs.items()],
-                      "/main.xml")
-        publish(srv, [feed_item(srv, pkgs["tiny"], "/p/tiny.xvm2", guid="other-tiny")],
-                "/other.xml", title="another feed")
-        body = cloud.ok("PUT", "/rest/vmfeed/", json={"url": url})
-        ids = {p["name"]: p["uuid"] for p in body["packages"]}
-        yield {"srv": srv, "pkgs": pkgs, "url": url, "repo": body["uuid"],
-               "ids": {k: ids[p.name] for k, p in pkgs.items()}}
-    finally:
-        srv.close()
-
-
-def package_state(cloud, uuid: str) -> str:
-    return cloud.ok("GET", f"/rest/vmfeed/{uuid}/")["package"]["state"]
-
+from tests.integration.provision_helpers import sha256_of
 
 # -- feeds ---------------------------------------------------------------------------------
 
@@ -197,9 +133,9 @@ def test_machine_package_no_wait(cloud, own):
     assert r.code == 0, r.all
     txid = r.out.strip()
     assert f"transaction {txid}" in r.err
+    assert cloud.run("tx", "wait", txid).code == 0  # the machine is locked until then
     doc = cloud.run("machine", "package", uuid, "--no-wait", "--json", "--name", own("b"))
     assert set(doc.json) == {"txid", "machine", "name"} and doc.json["machine"] == uuid
-    assert cloud.run("tx", "wait", txid).code == 0
     assert cloud.run("tx", "wait", doc.json["txid"]).code == 0
 
 
