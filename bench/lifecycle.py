@@ -195,8 +195,11 @@ def main() -> None:
             bench.slow_rounds(args.slow)
             report(bench, virt_type, time.monotonic() - started, load_before)
     finally:
-        cleanup(conn, uuid)
-        conn.close()
+        cleanup(uuid)
+        try:
+            conn.close()
+        except libvirt.libvirtError:
+            pass
         if server is not None:
             server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -216,21 +219,37 @@ def wait_hypervisor(api, timeout: float = 30.0) -> str:  # noqa: ANN001
     raise RuntimeError(f"the server did not connect to {URI} within {timeout:.0f} s")
 
 
-def cleanup(conn: libvirt.virConnect, uuid: str) -> None:
-    """Destroy and undefine the benchmark's own domain (by its UUID), if it exists."""
-    try:
-        dom = conn.lookupByUUIDString(uuid)
-    except libvirt.libvirtError:
-        return
-    try:
-        if dom.isActive():
-            dom.destroy()
-    except libvirt.libvirtError as e:
-        print(f"warning: destroying {uuid}: {e}", file=sys.stderr)
-    try:
-        dom.undefine()
-    except libvirt.libvirtError as e:
-        print(f"warning: undefining {uuid}: {e}", file=sys.stderr)
+def cleanup(uuid: str, attempts: int = 15) -> None:
+    """Destroy and undefine the benchmark's own domain (by its UUID), if it exists, on a
+    connection of its own (the benchmark's may have died with a libvirtd restart); libvirtd
+    being restarted right now is waited for, up to `attempts` seconds."""
+    for attempt in range(attempts):
+        try:
+            conn = libvirt.open(URI)
+        except libvirt.libvirtError:
+            time.sleep(1)
+            continue
+        try:
+            try:
+                dom = conn.lookupByUUIDString(uuid)
+            except libvirt.libvirtError as e:
+                if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                    return
+                raise
+            if dom.isActive():
+                dom.destroy()
+            dom.undefine()
+            return
+        except libvirt.libvirtError as e:
+            if attempt == attempts - 1:
+                print(f"warning: could not remove domain {uuid}: {e}", file=sys.stderr)
+            time.sleep(1)
+        finally:
+            try:
+                conn.close()
+            except libvirt.libvirtError:
+                pass
+    print(f"warning: domain {uuid} may be left behind; remove it with virsh", file=sys.stderr)
 
 
 def median_ci(xs: list[float], rounds: int = 2000) -> tuple[float, float]:
