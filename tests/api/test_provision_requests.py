@@ -340,3 +340,59 @@ def test_a_queued_provision_cancelled_leaves_no_machine(world):
     gate.clear()
     assert running(api) == []
     assert api.ok("GET", f"/rest/vmfeed/{slow}/")["package"]["state"] == "remote"
+
+
+def test_a_retried_provision_holds_its_addresses_again(world):
+    """A provision on a host with a static network leases an address; cancelled, the lease
+    goes with the machine record; retried, the same address is leased again for the same
+    machine, or, taken meanwhile, the retry fails and leaves nothing."""
+    api, gate = world.api, world.srv.gates[world.gated]
+    c = api.ok("PUT", "/rest/cluster/", data={"cluster_name": "leasing"})["cluster"]["uuid"]
+    api.ok("POST", f"/rest/machine/{world.host}/clusters/", data={"clusters": c})
+    net = api.ok("PUT", "/rest/networks/", data={
+        "name": "leasing", "bridge": "br-leasing", "ip": "10.9.0.0", "netmask": "24",
+        "gateway": "10.9.0.1", "cluster": c})["network"]["uuid"]
+    api.ok("POST", f"/rest/networks/{net}/iprange/", data={"start_ip": "10.9.0.10",
+                                                           "end_ip": "10.9.0.20"})
+
+    def leases() -> list[tuple[str, str | None]]:
+        return [(x["address"], x["machine"])
+                for x in api.ok("GET", f"/rest/networks/{net}/leases/")["leases"]]
+
+    def held_then_cancelled(txid: str) -> dict:
+        wait_tx(api, txid, until=lambda b: b["data"]["state"] == "running"
+                and any(line.startswith("downloading") for line in log_lines(b)))
+        found = leases()
+        api.ok("DELETE", f"/rest/transaction/{txid}/")
+        gate.set()
+        try:
+            assert wait_tx(api, txid)["data"]["state"] in ("cancelled", "failed")
+        finally:
+            gate.clear()
+        return found
+
+    try:
+        body = api.ok("POST", f"/rest/machine/{world.host}/actions/provision/",
+                      data=world.valid(pkguuid=world.pkgs["slow"], name="leased"))
+        new, txid = body["newuuid"], body["txid"]
+        assert held_then_cancelled(txid) == [("10.9.0.10", new)]
+        assert leases() == []
+        expect_error(api.get(f"/rest/machine/{new}/"), 404, 1200)
+
+        api.ok("POST", f"/rest/transaction/{txid}/", data={"action": "retry"})
+        assert held_then_cancelled(txid) == [("10.9.0.10", new)]  # the same address again
+        assert leases() == []
+
+        api.ok("PUT", f"/rest/networks/{net}/leases/", data={"address": "10.9.0.10"})
+        api.ok("POST", f"/rest/transaction/{txid}/", data={"action": "retry"})
+        failed = wait_tx(api, txid)
+        assert failed["data"]["state"] == "failed", failed
+        assert "10.9.0.10" in failed["data"]["error"]
+        assert leases() == [("10.9.0.10", None)]
+        expect_error(api.get(f"/rest/machine/{new}/"), 404, 1200)
+    finally:
+        gate.clear()
+        api.delete(f"/rest/networks/{net}/leases/10.9.0.10/")
+        api.delete(f"/rest/networks/{net}/")
+        api.delete(f"/rest/cluster/{c}/")
+    assert running(api) == []

@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 
 import libvirt
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from enomalism.errors import (
     Conflict,
@@ -37,7 +38,15 @@ from enomalism.services import access, networks, transactions
 from enomalism.services.context import Context
 from enomalism.services.lookup import get_hypervisor, get_machine, require
 from enomalism.services.repositories import active_transaction, auth_of, get_package
-from enomalism.store.models import Hypervisor, Machine, Package, Transaction, new_uuid, utcnow
+from enomalism.store.models import (
+    Hypervisor,
+    Lease,
+    Machine,
+    Package,
+    Transaction,
+    new_uuid,
+    utcnow,
+)
 from enomalism.virt import driver, storage
 from enomalism.virt.domxml import DomainXML, StaticNic
 from enomalism.virt.uri import is_local
@@ -287,6 +296,17 @@ def provision(job: JobContext) -> dict[str, Any]:
             s.add(Machine(uuid=newuuid, kind="vm", name=name, parent_uuid=hv_uuid,
                           managed=True, state="provisioning", owner_uuid=job.owner_uuid,
                           lock_txid=job.txid))
+            s.flush()
+            # its leases went with the record: the same addresses again, or no retry
+            for nic in prm.get("nics", []):
+                try:
+                    with s.begin_nested():
+                        s.add(Lease(network_uuid=nic["network"], address=nic["address"],
+                                    machine_uuid=newuuid, mac=nic["mac"],
+                                    note=f"provisioned {name}", created_by=job.owner_uuid))
+                except IntegrityError:
+                    raise Conflict(f"address {nic['address']} of this provision was taken "
+                                   "meanwhile; provision again for a new one") from None
     path = _retrieve(job, prm["package"], lambda pct: pct * 0.4)
     _legacy, xml_text = archive.read_package(path)
     with job.db.session(write=False) as s:
