@@ -18,6 +18,7 @@ lint: setup
 bench: setup
 	.venv/bin/python bench/lifecycle.py
 	.venv/bin/python bench/list_machines.py
+	.venv/bin/python bench/auth.py
 
 clean:
 	rm -rf .venv var .pytest_cache

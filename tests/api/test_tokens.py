@@ -1,10 +1,12 @@
 """API tokens (extension): created with a secret shown once, sent as a bearer token, expiring,
 revoked at once, refused for disabled users; one user cannot see or revoke another's."""
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from enomalism.services import tokens
 from enomalism.store.models import ApiToken
 from tests.api.accounts import new_user, no_change, unique
 from tests.conftest import expect_error
@@ -130,7 +132,27 @@ def test_an_expired_token_is_refused(shared_api):
     with api.app.state.db.session() as s:
         s.get(ApiToken, body["token"]["uuid"]).expires_at = \
             datetime.now(UTC) - timedelta(seconds=1)
+    # A verified token is cached until its expiry at the latest, and an expiry never moves
+    # through the API; moving it by hand, the cache's entry is what a day's wait would end.
+    api.app.state.credentials.forget(alice.uuid)
     expect_error(whoami(api, body["secret"]), 401, 1100)
+
+
+def test_a_token_is_cached_no_longer_than_its_expiry(shared_api):
+    api = shared_api
+    alice = new_user(api)
+    body = create(api, alice.auth, expires_in_days="1")
+    assert works(api, body["secret"])  # verified once: cached
+    cache = api.app.state.credentials
+    assert tokens.cached(cache, body["secret"]) is not None
+    with api.app.state.db.session(write=False) as s:
+        tokens.authenticate(s, body["secret"], cache)
+    entry = cache._entries[cache._digest(tokens.CACHE_NAME, body["secret"])]
+    assert entry[1] - time.monotonic() <= cache.ttl
+    short = create(api, alice.auth, name="short", expires_in_days="0.00003")  # 2.6 seconds
+    assert works(api, short["secret"])  # cached now, for at most what is left of it
+    time.sleep(3)
+    expect_error(whoami(api, short["secret"]), 401, 1100)  # well within the cache's ttl
 
 
 @pytest.mark.parametrize("variables, errno", [

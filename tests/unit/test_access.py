@@ -246,7 +246,7 @@ def test_forgetting_again_after_commit(world):
                       credentials=cache)
         who = Principal(alice.uuid, "alice", False)
         cache.put("alice", "old-password", who)
-        users._forget(ctx, alice)
+        users.forget_credentials(ctx, alice.uuid)
         assert cache.get("alice", "old-password") is None
         cache.put("alice", "old-password", who)  # verified meanwhile, against the old hash
     assert cache.get("alice", "old-password") is None

@@ -213,8 +213,9 @@ def _verify_password(request: Request, username: str, password: str) -> Principa
 
 
 def _verify_token(request: Request, secret: str) -> Principal:
-    with request.app.state.db.session(write=False) as s:
-        return tokens.authenticate(s, secret)
+    state = request.app.state
+    with state.db.session(write=False) as s:
+        return tokens.authenticate(s, secret, state.credentials)
 
 
 async def _basic_user(request: Request, value: str) -> Principal:
@@ -250,7 +251,8 @@ async def current_user(
     if scheme.lower() == "basic" and value:
         return await _basic_user(request, value)
     if scheme.lower() == "bearer" and value:
-        return await run_in_threadpool(_verify_token, request, value)
+        who = tokens.cached(request.app.state.credentials, value)
+        return who or await run_in_threadpool(_verify_token, request, value)
     raise NotAuthenticated(auth.BAD_CREDENTIALS)
 
 

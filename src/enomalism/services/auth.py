@@ -68,11 +68,15 @@ class CredentialCache:
                 return None
             return hit[0]
 
-    def put(self, username: str, password: str, who: Principal) -> None:
+    def put(self, username: str, password: str, who: Principal,
+            valid_for: float | None = None) -> None:
+        """Remember a verified credential for the cache's ttl, or `valid_for` seconds when
+        that is shorter (a token about to expire)."""
+        ttl = self.ttl if valid_for is None else min(self.ttl, valid_for)
         with self._lock:
             if len(self._entries) > 10_000:
                 self._entries.clear()
-            self._entries[self._digest(username, password)] = (who, time.monotonic() + self.ttl)
+            self._entries[self._digest(username, password)] = (who, time.monotonic() + ttl)
 
     def forget(self, user_uuid: str) -> None:
         """Drop every cached credential of a user (password changed, user disabled)."""

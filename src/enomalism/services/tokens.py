@@ -11,10 +11,10 @@ from sqlalchemy.orm import Session
 
 from enomalism.errors import Conflict, InvalidInput, NotAuthenticated, NotFound
 from enomalism.services import audit
-from enomalism.services.auth import BAD_CREDENTIALS
+from enomalism.services.auth import BAD_CREDENTIALS, CredentialCache
 from enomalism.services.context import Context, Principal
 from enomalism.services.lookup import parse_uuid, require
-from enomalism.services.users import find_user
+from enomalism.services.users import find_user, forget_credentials
 from enomalism.store.models import ApiToken, User, utcnow
 
 PREFIX = "enm_"
@@ -68,18 +68,34 @@ def revoke(ctx: Context, uuid: str) -> str:
     if token is None or (token.user_uuid != ctx.user.uuid and not ctx.user.is_admin):
         raise NotFound(f"no token {uuid}")
     ctx.db.delete(token)
+    forget_credentials(ctx, token.user_uuid)
     audit.record(ctx, "token.revoke", token.uuid, name=token.name, user=token.user_uuid)
     return f"token {token.name} revoked"
 
 
-def authenticate(db: Session, secret: str) -> Principal:
+CACHE_NAME = "\0token"  # the credential cache's user name for tokens: no user has a NUL
+
+
+def cached(cache: CredentialCache | None, secret: str) -> Principal | None:
+    return cache.get(CACHE_NAME, secret) if cache is not None else None
+
+
+def authenticate(db: Session, secret: str, cache: CredentialCache | None = None) -> Principal:
+    """The token's user. Verified tokens are cached like passwords, until their expiry at the
+    latest; revoking one, or any change to its user, drops the cache entry at once."""
     token = db.scalar(select(ApiToken).where(ApiToken.secret_hash == _digest(secret)))
     if token is None:
         raise NotAuthenticated(BAD_CREDENTIALS)
     expires = token.expires_at
-    if expires is not None and expires.replace(tzinfo=expires.tzinfo or UTC) <= datetime.now(UTC):
-        raise NotAuthenticated("the token has expired")
+    left = None
+    if expires is not None:
+        left = (expires.replace(tzinfo=expires.tzinfo or UTC) - datetime.now(UTC)).total_seconds()
+        if left <= 0:
+            raise NotAuthenticated("the token has expired")
     user = db.get(User, token.user_uuid)
     if user is None or not user.enabled:
         raise NotAuthenticated(BAD_CREDENTIALS)
-    return Principal(uuid=user.uuid, username=user.username, is_admin=user.is_admin)
+    who = Principal(uuid=user.uuid, username=user.username, is_admin=user.is_admin)
+    if cache is not None:
+        cache.put(CACHE_NAME, secret, who, valid_for=left)
+    return who

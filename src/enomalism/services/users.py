@@ -164,14 +164,14 @@ def update_user(ctx: Context, user: User, action: str, *, email: str | None = No
                 _keep_an_admin(ctx, user, "demote")
             user.is_admin = admin
         audit.record(ctx, f"user.{action}", user.uuid, admin=admin)
-    _forget(ctx, user)
+    forget_credentials(ctx, user.uuid)
     return f"user {user.username}: {action.replace('_', ' ')} done"
 
 
-def _forget(ctx: Context, user: User) -> None:
-    """Drop the user's cached credentials now and again once the change is committed (a
-    request verified against the old hash in between must not keep it cached)."""
-    cache, user_uuid = ctx.credentials, user.uuid
+def forget_credentials(ctx: Context, user_uuid: str) -> None:
+    """Drop the user's cached credentials (passwords and tokens) now and again once the change
+    is committed (a request verified against the old state in between must not keep it)."""
+    cache = ctx.credentials
     if cache is None:
         return
     cache.forget(user_uuid)
@@ -187,7 +187,7 @@ def delete_user(ctx: Context, user: User) -> str:
     ctx.db.query(Grant).filter(Grant.object_uuid == user.uuid).delete()
     ctx.db.delete(user)
     audit.record(ctx, "user.delete", user.uuid, username=user.username)
-    _forget(ctx, user)
+    forget_credentials(ctx, user.uuid)
     return f"user {user.username} deleted"
 
 
