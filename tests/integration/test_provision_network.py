@@ -20,6 +20,7 @@ import secrets
 import subprocess
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
@@ -54,6 +55,7 @@ class VNet:
     name: str
     bridge: str
     subnet: str  # the first three octets, e.g. 10.231.17
+    subnet6: str  # the first four groups and a colon, e.g. fd00:12ab:34cd:
 
     def xml(self, conn: libvirt.virConnect) -> ElementTree.Element:
         return ElementTree.fromstring(conn.networkLookupByName(self.name).XMLDesc(0))
@@ -78,19 +80,24 @@ def _remove_network(conn: libvirt.virConnect, name: str) -> None:
         net.undefine()
 
 
-@pytest.fixture
-def vnet(host: Host) -> Iterator[VNet]:
+@contextmanager
+def libvirt_network(host: Host, dual: bool = False) -> Iterator[VNet]:
     """An isolated libvirt network with DHCP (dynamic range .100-.199), started, on a subnet no
     other network of the host uses (libvirt refuses to start one that clashes: another is
-    tried)."""
+    tried); `dual`: an IPv6 <ip> with DHCP too, first (so libvirt's own pick of an <ip> for a
+    DHCP host entry would be the IPv6 one). Destroyed and undefined afterwards."""
     name = unique("net")
     bridge = f"enmt{secrets.token_hex(4)}"  # at most 15 characters, as Linux wants
     made = None
     try:
         for _ in range(30):
             subnet = f"10.{secrets.randbelow(64) + 192}.{secrets.randbelow(256)}"
+            subnet6 = f"fd00:{secrets.token_hex(2)}:{secrets.token_hex(2)}:"
+            v6 = (f"<ip family='ipv6' address='{subnet6}:1' prefix='64'><dhcp>"
+                  f"<range start='{subnet6}:100' end='{subnet6}:1ff'/></dhcp></ip>"
+                  if dual else "")
             net = host.conn.networkDefineXML(
-                f"<network><name>{name}</name><bridge name='{bridge}' stp='on' delay='0'/>"
+                f"<network><name>{name}</name><bridge name='{bridge}' stp='on' delay='0'/>{v6}"
                 f"<ip address='{subnet}.1' netmask='255.255.255.0'><dhcp>"
                 f"<range start='{subnet}.100' end='{subnet}.199'/></dhcp></ip></network>")
             try:
@@ -98,13 +105,25 @@ def vnet(host: Host) -> Iterator[VNet]:
             except libvirt.libvirtError:
                 net.undefine()  # the subnet is in use here: another one
                 continue
-            made = VNet(name, bridge, subnet)
+            made = VNet(name, bridge, subnet, subnet6)
             break
         if made is None:
             pytest.skip("no free 10.x.y.0/24 subnet for a test network")
         yield made
     finally:
         _remove_network(host.conn, name)
+
+
+@pytest.fixture
+def vnet(host: Host) -> Iterator[VNet]:
+    with libvirt_network(host) as made:
+        yield made
+
+
+@pytest.fixture
+def vnet46(host: Host) -> Iterator[VNet]:
+    with libvirt_network(host, dual=True) as made:
+        yield made
 
 
 @pytest.fixture
@@ -243,13 +262,16 @@ def test_provision_on_a_libvirt_network(setup, vnet):
     assert vnet.dhcp_hosts(conn) == [] and vnet.dhcp_hosts(conn, True) == []
     assert setup.leases(net) == []
     assert not [v for v in setup.qemu.scratch.volume_names() if v.startswith(name)]
-    # the address is free for the next machine, which gets it with its own MAC
-    new2, tx2, name2 = setup.provision()
+    # the address is free for the next machine, which gets it with its own MAC; its name is
+    # no host name (nor safe in XML unescaped): the entry goes without it
+    name2 = f"{setup.qemu.scratch.domain_name()} o'brien & <co>"
+    setup.qemu.scratch.names.append(name2)
+    new2, tx2, _ = setup.provision(name=name2)
     setup.done(tx2)
+    assert setup.qemu.host.domain(new2).name() == name2
     (got2,) = setup.api.machine(new2)["info"]["leases"]
     assert got2["address"] == f"{vnet.subnet}.20" and got2["mac"] != mac
-    assert vnet.dhcp_hosts(conn) == [{"mac": got2["mac"], "name": name2,
-                                      "ip": f"{vnet.subnet}.20"}]
+    assert vnet.dhcp_hosts(conn) == [{"mac": got2["mac"], "ip": f"{vnet.subnet}.20"}]
     setup.api.ok("POST", f"/rest/machine/{new2}/actions/totaldelete/")
     assert vnet.dhcp_hosts(conn) == []
     setup.api.ok("DELETE", f"/rest/networks/{net}/")
@@ -329,6 +351,41 @@ def test_concurrent_provision_requests_get_distinct_addresses(setup, vnet):
     for b in ok:
         setup.api.ok("POST", f"/rest/machine/{b['newuuid']}/actions/totaldelete/")
     assert setup.leases(net) == [] and vnet.dhcp_hosts(conn) == []
+
+
+def test_ipv4_and_ipv6_networks_on_a_dual_stack_libvirt_network(setup, vnet46):
+    """Two static networks on one libvirt network (its IPv6 <ip> first): two interfaces on it.
+    The IPv4 address gets its DHCP host entry in the IPv4 <ip>; the IPv6 one none (libvirt keys
+    DHCPv6 hosts by DUID, not MAC): the guest has it from the OEM strings, like every address."""
+    conn = setup.qemu.host.conn
+    net4 = setup.network(unique("static-a"), vnet46.name, vnet46.subnet, 20, 29)
+    net6 = setup.api.ok("PUT", "/rest/networks/", data={
+        "name": unique("static-b"), "bridge": vnet46.name, "cluster": setup.cluster,
+        "ip": f"{vnet46.subnet6}:", "netmask": "64",
+        "gateway": f"{vnet46.subnet6}:1"})["network"]["uuid"]
+    setup.api.ok("POST", f"/rest/networks/{net6}/iprange/",
+                 data={"start_ip": f"{vnet46.subnet6}:20", "end_ip": f"{vnet46.subnet6}:2f"})
+    new, tx, name = setup.provision()
+    setup.done(tx)
+    got = setup.api.machine(new)["info"]["leases"]
+    assert sorted((x["network"], x["address"]) for x in got) == sorted(
+        [(net4, f"{vnet46.subnet}.20"), (net6, f"{vnet46.subnet6}:20")])
+    by_net = {x["network"]: x for x in got}
+    dom = setup.qemu.host.domain(new)
+    assert sorted((i["type"], i["mac"], i["source"]["network"]) for i in interfaces(dom)) == \
+        sorted(("network", x["mac"], vnet46.name) for x in got)
+    root = ElementTree.fromstring(conn.networkLookupByName(vnet46.name).XMLDesc(0))
+    assert [[dict(h.attrib) for h in ip.iter("host")] for ip in root.findall("ip")] == \
+        [[], [{"mac": by_net[net4]["mac"], "name": name, "ip": f"{vnet46.subnet}.20"}]]
+    oem = [e.text for e in ElementTree.fromstring(dom.XMLDesc(0)).iterfind(
+        "sysinfo/oemStrings/entry")]
+    assert sorted(e.split("=", 1)[1] for e in oem) == sorted(
+        f"{x['mac']},{x['address']}/{x['prefix']},{x['gateway']}" for x in got)
+    setup.qemu.action(new, "create")
+    setup.qemu.check(new, "running")
+    setup.api.ok("POST", f"/rest/machine/{new}/actions/totaldelete/")
+    assert vnet46.dhcp_hosts(conn) == [] and vnet46.dhcp_hosts(conn, True) == []
+    assert setup.leases(net4) == [] and setup.leases(net6) == []
 
 
 # -- a plain bridge: metadata and SMBIOS OEM strings -----------------------------------------------

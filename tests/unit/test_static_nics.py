@@ -229,3 +229,39 @@ def test_has_network(test_conn):
     assert driver.has_network(test_conn, "default")
     assert not driver.has_network(test_conn, "virbr0")
     assert not driver.has_network(test_conn, "enomalism-no-such-network")
+
+
+DUAL = ("<network><name>{name}</name><bridge name='virbr{n}'/>"
+        "<ip family='ipv6' address='fd00:78::1' prefix='64'><dhcp>"
+        "<range start='fd00:78::100' end='fd00:78::1ff'/></dhcp></ip>"
+        "<ip address='10.251.{n}.1' netmask='255.255.255.0'><dhcp>"
+        "<range start='10.251.{n}.100' end='10.251.{n}.200'/></dhcp></ip></network>")
+
+
+def test_dhcp_host_on_a_dual_stack_network():
+    """The entry goes to the <ip> element holding the address (libvirt's own pick would be the
+    first with DHCP, here the IPv6 one, which takes no MAC); an IPv6 address gets no entry
+    (libvirt keys DHCPv6 hosts by DUID): the guest reads it from the OEM strings."""
+    conn = libvirt.open("test:///default")
+    try:
+        net = conn.networkDefineXML(DUAL.format(name="dual", n=7))
+        net.create()
+
+        def entries() -> list[tuple]:
+            root = etree.fromstring(net.XMLDesc(0).encode())
+            return [(i, dict(h.attrib)) for i, ip in enumerate(root.iterfind("ip"))
+                    for h in ip.iterfind("dhcp/host")]
+
+        driver.dhcp_host(conn, "dual", mac="52:54:00:00:20:01", ip="10.251.7.20", name="v4",
+                         add=True)
+        driver.dhcp_host(conn, "dual", mac="52:54:00:00:20:02", ip="fd00:78::20", name="v6",
+                         add=True)
+        assert entries() == [(1, {"mac": "52:54:00:00:20:01", "name": "v4",
+                                  "ip": "10.251.7.20"})]
+        driver.dhcp_host(conn, "dual", mac="52:54:00:00:20:02", ip="fd00:78::20", name="",
+                         add=False)
+        driver.dhcp_host(conn, "dual", mac="52:54:00:00:20:01", ip="10.251.7.20", name="",
+                         add=False)
+        assert entries() == []
+    finally:
+        conn.close()

@@ -4,9 +4,11 @@ Every function takes a `virConnect` handed out by a `HypervisorLink`, speaks in 
 plain dataclasses, and raises only `enomalism.errors` exceptions.
 """
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass
+from xml.etree import ElementTree
 from xml.sax.saxutils import quoteattr
 
 import libvirt
@@ -385,11 +387,30 @@ _HOSTNAME = re.compile(r"[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
 
 
+def _ip_index(net: libvirt.virNetwork, ip: str) -> int:
+    """The index of the network's <ip> element whose subnet holds `ip`; -1 (libvirt's own
+    pick: the first <ip> with DHCP, which may be an IPv6 one) when none does."""
+    a = ipaddress.ip_address(ip)
+    root = ElementTree.fromstring(net.XMLDesc(0))
+    for i, el in enumerate(root.findall("ip")):
+        mask = el.get("netmask") or el.get("prefix")
+        try:
+            if mask and a in ipaddress.ip_network(f"{el.get('address')}/{mask}", strict=False):
+                return i
+        except ValueError:
+            continue
+    return -1
+
+
 def dhcp_host(conn: libvirt.virConnect, network: str, *, mac: str, ip: str, name: str,
               add: bool) -> None:
     """Add (or remove) a fixed MAC-to-IP DHCP entry in a libvirt network, live and in its
     persistent config, so the guest's DHCP client gets its leased address. The machine's name
-    goes along only when it is a usable host name (libvirt and dnsmasq refuse others)."""
+    goes along only when it is a usable host name (libvirt and dnsmasq refuse others).
+    IPv6 addresses are skipped: libvirt keys DHCPv6 hosts by DUID, never by MAC (the guest has
+    its address from the SMBIOS OEM strings)."""
+    if ipaddress.ip_address(ip).version != 4:
+        return
     attrs = {"mac": mac, "ip": ip}
     if add and _HOSTNAME.fullmatch(name) and len(name) <= 253:
         attrs["name"] = name
@@ -402,7 +423,8 @@ def dhcp_host(conn: libvirt.virConnect, network: str, *, mac: str, ip: str, name
         if net.isActive():
             flags |= libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE
         try:
-            net.update(command, libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, -1, xml, flags)
+            net.update(command, libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, _ip_index(net, ip),
+                       xml, flags)
         except libvirt.libvirtError as e:
             if not add and e.get_error_code() in (libvirt.VIR_ERR_OPERATION_INVALID,
                                                   libvirt.VIR_ERR_INVALID_ARG):
