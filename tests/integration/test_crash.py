@@ -115,7 +115,8 @@ class Server:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
+def server(tmp_path: Path, scratch) -> Iterator[Server]:
+    """Stopped before `scratch` removes the pool and domains it worked on."""
     s = Server(tmp_path / "data", tmp_path / "server.log")
     yield s
     s.stop()
