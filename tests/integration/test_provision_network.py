@@ -277,6 +277,25 @@ def test_provision_on_a_libvirt_network(setup, vnet):
     setup.api.ok("DELETE", f"/rest/networks/{net}/")
 
 
+def test_totaldelete_of_a_machine_undefined_behind_our_back(setup, vnet):
+    """The domain undefined out of band (virsh undefine): the machine is 'missing'; its
+    totaldelete still takes the DHCP entry away, or the next machine given the address could
+    not get its own entry."""
+    conn = setup.qemu.host.conn
+    net = setup.network(unique("static"), vnet.name, vnet.subnet, 60, 60)
+    new, tx, _name = setup.provision()
+    setup.done(tx)
+    setup.qemu.host.domain(new).undefine()
+    setup.qemu.wait_api_state(new, "missing")
+    assert len(vnet.dhcp_hosts(conn)) == 1
+    setup.api.ok("POST", f"/rest/machine/{new}/actions/totaldelete/")
+    assert setup.leases(net) == [] and vnet.dhcp_hosts(conn) == []
+    new2, tx2, _ = setup.provision()
+    setup.done(tx2)
+    assert [x["machine"] for x in setup.leases(net)] == [new2]
+    setup.api.ok("POST", f"/rest/machine/{new2}/actions/totaldelete/")
+
+
 def test_a_machines_address_is_not_released_by_hand(setup, vnet):
     """Releasing by hand an address a machine holds would leave the guest on it and its DHCP
     entry behind (the next provision given that address would fail to add its own): refused;

@@ -9,6 +9,7 @@ and the action fits the state the inventory holds. Only then is libvirt asked.
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import libvirt
 from sqlalchemy import select
 
 from enomalism.errors import (
@@ -255,18 +256,28 @@ def _set_parent(ctx: Context, m: Machine, v: ActionVars) -> str:
     return f"machine moved to hypervisor {target.virt_url}"
 
 
+def _release_dhcp(ctx: Context, conn: libvirt.virConnect, m: Machine) -> None:
+    """Remove the DHCP host entries of the machine's leases (the leases go with the record)."""
+    for lease, n in machine_leases(ctx.db, m.uuid):
+        if driver.has_network(conn, n.bridge):
+            driver.dhcp_host(conn, n.bridge, mac=lease.mac, ip=lease.address, name="",
+                             add=False)
+
+
 def _totaldelete(ctx: Context, m: Machine, _v: ActionVars) -> str:
     """Destroy, undefine, delete the disk volumes no other domain uses, forget the machine."""
     if m.kind == "host":
         ctx.db.delete(m)
         return f"host {m.name} removed"
     deleted: list[str] = []
-    if m.state != "missing":
+    if m.state == "missing":  # undefined behind our back: its DHCP entries go all the same
+        try:
+            _release_dhcp(ctx, ctx.registry.connection(m.parent_uuid), m)
+        except EnomalismError:
+            pass  # the hypervisor is out of reach: the record goes, as before
+    else:
         conn = ctx.registry.connection(m.parent_uuid)
-        for lease, n in machine_leases(ctx.db, m.uuid):  # the leases go with the record
-            if driver.has_network(conn, n.bridge):
-                driver.dhcp_host(conn, n.bridge, mac=lease.mac, ip=lease.address, name="",
-                                 add=False)
+        _release_dhcp(ctx, conn, m)
         xml_text = driver.domain_xml(conn, m.uuid) if driver.uuid_taken(conn, m.uuid) \
             else m.xmldesc
         xml = DomainXML(xml_text) if xml_text else None
