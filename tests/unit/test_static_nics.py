@@ -265,3 +265,60 @@ def test_dhcp_host_on_a_dual_stack_network():
         assert entries() == []
     finally:
         conn.close()
+
+
+# -- the boot script of docs/networks.md ---------------------------------------------------------
+
+DMIDECODE = """# dmidecode 3.4
+Getting SMBIOS data from sysfs.
+SMBIOS 2.8 present.
+
+Handle 0x0F00, DMI type 11, 5 bytes
+OEM Strings
+\tString 1: vendor=acme
+\tString 2: enomalism.net0=52:54:00:00:00:0a,10.1.0.10/24,10.1.0.1
+\tString 3: enomalism.net1=52:54:00:00:00:0b,fd00:5::100/64,fd00:5::1
+\tString 4: enomalism.net2=52:54:00:00:00:0c,192.168.7.9/30,
+\tString 5: enomalism.net3=52:54:00:00:00:0d,10.9.0.2/24,10.9.0.1
+
+"""
+
+
+def test_the_documented_boot_script(tmp_path):
+    """The script docs/networks.md gives images, run with `dmidecode` and `ip` stood in for and
+    a fake /sys/class/net: each interface found by MAC gets its address and default route."""
+    import os
+    import re
+    import subprocess
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "networks.md").read_text()
+    script = re.search(r"```sh\n(#!/bin/sh\n.*?)```", doc, re.S).group(1)
+    (tmp_path / "enomalism-net").write_text(script)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (tmp_path / "dmi.txt").write_text(DMIDECODE)
+    (bin_dir / "dmidecode").write_text(
+        f"#!/bin/sh\n[ \"$*\" = '-t 11' ] || exit 2\ncat {tmp_path / 'dmi.txt'}\n")
+    (bin_dir / "ip").write_text(f"#!/bin/sh\necho \"$*\" >> {tmp_path / 'ip.log'}\n")
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    sysfs = tmp_path / "net"
+    for dev, mac in (("lo", "00:00:00:00:00:00"), ("ens3", "52:54:00:00:00:0a"),
+                     ("ens4", "52:54:00:00:00:0b"), ("ens5", "52:54:00:00:00:0c")):
+        (sysfs / dev).mkdir(parents=True)
+        (sysfs / dev / "address").write_text(mac + "\n")
+    r = subprocess.run(["sh", str(tmp_path / "enomalism-net")], capture_output=True, text=True,
+                       env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+                            "SYSFS_NET": str(sysfs)}, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "ip.log").read_text().splitlines() == [
+        "link set dev ens3 up", "address replace 10.1.0.10/24 dev ens3",
+        "route replace default via 10.1.0.1 dev ens3",
+        "link set dev ens4 up", "address replace fd00:5::100/64 dev ens4",
+        "-6 route replace default via fd00:5::1 dev ens4",
+        "link set dev ens5 up", "address replace 192.168.7.9/30 dev ens5"]
+    assert r.stdout.splitlines() == ["enomalism-net: ens3 is 10.1.0.10/24 via 10.1.0.1",
+                                     "enomalism-net: ens4 is fd00:5::100/64 via fd00:5::1",
+                                     "enomalism-net: ens5 is 192.168.7.9/30"]
+    assert "no interface has MAC 52:54:00:00:00:0d" in r.stderr
