@@ -4,6 +4,7 @@ lifecycle, names, prefixes and their errors, permissions, an absent server."""
 import pytest
 
 from tests.cli.conftest import PREFIX_A, PREFIX_B, dead_url
+from tests.conftest import ADMIN_PASSWORD
 
 MACHINE_KEYS = {"uuid", "name", "kind", "state", "managed", "persistent", "parent", "host",
                 "address", "is_local", "clusters", "locked_by", "owner", "actions",
@@ -228,9 +229,16 @@ def test_a_refused_permission(cloud, own):
     cloud.ok("PUT", f"/rest/permissions/{uuid}/", json={"permission": "read", "user": "alice"})
     r = cloud.as_alice("machine", "poweroff", uuid)
     assert r.code == 4 and "error 1101" in r.err and "control" in r.err
+    r = cloud.as_alice("machine", "show", uuid)  # a host she may not read: by its UUID
+    host = cloud.ok("GET", f"/rest/machine/{cloud.host}/")["machine_obj"]["name"]
+    assert r.code == 0 and (cloud.host in r.out or f"host         {host}" in r.out)
     doc = cloud.as_alice("machine", "delete", uuid, "--yes", "--json").json
     assert doc["errno"] == 1101 and doc["status"] == 403
     assert cloud.machine(uuid)["state"] == "running"
+    cloud.api.put(f"/rest/permissions/{cloud.h2}/", json={"permission": "read", "user": "alice"},
+                  auth=("admin", ADMIN_PASSWORD))  # 409 when another test granted it first
+    r = cloud.as_alice("hypervisor", "show", cloud.h2)  # its host she may not read
+    assert r.code == 0 and cloud.h2_uri in r.out
     listed = {m["uuid"] for m in cloud.as_alice("machine", "list", "--json").json}
     assert uuid in listed and cloud.names["web"] not in listed
 

@@ -6,6 +6,7 @@ import functools
 import getpass
 import inspect
 import json
+import os
 import sys
 import uuid as uuidlib
 from collections.abc import Callable, Iterable, Sequence
@@ -124,6 +125,9 @@ class Cli:
         self.opts = opts
         self.json = opts.json
         self.out = Console(highlight=False, soft_wrap=False)
+        if not self.out.is_terminal and not os.environ.get("COLUMNS"):
+            # into a pipe or a file: rows are never wrapped to a guessed 80 columns
+            self.out = Console(highlight=False, soft_wrap=False, width=1000)
         self.err = Console(stderr=True, highlight=False)
         self._client: Client | None = None
         self._settings: dict[str, str] | None = None

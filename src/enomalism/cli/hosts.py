@@ -66,7 +66,7 @@ def hv_show(hypervisor: HvRef) -> None:
     c = cli().client()
     h = c.hypervisors.get(lookup.hypervisor(c, hypervisor).uuid)
     cli().emit(h, lambda: cli().fields([
-        ("uuid", h.uuid), ("host", c.machines.get(h.machine).machine.name),
+        ("uuid", h.uuid), ("host", lookup.host_name(c, h.machine)),
         ("class", h.virt_class), ("uri", h.virt_url), ("status", h.status),
         ("last error", h.last_error), ("hostname", h.hostname), ("driver", h.driver),
         ("libvirt", h.libvirt_version), ("arch", h.arch), ("cpus", h.cpus),

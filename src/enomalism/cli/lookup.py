@@ -9,6 +9,7 @@ from enomalism.client import (
     Hypervisor,
     Machine,
     Network,
+    NotFoundError,
     Package,
     Repository,
     Token,
@@ -47,12 +48,24 @@ def machines(c: Client, refs: list[str]) -> list[Machine]:
             for r in refs]
 
 
+def host_name(c: Client, uuid: str | None) -> str | None:
+    """A host's name for display, or its UUID when the caller may not read it."""
+    if not uuid:
+        return None
+    try:
+        return c.machines.get(uuid).machine.name
+    except NotFoundError:
+        return uuid
+
+
 def host(c: Client, ref: str) -> Machine:
     return pick("host", ref, c.hosts.list(), lambda m: m.uuid,
                 lambda m: (m.name, m.address or m.name), lambda m: f"{m.uuid}  {m.name}")
 
 
 def hypervisor(c: Client, ref: str, host_uuid: str | None = None) -> Hypervisor:
+    if is_uuid(ref) and not host_uuid:  # also one on a host the caller may not read
+        return c.hypervisors.get(ref)
     return pick("hypervisor", ref, c.hypervisors.list(host_uuid), lambda h: h.uuid,
                 lambda h: (h.virt_url,), lambda h: f"{h.uuid}  {h.virt_url}  ({h.status})")
 

@@ -75,7 +75,7 @@ def show(
         return
 
     def human() -> None:
-        host = c.machines.get(m.host).machine.name if m.host else None
+        host = lookup.host_name(c, m.host)
         hv = d.hypervisors[0] if m.kind == "vm" and d.hypervisors else None
         clusters = {x.uuid: x.name for x in c.machines.clusters(m.uuid)} if m.clusters else {}
         cli().fields([

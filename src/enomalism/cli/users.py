@@ -14,7 +14,7 @@ group_app = typer.Typer(help="Groups of users.", no_args_is_help=True)
 permission_app = typer.Typer(help="Access lists: who holds which permission on an object.",
                              no_args_is_help=True)
 token_app = typer.Typer(help="API tokens (bearer secrets) of your own.", no_args_is_help=True)
-audit_app = typer.Typer(help="The audit log (administrators).", no_args_is_help=False)
+audit_app = typer.Typer(help="The audit log (administrators).", no_args_is_help=True)
 
 UserRef = Annotated[str, typer.Argument(help="user name, UUID or unique UUID prefix",
                                         show_default=False)]
