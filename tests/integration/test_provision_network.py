@@ -457,9 +457,28 @@ def test_provision_on_a_plain_bridge(setup, linux_bridge):
     master = subprocess.run(["ip", "-o", "link", "show", tap], capture_output=True, text=True)
     assert re.search(rf"master {linux_bridge}\b", master.stdout), master.stdout
 
+    # packaged and provisioned again where no static network serves the host: the copy's
+    # guest must not find the first machine's address (it would take it too)
+    setup.api.ok("PUT", f"/rest/networks/{net}/cluster/", data={"cluster": ""})
+    body = setup.api.ok("POST", f"/rest/machine/{new}/actions/package/",
+                        data={"name": unique("pkg")})
+    setup.pkgs["copy"] = setup.done(body["txid"])["data"]["result"]["package"]
+    copy, tx3, _ = setup.provision("copy")
+    setup.done(tx3)
+    root = ElementTree.fromstring(setup.qemu.host.domain(copy).XMLDesc(0))
+    assert not [e.text for e in root.iterfind("sysinfo/oemStrings/entry")
+                if e.text.startswith("enomalism.")]
+    assert root.findall(f"metadata/{{{METADATA_NS}}}network") == []
+    assert setup.api.machine(copy)["info"]["leases"] == []
+    (iface,) = interfaces(setup.qemu.host.domain(copy))
+    assert iface["mac"] != mac and iface["source"] == {"bridge": linux_bridge}
+    setup.qemu.action(copy, "create")
+    setup.qemu.check(copy, "running")
+
     setup.api.ok("POST", f"/rest/machine/{new}/actions/totaldelete/")
     assert [x["address"] for x in setup.leases(net)] == [f"{subnet}.5"]  # reserved by hand
     assert setup.qemu.host.domain(new) is None
+    setup.api.ok("POST", f"/rest/machine/{copy}/actions/totaldelete/")
 
 
 # -- an exhausted network --------------------------------------------------------------------------

@@ -183,6 +183,45 @@ def test_after_the_provision_rewrite(test_conn):
     assert back.findtext("name") == "fresh"
 
 
+def test_a_template_made_from_a_provisioned_machine_keeps_none_of_its_addresses(test_conn):
+    """A package of a provisioned machine carries its static addresses (metadata, OEM strings).
+    Provisioned again, on a host with no static network, the new guest must not find the old
+    machine's address and take it too: the rewrite drops them, and nothing else."""
+    old = DomainXML(template(
+        "<interface type='user'><model type='virtio'/></interface>",
+        more="<metadata><app:info xmlns:app='https://example.com/app'>keep</app:info></metadata>"
+             "<sysinfo type='smbios'><oemStrings><entry>vendor=acme</entry></oemStrings>"
+             "</sysinfo>"))
+    old.set_static_addresses([nic(0)])
+    packaged = defined(test_conn, old.to_string())  # as libvirt hands it to the package
+    assert oem(packaged) and metadata(packaged)
+    xml = DomainXML(etree.tostring(packaged, encoding="unicode"))
+    xml.rewrite_for_provision(name="copy", uuid="5f0e8c1e-5b43-4c8b-8d8f-0b5b2d9c1d02",
+                              disk_paths={}, disk_formats={}, domain_type="test")
+    back = defined(test_conn, xml.to_string())
+    assert oem(back) == ["vendor=acme"]
+    assert metadata(back) == []
+    assert back.find("metadata/{https://example.com/app}info").text == "keep"
+    assert ifaces(back)[0]["mac"] != "52:54:00:00:00:00"
+
+
+def test_the_addresses_were_all_the_sysinfo_there_was(test_conn):
+    """A template whose only SMBIOS sysinfo was our OEM strings: none of it is left (libvirt
+    takes no empty <oemStrings>), and the machine starts."""
+    old = DomainXML(template())
+    old.set_static_addresses([nic(0), nic(1)])
+    xml = DomainXML(etree.tostring(defined(test_conn, old.to_string()), encoding="unicode"))
+    xml.rewrite_for_provision(name="copy", uuid="5f0e8c1e-5b43-4c8b-8d8f-0b5b2d9c1d03",
+                              disk_paths={}, disk_formats={}, domain_type="test")
+    assert xml.root.find("sysinfo") is None and xml.root.find("os/smbios") is None
+    dom = test_conn.defineXMLFlags(xml.to_string(), libvirt.VIR_DOMAIN_DEFINE_VALIDATE)
+    try:
+        dom.create()
+        dom.destroy()
+    finally:
+        dom.undefine()
+
+
 def test_new_mac_is_local_unicast_and_avoids_taken():
     macs = {new_mac() for _ in range(200)}
     for mac in macs:

@@ -201,6 +201,8 @@ class DomainXML:
         - fixed graphics ports (autoport instead) and listen addresses other than wildcard or
           loopback, and graphics socket paths;
         - unix channel socket paths (libvirt makes them under the new domain's directory);
+        - the static addresses of the domain it was made from (enomalism's <metadata> and
+          `enomalism.` OEM strings): its guest must not take the old machine's address;
         - the root's id attribute (a live domain's number).
 
         Left as they are: the guest's ABI (machine type, CPU model, PCI addresses, disk serial
@@ -230,6 +232,7 @@ class DomainXML:
             genid.text = None
         self._rewrite_disks(disk_paths, disk_formats)
         self._rewrite_interfaces()
+        self._drop_static_addresses()
         for label in list(self.root.iter("seclabel")):
             label.getparent().remove(label)
         self._drop_nvram_path()
@@ -288,6 +291,22 @@ class DomainXML:
             mac.set("address", address)
             for target in iface.findall("target"):
                 iface.remove(target)
+
+    def _drop_static_addresses(self) -> None:
+        for metadata in self.root.findall("metadata"):
+            for old in metadata.findall(f"{{{METADATA_NS}}}network"):
+                metadata.remove(old)
+        for oem in self.root.findall("sysinfo/oemStrings"):
+            for entry in oem.findall("entry"):
+                if (entry.text or "").startswith("enomalism."):
+                    oem.remove(entry)
+            if len(oem) == 0:  # libvirt wants at least one entry; a sysinfo, something
+                sysinfo = oem.getparent()
+                sysinfo.remove(oem)
+                if len(sysinfo) == 0:
+                    self.root.remove(sysinfo)
+                    for smbios in self.root.findall("os/smbios[@mode='sysinfo']"):
+                        smbios.getparent().remove(smbios)
 
     def _drop_nvram_path(self) -> None:
         for nvram in self.root.findall("os/nvram"):
