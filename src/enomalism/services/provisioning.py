@@ -10,7 +10,6 @@ paths) and defined. Everything the job creates is on its undo log first, so a fa
 cancelled provision leaves no domain, no volume and no machine behind.
 """
 
-import hashlib
 import shutil
 import subprocess
 import threading
@@ -354,13 +353,6 @@ def provision(job: JobContext) -> dict[str, Any]:
 
 # -- package (export) ----------------------------------------------------------------------
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(8 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def _disk_source(job: JobContext, conn: libvirt.virConnect, hv_uuid: str, uri: str,
                  disk_path: str, stack: ExitStack,
@@ -445,7 +437,7 @@ def package(job: JobContext) -> dict[str, Any]:
             compression=prm["compression"],
             progress=lambda done: job.progress(5 + 90 * min(done / total, 1.0)))
     job.progress(96, "computing the package checksum")
-    digest = _sha256(dest)
+    digest = archive.file_sha256(dest)
     with job.db.session() as s:
         s.add(Package(uuid=pkg_uuid, name=prm["name"], description=prm["description"],
                       version=prm["version"], virt_class=virt_class, arch=arch,
