@@ -19,6 +19,8 @@ bench: setup
 	.venv/bin/python bench/lifecycle.py
 	.venv/bin/python bench/list_machines.py
 	.venv/bin/python bench/auth.py
+	.venv/bin/python bench/provision.py
+	.venv/bin/python bench/transfer.py
 
 clean:
 	rm -rf .venv var .pytest_cache
