@@ -1,5 +1,6 @@
 """Shared fixtures: servers on libvirt's test driver, with one or more fake hosts."""
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +16,25 @@ ADMIN_PASSWORD = "admin-test-password"
 # Cheap argon2 parameters: tests create and verify hundreds of passwords. The production
 # defaults are measured in bench/ and exercised by tests/api/test_auth.py.
 FAST_HASHES = {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1}
+# Set (e.g. postgresql+psycopg://enomalism:enomalism@127.0.0.1) to run the servers of the tests
+# on PostgreSQL: each data dir gets a database of its own. Unset: SQLite in the data dir.
+POSTGRES = os.environ.get("ENOMALISM_TEST_POSTGRES")
+
+
+def database_url(data_dir: Path) -> str | None:
+    """The database for a test server using `data_dir` (the same dir: the same database)."""
+    if not POSTGRES:
+        return None
+    import hashlib
+
+    import psycopg
+
+    name = "enm_" + hashlib.sha1(str(Path(data_dir).resolve()).encode()).hexdigest()[:20]
+    base = POSTGRES.rstrip("/")
+    with psycopg.connect(base.replace("+psycopg", "") + "/postgres", autocommit=True) as c:
+        if not c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            c.execute(f'CREATE DATABASE "{name}"')
+    return f"{base}/{name}"
 
 
 class Api:
@@ -81,8 +101,10 @@ def make_api(tmp_path: Path) -> Callable:
     """A context manager starting a server on the given hypervisor URIs."""
     @contextmanager
     def start(*uris: str, data_dir: Path | None = None) -> Iterator[Api]:
-        settings = Settings(data_dir=data_dir or tmp_path / "data", hypervisors=list(uris),
-                            admin_password=ADMIN_PASSWORD, database_url=None, **FAST_HASHES)
+        data_dir = data_dir or tmp_path / "data"
+        settings = Settings(data_dir=data_dir, hypervisors=list(uris),
+                            admin_password=ADMIN_PASSWORD, database_url=database_url(data_dir),
+                            **FAST_HASHES)
         with TestClient(create_app(settings)) as client:
             api = Api(client)
             api.settle()
@@ -181,7 +203,7 @@ def shared_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         FakeDomain("idle", state="shutoff"),
     ], ["web.img", "spare.img"])
     settings = Settings(data_dir=d / "data", hypervisors=[uri], admin_password=ADMIN_PASSWORD,
-                        database_url=None, **FAST_HASHES)
+                        database_url=database_url(d / "data"), **FAST_HASHES)
     with TestClient(create_app(settings)) as client:
         a = Api(client)
         a.settle()
@@ -192,7 +214,7 @@ def shared_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
 def serve(data_dir: Path, *uris: str) -> Iterator[Api]:
     """A server on the given hypervisor URIs, as make_api starts it, for fixtures of any scope."""
     settings = Settings(data_dir=data_dir, hypervisors=list(uris), admin_password=ADMIN_PASSWORD,
-                        database_url=None, **FAST_HASHES)
+                        database_url=database_url(data_dir), **FAST_HASHES)
     with TestClient(create_app(settings)) as client:
         a = Api(client)
         a.settle()

@@ -126,8 +126,12 @@ class HypervisorRegistry:
                 sync.apply_snapshot(s, hv_uuid, snap)
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
-        """Block until every event libvirt has queued so far has been written (for tests and
-        the CLI)."""
+        """Block until every hypervisor had its first connect (and resync) tried and every
+        event libvirt has queued so far has been written (for tests and the CLI)."""
+        with self._lock:
+            links = list(self._links.values())
+        for link in links:
+            link.first_attempt.wait(timeout)
         flush_events(timeout)  # events still in libvirt's loop are not in _pending yet
         with self._cond:
             return self._cond.wait_for(lambda: not self._pending and not self._busy, timeout)

@@ -108,6 +108,8 @@ class HypervisorLink:
         self._callbacks: list[int] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        # Set once the first connect has been tried (and, if it worked, resynced).
+        self.first_attempt = threading.Event()
         self._wake = threading.Event()
         self._closed: str | None = None  # why libvirt closed the connection, not yet recorded
         self._thread: threading.Thread | None = None
@@ -116,6 +118,7 @@ class HypervisorLink:
         """Supervise the connection from now on; `conn` is one already opened, if any."""
         if conn is not None:
             self._attach(conn)
+            self.first_attempt.set()
         self._thread = threading.Thread(
             target=self._supervise, name=f"hypervisor-{self.uuid[:8]}", daemon=True
         )
@@ -152,6 +155,7 @@ class HypervisorLink:
                     conn = open_connection(self.uri)
                 except (HypervisorUnreachable, InvalidInput) as e:
                     self._set_status("disconnected", e.message)
+                    self.first_attempt.set()
                     self._wake.wait(delay)
                     self._wake.clear()
                     delay = min(delay * 2, BACKOFF_MAX)
@@ -161,6 +165,7 @@ class HypervisorLink:
                     break
                 self._attach(conn)
                 delay = 1.0
+            self.first_attempt.set()
             self._wake.wait(5.0)
             self._wake.clear()
             conn = self._conn
