@@ -313,21 +313,20 @@ def lease(ctx: Context, n: Network, *, machine_uuid: str | None, address: str | 
           mac: str | None = None, note: str | None = None) -> Lease:
     """Lease an address (the next free one when none is named). The row insert is checked
     by the database's unique constraint; on a clash with a concurrent lease, the next free
-    address is taken."""
+    address is tried."""
     if address:
         a = _address(address, "address")
         if a.version != network_of(n).version \
                 or not any(_bounds(r)[0] <= a <= _bounds(r)[1] for r in n.ranges):
             raise InvalidInput(f"{a} is not in any IP range of network {n.name}")
         return _insert(ctx, n, a, machine_uuid, mac, note, exhausted_ok=False)
-    for _attempt in range(5):
-        a = next(_free(ctx, n), None)
-        if a is None:
-            raise InvalidState(f"network {n.name} has no free address left in its ranges")
+    # Each free address in turn: one taken meanwhile by a concurrent lease fails its insert
+    # and the next is tried, so this ends with an address or with the range really full.
+    for a in _free(ctx, n):
         got = _insert(ctx, n, a, machine_uuid, mac, note, exhausted_ok=True)
         if got is not None:
             return got
-    raise Conflict(f"network {n.name}: addresses are being taken concurrently; try again")
+    raise InvalidState(f"network {n.name} has no free address left in its ranges")
 
 
 def _insert(ctx: Context, n: Network, a: IP, machine_uuid: str | None, mac: str | None,
