@@ -106,11 +106,9 @@ class HypervisorRegistry:
         for uuid in new:
             self.resync_machine(hv_uuid, uuid)
 
-    def resync_machine(self, hv_uuid: str, uuid: str, db: Session | None = None, *,
-                       with_xml: bool = True) -> None:
+    def resync_machine(self, hv_uuid: str, uuid: str, db: Session | None = None) -> None:
         """Read one domain fully (state, size, XML) and store it, in `db` when given (a
-        request's own session) or in a session of its own. `with_xml=False` leaves the stored
-        XML as it is (after a lifecycle action, which does not change the definition).
+        request's own session) or in a session of its own.
 
         libvirt is read only once the session holds the rows it writes (SQLite: the write lock,
         which a request that acts on a domain holds from its start): a state read before an
@@ -119,7 +117,7 @@ class HypervisorRegistry:
         with nullcontext(db) if db is not None else self.db.session() as s:
             if db is None:
                 _lock_rows(s, Machine.uuid == uuid)
-            snap = driver.snapshot(conn, uuid, with_xml=with_xml)
+            snap = driver.snapshot(conn, uuid)
             if snap is None:
                 sync.mark_missing(s, hv_uuid, uuid)
             else:
