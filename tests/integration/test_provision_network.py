@@ -92,7 +92,9 @@ def libvirt_network(host: Host, dual: bool = False) -> Iterator[VNet]:
     try:
         for _ in range(30):
             subnet = f"10.{secrets.randbelow(64) + 192}.{secrets.randbelow(256)}"
-            subnet6 = f"fd00:{secrets.token_hex(2)}:{secrets.token_hex(2)}:"
+            # groups of four hex digits with no leading zero: the form libvirt answers with
+            subnet6 = "fd00:" + "".join(f"{secrets.randbelow(0xf000) + 0x1000:x}:"
+                                        for _ in range(2))
             v6 = (f"<ip family='ipv6' address='{subnet6}:1' prefix='64'><dhcp>"
                   f"<range start='{subnet6}:100' end='{subnet6}:1ff'/></dhcp></ip>"
                   if dual else "")
