@@ -1,43 +1,19 @@
 """`enomalism host add` and `enomalism host list` against a real server: uvicorn on a free
 loopback port, in a thread of the test process."""
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 from typer.testing import CliRunner
 
-from enomalism.api.app import create_app
 from enomalism.cli.main import app
 from enomalism.config import Settings
+from tests.cli.conftest import free_port, running_server
 from tests.conftest import ADMIN_PASSWORD, FAST_HASHES
 from tests.fakehost import FakeDomain, write_host
 
 UNREACHABLE = "qemu+tcp://127.0.0.1:1/system"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_health(url: str, server: uvicorn.Server, thread: threading.Thread) -> None:
-    for _ in range(600):  # a bounded number of tries, not a deadline
-        if not thread.is_alive():
-            raise RuntimeError("the server thread ended before answering")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    server.should_exit = True
-    raise RuntimeError(f"{url}/healthz never answered")
 
 
 @pytest.fixture(scope="module")
@@ -47,15 +23,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     local = write_host(d / "local.xml", [FakeDomain("vm1")])
     settings = Settings(data_dir=d / "data", hypervisors=[local], admin_password=ADMIN_PASSWORD,
                         database_url=None, **FAST_HASHES)
-    url = f"http://127.0.0.1:{free_port()}"
-    srv = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1",
-                                        port=int(url.rsplit(":", 1)[1]), log_level="warning"))
-    thread = threading.Thread(target=srv.run, name="uvicorn", daemon=True)
-    thread.start()
-    wait_for_health(url, srv, thread)
-    yield {"url": url, "dir": d}
-    srv.should_exit = True
-    thread.join(timeout=30)
+    with running_server(settings) as (url, _app):
+        yield {"url": url, "dir": d}
 
 
 def cli(server: dict, *args: str, password: str = ADMIN_PASSWORD, url: str | None = None):  # noqa: ANN201
