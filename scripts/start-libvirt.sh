@@ -7,7 +7,19 @@ command -v libvirtd >/dev/null || { echo "start-libvirt: libvirtd is not install
 mkdir -p /var/run/libvirt /var/log/libvirt
 # Only live processes count: a daemon that exited and is not reaped yet (a zombie) is not running.
 pgrep -x -r R,S,D,T virtlogd >/dev/null || virtlogd -d
-pgrep -x -r R,S,D,T libvirtd >/dev/null || libvirtd -d
+if ! pgrep -x -r R,S,D,T libvirtd >/dev/null; then
+  if [ "${ENOMALISM_LIBVIRT_TCP:-0}" = 1 ]; then
+    # For the tests of remote transports (make test sets this): libvirtd also listens on
+    # 127.0.0.1:16509 without authentication. Loopback only, but any local user could then
+    # drive libvirt as root: never on a machine shared with people you do not trust.
+    conf=/run/libvirt/enomalism-tcp.conf
+    printf '%s\n' 'listen_tls = 0' 'listen_tcp = 1' 'listen_addr = "127.0.0.1"' \
+      'auth_tcp = "none"' >"$conf"
+    libvirtd -d --listen -f "$conf"
+  else
+    libvirtd -d
+  fi
+fi
 for _ in $(seq 1 100); do
   virsh -c qemu:///system version >/dev/null 2>&1 && exit 0
   sleep 0.1

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Starts the PostgreSQL cluster the tests run on (Debian's packages; there is no systemd): a
+# cluster of its own, `enomalism-test` on 127.0.0.1:5433, tuned for speed rather than
+# durability (it only ever holds test data), with a role `enomalism` (password `enomalism`)
+# that may create databases. Prints the SQLAlchemy URL the tests take in ENOMALISM_TEST_POSTGRES.
+# Safe to run again: an existing cluster is only started.
+set -euo pipefail
+command -v pg_createcluster >/dev/null || { echo "start-postgres: postgresql is not installed" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || { echo "start-postgres: needs root (it creates and starts a cluster)" >&2; exit 1; }
+VER=$(ls /usr/lib/postgresql | sort -V | tail -1)
+NAME=enomalism-test
+PORT=5433
+if ! pg_lsclusters -h | awk '{print $1 "/" $2}' | grep -qx "$VER/$NAME"; then
+  pg_createcluster -q "$VER" "$NAME" --port "$PORT" \
+    -o max_connections=500 -o fsync=off \
+    -o synchronous_commit=off -o full_page_writes=off -o shared_buffers=256MB >/dev/null
+fi
+mkdir -p /var/run/postgresql && chown postgres:postgres /var/run/postgresql
+pg_ctlcluster "$VER" "$NAME" status >/dev/null 2>&1 || pg_ctlcluster "$VER" "$NAME" start
+for _ in $(seq 1 100); do
+  runuser -u postgres -- psql -p "$PORT" -qAtc "SELECT 1" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+runuser -u postgres -- psql -p "$PORT" -qAt >/dev/null <<'SQL'
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'enomalism') THEN
+    CREATE ROLE enomalism LOGIN CREATEDB PASSWORD 'enomalism';
+  END IF;
+END $$;
+SQL
+echo "postgresql+psycopg://enomalism:enomalism@127.0.0.1:$PORT"
