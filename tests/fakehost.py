@@ -20,7 +20,8 @@ class FakeDomain:
 
 
 def domain_xml(name: str, uuid: str | None = None, disks: list[str] = (),
-               memory_kib: int = 524288, pool_path: str = "/default-pool", extra: str = "") -> str:
+               memory_kib: int = 524288, pool_path: str = "/default-pool", extra: str = "",
+               vcpus: int = 1) -> str:
     """A minimal domain definition for the test driver."""
     disk_xml = "".join(
         f"<disk type='file' device='disk'><source file='{pool_path}/{d}'/>"
@@ -28,18 +29,21 @@ def domain_xml(name: str, uuid: str | None = None, disks: list[str] = (),
         for i, d in enumerate(disks))
     uuid_xml = f"<uuid>{uuid}</uuid>" if uuid else ""
     return (f"<domain type='test'><name>{name}</name>{uuid_xml}"
-            f"<memory unit='KiB'>{memory_kib}</memory><vcpu>1</vcpu>"
+            f"<memory unit='KiB'>{memory_kib}</memory><vcpu>{vcpus}</vcpu>"
             f"<os><type arch='x86_64'>hvm</type></os><devices>{disk_xml}</devices>{extra}"
             f"</domain>")
 
 
 def write_host(path: Path, domains: list[FakeDomain], volumes: list[str] = (),
-               pool_path: str = "/default-pool") -> str:
-    """Write a fake host file; returns its test:/// URI."""
+               pool_path: str = "/default-pool", *, cpus: int = 4,
+               memory_kib: int = 16777216) -> str:
+    """Write a fake host file (`cpus` cores, `memory_kib` of memory); returns its test:///
+    URI."""
     doms = []
     for d in domains:
         runstate = f"<test:runstate>{STATE_CODES[d.state]}</test:runstate>"
-        xml = domain_xml(d.name, d.uuid, d.disks, d.memory_kib, pool_path, extra=runstate)
+        xml = domain_xml(d.name, d.uuid, d.disks, d.memory_kib, pool_path, extra=runstate,
+                         vcpus=d.vcpus)
         doms.append(xml.replace("<domain type='test'>",
                                 f"<domain type='test' xmlns:test='{TEST_NS}'>", 1))
     vols = "".join(
@@ -50,7 +54,7 @@ def write_host(path: Path, domains: list[FakeDomain], volumes: list[str] = (),
             f"<available unit='GiB'>100</available>"
             f"<target><path>{pool_path}</path></target>{vols}</pool>")
     path.write_text(
-        "<node><cpu><nodes>1</nodes><sockets>1</sockets><cores>4</cores><threads>1</threads>"
-        "<active>4</active><mhz>2000</mhz><model>x86_64</model></cpu>"
-        f"<memory>16777216</memory>{''.join(doms)}{pool}</node>")
+        f"<node><cpu><nodes>1</nodes><sockets>1</sockets><cores>{cpus}</cores>"
+        f"<threads>1</threads><active>{cpus}</active><mhz>2000</mhz><model>x86_64</model></cpu>"
+        f"<memory>{memory_kib}</memory>{''.join(doms)}{pool}</node>")
     return f"test://{path}"

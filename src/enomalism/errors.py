@@ -15,7 +15,8 @@ the API layer turns any of them into `{"errno": N, "message": "..."}` with that 
     ├── TooManyRequests       1102  429  too many failed logins; wait and try again
     ├── NotFound              1200  404
     ├── Conflict              1300  409  a name or URL already taken, objects still in use
-    │   └── InvalidState      1301  409  the action does not fit the machine's current state
+    │   ├── InvalidState      1301  409  the action does not fit the machine's current state
+    │   └── NoPlacement       1302  409  no hypervisor can take a new machine (placement)
     ├── Locked                1400  423  a transaction holds the machine
     ├── HypervisorError       1500  502  libvirt refused the operation
     └── HypervisorUnreachable 1501  503  no connection to the hypervisor
@@ -79,6 +80,10 @@ class Conflict(EnomalismError):
 
 class InvalidState(Conflict):
     errno = 1301
+
+
+class NoPlacement(Conflict):
+    errno, message = 1302, "no hypervisor can take the new machine"
 
 
 class Locked(EnomalismError):

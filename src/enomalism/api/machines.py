@@ -31,7 +31,8 @@ class MachineVars(Vars):
     xmldesc: str | None = Field(None, description="the new XML description, for xmldesc")
     puuid: str | None = Field(None, description="the hypervisor to move to, for set_parent")
     pkguuid: str | None = Field(None, description="the package to provision")
-    hvmuuid: str | None = Field(None, description="the hypervisor to provision on")
+    hvmuuid: str | None = Field(None, description="for provision: the hypervisor, a cluster, or "
+                                "left out (see ProvisionVars)")
     description: str | None = Field(None, description="the new package's description")
     version: str | None = Field(None, description="the new package's version")
     compression: str | None = Field(None, description="zstd (default) or gzip (strict XVM2)")
@@ -40,7 +41,11 @@ class MachineVars(Vars):
 
 class ProvisionVars(Vars):
     pkguuid: str | None = Field(None, description="the package to provision")
-    hvmuuid: str | None = Field(None, description="the hypervisor that carries out the job")
+    hvmuuid: str | None = Field(None, description=(
+        "optional: the hypervisor that carries out the job (one of this host's); or a cluster: "
+        "the server picks one of its hosts' hypervisors; left out: it picks among all the "
+        "hypervisors the caller may control. The pick: connected, compatible with the package, "
+        "enough free memory; the most free memory wins (docs/provisioning.md, Placement)"))
     name: str | None = Field(None, description="the new machine's name")
     pool: str | None = Field(None, description="the storage pool for its disks (extension; "
                              "default: the pool named 'default', else the first active one)")
@@ -185,11 +190,13 @@ def machine_actions(uuid: str, ctx: Ctx) -> dict:
 
 
 def provision(uuid: str, ctx: Ctx, v: Annotated[ProvisionVars, http_vars(ProvisionVars)]) -> dict:
-    """Provision a package as a new machine on one of this host's hypervisors. Answers at
-    once with the new machine's id and the transaction doing the work."""
-    newuuid, tx = provisioning.queue_provision(ctx, uuid, pkguuid=v.pkguuid, hvmuuid=v.hvmuuid,
-                                               name=v.name, pool=v.pool)
-    return {"newuuid": newuuid, "txid": tx.uuid, "errno": 0, "message": "provision queued"}
+    """Provision a package as a new machine on one of this host's hypervisors, or, with
+    `hvmuuid` naming a cluster or left out, on the hypervisor placement picks. Answers at
+    once with the new machine's id, the transaction doing the work and the hypervisor."""
+    q = provisioning.queue_provision(ctx, uuid, pkguuid=v.pkguuid, hvmuuid=v.hvmuuid,
+                                     name=v.name, pool=v.pool)
+    return {"newuuid": q.machine, "txid": q.tx.uuid, "hvmuuid": q.hypervisor, "errno": 0,
+            "message": "provision queued"}
 
 
 def package(uuid: str, ctx: Ctx, v: Annotated[PackageVars, http_vars(PackageVars)]) -> dict:
@@ -265,7 +272,7 @@ expose(router, "/rest/machine/{uuid}/actions/package/", ["POST"], package,
        summary="Package the machine (2.19)")
 expose(router, "/rest/machine/{uuid}/actions/provision/", ["POST", "PUT"], provision,
        vars_model=ProvisionVars, response_model=schemas.ProvisionAnswer,
-       summary="Provision a package on this host (2.20)")
+       summary="Provision a package on this host, or where placement puts it (2.20)")
 for _name, _doc in SPEC_ACTIONS.items():
     expose(router, f"/rest/machine/{{uuid}}/actions/{_name}/", ["POST"], _action_endpoint(_name),
            vars_model=ACTION_VARS.get(_name, NoVars), response_model=schemas.Status,

@@ -133,6 +133,8 @@ class ClusterAnswer(Status):
 class ProvisionAnswer(Status):
     newuuid: str = Field(description="the new machine's id")
     txid: str = Field(description="the provisioning transaction")
+    hvmuuid: str | None = Field(None, description="the hypervisor that takes the machine "
+                                "(extension; the one placement picked when none was named)")
 
 
 class PackageTxAnswer(Status):

@@ -10,13 +10,14 @@ paths) and defined. Everything the job creates is on its undo log first, so a fa
 cancelled provision leaves no domain, no volume and no machine behind.
 """
 
+import functools
 import shutil
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import libvirt
 from sqlalchemy import select
@@ -29,15 +30,17 @@ from enomalism.errors import (
     InvalidInput,
     InvalidState,
     Locked,
+    NotFound,
 )
 from enomalism.feeds import archive
 from enomalism.feeds import download as dl
 from enomalism.jobs.runner import JobCancelled, JobContext, handler
-from enomalism.services import access, networks, transactions
+from enomalism.services import access, networks, placement, transactions
 from enomalism.services.context import Context
-from enomalism.services.lookup import get_hypervisor, get_machine, require
+from enomalism.services.lookup import get_machine, parse_uuid, require
 from enomalism.services.repositories import active_transaction, auth_of, get_package
 from enomalism.store.models import (
+    Cluster,
     Hypervisor,
     Lease,
     Machine,
@@ -50,7 +53,7 @@ from enomalism.virt import driver, storage
 from enomalism.virt.domxml import DomainXML, StaticNic
 from enomalism.virt.uri import is_local
 
-COMPATIBLE = {"kvm": {"kvm", "qemu"}, "qemu": {"kvm", "qemu"}}
+COMPATIBLE = placement.COMPATIBLE
 DOMAIN_TYPE = {"kvm": "kvm", "qemu": "qemu", "test": "test"}
 
 
@@ -96,42 +99,94 @@ def queue_retrieval(ctx: Context, uuid: str) -> Transaction | None:
 
 
 def check_compatible(p: Package, hv: Hypervisor) -> None:
-    if p.virt_class and p.virt_class not in COMPATIBLE.get(hv.virt_class, {hv.virt_class}):
-        raise InvalidInput(f"package {p.name} is for {p.virt_class}; hypervisor "
-                           f"{hv.virt_url} is {hv.virt_class}")
-    if p.arch and hv.arch and p.arch != hv.arch and not (hv.virt_class == "test"):
-        raise InvalidInput(f"package {p.name} is for {p.arch}; hypervisor {hv.virt_url} "
-                           f"runs {hv.arch}")
+    problem = placement.incompatibility(p.virt_class, p.arch, hv)
+    if problem:
+        raise InvalidInput(f"package {p.name} is {problem}")
+
+
+@functools.lru_cache(maxsize=256)
+def _size_in_file(path: str, _mtime_ns: int, _size: int) -> tuple[int | None, int | None]:
+    _manifest, xml = archive.read_package(Path(path))
+    dom = DomainXML(xml)
+    return dom.memory_kib, dom.vcpus
+
+
+def package_size(p: Package) -> tuple[int | None, int | None]:
+    """The memory (KiB) and vCPUs a machine provisioned from the package starts with, from its
+    domain XML; (None, None) until the package is cached (a feed does not say). Read from the
+    file once per version of it."""
+    if p.state != "cached" or not p.path:
+        return None, None
+    try:
+        st = Path(p.path).stat()
+        return _size_in_file(p.path, st.st_mtime_ns, st.st_size)
+    except (OSError, EnomalismError):  # unreadable: the provision job will say why
+        return None, None
+
+
+def _hypervisor_or_cluster(ctx: Context, ref: str | None) -> Hypervisor | Cluster | None:
+    """What `hvmuuid` names: a hypervisor, a cluster (placement among its hosts), or nothing
+    (placement among all hypervisors)."""
+    if ref is None or not str(ref).strip():
+        return None
+    uuid = parse_uuid(ref, "hypervisor (or cluster)")
+    found = ctx.db.get(Hypervisor, uuid) or ctx.db.get(Cluster, uuid)
+    if found is None:
+        raise NotFound(f"no hypervisor or cluster with UUID {uuid}")
+    return found
+
+
+class Queued(NamedTuple):
+    machine: str  # the new machine's UUID
+    hypervisor: str  # the hypervisor that takes it
+    tx: Transaction
 
 
 def queue_provision(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuuid: str | None,
-                    name: str | None, pool: str | None = None) -> tuple[str, Transaction]:
+                    name: str | None, pool: str | None = None) -> Queued:
     """Check everything that can be checked now, record the new machine (locked by the
-    transaction) and queue the provision. Returns the new machine's UUID and the transaction."""
+    transaction, with the size it will have) and queue the provision.
+
+    `hvmuuid` names the hypervisor, which must be one of `host_uuid`'s (a VM's UUID names its
+    host), or a cluster, or is None: then `placement` picks the hypervisor among the cluster's
+    hosts, or among all hypervisors, and `host_uuid` only has to be a machine the caller may
+    read."""
     target = get_machine(ctx.db, host_uuid)
     access.require(ctx, target, "read", "machine")
     p = get_package(ctx, require(pkguuid, "pkguuid", " (the package to provision)"))
-    hv = get_hypervisor(ctx.db, require(hvmuuid, "hvmuuid", " (the hypervisor to use)"))
-    access.require(ctx, hv, "control", "hypervisor")
-    host_of_target = target.uuid if target.kind == "host" else \
-        (target.parent.machine_uuid if target.parent else None)
-    if hv.machine_uuid != host_of_target:
-        raise InvalidInput(f"hypervisor {hv.virt_url} does not belong to machine {target.name}")
+    scope = _hypervisor_or_cluster(ctx, hvmuuid)
     name = require(name, "name", " (the new machine's name)")
     if len(name) > 255 or "/" in name:
         raise InvalidInput("a machine name has at most 255 characters and no '/'")
-    check_compatible(p, hv)
-    if ctx.db.scalar(select(Machine.uuid).where(Machine.parent_uuid == hv.uuid,
-                                                Machine.name == name)):
-        raise Conflict(f"a machine named '{name}' already exists on {hv.virt_url}")
+    memory_kib, vcpus = package_size(p)
+    if isinstance(scope, Hypervisor):
+        hv = scope
+        access.require(ctx, hv, "control", "hypervisor")
+        host_of_target = target.uuid if target.kind == "host" else \
+            (target.parent.machine_uuid if target.parent else None)
+        if hv.machine_uuid != host_of_target:
+            raise InvalidInput(f"hypervisor {hv.virt_url} does not belong to machine "
+                               f"{target.name}")
+        check_compatible(p, hv)
+        if ctx.db.scalar(select(Machine.uuid).where(Machine.parent_uuid == hv.uuid,
+                                                    Machine.name == name)):
+            raise Conflict(f"a machine named '{name}' already exists on {hv.virt_url}")
+    else:
+        if scope is not None:
+            access.require(ctx, scope, "read", "cluster")
+        hv = placement.place(ctx, placement.Need(
+            virt_class=p.virt_class, arch=p.arch, memory_kib=memory_kib, vcpus=vcpus,
+            label=f"package {p.name}"), cluster=scope, name=name).hypervisor
     conn = ctx.registry.connection(hv.uuid)
     if driver.name_taken(conn, name):
         raise Conflict(f"the hypervisor already has a domain named '{name}'")
     if pool:
         storage.pick_pool(conn, pool)  # exists and runs, or a clear error now
     newuuid = new_uuid()
+    # Its size from the start: placement counts machines being provisioned.
     ctx.db.add(Machine(uuid=newuuid, kind="vm", name=name, parent_uuid=hv.uuid, managed=True,
-                       state="provisioning", owner_uuid=ctx.user.uuid))
+                       state="provisioning", owner_uuid=ctx.user.uuid, memory_kib=memory_kib,
+                       vcpus=vcpus))
     ctx.db.flush()
     # One address on each static network of the host's clusters, leased in this transaction:
     # an exhausted network refuses the provision before anything exists.
@@ -142,9 +197,9 @@ def queue_provision(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuui
                      "address": lease.address, "prefix": n.prefix, "gateway": n.gateway})
     tx = transactions.enqueue(ctx, "provision", target=newuuid, lock=[newuuid], params={
         "package": p.uuid, "hypervisor": hv.uuid, "name": name, "machine": newuuid,
-        "pool": pool or None, "nics": nics})
+        "pool": pool or None, "nics": nics, "memory_kib": memory_kib, "vcpus": vcpus})
     tx.undo = [{"kind": "machine", "uuid": newuuid}]
-    return newuuid, tx
+    return Queued(newuuid, hv.uuid, tx)
 
 
 def queue_package(ctx: Context, uuid: str, *, name: str | None, description: str | None,
@@ -298,7 +353,8 @@ def provision(job: JobContext) -> dict[str, Any]:
                 raise Conflict(f"a machine named '{name}' exists now on {virt_url}")
             s.add(Machine(uuid=newuuid, kind="vm", name=name, parent_uuid=hv_uuid,
                           managed=True, state="provisioning", owner_uuid=job.owner_uuid,
-                          lock_txid=job.txid))
+                          lock_txid=job.txid, memory_kib=prm.get("memory_kib"),
+                          vcpus=prm.get("vcpus")))
             s.flush()
             # its leases went with the record: the same addresses again, or no retry
             for nic in prm.get("nics", []):

@@ -77,6 +77,21 @@ _DISK_FORMATS = ("raw", "qcow2")
 _LOCAL_LISTEN = ("0.0.0.0", "::", "127.0.0.1", "::1", "localhost")
 
 
+# libvirt's memory units (formatdomain: "Memory Allocation"): powers of 1000 and of 1024.
+_UNITS = {"b": 1, "bytes": 1, "kb": 10**3, "k": 2**10, "kib": 2**10, "mb": 10**6,
+          "m": 2**20, "mib": 2**20, "gb": 10**9, "g": 2**30, "gib": 2**30, "tb": 10**12,
+          "t": 2**40, "tib": 2**40, "pb": 10**15, "p": 2**50, "pib": 2**50, "eb": 10**18,
+          "e": 2**60, "eib": 2**60}
+
+
+def _kib(text: str | None, unit: str | None) -> int | None:
+    """A libvirt memory value in KiB (rounded up), or None when it cannot be read."""
+    factor = _UNITS.get((unit or "KiB").strip().lower())
+    if factor is None or not text or not text.strip().isdigit():
+        return None
+    return -(-int(text.strip()) * factor // 1024)
+
+
 class DomainXML:
     """A parsed `<domain>` definition."""
 
@@ -116,6 +131,27 @@ class DomainXML:
     @property
     def domain_type(self) -> str | None:
         return self.root.get("type")
+
+    @property
+    def memory_kib(self) -> int | None:
+        """The memory the domain starts with (`<currentMemory>`, else `<memory>`), in KiB;
+        None when the definition gives none that can be read."""
+        for tag in ("currentMemory", "memory"):
+            el = self.root.find(tag)
+            if el is not None and (kib := _kib(el.text, el.get("unit"))) is not None:
+                return kib
+        return None
+
+    @property
+    def vcpus(self) -> int | None:
+        """The vCPUs the domain starts with (`<vcpu current>`, else `<vcpu>`)."""
+        el = self.root.find("vcpu")
+        if el is None:
+            return None
+        for text in (el.get("current"), el.text):
+            if text and text.strip().isdigit():
+                return int(text.strip())
+        return None
 
     def _set(self, tag: str, value: str) -> None:
         el = self.root.find(tag)
