@@ -5,7 +5,7 @@
     with Client("http://127.0.0.1:8080", "admin", "secret") as c:   # or token="enm_..."
         for m in c.machines.list(kind="vm"):
             print(m.name, m.state)
-        queued = c.machines.provision(host, package=pkg, hypervisor=hv, name="web2")
+        queued = c.machines.provision(package=pkg, name="web2")   # the server places it
         tx = c.wait(queued.txid, progress=lambda t: print(t.completion))
 
 Every call returns typed objects (dataclasses whose fields are the API's answer keys) or
@@ -359,11 +359,13 @@ class Transaction(Model):
 
 @dataclass
 class Queued(Model):
-    """A transaction just queued; `machine` is the new machine of a provision."""
+    """A transaction just queued; `machine` is the new machine of a provision, `hypervisor`
+    the hypervisor it goes to."""
 
     txid: str = ""
     machine: str | None = None
     message: str = ""
+    hypervisor: str | None = None
 
 
 @dataclass
@@ -666,13 +668,34 @@ class Machines(_Resource):
                        clusters=list(clusters))
         return [Cluster.from_dict(c) for c in a["clusters"]]
 
-    def provision(self, host: str, *, package: str, hypervisor: str, name: str,
+    def provision(self, host: str | None = None, *, package: str, name: str,
+                  hypervisor: str | None = None, cluster: str | None = None,
                   pool: str | None = None) -> Queued:
-        """Queue a provision of `package` as a new machine `name` on `hypervisor` (one of
-        `host`'s); `Queued.machine` is the new machine, `Queued.txid` the transaction."""
+        """Queue a provision of `package` as a new machine `name`: on `hypervisor` (one of
+        `host`'s) when given; otherwise the server places it (docs/provisioning.md,
+        "Placement") among the hypervisors of `cluster`'s hosts, or among all the hypervisors
+        the caller may control. `host`, the machine the request is addressed to, defaults to
+        the hypervisor's host, else the first host (or machine) the caller may read.
+        `Queued.machine` is the new machine, `Queued.hypervisor` where it goes, `Queued.txid`
+        the transaction."""
+        if hypervisor and cluster:
+            raise ValueError("name a hypervisor or a cluster, not both")
+        if host is None:
+            host = self._c.hypervisors.get(hypervisor).machine if hypervisor else \
+                self._any_machine()
         a = self._call("POST", f"/rest/machine/{_path_id(host)}/actions/provision/",
-                       pkguuid=package, hvmuuid=hypervisor, name=name, pool=pool)
-        return Queued(txid=a["txid"], machine=a["newuuid"], message=a.get("message", ""))
+                       pkguuid=package, hvmuuid=hypervisor or cluster, name=name, pool=pool)
+        return Queued(txid=a["txid"], machine=a["newuuid"], message=a.get("message", ""),
+                      hypervisor=a.get("hvmuuid"))
+
+    def _any_machine(self) -> str:
+        """A machine to address a placed provision to (the spec's path needs one)."""
+        hosts = self._c.hosts.list()
+        found = [h.uuid for h in hosts] or self.ids()
+        if not found:
+            raise NotFoundError(404, 1200, "there is no machine you may read to address the "
+                                "provision to")
+        return found[0]
 
     def package(self, uuid: str, *, name: str | None = None, description: str | None = None,
                 version: str | None = None, compression: str | None = None) -> Queued:

@@ -123,6 +123,27 @@ def test_wait_with_progress_and_the_locked_error(cloud, feed, admin, own):
         srv.rate = None
 
 
+def test_provision_placed_by_the_server(cloud, feed, admin, own):
+    q = admin.machines.provision(package=feed["ids"]["tiny"], name=own("placed"))
+    assert q.hypervisor in (cloud.h1, cloud.h2)
+    assert admin.wait(q.txid, timeout=60).state == "done"
+    assert admin.machines.get(q.machine).machine.parent == q.hypervisor
+    q = admin.machines.provision(package=feed["ids"]["tiny"], name=own("there"),
+                                 hypervisor=cloud.h2)  # the host is the hypervisor's
+    assert q.hypervisor == cloud.h2 and admin.wait(q.txid, timeout=60).state == "done"
+    with pytest.raises(ValueError):
+        admin.machines.provision(package=feed["ids"]["tiny"], name=own("x"),
+                                 hypervisor=cloud.h1, cluster=cloud.h2)
+    empty = admin.clusters.create(own("empty"))
+    try:
+        with pytest.raises(ConflictError) as e:
+            admin.machines.provision(package=feed["ids"]["tiny"], name=own("x"),
+                                     cluster=empty.uuid)
+        assert e.value.errno == 1302 and e.value.status == 409
+    finally:
+        admin.clusters.delete(empty.uuid)
+
+
 def test_wait_until_done(cloud, feed, admin, own):
     q = admin.machines.provision(cloud.host, package=feed["ids"]["tiny"], hypervisor=cloud.h2,
                                  name=own("new"))

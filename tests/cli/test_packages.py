@@ -194,9 +194,31 @@ def test_provision_no_wait(cloud, feed, own):
     assert name in names
 
 
+def test_provision_placed_by_the_server(cloud, feed, own):
+    """Without --hypervisor the server picks one (docs/provisioning.md, Placement); with
+    --cluster, one of the cluster's hosts'."""
+    doc = cloud.run("machine", "provision", "tiny-cli", own("placed"), "--json").json
+    assert doc["state"] == "done" and doc["hypervisor"] in (cloud.h1, cloud.h2)
+    assert cloud.machine(doc["machine"])["parent"] == doc["hypervisor"]
+    cluster = own("c")
+    c = cloud.ok("PUT", "/rest/cluster/", data={"cluster_name": cluster})["cluster"]["uuid"]
+    try:
+        r = cloud.run("machine", "provision", "tiny-cli", own("nowhere"), "--cluster", cluster,
+                      "--json")
+        assert r.code == 5 and r.json["errno"] == 1302 and "has no host" in r.json["message"]
+        cloud.ok("POST", f"/rest/machine/{cloud.host}/clusters/", data={"clusters": c})
+        r = cloud.run("machine", "provision", "tiny-cli", own("in-c"), "--cluster", cluster,
+                      "--no-wait", "--json")
+        assert r.code == 0 and r.json["hypervisor"] in (cloud.h1, cloud.h2)
+        assert cloud.run("tx", "wait", r.json["txid"]).code == 0
+    finally:
+        cloud.ok("DELETE", f"/rest/cluster/{c}/")
+
+
 def test_provision_refused(cloud, feed, own):
-    r = cloud.run("machine", "provision", "tiny-cli", own("x"))
-    assert r.code == 1 and "several hypervisors" in r.err
+    r = cloud.run("machine", "provision", "tiny-cli", own("x"), "--cluster", "any",
+                  "--hypervisor", cloud.h1)
+    assert r.code == 2 and "--cluster" in r.err
     r = cloud.run("machine", "provision", "tiny-cli", own("x"), "--host", "no-such-host")
     assert r.code == 3
     r = cloud.run("machine", "provision", "no-such-package", own("x"), "--hypervisor", cloud.h1)

@@ -263,23 +263,36 @@ def provision(
     package: Annotated[str, typer.Argument(help="the package: name, UUID or prefix")],
     name: Annotated[str, typer.Argument(help="the new machine's name")],
     hypervisor: Annotated[str | None, typer.Option(
-        help="the hypervisor (UUID, prefix or URL); needed when there are several")] = None,
+        help="the hypervisor (UUID, prefix or URL); left out, the server picks one")] = None,
     host: Annotated[str | None, typer.Option(
-        help="the host whose hypervisor to use (name or UUID)")] = None,
+        help="the host whose hypervisor to use (name or UUID): its only one, or --hypervisor "
+             "among them")] = None,
+    cluster: Annotated[str | None, typer.Option(
+        help="let the server pick among the hypervisors of this cluster's hosts (name or "
+             "UUID)")] = None,
     pool: Annotated[str | None, typer.Option(
         help="storage pool for the disks (default: 'default', else the first active)")] = None,
     no_wait: NoWait = False, timeout: Timeout = None,
 ) -> None:
-    """Provision a package as a new machine (retrieving it first when it is not cached)."""
+    """Provision a package as a new machine (retrieving it first when it is not cached).
+    Without --hypervisor or --host, the server places it: on the connected, compatible
+    hypervisor with the most free memory, among the cluster's hosts with --cluster."""
+    if cluster and (hypervisor or host):
+        raise CLIError("--cluster lets the server choose; it does not go with --hypervisor "
+                       "or --host", 2)
     c = cli().client()
     p = lookup.package(c, package)
-    hv = _hypervisor(c, hypervisor, host)
-    q = c.machines.provision(hv.machine, package=p.uuid, hypervisor=hv.uuid, name=name,
-                             pool=pool)
+    if hypervisor or host:
+        hv = _hypervisor(c, hypervisor, host)
+        q = c.machines.provision(hv.machine, package=p.uuid, hypervisor=hv.uuid, name=name,
+                                 pool=pool)
+    else:
+        q = c.machines.provision(package=p.uuid, name=name, pool=pool,
+                                 cluster=lookup.cluster(c, cluster).uuid if cluster else None)
     doc = {"txid": q.txid, "machine": q.machine, "name": name, "package": p.uuid,
-           "hypervisor": hv.uuid}
+           "hypervisor": q.hypervisor}
     if no_wait:
-        _queued(doc, f"provisioning {name} as {q.machine}")
+        _queued(doc, f"provisioning {name} as {q.machine} on hypervisor {q.hypervisor}")
         return
     tx = cli().follow(q.txid, f"provision {name}", timeout)
     cli().emit({**doc, "state": tx.state, "transaction": tx},
