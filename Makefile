@@ -9,8 +9,10 @@ run: setup
 	@scripts/default-pool.sh
 	.venv/bin/enomalism serve --data-dir ./var
 
+# The remote-transport tests need libvirtd listening on 127.0.0.1:16509 (scripts/start-libvirt.sh).
+test: export ENOMALISM_LIBVIRT_TCP = 1
 test: setup
-	.venv/bin/python -m pytest
+	scripts/test.sh
 
 lint: setup
 	.venv/bin/ruff check src tests bench

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils
-  libvirt-dev pkg-config gcc python3-dev python3-venv
+  libvirt-dev pkg-config gcc python3-dev python3-venv postgresql
 )
 
 missing=()

@@ -16,25 +16,61 @@ ADMIN_PASSWORD = "admin-test-password"
 # Cheap argon2 parameters: tests create and verify hundreds of passwords. The production
 # defaults are measured in bench/ and exercised by tests/api/test_auth.py.
 FAST_HASHES = {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1}
-# Set (e.g. postgresql+psycopg://enomalism:enomalism@127.0.0.1) to run the servers of the tests
-# on PostgreSQL: each data dir gets a database of its own. Unset: SQLite in the data dir.
-POSTGRES = os.environ.get("ENOMALISM_TEST_POSTGRES")
+# A PostgreSQL server the tests may use (make test starts one: scripts/start-postgres.sh),
+# e.g. postgresql+psycopg://enomalism:enomalism@127.0.0.1:5433. Tests that need PostgreSQL
+# skip without it, saying so.
+POSTGRES_URL = os.environ.get("ENOMALISM_TEST_POSTGRES_URL", "").rstrip("/") or None
+# "postgresql": the test servers run on PostgreSQL (a database of their own per data dir);
+# otherwise on SQLite in their data dir. make test runs the API and job tests both ways.
+ON_POSTGRES = os.environ.get("ENOMALISM_TEST_DATABASE") == "postgresql"
+if ON_POSTGRES and not POSTGRES_URL:
+    raise RuntimeError("ENOMALISM_TEST_DATABASE=postgresql needs ENOMALISM_TEST_POSTGRES_URL")
+NEEDS_POSTGRES = pytest.mark.skipif(
+    not POSTGRES_URL, reason="no PostgreSQL: set ENOMALISM_TEST_POSTGRES_URL (make test "
+    "starts one with scripts/start-postgres.sh)")
+
+_CREATED: list[str] = []
+
+
+def _admin_connection():  # noqa: ANN202
+    import psycopg
+
+    return psycopg.connect(POSTGRES_URL.replace("+psycopg", "") + "/postgres", autocommit=True)
+
+
+def fresh_postgres_database(label: str) -> str:
+    """A new, empty PostgreSQL database (dropped at the end of the run); its URL."""
+    import uuid
+
+    name = f"enm_{label}_{uuid.uuid4().hex[:12]}"
+    with _admin_connection() as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    _CREATED.append(name)
+    return f"{POSTGRES_URL}/{name}"
 
 
 def database_url(data_dir: Path) -> str | None:
     """The database for a test server using `data_dir` (the same dir: the same database)."""
-    if not POSTGRES:
+    if not ON_POSTGRES:
         return None
     import hashlib
 
-    import psycopg
-
     name = "enm_" + hashlib.sha1(str(Path(data_dir).resolve()).encode()).hexdigest()[:20]
-    base = POSTGRES.rstrip("/")
-    with psycopg.connect(base.replace("+psycopg", "") + "/postgres", autocommit=True) as c:
+    with _admin_connection() as c:
         if not c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
             c.execute(f'CREATE DATABASE "{name}"')
-    return f"{base}/{name}"
+            _CREATED.append(name)
+    return f"{POSTGRES_URL}/{name}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_databases() -> Iterator[None]:
+    """Drop the PostgreSQL databases this run created, so runs do not pile them up."""
+    yield
+    if _CREATED:
+        with _admin_connection() as c:
+            for name in _CREATED:
+                c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 class Api:

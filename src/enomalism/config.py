@@ -1,5 +1,6 @@
 """Server settings, read from `ENOMALISM_*` environment variables and the `serve` options."""
 
+import socket
 from pathlib import Path
 
 from pydantic import Field
@@ -20,10 +21,26 @@ class Settings(BaseSettings):
     auth_cache_seconds: float = 60.0
     # Threads running transactions in this server process.
     job_threads: int = 2
+    # -- several API nodes on one database (docs/deployment.md) --
+    # This server's identity among the nodes; empty: kept in <data dir>/node-id.
+    node_id: str | None = None
+    # The machine this node runs on; nodes on one machine share its local hypervisors.
+    machine_name: str = Field(default_factory=socket.gethostname)
+    # Where packages are kept; with several nodes, a directory every node mounts (NFS...).
+    packages_dir: Path | None = None
+    # Seconds a node's claim on a hypervisor holds without renewal, and between renewals.
+    owner_lease: float = 20.0
+    owner_renew: float = 5.0
+    # Seconds without a heartbeat after which another node takes over a running job.
+    job_timeout: float = 120.0
     # argon2id cost for password hashes (argon2-cffi's defaults, RFC 9106 low-memory profile).
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
+
+    @property
+    def packages_path(self) -> Path:
+        return self.packages_dir or self.data_dir / "packages"
 
     @property
     def db_url(self) -> str:

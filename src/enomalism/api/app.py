@@ -5,7 +5,6 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -35,7 +34,7 @@ from enomalism.errors import (
     NotFound,
 )
 from enomalism.jobs.runner import Runner
-from enomalism.services import auth, provisioning  # noqa: F401  (registers job handlers)
+from enomalism.services import auth, nodes, provisioning  # noqa: F401  (registers job handlers)
 from enomalism.services.hypervisors import ensure_local_host
 from enomalism.services.registry import HypervisorRegistry
 from enomalism.store.db import Database
@@ -91,11 +90,14 @@ def _unexpected(_req: Request, e: Exception) -> JSONResponse:
                         status_code=500)
 
 
-def node_id(data_dir: Path) -> str:
-    """This server's stable identity (claims on transactions name it), kept in the data dir."""
-    path = data_dir / "node-id"
+def node_id(settings: Settings) -> str:
+    """This server's stable identity (claims on transactions and hypervisors name it): the
+    configured one, else one kept in the data dir."""
+    if settings.node_id:
+        return settings.node_id
+    path = settings.data_dir / "node-id"
     if not path.exists():
-        path.write_text(f"{socket.gethostname()}-{uuid.uuid4()}\n")
+        path.write_text(f"{socket.gethostname()[:27]}-{uuid.uuid4()}\n")
     return path.read_text().strip()
 
 
@@ -114,11 +116,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             generated = auth.ensure_admin(s, settings.admin_password)
         if generated:
             print(f"enomalism: created user 'admin' with password: {generated}", flush=True)
-        registry = HypervisorRegistry(db)
+        nodes.set_this_machine(settings.machine_name)
+        node = node_id(settings)
+        registry = HypervisorRegistry(db, node, lease=settings.owner_lease,
+                                      renew=settings.owner_renew)
         ensure_local_host(db, registry, settings.hypervisors)
         registry.start()
-        runner = Runner(db, registry, node_id(settings.data_dir), settings.data_dir,
-                        threads=settings.job_threads)
+        runner = Runner(db, registry, node, settings.packages_path,
+                        threads=settings.job_threads, timeout=settings.job_timeout)
         runner.start()
         app.state.settings = settings
         app.state.db = db

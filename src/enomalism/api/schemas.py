@@ -6,6 +6,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import object_session
 
+from enomalism.services import nodes
 from enomalism.services.actions import available
 from enomalism.services.networks import machine_leases
 from enomalism.store.models import Cluster, Hypervisor, Machine
@@ -156,7 +157,7 @@ def machine_obj(m: Machine) -> dict:
         "uuid": m.uuid, "name": m.name, "kind": m.kind, "state": m.state, "managed": m.managed,
         "persistent": m.persistent, "parent": m.parent_uuid,
         "host": m.parent.machine_uuid if m.parent is not None else None,
-        "address": m.address, "is_local": m.is_local,
+        "address": m.address, "is_local": m.is_local and m.local_to in (None, nodes.this_machine()),
         "clusters": [c.uuid for c in m.clusters], "locked_by": m.lock_txid,
         "owner": m.owner_uuid, "actions": available(m), "xmldesc": m.xmldesc,
         "xml_pending": m.xml_pending, "created_at": m.created_at,

@@ -1,11 +1,19 @@
 """Machine locks: a machine changed by a transaction holds the transaction's id. Taken with a
-compare-and-swap in the database, so two requests can never both get one."""
+compare-and-swap in the database, so two requests can never both get one. Named locks: a
+name held by a running transaction, shared by every node on the database."""
 
-from sqlalchemy import update
+import hashlib
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from enomalism.errors import Locked, NotFound
-from enomalism.store.models import Machine
+from enomalism.store.db import Database
+from enomalism.store.models import Machine, NamedLock, Transaction, utcnow
 
 
 def lock(db: Session, machine_uuid: str, txid: str) -> None:
@@ -23,4 +31,46 @@ def lock(db: Session, machine_uuid: str, txid: str) -> None:
 
 
 def release(db: Session, txid: str) -> None:
+    """Release every lock the transaction holds: its machines and its names."""
     db.execute(update(Machine).where(Machine.lock_txid == txid).values(lock_txid=None))
+    release_named(db, txid)
+
+
+def _try_named(db: Database, name: str, txid: str) -> bool:
+    with db.session() as s:
+        # A holder that is no longer running (it ended, or crashed and was recovered) has
+        # let go, whatever its row says.
+        s.execute(delete(NamedLock).where(NamedLock.name == name, NamedLock.holder.not_in(
+            select(Transaction.uuid).where(Transaction.state == "running"))))
+        held = s.scalar(select(NamedLock.holder).where(NamedLock.name == name))
+        if held == txid:
+            return True
+        if held is not None:
+            return False
+        try:
+            with s.begin_nested():
+                s.add(NamedLock(name=name, holder=txid, taken_at=utcnow()))
+        except IntegrityError:
+            return False  # another node took it between our look and our insert
+    return True
+
+
+@contextmanager
+def named_lock(db: Database, name: str, txid: str, *, wait: Callable[[], None],
+               poll: float = 0.25) -> Iterator[None]:
+    """Hold `name` for the transaction `txid` for the block, waiting while another running
+    transaction holds it; `wait` is called between tries (it may raise to give up)."""
+    if len(name) > 255:
+        name = "sha256:" + hashlib.sha256(name.encode()).hexdigest()
+    while not _try_named(db, name, txid):
+        wait()
+        time.sleep(poll)
+    try:
+        yield
+    finally:
+        with db.session() as s:
+            s.execute(delete(NamedLock).where(NamedLock.name == name, NamedLock.holder == txid))
+
+
+def release_named(db: Session, txid: str) -> None:
+    db.execute(delete(NamedLock).where(NamedLock.holder == txid))

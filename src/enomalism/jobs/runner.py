@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,11 @@ LOG_LIMIT = 200  # log lines kept per transaction
 
 class JobCancelled(Exception):
     """Raised inside a job when its cancellation was asked for."""
+
+
+class JobTakenOver(Exception):
+    """Raised inside a job that another node declared orphaned and undid: this node must
+    stop touching it."""
 
 
 Handler = Callable[["JobContext"], dict[str, Any]]
@@ -106,9 +112,12 @@ class JobContext:
             return
         self._checked_at = now
         with self.db.session(write=False) as s:
-            if s.scalar(select(Transaction.cancel_requested)
-                        .where(Transaction.uuid == self.txid)):
-                raise JobCancelled()
+            row = s.execute(select(Transaction.cancel_requested, Transaction.claimed_by)
+                            .where(Transaction.uuid == self.txid)).one()
+        if row.claimed_by != self.runner.node_id:
+            raise JobTakenOver()
+        if row.cancel_requested:
+            raise JobCancelled()
 
     def will_create(self, kind: str, **ref: str) -> None:
         """Record, before creating it, something to remove if the job does not finish."""
@@ -126,9 +135,11 @@ class JobContext:
 
 class Runner:
     def __init__(self, db: Database, registry: HypervisorRegistry, node_id: str,
-                 data_dir: Path, threads: int = 2) -> None:
+                 packages_dir: Path, threads: int = 2,
+                 timeout: float = HEARTBEAT_TIMEOUT) -> None:
         self.db, self.registry, self.node_id, self.threads = db, registry, node_id, threads
-        self.data_dir = data_dir
+        self.packages_dir = packages_dir
+        self.timeout = timeout  # seconds without a heartbeat after which a job is orphaned
         self._wake = threading.Condition()
         self._stopping = False
         self._workers: list[threading.Thread] = []
@@ -154,10 +165,11 @@ class Runner:
             self._wake.notify_all()
 
     def _heartbeat(self) -> None:
-        """Keep this node's running jobs from looking orphaned during long steps."""
+        """Keep this node's running jobs from looking orphaned during long steps, and take
+        over the jobs of nodes that stopped beating (they died or were cut off)."""
         while True:
             with self._wake:
-                self._wake.wait_for(lambda: self._stopping, HEARTBEAT_TIMEOUT / 8)
+                self._wake.wait_for(lambda: self._stopping, self.timeout / 8)
                 if self._stopping:
                     return
             try:
@@ -165,8 +177,32 @@ class Runner:
                     s.execute(update(Transaction).where(
                         Transaction.state == "running", Transaction.claimed_by == self.node_id)
                         .values(heartbeat_at=utcnow()))
+                self.take_over()
             except Exception:
                 log.exception("writing the job heartbeat failed")
+
+    def take_over(self) -> list[str]:
+        """Fail (and undo) running jobs whose heartbeat is older than the timeout. Each is
+        first claimed with a compare-and-swap on its heartbeat, so of several nodes looking
+        at once only one undoes it."""
+        cutoff = datetime.fromtimestamp(utcnow().timestamp() - self.timeout, UTC)
+        with self.db.session(write=False) as s:
+            stale = s.scalars(select(Transaction.uuid).where(
+                Transaction.state == "running", Transaction.heartbeat_at < cutoff)).all()
+        taken = []
+        for txid in stale:
+            with self.db.session() as s:
+                took = s.execute(update(Transaction).where(
+                    Transaction.uuid == txid, Transaction.state == "running",
+                    Transaction.heartbeat_at < cutoff).values(
+                    claimed_by=self.node_id, heartbeat_at=utcnow()))
+            if took.rowcount != 1:
+                continue
+            log.warning("transaction %s stopped beating; undoing what it created", txid)
+            self._finish(txid, "failed",
+                         error="interrupted: the node running it stopped answering")
+            taken.append(txid)
+        return taken
 
     # -- claiming and running ----------------------------------------------------------
 
@@ -208,6 +244,8 @@ class Runner:
             result = fn(job) or {}
         except JobCancelled:
             self._finish(txid, "cancelled", error="cancelled on request")
+        except JobTakenOver:
+            log.warning("transaction %s was taken over by another node; left to it", txid)
         except EnomalismError as e:
             self._finish(txid, "failed", error=e.message)
         except Exception as e:  # a bug: say so in the transaction, keep the runner alive
@@ -245,7 +283,7 @@ class Runner:
     def recover(self) -> list[str]:
         """Fail (and undo) the jobs this node ran before it stopped, and any job whose
         heartbeat stopped. Returns their ids."""
-        cutoff = utcnow().timestamp() - HEARTBEAT_TIMEOUT
+        cutoff = utcnow().timestamp() - self.timeout
         with self.db.session(write=False) as s:
             running = s.scalars(select(Transaction).where(Transaction.state == "running").where(
                 or_(Transaction.claimed_by == self.node_id, Transaction.claimed_by.is_(None),

@@ -2,10 +2,11 @@
 
 import socket
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
 
 from enomalism.errors import Conflict, HypervisorUnreachable, InvalidInput, InvalidState
-from enomalism.services import access
+from enomalism.services import access, nodes
 from enomalism.services.context import Context
 from enomalism.services.lookup import get_host, get_hypervisor, require
 from enomalism.services.registry import HypervisorRegistry
@@ -37,7 +38,7 @@ def add_hypervisor(ctx: Context, host_uuid: str, *, virt_url: str | None,
         raise Conflict(f"the hypervisor {url} is already registered")
     conn = open_connection(url)
     hv = Hypervisor(machine_uuid=host.uuid, virt_class=virt_class, virt_url=url,
-                    owner_uuid=ctx.user.uuid, status="connecting")
+                    owner_uuid=ctx.user.uuid, status="connecting", local_to=nodes.local_to(url))
     ctx.db.add(hv)
     host.candidates = [c for c in host.candidates or [] if c.get("virt_url") != url]
     try:
@@ -103,15 +104,28 @@ def probe(url: str, timeout: float = 5.0) -> bool:
 def ensure_local_host(db: Database, registry: HypervisorRegistry, uris_wanted: list[str]) -> str:
     """At start: the host this server runs on, its configured hypervisors, and candidates for
     the local URIs not added. With no URIs configured, qemu:///system is added if it answers."""
+    here = nodes.this_machine()
     with db.session() as s:
-        host = s.scalar(select(Machine).where(Machine.kind == "host", Machine.is_local.is_(True)))
+        # Several API nodes on one machine share its host; a node on another machine has its
+        # own. A host made before nodes knew their machine is adopted by the first to start.
+        host = (s.scalar(select(Machine).where(Machine.kind == "host", Machine.is_local.is_(True),
+                                               Machine.local_to == here))
+                or s.scalar(select(Machine).where(Machine.kind == "host",
+                                                  Machine.is_local.is_(True),
+                                                  Machine.local_to.is_(None))))
         if host is None:
-            host = Machine(kind="host", name=socket.gethostname(), is_local=True, managed=True,
-                           state="running", address=socket.getfqdn(), candidates=[])
+            host = Machine(kind="host", name=_free_host_name(s, here), is_local=True,
+                           managed=True, state="running", address=socket.getfqdn(),
+                           candidates=[])
             s.add(host)
-            s.flush()
+        host.local_to = here
+        s.flush()
         host_uuid = host.uuid
-        registered = set(s.scalars(select(Hypervisor.virt_url)))
+        for hv in s.scalars(select(Hypervisor).where(Hypervisor.machine_uuid == host_uuid,
+                                                     Hypervisor.local_to.is_(None))):
+            hv.local_to = nodes.local_to(hv.virt_url)
+        registered = set(s.scalars(select(Hypervisor.virt_url).where(or_(
+            Hypervisor.local_to.is_(None), Hypervisor.local_to == here))))
     wanted = list(uris_wanted)
     if not wanted and "qemu:///system" not in registered and probe("qemu:///system"):
         wanted = ["qemu:///system"]
@@ -122,7 +136,8 @@ def ensure_local_host(db: Database, registry: HypervisorRegistry, uris_wanted: l
         if virt_class == "qemu" and uris.is_local(url) and _has_kvm():
             virt_class = "kvm"
         with db.session() as s:
-            s.add(Hypervisor(machine_uuid=host_uuid, virt_class=virt_class, virt_url=url))
+            s.add(Hypervisor(machine_uuid=host_uuid, virt_class=virt_class, virt_url=url,
+                             local_to=nodes.local_to(url)))
         registered.add(url)
     with db.session() as s:
         host = s.get(Machine, host_uuid)
@@ -132,6 +147,15 @@ def ensure_local_host(db: Database, registry: HypervisorRegistry, uris_wanted: l
             for c, u in LOCAL_CANDIDATES if u not in registered
         ]
     return host_uuid
+
+
+def _free_host_name(s: Session, name: str) -> str:
+    taken = set(s.scalars(select(Machine.name).where(Machine.kind == "host")))
+    n, candidate = 1, name
+    while candidate in taken:
+        n += 1
+        candidate = f"{name}-{n}"
+    return candidate
 
 
 def _has_kvm() -> bool:

@@ -13,7 +13,6 @@ cancelled provision leaves no domain, no volume and no machine behind.
 import functools
 import shutil
 import subprocess
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -34,6 +33,7 @@ from enomalism.errors import (
 )
 from enomalism.feeds import archive
 from enomalism.feeds import download as dl
+from enomalism.jobs.locks import named_lock
 from enomalism.jobs.runner import JobCancelled, JobContext, handler
 from enomalism.services import access, networks, placement, transactions
 from enomalism.services.context import Context
@@ -57,29 +57,19 @@ COMPATIBLE = placement.COMPATIBLE
 DOMAIN_TYPE = {"kvm": "kvm", "qemu": "qemu", "test": "test"}
 
 
-def packages_dir(job_or_dir: JobContext | Path) -> Path:
-    base = job_or_dir.runner.data_dir if isinstance(job_or_dir, JobContext) else job_or_dir
-    path = Path(base) / "packages"
+def packages_dir(job: JobContext) -> Path:
+    path = Path(job.runner.packages_dir)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
-_BUSY: dict[tuple[str, ...], threading.Lock] = {}
-_BUSY_GUARD = threading.Lock()
-
-
 @contextmanager
 def _one_at_a_time(job: JobContext, *key: str) -> Iterator[None]:
-    """Jobs of this server fetching the same package, or uploading the same base volume, take
-    turns (the second then finds the first one's result); waiting, a job still sees its cancel."""
-    with _BUSY_GUARD:
-        lock = _BUSY.setdefault(key, threading.Lock())
-    while not lock.acquire(timeout=0.25):
-        job.check_cancelled()
-    try:
+    """Jobs fetching the same package, or uploading the same base volume, take turns, on
+    every node sharing the database (the second then finds the first one's result); waiting,
+    a job still sees its cancel."""
+    with named_lock(job.db, ":".join(key), job.txid, wait=job.check_cancelled):
         yield
-    finally:
-        lock.release()
 
 
 # -- requests ------------------------------------------------------------------------------

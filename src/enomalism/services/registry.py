@@ -1,9 +1,14 @@
-"""The running hypervisor connections and the worker that turns their events into inventory.
+"""The running hypervisor connections and the workers that turn their events into inventory.
 
-Events arrive on libvirt's event thread; they only queue the domain's UUID. One worker thread
-takes the queue in order, reads the domain's current state from libvirt and writes it to the
+Events arrive on libvirt's event thread; they only queue the domain's UUID. Worker threads
+take the queue in order, read the domain's current state from libvirt and write it to the
 database, so the state stored is always what libvirt says now, whatever events were missed or
-merged. A (re)connected hypervisor gets a full bulk resync.
+merged. One hypervisor's events are handled one at a time, in order; different hypervisors'
+in parallel, so a host that hangs delays only its own. A (re)connected hypervisor gets a full
+bulk resync.
+
+With several API nodes on one database, only the node owning a hypervisor (services/nodes.py)
+writes its events and resyncs; the others keep a connection to it for their requests and jobs.
 """
 
 import logging
@@ -16,13 +21,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from enomalism.errors import HypervisorUnreachable
-from enomalism.services import sync
+from enomalism.services import nodes, sync
 from enomalism.store.db import Database
 from enomalism.store.models import Hypervisor, Machine, utcnow
 from enomalism.virt import driver
 from enomalism.virt.connection import HypervisorLink, flush_events, start_event_loop
 
 log = logging.getLogger(__name__)
+
+WORKERS = 4  # threads writing events; one hypervisor's are never handled by two at once
+RESYNC_ALL = ""  # a queued "domain" meaning: resync the whole hypervisor
 
 
 def _lock_rows(s: Session, where: object) -> None:
@@ -31,41 +39,60 @@ def _lock_rows(s: Session, where: object) -> None:
 
 
 class HypervisorRegistry:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, node_id: str = "local", *,
+                 lease: float = nodes.LEASE, renew: float = nodes.RENEW) -> None:
         self.db = db
+        self.ownership = nodes.Ownership(db, node_id, lease)
+        self._renew = renew
         self._links: dict[str, HypervisorLink] = {}
+        self._elsewhere: dict[str, str] = {}  # hypervisors local to another machine: why
         self._lock = threading.Lock()
         self._pending: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._cond = threading.Condition()
-        self._busy = False
+        self._busy: set[str] = set()  # hypervisors a worker is writing events of
         self._stopping = False
-        self._worker: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     # -- lifetime ----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Connect every registered hypervisor (in the background) and start the worker."""
+        """Connect every registered hypervisor (in the background) and start the workers."""
         start_event_loop()
-        self._worker = threading.Thread(target=self._work, name="domain-events", daemon=True)
-        self._worker.start()
-        with self.db.session() as s:
-            rows = s.execute(select(Hypervisor.uuid, Hypervisor.virt_url)).all()
-        for hv_uuid, uri in rows:
-            self.attach(hv_uuid, uri)
+        self.ownership.beat()
+        targets = [self._work] * WORKERS + [self._keep]
+        for i, target in enumerate(targets):
+            t = threading.Thread(target=target, name=f"domain-events-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        with self.db.session(write=False) as s:
+            rows = s.execute(select(Hypervisor.uuid, Hypervisor.virt_url,
+                                    Hypervisor.local_to)).all()
+        for hv_uuid, uri, local_to in rows:
+            if nodes.reachable_here(local_to):
+                self.attach(hv_uuid, uri)
+            else:
+                self._elsewhere[hv_uuid] = (
+                    f"hypervisor {uri} is local to the machine {local_to}, and this API node "
+                    f"runs on {nodes.this_machine()}: register it with a URI every node can "
+                    f"reach (such as qemu+tls://{local_to}/system) to manage it from any node")
 
     def stop(self) -> None:
-        # The worker first: a resync it is running uses a link's connection, and libvirt
+        # The workers first: a resync they are running uses a link's connection, and libvirt
         # crashes the process (SIGSEGV) on a connection closed under it.
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        if self._worker is not None:
-            self._worker.join(timeout=10)
+        for t in self._threads:
+            t.join(timeout=10)
         with self._lock:
             links = list(self._links.values())
             self._links.clear()
         for link in links:
             link.stop()
+        try:
+            self.ownership.stop()
+        except Exception:
+            log.exception("letting go of this node's hypervisors failed")
 
     def attach(self, hv_uuid: str, uri: str, conn: libvirt.virConnect | None = None) -> None:
         """Start supervising a hypervisor; with `conn`, its first resync happens before return."""
@@ -87,12 +114,15 @@ class HypervisorRegistry:
         with self._lock:
             link = self._links.get(hv_uuid)
         if link is None:
-            raise HypervisorUnreachable(f"hypervisor {hv_uuid} is not connected")
+            raise HypervisorUnreachable(
+                self._elsewhere.get(hv_uuid, f"hypervisor {hv_uuid} is not connected"))
         return link.connection()
 
     def status(self, hv_uuid: str) -> tuple[str, str | None]:
         with self._lock:
             link = self._links.get(hv_uuid)
+        if link is None and hv_uuid in self._elsewhere:
+            return "elsewhere", self._elsewhere[hv_uuid]
         return (link.status, link.last_error) if link else ("disconnected", "not supervised")
 
     # -- resyncs -----------------------------------------------------------------------
@@ -137,45 +167,91 @@ class HypervisorRegistry:
     # -- LinkListener ------------------------------------------------------------------
 
     def connected(self, link: HypervisorLink, conn: libvirt.virConnect) -> None:
+        if not self.ownership.claim(link.uuid):
+            return  # another node keeps this hypervisor's machines true
+        self._record_connected(link.uuid, conn)
+        self.resync_hypervisor(link.uuid)
+
+    def _record_connected(self, hv_uuid: str, conn: libvirt.virConnect) -> None:
         info = driver.host_info(conn)
         with self.db.session() as s:
-            hv = s.get(Hypervisor, link.uuid)
+            hv = s.get(Hypervisor, hv_uuid)
             if hv is None:
                 return
             hv.status, hv.last_error, hv.connected_at = "connected", None, utcnow()
             hv.hostname, hv.driver, hv.libvirt_version = info.hostname, info.driver, \
                 info.libvirt_version
             hv.cpus, hv.memory_kib, hv.arch = info.cpus, info.memory_kib, info.arch
-        self.resync_hypervisor(link.uuid)
 
     def disconnected(self, link: HypervisorLink, reason: str) -> None:
+        if not self.ownership.owns(link.uuid):
+            return  # what another node sees is for that node to write
         with self.db.session() as s:
             hv = s.get(Hypervisor, link.uuid)
             if hv is not None:
                 hv.status, hv.last_error = "disconnected", reason
+        self.ownership.release(link.uuid)  # a node still connected takes it over
 
     def domain_event(self, link: HypervisorLink, uuid: str) -> None:
+        if self.ownership.owns(link.uuid):
+            self._queue(link.uuid, uuid)
+
+    def _queue(self, hv_uuid: str, uuid: str) -> None:
         with self._cond:
-            self._pending[(link.uuid, uuid)] = None
+            self._pending[(hv_uuid, uuid)] = None
             self._cond.notify_all()
 
-    # -- worker ------------------------------------------------------------------------
+    # -- workers -----------------------------------------------------------------------
+
+    def _next(self) -> tuple[str, str] | None:
+        """The oldest queued event of a hypervisor no worker is busy with."""
+        return next((k for k in self._pending if k[0] not in self._busy), None)
 
     def _work(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._pending or self._stopping)
+                self._cond.wait_for(lambda: self._stopping or self._next() is not None)
                 if self._stopping:
                     return
-                (hv_uuid, uuid), _ = self._pending.popitem(last=False)
-                self._busy = True
+                key = self._next()
+                del self._pending[key]
+                hv_uuid, uuid = key
+                self._busy.add(hv_uuid)
             try:
-                self.resync_machine(hv_uuid, uuid)
+                if uuid == RESYNC_ALL:
+                    self.resync_hypervisor(hv_uuid)
+                else:
+                    self.resync_machine(hv_uuid, uuid)
             except HypervisorUnreachable:
                 pass  # reconnecting; the resync after it catches up
             except Exception:
-                log.exception("syncing domain %s from its event failed", uuid)
+                log.exception("syncing %s of hypervisor %s failed", uuid or "everything",
+                              hv_uuid)
             finally:
                 with self._cond:
-                    self._busy = False
+                    self._busy.discard(hv_uuid)
                     self._cond.notify_all()
+
+    def _keep(self) -> None:
+        """Say this node is alive; renew its claims, take over hypervisors whose owner went
+        silent (and resync them in full), let go of those it lost its connection to."""
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._stopping, self._renew)
+                if self._stopping:
+                    return
+            try:
+                self.ownership.beat()
+                with self._lock:
+                    connected = [u for u, link in self._links.items()
+                                 if link.status == "connected"]
+                gained, _lost = self.ownership.renew(connected)
+                for hv_uuid in gained:
+                    log.info("this node now keeps hypervisor %s", hv_uuid)
+                    try:
+                        self._record_connected(hv_uuid, self.connection(hv_uuid))
+                    except HypervisorUnreachable:
+                        continue
+                    self._queue(hv_uuid, RESYNC_ALL)
+            except Exception:
+                log.exception("renewing this node's hypervisors failed")

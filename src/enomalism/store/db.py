@@ -7,7 +7,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -37,11 +37,19 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
+# pg_advisory_xact_lock key held while migrating: nodes starting together migrate in turn.
+MIGRATION_LOCK = 0x656E6F6D  # "enom"
+
+
 def migrate(engine: Engine) -> None:
-    """Apply every Alembic migration up to head."""
+    """Apply every Alembic migration up to head, once even when several servers start
+    together: PostgreSQL takes an advisory lock for the migrating transaction, SQLite its
+    write lock (BEGIN IMMEDIATE). The server that waited then finds the schema at head."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
+    with engine.execution_options(sqlite_begin="IMMEDIATE").begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
 

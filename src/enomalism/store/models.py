@@ -145,6 +145,9 @@ class Machine(Base):
     # Hosts: the address other nodes reach it at; True for the host this server runs on.
     address: Mapped[str | None] = mapped_column(String(255))
     is_local: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Hosts a server created for the machine it runs on: that machine's hostname. Every API
+    # node on that machine shares the host; a node on another machine makes its own.
+    local_to: Mapped[str | None] = mapped_column(String(255))
     candidates: Mapped[list] = mapped_column(JSON, default=list)
     managed: Mapped[bool] = mapped_column(Boolean, default=True)
     # libvirt state name, or "missing" when the domain disappeared from its hypervisor.
@@ -199,6 +202,13 @@ class Hypervisor(Base):
     owner_uuid: Mapped[str | None] = mapped_column(ForeignKey("users.uuid", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     connected_at: Mapped[datetime | None] = mapped_column()
+    # A URI with no host part (qemu:///system) means the machine it was registered on: that
+    # machine's hostname. Nodes on other machines do not connect to it.
+    local_to: Mapped[str | None] = mapped_column(String(255))
+    # The API node whose event subscription keeps this hypervisor's machines true, and until
+    # when its claim holds without being renewed (services/nodes.py).
+    owner_node: Mapped[str | None] = mapped_column(String(64))
+    owner_until: Mapped[datetime | None] = mapped_column()
 
     host: Mapped[Machine] = relationship(foreign_keys=[machine_uuid], back_populates="hypervisors")
     machines: Mapped[list[Machine]] = relationship(
@@ -259,6 +269,33 @@ class Transaction(Base):
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Node(Base):
+    """An API server process sharing this database; several run behind a load balancer."""
+
+    __tablename__ = "nodes"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Written every few seconds while the node runs; a node silent for longer than the
+    # ownership lease has gone away and its hypervisors are taken over.
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    stopped_at: Mapped[datetime | None] = mapped_column()
+
+
+class NamedLock(Base):
+    """A lock shared by every server process: held by a running transaction, so that two
+    jobs fetching one package, or uploading one base volume, take turns across nodes. A lock
+    whose transaction is no longer running is free."""
+
+    __tablename__ = "named_locks"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(36), index=True)
+    taken_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Repository(Base):
