@@ -249,6 +249,7 @@ def host_rows() -> list[Row]:
             data=lambda v: {"name": unique("node")}),
         Row("register-host-post", "POST", "/rest/hosts/", ADMIN, lambda e: {},
             data=lambda v: {"name": unique("node")}),
+        Row("list-nodes", "GET", "/rest/nodes/", ADMIN, lambda e: {}),
     ]
 
 

@@ -7,7 +7,7 @@ from pydantic import Field
 
 from enomalism.api import schemas
 from enomalism.api.deps import Ctx, Vars, expose, http_vars
-from enomalism.services import hypervisors, machines
+from enomalism.services import hypervisors, machines, nodes
 
 router = APIRouter(tags=["hypervisors"])
 
@@ -48,6 +48,14 @@ def register_host(ctx: Ctx, v: Annotated[HostVars, http_vars(HostVars)]) -> dict
             "hypervisors": schemas.machine_hypervisors(host)}
 
 
+def list_nodes(ctx: Ctx) -> dict:
+    """The API nodes sharing this database (administrators only)."""
+    return {"errno": 0, "message": "", "node": ctx.registry.ownership.node_id,
+            "nodes": nodes.list_nodes(ctx)}
+
+
+expose(router, "/rest/nodes/", ["GET"], list_nodes, response_model=schemas.NodesAnswer,
+       summary="List the API nodes (extension)")
 expose(router, "/rest/hypervisor/{uuid}/", ["GET"], get_hypervisor_route,
        response_model=schemas.HypervisorAnswer, summary="Get a hypervisor (2.5)")
 expose(router, "/rest/hypervisor/{uuid}/", ["DELETE"], delete_hypervisor_route,

@@ -74,6 +74,26 @@ class HypervisorObj(BaseModel):
     memory_kib: int | None
     arch: str | None
     connected_at: datetime | None
+    local_to: str | None = Field(
+        description="for a URI with no host part (qemu:///system): the machine it means; "
+                    "API nodes on other machines cannot reach it")
+    owner_node: str | None = Field(
+        description="the API node whose event subscription keeps its machines true")
+
+
+class NodeObj(BaseModel):
+    id: str
+    hostname: str = Field(description="the machine the node runs on")
+    pid: int | None
+    started_at: datetime
+    seen_at: datetime = Field(description="its last heartbeat")
+    alive: bool = Field(description="it beat within the ownership lease and did not stop")
+    hypervisors: list[str] = Field(description="the hypervisors it owns")
+
+
+class NodesAnswer(Status):
+    node: str = Field(description="the node that answered")
+    nodes: list[NodeObj]
 
 
 class Candidate(BaseModel):
@@ -184,7 +204,7 @@ def hypervisor_obj(hv: Hypervisor) -> dict:
         "virt_url": hv.virt_url, "status": hv.status, "last_error": hv.last_error,
         "hostname": hv.hostname, "driver": hv.driver, "libvirt_version": hv.libvirt_version,
         "cpus": hv.cpus, "memory_kib": hv.memory_kib, "arch": hv.arch,
-        "connected_at": hv.connected_at,
+        "connected_at": hv.connected_at, "local_to": hv.local_to, "owner_node": hv.owner_node,
     }
 
 

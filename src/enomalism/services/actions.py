@@ -70,8 +70,9 @@ def available(m: Machine) -> list[str]:
 
 
 def perform(ctx: Context, uuid: str, action: str, v: ActionVars) -> str:
-    """Carry out one action and return the message for the answer."""
-    m = get_machine(ctx.db, uuid)
+    """Carry out one action and return the message for the answer. The machine's row is
+    locked first: a job's lock or an event's resync on another node waits for the action."""
+    m = get_machine(ctx.db, uuid, lock=True)
     access.require(ctx, m, "read", "machine")
     handler = _HANDLERS.get(action)
     if handler is None:

@@ -24,8 +24,10 @@ def require(value: str | None, variable: str, why: str = "") -> str:
     return str(value).strip()
 
 
-def get_machine(db: Session, uuid: str) -> Machine:
-    m = db.get(Machine, parse_uuid(uuid, "machine"))
+def get_machine(db: Session, uuid: str, *, lock: bool = False) -> Machine:
+    """The machine; with `lock`, its row stays locked until the session ends (PostgreSQL;
+    SQLite's writers hold the whole database already)."""
+    m = db.get(Machine, parse_uuid(uuid, "machine"), with_for_update=lock)
     if m is None:
         raise NotFound(f"no machine with UUID {uuid}")
     return m

@@ -8,7 +8,7 @@ demoted, so the installation can always be administered.
 import re
 import uuid as uuidlib
 
-from sqlalchemy import event, func, select
+from sqlalchemy import event, select
 
 from enomalism.errors import Conflict, InvalidInput, MissingVariable, NotFound, UnknownAction
 from enomalism.services import access, audit
@@ -104,8 +104,10 @@ def create_user(ctx: Context, *, username: str | None, password: str | None,
 
 
 def _enabled_admins(ctx: Context) -> int:
-    return ctx.db.scalar(select(func.count()).select_from(User).where(
-        User.is_admin.is_(True), User.enabled.is_(True)))
+    """Counted with the rows locked, so two requests demoting the last two administrators
+    on two nodes cannot both see the other one still there."""
+    return len(ctx.db.scalars(select(User.uuid).where(
+        User.is_admin.is_(True), User.enabled.is_(True)).with_for_update()).all())
 
 
 def _keep_an_admin(ctx: Context, user: User, doing: str) -> None:

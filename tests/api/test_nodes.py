@@ -1,0 +1,64 @@
+"""The server as a node: its row, heartbeat and ownership of its hypervisors, seen through
+/rest/nodes/ and the hypervisor objects. Several nodes at once: tests/multinode."""
+
+from sqlalchemy import select, update
+
+from enomalism.store.models import Hypervisor, Node, utcnow
+from tests.api.accounts import new_user
+from tests.conftest import expect_error
+
+
+def test_the_server_is_a_live_node_owning_its_hypervisors(api):
+    body = api.ok("GET", "/rest/nodes/")
+    me = body["node"]
+    nodes = {n["id"]: n for n in body["nodes"]}
+    assert nodes[me]["alive"] is True
+    hv_uuids = [hv["uuid"] for hv in api.hypervisors()]
+    assert sorted(nodes[me]["hypervisors"]) == sorted(hv_uuids)
+    assert all(hv["owner_node"] == me for hv in api.hypervisors())
+
+
+def test_local_uris_are_tied_to_this_machine(api):
+    from enomalism.services.nodes import this_machine
+
+    assert {hv["local_to"] for hv in api.hypervisors()} == {this_machine()}
+
+
+def test_only_administrators_list_nodes(api):
+    carol = new_user(api)
+    expect_error(api.get("/rest/nodes/", auth=carol.auth), 403, 1101)
+
+
+def test_a_node_silent_past_its_lease_is_not_alive_and_its_hypervisors_are_taken(api):
+    db = api.app.state.db
+    registry = api.registry
+    hv = api.hypervisors()[0]["uuid"]
+    with db.session() as s:  # a node that died holding the hypervisor a minute ago
+        s.add(Node(id="dead-node", hostname="elsewhere", seen_at=utcnow().replace(year=2020)))
+        s.execute(update(Hypervisor).where(Hypervisor.uuid == hv).values(
+            owner_node="dead-node", owner_until=utcnow().replace(year=2020)))
+    registry.ownership.owned.discard(hv)
+    nodes = {n["id"]: n for n in api.ok("GET", "/rest/nodes/")["nodes"]}
+    assert nodes["dead-node"]["alive"] is False
+    assert nodes["dead-node"]["hypervisors"] == [hv]
+    gained, _ = registry.ownership.renew([hv])
+    assert gained == {hv}
+    with db.session(write=False) as s:
+        assert s.scalar(select(Hypervisor.owner_node).where(Hypervisor.uuid == hv)) \
+            == registry.ownership.node_id
+
+
+def test_a_live_claim_of_another_node_is_respected(api):
+    db = api.app.state.db
+    ownership = api.registry.ownership
+    hv = api.hypervisors()[0]["uuid"]
+    with db.session() as s:
+        s.execute(update(Hypervisor).where(Hypervisor.uuid == hv).values(
+            owner_node="other-node", owner_until=utcnow().replace(year=2100)))
+    assert ownership.claim(hv) is False
+    assert not ownership.owns(hv)
+    gained, _ = ownership.renew([hv])
+    assert gained == set() and not ownership.owns(hv)
+    # events of a hypervisor another node owns are left to that node
+    api.registry.domain_event(type("L", (), {"uuid": hv})(), "x")
+    assert not api.registry._pending
