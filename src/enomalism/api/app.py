@@ -37,7 +37,7 @@ from enomalism.jobs.runner import Runner
 from enomalism.services import auth, nodes, provisioning  # noqa: F401  (registers job handlers)
 from enomalism.services.hypervisors import ensure_local_host
 from enomalism.services.registry import HypervisorRegistry
-from enomalism.store.db import Database
+from enomalism.store.db import SETUP_LOCK, Database
 
 log = logging.getLogger("enomalism")
 
@@ -112,15 +112,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         auth.configure_hashing(time_cost=settings.argon2_time_cost,
                                memory_kib=settings.argon2_memory_kib,
                                parallelism=settings.argon2_parallelism)
-        with db.session() as s:
-            generated = auth.ensure_admin(s, settings.admin_password)
-        if generated:
-            print(f"enomalism: created user 'admin' with password: {generated}", flush=True)
         nodes.set_this_machine(settings.machine_name)
         node = node_id(settings)
         registry = HypervisorRegistry(db, node, lease=settings.owner_lease,
                                       renew=settings.owner_renew)
-        ensure_local_host(db, registry, settings.hypervisors)
+        # What the first start makes, made once even when several nodes start together.
+        with db.exclusive(SETUP_LOCK):
+            with db.session() as s:
+                generated = auth.ensure_admin(s, settings.admin_password)
+            ensure_local_host(db, registry, settings.hypervisors)
+        if generated:
+            print(f"enomalism: created user 'admin' with password: {generated}", flush=True)
         registry.start()
         runner = Runner(db, registry, node, settings.packages_path,
                         threads=settings.job_threads, timeout=settings.job_timeout)

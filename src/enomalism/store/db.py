@@ -39,6 +39,10 @@ def make_engine(url: str) -> Engine:
 
 # pg_advisory_xact_lock key held while migrating: nodes starting together migrate in turn.
 MIGRATION_LOCK = 0x656E6F6D  # "enom"
+# pg_advisory_lock key held while a starting server makes what only the first start makes (the
+# admin user, the local host and its hypervisors): nodes starting together make them in turn,
+# so the second finds the first one's rather than failing on a unique constraint.
+SETUP_LOCK = MIGRATION_LOCK + 1
 
 
 def migrate(engine: Engine) -> None:
@@ -79,6 +83,24 @@ class Database:
             except BaseException:
                 s.rollback()
                 raise
+
+    @contextmanager
+    def exclusive(self, key: int) -> Iterator[None]:
+        """Hold, for the block, a lock every server on this database respects: on PostgreSQL
+        a session advisory lock on a connection of its own (the block's sessions commit what
+        they make before it is let go; a server that dies lets go with its connection). On
+        SQLite nothing more: its sessions that may write hold the database's write lock."""
+        if self.engine.dialect.name != "postgresql":
+            yield
+            return
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            conn.commit()  # the lock is the session's: it outlives this transaction
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                conn.commit()
 
     def dispose(self) -> None:
         self.engine.dispose()
