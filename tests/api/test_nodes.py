@@ -1,7 +1,7 @@
 """The server as a node: its row, heartbeat and ownership of its hypervisors, seen through
 /rest/nodes/ and the hypervisor objects. Several nodes at once: tests/multinode."""
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from enomalism.store.models import Hypervisor, Node, utcnow
 from tests.api.accounts import new_user
@@ -62,3 +62,51 @@ def test_a_live_claim_of_another_node_is_respected(api):
     # events of a hypervisor another node owns are left to that node
     api.registry.domain_event(type("L", (), {"uuid": hv})(), "x")
     assert not api.registry._pending
+
+
+def test_hypervisors_another_node_adds_or_removes_are_picked_up(api, make_host):
+    """Another node registered a hypervisor (its row appears) and later removed it."""
+    from enomalism.services import nodes
+    from enomalism.store.models import Machine
+    from tests.fakehost import FakeDomain
+
+    uri = make_host("added-elsewhere", [FakeDomain("far", state="running")])
+    db, registry = api.app.state.db, api.registry
+    with db.session() as s:
+        host = s.scalar(select(Machine).where(Machine.kind == "host"))
+        hv = Hypervisor(machine_uuid=host.uuid, virt_class="test", virt_url=uri,
+                        local_to=nodes.this_machine())
+        s.add(hv)
+        s.flush()
+        hv_uuid = hv.uuid
+    assert registry.status(hv_uuid)[0] == "disconnected"
+    registry.reconcile()
+    api.settle()
+    assert registry.status(hv_uuid)[0] == "connected"
+    objs = api.ok("GET", "/rest/machines/", params={"detail": "true"})["machine_objs"]
+    assert [o["name"] for o in objs if o["parent"] == hv_uuid] == ["far"]
+
+    with db.session() as s:
+        s.execute(delete(Machine).where(Machine.parent_uuid == hv_uuid))
+        s.execute(delete(Hypervisor).where(Hypervisor.uuid == hv_uuid))
+    registry.reconcile()
+    assert registry.status(hv_uuid) == ("disconnected", "not supervised")
+
+
+def test_a_hypervisor_local_to_another_machine_is_not_connected(api):
+    """qemu:///system registered by a node on another machine means that machine's libvirt."""
+    from enomalism.store.models import Machine
+
+    db, registry = api.app.state.db, api.registry
+    with db.session() as s:
+        host = s.scalar(select(Machine).where(Machine.kind == "host"))
+        hv = Hypervisor(machine_uuid=host.uuid, virt_class="test",
+                        virt_url="test:///default", local_to="some-other-machine")
+        s.add(hv)
+        s.flush()
+        hv_uuid = hv.uuid
+    registry.reconcile()
+    status, why = registry.status(hv_uuid)
+    assert status == "elsewhere" and "some-other-machine" in why
+    with db.session() as s:
+        s.execute(delete(Hypervisor).where(Hypervisor.uuid == hv_uuid))

@@ -2,6 +2,7 @@
 
 import socket
 
+from lxml import etree
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
@@ -32,11 +33,14 @@ def add_hypervisor(ctx: Context, host_uuid: str, *, virt_url: str | None,
     host = get_host(ctx.db, host_uuid)
     access.require(ctx, host, "modify", "machine")
     url = require(virt_url, "virt_url", " (a libvirt URI such as qemu+ssh://host/system)")
-    virt_class = (virt_class or "").strip() or uris.class_of(url)
+    given = (virt_class or "").strip()
+    virt_class = given or uris.class_of(url)
     uris.check_class(virt_class, url)
     if ctx.db.scalar(select(Hypervisor.uuid).where(Hypervisor.virt_url == url)):
         raise Conflict(f"the hypervisor {url} is already registered")
     conn = open_connection(url)
+    if not given and virt_class == "qemu" and _offers_kvm(conn):
+        virt_class = "kvm"  # as the local default: guests get hardware virtualisation
     hv = Hypervisor(machine_uuid=host.uuid, virt_class=virt_class, virt_url=url,
                     owner_uuid=ctx.user.uuid, status="connecting", local_to=nodes.local_to(url))
     ctx.db.add(hv)
@@ -156,6 +160,15 @@ def _free_host_name(s: Session, name: str) -> str:
         n += 1
         candidate = f"{name}-{n}"
     return candidate
+
+
+def _offers_kvm(conn: object) -> bool:
+    """Whether the (possibly remote) hypervisor can run KVM guests, from its capabilities."""
+    try:
+        caps = etree.fromstring(conn.getCapabilities().encode())
+    except Exception:  # noqa: BLE001 (an old or odd driver: stay with plain qemu)
+        return False
+    return bool(caps.xpath("/capabilities/guest/arch/domain[@type='kvm']"))
 
 
 def _has_kvm() -> bool:

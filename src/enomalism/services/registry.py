@@ -64,17 +64,29 @@ class HypervisorRegistry:
             t = threading.Thread(target=target, name=f"domain-events-{i}", daemon=True)
             t.start()
             self._threads.append(t)
+        self.reconcile()
+
+    def reconcile(self) -> None:
+        """Supervise exactly the registered hypervisors this node can reach: at start, and
+        every few seconds after, for those another node added or removed."""
+        with self._lock:  # before reading the rows: a link attached after this is kept
+            have = set(self._links)
         with self.db.session(write=False) as s:
             rows = s.execute(select(Hypervisor.uuid, Hypervisor.virt_url,
                                     Hypervisor.local_to)).all()
+        wanted = {}
         for hv_uuid, uri, local_to in rows:
             if nodes.reachable_here(local_to):
-                self.attach(hv_uuid, uri)
+                wanted[hv_uuid] = uri
             else:
                 self._elsewhere[hv_uuid] = (
                     f"hypervisor {uri} is local to the machine {local_to}, and this API node "
                     f"runs on {nodes.this_machine()}: register it with a URI every node can "
                     f"reach (such as qemu+tls://{local_to}/system) to manage it from any node")
+        for hv_uuid in wanted.keys() - have:
+            self.attach(hv_uuid, wanted[hv_uuid])
+        for hv_uuid in have - wanted.keys():
+            self.detach(hv_uuid)
 
     def stop(self) -> None:
         # The workers first: a resync they are running uses a link's connection, and libvirt
@@ -242,6 +254,7 @@ class HypervisorRegistry:
                     return
             try:
                 self.ownership.beat()
+                self.reconcile()
                 with self._lock:
                     connected = [u for u, link in self._links.items()
                                  if link.status == "connected"]
