@@ -7,11 +7,17 @@ exactly the moment placement must count them. Each test cancels what it queued; 
 queued provision takes its machine record with it."""
 
 import io
+import threading
+import time
+from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -31,7 +37,7 @@ from tests.conftest import (
     vm_uuid,
 )
 from tests.fakehost import FakeDomain, write_host
-from tests.integration.provision_helpers import wait_tx
+from tests.integration.provision_helpers import free_port, wait_tx
 
 GiB = 1 << 20  # KiB
 # host name -> (memory in GiB, domains): free memory local 1, big 9, mid 6, small 4 GiB
@@ -166,6 +172,50 @@ def test_successive_provisions_spread_as_memory_fills(cloud):
     assert "(1024 MiB short)" in body["message"]
     # an explicit hypervisor is not placement: it is taken as asked
     assert cloud.placed("p-spread-explicit", hvmuuid=cloud.hv["local"]) == "local"
+
+
+@contextmanager
+def over_http(api: Api) -> Iterator[str]:
+    """The module's app (already started) also served by uvicorn on a loopback port, so that
+    requests really run at the same moment; yields its URL."""
+    import uvicorn
+
+    port = free_port()
+    srv = uvicorn.Server(uvicorn.Config(api.app, host="127.0.0.1", port=port,
+                                        log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=srv.run, name="uvicorn", daemon=True)
+    thread.start()
+    try:
+        while not srv.started:
+            assert thread.is_alive(), "uvicorn ended before it started"
+            time.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=30)
+
+
+def test_provisions_requested_at_the_same_moment_see_each_other(cloud):
+    """Ten clients released together over real HTTP: each placement counts the machines
+    recorded before it (SQLite: the request's write lock orders them; PostgreSQL: the lock on
+    the candidate hypervisors), so they spread exactly as one after another would, and the
+    tenth, with no room left, is refused."""
+    barrier = threading.Barrier(10)
+
+    def request(url: str, i: int) -> httpx.Response:
+        with httpx.Client(base_url=url, auth=("admin", ADMIN_PASSWORD), timeout=60) as c:
+            barrier.wait()
+            return c.post(f"/rest/machine/{cloud.host}/actions/provision/",
+                          data={"pkguuid": cloud.pkg["2g"], "name": f"p-together-{i}"})
+
+    with over_http(cloud.api) as url, ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(lambda i: request(url, i), range(10)))
+    done = [r.json() for r in answers if r.status_code == 200]
+    cloud.queued.extend(a["txid"] for a in done)
+    where = Counter(next(n for n, hv in cloud.hv.items() if hv == a["hvmuuid"]) for a in done)
+    assert where == {"big": 4, "mid": 3, "small": 2}
+    refused = [r for r in answers if r.status_code != 200]
+    assert len(refused) == 1 and expect_error(refused[0], 409, 1302)
 
 
 def test_a_cluster_picks_only_among_its_hosts(cloud):
