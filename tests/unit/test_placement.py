@@ -67,6 +67,14 @@ def test_only_connected_hypervisors():
     assert "h3/system is connecting" in e.value.message
 
 
+def test_hypervisors_this_node_cannot_reach_count_as_not_connected():
+    hvs = [hv(1, memory_gib=64), hv(2, memory_gib=4)]
+    far = {hvs[0].uuid: "hypervisor qemu:///system is local to the machine m2"}
+    assert choose(hvs, {}, KVM_2G, unreachable=far).hypervisor is hvs[1]
+    with pytest.raises(HypervisorUnreachable, match="local to the machine m2"):
+        choose(hvs[:1], {}, KVM_2G, unreachable=far)
+
+
 def test_only_compatible_hypervisors():
     hvs = [hv(1, memory_gib=64, virt_class="xen"), hv(2, memory_gib=64, arch="aarch64"),
            hv(3, memory_gib=2, virt_class="qemu")]

@@ -5,8 +5,9 @@ The rule (`choose`, a pure function over database rows; docs/provisioning.md, "P
 
 1. Candidates are the hypervisors in scope (every hypervisor, or those of the cluster's host
    members) on which the requester holds `control`, the permission an explicit `hvmuuid` needs.
-2. A candidate must be `connected`, and compatible with the package (virt class and
-   architecture, as for an explicit hypervisor).
+2. A candidate must be `connected` (and reachable from this API node, when several share the
+   database), and compatible with the package (virt class and architecture, as for an
+   explicit hypervisor).
 3. Its host must have free memory for the package: the host's memory minus the memory of the
    machines on any of its hypervisors that hold memory (running, blocked, paused, shutting
    down, PM-suspended) or are being provisioned. A provision records the new machine's size
@@ -98,20 +99,24 @@ def _some(items: Iterable[str], limit: int = 3) -> str:
 
 
 def choose(hypervisors: Sequence[Hypervisor], loads: Mapping[str, Load], need: Need, *,
-           where: str = "") -> Choice:
+           where: str = "", unreachable: Mapping[str, str] | None = None) -> Choice:
     """The hypervisor the rule picks among `hypervisors` (those the requester may use), given
-    the `loads` of their hosts (by host UUID). `where` ("in cluster web") goes into messages.
+    the `loads` of their hosts (by host UUID). `unreachable` (UUID: why) are connected, but not
+    from this API node (a local URI of another machine): they count as not connected. `where`
+    ("in cluster web") goes into messages.
 
     Raises HypervisorUnreachable (503) when none is connected, NoPlacement (409) when none is
     compatible or none has the memory (naming the smallest shortfall)."""
     where = f" {where}" if where else ""
+    unreachable = unreachable or {}
     if not hypervisors:
         raise NoPlacement(f"there is no hypervisor{where} to provision onto")
-    connected = [hv for hv in hypervisors if hv.status == "connected"]
+    connected = [hv for hv in hypervisors
+                 if hv.status == "connected" and hv.uuid not in unreachable]
     if not connected:
         raise HypervisorUnreachable(f"no hypervisor{where} is connected: " + _some(
-            f"{hv.virt_url} is {hv.status}" + (f" ({hv.last_error})" if hv.last_error else "")
-            for hv in hypervisors))
+            unreachable.get(hv.uuid) or f"{hv.virt_url} is {hv.status}"
+            + (f" ({hv.last_error})" if hv.last_error else "") for hv in hypervisors))
     problems = {hv.uuid: incompatibility(need.virt_class, need.arch, hv) for hv in connected}
     compatible = [hv for hv in connected if problems[hv.uuid] is None]
     if not compatible:
@@ -180,4 +185,12 @@ def place(ctx: Context, need: Need, *, cluster: Cluster | None, name: str) -> Ch
     # NO KEY UPDATE, so that new machine rows referring to these hypervisors are not held up.
     ctx.db.execute(select(Hypervisor.uuid).where(Hypervisor.uuid.in_([hv.uuid for hv in usable]))
                    .order_by(Hypervisor.uuid).with_for_update(key_share=True)).all()
-    return choose(usable, loads(ctx, {hv.machine_uuid for hv in usable}), need, where=where)
+    # Several API nodes: one that cannot reach a hypervisor (local to another machine) cannot
+    # check the name there or act on it; the registry knows that without asking libvirt.
+    unreachable = {}
+    for hv in usable:
+        state, why = ctx.registry.status(hv.uuid)
+        if state == "elsewhere":
+            unreachable[hv.uuid] = why or f"{hv.virt_url} is not reachable from this node"
+    return choose(usable, loads(ctx, {hv.machine_uuid for hv in usable}), need, where=where,
+                  unreachable=unreachable)
