@@ -33,9 +33,10 @@ WORKERS = 4  # threads writing events; one hypervisor's are never handled by two
 RESYNC_ALL = ""  # a queued "domain" meaning: resync the whole hypervisor
 
 
-def _lock_rows(s: Session, where: object) -> None:
-    """Take the write lock (SQLite) or lock the machine rows (FOR UPDATE elsewhere) now."""
-    s.execute(select(Machine.uuid).where(where).with_for_update()).all()
+def _lock_rows(s: Session, where: object) -> int:
+    """Take the write lock (SQLite) or lock the machine rows (FOR UPDATE elsewhere) now;
+    returns how many rows there were to lock."""
+    return len(s.execute(select(Machine.uuid).where(where).with_for_update()).all())
 
 
 class HypervisorRegistry:
@@ -157,9 +158,12 @@ class HypervisorRegistry:
         action and written after it would otherwise overwrite the action's newer state."""
         conn = self.connection(hv_uuid)
         with nullcontext(db) if db is not None else self.db.session() as s:
-            if db is None:
-                _lock_rows(s, Machine.uuid == uuid)
+            locked = _lock_rows(s, Machine.uuid == uuid) if db is None else 1
             snap = driver.snapshot(conn, uuid)
+            if not locked and s.get(Machine, uuid, with_for_update=True) is not None:
+                # The row was made meanwhile (PostgreSQL: a request defining the domain), maybe
+                # with a state newer than ours: read again now that the row is locked.
+                snap = driver.snapshot(conn, uuid)
             if snap is None:
                 sync.mark_missing(s, hv_uuid, uuid)
             else:

@@ -48,14 +48,17 @@ def mark_missing(db: Session, hv_uuid: str, uuid: str) -> None:
 
 
 def apply_all(db: Session, hv_uuid: str, snaps: list[DomainSnapshot]) -> list[str]:
-    """Bring every machine of one hypervisor in line with a bulk listing.
-    Returns the UUIDs seen for the first time (their XML is still to be fetched)."""
+    """Bring every machine of one hypervisor in line with a bulk listing. Returns the UUIDs
+    of domains not (yet) recorded on this hypervisor: new ones, or moved here. They are left
+    for a resync of their own, which locks the row before reading libvirt (a request may be
+    creating it right now, with a newer state than this listing's)."""
     now = utcnow()
     known = {m.uuid: m for m in db.scalars(select(Machine).where(Machine.parent_uuid == hv_uuid))}
     new = []
     for snap in snaps:
-        if snap.uuid not in known and db.get(Machine, snap.uuid) is None:
+        if snap.uuid not in known:
             new.append(snap.uuid)
+            continue
         apply_snapshot(db, hv_uuid, snap, now=now)
     seen = {s.uuid for s in snaps}
     for uuid, m in known.items():
