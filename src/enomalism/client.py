@@ -213,6 +213,21 @@ class Hypervisor(Model):
     memory_kib: int | None = None
     arch: str | None = None
     connected_at: datetime | None = None
+    local_to: str | None = None
+    owner_node: str | None = None
+
+
+@dataclass
+class Node(Model):
+    """An API server process sharing the database."""
+
+    id: str = ""
+    hostname: str = ""
+    pid: int | None = None
+    started_at: datetime | None = None
+    seen_at: datetime | None = None
+    alive: bool = False
+    hypervisors: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -448,7 +463,7 @@ def _path_id(value: str) -> str:
 class Client:
     """One server, one identity: HTTP Basic (`username`, `password`) or a bearer `token`.
 
-    Resources are attributes: `machines`, `hosts`, `hypervisors`, `clusters`, `users`,
+    Resources are attributes: `machines`, `hosts`, `nodes`, `hypervisors`, `clusters`, `users`,
     `groups`, `permissions`, `tokens`, `audit`, `transactions`, `repositories`, `packages`,
     `networks`; `wait` follows a transaction to its end."""
 
@@ -470,6 +485,7 @@ class Client:
                                   verify=self.url.startswith("https:"))
         self.machines = Machines(self)
         self.hosts = Hosts(self)
+        self.nodes = Nodes(self)
         self.hypervisors = Hypervisors(self)
         self.clusters = Clusters(self)
         self.users = Users(self)
@@ -719,6 +735,12 @@ class Hosts(_Resource):
         return HostRegistration(machine=Machine.from_dict(a["machine_obj"]),
                                 hypervisors=[Hypervisor.from_dict(h) for h in a["hypervisors"]],
                                 message=a.get("message", ""))
+
+
+class Nodes(_Resource):
+    def list(self) -> list[Node]:
+        """The API nodes sharing the server's database (administrators only)."""
+        return [Node.from_dict(n) for n in self._call("GET", "/rest/nodes/")["nodes"]]
 
 
 class Hypervisors(_Resource):

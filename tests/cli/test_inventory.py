@@ -3,7 +3,8 @@
 from tests.fakehost import FakeDomain, write_host
 
 HV_KEYS = {"uuid", "machine", "virt_class", "virt_url", "status", "last_error", "hostname",
-           "driver", "libvirt_version", "cpus", "memory_kib", "arch", "connected_at"}
+           "driver", "libvirt_version", "cpus", "memory_kib", "arch", "connected_at",
+           "local_to", "owner_node"}
 
 
 # -- hypervisors ---------------------------------------------------------------------------
@@ -18,6 +19,17 @@ def test_hypervisor_list(cloud):
     assert {cloud.h1, cloud.h2} <= {h["uuid"] for h in doc}
     local = cloud.run("hypervisor", "list", "--host", cloud.host[:8], "--json").json
     assert {h["uuid"] for h in local} == {cloud.h1, cloud.h2}
+
+
+def test_node_list(cloud):
+    r = cloud.run("node", "list")
+    assert r.code == 0, r.all
+    assert r.out.splitlines()[0].split()[:4] == ["ID", "MACHINE", "PID", "ALIVE"]
+    (node,) = cloud.run("node", "list", "--json").json
+    assert node["alive"] is True
+    assert {cloud.h1, cloud.h2} <= set(node["hypervisors"])
+    hv = cloud.run("hypervisor", "show", cloud.h1, "--json").json
+    assert hv["owner_node"] == node["id"]
 
 
 def test_hypervisor_show_by_uuid_prefix_or_uri(cloud):

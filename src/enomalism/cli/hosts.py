@@ -11,6 +11,8 @@ from enomalism.cli.machines import brief
 app = typer.Typer(help="Hosts and their hypervisors.", no_args_is_help=True)
 hypervisor_app = typer.Typer(help="Hypervisors: libvirt connections of hosts.",
                              no_args_is_help=True)
+node_app = typer.Typer(help="The API nodes (server processes) sharing the database.",
+                       no_args_is_help=True)
 
 HvRef = Annotated[str, typer.Argument(help="UUID, unique UUID prefix or libvirt URI",
                                       show_default=False)]
@@ -110,3 +112,16 @@ def hv_candidates(host: Annotated[str | None, typer.Argument(
     found = c.hypervisors.candidates(h.uuid) if h else []
     cli().emit(found, lambda: cli().table(
         ["CLASS", "URI", "REACHABLE"], [[x.virt_class, x.virt_url, x.reachable] for x in found]))
+
+
+# -- nodes ---------------------------------------------------------------------------------
+
+@command(node_app, "list")
+def node_list() -> None:
+    """List the API nodes, whether each is alive, and the hypervisors each keeps."""
+    nodes = cli().client().nodes.list()
+    cli().emit(nodes, lambda: cli().table(
+        ["ID", "MACHINE", "PID", "ALIVE", "LAST SEEN", "HYPERVISORS"],
+        [[n.id, n.hostname, n.pid, "yes" if n.alive else "no",
+          n.seen_at.isoformat(timespec="seconds") if n.seen_at else "",
+          len(n.hypervisors)] for n in nodes]))
