@@ -3,7 +3,7 @@
 
 from sqlalchemy import delete, select, update
 
-from enomalism.store.models import Hypervisor, Node, utcnow
+from enomalism.store.models import Hypervisor, Node, Transaction, utcnow
 from tests.api.accounts import new_user
 from tests.conftest import expect_error
 
@@ -108,5 +108,14 @@ def test_a_hypervisor_local_to_another_machine_is_not_connected(api):
     registry.reconcile()
     status, why = registry.status(hv_uuid)
     assert status == "elsewhere" and "some-other-machine" in why
+    # a job on it is left queued for a node on that machine
     with db.session() as s:
+        tx = Transaction(kind="provision", params={"hypervisor": hv_uuid}, state="queued")
+        s.add(tx)
+        s.flush()
+        txid = tx.uuid
+    assert api.app.state.runner._claim() is None
+    with db.session() as s:
+        assert s.get(Transaction, txid).state == "queued"
+        s.execute(delete(Transaction).where(Transaction.uuid == txid))
         s.execute(delete(Hypervisor).where(Hypervisor.uuid == hv_uuid))

@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
 
 from enomalism.errors import EnomalismError
 from enomalism.jobs import locks, states, undo
 from enomalism.services.registry import HypervisorRegistry
 from enomalism.store.db import Database
-from enomalism.store.models import Transaction, utcnow
+from enomalism.store.models import Machine, Transaction, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -221,9 +222,12 @@ class Runner:
 
     def _claim(self) -> str | None:
         with self.db.session() as s:
-            candidates = s.scalars(select(Transaction.uuid).where(Transaction.state == "queued")
-                                   .order_by(Transaction.created_at).limit(5)).all()
-            for txid in candidates:
+            candidates = s.execute(select(Transaction.uuid, Transaction.params)
+                                   .where(Transaction.state == "queued")
+                                   .order_by(Transaction.created_at).limit(20)).all()
+            for txid, params in candidates:
+                if not self._can_run_here(s, params or {}):
+                    continue
                 took = s.execute(update(Transaction).where(
                     Transaction.uuid == txid, Transaction.state == "queued").values(
                     state="running", claimed_by=self.node_id, started_at=utcnow(),
@@ -231,6 +235,14 @@ class Runner:
                 if took.rowcount == 1:
                     return txid
         return None
+
+    def _can_run_here(self, s: Session, params: dict[str, Any]) -> bool:
+        """False for a job on a hypervisor local to another machine (qemu:///system of
+        another node's machine): a node on that machine runs it."""
+        hv = params.get("hypervisor")
+        if hv is None and params.get("machine"):
+            hv = s.scalar(select(Machine.parent_uuid).where(Machine.uuid == params["machine"]))
+        return hv is None or self.registry.status(hv)[0] != "elsewhere"
 
     def _run(self, txid: str) -> None:
         with self.db.session(write=False) as s:
