@@ -1,0 +1,167 @@
+"""One transaction queue, one lock table for several nodes: each job runs once, on one node; a
+machine locked by a job of one node is locked on every node; the jobs of a node that dies are
+failed, undone and released by another after the job timeout, and a retry runs there.
+
+Retrievals fetch packages from a feed server of the test's own, which counts the GETs of each
+package and can hold a download (a gate) until the test lets it go."""
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from tests.conftest import NEEDS_POSTGRES
+from tests.multinode.conftest import (
+    TEST_URI,
+    Cluster,
+    Node,
+    enclosure,
+    gets,
+    random_package,
+    serve_packages,
+    wait_for,
+)
+
+pytestmark = NEEDS_POSTGRES
+
+THREADS = 2  # job threads per node
+
+
+def add_feed(node: Node, url: str) -> dict[str, str]:
+    """Add the feed as a repository; its packages' UUIDs by name."""
+    return {p["name"]: p["uuid"]
+            for p in node.ok("PUT", "/rest/vmfeed/", data={"url": url})["packages"]}
+
+
+def running_by_node(nodes: Cluster) -> dict[str, int]:
+    return {r.claimed_by: r.n for r in nodes.rows(
+        "SELECT claimed_by, count(*) AS n FROM transactions WHERE state = 'running' "
+        "GROUP BY claimed_by")}
+
+
+def test_each_job_runs_once_on_one_of_the_nodes(nodes: Cluster, feed, tmp_path):
+    names = [f"pkg{i}" for i in range(8)]
+    pkgs = [random_package(tmp_path, n) for n in names]
+    url = serve_packages(feed, pkgs)
+    for p in pkgs:  # each download stops after a few KiB until the test lets it go
+        feed.gates[enclosure(p.name)] = threading.Event()
+    a = nodes.node("node-a", job_threads=THREADS)
+    b = nodes.node("node-b", job_threads=THREADS)
+    nodes.start_together(a, b)
+    uuids = add_feed(a, url)
+
+    # every package asked for through both nodes at once: each node may queue a retrieval of
+    # its own (or answer with the one under way); the runners of both compete for them all
+    def ask(args: tuple[Node, str]) -> str:
+        node, name = args
+        return node.ok("GET", f"/rest/vmfeed/repo/package/{uuids[name]}/")["tx"]
+    with ThreadPoolExecutor(8) as pool:
+        txids = set(pool.map(ask, [(n, name) for name in names for n in (a, b)]))
+    assert len(txids) >= len(names)
+
+    # Both nodes' threads are all busy (held at the gates), so each node claimed some: a
+    # node's runner takes at most THREADS at once.
+    wait_for(lambda: running_by_node(nodes), lambda r: r == {"node-a": THREADS,
+                                                             "node-b": THREADS},
+             "both nodes to run jobs at once")
+    for gate in feed.gates.values():
+        gate.set()
+    for i, txid in enumerate(sorted(txids)):
+        body = (a, b)[i % 2].wait_tx(txid)
+        assert body["data"]["state"] == "done", body
+        assert body["data"]["attempts"] == 1, body  # claimed once, never run again
+
+    # each package downloaded exactly once, whichever node's job got it
+    assert {p.name: gets(feed, enclosure(p.name)) for p in pkgs} == {n: 1 for n in names}
+    assert nodes.package_files() == sorted(f"{uuids[n]}.xvm2" for n in names)
+    for n in (a, b):
+        cached = {p["name"] for p in n.ok("GET", "/rest/vmfeed/",
+                                          params={"state": "cached"})["packages"]}
+        assert cached == set(names), n.name
+    # each transaction was run by one node, and both nodes ran some
+    claims = {r.uuid: r.claimed_by for r in nodes.rows(
+        "SELECT uuid, claimed_by FROM transactions")}
+    assert set(claims) == txids
+    assert set(claims.values()) == {"node-a", "node-b"}
+    assert nodes.rows("SELECT * FROM named_locks") == []
+
+
+def test_a_machine_locked_by_a_job_on_one_node_is_locked_on_the_other(nodes: Cluster, feed,
+                                                                       tmp_path):
+    pkg = random_package(tmp_path, "held", virt_class="test")
+    url = serve_packages(feed, [pkg])
+    gate = feed.gates[enclosure("held")] = threading.Event()
+    a = nodes.node("node-a", job_threads=THREADS)
+    b = nodes.node("node-b", job_threads=0)  # runs no jobs: the job is node A's
+    nodes.start_together(a, b)
+    uuids = add_feed(a, url)
+    host = a.local_host()
+    hv = a.hypervisor(TEST_URI)["uuid"]
+
+    # a provision through A: its new machine is locked by the transaction, which stays
+    # running on A while its package download is held
+    body = a.ok("POST", f"/rest/machine/{host}/actions/provision/",
+                data={"pkguuid": uuids["held"], "hvmuuid": hv, "name": "enomalism-test-held"})
+    new, txid = body["newuuid"], body["txid"]
+    a.wait_tx(txid, until=lambda t: t["data"]["state"] == "running")
+    assert nodes.claimed_by(txid) == "node-a"
+
+    # B refuses a changing action with 423 and the holder's id, and offers only unlock
+    assert b.machine(new)["machine_obj"]["locked_by"] == txid
+    for action in ("create", "totaldelete"):
+        r = b.request("POST", f"/rest/machine/{new}/actions/{action}/")
+        assert r.status_code == 423, r.text
+        assert (r.json()["errno"], r.json()["txid"]) == (1400, txid), r.text
+    assert b.ok("GET", f"/rest/machine/{new}/actions/")["result"] == ["unlock"]
+
+    # unlock on B clears it for both
+    b.ok("POST", f"/rest/machine/{new}/actions/unlock/")
+    assert a.machine(new)["machine_obj"]["locked_by"] is None
+    assert nodes.scalar("SELECT lock_txid FROM machines WHERE uuid = :u", u=new) is None
+
+    # cancelled through B, the job on A stops and removes its machine record
+    b.ok("DELETE", f"/rest/transaction/{txid}/")
+    gate.set()
+    done = b.wait_tx(txid)
+    assert done["data"]["state"] == "cancelled", done
+    assert b.request("GET", f"/rest/machine/{new}/").status_code == 404
+    assert nodes.package_files() == []
+
+
+def test_the_jobs_of_a_node_that_dies_are_taken_over(nodes: Cluster, feed, tmp_path):
+    pkg = random_package(tmp_path, "slow", kib=1024)
+    url = serve_packages(feed, [pkg])
+    gate = feed.gates[enclosure("slow")] = threading.Event()
+    timeout = 3  # seconds without a heartbeat after which a job is another node's to undo
+    a = nodes.node("node-a", job_threads=THREADS, job_timeout=timeout).start()
+    uuid = add_feed(a, url)["slow"]
+    txid = a.ok("GET", f"/rest/vmfeed/repo/package/{uuid}/")["tx"]
+    a.wait_tx(txid, until=lambda t: t["data"]["state"] == "running")
+    wait_for(nodes.package_files, lambda f: f == [f"{uuid}.xvm2.part"], "a partial download")
+    assert nodes.scalar("SELECT holder FROM named_locks") == txid
+
+    # B starts while A still beats for its job (held at the gate, it makes no progress: A's
+    # heartbeat thread keeps it alive): B, looking every timeout/8, leaves it alone
+    b = nodes.node("node-b", job_threads=THREADS, job_timeout=timeout).start()
+    time.sleep(2 * timeout)
+    assert nodes.claimed_by(txid) == "node-a"
+    assert b.tx(txid)["data"]["state"] == "running"
+
+    a.kill()
+    failed = b.wait_tx(txid)
+    assert failed["data"]["state"] == "failed", failed
+    assert "stopped answering" in failed["data"]["error"], failed
+    assert nodes.claimed_by(txid) == "node-b"
+    assert nodes.package_files() == []  # the .part is removed
+    assert nodes.rows("SELECT * FROM named_locks") == []  # the lock let go
+    assert b.ok("GET", f"/rest/vmfeed/{uuid}/")["package"]["state"] == "remote"
+
+    # retried, it runs to completion on B (the only node left)
+    gate.set()
+    b.ok("POST", f"/rest/transaction/{txid}/", data={"action": "retry"})
+    done = b.wait_tx(txid)
+    assert done["data"]["state"] == "done", done
+    assert done["data"]["attempts"] == 2
+    assert nodes.claimed_by(txid) == "node-b"
+    assert b.ok("GET", f"/rest/vmfeed/{uuid}/")["package"]["state"] == "cached"
+    assert nodes.package_files() == [f"{uuid}.xvm2"]
+    assert gets(feed, enclosure("slow")) == 2  # A's, cut off, and B's
