@@ -119,3 +119,14 @@ def test_a_hypervisor_local_to_another_machine_is_not_connected(api):
         assert s.get(Transaction, txid).state == "queued"
         s.execute(delete(Transaction).where(Transaction.uuid == txid))
         s.execute(delete(Hypervisor).where(Hypervisor.uuid == hv_uuid))
+
+
+def test_a_hypervisor_unreachable_from_the_start_says_so(make_api, make_host, tmp_path):
+    """No node ever owned it (none could connect): its status is still written."""
+    good = make_host("good", [])
+    with make_api(good, f"test://{tmp_path}/no-such-host.xml") as api:
+        hvs = {hv["virt_url"]: hv for hv in api.hypervisors()}
+        bad = hvs[f"test://{tmp_path}/no-such-host.xml"]
+        assert bad["status"] == "disconnected" and bad["last_error"]
+        assert bad["owner_node"] is None
+        assert hvs[good]["status"] == "connected"

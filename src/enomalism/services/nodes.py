@@ -60,7 +60,8 @@ class Ownership:
         self.db, self.node_id, self.lease = db, node_id, lease
         self.owned: set[str] = set()
 
-    def _mine_or_free(self, now):  # noqa: ANN001, ANN202
+    def mine_or_free(self, now):  # noqa: ANN001, ANN202
+        """SQL: the hypervisor is this node's, or no live claim holds it."""
         return or_(Hypervisor.owner_node == self.node_id, Hypervisor.owner_node.is_(None),
                    Hypervisor.owner_until.is_(None), Hypervisor.owner_until < now)
 
@@ -82,7 +83,7 @@ class Ownership:
         now = utcnow()
         with self.db.session() as s:
             took = s.execute(update(Hypervisor).where(
-                Hypervisor.uuid == hv_uuid, self._mine_or_free(now)).values(
+                Hypervisor.uuid == hv_uuid, self.mine_or_free(now)).values(
                 owner_node=self.node_id, owner_until=now + timedelta(seconds=self.lease)))
         mine = took.rowcount == 1
         (self.owned.add if mine else self.owned.discard)(hv_uuid)
@@ -99,7 +100,7 @@ class Ownership:
         with self.db.session() as s:
             if connected:
                 s.execute(update(Hypervisor).where(
-                    Hypervisor.uuid.in_(connected), self._mine_or_free(now)).values(
+                    Hypervisor.uuid.in_(connected), self.mine_or_free(now)).values(
                     owner_node=self.node_id, owner_until=until))
             s.execute(update(Hypervisor).where(
                 Hypervisor.owner_node == self.node_id,

@@ -17,7 +17,7 @@ from collections import OrderedDict
 from contextlib import nullcontext
 
 import libvirt
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from enomalism.errors import HypervisorUnreachable
@@ -200,13 +200,13 @@ class HypervisorRegistry:
             hv.cpus, hv.memory_kib, hv.arch = info.cpus, info.memory_kib, info.arch
 
     def disconnected(self, link: HypervisorLink, reason: str) -> None:
-        if not self.ownership.owns(link.uuid):
-            return  # what another node sees is for that node to write
+        # Written unless another node holds a live claim (it is connected: its word stands).
         with self.db.session() as s:
-            hv = s.get(Hypervisor, link.uuid)
-            if hv is not None:
-                hv.status, hv.last_error = "disconnected", reason
-        self.ownership.release(link.uuid)  # a node still connected takes it over
+            s.execute(update(Hypervisor).where(
+                Hypervisor.uuid == link.uuid, self.ownership.mine_or_free(utcnow())).values(
+                status="disconnected", last_error=reason))
+        if self.ownership.owns(link.uuid):
+            self.ownership.release(link.uuid)  # a node still connected takes it over
 
     def domain_event(self, link: HypervisorLink, uuid: str) -> None:
         if self.ownership.owns(link.uuid):
