@@ -197,9 +197,9 @@ def over_http(api: Api) -> Iterator[str]:
 
 def test_provisions_requested_at_the_same_moment_see_each_other(cloud):
     """Ten clients released together over real HTTP: each placement counts the machines
-    recorded before it (SQLite: the request's write lock orders them; PostgreSQL: the lock on
-    the candidate hypervisors), so they spread exactly as one after another would, and the
-    tenth, with no room left, is refused."""
+    recorded before it (SQLite: the request's write lock orders them; PostgreSQL: placement's
+    advisory lock), so they spread exactly as one after another would, and the tenth, with no
+    room left, is refused. (Without the lock, on PostgreSQL all ten land on one host.)"""
     barrier = threading.Barrier(10)
 
     def request(url: str, i: int) -> httpx.Response:

@@ -25,7 +25,7 @@ host, since the hypervisors of one host share them.
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from enomalism.errors import (
     Conflict,
@@ -35,10 +35,13 @@ from enomalism.errors import (
 )
 from enomalism.services import access
 from enomalism.services.context import Context
+from enomalism.store.db import MIGRATION_LOCK
 from enomalism.store.models import Cluster, ClusterMember, Hypervisor, Machine
 
 # Package virt classes each hypervisor class runs (others: only its own).
 COMPATIBLE = {"kvm": {"kvm", "qemu"}, "qemu": {"kvm", "qemu"}}
+# PostgreSQL advisory lock key for placements (store/db.py has MIGRATION_LOCK and SETUP_LOCK).
+PLACEMENT_LOCK = MIGRATION_LOCK + 2
 # Machine states that hold a host's memory: the domain exists in memory, or is being made.
 ACTIVE = frozenset({"running", "blocked", "paused", "shutdown", "pmsuspended", "provisioning"})
 
@@ -173,6 +176,12 @@ def place(ctx: Context, need: Need, *, cluster: Cluster | None, name: str) -> Ch
         raise Forbidden("you need the 'control' permission on a hypervisor"
                         + (f" of cluster {cluster.name}" if cluster is not None else "")
                         + " to provision onto it")
+    # Concurrent placements take turns, each seeing the machines (and names) the one before
+    # recorded: SQLite's write lock, which the request holds, does it already; PostgreSQL
+    # takes a transaction-level advisory lock (not row locks on the hypervisors, which the
+    # nodes' claim renewals update many at a time, in no fixed order: a deadlock).
+    if ctx.db.get_bind().dialect.name == "postgresql":
+        ctx.db.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PLACEMENT_LOCK})
     taken = ctx.db.execute(select(Hypervisor.virt_url).join(
         Machine, Machine.parent_uuid == Hypervisor.uuid).where(
         Machine.name == name, Hypervisor.uuid.in_([hv.uuid for hv in usable]))
@@ -180,11 +189,6 @@ def place(ctx: Context, need: Need, *, cluster: Cluster | None, name: str) -> Ch
     if taken:
         raise Conflict(f"a machine named '{name}' already exists on {taken}; choose another "
                        "name, or name the hypervisor")
-    # PostgreSQL: concurrent placements over the same hypervisors take turns, each seeing the
-    # machines the one before recorded (SQLite: the request's write lock does it already).
-    # NO KEY UPDATE, so that new machine rows referring to these hypervisors are not held up.
-    ctx.db.execute(select(Hypervisor.uuid).where(Hypervisor.uuid.in_([hv.uuid for hv in usable]))
-                   .order_by(Hypervisor.uuid).with_for_update(key_share=True)).all()
     # Several API nodes: one that cannot reach a hypervisor (local to another machine) cannot
     # check the name there or act on it; the registry knows that without asking libvirt.
     unreachable = {}
