@@ -4,7 +4,6 @@ the work, none fails (PostgreSQL: an advisory lock; SQLite: the write lock)."""
 import subprocess
 import sys
 
-import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
