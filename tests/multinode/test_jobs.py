@@ -5,6 +5,8 @@ failed, undone and released by another after the job timeout, and a retry runs t
 Retrievals fetch packages from a feed server of the test's own, which counts the GETs of each
 package and can hold a download (a gate) until the test lets it go."""
 
+import os
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -165,3 +167,40 @@ def test_the_jobs_of_a_node_that_dies_are_taken_over(nodes: Cluster, feed, tmp_p
     assert b.ok("GET", f"/rest/vmfeed/{uuid}/")["package"]["state"] == "cached"
     assert nodes.package_files() == [f"{uuid}.xvm2"]
     assert gets(feed, enclosure("slow")) == 2  # A's, cut off, and B's
+
+
+def test_a_node_that_comes_back_leaves_alone_the_job_it_lost(nodes: Cluster, feed, tmp_path):
+    """A node frozen (SIGSTOP: a VM paused, a long stall) past the job timeout has its job
+    failed and undone by another, which then retries it to completion. When the frozen node
+    runs again, its job finds it was taken over and must stop without touching anything: not
+    the package the other node fetched since, nor its state."""
+    pkg = random_package(tmp_path, "frozen", kib=1024)
+    url = serve_packages(feed, [pkg])
+    gate = feed.gates[enclosure("frozen")] = threading.Event()
+    timeout = 3
+    a = nodes.node("node-a", job_threads=THREADS, job_timeout=timeout).start()
+    uuid = add_feed(a, url)["frozen"]
+    txid = a.ok("GET", f"/rest/vmfeed/repo/package/{uuid}/")["tx"]
+    a.wait_tx(txid, until=lambda t: t["data"]["state"] == "running")
+    wait_for(nodes.package_files, lambda f: f == [f"{uuid}.xvm2.part"], "a partial download")
+    b = nodes.node("node-b", job_threads=THREADS, job_timeout=timeout).start()
+
+    os.killpg(a.proc.pid, signal.SIGSTOP)
+    try:
+        failed = b.wait_tx(txid)
+        assert "stopped answering" in failed["data"]["error"], failed
+        gate.set()  # (A's download is still frozen with A)
+        b.ok("POST", f"/rest/transaction/{txid}/", data={"action": "retry"})
+        done = b.wait_tx(txid)
+        assert done["data"]["state"] == "done", done
+    finally:
+        os.killpg(a.proc.pid, signal.SIGCONT)
+    wait_for(lambda: "was taken over by another node" in a.tail(), bool,
+             "node A's job to find it was taken over")
+
+    after = b.tx(txid)["data"]
+    assert (after["state"], after["attempts"], after["error"]) == ("done", 2, None), after
+    assert nodes.claimed_by(txid) == "node-b"
+    assert b.ok("GET", f"/rest/vmfeed/{uuid}/")["package"]["state"] == "cached"
+    assert nodes.package_files() == [f"{uuid}.xvm2"]
+    assert nodes.rows("SELECT * FROM named_locks") == []

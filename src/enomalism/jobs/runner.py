@@ -120,6 +120,15 @@ class JobContext:
         if row.cancel_requested:
             raise JobCancelled()
 
+    def taken_over(self) -> bool:
+        """True when another node took this job over (its heartbeat had stopped for longer
+        than the job timeout: this node was frozen or cut off): that node undid it, and what
+        is there now (a retry's files, its state) is not this job's to touch."""
+        with self.db.session(write=False) as s:
+            claimed_by = s.scalar(select(Transaction.claimed_by)
+                                  .where(Transaction.uuid == self.txid))
+        return claimed_by != self.runner.node_id
+
     def will_create(self, kind: str, **ref: str) -> None:
         """Record, before creating it, something to remove if the job does not finish."""
         with self.db.session() as s:
@@ -249,22 +258,30 @@ class Runner:
             tx = s.get(Transaction, txid)
             job = JobContext(self, tx)
         fn = HANDLERS.get(job.kind)
+        end: tuple[str, dict[str, Any]] | None = None
         try:
             if fn is None:
                 raise EnomalismError(f"no handler for transactions of kind '{job.kind}'")
             job.check_cancelled()
             result = fn(job) or {}
         except JobCancelled:
-            self._finish(txid, "cancelled", error="cancelled on request")
+            end = ("cancelled", {"error": "cancelled on request"})
         except JobTakenOver:
-            log.warning("transaction %s was taken over by another node; left to it", txid)
+            pass
         except EnomalismError as e:
-            self._finish(txid, "failed", error=e.message)
+            end = ("failed", {"error": e.message})
         except Exception as e:  # a bug: say so in the transaction, keep the runner alive
             log.exception("transaction %s failed", txid)
-            self._finish(txid, "failed", error=f"internal error: {type(e).__name__}: {e}")
+            end = ("failed", {"error": f"internal error: {type(e).__name__}: {e}"})
         else:
-            self._finish(txid, "done", result=result)
+            end = ("done", {"result": result})
+        # A job that lost its claim while it ran (whatever it then raised, or even if it
+        # finished) records nothing and undoes nothing: the transaction is another node's,
+        # which undid it and may be running it again.
+        if end is None or job.taken_over():
+            log.warning("transaction %s was taken over by another node; left to it", txid)
+            return
+        self._finish(txid, end[0], **end[1])
 
     def _finish(self, txid: str, state: str, *, error: str | None = None,
                 result: dict | None = None) -> None:

@@ -253,6 +253,8 @@ def _retrieve_now(job: JobContext, pkg_uuid: str, scale: Callable[[float], float
             # checksum matched, the file is byte for byte what its publisher verified.
             manifest = archive.verify_package(dest)
     except BaseException:
+        if job.taken_over():  # undone by the node that took over; the files may be a retry's
+            raise
         # Undone here, before the next job waiting for this package goes on: the runner's
         # undo would come after it and could remove that job's files. (After a crash, the
         # undo log still has these entries.)
@@ -313,6 +315,8 @@ def _base_volume(job: JobContext, hv_uuid: str, pool: libvirt.virStoragePool, pk
             job.created_ok("pool_volume", **entry)
             raise
         except BaseException:  # upload removed its volume; make sure, before the next job
+            if job.taken_over():  # undone by the node that took over; a retry's volume now
+                raise
             try:
                 driver.delete_pool_volume(pool.connect(), pool.name(), name)
                 job.created_ok("pool_volume", **entry)
