@@ -20,8 +20,15 @@ if ! pgrep -x -r R,S,D,T libvirtd >/dev/null; then
     libvirtd -d
   fi
 fi
+tcp_note() {
+  # A libvirtd that was already running is left as it is, even without --listen.
+  if [ "${ENOMALISM_LIBVIRT_TCP:-0}" = 1 ] && ! (exec 3<>/dev/tcp/127.0.0.1/16509) 2>/dev/null; then
+    echo "start-libvirt: libvirtd runs but does not listen on 127.0.0.1:16509 (it was started" \
+         "without ENOMALISM_LIBVIRT_TCP=1); the remote-transport tests will be skipped" >&2
+  fi
+}
 for _ in $(seq 1 100); do
-  virsh -c qemu:///system version >/dev/null 2>&1 && exit 0
+  virsh -c qemu:///system version >/dev/null 2>&1 && { tcp_note; exit 0; }
   sleep 0.1
 done
 echo "start-libvirt: libvirtd did not answer on qemu:///system" >&2

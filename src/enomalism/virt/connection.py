@@ -9,6 +9,7 @@ restarts or a host drops; the listener is told of every change so the inventory 
 import logging
 import threading
 from typing import Protocol
+from urllib.parse import parse_qs, urlsplit
 
 import libvirt
 
@@ -60,33 +61,93 @@ def flush_events(timeout: float = 5.0) -> bool:
     return True
 
 
-def open_connection(uri: str, timeout: float = OPEN_TIMEOUT) -> libvirt.virConnect:
-    """Open a connection, giving up after `timeout` seconds (a dead remote host can otherwise
-    hold a TCP connect for minutes). Never prompts for credentials. A URI libvirt cannot make
-    sense of is the caller's mistake (InvalidInput), not an unreachable hypervisor."""
-    start_event_loop()
-    result: dict = {}
+def noninteractive(uri: str) -> str:
+    """The URI to open: for the ssh transport (qemu+ssh://), `no_tty=1` unless the URI says
+    otherwise, so that ssh runs in batch mode and fails at once ("Permission denied") when it
+    has no usable key, rather than asking for a password on the terminal the server was
+    started from and holding the connect until someone answers."""
+    parts = urlsplit(uri)
+    if not parts.scheme.endswith("+ssh") or "no_tty" in parse_qs(parts.query):
+        return uri
+    return f"{uri}{'&' if parts.query else '?'}no_tty=1"
 
-    def attempt() -> None:
+
+class _Opening:
+    """One connect attempt, in a thread of its own: libvirt's open has no time limit, and a
+    host that accepts the TCP connection but never answers (a hung libvirtd, a black hole)
+    holds it for ever. Waiting on it is bounded; the attempt itself may outlive the wait, and
+    whoever waited decides whether to wait on it again (a link does: it never starts a second
+    attempt while one is still pending) or to abandon it (a connection it opens later is
+    closed at once instead of leaking)."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self.done = threading.Event()
+        self._lock = threading.Lock()
+        self._abandoned = False
+        self._conn: libvirt.virConnect | None = None
+        self._error: str | None = None
+        self._invalid = False
+        threading.Thread(target=self._run, name="libvirt-open", daemon=True).start()
+
+    def _run(self) -> None:
+        conn, error, invalid = None, None, False
         try:
-            result["conn"] = libvirt.openAuth(uri, [[], None, None], 0)
+            conn = libvirt.openAuth(noninteractive(self.uri), [[], None, None], 0)
         except libvirt.libvirtError as e:
-            result["error"] = e.get_error_message() or str(e)
-            result["invalid"] = (e.get_error_code() == libvirt.VIR_ERR_INVALID_ARG
-                                 or e.get_error_domain() == libvirt.VIR_FROM_URI)
+            error = e.get_error_message() or str(e)
+            invalid = (e.get_error_code() == libvirt.VIR_ERR_INVALID_ARG
+                       or e.get_error_domain() == libvirt.VIR_FROM_URI)
         except (TypeError, ValueError) as e:  # e.g. a NUL character in the URI
-            result["error"], result["invalid"] = str(e), True
+            error, invalid = str(e), True
+        with self._lock:
+            abandoned = self._abandoned
+            if not abandoned:
+                self._conn, self._error, self._invalid = conn, error, invalid
+            self.done.set()
+        if abandoned and conn is not None:
+            _close_quietly(conn)
 
-    t = threading.Thread(target=attempt, name="libvirt-open", daemon=True)
-    t.start()
-    t.join(timeout)
-    if t.is_alive():
-        raise HypervisorUnreachable(f"{uri} did not answer within {timeout:.0f} s")
-    if result.get("invalid"):
-        raise InvalidInput(f"'{uri}' is not a usable libvirt URI: {result['error']}")
-    if "error" in result:
-        raise HypervisorUnreachable(f"cannot connect to {uri}: {result['error']}")
-    return result["conn"]
+    def wait(self, timeout: float) -> libvirt.virConnect:
+        """The connection, once the attempt succeeded; HypervisorUnreachable when it failed or
+        is still pending after `timeout` s, InvalidInput for a URI libvirt cannot use."""
+        if not self.done.wait(timeout):
+            raise HypervisorUnreachable(f"{self.uri} did not answer within {timeout:.0f} s")
+        if self._invalid:
+            raise InvalidInput(f"'{self.uri}' is not a usable libvirt URI: {self._error}")
+        if self._conn is None:
+            raise HypervisorUnreachable(f"cannot connect to {self.uri}: {self._error}")
+        return self._conn
+
+    def abandon(self) -> None:
+        """Nobody will take the result: close the connection if it opened or when it does."""
+        with self._lock:
+            self._abandoned = True
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            _close_quietly(conn)
+
+
+def _close_quietly(conn: libvirt.virConnect) -> None:
+    try:
+        conn.close()
+    except libvirt.libvirtError:
+        pass
+
+
+def open_connection(uri: str, timeout: float | None = None) -> libvirt.virConnect:
+    """Open a connection, giving up after `timeout` seconds (OPEN_TIMEOUT by default: a dead
+    remote host can otherwise hold a TCP connect for minutes, one that accepts but never
+    answers for ever). Never
+    prompts for credentials. A URI libvirt cannot make sense of is the caller's mistake
+    (InvalidInput), not an unreachable hypervisor."""
+    start_event_loop()
+    attempt = _Opening(uri)
+    try:
+        return attempt.wait(OPEN_TIMEOUT if timeout is None else timeout)
+    except HypervisorUnreachable:
+        attempt.abandon()  # a connection that opens after we gave up is closed, not leaked
+        raise
 
 
 class LinkListener(Protocol):
@@ -113,6 +174,10 @@ class HypervisorLink:
         self._wake = threading.Event()
         self._closed: str | None = None  # why libvirt closed the connection, not yet recorded
         self._thread: threading.Thread | None = None
+        # The connect attempt still pending after OPEN_TIMEOUT, waited on again at the next
+        # retry rather than started anew: each new attempt on a host that never answers
+        # would leave one more thread and socket behind, for ever.
+        self._opening: _Opening | None = None
 
     def start(self, conn: libvirt.virConnect | None = None) -> None:
         """Supervise the connection from now on; `conn` is one already opened, if any."""
@@ -136,6 +201,9 @@ class HypervisorLink:
         self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=OPEN_TIMEOUT + 5)
+        opening, self._opening = self._opening, None
+        if opening is not None:
+            opening.abandon()
         self._detach(close=True)
 
     def reconnect_now(self) -> None:
@@ -151,17 +219,24 @@ class HypervisorLink:
             if closed is not None:
                 self._set_status("disconnected", closed)
             if self._conn is None:
+                start_event_loop()
+                if self._opening is None:
+                    self._opening = _Opening(self.uri)
+                opening = self._opening
                 try:
-                    conn = open_connection(self.uri)
+                    conn = opening.wait(OPEN_TIMEOUT)
                 except (HypervisorUnreachable, InvalidInput) as e:
+                    if opening.done.is_set():
+                        self._opening = None  # failed: the next retry tries afresh
                     self._set_status("disconnected", e.message)
                     self.first_attempt.set()
                     self._wake.wait(delay)
                     self._wake.clear()
                     delay = min(delay * 2, BACKOFF_MAX)
                     continue
+                self._opening = None
                 if self._stop.is_set():
-                    conn.close()
+                    _close_quietly(conn)
                     break
                 self._attach(conn)
                 delay = 1.0
