@@ -376,3 +376,11 @@ def test_second_download_of_the_same_file_is_refused(server, tmp_path):
         with pytest.raises(Conflict, match="already being downloaded"):
             download(server.url(), tmp_path / "p.xvm2")
     assert server.requests == []
+
+
+def test_connections_read_in_large_pieces():
+    """httpcore's 64 KiB reads cost a third of a download's CPU; the client's connections
+    ask for READ_SIZE (an httpx that builds its pool differently would silently lose this)."""
+    with dl._client(None, 5.0) as client:
+        backend = client._transport._pool._network_backend
+    assert isinstance(backend, dl._LargeReads)
