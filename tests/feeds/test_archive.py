@@ -588,3 +588,28 @@ def test_manifest_json_round_trip():
     m = manifest()
     assert Manifest.from_json(json.dumps(m.to_json())) == m
     assert Manifest.from_json(m.to_json()) == m
+
+
+@pytest.mark.parametrize("compression", ["zstd", "gzip"])
+def test_write_package_sha256_is_the_file_sha256(tmp_path, images, compression, monkeypatch):
+    """The checksum computed while writing (disk data hashed back from the page cache once
+    its header is known) is the file's: every member, the patched headers, the end blocks."""
+    monkeypatch.setattr(archive, "CHUNK", 64 << 10)  # ranges read back in many pieces
+    dest = tmp_path / "p.xvm2"
+    m, digest = archive.write_package_sha256(dest, domain_xml=DOMAIN, manifest=manifest(),
+                                             disk_sources=sources(images),
+                                             compression=compression)
+    assert digest == hashlib.sha256(dest.read_bytes()).hexdigest()
+    assert read_package(dest)[0].disks == m.disks
+    assert dest.stat().st_size % archive.RECORD == 0
+
+
+def test_write_package_sha256_failure_leaves_nothing(tmp_path, images):
+    def broken() -> io.BytesIO:
+        raise OSError("disk went away")
+
+    srcs = {**sources(images), "vdb": broken}
+    with pytest.raises(OSError, match="went away"):
+        archive.write_package_sha256(tmp_path / "p.xvm2", domain_xml=DOMAIN,
+                                     manifest=manifest(), disk_sources=srcs)
+    assert list(tmp_path.glob("p.xvm2*")) == []

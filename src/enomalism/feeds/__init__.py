@@ -17,6 +17,7 @@ from enomalism.feeds.archive import (
     read_package,
     verify_package,
     write_package,
+    write_package_sha256,
 )
 from enomalism.feeds.download import (
     DownloadCancelled,
@@ -30,5 +31,5 @@ from enomalism.feeds.feed import Feed, FeedItem, parse_feed, render_feed
 __all__ = [
     "DiskInfo", "DiskReader", "DownloadCancelled", "Feed", "FeedItem", "Manifest", "check_url",
     "fetch", "file_sha256", "open_disk", "parse_feed", "read_package", "redact", "render_feed",
-    "split_credentials", "verify_package", "write_package",
+    "split_credentials", "verify_package", "write_package", "write_package_sha256",
 ]

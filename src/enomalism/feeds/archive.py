@@ -11,6 +11,11 @@ A package is one uncompressed tar file (members in this order):
 The tar is written by hand rather than by `tarfile`: a disk streams through the compressor
 straight into the archive behind a placeholder header that is patched with the member's size
 afterwards, so an image is read once and never held in memory or copied to a temp file.
+`write_package_sha256` also hashes the archive as it is written: everything but a disk's data
+is hashed as it goes out; a disk's compressed data can only follow its header into the hash
+once that header is known, so it is hashed from the page cache right after the disk is done,
+in a thread, while the next disk compresses or the archive is synced (no second pass over the
+file afterwards).
 Reading trusts nothing: links, devices, absolute paths, `..`, duplicates and members the
 MANIFEST does not list are refused before any member is used.
 """
@@ -20,9 +25,11 @@ import hashlib
 import io
 import json
 import os
+import queue
 import re
 import struct
 import tarfile
+import threading
 import time
 import zlib
 from collections import deque
@@ -38,7 +45,7 @@ import zstandard
 from lxml import etree
 
 from enomalism.errors import InvalidInput, NotFound
-from enomalism.feeds.download import HashThread, PartFile
+from enomalism.feeds.download import HashThread, PartFile, Writeback
 from enomalism.feeds.feed import parse_xml_safely
 
 FORMAT = 1  # enomalism.json "format"; a reader refuses a newer one
@@ -268,24 +275,94 @@ def _pad(n: int) -> bytes:
     return b"\0" * (-n % BLOCK)
 
 
-def _add_bytes(f: BinaryIO, name: str, data: bytes, mtime: int) -> None:
-    f.write(_tar_header(name, len(data), mtime) + data + _pad(len(data)))
+def _add_bytes(f: "_WriteAll", name: str, data: bytes, mtime: int) -> None:
+    block = _tar_header(name, len(data), mtime) + data + _pad(len(data))
+    f.write(block)
+    f.hashed(block)
+
+
+class _ArchiveHash:
+    """The sha256 of the archive, fed in file order: bytes as they are written, and ranges of
+    the file already written (a disk's data, once its header is known), read back with pread
+    from the page cache. A thread of its own does the reading and hashing (hashlib releases
+    the GIL), so the writer goes on meanwhile."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._sha = hashlib.sha256()
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="archive-sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is not None:
+                continue
+            try:
+                if isinstance(item, bytes):
+                    self._sha.update(item)
+                    continue
+                offset, end = item
+                while offset < end:
+                    data = os.pread(self.fd, min(CHUNK, end - offset), offset)
+                    if not data:
+                        raise OSError(f"the archive ends at {offset}, before {end}")
+                    self._sha.update(data)
+                    offset += len(data)
+            except BaseException as e:  # noqa: BLE001 - raised by hexdigest, in the writer
+                self._error = e
+
+    def add(self, data: bytes) -> None:
+        self._queue.put(bytes(data))
+
+    def add_range(self, offset: int, end: int) -> None:
+        self._queue.put((offset, end))
+
+    def close(self, abandon: bool = False) -> None:
+        """Stop the thread once it has hashed what it was given (`abandon`: at once)."""
+        if abandon and self._error is None:
+            self._error = InvalidInput("abandoned")
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def hexdigest(self) -> str:
+        self.close()
+        if self._error is not None:
+            raise self._error
+        return self._sha.hexdigest()
 
 
 class _WriteAll:
     """A raw file whose `write` writes everything: a raw write may take less than it is given,
-    and the compressors do not look at what it returns."""
+    and the compressors do not look at what it returns. Starts the disk writing behind the
+    writer (`Writeback`), so that the final fsync has little left to wait for; feeds the
+    archive's hash when there is one (`hashed`, `hashed_range`)."""
 
-    def __init__(self, raw: io.FileIO) -> None:
+    def __init__(self, raw: io.FileIO, sha: _ArchiveHash | None = None) -> None:
         self.raw = raw
         self.tell, self.fileno = raw.tell, raw.fileno
+        self.sha = sha
+        self.writeback = Writeback(raw.fileno(), raw.tell())
 
     def write(self, data: bytes) -> int:
         view = memoryview(data)
         done = self.raw.write(view)
         while done < len(view):
             done += self.raw.write(view[done:])
+        self.writeback.wrote(self.raw.tell())
         return done
+
+    def hashed(self, data: bytes) -> None:
+        """`data`, just written, goes into the archive's hash next."""
+        if self.sha is not None:
+            self.sha.add(data)
+
+    def hashed_range(self, offset: int, end: int) -> None:
+        """The file's bytes [offset, end), already written, go into the archive's hash next."""
+        if self.sha is not None:
+            self.sha.add_range(offset, end)
 
 
 def _gather(src: BinaryIO, size: int) -> Iterator[bytes]:
@@ -348,7 +425,7 @@ def _compress_gzip(src: BinaryIO, out: BinaryIO, tally: _Tally) -> None:
         out.write(zlib.compress(b"", GZIP_LEVEL, 31))
 
 
-def _write_disk(f: BinaryIO, disk: DiskInfo, opener: Callable[[], BinaryIO], mtime: int,
+def _write_disk(f: _WriteAll, disk: DiskInfo, opener: Callable[[], BinaryIO], mtime: int,
                 tally: _Tally) -> DiskInfo:
     header_at = f.tell()
     f.write(b"\0" * BLOCK)  # placeholder, patched once the compressed size is known
@@ -362,7 +439,11 @@ def _write_disk(f: BinaryIO, disk: DiskInfo, opener: Callable[[], BinaryIO], mti
         digest = tally.sha.hexdigest()
     stored = f.tell() - header_at - BLOCK
     f.write(_pad(stored))
-    os.pwrite(f.fileno(), _tar_header(disk.member, stored, mtime), header_at)
+    header = _tar_header(disk.member, stored, mtime)
+    os.pwrite(f.fileno(), header, header_at)
+    f.hashed(header)
+    f.hashed_range(header_at + BLOCK, header_at + BLOCK + stored)
+    f.hashed(_pad(stored))
     label = f"disk {disk.target}"
     virtual_size = disk.virtual_size
     if disk.format == "qcow2":
@@ -412,6 +493,25 @@ def write_package(dest: Path, *, domain_xml: str, manifest: Manifest,
     export. The archive is written to `dest.part`, synced, and renamed: on any error no file
     is left, and `dest` never holds a partial package.
     """
+    return _write_package(dest, domain_xml, manifest, disk_sources, compression, progress,
+                          fsync, None)[0]
+
+
+def write_package_sha256(dest: Path, *, domain_xml: str, manifest: Manifest,
+                         disk_sources: Mapping[str, Callable[[], BinaryIO]],
+                         compression: str = "zstd",
+                         progress: Callable[[int], None] | None = None,
+                         fsync: bool = True) -> tuple[Manifest, str]:
+    """`write_package`, and the sha256 of the archive file it wrote (what a feed announces
+    as `eno:sha256`, equal to `file_sha256(dest)`), computed while writing it."""
+    return _write_package(dest, domain_xml, manifest, disk_sources, compression, progress,
+                          fsync, True)
+
+
+def _write_package(dest: Path, domain_xml: str, manifest: Manifest,
+                   disk_sources: Mapping[str, Callable[[], BinaryIO]], compression: str,
+                   progress: Callable[[int], None] | None, fsync: bool,
+                   want_sha256: bool | None) -> tuple[Manifest, str | None]:
     dest = Path(dest)
     root = _parse_domain(domain_xml.encode())
     _check_for_writing(manifest, root, disk_sources, compression)
@@ -422,21 +522,33 @@ def write_package(dest: Path, *, domain_xml: str, manifest: Manifest,
     mtime = int(time.time())
     part = dest.with_name(dest.name + ".part")
     with PartFile(part, f"{dest.name} is already being written") as pf:
-        f = _WriteAll(pf.file)
-        _add_bytes(f, DESCRIPTION, description, mtime)
-        _add_bytes(f, MANIFEST_MEMBER, ("\n".join(names) + "\n").encode(), mtime)
-        written, done = [], 0
-        for disk in disks:
-            tally = _Tally(done, progress)
-            written.append(_write_disk(f, disk, disk_sources[disk.target], mtime, tally))
-            done += tally.size
-        result = replace(manifest, created_at=manifest.created_at or _now(), disks=written)
-        body = json.dumps(result.to_json(), indent=2, sort_keys=True).encode() + b"\n"
-        _add_bytes(f, JSON_MEMBER, body, mtime)
-        f.write(b"\0" * (2 * BLOCK))
-        f.write(b"\0" * (-f.tell() % RECORD))
-        pf.commit(dest, fsync)
-    return result
+        sha = _ArchiveHash(pf.file.fileno()) if want_sha256 else None
+        try:
+            f = _WriteAll(pf.file, sha)
+            _add_bytes(f, DESCRIPTION, description, mtime)
+            _add_bytes(f, MANIFEST_MEMBER, ("\n".join(names) + "\n").encode(), mtime)
+            written, done = [], 0
+            for disk in disks:
+                tally = _Tally(done, progress)
+                written.append(_write_disk(f, disk, disk_sources[disk.target], mtime, tally))
+                done += tally.size
+            result = replace(manifest, created_at=manifest.created_at or _now(), disks=written)
+            body = json.dumps(result.to_json(), indent=2, sort_keys=True).encode() + b"\n"
+            _add_bytes(f, JSON_MEMBER, body, mtime)
+            end = b"\0" * (2 * BLOCK)
+            end += b"\0" * (-(f.tell() + len(end)) % RECORD)
+            f.write(end)
+            f.hashed(end)
+            # the fsync waits for the disk while the hash thread finishes the last data
+            pf.commit(dest, fsync)
+            digest = sha.hexdigest() if sha is not None else None
+        except BaseException:
+            if sha is not None:
+                sha.close(abandon=True)
+            if pf.committed:  # renamed, but its hash failed: no package without its checksum
+                Path(dest).unlink(missing_ok=True)
+            raise
+    return result, digest
 
 
 # -- reading --------------------------------------------------------------------------------

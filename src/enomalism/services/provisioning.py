@@ -486,12 +486,11 @@ def package(job: JobContext) -> dict[str, Any]:
         job.will_create("file", path=str(dest))
         job.will_create("file", path=f"{dest}.part")  # write_package's, until it renames it
         job.progress(5, f"writing package {prm['name']}")
-        manifest = archive.write_package(
+        # the archive's sha256 (the feed's eno:sha256) is computed as it is written
+        manifest, digest = archive.write_package_sha256(
             dest, domain_xml=xml_text, manifest=manifest, disk_sources=sources,
             compression=prm["compression"],
             progress=lambda done: job.progress(5 + 90 * min(done / total, 1.0)))
-    job.progress(96, "computing the package checksum")
-    digest = archive.file_sha256(dest)
     with job.db.session() as s:
         s.add(Package(uuid=pkg_uuid, name=prm["name"], description=prm["description"],
                       version=prm["version"], virt_class=virt_class, arch=arch,
