@@ -129,78 +129,80 @@ def test_a_machine_locked_by_a_job_on_one_node_is_locked_on_the_other(nodes: Clu
     assert nodes.package_files() == []
 
 
-def test_the_jobs_of_a_node_that_dies_are_taken_over(nodes: Cluster, feed, tmp_path):
-    pkg = random_package(tmp_path, "slow", kib=1024)
+TIMEOUT = 3  # seconds without a heartbeat after which a job is another node's to undo
+
+
+def held_retrieval(nodes: Cluster, feed, tmp_path, name: str):  # noqa: ANN001, ANN201
+    """Two nodes with a short job timeout, and a retrieval held at the feed server's gate
+    after its first KiB. Returns (the node running it, the other, package UUID, txid, gate)."""
+    pkg = random_package(tmp_path, name, kib=1024)
     url = serve_packages(feed, [pkg])
-    gate = feed.gates[enclosure("slow")] = threading.Event()
-    timeout = 3  # seconds without a heartbeat after which a job is another node's to undo
-    a = nodes.node("node-a", job_threads=THREADS, job_timeout=timeout).start()
-    uuid = add_feed(a, url)["slow"]
+    gate = feed.gates[enclosure(name)] = threading.Event()
+    a = nodes.node("node-a", job_threads=THREADS, job_timeout=TIMEOUT)
+    b = nodes.node("node-b", job_threads=THREADS, job_timeout=TIMEOUT)
+    nodes.start_together(a, b)
+    uuid = add_feed(a, url)[name]
     txid = a.ok("GET", f"/rest/vmfeed/repo/package/{uuid}/")["tx"]
     a.wait_tx(txid, until=lambda t: t["data"]["state"] == "running")
     wait_for(nodes.package_files, lambda f: f == [f"{uuid}.xvm2.part"], "a partial download")
     assert nodes.scalar("SELECT holder FROM named_locks") == txid
+    runs, other = (a, b) if nodes.claimed_by(txid) == a.node_id else (b, a)
+    return runs, other, uuid, txid, gate
 
-    # B starts while A still beats for its job (held at the gate, it makes no progress: A's
-    # heartbeat thread keeps it alive): B, looking every timeout/8, leaves it alone
-    b = nodes.node("node-b", job_threads=THREADS, job_timeout=timeout).start()
-    time.sleep(2 * timeout)
-    assert nodes.claimed_by(txid) == "node-a"
-    assert b.tx(txid)["data"]["state"] == "running"
 
-    a.kill()
-    failed = b.wait_tx(txid)
+def test_the_jobs_of_a_node_that_dies_are_taken_over(nodes: Cluster, feed, tmp_path):
+    runs, other, uuid, txid, gate = held_retrieval(nodes, feed, tmp_path, "slow")
+
+    # Held at the gate the job makes no progress, yet its node's heartbeat thread keeps it
+    # alive: the other node, looking every TIMEOUT/8, leaves it alone.
+    time.sleep(2 * TIMEOUT)
+    assert nodes.claimed_by(txid) == runs.node_id
+    assert other.tx(txid)["data"]["state"] == "running"
+
+    runs.kill()
+    failed = other.wait_tx(txid)
     assert failed["data"]["state"] == "failed", failed
     assert "stopped answering" in failed["data"]["error"], failed
-    assert nodes.claimed_by(txid) == "node-b"
+    assert nodes.claimed_by(txid) == other.node_id
     assert nodes.package_files() == []  # the .part is removed
     assert nodes.rows("SELECT * FROM named_locks") == []  # the lock let go
-    assert b.ok("GET", f"/rest/vmfeed/{uuid}/")["package"]["state"] == "remote"
+    assert other.ok("GET", f"/rest/vmfeed/{uuid}/")["package"]["state"] == "remote"
 
-    # retried, it runs to completion on B (the only node left)
+    # retried, it runs to completion on the node left
     gate.set()
-    b.ok("POST", f"/rest/transaction/{txid}/", data={"action": "retry"})
-    done = b.wait_tx(txid)
+    other.ok("POST", f"/rest/transaction/{txid}/", data={"action": "retry"})
+    done = other.wait_tx(txid)
     assert done["data"]["state"] == "done", done
     assert done["data"]["attempts"] == 2
-    assert nodes.claimed_by(txid) == "node-b"
-    assert b.ok("GET", f"/rest/vmfeed/{uuid}/")["package"]["state"] == "cached"
+    assert nodes.claimed_by(txid) == other.node_id
+    assert other.ok("GET", f"/rest/vmfeed/{uuid}/")["package"]["state"] == "cached"
     assert nodes.package_files() == [f"{uuid}.xvm2"]
-    assert gets(feed, enclosure("slow")) == 2  # A's, cut off, and B's
+    assert gets(feed, enclosure("slow")) == 2  # the dead node's, cut off, and the retry's
 
 
 def test_a_node_that_comes_back_leaves_alone_the_job_it_lost(nodes: Cluster, feed, tmp_path):
     """A node frozen (SIGSTOP: a VM paused, a long stall) past the job timeout has its job
     failed and undone by another, which then retries it to completion. When the frozen node
     runs again, its job finds it was taken over and must stop without touching anything: not
-    the package the other node fetched since, nor its state."""
-    pkg = random_package(tmp_path, "frozen", kib=1024)
-    url = serve_packages(feed, [pkg])
-    gate = feed.gates[enclosure("frozen")] = threading.Event()
-    timeout = 3
-    a = nodes.node("node-a", job_threads=THREADS, job_timeout=timeout).start()
-    uuid = add_feed(a, url)["frozen"]
-    txid = a.ok("GET", f"/rest/vmfeed/repo/package/{uuid}/")["tx"]
-    a.wait_tx(txid, until=lambda t: t["data"]["state"] == "running")
-    wait_for(nodes.package_files, lambda f: f == [f"{uuid}.xvm2.part"], "a partial download")
-    b = nodes.node("node-b", job_threads=THREADS, job_timeout=timeout).start()
-
-    os.killpg(a.proc.pid, signal.SIGSTOP)
+    the package the other node fetched since, nor its state. (It used to delete the package
+    and set it back to remote.)"""
+    runs, other, uuid, txid, gate = held_retrieval(nodes, feed, tmp_path, "frozen")
+    os.killpg(runs.proc.pid, signal.SIGSTOP)
     try:
-        failed = b.wait_tx(txid)
+        failed = other.wait_tx(txid)
         assert "stopped answering" in failed["data"]["error"], failed
-        gate.set()  # (A's download is still frozen with A)
-        b.ok("POST", f"/rest/transaction/{txid}/", data={"action": "retry"})
-        done = b.wait_tx(txid)
+        gate.set()  # (the frozen node's download stays frozen with it)
+        other.ok("POST", f"/rest/transaction/{txid}/", data={"action": "retry"})
+        done = other.wait_tx(txid)
         assert done["data"]["state"] == "done", done
     finally:
-        os.killpg(a.proc.pid, signal.SIGCONT)
-    wait_for(lambda: "was taken over by another node" in a.tail(), bool,
-             "node A's job to find it was taken over")
+        os.killpg(runs.proc.pid, signal.SIGCONT)
+    wait_for(lambda: "was taken over by another node" in runs.tail(), bool,
+             f"{runs.name}'s job to find it was taken over")
 
-    after = b.tx(txid)["data"]
+    after = other.tx(txid)["data"]
     assert (after["state"], after["attempts"], after["error"]) == ("done", 2, None), after
-    assert nodes.claimed_by(txid) == "node-b"
-    assert b.ok("GET", f"/rest/vmfeed/{uuid}/")["package"]["state"] == "cached"
+    assert nodes.claimed_by(txid) == other.node_id
+    assert other.ok("GET", f"/rest/vmfeed/{uuid}/")["package"]["state"] == "cached"
     assert nodes.package_files() == [f"{uuid}.xvm2"]
     assert nodes.rows("SELECT * FROM named_locks") == []
