@@ -384,3 +384,20 @@ def test_connections_read_in_large_pieces():
     with dl._client(None, 5.0) as client:
         backend = client._transport._pool._network_backend
     assert isinstance(backend, dl._LargeReads)
+
+
+@pytest.mark.parametrize("fsync", [True, False])
+def test_writeback_is_started_behind_a_download_that_will_be_synced(server, tmp_path,
+                                                                   monkeypatch, fsync):
+    calls = []
+    monkeypatch.setattr(dl, "_START_WRITEBACK", lambda fd, off, n: calls.append((off, n)))
+    monkeypatch.setattr(dl, "WRITEBACK_EVERY", 256 << 10)
+    (tmp_path / "p.xvm2.part").write_bytes(PAYLOAD[: 1 << 20])  # resumed: from there on
+    download(server.url(), tmp_path / "p.xvm2", expected_sha256=SHA, fsync=fsync)
+    assert (tmp_path / "p.xvm2").read_bytes() == PAYLOAD
+    if not fsync:
+        assert calls == []
+        return
+    assert calls and calls[0][0] == 1 << 20
+    assert all(a + n == b for (a, n), (b, _) in zip(calls, calls[1:], strict=False))
+    assert calls[-1][0] + calls[-1][1] <= len(PAYLOAD)

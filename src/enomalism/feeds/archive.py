@@ -340,11 +340,12 @@ class _WriteAll:
     writer (`Writeback`), so that the final fsync has little left to wait for; feeds the
     archive's hash when there is one (`hashed`, `hashed_range`)."""
 
-    def __init__(self, raw: io.FileIO, sha: _ArchiveHash | None = None) -> None:
+    def __init__(self, raw: io.FileIO, sha: _ArchiveHash | None = None,
+                 fsync: bool = True) -> None:
         self.raw = raw
         self.tell, self.fileno = raw.tell, raw.fileno
         self.sha = sha
-        self.writeback = Writeback(raw.fileno(), raw.tell())
+        self.writeback = Writeback(raw.fileno(), raw.tell(), fsync)
 
     def write(self, data: bytes) -> int:
         view = memoryview(data)
@@ -524,7 +525,7 @@ def _write_package(dest: Path, domain_xml: str, manifest: Manifest,
     with PartFile(part, f"{dest.name} is already being written") as pf:
         sha = _ArchiveHash(pf.file.fileno()) if want_sha256 else None
         try:
-            f = _WriteAll(pf.file, sha)
+            f = _WriteAll(pf.file, sha, fsync)
             _add_bytes(f, DESCRIPTION, description, mtime)
             _add_bytes(f, MANIFEST_MEMBER, ("\n".join(names) + "\n").encode(), mtime)
             written, done = [], 0

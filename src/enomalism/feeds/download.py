@@ -240,13 +240,15 @@ _START_WRITEBACK = _sync_file_range()
 class Writeback:
     """Starts the disk writing a file's data while more of it arrives, so that the fsync at
     the end waits for the last few MiB only instead of the whole file (the kernel would
-    otherwise keep a GiB dirty in memory until then). Asynchronous: never waits."""
+    otherwise keep a GiB dirty in memory until then). Asynchronous: never waits. Off when
+    nothing will fsync the file (`enabled=False`): then the kernel writes it when it likes."""
 
-    def __init__(self, fd: int, start: int = 0) -> None:
+    def __init__(self, fd: int, start: int = 0, enabled: bool = True) -> None:
         self.fd, self.flushed = fd, start
+        self.enabled = enabled and _START_WRITEBACK is not None
 
     def wrote(self, end: int) -> None:
-        if _START_WRITEBACK is not None and end - self.flushed >= WRITEBACK_EVERY:
+        if self.enabled and end - self.flushed >= WRITEBACK_EVERY:
             _START_WRITEBACK(self.fd, self.flushed, end - self.flushed)
             self.flushed = end
 
@@ -354,15 +356,16 @@ class _Transfer:
     def __init__(self, part: PartFile, url: str, auth: Auth | None, want_hash: bool,
                  expected_size: int | None,
                  progress: Callable[[int, int | None], None] | None,
-                 cancelled: Callable[[], bool] | None) -> None:
+                 cancelled: Callable[[], bool] | None, fsync: bool = True) -> None:
         self.part, self.url, self.auth = part, url, auth
+        self.fsync = fsync
         self.f = part.file
         self.expected_size = expected_size
         self.progress, self.cancelled = progress, cancelled
         self.sha = HashThread() if want_hash else None
         self.total: int | None = expected_size
         self.done = self.f.seek(0, os.SEEK_END)
-        self.writeback = Writeback(self.f.fileno(), self.done)
+        self.writeback = Writeback(self.f.fileno(), self.done, fsync)
         self.last_report = 0.0
         if self.sha is not None and self.done:
             self._hash_existing()
@@ -377,7 +380,7 @@ class _Transfer:
         self.f.truncate(0)
         self.f.seek(0)
         self.done = 0
-        self.writeback = Writeback(self.f.fileno())
+        self.writeback = Writeback(self.f.fileno(), 0, self.fsync)
         if self.sha is not None:
             self.sha.close()
             self.sha = HashThread()
@@ -497,7 +500,7 @@ def download(url: str, dest: Path, *, auth: Auth | None = None,
     busy = f"{dest.name} is already being downloaded"
     with PartFile(part_path, busy, truncate=False) as part, _client(auth, timeout) as client:
         t = _Transfer(part, url, auth, expected_sha256 is not None, expected_size, progress,
-                      cancelled)
+                      cancelled, fsync)
         try:
             t.tick(force=True)
             failures = 0
