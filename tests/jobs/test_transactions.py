@@ -202,3 +202,70 @@ def test_other_users_cannot_see_a_transaction(api, work):
 
 def test_handlers_registered():
     assert "test.steps" in HANDLERS
+
+
+def test_a_database_error_while_claiming_does_not_stop_the_runner(api, work, monkeypatch):
+    """SQLite busy past its time-out, or PostgreSQL gone for a moment: the runner threads log
+    it and go on claiming."""
+    from sqlalchemy.exc import OperationalError
+
+    runner = api.app.state.runner
+    real, failures = runner._claim, []
+
+    def flaky() -> str | None:
+        if len(failures) < 2 * runner.threads:  # every thread fails at least once
+            failures.append(1)
+            raise OperationalError("SELECT", {}, Exception("database is locked"))
+        return real()
+
+    monkeypatch.setattr(runner, "_claim", flaky)
+    txid = enqueue(api, work)
+    assert wait_state(api, txid, {"done"})["completion"] == 100
+    assert len(failures) == 2 * runner.threads
+    assert all(t.is_alive() for t in runner._workers)
+
+
+def test_a_job_whose_node_stopped_beating_is_taken_over_and_undone(api, work):
+    """Another node died while running a job: once its heartbeat is older than the time-out,
+    this node fails it, removes what it made, releases its locks; the old node, should it
+    wake up, finds the job is no longer its own."""
+    from datetime import timedelta
+
+    from enomalism.jobs.runner import JobTakenOver
+
+    uuid = manage(api, "idle")
+    leftover = work / "half.img"
+    leftover.write_text("half a disk")
+    runner = api.app.state.runner
+    long_ago = utcnow() - timedelta(seconds=runner.timeout + 60)
+    with api.app.state.db.session() as s:
+        tx = Transaction(kind="test.steps", state="running", claimed_by="dead-node",
+                         started_at=long_ago, heartbeat_at=long_ago, locks=[uuid],
+                         undo=[{"kind": "file", "path": str(leftover)}], params={})
+        s.add(tx)
+        s.flush()
+        txid = tx.uuid
+        s.get(Machine, uuid).lock_txid = txid
+        fresh = Transaction(kind="test.steps", state="running", claimed_by="live-node",
+                            started_at=utcnow(), heartbeat_at=utcnow(), params={})
+        s.add(fresh)
+        s.flush()
+        fresh_id = fresh.uuid
+    assert runner.take_over() == [txid]
+    body = api.ok("GET", f"/rest/transaction/{txid}/")
+    assert body["data"]["state"] == "failed"
+    assert "stopped answering" in body["data"]["error"]
+    assert not leftover.exists()
+    assert api.ok("GET", f"/rest/machine/{uuid}/")["machine_obj"]["locked_by"] is None
+    assert api.ok("GET", f"/rest/transaction/{fresh_id}/")["data"]["state"] == "running"
+    assert runner.take_over() == []  # nothing twice
+
+    class DeadRunner:  # the old node's view of the job it thought it ran
+        db, node_id = api.app.state.db, "dead-node"
+
+    with api.app.state.db.session(write=False) as s:
+        job = JobContext(DeadRunner(), s.get(Transaction, txid))
+    with pytest.raises(JobTakenOver):
+        job.check_cancelled()
+    with api.app.state.db.session() as s:
+        s.get(Transaction, fresh_id).state = "failed"

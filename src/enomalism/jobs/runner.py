@@ -217,17 +217,46 @@ class Runner:
     # -- claiming and running ----------------------------------------------------------
 
     def _loop(self) -> None:
+        """Claim and run jobs until the runner stops. A database error (SQLite busy past its
+        time-out, PostgreSQL gone) must not end the thread: log it, wait, go on."""
         while True:
             with self._wake:
                 if self._stopping:
                     return
-            txid = self._claim()
+            try:
+                txid = self._claim()
+            except Exception:
+                log.exception("claiming a transaction failed; trying again")
+                txid = None
             if txid is None:
                 with self._wake:
                     if not self._stopping:
                         self._wake.wait(1.0)
                 continue
-            self._run(txid)
+            try:
+                self._run(txid)
+            except Exception:
+                log.exception("recording the end of transaction %s failed", txid)
+                self._fail_later(txid)
+
+    def _fail_later(self, txid: str) -> None:
+        """The job ended but its end could not be written: keep trying to record it failed,
+        else its heartbeat, which this node keeps writing, would hold it `running`."""
+        for delay in (1, 2, 5, 10, 30):
+            with self._wake:
+                if self._stopping:
+                    return
+                self._wake.wait(delay)
+            try:
+                with self.db.session(write=False) as s:
+                    if s.scalar(select(Transaction.state).where(
+                            Transaction.uuid == txid)) != "running":
+                        return
+                self._finish(txid, "failed", error="failed; its end could not be recorded "
+                             "at first (see the server log)")
+                return
+            except Exception:
+                log.exception("recording the end of transaction %s failed again", txid)
 
     def _claim(self) -> str | None:
         with self.db.session() as s:
