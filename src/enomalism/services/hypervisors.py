@@ -2,6 +2,7 @@
 
 import socket
 
+import libvirt
 from lxml import etree
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
@@ -26,10 +27,23 @@ def get(ctx: Context, uuid: str, permission: str = "read") -> Hypervisor:
     return hv
 
 
+def _connect_unlocked(ctx: Context, url: str) -> libvirt.virConnect:
+    """Open a connection to a new hypervisor with no database transaction open: a host that
+    is slow to answer (up to OPEN_TIMEOUT) must not hold SQLite's write lock, which every
+    other writer waits on. Nothing may have been written in the request before this."""
+    ctx.db.commit()
+    conn = open_connection(url)
+    if ctx.db.scalar(select(Hypervisor.uuid).where(Hypervisor.virt_url == url)):
+        conn.close()  # registered by someone else while we waited
+        raise Conflict(f"the hypervisor {url} is already registered")
+    return conn
+
+
 def add_hypervisor(ctx: Context, host_uuid: str, *, virt_url: str | None,
-                   virt_class: str | None) -> Hypervisor:
+                   virt_class: str | None, conn: libvirt.virConnect | None = None) -> Hypervisor:
     """Connect to a libvirt URI and register it as a hypervisor of the host (needs `modify`
-    on the host). An unreachable URI is refused and nothing is stored."""
+    on the host). An unreachable URI is refused and nothing is stored. `conn`: the
+    connection, already opened by the caller."""
     host = get_host(ctx.db, host_uuid)
     access.require(ctx, host, "modify", "machine")
     url = require(virt_url, "virt_url", " (a libvirt URI such as qemu+ssh://host/system)")
@@ -38,7 +52,9 @@ def add_hypervisor(ctx: Context, host_uuid: str, *, virt_url: str | None,
     uris.check_class(virt_class, url)
     if ctx.db.scalar(select(Hypervisor.uuid).where(Hypervisor.virt_url == url)):
         raise Conflict(f"the hypervisor {url} is already registered")
-    conn = open_connection(url)
+    if conn is None:
+        conn = _connect_unlocked(ctx, url)
+        host = get_host(ctx.db, host_uuid)  # still there after the wait?
     if not given and virt_class == "qemu" and _offers_kvm(conn):
         virt_class = "kvm"  # as the local default: guests get hardware virtualisation
     hv = Hypervisor(machine_uuid=host.uuid, virt_class=virt_class, virt_url=url,
@@ -80,16 +96,30 @@ def register_host(ctx: Context, *, name: str | None, address: str | None,
     name = require(name, "name", " (the host's name)")
     if ctx.db.scalar(select(Machine.uuid).where(Machine.kind == "host", Machine.name == name)):
         raise Conflict(f"a host named '{name}' already exists")
+    conn = None
     if virt_url:
         uris.check_class(virt_class or uris.class_of(virt_url), virt_url)
         if ctx.db.scalar(select(Hypervisor.uuid).where(Hypervisor.virt_url == virt_url)):
             raise Conflict(f"the hypervisor {virt_url} is already registered")
+        conn = _connect_unlocked(ctx, virt_url)  # before anything is written
+        if ctx.db.scalar(select(Machine.uuid).where(Machine.kind == "host",
+                                                    Machine.name == name)):
+            conn.close()
+            raise Conflict(f"a host named '{name}' already exists")
     host = Machine(kind="host", name=name, address=address or None, managed=True,
                    state="unknown", owner_uuid=ctx.user.uuid, candidates=[])
     ctx.db.add(host)
     ctx.db.flush()
-    if virt_url:  # on failure nothing was committed: the request rolls the host back
-        add_hypervisor(ctx, host.uuid, virt_url=virt_url, virt_class=virt_class)
+    if conn is not None:  # on failure nothing was committed: the request rolls the host back
+        try:
+            add_hypervisor(ctx, host.uuid, virt_url=virt_url, virt_class=virt_class,
+                           conn=conn)
+        except BaseException:
+            try:
+                conn.close()
+            except libvirt.libvirtError:
+                pass  # add_hypervisor closed it already
+            raise
     return host
 
 
