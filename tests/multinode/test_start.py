@@ -3,6 +3,11 @@
 hypervisor) is made once, shared by both. (Before the set-up was done under an advisory lock,
 the second node often failed to start: both saw no user and both inserted `admin`.)"""
 
+import signal
+import uuid
+
+import sqlalchemy as sa
+
 from tests.conftest import NEEDS_POSTGRES
 from tests.multinode.conftest import TEST_URI, Cluster, wait_for
 
@@ -41,3 +46,29 @@ def test_nodes_starting_together_share_one_schema_admin_and_host(nodes: Cluster)
     assert owner in ids
     wait_for(lambda: started[0].hypervisor(TEST_URI)["status"], lambda s: s == "connected",
              "the hypervisor to be connected")
+
+
+def test_nodes_restarting_together_undo_each_stale_job_once(nodes: Cluster):
+    """Every node stopped (a power cut) with jobs left `running` under a node that is gone:
+    nodes starting together both see them as stale at start. Each is undone and failed once,
+    by one node, and both nodes come up. (The second used to fail to start: 'a failed
+    transaction cannot become failed'.)"""
+    first = nodes.node("node-0").start()  # the schema
+    assert first.terminate() in (0, -signal.SIGTERM)
+    stale = [str(uuid.uuid4()) for _ in range(20)]
+    with nodes.engine.begin() as c:
+        for txid in stale:
+            c.execute(sa.text(
+                "INSERT INTO transactions (uuid, kind, state, completion, params, result, log, "
+                "undo, locks, cancel_requested, attempts, claimed_by, heartbeat_at, created_at, "
+                "updated_at) VALUES (:u, 'retrieve', 'running', 0, '{}', '{}', '[]', '[]', "
+                "'[]', false, 1, 'gone', now() - interval '1 hour', now(), now())"), {"u": txid})
+    a, b = nodes.node("node-a"), nodes.node("node-b")
+    nodes.start_together(a, b)  # both come up
+
+    rows = nodes.rows("SELECT uuid, state, claimed_by, error, log FROM transactions")
+    assert {r.uuid for r in rows} == set(stale)
+    for r in rows:
+        assert (r.state, r.error) == ("failed", "interrupted: the server stopped while it ran")
+        assert r.claimed_by in ("node-a", "node-b"), r
+        assert [e[2] for e in r.log] == [r.error], r  # recorded once

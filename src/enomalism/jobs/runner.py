@@ -350,11 +350,29 @@ class Runner:
         orphans = {t.uuid for t in running}
         orphans |= {t.uuid for t in stale
                     if t.heartbeat_at is not None and t.heartbeat_at.timestamp() < cutoff}
+        recovered = []
         for txid in sorted(orphans):
+            if not self._claim_orphan(txid, cutoff):
+                continue  # another node starting at the same time took it
             log.warning("transaction %s was interrupted; undoing what it created", txid)
             self._await_hypervisors(txid)
             self._finish(txid, "failed", error="interrupted: the server stopped while it ran")
-        return sorted(orphans)
+            recovered.append(txid)
+        return recovered
+
+    def _claim_orphan(self, txid: str, cutoff: float) -> bool:
+        """Claim an interrupted job with a compare-and-swap before undoing it: nodes started
+        together after every node stopped all see the same stale jobs, and only one may undo
+        each (the other failed to start: 'a failed transaction cannot become failed')."""
+        stale_before = datetime.fromtimestamp(cutoff, UTC)
+        with self.db.session() as s:
+            took = s.execute(update(Transaction).where(
+                Transaction.uuid == txid, Transaction.state == "running",
+                or_(Transaction.claimed_by == self.node_id, Transaction.claimed_by.is_(None),
+                    Transaction.heartbeat_at.is_(None),
+                    Transaction.heartbeat_at < stale_before)).values(
+                claimed_by=self.node_id, heartbeat_at=utcnow()))
+        return took.rowcount == 1
 
     def _await_hypervisors(self, txid: str, timeout: float = 30.0) -> None:
         """Recovery runs as the server starts, while the connections to the hypervisors are
