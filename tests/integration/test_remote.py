@@ -262,10 +262,10 @@ def test_hung_link_is_declared_dead_by_keepalive(server, scratch, host, relay):
 # libvirtd's own close from the server while frozen. Requests about the other hypervisor must
 # all answer while the hang is still held; only then does the test release it.
 
-# On SQLite every write takes the one database write lock (BEGIN IMMEDIATE), and two paths
-# hold it across a libvirt call that may hang: a request acting on a machine (from its first
-# statement to its commit) and the registry's resync of a domain (`_lock_rows`, then the read).
-# (The registration of a host connects with no transaction open.) A hung host then stops every write about every
+# On SQLite every write takes the one database write lock (BEGIN IMMEDIATE), and one path
+# holds it across a libvirt call that may hang: a request acting on a machine (from its first
+# statement to its commit). (The registration of a host connects, and the registry's resyncs
+# read libvirt, with no transaction open.) A hung host then stops every write about every
 # other host until keepalive or OPEN_TIMEOUT ends the hang, or the waiting writer's
 # busy_timeout (30 s) fails it ("database is locked"). PostgreSQL locks rows, not the database.
 SQLITE_WRITE_LOCK = pytest.mark.xfail(
@@ -366,7 +366,6 @@ def test_host_that_hangs_during_an_action_does_not_block_the_others(server, scra
     server.wait_hypervisor(hv, "connected", RECONNECT_DEADLINE)
 
 
-@SQLITE_WRITE_LOCK
 def test_events_of_other_hypervisors_are_not_held_up_by_a_hung_host(server, scratch, relay,
                                                                     monkeypatch):
     """An event comes from a host whose link then hangs: the worker reading that domain waits

@@ -14,7 +14,6 @@ writes its events and resyncs; the others keep a connection to it for their requ
 import logging
 import threading
 from collections import OrderedDict
-from contextlib import nullcontext
 
 import libvirt
 from sqlalchemy import select, update
@@ -141,33 +140,52 @@ class HypervisorRegistry:
     # -- resyncs -----------------------------------------------------------------------
 
     def resync_hypervisor(self, hv_uuid: str) -> None:
-        """Bulk resync: one getAllDomainStats call, then XML only for domains new to us."""
+        """Bulk resync: one getAllDomainStats call, then XML only for domains new to us.
+        libvirt is read with no lock held; a machine whose row changed meanwhile (an action
+        wrote it) is left to a resync of its own rather than written from the older listing."""
         conn = self.connection(hv_uuid)
+        with self.db.session(write=False) as s:
+            seen = dict(s.execute(select(Machine.uuid, Machine.updated_at).where(
+                Machine.parent_uuid == hv_uuid)).all())
+        snaps = driver.all_snapshots(conn)
         with self.db.session() as s:
             _lock_rows(s, Machine.parent_uuid == hv_uuid)
-            new = sync.apply_all(s, hv_uuid, driver.all_snapshots(conn))
-        for uuid in new:
+            recheck = sync.apply_all(s, hv_uuid, snaps, seen=seen)
+        for uuid in recheck:
             self.resync_machine(hv_uuid, uuid)
 
     def resync_machine(self, hv_uuid: str, uuid: str, db: Session | None = None) -> None:
         """Read one domain fully (state, size, XML) and store it, in `db` when given (a
-        request's own session) or in a session of its own.
+        request's own session, which holds the machine's row) or in a session of its own.
 
-        libvirt is read only once the session holds the rows it writes (SQLite: the write lock,
-        which a request that acts on a domain holds from its start): a state read before an
-        action and written after it would otherwise overwrite the action's newer state."""
+        On its own, libvirt is read before any lock is taken (a host that hangs must not hold
+        SQLite's one write lock), and the result is written only if the row did not change in
+        between: a state read before an action and written after it would overwrite the
+        action's newer state. If it did change, libvirt is read again."""
         conn = self.connection(hv_uuid)
-        with nullcontext(db) if db is not None else self.db.session() as s:
-            locked = _lock_rows(s, Machine.uuid == uuid) if db is None else 1
+        if db is not None:
+            self._store(db, hv_uuid, uuid, driver.snapshot(conn, uuid))
+            return
+        for _ in range(3):
+            with self.db.session(write=False) as s:
+                seen = s.scalar(select(Machine.updated_at).where(Machine.uuid == uuid))
             snap = driver.snapshot(conn, uuid)
-            if not locked and s.get(Machine, uuid, with_for_update=True) is not None:
-                # The row was made meanwhile (PostgreSQL: a request defining the domain), maybe
-                # with a state newer than ours: read again now that the row is locked.
-                snap = driver.snapshot(conn, uuid)
-            if snap is None:
-                sync.mark_missing(s, hv_uuid, uuid)
-            else:
-                sync.apply_snapshot(s, hv_uuid, snap)
+            with self.db.session() as s:
+                _lock_rows(s, Machine.uuid == uuid)
+                now = s.scalar(select(Machine.updated_at).where(Machine.uuid == uuid))
+                if now == seen:
+                    self._store(s, hv_uuid, uuid, snap)
+                    return
+        with self.db.session() as s:  # still racing with writers: read under the lock
+            _lock_rows(s, Machine.uuid == uuid)
+            self._store(s, hv_uuid, uuid, driver.snapshot(conn, uuid))
+
+    @staticmethod
+    def _store(s: Session, hv_uuid: str, uuid: str, snap: driver.DomainSnapshot | None) -> None:
+        if snap is None:
+            sync.mark_missing(s, hv_uuid, uuid)
+        else:
+            sync.apply_snapshot(s, hv_uuid, snap)
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Block until every hypervisor had its first connect (and resync) tried and every

@@ -47,22 +47,29 @@ def mark_missing(db: Session, hv_uuid: str, uuid: str) -> None:
         m.synced_at = utcnow()
 
 
-def apply_all(db: Session, hv_uuid: str, snaps: list[DomainSnapshot]) -> list[str]:
-    """Bring every machine of one hypervisor in line with a bulk listing. Returns the UUIDs
-    of domains not (yet) recorded on this hypervisor: new ones, or moved here. They are left
-    for a resync of their own, which locks the row before reading libvirt (a request may be
-    creating it right now, with a newer state than this listing's)."""
+def apply_all(db: Session, hv_uuid: str, snaps: list[DomainSnapshot],
+              seen: dict[str, datetime | None] | None = None) -> list[str]:
+    """Bring every machine of one hypervisor in line with a bulk listing read while its rows
+    had the `updated_at` values in `seen`. Returns the UUIDs to resync one by one: domains not
+    (yet) recorded on this hypervisor (new ones, or moved here) and machines whose row changed
+    since `seen` (a request wrote a state newer than this listing's)."""
     now = utcnow()
+    seen = seen or {}
     known = {m.uuid: m for m in db.scalars(select(Machine).where(Machine.parent_uuid == hv_uuid))}
-    new = []
+    changed = {u for u, m in known.items() if u not in seen or m.updated_at != seen[u]}
+    recheck = []
     for snap in snaps:
-        if snap.uuid not in known:
-            new.append(snap.uuid)
+        if snap.uuid not in known or snap.uuid in changed:
+            recheck.append(snap.uuid)
             continue
         apply_snapshot(db, hv_uuid, snap, now=now)
-    seen = {s.uuid for s in snaps}
+    listed = {s.uuid for s in snaps}
     for uuid, m in known.items():
-        if uuid not in seen and m.state != "missing":
+        if uuid in listed or m.state == "missing":
+            continue
+        if uuid in changed:
+            recheck.append(uuid)
+        else:
             m.state = "missing"
             m.synced_at = now
-    return new
+    return recheck
