@@ -175,3 +175,24 @@ def test_trigger_status_updates_on_an_unknown_machine(sandbox):
     expect_error(sandbox.post("/rest/machine/00000000-0000-0000-0000-000000000000/"
                               "trigger_status_updates/"), 404, 1200)
     assert sandbox.ok("GET", "/rest/machines/") == before
+
+
+def test_a_full_resync_leaves_a_machine_being_provisioned_alone(sandbox):
+    """A provision records its machine before the domain exists: a full resync meanwhile (a
+    reconnect, another node taking the hypervisor over) must not call it missing."""
+    from enomalism.store.models import Machine
+
+    hv = sandbox.hypervisors()[0]["uuid"]
+    with sandbox.app.state.db.session() as s:
+        m = Machine(kind="vm", name="being-made", parent_uuid=hv, state="provisioning",
+                    managed=True)
+        s.add(m)
+        s.flush()
+        uuid = m.uuid
+    try:
+        sandbox.registry.resync_hypervisor(hv)
+        sandbox.registry.resync_machine(hv, uuid)
+        assert sandbox.machine(uuid)["machine_obj"]["state"] == "provisioning"
+    finally:
+        with sandbox.app.state.db.session() as s:
+            s.delete(s.get(Machine, uuid))

@@ -16,7 +16,7 @@ import socket
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import or_, select, true, update
+from sqlalchemy import or_, select, update
 
 from enomalism.store.db import Database
 from enomalism.store.models import Hypervisor, Node, utcnow
@@ -92,9 +92,11 @@ class Ownership:
     def owns(self, hv_uuid: str) -> bool:
         return hv_uuid in self.owned
 
-    def renew(self, connected: list[str]) -> tuple[set[str], set[str]]:
+    def renew(self, connected: list[str], lost: list[str] = ()) -> tuple[set[str], set[str]]:
         """Renew the claims on the hypervisors this node is connected to and take those whose
-        owner went silent; let go of the rest. Returns (gained, lost)."""
+        owner went silent; let go of those in `lost` (disconnected, or no longer supervised).
+        A hypervisor in neither (connecting) keeps its claim until it lapses. Returns
+        (gained, lost)."""
         now = utcnow()
         until = now + timedelta(seconds=self.lease)
         with self.db.session() as s:
@@ -102,10 +104,10 @@ class Ownership:
                 s.execute(update(Hypervisor).where(
                     Hypervisor.uuid.in_(connected), self.mine_or_free(now)).values(
                     owner_node=self.node_id, owner_until=until))
-            s.execute(update(Hypervisor).where(
-                Hypervisor.owner_node == self.node_id,
-                Hypervisor.uuid.not_in(connected) if connected else true()).values(
-                owner_node=None, owner_until=None))
+            if lost:
+                s.execute(update(Hypervisor).where(
+                    Hypervisor.owner_node == self.node_id, Hypervisor.uuid.in_(lost)).values(
+                    owner_node=None, owner_until=None))
             now_owned = set(s.scalars(select(Hypervisor.uuid).where(
                 Hypervisor.owner_node == self.node_id)))
         gained, lost = now_owned - self.owned, self.owned - now_owned

@@ -280,7 +280,9 @@ class HypervisorRegistry:
                 with self._lock:
                     connected = [u for u, link in self._links.items()
                                  if link.status == "connected"]
-                gained, _lost = self.ownership.renew(connected)
+                    lost = [u for u in list(self.ownership.owned)
+                            if u not in self._links or self._links[u].status == "disconnected"]
+                gained, _lost = self.ownership.renew(connected, lost)
                 for hv_uuid in gained:
                     log.info("this node now keeps hypervisor %s", hv_uuid)
                     try:

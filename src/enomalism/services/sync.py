@@ -39,10 +39,15 @@ def apply_snapshot(
     return m
 
 
+# A machine a provision is making has a record before it has a domain: not missing.
+NO_DOMAIN_YET = ("missing", "provisioning")
+
+
 def mark_missing(db: Session, hv_uuid: str, uuid: str) -> None:
     """The domain is gone from its hypervisor: keep the record, say so."""
     m = db.get(Machine, uuid)
-    if m is not None and m.kind == "vm" and m.parent_uuid == hv_uuid:
+    if m is not None and m.kind == "vm" and m.parent_uuid == hv_uuid \
+            and m.state not in NO_DOMAIN_YET:
         m.state = "missing"
         m.synced_at = utcnow()
 
@@ -65,7 +70,7 @@ def apply_all(db: Session, hv_uuid: str, snaps: list[DomainSnapshot],
         apply_snapshot(db, hv_uuid, snap, now=now)
     listed = {s.uuid for s in snaps}
     for uuid, m in known.items():
-        if uuid in listed or m.state == "missing":
+        if uuid in listed or m.state in NO_DOMAIN_YET:
             continue
         if uuid in changed:
             recheck.append(uuid)
