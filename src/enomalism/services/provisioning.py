@@ -491,6 +491,8 @@ def package(job: JobContext) -> dict[str, Any]:
             dest, domain_xml=xml_text, manifest=manifest, disk_sources=sources,
             compression=prm["compression"],
             progress=lambda done: job.progress(5 + 90 * min(done / total, 1.0)))
+    if suspended:  # resumed: the inventory says so before the job is done, not after an event
+        job.registry.resync_machine(hv_uuid, prm["machine"])
     with job.db.session() as s:
         s.add(Package(uuid=pkg_uuid, name=prm["name"], description=prm["description"],
                       version=prm["version"], virt_class=virt_class, arch=arch,
