@@ -23,6 +23,8 @@ bench: setup
 	.venv/bin/python bench/auth.py
 	.venv/bin/python bench/provision.py
 	.venv/bin/python bench/transfer.py
+	scripts/start-postgres.sh >/dev/null  # bench/scale.py runs nodes on the tests' cluster
+	.venv/bin/python bench/scale.py
 
 clean:
 	rm -rf .venv var .pytest_cache
