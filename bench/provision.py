@@ -13,9 +13,11 @@ Two figures, each a ratio against a baseline measured in the same run, interleav
    volume into another pool (libvirt's createXMLFrom); each as bytes per second against the
    disk's own sequential write speed, `dd if=/dev/zero of=<file on the same disk> bs=4M
    count=256 conv=fdatasync` (target: at least 80 percent). Beside them, (c) the same image
-   file uploaded by plain libvirt-python (no enomalism code: `newStream`, `vol.upload`,
-   1 MiB `send`s, `finish`) into the same pool: the ceiling of libvirt's stream path, which
-   (a) goes through, with (a) reported against it too.
+   file uploaded by plain libvirt-python (no enomalism code: `newStream`, `vol.upload` with
+   VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM, 1 MiB `send`s, `finish`) into the same pool: the
+   ceiling of libvirt's stream path, which (a) goes through, with (a) reported against it too.
+   (The sparse-stream flag, which (a) uses as well, made libvirtd's side about half as costly
+   as a plain stream here, even for an image without holes.)
 
 The images: figure 1 uses a sparse 1 GiB raw image holding 200 MiB of random blocks and 300 MiB
 of the host's own binaries (the rest holes); figure 2 a 1 GiB raw image of random bytes, so that
@@ -339,14 +341,14 @@ def fsync_ms(path: str | Path) -> float:
 
 
 def raw_upload(pool: "libvirt.virStoragePool", name: str, image: Path) -> str:
-    """The image into a new raw volume through libvirt's stream on plain libvirt-python, as
-    anyone would write it (1 MiB sends); returns the volume's path."""
+    """The image into a new raw volume through libvirt's stream on plain libvirt-python
+    (sparse stream, data only, 1 MiB sends); returns the volume's path."""
     size = image.stat().st_size
     vol = pool.createXML(f"<volume><name>{name}</name><capacity unit='bytes'>{size}</capacity>"
                          "<allocation unit='bytes'>0</allocation>"
                          "<target><format type='raw'/></target></volume>", 0)
     stream = pool.connect().newStream(0)
-    vol.upload(stream, 0, size, 0)
+    vol.upload(stream, 0, size, libvirt.VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM)
     with open(image, "rb", buffering=0) as f:
         while data := f.read(MiB):
             while data:
