@@ -27,6 +27,8 @@ dir and free loopback port, HTTP Basic as admin; the credential is cached server
    (`trigger_status_updates`, which blocks until the keepalive gives up, then fails); the
    foreground measures a machine GET, the list and suspend + resume of a test-driver domain on a
    reachable host, against the same before the host was registered. Target ratio: about 1.0.
+   On node 1 (PostgreSQL); with `--hang-sqlite` also on the SQLite node, where the frozen
+   host's resync holds the database's write lock (an action waits for it: see the maxima).
 
 Everything it starts is stopped on exit (servers, client processes, the relay), its temporary
 dir removed and its PostgreSQL database dropped. Never asserts: a benchmark, not a test.
@@ -341,6 +343,35 @@ def hang_rounds(api: httpx.Client, ids: list[str], vm: str, seconds: float,
     return out
 
 
+def hang_phase(url: str, ids: list[str], uri: str, relay: FreezableRelay,
+               stop_poke: threading.Event, args: argparse.Namespace,
+               rng: random.Random) -> dict:
+    """Requests about a reachable host's machines without the relayed host, then with it
+    registered and frozen while a background client asks for its resync."""
+    with client(url) as api:
+        vm = running_vm(api, ids, uri)
+        api.post(f"/rest/machine/{vm}/actions/manage/").raise_for_status()
+        hang_rounds(api, ids, vm, 2.0, rng)  # warm-up
+        before = hang_rounds(api, ids, vm, args.hang_seconds / 2, rng)
+        t0 = time.perf_counter()
+        r = api.post("/rest/hosts/", data={"name": "scale-hanging-host", "virt_url": relay.uri})
+        register_ms = (time.perf_counter() - t0) * 1000.0
+        if r.status_code != 200:
+            raise RuntimeError(f"registering the relayed host: {r.status_code} {r.text}")
+        hang_host = r.json()["machine"]
+        time.sleep(1.0)
+        relay.frozen.set()
+        poked: list = []
+        poker = threading.Thread(target=poke, args=(url, hang_host, stop_poke, poked),
+                                 daemon=True)
+        poker.start()
+        frozen = hang_rounds(api, ids, vm, args.hang_seconds, rng)
+        stop_poke.set()
+        status = api.get(f"/rest/machine/{hang_host}/hypervisors/").json()
+        return {"before": before, "frozen": frozen, "poked": poked, "register_ms": register_ms,
+                "status": [(h["status"], h["last_error"]) for h in status["hypervisors"]]}
+
+
 def poke(api_url: str, host: str, stop: threading.Event, log: list) -> None:
     """Keep asking for the frozen host's resync, one request at a time."""
     with httpx.Client(base_url=api_url, auth=("admin", ADMIN_PASSWORD), timeout=120.0) as c:
@@ -372,6 +403,8 @@ def main() -> None:  # noqa: PLR0915
     p.add_argument("--hang-seconds", type=float, default=25.0)
     p.add_argument("--skip-sqlite", action="store_true")
     p.add_argument("--skip-hang", action="store_true")
+    p.add_argument("--hang-sqlite", action="store_true", help="also run the hanging-host "
+                   "measurement on the SQLite node (about 40 s more)")
     args = p.parse_args()
     exit_on_sigterm()
 
@@ -451,6 +484,13 @@ def main() -> None:  # noqa: PLR0915
                 with client(bare.url, auth=False) as base:
                     results["a"] = latency(api, base, {k: v for k, v in list_paths.items()
                                                        if "detail" not in k}, ids, n, rng)
+            if args.hang_sqlite:
+                lite_relay = FreezableRelay()
+                try:
+                    results["hang_sqlite"] = hang_phase(lite.url, ids, uris[0], lite_relay,
+                                                        threading.Event(), args, rng)
+                finally:
+                    lite_relay.stop()
             lite.stop()
             servers.remove(lite)
 
@@ -489,31 +529,8 @@ def main() -> None:  # noqa: PLR0915
 
         # a host that hangs, on node 1 (node 2 up too)
         if not args.skip_hang:
-            with client(node1.url) as api:
-                vm = running_vm(api, ids, uris[0])
-                r = api.post(f"/rest/machine/{vm}/actions/manage/")
-                r.raise_for_status()
-                hang_rounds(api, ids, vm, 2.0, rng)  # warm-up
-                before = hang_rounds(api, ids, vm, args.hang_seconds / 2, rng)
-                relay = FreezableRelay()
-                t0 = time.perf_counter()
-                r = api.post("/rest/hosts/", data={"name": "scale-hanging-host",
-                                                   "virt_url": relay.uri})
-                results["register_ms"] = (time.perf_counter() - t0) * 1000.0
-                if r.status_code != 200:
-                    raise RuntimeError(f"registering the relayed host: {r.status_code} {r.text}")
-                hang_host = r.json()["machine"]
-                time.sleep(1.0)
-                relay.frozen.set()
-                poked: list = []
-                poker = threading.Thread(target=poke, args=(node1.url, hang_host, stop_poke,
-                                                            poked), daemon=True)
-                poker.start()
-                frozen = hang_rounds(api, ids, vm, args.hang_seconds, rng)
-                stop_poke.set()
-                status = api.get(f"/rest/machine/{hang_host}/hypervisors/").json()
-                results["hang"] = (before, frozen, poked,
-                                   [(h["status"], h["last_error"]) for h in status["hypervisors"]])
+            relay = FreezableRelay()
+            results["hang"] = hang_phase(node1.url, ids, uris[0], relay, stop_poke, args, rng)
         results["load_after"] = load()
         results["run_s"] = time.monotonic() - t_run
         report(results, args)
@@ -578,22 +595,25 @@ def report(res: dict, args: argparse.Namespace) -> None:
                      f"{p95(c['lat']) / p95(b['lat']):.2f}"])
     print(table(["request (config)", "n", "req/s", "med ms", "p95 ms"], rows))
 
-    if "hang" in res:
-        before, frozen, poked, status = res["hang"]
-        print(f"\nA host that hangs (relay to libvirtd, registered in {res['register_ms']:.0f} ms, "
-              f"then frozen for {args.hang_seconds:.0f} s), requests on node 1 about reachable "
+    for key, where in (("hang_sqlite", "the SQLite node"), ("hang", "node 1 (PostgreSQL)")):
+        if key not in res:
+            continue
+        h = res[key]
+        print(f"\nA host that hangs (relay to libvirtd, registered in {h['register_ms']:.0f} ms, "
+              f"then frozen for {args.hang_seconds:.0f} s), requests on {where} about reachable "
               "hosts, without that host and with it frozen:")
         rows = []
-        for label in before:
-            a, b = frozen[label], before[label]
+        for label, b in h["before"].items():
+            a = h["frozen"][label]
             rows.append([label, f"{len(b)}/{len(a)}", f"{median(b):.2f}", f"{median(a):.2f}",
                          f"{median(a) / median(b):.2f}", f"{p95(b):.2f}", f"{p95(a):.2f}",
-                         f"{max(a):.0f}"])
+                         f"{max(b):.0f}", f"{max(a):.0f}"])
         print(table(["request", "n before/frozen", "before med ms", "frozen med ms", "ratio",
-                     "before p95", "frozen p95", "frozen max"], rows))
-        shown = ", ".join(f"{s} in {ms / 1000:.1f} s" for s, ms in poked[:4])
-        print(f"meanwhile, resyncs of the frozen host: {len(poked)} ({shown}"
-              f"{', ...' if len(poked) > 4 else ''}); its hypervisor afterwards: {status}")
+                     "before p95", "frozen p95", "before max", "frozen max"], rows))
+        shown = ", ".join(f"{s} in {ms / 1000:.1f} s" for s, ms in h["poked"][:4])
+        print(f"meanwhile, resyncs of the frozen host: {len(h['poked'])} ({shown}"
+              f"{', ...' if len(h['poked']) > 4 else ''}); its hypervisor afterwards: "
+              f"{h['status']}")
 
     verdicts = []
     for config, what in (("a", "SQLite"), ("b", "PostgreSQL")):
