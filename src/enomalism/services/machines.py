@@ -43,7 +43,7 @@ def list_machines(
 
 
 def list_machine_ids(ctx: Context) -> list[str]:
-    q = select(Machine.uuid).order_by(Machine.kind, Machine.name)
+    q = select(Machine.uuid).order_by(Machine.kind, Machine.name, Machine.uuid)
     if (clause := access.readable(ctx, Machine)) is not None:
         q = q.where(clause)
     return list(ctx.db.scalars(q))

@@ -151,8 +151,27 @@ class HypervisorRegistry:
         with self.db.session() as s:
             _lock_rows(s, Machine.parent_uuid == hv_uuid)
             recheck = sync.apply_all(s, hv_uuid, snaps, seen=seen)
-        for uuid in recheck:
+        new = [u for u in recheck if u not in seen]
+        for uuid in [u for u in recheck if u in seen] + self._adopt(hv_uuid, new):
             self.resync_machine(hv_uuid, uuid)
+
+    def _adopt(self, hv_uuid: str, uuids: list[str], batch: int = 500) -> list[str]:
+        """Record domains new to us in batches (their full reads first, then one write per
+        batch: a first resync of thousands of domains is not thousands of transactions).
+        Returns those recorded meanwhile by someone else, to resync one by one."""
+        conn = self.connection(hv_uuid)
+        again = []
+        for i in range(0, len(uuids), batch):
+            snaps = {u: driver.snapshot(conn, u) for u in uuids[i:i + batch]}
+            with self.db.session() as s:
+                taken = set(s.scalars(select(Machine.uuid).where(
+                    Machine.uuid.in_(list(snaps))).with_for_update()))
+                for uuid, snap in snaps.items():
+                    if uuid in taken:
+                        again.append(uuid)
+                    elif snap is not None:
+                        sync.apply_snapshot(s, hv_uuid, snap)
+        return again
 
     def resync_machine(self, hv_uuid: str, uuid: str, db: Session | None = None) -> None:
         """Read one domain fully (state, size, XML) and store it, in `db` when given (a

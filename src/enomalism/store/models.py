@@ -9,6 +9,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -134,6 +135,9 @@ class Machine(Base):
     """A host (physical node) or a VM (libvirt domain)."""
 
     __tablename__ = "machines"
+    # Lists are ordered by kind, name, uuid: read in index order rather than sorted (at 10,000
+    # machines the sort was most of a list's time on PostgreSQL).
+    __table_args__ = (Index("ix_machines_kind_name_uuid", "kind", "name", "uuid"),)
 
     uuid: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
     name: Mapped[str] = mapped_column(String(255))
