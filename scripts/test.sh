@@ -14,7 +14,7 @@ if [ -z "${ENOMALISM_TEST_POSTGRES_URL:-}" ]; then
   ENOMALISM_TEST_POSTGRES_URL=$(scripts/start-postgres.sh)
 fi
 export ENOMALISM_TEST_POSTGRES_URL
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest --durations=20 "$@"
 echo "test: the API and transaction tests again, on PostgreSQL"
-ENOMALISM_TEST_DATABASE=postgresql .venv/bin/python -m pytest -m "not integration" \
+ENOMALISM_TEST_DATABASE=postgresql .venv/bin/python -m pytest --durations=10 -m "not integration" \
   tests/api tests/jobs
