@@ -240,7 +240,8 @@ def test_dropped_link_is_unreachable_then_reconnects_and_resyncs(server, scratch
     check(server, host, uuid, "shutoff")
 
 
-def test_hung_link_is_declared_dead_by_keepalive(server, scratch, host, relay):
+def test_hung_link_is_declared_dead_by_keepalive(server, scratch, host, relay, monkeypatch):
+    monkeypatch.setattr(connection, "KEEPALIVE", (1, 2))  # dead after ~3 s, not ~20
     hv = server.register(relay.uri())
     uuid, _ = server.define(hv, scratch)
     relay.freeze()  # every socket stays open; nothing passes any more
@@ -317,9 +318,10 @@ def test_host_that_never_answers_a_reconnect_does_not_slow_the_others(server, sc
     assert server.action(uuid, "create").status_code == 200
 
 
-def test_registering_a_host_that_never_answers_times_out(server, black_hole):
+def test_registering_a_host_that_never_answers_times_out(server, black_hole, monkeypatch):
     """The registration waits OPEN_TIMEOUT for the connect, then answers 503 and stores
     nothing (no host, no hypervisor)."""
+    monkeypatch.setattr(connection, "OPEN_TIMEOUT", 2.0)  # not 15 s of waiting
     r = server.http.put("/rest/hosts/", data={"name": unique("host"),
                                              "virt_url": black_hole.uri()})
     unreachable(r)
