@@ -12,12 +12,13 @@ Two figures, each a ratio against a baseline measured in the same run, interleav
    through libvirt's storage API, then makes the overlay), and (b) `storage.clone` of a base
    volume into another pool (libvirt's createXMLFrom); each as bytes per second against the
    disk's own sequential write speed, `dd if=/dev/zero of=<file on the same disk> bs=4M
-   count=256 conv=fdatasync` (target: at least 80 percent). Beside them, (c) the same image
-   file uploaded by plain libvirt-python (no enomalism code: `newStream`, `vol.upload` with
-   VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM, 1 MiB `send`s, `finish`) into the same pool: the
-   ceiling of libvirt's stream path, which (a) goes through, with (a) reported against it too.
-   (The sparse-stream flag, which (a) uses as well, made libvirtd's side about half as costly
-   as a plain stream here, even for an image without holes.)
+   count=256 conv=fdatasync` (target: at least 80 percent); the provision of (a) is polled
+   every 50 ms. Beside them, (c) the same image file uploaded by plain libvirt-python (no
+   enomalism code: `newStream`, `vol.upload` with VIR_STORAGE_VOL_UPLOAD_SPARSE_STREAM, 1 MiB
+   `send`s, `finish`) into the same pool: the ceiling of libvirt's stream path, which (a) goes
+   through, with (a) reported against it too. (The sparse-stream flag, which (a) uses as well,
+   made libvirtd's side about half as costly as a plain stream here, even for an image without
+   holes.)
 
 The images: figure 1 uses a sparse 1 GiB raw image holding 200 MiB of random blocks and 300 MiB
 of the host's own binaries (the rest holes); figure 2 a 1 GiB raw image of random bytes, so that
@@ -265,13 +266,14 @@ class Bench:
         if body["tx"]:
             self.wait(body["tx"], poll=0.05)
 
-    def provision(self, pkg: str, name: str, pool: str) -> tuple[float, str]:
+    def provision(self, pkg: str, name: str, pool: str,
+                  poll: float = 0.01) -> tuple[float, str]:
         """Milliseconds from the request until the transaction is done; the new machine."""
         t0 = time.perf_counter()
         body = self.ok("POST", f"/rest/machine/{self.host}/actions/provision/",
                        data={"pkguuid": pkg, "hvmuuid": self.hv, "name": name, "pool": pool})
         self.machines.append(body["newuuid"])
-        self.wait(body["txid"])
+        self.wait(body["txid"], poll=poll)
         return (time.perf_counter() - t0) * 1000.0, body["newuuid"]
 
     def delete_machine(self, uuid: str) -> None:
@@ -427,7 +429,9 @@ def main() -> None:
         for i in range(args.copies):
             dd.append(dd_mib_s(dir_a.parent / "dd.bin"))
             sync()
-            ms, uuid = b.provision(random_pkg, f"{b.tag}-full-{i}", pool_b)
+            # polled every 50 ms: a copy takes seconds, and 10 ms polls cost the server a
+            # fifth of a CPU and its GIL beside it (see bench/transfer.py)
+            ms, uuid = b.provision(random_pkg, f"{b.tag}-full-{i}", pool_b, poll=0.05)
             pool_b_obj.refresh(0)
             base_b = next(v.path() for v in pool_b_obj.listAllVolumes(0)
                           if v.name().startswith("enomalism-base-"))
