@@ -1,14 +1,18 @@
 """The ASGI application: routers, error answers, the trailing-slash rule, start and stop."""
 
 import logging
+import re
 import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -23,7 +27,7 @@ from enomalism.api import (
     users,
     vmfeed,
 )
-from enomalism.api.deps import current_user
+from enomalism.api.deps import cached_user, current_user, make_context
 from enomalism.api.schemas import Status
 from enomalism.config import Settings
 from enomalism.errors import (
@@ -35,6 +39,7 @@ from enomalism.errors import (
 )
 from enomalism.jobs.runner import Runner
 from enomalism.services import auth, nodes, provisioning  # noqa: F401  (registers job handlers)
+from enomalism.services.context import Principal
 from enomalism.services.hypervisors import ensure_local_host
 from enomalism.services.registry import HypervisorRegistry
 from enomalism.store.db import SETUP_LOCK, Database
@@ -60,6 +65,53 @@ class TrailingSlash:
                 scope = dict(scope, path=path + "/",
                              raw_path=scope.get("raw_path", path.encode()) + b"/")
         await self.app(scope, receive, send)
+
+
+_ACTION_PATH = re.compile(r"/rest/machine/([^/]+)/actions/([a-z_]+)/")
+
+
+class ActionShortcut:
+    """`POST /rest/machine/<UUID>/actions/<action>/` for the actions without variables
+    (suspend, resume, create, poweroff, ...), answered without FastAPI's routing, dependency
+    solving and answer validation, which cost more than the action's own work (see
+    docs/performance.md). The same code does the action (`machines.run_action` in one worker
+    thread, in a write session committed there) with the same checks, errors and answer.
+
+    Anything it is not sure of goes on to the route, which also stays for the OpenAPI
+    description: a query string or a body (the route reads and checks its variables),
+    credentials that are not in the credential cache (the route verifies them, refuses them
+    and counts failures), any other path or method."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope["query_string"]:
+            match = _ACTION_PATH.fullmatch(scope["path"])
+            if match and match[2] in machines.NO_VARS_ACTIONS:
+                headers = Headers(scope=scope)
+                if headers.get("content-length", "0") == "0" and \
+                        "transfer-encoding" not in headers:
+                    state = scope["app"].state
+                    user = cached_user(state, headers.get("authorization", ""))
+                    if user is not None:
+                        client = scope.get("client")
+                        response = await self._act(state, user, client[0] if client else
+                                                   "unknown", match[1], match[2])
+                        await response(scope, receive, send)
+                        return
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _act(state: Any, user: Principal, source: str, uuid: str,
+                   action: str) -> JSONResponse:
+        def act() -> dict:
+            with state.db.session() as s:
+                return machines.run_action(make_context(state, s, user, source), uuid, action)
+        try:
+            return JSONResponse(await run_in_threadpool(act))
+        except EnomalismError as e:
+            return _error(e)
 
 
 def _error(e: EnomalismError) -> JSONResponse:
@@ -166,6 +218,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
               permissions.router, transactions.router, vmfeed.router, networks.router):
         # straight onto the app: a router included twice builds every route twice
         app.include_router(r, dependencies=[Depends(current_user)], responses=failures)
+    app.add_middleware(ActionShortcut)  # inside TrailingSlash: it sees the slash added
     app.add_middleware(TrailingSlash)
 
     def openapi() -> dict:

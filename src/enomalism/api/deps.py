@@ -240,6 +240,24 @@ async def _basic_user(request: Request, value: str) -> Principal:
     return who
 
 
+def cached_user(state: Any, authorization: str) -> Principal | None:
+    """The user of an Authorization header whose credentials were verified recently and are
+    still in the credential cache (no I/O); None for anything else, which `current_user`
+    then verifies, refuses or throttles."""
+    scheme, _, value = authorization.partition(" ")
+    scheme, value = scheme.lower(), value.strip()
+    if scheme == "basic" and value:
+        try:
+            username, sep, password = base64.b64decode(value, validate=True).decode() \
+                .partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return state.credentials.get(username, password) if sep else None
+    if scheme == "bearer" and value:
+        return tokens.cached(state.credentials, value)
+    return None
+
+
 async def current_user(
     request: Request,
     _basic_doc: Annotated[Any, Depends(_basic)],
@@ -261,8 +279,11 @@ async def _context(
     db: Annotated[Session, Depends(get_session)],
     user: Annotated[Principal, Depends(current_user)],
 ) -> Context:
-    state = request.app.state
-    return Context(db=db, registry=state.registry, user=user, source=client_address(request),
+    return make_context(request.app.state, db, user, client_address(request))
+
+
+def make_context(state: Any, db: Session, user: Principal, source: str) -> Context:
+    return Context(db=db, registry=state.registry, user=user, source=source,
                    credentials=state.credentials, jobs=state.runner)
 
 

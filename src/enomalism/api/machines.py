@@ -9,6 +9,7 @@ from enomalism.api import schemas
 from enomalism.api.deps import Ctx, NoVars, Vars, expose, http_vars
 from enomalism.errors import MissingVariable
 from enomalism.services import access, actions, hypervisors, machines, provisioning
+from enomalism.services.context import Context
 
 router = APIRouter(tags=["machines"])
 
@@ -207,14 +208,20 @@ def package(uuid: str, ctx: Ctx, v: Annotated[PackageVars, http_vars(PackageVars
     return {"txid": tx.uuid, "errno": 0, "message": "packaging queued"}
 
 
+def run_action(ctx: Context, uuid: str, action: str, v: Vars | None = None) -> dict:
+    """The answer of `POST /rest/machine/<UUID>/actions/<action>/` (also given by
+    `app.ActionShortcut` for the actions without variables)."""
+    message = actions.perform(ctx, uuid, action, actions.ActionVars(
+        name=getattr(v, "name", None), xmldesc=getattr(v, "xmldesc", None),
+        puuid=getattr(v, "puuid", None)))
+    return {"errno": 0, "message": message}
+
+
 def _action_endpoint(action: str):  # noqa: ANN202
     model = ACTION_VARS.get(action, NoVars)
 
     def endpoint(uuid: str, ctx: Ctx, v: Annotated[Vars, http_vars(model)]) -> dict:
-        message = actions.perform(ctx, uuid, action, actions.ActionVars(
-            name=getattr(v, "name", None), xmldesc=getattr(v, "xmldesc", None),
-            puuid=getattr(v, "puuid", None)))
-        return {"errno": 0, "message": message}
+        return run_action(ctx, uuid, action, v)
     endpoint.__name__ = f"action_{action}"
     return endpoint
 
@@ -234,6 +241,9 @@ SPEC_ACTIONS = {
     "xmldesc": "Replace the stored XML description (needs xmldesc). Extension.",
     "set_parent": "Move to another hypervisor (needs puuid). Extension.",
 }
+
+# The actions whose path takes no HTTP variables: app.ActionShortcut may answer them.
+NO_VARS_ACTIONS = frozenset(SPEC_ACTIONS.keys() - ACTION_VARS.keys())
 
 expose(router, "/rest/machines/", ["GET", "POST"], list_machines, vars_model=ListVars,
        response_model=schemas.MachinesAnswer, response_model_exclude_unset=True,

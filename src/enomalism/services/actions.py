@@ -10,7 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import libvirt
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from enomalism.errors import (
     Conflict,
@@ -27,7 +28,7 @@ from enomalism.services import access, sync
 from enomalism.services.context import Context
 from enomalism.services.lookup import get_hypervisor, get_machine, parse_uuid, require
 from enomalism.services.networks import machine_leases
-from enomalism.store.models import Machine
+from enomalism.store.models import Machine, utcnow
 from enomalism.virt import driver
 from enomalism.virt.domxml import DomainXML
 
@@ -121,21 +122,42 @@ def _lifecycle(call: Callable, done: str) -> Callable[[Context, Machine, ActionV
     def run(ctx: Context, m: Machine, _v: ActionVars) -> str:
         conn = ctx.registry.connection(m.parent_uuid)
         try:
-            snap = call(conn, m.uuid)
+            after = call(conn, m.uuid)
         except (NotFound, InvalidState):
             # The inventory was behind libvirt: keep the truth even though the action failed.
             ctx.registry.resync_machine(m.parent_uuid, m.uuid, db=ctx.db)
             ctx.db.commit()
             raise
         # The state libvirt answered right after the action, read on the same domain handle;
-        # the definition (XML) is left as stored: an action does not change it, and reading it
-        # back costs libvirt calls on every action (see docs/performance.md).
-        if snap is None:
+        # the name, persistence and definition (XML) are left as stored: an action does not
+        # change them, and reading them back costs libvirt calls on every action (see
+        # docs/performance.md). Events keep them true when something else changes them.
+        if after is None:
             sync.mark_missing(ctx.db, m.parent_uuid, m.uuid)
         else:
-            sync.apply_snapshot(ctx.db, m.parent_uuid, snap)
+            _store_state(ctx, m, after)
         return done.format(name=m.name)
     return run
+
+
+# An action's state write, built once (building and caching the statement again on every
+# action costs more than the ORM flush it replaces).
+_STATE_COLUMNS = ("state", "vcpus", "memory_kib", "max_memory_kib", "synced_at", "updated_at")
+_STORE_STATE = update(Machine.__table__).where(
+    Machine.__table__.c.uuid == bindparam("machine_uuid")).values(
+    {c: bindparam(c) for c in _STATE_COLUMNS})
+
+
+def _store_state(ctx: Context, m: Machine, after: driver.DomainState) -> None:
+    """Write the state and size libvirt answered after an action on `m` with one Core UPDATE
+    rather than the ORM's change tracking and flush, and show them on `m` as already stored:
+    the answer reads them, the commit has nothing left to flush."""
+    now = utcnow()
+    values = {"state": after.state, "vcpus": after.vcpus, "memory_kib": after.memory_kib,
+              "max_memory_kib": after.max_memory_kib, "synced_at": now, "updated_at": now}
+    ctx.db.execute(_STORE_STATE, {"machine_uuid": m.uuid, **values})
+    for key, value in values.items():
+        set_committed_value(m, key, value)
 
 
 def _manage(ctx: Context, m: Machine, _v: ActionVars) -> str:

@@ -7,6 +7,8 @@ plain dataclasses, and raises only `enomalism.errors` exceptions.
 import ipaddress
 import os
 import re
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from xml.etree import ElementTree
 from xml.sax.saxutils import quoteattr
@@ -146,56 +148,88 @@ def domain_xml(conn: libvirt.virConnect, uuid: str) -> str:
         return _xml(dom)
 
 
-# The lifecycle actions answer the domain's state and size right after the action (without
-# its XML, which an action does not change), read on the handle the action used: one lookup
-# instead of two on every action.
+@dataclass(frozen=True)
+class DomainState:
+    """What a lifecycle action changes, as libvirt answers right after it: the state and the
+    size. Not the name, the persistence or the XML, which an action leaves as they were."""
+    state: str
+    vcpus: int
+    memory_kib: int
+    max_memory_kib: int
 
-def start(conn: libvirt.virConnect, uuid: str) -> DomainSnapshot | None:
-    dom = _lookup(conn, uuid)
+
+# Domain handles the lifecycle actions looked up, per connection. A handle is good for its
+# connection's life (libvirt finds the domain by UUID on every call; its name may be stale,
+# so nothing here reads it), which spares each action the lookup's round trip to libvirtd. A
+# handle whose domain is gone is dropped and the domain looked up again, for the usual error.
+_handles: "weakref.WeakKeyDictionary[libvirt.virConnect, dict[str, libvirt.virDomain]]" = \
+    weakref.WeakKeyDictionary()
+
+
+def _act(conn: libvirt.virConnect, uuid: str,
+         action: Callable[[libvirt.virDomain], object]) -> DomainState | None:
+    """Do `action` on the domain, then read its state on the same handle; None when the
+    domain is gone after it (a transient domain powered off)."""
+    handles = _handles.get(conn)
+    if handles is None:
+        handles = _handles.setdefault(conn, {})
+    dom = handles.get(uuid)
+    if dom is not None:
+        try:
+            with libvirt_errors():
+                action(dom)
+        except NotFound:
+            handles.pop(uuid, None)
+            dom = None
+    if dom is None:
+        dom = _lookup(conn, uuid)
+        with libvirt_errors():
+            action(dom)
+        handles[uuid] = dom
     with libvirt_errors():
-        if dom.state()[0] == libvirt.VIR_DOMAIN_PMSUSPENDED:
-            dom.pMWakeup(0)
-        else:
-            dom.create()
-    return _snapshot_of(dom, with_xml=False)
+        try:
+            state, maxmem, mem, vcpus, _cpu = dom.info()
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                handles.pop(uuid, None)
+                return None
+            raise
+    return DomainState(state=STATES.get(state, "nostate"), vcpus=vcpus, memory_kib=mem,
+                       max_memory_kib=maxmem)
 
 
-def suspend(conn: libvirt.virConnect, uuid: str) -> DomainSnapshot | None:
-    dom = _lookup(conn, uuid)
-    with libvirt_errors():
-        dom.suspend()
-    return _snapshot_of(dom, with_xml=False)
+def _start(dom: libvirt.virDomain) -> None:
+    if dom.state()[0] == libvirt.VIR_DOMAIN_PMSUSPENDED:
+        dom.pMWakeup(0)
+    else:
+        dom.create()
 
 
-def resume(conn: libvirt.virConnect, uuid: str) -> DomainSnapshot | None:
-    dom = _lookup(conn, uuid)
-    with libvirt_errors():
-        dom.resume()
-    return _snapshot_of(dom, with_xml=False)
+def start(conn: libvirt.virConnect, uuid: str) -> DomainState | None:
+    return _act(conn, uuid, _start)
 
 
-def shutdown(conn: libvirt.virConnect, uuid: str) -> DomainSnapshot | None:
+def suspend(conn: libvirt.virConnect, uuid: str) -> DomainState | None:
+    return _act(conn, uuid, libvirt.virDomain.suspend)
+
+
+def resume(conn: libvirt.virConnect, uuid: str) -> DomainState | None:
+    return _act(conn, uuid, libvirt.virDomain.resume)
+
+
+def shutdown(conn: libvirt.virConnect, uuid: str) -> DomainState | None:
     """Ask the guest to power off (ACPI); returns before it has."""
-    dom = _lookup(conn, uuid)
-    with libvirt_errors():
-        dom.shutdown()
-    return _snapshot_of(dom, with_xml=False)
+    return _act(conn, uuid, libvirt.virDomain.shutdown)
 
 
-def reboot(conn: libvirt.virConnect, uuid: str) -> DomainSnapshot | None:
+def reboot(conn: libvirt.virConnect, uuid: str) -> DomainState | None:
     """Ask the guest to reboot; returns before it has."""
-    dom = _lookup(conn, uuid)
-    with libvirt_errors():
-        dom.reboot(0)
-    return _snapshot_of(dom, with_xml=False)
+    return _act(conn, uuid, lambda dom: dom.reboot(0))
 
 
-def poweroff(conn: libvirt.virConnect, uuid: str) -> DomainSnapshot | None:
+def poweroff(conn: libvirt.virConnect, uuid: str) -> DomainState | None:
     """Pull the plug. None: the domain was transient and is gone."""
-    dom = _lookup(conn, uuid)
-    with libvirt_errors():
-        dom.destroy()
-    return _snapshot_of(dom, with_xml=False)
+    return _act(conn, uuid, libvirt.virDomain.destroy)
 
 
 def define(conn: libvirt.virConnect, xml: str) -> DomainSnapshot:
