@@ -25,7 +25,7 @@ import pytest
 from enomalism.config import Settings
 from enomalism.virt import connection
 from tests.cli.conftest import running_server
-from tests.conftest import ADMIN_PASSWORD, FAST_HASHES, ON_POSTGRES, database_url
+from tests.conftest import ADMIN_PASSWORD, FAST_HASHES, database_url
 from tests.fakehost import FakeDomain, write_host
 from tests.integration.conftest import DEADLINE, Host, Scratch, unique, wait_for
 from tests.integration.relay import LIBVIRTD_TCP, BlackHole, Relay, in_thread, libvirtd_listens
@@ -263,15 +263,10 @@ def test_hung_link_is_declared_dead_by_keepalive(server, scratch, host, relay, m
 # libvirtd's own close from the server while frozen. Requests about the other hypervisor must
 # all answer while the hang is still held; only then does the test release it.
 
-# On SQLite every write takes the one database write lock (BEGIN IMMEDIATE), and one path
-# holds it across a libvirt call that may hang: a request acting on a machine (from its first
-# statement to its commit). (The registration of a host connects, and the registry's resyncs
-# read libvirt, with no transaction open.) A hung host then stops every write about every
-# other host until keepalive or OPEN_TIMEOUT ends the hang, or the waiting writer's
-# busy_timeout (30 s) fails it ("database is locked"). PostgreSQL locks rows, not the database.
-SQLITE_WRITE_LOCK = pytest.mark.xfail(
-    not ON_POSTGRES, strict=True,
-    reason="on SQLite a write that waits on a hung host holds the database's one write lock")
+# On SQLite every write takes the one database write lock (BEGIN IMMEDIATE): no path may hold
+# it across a libvirt call that can hang. An action checks and commits before it calls libvirt,
+# a host's registration connects before its first write, and resyncs read libvirt first and
+# write only what no one changed meanwhile. PostgreSQL locks rows, not the database.
 
 
 def others_answer(server: Server) -> None:
@@ -346,7 +341,6 @@ def test_registering_a_host_that_never_answers_does_not_slow_the_others(server, 
     assert len(server.ok("GET", "/rest/hosts/")["hosts"]) == 1
 
 
-@SQLITE_WRITE_LOCK
 def test_host_that_hangs_during_an_action_does_not_block_the_others(server, scratch, relay,
                                                                    monkeypatch):
     monkeypatch.setattr(connection, "KEEPALIVE", (3600, 1))  # the test ends the hang

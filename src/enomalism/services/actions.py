@@ -121,6 +121,11 @@ def _check_permission(ctx: Context, m: Machine, action: str) -> None:
 def _lifecycle(call: Callable, done: str) -> Callable[[Context, Machine, ActionVars], str]:
     def run(ctx: Context, m: Machine, _v: ActionVars) -> str:
         conn = ctx.registry.connection(m.parent_uuid)
+        if ctx.db.get_bind().dialect.name == "sqlite":
+            # Checked, nothing written yet: let go of SQLite's one write lock while libvirt
+            # acts, or a host that hangs (until keepalive gives up) would stop every writer.
+            # PostgreSQL keeps this machine's row locked through the call instead.
+            ctx.db.commit()
         try:
             after = call(conn, m.uuid)
         except (NotFound, InvalidState):
