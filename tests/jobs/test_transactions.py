@@ -269,3 +269,38 @@ def test_a_job_whose_node_stopped_beating_is_taken_over_and_undone(api, work):
         job.check_cancelled()
     with api.app.state.db.session() as s:
         s.get(Transaction, fresh_id).state = "failed"
+
+
+def test_a_named_lock_is_held_across_nodes_and_kept_for_a_retry(api):
+    """Named locks live in the database: a second holder waits while the first runs; a job
+    taken over leaves alone the lock its retry (the same transaction id) holds now."""
+    from enomalism.jobs.locks import named_lock
+    from enomalism.store.models import NamedLock
+
+    db = api.app.state.db
+    with db.session() as s:
+        a = Transaction(kind="test.steps", state="running", claimed_by="node-a", params={})
+        b = Transaction(kind="test.steps", state="running", claimed_by="node-b", params={})
+        s.add_all([a, b])
+        s.flush()
+        ta, tb = a.uuid, b.uuid
+    tries = []
+
+    def give_up() -> None:
+        tries.append(1)
+        raise TimeoutError
+
+    with named_lock(db, "package:x", ta, wait=lambda: None):
+        with pytest.raises(TimeoutError), named_lock(db, "package:x", tb, wait=give_up):
+            pass
+        assert tries == [1]
+    with named_lock(db, "package:x", tb, wait=give_up, still_mine=lambda: False):
+        pass  # b was taken over meanwhile, and its retry holds the lock now
+    with db.session() as s:
+        assert s.get(NamedLock, "package:x").holder == tb
+        s.get(Transaction, tb).state = "failed"  # the holder ends: the lock is free again
+    with named_lock(db, "package:x", ta, wait=give_up):
+        pass
+    with db.session() as s:
+        assert s.get(NamedLock, "package:x") is None
+        s.get(Transaction, ta).state = "failed"

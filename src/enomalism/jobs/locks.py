@@ -57,9 +57,12 @@ def _try_named(db: Database, name: str, txid: str) -> bool:
 
 @contextmanager
 def named_lock(db: Database, name: str, txid: str, *, wait: Callable[[], None],
+               still_mine: Callable[[], bool] = lambda: True,
                poll: float = 0.25) -> Iterator[None]:
     """Hold `name` for the transaction `txid` for the block, waiting while another running
-    transaction holds it; `wait` is called between tries (it may raise to give up)."""
+    transaction holds it; `wait` is called between tries (it may raise to give up). At the
+    end the lock is let go only if `still_mine()`: a job taken over by another node must not
+    free the lock its retry (the same transaction id) holds now."""
     if len(name) > 255:
         name = "sha256:" + hashlib.sha256(name.encode()).hexdigest()
     while not _try_named(db, name, txid):
@@ -68,8 +71,10 @@ def named_lock(db: Database, name: str, txid: str, *, wait: Callable[[], None],
     try:
         yield
     finally:
-        with db.session() as s:
-            s.execute(delete(NamedLock).where(NamedLock.name == name, NamedLock.holder == txid))
+        if still_mine():
+            with db.session() as s:
+                s.execute(delete(NamedLock).where(NamedLock.name == name,
+                                                  NamedLock.holder == txid))
 
 
 def release_named(db: Session, txid: str) -> None:

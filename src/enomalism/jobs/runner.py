@@ -61,6 +61,9 @@ class JobContext:
         self.kind = tx.kind
         self.params: dict[str, Any] = dict(tx.params or {})
         self.owner_uuid = tx.owner_uuid
+        # Which run of the transaction this is: a retry after a take-over has the same id,
+        # maybe even the same node, but not the same attempt.
+        self.attempt = tx.attempts
         self.target_uuid = tx.target_uuid
         self._completion = tx.completion
         self._written_at = 0.0
@@ -113,9 +116,10 @@ class JobContext:
             return
         self._checked_at = now
         with self.db.session(write=False) as s:
-            row = s.execute(select(Transaction.cancel_requested, Transaction.claimed_by)
+            row = s.execute(select(Transaction.cancel_requested, Transaction.claimed_by,
+                                   Transaction.attempts)
                             .where(Transaction.uuid == self.txid)).one()
-        if row.claimed_by != self.runner.node_id:
+        if (row.claimed_by, row.attempts) != (self.runner.node_id, self.attempt):
             raise JobTakenOver()
         if row.cancel_requested:
             raise JobCancelled()
@@ -125,9 +129,9 @@ class JobContext:
         than the job timeout: this node was frozen or cut off): that node undid it, and what
         is there now (a retry's files, its state) is not this job's to touch."""
         with self.db.session(write=False) as s:
-            claimed_by = s.scalar(select(Transaction.claimed_by)
-                                  .where(Transaction.uuid == self.txid))
-        return claimed_by != self.runner.node_id
+            row = s.execute(select(Transaction.claimed_by, Transaction.attempts)
+                            .where(Transaction.uuid == self.txid)).one()
+        return (row.claimed_by, row.attempts) != (self.runner.node_id, self.attempt)
 
     def will_create(self, kind: str, **ref: str) -> None:
         """Record, before creating it, something to remove if the job does not finish."""

@@ -68,7 +68,8 @@ def _one_at_a_time(job: JobContext, *key: str) -> Iterator[None]:
     """Jobs fetching the same package, or uploading the same base volume, take turns, on
     every node sharing the database (the second then finds the first one's result); waiting,
     a job still sees its cancel."""
-    with named_lock(job.db, ":".join(key), job.txid, wait=job.check_cancelled):
+    with named_lock(job.db, ":".join(key), job.txid, wait=job.check_cancelled,
+                    still_mine=lambda: not job.taken_over()):
         yield
 
 
