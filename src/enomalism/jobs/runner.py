@@ -314,7 +314,16 @@ class Runner:
         if end is None or job.taken_over():
             log.warning("transaction %s was taken over by another node; left to it", txid)
             return
+        if end[0] == "failed" and self._cancel_asked(txid):
+            # Cancelled in the middle of a step that then failed (an upload cut short): what
+            # the user asked for happened; the step's error goes to the log.
+            end = ("cancelled", {"error": f"cancelled on request ({end[1]['error']})"})
         self._finish(txid, end[0], **end[1])
+
+    def _cancel_asked(self, txid: str) -> bool:
+        with self.db.session(write=False) as s:
+            return bool(s.scalar(select(Transaction.cancel_requested)
+                                 .where(Transaction.uuid == txid)))
 
     def _finish(self, txid: str, state: str, *, error: str | None = None,
                 result: dict | None = None) -> None:
