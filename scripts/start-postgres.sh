@@ -10,12 +10,13 @@ command -v pg_createcluster >/dev/null || { echo "start-postgres: postgresql is 
 VER=$(ls /usr/lib/postgresql | sort -V | tail -1)
 NAME=enomalism-test
 PORT=5433
+# Its socket directory (systemd-tmpfiles makes it on a machine that boots with systemd).
+mkdir -p /var/run/postgresql && chown postgres:postgres /var/run/postgresql
 if ! pg_lsclusters -h | awk '{print $1 "/" $2}' | grep -qx "$VER/$NAME"; then
   pg_createcluster -q "$VER" "$NAME" --port "$PORT" \
     -o max_connections=500 -o fsync=off \
     -o synchronous_commit=off -o full_page_writes=off -o shared_buffers=256MB >/dev/null
 fi
-mkdir -p /var/run/postgresql && chown postgres:postgres /var/run/postgresql
 pg_ctlcluster "$VER" "$NAME" status >/dev/null 2>&1 || pg_ctlcluster "$VER" "$NAME" start
 for _ in $(seq 1 100); do
   runuser -u postgres -- psql -p "$PORT" -qAtc "SELECT 1" >/dev/null 2>&1 && break
