@@ -119,6 +119,8 @@ def test_a_hypervisor_local_to_another_machine_is_not_connected(api):
         assert s.get(Transaction, txid).state == "queued"
         s.execute(delete(Transaction).where(Transaction.uuid == txid))
         s.execute(delete(Hypervisor).where(Hypervisor.uuid == hv_uuid))
+    registry.reconcile()  # deleted: forgotten
+    assert registry.status(hv_uuid) == ("disconnected", "not supervised")
 
 
 def test_a_hypervisor_unreachable_from_the_start_says_so(make_api, make_host, tmp_path):

@@ -115,11 +115,8 @@ class JobContext:
         if now - self._checked_at < 0.25:
             return
         self._checked_at = now
-        with self.db.session(write=False) as s:
-            row = s.execute(select(Transaction.cancel_requested, Transaction.claimed_by,
-                                   Transaction.attempts)
-                            .where(Transaction.uuid == self.txid)).one()
-        if (row.claimed_by, row.attempts) != (self.runner.node_id, self.attempt):
+        row = self._row()
+        if not self._still_mine(row):
             raise JobTakenOver()
         if row.cancel_requested:
             raise JobCancelled()
@@ -128,10 +125,16 @@ class JobContext:
         """True when another node took this job over (its heartbeat had stopped for longer
         than the job timeout: this node was frozen or cut off): that node undid it, and what
         is there now (a retry's files, its state) is not this job's to touch."""
+        return not self._still_mine(self._row())
+
+    def _row(self) -> Any:
         with self.db.session(write=False) as s:
-            row = s.execute(select(Transaction.claimed_by, Transaction.attempts)
-                            .where(Transaction.uuid == self.txid)).one()
-        return (row.claimed_by, row.attempts) != (self.runner.node_id, self.attempt)
+            return s.execute(select(Transaction.cancel_requested, Transaction.claimed_by,
+                                    Transaction.attempts)
+                             .where(Transaction.uuid == self.txid)).one()
+
+    def _still_mine(self, row: Any) -> bool:
+        return (row.claimed_by, row.attempts) == (self.runner.node_id, self.attempt)
 
     def will_create(self, kind: str, **ref: str) -> None:
         """Record, before creating it, something to remove if the job does not finish."""
@@ -196,27 +199,11 @@ class Runner:
                 log.exception("writing the job heartbeat failed")
 
     def take_over(self) -> list[str]:
-        """Fail (and undo) running jobs whose heartbeat is older than the timeout. Each is
-        first claimed with a compare-and-swap on its heartbeat, so of several nodes looking
-        at once only one undoes it."""
-        cutoff = datetime.fromtimestamp(utcnow().timestamp() - self.timeout, UTC)
-        with self.db.session(write=False) as s:
-            stale = s.scalars(select(Transaction.uuid).where(
-                Transaction.state == "running", Transaction.heartbeat_at < cutoff)).all()
-        taken = []
-        for txid in stale:
-            with self.db.session() as s:
-                took = s.execute(update(Transaction).where(
-                    Transaction.uuid == txid, Transaction.state == "running",
-                    Transaction.heartbeat_at < cutoff).values(
-                    claimed_by=self.node_id, heartbeat_at=utcnow()))
-            if took.rowcount != 1:
-                continue
-            log.warning("transaction %s stopped beating; undoing what it created", txid)
-            self._finish(txid, "failed",
-                         error="interrupted: the node running it stopped answering")
-            taken.append(txid)
-        return taken
+        """Fail (and undo) running jobs whose heartbeat is older than the timeout: their node
+        died or was cut off. Returns their ids."""
+        stale = Transaction.heartbeat_at < self._cutoff()
+        return [txid for txid in self._running(stale) if self._undo_orphan(
+            txid, stale, "interrupted: the node running it stopped answering")]
 
     # -- claiming and running ----------------------------------------------------------
 
@@ -352,40 +339,36 @@ class Runner:
     # -- crash recovery ----------------------------------------------------------------
 
     def recover(self) -> list[str]:
-        """Fail (and undo) the jobs this node ran before it stopped, and any job whose
-        heartbeat stopped. Returns their ids."""
-        cutoff = utcnow().timestamp() - self.timeout
-        with self.db.session(write=False) as s:
-            running = s.scalars(select(Transaction).where(Transaction.state == "running").where(
-                or_(Transaction.claimed_by == self.node_id, Transaction.claimed_by.is_(None),
-                    Transaction.heartbeat_at.is_(None)))).all()
-            stale = s.scalars(select(Transaction).where(Transaction.state == "running")).all()
-        orphans = {t.uuid for t in running}
-        orphans |= {t.uuid for t in stale
-                    if t.heartbeat_at is not None and t.heartbeat_at.timestamp() < cutoff}
-        recovered = []
-        for txid in sorted(orphans):
-            if not self._claim_orphan(txid, cutoff):
-                continue  # another node starting at the same time took it
-            log.warning("transaction %s was interrupted; undoing what it created", txid)
-            self._await_hypervisors(txid)
-            self._finish(txid, "failed", error="interrupted: the server stopped while it ran")
-            recovered.append(txid)
-        return recovered
+        """At start: fail (and undo) the jobs this node ran before it stopped (and any never
+        claimed), then those of other nodes whose heartbeat stopped. Returns their ids."""
+        orphaned = or_(Transaction.claimed_by == self.node_id, Transaction.claimed_by.is_(None),
+                       Transaction.heartbeat_at.is_(None),
+                       Transaction.heartbeat_at < self._cutoff())
+        return [txid for txid in self._running(orphaned) if self._undo_orphan(
+            txid, orphaned, "interrupted: the server stopped while it ran")]
 
-    def _claim_orphan(self, txid: str, cutoff: float) -> bool:
-        """Claim an interrupted job with a compare-and-swap before undoing it: nodes started
-        together after every node stopped all see the same stale jobs, and only one may undo
-        each (the other failed to start: 'a failed transaction cannot become failed')."""
-        stale_before = datetime.fromtimestamp(cutoff, UTC)
+    def _cutoff(self) -> datetime:
+        return datetime.fromtimestamp(utcnow().timestamp() - self.timeout, UTC)
+
+    def _running(self, where: Any) -> list[str]:
+        with self.db.session(write=False) as s:
+            return sorted(s.scalars(select(Transaction.uuid).where(
+                Transaction.state == "running", where)))
+
+    def _undo_orphan(self, txid: str, where: Any, error: str) -> bool:
+        """Claim an orphaned job with a compare-and-swap (`where` still holding) before undoing
+        it: of several nodes looking at once (or starting together), only one undoes each.
+        False when another node took it first."""
         with self.db.session() as s:
             took = s.execute(update(Transaction).where(
-                Transaction.uuid == txid, Transaction.state == "running",
-                or_(Transaction.claimed_by == self.node_id, Transaction.claimed_by.is_(None),
-                    Transaction.heartbeat_at.is_(None),
-                    Transaction.heartbeat_at < stale_before)).values(
+                Transaction.uuid == txid, Transaction.state == "running", where).values(
                 claimed_by=self.node_id, heartbeat_at=utcnow()))
-        return took.rowcount == 1
+        if took.rowcount != 1:
+            return False
+        log.warning("transaction %s was interrupted; undoing what it created", txid)
+        self._await_hypervisors(txid)
+        self._finish(txid, "failed", error=error)
+        return True
 
     def _await_hypervisors(self, txid: str, timeout: float = 30.0) -> None:
         """Recovery runs as the server starts, while the connections to the hypervisors are

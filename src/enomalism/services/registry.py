@@ -74,15 +74,16 @@ class HypervisorRegistry:
         with self.db.session(write=False) as s:
             rows = s.execute(select(Hypervisor.uuid, Hypervisor.virt_url,
                                     Hypervisor.local_to)).all()
-        wanted = {}
+        wanted, elsewhere = {}, {}
         for hv_uuid, uri, local_to in rows:
             if nodes.reachable_here(local_to):
                 wanted[hv_uuid] = uri
             else:
-                self._elsewhere[hv_uuid] = (
+                elsewhere[hv_uuid] = (
                     f"hypervisor {uri} is local to the machine {local_to}, and this API node "
                     f"runs on {nodes.this_machine()}: register it with a URI every node can "
                     f"reach (such as qemu+tls://{local_to}/system) to manage it from any node")
+        self._elsewhere = elsewhere  # one deleted meanwhile is forgotten
         for hv_uuid in wanted.keys() - have:
             self.attach(hv_uuid, wanted[hv_uuid])
         for hv_uuid in have - wanted.keys():
