@@ -112,6 +112,8 @@ class ActionShortcut:
             return JSONResponse(await run_in_threadpool(act))
         except EnomalismError as e:
             return _error(e)
+        except Exception as e:  # as the route would answer it: errno 1, logged
+            return _unexpected(None, e)
 
 
 def _error(e: EnomalismError) -> JSONResponse:
@@ -136,7 +138,7 @@ def _http_error(_req: Request, e: HTTPException) -> JSONResponse:
     return _error(err)
 
 
-def _unexpected(_req: Request, e: Exception) -> JSONResponse:
+def _unexpected(_req: Request | None, e: Exception) -> JSONResponse:
     log.exception("unexpected error", exc_info=e)
     return JSONResponse({"errno": 1, "message": "internal error; see the server log"},
                         status_code=500)

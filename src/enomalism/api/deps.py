@@ -218,13 +218,20 @@ def _verify_token(request: Request, secret: str) -> Principal:
         return tokens.authenticate(s, secret, state.credentials)
 
 
-async def _basic_user(request: Request, value: str) -> Principal:
+def _basic_pair(value: str) -> tuple[str, str] | None:
+    """(username, password) of an HTTP Basic value; None when it is not one."""
     try:
         username, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
-        raise NotAuthenticated(auth.BAD_CREDENTIALS) from None
-    if not sep:
+        return None
+    return (username, password) if sep else None
+
+
+async def _basic_user(request: Request, value: str) -> Principal:
+    pair = _basic_pair(value)
+    if pair is None:
         raise NotAuthenticated(auth.BAD_CREDENTIALS)
+    username, password = pair
     state = request.app.state
     who = state.credentials.get(username, password)
     if who is not None:
@@ -247,12 +254,8 @@ def cached_user(state: Any, authorization: str) -> Principal | None:
     scheme, _, value = authorization.partition(" ")
     scheme, value = scheme.lower(), value.strip()
     if scheme == "basic" and value:
-        try:
-            username, sep, password = base64.b64decode(value, validate=True).decode() \
-                .partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-        return state.credentials.get(username, password) if sep else None
+        pair = _basic_pair(value)
+        return state.credentials.get(*pair) if pair else None
     if scheme == "bearer" and value:
         return tokens.cached(state.credentials, value)
     return None
