@@ -7,7 +7,13 @@ from lxml import etree
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from enomalism.errors import Conflict, HypervisorUnreachable, InvalidInput, InvalidState
+from enomalism.errors import (
+    Conflict,
+    HypervisorUnreachable,
+    InvalidInput,
+    InvalidState,
+    NotFound,
+)
 from enomalism.services import access, nodes
 from enomalism.services.context import Context
 from enomalism.services.lookup import get_host, get_hypervisor, require
@@ -54,7 +60,11 @@ def add_hypervisor(ctx: Context, host_uuid: str, *, virt_url: str | None,
         raise Conflict(f"the hypervisor {url} is already registered")
     if conn is None:
         conn = _connect_unlocked(ctx, url)
-        host = get_host(ctx.db, host_uuid)  # still there after the wait?
+        try:
+            host = get_host(ctx.db, host_uuid)  # still there after the wait?
+        except NotFound:
+            conn.close()
+            raise
     if not given and virt_class == "qemu" and _offers_kvm(conn):
         virt_class = "kvm"  # as the local default: guests get hardware virtualisation
     hv = Hypervisor(machine_uuid=host.uuid, virt_class=virt_class, virt_url=url,
@@ -192,7 +202,7 @@ def _free_host_name(s: Session, name: str) -> str:
     return candidate
 
 
-def _offers_kvm(conn: object) -> bool:
+def _offers_kvm(conn: libvirt.virConnect) -> bool:
     """Whether the (possibly remote) hypervisor can run KVM guests, from its capabilities."""
     try:
         caps = etree.fromstring(conn.getCapabilities().encode())
