@@ -5,6 +5,9 @@
 # that may create databases. Prints the SQLAlchemy URL the tests take in ENOMALISM_TEST_POSTGRES.
 # Safe to run again: an existing cluster is only started.
 set -euo pipefail
+# Everything but the URL goes to stderr: the caller reads stdout (pg_ctlcluster says things
+# like "Removed stale pid file." when a machine was stopped with the cluster running).
+exec 3>&1 1>&2
 command -v pg_createcluster >/dev/null || { echo "start-postgres: postgresql is not installed" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || { echo "start-postgres: needs root (it creates and starts a cluster)" >&2; exit 1; }
 VER=$(ls /usr/lib/postgresql | sort -V | tail -1)
@@ -15,13 +18,17 @@ mkdir -p /var/run/postgresql && chown postgres:postgres /var/run/postgresql
 if ! pg_lsclusters -h | awk '{print $1 "/" $2}' | grep -qx "$VER/$NAME"; then
   pg_createcluster -q "$VER" "$NAME" --port "$PORT" \
     -o max_connections=500 -o fsync=off \
-    -o synchronous_commit=off -o full_page_writes=off -o shared_buffers=256MB >/dev/null
+    -o synchronous_commit=off -o full_page_writes=off -o shared_buffers=256MB
 fi
-pg_ctlcluster "$VER" "$NAME" status >/dev/null 2>&1 || pg_ctlcluster "$VER" "$NAME" start
-for _ in $(seq 1 100); do
-  runuser -u postgres -- psql -p "$PORT" -qAtc "SELECT 1" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+ready() { runuser -u postgres -- psql -p "$PORT" -qAtc "SELECT 1" >/dev/null 2>&1; }
+if ! ready; then
+  # "Already running" is not an error here: readiness below decides. The daemon must not
+  # inherit fd 3, or the caller's $(...) would wait for it to exit.
+  pg_ctlcluster "$VER" "$NAME" start 3>&- || true
+  for _ in $(seq 1 300); do ready && break; sleep 0.1; done
+fi
+ready || { echo "start-postgres: cluster $VER/$NAME did not come up;" \
+                "see /var/log/postgresql/postgresql-$VER-$NAME.log"; exit 1; }
 runuser -u postgres -- psql -p "$PORT" -qAt >/dev/null <<'SQL'
 DO $$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'enomalism') THEN
@@ -29,4 +36,4 @@ DO $$ BEGIN
   END IF;
 END $$;
 SQL
-echo "postgresql+psycopg://enomalism:enomalism@127.0.0.1:$PORT"
+echo "postgresql+psycopg://enomalism:enomalism@127.0.0.1:$PORT" >&3

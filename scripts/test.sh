@@ -12,6 +12,10 @@ if [ -z "${ENOMALISM_TEST_POSTGRES_URL:-}" ]; then
     exit 1
   fi
   ENOMALISM_TEST_POSTGRES_URL=$(scripts/start-postgres.sh)
+  case "$ENOMALISM_TEST_POSTGRES_URL" in
+    postgresql*://*) ;;
+    *) echo "test: scripts/start-postgres.sh printed no URL: $ENOMALISM_TEST_POSTGRES_URL" >&2; exit 1 ;;
+  esac
 fi
 export ENOMALISM_TEST_POSTGRES_URL
 .venv/bin/python -m pytest --durations=20 "$@"
