@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from enomalism import writeback
 from enomalism.errors import Conflict, InvalidInput
 from enomalism.feeds import download as dl
 from enomalism.feeds.download import (
@@ -390,8 +391,8 @@ def test_connections_read_in_large_pieces():
 def test_writeback_is_started_behind_a_download_that_will_be_synced(server, tmp_path,
                                                                    monkeypatch, fsync):
     calls = []
-    monkeypatch.setattr(dl, "_START_WRITEBACK", lambda fd, off, n: calls.append((off, n)))
-    monkeypatch.setattr(dl, "WRITEBACK_EVERY", 256 << 10)
+    monkeypatch.setattr(writeback, "_START_WRITEBACK", lambda fd, off, n: calls.append((off, n)))
+    monkeypatch.setattr(writeback, "EVERY", 256 << 10)
     (tmp_path / "p.xvm2.part").write_bytes(PAYLOAD[: 1 << 20])  # resumed: from there on
     download(server.url(), tmp_path / "p.xvm2", expected_sha256=SHA, fsync=fsync)
     assert (tmp_path / "p.xvm2").read_bytes() == PAYLOAD

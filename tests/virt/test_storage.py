@@ -27,7 +27,7 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from enomalism.errors import Conflict, InvalidInput, InvalidState, NotFound
+from enomalism.errors import Conflict, HypervisorError, InvalidInput, InvalidState, NotFound
 from enomalism.virt import storage
 from enomalism.virt.domxml import DomainXML
 
@@ -142,6 +142,34 @@ def pool(make_pool: Callable[..., libvirt.virStoragePool]) -> libvirt.virStorage
     return make_pool()
 
 
+class Way:
+    """How an upload reaches the volume: "file" (libvirtd is local, so the volume's file is
+    written in place; `opened` records that it was) or "stream" (libvirt's upload stream, what
+    a remote host or a file we may not write gets; forced here by refusing the file, unless
+    `force` is false)."""
+
+    def __init__(self, name: str, monkeypatch: pytest.MonkeyPatch, force: bool = True) -> None:
+        self.name, self.opened = name, []
+        real = storage._open_volume_file
+
+        def open_volume_file(*args):
+            target = real(*args) if name == "file" or not force else None
+            self.opened.append(target)
+            return target
+
+        monkeypatch.setattr(storage, "_open_volume_file", open_volume_file)
+
+    def check(self) -> None:
+        """The upload went the way it was meant to."""
+        assert self.opened
+        assert all((t is not None) == (self.name == "file") for t in self.opened)
+
+
+@pytest.fixture(params=["file", "stream"])
+def way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Way:
+    return Way(request.param, monkeypatch)
+
+
 # -- helpers --------------------------------------------------------------------------------------
 
 def run(*cmd: str) -> str:
@@ -194,10 +222,11 @@ def names(pool: libvirt.virStoragePool) -> list[str]:
 
 # -- upload ---------------------------------------------------------------------------------------
 
-def test_upload_raw(pool, tmp_path):
+def test_upload_raw(pool, tmp_path, way):
     src = make_raw(tmp_path / "disk.raw", 10 * MiB + 4096)
     seen = []
     path = upload_file(pool, "disk.raw", src, "raw", progress=seen.append)
+    way.check()
     assert path == storage.planned_path(pool, "disk.raw")
     assert sha256(path) == sha256(src)
     info = img_info(path)
@@ -209,9 +238,10 @@ def test_upload_raw(pool, tmp_path):
     assert vi.allocation < vi.capacity  # the zero stretches became holes
 
 
-def test_upload_qcow2_is_usable(pool, tmp_path):
+def test_upload_qcow2_is_usable(pool, tmp_path, way):
     src = make_qcow2(tmp_path / "disk.qcow2", 64 * MiB)
     path = upload_file(pool, "disk.qcow2", src, "qcow2")
+    way.check()
     assert sha256(path) == sha256(src)
     info = img_info(path)
     assert info["format"] == "qcow2" and info["virtual-size"] == 64 * MiB
@@ -234,7 +264,7 @@ def test_upload_name_taken_is_a_conflict_and_keeps_the_volume(pool, tmp_path):
 
 @pytest.mark.parametrize("case", ["short", "long", "not-qcow2", "backing", "bad-name", "format",
                                   "size"])
-def test_bad_uploads_leave_no_volume(pool, tmp_path, case):
+def test_bad_uploads_leave_no_volume(pool, tmp_path, case, way):
     raw = make_raw(tmp_path / "d.raw", 3 * MiB)
     size, fmt, name, data = raw.stat().st_size, "raw", "bad.img", raw.read_bytes()
     if case == "short":
@@ -261,7 +291,7 @@ def test_bad_uploads_leave_no_volume(pool, tmp_path, case):
     assert names(pool) == []
 
 
-def test_cancelled_upload_leaves_no_volume(pool, tmp_path):
+def test_cancelled_upload_leaves_no_volume(pool, tmp_path, way):
     src = make_raw(tmp_path / "big.raw", 40 * MiB)
     seen: list[int] = []
     with pytest.raises(storage.StorageCancelled):
@@ -271,7 +301,7 @@ def test_cancelled_upload_leaves_no_volume(pool, tmp_path):
     assert names(pool) == []
 
 
-def test_a_callback_raising_cleans_up_and_passes_its_exception_through(pool, tmp_path):
+def test_a_callback_raising_cleans_up_and_passes_its_exception_through(pool, tmp_path, way):
     class JobStop(Exception):
         pass
 
@@ -283,6 +313,62 @@ def test_a_callback_raising_cleans_up_and_passes_its_exception_through(pool, tmp
     with pytest.raises(JobStop):
         upload_file(pool, "stopped.img", src, "raw", progress=progress)
     assert names(pool) == []
+
+
+@pytest.fixture
+def small_pool(host: Host, tmp_path: Path) -> Iterator[libvirt.virStoragePool]:
+    """A pool on a 4 MiB tmpfs of its own, to fill up."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0755", "tmpfs", str(mnt)],
+                       check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        pytest.skip(f"a full disk needs a small tmpfs, and mounting one failed (not root?): {e}")
+    name = unique("small")
+    pool = host.conn.storagePoolCreateXML(
+        f"<pool type='dir'><name>{name}</name><target><path>{mnt}</path></target></pool>", 0)
+    try:
+        yield pool
+    finally:
+        try:
+            pool.refresh(0)
+            for vol in pool.listAllVolumes(0):
+                vol.delete(0)
+            pool.destroy()
+        finally:
+            subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_full_disk_fails_the_upload_and_leaves_no_volume(small_pool, tmp_path, way):
+    src = tmp_path / "big.raw"
+    src.write_bytes(os.urandom(10 * MiB))
+    with pytest.raises(HypervisorError) as e:
+        upload_file(small_pool, "toobig.img", src, "raw")
+    way.check()
+    print(e.value.message)
+    assert "toobig.img" in e.value.message
+    assert names(small_pool) == []
+
+
+def test_an_upload_over_tcp_streams_into_the_same_volume(pool, tmp_path, monkeypatch):
+    """The remote path for real: libvirtd reached over qemu+tcp is not local, so the upload
+    goes through its stream even though the file is on this machine."""
+    tcp = "qemu+tcp://127.0.0.1/system"
+    try:
+        remote = libvirt.open(tcp)
+    except libvirt.libvirtError as e:
+        pytest.skip(f"libvirtd does not listen on 127.0.0.1:16509 ({e.get_error_message()}); "
+                    "ENOMALISM_LIBVIRT_TCP=1 scripts/start-libvirt.sh starts it so (make test "
+                    "does)")
+    try:
+        way = Way("stream", monkeypatch, force=False)
+        src = make_raw(tmp_path / "disk.raw", 5 * MiB + 512)
+        path = upload_file(remote.storagePoolLookupByName(pool.name()), "tcp.raw", src, "raw")
+        way.check()
+        assert sha256(path) == sha256(src)
+    finally:
+        remote.close()
 
 
 # -- overlay and clone ----------------------------------------------------------------------------
@@ -534,7 +620,8 @@ def test_sparse_send_splits_zero_blocks_into_holes():
 
 def test_upload_throughput_against_dd(pool, capsys):
     """Rounds of: dd conv=fdatasync, upload (and upload then fsync of the volume's file, as
-    libvirt does not sync), download, clone; each figure is the best of its rounds, as other
+    libvirt's stream does not sync; an upload into a local file syncs it already), download,
+    clone; each figure is the best of its rounds, as other
     work on the host only ever slows a run down."""
     size, rounds = 256 * MiB, 3
     target = Path(storage.planned_path(pool, "x")).parent  # the pool's directory

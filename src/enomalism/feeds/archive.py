@@ -45,8 +45,9 @@ import zstandard
 from lxml import etree
 
 from enomalism.errors import InvalidInput, NotFound
-from enomalism.feeds.download import HashThread, PartFile, Writeback
+from enomalism.feeds.download import HashThread, PartFile
 from enomalism.feeds.feed import parse_xml_safely
+from enomalism.writeback import Writeback
 
 FORMAT = 1  # enomalism.json "format"; a reader refuses a newer one
 DESCRIPTION = "description.xml"

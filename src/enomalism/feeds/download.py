@@ -11,7 +11,6 @@ feed the user added, and the message says what to check; there is no errno of it
 "the server does not answer" because the person's remedy is the same as for a bad URL.
 """
 
-import ctypes
 import errno
 import fcntl
 import hashlib
@@ -30,12 +29,12 @@ import httpcore
 import httpx
 
 from enomalism.errors import Conflict, InvalidInput
+from enomalism.writeback import Writeback
 
 FETCH_LIMIT = 16 << 20  # a feed larger than this is not a feed
 TIMEOUT = 30.0  # seconds without progress (connect, read or write)
 HASH_CHUNK = 4 << 20
 READ_SIZE = 1 << 20  # bytes asked of the socket per read (httpcore's default: 64 KiB)
-WRITEBACK_EVERY = 32 << 20  # start writing a download's data to disk after this many bytes
 REPORT_EVERY = 0.2  # seconds between progress reports and cancellation checks
 RETRY_DELAY = 0.25  # seconds before the first retry, doubling, at most 5
 SENSITIVE_QUERY = frozenset({
@@ -221,36 +220,6 @@ def fetch(url: str, auth: Auth | None = None, timeout: float = TIMEOUT,
             return bytes(body)
     except httpx.HTTPError as e:
         raise _network_error(e, url) from None
-
-
-def _sync_file_range() -> Callable[[int, int, int], None] | None:
-    """Linux's sync_file_range(fd, offset, nbytes, SYNC_FILE_RANGE_WRITE), or None."""
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = (ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint)
-    fn.restype = ctypes.c_int
-    return lambda fd, offset, nbytes: fn(fd, offset, nbytes, 2)  # 2: SYNC_FILE_RANGE_WRITE
-
-
-_START_WRITEBACK = _sync_file_range()
-
-
-class Writeback:
-    """Starts the disk writing a file's data while more of it arrives, so that the fsync at
-    the end waits for the last few MiB only instead of the whole file (the kernel would
-    otherwise keep a GiB dirty in memory until then). Asynchronous: never waits. Off when
-    nothing will fsync the file (`enabled=False`): then the kernel writes it when it likes."""
-
-    def __init__(self, fd: int, start: int = 0, enabled: bool = True) -> None:
-        self.fd, self.flushed = fd, start
-        self.enabled = enabled and _START_WRITEBACK is not None
-
-    def wrote(self, end: int) -> None:
-        if self.enabled and end - self.flushed >= WRITEBACK_EVERY:
-            _START_WRITEBACK(self.fd, self.flushed, end - self.flushed)
-            self.flushed = end
 
 
 class PartFile:

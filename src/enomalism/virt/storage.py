@@ -24,9 +24,18 @@ on the host); such an image is refused and its volume removed.
 Uploads and downloads use sparse streams where the pool supports them: all-zero blocks of the
 image are sent as holes (nothing crosses the wire, nothing is written), and holes in a volume
 come back as zeros written to the sink.
+
+One shortcut: when libvirtd runs on this machine (a local URI) and the new volume is a file we
+may write, the upload writes the image into that file itself instead of through the stream.
+The stream passes every byte through libvirtd and its I/O helper, two more processes, which
+held a full copy to about a third of the disk's speed here; the volume is still created,
+refreshed and deleted through the storage API, zero blocks are still left as holes, and the
+file is fdatasync'd before the upload returns, as libvirt's helper does.
 """
 
 import logging
+import os
+import stat
 import struct
 import time
 from collections.abc import Callable, Iterator
@@ -46,6 +55,8 @@ from enomalism.errors import (
 )
 from enomalism.virt.driver import delete_volume, refresh_pools
 from enomalism.virt.errors import translate
+from enomalism.virt.uri import is_local
+from enomalism.writeback import Writeback
 
 log = logging.getLogger(__name__)
 
@@ -316,13 +327,13 @@ def _send_all(stream: libvirt.virStream, data: bytes) -> None:
         data = data[sent:]
 
 
-def _send_sparse(stream: libvirt.virStream, buf: bytes) -> None:
-    """Send `buf`, all-zero BLOCKs as holes."""
+def _runs(buf: bytes) -> Iterator[tuple[int, int, bool]]:
+    """`buf` as (start, end, all_zero) runs of whole BLOCKs (the last one may be short)."""
     n = len(buf)
     if buf == _ZERO[:n]:
-        stream.sendHole(n, 0)
+        yield 0, n, True
         return
-    start, zero_run = 0, None  # start of the current run; whether it is a hole
+    start, zero_run = 0, None  # start of the current run; whether it is all zeros
     for i in range(0, n, BLOCK):
         end = min(i + BLOCK, n)
         # compared in place (a slice would copy the block first: 0.2 s of CPU per GiB)
@@ -330,16 +341,67 @@ def _send_sparse(stream: libvirt.virStream, buf: bytes) -> None:
         if zero_run is None:
             zero_run = is_zero
         elif is_zero != zero_run:
-            _flush(stream, buf, start, i, zero_run)
+            yield start, i, zero_run
             start, zero_run = i, is_zero
-    _flush(stream, buf, start, n, bool(zero_run))
+    yield start, n, bool(zero_run)
 
 
-def _flush(stream: libvirt.virStream, buf: bytes, start: int, end: int, hole: bool) -> None:
-    if hole:
-        stream.sendHole(end - start, 0)
-    else:
-        _send_all(stream, buf if start == 0 and end == len(buf) else buf[start:end])
+def _send_sparse(stream: libvirt.virStream, buf: bytes) -> None:
+    """Send `buf`, all-zero BLOCKs as holes."""
+    for start, end, hole in _runs(buf):
+        if hole:
+            stream.sendHole(end - start, 0)
+        else:
+            _send_all(stream, buf if start == 0 and end == len(buf) else buf[start:end])
+
+
+class _VolumeFile:
+    """The new volume's file, written in place (see the module's docstring). It was created
+    sparse at its full size, so all-zero blocks are simply skipped."""
+
+    def __init__(self, fd: int, where: str) -> None:
+        self.fd, self.where, self.pos = fd, where, 0
+        self.writeback = Writeback(fd)
+
+    def send(self, buf: bytes) -> None:
+        view = memoryview(buf)
+        try:
+            for start, end, zero in _runs(buf):
+                while not zero and start < end:
+                    start += os.pwrite(self.fd, view[start:end], self.pos + start)
+            self.pos += len(buf)
+            self.writeback.wrote(self.pos)
+        except OSError as e:
+            raise self._failed(e) from None
+
+    def finish(self) -> None:
+        try:
+            os.fdatasync(self.fd)
+        except OSError as e:
+            raise self._failed(e) from None
+
+    def _failed(self, e: OSError) -> HypervisorError:
+        return HypervisorError(f"{self.where}: writing the volume's file failed: {e.strerror}")
+
+
+def _open_volume_file(conn: libvirt.virConnect, vol: libvirt.virStorageVol, size: int,
+                      where: str) -> _VolumeFile | None:
+    """The volume's file, open for writing, when libvirtd runs on this machine and the file is
+    the empty one it just made and ours to write; None to go through the stream instead."""
+    with _errors(conn, where):
+        local = is_local(conn.getURI())
+        path = vol.path() if local else ""
+    if not local or not path.startswith("/"):
+        return None
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:  # not ours to write (another user), or not on this machine's filesystem
+        return None
+    st = os.fstat(fd)
+    if stat.S_ISREG(st.st_mode) and st.st_size == size and st.st_blocks == 0:
+        return _VolumeFile(fd, where)
+    os.close(fd)
+    return None
 
 
 def _check_qcow2_header(head: bytes) -> None:
@@ -384,21 +446,44 @@ def upload(pool: libvirt.virStoragePool, name: str, source: BinaryIO, *, size: i
     with _errors(conn, where):
         vol = pool.createXML(xml, 0)
     try:
+        target = _open_volume_file(conn, vol, size, where) if file_pool else None
+        if target is not None:
+            try:
+                _copy_in(target.send, source, size, fmt, progress, cancelled, where)
+                target.finish()
+            finally:
+                os.close(target.fd)
+        else:
+            _upload_stream(conn, vol, source, size, fmt, progress, cancelled, where)
         with _errors(conn, where):
-            stream, sparse = _open_upload(conn, vol, size)
-        try:
-            _stream_in(stream, source, size, fmt, sparse, progress, cancelled, where, conn)
-        except BaseException:
-            _abort(stream)
-            raise
-        with _errors(conn, where):
-            stream.finish()
             path = vol.path()
         _refresh(pool)
         return path
     except BaseException:
         _discard(conn, vol, name)
         raise
+
+
+def _upload_stream(conn: libvirt.virConnect, vol: libvirt.virStorageVol, source: BinaryIO,
+                   size: int, fmt: str, progress: Progress | None, cancelled: Cancelled | None,
+                   where: str) -> None:
+    with _errors(conn, where):
+        stream, sparse = _open_upload(conn, vol, size)
+
+    def send(buf: bytes) -> None:
+        with _errors(conn, where):
+            if sparse:
+                _send_sparse(stream, buf)
+            else:
+                _send_all(stream, buf)
+
+    try:
+        _copy_in(send, source, size, fmt, progress, cancelled, where)
+    except BaseException:
+        _abort(stream)
+        raise
+    with _errors(conn, where):
+        stream.finish()
 
 
 def _open_upload(conn: libvirt.virConnect, vol: libvirt.virStorageVol,
@@ -416,9 +501,9 @@ def _open_upload(conn: libvirt.virConnect, vol: libvirt.virStorageVol,
     return stream, False
 
 
-def _stream_in(stream: libvirt.virStream, source: BinaryIO, size: int, fmt: str, sparse: bool,
-               progress: Progress | None, cancelled: Cancelled | None, where: str,
-               conn: libvirt.virConnect) -> None:
+def _copy_in(send: Callable[[bytes], None], source: BinaryIO, size: int, fmt: str,
+             progress: Progress | None, cancelled: Cancelled | None, where: str) -> None:
+    """Read the `size` bytes of the image from `source` and `send` them on, chunk by chunk."""
     done = 0
     while done < size:
         if cancelled is not None and cancelled():
@@ -435,11 +520,7 @@ def _stream_in(stream: libvirt.virStream, source: BinaryIO, size: int, fmt: str,
         if not buf:
             raise InvalidInput(f"{where}: the image ended after {done} bytes; {size} were "
                                "announced")
-        with _errors(conn, where):
-            if sparse:
-                _send_sparse(stream, buf)
-            else:
-                _send_all(stream, buf)
+        send(buf)
         done += len(buf)
         if progress is not None:
             progress(done)
