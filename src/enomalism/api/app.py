@@ -38,7 +38,12 @@ from enomalism.errors import (
     NotFound,
 )
 from enomalism.jobs.runner import Runner
-from enomalism.services import auth, nodes, provisioning  # noqa: F401  (registers job handlers)
+from enomalism.services import (  # noqa: F401  (provisioning registers job handlers)
+    actions,
+    auth,
+    nodes,
+    provisioning,
+)
 from enomalism.services.context import Principal
 from enomalism.services.hypervisors import ensure_local_host
 from enomalism.services.registry import HypervisorRegistry
@@ -74,8 +79,10 @@ class ActionShortcut:
     """`POST /rest/machine/<UUID>/actions/<action>/` for the actions without variables
     (suspend, resume, create, poweroff, ...), answered without FastAPI's routing, dependency
     solving and answer validation, which cost more than the action's own work (see
-    docs/performance.md). The same code does the action (`machines.run_action` in one worker
-    thread, in a write session committed there) with the same checks, errors and answer.
+    docs/performance.md). The same code does the action, in one worker thread: the common
+    case of a lifecycle action on the DBAPI connection (`actions.perform_quick`), anything
+    else `machines.run_action` in a write session committed there, with the same checks,
+    errors and answer.
 
     Anything it is not sure of goes on to the route, which also stays for the OpenAPI
     description: a query string or a body (the route reads and checks its variables),
@@ -106,6 +113,9 @@ class ActionShortcut:
     async def _act(state: Any, user: Principal, source: str, uuid: str,
                    action: str) -> JSONResponse:
         def act() -> dict:
+            answer = actions.perform_quick(state.db, state.registry, user, uuid, action)
+            if answer is not None:
+                return answer
             with state.db.session() as s:
                 return machines.run_action(make_context(state, s, user, source), uuid, action)
         try:

@@ -6,11 +6,13 @@ exists, the action is known, no transaction holds the machine (423), the machine
 and the action fits the state the inventory holds. Only then is libvirt asked.
 """
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import libvirt
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Engine, bindparam, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from enomalism.errors import (
@@ -25,12 +27,17 @@ from enomalism.errors import (
     UnknownAction,
 )
 from enomalism.services import access, sync
-from enomalism.services.context import Context
+from enomalism.services.context import Context, Principal
 from enomalism.services.lookup import get_hypervisor, get_machine, parse_uuid, require
 from enomalism.services.networks import machine_leases
+from enomalism.store.db import Database
 from enomalism.store.models import Machine, utcnow
+from enomalism.store.prepared import Prepared, raw_connection
 from enomalism.virt import driver
 from enomalism.virt.domxml import DomainXML
+
+if TYPE_CHECKING:
+    from enomalism.services.registry import HypervisorRegistry
 
 # State -> lifecycle actions that make sense in it (managed VMs).
 _BY_STATE = {
@@ -118,7 +125,23 @@ def _check_permission(ctx: Context, m: Machine, action: str) -> None:
 
 # -- lifecycle ---------------------------------------------------------------------------
 
-def _lifecycle(call: Callable, done: str) -> Callable[[Context, Machine, ActionVars], str]:
+# action -> (the driver's call, the answer's message)
+_LIFECYCLE: dict[str, tuple[Callable[..., driver.DomainState | None], str]] = {
+    "create": (driver.start, "machine {name} started"),
+    "suspend": (driver.suspend, "machine {name} suspended"),
+    "resume": (driver.resume, "machine {name} resumed"),
+    "shutdown": (driver.shutdown, "shutdown of {name} requested from its guest"),
+    "reboot": (driver.reboot, "reboot of {name} requested from its guest"),
+    "poweroff": (driver.poweroff, "machine {name} powered off"),
+}
+# The state an action leaves the machine in, where its own lifecycle event says no more than
+# that (see HypervisorRegistry.expecting).
+_EXPECTED = {"suspend": "paused", "resume": "running"}
+
+
+def _lifecycle(action: str) -> Callable[[Context, Machine, ActionVars], str]:
+    call, done = _LIFECYCLE[action]
+
     def run(ctx: Context, m: Machine, _v: ActionVars) -> str:
         conn = ctx.registry.connection(m.parent_uuid)
         if ctx.db.get_bind().dialect.name == "sqlite":
@@ -127,7 +150,8 @@ def _lifecycle(call: Callable, done: str) -> Callable[[Context, Machine, ActionV
             # PostgreSQL keeps this machine's row locked through the call instead.
             ctx.db.commit()
         try:
-            after = call(conn, m.uuid)
+            with ctx.registry.expecting(m.parent_uuid, m.uuid, _EXPECTED.get(action)):
+                after = call(conn, m.uuid)
         except (NotFound, InvalidState):
             # The inventory was behind libvirt: keep the truth even though the action failed.
             ctx.registry.resync_machine(m.parent_uuid, m.uuid, db=ctx.db)
@@ -153,16 +177,91 @@ _STORE_STATE = update(Machine.__table__).where(
     {c: bindparam(c) for c in _STATE_COLUMNS})
 
 
+def _state_values(after: driver.DomainState) -> dict:
+    now = utcnow()
+    return {"state": after.state, "vcpus": after.vcpus, "memory_kib": after.memory_kib,
+            "max_memory_kib": after.max_memory_kib, "synced_at": now, "updated_at": now}
+
+
 def _store_state(ctx: Context, m: Machine, after: driver.DomainState) -> None:
     """Write the state and size libvirt answered after an action on `m` with one Core UPDATE
     rather than the ORM's change tracking and flush, and show them on `m` as already stored:
     the answer reads them, the commit has nothing left to flush."""
-    now = utcnow()
-    values = {"state": after.state, "vcpus": after.vcpus, "memory_kib": after.memory_kib,
-              "max_memory_kib": after.max_memory_kib, "synced_at": now, "updated_at": now}
+    values = _state_values(after)
     ctx.db.execute(_STORE_STATE, {"machine_uuid": m.uuid, **values})
     for key, value in values.items():
         set_committed_value(m, key, value)
+
+
+# -- the quick path of a lifecycle action ----------------------------------------------------
+
+_M = Machine.__table__
+_LOAD = select(_M.c.kind, _M.c.managed, _M.c.lock_txid, _M.c.state, _M.c.owner_uuid,
+               _M.c.parent_uuid, _M.c.name).where(
+    _M.c.uuid == bindparam("machine_uuid")).with_for_update()  # no FOR UPDATE on SQLite
+_PREPARED: "weakref.WeakKeyDictionary[Engine, tuple[Prepared, Prepared]]" = \
+    weakref.WeakKeyDictionary()
+
+
+def _statements(engine: Engine) -> tuple[Prepared, Prepared]:
+    st = _PREPARED.get(engine)
+    if st is None:
+        st = _PREPARED[engine] = (Prepared(_LOAD, engine), Prepared(_STORE_STATE, engine))
+    return st
+
+
+def perform_quick(db: Database, registry: "HypervisorRegistry", user: Principal, uuid: str,
+                  action: str) -> dict | None:
+    """The common case of a lifecycle action, on a DBAPI connection (store/prepared.py): an
+    existing, managed, unlocked machine in a state the action fits, asked by an administrator
+    or its owner. Anything else returns None before anything is done, and `perform` answers
+    it (every error, and other users' permissions, are decided there only). Otherwise the
+    same steps as `_lifecycle`: the row is read (on PostgreSQL locked through the call),
+    SQLite's write lock is let go while libvirt acts, then the state libvirt answered is
+    written. Returns the answer."""
+    spec = _LIFECYCLE.get(action)
+    if spec is None:
+        return None
+    try:
+        uuid = parse_uuid(uuid, "machine")
+    except EnomalismError:
+        return None
+    call, done = spec
+    load, store = _statements(db.engine)
+    sqlite = db.engine.dialect.name == "sqlite"
+    with raw_connection(db.engine) as conn:
+        cur = conn.cursor()
+        if sqlite:
+            cur.execute("BEGIN IMMEDIATE")
+        cur.execute(load.sql, load.args({"machine_uuid": uuid}))
+        row = cur.fetchone()
+        if row is None:
+            conn.rollback()
+            return None
+        kind, managed, lock_txid, state, owner, parent, name = row
+        if kind != "vm" or not managed or lock_txid or action not in _BY_STATE.get(state, ()) \
+                or not (user.is_admin or owner == user.uuid):
+            conn.rollback()
+            return None
+        if sqlite:
+            conn.commit()  # as in _lifecycle: no write lock held while libvirt acts
+        try:
+            with registry.expecting(parent, uuid, _EXPECTED.get(action)):
+                after = call(registry.connection(parent), uuid)
+        except (NotFound, InvalidState):
+            conn.rollback()  # the row, before the resync locks it
+            registry.resync_machine(parent, uuid)  # the inventory was behind libvirt
+            raise
+        if after is None:
+            conn.rollback()
+            with db.session() as s:
+                sync.mark_missing(s, parent, uuid)
+        else:
+            if sqlite:
+                cur.execute("BEGIN IMMEDIATE")
+            cur.execute(store.sql, store.args({"machine_uuid": uuid, **_state_values(after)}))
+            conn.commit()
+    return {"errno": 0, "message": done.format(name=name)}
 
 
 def _manage(ctx: Context, m: Machine, _v: ActionVars) -> str:
@@ -323,12 +422,7 @@ def _totaldelete(ctx: Context, m: Machine, _v: ActionVars) -> str:
 
 
 _HANDLERS: dict[str, Callable[[Context, Machine, ActionVars], str]] = {
-    "create": _lifecycle(driver.start, "machine {name} started"),
-    "suspend": _lifecycle(driver.suspend, "machine {name} suspended"),
-    "resume": _lifecycle(driver.resume, "machine {name} resumed"),
-    "shutdown": _lifecycle(driver.shutdown, "shutdown of {name} requested from its guest"),
-    "reboot": _lifecycle(driver.reboot, "reboot of {name} requested from its guest"),
-    "poweroff": _lifecycle(driver.poweroff, "machine {name} powered off"),
+    **{action: _lifecycle(action) for action in _LIFECYCLE},
     "manage": _manage,
     "unlock": _unlock,
     "store_xml": _store_xml,

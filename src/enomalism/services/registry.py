@@ -13,7 +13,10 @@ writes its events and resyncs; the others keep a connection to it for their requ
 
 import logging
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import libvirt
 from sqlalchemy import select, update
@@ -30,6 +33,11 @@ log = logging.getLogger(__name__)
 
 WORKERS = 4  # threads writing events; one hypervisor's are never handled by two at once
 RESYNC_ALL = ""  # a queued "domain" meaning: resync the whole hypervisor
+# The state a lifecycle event says the domain is now in, for the events an action of this node
+# may be waiting for (`HypervisorRegistry.expecting`).
+EVENT_STATE = {libvirt.VIR_DOMAIN_EVENT_SUSPENDED: "paused",
+               libvirt.VIR_DOMAIN_EVENT_RESUMED: "running"}
+EXPECT_FOR = 5.0  # seconds after an action during which its own event is recognised
 
 
 def _lock_rows(s: Session, where: object) -> int:
@@ -50,6 +58,8 @@ class HypervisorRegistry:
         self._pending: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._cond = threading.Condition()
         self._busy: set[str] = set()  # hypervisors a worker is writing events of
+        # machine -> (state, since): an action of this node is leaving it in that state
+        self._expected: dict[str, tuple[str, float]] = {}
         self._stopping = False
         self._threads: list[threading.Thread] = []
 
@@ -246,9 +256,43 @@ class HypervisorRegistry:
         if self.ownership.owns(link.uuid):
             self.ownership.release(link.uuid)  # a node still connected takes it over
 
-    def domain_event(self, link: HypervisorLink, uuid: str) -> None:
-        if self.ownership.owns(link.uuid):
-            self._queue(link.uuid, uuid)
+    def domain_event(self, link: HypervisorLink, uuid: str, event: int) -> None:
+        if not self.ownership.owns(link.uuid):
+            return
+        state = EVENT_STATE.get(event)
+        if state is not None:
+            with self._cond:
+                expected = self._expected.get(uuid)
+                if expected is not None and expected[0] == state \
+                        and time.monotonic() - expected[1] < EXPECT_FOR:
+                    del self._expected[uuid]  # the action's own event: it stores the state
+                    return
+        self._queue(link.uuid, uuid)
+
+    @contextmanager
+    def expecting(self, hv_uuid: str, uuid: str, state: str | None) -> Iterator[None]:
+        """Around an action that leaves the machine in `state` and stores the state libvirt
+        answers after it (suspend: paused, resume: running): the lifecycle event saying just
+        that is the action's own, and resyncing the machine for it would only read libvirt
+        and write the same row again, competing with the action for the CPU and SQLite's
+        write lock. That one event is skipped (it may arrive before the call returns). If the
+        action fails after its event was skipped, the machine is resynced after all."""
+        if state is None:
+            yield
+            return
+        mark = (state, time.monotonic())
+        with self._cond:
+            self._expected[uuid] = mark
+        try:
+            yield
+        except BaseException:
+            with self._cond:
+                skipped = self._expected.get(uuid) is not mark
+                if not skipped:
+                    del self._expected[uuid]
+            if skipped:
+                self._queue(hv_uuid, uuid)
+            raise
 
     def _queue(self, hv_uuid: str, uuid: str) -> None:
         with self._cond:
