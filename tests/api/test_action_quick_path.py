@@ -157,3 +157,82 @@ def test_a_domain_gone_behind_the_inventorys_back(sandbox, own, paths):
         s.get(Machine, uuid).state = "running"
     expect_error(api.post(f"/rest/machine/{uuid}/", data={"action": "suspend"}), 404, 1200)
     assert paths.full == 1 and stored(api, uuid).state == "missing"
+
+
+# -- the action's own lifecycle event ----------------------------------------------------------
+
+class Resyncs:
+    """The machines the event worker resynced one by one."""
+
+    def __init__(self, api, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+        self.uuids: list[str] = []
+        registry = api.registry
+        real = registry.resync_machine
+
+        def spy(hv_uuid: str, uuid: str, db=None) -> None:  # noqa: ANN001
+            self.uuids.append(uuid)
+            return real(hv_uuid, uuid, db=db)
+
+        monkeypatch.setattr(registry, "resync_machine", spy)
+
+
+@pytest.mark.parametrize("route", ["path", "action-variable"])
+def test_a_suspend_or_resume_is_not_resynced_again_for_its_own_event(sandbox, own, route,
+                                                                     monkeypatch):
+    api = sandbox
+    uuid = new_vm(api, own, "running")
+    resyncs = Resyncs(api, monkeypatch)
+    for action, state in [("suspend", "paused"), ("resume", "running")]:
+        if route == "path":
+            api.ok("POST", f"/rest/machine/{uuid}/actions/{action}/")
+        else:
+            api.ok("POST", f"/rest/machine/{uuid}/", data={"action": action})
+        api.settle()
+        assert stored(api, uuid).state == state
+    assert resyncs.uuids == []
+    assert uuid not in api.registry._expected  # each mark taken by its event
+    # the same change made behind the API's back is an event like any other
+    hv = api.hypervisors()[0]["uuid"]
+    api.registry.connection(hv).lookupByUUIDString(uuid).suspend()
+    api.settle()
+    assert resyncs.uuids == [uuid] and stored(api, uuid).state == "paused"
+
+
+def test_an_event_that_says_something_else_is_resynced(sandbox, own, monkeypatch):
+    """A suspend's mark does not swallow a resume event (someone resumed the machine at once)
+    nor an event of another machine."""
+    from libvirt import VIR_DOMAIN_EVENT_RESUMED, VIR_DOMAIN_EVENT_SUSPENDED
+
+    api = sandbox
+    uuid, other = new_vm(api, own, "running"), new_vm(api, f"{own}-o", "running")
+    hv = api.hypervisors()[0]["uuid"]
+    link = type("Link", (), {"uuid": hv})()
+    registry = api.registry
+    resyncs = Resyncs(api, monkeypatch)
+    with registry.expecting(hv, uuid, "paused"):
+        registry.domain_event(link, uuid, VIR_DOMAIN_EVENT_RESUMED)
+        registry.domain_event(link, other, VIR_DOMAIN_EVENT_SUSPENDED)
+    api.settle()
+    assert sorted(resyncs.uuids) == sorted([uuid, other])
+    registry.domain_event(link, uuid, VIR_DOMAIN_EVENT_SUSPENDED)  # the one it waited for
+    api.settle()
+    assert sorted(resyncs.uuids) == sorted([uuid, other])
+
+
+def test_an_action_that_fails_after_its_event_was_skipped_resyncs(sandbox, own, monkeypatch):
+    from libvirt import VIR_DOMAIN_EVENT_SUSPENDED
+
+    api = sandbox
+    uuid = new_vm(api, own, "running")
+    hv = api.hypervisors()[0]["uuid"]
+    link = type("Link", (), {"uuid": hv})()
+    resyncs = Resyncs(api, monkeypatch)
+    with pytest.raises(RuntimeError), api.registry.expecting(hv, uuid, "paused"):
+        api.registry.domain_event(link, uuid, VIR_DOMAIN_EVENT_SUSPENDED)  # skipped
+        raise RuntimeError("the call failed after all")
+    api.settle()
+    assert resyncs.uuids == [uuid]
+    with pytest.raises(RuntimeError), api.registry.expecting(hv, uuid, "paused"):
+        raise RuntimeError("failed before any event")
+    api.settle()
+    assert resyncs.uuids == [uuid] and uuid not in api.registry._expected
