@@ -34,10 +34,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     Server,
+    bare_server,
     client,
     enomalism_server,
     exit_on_sigterm,
-    free_port,
     load,
     median,
     p90,
@@ -66,34 +66,6 @@ def fake_host(path: Path, n: int) -> str:
     return f"test://{path}"
 
 
-BARE_APP = '''
-import json, sys
-import uvicorn
-
-bodies = {p: json.loads(open(f).read()) for p, f in
-          (arg.rsplit("=", 1) for arg in sys.argv[2:])}
-
-async def app(scope, receive, send):
-    if scope["type"] == "lifespan":
-        while True:
-            msg = await receive()
-            if msg["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif msg["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-    key = scope["path"] + ("?" + scope["query_string"].decode() if scope["query_string"] else "")
-    obj = bodies.get(key)
-    status = 200 if obj is not None or scope["path"] == "/healthz" else 404
-    body = json.dumps(obj if obj is not None else {}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
-
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
-            access_log=False)
-'''
 
 
 def wait_inventory(api, n: int, timeout: float = 300.0) -> float:  # noqa: ANN001
@@ -143,9 +115,7 @@ def main() -> None:
                 files.append(f"{path}={f}")
             sizes = {label: len(api.get(path).content) for label, path in paths.items()}
 
-            bare_port = free_port()
-            bare = Server([sys.executable, "-c", BARE_APP, str(bare_port), *files], bare_port,
-                          tmp / "bare.log")
+            bare = bare_server(tmp / "bare.log", files)
             servers.append(bare)
             bare.wait_ready()
             with client(bare.url, auth=False) as base:

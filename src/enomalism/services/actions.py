@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import libvirt
-from sqlalchemy import Engine, bindparam, select, update
+from sqlalchemy import Engine, Integer, bindparam, func, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from enomalism.errors import (
@@ -157,13 +157,15 @@ def _lifecycle(action: str) -> Callable[[Context, Machine, ActionVars], str]:
             ctx.registry.resync_machine(m.parent_uuid, m.uuid, db=ctx.db)
             ctx.db.commit()
             raise
-        # The state libvirt answered right after the action, read on the same domain handle;
-        # the name, persistence and definition (XML) are left as stored: an action does not
-        # change them, and reading them back costs libvirt calls on every action (see
-        # docs/performance.md). Events keep them true when something else changes them.
+        # The state right after the action: what the call itself means where libvirt returns
+        # only once it is so (suspend: paused, resume: running), else read on the same domain
+        # handle (see driver._act). The name, persistence and definition (XML) are left as
+        # stored: an action does not change them, and reading them back costs libvirt calls
+        # on every action (docs/performance.md). Events keep them true when something else
+        # changes them.
         if after is None:
             sync.mark_missing(ctx.db, m.parent_uuid, m.uuid)
-        else:
+        elif after.state is not None:  # else a request the guest acts on; events tell
             _store_state(ctx, m, after)
         return done.format(name=m.name)
     return run
@@ -171,10 +173,13 @@ def _lifecycle(action: str) -> Callable[[Context, Machine, ActionVars], str]:
 
 # An action's state write, built once (building and caching the statement again on every
 # action costs more than the ORM flush it replaces).
-_STATE_COLUMNS = ("state", "vcpus", "memory_kib", "max_memory_kib", "synced_at", "updated_at")
+# A size left out (None) keeps the stored one.
+_SIZES = ("vcpus", "memory_kib", "max_memory_kib")
 _STORE_STATE = update(Machine.__table__).where(
     Machine.__table__.c.uuid == bindparam("machine_uuid")).values(
-    {c: bindparam(c) for c in _STATE_COLUMNS})
+    {"state": bindparam("state"), "synced_at": bindparam("synced_at"),
+     "updated_at": bindparam("updated_at"),
+     **{c: func.coalesce(bindparam(c, type_=Integer), Machine.__table__.c[c]) for c in _SIZES}})
 
 
 def _state_values(after: driver.DomainState) -> dict:
@@ -190,7 +195,8 @@ def _store_state(ctx: Context, m: Machine, after: driver.DomainState) -> None:
     values = _state_values(after)
     ctx.db.execute(_STORE_STATE, {"machine_uuid": m.uuid, **values})
     for key, value in values.items():
-        set_committed_value(m, key, value)
+        if value is not None:
+            set_committed_value(m, key, value)
 
 
 # -- the quick path of a lifecycle action ----------------------------------------------------
@@ -256,6 +262,8 @@ def perform_quick(db: Database, registry: "HypervisorRegistry", user: Principal,
             conn.rollback()
             with db.session() as s:
                 sync.mark_missing(s, parent, uuid)
+        elif after.state is None:  # a request the guest acts on; events tell
+            conn.rollback()
         else:
             if sqlite:
                 cur.execute("BEGIN IMMEDIATE")

@@ -150,12 +150,16 @@ def domain_xml(conn: libvirt.virConnect, uuid: str) -> str:
 
 @dataclass(frozen=True)
 class DomainState:
-    """What a lifecycle action changes, as libvirt answers right after it: the state and the
-    size. Not the name, the persistence or the XML, which an action leaves as they were."""
-    state: str
-    vcpus: int
-    memory_kib: int
-    max_memory_kib: int
+    """What a lifecycle action changes, as known right after it: the state and the size (None:
+    as they were). Not the name, the persistence or the XML, which an action leaves alone."""
+    state: str | None
+    vcpus: int | None = None
+    memory_kib: int | None = None
+    max_memory_kib: int | None = None
+
+
+UNCHANGED = DomainState(None)  # a request the guest acts on later (shutdown, reboot)
+_READ = "read"  # `_act`: ask libvirt for the state after the call
 
 
 # Domain handles the lifecycle actions looked up, per connection. A handle is good for its
@@ -166,10 +170,12 @@ _handles: "weakref.WeakKeyDictionary[libvirt.virConnect, dict[str, libvirt.virDo
     weakref.WeakKeyDictionary()
 
 
-def _act(conn: libvirt.virConnect, uuid: str,
-         action: Callable[[libvirt.virDomain], object]) -> DomainState | None:
-    """Do `action` on the domain, then read its state on the same handle; None when the
-    domain is gone after it (a transient domain powered off)."""
+def _act(conn: libvirt.virConnect, uuid: str, action: Callable[[libvirt.virDomain], object],
+         after: DomainState | str = _READ) -> DomainState | None:
+    """Do `action` on the domain, then return its state: `after` where the call itself tells
+    (libvirt returns from a suspend once the domain is paused; a shutdown request changes
+    nothing until the guest acts, and its events say when), else read on the same handle,
+    None when the domain is gone after the call (a transient domain powered off)."""
     handles = _handles.get(conn)
     if handles is None:
         handles = _handles.setdefault(conn, {})
@@ -186,6 +192,8 @@ def _act(conn: libvirt.virConnect, uuid: str,
         with libvirt_errors():
             action(dom)
         handles[uuid] = dom
+    if after is not _READ:
+        return after
     with libvirt_errors():
         try:
             state, maxmem, mem, vcpus, _cpu = dom.info()
@@ -210,21 +218,21 @@ def start(conn: libvirt.virConnect, uuid: str) -> DomainState | None:
 
 
 def suspend(conn: libvirt.virConnect, uuid: str) -> DomainState | None:
-    return _act(conn, uuid, libvirt.virDomain.suspend)
+    return _act(conn, uuid, libvirt.virDomain.suspend, DomainState("paused"))
 
 
 def resume(conn: libvirt.virConnect, uuid: str) -> DomainState | None:
-    return _act(conn, uuid, libvirt.virDomain.resume)
+    return _act(conn, uuid, libvirt.virDomain.resume, DomainState("running"))
 
 
 def shutdown(conn: libvirt.virConnect, uuid: str) -> DomainState | None:
-    """Ask the guest to power off (ACPI); returns before it has."""
-    return _act(conn, uuid, libvirt.virDomain.shutdown)
+    """Ask the guest to power off (ACPI); returns before it has: UNCHANGED."""
+    return _act(conn, uuid, libvirt.virDomain.shutdown, UNCHANGED)
 
 
 def reboot(conn: libvirt.virConnect, uuid: str) -> DomainState | None:
-    """Ask the guest to reboot; returns before it has."""
-    return _act(conn, uuid, lambda dom: dom.reboot(0))
+    """Ask the guest to reboot; returns before it has: UNCHANGED."""
+    return _act(conn, uuid, lambda dom: dom.reboot(0), UNCHANGED)
 
 
 def poweroff(conn: libvirt.virConnect, uuid: str) -> DomainState | None:
