@@ -315,6 +315,46 @@ def test_a_callback_raising_cleans_up_and_passes_its_exception_through(pool, tmp
     assert names(pool) == []
 
 
+class Failing(io.RawIOBase):
+    """A source that breaks after `after` bytes, like a disk that fails mid-read."""
+
+    def __init__(self, after: int) -> None:
+        self.left = after
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:  # noqa: ANN001
+        if self.left <= 0:
+            raise OSError(5, "Input/output error")
+        n = min(len(b), self.left)
+        b[:n] = os.urandom(n)
+        self.left -= n
+        return n
+
+
+def test_a_source_that_fails_mid_way_leaves_no_volume_and_no_reader(pool, way):
+    import threading
+
+    with pytest.raises(InvalidInput) as e:
+        storage.upload(pool, "broken.img", io.BufferedReader(Failing(5 * MiB)),
+                       size=20 * MiB, fmt="raw")
+    way.check()
+    assert "reading the image failed" in e.value.message and "Input/output" in e.value.message
+    assert names(pool) == []
+    assert not [t for t in threading.enumerate() if t.name == "read-ahead"]
+
+
+def test_a_cancelled_upload_stops_its_reader(pool, tmp_path):
+    import threading
+
+    src = make_raw(tmp_path / "big.raw", 40 * MiB)
+    with pytest.raises(storage.StorageCancelled):
+        upload_file(pool, "cancelled.img", src, "raw", cancelled=lambda: True)
+    assert not [t for t in threading.enumerate() if t.name == "read-ahead"]
+    assert names(pool) == []
+
+
 @pytest.fixture
 def small_pool(host: Host, tmp_path: Path) -> Iterator[libvirt.virStoragePool]:
     """A pool on a 4 MiB tmpfs of its own, to fill up."""

@@ -35,11 +35,13 @@ file is fdatasync'd before the upload returns, as libvirt's helper does.
 
 import logging
 import os
+import queue
 import stat
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -505,27 +507,88 @@ def _copy_in(send: Callable[[bytes], None], source: BinaryIO, size: int, fmt: st
              progress: Progress | None, cancelled: Cancelled | None, where: str) -> None:
     """Read the `size` bytes of the image from `source` and `send` them on, chunk by chunk."""
     done = 0
-    while done < size:
-        if cancelled is not None and cancelled():
-            raise StorageCancelled(f"{where}: cancelled after {done} of {size} bytes")
-        try:
-            buf = _read_exactly(source, min(CHUNK, size - done))
-        except OSError as e:
-            raise InvalidInput(f"{where}: reading the image failed: {e}") from None
-        if done == 0 and fmt == "qcow2":
+    with _ReadAhead(source, size) as chunks:
+        while done < size:
+            if cancelled is not None and cancelled():
+                raise StorageCancelled(f"{where}: cancelled after {done} of {size} bytes")
             try:
-                _check_qcow2_header(buf)
-            except InvalidInput as e:
-                raise InvalidInput(f"{where}: {e.message}") from None
-        if not buf:
-            raise InvalidInput(f"{where}: the image ended after {done} bytes; {size} were "
-                               "announced")
-        send(buf)
-        done += len(buf)
-        if progress is not None:
-            progress(done)
-    if source.read(1):
-        raise InvalidInput(f"{where}: the image is longer than the {size} bytes announced")
+                buf = chunks.next()
+            except OSError as e:
+                raise InvalidInput(f"{where}: reading the image failed: {e}") from None
+            if done == 0 and fmt == "qcow2":
+                try:
+                    _check_qcow2_header(buf)
+                except InvalidInput as e:
+                    raise InvalidInput(f"{where}: {e.message}") from None
+            if not buf:
+                raise InvalidInput(f"{where}: the image ended after {done} bytes; {size} were "
+                                   "announced")
+            send(buf)
+            done += len(buf)
+            if progress is not None:
+                progress(done)
+        if chunks.longer():
+            raise InvalidInput(f"{where}: the image is longer than the {size} bytes announced")
+
+
+class _ReadAhead:
+    """The image's CHUNKs read in a thread of its own, a few ahead: a package's image comes
+    out of zstd or gzip, which let go of the GIL, so the next chunk is decompressed while this
+    one is written. `next()` gives b"" at the end of the source, or raises what reading raised;
+    `longer()` tells whether the source holds more than `size` bytes."""
+
+    AHEAD = 4
+
+    def __init__(self, source: BinaryIO, size: int) -> None:
+        self._source, self._size = source, size
+        self._queue: queue.Queue = queue.Queue(maxsize=self.AHEAD)
+        self._stop = threading.Event()
+        self._longer = False
+        self._thread = threading.Thread(target=self._read, name="read-ahead", daemon=True)
+
+    def __enter__(self) -> "_ReadAhead":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        while self._thread.is_alive():  # let a reader blocked on a full queue see the stop
+            with suppress(queue.Empty):
+                self._queue.get_nowait()
+            self._thread.join(0.01)
+
+    def _put(self, item: object) -> None:
+        while not self._stop.is_set():
+            with suppress(queue.Full):
+                self._queue.put(item, timeout=0.1)
+                return
+
+    def _read(self) -> None:
+        try:
+            left = self._size
+            while left > 0 and not self._stop.is_set():
+                buf = _read_exactly(self._source, min(CHUNK, left))
+                self._put(buf)
+                if not buf:
+                    return
+                left -= len(buf)
+            self._longer = bool(self._source.read(1))
+            self._put(None)
+        except BaseException as e:  # handed to the consumer, raised there
+            self._put(e)
+
+    def next(self) -> bytes:
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item if item is not None else b""
+
+    def longer(self) -> bool:
+        """After the last chunk: whether the source went on."""
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return self._longer
 
 
 def overlay(pool: libvirt.virStoragePool, name: str, backing_path: str, backing_format: str,
