@@ -3,6 +3,7 @@ its hand-over to `actions.perform`: the common case is answered quickly with the
 and the same stored state; every other case (each error, other users' permissions) is left to
 `perform` untouched, on SQLite and on PostgreSQL alike."""
 
+import re
 import uuid as uuidlib
 
 import pytest
@@ -190,9 +191,9 @@ def test_a_suspend_or_resume_is_not_resynced_again_for_its_own_event(sandbox, ow
         api.settle()
         assert stored(api, uuid).state == state
     assert resyncs.uuids == []
-    assert uuid not in api.registry._expected  # each mark taken by its event
-    # the same change made behind the API's back is an event like any other
     hv = api.hypervisors()[0]["uuid"]
+    assert (hv, uuid) not in api.registry._expected  # each mark taken by its event
+    # the same change made behind the API's back is an event like any other
     api.registry.connection(hv).lookupByUUIDString(uuid).suspend()
     api.settle()
     assert resyncs.uuids == [uuid] and stored(api, uuid).state == "paused"
@@ -201,7 +202,13 @@ def test_a_suspend_or_resume_is_not_resynced_again_for_its_own_event(sandbox, ow
 def test_an_event_that_says_something_else_is_resynced(sandbox, own, monkeypatch):
     """A suspend's mark does not swallow a resume event (someone resumed the machine at once)
     nor an event of another machine."""
-    from libvirt import VIR_DOMAIN_EVENT_RESUMED, VIR_DOMAIN_EVENT_SUSPENDED
+    from libvirt import (
+        VIR_DOMAIN_EVENT_RESUMED,
+        VIR_DOMAIN_EVENT_RESUMED_UNPAUSED,
+        VIR_DOMAIN_EVENT_SUSPENDED,
+        VIR_DOMAIN_EVENT_SUSPENDED_IOERROR,
+        VIR_DOMAIN_EVENT_SUSPENDED_PAUSED,
+    )
 
     api = sandbox
     uuid, other = new_vm(api, own, "running"), new_vm(api, f"{own}-o", "running")
@@ -210,17 +217,25 @@ def test_an_event_that_says_something_else_is_resynced(sandbox, own, monkeypatch
     registry = api.registry
     resyncs = Resyncs(api, monkeypatch)
     with registry.expecting(hv, uuid, "paused"):
-        registry.domain_event(link, uuid, VIR_DOMAIN_EVENT_RESUMED)
-        registry.domain_event(link, other, VIR_DOMAIN_EVENT_SUSPENDED)
+        registry.domain_event(link, uuid, VIR_DOMAIN_EVENT_RESUMED,
+                              VIR_DOMAIN_EVENT_RESUMED_UNPAUSED)
+        registry.domain_event(link, other, VIR_DOMAIN_EVENT_SUSPENDED,
+                              VIR_DOMAIN_EVENT_SUSPENDED_PAUSED)
+        api.settle()
+        assert sorted(resyncs.uuids) == sorted([uuid, other])
+        # paused, but by an I/O error: not what the action did
+        registry.domain_event(link, uuid, VIR_DOMAIN_EVENT_SUSPENDED,
+                              VIR_DOMAIN_EVENT_SUSPENDED_IOERROR)
+        api.settle()
+        assert sorted(resyncs.uuids) == sorted([uuid, other, uuid])
+    registry.domain_event(link, uuid, VIR_DOMAIN_EVENT_SUSPENDED,
+                          VIR_DOMAIN_EVENT_SUSPENDED_PAUSED)  # the one it waited for
     api.settle()
-    assert sorted(resyncs.uuids) == sorted([uuid, other])
-    registry.domain_event(link, uuid, VIR_DOMAIN_EVENT_SUSPENDED)  # the one it waited for
-    api.settle()
-    assert sorted(resyncs.uuids) == sorted([uuid, other])
+    assert sorted(resyncs.uuids) == sorted([uuid, other, uuid])
 
 
 def test_an_action_that_fails_after_its_event_was_skipped_resyncs(sandbox, own, monkeypatch):
-    from libvirt import VIR_DOMAIN_EVENT_SUSPENDED
+    from libvirt import VIR_DOMAIN_EVENT_SUSPENDED, VIR_DOMAIN_EVENT_SUSPENDED_PAUSED
 
     api = sandbox
     uuid = new_vm(api, own, "running")
@@ -228,11 +243,30 @@ def test_an_action_that_fails_after_its_event_was_skipped_resyncs(sandbox, own, 
     link = type("Link", (), {"uuid": hv})()
     resyncs = Resyncs(api, monkeypatch)
     with pytest.raises(RuntimeError), api.registry.expecting(hv, uuid, "paused"):
-        api.registry.domain_event(link, uuid, VIR_DOMAIN_EVENT_SUSPENDED)  # skipped
+        api.registry.domain_event(link, uuid, VIR_DOMAIN_EVENT_SUSPENDED,
+                                  VIR_DOMAIN_EVENT_SUSPENDED_PAUSED)  # skipped
         raise RuntimeError("the call failed after all")
     api.settle()
     assert resyncs.uuids == [uuid]
     with pytest.raises(RuntimeError), api.registry.expecting(hv, uuid, "paused"):
         raise RuntimeError("failed before any event")
     api.settle()
-    assert resyncs.uuids == [uuid] and uuid not in api.registry._expected
+    assert resyncs.uuids == [uuid] and (hv, uuid) not in api.registry._expected
+
+
+def test_timestamps_are_stored_as_the_orm_stores_them(sandbox, own):
+    """The quick path's bind values go through the dialect's own types: on SQLite the text
+    SQLAlchemy writes, on PostgreSQL a timestamp with time zone."""
+    from sqlalchemy import text
+
+    api = sandbox
+    uuid = new_vm(api, own, "running")
+    api.ok("POST", f"/rest/machine/{uuid}/actions/suspend/")
+    with api.app.state.db.session(write=False) as s:
+        if s.get_bind().dialect.name == "sqlite":
+            updated, created = s.execute(text(
+                "SELECT updated_at, created_at FROM machines WHERE uuid = :u"), {"u": uuid}).one()
+            stamp = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}$"
+            assert re.match(stamp, created) and re.match(stamp, updated), (created, updated)
+    m = stored(api, uuid)
+    assert m.updated_at.tzinfo is not None and m.updated_at >= m.created_at

@@ -60,7 +60,7 @@ def test_a_live_claim_of_another_node_is_respected(api):
     gained, _ = ownership.renew([hv])
     assert gained == set() and not ownership.owns(hv)
     # events of a hypervisor another node owns are left to that node
-    api.registry.domain_event(type("L", (), {"uuid": hv})(), "x", 0)
+    api.registry.domain_event(type("L", (), {"uuid": hv})(), "x", 0, 0)
     assert not api.registry._pending
 
 

@@ -25,7 +25,7 @@ class Listener:
     def disconnected(self, link, reason: str) -> None:  # noqa: ANN001
         self.disconnects.append(reason)
 
-    def domain_event(self, link, uuid: str, event: int) -> None:  # noqa: ANN001
+    def domain_event(self, link, uuid: str, event: int, detail: int) -> None:  # noqa: ANN001
         pass
 
 

@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -313,6 +314,32 @@ def test_a_callback_raising_cleans_up_and_passes_its_exception_through(pool, tmp
     with pytest.raises(JobStop):
         upload_file(pool, "stopped.img", src, "raw", progress=progress)
     assert names(pool) == []
+
+
+def test_the_file_written_in_place_must_be_the_volume_libvirt_describes(pool):
+    """A local URI does not prove libvirtd sees our files (a container may hold the host's
+    libvirt socket): the file opened must carry the times libvirt reports for the volume,
+    else the upload streams. Another filesystem behind the same path is played by a view of
+    the volume whose description carries other times."""
+    size = MiB
+    vol = pool.createXML(f"<volume><name>same.raw</name><capacity>{size}</capacity>"
+                         "<allocation>0</allocation><target><format type='raw'/></target>"
+                         "</volume>", 0)
+
+    class ElsewhereView:
+        def XMLDesc(self, flags: int) -> str:  # noqa: N802
+            return re.sub(r"<mtime>[0-9.]+</mtime>", "<mtime>1.000000001</mtime>",
+                          vol.XMLDesc(flags))
+
+    target = storage._open_volume_file(pool.connect(), vol, size, "test")
+    try:
+        assert target is not None  # the very file: written in place
+    finally:
+        if target is not None:
+            os.close(target.fd)
+    assert storage._open_volume_file(pool.connect(), ElsewhereView(), size, "test") is None
+    assert storage._open_volume_file(pool.connect(), vol, size + 1, "test") is None
+    assert storage._ns("1795818611.16435") == 1795818611164350000
 
 
 class Failing(io.RawIOBase):

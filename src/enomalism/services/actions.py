@@ -235,6 +235,7 @@ def perform_quick(db: Database, registry: "HypervisorRegistry", user: Principal,
     call, done = spec
     load, store = _statements(db.engine)
     sqlite = db.engine.dialect.name == "sqlite"
+    failed: EnomalismError | None = None
     with raw_connection(db.engine) as conn:
         cur = conn.cursor()
         if sqlite:
@@ -254,21 +255,23 @@ def perform_quick(db: Database, registry: "HypervisorRegistry", user: Principal,
         try:
             with registry.expecting(parent, uuid, _EXPECTED.get(action)):
                 after = call(registry.connection(parent), uuid)
-        except (NotFound, InvalidState):
-            conn.rollback()  # the row, before the resync locks it
-            registry.resync_machine(parent, uuid)  # the inventory was behind libvirt
-            raise
-        if after is None:
+        except (NotFound, InvalidState) as e:
             conn.rollback()
-            with db.session() as s:
-                sync.mark_missing(s, parent, uuid)
-        elif after.state is None:  # a request the guest acts on; events tell
-            conn.rollback()
-        else:
+            failed, after = e, None
+        if failed is None and after is not None and after.state is not None:
             if sqlite:
                 cur.execute("BEGIN IMMEDIATE")
             cur.execute(store.sql, store.args({"machine_uuid": uuid, **_state_values(after)}))
             conn.commit()
+        else:  # nothing to write here (a request the guest acts on; events tell), or below
+            conn.rollback()
+    # With the connection given back (and PostgreSQL's row lock with it):
+    if failed is not None:
+        registry.resync_machine(parent, uuid)  # the inventory was behind libvirt
+        raise failed
+    if after is None:
+        with db.session() as s:
+            sync.mark_missing(s, parent, uuid)
     return {"errno": 0, "message": done.format(name=name)}
 
 

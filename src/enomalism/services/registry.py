@@ -33,10 +33,13 @@ log = logging.getLogger(__name__)
 
 WORKERS = 4  # threads writing events; one hypervisor's are never handled by two at once
 RESYNC_ALL = ""  # a queued "domain" meaning: resync the whole hypervisor
-# The state a lifecycle event says the domain is now in, for the events an action of this node
-# may be waiting for (`HypervisorRegistry.expecting`).
-EVENT_STATE = {libvirt.VIR_DOMAIN_EVENT_SUSPENDED: "paused",
-               libvirt.VIR_DOMAIN_EVENT_RESUMED: "running"}
+# The state a lifecycle event (event, detail) says the domain is now in, for the events an
+# action of this node may be waiting for (`HypervisorRegistry.expecting`): paused or resumed
+# by the API, not by an I/O error, a watchdog or a migration.
+EVENT_STATE = {
+    (libvirt.VIR_DOMAIN_EVENT_SUSPENDED, libvirt.VIR_DOMAIN_EVENT_SUSPENDED_PAUSED): "paused",
+    (libvirt.VIR_DOMAIN_EVENT_RESUMED, libvirt.VIR_DOMAIN_EVENT_RESUMED_UNPAUSED): "running",
+}
 EXPECT_FOR = 5.0  # seconds after an action during which its own event is recognised
 
 
@@ -58,8 +61,8 @@ class HypervisorRegistry:
         self._pending: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._cond = threading.Condition()
         self._busy: set[str] = set()  # hypervisors a worker is writing events of
-        # machine -> (state, since): an action of this node is leaving it in that state
-        self._expected: dict[str, tuple[str, float]] = {}
+        # (hypervisor, machine) -> (state, since): an action of this node leaves it so
+        self._expected: dict[tuple[str, str], tuple[str, float]] = {}
         self._stopping = False
         self._threads: list[threading.Thread] = []
 
@@ -256,16 +259,17 @@ class HypervisorRegistry:
         if self.ownership.owns(link.uuid):
             self.ownership.release(link.uuid)  # a node still connected takes it over
 
-    def domain_event(self, link: HypervisorLink, uuid: str, event: int) -> None:
+    def domain_event(self, link: HypervisorLink, uuid: str, event: int, detail: int) -> None:
         if not self.ownership.owns(link.uuid):
             return
-        state = EVENT_STATE.get(event)
+        state = EVENT_STATE.get((event, detail))
         if state is not None:
+            key = (link.uuid, uuid)
             with self._cond:
-                expected = self._expected.get(uuid)
+                expected = self._expected.get(key)
                 if expected is not None and expected[0] == state \
                         and time.monotonic() - expected[1] < EXPECT_FOR:
-                    del self._expected[uuid]  # the action's own event: it stores the state
+                    del self._expected[key]  # the action's own event: it stores the state
                     return
         self._queue(link.uuid, uuid)
 
@@ -277,19 +281,22 @@ class HypervisorRegistry:
         and write the same row again, competing with the action for the CPU and SQLite's
         write lock. That one event is skipped (it may arrive before the call returns). If the
         action fails after its event was skipped, the machine is resynced after all."""
-        if state is None:
+        if state is None or not self.ownership.owns(hv_uuid):  # its events are not ours
             yield
             return
-        mark = (state, time.monotonic())
+        key, mark = (hv_uuid, uuid), (state, time.monotonic())
         with self._cond:
-            self._expected[uuid] = mark
+            if len(self._expected) > 10_000:  # marks whose event never came (a lost link)
+                self._expected = {k: v for k, v in self._expected.items()
+                                  if mark[1] - v[1] < EXPECT_FOR}
+            self._expected[key] = mark
         try:
             yield
         except BaseException:
             with self._cond:
-                skipped = self._expected.get(uuid) is not mark
+                skipped = self._expected.get(key) is not mark
                 if not skipped:
-                    del self._expected[uuid]
+                    del self._expected[key]
             if skipped:
                 self._queue(hv_uuid, uuid)
             raise

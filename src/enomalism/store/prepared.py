@@ -10,7 +10,7 @@ the SQL nor a storage format is written twice.
 """
 
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from sqlalchemy import Engine
@@ -28,7 +28,9 @@ class Prepared:
         self._order = compiled.positiontup if compiled.positional else None
         self._processors = {}
         for bind, name in compiled.bind_names.items():
-            processor = bind.type.bind_processor(dialect)
+            # the dialect's own implementation of the type (SQLite's DateTime writes its own
+            # text format; the generic type has no processor at all)
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if processor is not None:
                 self._processors[name] = processor
 
@@ -47,7 +49,8 @@ def raw_connection(engine: Engine) -> Iterator[Any]:
     try:
         yield conn
     except BaseException:
-        conn.rollback()
+        with suppress(Exception):  # the error worth seeing is the one raised
+            conn.rollback()
         raise
     finally:
         conn.close()

@@ -153,7 +153,8 @@ def open_connection(uri: str, timeout: float | None = None) -> libvirt.virConnec
 class LinkListener(Protocol):
     def connected(self, link: "HypervisorLink", conn: libvirt.virConnect) -> None: ...
     def disconnected(self, link: "HypervisorLink", reason: str) -> None: ...
-    def domain_event(self, link: "HypervisorLink", uuid: str, event: int) -> None: ...
+    def domain_event(self, link: "HypervisorLink", uuid: str, event: int, detail: int) -> None:
+        ...
 
 
 class HypervisorLink:
@@ -323,5 +324,5 @@ class HypervisorLink:
             self._closed = why
             self._wake.set()
 
-    def _on_lifecycle(self, _conn, dom, event, _detail, _opaque) -> None:  # noqa: ANN001
-        self.listener.domain_event(self, dom.UUIDString(), event)
+    def _on_lifecycle(self, _conn, dom, event, detail, _opaque) -> None:  # noqa: ANN001
+        self.listener.domain_event(self, dom.UUIDString(), event, detail)

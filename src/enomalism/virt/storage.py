@@ -389,21 +389,41 @@ class _VolumeFile:
 def _open_volume_file(conn: libvirt.virConnect, vol: libvirt.virStorageVol, size: int,
                       where: str) -> _VolumeFile | None:
     """The volume's file, open for writing, when libvirtd runs on this machine and the file is
-    the empty one it just made and ours to write; None to go through the stream instead."""
+    the empty one it just made and ours to write; None to go through the stream instead.
+
+    A local URI does not prove that libvirtd sees this process's files (a container may hold
+    the host's libvirt socket), so the file opened must be the volume libvirt describes: the
+    same modification and change times to the nanosecond."""
     with _errors(conn, where):
         local = is_local(conn.getURI())
-        path = vol.path() if local else ""
-    if not local or not path.startswith("/"):
+        desc = vol.XMLDesc(0) if local else ""
+    if not local:
+        return None
+    try:
+        target = etree.fromstring(desc.encode()).find("target")
+        path = target.findtext("path") or ""
+        times = target.find("timestamps")
+        stamped = (_ns(times.findtext("mtime")), _ns(times.findtext("ctime")))
+    except (AttributeError, ValueError, etree.XMLSyntaxError):
+        return None
+    if not path.startswith("/"):
         return None
     try:
         fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:  # not ours to write (another user), or not on this machine's filesystem
         return None
     st = os.fstat(fd)
-    if stat.S_ISREG(st.st_mode) and st.st_size == size and st.st_blocks == 0:
+    if stat.S_ISREG(st.st_mode) and st.st_size == size and st.st_blocks == 0 \
+            and stamped == (st.st_mtime_ns, st.st_ctime_ns):
         return _VolumeFile(fd, where)
     os.close(fd)
     return None
+
+
+def _ns(stamp: str | None) -> int:
+    """libvirt's `<mtime>1795818611.164359795</mtime>` in nanoseconds."""
+    seconds, _, fraction = (stamp or "").partition(".")
+    return int(seconds) * 1_000_000_000 + int((fraction or "0").ljust(9, "0")[:9])
 
 
 def _check_qcow2_header(head: bytes) -> None:
@@ -572,6 +592,8 @@ class _ReadAhead:
                 if not buf:
                     return
                 left -= len(buf)
+            if self._stop.is_set():
+                return
             self._longer = bool(self._source.read(1))
             self._put(None)
         except BaseException as e:  # handed to the consumer, raised there
