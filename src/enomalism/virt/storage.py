@@ -26,7 +26,8 @@ image are sent as holes (nothing crosses the wire, nothing is written), and hole
 come back as zeros written to the sink.
 
 One shortcut: when libvirtd runs on this machine (a local URI) and the new volume is a file we
-may write, the upload writes the image into that file itself instead of through the stream.
+may write (the very file libvirt describes: same times to the nanosecond), the upload writes
+the image into that file itself instead of through the stream.
 The stream passes every byte through libvirtd and its I/O helper, two more processes, which
 held a full copy to about a third of the disk's speed here; the volume is still created,
 refreshed and deleted through the storage API, zero blocks are still left as holes, and the
