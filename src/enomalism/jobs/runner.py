@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_TIMEOUT = 120.0  # seconds without a heartbeat after which a running job is orphaned
 LOG_LIMIT = 200  # log lines kept per transaction
-PROGRESS_EVERY = 0.2  # seconds: progress is written at most this often (and at least every 1)
 
 
 class JobCancelled(Exception):
@@ -85,14 +84,11 @@ class JobContext:
         self._written_at = time.monotonic()
 
     def progress(self, completion: float, message: str | None = None) -> None:
-        """Report progress (0-100); written when it moved a percent (at most every
-        PROGRESS_EVERY seconds: each write is a transaction in the thread doing the work, and
-        a GiB copied at disk speed moves 50 percents in half a second) or a second passed."""
+        """Report progress (0-100); written when it moved a percent or a second passed."""
         pct = max(0, min(99, int(completion)))  # 100 is written when the job is done
         if message:
             self.log(message)
-        since = time.monotonic() - self._written_at
-        if (pct != self._completion and since >= PROGRESS_EVERY) or since >= 1.0:
+        if pct != self._completion or time.monotonic() - self._written_at >= 1.0:
             self._completion = pct
             self._update(completion=pct)
         self.check_cancelled()
