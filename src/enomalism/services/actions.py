@@ -149,31 +149,31 @@ def _lifecycle(action: str) -> Callable[[Context, Machine, ActionVars], str]:
             # acts, or a host that hangs (until keepalive gives up) would stop every writer.
             # PostgreSQL keeps this machine's row locked through the call instead.
             ctx.db.commit()
-        try:
-            with ctx.registry.expecting(m.parent_uuid, m.uuid, _EXPECTED.get(action)):
-                after = call(conn, m.uuid)
-        except (NotFound, InvalidState):
-            # The inventory was behind libvirt: keep the truth even though the action failed.
-            ctx.registry.resync_machine(m.parent_uuid, m.uuid, db=ctx.db)
-            ctx.db.commit()
-            raise
         # The state right after the action: what the call itself means where libvirt returns
         # only once it is so (suspend: paused, resume: running), else read on the same domain
         # handle (see driver._act). The name, persistence and definition (XML) are left as
         # stored: an action does not change them, and reading them back costs libvirt calls
         # on every action (docs/performance.md). Events keep them true when something else
-        # changes them.
-        if after is None:
-            sync.mark_missing(ctx.db, m.parent_uuid, m.uuid)
-        elif after.state is not None:  # else a request the guest acts on; events tell
-            _store_state(ctx, m, after)
+        # changes them. Stored inside `expecting`: a write that fails resyncs the machine.
+        try:
+            with ctx.registry.expecting(m.parent_uuid, m.uuid, _EXPECTED.get(action)):
+                after = call(conn, m.uuid)
+                if after is None:
+                    sync.mark_missing(ctx.db, m.parent_uuid, m.uuid)
+                elif after.state is not None:  # else a request the guest acts on; events tell
+                    _store_state(ctx, m, after)
+        except (NotFound, InvalidState):
+            # The inventory was behind libvirt: keep the truth even though the action failed.
+            ctx.registry.resync_machine(m.parent_uuid, m.uuid, db=ctx.db)
+            ctx.db.commit()
+            raise
         return done.format(name=m.name)
     return run
 
 
 # An action's state write, built once (building and caching the statement again on every
-# action costs more than the ORM flush it replaces).
-# A size left out (None) keeps the stored one.
+# action costs more than the ORM flush it replaces). A size left out (None) keeps the stored
+# one.
 _SIZES = ("vcpus", "memory_kib", "max_memory_kib")
 _STORE_STATE = update(Machine.__table__).where(
     Machine.__table__.c.uuid == bindparam("machine_uuid")).values(
@@ -253,18 +253,19 @@ def perform_quick(db: Database, registry: "HypervisorRegistry", user: Principal,
         if sqlite:
             conn.commit()  # as in _lifecycle: no write lock held while libvirt acts
         try:
-            with registry.expecting(parent, uuid, _EXPECTED.get(action)):
+            with registry.expecting(parent, uuid, _EXPECTED.get(action)):  # see _lifecycle
                 after = call(registry.connection(parent), uuid)
+                if after is not None and after.state is not None:
+                    if sqlite:
+                        cur.execute("BEGIN IMMEDIATE")
+                    cur.execute(store.sql,
+                                store.args({"machine_uuid": uuid, **_state_values(after)}))
+                    conn.commit()
+                else:  # nothing to write here (a request the guest acts on), or gone: below
+                    conn.rollback()
         except (NotFound, InvalidState) as e:
             conn.rollback()
             failed, after = e, None
-        if failed is None and after is not None and after.state is not None:
-            if sqlite:
-                cur.execute("BEGIN IMMEDIATE")
-            cur.execute(store.sql, store.args({"machine_uuid": uuid, **_state_values(after)}))
-            conn.commit()
-        else:  # nothing to write here (a request the guest acts on; events tell), or below
-            conn.rollback()
     # With the connection given back (and PostgreSQL's row lock with it):
     if failed is not None:
         registry.resync_machine(parent, uuid)  # the inventory was behind libvirt

@@ -159,7 +159,6 @@ class DomainState:
 
 
 UNCHANGED = DomainState(None)  # a request the guest acts on later (shutdown, reboot)
-_READ = "read"  # `_act`: ask libvirt for the state after the call
 
 
 # Domain handles the lifecycle actions looked up, per connection. A handle is good for its
@@ -171,7 +170,7 @@ _handles: "weakref.WeakKeyDictionary[libvirt.virConnect, dict[str, libvirt.virDo
 
 
 def _act(conn: libvirt.virConnect, uuid: str, action: Callable[[libvirt.virDomain], object],
-         after: DomainState | str = _READ) -> DomainState | None:
+         after: DomainState | None = None) -> DomainState | None:
     """Do `action` on the domain, then return its state: `after` where the call itself tells
     (libvirt returns from a suspend once the domain is paused; a shutdown request changes
     nothing until the guest acts, and its events say when), else read on the same handle,
@@ -192,7 +191,7 @@ def _act(conn: libvirt.virConnect, uuid: str, action: Callable[[libvirt.virDomai
         with libvirt_errors():
             action(dom)
         handles[uuid] = dom
-    if after is not _READ:
+    if after is not None:
         return after
     with libvirt_errors():
         try:
