@@ -35,5 +35,7 @@ DO $$ BEGIN
     CREATE ROLE enomalism LOGIN CREATEDB PASSWORD 'enomalism';
   END IF;
 END $$;
+-- DROP DATABASE ... WITH (FORCE) of a test database must also end an autovacuum worker in it
+GRANT pg_signal_backend TO enomalism;
 SQL
 echo "postgresql+psycopg://enomalism:enomalism@127.0.0.1:$PORT" >&3

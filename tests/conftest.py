@@ -89,9 +89,16 @@ def _drop_test_databases() -> Iterator[None]:
     """Drop the PostgreSQL databases this run created, so runs do not pile them up."""
     yield
     if _CREATED:
+        import warnings
+
+        import psycopg
+
         with _admin_connection() as c:
             for name in _CREATED:
-                c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                try:
+                    c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                except psycopg.Error as e:  # housekeeping: the tests' outcome stands
+                    warnings.warn(f"test database {name} was left behind: {e}", stacklevel=1)
 
 
 class Api:
