@@ -4,12 +4,15 @@ Two figures, each a ratio against a baseline measured in the same run, interleav
 
 3. **Retrieval over loopback**: the server's `retrieve` transaction for a 1 GiB package
    (`POST /rest/vmfeed/repo/package/<UUID>/` until the transaction is done: the download with
-   its running sha256, the final fsync, then `read_package` and `verify_package`, which
-   decompresses every image and checks its size and sha256) against a plain httpx streaming
-   download of the same file from the same server (`python -m http.server` in its own process)
-   to the same disk. The package holds a 1 GiB image of random bytes (so it is 1 GiB too).
-   Between runs the package is uncached (`DELETE /rest/vmfeed/repo/package/<UUID>/`).
-   Target: at least 80 percent of the baseline's speed.
+   its running sha256 checked against the feed's, then the archive's structure read; the file
+   is synced to the disk after the transaction, in the background, as docs/provisioning.md
+   says) against a plain httpx streaming download of the same file from the same server
+   (`python -m http.server` in its own process) to the same disk, which does not sync either;
+   beside it, the same followed by fdatasync. The package holds a 1 GiB image of random bytes
+   (so it is 1 GiB too). Between runs the package is uncached (`DELETE
+   /rest/vmfeed/repo/package/<UUID>/`), and every step starts with `sync`, so that nothing one
+   step left to write is billed to the next. Target: at least 80 percent of the baseline's
+   speed.
 4. **`package` export through the server**: `POST /rest/machine/<UUID>/actions/package/` of a
    shut-off machine whose disk is a 1 GiB raw file (200 MiB random, 300 MiB of the host's
    binaries, the rest holes), until the transaction is done (zstd of the image into the archive,

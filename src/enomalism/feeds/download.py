@@ -17,9 +17,11 @@ import hashlib
 import os
 import queue
 import re
+import socket
+import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -133,6 +135,19 @@ class _LargeReadStream(httpcore.NetworkStream):
 
     def get_extra_info(self, info: str) -> Any:
         return self._stream.get_extra_info(info)
+
+
+def _cleartext_socket(resp: httpx.Response) -> socket.socket | None:
+    """The plain TCP socket under an HTTP/1.1 answer, or None (TLS, or a stream that is not
+    a socket of its own: a body there must be read through httpx)."""
+    stream = resp.extensions.get("network_stream")
+    if stream is None or resp.http_version != "HTTP/1.1":
+        return None
+    sock = stream.get_extra_info("socket")
+    if not isinstance(sock, socket.socket) or isinstance(sock, ssl.SSLSocket) \
+            or stream.get_extra_info("ssl_object") is not None:
+        return None
+    return sock
 
 
 class _LargeReads(httpcore.NetworkBackend):
@@ -325,9 +340,10 @@ class _Transfer:
     def __init__(self, part: PartFile, url: str, auth: Auth | None, want_hash: bool,
                  expected_size: int | None,
                  progress: Callable[[int, int | None], None] | None,
-                 cancelled: Callable[[], bool] | None, fsync: bool = True) -> None:
+                 cancelled: Callable[[], bool] | None, fsync: bool = True,
+                 timeout: float = TIMEOUT) -> None:
         self.part, self.url, self.auth = part, url, auth
-        self.fsync = fsync
+        self.fsync, self.timeout = fsync, timeout
         self.f = part.file
         self.expected_size = expected_size
         self.progress, self.cancelled = progress, cancelled
@@ -386,7 +402,7 @@ class _Transfer:
                 if started is not None:
                     return started
                 write, sha, writeback = self.f.write, self.sha, self.writeback
-                for chunk in resp.iter_bytes():
+                for chunk in self._body(resp):
                     if sha is not None:  # first: hashes while the chunk is being written
                         sha.update(chunk)
                     n = write(chunk)
@@ -400,6 +416,37 @@ class _Transfer:
         except httpx.HTTPError as e:
             raise _Retry(_network_error(e, self.url)) from None
         return True
+
+    def _body(self, resp: httpx.Response) -> Iterator[bytes]:
+        """The answer's body. A body of known length, not encoded, on a cleartext
+        connection is read straight from the socket once h11 has handed over what it holds
+        already: through h11 each MiB is copied three times, under the GIL, which the
+        hashing thread then waits for (a tenth of a GiB's download here). The connection is
+        then not reused: h11 still expects the body, so httpx closes it."""
+        length = resp.headers.get("content-length", "")
+        sock = _cleartext_socket(resp)
+        if (sock is None or not length.isdigit() or "content-encoding" in resp.headers
+                or "transfer-encoding" in resp.headers):
+            yield from resp.iter_bytes()
+            return
+        left = int(length)
+        raw = resp.iter_raw()  # kept, not closed: closing it would close the connection
+        if (chunk := next(raw, b"")):  # what h11 holds already, or its first read
+            left -= len(chunk)
+            yield chunk
+        sock.settimeout(self.timeout)
+        while left > 0:
+            try:
+                chunk = sock.recv(min(left, READ_SIZE))
+            except TimeoutError:
+                raise httpx.ReadTimeout("no data for too long") from None
+            except OSError as e:
+                raise httpx.ReadError(str(e)) from None
+            if not chunk:
+                raise httpx.RemoteProtocolError("the server closed the connection "
+                                                f"{left} bytes before the end of the body")
+            left -= len(chunk)
+            yield chunk
 
     def _start(self, resp: httpx.Response, offset: int) -> bool | None:
         """Look at the answer's status and headers: None to read the body, else what
@@ -445,6 +492,26 @@ class _Transfer:
                                "corrupt or the package changed; it was discarded")
 
 
+def _receive(t: _Transfer, client: httpx.Client, retries: int) -> None:
+    """Read the body into the .part, retrying a broken connection `retries` times."""
+    failures = 0
+    while True:
+        try:
+            if t.attempt(client):
+                return
+            if not t.attempt(client):  # from the start, the .part emptied: no Range
+                raise InvalidInput(f"{redact(t.url)} does not answer Range requests "
+                                   "consistently")
+            return
+        except _Retry as r:
+            failures += 1
+            if failures > retries:
+                t.part.keep = t.done > 0
+                raise r.error from None
+            time.sleep(min(RETRY_DELAY * 2 ** (failures - 1), 5.0))
+            t.tick(force=True)
+
+
 def download(url: str, dest: Path, *, auth: Auth | None = None,
              expected_size: int | None = None, expected_sha256: str | None = None,
              progress: Callable[[int, int | None], None] | None = None,
@@ -454,10 +521,13 @@ def download(url: str, dest: Path, *, auth: Auth | None = None,
 
     Streams into `dest.part` (resuming one left by an earlier attempt with a Range request;
     a server that ignores Range is read from the start), retrying a broken connection
-    `retries` times. `progress(done, total)` and `cancelled()` are called every 0.2 s or so;
-    cancelling removes the `.part` and raises DownloadCancelled. A size or sha256 mismatch
-    removes the `.part` and raises InvalidInput; a network failure raises InvalidInput and
-    keeps the `.part` for the next attempt. Only a verified file is renamed to `dest`.
+    `retries` times. A resumed `.part` whose whole does not match the sha256 (what was there
+    was not a part of this file) is read once more from the start. `progress(done, total)` and
+    `cancelled()` are called every 0.2 s or so; cancelling removes the `.part` and raises
+    DownloadCancelled. A size or sha256 mismatch removes the `.part` and raises InvalidInput;
+    a network failure raises InvalidInput and keeps the `.part` for the next attempt. Only a
+    verified file is renamed to `dest`. With `fsync` False the caller puts it on the disk
+    (services/package_sync.py); nothing starts writing it back early either.
     """
     url, auth = _prepare(url, auth)
     if expected_sha256 is not None:
@@ -469,25 +539,16 @@ def download(url: str, dest: Path, *, auth: Auth | None = None,
     busy = f"{dest.name} is already being downloaded"
     with PartFile(part_path, busy, truncate=False) as part, _client(auth, timeout) as client:
         t = _Transfer(part, url, auth, expected_sha256 is not None, expected_size, progress,
-                      cancelled, fsync)
+                      cancelled, fsync, timeout)
         try:
             t.tick(force=True)
-            failures = 0
-            while True:
-                try:
-                    if t.attempt(client):
-                        break
-                    if not t.attempt(client):  # from the start, the .part emptied: no Range
-                        raise InvalidInput(f"{redact(url)} does not answer Range requests "
-                                           "consistently")
-                    break
-                except _Retry as r:
-                    failures += 1
-                    if failures > retries:
-                        part.keep = t.done > 0
-                        raise r.error from None
-                    time.sleep(min(RETRY_DELAY * 2 ** (failures - 1), 5.0))
-                    t.tick(force=True)
+            resumed = t.done > 0
+            _receive(t, client, retries)
+            if resumed and expected_sha256 is not None \
+                    and t.sha.hexdigest() != expected_sha256:
+                t.restart()
+                t.tick(force=True)
+                _receive(t, client, retries)
             t.verify(expected_sha256)
             t.tick(force=True)
             part.commit(dest, fsync)

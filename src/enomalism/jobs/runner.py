@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from enomalism.errors import EnomalismError
 from enomalism.jobs import locks, states, undo
+from enomalism.services.package_sync import PackageSync
 from enomalism.services.registry import HypervisorRegistry
 from enomalism.store.db import Database
 from enomalism.store.models import Machine, Transaction, utcnow
@@ -156,6 +157,7 @@ class Runner:
                  timeout: float = HEARTBEAT_TIMEOUT) -> None:
         self.db, self.registry, self.node_id, self.threads = db, registry, node_id, threads
         self.packages_dir = packages_dir
+        self.package_sync = PackageSync(db, node_id, registry.ownership.lease)
         self.timeout = timeout  # seconds without a heartbeat after which a job is orphaned
         self._wake = threading.Condition()
         self._stopping = False
@@ -163,6 +165,7 @@ class Runner:
 
     def start(self) -> None:
         self.recover()
+        self.package_sync.start()
         targets = [self._loop] * self.threads + [self._heartbeat]
         for i, target in enumerate(targets):
             t = threading.Thread(target=target, name=f"jobs-{i}", daemon=True)
@@ -175,6 +178,7 @@ class Runner:
             self._wake.notify_all()
         for t in self._workers:
             t.join(timeout=30)
+        self.package_sync.stop()
 
     def notify(self) -> None:
         """A job was queued (or cancelled): wake the threads now rather than at their poll."""
@@ -195,6 +199,7 @@ class Runner:
                         Transaction.state == "running", Transaction.claimed_by == self.node_id)
                         .values(heartbeat_at=utcnow()))
                 self.take_over()
+                self.package_sync.take_over()
             except Exception:
                 log.exception("writing the job heartbeat failed")
 

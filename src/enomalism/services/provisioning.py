@@ -216,19 +216,22 @@ def queue_package(ctx: Context, uuid: str, *, name: str | None, description: str
 
 # -- retrieval -----------------------------------------------------------------------------
 
-def _retrieve(job: JobContext, pkg_uuid: str, scale: Callable[[float], float]) -> Path:
-    """Download a package into the cache, verify it, and mark it cached."""
+def _retrieve(job: JobContext, pkg_uuid: str,
+              scale: Callable[[float], float]) -> tuple[Path, int]:
+    """Download a package into the cache, verify it, and mark it cached: its file and size.
+    (The file may be taken back to a .part if it cannot be written to the disk.)"""
     with _one_at_a_time(job, "package", pkg_uuid):
         return _retrieve_now(job, pkg_uuid, scale)
 
 
-def _retrieve_now(job: JobContext, pkg_uuid: str, scale: Callable[[float], float]) -> Path:
+def _retrieve_now(job: JobContext, pkg_uuid: str,
+                  scale: Callable[[float], float]) -> tuple[Path, int]:
     with job.db.session() as s:
         p = s.get(Package, pkg_uuid)
         if p is None:
             raise InvalidState("the package was deleted")
         if p.state == "cached" and p.path and Path(p.path).exists():
-            return Path(p.path)
+            return Path(p.path), p.size
         url, auth, length, sha = p.url, auth_of(p.repository), p.length, p.sha256
         previous, p.state = p.state, "retrieving"
     job.will_create("package_state", uuid=pkg_uuid, state=previous)
@@ -243,7 +246,7 @@ def _retrieve_now(job: JobContext, pkg_uuid: str, scale: Callable[[float], float
     try:
         try:
             dl.download(url, dest, auth=auth, expected_size=length, expected_sha256=sha,
-                        progress=progress, cancelled=job.cancel_requested)
+                        progress=progress, cancelled=job.cancel_requested, fsync=False)
         except dl.DownloadCancelled:
             raise JobCancelled() from None
         job.progress(scale(90), "verifying the package")
@@ -268,22 +271,25 @@ def _retrieve_now(job: JobContext, pkg_uuid: str, scale: Callable[[float], float
         job.created_ok("file", path=str(dest))
         job.created_ok("package_state", uuid=pkg_uuid, state=previous)
         raise
+    mark, size = job.runner.package_sync.mark(job.txid), dest.stat().st_size
     with job.db.session() as s:
         p = s.get(Package, pkg_uuid)
-        p.state, p.path, p.size = "cached", str(dest), dest.stat().st_size
+        p.state, p.path, p.size = "cached", str(dest), size
+        p.unsynced = mark
         p.manifest = manifest.to_json()
         p.virt_class = p.virt_class or manifest.virt_class
         p.arch = p.arch or manifest.arch
         p.version = p.version or manifest.version
     job.created_ok("file", path=str(dest))
     job.created_ok("package_state", uuid=pkg_uuid, state=previous)
-    return dest
+    job.runner.package_sync.later(pkg_uuid, dest, mark)
+    return dest, size
 
 
 @handler("retrieve")
 def retrieve(job: JobContext) -> dict[str, Any]:
-    path = _retrieve(job, job.params["package"], lambda pct: pct)
-    return {"package": job.params["package"], "size": path.stat().st_size}
+    _path, size = _retrieve(job, job.params["package"], lambda pct: pct)
+    return {"package": job.params["package"], "size": size}
 
 
 # -- provision -----------------------------------------------------------------------------
@@ -361,7 +367,7 @@ def provision(job: JobContext) -> dict[str, Any]:
                 except IntegrityError:
                     raise Conflict(f"address {nic['address']} of this provision was taken "
                                    "meanwhile; provision again for a new one") from None
-    path = _retrieve(job, prm["package"], lambda pct: pct * 0.4)
+    path, _size = _retrieve(job, prm["package"], lambda pct: pct * 0.4)
     _legacy, xml_text = archive.read_package(path)
     with job.db.session(write=False) as s:
         manifest = archive.Manifest.from_json(s.get(Package, prm["package"]).manifest)

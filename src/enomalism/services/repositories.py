@@ -191,5 +191,5 @@ def uncache(ctx: Context, uuid: str) -> str:
     if _busy(ctx, p):
         raise InvalidState(f"package {p.name} is busy with a transaction; cancel it first")
     _remove_file(p)
-    p.state, p.path, p.size = "remote", None, None
+    p.state, p.path, p.size, p.unsynced = "remote", None, None, None
     return f"local copy of {p.name} removed"

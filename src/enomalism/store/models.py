@@ -348,6 +348,9 @@ class Package(Base):
     size: Mapped[int | None] = mapped_column(Integer)
     manifest: Mapped[dict | None] = mapped_column(JSON)
     owner_uuid: Mapped[str | None] = mapped_column(ForeignKey("users.uuid", ondelete="SET NULL"))
+    # "<node> <boot id> <txid>" while the retrieved file may still be in that machine's
+    # memory only (services/package_sync.py); None once it is on the disk.
+    unsynced: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
