@@ -172,6 +172,8 @@ def report(b: Bench, pkg_size: int, disk_size: int, retr: list, plain: list, pla
          "1.00"],
         ["httpx download + fdatasync", str(len(plain_d)), f"{hd:.0f}",
          f"{mib / hd * 1000:.0f}", f"{hd / r:.2f}"]]))
+    print("rounds, ms: retrieve " + " ".join(f"{x:.0f}" for x in retr)
+          + "; httpx " + " ".join(f"{x:.0f}" for x in plain))
     print(f"ratio (httpx time / retrieve time) {h / r:.2f}; target 0.80: "
           f"{verdict(h / r >= 0.8)}")
     e, t = median(export), median(tar)
@@ -182,6 +184,8 @@ def report(b: Bench, pkg_size: int, disk_size: int, retr: list, plain: list, pla
          f"{dmib / e * 1000:.0f}", f"{median(export_size) / MiB:.0f}", f"{t / e:.2f}"],
         ["tar -I 'zstd -T0' -cf", str(len(tar)), f"{t:.0f}", f"{dmib / t * 1000:.0f}",
          f"{median(tar_size) / MiB:.0f}", "1.00"]]))
+    print("rounds, ms: export " + " ".join(f"{x:.0f}" for x in export)
+          + "; tar " + " ".join(f"{x:.0f}" for x in tar))
     print(f"ratio (tar time / export time) {t / e:.2f}; target 0.80: {verdict(t / e >= 0.8)}")
 
 

@@ -261,9 +261,11 @@ def test_download(server, tmp_path):
     assert server.requests[-1]["accept-encoding"] == "identity"
 
 
-def test_a_plain_body_is_read_from_the_socket(server, tmp_path, monkeypatch):
+@pytest.mark.parametrize("protocol", ["HTTP/1.1", "HTTP/1.0"])  # 1.0: python -m http.server
+def test_a_plain_body_is_read_from_the_socket(server, tmp_path, monkeypatch, protocol):
     """The body of a cleartext answer of known length bypasses h11 (see _Transfer._body); a
     later httpx that no longer exposes the socket would quietly lose that."""
+    server.httpd.RequestHandlerClass.protocol_version = protocol
     found = []
     real = dl._cleartext_socket
     monkeypatch.setattr(dl, "_cleartext_socket", lambda resp: found.append(real(resp)) or found[-1])

@@ -138,10 +138,10 @@ class _LargeReadStream(httpcore.NetworkStream):
 
 
 def _cleartext_socket(resp: httpx.Response) -> socket.socket | None:
-    """The plain TCP socket under an HTTP/1.1 answer, or None (TLS, or a stream that is not
+    """The plain TCP socket under an HTTP/1.x answer, or None (TLS, or a stream that is not
     a socket of its own: a body there must be read through httpx)."""
     stream = resp.extensions.get("network_stream")
-    if stream is None or resp.http_version != "HTTP/1.1":
+    if stream is None or resp.http_version not in ("HTTP/1.0", "HTTP/1.1"):
         return None
     sock = stream.get_extra_info("socket")
     if not isinstance(sock, socket.socket) or isinstance(sock, ssl.SSLSocket) \
