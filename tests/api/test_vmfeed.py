@@ -145,6 +145,10 @@ def test_add_a_feed_and_list_its_packages(api, srv, pkgs):
     assert set(listed) >= {"packages", "errno", "message"} and listed["errno"] == 0
     assert {p["uuid"] for p in listed["packages"]} == {p["uuid"] for p in body["packages"]}
     assert api.ok("GET", "/rest/vmfeed/", params={"state": "cached"})["packages"] == []
+    assert len(api.ok("GET", "/rest/vmfeed/", params={"state": "remote"})["packages"]) == 2
+    assert len(api.ok("GET", "/rest/vmfeed/", params={"state": ""})["packages"]) == 2
+    body = expect_error(api.get("/rest/vmfeed/", params={"state": "bogus"}), 400, 1000)
+    assert "remote, retrieving, cached" in body["message"]
 
     repos = api.ok("GET", "/rest/vmfeed/repo/")["repositories"]
     assert [(r["uuid"], r["url"], r["title"], r["packages"], r["has_credentials"])

@@ -125,8 +125,13 @@ def list_repositories(ctx: Context) -> list[Repository]:
 
 # -- packages ------------------------------------------------------------------------------
 
+PACKAGE_STATES = ("remote", "retrieving", "cached")
+
+
 def list_packages(ctx: Context, *, state: str | None = None) -> list[Package]:
     q = select(Package).order_by(Package.name, Package.version, Package.uuid)
+    if state and state not in PACKAGE_STATES:
+        raise InvalidInput(f"state must be one of {', '.join(PACKAGE_STATES)}, not '{state}'")
     if state:
         q = q.where(Package.state == state)
     if (clause := access.readable(ctx, Package)) is not None:
