@@ -807,8 +807,10 @@ class Users(_Resource):
                full_name: str | None = None) -> User:
         return self._act(uuid, "update", email=email, full_name=full_name)
 
-    def set_password(self, uuid: str, password: str) -> User:
-        return self._act(uuid, "set_password", password=password)
+    def set_password(self, uuid: str, password: str, old_password: str | None = None) -> User:
+        """Your own password needs `old_password`, the current one; an administrator setting
+        another user's does not."""
+        return self._act(uuid, "set_password", password=password, old_password=old_password)
 
     def enable(self, uuid: str) -> User:
         return self._act(uuid, "enable")

@@ -165,13 +165,59 @@ def test_set_password_by_the_admin(shared_api):
     assert logs_in(api, (alice.name, "a-new-password"))
 
 
-def test_users_set_their_own_password(shared_api):
+def test_users_set_their_own_password_with_the_current_one(shared_api):
     api = shared_api
     alice = new_user(api)
-    r = act(api, alice.uuid, "set_password", auth=alice.auth, password="mine-and-only-mine")
+    r = act(api, alice.uuid, "set_password", auth=alice.auth, password="mine-and-only-mine",
+            old_password=alice.password)
     assert r.status_code == 200, r.text
     assert not logs_in(api, alice.auth)
     assert logs_in(api, (alice.name, "mine-and-only-mine"))
+
+
+def test_ones_own_password_does_not_change_without_the_current_one(shared_api):
+    api = shared_api
+    alice = new_user(api)
+    token = api.ok("PUT", "/rest/tokens/", data={"name": "left-open"}, auth=alice.auth)["secret"]
+    body = expect_error(act(api, alice.uuid, "set_password", auth=alice.auth,
+                            password="taken-over-now"), 400, 1001)
+    assert "old_password" in body["message"]
+    for who in (alice.auth, token):  # a token left open is not enough either
+        auth = who if isinstance(who, tuple) else None
+        headers = {} if auth else {"Authorization": f"Bearer {who}"}
+        r = api.post(f"/rest/user/{alice.uuid}/", auth=auth, headers=headers,
+                     data={"action": "set_password", "password": "taken-over-now",
+                           "old_password": "a-wrong-guess"})
+        body = expect_error(r, 403, 1101)
+        assert "not your current password" in body["message"]
+    assert logs_in(api, alice.auth) and not logs_in(api, (alice.name, "taken-over-now"))
+    assert "user.set_password" not in {e["action"] for e in api.ok(
+        "GET", "/rest/audit/", params={"object": alice.uuid})["entries"]}
+
+
+def test_wrong_old_passwords_are_throttled_like_failed_logins(shared_api):
+    api = shared_api
+    alice = new_user(api)
+    try:
+        for _ in range(api.app.state.throttle.limit):
+            expect_error(act(api, alice.uuid, "set_password", auth=alice.auth,
+                             password="taken-over-now", old_password="a-wrong-guess"), 403, 1101)
+        r = act(api, alice.uuid, "set_password", auth=alice.auth, password="taken-over-now",
+                old_password=alice.password)  # even the right one, for now
+        assert r.status_code == 429 and r.headers["retry-after"], r.text
+    finally:
+        api.app.state.throttle.succeeded(alice.name, "testclient")
+    assert logs_in(api, alice.auth)
+
+
+def test_an_administrator_changing_their_own_password_gives_the_current_one(shared_api):
+    api = shared_api
+    boss = new_user(api, admin="true")
+    expect_error(act(api, boss.uuid, "set_password", auth=boss.auth,
+                     password="the-boss-new-one"), 400, 1001)
+    r = act(api, boss.uuid, "set_password", auth=boss.auth, password="the-boss-new-one",
+            old_password=boss.password)
+    assert r.status_code == 200, r.text
 
 
 @pytest.mark.parametrize("by", ["uuid", "name"])
@@ -472,7 +518,7 @@ def test_a_changed_password_is_refused_at_once_though_cached(shared_api):
     assert logs_in(api, (alice.name, "the-next-password"))
     # changed by herself, with her cached credential
     act(api, alice.uuid, "set_password", auth=(alice.name, "the-next-password"),
-        password="a-third-password")
+        password="a-third-password", old_password="the-next-password")
     assert not logs_in(api, (alice.name, "the-next-password"))
     assert logs_in(api, (alice.name, "a-third-password"))
 

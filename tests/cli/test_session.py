@@ -35,7 +35,10 @@ def test_login_asks_writes_a_private_config_and_later_commands_use_the_token(clo
     r = invoke("user", "list", "--json")
     assert [u["username"] for u in r.json] == [ALICE]
     r = invoke("user", "passwd", "--password-stdin", input=f"{ALICE_PASSWORD}\n")
-    assert r.code == 0, r.all  # "yourself" is the login's user
+    assert r.code != 0 and "no password on standard input" in r.all  # the current one first
+    r = invoke("user", "passwd", "--password-stdin",
+               input=f"{ALICE_PASSWORD}\n{ALICE_PASSWORD}\n")
+    assert r.code == 0, r.all  # "yourself" is the login's user, the current password asked
 
 
 def test_login_json_and_again_replaces_the_token(cloud, isolated):

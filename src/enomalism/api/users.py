@@ -111,6 +111,8 @@ class UserVars(Vars):
     email: str | None = Field(None, description="for update")
     full_name: str | None = Field(None, description="for update")
     password: str | None = Field(None, description="for set_password")
+    old_password: str | None = Field(None, description="for set_password of your own password: "
+                                     "the current one")
     group: str | None = Field(None, description="a group id or name, for add_group/remove_group")
     admin: bool | None = Field(None, description="for set_admin")
 
@@ -194,7 +196,8 @@ def update_user(uuid: str, ctx: Ctx, v: Annotated[UserVars, http_vars(UserVars)]
     if not v.action:
         return {"user": user_obj(u), "errno": 0, "message": ""}
     message = users.update_user(ctx, u, v.action, email=v.email, full_name=v.full_name,
-                                password=v.password, group=v.group, admin=v.admin)
+                                password=v.password, old_password=v.old_password,
+                                group=v.group, admin=v.admin)
     ctx.db.flush()
     return {"user": user_obj(u), "errno": 0, "message": message}
 

@@ -130,6 +130,7 @@ class Cli:
             self.out = Console(highlight=False, soft_wrap=False, width=1000)
         self.err = Console(stderr=True, highlight=False)
         self._client: Client | None = None
+        self.password: str | None = None  # the password the client logs in with, if any
         self._settings: dict[str, str] | None = None
 
     # -- configuration and connection -----------------------------------------------------
@@ -176,6 +177,7 @@ class Cli:
             o = self.opts
             if o.user and o.password is not None:
                 self._client = Client(self.server, o.user, o.password)
+                self.password = o.password
             elif o.token:
                 self._client = Client(self.server, token=o.token)
             elif (tok := self.stored_token()) and (not o.user or
@@ -184,6 +186,7 @@ class Cli:
             elif o.user:
                 password = ask(f"Password for {o.user} at {self.server}", hide=True)
                 self._client = Client(self.server, o.user, password)
+                self.password = password
             else:
                 raise CLIError(
                     f"not logged in to {self.server}: run `enomalism login`, or give --user "

@@ -106,14 +106,20 @@ def user_passwd(
     user: Annotated[str | None, typer.Argument(help="the user (default: yourself)")] = None,
     password_stdin: PasswordStdin = False,
 ) -> None:
-    """Set a password (your own, or as an administrator anyone's)."""
+    """Set a password (your own, or as an administrator anyone's). Your own needs the current
+    one: the password you log in with, else it is asked for (with --password-stdin and a
+    token login: the first line, the new password the second)."""
     c = cli().client()
     ref = user or cli().username
     if not ref:
         raise CLIError("name the user: enomalism user passwd USER", errno=1001)
     target = lookup.user(c, ref)
+    current = None
+    if target.username == cli().username:
+        current = cli().password or read_secret(
+            f"Current password for {target.username}", password_stdin, confirm=False)
     password = read_secret(f"New password for {target.username}", password_stdin)
-    u = c.users.set_password(target.uuid, password)
+    u = c.users.set_password(target.uuid, password, old_password=current)
     cli().emit(u, lambda: cli().say(f"password of {u.username} changed"))
 
 

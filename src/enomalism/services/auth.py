@@ -85,6 +85,13 @@ class CredentialCache:
                 del self._entries[k]
 
 
+def password_matches(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
 def authenticate(db: Session, cache: CredentialCache, username: str, password: str) -> Principal:
     who = cache.get(username, password)
     if who is not None:

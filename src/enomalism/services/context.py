@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 if TYPE_CHECKING:
     from enomalism.jobs.runner import Runner
-    from enomalism.services.auth import CredentialCache
+    from enomalism.services.auth import CredentialCache, LoginThrottle
     from enomalism.services.registry import HypervisorRegistry
 
 
@@ -26,6 +26,7 @@ class Context:
     user: Principal
     source: str | None = None  # the client's address, for the audit log and rate limits
     credentials: "CredentialCache | None" = None  # verified passwords, dropped on changes
+    throttle: "LoginThrottle | None" = None  # failed logins (and wrong old passwords)
     jobs: "Runner | None" = None  # the transaction runner, woken when a job is queued
     # The user's UUID and their groups' UUIDs, read once per request when first needed.
     principals: frozenset[str] | None = field(default=None, repr=False)

@@ -10,9 +10,16 @@ import uuid as uuidlib
 
 from sqlalchemy import event, select
 
-from enomalism.errors import Conflict, InvalidInput, MissingVariable, NotFound, UnknownAction
+from enomalism.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    MissingVariable,
+    NotFound,
+    UnknownAction,
+)
 from enomalism.services import access, audit
-from enomalism.services.auth import hash_password
+from enomalism.services.auth import hash_password, password_matches
 from enomalism.services.context import Context
 from enomalism.services.lookup import require
 from enomalism.store.models import Grant, Group, User, utcnow
@@ -117,7 +124,8 @@ def _keep_an_admin(ctx: Context, user: User, doing: str) -> None:
 
 def update_user(ctx: Context, user: User, action: str, *, email: str | None = None,
                 full_name: str | None = None, password: str | None = None,
-                group: str | None = None, admin: bool | None = None) -> str:
+                old_password: str | None = None, group: str | None = None,
+                admin: bool | None = None) -> str:
     """One `action` on a user; returns the message. Forgets cached credentials when the
     user's access changes."""
     if action not in USER_ACTIONS:
@@ -135,6 +143,8 @@ def update_user(ctx: Context, user: User, action: str, *, email: str | None = No
         return f"user {user.username} updated"
     if action == "set_password":
         access.require(ctx, user, "modify", "user")
+        if user.uuid == ctx.user.uuid:
+            _check_old_password(ctx, user, old_password)
         user.password_hash = hash_password(check_password(password, user.username))
         user.password_changed_at = utcnow()
         audit.record(ctx, "user.set_password", user.uuid)
@@ -168,6 +178,24 @@ def update_user(ctx: Context, user: User, action: str, *, email: str | None = No
         audit.record(ctx, f"user.{action}", user.uuid, admin=admin)
     forget_credentials(ctx, user.uuid)
     return f"user {user.username}: {action.replace('_', ' ')} done"
+
+
+def _check_old_password(ctx: Context, user: User, old_password: str | None) -> None:
+    """Your own password changes only with the current one, so that a token or a session
+    left open is not enough to take the account. A wrong one counts as a failed login (and
+    is throttled like one); an administrator resetting someone else's needs none."""
+    if not old_password:
+        raise MissingVariable("the variable 'old_password' (your current password) is required "
+                              "to change your own password")
+    source = ctx.source or ""
+    if ctx.throttle is not None:
+        ctx.throttle.check(user.username, source)
+    if not password_matches(user.password_hash, old_password):
+        if ctx.throttle is not None:
+            ctx.throttle.failed(user.username, source)
+        raise Forbidden("old_password is not your current password; nothing was changed")
+    if ctx.throttle is not None:
+        ctx.throttle.succeeded(user.username, source)
 
 
 def forget_credentials(ctx: Context, user_uuid: str) -> None:
