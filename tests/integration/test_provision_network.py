@@ -249,6 +249,14 @@ def test_provision_on_a_libvirt_network(setup, vnet):
     for inactive in (False, True):
         assert vnet.dhcp_hosts(conn, inactive) == [
             {"mac": mac, "name": name, "ip": f"{vnet.subnet}.20"}]
+    # a rename takes the entry along (dnsmasq hands the name to the guest)
+    renamed = f"{name}-renamed"
+    setup.qemu.scratch.names.append(renamed)
+    body = setup.api.ok("POST", f"/rest/machine/{new}/actions/rename/", data={"name": renamed})
+    assert body["message"] == f"machine renamed to {renamed}"
+    for inactive in (False, True):
+        assert vnet.dhcp_hosts(conn, inactive) == [
+            {"mac": mac, "name": renamed, "ip": f"{vnet.subnet}.20"}]
     # the domain starts on it: its live interface is a tap on the network's bridge
     setup.qemu.action(new, "create")
     setup.qemu.check(new, "running")

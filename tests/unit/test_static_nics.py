@@ -250,17 +250,40 @@ def test_dhcp_host_entries_for_any_machine_name(name, kept):
     try:
         before = hosts(conn)
         driver.dhcp_host(conn, "default", mac="52:54:00:00:10:01", ip="192.168.122.50",
-                         name=name, add=True)
+                         name=name, command="add")
         (entry,) = [h for h in hosts(conn) if h not in before]
         assert (entry["mac"], entry["ip"]) == ("52:54:00:00:10:01", "192.168.122.50")
         assert entry.get("name") == (name if kept else None)
         driver.dhcp_host(conn, "default", mac="52:54:00:00:10:01", ip="192.168.122.50",
-                         name="", add=False)
+                         name="", command="delete")
         assert hosts(conn) == before
         # removing it again is no error
         driver.dhcp_host(conn, "default", mac="52:54:00:00:10:01", ip="192.168.122.50",
-                         name="", add=False)
+                         name="", command="delete")
     finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("new_name, kept", [("web-02", True), ("o'brien & co", False)])
+def test_a_dhcp_host_entry_is_renamed_in_place(new_name, kept):
+    """A rename replaces the entry found by its MAC (live and persistent), and one that is not
+    there (removed by hand) is made."""
+    conn = libvirt.open("test:///default")
+    mac, ip = "52:54:00:00:10:02", "192.168.122.51"
+    try:
+        before = hosts(conn)
+        driver.dhcp_host(conn, "default", mac=mac, ip=ip, name="web-01", command="add")
+        driver.dhcp_host(conn, "default", mac=mac, ip=ip, name=new_name, command="modify")
+        (entry,) = [h for h in hosts(conn) if h not in before]
+        assert (entry["mac"], entry["ip"], entry.get("name")) == \
+            (mac, ip, new_name if kept else None)
+        driver.dhcp_host(conn, "default", mac=mac, ip=ip, name="", command="delete")
+        assert hosts(conn) == before
+        driver.dhcp_host(conn, "default", mac=mac, ip=ip, name="web-03", command="modify")
+        (entry,) = [h for h in hosts(conn) if h not in before]
+        assert (entry["mac"], entry["ip"], entry.get("name")) == (mac, ip, "web-03")
+    finally:
+        driver.dhcp_host(conn, "default", mac=mac, ip=ip, name="", command="delete")
         conn.close()
 
 
@@ -292,15 +315,15 @@ def test_dhcp_host_on_a_dual_stack_network():
                     for h in ip.iterfind("dhcp/host")]
 
         driver.dhcp_host(conn, "dual", mac="52:54:00:00:20:01", ip="10.251.7.20", name="v4",
-                         add=True)
+                         command="add")
         driver.dhcp_host(conn, "dual", mac="52:54:00:00:20:02", ip="fd00:78::20", name="v6",
-                         add=True)
+                         command="add")
         assert entries() == [(1, {"mac": "52:54:00:00:20:01", "name": "v4",
                                   "ip": "10.251.7.20"})]
         driver.dhcp_host(conn, "dual", mac="52:54:00:00:20:02", ip="fd00:78::20", name="",
-                         add=False)
+                         command="delete")
         driver.dhcp_host(conn, "dual", mac="52:54:00:00:20:01", ip="10.251.7.20", name="",
-                         add=False)
+                         command="delete")
         assert entries() == []
     finally:
         conn.close()

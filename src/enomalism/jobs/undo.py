@@ -46,7 +46,8 @@ def _pool_volume(_db: Database, reg: HypervisorRegistry, hypervisor: str, pool: 
 
 def _dhcp_host(_db: Database, reg: HypervisorRegistry, hypervisor: str, network: str, mac: str,
                ip: str) -> None:
-    driver.dhcp_host(reg.connection(hypervisor), network, mac=mac, ip=ip, name="", add=False)
+    driver.dhcp_host(reg.connection(hypervisor), network, mac=mac, ip=ip, name="",
+                     command="delete")
 
 
 def _machine(db: Database, _reg: HypervisorRegistry, uuid: str) -> None:

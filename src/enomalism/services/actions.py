@@ -349,6 +349,17 @@ def _rename(ctx: Context, m: Machine, v: ActionVars) -> str:
         xml.name = name
         m.xmldesc = xml.to_string()
     ctx.registry.resync_machine(m.parent_uuid, m.uuid, db=ctx.db)
+    stale = []
+    for lease, n in machine_leases(ctx.db, m.uuid):  # dnsmasq gives the guest its host name
+        try:
+            if driver.has_network(conn, n.bridge):
+                driver.dhcp_host(conn, n.bridge, mac=lease.mac, ip=lease.address, name=name,
+                                 command="modify")
+        except EnomalismError as e:  # the domain is renamed already: say what is not
+            stale.append(f"{n.bridge} ({e.message})")
+    if stale:
+        return (f"machine renamed to {name}; the DHCP entries on {', '.join(stale)} keep the "
+                "old name")
     return f"machine renamed to {name}"
 
 
@@ -400,7 +411,7 @@ def _release_dhcp(ctx: Context, conn: libvirt.virConnect, m: Machine) -> None:
     for lease, n in machine_leases(ctx.db, m.uuid):
         if driver.has_network(conn, n.bridge):
             driver.dhcp_host(conn, n.bridge, mac=lease.mac, ip=lease.address, name="",
-                             add=False)
+                             command="delete")
 
 
 def _totaldelete(ctx: Context, m: Machine, _v: ActionVars) -> str:

@@ -403,7 +403,7 @@ def provision(job: JobContext) -> dict[str, Any]:
             job.will_create("dhcp_host", hypervisor=hv_uuid, network=nic.source, mac=nic.mac,
                             ip=nic.address)
             driver.dhcp_host(conn, nic.source, mac=nic.mac, ip=nic.address, name=name,
-                             add=True)
+                             command="add")
     job.progress(92, "defining the domain")
     job.will_create("domain", hypervisor=hv_uuid, uuid=newuuid)
     driver.define(conn, xml.to_string())

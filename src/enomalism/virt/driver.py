@@ -443,31 +443,37 @@ def _ip_index(net: libvirt.virNetwork, ip: str) -> int:
     return -1
 
 
+_DHCP_COMMANDS = {"add": libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
+                  "delete": libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE,
+                  "modify": libvirt.VIR_NETWORK_UPDATE_COMMAND_MODIFY}
+
+
 def dhcp_host(conn: libvirt.virConnect, network: str, *, mac: str, ip: str, name: str,
-              add: bool) -> None:
-    """Add (or remove) a fixed MAC-to-IP DHCP entry in a libvirt network, live and in its
-    persistent config, so the guest's DHCP client gets its leased address. The machine's name
-    goes along only when it is a usable host name (libvirt and dnsmasq refuse others).
-    IPv6 addresses are skipped: libvirt keys DHCPv6 hosts by DUID, never by MAC (the guest has
-    its address from the SMBIOS OEM strings)."""
+              command: str) -> None:
+    """Add, remove or rename (`command`: add, delete, modify) a fixed MAC-to-IP DHCP entry in
+    a libvirt network, live and in its persistent config, so the guest's DHCP client gets its
+    leased address. The machine's name goes along only when it is a usable host name (libvirt
+    and dnsmasq refuse others). A modify finds the entry by its MAC and replaces it in one
+    step; with no entry to find, it adds one. IPv6 addresses are skipped: libvirt keys DHCPv6
+    hosts by DUID, never by MAC (the guest has its address from the SMBIOS OEM strings)."""
     if ipaddress.ip_address(ip).version != 4:
         return
     attrs = {"mac": mac, "ip": ip}
-    if add and _HOSTNAME.fullmatch(name) and len(name) <= 253:
+    if command != "delete" and _HOSTNAME.fullmatch(name) and len(name) <= 253:
         attrs["name"] = name
     xml = "<host " + " ".join(f"{k}={quoteattr(v)}" for k, v in attrs.items()) + "/>"
-    command = libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST if add else \
-        libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE
     with libvirt_errors():
         net = conn.networkLookupByName(network)
         flags = libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG
         if net.isActive():
             flags |= libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE
+        section, index = libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, _ip_index(net, ip)
         try:
-            net.update(command, libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, _ip_index(net, ip),
-                       xml, flags)
+            net.update(_DHCP_COMMANDS[command], section, index, xml, flags)
         except libvirt.libvirtError as e:
-            if not add and e.get_error_code() in (libvirt.VIR_ERR_OPERATION_INVALID,
-                                                  libvirt.VIR_ERR_INVALID_ARG):
-                return  # already gone
-            raise
+            if command == "add" or e.get_error_code() not in (
+                    libvirt.VIR_ERR_OPERATION_INVALID, libvirt.VIR_ERR_INVALID_ARG):
+                raise
+            if command == "modify":  # no entry for this MAC: one is made
+                net.update(_DHCP_COMMANDS["add"], section, index, xml, flags)
+            # a delete: already gone
