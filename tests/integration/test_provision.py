@@ -335,3 +335,53 @@ def test_a_provision_whose_define_fails_leaves_nothing(qemu, setup):
     assert r.status_code == 200, r.text
     done(qemu, r.json()["txid"])
     assert qemu.host.domain(r.json()["newuuid"]).name() == name
+
+
+def test_a_machine_with_a_pool_volume_disk_is_packaged_whole_and_provisions(qemu, setup):
+    """A disk given as a pool's volume (`<disk type='volume'>`) goes into the package like a
+    file disk; the provisioned machine has it as a disk of its own."""
+    _pkgs, pool, data_dir = setup
+    first, second = qemu.scratch.volume(), qemu.scratch.volume(32)
+    name = qemu.scratch.domain_name()
+    xml = qemu.scratch.domain_xml(name, first.path()).replace(
+        "</disk></devices>",
+        "</disk><disk type='volume' device='disk'><driver name='qemu' type='qcow2'/>"
+        f"<source pool='{pool}' volume='{second.name()}'/>"
+        "<target dev='vdb' bus='virtio'/></disk></devices>")
+    uuid = qemu.api.ok("PUT", "/rest/machines/", data={"xmldesc": xml, "hvmuuid": qemu.hv})[
+        "machine"]
+    qemu.scratch.track(uuid)
+    body = qemu.api.ok("POST", f"/rest/machine/{uuid}/actions/package/",
+                       data={"name": "two-disks"})
+    pkg = done(qemu, body["txid"])["data"]["result"]["package"]
+    manifest, _xml = archive.read_package(data_dir / "packages" / f"{pkg}.xvm2")
+    assert [(d.target, d.virtual_size) for d in manifest.disks] == \
+        [("vda", 64 << 20), ("vdb", 32 << 20)]
+
+    new, tx, _name = provision(qemu, pkg, pool)
+    done(qemu, tx)
+    disks = ElementTree.fromstring(qemu.host.domain(new).XMLDesc(0)).findall("devices/disk")
+    assert [(d.get("type"), d.find("target").get("dev")) for d in disks] == \
+        [("file", "vda"), ("file", "vdb")]
+    assert all(d.find("source").get("file").startswith(qemu.scratch.dir) for d in disks)
+
+
+def test_packaging_a_machine_whose_volume_disk_is_gone_is_refused(qemu, setup):
+    _pkgs, pool, data_dir = setup
+    first, second = qemu.scratch.volume(), qemu.scratch.volume(32)
+    name = qemu.scratch.domain_name()
+    xml = qemu.scratch.domain_xml(name, first.path()).replace(
+        "</disk></devices>",
+        "</disk><disk type='volume' device='disk'><driver name='qemu' type='qcow2'/>"
+        f"<source pool='{pool}' volume='{second.name()}'/>"
+        "<target dev='vdb' bus='virtio'/></disk></devices>")
+    uuid = qemu.api.ok("PUT", "/rest/machines/", data={"xmldesc": xml, "hvmuuid": qemu.hv})[
+        "machine"]
+    qemu.scratch.track(uuid)
+    second.delete(0)
+    body = qemu.api.ok("POST", f"/rest/machine/{uuid}/actions/package/",
+                       data={"name": "missing-disk"})
+    end = wait_tx(qemu.api, body["txid"])
+    assert end["data"]["state"] == "failed"
+    assert f"volume '{second.name()}'" in end["data"]["error"]
+    assert not list((data_dir / "packages").glob("*"))

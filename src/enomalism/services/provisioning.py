@@ -463,7 +463,7 @@ def package(job: JobContext) -> dict[str, Any]:
         hv_uuid, uri, virt_class, arch = hv.uuid, hv.virt_url, hv.virt_class, hv.arch
     conn = job.registry.connection(hv_uuid)
     xml_text = driver.domain_xml(conn, prm["machine"])
-    disks = [d for d in DomainXML(xml_text).disks() if d.device == "disk"]
+    disks = driver.hard_disks(conn, DomainXML(xml_text))
     snap = driver.snapshot(conn, prm["machine"], with_xml=False)
     suspended = snap is not None and snap.state == "running"
     pkg_uuid = new_uuid()

@@ -15,8 +15,8 @@ from xml.sax.saxutils import quoteattr
 
 import libvirt
 
-from enomalism.errors import HypervisorError, InvalidInput, NotFound
-from enomalism.virt.domxml import DomainXML
+from enomalism.errors import HypervisorError, InvalidInput, InvalidState, NotFound
+from enomalism.virt.domxml import Disk, DomainXML
 from enomalism.virt.errors import libvirt_errors
 from enomalism.virt.uri import is_local
 
@@ -341,6 +341,25 @@ def check_disks(conn: libvirt.virConnect, uri: str, xml: DomainXML) -> None:
             raise InvalidInput(f"disk {vdisk.target or ''} volume '{vdisk.volume}' of pool "
                                f"'{vdisk.pool}' does not exist on the hypervisor (create the "
                                "volume first)".replace("  ", " "))
+
+
+def hard_disks(conn: libvirt.virConnect, xml: DomainXML) -> list[Disk]:
+    """The domain's hard disks (device 'disk') by path: file and block disks as they are, then
+    a pool's volumes (`<disk type='volume'>`) by their volume's path. A volume that is not
+    there is InvalidState: a package without one of the machine's disks could not be
+    provisioned."""
+    disks = [d for d in xml.disks() if d.device == "disk"]
+    with libvirt_errors():
+        for v in xml.volume_disks():
+            if v.device != "disk":
+                continue
+            vol = _pool_volume(conn, v.pool, v.volume)
+            if vol is None:
+                raise InvalidState(f"disk {v.target or ''} volume '{v.volume}' of pool "
+                                   f"'{v.pool}' is not on the hypervisor".replace("  ", " "))
+            disks.append(Disk(path=vol.path(), device=v.device, target=v.target,
+                              readonly=v.readonly, shareable=v.shareable))
+    return disks
 
 
 def delete_volumes(conn: libvirt.virConnect, xml: DomainXML, *, keep: set[str]) -> list[str]:
