@@ -337,13 +337,11 @@ def test_a_provision_whose_define_fails_leaves_nothing(qemu, setup):
     assert qemu.host.domain(r.json()["newuuid"]).name() == name
 
 
-def test_a_machine_with_a_pool_volume_disk_is_packaged_whole_and_provisions(qemu, setup):
-    """A disk given as a pool's volume (`<disk type='volume'>`) goes into the package like a
-    file disk; the provisioned machine has it as a disk of its own."""
-    _pkgs, pool, data_dir = setup
+def machine_with_a_volume_disk(qemu, pool: str) -> tuple[str, libvirt.virStorageVol]:
+    """A machine whose vda is a file disk and vdb a pool's volume (`<disk type='volume'>`):
+    its UUID and vdb's volume."""
     first, second = qemu.scratch.volume(), qemu.scratch.volume(32)
-    name = qemu.scratch.domain_name()
-    xml = qemu.scratch.domain_xml(name, first.path()).replace(
+    xml = qemu.scratch.domain_xml(qemu.scratch.domain_name(), first.path()).replace(
         "</disk></devices>",
         "</disk><disk type='volume' device='disk'><driver name='qemu' type='qcow2'/>"
         f"<source pool='{pool}' volume='{second.name()}'/>"
@@ -351,6 +349,14 @@ def test_a_machine_with_a_pool_volume_disk_is_packaged_whole_and_provisions(qemu
     uuid = qemu.api.ok("PUT", "/rest/machines/", data={"xmldesc": xml, "hvmuuid": qemu.hv})[
         "machine"]
     qemu.scratch.track(uuid)
+    return uuid, second
+
+
+def test_a_machine_with_a_pool_volume_disk_is_packaged_whole_and_provisions(qemu, setup):
+    """A disk given as a pool's volume goes into the package like a file disk; the
+    provisioned machine has it as a disk of its own."""
+    _pkgs, pool, data_dir = setup
+    uuid, _vdb = machine_with_a_volume_disk(qemu, pool)
     body = qemu.api.ok("POST", f"/rest/machine/{uuid}/actions/package/",
                        data={"name": "two-disks"})
     pkg = done(qemu, body["txid"])["data"]["result"]["package"]
@@ -368,20 +374,12 @@ def test_a_machine_with_a_pool_volume_disk_is_packaged_whole_and_provisions(qemu
 
 def test_packaging_a_machine_whose_volume_disk_is_gone_is_refused(qemu, setup):
     _pkgs, pool, data_dir = setup
-    first, second = qemu.scratch.volume(), qemu.scratch.volume(32)
-    name = qemu.scratch.domain_name()
-    xml = qemu.scratch.domain_xml(name, first.path()).replace(
-        "</disk></devices>",
-        "</disk><disk type='volume' device='disk'><driver name='qemu' type='qcow2'/>"
-        f"<source pool='{pool}' volume='{second.name()}'/>"
-        "<target dev='vdb' bus='virtio'/></disk></devices>")
-    uuid = qemu.api.ok("PUT", "/rest/machines/", data={"xmldesc": xml, "hvmuuid": qemu.hv})[
-        "machine"]
-    qemu.scratch.track(uuid)
-    second.delete(0)
+    uuid, vdb = machine_with_a_volume_disk(qemu, pool)
+    gone = vdb.name()
+    vdb.delete(0)
     body = qemu.api.ok("POST", f"/rest/machine/{uuid}/actions/package/",
                        data={"name": "missing-disk"})
     end = wait_tx(qemu.api, body["txid"])
     assert end["data"]["state"] == "failed"
-    assert f"volume '{second.name()}'" in end["data"]["error"]
+    assert f"volume '{gone}'" in end["data"]["error"]
     assert not list((data_dir / "packages").glob("*"))
