@@ -421,8 +421,9 @@ class _Transfer:
         """The answer's body. A body of known length, not encoded, on a cleartext
         connection is read straight from the socket once h11 has handed over what it holds
         already: through h11 each MiB is copied three times, under the GIL, which the
-        hashing thread then waits for (a tenth of a GiB's download here). The connection is
-        then not reused: h11 still expects the body, so httpx closes it."""
+        hashing thread then waits for (0.3 s of CPU per GiB here, a third of the receiving
+        thread's). The connection is then not reused: h11 still expects the body, so httpx
+        closes it."""
         length = resp.headers.get("content-length", "")
         sock = _cleartext_socket(resp)
         if (sock is None or not length.isdigit() or "content-encoding" in resp.headers
