@@ -265,8 +265,18 @@ def test_a_job_whose_node_stopped_beating_is_taken_over_and_undone(api, work):
 
     with api.app.state.db.session(write=False) as s:
         job = JobContext(DeadRunner(), s.get(Transaction, txid))
-    with pytest.raises(JobTakenOver):
-        job.check_cancelled()
+    before = api.ok("GET", f"/rest/transaction/{txid}/")
+    with api.app.state.db.session(write=False) as s:
+        undo = s.get(Transaction, txid).undo
+    # every step and every write of the old node's job stops it, and writes nothing
+    for step in (job.check_cancelled, lambda: job.progress(50), lambda: job.log("still here"),
+                 lambda: job.will_create("file", path=str(leftover)),
+                 lambda: job.created_ok("file", path=str(leftover))):
+        with pytest.raises(JobTakenOver):
+            step()
+    assert api.ok("GET", f"/rest/transaction/{txid}/") == before
+    with api.app.state.db.session(write=False) as s:
+        assert s.get(Transaction, txid).undo == undo
     with api.app.state.db.session() as s:
         s.get(Transaction, fresh_id).state = "failed"
 

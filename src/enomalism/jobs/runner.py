@@ -80,9 +80,21 @@ class JobContext:
 
     def _update(self, **values: Any) -> None:
         with self.db.session() as s:
-            s.execute(update(Transaction).where(Transaction.uuid == self.txid)
-                      .values(heartbeat_at=utcnow(), **values))
+            done = s.execute(update(Transaction).where(
+                Transaction.uuid == self.txid, Transaction.claimed_by == self.runner.node_id,
+                Transaction.attempts == self.attempt).values(heartbeat_at=utcnow(), **values))
+        if done.rowcount != 1:
+            raise JobTakenOver()
         self._written_at = time.monotonic()
+
+    def _own_row(self, s: Session) -> Transaction:
+        """The transaction's row, held for this write. Every write of a job is fenced so: a
+        job another node took over must not touch the row its retry now runs on (its undo
+        log above all), so it stops at its next write."""
+        tx = s.get(Transaction, self.txid, with_for_update=True)
+        if tx is None or not self._still_mine(tx):
+            raise JobTakenOver()
+        return tx
 
     def progress(self, completion: float, message: str | None = None) -> None:
         """Report progress (0-100); written when it moved a percent or a second passed."""
@@ -96,7 +108,7 @@ class JobContext:
 
     def log(self, message: str, level: str = "info") -> None:
         with self.db.session() as s:
-            tx = s.get(Transaction, self.txid)
+            tx = self._own_row(s)
             entry = [utcnow().isoformat(timespec="seconds"), level, message]
             tx.log = (list(tx.log or []) + [entry])[-LOG_LIMIT:]
             tx.heartbeat_at = utcnow()
@@ -140,14 +152,14 @@ class JobContext:
     def will_create(self, kind: str, **ref: str) -> None:
         """Record, before creating it, something to remove if the job does not finish."""
         with self.db.session() as s:
-            tx = s.get(Transaction, self.txid)
+            tx = self._own_row(s)
             tx.undo = list(tx.undo or []) + [{"kind": kind, **ref}]
 
     def created_ok(self, kind: str, **ref: str) -> None:
         """Take an entry off the undo log: it is no longer the job's to remove."""
         entry = {"kind": kind, **ref}
         with self.db.session() as s:
-            tx = s.get(Transaction, self.txid)
+            tx = self._own_row(s)
             tx.undo = [e for e in tx.undo or [] if e != entry]
 
 
