@@ -39,6 +39,7 @@ from enomalism.store.models import (
     User,
 )
 from tests.api.accounts import (
+    PASSWORD,
     Account,
     add_hypervisor,
     define_vm,
@@ -286,7 +287,9 @@ def user_rows() -> list[Row]:
             effect=user_is("email", "changed@example.org")),
         Row("user-set_password", "POST", "/rest/user/{user}/", "modify user",
             lambda e: {"user": e.user()},
-            data=lambda v: {"action": "set_password", "password": "a-brand-new-one"}),
+            # the owner case is the user themself, who gives the current password too
+            data=lambda v: {"action": "set_password", "password": "a-brand-new-one",
+                            "old_password": PASSWORD}),
         Row("user-add_group", "POST", "/rest/user/{user}/", "read user, modify group",
             lambda e: with_group(e, False), data=lambda v: {"action": "add_group",
                                                             "group": v["group"]}),
