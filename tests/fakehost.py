@@ -36,9 +36,9 @@ def domain_xml(name: str, uuid: str | None = None, disks: list[str] = (),
 
 def write_host(path: Path, domains: list[FakeDomain], volumes: list[str] = (),
                pool_path: str = "/default-pool", *, cpus: int = 4,
-               memory_kib: int = 16777216) -> str:
-    """Write a fake host file (`cpus` cores, `memory_kib` of memory); returns its test:///
-    URI."""
+               memory_kib: int = 16777216, networks: list[str] = ()) -> str:
+    """Write a fake host file (`cpus` cores, `memory_kib` of memory, libvirt networks given
+    as their XML); returns its test:/// URI."""
     doms = []
     for d in domains:
         runstate = f"<test:runstate>{STATE_CODES[d.state]}</test:runstate>"
@@ -56,5 +56,5 @@ def write_host(path: Path, domains: list[FakeDomain], volumes: list[str] = (),
     path.write_text(
         f"<node><cpu><nodes>1</nodes><sockets>1</sockets><cores>{cpus}</cores>"
         f"<threads>1</threads><active>{cpus}</active><mhz>2000</mhz><model>x86_64</model></cpu>"
-        f"<memory>{memory_kib}</memory>{''.join(doms)}{pool}</node>")
+        f"<memory>{memory_kib}</memory>{''.join(doms)}{''.join(networks)}{pool}</node>")
     return f"test://{path}"

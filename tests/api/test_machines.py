@@ -444,6 +444,50 @@ def test_set_parent_moves_a_stopped_machine(hosts, own):
     assert vm_uuid(api, own) == uuid  # one machine, not two
 
 
+LAB = ("<network><name>lab</name><bridge name='virbr-lab'/>"
+       "<ip address='10.77.0.1' netmask='255.255.255.0'><dhcp>"
+       "<range start='10.77.0.100' end='10.77.0.200'/></dhcp></ip></network>")
+
+
+def test_set_parent_moves_the_machines_dhcp_entries(make_api, tmp_path):
+    """A machine with a static address on a libvirt network (as a provision leaves it: a
+    lease and a DHCP host entry): moved to a hypervisor that has the network too, its entry
+    goes along, so the guest gets its address there."""
+    from enomalism.store.models import Lease, Network
+    from enomalism.virt import driver
+
+    vm = FakeDomain("mover", state="shutoff")
+    a = write_host(tmp_path / "a.xml", [vm], networks=[LAB])
+    b = write_host(tmp_path / "b.xml", [], networks=[LAB])
+    mac, ip = "52:54:00:77:00:20", "10.77.0.20"
+    with make_api(a, b) as api:
+        hv_a, hv_b = hv_of(api, a), hv_of(api, b)
+        api.ok("POST", f"/rest/machine/{vm.uuid}/actions/manage/")
+        with api.app.state.db.session() as s:
+            net = Network(name="lab", bridge="lab", address="10.77.0.0", prefix=24)
+            s.add(net)
+            s.flush()
+            s.add(Lease(network_uuid=net.uuid, address=ip, machine_uuid=vm.uuid, mac=mac))
+        conn_a, conn_b = api.registry.connection(hv_a), api.registry.connection(hv_b)
+        driver.dhcp_host(conn_a, "lab", mac=mac, ip=ip, name="mover", command="add")
+
+        def entries(conn: libvirt.virConnect) -> list[dict]:
+            from lxml import etree
+            root = etree.fromstring(conn.networkLookupByName("lab").XMLDesc(0).encode())
+            return [dict(h.attrib) for h in root.iterfind("ip/dhcp/host")]
+
+        body = act(api, vm.uuid, "set_parent", puuid=hv_b).json()
+        assert body["errno"] == 0 and body["message"] == \
+            f"machine moved to hypervisor {b}", body
+        assert entries(conn_a) == []
+        assert entries(conn_b) == [{"mac": mac, "name": "mover", "ip": ip}]
+        # and back, onto an entry someone left there by hand: replaced, not doubled
+        driver.dhcp_host(conn_a, "lab", mac=mac, ip=ip, name="stale", command="add")
+        assert act(api, vm.uuid, "set_parent", puuid=hv_a).json()["errno"] == 0
+        assert entries(conn_b) == []
+        assert entries(conn_a) == [{"mac": mac, "name": "mover", "ip": ip}]
+
+
 def test_set_parent_adopts_a_domain_the_target_already_has(make_api, make_host):
     """The same domain on two hosts (a migration done elsewhere): the machine belongs to the
     hypervisor that reported it first, and set_parent hands it to the other one."""

@@ -380,9 +380,11 @@ def _set_parent(ctx: Context, m: Machine, v: ActionVars) -> str:
         return "machine is already on that hypervisor"
     dest = ctx.registry.connection(target.uuid)
     if driver.uuid_taken(dest, m.uuid):
+        source_uuid = m.parent_uuid
         m.parent_uuid = target.uuid  # first, or the resync would not take the target's state
         ctx.registry.resync_machine(target.uuid, m.uuid, db=ctx.db)
-        return f"machine adopted by hypervisor {target.virt_url}"
+        return _dhcp_moved(ctx, m, source_uuid, dest,
+                           f"machine adopted by hypervisor {target.virt_url}")
     if m.state not in ("shutoff", "missing"):
         raise InvalidState("only a stopped machine can be moved to another hypervisor "
                            f"(it is {m.state}); live migration is not supported")
@@ -403,7 +405,32 @@ def _set_parent(ctx: Context, m: Machine, v: ActionVars) -> str:
     m.parent_uuid = target.uuid
     m.xml_pending = False
     ctx.registry.resync_machine(target.uuid, m.uuid, db=ctx.db)
-    return f"machine moved to hypervisor {target.virt_url}"
+    return _dhcp_moved(ctx, m, source_uuid, dest, f"machine moved to hypervisor {target.virt_url}")
+
+
+def _dhcp_moved(ctx: Context, m: Machine, source_uuid: str, dest: libvirt.virConnect,
+                message: str) -> str:
+    """The machine's DHCP host entries follow it: off the libvirt networks of the hypervisor
+    it left, onto those of the one it joined. The machine has moved already: what could not
+    be done is said in the message, not raised."""
+    leases = [(lease, n) for lease, n in machine_leases(ctx.db, m.uuid) if lease.mac]
+    if not leases:
+        return message
+    problems = []
+    try:
+        source = ctx.registry.connection(source_uuid)
+    except EnomalismError as e:
+        source = None
+        problems.append(f"the old hypervisor's entries stay ({e.message})")
+    for lease, n in leases:
+        for conn, command in ((source, "delete"), (dest, "modify")):
+            try:
+                if conn is not None and driver.has_network(conn, n.bridge):
+                    driver.dhcp_host(conn, n.bridge, mac=lease.mac, ip=lease.address,
+                                     name=m.name, command=command)
+            except EnomalismError as e:
+                problems.append(f"{command} of {lease.address} on {n.bridge} ({e.message})")
+    return f"{message}; DHCP entries not moved: {'; '.join(problems)}" if problems else message
 
 
 def _release_dhcp(ctx: Context, conn: libvirt.virConnect, m: Machine) -> None:
