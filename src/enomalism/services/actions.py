@@ -349,17 +349,10 @@ def _rename(ctx: Context, m: Machine, v: ActionVars) -> str:
         xml.name = name
         m.xmldesc = xml.to_string()
     ctx.registry.resync_machine(m.parent_uuid, m.uuid, db=ctx.db)
-    stale = []
-    for lease, n in machine_leases(ctx.db, m.uuid):  # dnsmasq gives the guest its host name
-        try:
-            if driver.has_network(conn, n.bridge):
-                driver.dhcp_host(conn, n.bridge, mac=lease.mac, ip=lease.address, name=name,
-                                 command="modify")
-        except EnomalismError as e:  # the domain is renamed already: say what is not
-            stale.append(f"{n.bridge} ({e.message})")
-    if stale:
-        return (f"machine renamed to {name}; the DHCP entries on {', '.join(stale)} keep the "
-                "old name")
+    # dnsmasq hands the name to the guest as its host name
+    problems = _follow_dhcp(ctx, m, [(conn, "modify")])
+    if problems:
+        return f"machine renamed to {name}; DHCP entries keep the old name: {problems}"
     return f"machine renamed to {name}"
 
 
@@ -383,8 +376,8 @@ def _set_parent(ctx: Context, m: Machine, v: ActionVars) -> str:
         source_uuid = m.parent_uuid
         m.parent_uuid = target.uuid  # first, or the resync would not take the target's state
         ctx.registry.resync_machine(target.uuid, m.uuid, db=ctx.db)
-        return _dhcp_moved(ctx, m, source_uuid, dest,
-                           f"machine adopted by hypervisor {target.virt_url}")
+        return _moved(ctx, m, source_uuid, dest,
+                      f"machine adopted by hypervisor {target.virt_url}")
     if m.state not in ("shutoff", "missing"):
         raise InvalidState("only a stopped machine can be moved to another hypervisor "
                            f"(it is {m.state}); live migration is not supported")
@@ -405,32 +398,35 @@ def _set_parent(ctx: Context, m: Machine, v: ActionVars) -> str:
     m.parent_uuid = target.uuid
     m.xml_pending = False
     ctx.registry.resync_machine(target.uuid, m.uuid, db=ctx.db)
-    return _dhcp_moved(ctx, m, source_uuid, dest, f"machine moved to hypervisor {target.virt_url}")
+    return _moved(ctx, m, source_uuid, dest, f"machine moved to hypervisor {target.virt_url}")
 
 
-def _dhcp_moved(ctx: Context, m: Machine, source_uuid: str, dest: libvirt.virConnect,
-                message: str) -> str:
+def _moved(ctx: Context, m: Machine, source_uuid: str, dest: libvirt.virConnect,
+           message: str) -> str:
     """The machine's DHCP host entries follow it: off the libvirt networks of the hypervisor
-    it left, onto those of the one it joined. The machine has moved already: what could not
-    be done is said in the message, not raised."""
-    leases = [(lease, n) for lease, n in machine_leases(ctx.db, m.uuid) if lease.mac]
-    if not leases:
-        return message
-    problems = []
+    it left, onto those of the one it joined."""
     try:
-        source = ctx.registry.connection(source_uuid)
-    except EnomalismError as e:
-        source = None
-        problems.append(f"the old hypervisor's entries stay ({e.message})")
-    for lease, n in leases:
-        for conn, command in ((source, "delete"), (dest, "modify")):
+        steps = [(ctx.registry.connection(source_uuid), "delete"), (dest, "modify")]
+    except EnomalismError:  # the old hypervisor is out of reach: its entries stay there
+        steps = [(dest, "modify")]
+    problems = _follow_dhcp(ctx, m, steps)
+    return f"{message}; DHCP entries not moved: {problems}" if problems else message
+
+
+def _follow_dhcp(ctx: Context, m: Machine, steps: list[tuple[libvirt.virConnect, str]]) -> str:
+    """Apply `steps` (a connection and dhcp_host's command) to each of the machine's leases
+    on a libvirt network of that name, after a rename or a move. The machine has changed
+    already, so what fails is returned for the message, not raised; "" when nothing did."""
+    problems = []
+    for lease, n in machine_leases(ctx.db, m.uuid):
+        for conn, command in steps:
             try:
-                if conn is not None and driver.has_network(conn, n.bridge):
+                if lease.mac and driver.has_network(conn, n.bridge):
                     driver.dhcp_host(conn, n.bridge, mac=lease.mac, ip=lease.address,
                                      name=m.name, command=command)
             except EnomalismError as e:
-                problems.append(f"{command} of {lease.address} on {n.bridge} ({e.message})")
-    return f"{message}; DHCP entries not moved: {'; '.join(problems)}" if problems else message
+                problems.append(f"{command} of {lease.address} on {n.bridge}: {e.message}")
+    return "; ".join(problems)
 
 
 def _release_dhcp(ctx: Context, conn: libvirt.virConnect, m: Machine) -> None:
