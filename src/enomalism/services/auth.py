@@ -86,6 +86,7 @@ class CredentialCache:
 
 
 def password_matches(password_hash: str, password: str) -> bool:
+    """Whether `password` is the one hashed (argon2, deliberately slow)."""
     try:
         return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
@@ -97,11 +98,8 @@ def authenticate(db: Session, cache: CredentialCache, username: str, password: s
     if who is not None:
         return who
     user = db.scalar(select(User).where(User.username == username))
-    try:
-        _hasher.verify(user.password_hash if user else _dummy(), password)
-    except (VerificationError, InvalidHashError):
-        raise NotAuthenticated(BAD_CREDENTIALS) from None
-    if user is None or not user.enabled:
+    matches = password_matches(user.password_hash if user else _dummy(), password)
+    if not matches or user is None or not user.enabled:
         raise NotAuthenticated(BAD_CREDENTIALS)
     who = Principal(uuid=user.uuid, username=user.username, is_admin=user.is_admin)
     cache.put(username, password, who)

@@ -111,16 +111,17 @@ class PackageSync:
             s.execute(update(Package).where(Package.uuid == pkg_uuid, Package.unsynced == mark)
                       .values(unsynced=None))
 
-    def _marked(self) -> list[tuple[str, str | None, str]]:
+    def _marked(self) -> list[tuple[str, str | None, str, str, str]]:
+        """Every marked package: uuid, path, mark, and the mark's node and boot id."""
         with self.db.session(write=False) as s:
-            return list(s.execute(select(Package.uuid, Package.path, Package.unsynced)
-                                  .where(Package.unsynced.is_not(None))).tuples())
+            rows = s.execute(select(Package.uuid, Package.path, Package.unsynced)
+                             .where(Package.unsynced.is_not(None))).tuples()
+            return [(u, p, m, *(m.split(" ") + ["", ""])[:2]) for u, p, m in rows]
 
     def recover(self) -> None:
         """At start: sync this node's marked packages of this boot; take back those of an
         earlier boot."""
-        for pkg_uuid, path, mark in self._marked():
-            node, boot, _txid = (mark.split(" ") + ["", ""])[:3]
+        for pkg_uuid, path, mark, node, boot in self._marked():
             if node != self.node_id:
                 continue
             if boot == self.boot and path:
@@ -134,19 +135,19 @@ class PackageSync:
     def take_over(self) -> None:
         """Take back the marked packages of nodes silent for longer than the lease (their
         machine may have crashed)."""
-        marked = [(u, p, m) for u, p, m in self._marked() if m.split(" ")[0] != self.node_id]
+        marked = [row for row in self._marked() if row[3] != self.node_id]
         if not marked:
             return
         cutoff = utcnow() - timedelta(seconds=self.lease)
         with self.db.session(write=False) as s:
             alive = set(s.scalars(select(Node.id).where(
-                Node.id.in_({m.split(" ")[0] for _, _, m in marked}), Node.seen_at >= cutoff,
+                Node.id.in_({row[3] for row in marked}), Node.seen_at >= cutoff,
                 Node.stopped_at.is_(None))))
-        for pkg_uuid, path, mark in marked:
-            if mark.split(" ")[0] not in alive:
+        for pkg_uuid, path, mark, node, _boot in marked:
+            if node not in alive:
                 log.warning("package %s was retrieved by node %s, which went silent before "
                             "it was on the disk; it will be checked when next retrieved",
-                            pkg_uuid, mark.split(" ")[0])
+                            pkg_uuid, node)
                 self._take_back(pkg_uuid, path, mark)
 
     def _take_back(self, pkg_uuid: str, path: str | None, mark: str) -> None:
