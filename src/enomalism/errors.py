@@ -12,6 +12,7 @@ the API layer turns any of them into `{"errno": N, "message": "..."}` with that 
     │   └── MethodNotAllowed  1005  405  the path does not take that HTTP method
     ├── NotAuthenticated      1100  401
     ├── Forbidden             1101  403
+    │   └── ForbiddenURI      1120  403  a hypervisor URI only an administrator may use
     ├── TooManyRequests       1102  429  too many failed logins; wait and try again
     ├── NotFound              1200  404
     ├── Conflict              1300  409  a name or URL already taken, objects still in use
@@ -64,6 +65,10 @@ class NotAuthenticated(EnomalismError):
 
 class Forbidden(EnomalismError):
     errno, status, message = 1101, 403, "permission denied"
+
+
+class ForbiddenURI(Forbidden):
+    errno, message = 1120, "only an administrator may use this hypervisor URI"
 
 
 class TooManyRequests(EnomalismError):

@@ -127,14 +127,14 @@ def list_repositories(ctx: Ctx) -> dict:
 
 
 def published_feed(request: Request, ctx: Ctx) -> Response:
-    """This server's cached packages (those the caller may read) as a VMcast feed, so another
+    """This server's cached packages (those the caller may download) as a VMcast feed, so another
     installation can add it as a repository."""
     base = str(request.base_url).rstrip("/")
     items = [FeedItem(
         guid=p.uuid, title=p.name, description=p.description or "",
         url=f"{base}/rest/vmfeed/{p.uuid}/download/", length=p.size, type=XVM2_TYPE,
         sha256=p.sha256, version=p.version, virt_class=p.virt_class, arch=p.arch, uuid=p.uuid)
-        for p in repositories.list_packages(ctx, state="cached")]
+        for p in repositories.list_downloadable(ctx)]
     feed = Feed(title=f"enomalism packages at {request.url.hostname}", link=base,
                 description="VM packages published by an enomalism server", uuid=None,
                 items=items)
@@ -143,7 +143,7 @@ def published_feed(request: Request, ctx: Ctx) -> Response:
 
 def download_package(uuid: str, ctx: Ctx) -> FileResponse:
     """The package file itself (Range requests supported)."""
-    p = repositories.get_package(ctx, uuid)
+    p = repositories.get_download(ctx, uuid)
     if p.state != "cached" or not p.path or not Path(p.path).exists():
         raise InvalidState(f"package {p.name} is not in the local cache; retrieve it first")
     return FileResponse(p.path, media_type=XVM2_TYPE, filename=f"{p.name}.xvm2")

@@ -230,7 +230,7 @@ def group_remove_user(group: GroupRef, users: Users) -> None:
 Obj = Annotated[str, typer.Argument(
     help="KIND:NAME (machine, host, hypervisor, cluster, user, group, network, package, feed, "
          "transaction), a UUID, or a machine's name", show_default=False)]
-Perm = Annotated[str, typer.Argument(help="read, control, modify, delete or admin")]
+Perm = Annotated[str, typer.Argument(help="read, control, modify, export, delete or admin")]
 Principal = Annotated[str, typer.Argument(help="user:NAME or group:NAME (a bare name is a "
                                           "user)")]
 

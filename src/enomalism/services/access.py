@@ -2,22 +2,25 @@
 
 Every object has an owner and an access list of grants (a user or a group holds a permission).
 The permissions are `read`, `control` (lifecycle actions), `modify` (rename, XML, settings,
-membership), `delete` and `admin` (change the access list). Rules, in order:
+membership), `export` (copy a machine's disks out: `package`, and download such a package),
+`delete` and `admin` (change the access list). Rules, in order:
 
 - an administrator may do everything;
 - the owner of an object may do everything with it; a user may read and modify themselves; the
   members of a group may read it;
 - `admin` granted on an object implies every permission on it, and any grant implies `read`;
 - a grant to a group applies to its members;
-- `read` on a cluster lets its machines be read; `control` on a hypervisor lets the machines on
-  it be read and adopted (`manage`); `read` on a repository lets its packages be read.
+- a grant on a cluster lets its machines be read, each one only when the grant's granter may
+  change that machine's access list (see `_cluster_confers`); `control` on a hypervisor lets
+  the machines on it be read and adopted (`manage`); `read` on a repository lets its packages
+  be read.
 
 An object the user may not read answers as not found (404), so nothing is revealed about it;
 an object they may read but not act on answers 403.
 """
 
-from sqlalchemy import ColumnElement, delete, event, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, and_, delete, event, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from enomalism.errors import Forbidden, InvalidInput, MissingVariable, NotFound
 from enomalism.services.context import Context
@@ -36,7 +39,7 @@ from enomalism.store.models import (
     User,
 )
 
-PERMISSIONS = ("read", "control", "modify", "delete", "admin")
+PERMISSIONS = ("read", "control", "modify", "export", "delete", "admin")
 MODELS = {"machine": Machine, "hypervisor": Hypervisor, "cluster": Cluster, "user": User,
           "group": Group, "transaction": Transaction, "repository": Repository,
           "package": Package, "network": Network}
@@ -93,11 +96,47 @@ def holds(ctx: Context, obj: Object, permission: str) -> bool:
     if isinstance(obj, Package) and permission == "read" and obj.repository is not None:
         return holds(ctx, obj.repository, "read")
     if isinstance(obj, Machine) and permission == "read":
-        if any(holds(ctx, c, "read") for c in obj.clusters):
+        if ctx.db.scalar(select(Grant.uuid).where(_cluster_confers(principals(ctx), obj.uuid))
+                         .limit(1)):
             return True
         if obj.parent is not None and holds(ctx, obj.parent, "control"):
             return True
     return False
+
+
+def _cluster_confers(mine: frozenset[str], machine_uuid: ColumnElement[str] | str
+                     ) -> ColumnElement[bool]:
+    """A WHERE clause on Grant: a grant held by `mine` on a cluster the machine is in, whose
+    granter may change the machine's own access list (an administrator, its owner, or a holder
+    of `admin` on it, directly or through a group).
+
+    Why the granter: a grant on a cluster shares its machines, so it may share only what its
+    granter could have shared by granting `read` on the machine itself. Otherwise a user who
+    merely reads a machine (or who owns a cluster someone else's machine was put in) could
+    put it in a cluster of her own and hand that cluster to anyone. The rule is checked when
+    access is decided, not when the grant or the membership was made, so it also holds for
+    memberships made before it and stops when the granter loses `admin` on the machine.
+    Owning a cluster confers nothing on its machines: whoever may share them reads them
+    already. A grant whose granter was deleted confers nothing."""
+    granter = Grant.created_by
+    # (each subquery names the tables it reads; the rest are the enclosing queries' rows)
+    machine, held = aliased(Machine), aliased(Grant)
+    admin = (select(User.uuid).where(User.uuid == granter, User.is_admin.is_(True))
+             .correlate_except(User).exists())
+    owner = (select(machine.uuid).where(machine.uuid == machine_uuid,
+                                        machine.owner_uuid == granter)
+             .correlate_except(machine).exists())
+    granters = (select(GroupMember.group_uuid).where(GroupMember.user_uuid == granter)
+                .correlate_except(GroupMember))
+    admin_grant = (select(held.uuid).where(
+        held.object_uuid == machine_uuid, held.permission == "admin",
+        or_(held.principal_uuid == granter, held.principal_uuid.in_(granters)))
+        .correlate_except(held).exists())
+    in_cluster = (select(ClusterMember.cluster_uuid)
+                  .where(ClusterMember.machine_uuid == machine_uuid)
+                  .correlate_except(ClusterMember))
+    return and_(Grant.principal_uuid.in_(mine), Grant.object_uuid.in_(in_cluster),
+                or_(admin, owner, admin_grant))
 
 
 def require(ctx: Context, obj: Object, permission: str, what: str) -> None:
@@ -125,15 +164,12 @@ def readable(ctx: Context, model: type) -> ColumnElement[bool] | None:
         return or_(Group.owner_uuid == me, Group.uuid.in_(granted), Group.uuid.in_(mine))
     clause = or_(model.owner_uuid == me, model.uuid.in_(granted))
     if model is Machine:
-        clusters = select(Cluster.uuid).where(or_(Cluster.owner_uuid == me,
-                                                  Cluster.uuid.in_(granted)))
-        in_cluster = select(ClusterMember.machine_uuid).where(
-            ClusterMember.cluster_uuid.in_(clusters))
+        shared = select(Grant.uuid).where(_cluster_confers(mine, Machine.uuid)).exists()
         operated = select(Hypervisor.uuid).where(or_(
             Hypervisor.owner_uuid == me,
             Hypervisor.uuid.in_(select(Grant.object_uuid).where(
                 Grant.principal_uuid.in_(mine), Grant.permission.in_(("control", "admin"))))))
-        clause = or_(clause, Machine.uuid.in_(in_cluster), Machine.parent_uuid.in_(operated))
+        clause = or_(clause, shared, Machine.parent_uuid.in_(operated))
     if model is Package:
         repos = select(Repository.uuid).where(or_(Repository.owner_uuid == me,
                                                   Repository.uuid.in_(granted)))

@@ -1,5 +1,6 @@
 """Hosts and their hypervisors: registering, connecting, detecting candidates, removing."""
 
+import logging
 import socket
 
 import libvirt
@@ -23,6 +24,8 @@ from enomalism.store.models import Hypervisor, Machine
 from enomalism.virt import uri as uris
 from enomalism.virt.connection import open_connection
 
+log = logging.getLogger(__name__)
+
 # What a local host may offer, in the order candidates are listed.
 LOCAL_CANDIDATES = [("kvm", "qemu:///system"), ("lxc", "lxc:///system"), ("test", "test:///default")]
 
@@ -45,21 +48,50 @@ def _connect_unlocked(ctx: Context, url: str) -> libvirt.virConnect:
     return conn
 
 
+def _check_user_uri(ctx: Context, host: Machine, url: str) -> None:
+    """A non-administrator's URI: the allow-list of virt/uri.py, towards the host itself, and
+    not a second spelling of a daemon already registered (which would hand its machines to a
+    new hypervisor object she owns)."""
+    here = host.is_local and host.local_to == nodes.this_machine()
+    uris.check_user_uri(url, host_address=host.address, host_is_local=here)
+    key = uris.daemon_key(url)
+    for other in ctx.db.scalars(select(Hypervisor.virt_url)):
+        if uris.daemon_key(other) == key:
+            raise Conflict(f"{url} reaches a hypervisor that is already registered")
+
+
+def _connect_for(ctx: Context, url: str) -> libvirt.virConnect:
+    """Connect; a non-administrator is not told libvirt's reason (it can tell an open port
+    from a closed one, or quote what the far side said): the server log has it."""
+    if ctx.user.is_admin:
+        return _connect_unlocked(ctx, url)
+    try:
+        return _connect_unlocked(ctx, url)
+    except (HypervisorUnreachable, InvalidInput) as e:
+        log.warning("connecting %s for %s failed: %s", url, ctx.user.username, e.message)
+        raise HypervisorUnreachable(f"cannot connect to {url}; an administrator can find "
+                                    "why in the server log") from None
+
+
 def add_hypervisor(ctx: Context, host_uuid: str, *, virt_url: str | None,
                    virt_class: str | None, conn: libvirt.virConnect | None = None) -> Hypervisor:
-    """Connect to a libvirt URI and register it as a hypervisor of the host (needs `modify`
-    on the host). An unreachable URI is refused and nothing is stored. `conn`: the
-    connection, already opened by the caller."""
+    """Connect to a libvirt URI and register it as a hypervisor of the host (needs `admin` on
+    the host: it decides where the server connects, with its own credentials). A
+    non-administrator's URI must pass the allow-list (docs/access.md). An unreachable URI is
+    refused and nothing is stored. `conn`: the connection, already opened by the caller."""
     host = get_host(ctx.db, host_uuid)
-    access.require(ctx, host, "modify", "machine")
+    access.require(ctx, host, "admin", "machine")
     url = require(virt_url, "virt_url", " (a libvirt URI such as qemu+ssh://host/system)")
+    uris.driver_of(url)  # a URI at all (400), before what it may name (403)
+    if not ctx.user.is_admin:
+        _check_user_uri(ctx, host, url)
     given = (virt_class or "").strip()
     virt_class = given or uris.class_of(url)
     uris.check_class(virt_class, url)
     if ctx.db.scalar(select(Hypervisor.uuid).where(Hypervisor.virt_url == url)):
         raise Conflict(f"the hypervisor {url} is already registered")
     if conn is None:
-        conn = _connect_unlocked(ctx, url)
+        conn = _connect_for(ctx, url)
         try:
             host = get_host(ctx.db, host_uuid)  # still there after the wait?
         except NotFound:

@@ -111,7 +111,9 @@ def _clusters(ctx: Context, clusters: list[str]) -> list[Cluster]:
 
 
 def add_to_clusters(ctx: Context, uuid: str, clusters: list[str]) -> Machine:
-    m = get(ctx, uuid)
+    """Needs `admin` on the machine, as granting on it would: whoever holds a grant on the
+    cluster reads the machine (services/access.py)."""
+    m = get(ctx, uuid, "admin")
     targets = _clusters(ctx, clusters)
     for c in targets:
         if c not in m.clusters:

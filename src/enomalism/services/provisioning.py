@@ -195,8 +195,9 @@ def queue_provision(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuui
 
 def queue_package(ctx: Context, uuid: str, *, name: str | None, description: str | None,
                   version: str | None, compression: str | None) -> Transaction:
+    """Needs `export`: a package is a full copy of the machine's disks (control is not enough)."""
     m = get_machine(ctx.db, uuid)
-    access.require(ctx, m, "control", "machine")
+    access.require(ctx, m, "export", "machine")
     if m.lock_txid:  # 423 with the holder, before any state check (docs/transactions.md)
         raise Locked(f"machine {m.uuid} is locked by transaction {m.lock_txid}",
                      txid=m.lock_txid)

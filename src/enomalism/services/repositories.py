@@ -147,6 +147,25 @@ def get_package(ctx: Context, uuid: str, permission: str = "read") -> Package:
     return p
 
 
+def download_permission(p: Package) -> str:
+    """A package made by `package` (no repository) is a copy of a machine's disks: taking it
+    away needs `export` on it; a feed's package needs `read`."""
+    return "export" if p.repository_uuid is None else "read"
+
+
+def list_downloadable(ctx: Context) -> list[Package]:
+    """The cached packages the caller may download (this server's published feed)."""
+    return [p for p in list_packages(ctx, state="cached")
+            if access.holds(ctx, p, download_permission(p))]
+
+
+def get_download(ctx: Context, uuid: str) -> Package:
+    """A package the caller may download (404 unreadable, 403 readable only)."""
+    p = get_package(ctx, uuid)
+    access.require(ctx, p, download_permission(p), "package")
+    return p
+
+
 def update_package(ctx: Context, uuid: str, *, name: str | None,
                    description: str | None) -> Package:
     p = get_package(ctx, uuid, "modify")
