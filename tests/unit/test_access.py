@@ -19,8 +19,10 @@ MODELS = (Machine, Hypervisor, Cluster, User, Group)
 def world(tmp_path_factory):  # noqa: ANN001, ANN201
     """Users admin, alice (in team), bob (owns group other), carol; host1 (no owner) with hv1
     (team holds control) and hv2 (owned by carol, bob holds admin); VMs vm1 in cluster c1 (bob
-    reads c1), vm2 in c2 (owned by alice), vm3 (alice reads), vm4 (team controls), vm5 on hv2,
-    vm6 (owned by bob); host2 owned by bob."""
+    reads c1, granted by admin), vm2 in c2 (owned by alice), vm3 (alice reads), vm4 (team
+    controls), vm5 on hv2, vm6 (owned by bob), vm7 (team holds admin); host2 owned by bob.
+    The back door: alice's cluster c3 holds vm3, vm6 and vm7, and alice grants it to carol;
+    bob's cluster c4 holds vm6, and bob grants it to carol."""
     db = Database(f"sqlite:///{tmp_path_factory.mktemp('access') / 'a.db'}")
     db.migrate()
     o: dict[str, object] = {}
@@ -39,20 +41,26 @@ def world(tmp_path_factory):  # noqa: ANN001, ANN201
                               owner_uuid=o["carol"].uuid)
         s.add_all([o["host2"], o["hv1"], o["hv2"]])
         s.flush()
-        for i in range(1, 7):
+        for i in range(1, 8):
             o[f"vm{i}"] = Machine(kind="vm", name=f"vm{i}",
                                   parent_uuid=(o["hv2"] if i == 5 else o["hv1"]).uuid,
                                   owner_uuid=o["bob"].uuid if i == 6 else None)
         o["c1"] = Cluster(name="c1", machines=[o["vm1"]])
         o["c2"] = Cluster(name="c2", machines=[o["vm2"]], owner_uuid=o["alice"].uuid)
-        s.add_all([o[f"vm{i}"] for i in range(1, 7)] + [o["c1"], o["c2"]])
+        o["c3"] = Cluster(name="c3", machines=[o["vm3"], o["vm6"], o["vm7"]],
+                          owner_uuid=o["alice"].uuid)
+        o["c4"] = Cluster(name="c4", machines=[o["vm6"]], owner_uuid=o["bob"].uuid)
+        s.add_all([o[f"vm{i}"] for i in range(1, 8)] + [o[f"c{i}"] for i in range(1, 5)])
         s.flush()
-        for obj, who, permission in [("vm3", "alice", "read"), ("vm4", "team", "control"),
-                                     ("hv1", "team", "control"), ("c1", "bob", "read"),
-                                     ("hv2", "bob", "admin")]:
+        for obj, who, permission, by in [
+                ("vm3", "alice", "read", "admin"), ("vm4", "team", "control", "admin"),
+                ("hv1", "team", "control", "admin"), ("c1", "bob", "read", "admin"),
+                ("hv2", "bob", "admin", "admin"), ("vm7", "team", "admin", "admin"),
+                ("c3", "carol", "read", "alice"), ("c4", "carol", "read", "bob")]:
             s.add(Grant(object_uuid=o[obj].uuid, object_type="x",
                         principal_type="group" if who == "team" else "user",
-                        principal_uuid=o[who].uuid, permission=permission))
+                        principal_uuid=o[who].uuid, permission=permission,
+                        created_by=o[by].uuid))
         ids = {k: v.uuid for k, v in o.items()}
     yield db, ids
     db.dispose()
@@ -80,8 +88,14 @@ HOLDS = [
     # read on a cluster lets its machines be read, nothing more
     ("bob", "vm1", "read", True), ("bob", "vm1", "modify", False), ("bob", "vm2", "read", False),
     ("bob", "c1", "modify", False),
-    # owners may do everything with what they own; the owner of a cluster reads its machines
-    ("alice", "c2", "delete", True), ("alice", "c2", "admin", True), ("alice", "vm2", "read", True),
+    # a grant on a cluster shares a machine only when its granter may share the machine:
+    # alice only reads vm3, so her grant of c3 gives carol nothing of it; she holds admin on
+    # vm7 through team, and bob owns vm6 (which c4, granted by him, shares)
+    ("carol", "c3", "read", True), ("carol", "vm3", "read", False),
+    ("carol", "vm7", "read", True), ("carol", "vm7", "control", False),
+    ("carol", "vm6", "read", True), ("carol", "vm6", "control", False),
+    # owners may do everything with what they own
+    ("alice", "c2", "delete", True), ("alice", "c2", "admin", True),
     ("alice", "vm2", "control", False), ("bob", "vm6", "delete", True),
     ("bob", "host2", "admin", True), ("carol", "hv2", "delete", True),
     ("carol", "vm5", "read", True), ("carol", "vm5", "control", False),

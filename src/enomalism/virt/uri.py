@@ -74,7 +74,7 @@ _USER_URI = re.compile(r"""
     (?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])?
     (?::(?P<port>[0-9]{1,5}))?
     (?P<path>/[A-Za-z0-9_/-]*)
-    (?:\?(?P<query>[A-Za-z0-9_.,:=&+-]*))?
+    (?:\?(?P<query>[A-Za-z0-9_.,:=&+/~@-]*))?
     \Z""", re.X)
 _LOOPBACK_NAMES = ("localhost", "localhost.localdomain")
 
