@@ -36,6 +36,7 @@ from enomalism.store.models import (
     GroupMember,
     Hypervisor,
     Machine,
+    Transaction,
     User,
 )
 from tests.api.accounts import (
@@ -120,6 +121,13 @@ def gone(path: str) -> Callable[[Api, dict], None]:
     return check
 
 
+def packaging(api: Api, v: dict) -> None:
+    """A package transaction was queued for the machine."""
+    with api.app.state.db.session(write=False) as s:
+        assert s.scalar(select(Transaction.kind).where(Transaction.target_uuid == v["vm"])) \
+            == "package"
+
+
 def state(expected: str) -> Callable[[Api, dict], None]:
     def check(api: Api, v: dict) -> None:
         api.settle()
@@ -138,8 +146,10 @@ class Row:
     setup: Callable[[Env], dict]
     data: Callable[[dict], dict] = lambda v: {}  # noqa: E731
     effect: Callable[[Api, dict], None] | None = None
-    owner: int = 200  # what the owner case answers (403: owning is not enough)
+    # what the owner case answers: 200, or (status, errno) when owning is not enough
+    owner: int | tuple[int, int] = 200
     prepare: Callable[[Api, dict, Account], None] | None = None  # after grants, per case
+    refusal: tuple[int, int] = (403, 1101)  # administrator-only rows, for everyone else
 
     @property
     def admin_only(self) -> bool:
@@ -210,15 +220,23 @@ def vm_rows() -> list[Row]:
             effect=lambda api, v: _eq(machine(api, v["vm"])["locked_by"], None)),
         Row("define", "PUT", "/rest/machines/", "control hv", lambda e: {"hv": e.hv()},
             data=lambda v: {"hvmuuid": v["hv"], "xmldesc": domain_xml(unique("new"))}),
+        # putting a machine in a cluster shares it with the cluster's grantees: `admin` on it
         Row("add-to-cluster", "POST", "/rest/machine/{vm}/clusters/",
-            "read vm, modify cluster", lambda e: {"vm": e.vm(), "cluster": e.cluster()},
+            "admin vm, modify cluster", lambda e: {"vm": e.vm(), "cluster": e.cluster()},
             data=lambda v: {"clusters": v["cluster"]},
             effect=lambda api, v: _eq(machine(api, v["vm"])["clusters"], [v["cluster"]])),
-        # the machine is in the cluster, so `read` on the cluster lets it be read
+        # the machine is in the cluster, so a grant on the cluster (made by the administrator,
+        # who may share the machine) lets it be read; owning the cluster does not
         Row("remove-from-cluster", "DELETE", "/rest/machine/{vm}/clusters/", "modify cluster",
             lambda e: {"vm": (vm := e.vm()), "cluster": e.cluster(vm)},
             data=lambda v: {"clusters": v["cluster"]},
-            effect=lambda api, v: _eq(machine(api, v["vm"])["clusters"], [])),
+            effect=lambda api, v: _eq(machine(api, v["vm"])["clusters"], []),
+            owner=(404, 1200)),
+        # a package is a copy of the machine's disks: `export`, `control` is not enough
+        Row("package-path", "POST", "/rest/machine/{vm}/actions/package/", "export vm",
+            lambda e: {"vm": e.vm()}, effect=packaging),
+        Row("package-action", "POST", "/rest/machine/{vm}/", "export vm",
+            lambda e: {"vm": e.vm()}, data=lambda v: {"action": "package"}, effect=packaging),
     ]
     return rows
 
@@ -239,9 +257,11 @@ def host_rows() -> list[Row]:
             effect=lambda api, v: _eq(machine(api, v["host"])["name"], v["name"])),
         Row("host-totaldelete", "POST", "/rest/machine/{host}/actions/totaldelete/",
             "delete host", lambda e: {"host": e.host()}, effect=gone("/rest/machine/{host}/")),
-        Row("add-hypervisor", "POST", "/rest/machine/{host}/hypervisors/", "modify host",
+        # test: URIs read host files: administrators only, even with `admin` on the host (a
+        # non-administrator holding it adds URIs from an allow-list: test_access_isolation.py)
+        Row("add-hypervisor", "POST", "/rest/machine/{host}/hypervisors/", ADMIN,
             lambda e: {"host": e.host(), "uri": e.uri()},
-            data=lambda v: {"virt_url": v["uri"]}),
+            data=lambda v: {"virt_url": v["uri"]}, refusal=(403, 1120)),
         Row("get-hypervisor", "GET", "/rest/hypervisor/{hv}/", "read hv",
             lambda e: {"hv": e.hv()}),
         Row("delete-hypervisor", "DELETE", "/rest/hypervisor/{hv}/", "delete hv",
@@ -373,7 +393,8 @@ def permission_rows() -> list[Row]:
 
     rows = []
     for kind in made:
-        owner = 403 if kind == "user" else 200  # a user may read and modify themselves only
+        # a user may read and modify themselves only
+        owner = (403, 1101) if kind == "user" else 200
         needs = f"admin {kind}"
         path = f"/rest/permissions/{{{kind}}}/"
         rows.append(Row(f"permissions-get-{kind}", "GET", path, needs, setup(kind, False),
@@ -503,7 +524,7 @@ def test_matrix(env, row, case):
         if row.admin_only:
             if target:
                 grant(api, target, "admin", user=actor.uuid)
-                refused(api, row, v, actor, (403, 1101))
+                refused(api, row, v, actor, row.refusal)
             return
         for i, (permission, var) in enumerate(needs):
             # a new caller holding every need but this one, and read on everything involved
@@ -532,8 +553,10 @@ def test_matrix(env, row, case):
             if MODELS[var] is not User:
                 set_owner(api, MODELS[var], v[var], actor.uuid)
         ready(actor)
-        if row.admin_only or row.owner == 403:
-            refused(api, row, v, actor, (403, 1101))
+        if row.admin_only:
+            refused(api, row, v, actor, row.refusal)
+        elif row.owner != 200:
+            refused(api, row, v, actor, row.owner)
         else:
             allowed(api, row, v, actor.auth)
     else:

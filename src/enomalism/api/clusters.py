@@ -25,24 +25,25 @@ class ClusterVars(Vars):
 def list_clusters(ctx: Ctx) -> dict:
     """Every cluster."""
     return {"errno": 0, "message": "",
-            "cluster": [schemas.cluster_obj(c) for c in clusters.list_clusters(ctx)]}
+            "cluster": [schemas.cluster_obj(c, ctx) for c in clusters.list_clusters(ctx)]}
 
 
 def cluster_list(ctx: Ctx) -> dict:
     """Every cluster, under the key `clusters`."""
     return {"errno": 0, "message": "",
-            "clusters": [schemas.cluster_obj(c) for c in clusters.list_clusters(ctx)]}
+            "clusters": [schemas.cluster_obj(c, ctx) for c in clusters.list_clusters(ctx)]}
 
 
 def create_cluster(ctx: Ctx, v: Annotated[CreateVars, http_vars(CreateVars)]) -> dict:
     """Create a cluster named cluster_name."""
     c = clusters.create(ctx, v.cluster_name)
-    return {"errno": 0, "message": f"cluster {c.name} created", "cluster": schemas.cluster_obj(c)}
+    return {"errno": 0, "message": f"cluster {c.name} created",
+            "cluster": schemas.cluster_obj(c, ctx)}
 
 
 def get_cluster_route(uuid: str, ctx: Ctx) -> dict:
     """The cluster and its machines."""
-    return {"errno": 0, "message": "", "cluster": schemas.cluster_obj(clusters.get(ctx, uuid))}
+    return {"errno": 0, "message": "", "cluster": schemas.cluster_obj(clusters.get(ctx, uuid), ctx)}
 
 
 def update_cluster(uuid: str, ctx: Ctx, v: Annotated[ClusterVars, http_vars(ClusterVars)]) -> dict:
@@ -53,7 +54,7 @@ def update_cluster(uuid: str, ctx: Ctx, v: Annotated[ClusterVars, http_vars(Clus
         raise UnknownAction(f"unknown cluster action '{v.action}'; cluster actions are: rename")
     c = clusters.rename(ctx, uuid, v.cluster_name)
     return {"errno": 0, "message": f"cluster renamed to {c.name}",
-            "cluster": schemas.cluster_obj(c)}
+            "cluster": schemas.cluster_obj(c, ctx)}
 
 
 def delete_cluster(uuid: str, ctx: Ctx) -> dict:

@@ -166,7 +166,7 @@ def machine_clusters(uuid: str, ctx: Ctx) -> dict:
     """The clusters the machine belongs to."""
     m = machines.get(ctx, uuid)
     return {"errno": 0, "message": "", "clusters": [
-        schemas.cluster_obj(c) for c in m.clusters if access.holds(ctx, c, "read")]}
+        schemas.cluster_obj(c, ctx) for c in m.clusters if access.holds(ctx, c, "read")]}
 
 
 def add_machine_clusters(uuid: str, ctx: Ctx,
@@ -174,7 +174,7 @@ def add_machine_clusters(uuid: str, ctx: Ctx,
     """Add the machine to the clusters named in `clusters`."""
     m = machines.add_to_clusters(ctx, uuid, v.clusters)
     return {"errno": 0, "message": f"machine {m.name} is in {len(m.clusters)} cluster(s)",
-            "clusters": [schemas.cluster_obj(c) for c in m.clusters]}
+            "clusters": [schemas.cluster_obj(c, ctx) for c in m.clusters]}
 
 
 def remove_machine_clusters(uuid: str, ctx: Ctx,
@@ -182,7 +182,7 @@ def remove_machine_clusters(uuid: str, ctx: Ctx,
     """Take the machine out of the clusters named in `clusters` (extension)."""
     m = machines.remove_from_clusters(ctx, uuid, v.clusters)
     return {"errno": 0, "message": f"machine {m.name} is in {len(m.clusters)} cluster(s)",
-            "clusters": [schemas.cluster_obj(c) for c in m.clusters]}
+            "clusters": [schemas.cluster_obj(c, ctx) for c in m.clusters]}
 
 
 def machine_actions(uuid: str, ctx: Ctx) -> dict:

@@ -205,7 +205,7 @@ def delete_range(uuid: str, ruuid: str, ctx: Ctx) -> dict:
 
 def _cluster_answer(ctx: Ctx, n: Network, message: str = "") -> dict:
     c = n.cluster
-    return {"cluster": schemas.cluster_obj(c) if c is not None else None, "errno": 0,
+    return {"cluster": schemas.cluster_obj(c, ctx) if c is not None else None, "errno": 0,
             "message": message}
 
 

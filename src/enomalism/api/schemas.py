@@ -6,8 +6,9 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import object_session
 
-from enomalism.services import nodes
+from enomalism.services import clusters, nodes
 from enomalism.services.actions import available
+from enomalism.services.context import Context
 from enomalism.services.networks import machine_leases
 from enomalism.store.models import Cluster, Hypervisor, Machine
 
@@ -215,5 +216,6 @@ def machine_hypervisors(m: Machine) -> list[dict]:
     return [hypervisor_obj(m.parent)] if m.parent is not None else []
 
 
-def cluster_obj(c: Cluster) -> dict:
-    return {"uuid": c.uuid, "name": c.name, "machines": [m.uuid for m in c.machines]}
+def cluster_obj(c: Cluster, ctx: Context) -> dict:
+    """Its machines: those the caller may read (a cluster does not share all it holds)."""
+    return {"uuid": c.uuid, "name": c.name, "machines": clusters.members(ctx, c)}

@@ -25,6 +25,11 @@ def get(ctx: Context, uuid: str, permission: str = "read") -> Cluster:
     return c
 
 
+def members(ctx: Context, c: Cluster) -> list[str]:
+    """The UUIDs of the cluster's machines the caller may read."""
+    return [m.uuid for m in c.machines if access.holds(ctx, m, "read")]
+
+
 def list_clusters(ctx: Context) -> list[Cluster]:
     """The clusters the caller may read."""
     q = select(Cluster).order_by(Cluster.name)
