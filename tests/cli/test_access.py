@@ -170,6 +170,22 @@ def test_permission_grant_list_revoke(cloud, own):
     assert cloud.as_alice("machine", "start", name).code == 3
 
 
+def test_permission_export_lets_a_user_package_a_machine(cloud, own):
+    """`control` does not let alice take a copy of the disks away; `export` does."""
+    name = own("vm")
+    cloud.new_vm(name, "shutoff")
+    assert cloud.run("permission", "grant", name, "control", f"user:{ALICE}").code == 0
+    r = cloud.as_alice("machine", "package", name, "--no-wait")
+    assert r.code == 3 and "'export'" in r.err, r.all
+    r = cloud.run("permission", "grant", name, "export", f"user:{ALICE}")
+    assert r.out == f"granted export on machine {name} to user {ALICE}\n", r.all
+    doc = cloud.run("permission", "list", name, "--json").json
+    assert ("export", ALICE) in {(g["permission"], g["principal_name"])
+                                 for g in doc["permissions"]}
+    r = cloud.as_alice("machine", "package", name, "--no-wait")
+    assert r.code == 0 and r.out.strip(), r.all
+
+
 @pytest.mark.parametrize("kind", ["cluster", "group", "network", "user", "hypervisor", "host"])
 def test_permission_on_other_kinds(cloud, own, kind):
     if kind == "cluster":

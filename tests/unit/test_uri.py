@@ -2,7 +2,7 @@
 
 import pytest
 
-from enomalism.errors import InvalidInput
+from enomalism.errors import ForbiddenURI, InvalidInput
 from enomalism.virt import uri
 
 
@@ -69,3 +69,62 @@ def test_mismatched_class(virt_class, text, words):
 ])
 def test_is_local(text, local):
     assert uri.is_local(text) is local
+
+
+# -- what a non-administrator may give (check_user_uri) -----------------------------------------
+
+HOST = "node1.example.org"
+
+
+@pytest.mark.parametrize("text, local", [
+    ("qemu+ssh://node1.example.org/system", False),
+    ("qemu+ssh://root@NODE1.example.org:22/system?no_tty=1", False),
+    ("qemu+libssh2://node1.example.org/system?sshauth=agent,privkey", False),
+    ("qemu+tls://node1.example.org/system?mode=direct&tls_priority=NORMAL", False),
+    ("qemu+tcp://node1.example.org:16509/system", False),
+    ("xen+ssh://node1.example.org/", False),
+    ("lxc+libssh://node1.example.org/system", False),
+    ("qemu:///system", True), ("qemu+unix:///system", True), ("lxc:///", True),
+    ("qemu+tcp://127.0.0.1/system", True), ("qemu+ssh://localhost/system", True),
+    ("qemu+tls://[::1]/system", True),
+])
+def test_allowed_for_users(text, local):
+    uri.check_user_uri(text, host_address=HOST, host_is_local=local)
+
+
+@pytest.mark.parametrize("text, local, named", [
+    ("test:///default", True, "test:"),
+    ("test:///etc/passwd", True, "test:"),
+    ("qemu+ext:///system?command=/bin/sh", True, "'ext'"),
+    ("qemu+ssh://node1.example.org/system?Command=/bin/sh", False, "'command'"),
+    ("qemu+unix:///system?socket=/tmp/s", True, "'socket'"),
+    ("qemu+ssh://node1.example.org/system?netcat=nc", False, "'netcat'"),
+    ("qemu+ssh://node1.example.org/system?keyfile=/root/.ssh/id_rsa", False, "'keyfile'"),
+    ("qemu+ssh://node1.example.org/system?known_hosts=/x", False, "'known_hosts'"),
+    ("qemu+tls://node1.example.org/system?pkipath=/x", False, "'pkipath'"),
+    ("qemu+tcp://node1.example.org/system?name=test:///x", False, "'name'"),
+    ("qemu+unix:///system?%73ocket=/tmp/s", True, "without escapes"),
+    ("qemu+unix:///system?mode=direct;socket=/tmp/s", True, "without escapes"),
+    ("qemu:///system#frag", True, "without escapes"),
+    ("QEMU:///system", True, "without escapes"),
+    ("qemu:///session", True, "'/session'"),
+    ("qemu:///embed?root=/tmp/x", True, "'/embed'"),
+    ("esx://node1.example.org/", False, "driver 'esx'"),
+    ("qemu+ssh://other.example.org/system", False, "other.example.org"),
+    ("qemu:///system", False, "own libvirt"),
+    ("qemu+tcp://127.0.0.1/system", False, "own libvirt"),
+    ("qemu://node1.example.org/system", False, "no remote transport"),
+    ("qemu+ssh:///system", True, "needs a host name"),
+])
+def test_refused_for_users(text, local, named):
+    with pytest.raises(ForbiddenURI) as e:
+        uri.check_user_uri(text, host_address=HOST, host_is_local=local)
+    assert named in e.value.message and e.value.errno == 1120
+
+
+def test_one_daemon_under_several_spellings():
+    same = {uri.daemon_key(u) for u in ("qemu:///system", "qemu+unix:///system?mode=direct",
+                                        "qemu+tcp://127.0.0.1/system", "qemu+ssh://localhost/system/")}
+    assert same == {("qemu", "", "/system")}
+    assert uri.daemon_key("qemu+ssh://Node1/system") == ("qemu", "node1", "/system")
+    assert uri.daemon_key("qemu:///session") != uri.daemon_key("qemu:///system")
