@@ -106,6 +106,8 @@ def test_allowed_for_users(text, local):
     ("qemu+unix:///system?%73ocket=/tmp/s", True, "without escapes"),
     ("qemu+unix:///system?mode=direct;socket=/tmp/s", True, "without escapes"),
     ("qemu:///system#frag", True, "without escapes"),
+    ("qemu+ssh://-oProxyCommand=sh/system", True, "without escapes"),
+    ("qemu+ssh://-oProxyCommand=sh@node1.example.org/system", False, "without escapes"),
     ("QEMU:///system", True, "without escapes"),
     ("qemu:///session", True, "'/session'"),
     ("qemu:///embed?root=/tmp/x", True, "'/embed'"),

@@ -70,8 +70,8 @@ USER_TRANSPORTS = ("", "unix", "tcp", "tls", "ssh", "libssh", "libssh2")
 USER_PARAMETERS = ("mode", "no_tty", "sshauth", "tls_priority")
 _USER_URI = re.compile(r"""
     (?P<driver>[a-z0-9]+) (?:\+(?P<transport>[a-z0-9]+))? ://
-    (?:(?P<user>[A-Za-z0-9._-]+)@)?
-    (?P<host>[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])?
+    (?:(?P<user>[A-Za-z0-9_][A-Za-z0-9._-]*)@)?          # never an ssh option (-o...)
+    (?P<host>[A-Za-z0-9][A-Za-z0-9.-]*|\[[0-9A-Fa-f:.]+\])?
     (?::(?P<port>[0-9]{1,5}))?
     (?P<path>/[A-Za-z0-9_/-]*)
     (?:\?(?P<query>[A-Za-z0-9_.,:=&+/~@-]*))?
