@@ -176,7 +176,7 @@ def test_permission_export_lets_a_user_package_a_machine(cloud, own):
     cloud.new_vm(name, "shutoff")
     assert cloud.run("permission", "grant", name, "control", f"user:{ALICE}").code == 0
     r = cloud.as_alice("machine", "package", name, "--no-wait")
-    assert r.code == 3 and "'export'" in r.err, r.all
+    assert r.code == 4 and "'export'" in r.err, r.all
     r = cloud.run("permission", "grant", name, "export", f"user:{ALICE}")
     assert r.out == f"granted export on machine {name} to user {ALICE}\n", r.all
     doc = cloud.run("permission", "list", name, "--json").json
