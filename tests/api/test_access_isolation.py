@@ -176,10 +176,11 @@ def test_a_cluster_grant_shares_only_what_its_granter_may_share(shared_api):
                auth=alice.auth)["cluster"]["uuid"]
     api.ok("POST", f"/rest/machine/{vm}/clusters/", data={"clusters": c})
     grant(api, c, "read", user=bob.uuid, auth=alice.auth)
-    assert api.ok("GET", f"/rest/cluster/{c}/", auth=bob.auth)["cluster"]["uuid"] == c
+    assert api.ok("GET", f"/rest/cluster/{c}/", auth=bob.auth)["cluster"]["machines"] == []
     expect_error(api.get(f"/rest/machine/{vm}/", auth=bob.auth), 404, 1200)
     assert vm not in machine_ids(api, bob.auth)
     grant(api, vm, "admin", user=alice.uuid)
+    assert api.ok("GET", f"/rest/cluster/{c}/", auth=bob.auth)["cluster"]["machines"] == [vm]
     assert api.ok("GET", f"/rest/machine/{vm}/", auth=bob.auth)["machine"] == vm
     assert vm in machine_ids(api, bob.auth)
     expect_error(api.post(f"/rest/machine/{vm}/actions/create/", auth=bob.auth), 403, 1101)
