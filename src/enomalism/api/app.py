@@ -12,6 +12,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -28,7 +29,7 @@ from enomalism.api import (
     vmfeed,
 )
 from enomalism.api.deps import cached_user, current_user, make_context
-from enomalism.api.schemas import Status
+from enomalism.api.schemas import Readiness, Status
 from enomalism.config import Settings
 from enomalism.errors import (
     EnomalismError,
@@ -36,11 +37,13 @@ from enomalism.errors import (
     MethodNotAllowed,
     NotAuthenticated,
     NotFound,
+    NotReady,
 )
 from enomalism.jobs.runner import Runner
 from enomalism.services import (  # noqa: F401  (provisioning registers job handlers)
     actions,
     auth,
+    health,
     nodes,
     provisioning,
 )
@@ -197,6 +200,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.runner = runner
         app.state.credentials = auth.CredentialCache(settings.auth_cache_seconds)
         app.state.throttle = auth.LoginThrottle()
+        for warning in health.warnings(registry):
+            log.warning("%s", warning)
         try:
             yield
         finally:
@@ -204,7 +209,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             registry.stop()
             db.dispose()
 
-    app = FastAPI(
+    # Swagger UI (/docs) and ReDoc (/redoc) from files in the package, not from a CDN: a
+    # private cloud is often offline.
+    app = FastAPIOffline(
         title="enomalism", version=__version__, lifespan=lifespan,
         description="The Enomalism REST API 2.1 on libvirt. Every /rest/ path needs HTTP Basic "
                     "credentials and answers with and without its trailing slash. HTTP "
@@ -220,6 +227,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def healthz() -> dict:
         """Liveness, without credentials."""
         return {"errno": 0, "message": "ok"}
+
+    @app.get("/readyz", tags=["health"], response_model=Readiness,
+             responses={503: {"model": Readiness, "description": "not ready"}})
+    def readyz(request: Request) -> Any:
+        """Readiness, without credentials: 200 when the database, the job runner, this node's
+        heartbeat and claims, and every hypervisor link are well; 503 naming what is not."""
+        state = request.app.state
+        ready, body = health.readiness(db=state.db, registry=state.registry,
+                                       runner=state.runner)
+        if ready:
+            return {"errno": 0, "message": "ready", **body}
+        wrong = ", ".join(f"{name}: {c['error']}" for name, c in body["checks"].items()
+                          if not c["ok"])
+        return _error(NotReady(f"not ready ({wrong})", **body))
 
     failures = {s: {"model": Status, "description": d} for s, d in [
         (400, "bad input"), (401, "wrong or missing credentials"), (403, "denied"),

@@ -1,6 +1,6 @@
 """Libvirt connection URIs: which class of hypervisor they name and whether they are local."""
 
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from enomalism.errors import InvalidInput
 
@@ -48,3 +48,14 @@ def is_local(uri: str) -> bool:
     parts = urlsplit(uri)
     transport = parts.scheme.partition("+")[2].lower()
     return not parts.hostname and transport in ("", "unix")
+
+
+def redact(uri: str) -> str:
+    """The URI without user name, password or parameters (`qemu+ssh://root@h/system?keyfile=k`
+    -> `qemu+ssh://h/system`): for answers given without credentials, such as /readyz."""
+    try:
+        parts = urlsplit(uri)
+        host = parts.netloc.rpartition("@")[2]
+        return urlunsplit((parts.scheme, host, parts.path, "", ""))
+    except ValueError:
+        return "(not a URI)"
