@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from enomalism import __version__
 from enomalism.api import (
+    cache,
     clusters,
     hypervisors,
     machines,
@@ -40,13 +41,14 @@ from enomalism.errors import (
     NotReady,
 )
 from enomalism.jobs.runner import Runner
-from enomalism.services import (  # noqa: F401  (provisioning registers job handlers)
+from enomalism.services import (  # noqa: F401  (provisioning, cache register job handlers)
     actions,
     auth,
     health,
     nodes,
     provisioning,
 )
+from enomalism.services import cache as cache_service
 from enomalism.services.context import Principal
 from enomalism.services.hypervisors import ensure_local_host
 from enomalism.services.registry import HypervisorRegistry
@@ -194,6 +196,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runner = Runner(db, registry, node, settings.packages_path,
                         threads=settings.job_threads, timeout=settings.job_timeout)
         runner.start()
+        sweeper = cache_service.Sweeper(db, runner, settings.cache_sweep_interval)
+        sweeper.start()
         app.state.settings = settings
         app.state.db = db
         app.state.registry = registry
@@ -205,6 +209,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            sweeper.stop()
             runner.stop()
             registry.stop()
             db.dispose()
@@ -248,7 +253,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         (429, "too many failed logins"), (502, "the hypervisor refused"),
         (503, "the hypervisor is unreachable")]}
     for r in (machines.router, hypervisors.router, clusters.router, users.router,
-              permissions.router, transactions.router, vmfeed.router, networks.router):
+              permissions.router, transactions.router, vmfeed.router, networks.router,
+              cache.router):
         # straight onto the app: a router included twice builds every route twice
         app.include_router(r, dependencies=[Depends(current_user)], responses=failures)
     app.add_middleware(ActionShortcut)  # inside TrailingSlash: it sees the slash added
