@@ -57,3 +57,19 @@ def test_a_node_that_no_longer_renews_its_claims_is_not_ready(api):
 def test_readyz_is_described_in_openapi(api):
     paths = api.client.get("/openapi.json").json()["paths"]
     assert set(paths["/readyz"]["get"]["responses"]) >= {"200", "503"}
+
+
+def test_a_hypervisor_slow_to_answer_is_a_warning_not_a_failure(make_api, make_host,
+                                                                 monkeypatch, caplog):
+    """A hypervisor whose capabilities take seconds (libvirt re-probing QEMU on every call) is
+    logged at connect and listed in the warnings; the node stays ready. Here every answer
+    counts as slow (the threshold lowered to nothing)."""
+    from enomalism.services import registry
+
+    monkeypatch.setattr(registry, "SLOW_CAPABILITIES", 0.0)
+    with make_api(make_host("host1")) as api:
+        r = api.client.get("/readyz")
+        assert r.status_code == 200, r.text
+        [warning] = r.json()["warnings"]
+        assert warning.startswith("hypervisor test:///") and "capabilities" in warning
+    assert any("to answer for its capabilities" in m for m in caplog.messages)

@@ -1,6 +1,6 @@
 """Libvirt connection URIs: which class of hypervisor they name and whether they are local."""
 
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from enomalism.errors import InvalidInput
 
@@ -55,7 +55,6 @@ def redact(uri: str) -> str:
     -> `qemu+ssh://h/system`): for answers given without credentials, such as /readyz."""
     try:
         parts = urlsplit(uri)
-        host = parts.netloc.rpartition("@")[2]
-        return urlunsplit((parts.scheme, host, parts.path, "", ""))
     except ValueError:
         return "(not a URI)"
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
