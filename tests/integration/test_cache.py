@@ -15,6 +15,7 @@ from tests.integration.provision_helpers import (
     feed_item,
     make_qcow2,
     publish,
+    qemu_img,
     wait_tx,
 )
 
@@ -127,5 +128,26 @@ def test_a_domain_using_a_base_directly_keeps_it(qemu, feed):
     seen = bases_in(qemu, pool)[base_name]
     assert (seen["ours"], seen["cached"], seen["domains"]) == (True, False, [name])
     assert seen["kept"] == "in use"
+    prune(qemu)
+    assert base_name in qemu.scratch.volume_names()
+
+
+def test_a_stopped_domain_on_an_overlay_outside_every_pool_keeps_the_base(qemu, feed,
+                                                                          tmp_path):
+    """libvirt does not show the backing chain of a stopped domain's disk that lies in no
+    pool; on the local hypervisor the chain is read from the image (qemu-img)."""
+    pkg = qemu.api.ok("PUT", "/rest/vmfeed/", data={"url": feed.url("/feed.xml")})
+    [pkg_uuid] = [p["uuid"] for p in pkg["packages"]]
+    pool = qemu.scratch.pool.name()
+    base_name = f"enomalism-base-{pkg_uuid}-vda.qcow2"
+    base = qemu.scratch.pool.createXML(
+        f"<volume><name>{base_name}</name><capacity unit='MiB'>1</capacity>"
+        "<target><format type='qcow2'/></target></volume>", 0)
+    outside = tmp_path / "outside.qcow2"
+    qemu_img("create", "-q", "-f", "qcow2", "-b", base.path(), "-F", "qcow2", str(outside))
+    name = qemu.scratch.domain_name()
+    qemu.host.conn.defineXML(qemu.scratch.domain_xml(name, str(outside)))
+    seen = bases_in(qemu, pool)[base_name]
+    assert (seen["domains"], seen["volumes"], seen["kept"]) == ([name], [], "in use")
     prune(qemu)
     assert base_name in qemu.scratch.volume_names()

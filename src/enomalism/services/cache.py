@@ -10,12 +10,14 @@ sweep (a `cache_prune` transaction, queued every `cache_sweep_interval` seconds,
 administrator) removes the unused ones. A base whose package is still cached is kept even
 without machines: the next provision of the package uses it at once.
 
-A domain disk in qcow2 format that lies in no storage pool has a backing chain libvirt may
-not show (an inactive domain's XML has none): while there is one, nothing on that hypervisor
-is removed, and the sweep says why.
+A stopped domain's qcow2 disk that lies in no storage pool has a backing chain libvirt does
+not show: on this machine's own hypervisors qemu-img reads it; on another machine's, while
+there is such a disk, nothing on that hypervisor is removed, and the sweep says why.
 """
 
+import json
 import logging
+import subprocess
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -35,6 +37,7 @@ from enomalism.store.db import Database
 from enomalism.store.models import BaseVolume, Hypervisor, Package, Transaction, utcnow
 from enomalism.virt import driver
 from enomalism.virt.errors import libvirt_errors
+from enomalism.virt.uri import is_local
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +78,30 @@ def _text(el: etree._Element, path: str) -> str | None:
     return found.text if found is not None and found.text else None
 
 
+def _chain_on_this_machine(path: str) -> list[str] | None:
+    """The backing chain of an image file on this machine, by qemu-img (which reads each
+    image's header); None when it cannot be read."""
+    try:
+        out = subprocess.run(["qemu-img", "info", "-U", "--backing-chain", "--output=json",
+                              path], capture_output=True, text=True, timeout=30, check=True)
+        images = json.loads(out.stdout)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+    return [i["full-backing-filename"] for i in images if i.get("full-backing-filename")]
+
+
+def _gone(e: libvirt.libvirtError) -> bool:
+    return e.get_error_code() in (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_NO_STORAGE_VOL)
+
+
 def scan(conn: libvirt.virConnect, hv_uuid: str, *, refresh: bool = False) -> Scan:
-    """Every base volume of the hypervisor's active pools and what backs onto it."""
+    """Every base volume of the hypervisor's active pools and what backs onto it. Domains and
+    volumes that vanish while they are read (others work on the same host) are passed over."""
     backing: dict[str, str] = {}  # volume path -> the path it backs onto
     where: dict[str, str] = {}  # volume path -> pool/name
     bases: list[Base] = []
     with libvirt_errors():
+        local = is_local(conn.getURI())
         for pool in conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
             if refresh:
                 try:
@@ -88,8 +109,13 @@ def scan(conn: libvirt.virConnect, hv_uuid: str, *, refresh: bool = False) -> Sc
                 except libvirt.libvirtError:
                     pass  # a refresh under way elsewhere; its list is still libvirt's own
             for vol in pool.listAllVolumes(0):
-                xml = etree.fromstring(vol.XMLDesc(0))
-                path = vol.path()
+                try:
+                    xml = etree.fromstring(vol.XMLDesc(0))
+                    path = vol.path()
+                except libvirt.libvirtError as e:
+                    if _gone(e):
+                        continue
+                    raise
                 where[path] = f"{pool.name()}/{vol.name()}"
                 if back := _text(xml, "backingStore/path"):
                     backing[path] = back
@@ -105,7 +131,13 @@ def scan(conn: libvirt.virConnect, hv_uuid: str, *, refresh: bool = False) -> Sc
                 by_path[back].volumes.append(where[path])
         unknown = []
         for dom in conn.listAllDomains(0):
-            xml = etree.fromstring(dom.XMLDesc(0))
+            try:
+                xml = etree.fromstring(dom.XMLDesc(0))
+                name = dom.name()
+            except libvirt.libvirtError as e:
+                if _gone(e):
+                    continue
+                raise
             for disk in xml.iterfind("devices/disk"):
                 src = disk.find("source")
                 path = None if src is None else (src.get("file") or src.get("dev"))
@@ -114,17 +146,22 @@ def scan(conn: libvirt.virConnect, hv_uuid: str, *, refresh: bool = False) -> Sc
                 chain = [path] + [s.get("file") or s.get("dev") for s in
                                   disk.iterfind(".//backingStore/source")]
                 hop = path  # through pool volumes, whose backing libvirt knows
-                while hop in backing:
+                while hop in backing and backing[hop] not in chain:
                     hop = backing[hop]
                     chain.append(hop)
-                for p in {p for p in chain if p in by_path}:
-                    if dom.name() not in by_path[p].domains:
-                        by_path[p].domains.append(dom.name())
-                fmt = disk.find("driver")
-                if path not in where and fmt is not None and fmt.get("type") in LAYERED \
+                drv = disk.find("driver")
+                fmt = drv.get("type") if drv is not None else None
+                if path not in where and fmt in LAYERED \
                         and disk.find("backingStore/source") is None:
-                    unknown.append(f"domain {dom.name()}'s disk {path} ({fmt.get('type')}) "
-                                   "is in no storage pool: its backing file is not known")
+                    # Outside every pool, and libvirt shows no chain (a stopped domain).
+                    more = _chain_on_this_machine(path) if local else None
+                    if more is None:
+                        unknown.append(f"domain {name}'s disk {path} ({fmt}) is in no "
+                                       "storage pool: its backing file is not known")
+                    chain += more or []
+                for p in {p for p in chain if p in by_path}:
+                    if name not in by_path[p].domains:
+                        by_path[p].domains.append(name)
     return Scan(bases, unknown)
 
 
