@@ -1,18 +1,34 @@
 #!/usr/bin/env bash
 # Brings a Debian 12 machine to what `make run` and `make test` need, installing only what is
-# missing: Debian packages (when run as root), a .venv with the project in it, and running
-# virtlogd and libvirtd. Safe to run again and again.
+# missing: Debian packages (when run as root), /dev/kvm usable by libvirt's QEMU user
+# (scripts/kvm-device.sh), a .venv with the project in it, and running virtlogd and libvirtd.
+# Says what it changed. Safe to run again and again, also where libvirt is already in use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# One a line (several changes add to this list). libvirt comes without its recommends, so what
+# its NAT networks need is named here: dnsmasq-base (their DHCP and DNS), dnsmasq-utils
+# (dhcp_release, to end a freed address's lease).
 APT_PACKAGES=(
-  libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils
-  libvirt-dev pkg-config gcc python3-dev python3-venv postgresql
+  libvirt-daemon-system
+  libvirt-daemon-driver-qemu
+  libvirt-clients
+  qemu-system-x86
+  qemu-utils
+  dnsmasq-base
+  dnsmasq-utils
+  libvirt-dev
+  pkg-config
+  gcc
+  python3-dev
+  python3-venv
+  postgresql
 )
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [ "$status" = "install ok installed" ] || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
@@ -24,6 +40,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
+scripts/kvm-device.sh
 scripts/start-libvirt.sh
 
 PY=${PYTHON:-python3}

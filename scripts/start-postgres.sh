@@ -15,7 +15,9 @@ NAME=enomalism-test
 PORT=5433
 # Its socket directory (systemd-tmpfiles makes it on a machine that boots with systemd).
 mkdir -p /var/run/postgresql && chown postgres:postgres /var/run/postgresql
-if ! pg_lsclusters -h | awk '{print $1 "/" $2}' | grep -qx "$VER/$NAME"; then
+# The listing is read whole before it is matched (a `| grep -q` under pipefail can fail by SIGPIPE).
+clusters=$(pg_lsclusters -h | awk '{print $1 "/" $2}')
+if ! grep -qx "$VER/$NAME" <<<"$clusters"; then
   pg_createcluster -q "$VER" "$NAME" --port "$PORT" \
     -o max_connections=500 -o fsync=off \
     -o synchronous_commit=off -o full_page_writes=off -o shared_buffers=256MB

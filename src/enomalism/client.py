@@ -231,6 +231,26 @@ class Node(Model):
 
 
 @dataclass
+class BaseVolume(Model):
+    """A base volume of the cache on a hypervisor (`enomalism-base-*`) and what uses it."""
+
+    hypervisor: str = ""
+    pool: str = ""
+    name: str = ""
+    path: str = ""
+    capacity: int = 0
+    allocation: int = 0
+    package: str | None = None
+    package_name: str | None = None
+    cached: bool = False
+    ours: bool = False
+    domains: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+    unused: bool = False
+    kept: str | None = None
+
+
+@dataclass
 class Candidate(Model):
     """A local libvirt URI the server found and did not add."""
 
@@ -497,6 +517,7 @@ class Client:
         self.repositories = Repositories(self)
         self.packages = Packages(self)
         self.networks = Networks(self)
+        self.cache = Cache(self)
 
     def __enter__(self) -> Client:
         return self
@@ -741,6 +762,19 @@ class Nodes(_Resource):
     def list(self) -> list[Node]:
         """The API nodes sharing the server's database (administrators only)."""
         return [Node.from_dict(n) for n in self._call("GET", "/rest/nodes/")["nodes"]]
+
+
+class Cache(_Resource):
+    """The base-image cache on the hypervisors (administrators only)."""
+
+    def list(self, hypervisor: str | None = None) -> tuple[list[BaseVolume], list[str]]:
+        """The base volumes, and the problems met reading them (hypervisors not connected)."""
+        a = self._call("GET", "/rest/cache/", hypervisor=hypervisor)
+        return [BaseVolume.from_dict(b) for b in a["bases"]], a["problems"]
+
+    def prune(self, hypervisor: str | None = None) -> str:
+        """Queue removing the unused base volumes; the transaction id."""
+        return self._call("POST", "/rest/cache/prune/", hypervisor=hypervisor)["txid"]
 
 
 class Hypervisors(_Resource):

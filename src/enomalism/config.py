@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     owner_renew: float = 5.0
     # Seconds without a heartbeat after which another node takes over a running job.
     job_timeout: float = 120.0
+    # Seconds between sweeps removing unused base volumes from the hypervisors (0: never; an
+    # administrator can still prune: POST /rest/cache/prune/).
+    cache_sweep_interval: float = 3600.0
     # argon2id cost for password hashes (argon2-cffi's defaults, RFC 9106 low-memory profile).
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536

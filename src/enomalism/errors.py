@@ -20,7 +20,8 @@ the API layer turns any of them into `{"errno": N, "message": "..."}` with that 
     │   └── NoPlacement       1302  409  no hypervisor can take a new machine (placement)
     ├── Locked                1400  423  a transaction holds the machine
     ├── HypervisorError       1500  502  libvirt refused the operation
-    └── HypervisorUnreachable 1501  503  no connection to the hypervisor
+    ├── HypervisorUnreachable 1501  503  no connection to the hypervisor
+    └── NotReady              1550  503  GET /readyz: a check failed (database, jobs, ...)
 """
 
 
@@ -101,6 +102,10 @@ class HypervisorError(EnomalismError):
 
 class HypervisorUnreachable(EnomalismError):
     errno, status, message = 1501, 503, "the hypervisor is not reachable"
+
+
+class NotReady(EnomalismError):
+    errno, status, message = 1550, 503, "not ready"
 
 
 def all_errors() -> list[type[EnomalismError]]:

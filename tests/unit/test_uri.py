@@ -130,3 +130,15 @@ def test_one_daemon_under_several_spellings():
     assert same == {("qemu", "", "/system")}
     assert uri.daemon_key("qemu+ssh://Node1/system") == ("qemu", "node1", "/system")
     assert uri.daemon_key("qemu:///session") != uri.daemon_key("qemu:///system")
+
+
+@pytest.mark.parametrize("text, shown", [
+    ("qemu:///system", "qemu:///system"),
+    ("test:///tmp/host.xml", "test:///tmp/host.xml"),
+    ("qemu+ssh://root@node1/system?keyfile=/root/.ssh/k", "qemu+ssh://node1/system"),
+    ("qemu+tcp://op:s3cret@10.0.0.2:16509/system", "qemu+tcp://10.0.0.2:16509/system"),
+    ("qemu+tls://node1/system?pkipath=/etc/pki#x", "qemu+tls://node1/system"),
+    ("qemu+tcp://[::1/system", "(not a URI)"),
+])
+def test_redact_drops_credentials_and_parameters(text, shown):
+    assert uri.redact(text) == shown

@@ -12,12 +12,14 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from enomalism import __version__
 from enomalism.api import (
+    cache,
     clusters,
     hypervisors,
     machines,
@@ -28,7 +30,7 @@ from enomalism.api import (
     vmfeed,
 )
 from enomalism.api.deps import cached_user, current_user, make_context
-from enomalism.api.schemas import Status
+from enomalism.api.schemas import Readiness, Status
 from enomalism.config import Settings
 from enomalism.errors import (
     EnomalismError,
@@ -36,14 +38,17 @@ from enomalism.errors import (
     MethodNotAllowed,
     NotAuthenticated,
     NotFound,
+    NotReady,
 )
 from enomalism.jobs.runner import Runner
-from enomalism.services import (  # noqa: F401  (provisioning registers job handlers)
+from enomalism.services import (  # noqa: F401  (provisioning, cache register job handlers)
     actions,
     auth,
+    health,
     nodes,
     provisioning,
 )
+from enomalism.services import cache as cache_service
 from enomalism.services.context import Principal
 from enomalism.services.hypervisors import ensure_local_host
 from enomalism.services.registry import HypervisorRegistry
@@ -191,20 +196,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runner = Runner(db, registry, node, settings.packages_path,
                         threads=settings.job_threads, timeout=settings.job_timeout)
         runner.start()
+        sweeper = cache_service.Sweeper(db, runner, settings.cache_sweep_interval)
+        sweeper.start()
         app.state.settings = settings
         app.state.db = db
         app.state.registry = registry
         app.state.runner = runner
         app.state.credentials = auth.CredentialCache(settings.auth_cache_seconds)
         app.state.throttle = auth.LoginThrottle()
+        for warning in health.warnings(registry):
+            log.warning("%s", warning)
         try:
             yield
         finally:
+            sweeper.stop()
             runner.stop()
             registry.stop()
             db.dispose()
 
-    app = FastAPI(
+    # Swagger UI (/docs) and ReDoc (/redoc) from files in the package, not from a CDN: a
+    # private cloud is often offline.
+    app = FastAPIOffline(
         title="enomalism", version=__version__, lifespan=lifespan,
         description="The Enomalism REST API 2.1 on libvirt. Every /rest/ path needs HTTP Basic "
                     "credentials and answers with and without its trailing slash. HTTP "
@@ -221,13 +233,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Liveness, without credentials."""
         return {"errno": 0, "message": "ok"}
 
+    @app.get("/readyz", tags=["health"], response_model=Readiness,
+             responses={503: {"model": Readiness, "description": "not ready"}})
+    def readyz(request: Request) -> Any:
+        """Readiness, without credentials: 200 when the database, the job runner, this node's
+        heartbeat and claims, and every hypervisor link are well; 503 naming what is not."""
+        state = request.app.state
+        ready, body = health.readiness(db=state.db, registry=state.registry,
+                                       runner=state.runner)
+        if ready:
+            return {"errno": 0, "message": "ready", **body}
+        wrong = ", ".join(f"{name}: {c['error']}" for name, c in body["checks"].items()
+                          if not c["ok"])
+        return _error(NotReady(f"not ready ({wrong})", **body))
+
     failures = {s: {"model": Status, "description": d} for s, d in [
         (400, "bad input"), (401, "wrong or missing credentials"), (403, "denied"),
         (404, "not found"), (409, "conflict or wrong state"), (423, "locked"),
         (429, "too many failed logins"), (502, "the hypervisor refused"),
         (503, "the hypervisor is unreachable")]}
     for r in (machines.router, hypervisors.router, clusters.router, users.router,
-              permissions.router, transactions.router, vmfeed.router, networks.router):
+              permissions.router, transactions.router, vmfeed.router, networks.router,
+              cache.router):
         # straight onto the app: a router included twice builds every route twice
         app.include_router(r, dependencies=[Depends(current_user)], responses=failures)
     app.add_middleware(ActionShortcut)  # inside TrailingSlash: it sees the slash added

@@ -2,6 +2,7 @@
 functions that shape stored objects into them."""
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import object_session
@@ -24,6 +25,14 @@ class Status(BaseModel):
 
     errno: int = Field(0, description="0 on success; see docs/errors.md")
     message: str = Field("", description="what happened, for a person")
+
+
+class Readiness(Status):
+    """`GET /readyz`: each check (database, jobs, leases, hypervisors) with `ok` and, when
+    not ok, `error`; hypervisors not connected are listed in `checks.hypervisors.down`."""
+
+    checks: dict[str, dict[str, Any]] = Field(description="check name -> {ok, error, ...}")
+    warnings: list[str] = Field(description="what slows this node without stopping it")
 
 
 class MachineObj(BaseModel):

@@ -7,6 +7,7 @@ import typer
 
 from enomalism.cli import (
     admin,
+    cache,
     clusters,
     feeds,
     hosts,
@@ -36,6 +37,7 @@ app.add_typer(feeds.feed_app, name="feed")
 app.add_typer(feeds.package_app, name="package")
 app.add_typer(networks.app, name="network")
 app.add_typer(transactions.app, name="tx")
+app.add_typer(cache.app, name="cache")
 app.add_typer(admin.app, name="admin")
 
 

@@ -174,6 +174,8 @@ class Runner:
         self._wake = threading.Condition()
         self._stopping = False
         self._workers: list[threading.Thread] = []
+        self.beat_at = time.monotonic()  # the last heartbeat written (for /readyz)
+        self.beat_error: str | None = None
 
     def start(self) -> None:
         self.recover()
@@ -210,10 +212,28 @@ class Runner:
                     s.execute(update(Transaction).where(
                         Transaction.state == "running", Transaction.claimed_by == self.node_id)
                         .values(heartbeat_at=utcnow()))
+                self.beat_at, self.beat_error = time.monotonic(), None
                 self.take_over()
                 self.package_sync.take_over()
-            except Exception:
+            except Exception as e:
+                self.beat_error = str(e).splitlines()[0] if str(e) else type(e).__name__
                 log.exception("writing the job heartbeat failed")
+
+    def problem(self) -> str | None:
+        """Why this node's job runner is not well (None when it is): a thread gone, or no
+        heartbeat written for as long as other nodes wait before taking its jobs over."""
+        if self._stopping:
+            return "the job runner is stopping"
+        dead = [t.name for t in self._workers if not t.is_alive()]
+        if dead:
+            return f"job runner threads stopped: {', '.join(dead)}"
+        if not self._workers:
+            return "the job runner has not started"
+        late = time.monotonic() - self.beat_at
+        if late > self.timeout:
+            why = f": {self.beat_error}" if self.beat_error else ""
+            return f"no job heartbeat written for {late:.0f} s{why}"
+        return None
 
     def take_over(self) -> list[str]:
         """Fail (and undo) running jobs whose heartbeat is older than the timeout: their node

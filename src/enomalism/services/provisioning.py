@@ -40,6 +40,7 @@ from enomalism.services.context import Context
 from enomalism.services.lookup import get_machine, parse_uuid, require
 from enomalism.services.repositories import active_transaction, auth_of, get_package
 from enomalism.store.models import (
+    BaseVolume,
     Cluster,
     Hypervisor,
     Lease,
@@ -332,6 +333,9 @@ def _base_volume(job: JobContext, hv_uuid: str, pool: libvirt.virStoragePool, pk
                 pass  # left on the undo log
             raise
         job.created_ok("pool_volume", **entry)
+        with job.db.session() as s:  # ours to remove when nothing uses it (services/cache.py)
+            s.merge(BaseVolume(hypervisor_uuid=hv_uuid, pool=pool.name(), name=name,
+                               package_uuid=pkg_uuid))
         return vol_path
 
 

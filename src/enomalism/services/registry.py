@@ -41,6 +41,10 @@ EVENT_STATE = {
     (libvirt.VIR_DOMAIN_EVENT_RESUMED, libvirt.VIR_DOMAIN_EVENT_RESUMED_UNPAUSED): "running",
 }
 EXPECT_FOR = 5.0  # seconds after an action during which its own event is recognised
+# A hypervisor taking longer than this to answer for its capabilities re-probes QEMU on every
+# call (on a machine without udev: /dev/kvm not usable by libvirt's QEMU user, see
+# scripts/kvm-device.sh): every define then takes as long. Said in the log and in /readyz.
+SLOW_CAPABILITIES = 2.0
 
 
 def _lock_rows(s: Session, where: object) -> int:
@@ -65,6 +69,9 @@ class HypervisorRegistry:
         self._expected: dict[tuple[str, str], tuple[str, float]] = {}
         self._stopping = False
         self._threads: list[threading.Thread] = []
+        self.kept_at = time.monotonic()  # the last heartbeat and claim renewal (for /readyz)
+        self.keep_error: str | None = None
+        self.slow: dict[str, float] = {}  # hypervisor -> seconds its capabilities took
 
     # -- lifetime ----------------------------------------------------------------------
 
@@ -151,6 +158,24 @@ class HypervisorRegistry:
             return "elsewhere", self._elsewhere[hv_uuid]
         return (link.status, link.last_error) if link else ("disconnected", "not supervised")
 
+    def links(self) -> list[tuple[str, str, str, str | None]]:
+        """(uuid, URI, status, last error) of every hypervisor this node supervises."""
+        with self._lock:
+            links = list(self._links.values())
+        return [(link.uuid, link.uri, link.status, link.last_error) for link in links]
+
+    def keep_problem(self) -> str | None:
+        """Why this node's heartbeat and claims are not being renewed (None when they are):
+        past the lease, other nodes take its hypervisors."""
+        if self._threads and not self._threads[-1].is_alive():
+            return "the thread renewing this node's claims stopped"
+        late = time.monotonic() - self.kept_at
+        if late > self.ownership.lease:
+            why = f": {self.keep_error}" if self.keep_error else ""
+            return (f"this node's heartbeat and hypervisor claims not renewed for {late:.0f} s "
+                    f"(lease {self.ownership.lease:.0f} s){why}")
+        return None
+
     # -- resyncs -----------------------------------------------------------------------
 
     def resync_hypervisor(self, hv_uuid: str) -> None:
@@ -234,10 +259,26 @@ class HypervisorRegistry:
     # -- LinkListener ------------------------------------------------------------------
 
     def connected(self, link: HypervisorLink, conn: libvirt.virConnect) -> None:
+        self._time_capabilities(link, conn)
         if not self.ownership.claim(link.uuid):
             return  # another node keeps this hypervisor's machines true
         self._record_connected(link.uuid, conn)
         self.resync_hypervisor(link.uuid)
+
+    def _time_capabilities(self, link: HypervisorLink, conn: libvirt.virConnect) -> None:
+        started = time.monotonic()
+        try:
+            conn.getCapabilities()
+        except libvirt.libvirtError:
+            return  # the resync that follows meets the same error and says it
+        took = time.monotonic() - started
+        if took < SLOW_CAPABILITIES:
+            self.slow.pop(link.uuid, None)
+            return
+        self.slow[link.uuid] = took
+        log.warning("hypervisor %s took %.1f s to answer for its capabilities: libvirt probes "
+                    "QEMU again on every call, and every define takes as long (is /dev/kvm "
+                    "usable by libvirt's QEMU user? scripts/kvm-device.sh)", link.uri, took)
 
     def _record_connected(self, hv_uuid: str, conn: libvirt.virConnect) -> None:
         info = driver.host_info(conn)
@@ -354,6 +395,7 @@ class HypervisorRegistry:
                     lost = [u for u in list(self.ownership.owned)
                             if u not in self._links or self._links[u].status == "disconnected"]
                 gained, _lost = self.ownership.renew(connected, lost)
+                self.kept_at, self.keep_error = time.monotonic(), None
                 for hv_uuid in gained:
                     log.info("this node now keeps hypervisor %s", hv_uuid)
                     try:
@@ -361,5 +403,6 @@ class HypervisorRegistry:
                     except HypervisorUnreachable:
                         continue
                     self._queue(hv_uuid, RESYNC_ALL)
-            except Exception:
+            except Exception as e:
+                self.keep_error = str(e).splitlines()[0] if str(e) else type(e).__name__
                 log.exception("renewing this node's hypervisors failed")

@@ -302,6 +302,21 @@ class NamedLock(Base):
     taken_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class BaseVolume(Base):
+    """A base volume provisioning uploaded (`enomalism-base-*`, services/cache.py): this
+    installation's to remove once nothing uses it. Base volumes another installation sharing
+    the hypervisor made are never touched."""
+
+    __tablename__ = "base_volumes"
+
+    hypervisor_uuid: Mapped[str] = mapped_column(
+        ForeignKey("hypervisors.uuid", ondelete="CASCADE"), primary_key=True)
+    pool: Mapped[str] = mapped_column(String(255), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    package_uuid: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class Repository(Base):
     """A VMcast feed of packages. Credentials from the feed URL are kept apart from it and
     never shown back."""

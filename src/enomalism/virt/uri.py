@@ -140,3 +140,13 @@ def daemon_key(uri: str) -> tuple[str, str, str]:
     host = (parts.hostname or "").lower()
     where = "" if not host or is_loopback(host) else host
     return driver_of(uri), where, parts.path.rstrip("/") or "/"
+
+
+def redact(uri: str) -> str:
+    """The URI without user name, password or parameters (`qemu+ssh://root@h/system?keyfile=k`
+    -> `qemu+ssh://h/system`): for answers given without credentials, such as /readyz."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return "(not a URI)"
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
