@@ -177,8 +177,9 @@ def succeeded(ctx: Context, rule: Rule, given: dict[str, Any], answer: Any) -> N
     if not notes:
         obj = _created(rule, answer) or given.get(rule.object_param)
         notes = [audit.Note(action or "", obj)]
+    prefix = (action or "").partition(".")[0]
     for note in notes:
-        object_type = rule.object_type if note.action.startswith(f"{rule.object_type}.") \
+        object_type = rule.object_type if note.action.partition(".")[0] == prefix \
             else note.action.partition(".")[0]
         audit.write(ctx.db, actor_uuid=ctx.user.uuid, actor_name=ctx.user.username,
                     source=ctx.source, action=note.action, object_type=object_type,

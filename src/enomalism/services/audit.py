@@ -92,12 +92,24 @@ def _without_credentials(url: str) -> str:
         return "<a URL>"
 
 
-def object_name(db: Session, object_type: str | None, object_uuid: str | None) -> str | None:
-    """The object's name, by its primary key (None when gone or of no known type)."""
-    model = NAMES.get(object_type or "")
-    if model is None or not object_uuid:
-        return None
-    return db.scalar(select(getattr(model[0], model[1])).where(model[0].uuid == object_uuid))
+def object_name(db: Session, object_type: str | None,
+                object_uuid: str | None) -> tuple[str | None, str | None]:
+    """The object's type and name, by its primary key (of any type when the type is not
+    known: an access list's object); None when gone."""
+    if not object_uuid:
+        return object_type, None
+    types = [object_type] if object_type else [t for t in NAMES if t != "host"]
+    for t in types:
+        if t not in NAMES:
+            continue
+        model, column = NAMES[t]
+        name = db.scalar(select(getattr(model, column)).where(model.uuid == object_uuid))
+        if name is not None:
+            if model is Machine and not object_type:
+                t = db.scalar(select(Machine.kind).where(Machine.uuid == object_uuid))
+                t = "host" if t == "host" else "machine"
+            return t, name
+    return object_type, None
 
 
 def write(db: Session, *, actor_uuid: str | None, actor_name: str | None, source: str | None,
@@ -105,10 +117,7 @@ def write(db: Session, *, actor_uuid: str | None, actor_name: str | None, source
           message: str | None, detail: dict[str, Any], object_name_: str | None = None) -> None:
     """Add one entry to `db` (the caller commits)."""
     if object_name_ is None:
-        try:
-            object_name_ = object_name(db, object_type, object_uuid)
-        except Exception:  # a malformed id on PostgreSQL's uuid columns, say: name unknown
-            object_name_ = None
+        object_type, object_name_ = object_name(db, object_type, object_uuid)
     db.add(AuditEntry(actor_uuid=actor_uuid, actor_name=actor_name, source=source,
                       action=action[:64], object_type=object_type, object_uuid=object_uuid,
                       object_name=(object_name_ or None) and str(object_name_)[:255],
