@@ -17,6 +17,15 @@ from enomalism.store.models import AuditEntry, Machine
 from tests.api.accounts import Account, add_hypervisor, define_vm, new_group, new_user, unique
 from tests.conftest import Api
 from tests.fakehost import FakeDomain, domain_xml
+from tests.integration.provision_helpers import (
+    build_package,
+    feed_item,
+    feed_server,
+    have_qemu_img,
+    make_qcow2,
+    publish,
+    wait_tx,
+)
 
 SOURCE = "192.0.2.9"
 _n = itertools.count(10)
@@ -367,3 +376,61 @@ def test_groups_and_members(world, actor):
     [e] = newest(api, after)
     assert (e["action"], e["object"], e["object_type"], e["detail"]["user"]) == \
         ("group.add_user", g, "group", alice.name)
+
+
+def test_asynchronous_work_records_its_start_and_its_end(world, actor):
+    api = world.api
+    admin, remote = actor
+    uuid = world.vm("create")["uuid"]
+    after = last_id(api)
+    txid = remote.ok("POST", f"/rest/machine/{uuid}/actions/package/", auth=admin.auth)["txid"]
+    end = wait_tx(api, txid)["data"]["state"]
+    entries = newest(api, after)
+    [start] = [e for e in entries if e["action"] == "machine.package"]
+    assert (start["object"], start["detail"]["txid"], start["errno"]) == (uuid, txid, 0)
+    [done] = [e for e in entries if e["action"].startswith("transaction.")]
+    assert (done["action"], done["object"], done["object_type"], done["actor"]) == \
+        (f"transaction.{end}", txid, "transaction", admin.uuid)
+    assert done["source"].startswith("job on ")
+    assert (done["errno"] == 0) == (end == "done")
+
+
+@pytest.mark.skipif(not have_qemu_img(), reason="qemu-img is needed to build a package")
+def test_feed_and_package_changes(world, actor, tmp_path):
+    api = world.api
+    admin, remote = actor
+    pkg = build_package(tmp_path / "audited.xvm2", make_qcow2(tmp_path / "a.qcow2", 16),
+                        name="audited")
+    with feed_server() as srv:
+        srv.auth = ("feeder", "feed-Pa55word-never-logged")
+        url = publish(srv, [feed_item(srv, pkg, "/audited.xvm2")])
+        with_credentials = url.replace("://", "://feeder:feed-Pa55word-never-logged@")
+        after = last_id(api)
+        r = remote.put("/rest/vmfeed/", data={"url": "ftp://example.org/feed"},
+                       auth=admin.auth)
+        assert r.status_code == 400
+        repo = remote.ok("PUT", "/rest/vmfeed/", data={"url": with_credentials},
+                         auth=admin.auth)["uuid"]
+        [package] = [p["uuid"] for p in api.ok("GET", "/rest/vmfeed/")["packages"]
+                     if p["repository"] == repo]
+        remote.ok("POST", f"/rest/vmfeed/repo/{repo}/", data={"action": "refresh"},
+                  auth=admin.auth)
+        remote.ok("POST", f"/rest/vmfeed/{package}/", data={"description": "audited"},
+                  auth=admin.auth)
+        txid = remote.ok("POST", f"/rest/vmfeed/repo/package/{package}/",
+                         auth=admin.auth)["tx"]
+        assert wait_tx(api, txid)["data"]["state"] == "done"
+        remote.ok("DELETE", f"/rest/vmfeed/repo/package/{package}/", auth=admin.auth)
+        remote.ok("DELETE", f"/rest/vmfeed/{package}/", auth=admin.auth)
+        remote.ok("DELETE", f"/rest/vmfeed/repo/{repo}/", auth=admin.auth)
+    entries = newest(api, after)
+    got = [(e["action"], e["object"], e["errno"] == 0) for e in reversed(entries)]
+    assert got == [
+        ("repository.add", None, False), ("repository.add", repo, True),
+        ("repository.refresh", repo, True), ("package.update", package, True),
+        ("package.retrieve", package, True), ("transaction.done", txid, True),
+        ("package.uncache", package, True), ("package.delete", package, True),
+        ("repository.delete", repo, True)]
+    assert "feed-Pa55word-never-logged" not in str(entries)
+    [added] = [e for e in entries if e["action"] == "repository.add" and e["errno"] == 0]
+    assert added["detail"]["url"].startswith("http://***@")
