@@ -8,7 +8,6 @@ import inspect
 import json
 import os
 import sys
-import uuid as uuidlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,14 +22,16 @@ from rich.table import Table
 from rich.text import Text
 
 from enomalism.cli import config
-from enomalism.client import (
+from enomalism.client import (  # noqa: F401  (is_uuid, pick: the client's naming rules)
     EXIT_DENIED,
-    EXIT_NOT_FOUND,
     EXIT_OTHER,
+    AmbiguousError,
     Client,
     ClientError,
     Transaction,
     WaitTimeout,
+    is_uuid,
+    pick,
 )
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
@@ -379,6 +380,8 @@ def report(c: Cli, e: ClientError | CLIError) -> int:
             doc["txid"] = e.body["txid"]
         if getattr(e, "partial", None):
             doc["results"] = e.partial
+        if isinstance(e, AmbiguousError):
+            doc["candidates"] = e.candidates
         code = e.exit_code
     else:
         doc = {"errno": e.errno, "message": e.message, "status": 0, **e.extra}
@@ -426,37 +429,6 @@ def command(app: typer.Typer, name: str | None = None, *, connection: bool = Tru
 
 
 # -- naming objects --------------------------------------------------------------------------
-
-def is_uuid(ref: str) -> bool:
-    try:
-        uuidlib.UUID(ref)
-        return True
-    except ValueError:
-        return False
-
-
-def pick(kind: str, ref: str, items: Sequence[T], uuid_of: Callable[[T], str],
-         names_of: Callable[[T], Iterable[str]], describe: Callable[[T], str]) -> T:
-    """The one item `ref` names: its UUID, else its name (or another identifier `names_of`
-    gives, such as a URL), else a unique UUID prefix. Unknown: exit 3; ambiguous: exit 1 with
-    the candidates listed."""
-    r = ref.strip()
-    low = r.lower()
-    exact = [i for i in items if uuid_of(i).lower() == low]
-    if exact:
-        return exact[0]
-    for found in ([i for i in items if r in names_of(i)],
-                  [i for i in items if low and uuid_of(i).lower().startswith(low)]):
-        if len(found) == 1:
-            return found[0]
-        if len(found) > 1:
-            listing = "\n".join(f"  {describe(i)}" for i in found)
-            raise CLIError(f"'{ref}' is ambiguous: it matches {len(found)} {kind}s:\n"
-                           f"{listing}\nname one by its UUID (or a longer prefix)",
-                           EXIT_OTHER, 1000, candidates=[uuid_of(i) for i in found])
-    raise CLIError(f"no {kind} named '{ref}' or with an id starting with it", EXIT_NOT_FOUND,
-                   1200)
-
 
 def split_principal(ref: str) -> tuple[str | None, str | None]:
     """`user:NAME`, `group:NAME`, or a bare user name: (user, group)."""
