@@ -228,6 +228,8 @@ class Machine(Model):
     created_at: datetime | None = None
     updated_at: datetime | None = None
     synced_at: datetime | None = None
+    vcpus: int | None = None
+    memory_kib: int | None = None
 
 
 @dataclass
@@ -366,6 +368,10 @@ class AuditEntry(Model):
     source: str | None = None
     action: str = ""
     object: str | None = None
+    object_type: str | None = None
+    object_name: str | None = None
+    errno: int = 0
+    message: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
 
 
@@ -385,7 +391,9 @@ class AccessList(Model):
 
     object: str = ""
     object_type: str = ""
+    object_name: str | None = None
     owner: str | None = None
+    owner_name: str | None = None
     permissions: list[Grant] = field(default_factory=list)
 
 
@@ -400,6 +408,8 @@ class Transaction(Model):
     error: str | None = None
     log: list[list[str]] = field(default_factory=list)
     owner: str | None = None
+    owner_name: str | None = None
+    target_name: str | None = None
     cancel_requested: bool = False
     attempts: int = 0
     created_at: datetime | None = None
@@ -1040,8 +1050,14 @@ class Tokens(_Resource):
 
 
 class Audit(_Resource):
-    def list(self, *, object: str | None = None, limit: int = 100) -> list[AuditEntry]:
-        a = self._call("GET", "/rest/audit/", object=object, limit=limit)
+    def list(self, *, object: str | None = None, actor: str | None = None,
+             failed: bool | None = None, limit: int = 100) -> list[AuditEntry]:
+        """Newest first; `object`: a UUID or anything `Client.find` names; `failed`: True
+        for refusals and failures only, False for changes done only."""
+        if object is not None and not is_uuid(object):
+            object = self._c.find(object)[1]
+        a = self._call("GET", "/rest/audit/", object=object, actor=actor,
+                       failed=None if failed is None else str(failed).lower(), limit=limit)
         return [AuditEntry.from_dict(e) for e in a["entries"]]
 
 

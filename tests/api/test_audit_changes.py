@@ -417,8 +417,9 @@ def test_feed_and_package_changes(world, actor, tmp_path):
                   auth=admin.auth)
         remote.ok("POST", f"/rest/vmfeed/{package}/", data={"description": "audited"},
                   auth=admin.auth)
-        txid = remote.ok("POST", f"/rest/vmfeed/repo/package/{package}/",
-                         auth=admin.auth)["tx"]
+        queued = remote.ok("POST", f"/rest/vmfeed/repo/package/{package}/", auth=admin.auth)
+        txid = queued["tx"]  # the spec's key (6.4), and the one every other answer uses
+        assert queued["txid"] == txid
         assert wait_tx(api, txid)["data"]["state"] == "done"
         remote.ok("DELETE", f"/rest/vmfeed/repo/package/{package}/", auth=admin.auth)
         remote.ok("DELETE", f"/rest/vmfeed/{package}/", auth=admin.auth)

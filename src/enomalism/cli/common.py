@@ -130,6 +130,9 @@ class Cli:
             # into a pipe or a file: rows are never wrapped to a guessed 80 columns
             self.out = Console(highlight=False, soft_wrap=False, width=1000)
         self.err = Console(stderr=True, highlight=False)
+        if not self.err.is_terminal and not os.environ.get("COLUMNS"):
+            # messages into a log or a pipe: never broken inside a URL or a word
+            self.err = Console(stderr=True, highlight=False, soft_wrap=True)
         self._client: Client | None = None
         self.password: str | None = None  # the password the client logs in with, if any
         self._settings: dict[str, str] | None = None
@@ -189,6 +192,8 @@ class Cli:
                 self._client = Client(self.server, o.user, password)
                 self.password = password
             else:
+                with Client(self.server) as probe:
+                    probe.health()  # nothing listening there: unreachable (exit 6), not this
                 raise CLIError(
                     f"not logged in to {self.server}: run `enomalism login`, or give --user "
                     "(with --password or ENOMALISM_PASSWORD) or --token", EXIT_DENIED, 1100)
@@ -371,9 +376,11 @@ def _root_options(ctx: typer.Context) -> Options:
     return root.obj if isinstance(root.obj, Options) else Options()
 
 
-def report(c: Cli, e: ClientError | CLIError) -> int:
-    """Print an error (a JSON document on stdout with --json, a line on stderr always);
-    returns the exit code."""
+def report(c: Cli, e: ClientError | CLIError,
+           words: Callable[[str], str] | None = None) -> int:
+    """Print an error (a JSON document on stdout with --json, a line on stderr always), its
+    message in the command's own words (`words`: the API's names of things as the command
+    calls them); returns the exit code."""
     if isinstance(e, ClientError):
         doc = {"errno": e.errno, "message": e.message, "status": e.status}
         if e.body.get("txid"):
@@ -386,6 +393,8 @@ def report(c: Cli, e: ClientError | CLIError) -> int:
     else:
         doc = {"errno": e.errno, "message": e.message, "status": 0, **e.extra}
         code = e.code
+    if words is not None:
+        doc["message"] = words(doc["message"])
     if c.json:
         typer.echo(json.dumps(plain(doc), indent=2, ensure_ascii=False))
     label = f"error {doc['errno']}: " if doc["errno"] else "error: "
@@ -394,6 +403,7 @@ def report(c: Cli, e: ClientError | CLIError) -> int:
 
 
 def command(app: typer.Typer, name: str | None = None, *, connection: bool = True,
+            words: Callable[[str], str] | None = None,
             **kw: Any) -> Callable[[Callable[..., T]], Callable[..., T]]:
     """Register `fn` as a command of `app`, with --json (and, if `connection`, --server,
     --user, --password, --token, --config) after its own options; those given here win over
@@ -415,7 +425,7 @@ def command(app: typer.Typer, name: str | None = None, *, connection: bool = Tru
             try:
                 return fn(*args, **kwargs)
             except (ClientError, CLIError) as e:
-                raise typer.Exit(report(c, e)) from None
+                raise typer.Exit(report(c, e, words)) from None
             finally:
                 _current.pop()
                 c.close()
