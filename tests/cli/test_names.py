@@ -132,3 +132,13 @@ def test_the_client_refuses_unknown_and_ambiguous_names(client):
     assert (e.value.errno, e.value.exit_code) == (1200, 3)
     with pytest.raises(NotFoundError):
         client.clusters.rename("no-such-cluster", "x")
+
+
+def test_audit_list_shows_refusals_by_name(cloud):
+    cloud.run("machine", "start", "web")  # refused: it runs
+    r = cloud.run("audit", "list", "--failed", "--actor", "admin", "--limit", "1")
+    assert r.code == 0, r.all
+    row = r.out.splitlines()[2]
+    assert "machine.create" in row and "machine web" in row and "error 1301" in row
+    doc = cloud.run("audit", "list", "--done", "--limit", "5", "--json").json
+    assert doc and all(e["errno"] == 0 for e in doc)
