@@ -39,9 +39,11 @@ class Rule:
     def action(self, variables: dict[str, Any]) -> str | None:
         verb = self.verb
         if verb == ACTION:
-            verb = str(variables.get("action") or "")[:32]
+            verb = str(variables.get("action") or "")
             if not verb:
                 return None
+            if not re.fullmatch(r"[a-z_]{1,32}", verb):  # hostile text stays out of the log
+                verb = "unknown_action"
         elif self.reads_without and not any(variables.get(k) not in (None, "", [])
                                             for k in self.reads_without):
             return None

@@ -160,7 +160,9 @@ def _in_one_thread(endpoint: Callable, rule: "api_audit.Rule | None" = None) -> 
 def expose(router: APIRouter, path: str, methods: list[str], endpoint: Callable, *,
            vars_model: type[Vars] = NoVars, **kwargs: Any) -> None:
     """Register `endpoint` for each method, documenting `vars_model` as the method's HTTP
-    variables (query parameters for GET and DELETE, a form or JSON body for POST and PUT)."""
+    variables (query parameters for GET and DELETE, a form or JSON body for POST and PUT).
+    A method that changes something is recorded in the audit log, refused or not
+    (api/audit.py; the outcome of a `def` endpoint, which is what every endpoint is)."""
     for method in methods:
         rule = api_audit.rule_for(method, path, endpoint)
         call = endpoint if inspect.iscoroutinefunction(endpoint) else \
