@@ -13,17 +13,20 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from enomalism.feeds import archive
 from enomalism.store.models import AuditEntry, Machine
 from tests.api.accounts import Account, add_hypervisor, define_vm, new_group, new_user, unique
 from tests.conftest import Api
 from tests.fakehost import FakeDomain, domain_xml
 from tests.integration.provision_helpers import (
+    Pkg,
     build_package,
     feed_item,
     feed_server,
     have_qemu_img,
     make_qcow2,
     publish,
+    sha256_of,
     wait_tx,
 )
 
@@ -435,3 +438,38 @@ def test_feed_and_package_changes(world, actor, tmp_path):
     assert "feed-Pa55word-never-logged" not in str(entries)
     [added] = [e for e in entries if e["action"] == "repository.add" and e["errno"] == 0]
     assert added["detail"]["url"].startswith("http://***@")
+
+
+def test_provision_and_its_refusal(world, actor, tmp_path):
+    """A provision is recorded on the new machine with its transaction; its end under the
+    user who asked; a provision of a package that does not exist, with the refusal."""
+    api = world.api
+    admin, remote = actor
+    m = archive.Manifest(name="audited-provision", description="for the audit", version="1",
+                         virt_class="test", arch="x86_64", disks=[])
+    archive.write_package(tmp_path / "p.xvm2", domain_xml=domain_xml("template"), manifest=m,
+                          disk_sources={}, fsync=False)
+    pkg = Pkg(tmp_path / "p.xvm2", m.name, m, sha256_of(tmp_path / "p.xvm2"),
+              (tmp_path / "p.xvm2").stat().st_size, "test", "x86_64")
+    with feed_server() as srv:
+        repo = api.ok("PUT", "/rest/vmfeed/", data={
+            "url": publish(srv, [feed_item(srv, pkg, "/p.xvm2")])})["uuid"]
+        [package] = [p["uuid"] for p in api.ok("GET", "/rest/vmfeed/")["packages"]
+                     if p["repository"] == repo]
+        assert wait_tx(api, api.ok("POST", f"/rest/vmfeed/repo/package/{package}/")["txid"]
+                       )["data"]["state"] == "done"
+    host, name = api.local_host(), unique("provisioned")
+    after = last_id(api)
+    q = remote.ok("POST", f"/rest/machine/{host}/actions/provision/", auth=admin.auth,
+                  data={"pkguuid": package, "hvmuuid": world.hv, "name": name})
+    assert wait_tx(api, q["txid"])["data"]["state"] == "done"
+    r = remote.post(f"/rest/machine/{host}/actions/provision/", auth=admin.auth,
+                    data={"pkguuid": "6f1b2c3d-0000-4000-8000-000000000000", "name": name})
+    assert r.status_code == 404
+    entries = list(reversed(newest(api, after)))
+    got = [(e["action"], e["object"], e["errno"]) for e in entries]
+    assert got == [("machine.provision", q["newuuid"], 0), ("transaction.done", q["txid"], 0),
+                   ("machine.provision", host, r.json()["errno"])]
+    assert entries[0]["object_name"] == name and entries[0]["detail"]["txid"] == q["txid"]
+    assert entries[0]["detail"]["pkguuid"] == package
+    assert (entries[1]["actor"], entries[2]["actor"]) == (admin.uuid, admin.uuid)
