@@ -25,6 +25,7 @@ import re
 import time
 import types
 import typing
+import uuid as uuidlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -106,6 +107,49 @@ def error_for(status: int, errno: int, message: str, body: dict | None = None) -
     return _BY_STATUS.get(status, ClientError)(status, errno, message, body)
 
 
+class AmbiguousError(ClientError):
+    """A name or UUID prefix that matches several objects; `candidates` are their ids."""
+
+    def __init__(self, message: str, candidates: list[str]) -> None:
+        super().__init__(0, 1000, message, {"candidates": candidates})
+        self.candidates = candidates
+
+
+# -- naming objects ----------------------------------------------------------------------------
+
+T = typing.TypeVar("T")
+
+
+def is_uuid(ref: str) -> bool:
+    try:
+        uuidlib.UUID(ref)
+        return True
+    except (ValueError, TypeError, AttributeError):
+        return False
+
+
+def pick(kind: str, ref: str, items: typing.Sequence[T], uuid_of: Callable[[T], str],
+         names_of: Callable[[T], Iterable[str]], describe: Callable[[T], str]) -> T:
+    """The one item `ref` names: its UUID, else its name (or another identifier `names_of`
+    gives, such as a URL), else a unique UUID prefix. Unknown: `NotFoundError` (errno 1200);
+    ambiguous: `AmbiguousError` (errno 1000) listing the candidates."""
+    r = ref.strip()
+    low = r.lower()
+    exact = [i for i in items if uuid_of(i).lower() == low]
+    if exact:
+        return exact[0]
+    for found in ([i for i in items if r in names_of(i)],
+                  [i for i in items if low and uuid_of(i).lower().startswith(low)]):
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            listing = "\n".join(f"  {describe(i)}" for i in found)
+            raise AmbiguousError(f"'{ref}' is ambiguous: it matches {len(found)} {kind}s:\n"
+                                 f"{listing}\nname one by its UUID (or a longer prefix)",
+                                 [uuid_of(i) for i in found])
+    raise NotFoundError(0, 1200, f"no {kind} named '{ref}' or with an id starting with it")
+
+
 # -- typed results ---------------------------------------------------------------------------
 
 
@@ -184,6 +228,8 @@ class Machine(Model):
     created_at: datetime | None = None
     updated_at: datetime | None = None
     synced_at: datetime | None = None
+    vcpus: int | None = None
+    memory_kib: int | None = None
 
 
 @dataclass
@@ -342,6 +388,10 @@ class AuditEntry(Model):
     source: str | None = None
     action: str = ""
     object: str | None = None
+    object_type: str | None = None
+    object_name: str | None = None
+    errno: int = 0
+    message: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
 
 
@@ -361,7 +411,9 @@ class AccessList(Model):
 
     object: str = ""
     object_type: str = ""
+    object_name: str | None = None
     owner: str | None = None
+    owner_name: str | None = None
     permissions: list[Grant] = field(default_factory=list)
 
 
@@ -376,6 +428,8 @@ class Transaction(Model):
     error: str | None = None
     log: list[list[str]] = field(default_factory=list)
     owner: str | None = None
+    owner_name: str | None = None
+    target_name: str | None = None
     cancel_requested: bool = False
     attempts: int = 0
     created_at: datetime | None = None
@@ -567,6 +621,32 @@ class Client:
             r = self._send(method, path, json=body)
         return self._check(r)
 
+    KINDS = ("machine", "host", "hypervisor", "cluster", "user", "group", "network",
+             "package", "feed", "transaction")
+
+    def find(self, ref: str) -> tuple[str, str, str]:
+        """Any object: `KIND:REF` (machine:web, cluster:prod, user:bob, feed:URL, ...), a bare
+        UUID, or a machine's name or UUID prefix. Returns (kind, uuid, label)."""
+        kind, sep, name = ref.partition(":")
+        if not sep or kind not in self.KINDS:
+            if is_uuid(ref):
+                return "object", ref, ref
+            kind, name = "machine", ref
+        if not name:
+            raise ClientError(0, 1000, f"'{ref}' names nothing: use KIND:NAME, KIND one of "
+                              f"{', '.join(self.KINDS)}")
+        if kind in ("machine", "host"):
+            m = self.machines.find(name, kind="host" if kind == "host" else None)
+            return m.kind, m.uuid, m.name
+        found: Any = {"hypervisor": self.hypervisors, "cluster": self.clusters,
+                      "user": self.users, "group": self.groups, "network": self.networks,
+                      "package": self.packages, "feed": self.repositories,
+                      "transaction": self.transactions}[kind].find(name)
+        label = {"hypervisor": "virt_url", "user": "username", "feed": "url"}.get(kind, "name")
+        if kind == "transaction":
+            return kind, found.uuid, f"{found.kind} {found.uuid}"
+        return "repository" if kind == "feed" else kind, found.uuid, getattr(found, label)
+
     def health(self) -> bool:
         """Whether the server answers /healthz (no credentials needed)."""
         r = self._send("GET", "/healthz")
@@ -603,9 +683,53 @@ class _Resource:
     def _call(self, method: str, path: str, **variables: Any) -> dict:
         return self._c.call(method, path, **variables)
 
+    def find(self, ref: str) -> Any:
+        raise NotImplementedError
+
+    def _id(self, ref: str | None) -> str | None:
+        """The UUID of what `ref` names: a UUID as it is (no request), a name or a unique
+        UUID prefix looked up (`find`)."""
+        if ref is None or is_uuid(ref):
+            return ref
+        return self.find(ref).uuid
+
+    def _ref(self, ref: str) -> str:
+        """`ref` resolved (`_id`), as one path segment."""
+        return _path_id(self._id(ref))
+
 
 class Machines(_Resource):
-    """Machines (hosts and VMs), their actions, clusters, provisioning and packaging."""
+    """Machines (hosts and VMs), their actions, clusters, provisioning and packaging.
+    Machines are named by UUID, name or unique UUID prefix."""
+
+    def find(self, ref: str, *, kind: str | None = None) -> Machine:
+        """The machine `ref` names (UUID, name or unique UUID prefix)."""
+        items = self.list(kind=kind)
+        return pick(kind or "machine", ref, items, lambda m: m.uuid, lambda m: (m.name,),
+                    self._describe(items))
+
+    def find_all(self, refs: Iterable[str]) -> list[Machine]:
+        """Several machines, listing them once."""
+        items = self.list()
+        describe = self._describe(items)
+        return [pick("machine", r, items, lambda m: m.uuid, lambda m: (m.name,), describe)
+                for r in refs]
+
+    def _describe(self, items: list[Machine]) -> Callable[[Machine], str]:
+        """How a candidate is listed when a name is ambiguous: with its hypervisor's URI
+        (read only then)."""
+        hosts = {m.uuid: m.name for m in items if m.kind == "host"}
+        uris: dict[str, str] = {}
+
+        def describe(m: Machine) -> str:
+            if m.kind == "host":
+                return f"{m.uuid}  {m.name}  (host)"
+            if not uris:
+                uris.update({h.uuid: h.virt_url for h in self._c.hypervisors.list()} or
+                            {"": ""})
+            where = uris.get(m.parent or "", hosts.get(m.host or "", m.parent))
+            return f"{m.uuid}  {m.name}  ({m.state}, on {where})"
+        return describe
 
     def ids(self) -> list[str]:
         return self._call("GET", "/rest/machines/")["machines"]
@@ -617,28 +741,29 @@ class Machines(_Resource):
         return [Machine.from_dict(o) for o in answer.get("machine_objs", [])]
 
     def get(self, uuid: str) -> MachineDetails:
-        a = self._call("GET", f"/rest/machine/{_path_id(uuid)}/")
+        a = self._call("GET", f"/rest/machine/{self._ref(uuid)}/")
         return MachineDetails(machine=Machine.from_dict(a["machine_obj"]),
                               info=MachineInfo.from_dict(a["info"]),
                               hypervisors=[Hypervisor.from_dict(h) for h in a["hypervisors"]])
 
     def define(self, xmldesc: str, hypervisor: str) -> Machine:
         """Define a new VM from libvirt domain XML (like `virsh define`)."""
-        a = self._call("PUT", "/rest/machines/", xmldesc=xmldesc, hvmuuid=hypervisor)
+        a = self._call("PUT", "/rest/machines/", xmldesc=xmldesc,
+                       hvmuuid=self._c.hypervisors._id(hypervisor))
         return Machine.from_dict(a["machine_obj"])
 
     def refresh(self, uuid: str) -> str:
         """Read the machine again from libvirt (a host: all its hypervisors)."""
-        return self._call("POST", f"/rest/machine/{_path_id(uuid)}/trigger_status_updates/")[
+        return self._call("POST", f"/rest/machine/{self._ref(uuid)}/trigger_status_updates/")[
             "message"]
 
     def actions(self, uuid: str) -> list[str]:
         """The actions valid for the machine now."""
-        return self._call("GET", f"/rest/machine/{_path_id(uuid)}/actions/")["result"]
+        return self._call("GET", f"/rest/machine/{self._ref(uuid)}/actions/")["result"]
 
     def action(self, uuid: str, action: str, **variables: Any) -> str:
         """POST /rest/machine/<UUID>/actions/<action>/; returns the answer's message."""
-        return self._call("POST", f"/rest/machine/{_path_id(uuid)}/actions/{action}/",
+        return self._call("POST", f"/rest/machine/{self._ref(uuid)}/actions/{action}/",
                           **variables)["message"]
 
     def start(self, uuid: str) -> str:
@@ -680,29 +805,29 @@ class Machines(_Resource):
 
     def move(self, uuid: str, hypervisor: str) -> str:
         """set_parent: move a stopped machine's definition to another hypervisor."""
-        return self.action(uuid, "set_parent", puuid=hypervisor)
+        return self.action(uuid, "set_parent", puuid=self._c.hypervisors._id(hypervisor))
 
     def delete(self, uuid: str) -> str:
         """totaldelete: destroy, undefine, delete its unshared volumes, forget it."""
         return self.action(uuid, "totaldelete")
 
     def hypervisors(self, uuid: str) -> tuple[list[Hypervisor], list[Candidate]]:
-        a = self._call("GET", f"/rest/machine/{_path_id(uuid)}/hypervisors/")
+        a = self._call("GET", f"/rest/machine/{self._ref(uuid)}/hypervisors/")
         return ([Hypervisor.from_dict(h) for h in a["hypervisors"]],
                 [Candidate.from_dict(c) for c in a.get("candidates", [])])
 
     def clusters(self, uuid: str) -> list[Cluster]:
-        a = self._call("GET", f"/rest/machine/{_path_id(uuid)}/clusters/")
+        a = self._call("GET", f"/rest/machine/{self._ref(uuid)}/clusters/")
         return [Cluster.from_dict(c) for c in a["clusters"]]
 
     def add_to_clusters(self, uuid: str, clusters: Iterable[str]) -> list[Cluster]:
-        a = self._call("POST", f"/rest/machine/{_path_id(uuid)}/clusters/",
-                       clusters=list(clusters))
+        a = self._call("POST", f"/rest/machine/{self._ref(uuid)}/clusters/",
+                       clusters=[self._c.clusters._id(x) for x in clusters])
         return [Cluster.from_dict(c) for c in a["clusters"]]
 
     def remove_from_clusters(self, uuid: str, clusters: Iterable[str]) -> list[Cluster]:
-        a = self._call("DELETE", f"/rest/machine/{_path_id(uuid)}/clusters/",
-                       clusters=list(clusters))
+        a = self._call("DELETE", f"/rest/machine/{self._ref(uuid)}/clusters/",
+                       clusters=[self._c.clusters._id(x) for x in clusters])
         return [Cluster.from_dict(c) for c in a["clusters"]]
 
     def provision(self, host: str | None = None, *, package: str, name: str,
@@ -717,6 +842,9 @@ class Machines(_Resource):
         the transaction."""
         if hypervisor and cluster:
             raise ValueError("name a hypervisor or a cluster, not both")
+        hypervisor = self._c.hypervisors._id(hypervisor)
+        cluster, package = self._c.clusters._id(cluster), self._c.packages._id(package)
+        host = self._id(host)
         if host is None:
             host = self._c.hypervisors.get(hypervisor).machine if hypervisor else \
                 self._any_machine()
@@ -738,12 +866,17 @@ class Machines(_Resource):
                 version: str | None = None, compression: str | None = None) -> Queued:
         """Queue packaging the machine; the transaction's `result["package"]` is the new
         package."""
-        a = self._call("POST", f"/rest/machine/{_path_id(uuid)}/actions/package/", name=name,
+        a = self._call("POST", f"/rest/machine/{self._ref(uuid)}/actions/package/", name=name,
                        description=description, version=version, compression=compression)
         return Queued(txid=a["txid"], machine=uuid, message=a.get("message", ""))
 
 
 class Hosts(_Resource):
+    def find(self, ref: str) -> Machine:
+        """The host `ref` names (UUID, name, address or unique UUID prefix)."""
+        return pick("host", ref, self.list(), lambda m: m.uuid,
+                    lambda m: (m.name, m.address or m.name), lambda m: f"{m.uuid}  {m.name}")
+
     def list(self) -> list[Machine]:
         return [Machine.from_dict(h) for h in self._call("GET", "/rest/hosts/")["hosts"]]
 
@@ -778,53 +911,69 @@ class Cache(_Resource):
 
 
 class Hypervisors(_Resource):
+    def find(self, ref: str, host: str | None = None) -> Hypervisor:
+        """The hypervisor `ref` names (UUID, libvirt URI or unique UUID prefix), among
+        `host`'s when given."""
+        if is_uuid(ref) and not host:  # also one on a host the caller may not read
+            return self.get(ref)
+        return pick("hypervisor", ref, self.list(host), lambda h: h.uuid,
+                    lambda h: (h.virt_url,), lambda h: f"{h.uuid}  {h.virt_url}  ({h.status})")
+
     def get(self, uuid: str) -> Hypervisor:
         return Hypervisor.from_dict(
-            self._call("GET", f"/rest/hypervisor/{_path_id(uuid)}/")["hypervisor"])
+            self._call("GET", f"/rest/hypervisor/{self._ref(uuid)}/")["hypervisor"])
 
     def delete(self, uuid: str) -> str:
-        return self._call("DELETE", f"/rest/hypervisor/{_path_id(uuid)}/")["message"]
+        return self._call("DELETE", f"/rest/hypervisor/{self._ref(uuid)}/")["message"]
 
     def list(self, host: str | None = None) -> list[Hypervisor]:
         """The hypervisors of one host, or of every host the caller may read."""
-        hosts = [host] if host else [h.uuid for h in self._c.hosts.list()]
+        hosts = [self._c.hosts._id(host)] if host else [h.uuid for h in self._c.hosts.list()]
         return [hv for h in hosts for hv in self._c.machines.hypervisors(h)[0]]
 
     def candidates(self, host: str) -> list[Candidate]:
-        return self._c.machines.hypervisors(host)[1]
+        return self._c.machines.hypervisors(self._c.hosts._id(host))[1]
 
     def add(self, host: str, virt_url: str, virt_class: str | None = None) -> Hypervisor:
         """Connect and add a hypervisor to a host; returns it."""
-        a = self._call("POST", f"/rest/machine/{_path_id(host)}/hypervisors/",
+        a = self._call("POST", f"/rest/machine/{self._c.hosts._ref(host)}/hypervisors/",
                        virt_url=virt_url, virt_class=virt_class)
         hvs = [Hypervisor.from_dict(h) for h in a["hypervisors"]]
         return next((h for h in hvs if h.virt_url == virt_url), hvs[-1])
 
 
 class Clusters(_Resource):
+    def find(self, ref: str) -> Cluster:
+        return pick("cluster", ref, self.list(), lambda x: x.uuid, lambda x: (x.name,),
+                    lambda x: f"{x.uuid}  {x.name}")
+
     def list(self) -> list[Cluster]:
         return [Cluster.from_dict(c) for c in self._call("GET", "/rest/cluster/list/")["clusters"]]
 
     def get(self, uuid: str) -> Cluster:
-        return Cluster.from_dict(self._call("GET", f"/rest/cluster/{_path_id(uuid)}/")["cluster"])
+        return Cluster.from_dict(self._call("GET", f"/rest/cluster/{self._ref(uuid)}/")["cluster"])
 
     def create(self, name: str) -> Cluster:
         return Cluster.from_dict(self._call("PUT", "/rest/cluster/", cluster_name=name)["cluster"])
 
     def rename(self, uuid: str, name: str) -> Cluster:
-        return Cluster.from_dict(self._call("POST", f"/rest/cluster/{_path_id(uuid)}/",
+        return Cluster.from_dict(self._call("POST", f"/rest/cluster/{self._ref(uuid)}/",
                                             action="rename", cluster_name=name)["cluster"])
 
     def delete(self, uuid: str) -> str:
-        return self._call("DELETE", f"/rest/cluster/{_path_id(uuid)}/")["message"]
+        return self._call("DELETE", f"/rest/cluster/{self._ref(uuid)}/")["message"]
 
 
 class Users(_Resource):
+    def find(self, ref: str) -> UserRef:
+        return pick("user", ref, self.list(), lambda u: u.uuid, lambda u: (u.username,),
+                    lambda u: f"{u.uuid}  {u.username}")
+
     def list(self) -> list[UserRef]:
         return [UserRef(uuid=i, username=n) for n, i in self._call("GET", "/rest/users/")["users"]]
 
     def get(self, uuid: str) -> User:
-        return User.from_dict(self._call("GET", f"/rest/user/{_path_id(uuid)}/")["user"])
+        return User.from_dict(self._call("GET", f"/rest/user/{self._ref(uuid)}/")["user"])
 
     def create(self, username: str, password: str, *, email: str | None = None,
                full_name: str | None = None, admin: bool = False,
@@ -834,7 +983,7 @@ class Users(_Resource):
         return self.get(a["uuid"])
 
     def _act(self, uuid: str, action: str, **variables: Any) -> User:
-        a = self._call("POST", f"/rest/user/{_path_id(uuid)}/", action=action, **variables)
+        a = self._call("POST", f"/rest/user/{self._ref(uuid)}/", action=action, **variables)
         return User.from_dict(a["user"])
 
     def update(self, uuid: str, *, email: str | None = None,
@@ -862,22 +1011,26 @@ class Users(_Resource):
         return self._act(uuid, "remove_group", group=group)
 
     def delete(self, uuid: str) -> str:
-        return self._call("DELETE", f"/rest/user/{_path_id(uuid)}/")["message"]
+        return self._call("DELETE", f"/rest/user/{self._ref(uuid)}/")["message"]
 
 
 class Groups(_Resource):
+    def find(self, ref: str) -> GroupRef:
+        return pick("group", ref, self.list(), lambda g: g.uuid, lambda g: (g.name,),
+                    lambda g: f"{g.uuid}  {g.name}")
+
     def list(self) -> list[GroupRef]:
         pairs = self._call("GET", "/rest/group/list/")["groups"]
         return [GroupRef(uuid=i, name=n) for n, i in pairs]
 
     def get(self, uuid: str) -> Group:
-        return Group.from_dict(self._call("GET", f"/rest/group/{_path_id(uuid)}/")["group"])
+        return Group.from_dict(self._call("GET", f"/rest/group/{self._ref(uuid)}/")["group"])
 
     def create(self, name: str) -> Group:
         return Group.from_dict(self._call("PUT", "/rest/group/create/", group_name=name)["group"])
 
     def _act(self, uuid: str, action: str, **variables: Any) -> Group:
-        a = self._call("POST", f"/rest/group/{_path_id(uuid)}/", action=action, **variables)
+        a = self._call("POST", f"/rest/group/{self._ref(uuid)}/", action=action, **variables)
         return Group.from_dict(a["group"])
 
     def rename(self, uuid: str, name: str) -> Group:
@@ -890,27 +1043,34 @@ class Groups(_Resource):
         return self._act(uuid, "remove_user", user=user)
 
     def delete(self, uuid: str) -> str:
-        return self._call("DELETE", f"/rest/group/{_path_id(uuid)}/")["message"]
+        return self._call("DELETE", f"/rest/group/{self._ref(uuid)}/")["message"]
 
 
 class Permissions(_Resource):
-    """Access lists of any object (needs `admin` on it)."""
+    """Access lists of any object (needs `admin` on it), named as `Client.find` takes it."""
+
+    def _obj(self, obj: str) -> str:
+        return _path_id(obj if is_uuid(obj) else self._c.find(obj)[1])
 
     def list(self, obj: str) -> AccessList:
-        return AccessList.from_dict(self._call("GET", f"/rest/permissions/{_path_id(obj)}/"))
+        return AccessList.from_dict(self._call("GET", f"/rest/permissions/{self._obj(obj)}/"))
 
     def grant(self, obj: str, permission: str, *, user: str | None = None,
               group: str | None = None) -> AccessList:
-        return AccessList.from_dict(self._call("PUT", f"/rest/permissions/{_path_id(obj)}/",
+        return AccessList.from_dict(self._call("PUT", f"/rest/permissions/{self._obj(obj)}/",
                                                permission=permission, user=user, group=group))
 
     def revoke(self, obj: str, permission: str, *, user: str | None = None,
                group: str | None = None) -> AccessList:
-        return AccessList.from_dict(self._call("DELETE", f"/rest/permissions/{_path_id(obj)}/",
+        return AccessList.from_dict(self._call("DELETE", f"/rest/permissions/{self._obj(obj)}/",
                                                permission=permission, user=user, group=group))
 
 
 class Tokens(_Resource):
+    def find(self, ref: str, owner: str | None = None) -> Token:
+        return pick("token", ref, self.list(owner), lambda t: t.uuid, lambda t: (t.name,),
+                    lambda t: f"{t.uuid}  {t.name}")
+
     def list(self, user: str | None = None) -> list[Token]:
         return [Token.from_dict(t) for t in self._call("GET", "/rest/tokens/", user=user)["tokens"]]
 
@@ -920,43 +1080,64 @@ class Tokens(_Resource):
         return NewToken(token=Token.from_dict(a["token"]), secret=a["secret"])
 
     def revoke(self, uuid: str) -> str:
-        return self._call("DELETE", f"/rest/tokens/{_path_id(uuid)}/")["message"]
+        return self._call("DELETE", f"/rest/tokens/{self._ref(uuid)}/")["message"]
 
 
 class Audit(_Resource):
-    def list(self, *, object: str | None = None, limit: int = 100) -> list[AuditEntry]:
-        a = self._call("GET", "/rest/audit/", object=object, limit=limit)
+    def list(self, *, object: str | None = None, actor: str | None = None,
+             failed: bool | None = None, limit: int = 100) -> list[AuditEntry]:
+        """Newest first; `object`: a UUID or anything `Client.find` names; `failed`: True
+        for refusals and failures only, False for changes done only."""
+        if object is not None and not is_uuid(object):
+            object = self._c.find(object)[1]
+        a = self._call("GET", "/rest/audit/", object=object, actor=actor,
+                       failed=None if failed is None else str(failed).lower(), limit=limit)
         return [AuditEntry.from_dict(e) for e in a["entries"]]
 
 
 class Transactions(_Resource):
+    def find(self, ref: str) -> Transaction:
+        """The transaction `ref` names: its UUID or a unique UUID prefix."""
+        if is_uuid(ref):
+            return self.get(ref)
+        return pick("transaction", ref, self.list(limit=1000), lambda t: t.uuid,
+                    lambda t: (), lambda t: f"{t.uuid}  {t.kind} {t.state}")
+
     def list(self, *, state: str | None = None, target: str | None = None,
              limit: int = 100) -> list[Transaction]:
+        """Newest first; `target`: a UUID, or anything `Client.find` names."""
+        if target is not None and not is_uuid(target):
+            target = self._c.find(target)[1]
         a = self._call("GET", "/rest/transactions/", state=state, target=target, limit=limit)
         return [Transaction.from_dict(t) for t in a["transactions"]]
 
     def get(self, uuid: str) -> Transaction:
         return Transaction.from_dict(
-            self._call("GET", f"/rest/transaction/{_path_id(uuid)}/")["data"])
+            self._call("GET", f"/rest/transaction/{self._ref(uuid)}/")["data"])
 
     def cancel(self, uuid: str) -> tuple[Transaction, str]:
-        a = self._call("POST", f"/rest/transaction/{_path_id(uuid)}/", action="cancel")
+        a = self._call("POST", f"/rest/transaction/{self._ref(uuid)}/", action="cancel")
         return Transaction.from_dict(a["data"]), a.get("message", "")
 
     def retry(self, uuid: str) -> tuple[Transaction, str]:
-        a = self._call("POST", f"/rest/transaction/{_path_id(uuid)}/", action="retry")
+        a = self._call("POST", f"/rest/transaction/{self._ref(uuid)}/", action="retry")
         return Transaction.from_dict(a["data"]), a.get("message", "")
 
 
 class Repositories(_Resource):
-    """VMcast feeds."""
+    """VMcast feeds, named by UUID, URL, title or unique UUID prefix."""
+
+    def find(self, ref: str) -> Repository:
+        return pick("feed", ref, self.list(), lambda r: r.uuid,
+                    lambda r: (r.url, r.url.rstrip("/"), r.title or r.url),
+                    lambda r: f"{r.uuid}  {r.url}")
 
     def list(self) -> list[Repository]:
         a = self._call("GET", "/rest/vmfeed/repo/")
         return [Repository.from_dict(r) for r in a["repositories"]]
 
     def get(self, uuid: str) -> tuple[Repository, list[Package]]:
-        a = self._call("GET", f"/rest/vmfeed/repo/{_path_id(uuid)}/")
+        a = self._call("GET", f"/rest/vmfeed/repo/{self._ref(uuid)}/")
         return (Repository.from_dict(a["repository"]),
                 [Package.from_dict(p) for p in a["packages"]])
 
@@ -966,44 +1147,48 @@ class Repositories(_Resource):
         return self.get(a["uuid"])
 
     def refresh(self, uuid: str) -> tuple[Repository, list[Package]]:
-        a = self._call("POST", f"/rest/vmfeed/repo/{_path_id(uuid)}/", action="refresh")
+        a = self._call("POST", f"/rest/vmfeed/repo/{self._ref(uuid)}/", action="refresh")
         return (Repository.from_dict(a["repository"]),
                 [Package.from_dict(p) for p in a["packages"]])
 
     def delete(self, uuid: str) -> str:
-        return self._call("DELETE", f"/rest/vmfeed/repo/{_path_id(uuid)}/")["message"]
+        return self._call("DELETE", f"/rest/vmfeed/repo/{self._ref(uuid)}/")["message"]
 
 
 class Packages(_Resource):
+    def find(self, ref: str) -> Package:
+        return pick("package", ref, self.list(), lambda p: p.uuid, lambda p: (p.name,),
+                    lambda p: f"{p.uuid}  {p.name} {p.version or ''}  ({p.state})")
+
     def list(self, *, state: str | None = None) -> list[Package]:
         return [Package.from_dict(p) for p in self._call("GET", "/rest/vmfeed/",
                                                          state=state)["packages"]]
 
     def get(self, uuid: str) -> Package:
-        return Package.from_dict(self._call("GET", f"/rest/vmfeed/{_path_id(uuid)}/")["package"])
+        return Package.from_dict(self._call("GET", f"/rest/vmfeed/{self._ref(uuid)}/")["package"])
 
     def update(self, uuid: str, *, name: str | None = None,
                description: str | None = None) -> Package:
-        return Package.from_dict(self._call("POST", f"/rest/vmfeed/{_path_id(uuid)}/",
+        return Package.from_dict(self._call("POST", f"/rest/vmfeed/{self._ref(uuid)}/",
                                             name=name, description=description)["package"])
 
     def delete(self, uuid: str) -> str:
-        return self._call("DELETE", f"/rest/vmfeed/{_path_id(uuid)}/")["message"]
+        return self._call("DELETE", f"/rest/vmfeed/{self._ref(uuid)}/")["message"]
 
     def retrieve(self, uuid: str) -> str | None:
         """Queue retrieval into the server's cache; the transaction id, or None when the
         package is cached already."""
-        return self._call("POST", f"/rest/vmfeed/repo/package/{_path_id(uuid)}/")["tx"]
+        return self._call("POST", f"/rest/vmfeed/repo/package/{self._ref(uuid)}/")["tx"]
 
     def uncache(self, uuid: str) -> str:
         """Remove the server's local copy of a feed's package."""
-        return self._call("DELETE", f"/rest/vmfeed/repo/package/{_path_id(uuid)}/")["message"]
+        return self._call("DELETE", f"/rest/vmfeed/repo/package/{self._ref(uuid)}/")["message"]
 
     def download(self, uuid: str, dest: str | os.PathLike,
                  progress: Callable[[int, int | None], None] | None = None) -> Path:
         """Download the package file to `dest` (a file, or a directory to put `<name>.xvm2`
         in), through `dest.part`; `progress(done, total)` as it goes. Returns the path."""
-        r = self._c._send("GET", f"/rest/vmfeed/{_path_id(uuid)}/download/", stream=True)
+        r = self._c._send("GET", f"/rest/vmfeed/{self._ref(uuid)}/download/", stream=True)
         try:
             if r.status_code != 200:
                 r.read()
@@ -1046,71 +1231,77 @@ def _filename(disposition: str | None, fallback: str) -> str:
 class Networks(_Resource):
     """Static networks, their IP ranges, cluster and leases."""
 
+    def find(self, ref: str) -> Network:
+        return pick("network", ref, self.list(), lambda n: n.uuid,
+                    lambda n: (n.name,), lambda n: f"{n.uuid}  {n.name}  ({n.ip}/{n.prefix})")
+
     def list(self) -> list[Network]:
         return [Network.from_dict(n) for n in self._call("GET", "/rest/networks/")["networks"]]
 
     def get(self, uuid: str) -> Network:
-        return Network.from_dict(self._call("GET", f"/rest/networks/{_path_id(uuid)}/")["network"])
+        return Network.from_dict(self._call("GET", f"/rest/networks/{self._ref(uuid)}/")["network"])
 
     def create(self, name: str, *, bridge: str, ip: str, netmask: str,
                gateway: str | None = None, cluster: str | None = None,
                description: str | None = None) -> Network:
         a = self._call("PUT", "/rest/networks/", name=name, bridge=bridge, ip=ip,
-                       netmask=netmask, gateway=gateway, cluster=cluster,
+                       netmask=netmask, gateway=gateway, cluster=self._c.clusters._id(cluster),
                        description=description)
         return Network.from_dict(a["network"])
 
     def update(self, uuid: str, *, name: str | None = None, description: str | None = None,
                bridge: str | None = None, cluster: str | None = None) -> Network:
-        a = self._call("POST", f"/rest/networks/{_path_id(uuid)}/", name=name,
-                       description=description, bridge=bridge, cluster=cluster)
+        a = self._call("POST", f"/rest/networks/{self._ref(uuid)}/", name=name,
+                       description=description, bridge=bridge,
+                       cluster=self._c.clusters._id(cluster) if cluster else cluster)
         return Network.from_dict(a["network"])
 
     def delete(self, uuid: str) -> str:
-        return self._call("DELETE", f"/rest/networks/{_path_id(uuid)}/")["message"]
+        return self._call("DELETE", f"/rest/networks/{self._ref(uuid)}/")["message"]
 
     def ranges(self, uuid: str) -> list[IPRange]:
-        a = self._call("GET", f"/rest/networks/{_path_id(uuid)}/iprange/")
+        a = self._call("GET", f"/rest/networks/{self._ref(uuid)}/iprange/")
         return [IPRange.from_dict(r) for r in a["ranges"]]
 
     def add_range(self, uuid: str, start_ip: str, end_ip: str) -> IPRange:
-        a = self._call("POST", f"/rest/networks/{_path_id(uuid)}/iprange/", start_ip=start_ip,
+        a = self._call("POST", f"/rest/networks/{self._ref(uuid)}/iprange/", start_ip=start_ip,
                        end_ip=end_ip)
         ranges = [IPRange.from_dict(r) for r in a["ranges"]]
         return next((r for r in ranges if r.start_ip == start_ip), ranges[-1])
 
     def get_range(self, uuid: str, range_uuid: str) -> IPRange:
-        a = self._call("GET", f"/rest/networks/{_path_id(uuid)}/iprange/{_path_id(range_uuid)}/")
+        a = self._call("GET", f"/rest/networks/{self._ref(uuid)}/iprange/{_path_id(range_uuid)}/")
         return IPRange.from_dict(a["iprange"])
 
     def change_range(self, uuid: str, range_uuid: str, *, start_ip: str | None = None,
                      end_ip: str | None = None) -> IPRange:
-        a = self._call("PUT", f"/rest/networks/{_path_id(uuid)}/iprange/{_path_id(range_uuid)}/",
+        a = self._call("PUT", f"/rest/networks/{self._ref(uuid)}/iprange/{_path_id(range_uuid)}/",
                        start_ip=start_ip, end_ip=end_ip)
         return IPRange.from_dict(a["iprange"])
 
     def delete_range(self, uuid: str, range_uuid: str) -> str:
-        return self._call("DELETE", f"/rest/networks/{_path_id(uuid)}/iprange/"
+        return self._call("DELETE", f"/rest/networks/{self._ref(uuid)}/iprange/"
                                     f"{_path_id(range_uuid)}/")["message"]
 
     def cluster(self, uuid: str) -> Cluster | None:
-        a = self._call("GET", f"/rest/networks/{_path_id(uuid)}/cluster/")
+        a = self._call("GET", f"/rest/networks/{self._ref(uuid)}/cluster/")
         return Cluster.from_dict(a["cluster"]) if a.get("cluster") else None
 
     def set_cluster(self, uuid: str, cluster: str | None) -> Cluster | None:
-        a = self._call("PUT", f"/rest/networks/{_path_id(uuid)}/cluster/", cluster=cluster or "")
+        a = self._call("PUT", f"/rest/networks/{self._ref(uuid)}/cluster/",
+                       cluster=self._c.clusters._id(cluster) or "")
         return Cluster.from_dict(a["cluster"]) if a.get("cluster") else None
 
     def leases(self, uuid: str) -> list[Lease]:
-        a = self._call("GET", f"/rest/networks/{_path_id(uuid)}/leases/")
+        a = self._call("GET", f"/rest/networks/{self._ref(uuid)}/leases/")
         return [Lease.from_dict(x) for x in a["leases"]]
 
     def reserve(self, uuid: str, *, address: str | None = None, machine: str | None = None,
                 mac: str | None = None, note: str | None = None) -> Lease:
-        a = self._call("PUT", f"/rest/networks/{_path_id(uuid)}/leases/", address=address,
-                       machine=machine, mac=mac, note=note)
+        a = self._call("PUT", f"/rest/networks/{self._ref(uuid)}/leases/", address=address,
+                       machine=self._c.machines._id(machine), mac=mac, note=note)
         return Lease.from_dict(a["lease"])
 
     def release(self, uuid: str, address: str) -> Lease:
-        a = self._call("DELETE", f"/rest/networks/{_path_id(uuid)}/leases/{_path_id(address)}/")
+        a = self._call("DELETE", f"/rest/networks/{self._ref(uuid)}/leases/{_path_id(address)}/")
         return Lease.from_dict(a["lease"])

@@ -66,7 +66,8 @@ def set_owner(api, model: type, uuid: str, owner: str | None) -> None:  # noqa: 
 
 def db_rows(api) -> dict:  # noqa: ANN001
     """Every row of the tables issue 4 added, as plain tuples: users (with their password hash),
-    groups, memberships, grants, tokens and the audit log."""
+    groups, memberships, grants, tokens and the audit log's changes (a refusal is recorded
+    too, with its errno: tests/api/test_audit_changes.py)."""
     tables = {
         "users": (User, ("uuid", "username", "password_hash", "email", "full_name", "is_admin",
                          "enabled", "password_changed_at")),
@@ -77,7 +78,9 @@ def db_rows(api) -> dict:  # noqa: ANN001
         "audit": (AuditEntry, ("id",)),
     }
     with api.app.state.db.session(write=False) as s:
-        return {key: sorted(tuple(getattr(r, c) for c in cols) for r in s.scalars(select(model)))
+        return {key: sorted(tuple(getattr(r, c) for c in cols) for r in s.scalars(
+                    select(model).where(AuditEntry.errno == 0) if model is AuditEntry
+                    else select(model)))
                 for key, (model, cols) in tables.items()}
 
 

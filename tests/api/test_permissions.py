@@ -17,7 +17,8 @@ from tests.api.accounts import (
 from tests.conftest import expect_error
 from tests.fakehost import FakeDomain
 
-ANSWER_KEYS = {"object", "object_type", "owner", "permissions", "errno", "message"}
+ANSWER_KEYS = {"object", "object_type", "object_name", "owner", "owner_name", "permissions",
+               "errno", "message"}
 GRANT_KEYS = {"uuid", "permission", "principal_type", "principal", "principal_name",
               "created_at"}
 NO_SUCH = "12345678-1234-1234-1234-123456789abc"
@@ -53,6 +54,8 @@ def test_the_answer_names_the_object_its_owner_and_each_grant(shared_api):
     body = grant(api, c, "control", group=g)
     assert set(body) == ANSWER_KEYS
     assert (body["object"], body["object_type"], body["owner"]) == (c, "cluster", alice.uuid)
+    assert (body["object_name"], body["owner_name"]) == \
+        (api.ok("GET", f"/rest/cluster/{c}/")["cluster"]["name"], alice.name)
     assert body["errno"] == 0 and "control" in body["message"]
     assert all(set(e) == GRANT_KEYS for e in body["permissions"])
     assert sorted((e["permission"], e["principal_type"], e["principal"], e["principal_name"])

@@ -159,7 +159,8 @@ def test_permission_grant_list_revoke(cloud, own):
     assert r.code == 0
     assert "control" in r.out and ALICE in r.out and group in r.out and "owner" in r.out
     doc = cloud.run("permission", "list", f"machine:{uuid[:10]}", "--json").json
-    assert set(doc) == {"object", "object_type", "owner", "permissions"}
+    assert set(doc) == {"object", "object_type", "object_name", "owner", "owner_name",
+                        "permissions"}
     assert {(g["permission"], g["principal_name"]) for g in doc["permissions"]} == {
         ("control", ALICE), ("read", group)}
     assert cloud.as_alice("machine", "poweroff", name).code == 0

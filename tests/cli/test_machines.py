@@ -3,19 +3,21 @@ lifecycle, names, prefixes and their errors, permissions, an absent server."""
 
 import pytest
 
+from enomalism.cli.machines import VERBS
 from tests.cli.conftest import PREFIX_A, PREFIX_B, dead_url
 from tests.conftest import ADMIN_PASSWORD
 
 MACHINE_KEYS = {"uuid", "name", "kind", "state", "managed", "persistent", "parent", "host",
                 "address", "is_local", "clusters", "locked_by", "owner", "actions",
-                "xml_pending", "created_at", "updated_at", "synced_at"}
+                "xml_pending", "created_at", "updated_at", "synced_at", "vcpus", "memory_kib"}
 
 
 def test_list_table(cloud):
     r = cloud.run("machine", "list")
     assert r.code == 0, r.all
     lines = r.out.splitlines()
-    assert lines[0].split() == ["NAME", "UUID", "KIND", "STATE", "HOST", "NOTES"]
+    assert lines[0].split() == ["NAME", "UUID", "KIND", "STATE", "HOST", "HYPERVISOR",
+                                "ADDRESS", "SIZE", "NOTES"]
     web = next(line for line in lines if line.split()[0] == "web")
     assert cloud.names["web"] in web and "running" in web
     pa = next(line for line in lines if line.split()[0] == "pa")
@@ -159,11 +161,11 @@ def test_rename(cloud, own):
 def test_actions(cloud):
     r = cloud.run("machine", "actions", "idle")
     assert r.code == 0
-    assert r.out.split() == cloud.ok("GET", f"/rest/machine/{cloud.names['idle']}/actions/")[
-        "result"]
-    assert "create" in r.out.split()
+    api = cloud.ok("GET", f"/rest/machine/{cloud.names['idle']}/actions/")["result"]
+    assert r.out.split() == [VERBS.get(a, a) for a in api]  # the CLI's verbs
+    assert "start" in r.out.split() and "create" in api
     doc = cloud.run("machine", "actions", "idle", "--json").json
-    assert doc["machine"] == cloud.names["idle"] and doc["actions"] == r.out.split()
+    assert doc["machine"] == cloud.names["idle"] and doc["actions"] == api
 
 
 def test_delete_asks_first(cloud, own):

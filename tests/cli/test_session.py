@@ -74,7 +74,10 @@ def test_a_server_that_does_not_answer_at_login(cloud, isolated):
 def test_the_token_is_never_sent_to_another_server(cloud, isolated):
     invoke("login", cloud.url, input=f"{ALICE}\n{ALICE_PASSWORD}\n")
     r = invoke("--server", dead_url(), "machine", "list")
-    assert r.code == 4 and "not logged in" in r.err  # refused before any request is made
+    assert r.code == 6 and "cannot reach the server" in r.err  # only /healthz was asked
+    other = cloud.url.replace("127.0.0.1", "localhost")  # another server, as far as it knows
+    r = invoke("--server", other, "machine", "list")
+    assert r.code == 4 and "not logged in" in r.err
     r = invoke("machine", "list", "--server", cloud.url + "/")
     assert r.code == 0, r.all  # the same server, written differently
     invoke("logout")

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from enomalism import __version__
 from enomalism.api import (
+    audit,
     cache,
     clusters,
     hypervisors,
@@ -118,11 +119,21 @@ class ActionShortcut:
     async def _act(state: Any, user: Principal, source: str, uuid: str,
                    action: str) -> JSONResponse:
         def act() -> dict:
-            answer = actions.perform_quick(state.db, state.registry, user, uuid, action)
-            if answer is not None:
-                return answer
-            with state.db.session() as s:
-                return machines.run_action(make_context(state, s, user, source), uuid, action)
+            try:
+                answer = actions.perform_quick(state.db, state.registry, user, uuid, action)
+                if answer is None:
+                    with state.db.session() as s:
+                        ctx = make_context(state, s, user, source)
+                        audit.begin(ctx)
+                        answer = machines.run_action(ctx, uuid, action)
+                        audit.succeeded(ctx, audit.Rule("machine", action), {"uuid": uuid},
+                                        answer)
+                    return answer
+            except Exception as e:
+                audit.record_shortcut(state, user, source, uuid, action, e)
+                raise
+            audit.record_shortcut(state, user, source, uuid, action, answer)
+            return answer
         try:
             return JSONResponse(await run_in_threadpool(act))
         except EnomalismError as e:

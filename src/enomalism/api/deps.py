@@ -22,6 +22,7 @@ from fastapi.security import HTTPBasic, HTTPBearer
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.orm import Session
 
+from enomalism.api import audit as api_audit
 from enomalism.errors import InvalidInput, NotAuthenticated
 from enomalism.services import auth, tokens
 from enomalism.services.context import Context, Principal
@@ -121,19 +122,33 @@ def _vars_doc(model: type[Vars], method: str) -> dict:
         for name, field in model.model_fields.items()]}
 
 
-def _in_one_thread(endpoint: Callable) -> Callable:
+def _in_one_thread(endpoint: Callable, rule: "api_audit.Rule | None" = None) -> Callable:
     """The (blocking) endpoint and the commit of its session, in one worker thread.
 
     FastAPI would hand a plain `def` endpoint to a worker thread, then its answer's validation
     to another, then the session's commit to a third: each hand-over waits for a thread to be
     scheduled. Wrapped, the endpoint is a coroutine to FastAPI: one hand-over runs the endpoint
     and commits, the answer (plain dicts) is validated on the event loop, and `get_session`
-    finds nothing left to write. A commit that fails is still answered as the error it is."""
+    finds nothing left to write. A commit that fails is still answered as the error it is.
+
+    With an audit `rule`, the request's audit entry is added before the commit, or, when it
+    fails, written after its rollback (api/audit.py)."""
     def call_and_commit(kwargs: dict[str, Any]) -> Any:
-        result = endpoint(**kwargs)
-        for value in kwargs.values():
-            if isinstance(value, Context):
-                value.db.commit()
+        ctx = next((v for v in kwargs.values() if isinstance(v, Context)), None)
+        if ctx is None:
+            return endpoint(**kwargs)
+        if rule is None:
+            result = endpoint(**kwargs)
+            ctx.db.commit()
+            return result
+        api_audit.begin(ctx)
+        try:
+            result = endpoint(**kwargs)
+            api_audit.succeeded(ctx, rule, api_audit.variables(kwargs), result)
+            ctx.db.commit()
+        except Exception as e:
+            api_audit.failed(ctx, rule, api_audit.variables(kwargs), e)
+            raise
         return result
 
     @functools.wraps(endpoint)
@@ -145,12 +160,20 @@ def _in_one_thread(endpoint: Callable) -> Callable:
 def expose(router: APIRouter, path: str, methods: list[str], endpoint: Callable, *,
            vars_model: type[Vars] = NoVars, **kwargs: Any) -> None:
     """Register `endpoint` for each method, documenting `vars_model` as the method's HTTP
-    variables (query parameters for GET and DELETE, a form or JSON body for POST and PUT)."""
-    call = endpoint if inspect.iscoroutinefunction(endpoint) else _in_one_thread(endpoint)
+    variables (query parameters for GET and DELETE, a form or JSON body for POST and PUT).
+    A method that changes something is recorded in the audit log, refused or not
+    (api/audit.py; the outcome of a `def` endpoint, which is what every endpoint is)."""
     for method in methods:
+        rule = api_audit.rule_for(method, path, endpoint)
+        call = endpoint if inspect.iscoroutinefunction(endpoint) else \
+            _in_one_thread(endpoint, rule)
+        route_kwargs = dict(kwargs)
+        if rule is not None:  # recorded in the audit log, refused variables too
+            route_kwargs["dependencies"] = [*kwargs.get("dependencies", []),
+                                            Depends(api_audit.refusals(rule))]
         router.add_api_route(
             path, call, methods=[method], name=f"{endpoint.__name__}_{method.lower()}",
-            openapi_extra=_vars_doc(vars_model, method), **kwargs)
+            openapi_extra=_vars_doc(vars_model, method), **route_kwargs)
 
 
 def http_vars(model: type[Vars]) -> Any:

@@ -34,14 +34,21 @@ class GrantObj(BaseModel):
 class PermissionsAnswer(Status):
     object: str
     object_type: str
+    object_name: str | None = Field(None, description="the object's name (extension)")
     owner: str | None
+    owner_name: str | None = Field(None, description="the owner's user name (extension)")
     permissions: list[GrantObj]
 
 
 def _answer(ctx: Ctx, uuid: str, message: str = "") -> dict:
     type_name, obj, grants = permissions.list_grants(ctx, uuid)
+    owner = getattr(obj, "owner_uuid", None)
+    owner_user = ctx.db.get(User, owner) if owner else None
+    name = getattr(obj, "username", None) or getattr(obj, "name", None) or \
+        getattr(obj, "virt_url", None) or getattr(obj, "url", None)
     return {"errno": 0, "message": message, "object": obj.uuid, "object_type": type_name,
-            "owner": getattr(obj, "owner_uuid", None),
+            "object_name": name, "owner": owner,
+            "owner_name": owner_user.username if owner_user else None,
             "permissions": [_grant_obj(ctx, g) for g in grants]}
 
 

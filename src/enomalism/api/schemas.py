@@ -56,6 +56,8 @@ class MachineObj(BaseModel):
     created_at: datetime
     updated_at: datetime
     synced_at: datetime | None
+    vcpus: int | None = Field(None, description="VMs: virtual CPUs (extension)")
+    memory_kib: int | None = Field(None, description="VMs: memory in KiB (extension)")
 
 
 class MachineInfo(BaseModel):
@@ -191,7 +193,8 @@ def machine_obj(m: Machine) -> dict:
         "clusters": [c.uuid for c in m.clusters], "locked_by": m.lock_txid,
         "owner": m.owner_uuid, "actions": available(m), "xmldesc": m.xmldesc,
         "xml_pending": m.xml_pending, "created_at": m.created_at,
-        "updated_at": m.updated_at, "synced_at": m.synced_at,
+        "updated_at": m.updated_at, "synced_at": m.synced_at, "vcpus": m.vcpus,
+        "memory_kib": m.memory_kib,
     }
 
 

@@ -24,6 +24,8 @@ class TransactionData(BaseModel):
     error: str | None
     log: list[list[str]] = Field(description="[time, level, message] entries, oldest first")
     owner: str | None
+    owner_name: str | None = Field(None, description="the user who started it (extension)")
+    target_name: str | None = Field(None, description="the target's name (extension)")
     cancel_requested: bool
     attempts: int
     created_at: datetime
@@ -50,23 +52,28 @@ class ListVars(Vars):
     limit: int = Field(100, ge=1, le=1000)
 
 
-def data(tx: Transaction) -> dict:
+def data(tx: Transaction, names: dict[str, str] | None = None) -> dict:
+    names = names or {}
     return {"uuid": tx.uuid, "kind": tx.kind, "state": tx.state, "target": tx.target_uuid,
             "completion": tx.completion, "result": tx.result or {}, "error": tx.error,
-            "log": tx.log or [], "owner": tx.owner_uuid, "cancel_requested": tx.cancel_requested,
+            "log": tx.log or [], "owner": tx.owner_uuid,
+            "owner_name": names.get(tx.owner_uuid or ""),
+            "target_name": names.get(tx.target_uuid or ""),
+            "cancel_requested": tx.cancel_requested,
             "attempts": tx.attempts, "created_at": tx.created_at, "started_at": tx.started_at,
             "finished_at": tx.finished_at}
 
 
-def _answer(tx: Transaction, message: str | None = None) -> dict:
+def _answer(ctx: Ctx, tx: Transaction, message: str | None = None) -> dict:
     if message is None:
         message = tx.state if tx.state != "failed" else f"failed: {tx.error}"
-    return {"data": data(tx), "completion": tx.completion, "errno": 0, "message": message}
+    return {"data": data(tx, transactions.names(ctx, [tx])), "completion": tx.completion,
+            "errno": 0, "message": message}
 
 
 def get_transaction(uuid: str, ctx: Ctx) -> dict:
     """The transaction's state, completion, result, error and log."""
-    return _answer(transactions.get(ctx, uuid))
+    return _answer(ctx, transactions.get(ctx, uuid))
 
 
 def act_on_transaction(uuid: str, ctx: Ctx, v: Annotated[TxVars, http_vars(TxVars)]) -> dict:
@@ -75,7 +82,7 @@ def act_on_transaction(uuid: str, ctx: Ctx, v: Annotated[TxVars, http_vars(TxVar
         return get_transaction(uuid, ctx)
     message = transactions.act(ctx, uuid, v.action)
     ctx.db.flush()
-    return _answer(transactions.get(ctx, uuid), message)
+    return _answer(ctx, transactions.get(ctx, uuid), message)
 
 
 def cancel_transaction(uuid: str, ctx: Ctx) -> dict:
@@ -83,13 +90,14 @@ def cancel_transaction(uuid: str, ctx: Ctx) -> dict:
     itself)."""
     message = transactions.cancel(ctx, uuid)
     ctx.db.flush()
-    return _answer(transactions.get(ctx, uuid), message)
+    return _answer(ctx, transactions.get(ctx, uuid), message)
 
 
 def list_transactions(ctx: Ctx, v: Annotated[ListVars, http_vars(ListVars)]) -> dict:
     """The transactions the caller may read, newest first."""
     found = transactions.list_transactions(ctx, state=v.state, target=v.target, limit=v.limit)
-    return {"transactions": [data(t) for t in found], "errno": 0, "message": ""}
+    names = transactions.names(ctx, found)
+    return {"transactions": [data(t, names) for t in found], "errno": 0, "message": ""}
 
 
 expose(router, "/rest/transaction/{uuid}/", ["GET"], get_transaction,

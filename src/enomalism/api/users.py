@@ -61,7 +61,14 @@ class AuditObj(BaseModel):
     source: str | None
     action: str
     object: str | None
-    detail: dict[str, Any]
+    object_type: str | None = Field(description="machine, host, hypervisor, cluster, network, "
+                                    "range, user, group, token, repository, package, "
+                                    "transaction; none: not known")
+    object_name: str | None = Field(description="the object's name when the entry was written")
+    errno: int = Field(description="the outcome: 0 done, else the refusal's or failure's errno")
+    message: str | None = Field(description="the answer's message")
+    detail: dict[str, Any] = Field(description="the variables given (secrets as ***, long "
+                                   "values by their length) and what the service added")
 
 
 class UsersAnswer(BaseModel):
@@ -138,6 +145,9 @@ class TokenVars(Vars):
 
 class AuditVars(Vars):
     object: str | None = Field(None, description="only entries about this object id")
+    actor: str | None = Field(None, description="only entries of this user (id or name)")
+    failed: bool | None = Field(None, description="true: only refusals and failures; false: "
+                                "only changes done")
     limit: int = Field(100, ge=1, le=1000)
 
 
@@ -161,7 +171,9 @@ def token_obj(t: ApiToken) -> dict:
 
 def audit_obj(e: AuditEntry) -> dict:
     return {"id": e.id, "at": e.at, "actor": e.actor_uuid, "actor_name": e.actor_name,
-            "source": e.source, "action": e.action, "object": e.object_uuid, "detail": e.detail}
+            "source": e.source, "action": e.action, "object": e.object_uuid,
+            "object_type": e.object_type, "object_name": e.object_name, "errno": e.errno,
+            "message": e.message, "detail": e.detail}
 
 
 def list_users(ctx: Ctx) -> dict:
@@ -257,11 +269,11 @@ def revoke_token(uuid: str, ctx: Ctx) -> dict:
 
 
 def audit_log(ctx: Ctx, v: Annotated[AuditVars, http_vars(AuditVars)]) -> dict:
-    """Changes of users, groups, tokens and permissions, newest first (administrators)."""
+    """Every change and refused change, newest first (administrators)."""
     access.require_admin(ctx, "read the audit log")
     obj = parse_uuid(v.object, "object") if v.object else None
-    return {"entries": [audit_obj(e) for e in audit.entries(ctx, object_uuid=obj,
-                                                            limit=v.limit)],
+    return {"entries": [audit_obj(e) for e in audit.entries(
+                ctx, object_uuid=obj, actor=v.actor, failed=v.failed, limit=v.limit)],
             "errno": 0, "message": ""}
 
 

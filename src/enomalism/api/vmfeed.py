@@ -61,7 +61,10 @@ class PackageAnswer(Status):
 
 
 class TxAnswer(Status):
-    tx: str | None = Field(description="the retrieval transaction; none when cached already")
+    tx: str | None = Field(description="the retrieval transaction; none when cached already "
+                           "(the spec's key, 6.4)")
+    txid: str | None = Field(None, description="the same, under the key every other answer "
+                             "uses (extension)")
 
 
 class RepositoryAnswer(Status):
@@ -173,8 +176,8 @@ def retrieve_package(uuid: str, ctx: Ctx) -> dict:
     """Queue retrieval of the package into the local cache."""
     tx = provisioning.queue_retrieval(ctx, uuid)
     if tx is None:
-        return {"tx": None, "errno": 0, "message": "the package is cached already"}
-    return {"tx": tx.uuid, "errno": 0, "message": "retrieval queued"}
+        return {"tx": None, "txid": None, "errno": 0, "message": "the package is cached already"}
+    return {"tx": tx.uuid, "txid": tx.uuid, "errno": 0, "message": "retrieval queued"}
 
 
 def uncache_package(uuid: str, ctx: Ctx) -> dict:

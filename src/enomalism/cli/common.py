@@ -8,7 +8,6 @@ import inspect
 import json
 import os
 import sys
-import uuid as uuidlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,14 +22,16 @@ from rich.table import Table
 from rich.text import Text
 
 from enomalism.cli import config
-from enomalism.client import (
+from enomalism.client import (  # noqa: F401  (is_uuid, pick: the client's naming rules)
     EXIT_DENIED,
-    EXIT_NOT_FOUND,
     EXIT_OTHER,
+    AmbiguousError,
     Client,
     ClientError,
     Transaction,
     WaitTimeout,
+    is_uuid,
+    pick,
 )
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
@@ -129,6 +130,9 @@ class Cli:
             # into a pipe or a file: rows are never wrapped to a guessed 80 columns
             self.out = Console(highlight=False, soft_wrap=False, width=1000)
         self.err = Console(stderr=True, highlight=False)
+        if not self.err.is_terminal and not os.environ.get("COLUMNS"):
+            # messages into a log or a pipe: never broken inside a URL or a word
+            self.err = Console(stderr=True, highlight=False, soft_wrap=True)
         self._client: Client | None = None
         self.password: str | None = None  # the password the client logs in with, if any
         self._settings: dict[str, str] | None = None
@@ -188,6 +192,8 @@ class Cli:
                 self._client = Client(self.server, o.user, password)
                 self.password = password
             else:
+                with Client(self.server) as probe:
+                    probe.health()  # nothing listening there: unreachable (exit 6), not this
                 raise CLIError(
                     f"not logged in to {self.server}: run `enomalism login`, or give --user "
                     "(with --password or ENOMALISM_PASSWORD) or --token", EXIT_DENIED, 1100)
@@ -370,19 +376,25 @@ def _root_options(ctx: typer.Context) -> Options:
     return root.obj if isinstance(root.obj, Options) else Options()
 
 
-def report(c: Cli, e: ClientError | CLIError) -> int:
-    """Print an error (a JSON document on stdout with --json, a line on stderr always);
-    returns the exit code."""
+def report(c: Cli, e: ClientError | CLIError,
+           words: Callable[[str], str] | None = None) -> int:
+    """Print an error (a JSON document on stdout with --json, a line on stderr always), its
+    message in the command's own words (`words`: the API's names of things as the command
+    calls them); returns the exit code."""
     if isinstance(e, ClientError):
         doc = {"errno": e.errno, "message": e.message, "status": e.status}
         if e.body.get("txid"):
             doc["txid"] = e.body["txid"]
         if getattr(e, "partial", None):
             doc["results"] = e.partial
+        if isinstance(e, AmbiguousError):
+            doc["candidates"] = e.candidates
         code = e.exit_code
     else:
         doc = {"errno": e.errno, "message": e.message, "status": 0, **e.extra}
         code = e.code
+    if words is not None:
+        doc["message"] = words(doc["message"])
     if c.json:
         typer.echo(json.dumps(plain(doc), indent=2, ensure_ascii=False))
     label = f"error {doc['errno']}: " if doc["errno"] else "error: "
@@ -391,6 +403,7 @@ def report(c: Cli, e: ClientError | CLIError) -> int:
 
 
 def command(app: typer.Typer, name: str | None = None, *, connection: bool = True,
+            words: Callable[[str], str] | None = None,
             **kw: Any) -> Callable[[Callable[..., T]], Callable[..., T]]:
     """Register `fn` as a command of `app`, with --json (and, if `connection`, --server,
     --user, --password, --token, --config) after its own options; those given here win over
@@ -412,7 +425,7 @@ def command(app: typer.Typer, name: str | None = None, *, connection: bool = Tru
             try:
                 return fn(*args, **kwargs)
             except (ClientError, CLIError) as e:
-                raise typer.Exit(report(c, e)) from None
+                raise typer.Exit(report(c, e, words)) from None
             finally:
                 _current.pop()
                 c.close()
@@ -426,37 +439,6 @@ def command(app: typer.Typer, name: str | None = None, *, connection: bool = Tru
 
 
 # -- naming objects --------------------------------------------------------------------------
-
-def is_uuid(ref: str) -> bool:
-    try:
-        uuidlib.UUID(ref)
-        return True
-    except ValueError:
-        return False
-
-
-def pick(kind: str, ref: str, items: Sequence[T], uuid_of: Callable[[T], str],
-         names_of: Callable[[T], Iterable[str]], describe: Callable[[T], str]) -> T:
-    """The one item `ref` names: its UUID, else its name (or another identifier `names_of`
-    gives, such as a URL), else a unique UUID prefix. Unknown: exit 3; ambiguous: exit 1 with
-    the candidates listed."""
-    r = ref.strip()
-    low = r.lower()
-    exact = [i for i in items if uuid_of(i).lower() == low]
-    if exact:
-        return exact[0]
-    for found in ([i for i in items if r in names_of(i)],
-                  [i for i in items if low and uuid_of(i).lower().startswith(low)]):
-        if len(found) == 1:
-            return found[0]
-        if len(found) > 1:
-            listing = "\n".join(f"  {describe(i)}" for i in found)
-            raise CLIError(f"'{ref}' is ambiguous: it matches {len(found)} {kind}s:\n"
-                           f"{listing}\nname one by its UUID (or a longer prefix)",
-                           EXIT_OTHER, 1000, candidates=[uuid_of(i) for i in found])
-    raise CLIError(f"no {kind} named '{ref}' or with an id starting with it", EXIT_NOT_FOUND,
-                   1200)
-
 
 def split_principal(ref: str) -> tuple[str | None, str | None]:
     """`user:NAME`, `group:NAME`, or a bare user name: (user, group)."""

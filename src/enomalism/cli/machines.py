@@ -1,17 +1,36 @@
 """`enomalism machine`: list, show and act on machines; provision and package."""
 
+import functools
+import re
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from enomalism.cli import lookup
-from enomalism.cli.common import CLIError, cli, command, kib
-from enomalism.client import ClientError, Machine
+from enomalism.cli import common, lookup
+from enomalism.cli.common import CLIError, cli, kib
+from enomalism.client import Client, ClientError, Machine
 
 app = typer.Typer(help="Virtual machines (and hosts): lifecycle, provisioning, packaging.",
                   no_args_is_help=True)
+
+# The API's names of machine actions, as this command's verbs call them.
+VERBS = {"create": "start", "shutdown": "stop", "totaldelete": "delete",
+         "store_xml": "store-xml", "set_parent": "move"}
+
+
+def cli_words(message: str) -> str:
+    """An API message about actions in the CLI's verbs: 'cannot create a machine that is
+    running; possible now: shutdown, ...' reads 'cannot start ...; possible now: stop, ...'."""
+    def verbs(m: re.Match) -> str:
+        return m[1] + ", ".join(VERBS.get(v, v) for v in m[2].split(", "))
+    message = re.sub(r"\bcannot ([a-z_]+)\b",
+                     lambda m: f"cannot {VERBS.get(m[1], m[1])}", message)
+    return re.sub(r"(possible now: )([a-z_]+(?:, [a-z_]+)*)", verbs, message)
+
+
+command = functools.partial(common.command, words=cli_words)
 
 Ref = Annotated[str, typer.Argument(help="name, UUID or unique UUID prefix", show_default=False)]
 Refs = Annotated[list[str], typer.Argument(help="names, UUIDs or unique UUID prefixes",
@@ -54,11 +73,47 @@ def list_(
     c = cli().client()
     hv = lookup.hypervisor(c, hypervisor).uuid if hypervisor else None
     found = c.machines.list(kind=kind, state=state, hypervisor=hv)
-    names = {m.uuid: m.name for m in c.machines.list(kind="host")} if found else {}
-    cli().emit([brief(m) for m in found], lambda: cli().table(
-        ["NAME", "UUID", "KIND", "STATE", "HOST", "NOTES"],
-        [[m.name, m.uuid, m.kind, m.state, names.get(m.host, m.host), notes(m)]
-         for m in found]))
+
+    def human() -> None:
+        names = {m.uuid: m.name for m in found if m.kind == "host"}
+        if any(m.host and m.host not in names for m in found):
+            names.update({m.uuid: m.name for m in c.machines.list(kind="host")})
+        uris = {h.uuid: h.virt_url for h in c.hypervisors.list()} if \
+            any(m.parent for m in found) else {}
+        addresses = _addresses(c) if any(m.kind == "vm" for m in found) else {}
+        cli().table(
+            ["NAME", "UUID", "KIND", "STATE", "HOST", "HYPERVISOR", "ADDRESS", "SIZE", "NOTES"],
+            [[m.name, m.uuid, m.kind, m.state, names.get(m.host, m.host),
+              uris.get(m.parent or "", m.parent), m.address or addresses.get(m.uuid),
+              _size(m), notes(m)] for m in found])
+    cli().emit([brief(m) for m in found], human)
+
+
+def _addresses(c: Client) -> dict[str, str]:
+    """The addresses leased to each machine, from the networks the caller may read."""
+    found: dict[str, list[str]] = {}
+    for n in c.networks.list():
+        for lease in c.networks.leases(n.uuid):
+            if lease.machine:
+                found.setdefault(lease.machine, []).append(lease.address)
+    return {m: ", ".join(a) for m, a in found.items()}
+
+
+def _size(m: Machine) -> str:
+    if m.vcpus is None and m.memory_kib is None:
+        return ""
+    return f"{m.vcpus or '?'} vCPU, {kib(m.memory_kib) or '?'}"
+
+
+def _user_name(c: Client, uuid: str | None) -> str | None:
+    """A user's name and id for display (the id alone when the caller may not read it)."""
+    if not uuid:
+        return None
+    try:
+        names = {u.uuid: u.username for u in c.users.list()}
+    except ClientError:
+        return uuid
+    return f"{names[uuid]} ({uuid})" if uuid in names else uuid
 
 
 @command(app, "show")
@@ -90,8 +145,10 @@ def show(
             ("clusters", [clusters.get(u, u) for u in m.clusters]),
             ("addresses", [f"{x.get('address')} on {x.get('network_name')}"
                            for x in info.leases]),
-            ("locked by", m.locked_by), ("xml pending", m.xml_pending), ("owner", m.owner),
-            ("actions", m.actions), ("created", m.created_at), ("updated", m.updated_at),
+            ("locked by", m.locked_by), ("xml pending", m.xml_pending),
+            ("owner", _user_name(c, m.owner)),
+            ("actions", [VERBS.get(a, a) for a in m.actions]), ("created", m.created_at),
+            ("updated", m.updated_at),
             ("synced", m.synced_at),
         ])
     cli().emit(d, human)
@@ -204,7 +261,7 @@ def actions(machine: Ref) -> None:
     m = lookup.machine(c, machine)
     result = c.machines.actions(m.uuid)
     cli().emit({"machine": m.uuid, "name": m.name, "actions": result},
-               lambda: [cli().say(a) for a in result])
+               lambda: [cli().say(VERBS.get(a, a)) for a in result])
 
 
 @command(app, "define")

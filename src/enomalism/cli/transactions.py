@@ -31,9 +31,13 @@ def list_(
     target_uuid = lookup.any_object(c, target)[1] if target else None
     found = c.transactions.list(state=state, target=target_uuid, limit=limit)
     cli().emit(found, lambda: cli().table(
-        ["UUID", "KIND", "STATE", "DONE", "TARGET", "CREATED", "ERROR"],
-        [[t.uuid, t.kind, t.state, f"{t.completion}%", t.target, t.created_at, t.error]
-         for t in found]))
+        ["UUID", "KIND", "STATE", "DONE", "TARGET", "OWNER", "CREATED", "ERROR"],
+        [[t.uuid, t.kind, t.state, f"{t.completion}%", t.target_name or t.target,
+          t.owner_name or t.owner, t.created_at, t.error] for t in found]))
+
+
+def _named(name: str | None, uuid: str | None) -> str | None:
+    return f"{name} ({uuid})" if name and uuid else uuid
 
 
 @command(app, "show")
@@ -45,9 +49,10 @@ def show(transaction: TxRef) -> None:
     def human() -> None:
         cli().fields([
             ("uuid", t.uuid), ("kind", t.kind), ("state", t.state),
-            ("completion", f"{t.completion}%"), ("target", t.target),
+            ("completion", f"{t.completion}%"), ("target", _named(t.target_name, t.target)),
             ("result", ", ".join(f"{k}={v}" for k, v in t.result.items())),
-            ("error", t.error), ("owner", t.owner), ("attempts", t.attempts),
+            ("error", t.error), ("owner", _named(t.owner_name, t.owner)),
+            ("attempts", t.attempts),
             ("cancel requested", t.cancel_requested), ("created", t.created_at),
             ("started", t.started_at), ("finished", t.finished_at)])
         _log(t)

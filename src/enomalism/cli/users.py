@@ -236,7 +236,8 @@ Principal = Annotated[str, typer.Argument(help="user:NAME or group:NAME (a bare 
 
 
 def _access_human(kind: str, label: str, acl) -> None:  # noqa: ANN001
-    cli().say(f"{kind} {label} ({acl.object}), owner {acl.owner or 'nobody'}")
+    owner = f"{acl.owner_name} ({acl.owner})" if acl.owner_name else acl.owner or "nobody"
+    cli().say(f"{kind} {acl.object_name or label} ({acl.object}), owner {owner}")
     cli().table(["PERMISSION", "TYPE", "NAME", "UUID", "GRANTED"], [
         [g.permission, g.principal_type, g.principal_name, g.principal, g.created_at]
         for g in acl.permissions])
@@ -331,13 +332,20 @@ def token_revoke(
 def audit_list(
     obj: Annotated[str | None, typer.Option(
         "--object", help="only entries about this object (KIND:NAME or UUID)")] = None,
+    actor: Annotated[str | None, typer.Option(help="only this user's entries (name or "
+                                              "UUID)")] = None,
+    failed: Annotated[bool | None, typer.Option(
+        "--failed/--done", help="only refusals and failures / only changes done",
+        show_default=False)] = None,
     limit: Annotated[int, typer.Option(help="at most this many entries (1 to 1000)")] = 100,
 ) -> None:
-    """Changes of users, groups, tokens and permissions, newest first."""
+    """Every change and refused change, newest first (docs/access.md, The audit log)."""
     c = cli().client()
     uuid = lookup.any_object(c, obj)[1] if obj else None
-    entries = c.audit.list(object=uuid, limit=limit)
+    entries = c.audit.list(object=uuid, actor=actor, failed=failed, limit=limit)
     cli().emit(entries, lambda: cli().table(
-        ["AT", "WHO", "ACTION", "OBJECT", "FROM", "DETAIL"],
-        [[e.at, e.actor_name, e.action, e.object, e.source,
+        ["AT", "WHO", "FROM", "ACTION", "OBJECT", "OUTCOME", "DETAIL"],
+        [[e.at, e.actor_name, e.source, e.action,
+          " ".join(x for x in (e.object_type, e.object_name or e.object) if x),
+          "ok" if not e.errno else f"error {e.errno}: {e.message}",
           ", ".join(f"{k}={v}" for k, v in e.detail.items())] for e in entries]))

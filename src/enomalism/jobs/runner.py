@@ -21,10 +21,11 @@ from sqlalchemy.orm import Session
 
 from enomalism.errors import EnomalismError
 from enomalism.jobs import locks, states, undo
+from enomalism.services import audit
 from enomalism.services.package_sync import PackageSync
 from enomalism.services.registry import HypervisorRegistry
 from enomalism.store.db import Database
-from enomalism.store.models import Machine, Transaction, utcnow
+from enomalism.store.models import Machine, Transaction, User, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -326,10 +327,10 @@ class Runner:
         except JobTakenOver:
             pass
         except EnomalismError as e:
-            end = ("failed", {"error": e.message})
+            end = ("failed", {"error": e.message, "errno": e.errno})
         except Exception as e:  # a bug: say so in the transaction, keep the runner alive
             log.exception("transaction %s failed", txid)
-            end = ("failed", {"error": f"internal error: {type(e).__name__}: {e}"})
+            end = ("failed", {"error": f"internal error: {type(e).__name__}: {e}", "errno": 1})
         else:
             end = ("done", {"result": result})
         # A job that lost its claim while it ran (whatever it then raised, or even if it
@@ -350,8 +351,9 @@ class Runner:
                                  .where(Transaction.uuid == txid)))
 
     def _finish(self, txid: str, state: str, *, error: str | None = None,
-                result: dict | None = None) -> None:
-        """Record the end state; on failure or cancel, first undo what the job created."""
+                result: dict | None = None, errno: int = 1) -> None:
+        """Record the end state, and in the audit log, under the user who started the job,
+        its outcome; on failure or cancel, first undo what the job created."""
         problems: list[str] = []
         if state != "done":
             with self.db.session(write=False) as s:
@@ -372,6 +374,13 @@ class Runner:
                             "info" if state == "done" else "error", error or state])
             tx.log = (list(tx.log or []) + entries)[-LOG_LIMIT:]
             locks.release(s, txid)
+            owner = s.get(User, tx.owner_uuid) if tx.owner_uuid else None
+            audit.write(s, actor_uuid=tx.owner_uuid, actor_name=owner and owner.username,
+                        source=f"job on {self.node_id}"[:64], action=f"transaction.{state}",
+                        object_type="transaction", object_uuid=txid, object_name_=tx.kind,
+                        errno=errno if state == "failed" else 0,
+                        message=error or f"{tx.kind} {state}",
+                        detail={"kind": tx.kind, "target": tx.target_uuid})
 
     # -- crash recovery ----------------------------------------------------------------
 

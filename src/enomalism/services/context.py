@@ -30,3 +30,6 @@ class Context:
     jobs: "Runner | None" = None  # the transaction runner, woken when a job is queued
     # The user's UUID and their groups' UUIDs, read once per request when first needed.
     principals: frozenset[str] | None = field(default=None, repr=False)
+    # In a request the audit log records: what its services said they changed
+    # (services/audit.py `record`); None elsewhere.
+    audit: list | None = field(default=None, repr=False)

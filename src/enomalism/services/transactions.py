@@ -11,7 +11,7 @@ from enomalism.jobs.runner import HANDLERS
 from enomalism.services import access
 from enomalism.services.context import Context
 from enomalism.services.lookup import parse_uuid
-from enomalism.store.models import Machine, Transaction, utcnow
+from enomalism.store.models import Machine, Package, Transaction, User, utcnow
 
 ACTIONS = ("retry", "cancel")
 
@@ -104,3 +104,21 @@ def act(ctx: Context, uuid: str, action: str) -> str:
     if action == "cancel":
         return cancel(ctx, uuid)
     raise UnknownAction(f"unknown transaction action '{action}'; use one of {', '.join(ACTIONS)}")
+
+
+def names(ctx: Context, txs: list[Transaction]) -> dict[str, str]:
+    """The names of the transactions' owners and targets (machines, packages), by UUID: two
+    or three queries for a whole list, for people who read names, not UUIDs."""
+    owners = {t.owner_uuid for t in txs if t.owner_uuid}
+    targets = {t.target_uuid for t in txs if t.target_uuid}
+    found: dict[str, str] = {}
+    if owners:
+        found.update(dict(ctx.db.execute(
+            select(User.uuid, User.username).where(User.uuid.in_(owners))).all()))
+    if targets:
+        found.update(dict(ctx.db.execute(
+            select(Machine.uuid, Machine.name).where(Machine.uuid.in_(targets))).all()))
+        found.update(dict(ctx.db.execute(
+            select(Package.uuid, Package.name)
+            .where(Package.uuid.in_(targets - found.keys()))).all()))
+    return found

@@ -117,7 +117,8 @@ class Grant(Base):
 
 
 class AuditEntry(Base):
-    """Who changed users, groups or permissions, what, when and from where."""
+    """Every change, and every refused change: who, from where, when, on what, the outcome
+    (errno 0: done). See docs/access.md, The audit log."""
 
     __tablename__ = "audit_log"
 
@@ -129,6 +130,10 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64))
     object_uuid: Mapped[str | None] = mapped_column(String(36), index=True)
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
+    object_type: Mapped[str | None] = mapped_column(String(32))
+    object_name: Mapped[str | None] = mapped_column(String(255))
+    errno: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    message: Mapped[str | None] = mapped_column(Text)
 
 
 class Machine(Base):
