@@ -27,6 +27,7 @@ from enomalism.api import (
     users,
     vmfeed,
 )
+from enomalism.api.compat import MethodOverride, guard_literal_paths, readable_body
 from enomalism.api.deps import cached_user, current_user, make_context
 from enomalism.api.schemas import Status
 from enomalism.config import Settings
@@ -229,8 +230,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for r in (machines.router, hypervisors.router, clusters.router, users.router,
               permissions.router, transactions.router, vmfeed.router, networks.router):
         # straight onto the app: a router included twice builds every route twice
-        app.include_router(r, dependencies=[Depends(current_user)], responses=failures)
+        app.include_router(r, dependencies=[Depends(current_user), Depends(readable_body)],
+                           responses=failures)
+    guard_literal_paths(app)
     app.add_middleware(ActionShortcut)  # inside TrailingSlash: it sees the slash added
+    app.add_middleware(MethodOverride)  # outside ActionShortcut: a POST standing for PUT is not one
     app.add_middleware(TrailingSlash)
 
     def openapi() -> dict:

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from enomalism.api.compat import refuse_changes_on_get, require_change
 from enomalism.api.deps import Ctx, Vars, expose, http_vars
 from enomalism.api.schemas import Status
 from enomalism.services import transactions
@@ -70,9 +71,8 @@ def get_transaction(uuid: str, ctx: Ctx) -> dict:
 
 
 def act_on_transaction(uuid: str, ctx: Ctx, v: Annotated[TxVars, http_vars(TxVars)]) -> dict:
-    """action=retry (a failed or cancelled one) or action=cancel; without action, like GET."""
-    if not v.action:
-        return get_transaction(uuid, ctx)
+    """action=retry (a failed or cancelled one) or action=cancel."""
+    require_change(v, "action")
     message = transactions.act(ctx, uuid, v.action)
     ctx.db.flush()
     return _answer(transactions.get(ctx, uuid), message)
@@ -93,7 +93,8 @@ def list_transactions(ctx: Ctx, v: Annotated[ListVars, http_vars(ListVars)]) -> 
 
 
 expose(router, "/rest/transaction/{uuid}/", ["GET"], get_transaction,
-       response_model=TransactionAnswer, summary="Get a transaction (5.1)")
+       response_model=TransactionAnswer, summary="Get a transaction (5.1)",
+       dependencies=[refuse_changes_on_get(TxVars)])
 expose(router, "/rest/transaction/{uuid}/", ["POST"], act_on_transaction, vars_model=TxVars,
        response_model=TransactionAnswer, summary="Retry or cancel a transaction (5.1)")
 expose(router, "/rest/transaction/{uuid}/", ["DELETE"], cancel_transaction,
