@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from pydantic import Field
 
 from enomalism.api import schemas
-from enomalism.api.compat import refuse_changes_on_get, require_change
+from enomalism.api.compat import posted_nothing, refuse_changes_on_get
 from enomalism.api.deps import Ctx, Vars, expose, http_vars
 from enomalism.errors import UnknownAction
 from enomalism.services import clusters
@@ -47,8 +47,9 @@ def get_cluster_route(uuid: str, ctx: Ctx) -> dict:
 
 
 def update_cluster(uuid: str, ctx: Ctx, v: Annotated[ClusterVars, http_vars(ClusterVars)]) -> dict:
-    """action=rename with cluster_name."""
-    require_change(v, "action")
+    """action=rename with cluster_name. Without variables, answers like GET."""
+    if posted_nothing(v, needs="action"):
+        return get_cluster_route(uuid, ctx)
     if v.action != "rename":
         raise UnknownAction(f"unknown cluster action '{v.action}'; cluster actions are: rename")
     c = clusters.rename(ctx, uuid, v.cluster_name)

@@ -13,10 +13,9 @@
 import re
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.routing import APIRoute
 from starlette.datastructures import Headers, QueryParams, UploadFile
-from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from enomalism.errors import (
@@ -195,12 +194,12 @@ async def _answer(error: EnomalismError, scope: Scope, receive: Receive, send: S
 
 # -- literal path segments -----------------------------------------------------------------
 
-def guard_literal_paths(app: FastAPI) -> None:
+def guard_literal_paths(router: APIRouter) -> None:
     """For each /rest/ path that a `<UUID>` path beside it also matches (`/rest/group/create/`
     and `/rest/group/{uuid}/`), answer the methods only the `<UUID>` path takes with 405
-    (errno 1005) rather than letting them reach it with 'create' as the UUID."""
-    routes = [r for r in app.router.routes
-              if isinstance(r, APIRoute) and r.path.startswith("/rest/")]
+    (errno 1005) rather than letting them reach it with 'create' as the UUID. Run once per
+    router, before it is included."""
+    routes = [r for r in router.routes if isinstance(r, APIRoute)]
     methods: dict[str, set[str]] = {}
     for r in routes:
         methods.setdefault(r.path, set()).update(r.methods)
@@ -210,10 +209,11 @@ def guard_literal_paths(app: FastAPI) -> None:
                                   if r.path != path and r.path_regex.match(sample)))
         missing = shadowing - taken
         if missing:
-            first = next(i for i, r in enumerate(app.router.routes)
+            router.add_api_route(path, _refuse(path, taken), methods=sorted(missing),
+                                 include_in_schema=False)
+            first = next(i for i, r in enumerate(router.routes)
                          if isinstance(r, APIRoute) and r.path == path)
-            app.router.routes.insert(first, Route(
-                path, _refuse(path, taken), methods=sorted(missing), include_in_schema=False))
+            router.routes.insert(first, router.routes.pop())
 
 
 def _refuse(path: str, taken: set[str]) -> Any:
@@ -226,12 +226,15 @@ def _refuse(path: str, taken: set[str]) -> Any:
 
 # -- a POST without variables --------------------------------------------------------------
 
-def require_change(v: Any, *names: str) -> None:
-    """The one rule for a POST carrying none of its entry's variables, where that POST changes
-    something (2.4, 2.6, 2.7, 2.23, 3.4, 3.9, 4.1, 5.1, 6.3, 6.5, 7.2, 7.3): 400, errno 1001,
-    naming what to send. Answering it like GET would say errno 0 to a client whose variables
-    were all misspelt or lost. (Entries whose POST reads, such as lists, answer like GET.)"""
-    if not any(getattr(v, n) not in (None, "", []) for n in names):
-        wanted = " or ".join(f"'{n}'" for n in names)
-        raise MissingVariable(f"the variable {wanted} is required: a POST here changes "
-                              "something (GET reads)")
+def posted_nothing(v: Any, needs: str | None = None) -> bool:
+    """The one rule for a POST to an entry that takes GET and POST (docs/api.md,
+    Compatibility): carrying none of the entry's variables, it reads, answering what GET
+    answers (the spec lists POST beside GET on every such entry, and a 2008 client may POST
+    where it reads). Carrying some but not `needs` (the `action`), it asked for a change it did
+    not name: 400, errno 1001, rather than errno 0 with nothing done."""
+    given = sorted(v.model_fields_set)
+    if not given:
+        return True
+    if needs and needs not in given:
+        raise MissingVariable(f"the variable '{needs}' is required with {', '.join(given)}")
+    return False

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from pydantic import Field
 
 from enomalism.api import schemas
-from enomalism.api.compat import refuse_changes_on_get, require_change
+from enomalism.api.compat import posted_nothing, refuse_changes_on_get
 from enomalism.api.deps import Ctx, NoVars, Vars, expose, http_vars
 from enomalism.errors import Conflict
 from enomalism.services import access, actions, hypervisors, machines, provisioning
@@ -125,8 +125,10 @@ def get_machine_route(uuid: str, ctx: Ctx) -> dict:
 
 
 def update_machine(uuid: str, ctx: Ctx, v: Annotated[MachineVars, http_vars(MachineVars)]) -> dict:
-    """Perform `action` on the machine (rename, xmldesc, set_parent, or any machine action)."""
-    require_change(v, "action")
+    """Perform `action` on the machine (rename, xmldesc, set_parent, or any machine action).
+    Without variables, answers like GET."""
+    if posted_nothing(v, needs="action"):
+        return _machine_answer(ctx, uuid)
     if v.action == "provision":
         return provision(uuid, ctx, ProvisionVars(pkguuid=v.pkguuid, hvmuuid=v.hvmuuid,
                                                   name=v.name, pool=v.pool))
@@ -150,12 +152,14 @@ def machine_hypervisors(uuid: str, ctx: Ctx) -> dict:
 
 def add_machine_hypervisor(uuid: str, ctx: Ctx,
                            v: Annotated[HypervisorVars, http_vars(HypervisorVars)]) -> dict:
-    """Connect to virt_url and add it as a hypervisor of the host."""
+    """Connect to virt_url and add it as a hypervisor of the host. Without variables,
+    answers like GET."""
+    if posted_nothing(v):
+        return machine_hypervisors(uuid, ctx)
     m = machines.get(ctx, uuid)
     if m.kind != "host":
         raise Conflict(f"machine {m.name} is a virtual machine: hypervisors are added to a "
-                       "host (its hypervisor is listed by GET)")
-    require_change(v, "virt_url")
+                       "host (GET lists the VM's own hypervisor)")
     hv = hypervisors.add_hypervisor(ctx, uuid, virt_url=v.virt_url, virt_class=v.virt_class)
     answer = machine_hypervisors(uuid, ctx)
     answer["message"] = f"hypervisor {hv.virt_url} added"
@@ -171,8 +175,10 @@ def machine_clusters(uuid: str, ctx: Ctx) -> dict:
 
 def add_machine_clusters(uuid: str, ctx: Ctx,
                          v: Annotated[ClustersVars, http_vars(ClustersVars)]) -> dict:
-    """Add the machine to the clusters named in `clusters`."""
-    require_change(v, "clusters")
+    """Add the machine to the clusters named in `clusters`. Without variables, answers like
+    GET."""
+    if posted_nothing(v):
+        return machine_clusters(uuid, ctx)
     m = machines.add_to_clusters(ctx, uuid, v.clusters)
     return {"errno": 0, "message": f"machine {m.name} is in {len(m.clusters)} cluster(s)",
             "clusters": [schemas.cluster_obj(c) for c in m.clusters]}

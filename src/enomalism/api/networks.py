@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from enomalism.api import schemas
-from enomalism.api.compat import refuse_changes_on_get, require_change
+from enomalism.api.compat import posted_nothing, refuse_changes_on_get
 from enomalism.api.deps import Ctx, Vars, expose, http_vars
 from enomalism.api.schemas import Status
 from enomalism.errors import MissingVariable
@@ -156,8 +156,9 @@ def get_network(uuid: str, ctx: Ctx) -> dict:
 
 
 def update_network(uuid: str, ctx: Ctx, v: Annotated[UpdateVars, http_vars(UpdateVars)]) -> dict:
-    """Change name, description, bridge or cluster."""
-    require_change(v, "name", "description", "bridge", "cluster")
+    """Change name, description, bridge or cluster; without variables, answers like GET."""
+    if posted_nothing(v):
+        return get_network(uuid, ctx)
     n = networks.update(ctx, uuid, name=v.name, description=v.description, bridge=v.bridge,
                         cluster=v.cluster)
     ctx.db.flush()
@@ -177,8 +178,9 @@ def list_ranges(uuid: str, ctx: Ctx) -> dict:
 
 
 def add_range(uuid: str, ctx: Ctx, v: Annotated[RangeVars, http_vars(RangeVars)]) -> dict:
-    """Add an IP range (start_ip to end_ip, both included)."""
-    require_change(v, "start_ip", "end_ip")
+    """Add an IP range (start_ip to end_ip, both included); without variables, like GET."""
+    if posted_nothing(v):
+        return list_ranges(uuid, ctx)
     r = networks.add_range(ctx, uuid, start_ip=v.start_ip, end_ip=v.end_ip)
     answer = list_ranges(uuid, ctx)
     answer["message"] = f"range {r.start_ip}-{r.end_ip} added"

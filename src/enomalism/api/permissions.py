@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from enomalism.api.compat import refuse_changes_on_get, require_change
+from enomalism.api.compat import posted_nothing, refuse_changes_on_get
 from enomalism.api.deps import Ctx, Vars, expose, http_vars
 from enomalism.api.schemas import Status
 from enomalism.errors import UnknownAction
@@ -73,8 +73,9 @@ def revoke(uuid: str, ctx: Ctx, v: Annotated[PermissionVars, http_vars(Permissio
 
 
 def act(uuid: str, ctx: Ctx, v: Annotated[PermissionVars, http_vars(PermissionVars)]) -> dict:
-    """action=grant or action=revoke."""
-    require_change(v, "action")
+    """action=grant or action=revoke; without variables, answers like GET."""
+    if posted_nothing(v, needs="action"):
+        return list_permissions(uuid, ctx)
     if v.action not in ("grant", "revoke"):
         raise UnknownAction(f"unknown permission action '{v.action}'; use grant or revoke")
     return (grant if v.action == "grant" else revoke)(uuid, ctx, v)

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from enomalism.api.compat import refuse_changes_on_get, require_change
+from enomalism.api.compat import posted_nothing, refuse_changes_on_get
 from enomalism.api.deps import Ctx, Vars, expose, http_vars
 from enomalism.api.schemas import Status
 from enomalism.services import transactions
@@ -71,8 +71,10 @@ def get_transaction(uuid: str, ctx: Ctx) -> dict:
 
 
 def act_on_transaction(uuid: str, ctx: Ctx, v: Annotated[TxVars, http_vars(TxVars)]) -> dict:
-    """action=retry (a failed or cancelled one) or action=cancel."""
-    require_change(v, "action")
+    """action=retry (a failed or cancelled one) or action=cancel; without variables, like
+    GET."""
+    if posted_nothing(v, needs="action"):
+        return get_transaction(uuid, ctx)
     message = transactions.act(ctx, uuid, v.action)
     ctx.db.flush()
     return _answer(transactions.get(ctx, uuid), message)

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from enomalism.api.compat import refuse_changes_on_get, require_change
+from enomalism.api.compat import posted_nothing, refuse_changes_on_get
 from enomalism.api.deps import Ctx, Vars, expose, http_vars, writes_on_get
 from enomalism.api.schemas import Status
 from enomalism.services import access, audit, tokens, users
@@ -192,9 +192,10 @@ def get_user(uuid: str, ctx: Ctx) -> dict:
 
 
 def update_user(uuid: str, ctx: Ctx, v: Annotated[UserVars, http_vars(UserVars)]) -> dict:
-    """One action on the user."""
-    require_change(v, "action")
+    """One action on the user; without variables, answers like GET."""
     u = _user(ctx, uuid)
+    if posted_nothing(v, needs="action"):
+        return {"user": user_obj(u), "errno": 0, "message": ""}
     message = users.update_user(ctx, u, v.action, email=v.email, full_name=v.full_name,
                                 password=v.password, old_password=v.old_password,
                                 group=v.group, admin=v.admin)
@@ -224,9 +225,10 @@ def get_group(uuid: str, ctx: Ctx) -> dict:
 
 
 def update_group(uuid: str, ctx: Ctx, v: Annotated[GroupVars, http_vars(GroupVars)]) -> dict:
-    """One action on the group."""
-    require_change(v, "action")
+    """One action on the group; without variables, answers like GET."""
     g = _group(ctx, uuid)
+    if posted_nothing(v, needs="action"):
+        return {"group": group_obj(g), "errno": 0, "message": ""}
     message = users.update_group(ctx, g, v.action, name=v.group_name, user=v.user)
     ctx.db.flush()
     return {"group": group_obj(g), "errno": 0, "message": message}

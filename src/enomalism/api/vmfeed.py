@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
-from enomalism.api.compat import refuse_changes_on_get, require_change
+from enomalism.api.compat import posted_nothing, refuse_changes_on_get
 from enomalism.api.deps import Ctx, Vars, expose, http_vars, writes_on_get
 from enomalism.api.schemas import Status
 from enomalism.errors import InvalidState
@@ -158,7 +158,8 @@ def get_package(uuid: str, ctx: Ctx) -> dict:
 
 def update_package(uuid: str, ctx: Ctx, v: Annotated[PackageVars, http_vars(PackageVars)]) -> dict:
     """Rename or describe the package; what is set here stays across feed refreshes."""
-    require_change(v, "name", "description")
+    if posted_nothing(v):
+        return get_package(uuid, ctx)
     p = repositories.update_package(ctx, uuid, name=v.name, description=v.description)
     ctx.db.flush()
     return {"package": package_obj(p), "errno": 0, "message": f"package {p.name} updated"}
@@ -193,8 +194,9 @@ def get_repository(uuid: str, ctx: Ctx) -> dict:
 
 
 def act_on_repository(uuid: str, ctx: Ctx, v: Annotated[RepoVars, http_vars(RepoVars)]) -> dict:
-    """action=refresh (fetch the feed again) or action=delete."""
-    require_change(v, "action")
+    """action=refresh (fetch the feed again) or action=delete; without variables, like GET."""
+    if posted_nothing(v, needs="action"):
+        return get_repository(uuid, ctx)
     message = repositories.act(ctx, uuid, v.action)
     if v.action == "delete":
         return {"repository": None, "errno": 0, "message": message, "packages": []}

@@ -109,8 +109,6 @@ def delete(ctx: Context, repo: Repository) -> str:
 
 def act(ctx: Context, uuid: str, action: str | None) -> str:
     repo = get(ctx, uuid)
-    if not action:
-        return ""
     if action == "refresh":
         return refresh(ctx, repo)
     if action == "delete":
