@@ -351,7 +351,8 @@ def _routes(routes: list) -> Iterator[Any]:
 
     for r in routes:
         if isinstance(r, APIRoute):
-            yield r
+            if r.include_in_schema:  # (not the 405 of a literal segment: api/compat.py)
+                yield r
         elif getattr(r, "original_router", None) is not None:  # an included router
             yield from _routes(r.original_router.routes)
 
