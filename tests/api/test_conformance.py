@@ -226,24 +226,78 @@ def send(api: Api, method: str, url: str, variables: dict, how: str, **kw):  # n
                        files={"unrelated": ("note.txt", b"ignored")}, **kw)
 
 
+_round = iter(range(1, 100))
+
+
 @SLASHES
 @pytest.mark.parametrize("how", ENCODINGS)
-def test_changes_arrive_in_every_encoding(world, how, slash):
-    api, ids, s = world.api, world.ids, slash
-    tag = f"{how}{len(s)}"
-    body = api.ok("POST", f"/rest/cluster/{ids['cluster']}{s}",
-                  **_vars(how, {"action": "rename", "cluster_name": f"east-{tag}"}))
-    assert body["cluster"]["name"] == f"east-{tag}"
-    body = api.ok("POST", f"/rest/group/{ids['group']}{s}",
-                  **_vars(how, {"action": "rename", "group_name": f"ops-{tag}"}))
-    assert body["group"]["name"] == f"ops-{tag}"
-    body = api.ok("POST", f"/rest/user/{ids['user']}{s}",
-                  **_vars(how, {"action": "update", "full_name": f"Carol {tag}"}))
-    assert body["user"]["full_name"] == f"Carol {tag}"
-    api.ok("POST", f"/rest/vmfeed/{ids['slow']}{s}", **_vars(how, {"description": tag}))
-    assert api.ok("GET", f"/rest/vmfeed/{ids['slow']}/")["package"]["description"] == tag
-    api.ok("POST", f"/rest/networks/{ids['net']}{s}", **_vars(how, {"description": tag}))
-    assert api.ok("GET", f"/rest/networks/{ids['net']}/")["network"]["description"] == tag
+def test_every_change_in_every_encoding(world, how, slash):
+    """Each entry that changes something, its variables sent `how`, the path with or without
+    its slash: errno 0, and the change is there to read."""
+    api, k = world.api, next(_round)
+    tag = f"{how}-{len(slash)}"
+
+    def do(method: str, path: str, variables: dict | None = None) -> dict:
+        url = world.path(path).rstrip("/") + slash
+        r = send(api, method, url, variables or {}, how)
+        assert r.status_code == 200 and r.json().get("errno", 0) == 0, (method, path, r.text)
+        return r.json()
+
+    def read(path: str) -> dict:
+        return api.ok("GET", world.path(path))
+
+    do("POST", "/rest/machine/{vm}/", {"action": "rename", "name": f"web-{tag}"})     # 2.4
+    assert read("/rest/machine/{vm}/")["machine_obj"]["name"] == f"web-{tag}"
+    do("POST", "/rest/machine/{vm}/actions/create/")                                  # 2.15
+    assert read("/rest/machine/{vm}/")["info"]["state"] == "running"
+    do("POST", "/rest/machine/{vm}/actions/suspend/")                                 # 2.10
+    do("POST", "/rest/machine/{vm}/actions/resume/")                                  # 2.11
+    do("POST", "/rest/machine/{vm}/actions/poweroff/")                                # 2.13
+    assert read("/rest/machine/{vm}/")["info"]["state"] == "shutoff"
+    c = do("PUT", "/rest/cluster/", {"cluster_name": f"c-{tag}"})["cluster"]["uuid"]  # 2.21
+    assert c in {x["uuid"] for x in read("/rest/cluster/list/")["clusters"]}
+    do("POST", "/rest/machine/{vm}/clusters/", {"clusters": c})                       # 2.7
+    assert c in read("/rest/machine/{vm}/")["machine_obj"]["clusters"]
+    do("POST", f"/rest/cluster/{c}/", {"action": "rename", "cluster_name": f"d-{tag}"})  # 2.23
+    assert read(f"/rest/cluster/{c}/")["cluster"]["name"] == f"d-{tag}"
+    u = do("POST", "/rest/user/create/", {"username": f"u-{tag}",                       # 3.5
+                                           "password": "a-long-enough-password"})["uuid"]
+    do("POST", f"/rest/user/{u}/", {"action": "update", "full_name": f"U {tag}"})     # 3.4
+    assert read(f"/rest/user/{u}/")["user"]["full_name"] == f"U {tag}"
+    g = do("PUT", "/rest/group/create/", {"group_name": f"g-{tag}"})["group"]["uuid"]  # 3.7
+    do("POST", f"/rest/group/{g}/", {"action": "rename", "group_name": f"h-{tag}"})   # 3.9
+    assert read(f"/rest/group/{g}/")["group"]["name"] == f"h-{tag}"
+    do("PUT", f"/rest/permissions/{c}/", {"permission": "read", "user": u})            # 4.1
+    do("POST", f"/rest/permissions/{c}/", {"action": "grant", "permission": "modify",
+                                           "group": g})
+    do("DELETE", f"/rest/permissions/{c}/", {"permission": "read", "user": u})
+    held = {(p["permission"], p["principal"])
+            for p in read(f"/rest/permissions/{c}/")["permissions"]}
+    assert ("modify", g) in held and ("read", u) not in held
+    do("POST", "/rest/vmfeed/{slow}/", {"description": f"d-{tag}"})                    # 6.3
+    assert read("/rest/vmfeed/{slow}/")["package"]["description"] == f"d-{tag}"
+    feed = publish(world.srv, [], path=f"/empty-{tag}.xml")
+    r = do("PUT", "/rest/vmfeed/", {"url": feed})["uuid"]                               # 6.1
+    assert "refreshed" in do("POST", f"/rest/vmfeed/repo/{r}/", {"action": "refresh"})[  # 6.5
+        "message"]
+    do("POST", f"/rest/vmfeed/repo/{r}/", {"action": "delete"})
+    expect_error(api.get(f"/rest/vmfeed/repo/{r}/"), 404, 1200)
+    n = do("PUT", "/rest/networks/", {"name": f"n-{tag}", "bridge": f"br{k}",          # 7.1
+                                      "ip": f"10.{100 + k}.0.0", "netmask": "24"})["network"]
+    do("POST", f"/rest/networks/{n['uuid']}/", {"description": f"d-{tag}"})            # 7.2
+    assert read(f"/rest/networks/{n['uuid']}/")["network"]["description"] == f"d-{tag}"
+    ranges = do("POST", f"/rest/networks/{n['uuid']}/iprange/",                         # 7.3
+                {"start_ip": f"10.{100 + k}.0.10", "end_ip": f"10.{100 + k}.0.20"})["ranges"]
+    do("PUT", f"/rest/networks/{n['uuid']}/iprange/{ranges[0]['uuid']}/",               # 7.4
+       {"end_ip": f"10.{100 + k}.0.15"})
+    assert read(f"/rest/networks/{n['uuid']}/iprange/")["ranges"][0]["end_ip"] == \
+        f"10.{100 + k}.0.15"
+    do("PUT", f"/rest/networks/{n['uuid']}/cluster/", {"cluster": c})                   # 7.5
+    assert read(f"/rest/networks/{n['uuid']}/cluster/")["cluster"]["uuid"] == c
+    do("GET" if how == "query" else "POST", f"/rest/group/{g}/delete/")                 # 3.8
+    do("GET" if how == "query" else "POST", f"/rest/user/{u}/delete/")                  # 3.6
+    expect_error(api.get(f"/rest/user/{u}/"), 404, 1200)
+    expect_error(api.get(f"/rest/group/{g}/"), 404, 1200)
 
 
 def _vars(how: str, variables: dict) -> dict:
