@@ -9,7 +9,7 @@ Compatibility)."""
 import os
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -38,6 +38,7 @@ class World:
     api: Api
     srv: FeedServer
     ids: dict[str, str]
+    items: list  # the feed's items, to publish changed
 
     def path(self, template: str) -> str:
         return template.format(**self.ids)
@@ -85,7 +86,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             del srv.files["/p/tiny.xvm2"]  # its retrieval fails: a transaction to read
             ids["tx"] = api.ok("GET", f"/rest/vmfeed/repo/package/{ids['pkg']}/")["tx"]
             assert wait_tx(api, ids["tx"])["data"]["state"] == "failed"
-            yield World(api, srv, ids)
+            yield World(api, srv, ids, items)
     finally:
         srv.close()
 
@@ -464,19 +465,23 @@ def test_retrieval_answers_the_provision_that_is_fetching(world):
 # -- item 5: what a user set survives a refresh -------------------------------------------------
 
 def test_a_rename_survives_a_refresh(world):
+    """6.3 sets a field; the feed changes every field; 6.5 refreshes: the fields the user set
+    stay, the others follow the feed."""
     api, ids = world.api, world.ids
+
+    def refresh(version: int) -> tuple[dict, dict]:
+        publish(world.srv, [replace(i, title=f"{i.title} v{version}",
+                                    description=f"feed text v{version}") for i in world.items])
+        api.ok("POST", f"/rest/vmfeed/repo/{ids['repo']}/", data={"action": "refresh"})
+        return tuple(api.ok("GET", f"/rest/vmfeed/{ids[k]}/")["package"] for k in ("pkg", "slow"))
+
     api.ok("POST", f"/rest/vmfeed/{ids['pkg']}/", data={"name": "my tiny"})
-    api.ok("POST", f"/rest/vmfeed/repo/{ids['repo']}/", data={"action": "refresh"})
-    pkg = api.ok("GET", f"/rest/vmfeed/{ids['pkg']}/")["package"]
-    assert pkg["name"] == "my tiny"
-    assert pkg["description"] != "kept"  # not set by a user: the feed's
+    tiny, slow = refresh(2)
+    assert (tiny["name"], tiny["description"]) == ("my tiny", "feed text v2")
     api.ok("POST", f"/rest/vmfeed/{ids['pkg']}/", data={"description": "kept"})
-    api.ok("POST", f"/rest/vmfeed/repo/{ids['repo']}/", data={"action": "refresh"})
-    pkg = api.ok("GET", f"/rest/vmfeed/{ids['pkg']}/")["package"]
-    assert (pkg["name"], pkg["description"]) == ("my tiny", "kept")
-    # the slow package, described above, keeps that description but takes the feed's name
-    slow = api.ok("GET", f"/rest/vmfeed/{ids['slow']}/")["package"]
-    assert slow["name"] == "slow"
+    tiny, slow = refresh(3)
+    assert (tiny["name"], tiny["description"]) == ("my tiny", "kept")
+    assert slow["name"] == "slow v3"  # nobody renamed it
 
 
 # -- item 6 ---------------------------------------------------------------------------------------

@@ -129,7 +129,7 @@ class MethodOverride:
         if wanted is None and content_type(headers) in READ_TYPES[:2] and \
                 _size(headers) <= OVERRIDE_FORM_LIMIT:
             body = await _read_all(receive)
-            receive = _replay(body)
+            receive = _replay(body, then=receive)
             if b"_method" in body:
                 wanted = await _form_method(scope, body)
         if wanted is None and in_query:
@@ -164,7 +164,8 @@ async def _read_all(receive: Receive) -> bytes:
     return b"".join(chunks)
 
 
-def _replay(body: bytes) -> Receive:
+def _replay(body: bytes, then: Receive) -> Receive:
+    """The body read already, then what the server says next (a disconnect, when it comes)."""
     sent = False
 
     async def receive() -> Message:
@@ -172,12 +173,16 @@ def _replay(body: bytes) -> Receive:
         if not sent:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
-        return {"type": "http.disconnect"}
+        return await then()
     return receive
 
 
+async def _disconnected() -> Message:
+    return {"type": "http.disconnect"}
+
+
 async def _form_method(scope: Scope, body: bytes) -> str | None:
-    request = Request(scope, _replay(body))
+    request = Request(scope, _replay(body, then=_disconnected))
     try:
         async with request.form() as form:
             value = form.get("_method")
