@@ -335,6 +335,15 @@ def test_a_change_that_is_not_made_is_never_errno_0(world, entry, path, variable
     assert api.ok("GET", url) == before
 
 
+def test_unlock_of_an_unlocked_machine_is_409(world):
+    api, vm = world.api, world.ids["vm"]
+    before = api.machine(vm)
+    for how in ENCODINGS:
+        r = send(api, "POST", f"/rest/machine/{vm}/actions/unlock/", {}, how)
+        assert "not locked" in expect_error(r, 409, 1301)["message"]
+    assert api.machine(vm)["machine_obj"] == before["machine_obj"]
+
+
 @pytest.mark.parametrize("ctype", ["text/plain", None, "application/xml"])
 @pytest.mark.parametrize("method, path", [
     ("POST", "/rest/cluster/{cluster}/"), ("PUT", "/rest/cluster/"),
