@@ -117,7 +117,8 @@ class MethodOverride:
             return
         headers = Headers(scope=scope)
         wanted = headers.get("x-http-method-override")
-        query = QueryParams(scope["query_string"])
+        query = QueryParams(scope["query_string"]) if b"_method" in scope["query_string"] \
+            else QueryParams()
         in_query = "_method" in query
         if scope["method"] != "POST":
             if wanted is not None or in_query:
