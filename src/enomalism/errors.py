@@ -9,7 +9,10 @@ the API layer turns any of them into `{"errno": N, "message": "..."}` with that 
     │   ├── MalformedUUID     1002  400
     │   ├── UnknownAction     1003  400
     │   ├── InvalidXML        1004  400  xmldesc is not a usable domain definition
-    │   └── MethodNotAllowed  1005  405  the path does not take that HTTP method
+    │   ├── MethodNotAllowed  1005  405  the path does not take that HTTP method
+    │   │   └── UsePost       1080  405  a GET carried an action or the variables of a change
+    │   ├── UnreadableBody    1081  415  a body whose Content-Type the server does not read
+    │   └── BadMethodOverride 1082  400  _method / X-HTTP-Method-Override is not PUT or DELETE
     ├── NotAuthenticated      1100  401
     ├── Forbidden             1101  403
     │   └── ForbiddenURI      1120  403  a hypervisor URI only an administrator may use
@@ -58,6 +61,18 @@ class InvalidXML(InvalidInput):
 
 class MethodNotAllowed(InvalidInput):
     errno, status, message = 1005, 405, "method not allowed"
+
+
+class UsePost(MethodNotAllowed):
+    errno, message = 1080, "GET does not change anything; send the change as POST"
+
+
+class UnreadableBody(InvalidInput):
+    errno, status, message = 1081, 415, "the request body's Content-Type is not read"
+
+
+class BadMethodOverride(InvalidInput):
+    errno, message = 1082, "a method override names PUT or DELETE"
 
 
 class NotAuthenticated(EnomalismError):

@@ -194,7 +194,6 @@ def _bad_membership(ids: dict, case: str) -> dict:
 
 
 @pytest.mark.parametrize("method, case, status, errno", [
-    ("POST", "none", 400, 1001),
     ("POST", "unknown", 404, 1200),
     ("POST", "one unknown of two", 404, 1200),
     ("POST", "malformed", 400, 1002),

@@ -190,7 +190,7 @@ def test_a_vm_cannot_take_a_hypervisor(shared_api):
     with unchanged(api):
         r = api.post(f"/rest/machine/{vm_uuid(api, 'web')}/hypervisors/",
                      data={"virt_url": "test:///default"})
-        expect_error(r, 404, 1200)
+        assert "virtual machine" in expect_error(r, 409, 1300)["message"]
 
 
 # -- /rest/hosts/: register another host (extension) ------------------------------------------

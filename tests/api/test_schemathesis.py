@@ -351,7 +351,7 @@ def _routes(routes: list) -> Iterator[Any]:
 
     for r in routes:
         if isinstance(r, APIRoute):
-            if r.include_in_schema:  # not /docs and /redoc (the pages showing the description)
+            if r.include_in_schema:  # not /docs, /redoc, nor the 405 of a literal segment
                 yield r
         elif getattr(r, "original_router", None) is not None:  # an included router
             yield from _routes(r.original_router.routes)

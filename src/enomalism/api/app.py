@@ -30,6 +30,7 @@ from enomalism.api import (
     users,
     vmfeed,
 )
+from enomalism.api.compat import MethodOverride, guard_literal_paths, readable_body
 from enomalism.api.deps import cached_user, current_user, make_context
 from enomalism.api.schemas import Readiness, Status
 from enomalism.config import Settings
@@ -57,6 +58,12 @@ from enomalism.store.db import SETUP_LOCK, Database
 
 log = logging.getLogger("enomalism")
 
+
+ROUTERS = (machines.router, hypervisors.router, clusters.router, users.router,
+           permissions.router, transactions.router, vmfeed.router, networks.router,
+           cache.router)
+for _router in ROUTERS:  # once per process: create_app runs many times in the tests
+    guard_literal_paths(_router)
 
 FILES = (".xml", ".json")  # /rest/ paths naming a file (feed.xml) take no trailing slash
 
@@ -263,12 +270,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         (404, "not found"), (409, "conflict or wrong state"), (423, "locked"),
         (429, "too many failed logins"), (502, "the hypervisor refused"),
         (503, "the hypervisor is unreachable")]}
-    for r in (machines.router, hypervisors.router, clusters.router, users.router,
-              permissions.router, transactions.router, vmfeed.router, networks.router,
-              cache.router):
+    for r in ROUTERS:
         # straight onto the app: a router included twice builds every route twice
-        app.include_router(r, dependencies=[Depends(current_user)], responses=failures)
+        app.include_router(r, dependencies=[Depends(current_user), Depends(readable_body)],
+                           responses=failures)
     app.add_middleware(ActionShortcut)  # inside TrailingSlash: it sees the slash added
+    app.add_middleware(MethodOverride)  # outside ActionShortcut: a POST standing for PUT is not one
     app.add_middleware(TrailingSlash)
 
     def openapi() -> dict:

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from pydantic import Field
 
 from enomalism.api import schemas
+from enomalism.api.compat import posted_nothing, refuse_changes_on_get
 from enomalism.api.deps import Ctx, Vars, expose, http_vars
 from enomalism.errors import UnknownAction
 from enomalism.services import clusters
@@ -47,8 +48,8 @@ def get_cluster_route(uuid: str, ctx: Ctx) -> dict:
 
 
 def update_cluster(uuid: str, ctx: Ctx, v: Annotated[ClusterVars, http_vars(ClusterVars)]) -> dict:
-    """action=rename with cluster_name. Without action, answers like GET."""
-    if not v.action:
+    """action=rename with cluster_name. Without variables, answers like GET."""
+    if posted_nothing(v, needs="action"):
         return get_cluster_route(uuid, ctx)
     if v.action != "rename":
         raise UnknownAction(f"unknown cluster action '{v.action}'; cluster actions are: rename")
@@ -63,13 +64,14 @@ def delete_cluster(uuid: str, ctx: Ctx) -> dict:
 
 
 expose(router, "/rest/cluster/", ["GET"], list_clusters, response_model=schemas.ClusterAnswer,
-       summary="List clusters (2.21)")
+       summary="List clusters (2.21)", dependencies=[refuse_changes_on_get(CreateVars)])
 expose(router, "/rest/cluster/", ["PUT"], create_cluster, vars_model=CreateVars,
        response_model=schemas.ClusterAnswer, summary="Create a cluster (2.21)")
 expose(router, "/rest/cluster/list/", ["GET", "POST"], cluster_list,
        response_model=schemas.ClustersAnswer, summary="List clusters (2.22)")
 expose(router, "/rest/cluster/{uuid}/", ["GET"], get_cluster_route,
-       response_model=schemas.ClusterAnswer, summary="Get a cluster (2.23)")
+       response_model=schemas.ClusterAnswer, summary="Get a cluster (2.23)",
+       dependencies=[refuse_changes_on_get(ClusterVars)])
 expose(router, "/rest/cluster/{uuid}/", ["POST"], update_cluster, vars_model=ClusterVars,
        response_model=schemas.ClusterAnswer, summary="Rename a cluster (2.23)")
 expose(router, "/rest/cluster/{uuid}/", ["DELETE"], delete_cluster,

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.orm import Session
 
 from enomalism.api import audit as api_audit
+from enomalism.api.compat import file_variable
 from enomalism.errors import InvalidInput, NotAuthenticated
 from enomalism.services import auth, tokens
 from enomalism.services.context import Context, Principal
@@ -84,8 +85,11 @@ async def read_vars(request: Request, model: type[Vars]) -> Vars:
                 raise InvalidInput("the request body is not a readable form") from None
             body_vars: dict[str, list[Any]] = {}
             for k, v in form.multi_items():
-                if isinstance(v, str):
-                    body_vars.setdefault(k, []).append(v)
+                if not isinstance(v, str):  # a file part: the variable of its name
+                    if k not in model.model_fields:
+                        continue
+                    v = await file_variable(k, v)
+                body_vars.setdefault(k, []).append(v)
             raw.update(body_vars)
     data: dict[str, Any] = {}
     for name, field in model.model_fields.items():

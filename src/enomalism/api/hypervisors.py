@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from pydantic import Field
 
 from enomalism.api import schemas
+from enomalism.api.compat import refuse_changes_on_get
 from enomalism.api.deps import Ctx, Vars, expose, http_vars
 from enomalism.services import hypervisors, machines, nodes
 
@@ -61,6 +62,6 @@ expose(router, "/rest/hypervisor/{uuid}/", ["GET"], get_hypervisor_route,
 expose(router, "/rest/hypervisor/{uuid}/", ["DELETE"], delete_hypervisor_route,
        response_model=schemas.HypervisorAnswer, summary="Delete a hypervisor (2.5)")
 expose(router, "/rest/hosts/", ["GET"], list_hosts, response_model=schemas.HostsAnswer,
-       summary="List hosts (extension)")
+       summary="List hosts (extension)", dependencies=[refuse_changes_on_get(HostVars)])
 expose(router, "/rest/hosts/", ["PUT", "POST"], register_host, vars_model=HostVars,
        response_model=schemas.HostAnswer, summary="Register a host (extension)")

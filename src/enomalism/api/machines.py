@@ -6,8 +6,9 @@ from fastapi import APIRouter
 from pydantic import Field
 
 from enomalism.api import schemas
+from enomalism.api.compat import posted_nothing, refuse_changes_on_get
 from enomalism.api.deps import Ctx, NoVars, Vars, expose, http_vars
-from enomalism.errors import MissingVariable
+from enomalism.errors import Conflict
 from enomalism.services import access, actions, hypervisors, machines, provisioning
 from enomalism.services.context import Context
 
@@ -125,10 +126,8 @@ def get_machine_route(uuid: str, ctx: Ctx) -> dict:
 
 def update_machine(uuid: str, ctx: Ctx, v: Annotated[MachineVars, http_vars(MachineVars)]) -> dict:
     """Perform `action` on the machine (rename, xmldesc, set_parent, or any machine action).
-    Without `action`, answers like GET."""
-    if not v.action:
-        if v.name or v.xmldesc or v.puuid:
-            raise MissingVariable("the variable 'action' is required with name, xmldesc or puuid")
+    Without variables, answers like GET."""
+    if posted_nothing(v, needs="action"):
         return _machine_answer(ctx, uuid)
     if v.action == "provision":
         return provision(uuid, ctx, ProvisionVars(pkguuid=v.pkguuid, hvmuuid=v.hvmuuid,
@@ -153,9 +152,14 @@ def machine_hypervisors(uuid: str, ctx: Ctx) -> dict:
 
 def add_machine_hypervisor(uuid: str, ctx: Ctx,
                            v: Annotated[HypervisorVars, http_vars(HypervisorVars)]) -> dict:
-    """With virt_url: connect and add a hypervisor to the host. Without: answers like GET."""
-    if not v.virt_url and not v.virt_class:
+    """Connect to virt_url and add it as a hypervisor of the host. Without variables,
+    answers like GET."""
+    if posted_nothing(v):
         return machine_hypervisors(uuid, ctx)
+    m = machines.get(ctx, uuid)
+    if m.kind != "host":
+        raise Conflict(f"machine {m.name} is a virtual machine: hypervisors are added to a "
+                       "host (GET lists the VM's own hypervisor)")
     hv = hypervisors.add_hypervisor(ctx, uuid, virt_url=v.virt_url, virt_class=v.virt_class)
     answer = machine_hypervisors(uuid, ctx)
     answer["message"] = f"hypervisor {hv.virt_url} added"
@@ -171,7 +175,10 @@ def machine_clusters(uuid: str, ctx: Ctx) -> dict:
 
 def add_machine_clusters(uuid: str, ctx: Ctx,
                          v: Annotated[ClustersVars, http_vars(ClustersVars)]) -> dict:
-    """Add the machine to the clusters named in `clusters`."""
+    """Add the machine to the clusters named in `clusters`. Without variables, answers like
+    GET."""
+    if posted_nothing(v):
+        return machine_clusters(uuid, ctx)
     m = machines.add_to_clusters(ctx, uuid, v.clusters)
     return {"errno": 0, "message": f"machine {m.name} is in {len(m.clusters)} cluster(s)",
             "clusters": [schemas.cluster_obj(c, ctx) for c in m.clusters]}
@@ -245,7 +252,10 @@ SPEC_ACTIONS = {
 # The actions whose path takes no HTTP variables: app.ActionShortcut may answer them.
 NO_VARS_ACTIONS = frozenset(SPEC_ACTIONS.keys() - ACTION_VARS.keys())
 
-expose(router, "/rest/machines/", ["GET", "POST"], list_machines, vars_model=ListVars,
+expose(router, "/rest/machines/", ["GET"], list_machines, vars_model=ListVars,
+       response_model=schemas.MachinesAnswer, response_model_exclude_unset=True,
+       summary="List machines (2.2)", dependencies=[refuse_changes_on_get(DefineVars)])
+expose(router, "/rest/machines/", ["POST"], list_machines, vars_model=ListVars,
        response_model=schemas.MachinesAnswer, response_model_exclude_unset=True,
        summary="List machines (2.2)")
 expose(router, "/rest/machines/", ["PUT"], define_machine, vars_model=DefineVars,
@@ -257,18 +267,21 @@ expose(router, "/rest/machine/{uuid}/trigger_status_updates/", ["GET", "POST"],
        trigger_status_updates, response_model=schemas.TriggerAnswer,
        summary="Resync a machine from libvirt (2.1)")
 expose(router, "/rest/machine/{uuid}/", ["GET"], get_machine_route,
-       response_model=schemas.MachineAnswer, summary="Get a machine (2.4)")
+       response_model=schemas.MachineAnswer, summary="Get a machine (2.4)",
+       dependencies=[refuse_changes_on_get(MachineVars)])
 expose(router, "/rest/machine/{uuid}/", ["POST"], update_machine, vars_model=MachineVars,
        response_model=schemas.MachineAnswer | schemas.TriggerAnswer | schemas.ProvisionAnswer
        | schemas.PackageTxAnswer,
        summary="Act on a machine (2.4)")
 expose(router, "/rest/machine/{uuid}/hypervisors/", ["GET"], machine_hypervisors,
-       response_model=schemas.HypervisorsAnswer, summary="A machine's hypervisors (2.6)")
+       response_model=schemas.HypervisorsAnswer, summary="A machine's hypervisors (2.6)",
+       dependencies=[refuse_changes_on_get(HypervisorVars)])
 expose(router, "/rest/machine/{uuid}/hypervisors/", ["POST"], add_machine_hypervisor,
        vars_model=HypervisorVars, response_model=schemas.HypervisorsAnswer,
        summary="Add a hypervisor to a host (2.6)")
 expose(router, "/rest/machine/{uuid}/clusters/", ["GET"], machine_clusters,
-       response_model=schemas.ClustersAnswer, summary="A machine's clusters (2.7)")
+       response_model=schemas.ClustersAnswer, summary="A machine's clusters (2.7)",
+       dependencies=[refuse_changes_on_get(ClustersVars)])
 expose(router, "/rest/machine/{uuid}/clusters/", ["POST"], add_machine_clusters,
        vars_model=ClustersVars, response_model=schemas.ClustersAnswer,
        summary="Add a machine to clusters (2.7)")

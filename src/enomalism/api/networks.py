@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from enomalism.api import schemas
+from enomalism.api.compat import posted_nothing, refuse_changes_on_get
 from enomalism.api.deps import Ctx, Vars, expose, http_vars
 from enomalism.api.schemas import Status
 from enomalism.errors import MissingVariable
@@ -155,7 +156,9 @@ def get_network(uuid: str, ctx: Ctx) -> dict:
 
 
 def update_network(uuid: str, ctx: Ctx, v: Annotated[UpdateVars, http_vars(UpdateVars)]) -> dict:
-    """Change name, description, bridge or cluster."""
+    """Change name, description, bridge or cluster; without variables, answers like GET."""
+    if posted_nothing(v):
+        return get_network(uuid, ctx)
     n = networks.update(ctx, uuid, name=v.name, description=v.description, bridge=v.bridge,
                         cluster=v.cluster)
     ctx.db.flush()
@@ -175,8 +178,8 @@ def list_ranges(uuid: str, ctx: Ctx) -> dict:
 
 
 def add_range(uuid: str, ctx: Ctx, v: Annotated[RangeVars, http_vars(RangeVars)]) -> dict:
-    """Add an IP range (start_ip to end_ip, both included)."""
-    if v.start_ip is None and v.end_ip is None:
+    """Add an IP range (start_ip to end_ip, both included); without variables, like GET."""
+    if posted_nothing(v):
         return list_ranges(uuid, ctx)
     r = networks.add_range(ctx, uuid, start_ip=v.start_ip, end_ip=v.end_ip)
     answer = list_ranges(uuid, ctx)
@@ -248,27 +251,31 @@ def release(uuid: str, address: str, ctx: Ctx) -> dict:
 
 
 expose(router, "/rest/networks/", ["GET"], list_networks, response_model=NetworksAnswer,
-       response_model_exclude_unset=True, summary="List networks (7.1)")
+       response_model_exclude_unset=True, summary="List networks (7.1)",
+       dependencies=[refuse_changes_on_get(CreateVars)])
 expose(router, "/rest/networks/", ["PUT"], create_network, vars_model=CreateVars,
        response_model=NetworksAnswer, summary="Create a network (7.1)")
 expose(router, "/rest/networks/{uuid}/", ["GET"], get_network, response_model=NetworkAnswer,
-       summary="Get a network (7.2)")
+       summary="Get a network (7.2)", dependencies=[refuse_changes_on_get(UpdateVars)])
 expose(router, "/rest/networks/{uuid}/", ["POST"], update_network, vars_model=UpdateVars,
        response_model=NetworkAnswer, summary="Change a network (7.2)")
 expose(router, "/rest/networks/{uuid}/", ["DELETE"], delete_network,
        response_model=NetworkAnswer, summary="Delete a network (7.2)")
 expose(router, "/rest/networks/{uuid}/iprange/", ["GET"], list_ranges,
-       response_model=RangesAnswer, summary="A network's IP ranges (7.3)")
+       response_model=RangesAnswer, summary="A network's IP ranges (7.3)",
+       dependencies=[refuse_changes_on_get(RangeVars)])
 expose(router, "/rest/networks/{uuid}/iprange/", ["POST"], add_range, vars_model=RangeVars,
        response_model=RangesAnswer, summary="Add an IP range (7.3)")
 expose(router, "/rest/networks/{uuid}/iprange/{ruuid}/", ["GET"], get_range,
-       response_model=RangeAnswer, summary="Get an IP range (7.4)")
+       response_model=RangeAnswer, summary="Get an IP range (7.4)",
+       dependencies=[refuse_changes_on_get(RangeVars)])
 expose(router, "/rest/networks/{uuid}/iprange/{ruuid}/", ["PUT"], change_range,
        vars_model=RangeVars, response_model=RangeAnswer, summary="Change an IP range (7.4)")
 expose(router, "/rest/networks/{uuid}/iprange/{ruuid}/", ["DELETE"], delete_range,
        response_model=RangeAnswer, summary="Delete an IP range (extension)")
 expose(router, "/rest/networks/{uuid}/cluster/", ["GET"], get_network_cluster,
-       response_model=ClusterAnswer, summary="A network's cluster (7.5)")
+       response_model=ClusterAnswer, summary="A network's cluster (7.5)",
+       dependencies=[refuse_changes_on_get(ClusterVars)])
 expose(router, "/rest/networks/{uuid}/cluster/", ["PUT"], set_network_cluster,
        vars_model=ClusterVars, response_model=ClusterAnswer, summary="Assign a cluster (7.5)")
 expose(router, "/rest/networks/{uuid}/leases/", ["GET"], list_leases,

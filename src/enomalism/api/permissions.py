@@ -6,9 +6,10 @@ from typing import Annotated
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from enomalism.api.compat import posted_nothing, refuse_changes_on_get
 from enomalism.api.deps import Ctx, Vars, expose, http_vars
 from enomalism.api.schemas import Status
-from enomalism.errors import MissingVariable, UnknownAction
+from enomalism.errors import UnknownAction
 from enomalism.services import access, permissions
 from enomalism.store.models import Grant, Group, User
 
@@ -79,16 +80,17 @@ def revoke(uuid: str, ctx: Ctx, v: Annotated[PermissionVars, http_vars(Permissio
 
 
 def act(uuid: str, ctx: Ctx, v: Annotated[PermissionVars, http_vars(PermissionVars)]) -> dict:
-    """action=grant or action=revoke."""
-    if not v.action:
-        raise MissingVariable("the variable 'action' is required: grant or revoke")
+    """action=grant or action=revoke; without variables, answers like GET."""
+    if posted_nothing(v, needs="action"):
+        return list_permissions(uuid, ctx)
     if v.action not in ("grant", "revoke"):
         raise UnknownAction(f"unknown permission action '{v.action}'; use grant or revoke")
     return (grant if v.action == "grant" else revoke)(uuid, ctx, v)
 
 
 expose(router, "/rest/permissions/{uuid}/", ["GET"], list_permissions,
-       response_model=PermissionsAnswer, summary="An object's access list (4.1)")
+       response_model=PermissionsAnswer, summary="An object's access list (4.1)",
+       dependencies=[refuse_changes_on_get(PermissionVars)])
 expose(router, "/rest/permissions/{uuid}/", ["PUT"], grant, vars_model=PermissionVars,
        response_model=PermissionsAnswer, summary="Grant a permission (4.1)")
 expose(router, "/rest/permissions/{uuid}/", ["DELETE"], revoke, vars_model=PermissionVars,

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from enomalism.api.compat import posted_nothing, refuse_changes_on_get
 from enomalism.api.deps import Ctx, Vars, expose, http_vars
 from enomalism.api.schemas import Status
 from enomalism.services import transactions
@@ -77,8 +78,9 @@ def get_transaction(uuid: str, ctx: Ctx) -> dict:
 
 
 def act_on_transaction(uuid: str, ctx: Ctx, v: Annotated[TxVars, http_vars(TxVars)]) -> dict:
-    """action=retry (a failed or cancelled one) or action=cancel; without action, like GET."""
-    if not v.action:
+    """action=retry (a failed or cancelled one) or action=cancel; without variables, like
+    GET."""
+    if posted_nothing(v, needs="action"):
         return get_transaction(uuid, ctx)
     message = transactions.act(ctx, uuid, v.action)
     ctx.db.flush()
@@ -101,7 +103,8 @@ def list_transactions(ctx: Ctx, v: Annotated[ListVars, http_vars(ListVars)]) -> 
 
 
 expose(router, "/rest/transaction/{uuid}/", ["GET"], get_transaction,
-       response_model=TransactionAnswer, summary="Get a transaction (5.1)")
+       response_model=TransactionAnswer, summary="Get a transaction (5.1)",
+       dependencies=[refuse_changes_on_get(TxVars)])
 expose(router, "/rest/transaction/{uuid}/", ["POST"], act_on_transaction, vars_model=TxVars,
        response_model=TransactionAnswer, summary="Retry or cancel a transaction (5.1)")
 expose(router, "/rest/transaction/{uuid}/", ["DELETE"], cancel_transaction,

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
+from enomalism.api.compat import posted_nothing, refuse_changes_on_get
 from enomalism.api.deps import Ctx, Vars, expose, http_vars, writes_on_get
 from enomalism.api.schemas import Status
 from enomalism.services import access, audit, tokens, users
@@ -203,9 +204,9 @@ def get_user(uuid: str, ctx: Ctx) -> dict:
 
 
 def update_user(uuid: str, ctx: Ctx, v: Annotated[UserVars, http_vars(UserVars)]) -> dict:
-    """One action on the user; without action, answers like GET."""
+    """One action on the user; without variables, answers like GET."""
     u = _user(ctx, uuid)
-    if not v.action:
+    if posted_nothing(v, needs="action"):
         return {"user": user_obj(u), "errno": 0, "message": ""}
     message = users.update_user(ctx, u, v.action, email=v.email, full_name=v.full_name,
                                 password=v.password, old_password=v.old_password,
@@ -236,9 +237,9 @@ def get_group(uuid: str, ctx: Ctx) -> dict:
 
 
 def update_group(uuid: str, ctx: Ctx, v: Annotated[GroupVars, http_vars(GroupVars)]) -> dict:
-    """One action on the group; without action, answers like GET."""
+    """One action on the group; without variables, answers like GET."""
     g = _group(ctx, uuid)
-    if not v.action:
+    if posted_nothing(v, needs="action"):
         return {"group": group_obj(g), "errno": 0, "message": ""}
     message = users.update_group(ctx, g, v.action, name=v.group_name, user=v.user)
     ctx.db.flush()
@@ -286,7 +287,7 @@ expose(router, "/rest/group/list/", ["GET", "POST"], list_groups, response_model
 expose(router, "/rest/user/create/", ["POST"], create_user, vars_model=CreateUserVars,
        response_model=CreateUserAnswer, summary="Create a user (3.5)")
 expose(router, "/rest/user/{uuid}/", ["GET"], get_user, response_model=UserAnswer,
-       summary="Get a user (3.4)")
+       summary="Get a user (3.4)", dependencies=[refuse_changes_on_get(UserVars)])
 expose(router, "/rest/user/{uuid}/", ["POST"], update_user, vars_model=UserVars,
        response_model=UserAnswer, summary="Act on a user (3.4)")
 expose(router, "/rest/user/{uuid}/", ["DELETE"], delete_user, response_model=UserAnswer,
@@ -300,13 +301,14 @@ expose(router, "/rest/group/{uuid}/delete/", ["GET", "POST"], delete_group,
        response_model=GroupAnswer, summary="Delete a group (3.8)",
        dependencies=[Depends(writes_on_get)])
 expose(router, "/rest/group/{uuid}/", ["GET"], get_group, response_model=GroupAnswer,
-       summary="Get a group (3.9)")
+       summary="Get a group (3.9)", dependencies=[refuse_changes_on_get(GroupVars)])
 expose(router, "/rest/group/{uuid}/", ["POST"], update_group, vars_model=GroupVars,
        response_model=GroupAnswer, summary="Act on a group (3.9)")
 expose(router, "/rest/group/{uuid}/", ["DELETE"], delete_group, response_model=GroupAnswer,
        summary="Delete a group (3.9)")
 expose(router, "/rest/tokens/", ["GET"], list_tokens, vars_model=TokenListVars,
-       response_model=TokensAnswer, summary="List API tokens (extension)")
+       response_model=TokensAnswer, dependencies=[refuse_changes_on_get(TokenVars)],
+       summary="List API tokens (extension)")
 expose(router, "/rest/tokens/", ["PUT", "POST"], create_token, vars_model=TokenVars,
        response_model=TokenAnswer, summary="Create an API token (extension)")
 expose(router, "/rest/tokens/{uuid}/", ["DELETE"], revoke_token, response_model=Status,

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
+from enomalism.api.compat import posted_nothing, refuse_changes_on_get
 from enomalism.api.deps import Ctx, Vars, expose, http_vars, writes_on_get
 from enomalism.api.schemas import Status
 from enomalism.errors import InvalidState
@@ -159,8 +160,8 @@ def get_package(uuid: str, ctx: Ctx) -> dict:
 
 
 def update_package(uuid: str, ctx: Ctx, v: Annotated[PackageVars, http_vars(PackageVars)]) -> dict:
-    """Rename or describe the package; without variables, answers like GET."""
-    if v.name is None and v.description is None:
+    """Rename or describe the package; what is set here stays across feed refreshes."""
+    if posted_nothing(v):
         return get_package(uuid, ctx)
     p = repositories.update_package(ctx, uuid, name=v.name, description=v.description)
     ctx.db.flush()
@@ -196,7 +197,9 @@ def get_repository(uuid: str, ctx: Ctx) -> dict:
 
 
 def act_on_repository(uuid: str, ctx: Ctx, v: Annotated[RepoVars, http_vars(RepoVars)]) -> dict:
-    """action=refresh (fetch the feed again) or action=delete."""
+    """action=refresh (fetch the feed again) or action=delete; without variables, like GET."""
+    if posted_nothing(v, needs="action"):
+        return get_repository(uuid, ctx)
     message = repositories.act(ctx, uuid, v.action)
     if v.action == "delete":
         return {"repository": None, "errno": 0, "message": message, "packages": []}
@@ -212,7 +215,7 @@ def delete_repository(uuid: str, ctx: Ctx) -> dict:
 
 expose(router, "/rest/vmfeed/", ["GET"], list_packages, vars_model=ListVars,
        response_model=VmfeedAnswer, response_model_exclude_unset=True,
-       summary="List packages (6.1)")
+       summary="List packages (6.1)", dependencies=[refuse_changes_on_get(FeedVars)])
 expose(router, "/rest/vmfeed/", ["PUT"], add_repository, vars_model=FeedVars,
        response_model=VmfeedAnswer, summary="Add a feed repository (6.1)")
 expose(router, "/rest/vmfeed/feed.xml", ["GET"], published_feed,
@@ -226,7 +229,8 @@ expose(router, "/rest/vmfeed/repo/package/{uuid}/", ["GET", "POST"], retrieve_pa
 expose(router, "/rest/vmfeed/repo/package/{uuid}/", ["DELETE"], uncache_package,
        response_model=TxAnswer, summary="Remove a package's local copy (6.4)")
 expose(router, "/rest/vmfeed/repo/{uuid}/", ["GET"], get_repository,
-       response_model=RepositoryAnswer, summary="Get a repository (6.5)")
+       response_model=RepositoryAnswer, summary="Get a repository (6.5)",
+       dependencies=[refuse_changes_on_get(RepoVars)])
 expose(router, "/rest/vmfeed/repo/{uuid}/", ["POST"], act_on_repository, vars_model=RepoVars,
        response_model=RepositoryAnswer, summary="Refresh or delete a repository (6.5)")
 expose(router, "/rest/vmfeed/repo/{uuid}/", ["DELETE"], delete_repository,
@@ -235,7 +239,7 @@ expose(router, "/rest/vmfeed/{uuid}/download/", ["GET"], download_package,
        response_class=FileResponse, summary="Download a package file (6.2)",
        responses={200: {"content": {XVM2_TYPE: {}}}})
 expose(router, "/rest/vmfeed/{uuid}/", ["GET"], get_package, response_model=PackageAnswer,
-       summary="Get a package (6.3)")
+       summary="Get a package (6.3)", dependencies=[refuse_changes_on_get(PackageVars)])
 expose(router, "/rest/vmfeed/{uuid}/", ["POST"], update_package, vars_model=PackageVars,
        response_model=PackageAnswer, summary="Rename or describe a package (6.3)")
 expose(router, "/rest/vmfeed/{uuid}/", ["DELETE"], delete_package,

@@ -38,7 +38,12 @@ from enomalism.jobs.runner import JobCancelled, JobContext, handler
 from enomalism.services import access, networks, placement, transactions
 from enomalism.services.context import Context
 from enomalism.services.lookup import get_machine, parse_uuid, require
-from enomalism.services.repositories import active_transaction, auth_of, get_package
+from enomalism.services.repositories import (
+    active_transaction,
+    auth_of,
+    get_package,
+    retrieving_transaction,
+)
 from enomalism.store.models import (
     BaseVolume,
     Cluster,
@@ -77,12 +82,13 @@ def _one_at_a_time(job: JobContext, *key: str) -> Iterator[None]:
 # -- requests ------------------------------------------------------------------------------
 
 def queue_retrieval(ctx: Context, uuid: str) -> Transaction | None:
-    """Queue fetching a package into the local cache; None when it is cached already. A
-    retrieval under way is returned rather than started twice."""
+    """Queue fetching a package into the local cache; None when it is cached already. The
+    transaction fetching it now (a retrieval, or a provision's first step) is returned rather
+    than a second one queued behind it; else a retrieval queued already."""
     p = get_package(ctx, uuid)
     if p.state == "cached":
         return None
-    running = active_transaction(ctx, p)
+    running = retrieving_transaction(ctx, p) or active_transaction(ctx, p)
     if running is not None:
         return running
     if not p.url:

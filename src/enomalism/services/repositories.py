@@ -16,7 +16,7 @@ from enomalism.feeds.feed import Feed, parse_feed
 from enomalism.services import access
 from enomalism.services.context import Context
 from enomalism.services.lookup import parse_uuid, require
-from enomalism.store.models import Package, Repository, Transaction, utcnow
+from enomalism.store.models import NamedLock, Package, Repository, Transaction, utcnow
 
 REPO_ACTIONS = ("refresh", "delete")
 
@@ -48,8 +48,11 @@ def _apply(ctx: Context, repo: Repository, feed: Feed) -> None:
         elif p.state == "cached" and p.sha256 and item.sha256 and p.sha256 != item.sha256:
             _remove_file(p)  # a new build under the same guid: the old file is stale
             p.state, p.path, p.size = "remote", None, None
-        p.name = item.title or p.name
-        p.description, p.version = item.description, item.version
+        if not p.name_set:  # what a user set with 6.3 stays
+            p.name = item.title or p.name
+        if not p.description_set:
+            p.description = item.description
+        p.version = item.version
         p.virt_class, p.arch = item.virt_class, item.arch
         p.url, p.length, p.sha256 = item.url, item.length, item.sha256
     for guid, p in known.items():
@@ -106,8 +109,6 @@ def delete(ctx: Context, repo: Repository) -> str:
 
 def act(ctx: Context, uuid: str, action: str | None) -> str:
     repo = get(ctx, uuid)
-    if not action:
-        return ""
     if action == "refresh":
         return refresh(ctx, repo)
     if action == "delete":
@@ -174,9 +175,9 @@ def update_package(ctx: Context, uuid: str, *, name: str | None,
     if name is not None:
         if not name.strip() or len(name) > 255:
             raise InvalidInput("a package name has 1 to 255 characters")
-        p.name = name.strip()
+        p.name, p.name_set = name.strip(), True
     if description is not None:
-        p.description = description
+        p.description, p.description_set = description, True
     return p
 
 
@@ -189,6 +190,14 @@ def _remove_file(p: Package) -> None:
 def active_transaction(ctx: Context, p: Package) -> Transaction | None:
     return ctx.db.scalar(select(Transaction).where(
         Transaction.target_uuid == p.uuid, Transaction.state.in_(("queued", "running"))))
+
+
+def retrieving_transaction(ctx: Context, p: Package) -> Transaction | None:
+    """The running transaction fetching the package now: the holder of its fetch lock (a
+    retrieval, or a provision fetching it first, whose transaction targets the new machine)."""
+    return ctx.db.scalar(select(Transaction).join(
+        NamedLock, NamedLock.holder == Transaction.uuid).where(
+        NamedLock.name == f"package:{p.uuid}", Transaction.state == "running"))
 
 
 def _busy(ctx: Context, p: Package) -> bool:

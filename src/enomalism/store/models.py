@@ -15,6 +15,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -371,6 +372,10 @@ class Package(Base):
     # "<node> <boot id> <txid>" while the retrieved file may still be in that machine's
     # memory only (services/package_sync.py); None once it is on the disk.
     unsynced: Mapped[str | None] = mapped_column(String(200))
+    # set by a user (6.3): a refresh of the feed (6.5) keeps it
+    name_set: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    description_set: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                  server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -1,7 +1,7 @@
 """base_volumes: the base volumes provisioning uploaded, this installation's to remove
 
 Revision ID: 0015
-Revises: 0011
+Revises: 0013
 Create Date: 2026-12-06
 """
 
@@ -10,7 +10,7 @@ from alembic import op
 
 
 revision = '0015'
-down_revision = '0011'
+down_revision = '0013'
 branch_labels = None
 depends_on = None
 
