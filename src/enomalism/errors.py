@@ -12,10 +12,13 @@ the API layer turns any of them into `{"errno": N, "message": "..."}` with that 
     │   └── MethodNotAllowed  1005  405  the path does not take that HTTP method
     ├── NotAuthenticated      1100  401
     ├── Forbidden             1101  403
+    │   ├── ElementNotAllowed 1110  403  domain XML carries what its sender may not ask for
+    │   └── VolumeNotAllowed  1111  403  a disk names a volume the caller may not attach
     ├── TooManyRequests       1102  429  too many failed logins; wait and try again
     ├── NotFound              1200  404
     ├── Conflict              1300  409  a name or URL already taken, objects still in use
     │   ├── InvalidState      1301  409  the action does not fit the machine's current state
+    │   │   └── ForeignDisk   1310  409  package: the machine has a disk it does not own
     │   └── NoPlacement       1302  409  no hypervisor can take a new machine (placement)
     ├── Locked                1400  423  a transaction holds the machine
     ├── HypervisorError       1500  502  libvirt refused the operation
@@ -70,6 +73,15 @@ class TooManyRequests(EnomalismError):
     errno, status, message = 1102, 429, "too many failed logins; try again later"
 
 
+class ElementNotAllowed(Forbidden):
+    """Domain XML outside the policy (virt/policy.py): the message names the element."""
+    errno = 1110
+
+
+class VolumeNotAllowed(Forbidden):
+    errno = 1111
+
+
 class NotFound(EnomalismError):
     errno, status, message = 1200, 404, "not found"
 
@@ -84,6 +96,10 @@ class InvalidState(Conflict):
 
 class NoPlacement(Conflict):
     errno, message = 1302, "no hypervisor can take the new machine"
+
+
+class ForeignDisk(InvalidState):
+    errno = 1310
 
 
 class Locked(EnomalismError):
