@@ -63,6 +63,19 @@ METADATA_NS = "https://enomalism.org/ns/domain/1"
 MAC_PREFIX = "52:54:00"  # QEMU's range: locally administered (bit 0x02 of 0x52), unicast
 
 
+def without_passwords(text: str | None) -> str | None:
+    """The XML as readers get it: no graphics password (libvirt's own, read without the
+    secure flag, has none; XML given through `xmldesc` may)."""
+    if not text or "passwd" not in text:
+        return text
+    try:
+        xml = DomainXML(text)
+    except InvalidXML:
+        return None  # not XML we could have stored; nothing of it is shown
+    xml.drop_passwords()
+    return xml.to_string()
+
+
 def new_mac(taken: Iterable[str] = ()) -> str:
     """A random MAC address 52:54:00:xx:xx:xx, none of `taken`."""
     avoid = {m.lower() for m in taken}
@@ -358,8 +371,8 @@ class DomainXML:
             nvram.tail = tail
 
     def _rewrite_graphics(self) -> None:
+        self.drop_passwords()
         for g in self.root.iterfind("devices/graphics"):
-            g.attrib.pop("passwd", None)
             if any(g.get(a) not in (None, "-1") for a in ("port", "tlsPort", "websocket")) \
                     or g.get("autoport") == "no":
                 for a in ("port", "tlsPort", "websocket"):
@@ -383,6 +396,10 @@ class DomainXML:
         for g in self.root.iterfind("devices/graphics"):
             if g.get("passwd") is None and g.get("type") in old:
                 g.set("passwd", old[g.get("type")])
+
+    def drop_passwords(self) -> None:
+        for g in self.root.iterfind("devices/graphics"):
+            g.attrib.pop("passwd", None)
 
     def set_static_addresses(self, nics: list["StaticNic"]) -> None:
         """Join interface i to nics[i] (its libvirt network or bridge, with its MAC), adding

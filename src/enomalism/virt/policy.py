@@ -48,7 +48,7 @@ class Rights:
     bridge: Callable[[str], bool] = _nothing  # a host bridge's name
     emulator: Callable[[str], bool] = _nothing  # an emulator binary of the hypervisor's
     loader: Callable[[str], bool] = _nothing  # a firmware image the hypervisor offers
-    who: str = "non-administrators"  # for the messages: "... is not allowed for <who>"
+    who: str = "for non-administrators"  # for the messages: "... is not allowed <who>"
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,7 @@ def _name(el: etree._Element) -> str:
 
 
 def _refuse(what: str, rights: Rights) -> ElementNotAllowed:
-    return ElementNotAllowed(f"{what} is not allowed for {rights.who}")
+    return ElementNotAllowed(f"{what} is not allowed {rights.who}")
 
 
 def _walk(el: etree._Element, rule: _E, rights: Rights) -> None:
