@@ -213,7 +213,13 @@ def queue_package(ctx: Context, uuid: str, *, name: str | None, description: str
     if compression not in ("zstd", "gzip"):
         raise InvalidInput("compression is zstd or gzip (gzip: strict XVM2 packages)")
     if m.xmldesc:  # refused now rather than by the job (which checks the live definition)
-        _check_own_disks(ctx.db, ctx.registry.connection(m.parent_uuid), m, DomainXML(m.xmldesc))
+        try:
+            _check_own_disks(ctx.db, ctx.registry.connection(m.parent_uuid), m,
+                             DomainXML(m.xmldesc))
+        except ForeignDisk:
+            raise
+        except InvalidState:
+            pass  # a volume that is not there: the job says which, from the live definition
     return transactions.enqueue(ctx, "package", target=m.uuid, lock=[m.uuid], params={
         "machine": m.uuid, "name": name or m.name, "description": description or "",
         "version": version or "1", "compression": compression})
