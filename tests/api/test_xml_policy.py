@@ -478,3 +478,18 @@ def test_no_graphics_password_in_any_answer(w):
     w.api.ok("POST", f"/rest/machine/{uuid}/actions/store_xml/", auth=w.alice.auth)
     assert "an0ther-pw" in secure_xml(w, uuid) and "262144" in secure_xml(w, uuid)
     no_secret()
+
+
+def test_set_parent_does_not_move_a_machine_onto_someone_elses_volume(w, tmp_path):
+    """On another hypervisor the same path is another volume, of no machine of alice's: her
+    machine's definition is not moved onto it."""
+    uri = write_host(tmp_path / "other.xml", [], [f"{w.alice.name}.img"])
+    node = w.api.ok("PUT", "/rest/hosts/", data={"name": w.name("other"), "virt_url": uri})
+    hv2 = w.api.ok("GET", f"/rest/machine/{node['machine']}/hypervisors/")["hypervisors"][0][
+        "uuid"]
+    grant(w.api, hv2, "control", user=w.alice.uuid)
+    uuid = w.alice_vm()
+    with unchanged(w.api):
+        body = expect_error(w.api.post(f"/rest/machine/{uuid}/", auth=w.alice.auth, data={
+            "action": "set_parent", "puuid": hv2}), 403, 1111)
+    assert w.alice_vol in body["message"]

@@ -399,6 +399,8 @@ def _set_parent(ctx: Context, m: Machine, v: ActionVars) -> str:
     xml = DomainXML(m.xmldesc)
     if driver.name_taken(dest, xml.name or "", other_than=m.uuid):
         raise Conflict(f"hypervisor {target.virt_url} already has a domain named '{xml.name}'")
+    # the same paths may be other volumes there: a non-administrator's disks must be theirs
+    volumes.check_xml(ctx, target, xml)
     driver.check_disks(dest, target.virt_url, xml)
     source_uuid = m.parent_uuid
     if m.state != "missing":
