@@ -149,6 +149,10 @@ FORBIDDEN = [
     ("tpm-passthrough", "devices", "<tpm model='tpm-tis'><backend type='passthrough'>"
      "<device path='/dev/tpm0'/></backend></tpm>", "type='passthrough'"),
     ("shmem", "devices", "<shmem name='x'/>", "<shmem>"),
+    ("video-rendernode", "devices", "<video><model type='virtio'><acceleration accel3d='yes' "
+     "rendernode='/dev/dri/renderD128'/></model></video>", "attribute rendernode"),
+    ("watchdog-dump", "devices", "<watchdog model='i6300esb' action='dump'/>",
+     "action='dump'"),
     ("kernel", "os", "<kernel>/etc/shadow</kernel>", "<kernel>"),
     ("initrd", "os", "<initrd>/boot/initrd.img</initrd>", "<initrd>"),
     ("loader", "os", "<loader readonly='yes' type='rom'>/etc/shadow</loader>",

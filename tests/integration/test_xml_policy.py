@@ -56,6 +56,14 @@ def test_a_non_admin_vm_on_qemu(qemu):
     qemu.api.ok("POST", f"/rest/machine/{uuid}/actions/create/", auth=user.auth)
     qemu.check(uuid, "running")
     qemu.api.ok("POST", f"/rest/machine/{uuid}/actions/poweroff/", auth=user.auth)
+    # what she reads back from libvirt (with what libvirt added), edited, passes again
+    shown = qemu.api.machine(uuid)["machine_obj"]["xmldesc"]
+    assert "<memory unit='KiB'>65536</memory>" in shown, shown
+    qemu.api.ok("POST", f"/rest/machine/{uuid}/", auth=user.auth, data={
+        "action": "xmldesc", "xmldesc": shown.replace("<memory unit='KiB'>65536</memory>",
+                                                      "<memory unit='KiB'>131072</memory>")})
+    qemu.api.ok("POST", f"/rest/machine/{uuid}/actions/store_xml/", auth=user.auth)
+    assert qemu.api.machine(uuid)["info"]["max_memory_kib"] == 131072
 
     evil = _xml(qemu, qemu.scratch.domain_name(), vol.path(), root=(
         "<qemu:commandline xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>"

@@ -124,7 +124,11 @@ DOMAIN = _e("type", "id", children={
         "channel": _e(type=("unix", "spicevmc"), children={
             "source": _e(mode=("bind",)), "target": _e("name", "state", type=("virtio",)),
             **_COMMON}),
-        "video": FREE, "sound": FREE, "audio": _e("id", type=("none", "spice")),
+        "video": _E({}, {"model": _e("type", "vram", "ram", "vgamem", "vram64", "heads",
+                                     "primary", "blob", children={
+                                         "acceleration": _e("accel3d", "accel2d")}),
+                         "driver": _e("vgaconf", name=("qemu",)), **_COMMON}),
+        "sound": FREE, "audio": _e("id", type=("none", "spice")),
         "input": _e("bus", "model", type=("mouse", "tablet", "keyboard"),
                     children={"driver": FREE, **_COMMON}),
         "rng": _e(model=("virtio", "virtio-transitional", "virtio-non-transitional"), children={
@@ -132,7 +136,10 @@ DOMAIN = _e("type", "id", children={
             **_COMMON}),
         "tpm": _e(model=("tpm-tis", "tpm-crb", "tpm-spapr"), children={
             "backend": _e("version", "persistent_state", type=("emulator",)), **_COMMON}),
-        "watchdog": FREE, "memballoon": FREE, "panic": FREE,
+        # not action='dump': memory dumps on the host's disk
+        "watchdog": _e("model", children=_COMMON, action=(
+            "reset", "shutdown", "poweroff", "pause", "none", "inject-nmi")),
+        "memballoon": FREE, "panic": FREE,
         "redirdev": _e(bus=("usb",), type=("spicevmc",), children={
             "boot": _e("order"), **_COMMON}),
     }),
