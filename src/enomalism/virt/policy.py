@@ -3,11 +3,12 @@
 An allow-list of what a normal VM needs (what virt-manager's new-VM wizard or Incus writes):
 memory, vCPUs, CPU mode, OS/boot/firmware, features, clock, disks and CD-ROMs on volumes the
 caller may use, interfaces on networks the caller may use, VNC/SPICE graphics on the host's
-default address with a port libvirt picks and no password, serial/console on a pty, video,
-input, sound, RNG, the guest agent channel, watchdog, memballoon. Everything else is refused
-with the element named: host devices and files (<hostdev>, <filesystem>, file/socket/device
-character devices, kernel/initrd/loader paths, interface scripts), QEMU's own namespace and
-every other foreign one (outside <metadata>), security labels, host CPU pinning.
+configured address (or loopback) with a port libvirt picks and no password, serial/console on
+a pty, video, input, sound, RNG, the guest agent channel, watchdog, memballoon. Everything else
+is refused with the element named: host devices and files (<hostdev>, <filesystem>,
+file/socket/device character devices, kernel/initrd/loader paths, interface scripts), QEMU's
+own namespace and every other foreign one (outside <metadata>), security labels, host CPU
+pinning.
 
 What a caller may *name* (volumes, networks, firmware, emulators) is decided by the caller of
 `check` (`Rights`): this module knows the XML, not the users. docs/access.md has the table.
