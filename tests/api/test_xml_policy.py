@@ -497,3 +497,24 @@ def test_set_parent_does_not_move_a_machine_onto_someone_elses_volume(w, tmp_pat
         body = expect_error(w.api.post(f"/rest/machine/{uuid}/", auth=w.alice.auth, data={
             "action": "set_parent", "puuid": hv2}), 403, 1111)
     assert w.alice_vol in body["message"]
+
+
+def test_a_non_admin_manage_adopts_the_domain_not_its_volumes(w):
+    """bob (control on the hypervisor) adopts a discovered domain: its volume stays no
+    machine's, so his totaldelete leaves it; an administrator's manage adopts it."""
+    path = _volume(w.api, f"{w.name('found')}.img")
+    conn = w.api.registry.connection(w.hv)
+    mine = conn.defineXML(vm_xml(w.name("found"), path)).UUIDString()
+    w.api.settle()
+    w.api.ok("POST", f"/rest/machine/{mine}/actions/manage/", auth=w.bob.auth)
+    with w.api.app.state.db.session(write=False) as s:
+        assert s.get(Volume, (w.hv, path)) is None
+    body = w.api.ok("POST", f"/rest/machine/{mine}/actions/totaldelete/", auth=w.bob.auth)
+    assert "volume" not in body["message"]
+    assert path.rsplit("/", 1)[1] in pool_volumes(w.api, w.hv)
+
+    theirs = conn.defineXML(vm_xml(w.name("found"), path)).UUIDString()
+    w.api.settle()
+    w.api.ok("POST", f"/rest/machine/{theirs}/actions/manage/")
+    with w.api.app.state.db.session(write=False) as s:
+        assert s.get(Volume, (w.hv, path)).machine_uuid == theirs
