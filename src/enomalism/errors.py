@@ -15,11 +15,14 @@ the API layer turns any of them into `{"errno": N, "message": "..."}` with that 
     │   └── BadMethodOverride 1082  400  _method / X-HTTP-Method-Override is not PUT or DELETE
     ├── NotAuthenticated      1100  401
     ├── Forbidden             1101  403
+    │   ├── ElementNotAllowed 1110  403  domain XML carries what its sender may not ask for
+    │   ├── VolumeNotAllowed  1111  403  a disk names a volume the caller may not attach
     │   └── ForbiddenURI      1120  403  a hypervisor URI only an administrator may use
     ├── TooManyRequests       1102  429  too many failed logins; wait and try again
     ├── NotFound              1200  404
     ├── Conflict              1300  409  a name or URL already taken, objects still in use
     │   ├── InvalidState      1301  409  the action does not fit the machine's current state
+    │   │   └── ForeignDisk   1310  409  package: the machine has a disk it does not own
     │   └── NoPlacement       1302  409  no hypervisor can take a new machine (placement)
     ├── Locked                1400  423  a transaction holds the machine
     ├── HypervisorError       1500  502  libvirt refused the operation
@@ -91,6 +94,15 @@ class TooManyRequests(EnomalismError):
     errno, status, message = 1102, 429, "too many failed logins; try again later"
 
 
+class ElementNotAllowed(Forbidden):
+    """Domain XML outside the policy (virt/policy.py): the message names the element."""
+    errno = 1110
+
+
+class VolumeNotAllowed(Forbidden):
+    errno = 1111
+
+
 class NotFound(EnomalismError):
     errno, status, message = 1200, 404, "not found"
 
@@ -105,6 +117,10 @@ class InvalidState(Conflict):
 
 class NoPlacement(Conflict):
     errno, message = 1302, "no hypervisor can take the new machine"
+
+
+class ForeignDisk(InvalidState):
+    errno = 1310
 
 
 class Locked(EnomalismError):

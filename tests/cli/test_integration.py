@@ -46,13 +46,23 @@ def scratch() -> Iterator:
         assert not problems, f"clean-up left things behind: {problems}"
 
 
-def test_provision_start_package_delete_on_qemu(scratch, tmp_path: Path):
+@pytest.fixture
+def net(scratch) -> Iterator:  # noqa: ANN001
+    """A started libvirt network of the test's own for the package's NIC."""
+    from tests.integration.test_provision_network import libvirt_network
+
+    with libvirt_network(scratch.host) as made:
+        yield made
+
+
+def test_provision_start_package_delete_on_qemu(scratch, net, tmp_path: Path):
     from tests.integration.conftest import URI
 
     image = make_qcow2(tmp_path / "tiny.qcow2", 64, data=b"provisioned through the CLI\n" * 100)
     pkg = build_package(tmp_path / "tiny.xvm2", image, name="cli-tiny",
                         virt_class=scratch.host.domain_type(),
-                        domain_xml=domain_template(domain_type=scratch.host.domain_type()))
+                        domain_xml=domain_template(domain_type=scratch.host.domain_type(),
+                                                   network=net.name))
     srv = FeedServer()
     settings = Settings(data_dir=tmp_path / "data", hypervisors=[URI],
                         admin_password=ADMIN_PASSWORD, database_url=None, **FAST_HASHES)

@@ -202,12 +202,14 @@ def make_random_raw(path: Path, mib: int) -> Path:
 
 
 def domain_template(*, domain_type: str = "kvm", arch: str = "x86_64", fmt: str = "qcow2",
-                    machine: str | None = None, interface: bool = True) -> str:
-    """A guest with no OS and one virtio disk; its NIC (user networking, which needs no
-    libvirt network) carries TEMPLATE_MAC."""
+                    machine: str | None = None, interface: bool = True,
+                    network: str = "default") -> str:
+    """A guest with no OS and one virtio disk; its NIC (on the libvirt network `network`: the
+    domain-XML policy lets a package's NIC onto a network only) carries TEMPLATE_MAC."""
     machine_attr = f" machine='{machine}'" if machine else ""
-    nic = (f"<interface type='user'><mac address='{TEMPLATE_MAC}'/>"
-           "<model type='virtio'/></interface>") if interface else ""
+    nic = (f"<interface type='network'><mac address='{TEMPLATE_MAC}'/>"
+           f"<source network='{network}'/><model type='virtio'/></interface>"
+           ) if interface else ""
     return (f"<domain type='{domain_type}'><name>template</name>"
             "<uuid>11111111-2222-3333-4444-555555555555</uuid>"
             "<memory unit='MiB'>64</memory><vcpu>1</vcpu>"
@@ -263,9 +265,11 @@ class Repeating:
 
 def build_package(dest: Path, image: Path | Callable[[], Any], *, name: str, fmt: str = "qcow2",
                   virt_class: str = "kvm", arch: str = "x86_64", version: str = "1",
-                  domain_xml: str | None = None, compression: str = "zstd") -> Pkg:
+                  domain_xml: str | None = None, compression: str = "zstd",
+                  network: str = "default") -> Pkg:
     """A package written by the project's own writer."""
-    domain_xml = domain_xml or domain_template(domain_type=virt_class, arch=arch, fmt=fmt)
+    domain_xml = domain_xml or domain_template(domain_type=virt_class, arch=arch, fmt=fmt,
+                                               network=network)
     m = archive.Manifest(name=name, description=f"{name}, for the tests", version=version,
                          virt_class=virt_class, arch=arch,
                          disks=[archive.DiskInfo(target="vda", format=fmt)])

@@ -22,6 +22,7 @@ from enomalism.feeds import archive
 from enomalism.feeds.feed import parse_feed
 from enomalism.services import provisioning
 from tests.conftest import expect_error
+from tests.integration.conftest import Host
 from tests.integration.provision_helpers import (
     TEMPLATE_MAC,
     FeedServer,
@@ -38,6 +39,7 @@ from tests.integration.provision_helpers import (
     running,
     wait_tx,
 )
+from tests.integration.test_provision_network import VNet, libvirt_network
 
 pytestmark = pytest.mark.integration
 
@@ -45,19 +47,28 @@ BIG_MIB = 256
 
 
 @pytest.fixture(scope="module")
-def feed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FeedServer, dict[str, Pkg]]]:
+def net(host: Host) -> Iterator[VNet]:
+    """The packages' NICs are on a libvirt network of the tests' own (started: the machines
+    start)."""
+    with libvirt_network(host) as made:
+        yield made
+
+
+@pytest.fixture(scope="module")
+def feed(tmp_path_factory: pytest.TempPathFactory,
+         net: VNet) -> Iterator[tuple[FeedServer, dict[str, Pkg]]]:
     """A feed server with: tiny (a qcow2 disk with a few bytes of data), big (256 MiB of random
     data, raw: takes a moment to download and upload), undefinable (QEMU has no such machine
     type, so defining the domain fails)."""
     d = tmp_path_factory.mktemp("provision-pkgs")
     tiny_img = make_qcow2(d / "tiny.qcow2", 64, data=b"provisioned by a test\n" * 500)
     pkgs = {
-        "tiny": build_package(d / "tiny.xvm2", tiny_img, name="tiny"),
+        "tiny": build_package(d / "tiny.xvm2", tiny_img, name="tiny", network=net.name),
         "big": build_package(d / "big.xvm2", make_random_raw(d / "big.raw", BIG_MIB),
-                             name="big", fmt="raw"),
+                             name="big", fmt="raw", network=net.name),
         "undefinable": build_package(
             d / "undefinable.xvm2", tiny_img, name="undefinable",
-            domain_xml=domain_template(machine="pc-no-such-machine-0.1")),
+            domain_xml=domain_template(machine="pc-no-such-machine-0.1", network=net.name)),
     }
     (d / "big.raw").unlink()
     srv = FeedServer()

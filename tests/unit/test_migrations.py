@@ -1,10 +1,14 @@
 """The Alembic migrations build exactly the schema the models describe."""
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from enomalism.store.db import Database
-from enomalism.store.models import Base
+from enomalism.store.db import MIGRATIONS, Database
+from enomalism.store.models import Base, Hypervisor, Machine, Volume
 
 
 def test_migrations_match_models(tmp_path):
@@ -19,3 +23,41 @@ def test_migrating_twice_is_harmless(tmp_path):
     db = Database(f"sqlite:///{tmp_path / 'm.db'}")
     db.migrate()
     db.migrate()
+
+
+def test_volume_owners_are_backfilled_and_stored_passwords_dropped(tmp_path):
+    """Migration 0009: a disk path exactly one managed VM names becomes its volume; a path two
+    machines name, and an unmanaged machine's, belong to no one; stored XML loses graphics
+    passwords."""
+    db = Database(f"sqlite:///{tmp_path / 'm.db'}")
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0008")
+
+    def xml(name: str, *disks: str, graphics: str = "") -> str:
+        return (f"<domain type='kvm'><name>{name}</name><devices>"
+                + "".join(f"<disk type='file'><source file='{d}'/></disk>" for d in disks)
+                + f"{graphics}</devices></domain>")
+
+    with Session(db.engine) as s, s.begin():
+        s.add(Machine(uuid="h", name="host", kind="host"))
+        s.flush()
+        s.add(Hypervisor(uuid="hv", machine_uuid="h", virt_class="kvm", virt_url="qemu:///x"))
+        s.flush()
+        s.add_all([
+            Machine(uuid="a", name="a", kind="vm", parent_uuid="hv", managed=True,
+                    xmldesc=xml("a", "/p/a.img", "/p/shared.img",
+                                graphics="<graphics type='vnc' passwd='hush'/>")),
+            Machine(uuid="b", name="b", kind="vm", parent_uuid="hv", managed=True,
+                    xmldesc=xml("b", "/p/shared.img")),
+            Machine(uuid="c", name="c", kind="vm", parent_uuid="hv", managed=False,
+                    xmldesc=xml("c", "/p/c.img")),
+        ])
+    db.migrate()
+    with Session(db.engine) as s:
+        rows = s.execute(select(Volume.path, Volume.machine_uuid)).all()
+        assert sorted(rows) == [("/p/a.img", "a")]
+        stored = s.get(Machine, "a").xmldesc
+        assert "hush" not in stored and "<graphics type=\"vnc\"/>" in stored.replace("'", '"')

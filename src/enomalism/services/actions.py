@@ -26,7 +26,7 @@ from enomalism.errors import (
     NotFound,
     UnknownAction,
 )
-from enomalism.services import access, sync
+from enomalism.services import access, sync, volumes
 from enomalism.services.context import Context, Principal
 from enomalism.services.lookup import get_hypervisor, get_machine, parse_uuid, require
 from enomalism.services.networks import machine_leases
@@ -277,8 +277,13 @@ def perform_quick(db: Database, registry: "HypervisorRegistry", user: Principal,
 
 
 def _manage(ctx: Context, m: Machine, _v: ActionVars) -> str:
+    """Adopt the domain. An administrator adopts its volumes with it (those no other machine
+    owns): they are then deleted and exported with it. Anyone else adopts the domain only."""
     m.managed = True
     m.owner_uuid = m.owner_uuid or ctx.user.uuid
+    if ctx.user.is_admin and m.kind == "vm" and m.xmldesc:
+        volumes.adopt(ctx.db, ctx.registry.connection(m.parent_uuid), m.parent_uuid, m.uuid,
+                      DomainXML(m.xmldesc))
     return f"machine {m.name} is now managed"
 
 
@@ -290,11 +295,16 @@ def _unlock(ctx: Context, m: Machine, _v: ActionVars) -> str:
 
 
 def _store_xml(ctx: Context, m: Machine, _v: ActionVars) -> str:
-    """Define the stored XML on the hypervisor (also brings back a missing domain)."""
+    """Define the stored XML on the hypervisor (also brings back a missing domain). XML that
+    `xmldesc` changed passes the caller's domain-XML policy again (volumes change hands
+    meanwhile; an administrator's raw XML is stored by an administrator). Graphics
+    passwords, never in the stored XML, are kept from the domain's definition."""
     if not m.xmldesc:
         raise InvalidState(f"machine {m.name} has no stored XML description")
     conn = ctx.registry.connection(m.parent_uuid)
     xml = DomainXML(m.xmldesc)
+    if m.xml_pending:
+        volumes.check_xml(ctx, m.parent, xml)
     if driver.name_taken(conn, xml.name or "", other_than=m.uuid):
         raise Conflict(f"another domain on the hypervisor is named '{xml.name}'")
     driver.check_disks(conn, m.parent.virt_url, xml)
@@ -303,8 +313,10 @@ def _store_xml(ctx: Context, m: Machine, _v: ActionVars) -> str:
     renamed = current is not None and current.name != xml.name
     if renamed:
         driver.rename(conn, m.uuid, xml.name)  # InvalidState unless the domain is stopped
+    if current is not None:
+        xml.keep_passwords(DomainXML(driver.domain_xml(conn, m.uuid, secure=True)))
     try:
-        driver.define(conn, m.xmldesc)
+        driver.define(conn, xml.to_string())
     except EnomalismError:
         if renamed:
             driver.rename(conn, m.uuid, current.name)
@@ -323,6 +335,7 @@ def _xmldesc(ctx: Context, m: Machine, v: ActionVars) -> str:
         raise InvalidInput(f"the XML describes domain {xml.uuid}, not machine {m.uuid}")
     if not xml.name:
         raise InvalidInput("the XML has no <name>")
+    volumes.check_xml(ctx, m.parent, xml)
     if xml.name != m.name:
         _check_name_free(ctx, m, xml.name)
     m.xmldesc = xml.to_string()
@@ -386,9 +399,14 @@ def _set_parent(ctx: Context, m: Machine, v: ActionVars) -> str:
     xml = DomainXML(m.xmldesc)
     if driver.name_taken(dest, xml.name or "", other_than=m.uuid):
         raise Conflict(f"hypervisor {target.virt_url} already has a domain named '{xml.name}'")
+    # the same paths may be other volumes there: a non-administrator's disks must be theirs
+    volumes.check_xml(ctx, target, xml)
     driver.check_disks(dest, target.virt_url, xml)
     source_uuid = m.parent_uuid
-    driver.define(dest, m.xmldesc)
+    if m.state != "missing":
+        xml.keep_passwords(DomainXML(driver.domain_xml(ctx.registry.connection(source_uuid),
+                                                       m.uuid, secure=True)))
+    driver.define(dest, xml.to_string())
     if m.state != "missing":
         try:
             driver.undefine(ctx.registry.connection(source_uuid), m.uuid)
@@ -438,7 +456,8 @@ def _release_dhcp(ctx: Context, conn: libvirt.virConnect, m: Machine) -> None:
 
 
 def _totaldelete(ctx: Context, m: Machine, _v: ActionVars) -> str:
-    """Destroy, undefine, delete the disk volumes no other domain uses, forget the machine."""
+    """Destroy, undefine, delete the machine's own volumes (services/volumes.py) that no other
+    domain uses, forget the machine. Disks on volumes it does not own are left alone."""
     if m.kind == "host":
         ctx.db.delete(m)
         return f"host {m.name} removed"
@@ -458,7 +477,8 @@ def _totaldelete(ctx: Context, m: Machine, _v: ActionVars) -> str:
         driver.undefine(conn, m.uuid)
         if xml is not None:
             try:
-                deleted = driver.delete_volumes(conn, xml, keep=keep)
+                deleted = driver.delete_volumes(conn, xml, keep=keep,
+                                                only=volumes.owned(ctx.db, m.uuid))
             except HypervisorError as e:
                 ctx.db.delete(m)  # the domain is gone already; say what is left behind
                 return f"machine {m.name} deleted, but not all its volumes: {e.message}"

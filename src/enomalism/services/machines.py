@@ -4,7 +4,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from enomalism.errors import Conflict, InvalidInput
-from enomalism.services import access
+from enomalism.services import access, volumes
 from enomalism.services.context import Context
 from enomalism.services.lookup import get_cluster, get_hypervisor, get_machine, parse_uuid, require
 from enomalism.store.models import Cluster, Machine, new_uuid
@@ -51,7 +51,9 @@ def list_machine_ids(ctx: Context) -> list[str]:
 
 def define_vm(ctx: Context, *, xmldesc: str | None, hvmuuid: str | None) -> Machine:
     """Define a new persistent domain from XML on a hypervisor, as `virsh define` does.
-    The UUID is fixed before libvirt sees the XML so the new machine is ours from the start."""
+    The UUID is fixed before libvirt sees the XML so the new machine is ours from the start.
+    A non-administrator's XML passes the domain-XML policy; an administrator's machine
+    adopts the volumes its disks name that are no other machine's."""
     hv = get_hypervisor(ctx.db, require(hvmuuid, "hvmuuid", " (the hypervisor to define on)"))
     access.require(ctx, hv, "control", "hypervisor")
     xml = DomainXML(require(xmldesc, "xmldesc"))
@@ -64,6 +66,7 @@ def define_vm(ctx: Context, *, xmldesc: str | None, hvmuuid: str | None) -> Mach
     if ctx.db.get(Machine, uuid) is not None:
         raise Conflict(f"a machine with UUID {uuid} already exists")
     conn = ctx.registry.connection(hv.uuid)
+    volumes.check_xml(ctx, hv, xml)
     if driver.uuid_taken(conn, uuid):
         raise Conflict(f"the hypervisor already has a domain with UUID {uuid}")
     if driver.name_taken(conn, xml.name):
@@ -76,6 +79,8 @@ def define_vm(ctx: Context, *, xmldesc: str | None, hvmuuid: str | None) -> Mach
     snap = driver.define(conn, xml.to_string())
     try:
         ctx.registry.resync_machine(hv.uuid, snap.uuid, db=ctx.db)
+        if ctx.user.is_admin:
+            volumes.adopt(ctx.db, conn, hv.uuid, m.uuid, xml)
     except Exception:
         driver.undefine(conn, snap.uuid)  # nothing half-made
         raise

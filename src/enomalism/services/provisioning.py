@@ -6,8 +6,9 @@ Provisioning places each disk in the hypervisor's storage through libvirt's stor
 remote host works the same): the package's image is uploaded once per pool as a base volume,
 and each new machine gets a copy-on-write qcow2 overlay on it (a full copy where the pool
 cannot do backing files). The domain XML is rewritten (new UUID, name, MAC addresses, disk
-paths) and defined. Everything the job creates is on its undo log first, so a failed or
-cancelled provision leaves no domain, no volume and no machine behind.
+paths), checked by the domain-XML policy whoever provisions it (a package is data from the
+internet: virt/policy.py) and defined. Everything the job creates is on its undo log first,
+so a failed or cancelled provision leaves no domain, no volume and no machine behind.
 """
 
 import functools
@@ -25,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from enomalism.errors import (
     Conflict,
     EnomalismError,
+    ForeignDisk,
     HypervisorError,
     InvalidInput,
     InvalidState,
@@ -35,8 +37,8 @@ from enomalism.feeds import archive
 from enomalism.feeds import download as dl
 from enomalism.jobs.locks import named_lock
 from enomalism.jobs.runner import JobCancelled, JobContext, handler
-from enomalism.services import access, networks, placement, transactions
-from enomalism.services.context import Context
+from enomalism.services import access, networks, placement, transactions, volumes
+from enomalism.services.context import Context, Principal
 from enomalism.services.lookup import get_machine, parse_uuid, require
 from enomalism.services.repositories import (
     active_transaction,
@@ -52,10 +54,11 @@ from enomalism.store.models import (
     Machine,
     Package,
     Transaction,
+    User,
     new_uuid,
     utcnow,
 )
-from enomalism.virt import driver, storage
+from enomalism.virt import driver, policy, storage
 from enomalism.virt.domxml import DomainXML, StaticNic
 from enomalism.virt.uri import is_local
 
@@ -217,6 +220,14 @@ def queue_package(ctx: Context, uuid: str, *, name: str | None, description: str
     compression = compression or "zstd"
     if compression not in ("zstd", "gzip"):
         raise InvalidInput("compression is zstd or gzip (gzip: strict XVM2 packages)")
+    if m.xmldesc:  # refused now rather than by the job (which checks the live definition)
+        try:
+            _check_own_disks(ctx.db, ctx.registry.connection(m.parent_uuid), m,
+                             DomainXML(m.xmldesc))
+        except ForeignDisk:
+            raise
+        except InvalidState:
+            pass  # a volume that is not there: the job says which, from the live definition
     return transactions.enqueue(ctx, "package", target=m.uuid, lock=[m.uuid], params={
         "machine": m.uuid, "name": name or m.name, "description": description or "",
         "version": version or "1", "compression": compression})
@@ -386,6 +397,23 @@ def provision(job: JobContext) -> dict[str, Any]:
     if driver.name_taken(conn, name):
         raise Conflict(f"the hypervisor already has a domain named '{name}'")
     pool = storage.pick_pool(conn, prm.get("pool"))
+    nics = [StaticNic(libvirt_network=driver.has_network(conn, nic["source"]), **nic)
+            for nic in prm.get("nics", [])]
+
+    def domain(paths: dict[str, str]) -> DomainXML:
+        """The package's XML made this machine's, refused unless within the policy."""
+        xml = DomainXML(xml_text)
+        xml.rewrite_for_provision(
+            name=name, uuid=newuuid, disk_paths=paths, disk_formats={t: "qcow2" for t in paths},
+            domain_type=DOMAIN_TYPE.get(virt_class))
+        if nics:
+            xml.set_static_addresses(nics)
+        _check_package_xml(job, hv_uuid, xml, set(paths.values()), [n.source for n in nics])
+        return xml
+
+    # before anything is uploaded: a package the policy refuses costs no copy
+    domain({d.target: storage.planned_path(pool, f"{name}-{d.target}.qcow2")
+            for d in manifest.disks})
     disk_paths: dict[str, str] = {}
     n = max(len(manifest.disks), 1)
     for i, disk in enumerate(manifest.disks):
@@ -401,14 +429,9 @@ def provision(job: JobContext) -> dict[str, Any]:
             job.log(f"no copy-on-write overlay here ({e.message}); copying the disk")
             disk_paths[disk.target] = storage.clone(pool, vol_name, base)
         job.progress(40 + 50 * (i + 1) / n)
-    xml = DomainXML(xml_text)
-    xml.rewrite_for_provision(
-        name=name, uuid=newuuid, disk_paths=disk_paths,
-        disk_formats={t: "qcow2" for t in disk_paths}, domain_type=DOMAIN_TYPE.get(virt_class))
-    nics = [StaticNic(libvirt_network=driver.has_network(conn, nic["source"]), **nic)
-            for nic in prm.get("nics", [])]
-    if nics:
-        xml.set_static_addresses(nics)
+    with job.db.session() as s:  # the new volumes are the machine's own
+        volumes.record(s, hv_uuid, newuuid, disk_paths.values())
+    xml = domain(disk_paths)
     for nic in nics:
         if nic.libvirt_network:  # the guest's DHCP client gets its address from libvirt
             job.will_create("dhcp_host", hypervisor=hv_uuid, network=nic.source, mac=nic.mac,
@@ -423,7 +446,37 @@ def provision(job: JobContext) -> dict[str, Any]:
             "addresses": [n.address for n in nics]}
 
 
+def _check_package_xml(job: JobContext, hv_uuid: str, xml: DomainXML, disks: set[str],
+                       nic_sources: list[str]) -> None:
+    """The policy for a package's XML, whoever provisions it: no administrator wrote it. Its
+    disks are the volumes this job makes; its interfaces are on the networks the provision
+    leased on, or on networks the provisioning user may use."""
+    with job.db.session(write=False) as s:
+        user = s.get(User, job.owner_uuid) if job.owner_uuid else None
+        who = Principal(user.uuid, user.username, user.is_admin) if user is not None else \
+            Principal("", "", False)
+        ctx = Context(db=s, registry=job.registry, user=who)
+        policy.check(xml, volumes.rights(
+            ctx, s.get(Hypervisor, hv_uuid), disk=lambda source: source.path in disks,
+            networks=nic_sources, who="in a package's description.xml"))
+
+
 # -- package (export) ----------------------------------------------------------------------
+
+
+def _check_own_disks(db: Any, conn: libvirt.virConnect, machine: Machine | str,
+                     xml: DomainXML) -> list[driver.Disk]:
+    """The machine's hard disks, each one of its own volumes, or ForeignDisk: `package` copies
+    out only what is the machine's (services/volumes.py)."""
+    uuid = machine if isinstance(machine, str) else machine.uuid
+    own = volumes.owned(db, uuid)
+    disks = driver.hard_disks(conn, xml)
+    for d in disks:
+        if driver.volume_path(conn, path=d.path) not in own:
+            raise ForeignDisk(f"disk {d.target or ''} '{d.path}' is not a volume of this machine's "
+                              "own: package exports only those; detach it first (xmldesc, "
+                              "store_xml)".replace("  ", " "))
+    return disks
 
 
 def _disk_source(job: JobContext, conn: libvirt.virConnect, hv_uuid: str, uri: str,
@@ -473,8 +526,9 @@ def package(job: JobContext) -> dict[str, Any]:
         hv = m.parent
         hv_uuid, uri, virt_class, arch = hv.uuid, hv.virt_url, hv.virt_class, hv.arch
     conn = job.registry.connection(hv_uuid)
-    xml_text = driver.domain_xml(conn, prm["machine"])
-    disks = driver.hard_disks(conn, DomainXML(xml_text))
+    xml_text = driver.domain_xml(conn, prm["machine"])  # without secrets (graphics passwords)
+    with job.db.session(write=False) as s:
+        disks = _check_own_disks(s, conn, prm["machine"], DomainXML(xml_text))
     snap = driver.snapshot(conn, prm["machine"], with_xml=False)
     suspended = snap is not None and snap.state == "running"
     pkg_uuid = new_uuid()

@@ -435,3 +435,19 @@ class Lease(Base):
     note: Mapped[str | None] = mapped_column(String(255))
     created_by: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Volume(Base):
+    """A storage volume that is a machine's own: the project created it for the machine
+    (provision) or an administrator adopted it with the machine (define, manage). Only its
+    own volumes are deleted with the machine or exported by `package`; a non-administrator
+    may attach a volume only through a machine they may modify (services/volumes.py)."""
+
+    __tablename__ = "volumes"
+
+    hypervisor_uuid: Mapped[str] = mapped_column(
+        ForeignKey("hypervisors.uuid", ondelete="CASCADE"), primary_key=True)
+    path: Mapped[str] = mapped_column(String(1024), primary_key=True)  # the volume's, libvirt's
+    machine_uuid: Mapped[str] = mapped_column(ForeignKey("machines.uuid", ondelete="CASCADE"),
+                                              index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

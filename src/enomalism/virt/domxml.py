@@ -63,6 +63,19 @@ METADATA_NS = "https://enomalism.org/ns/domain/1"
 MAC_PREFIX = "52:54:00"  # QEMU's range: locally administered (bit 0x02 of 0x52), unicast
 
 
+def without_passwords(text: str | None) -> str | None:
+    """The XML as readers get it: no graphics password (libvirt's own, read without the
+    secure flag, has none; XML given through `xmldesc` may)."""
+    if not text or "passwd" not in text:
+        return text
+    try:
+        xml = DomainXML(text)
+    except InvalidXML:
+        return None  # not XML we could have stored; nothing of it is shown
+    xml.drop_passwords()
+    return xml.to_string()
+
+
 def new_mac(taken: Iterable[str] = ()) -> str:
     """A random MAC address 52:54:00:xx:xx:xx, none of `taken`."""
     avoid = {m.lower() for m in taken}
@@ -74,7 +87,7 @@ def new_mac(taken: Iterable[str] = ()) -> str:
 
 _SOURCE_ATTRS = ("network", "bridge", "dev", "path", "address")
 _DISK_FORMATS = ("raw", "qcow2")
-_LOCAL_LISTEN = ("0.0.0.0", "::", "127.0.0.1", "::1", "localhost")
+LOOPBACK_LISTEN = ("127.0.0.1", "::1", "localhost")
 
 
 # libvirt's memory units (formatdomain: "Memory Allocation"): powers of 1000 and of 1024.
@@ -234,8 +247,9 @@ class DomainXML:
           template, which is kept; the old domain's EFI variables are not carried over);
         - the value of <genid> (libvirt makes a new VM generation ID, as it should for a copy);
         - <emulator> (the old host's QEMU binary path; libvirt picks this host's);
-        - fixed graphics ports (autoport instead) and listen addresses other than wildcard or
-          loopback, and graphics socket paths;
+        - fixed graphics ports (autoport instead), listen addresses other than loopback (the
+          new host's configured address applies), graphics socket paths and passwords (the
+          old machine's secret);
         - unix channel socket paths (libvirt makes them under the new domain's directory);
         - the static addresses of the domain it was made from (enomalism's <metadata> and
           `enomalism.` OEM strings): its guest must not take the old machine's address;
@@ -357,20 +371,35 @@ class DomainXML:
             nvram.tail = tail
 
     def _rewrite_graphics(self) -> None:
+        self.drop_passwords()
         for g in self.root.iterfind("devices/graphics"):
             if any(g.get(a) not in (None, "-1") for a in ("port", "tlsPort", "websocket")) \
                     or g.get("autoport") == "no":
                 for a in ("port", "tlsPort", "websocket"):
                     g.attrib.pop(a, None)
                 g.set("autoport", "yes")
-            if g.get("listen") and g.get("listen") not in _LOCAL_LISTEN:
+            if g.get("listen") and g.get("listen") not in LOOPBACK_LISTEN:
                 g.attrib.pop("listen")
             for listen in g.findall("listen"):
                 kind = listen.get("type")
-                if kind == "address" and listen.get("address") not in (None, *_LOCAL_LISTEN):
+                if kind == "address" and listen.get("address") not in (None, *LOOPBACK_LISTEN):
                     g.remove(listen)
                 elif kind == "socket":
                     listen.attrib.pop("socket", None)
+
+    def keep_passwords(self, current: "DomainXML") -> None:
+        """Give each graphics device without a password the one the device of its type has in
+        `current` (the definition read with its secrets): XML that readers get carries none,
+        and defining it again must not open the console."""
+        old = {g.get("type"): g.get("passwd") for g in current.root.iterfind("devices/graphics")
+               if g.get("passwd") is not None}
+        for g in self.root.iterfind("devices/graphics"):
+            if g.get("passwd") is None and g.get("type") in old:
+                g.set("passwd", old[g.get("type")])
+
+    def drop_passwords(self) -> None:
+        for g in self.root.iterfind("devices/graphics"):
+            g.attrib.pop("passwd", None)
 
     def set_static_addresses(self, nics: list["StaticNic"]) -> None:
         """Join interface i to nics[i] (its libvirt network or bridge, with its MAC), adding

@@ -81,12 +81,12 @@ def _lookup(conn: libvirt.virConnect, uuid: str) -> libvirt.virDomain:
             raise
 
 
-def _xml(dom: libvirt.virDomain) -> str:
-    flags = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
-    try:
-        return dom.XMLDesc(flags)
-    except libvirt.libvirtError:
-        return dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+def _xml(dom: libvirt.virDomain, *, secure: bool = False) -> str:
+    """The persistent definition. Without `secure`, as every reader gets it: libvirt leaves
+    out secrets (graphics passwords), which are then in no answer, inventory or package."""
+    if secure:
+        return dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE)
+    return dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
 
 
 def snapshot(conn: libvirt.virConnect, uuid: str, *,
@@ -142,10 +142,12 @@ def all_snapshots(conn: libvirt.virConnect) -> list[DomainSnapshot]:
     return out
 
 
-def domain_xml(conn: libvirt.virConnect, uuid: str) -> str:
+def domain_xml(conn: libvirt.virConnect, uuid: str, *, secure: bool = False) -> str:
+    """The domain's persistent definition; with `secure`, its secrets too (only to define
+    it again)."""
     dom = _lookup(conn, uuid)
     with libvirt_errors():
-        return _xml(dom)
+        return _xml(dom, secure=secure)
 
 
 @dataclass(frozen=True)
@@ -316,6 +318,32 @@ def _pool_volume(conn: libvirt.virConnect, pool: str, volume: str) -> libvirt.vi
         return None
 
 
+def volume_path(conn: libvirt.virConnect, *, path: str | None = None, pool: str | None = None,
+                volume: str | None = None) -> str | None:
+    """The path of the storage volume a disk names (by path, or by pool and volume), as
+    libvirt knows it; None when it names no volume."""
+    with libvirt_errors():
+        vol = _volume(conn, path) if path else \
+            _pool_volume(conn, pool, volume) if pool and volume else None
+        return vol.path() if vol is not None else None
+
+
+def emulators(conn: libvirt.virConnect) -> set[str]:
+    """The emulator binaries the hypervisor offers (its capabilities' <emulator>s)."""
+    with libvirt_errors():
+        root = ElementTree.fromstring(conn.getCapabilities())
+    return {(e.text or "").strip() for e in root.iter("emulator")}
+
+
+def firmware_images(conn: libvirt.virConnect) -> set[str]:
+    """The firmware (loader) images the hypervisor offers; none where libvirt cannot say."""
+    try:
+        root = ElementTree.fromstring(conn.getDomainCapabilities())
+    except libvirt.libvirtError:
+        return set()  # the test driver, drivers without domain capabilities
+    return {(v.text or "").strip() for v in root.iterfind("os/loader/value")}
+
+
 def refresh_pools(conn: libvirt.virConnect) -> None:
     """Let libvirt see volumes created behind its back before we look paths up."""
     for pool in conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
@@ -362,9 +390,11 @@ def hard_disks(conn: libvirt.virConnect, xml: DomainXML) -> list[Disk]:
     return disks
 
 
-def delete_volumes(conn: libvirt.virConnect, xml: DomainXML, *, keep: set[str]) -> list[str]:
-    """Delete the storage volumes behind the domain's writable disks, except paths in `keep`
-    (disks other domains use). Returns the paths of the volumes deleted."""
+def delete_volumes(conn: libvirt.virConnect, xml: DomainXML, *, keep: set[str],
+                   only: set[str]) -> list[str]:
+    """Delete the storage volumes behind the domain's writable disks that are in `only` (the
+    machine's own), except paths in `keep` (disks other domains use). Returns the paths of
+    the volumes deleted."""
     deleted = []
     with libvirt_errors():
         refresh_pools(conn)
@@ -374,7 +404,7 @@ def delete_volumes(conn: libvirt.virConnect, xml: DomainXML, *, keep: set[str]) 
             if disk.path in keep:
                 continue
             vol = _volume(conn, disk.path)
-            if vol is None:
+            if vol is None or vol.path() not in only or vol.path() in keep:
                 continue
             vol.delete(0)
             deleted.append(disk.path)
@@ -382,7 +412,7 @@ def delete_volumes(conn: libvirt.virConnect, xml: DomainXML, *, keep: set[str]) 
             if vdisk.device not in ("disk", "lun") or vdisk.readonly or vdisk.shareable:
                 continue
             vol = _pool_volume(conn, vdisk.pool, vdisk.volume)
-            if vol is None or vol.path() in keep:
+            if vol is None or vol.path() in keep or vol.path() not in only:
                 continue
             path = vol.path()
             vol.delete(0)

@@ -1,7 +1,7 @@
 """audit_log: object type and name, the outcome (errno, message)
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-06
 """
 
@@ -10,7 +10,7 @@ from alembic import op
 
 
 revision = '0011'
-down_revision = '0008'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 
