@@ -450,7 +450,9 @@ def snapshot(api: Api, v: dict) -> dict:
                           for r in s.scalars(select(model).where(*where)))
         return {
             "counts": [s.scalar(select(func.count()).select_from(t)) for t in tables],
-            "audit": s.scalar(select(func.max(AuditEntry.id)).where(AuditEntry.errno == 0)),
+            # the changes recorded (not a job's end, which an earlier row's job may write now)
+            "audit": s.scalar(select(func.max(AuditEntry.id)).where(
+                AuditEntry.errno == 0, AuditEntry.action.not_like("transaction.%"))),
             "machines": rows(Machine, Machine.uuid.in_(ids), cols=(
                 "uuid", "name", "state", "managed", "parent_uuid", "owner_uuid", "lock_txid",
                 "xmldesc", "xml_pending")),
