@@ -9,9 +9,11 @@ the API layer turns any of them into `{"errno": N, "message": "..."}` with that 
     │   ├── MalformedUUID     1002  400
     │   ├── UnknownAction     1003  400
     │   ├── InvalidXML        1004  400  xmldesc is not a usable domain definition
-    │   └── MethodNotAllowed  1005  405  the path does not take that HTTP method
+    │   ├── MethodNotAllowed  1005  405  the path does not take that HTTP method
+    │   └── FetchTimedOut     1030  400  a feed took longer than the total fetch time allowed
     ├── NotAuthenticated      1100  401
     ├── Forbidden             1101  403
+    │   └── AddressNotAllowed 1130  403  a fetch would reach an internal address
     ├── TooManyRequests       1102  429  too many failed logins; wait and try again
     ├── NotFound              1200  404
     ├── Conflict              1300  409  a name or URL already taken, objects still in use
@@ -58,12 +60,20 @@ class MethodNotAllowed(InvalidInput):
     errno, status, message = 1005, 405, "method not allowed"
 
 
+class FetchTimedOut(InvalidInput):
+    errno = 1030
+
+
 class NotAuthenticated(EnomalismError):
     errno, status, message = 1100, 401, "authentication required"
 
 
 class Forbidden(EnomalismError):
     errno, status, message = 1101, 403, "permission denied"
+
+
+class AddressNotAllowed(Forbidden):
+    errno, message = 1130, "the address is not on the public internet"
 
 
 class TooManyRequests(EnomalismError):

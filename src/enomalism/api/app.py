@@ -37,17 +37,20 @@ from enomalism.errors import (
     NotAuthenticated,
     NotFound,
 )
+from enomalism.feeds import download as dl
 from enomalism.jobs.runner import Runner
 from enomalism.services import (  # noqa: F401  (provisioning registers job handlers)
     actions,
     auth,
     nodes,
     provisioning,
+    repositories,
 )
 from enomalism.services.context import Principal
 from enomalism.services.hypervisors import ensure_local_host
 from enomalism.services.registry import HypervisorRegistry
 from enomalism.store.db import SETUP_LOCK, Database
+from enomalism.store.secrets import SecretBox
 
 log = logging.getLogger("enomalism")
 
@@ -180,21 +183,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         node = node_id(settings)
         registry = HypervisorRegistry(db, node, lease=settings.owner_lease,
                                       renew=settings.owner_renew)
+        secrets = SecretBox(settings.data_dir / "secret.key")
         # What the first start makes, made once even when several nodes start together.
         with db.exclusive(SETUP_LOCK):
             with db.session() as s:
                 generated = auth.ensure_admin(s, settings.admin_password)
             ensure_local_host(db, registry, settings.hypervisors)
+            repositories.seal_stored_passwords(db, secrets)
         if generated:
             print(f"enomalism: created user 'admin' with password: {generated}", flush=True)
         registry.start()
+        dl.configure(dl.FetchPolicy.from_setting(settings.fetch_allow,
+                                                 settings.fetch_total_timeout))
         runner = Runner(db, registry, node, settings.packages_path,
-                        threads=settings.job_threads, timeout=settings.job_timeout)
+                        threads=settings.job_threads, timeout=settings.job_timeout,
+                        secrets=secrets)
         runner.start()
         app.state.settings = settings
         app.state.db = db
         app.state.registry = registry
         app.state.runner = runner
+        app.state.secrets = secrets
         app.state.credentials = auth.CredentialCache(settings.auth_cache_seconds)
         app.state.throttle = auth.LoginThrottle()
         try:
