@@ -220,3 +220,36 @@ def test_a_fetch_in_flight_does_not_hold_other_fetches(policy, srv):
     assert dl.fetch(srv.url("/feed.xml")) == b"<rss/>"
     t.join(60)
     assert not t.is_alive() and errors
+
+
+def test_the_server_does_not_start_with_a_bad_allow_list(tmp_path):
+    """`enomalism serve` says which value is wrong, without a traceback, and starts nothing."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ENOMALISM_FETCH_ALLOW": "127.0.0.1, 10.0.0.1/8",
+           "ENOMALISM_DATA_DIR": str(tmp_path / "data")}
+    done = subprocess.run([sys.executable, "-m", "enomalism.cli.main", "serve", "--port", "1"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "ENOMALISM_FETCH_ALLOW: '10.0.0.1/8' is not an address or CIDR network" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_credentials_are_kept_from_an_upgrade_to_https_too():
+    """httpx keeps the Authorization header on a redirect from http to https on the same host;
+    a hop of every redirect chain goes through the client's hook, which keeps it to the feed's
+    own origin (scheme, host and port)."""
+    import httpx
+
+    with dl._client(("alice", "s3cret"), 5.0, home="http://feeds.example/feed.xml") as client:
+        hops = {url: httpx.Request("GET", url, headers={"Authorization": "Basic x"})
+                for url in ("http://feeds.example/other.xml", "https://feeds.example/feed.xml",
+                            "http://feeds.example:8080/feed.xml", "http://else.example/")}
+        for request in hops.values():
+            for hook in client.event_hooks["request"]:
+                hook(request)
+    assert [u for u, r in hops.items() if "authorization" in r.headers] == \
+        ["http://feeds.example/other.xml"]

@@ -328,12 +328,24 @@ def _transport(deadline: float | None = None) -> httpx.HTTPTransport:
     return transport
 
 
-def _client(auth: Auth | None, timeout: float, deadline: float | None = None) -> httpx.Client:
-    # trust_env off: no proxy from the environment (it would connect past the guard), no .netrc
+def _client(auth: Auth | None, timeout: float, deadline: float | None = None,
+            home: str | None = None) -> httpx.Client:
+    """A client whose credentials reach `home`'s origin only: httpx drops them on a redirect
+    elsewhere, but keeps them on an upgrade from http to https; every hop is checked here.
+    trust_env is off: no proxy from the environment (it would connect past the guard), no
+    .netrc."""
+    hooks = []
+    if auth is not None and home is not None:
+        own = origin(home)
+
+        def only_home(request: httpx.Request) -> None:
+            if origin(str(request.url)) != own:
+                request.headers.pop("Authorization", None)
+        hooks.append(only_home)
     return httpx.Client(
         transport=_transport(deadline), auth=auth, follow_redirects=True, max_redirects=5,
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-        headers={"User-Agent": "enomalism"}, trust_env=False,
+        headers={"User-Agent": "enomalism"}, trust_env=False, event_hooks={"request": hooks},
     )
 
 
@@ -401,7 +413,8 @@ def fetch(url: str, auth: Auth | None = None, timeout: float = TIMEOUT,
     too_big = InvalidInput(f"{redact(url)} is larger than {limit} bytes; that is not a feed")
     deadline = time.monotonic() + _policy.total_timeout
     try:
-        with _client(auth, timeout, deadline) as client, client.stream("GET", url) as resp:
+        with _client(auth, timeout, deadline, url) as client, \
+                client.stream("GET", url) as resp:
             if resp.status_code != 200:
                 raise _status_error(resp, url, auth)
             length = resp.headers.get("content-length", "")
@@ -722,7 +735,8 @@ def download(url: str, dest: Path, *, auth: Auth | None = None,
     dest = Path(dest)
     part_path = dest.with_name(dest.name + ".part")
     busy = f"{dest.name} is already being downloaded"
-    with PartFile(part_path, busy, truncate=False) as part, _client(auth, timeout) as client:
+    with PartFile(part_path, busy, truncate=False) as part, \
+            _client(auth, timeout, home=url) as client:
         t = _Transfer(part, url, auth, expected_sha256 is not None, expected_size, progress,
                       cancelled, fsync, timeout)
         try:
