@@ -275,3 +275,15 @@ def test_an_enclosure_url_with_a_secret_is_redacted(api, pkg):
         assert r.status_code == 200 and TOKEN not in r.text, r.text
         listed = api.get("/rest/vmfeed/")
         assert TOKEN not in listed.text and "signature=***" in listed.text
+
+
+@pytest.mark.parametrize("user, password", [("u" * 256, "pw"), ("feeder", "p" * 513)])
+def test_credentials_too_long_to_keep_are_refused(api, user, password):
+    bob = new_user(api)
+    with tiny_server() as srv:
+        srv.files["/feed.xml"] = rss()
+        body = expect_error(api.put("/rest/vmfeed/", auth=bob.auth, data={
+            "url": srv.url("/feed.xml", f"{user}:{password}@")}), 400, 1000)
+        assert "at most" in body["message"] and password not in body["message"]
+        assert srv.requests == []  # refused before fetching
+    assert repositories(api, bob) == []

@@ -12,6 +12,7 @@ values masked (`redact`). Packages listed by a feed are readable by whoever may 
 repository.
 """
 
+import logging
 from pathlib import Path
 
 from sqlalchemy import select
@@ -27,6 +28,7 @@ from enomalism.store.models import Package, Repository, Transaction, utcnow
 from enomalism.store.secrets import SecretBox, is_sealed
 
 MAX_PASSWORD = 512  # characters; sealed, it fits the column
+log = logging.getLogger(__name__)
 
 REPO_ACTIONS = ("refresh", "delete")
 
@@ -90,12 +92,12 @@ def add(ctx: Context, url: str | None) -> Repository:
     _already_added(ctx, clean)
     ctx.db.commit()  # nothing written yet: fetch with no transaction (and no lock) open
     feed = _fetch(clean, auth)
-    _already_added(ctx, clean)  # added by someone else while this one was fetching
     password = None
     if auth:
         if ctx.secrets is None:
             raise InvalidState("this server has no key to seal feed passwords")
         password = ctx.secrets.seal(auth[1])
+    _already_added(ctx, clean)  # added by someone else while this one was fetching
     repo = Repository(url=clean, username=auth[0] if auth else None, password=password,
                       owner_uuid=ctx.user.uuid)
     ctx.db.add(repo)
@@ -151,14 +153,15 @@ def act(ctx: Context, uuid: str, action: str | None) -> str:
                         f"{', '.join(REPO_ACTIONS)}")
 
 
-def seal_stored_passwords(db: Database, secrets: SecretBox) -> int:
+def seal_stored_passwords(db: Database, secrets: SecretBox) -> None:
     """At start: seal feed passwords stored in plain text (before they were encrypted)."""
     with db.session() as s:
         repos = [r for r in s.scalars(select(Repository).where(Repository.password.is_not(None)))
                  if not is_sealed(r.password)]
         for r in repos:
             r.password = secrets.seal(r.password)
-    return len(repos)
+    if repos:
+        log.info("sealed %d feed password(s) stored in plain text", len(repos))
 
 
 def list_repositories(ctx: Context) -> list[Repository]:
