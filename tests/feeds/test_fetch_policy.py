@@ -253,3 +253,24 @@ def test_credentials_are_kept_from_an_upgrade_to_https_too():
                 hook(request)
     assert [u for u, r in hops.items() if "authorization" in r.headers] == \
         ["http://feeds.example/other.xml"]
+
+
+def test_the_connection_goes_to_the_address_that_was_checked(monkeypatch, srv, inside_listener):
+    """DNS rebinding: a name that answers an allowed address first and an internal one after
+    is looked up once, and the connection goes to the first answer."""
+    answers = [("127.0.0.1", srv.port), ("127.0.0.2", inside_listener.getsockname()[1])]
+    calls = []
+    real = socket.getaddrinfo
+
+    def rebinding(host, port, *args, **kwargs):
+        if host != "feeds.rebind.test":
+            return real(host, port, *args, **kwargs)
+        addr = answers[min(len(calls), 1)]
+        calls.append(addr)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", addr)]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    assert dl.fetch(f"http://feeds.rebind.test:{srv.port}/feed.xml") == b"<rss/>"
+    assert len(calls) == 1
+    assert srv.requests[0]["host"] == f"feeds.rebind.test:{srv.port}"  # the name, as given
+    assert nobody_connected(inside_listener)
