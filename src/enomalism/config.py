@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     fetch_allow: str = ""
     # Seconds a whole feed fetch may take, however slowly it trickles in.
     fetch_total_timeout: float = Field(60.0, gt=0)
+    # The key that seals feed passwords in the database; the same file on every node.
+    secret_key_file: Path | None = None
 
     @field_validator("fetch_allow")
     @classmethod
@@ -55,6 +57,10 @@ class Settings(BaseSettings):
         except ValueError as e:
             raise ValueError(f"ENOMALISM_FETCH_ALLOW: {e}") from None
         return value
+
+    @property
+    def secret_key_path(self) -> Path:
+        return self.secret_key_file or self.data_dir / "secret.key"
 
     @property
     def packages_path(self) -> Path:

@@ -183,7 +183,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         node = node_id(settings)
         registry = HypervisorRegistry(db, node, lease=settings.owner_lease,
                                       renew=settings.owner_renew)
-        secrets = SecretBox(settings.data_dir / "secret.key")
+        secrets = SecretBox(settings.secret_key_path)
         # What the first start makes, made once even when several nodes start together.
         with db.exclusive(SETUP_LOCK):
             with db.session() as s:
