@@ -2,8 +2,8 @@
 
 Credentials come out of a URL at the edge (`split_credentials`) and travel as HTTP Basic auth
 from there on: what is stored, logged or answered is the bare URL, or `redact(url)` (httpx's
-own request log line included). httpx drops the Authorization header when a redirect leaves
-the origin.
+own request log line included). They are sent to the URL's own origin only, at every redirect
+hop (`_client`).
 
 Every connection, redirects included, goes through `_GuardedBackend`: the host name is
 resolved once, each address is checked against the `FetchPolicy` (no loopback, private,
@@ -16,7 +16,9 @@ A download streams into `dest.part`, picks up an existing `.part` with a Range r
 size and sha256, and only then renames `.part` to `dest`: a file under its final name is
 always whole. Network failures are `InvalidInput` (400): the URL came from the user or from a
 feed the user added, and the message says what to check; there is no errno of its own for
-"the server does not answer" because the person's remedy is the same as for a bad URL.
+"the server does not answer" because the person's remedy is the same as for a bad URL. Two
+have: an address the policy refuses (AddressNotAllowed, an administrator's decision) and a
+feed over its total time (FetchTimedOut).
 """
 
 import errno
