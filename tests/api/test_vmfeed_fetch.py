@@ -21,7 +21,6 @@ from tests.api.accounts import new_user
 from tests.conftest import expect_error
 from tests.fetch_helpers import nobody_connected, tiny_server, wait_until
 from tests.integration.provision_helpers import (
-    PKG_TYPE,
     build_package,
     feed_item,
     feed_server,
@@ -270,7 +269,6 @@ def test_an_enclosure_url_with_a_secret_is_redacted(api, pkg):
     with feed_server() as srv:
         item = feed_item(srv, pkg, "/p/alpha.xvm2")
         item.url += f"?signature={TOKEN}"
-        item.type = PKG_TYPE
         r = api.put("/rest/vmfeed/", data={"url": publish(srv, [item])})
         assert r.status_code == 200 and TOKEN not in r.text, r.text
         listed = api.get("/rest/vmfeed/")
