@@ -82,7 +82,8 @@ def enomalism_server(data_dir: Path, hypervisors: list[str]) -> Server:
             "--port", str(port), "--data-dir", str(data_dir)]
     for uri in hypervisors:
         argv += ["--hypervisor", uri]
-    env = {"ENOMALISM_ADMIN_PASSWORD": ADMIN_PASSWORD}
+    # the benchmarks' feed servers listen on loopback, which fetches reach only when allowed
+    env = {"ENOMALISM_ADMIN_PASSWORD": ADMIN_PASSWORD, "ENOMALISM_FETCH_ALLOW": "127.0.0.1"}
     return Server(argv, port, data_dir.parent / "server.log", env)
 
 

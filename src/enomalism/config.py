@@ -3,7 +3,7 @@
 import socket
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -40,6 +40,30 @@ class Settings(BaseSettings):
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
+
+    # -- outbound fetches (feeds, packages; docs/deployment.md) --
+    # Internal addresses fetches may reach all the same: comma-separated addresses, CIDR
+    # networks or host names (e.g. a feed server on the LAN). Empty: the public internet only.
+    fetch_allow: str = ""
+    # Seconds a whole feed fetch may take, however slowly it trickles in.
+    fetch_total_timeout: float = Field(60.0, gt=0)
+    # The key that seals feed passwords in the database; the same file on every node.
+    secret_key_file: Path | None = None
+
+    @field_validator("fetch_allow")
+    @classmethod
+    def _check_fetch_allow(cls, value: str) -> str:
+        from enomalism.feeds.download import parse_allow
+
+        try:
+            parse_allow(value)
+        except ValueError as e:
+            raise ValueError(f"ENOMALISM_FETCH_ALLOW: {e}") from None
+        return value
+
+    @property
+    def secret_key_path(self) -> Path:
+        return self.secret_key_file or self.data_dir / "secret.key"
 
     @property
     def packages_path(self) -> Path:

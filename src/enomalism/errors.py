@@ -11,13 +11,15 @@ the API layer turns any of them into `{"errno": N, "message": "..."}` with that 
     │   ├── InvalidXML        1004  400  xmldesc is not a usable domain definition
     │   ├── MethodNotAllowed  1005  405  the path does not take that HTTP method
     │   │   └── UsePost       1080  405  a GET carried an action or the variables of a change
+    │   ├── FetchTimedOut     1030  400  a feed took longer than the total fetch time allowed
     │   ├── UnreadableBody    1081  415  a body whose Content-Type the server does not read
     │   └── BadMethodOverride 1082  400  _method / X-HTTP-Method-Override is not PUT or DELETE
     ├── NotAuthenticated      1100  401
     ├── Forbidden             1101  403
     │   ├── ElementNotAllowed 1110  403  domain XML carries what its sender may not ask for
     │   ├── VolumeNotAllowed  1111  403  a disk names a volume the caller may not attach
-    │   └── ForbiddenURI      1120  403  a hypervisor URI only an administrator may use
+    │   ├── ForbiddenURI      1120  403  a hypervisor URI only an administrator may use
+    │   └── AddressNotAllowed 1130  403  a fetch would reach an internal address
     ├── TooManyRequests       1102  429  too many failed logins; wait and try again
     ├── NotFound              1200  404
     ├── Conflict              1300  409  a name or URL already taken, objects still in use
@@ -78,6 +80,10 @@ class BadMethodOverride(InvalidInput):
     errno, message = 1082, "a method override names PUT or DELETE"
 
 
+class FetchTimedOut(InvalidInput):
+    errno = 1030
+
+
 class NotAuthenticated(EnomalismError):
     errno, status, message = 1100, 401, "authentication required"
 
@@ -88,6 +94,10 @@ class Forbidden(EnomalismError):
 
 class ForbiddenURI(Forbidden):
     errno, message = 1120, "only an administrator may use this hypervisor URI"
+
+
+class AddressNotAllowed(Forbidden):
+    errno, message = 1130, "the address is not on the public internet"
 
 
 class TooManyRequests(EnomalismError):

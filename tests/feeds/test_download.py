@@ -217,7 +217,7 @@ def test_fetch_from_nobody():
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with pytest.raises(InvalidInput, match="does not answer: cannot connect to 127.0.0.1"):
+    with pytest.raises(InvalidInput, match=r"127.0.0.1 does not answer \(no connection"):
         fetch(f"http://127.0.0.1:{port}/feed.xml")
 
 
@@ -446,7 +446,14 @@ def test_connections_read_in_large_pieces():
     ask for READ_SIZE (an httpx that builds its pool differently would silently lose this)."""
     with dl._client(None, 5.0) as client:
         backend = client._transport._pool._network_backend
-    assert isinstance(backend, dl._LargeReads)
+    assert isinstance(backend, dl._GuardedBackend)
+    server = socket.create_server(("127.0.0.1", 0))
+    try:
+        stream = backend.connect_tcp("127.0.0.1", server.getsockname()[1])
+        assert isinstance(stream, dl._LargeReadStream)
+        stream.close()
+    finally:
+        server.close()
 
 
 @pytest.mark.parametrize("fsync", [True, False])

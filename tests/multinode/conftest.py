@@ -83,6 +83,7 @@ class Node:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ENOMALISM_")}
         env.update(FAST_HASHES)
         env.update({
+            "ENOMALISM_FETCH_ALLOW": "127.0.0.1",  # the tests' feed servers
             "ENOMALISM_NODE_ID": self.node_id,
             "ENOMALISM_ADMIN_PASSWORD": self.cluster.password,
             "ENOMALISM_PACKAGES_DIR": str(self.cluster.packages_dir),

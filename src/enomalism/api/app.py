@@ -42,6 +42,7 @@ from enomalism.errors import (
     NotFound,
     NotReady,
 )
+from enomalism.feeds import download as dl
 from enomalism.jobs.runner import Runner
 from enomalism.services import (  # noqa: F401  (provisioning, cache register job handlers)
     actions,
@@ -49,12 +50,14 @@ from enomalism.services import (  # noqa: F401  (provisioning, cache register jo
     health,
     nodes,
     provisioning,
+    repositories,
 )
 from enomalism.services import cache as cache_service
 from enomalism.services.context import Principal
 from enomalism.services.hypervisors import ensure_local_host
 from enomalism.services.registry import HypervisorRegistry
 from enomalism.store.db import SETUP_LOCK, Database
+from enomalism.store.secrets import SecretBox
 
 log = logging.getLogger("enomalism")
 
@@ -203,16 +206,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         node = node_id(settings)
         registry = HypervisorRegistry(db, node, lease=settings.owner_lease,
                                       renew=settings.owner_renew)
+        secrets = SecretBox(settings.secret_key_path)
         # What the first start makes, made once even when several nodes start together.
         with db.exclusive(SETUP_LOCK):
             with db.session() as s:
                 generated = auth.ensure_admin(s, settings.admin_password)
             ensure_local_host(db, registry, settings.hypervisors)
+            repositories.seal_stored_passwords(db, secrets)
         if generated:
             print(f"enomalism: created user 'admin' with password: {generated}", flush=True)
         registry.start()
+        dl.configure(dl.FetchPolicy.from_setting(settings.fetch_allow,
+                                                 settings.fetch_total_timeout))
         runner = Runner(db, registry, node, settings.packages_path,
-                        threads=settings.job_threads, timeout=settings.job_timeout)
+                        threads=settings.job_threads, timeout=settings.job_timeout,
+                        secrets=secrets)
         runner.start()
         sweeper = cache_service.Sweeper(db, runner, settings.cache_sweep_interval)
         sweeper.start()
@@ -220,6 +228,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.db = db
         app.state.registry = registry
         app.state.runner = runner
+        app.state.secrets = secrets
         app.state.credentials = auth.CredentialCache(settings.auth_cache_seconds)
         app.state.throttle = auth.LoginThrottle()
         for warning in health.warnings(registry):

@@ -314,7 +314,8 @@ async def _context(
 
 def make_context(state: Any, db: Session, user: Principal, source: str) -> Context:
     return Context(db=db, registry=state.registry, user=user, source=source,
-                   credentials=state.credentials, throttle=state.throttle, jobs=state.runner)
+                   credentials=state.credentials, throttle=state.throttle, jobs=state.runner,
+                   secrets=state.secrets)
 
 
 Ctx = Annotated[Context, Depends(_context)]

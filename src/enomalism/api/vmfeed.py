@@ -42,7 +42,7 @@ class PackageObj(BaseModel):
 
 class RepositoryObj(BaseModel):
     uuid: str
-    url: str = Field(description="the feed URL, never with credentials")
+    url: str = Field(description="the feed URL, never with credentials or secret query values")
     has_credentials: bool
     title: str | None
     description: str | None
@@ -104,7 +104,7 @@ def package_obj(p: Package) -> dict:
 
 
 def repository_obj(r: Repository) -> dict:
-    return {"uuid": r.uuid, "url": r.url, "has_credentials": r.username is not None,
+    return {"uuid": r.uuid, "url": dl.redact(r.url), "has_credentials": r.username is not None,
             "title": r.title, "description": r.description, "feed_uuid": r.feed_uuid,
             "refreshed_at": r.refreshed_at, "last_error": r.last_error,
             "packages": len(r.packages)}
@@ -121,7 +121,8 @@ def add_repository(ctx: Ctx, v: Annotated[FeedVars, http_vars(FeedVars)]) -> dic
     refused."""
     repo = repositories.add(ctx, v.url)
     return {"uuid": repo.uuid, "packages": [package_obj(p) for p in repo.packages], "errno": 0,
-            "message": f"repository {repo.url} added with {len(repo.packages)} package(s)"}
+            "message": f"repository {dl.redact(repo.url)} added with "
+                       f"{len(repo.packages)} package(s)"}
 
 
 def list_repositories(ctx: Ctx) -> dict:

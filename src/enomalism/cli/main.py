@@ -58,6 +58,7 @@ def serve(
     import logging
 
     import uvicorn
+    from pydantic import ValidationError
 
     from enomalism.api.app import create_app
     from enomalism.config import Settings
@@ -65,7 +66,12 @@ def serve(
     overrides = {k: v for k, v in {
         "host": host, "port": port, "data_dir": data_dir, "database_url": database_url,
         "hypervisors": hypervisor or None}.items() if v is not None}
-    settings = Settings(**overrides)
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as e:  # a bad ENOMALISM_* value: say which, without a traceback
+        for err in e.errors():
+            typer.echo(f"enomalism: {err['msg'].removeprefix('Value error, ')}", err=True)
+        raise typer.Exit(2) from None
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     typer.echo(f"enomalism: serving on http://{settings.host}:{settings.port} "

@@ -1,19 +1,31 @@
 """Fetching feeds and downloading packages over http(s).
 
 Credentials come out of a URL at the edge (`split_credentials`) and travel as HTTP Basic auth
-from there on: what is stored, logged or answered is the bare URL, or `redact(url)`. httpx
-drops the Authorization header when a redirect leaves the origin.
+from there on: what is stored, logged or answered is the bare URL, or `redact(url)` (httpx's
+own request log line included). They are sent to the URL's own origin only, at every redirect
+hop (`_client`).
+
+Every connection, redirects included, goes through `_GuardedBackend`: the host name is
+resolved once, each address is checked against the `FetchPolicy` (no loopback, private,
+link-local, ULA, CGNAT, multicast or unspecified address unless the admin allows it), and the
+connection is made to the address that was checked, so a DNS answer that changes in between
+cannot lead it inside. Failures to connect all read alike: a closed port and a filtered one
+give the same message.
 
 A download streams into `dest.part`, picks up an existing `.part` with a Range request, checks
 size and sha256, and only then renames `.part` to `dest`: a file under its final name is
 always whole. Network failures are `InvalidInput` (400): the URL came from the user or from a
 feed the user added, and the message says what to check; there is no errno of its own for
-"the server does not answer" because the person's remedy is the same as for a bad URL.
+"the server does not answer" because the person's remedy is the same as for a bad URL. Two
+have: an address the policy refuses (AddressNotAllowed, an administrator's decision) and a
+feed over its total time (FetchTimedOut).
 """
 
 import errno
 import fcntl
 import hashlib
+import ipaddress
+import logging
 import os
 import queue
 import re
@@ -23,6 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
@@ -30,11 +43,12 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 import httpcore
 import httpx
 
-from enomalism.errors import Conflict, InvalidInput
+from enomalism.errors import AddressNotAllowed, Conflict, FetchTimedOut, InvalidInput
 from enomalism.writeback import Writeback
 
 FETCH_LIMIT = 16 << 20  # a feed larger than this is not a feed
 TIMEOUT = 30.0  # seconds without progress (connect, read or write)
+TOTAL_TIMEOUT = 60.0  # seconds a whole fetch (a feed) may take, however it trickles
 HASH_CHUNK = 4 << 20
 READ_SIZE = 1 << 20  # bytes asked of the socket per read (httpcore's default: 64 KiB)
 REPORT_EVERY = 0.2  # seconds between progress reports and cancellation checks
@@ -107,31 +121,132 @@ def check_url(url: str) -> str:
     return url
 
 
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a URL, the port made explicit: what credentials are bound to."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").rstrip("."), port
+
+
 def _prepare(url: str, auth: Auth | None) -> tuple[str, Auth | None]:
     bare, creds = split_credentials(check_url(url))
     return bare, auth or creds
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_HOST_NAME = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)(\.(?!-)[a-z0-9_-]{1,63}(?<!-))*\.?$")
+
+
+def is_inside(addr: Address) -> bool:
+    """True for an address that is not on the public internet: loopback, private (RFC 1918),
+    link-local, ULA, CGNAT, multicast, unspecified, reserved, and the IPv4-mapped and NAT64
+    forms of those."""
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        elif addr in _NAT64:
+            addr = ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
+        elif addr.is_site_local:
+            return True
+    return (not addr.is_global or addr.is_multicast or addr.is_reserved
+            or addr.is_unspecified or addr.is_loopback or addr.is_link_local)
+
+
+def parse_allow(text: str) -> tuple[tuple[Network, ...], frozenset[str]]:
+    """`ENOMALISM_FETCH_ALLOW`: comma-separated addresses, CIDR networks or host names ->
+    (networks, host names). ValueError names the first entry that is none of them."""
+    networks: list[Network] = []
+    hosts: set[str] = set()
+    for raw in text.split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry))
+            continue
+        except ValueError as e:
+            if "/" in entry or ":" in entry or re.fullmatch(r"[\d.]+", entry):
+                raise ValueError(f"'{entry}' is not an address or CIDR network ({e})") from None
+        name = entry.lower()
+        if not _HOST_NAME.match(name) or len(name) > 253:
+            raise ValueError(f"'{entry}' is not an address, a CIDR network or a host name "
+                             "(wildcards are not supported)")
+        hosts.add(name.rstrip("."))
+    return tuple(networks), frozenset(hosts)
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    """Where outbound fetches may connect: public addresses, and on the inside only what the
+    administrator allows (`ENOMALISM_FETCH_ALLOW`); how long a whole fetch may take."""
+
+    networks: tuple[Network, ...] = ()
+    hosts: frozenset[str] = frozenset()
+    total_timeout: float = TOTAL_TIMEOUT
+
+    @classmethod
+    def from_setting(cls, allow: str, total_timeout: float = TOTAL_TIMEOUT) -> "FetchPolicy":
+        networks, hosts = parse_allow(allow)
+        return cls(networks, hosts, total_timeout)
+
+    def permits(self, host: str, addr: Address) -> bool:
+        if not is_inside(addr) or host.lower().rstrip(".") in self.hosts:
+            return True
+        mapped = getattr(addr, "ipv4_mapped", None)
+        return any(a in net for net in self.networks for a in (addr, mapped) if a is not None
+                   and a.version == net.version)
+
+
+_policy = FetchPolicy()
+
+
+def configure(policy: FetchPolicy) -> None:
+    """Set the policy for every fetch and download of this process (at server start)."""
+    global _policy
+    _policy = policy
+
+
+def policy() -> FetchPolicy:
+    return _policy
 
 
 class _LargeReadStream(httpcore.NetworkStream):
     """A connection whose reads ask the socket for up to READ_SIZE bytes. httpcore asks for
     64 KiB at a time, and each read then passes through h11 and httpx in Python: for a GiB,
     16,384 trips and about a third of the receiving thread's CPU time. A read returns what
-    the socket holds, so small answers are unchanged."""
+    the socket holds, so small answers are unchanged. With a `deadline` (time.monotonic()),
+    no read or write waits past it: a server that trickles a byte now and then is cut off."""
 
-    def __init__(self, stream: httpcore.NetworkStream) -> None:
+    def __init__(self, stream: httpcore.NetworkStream, deadline: float | None = None) -> None:
         self._stream = stream
+        self._deadline = deadline
+
+    def _left(self, timeout: float | None, error: type[Exception]) -> float | None:
+        if self._deadline is None:
+            return timeout
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise error("the fetch took too long in total")
+        return left if timeout is None else min(timeout, left)
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._stream.read(max(max_bytes, READ_SIZE), timeout)
+        return self._stream.read(max(max_bytes, READ_SIZE),
+                                 self._left(timeout, httpcore.ReadTimeout))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._stream.write(buffer, timeout)
+        self._stream.write(buffer, self._left(timeout, httpcore.WriteTimeout))
 
     def close(self) -> None:
         self._stream.close()
 
     def start_tls(self, *args: Any, **kwargs: Any) -> httpcore.NetworkStream:
-        return _LargeReadStream(self._stream.start_tls(*args, **kwargs))
+        return _LargeReadStream(self._stream.start_tls(*args, **kwargs), self._deadline)
 
     def get_extra_info(self, info: str) -> Any:
         return self._stream.get_extra_info(info)
@@ -150,56 +265,133 @@ def _cleartext_socket(resp: httpx.Response) -> socket.socket | None:
     return sock
 
 
-class _LargeReads(httpcore.NetworkBackend):
-    def __init__(self, backend: httpcore.NetworkBackend) -> None:
-        self._backend = backend
+class _GuardedBackend(httpcore.NetworkBackend):
+    """Connects only where the policy permits, to the very address it checked: the name is
+    resolved here, once, and the connection made to the address (httpcore still starts TLS
+    with the URL's host name, so SNI and the certificate check are unchanged). Its streams
+    read in large pieces and keep to the fetch's deadline."""
 
-    def connect_tcp(self, *args: Any, **kwargs: Any) -> httpcore.NetworkStream:
-        return _LargeReadStream(self._backend.connect_tcp(*args, **kwargs))
+    def __init__(self, backend: httpcore.NetworkBackend, policy: FetchPolicy,
+                 deadline: float | None = None) -> None:
+        self._backend, self._policy, self._deadline = backend, policy, deadline
+
+    def _addresses(self, host: str, port: int) -> list[Address]:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError):
+            raise httpcore.ConnectError(f"cannot resolve {host}") from None
+        addrs = list(dict.fromkeys(ipaddress.ip_address(i[4][0].split("%", 1)[0])
+                                   for i in infos))
+        allowed = [a for a in addrs if self._policy.permits(host, a)]
+        if not allowed:
+            raise AddressNotAllowed(
+                f"{host} is not on the public internet (a loopback, private, link-local or "
+                "other internal address); fetches may reach it only if the administrator "
+                "lists it in ENOMALISM_FETCH_ALLOW")
+        return allowed
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                    local_address: str | None = None, socket_options: Any = None
+                    ) -> httpcore.NetworkStream:
+        last: Exception | None = None
+        for addr in self._addresses(host, port):
+            if self._deadline is not None:
+                left = self._deadline - time.monotonic()
+                if left <= 0:
+                    raise httpcore.ConnectTimeout("the fetch took too long in total")
+                timeout = left if timeout is None else min(timeout, left)
+            try:
+                stream = self._backend.connect_tcp(str(addr), port, timeout, local_address,
+                                                   socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as e:
+                last = e
+                continue
+            return _LargeReadStream(stream, self._deadline)
+        raise last
 
     def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore.NetworkStream:
-        return _LargeReadStream(self._backend.connect_unix_socket(*args, **kwargs))
+        raise httpcore.ConnectError("fetches use TCP only")
 
     def sleep(self, seconds: float) -> None:
         self._backend.sleep(seconds)
 
 
-def _transport() -> httpx.HTTPTransport:
-    """httpx's own transport, its connections reading in large pieces. httpx has no setting
-    for the network backend, so it is swapped on the pool the transport made; should a later
-    httpx build its pool differently, the transport works as it is, with 64 KiB reads."""
+def _transport(deadline: float | None = None) -> httpx.HTTPTransport:
+    """httpx's own transport, its connections guarded by the policy and reading in large
+    pieces. httpx has no setting for the network backend, so it is swapped on the pool the
+    transport made; should a later httpx build its pool differently, refuse to fetch rather
+    than fetch unguarded."""
     transport = httpx.HTTPTransport()
     pool = getattr(transport, "_pool", None)
     backend = getattr(pool, "_network_backend", None)
-    if isinstance(backend, httpcore.NetworkBackend):
-        pool._network_backend = _LargeReads(backend)
+    if not isinstance(backend, httpcore.NetworkBackend):
+        raise RuntimeError("httpx's transport has no network backend to guard")
+    pool._network_backend = _GuardedBackend(backend, _policy, deadline)
     return transport
 
 
-def _client(auth: Auth | None, timeout: float) -> httpx.Client:
+def _client(auth: Auth | None, timeout: float, deadline: float | None = None,
+            home: str | None = None) -> httpx.Client:
+    """A client whose credentials reach `home`'s origin only: httpx drops them on a redirect
+    elsewhere, but keeps them on an upgrade from http to https; every hop is checked here.
+    trust_env is off: no proxy from the environment (it would connect past the guard), no
+    .netrc."""
+    hooks = []
+    if auth is not None and home is not None:
+        own = origin(home)
+
+        def only_home(request: httpx.Request) -> None:
+            if origin(str(request.url)) != own:
+                request.headers.pop("Authorization", None)
+        hooks.append(only_home)
     return httpx.Client(
-        transport=_transport(), auth=auth, follow_redirects=True, max_redirects=5,
+        transport=_transport(deadline), auth=auth, follow_redirects=True, max_redirects=5,
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-        headers={"User-Agent": "enomalism"},
+        headers={"User-Agent": "enomalism"}, trust_env=False, event_hooks={"request": hooks},
     )
 
 
-def _network_error(e: httpx.HTTPError, url: str) -> InvalidInput:
+class _RedactUrls(logging.Filter):
+    """httpx logs each request line ("HTTP Request: GET <url> ...") at INFO: without secrets."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, httpx.URL) for a in record.args):
+            record.args = tuple(redact(str(a)) if isinstance(a, httpx.URL) else a
+                                for a in record.args)
+        return True
+
+
+logging.getLogger("httpx").addFilter(_RedactUrls())
+
+
+def _network_error(e: httpx.HTTPError, url: str, deadline: float | None = None,
+                   ) -> InvalidInput:
+    """One message per kind of failure, and no detail from the socket: a closed port, a
+    filtered one and a host that does not exist read alike."""
     where = redact(url)
     host = urlsplit(url).hostname
-    if isinstance(e, httpx.ConnectTimeout):
-        return InvalidInput(f"{where} does not answer: connecting to {host} timed out")
-    if isinstance(e, httpx.ConnectError):
-        return InvalidInput(f"{where} does not answer: cannot connect to {host} ({e})")
+    if isinstance(e, httpx.TimeoutException) and deadline is not None \
+            and time.monotonic() >= deadline:
+        return FetchTimedOut(f"could not fetch {where}: it took longer than "
+                             f"{_policy.total_timeout:g} s in total")
+    if isinstance(e, httpx.ConnectError | httpx.ConnectTimeout):
+        return InvalidInput(f"could not fetch {where}: {host} does not answer "
+                            "(no connection could be made)")
     if isinstance(e, httpx.TimeoutException):
-        return InvalidInput(f"{where} stopped answering: no data for too long")
+        return InvalidInput(f"could not fetch {where}: it stopped answering, no data for too "
+                            "long")
     if isinstance(e, httpx.TooManyRedirects):
-        return InvalidInput(f"{where} redirects too many times")
+        return InvalidInput(f"could not fetch {where}: it redirects too many times")
     if isinstance(e, httpx.UnsupportedProtocol):
-        return InvalidInput(f"{where} redirects to a URL that is not http or https")
-    if isinstance(e, httpx.RemoteProtocolError | httpx.ReadError):
-        return InvalidInput(f"the connection to {host} broke off while reading {where} ({e})")
-    return InvalidInput(f"{where} could not be read: {e}")
+        return InvalidInput(f"could not fetch {where}: it redirects to a URL that is not http "
+                            "or https")
+    if isinstance(e, httpx.TransportError):
+        return InvalidInput(f"could not fetch {where}: the connection to {host} broke off")
+    return InvalidInput(f"could not fetch {where}")
+
+
+def _refused(e: AddressNotAllowed, url: str) -> AddressNotAllowed:
+    return AddressNotAllowed(f"could not fetch {redact(url)}: {e.message}")
 
 
 def _status_error(resp: httpx.Response, url: str, auth: Auth | None) -> InvalidInput:
@@ -217,11 +409,14 @@ def _status_error(resp: httpx.Response, url: str, auth: Auth | None) -> InvalidI
 
 def fetch(url: str, auth: Auth | None = None, timeout: float = TIMEOUT,
           limit: int = FETCH_LIMIT) -> bytes:
-    """A small document (a feed), whole, in memory; larger than `limit` is refused."""
+    """A small document (a feed), whole, in memory; larger than `limit` is refused, and so
+    is a fetch that takes longer than the policy's total_timeout (FetchTimedOut)."""
     url, auth = _prepare(url, auth)
     too_big = InvalidInput(f"{redact(url)} is larger than {limit} bytes; that is not a feed")
+    deadline = time.monotonic() + _policy.total_timeout
     try:
-        with _client(auth, timeout) as client, client.stream("GET", url) as resp:
+        with _client(auth, timeout, deadline, url) as client, \
+                client.stream("GET", url) as resp:
             if resp.status_code != 200:
                 raise _status_error(resp, url, auth)
             length = resp.headers.get("content-length", "")
@@ -234,7 +429,9 @@ def fetch(url: str, auth: Auth | None = None, timeout: float = TIMEOUT,
                     raise too_big
             return bytes(body)
     except httpx.HTTPError as e:
-        raise _network_error(e, url) from None
+        raise _network_error(e, url, deadline) from None
+    except AddressNotAllowed as e:
+        raise _refused(e, url) from None
 
 
 class PartFile:
@@ -415,6 +612,8 @@ class _Transfer:
                     self.tick()
         except httpx.HTTPError as e:
             raise _Retry(_network_error(e, self.url)) from None
+        except AddressNotAllowed as e:
+            raise _refused(e, self.url) from None
         return True
 
     def _body(self, resp: httpx.Response) -> Iterator[bytes]:
@@ -538,7 +737,8 @@ def download(url: str, dest: Path, *, auth: Auth | None = None,
     dest = Path(dest)
     part_path = dest.with_name(dest.name + ".part")
     busy = f"{dest.name} is already being downloaded"
-    with PartFile(part_path, busy, truncate=False) as part, _client(auth, timeout) as client:
+    with PartFile(part_path, busy, truncate=False) as part, \
+            _client(auth, timeout, home=url) as client:
         t = _Transfer(part, url, auth, expected_sha256 is not None, expected_size, progress,
                       cancelled, fsync, timeout)
         try:

@@ -26,6 +26,7 @@ from enomalism.services.package_sync import PackageSync
 from enomalism.services.registry import HypervisorRegistry
 from enomalism.store.db import Database
 from enomalism.store.models import Machine, Transaction, User, utcnow
+from enomalism.store.secrets import SecretBox
 
 log = logging.getLogger(__name__)
 
@@ -167,9 +168,10 @@ class JobContext:
 class Runner:
     def __init__(self, db: Database, registry: HypervisorRegistry, node_id: str,
                  packages_dir: Path, threads: int = 2,
-                 timeout: float = HEARTBEAT_TIMEOUT) -> None:
+                 timeout: float = HEARTBEAT_TIMEOUT, secrets: SecretBox | None = None) -> None:
         self.db, self.registry, self.node_id, self.threads = db, registry, node_id, threads
         self.packages_dir = packages_dir
+        self.secrets = secrets  # opens stored feed passwords for retrievals
         self.package_sync = PackageSync(db, node_id, registry.ownership.lease)
         self.timeout = timeout  # seconds without a heartbeat after which a job is orphaned
         self._wake = threading.Condition()

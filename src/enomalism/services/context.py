@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from enomalism.jobs.runner import Runner
     from enomalism.services.auth import CredentialCache, LoginThrottle
     from enomalism.services.registry import HypervisorRegistry
+    from enomalism.store.secrets import SecretBox
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class Context:
     credentials: "CredentialCache | None" = None  # verified passwords, dropped on changes
     throttle: "LoginThrottle | None" = None  # failed logins (and wrong old passwords)
     jobs: "Runner | None" = None  # the transaction runner, woken when a job is queued
+    secrets: "SecretBox | None" = None  # seals and opens stored feed passwords
     # The user's UUID and their groups' UUIDs, read once per request when first needed.
     principals: frozenset[str] | None = field(default=None, repr=False)
     # In a request the audit log records: what its services said they changed

@@ -251,7 +251,8 @@ def _retrieve_now(job: JobContext, pkg_uuid: str,
             raise InvalidState("the package was deleted")
         if p.state == "cached" and p.path and Path(p.path).exists():
             return Path(p.path), p.size
-        url, auth, length, sha = p.url, auth_of(p.repository), p.length, p.sha256
+        url, length, sha = p.url, p.length, p.sha256
+        auth = auth_of(job.runner.secrets, p.repository, url)
         previous, p.state = p.state, "retrieving"
     job.will_create("package_state", uuid=pkg_uuid, state=previous)
     dest = packages_dir(job) / f"{pkg_uuid}.xvm2"

@@ -1,11 +1,18 @@
 """Repositories (VMcast feeds) and the packages they list (spec section 6).
 
 Adding a feed fetches and parses it at once (a feed that does not answer or is not RSS is
-refused and nothing is stored). Credentials in a feed URL are split off, stored apart and used
-for the feed and its enclosures; answers and logs only ever show the URL without them.
-Packages listed by a feed are readable by whoever may read the repository.
+refused and nothing is stored). Adding and refreshing fetch with no database transaction open
+(a feed that trickles must not hold the write lock every other writer waits for), then write
+in a short transaction that checks again what may have changed meanwhile.
+
+Credentials in a feed URL are split off and stored apart, the password sealed
+(store/secrets.py); they are sent to the feed's own origin only, never to an enclosure or a
+redirect elsewhere. Answers and logs only ever show the URL without them and with secret query
+values masked (`redact`). Packages listed by a feed are readable by whoever may read the
+repository.
 """
 
+import logging
 from pathlib import Path
 
 from sqlalchemy import select
@@ -16,15 +23,27 @@ from enomalism.feeds.feed import Feed, parse_feed
 from enomalism.services import access
 from enomalism.services.context import Context
 from enomalism.services.lookup import parse_uuid, require
+from enomalism.store.db import Database
 from enomalism.store.models import NamedLock, Package, Repository, Transaction, utcnow
+from enomalism.store.secrets import SecretBox, is_sealed
+
+MAX_PASSWORD = 512  # characters; sealed, it fits the column
+log = logging.getLogger(__name__)
 
 REPO_ACTIONS = ("refresh", "delete")
 
 
-def auth_of(repo: Repository | None) -> tuple[str, str] | None:
-    if repo is None or repo.username is None:
+def auth_of(secrets: SecretBox | None, repo: Repository | None,
+            url: str) -> tuple[str, str] | None:
+    """The feed's credentials for fetching `url`: None unless `url` is on the feed's own
+    origin (scheme, host and port), so an enclosure elsewhere never receives them."""
+    if repo is None or repo.username is None or dl.origin(url) != dl.origin(repo.url):
         return None
-    return (repo.username, repo.password or "")
+    if not repo.password:
+        return (repo.username, "")
+    if secrets is None:
+        raise InvalidState("this server has no key to open stored feed passwords")
+    return (repo.username, secrets.open(repo.password))
 
 
 def _fetch(url: str, auth: tuple[str, str] | None) -> Feed:
@@ -61,15 +80,29 @@ def _apply(ctx: Context, repo: Repository, feed: Feed) -> None:
             ctx.db.delete(p)
 
 
+def _already_added(ctx: Context, url: str) -> None:
+    if ctx.db.scalar(select(Repository.uuid).where(Repository.url == url)):
+        raise Conflict(f"the repository {dl.redact(url)} is already added")
+
+
 def add(ctx: Context, url: str | None) -> Repository:
     raw = require(url, "url", " (the feed's http or https URL)")
     dl.check_url(raw)
     clean, auth = dl.split_credentials(raw)
-    if ctx.db.scalar(select(Repository.uuid).where(Repository.url == clean)):
-        raise Conflict(f"the repository {clean} is already added")
+    if auth and (len(auth[0]) > 255 or len(auth[1]) > MAX_PASSWORD):
+        raise InvalidInput(f"the feed's user name has at most 255 characters and its password "
+                           f"at most {MAX_PASSWORD}")
+    _already_added(ctx, clean)
+    ctx.db.commit()  # nothing written yet: fetch with no transaction (and no lock) open
     feed = _fetch(clean, auth)
-    repo = Repository(url=clean, username=auth[0] if auth else None,
-                      password=auth[1] if auth else None, owner_uuid=ctx.user.uuid)
+    password = None
+    if auth:
+        if ctx.secrets is None:
+            raise InvalidState("this server has no key to seal feed passwords")
+        password = ctx.secrets.seal(auth[1])
+    _already_added(ctx, clean)  # added by someone else while this one was fetching
+    repo = Repository(url=clean, username=auth[0] if auth else None, password=password,
+                      owner_uuid=ctx.user.uuid)
     ctx.db.add(repo)
     ctx.db.flush()
     _apply(ctx, repo, feed)
@@ -87,7 +120,11 @@ def get(ctx: Context, uuid: str, permission: str = "read") -> Repository:
 
 def refresh(ctx: Context, repo: Repository) -> str:
     access.require(ctx, repo, "modify", "repository")
-    feed = _fetch(repo.url, auth_of(repo))
+    uuid, url, auth = repo.uuid, repo.url, auth_of(ctx.secrets, repo, repo.url)
+    ctx.db.commit()  # nothing written yet: fetch with no transaction (and no lock) open
+    feed = _fetch(url, auth)
+    ctx.db.expire_all()  # read again what others may have changed while this one fetched
+    repo = get(ctx, uuid, "modify")
     _apply(ctx, repo, feed)
     ctx.db.flush()
     return f"repository refreshed: {len(feed.items)} package(s) listed"
@@ -104,7 +141,7 @@ def delete(ctx: Context, repo: Repository) -> str:
         _remove_file(p)
         ctx.db.delete(p)  # the relationship does not cascade: it would orphan them
     ctx.db.delete(repo)
-    return f"repository {repo.url} deleted"
+    return f"repository {dl.redact(repo.url)} deleted"
 
 
 def act(ctx: Context, uuid: str, action: str | None) -> str:
@@ -115,6 +152,17 @@ def act(ctx: Context, uuid: str, action: str | None) -> str:
         return delete(ctx, repo)
     raise UnknownAction(f"unknown repository action '{action}'; use one of "
                         f"{', '.join(REPO_ACTIONS)}")
+
+
+def seal_stored_passwords(db: Database, secrets: SecretBox) -> None:
+    """At start: seal feed passwords stored in plain text (before they were encrypted)."""
+    with db.session() as s:
+        repos = [r for r in s.scalars(select(Repository).where(Repository.password.is_not(None)))
+                 if not is_sealed(r.password)]
+        for r in repos:
+            r.password = secrets.seal(r.password)
+    if repos:
+        log.info("sealed %d feed password(s) stored in plain text", len(repos))
 
 
 def list_repositories(ctx: Context) -> list[Repository]:
