@@ -5,14 +5,20 @@ stopped machine's definition from the main host to it.
 One second host serves the whole session (the `second_host` fixture); each test removes what it
 made there (`second_scratch`)."""
 
+import contextlib
+import hashlib
+import os
+import signal
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import libvirt
 import pytest
 
 from tests.integration.conftest import Qemu, Scratch, wait_for
-from tests.secondhost import SecondHost, host_uuid
+from tests.secondhost import CLASH, ROOT, USAGE, SecondHost, host_uuid, run, start
 
 pytestmark = [pytest.mark.integration, pytest.mark.multihost]
 
@@ -142,3 +148,71 @@ def test_scratch_on_the_second_host_is_not_shared_with_the_main_host(second_scra
     assert vol.name() in second_scratch.volume_names()
     with pytest.raises(libvirt.libvirtError):
         host.conn.storagePoolLookupByName(second_scratch.pool_name)
+
+
+# -- scripts/test-host.sh itself --------------------------------------------------------------
+
+def octet(name: str) -> int:
+    """The X of 10.254.X.0/24 that test-host.sh derives from NAME (docs/testing.md)."""
+    digest = hashlib.sha256(f"enomalism-test-host:{name}".encode()).hexdigest()
+    return int(digest[:4], 16) % 254 + 1
+
+
+def netns(name: str) -> Path:
+    return Path("/run/netns") / f"enomalism-test-host-{name}"
+
+
+def netns_pids(name: str) -> list[str]:
+    return subprocess.run(["ip", "netns", "pids", netns(name).name], check=True,
+                          capture_output=True, text=True).stdout.split()
+
+
+def test_start_is_idempotent_and_prints_only_the_uri(second_host):
+    r = run("start", second_host.name)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"{second_host.uri}\n"
+
+
+@pytest.mark.parametrize("name", ["", "Upper", "a/b", "x" * 33, "-lead", "a b"])
+def test_a_bad_name_is_refused(name):
+    r = run("start", name)
+    assert (r.returncode, r.stdout) == (USAGE, "")
+    assert "NAME must be" in r.stderr
+
+
+def test_a_subnet_clash_is_refused_and_changes_nothing(second_host):
+    """A NAME whose subnet is the running host's: the route to it clashes."""
+    taken = int(second_host.address.split(".")[2])
+    name = next(n for n in (f"clash-{i}" for i in range(100_000)) if octet(n) == taken)
+    r = run("start", name)
+    assert (r.returncode, r.stdout) == (CLASH, "")
+    assert f"10.254.{taken}.0/24" in r.stderr and "choose another NAME" in r.stderr
+    assert not netns(name).exists()
+    assert not (ROOT / name).exists()
+    with contextlib.closing(second_host.connect()) as conn:  # the running host is untouched
+        assert conn.getURI() == second_host.uri
+
+
+def test_stop_after_a_crash_removes_everything(second_host):
+    """libvirtd killed with its guests' virtlogd left behind: the next start brings the host
+    back, and stop leaves no namespace, veth, mount or directory."""
+    host = start(f"{second_host.name}-crash")
+    try:
+        daemon = next(p for p in netns_pids(host.name)
+                      if Path(f"/proc/{p}/cmdline").read_bytes().startswith(b"libvirtd"))
+        os.kill(int(daemon), signal.SIGKILL)
+        wait_for(lambda: netns_pids(host.name), lambda pids: daemon not in pids,
+                 "libvirtd to die")
+        assert netns(host.name).exists()  # a stale namespace, virtlogd still in it
+        assert start(host.name) == host  # cleaned and started again
+        with contextlib.closing(host.connect()) as conn:
+            assert conn.getHostname() == f"th-{host.name}"
+        assert str(ROOT) not in Path("/proc/self/mountinfo").read_text()  # private mounts
+    finally:
+        r = run("stop", host.name)
+    assert r.returncode == 0, r.stderr
+    assert not netns(host.name).exists()
+    assert host.peer_address not in subprocess.run(["ip", "-4", "addr"], check=True,
+                                                   capture_output=True, text=True).stdout
+    assert not (ROOT / host.name).exists()
+    assert run("stop", host.name).returncode == 0  # and again: nothing to do
