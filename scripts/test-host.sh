@@ -16,7 +16,6 @@
 set -euo pipefail
 
 ROOT=${ENOMALISM_TEST_HOSTS_DIR:-/var/tmp/enomalism-test-hosts}
-SELF=$(readlink -f "$0")
 
 say() { echo "test-host: $*" >&2; }
 fail() { local code=$1; shift; say "$@"; exit "$code"; }
@@ -38,18 +37,6 @@ PEER=${VETH}p            # renamed eth0 inside the namespace
 HOST_UUID=${HASH:0:8}-${HASH:8:4}-4${HASH:13:3}-8${HASH:17:3}-${HASH:20:12}
 DIR=$ROOT/$NAME
 URI=qemu+tcp://$NS_IP/system
-
-# -- inside the namespaces (run by `start` through ip netns exec + unshare) -------------------
-if [ "$CMD" = _inside ]; then
-  hostname "th-$NAME"  # libvirt refuses to migrate between hosts with one hostname
-  for pair in etc:/etc/libvirt lib:/var/lib/libvirt run:/run/libvirt log:/var/log/libvirt \
-              cache:/var/cache/libvirt; do
-    mount --bind "$DIR/${pair%%:*}" "${pair#*:}"
-  done
-  # Own pid files: the defaults (/run/virtlogd.pid, /run/libvirtd.pid) are the main daemons'.
-  virtlogd -d -p /run/libvirt/virtlogd.pid
-  exec libvirtd --listen -f /etc/libvirt/libvirtd.conf -p /run/libvirt/libvirtd.pid
-fi
 
 [ "$CMD" = start ] || [ "$CMD" = stop ] || fail 2 "usage: $0 start|stop NAME"
 [ "$(id -u)" -eq 0 ] || fail 2 "must run as root (network and mount namespaces)"
@@ -136,6 +123,20 @@ migration_host = "$NS_IP"
 EOF
 }
 
+# What runs inside the new namespaces ($1 NAME, $2 its directory): the hostname (libvirt refuses
+# to migrate between hosts of one hostname), the bind mounts, then the daemons, each with its pid
+# file in its own /run/libvirt (the defaults, /run/virtlogd.pid and /run/libvirtd.pid, are the
+# main daemons').
+INSIDE='
+  hostname "th-$1"
+  for pair in etc:/etc/libvirt lib:/var/lib/libvirt run:/run/libvirt log:/var/log/libvirt \
+              cache:/var/cache/libvirt; do
+    mount --bind "$2/${pair%%:*}" "${pair#*:}"
+  done
+  virtlogd -d -p /run/libvirt/virtlogd.pid
+  exec libvirtd --listen -f /etc/libvirt/libvirtd.conf -p /run/libvirt/libvirtd.pid
+'
+
 start() {
   if running; then echo "$URI"; return; fi
   remove  # whatever a killed run left
@@ -157,7 +158,7 @@ start() {
   # ip netns exec gives a mount namespace of its own already; unshare makes one that is
   # private (no bind mount propagates back) and a UTS namespace for the hostname.
   setsid ip netns exec "$NETNS" unshare --mount --uts --propagation private -- \
-    "$SELF" _inside "$NAME" </dev/null >>"$DIR/log/daemon.log" 2>&1 9>&- &
+    bash -euc "$INSIDE" inside "$NAME" "$DIR" </dev/null >>"$DIR/log/daemon.log" 2>&1 9>&- &
   local i
   for i in $(seq 1 600); do
     running && { say "$NAME is up (host_uuid $HOST_UUID)"; echo "$URI"; return; }
