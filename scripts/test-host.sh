@@ -59,8 +59,8 @@ remove() {
   # Every process in the namespace is the host's (libvirtd, virtlogd, its QEMUs, dnsmasq):
   # asked to stop, then killed. Then the namespace, the veth (gone with the namespace unless
   # it never got there) and the directory.
+  local pids i
   if netns_exists; then
-    local pids i
     pids=$(ip netns pids "$NETNS" || true)
     if [ -n "$pids" ]; then
       # shellcheck disable=SC2086
@@ -79,7 +79,14 @@ remove() {
   if [ -d /run/netns ] && [ -z "$(ls -A /run/netns)" ] && mountpoint -q /run/netns; then
     umount /run/netns && rmdir /run/netns
   fi
-  if ip link show "$VETH" >/dev/null 2>&1; then ip link del "$VETH"; fi
+  # The veth pair goes with the namespace, a moment later (the kernel tears it down in the
+  # background); one that never got there is deleted here.
+  for i in $(seq 1 50); do
+    ip link show "$VETH" >/dev/null 2>&1 || break
+    ip link del "$VETH" 2>/dev/null || true
+    sleep 0.1
+  done
+  if ip link show "$VETH" >/dev/null 2>&1; then fail 1 "could not delete $VETH"; fi
   rm -rf --one-file-system "$DIR"
 }
 
@@ -102,6 +109,7 @@ clash() {
 configure() {
   mkdir -p "$DIR"/{etc,lib,run,log,cache}
   chmod 755 "$DIR" "$DIR"/*  # QEMU runs as libvirt-qemu and must reach its directories
+  { cat /etc/hosts; echo "$NS_IP th-$NAME"; } >"$DIR/hosts"
   cat >"$DIR/etc/libvirtd.conf" <<EOF
 # Written by scripts/test-host.sh for the test host $NAME.
 host_uuid = "$HOST_UUID"
@@ -124,11 +132,13 @@ EOF
 }
 
 # What runs inside the new namespaces ($1 NAME, $2 its directory): the hostname (libvirt refuses
-# to migrate between hosts of one hostname), the bind mounts, then the daemons, each with its pid
+# to migrate between hosts of one hostname) and an /etc/hosts that has it, the bind mounts, then
+# the daemons, each with its pid
 # file in its own /run/libvirt (the defaults, /run/virtlogd.pid and /run/libvirtd.pid, are the
 # main daemons').
 INSIDE='
   hostname "th-$1"
+  mount --bind "$2/hosts" /etc/hosts  # libvirt resolves its hostname: no DNS wait for it
   for pair in etc:/etc/libvirt lib:/var/lib/libvirt run:/run/libvirt log:/var/log/libvirt \
               cache:/var/cache/libvirt; do
     mount --bind "$2/${pair%%:*}" "${pair#*:}"

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "test-host.sh"
 ROOT = Path(os.environ.get("ENOMALISM_TEST_HOSTS_DIR", "/var/tmp/enomalism-test-hosts"))
 TOOLS = ("unshare", "ip", "libvirtd", "virtlogd", "virsh")
-SESSION_NAME = re.compile(r"pytest-(\d+)(?:-\d+)?")
+SESSION_NAME = re.compile(r"pytest-(\d+)(?:-[a-z0-9-]+)?")  # pytest-<pid>[-what]
 USAGE, CLASH = 2, 3  # test-host.sh's exit statuses: missing tool or not root; subnet taken
 
 
