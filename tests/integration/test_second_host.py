@@ -1,6 +1,7 @@
 """A second real libvirt host (scripts/test-host.sh, tests/secondhost.py): it is a host of its
 own, the server registers it over qemu+tcp and runs machines there, and `set_parent` moves a
-stopped machine's definition from the main host to it.
+stopped machine's definition from the main host to it. Then the script itself: idempotent,
+refusing bad names and clashing subnets, cleaning up after a crash.
 
 One second host serves the whole session (the `second_host` fixture); each test removes what it
 made there (`second_scratch`)."""
