@@ -25,6 +25,8 @@ from xml.etree import ElementTree
 import libvirt
 import pytest
 
+from tests.secondhost import SecondHost, second_host  # noqa: F401  (a fixture)
+
 URI = "qemu:///system"
 PREFIX = "enomalism-test-"
 REPO = Path(__file__).resolve().parents[2]
@@ -63,11 +65,12 @@ def start_libvirtd() -> None:
 
 
 class Host:
-    """The test's own connection to libvirtd, separate from the server's, reopened when
-    libvirtd restarted under it."""
+    """The test's own connection to libvirtd (qemu:///system, or `uri`), separate from the
+    server's, reopened when libvirtd restarted under it."""
 
-    def __init__(self, conn: libvirt.virConnect) -> None:
+    def __init__(self, conn: libvirt.virConnect, uri: str = URI) -> None:
         self._conn = conn
+        self.uri = uri
 
     @property
     def conn(self) -> libvirt.virConnect:
@@ -80,7 +83,7 @@ class Host:
             self._conn.close()
         except libvirt.libvirtError:
             pass
-        self._conn = libvirt.open(URI)
+        self._conn = libvirt.open(self.uri)
         return self._conn
 
     def close(self) -> None:
@@ -252,6 +255,18 @@ def scratch(host: Host) -> Iterator[Scratch]:
     yield s
     problems = s.cleanup()
     assert not problems, f"integration test clean-up left things behind: {problems}"
+
+
+@pytest.fixture
+def second_scratch(second_host: SecondHost) -> Iterator[Scratch]:  # noqa: F811
+    """Like `scratch`, on the second host (tests/secondhost.py): what the test makes there
+    is removed after it."""
+    h = Host(second_host.connect(), second_host.uri)
+    s = Scratch(h)
+    yield s
+    problems = s.cleanup()
+    h.close()
+    assert not problems, f"clean-up on the second host left things behind: {problems}"
 
 
 class Qemu:
