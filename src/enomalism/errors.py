@@ -9,6 +9,8 @@ the API layer turns any of them into `{"errno": N, "message": "..."}` with that 
     │   ├── MalformedUUID     1002  400
     │   ├── UnknownAction     1003  400
     │   ├── InvalidXML        1004  400  xmldesc is not a usable domain definition
+    │   ├── SubnetMismatch    1070  400  a static network's subnet is not its libvirt network's
+    │   ├── NoSuchBridge      1071  400  the bridge is on no hypervisor that would use it
     │   └── MethodNotAllowed  1005  405  the path does not take that HTTP method
     ├── NotAuthenticated      1100  401
     ├── Forbidden             1101  403
@@ -16,7 +18,9 @@ the API layer turns any of them into `{"errno": N, "message": "..."}` with that 
     ├── NotFound              1200  404
     ├── Conflict              1300  409  a name or URL already taken, objects still in use
     │   ├── InvalidState      1301  409  the action does not fit the machine's current state
-    │   └── NoPlacement       1302  409  no hypervisor can take a new machine (placement)
+    │   ├── NoPlacement       1302  409  no hypervisor can take a new machine (placement)
+    │   ├── NetworksClash     1370  409  two static networks put one subnet twice on a segment
+    │   └── ClusterInUse      1371  409  static networks serve the cluster (delete: force)
     ├── Locked                1400  423  a transaction holds the machine
     ├── HypervisorError       1500  502  libvirt refused the operation
     └── HypervisorUnreachable 1501  503  no connection to the hypervisor
@@ -54,6 +58,14 @@ class InvalidXML(InvalidInput):
     errno = 1004
 
 
+class SubnetMismatch(InvalidInput):
+    errno = 1070
+
+
+class NoSuchBridge(InvalidInput):
+    errno = 1071
+
+
 class MethodNotAllowed(InvalidInput):
     errno, status, message = 1005, 405, "method not allowed"
 
@@ -84,6 +96,14 @@ class InvalidState(Conflict):
 
 class NoPlacement(Conflict):
     errno, message = 1302, "no hypervisor can take the new machine"
+
+
+class NetworksClash(Conflict):
+    errno = 1370
+
+
+class ClusterInUse(Conflict):
+    errno = 1371
 
 
 class Locked(EnomalismError):
