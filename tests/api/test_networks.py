@@ -23,7 +23,7 @@ from sqlalchemy import select
 from enomalism.store.models import IPRange, Lease, Network
 from tests.api.accounts import grant, new_user
 from tests.conftest import Api, expect_error, new_vm, serve, unchanged
-from tests.fakehost import write_host
+from tests.fakehost import add_bridge, write_host
 from tests.integration.provision_helpers import (
     FeedServer,
     build_package,
@@ -50,6 +50,7 @@ def create(api: Api, name: str, *, bridge: str | None = None, ip: str = "10.0.0.
            netmask: str = "24", gateway: str | None = "10.0.0.1", **more: str) -> dict:
     data = {"name": name, "bridge": bridge or f"br-{name}", "ip": ip, "netmask": netmask,
             **more}
+    add_bridge(api, data["bridge"])
     if gateway is not None:
         data["gateway"] = gateway
     return api.ok("PUT", "/rest/networks/", data=data)["network"]
@@ -334,9 +335,13 @@ def test_cluster(sandbox, own, slash, net4):
     # empty: no cluster
     body = api.ok("PUT", f"/rest/networks/{u}/cluster{slash}", data={"cluster": ""})
     assert body["cluster"] is None and network(api, u)["cluster"] is None
-    # a deleted cluster leaves the network without one
+    # a cluster that networks serve is deleted only when forced, and the answer names them
     api.ok("PUT", f"/rest/networks/{u}/cluster/", data={"cluster": c})
-    api.ok("DELETE", f"/rest/cluster/{c}/")
+    with nothing_changed(api, u):
+        body = expect_error(api.request("DELETE", f"/rest/cluster/{c}/"), 409, 1371)
+    assert net4["name"] in body["message"] and "force=1" in body["message"]
+    body = api.ok("DELETE", f"/rest/cluster/{c}/", params={"force": "1"})
+    assert body["message"].endswith(f"networks left serving no cluster: {net4['name']}")
     assert api.ok("GET", f"/rest/networks/{u}/cluster/")["cluster"] is None
     assert network(api, u)["cluster"] is None
 
@@ -912,7 +917,7 @@ def clusters(prov) -> Iterator:  # noqa: ANN001
         return made[-1]
     yield new
     for c in made:
-        api.ok("DELETE", f"/rest/cluster/{c}/")
+        api.ok("DELETE", f"/rest/cluster/{c}/", params={"force": "1"})
 
 
 def test_a_provision_request_leases_on_every_network_of_the_hosts_clusters(prov, own, clusters):
