@@ -25,6 +25,8 @@ from xml.etree import ElementTree
 import libvirt
 import pytest
 
+from tests import guest
+
 URI = "qemu:///system"
 PREFIX = "enomalism-test-"
 REPO = Path(__file__).resolve().parents[2]
@@ -319,3 +321,13 @@ def qemu(scratch: Scratch, host: Host, make_api: Callable) -> Iterator[Qemu]:
         q = Qemu(api, hv, host, scratch)
         q.wait_hypervisor("connected")
         yield q
+
+
+@pytest.fixture(scope="session")
+def tiny_guest() -> Path:
+    """The tiny real guest's disk (tests/guest), built once and cached; a skip naming what is
+    missing when it cannot be built."""
+    try:
+        return guest.image()
+    except guest.Unavailable as e:
+        pytest.skip(str(e))
