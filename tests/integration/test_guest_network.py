@@ -6,6 +6,8 @@ name and its SMBIOS OEM strings. The address the API leased is the address the g
   first machine, a second while the first runs, a machine provisioned at once after a
   totaldelete (the freed address again, dnsmasq's old lease released), twice; after a rename
   and a reboot the guest is given its new name with the same address;
+- on a remote hypervisor (qemu+tcp, where dhcp_release cannot reach dnsmasq), a freed address
+  is held back while dnsmasq still leases it, and the next guest gets the next address;
 - on a plain Linux bridge (no DHCP): the address from the SMBIOS OEM string;
 - what cannot work is refused at creation: a subnet the libvirt network does not serve, a
   second network for the same hosts on the same libvirt network and subnet, a bridge that
@@ -26,17 +28,19 @@ import pytest
 
 from tests.conftest import expect_error
 from tests.guest import Serial
-from tests.integration.conftest import Host, unique, wait_for
+from tests.integration.conftest import Host, Qemu, unique, wait_for
 from tests.integration.provision_helpers import (
     FeedServer,
     build_package,
     feed_item,
     publish,
 )
+from tests.integration.relay import libvirtd_listens
 from tests.integration.test_provision_network import Setup, VNet
 from tests.integration.test_provision_network import linux_bridge as linux_bridge  # noqa: F401
 
 pytestmark = [pytest.mark.integration, pytest.mark.guest]
+TCP_URI = "qemu+tcp://127.0.0.1/system"
 
 TEMPLATE = (
     "<domain type='qemu'><name>template</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>"
@@ -65,6 +69,10 @@ def guest_feed(tiny_guest: Path, tmp_path_factory: pytest.TempPathFactory
 
 @pytest.fixture
 def gsetup(qemu, guest_feed) -> Setup:  # noqa: ANN001
+    return guest_setup(qemu, guest_feed)
+
+
+def guest_setup(qemu: Qemu, guest_feed: FeedServer) -> Setup:
     """The guest's feed added, the scratch pool, and a cluster holding the local host."""
     body = qemu.api.ok("PUT", "/rest/vmfeed/", data={"url": guest_feed.url("/feed.xml")})
     cluster = qemu.api.ok("PUT", "/rest/cluster/", data={"cluster_name": unique("cluster")})
@@ -220,3 +228,27 @@ def test_what_cannot_work_on_a_real_libvirt_network_is_refused(gsetup, transient
                              data={"cluster": setup.cluster}), 409, 1370)
     wait_for(lambda: api.ok("GET", f"/rest/networks/{body['network']['uuid']}/")["network"],
              lambda n: n["cluster"] is None, "the network to stay untied")
+
+
+def test_on_a_remote_hypervisor_a_freed_address_waits_for_its_dhcp_lease(
+        scratch, host, make_api, guest_feed, transient_net, tmp_path):  # noqa: ANN001
+    if not libvirtd_listens():
+        pytest.skip("libvirtd does not listen on TCP (ENOMALISM_LIBVIRT_TCP=1 "
+                    "scripts/start-libvirt.sh)")
+    tmp_path.chmod(0o755)
+    vnet = transient_net
+    with make_api(TCP_URI) as api:
+        hv = next(h["uuid"] for h in api.hypervisors() if h["virt_url"] == TCP_URI)
+        qemu = Qemu(api, hv, host, scratch)
+        qemu.wait_hypervisor("connected")
+        setup = guest_setup(qemu, guest_feed)
+        net = setup.network(unique("static"), vnet.name, vnet.subnet, 20, 29)
+        first, _, lease1, con1 = provision_and_boot(setup, net, tmp_path)
+        assert guest_ip(con1) == lease1["address"] == f"{vnet.subnet}.20"
+        setup.api.ok("POST", f"/rest/machine/{first}/actions/totaldelete/")
+        leased = host.conn.networkLookupByName(vnet.name).DHCPLeases()
+        assert [(x["mac"], x["ipaddr"]) for x in leased] == [(lease1["mac"], lease1["address"])]
+        second, _, lease2, con2 = provision_and_boot(setup, net, tmp_path)
+        assert lease2["address"] == f"{vnet.subnet}.21"
+        assert guest_ip(con2) == lease2["address"]
+        setup.api.ok("POST", f"/rest/machine/{second}/actions/totaldelete/")
