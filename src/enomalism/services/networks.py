@@ -254,7 +254,7 @@ def segment_problem(conn: Any, where: str, bridge: str, net: Net) -> EnomalismEr
             return SubnetMismatch(
                 f"libvirt network {bridge} on {where} serves {', '.join(same)}, not {net}: its "
                 f"DHCP would hand out addresses the network never leased; give {net} the "
-                "libvirt network's own subnet (or the network another bridge)")
+                "libvirt network's own subnet, or put the network on another bridge")
         return None
     found = driver.has_interface(conn, bridge)
     if found is False:
