@@ -242,7 +242,7 @@ def test_on_a_remote_hypervisor_a_freed_address_waits_for_its_dhcp_lease(
         qemu = Qemu(api, hv, host, scratch)
         qemu.wait_hypervisor("connected")
         setup = guest_setup(qemu, guest_feed)
-        net = setup.network(unique("static"), vnet.name, vnet.subnet, 20, 29)
+        net = setup.network(unique("static"), vnet.name, vnet.subnet, 20, 21)
         first, _, lease1, con1 = provision_and_boot(setup, net, tmp_path)
         assert guest_ip(con1) == lease1["address"] == f"{vnet.subnet}.20"
         setup.api.ok("POST", f"/rest/machine/{first}/actions/totaldelete/")
@@ -251,4 +251,11 @@ def test_on_a_remote_hypervisor_a_freed_address_waits_for_its_dhcp_lease(
         second, _, lease2, con2 = provision_and_boot(setup, net, tmp_path)
         assert lease2["address"] == f"{vnet.subnet}.21"
         assert guest_ip(con2) == lease2["address"]
+        # the range's other address is still held: a third machine is refused, saying why
+        r = api.request("POST", f"/rest/machine/{api.local_host()}/actions/provision/",
+                        data={"pkguuid": setup.pkgs["tiny"], "hvmuuid": hv,
+                              "name": scratch.domain_name(), "pool": setup.pool})
+        body = expect_error(r, 409, 1301)
+        assert body["message"].endswith("no free address left in its ranges (1 held by its "
+                                        "DHCP server's leases until they end)")
         setup.api.ok("POST", f"/rest/machine/{second}/actions/totaldelete/")

@@ -444,7 +444,11 @@ def lease(ctx: Context, n: Network, *, machine_uuid: str | None, address: str | 
         got = _insert(ctx, n, a, machine_uuid, mac, note, exhausted_ok=True)
         if got is not None:
             return got
-    waiting = f" ({len(held)} held by its DHCP server's leases until they end)" if held else ""
+    leased = set(ctx.db.scalars(select(Lease.address).where(Lease.network_uuid == n.uuid)))
+    kept = [a for a in map(ipaddress.ip_address, held - leased)
+            if a.version == network_of(n).version
+            and any(_bounds(r)[0] <= a <= _bounds(r)[1] for r in n.ranges)]
+    waiting = f" ({len(kept)} held by its DHCP server's leases until they end)" if kept else ""
     raise InvalidState(f"network {n.name} has no free address left in its ranges{waiting}")
 
 
