@@ -4,6 +4,12 @@ fake host with its own domains and storage pool, created fresh on every connecti
 import uuid as uuidlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import libvirt
+from sqlalchemy import select
+
+from enomalism.store.models import Hypervisor
 
 TEST_NS = "http://libvirt.org/schemas/domain/test/1.0"
 STATE_CODES = {"running": 1, "paused": 3, "shutoff": 5}
@@ -58,3 +64,17 @@ def write_host(path: Path, domains: list[FakeDomain], volumes: list[str] = (),
         f"<threads>1</threads><active>{cpus}</active><mhz>2000</mhz><model>x86_64</model></cpu>"
         f"<memory>{memory_kib}</memory>{''.join(doms)}{''.join(networks)}{pool}</node>")
     return f"test://{path}"
+
+
+def add_bridge(api: Any, name: str) -> None:
+    """Give every fake host of the server a host bridge `name` (a libvirt interface of the
+    test driver), so a static network on it passes the bridge check."""
+    with api.app.state.db.session(write=False) as s:
+        uuids = list(s.scalars(select(Hypervisor.uuid)))
+    for hv in uuids:
+        conn = api.registry.connection(hv)
+        try:
+            conn.interfaceLookupByName(name)
+        except libvirt.libvirtError:
+            conn.interfaceDefineXML(f"<interface type='bridge' name='{name}'><bridge/>"
+                                    "</interface>", 0)

@@ -960,8 +960,10 @@ class Clusters(_Resource):
         return Cluster.from_dict(self._call("POST", f"/rest/cluster/{self._ref(uuid)}/",
                                             action="rename", cluster_name=name)["cluster"])
 
-    def delete(self, uuid: str) -> str:
-        return self._call("DELETE", f"/rest/cluster/{self._ref(uuid)}/")["message"]
+    def delete(self, uuid: str, *, force: bool = False) -> str:
+        """force: also when static networks serve it (they are left serving none)."""
+        return self._call("DELETE", f"/rest/cluster/{self._ref(uuid)}/",
+                          force="1" if force else None)["message"]
 
 
 class Users(_Resource):

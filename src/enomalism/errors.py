@@ -12,6 +12,8 @@ the API layer turns any of them into `{"errno": N, "message": "..."}` with that 
     │   ├── MethodNotAllowed  1005  405  the path does not take that HTTP method
     │   │   └── UsePost       1080  405  a GET carried an action or the variables of a change
     │   ├── FetchTimedOut     1030  400  a feed took longer than the total fetch time allowed
+    │   ├── SubnetMismatch    1070  400  a static network's subnet is not its libvirt network's
+    │   ├── NoSuchBridge      1071  400  the bridge is on no hypervisor that would use it
     │   ├── UnreadableBody    1081  415  a body whose Content-Type the server does not read
     │   └── BadMethodOverride 1082  400  _method / X-HTTP-Method-Override is not PUT or DELETE
     ├── NotAuthenticated      1100  401
@@ -25,7 +27,9 @@ the API layer turns any of them into `{"errno": N, "message": "..."}` with that 
     ├── Conflict              1300  409  a name or URL already taken, objects still in use
     │   ├── InvalidState      1301  409  the action does not fit the machine's current state
     │   │   └── ForeignDisk   1310  409  package: the machine has a disk it does not own
-    │   └── NoPlacement       1302  409  no hypervisor can take a new machine (placement)
+    │   ├── NoPlacement       1302  409  no hypervisor can take a new machine (placement)
+    │   ├── NetworksClash     1370  409  two static networks put one subnet twice on a segment
+    │   └── ClusterInUse      1371  409  static networks serve the cluster (delete: force)
     ├── Locked                1400  423  a transaction holds the machine
     ├── HypervisorError       1500  502  libvirt refused the operation
     ├── HypervisorUnreachable 1501  503  no connection to the hypervisor
@@ -62,6 +66,14 @@ class UnknownAction(InvalidInput):
 
 class InvalidXML(InvalidInput):
     errno = 1004
+
+
+class SubnetMismatch(InvalidInput):
+    errno = 1070
+
+
+class NoSuchBridge(InvalidInput):
+    errno = 1071
 
 
 class MethodNotAllowed(InvalidInput):
@@ -131,6 +143,14 @@ class NoPlacement(Conflict):
 
 class ForeignDisk(InvalidState):
     errno = 1310
+
+
+class NetworksClash(Conflict):
+    errno = 1370
+
+
+class ClusterInUse(Conflict):
+    errno = 1371
 
 
 class Locked(EnomalismError):

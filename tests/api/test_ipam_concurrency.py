@@ -220,11 +220,11 @@ def test_a_lost_race_takes_the_next_free_address(server, monkeypatch):
     real_free = networks._free
     stale = []
 
-    def free_with_a_stale_first(ctx, n):  # noqa: ANN001, ANN202
+    def free_with_a_stale_first(ctx, n, held):  # noqa: ANN001, ANN202
         if not stale:  # the first look still sees 10.24.0.10 free
             stale.append(True)
             yield ipaddress.ip_address("10.24.0.10")
-        yield from real_free(ctx, n)
+        yield from real_free(ctx, n, held)
 
     monkeypatch.setattr(networks, "_free", free_with_a_stale_first)
     got = server.ok("PUT", f"/rest/networks/{net}/leases/")["lease"]

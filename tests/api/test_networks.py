@@ -23,7 +23,7 @@ from sqlalchemy import select
 from enomalism.store.models import IPRange, Lease, Network
 from tests.api.accounts import grant, new_user
 from tests.conftest import Api, expect_error, new_vm, serve, unchanged
-from tests.fakehost import write_host
+from tests.fakehost import add_bridge, write_host
 from tests.integration.provision_helpers import (
     FeedServer,
     build_package,
@@ -50,6 +50,7 @@ def create(api: Api, name: str, *, bridge: str | None = None, ip: str = "10.0.0.
            netmask: str = "24", gateway: str | None = "10.0.0.1", **more: str) -> dict:
     data = {"name": name, "bridge": bridge or f"br-{name}", "ip": ip, "netmask": netmask,
             **more}
+    add_bridge(api, data["bridge"])
     if gateway is not None:
         data["gateway"] = gateway
     return api.ok("PUT", "/rest/networks/", data=data)["network"]
@@ -334,9 +335,13 @@ def test_cluster(sandbox, own, slash, net4):
     # empty: no cluster
     body = api.ok("PUT", f"/rest/networks/{u}/cluster{slash}", data={"cluster": ""})
     assert body["cluster"] is None and network(api, u)["cluster"] is None
-    # a deleted cluster leaves the network without one
+    # a cluster that networks serve is deleted only when forced, and the answer names them
     api.ok("PUT", f"/rest/networks/{u}/cluster/", data={"cluster": c})
-    api.ok("DELETE", f"/rest/cluster/{c}/")
+    with nothing_changed(api, u):
+        body = expect_error(api.request("DELETE", f"/rest/cluster/{c}/"), 409, 1371)
+    assert net4["name"] in body["message"] and "force=1" in body["message"]
+    body = api.ok("DELETE", f"/rest/cluster/{c}/", params={"force": "1"})
+    assert body["message"].endswith(f"networks left serving no cluster: {net4['name']}")
     assert api.ok("GET", f"/rest/networks/{u}/cluster/")["cluster"] is None
     assert network(api, u)["cluster"] is None
 
@@ -913,7 +918,7 @@ def clusters(prov) -> Iterator:  # noqa: ANN001
         return made[-1]
     yield new
     for c in made:
-        api.ok("DELETE", f"/rest/cluster/{c}/")
+        api.ok("DELETE", f"/rest/cluster/{c}/", params={"force": "1"})
 
 
 def test_a_provision_request_leases_on_every_network_of_the_hosts_clusters(prov, own, clusters):
@@ -1055,3 +1060,141 @@ def test_ip_address_arithmetic_is_ipaddress(sandbox, own):
         int(ipaddress.ip_address("10.8.0.250")) + 1 == 12
     got = [reserve(api, u)["address"] for _ in range(8)]
     assert got[-3:] == ["10.8.0.255", "10.8.1.0", "10.8.1.1"]  # not broadcasts inside a /22
+
+
+# -- what the hypervisors say: bridge, subnet, clashes (issue 14) ------------------------------
+
+
+def lv_network(api: Api, name: str, subnet: str) -> None:
+    """A libvirt network `name` serving subnet.0/24 with DHCP on every fake host."""
+    from enomalism.store.models import Hypervisor
+
+    with api.app.state.db.session(write=False) as s:
+        uuids = list(s.scalars(select(Hypervisor.uuid)))
+    for hv in uuids:
+        api.registry.connection(hv).networkCreateXML(
+            f"<network><name>{name}</name><bridge name='{name[:15]}'/>"
+            f"<ip address='{subnet}.1' netmask='255.255.255.0'><dhcp>"
+            f"<range start='{subnet}.100' end='{subnet}.199'/></dhcp></ip></network>")
+
+
+def test_a_subnet_its_libvirt_network_does_not_serve_is_refused(prov, own, clusters):
+    """On creation, a bridge change and a tie to a cluster: the static network's subnet must be
+    the libvirt network's (the DHCP entry would land in another <ip>); another IP version than
+    any <ip> is fine (its address goes by the OEM strings)."""
+    api, _srv, _ids = prov
+    c = clusters(f"c-{own}", api.local_host())
+    lv = f"lv{abs(hash(own)) % 10**8}"
+    lv_network(api, lv, "10.61.7")
+    data = {"name": own, "bridge": lv, "ip": "10.99.0.0", "netmask": "24", "cluster": c}
+    with nothing_changed(api):
+        body = expect_error(api.put("/rest/networks/", data=data), 400, 1070)
+    assert f"libvirt network {lv}" in body["message"] and "serves 10.61.7.0/24, not " \
+        "10.99.0.0/24" in body["message"]
+    with nothing_changed(api):  # a wider or narrower subnet is another subnet too
+        expect_error(api.put("/rest/networks/", data={**data, "ip": "10.61.0.0",
+                                                      "netmask": "16"}), 400, 1070)
+    untied = api.ok("PUT", "/rest/networks/", data={**data, "cluster": ""})["network"]
+    with nothing_changed(api, untied["uuid"]):  # no cluster, nothing checked: until tied
+        expect_error(api.put(f"/rest/networks/{untied['uuid']}/cluster/",
+                             data={"cluster": c}), 400, 1070)
+        expect_error(api.post(f"/rest/networks/{untied['uuid']}/", data={"cluster": c}),
+                     400, 1070)
+    good = api.ok("PUT", "/rest/networks/", data={**data, "name": f"{own}-ok",
+                                                  "ip": "10.61.7.0"})
+    assert good["message"] == f"network {own}-ok created"
+    v6 = api.ok("PUT", "/rest/networks/", data={**data, "name": f"{own}-v6", "ip": "fd00:61::",
+                                                "netmask": "64"})
+    assert v6["network"]["bridge"] == lv
+
+
+def test_a_bridge_that_exists_nowhere_is_refused(prov, own, clusters):
+    """Neither a libvirt network nor a host bridge on a hypervisor of the cluster: refused on
+    creation, bridge change and tie; with no cluster, or a cluster without hypervisors, it
+    cannot be checked and the answer says so."""
+    api, _srv, ids = prov
+    c = clusters(f"c-{own}", api.local_host())
+    data = {"name": own, "bridge": f"nowhere-{own}"[:60], "ip": "10.63.0.0", "netmask": "24"}
+    with nothing_changed(api):
+        body = expect_error(api.put("/rest/networks/", data={**data, "cluster": c}), 400, 1071)
+    assert f"{data['bridge']} is neither a libvirt network nor a host bridge on test://" \
+        in body["message"]
+    body = api.ok("PUT", "/rest/networks/", data=data)
+    assert body["message"] == (f"network {own} created; warning: the network serves no "
+                               "cluster: provisioning leases no address on it until it is "
+                               "assigned one")
+    u = body["network"]["uuid"]
+    with nothing_changed(api, u):
+        expect_error(api.put(f"/rest/networks/{u}/cluster/", data={"cluster": c}), 400, 1071)
+        expect_error(api.post(f"/rest/networks/{u}/", data={"cluster": c}), 400, 1071)
+    empty = clusters(f"e-{own}")
+    body = api.ok("PUT", f"/rest/networks/{u}/cluster/", data={"cluster": empty})
+    assert "warning: its cluster has no hypervisor yet" in body["message"]
+    # a host bridge that exists passes; moving to one that does not is refused
+    add_bridge(api, f"br-{own}")
+    api.ok("POST", f"/rest/networks/{u}/", data={"bridge": f"br-{own}"})
+    assert api.ok("PUT", f"/rest/networks/{u}/cluster/", data={"cluster": c})["message"] \
+        == "cluster assigned"
+    with nothing_changed(api, u):
+        expect_error(api.post(f"/rest/networks/{u}/", data={"bridge": f"gone-{own}"}),
+                     400, 1071)
+    # a host of the cluster that cannot be reached: a warning naming it, not a refusal
+    far = clusters(f"far-{own}", ids["node2"])
+    hv2 = api.ok("GET", f"/rest/machine/{ids['node2']}/hypervisors/")["hypervisors"][0]
+    api.registry.detach(hv2["uuid"])
+    try:
+        body = api.ok("PUT", "/rest/networks/", data={**data, "name": f"{own}-far",
+                                                      "cluster": far})
+        assert f"warning: {data['bridge']} not checked on {hv2['virt_url']}" in body["message"]
+    finally:
+        api.registry.attach(hv2["uuid"], hv2["virt_url"])
+
+
+def test_two_networks_for_the_same_hosts_on_one_segment_clash(prov, own, clusters):
+    """A second network with an overlapping subnet on the same bridge, serving a host the first
+    serves, would give a machine two interfaces on one segment and subnet (and, on a libvirt
+    network, two DHCP entries with its name): refused when made or tied, and by a provision
+    when a host joined both networks' clusters since."""
+    api, _srv, ids = prov
+    host = api.local_host()
+    c1, c2, far = clusters(f"a-{own}", host), clusters(f"b-{own}", host), \
+        clusters(f"far-{own}", ids["node2"])
+    first = create(api, f"{own}-1", ip="10.64.0.0", gateway=None, cluster=c1,
+                   bridge=f"br-{own}")
+    data = {"name": f"{own}-2", "bridge": f"br-{own}", "ip": "10.64.0.0", "netmask": "25"}
+    for c in (c1, c2):
+        with nothing_changed(api, first["uuid"]):
+            body = expect_error(api.put("/rest/networks/", data={**data, "cluster": c}),
+                                409, 1370)
+        assert f"network {own}-1 already puts 10.64.0.0/24 on br-{own}" in body["message"]
+    # other hosts, another IP version, another subnet: no clash
+    add_bridge(api, f"br-{own}")
+    second = api.ok("PUT", "/rest/networks/", data={**data, "cluster": far})["network"]
+    create(api, f"{own}-6", ip="fd00:64::", netmask="64", gateway=None, cluster=c1,
+           bridge=f"br-{own}")
+    create(api, f"{own}-3", ip="10.65.0.0", gateway=None, cluster=c2, bridge=f"br-{own}")
+    with nothing_changed(api, second["uuid"]):
+        expect_error(api.put(f"/rest/networks/{second['uuid']}/cluster/",
+                             data={"cluster": c2}), 409, 1370)
+    # the host joins the far cluster: its provision is refused before anything is made
+    add_range(api, first["uuid"], "10.64.0.10", "10.64.0.19")
+    api.ok("POST", f"/rest/machine/{host}/clusters/", data={"clusters": far})
+    with nothing_changed(api, first["uuid"], second["uuid"]):
+        body = expect_error(api.post(f"/rest/machine/{host}/actions/provision/", data={
+            "pkguuid": ids["test"], "hvmuuid": api.hypervisors()[0]["uuid"], "name": own}),
+            409, 1370)
+    assert f"{own}-1" in body["message"] and f"{own}-2" in body["message"]
+
+
+def test_a_provision_refuses_a_bridge_gone_from_its_hypervisor(prov, own, clusters):
+    api, _srv, ids = prov
+    c = clusters(f"c-{own}", api.local_host())
+    n = create(api, own, ip="10.66.0.0", gateway=None, cluster=c)
+    add_range(api, n["uuid"], "10.66.0.10", "10.66.0.19")
+    conn = api.registry.connection(api.hypervisors()[0]["uuid"])
+    conn.interfaceLookupByName(n["bridge"]).undefine()
+    with nothing_changed(api, n["uuid"]):
+        body = expect_error(api.post(f"/rest/machine/{api.local_host()}/actions/provision/",
+                                     data={"pkguuid": ids["test"], "name": own,
+                                           "hvmuuid": api.hypervisors()[0]["uuid"]}), 400, 1071)
+    assert body["message"].startswith(f"network {own}: {n['bridge']} is neither")

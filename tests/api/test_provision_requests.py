@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import pytest
 
 from tests.conftest import Api, expect_error, serve, unchanged
-from tests.fakehost import FakeDomain, write_host
+from tests.fakehost import FakeDomain, add_bridge, write_host
 from tests.integration.provision_helpers import (
     FeedServer,
     Pkg,
@@ -348,6 +348,7 @@ def test_a_retried_provision_holds_its_addresses_again(world):
     api, gate = world.api, world.srv.gates[world.gated]
     c = api.ok("PUT", "/rest/cluster/", data={"cluster_name": "leasing"})["cluster"]["uuid"]
     api.ok("POST", f"/rest/machine/{world.host}/clusters/", data={"clusters": c})
+    add_bridge(api, "br-leasing")
     net = api.ok("PUT", "/rest/networks/", data={
         "name": "leasing", "bridge": "br-leasing", "ip": "10.9.0.0", "netmask": "24",
         "gateway": "10.9.0.1", "cluster": c})["network"]["uuid"]

@@ -102,3 +102,17 @@ def test_network_errors(cloud, own):
     r = cloud.run("network", "release", name, str(ipaddress.ip_address(base) + 9))
     assert r.code == 3
     assert cloud.run("network", "leases", "no-such-network").code == 3
+
+
+def test_a_cluster_that_networks_serve_is_deleted_only_by_force(cloud, own):
+    name, cluster = own("net"), own("c")
+    cloud.run("cluster", "create", cluster)
+    r = cloud.run("network", "create", name, "--ip", f"{subnet()}/24", "--bridge", "br-cli",
+                  "--cluster", cluster)
+    assert r.code == 0, r.all
+    r = cloud.run("cluster", "delete", cluster, "--yes")
+    assert r.code == 5 and name in r.err and "force" in r.err, r.all
+    assert cloud.run("network", "show", name, "--json").json["cluster"] is not None
+    r = cloud.run("cluster", "delete", cluster, "--yes", "--force")
+    assert r.code == 0 and r.out.strip().endswith(f"networks left serving no cluster: {name}")
+    assert cloud.run("network", "show", name, "--json").json["cluster"] is None

@@ -25,6 +25,7 @@ from xml.etree import ElementTree
 import libvirt
 import pytest
 
+from tests import guest
 from tests.secondhost import SecondHost, second_host  # noqa: F401  (a fixture)
 
 URI = "qemu:///system"
@@ -334,3 +335,13 @@ def qemu(scratch: Scratch, host: Host, make_api: Callable) -> Iterator[Qemu]:
         q = Qemu(api, hv, host, scratch)
         q.wait_hypervisor("connected")
         yield q
+
+
+@pytest.fixture(scope="session")
+def tiny_guest() -> Path:
+    """The tiny real guest's disk (tests/guest), built once and cached; a skip naming what is
+    missing when it cannot be built."""
+    try:
+        return guest.image()
+    except guest.Unavailable as e:
+        pytest.skip(str(e))

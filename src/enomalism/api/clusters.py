@@ -58,9 +58,15 @@ def update_cluster(uuid: str, ctx: Ctx, v: Annotated[ClusterVars, http_vars(Clus
             "cluster": schemas.cluster_obj(c, ctx)}
 
 
-def delete_cluster(uuid: str, ctx: Ctx) -> dict:
+class DeleteVars(Vars):
+    force: str | None = Field(None, description="1: also when static networks serve it "
+                              "(they are left serving none)")
+
+
+def delete_cluster(uuid: str, ctx: Ctx, v: Annotated[DeleteVars, http_vars(DeleteVars)]) -> dict:
     """Delete the cluster; its machines only leave it."""
-    return {"errno": 0, "message": clusters.delete(ctx, uuid)}
+    force = (v.force or "").lower() in ("1", "true", "yes")
+    return {"errno": 0, "message": clusters.delete(ctx, uuid, force=force)}
 
 
 expose(router, "/rest/cluster/", ["GET"], list_clusters, response_model=schemas.ClusterAnswer,
@@ -74,5 +80,5 @@ expose(router, "/rest/cluster/{uuid}/", ["GET"], get_cluster_route,
        dependencies=[refuse_changes_on_get(ClusterVars)])
 expose(router, "/rest/cluster/{uuid}/", ["POST"], update_cluster, vars_model=ClusterVars,
        response_model=schemas.ClusterAnswer, summary="Rename a cluster (2.23)")
-expose(router, "/rest/cluster/{uuid}/", ["DELETE"], delete_cluster,
+expose(router, "/rest/cluster/{uuid}/", ["DELETE"], delete_cluster, vars_model=DeleteVars,
        response_model=schemas.Status, summary="Delete a cluster (2.23)")

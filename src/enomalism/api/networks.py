@@ -143,11 +143,17 @@ def list_networks(ctx: Ctx) -> dict:
 
 def create_network(ctx: Ctx, v: Annotated[CreateVars, http_vars(CreateVars)]) -> dict:
     """Create a static network."""
-    n = networks.create(ctx, name=v.name, description=v.description, bridge=v.bridge,
-                        cluster=v.cluster, ip=v.ip, netmask=v.netmask, gateway=v.gateway)
+    n, warnings = networks.create(ctx, name=v.name, description=v.description,
+                                  bridge=v.bridge, cluster=v.cluster, ip=v.ip,
+                                  netmask=v.netmask, gateway=v.gateway)
     obj = network_obj(ctx, n)
     return {"networks": [obj], "network": obj, "errno": 0,
-            "message": f"network {n.name} created"}
+            "message": _warned(f"network {n.name} created", warnings)}
+
+
+def _warned(message: str, warnings: list[str]) -> str:
+    """What was done, then what could not be checked."""
+    return "; ".join([message, *(f"warning: {w}" for w in warnings)])
 
 
 def get_network(uuid: str, ctx: Ctx) -> dict:
@@ -159,10 +165,11 @@ def update_network(uuid: str, ctx: Ctx, v: Annotated[UpdateVars, http_vars(Updat
     """Change name, description, bridge or cluster; without variables, answers like GET."""
     if posted_nothing(v):
         return get_network(uuid, ctx)
-    n = networks.update(ctx, uuid, name=v.name, description=v.description, bridge=v.bridge,
-                        cluster=v.cluster)
+    n, warnings = networks.update(ctx, uuid, name=v.name, description=v.description,
+                                  bridge=v.bridge, cluster=v.cluster)
     ctx.db.flush()
-    return {"network": network_obj(ctx, n), "errno": 0, "message": f"network {n.name} updated"}
+    return {"network": network_obj(ctx, n), "errno": 0,
+            "message": _warned(f"network {n.name} updated", warnings)}
 
 
 def delete_network(uuid: str, ctx: Ctx) -> dict:
@@ -224,10 +231,11 @@ def set_network_cluster(uuid: str, ctx: Ctx,
     if v.cluster is None:  # a missing variable is not "no cluster": that is an empty one
         raise MissingVariable("the variable 'cluster' is required (a cluster UUID; empty: "
                               "none)")
-    networks.set_cluster(ctx, n, v.cluster)
+    warnings = networks.set_cluster(ctx, n, v.cluster)
     ctx.db.flush()
     ctx.db.refresh(n)
-    return _cluster_answer(ctx, n, "cluster assigned" if n.cluster_uuid else "cluster removed")
+    return _cluster_answer(ctx, n, _warned("cluster assigned" if n.cluster_uuid
+                                           else "cluster removed", warnings))
 
 
 def list_leases(uuid: str, ctx: Ctx) -> dict:

@@ -56,12 +56,14 @@ def rename(cluster: Ref, new_name: Annotated[str, typer.Argument(help="the new n
 
 
 @command(app, "delete")
-def delete(cluster: Ref, yes: Yes = False) -> None:
+def delete(cluster: Ref, yes: Yes = False, force: Annotated[bool, typer.Option(
+        help="also when static networks serve it (they are left serving none)")] = False
+           ) -> None:
     """Delete a cluster; its machines only leave it."""
     c = cli().client()
     x = lookup.cluster(c, cluster)
     cli().confirm(f"Delete cluster {x.name} ({x.uuid})?", yes)
-    message = c.clusters.delete(x.uuid)
+    message = c.clusters.delete(x.uuid, force=force)
     cli().emit({"cluster": x.uuid, "message": message}, lambda: cli().say(message))
 
 

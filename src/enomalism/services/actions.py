@@ -447,12 +447,24 @@ def _follow_dhcp(ctx: Context, m: Machine, steps: list[tuple[libvirt.virConnect,
     return "; ".join(problems)
 
 
-def _release_dhcp(ctx: Context, conn: libvirt.virConnect, m: Machine) -> None:
-    """Remove the DHCP host entries of the machine's leases (the leases go with the record)."""
+def _release_dhcp(ctx: Context, conn: libvirt.virConnect, m: Machine) -> list[tuple]:
+    """Remove the DHCP host entries of the machine's leases (the leases go with the record);
+    returns them (network, MAC, address) for `_forget_dhcp_leases`."""
+    out = []
     for lease, n in machine_leases(ctx.db, m.uuid):
         if driver.has_network(conn, n.bridge):
             driver.dhcp_host(conn, n.bridge, mac=lease.mac, ip=lease.address, name="",
                              command="delete")
+            out.append((n.bridge, lease.mac, lease.address))
+    return out
+
+
+def _forget_dhcp_leases(conn: libvirt.virConnect, m: Machine, entries: list[tuple]) -> None:
+    """Once the guest is gone: dnsmasq would keep its lease (an hour by default) and give the
+    next machine leased the address another one meanwhile. It forgets them here on a local
+    hypervisor; elsewhere a provision passes over the addresses until the leases end."""
+    for network, mac, ip in entries:
+        driver.release_dhcp_lease(conn, m.parent.virt_url, network, mac=mac, ip=ip)
 
 
 def _totaldelete(ctx: Context, m: Machine, _v: ActionVars) -> str:
@@ -464,17 +476,19 @@ def _totaldelete(ctx: Context, m: Machine, _v: ActionVars) -> str:
     deleted: list[str] = []
     if m.state == "missing":  # undefined behind our back: its DHCP entries go all the same
         try:
-            _release_dhcp(ctx, ctx.registry.connection(m.parent_uuid), m)
+            conn = ctx.registry.connection(m.parent_uuid)
+            _forget_dhcp_leases(conn, m, _release_dhcp(ctx, conn, m))
         except EnomalismError:
             pass  # the hypervisor is out of reach: the record goes, as before
     else:
         conn = ctx.registry.connection(m.parent_uuid)
-        _release_dhcp(ctx, conn, m)
+        entries = _release_dhcp(ctx, conn, m)
         xml_text = driver.domain_xml(conn, m.uuid) if driver.uuid_taken(conn, m.uuid) \
             else m.xmldesc
         xml = DomainXML(xml_text) if xml_text else None
         keep = driver.disks_in_use(conn, except_uuid=m.uuid)
         driver.undefine(conn, m.uuid)
+        _forget_dhcp_leases(conn, m, entries)
         if xml is not None:
             try:
                 deleted = driver.delete_volumes(conn, xml, keep=keep,

@@ -2,11 +2,11 @@
 
 from sqlalchemy import select
 
-from enomalism.errors import Conflict, InvalidInput
+from enomalism.errors import ClusterInUse, Conflict, InvalidInput
 from enomalism.services import access
 from enomalism.services.context import Context
 from enomalism.services.lookup import get_cluster, require
-from enomalism.store.models import Cluster
+from enomalism.store.models import Cluster, Network
 
 
 def _check_name(ctx: Context, name: str | None, *, other_than: str | None = None) -> str:
@@ -51,8 +51,17 @@ def rename(ctx: Context, uuid: str, name: str | None) -> Cluster:
     return c
 
 
-def delete(ctx: Context, uuid: str) -> str:
-    """Delete the group; its machines stay, they only leave it."""
+def delete(ctx: Context, uuid: str, *, force: bool = False) -> str:
+    """Delete the group; its machines stay, they only leave it. Static networks that serve it
+    would silently serve nothing: refused, unless `force` unties them (the message names
+    them)."""
     c = get(ctx, uuid, "delete")
+    nets = list(ctx.db.scalars(select(Network.name).where(Network.cluster_uuid == c.uuid)
+                               .order_by(Network.name)))
+    if nets and not force:
+        raise ClusterInUse(f"static networks serve cluster {c.name}: {', '.join(nets)}; "
+                           "assign them another cluster, or delete with force=1 to leave "
+                           "them serving none")
     ctx.db.delete(c)
-    return f"cluster {c.name} deleted"
+    untied = f"; networks left serving no cluster: {', '.join(nets)}" if nets else ""
+    return f"cluster {c.name} deleted{untied}"

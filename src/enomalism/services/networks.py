@@ -17,11 +17,21 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from enomalism.errors import Conflict, InvalidInput, InvalidState, NotFound
+from enomalism.errors import (
+    Conflict,
+    EnomalismError,
+    InvalidInput,
+    InvalidState,
+    NetworksClash,
+    NoSuchBridge,
+    NotFound,
+    SubnetMismatch,
+)
 from enomalism.services import access
 from enomalism.services.context import Context
 from enomalism.services.lookup import get_cluster, parse_uuid, require
-from enomalism.store.models import ClusterMember, IPRange, Lease, Machine, Network
+from enomalism.store.models import ClusterMember, Hypervisor, IPRange, Lease, Machine, Network
+from enomalism.virt import driver
 from enomalism.virt.domxml import new_mac
 
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -132,20 +142,22 @@ def _check_bridge(bridge: str | None) -> str:
 
 def create(ctx: Context, *, name: str | None, description: str | None, bridge: str | None,
            cluster: str | None, ip: str | None, netmask: str | None,
-           gateway: str | None) -> Network:
-    """Administrators only: a network hands out addresses on a physical segment."""
+           gateway: str | None) -> tuple[Network, list[str]]:
+    """Administrators only: a network hands out addresses on a physical segment. Returns it
+    and what could not be checked (see `check_use`)."""
     access.require_admin(ctx, "create networks")
     name = _check_name(ctx, name)
     bridge = _check_bridge(bridge)
     net = _network(ip, netmask)
     gw = _check_gateway(net, gateway)
     c = _cluster(ctx, cluster)
+    warnings = check_use(ctx, bridge=bridge, net=net, cluster_uuid=c.uuid if c else None)
     n = Network(name=name, description=description or None, bridge=bridge,
                 cluster_uuid=c.uuid if c else None, address=str(net.network_address),
                 prefix=net.prefixlen, gateway=str(gw) if gw else None, owner_uuid=ctx.user.uuid)
     ctx.db.add(n)
     ctx.db.flush()
-    return n
+    return n, warnings
 
 
 def _cluster(ctx: Context, ref: str | None) -> Any:
@@ -157,10 +169,18 @@ def _cluster(ctx: Context, ref: str | None) -> Any:
 
 
 def update(ctx: Context, uuid: str, *, name: str | None, description: str | None,
-           bridge: str | None, cluster: str | None) -> Network:
+           bridge: str | None, cluster: str | None) -> tuple[Network, list[str]]:
+    """Returns the network and what could not be checked (see `check_use`)."""
     n = get(ctx, uuid, "modify")
     if all(v is None for v in (name, description, bridge, cluster)):
         raise InvalidInput("give name, description, bridge or cluster to change")
+    warnings: list[str] = []
+    if bridge is not None or cluster is not None:  # checked before anything changes
+        c = _cluster(ctx, cluster) if cluster else None
+        warnings = check_use(ctx, bridge=_check_bridge(bridge) if bridge is not None
+                             else n.bridge, net=network_of(n), other_than=n.uuid,
+                             cluster_uuid=n.cluster_uuid if cluster is None
+                             else (c.uuid if c else None))
     if name is not None:
         n.name = _check_name(ctx, name, other_than=n.uuid)
     if description is not None:
@@ -173,15 +193,110 @@ def update(ctx: Context, uuid: str, *, name: str | None, description: str | None
             raise InvalidState(f"network {n.name} has leases; its machines are on {n.bridge}")
         n.bridge = bridge
     if cluster is not None:
-        set_cluster(ctx, n, cluster)
-    return n
+        c = _cluster(ctx, cluster)
+        n.cluster_uuid = c.uuid if c else None
+    return n, warnings
 
 
-def set_cluster(ctx: Context, n: Network, cluster: str | None) -> None:
-    """Assign the network to a cluster (an empty value: to none)."""
+def set_cluster(ctx: Context, n: Network, cluster: str | None) -> list[str]:
+    """Assign the network to a cluster (an empty value: to none); returns what could not be
+    checked (see `check_use`)."""
     access.require(ctx, n, "modify", "network")
     c = _cluster(ctx, cluster)
+    warnings = check_use(ctx, bridge=n.bridge, net=network_of(n), other_than=n.uuid,
+                         cluster_uuid=c.uuid if c else None)
     n.cluster_uuid = c.uuid if c else None
+    return warnings
+
+
+# -- what the hypervisors say --------------------------------------------------------------
+
+def check_use(ctx: Context, *, bridge: str, net: Net, cluster_uuid: str | None,
+              other_than: str | None = None) -> list[str]:
+    """Check a network as it would be: no other network on the bridge puts an overlapping
+    subnet before a host it serves too, and on each hypervisor of its cluster the bridge is a
+    libvirt network serving this subnet or a host bridge. Refuses what is wrong; returns what
+    could not be checked (an unreachable hypervisor, no cluster), for the answer's message.
+    libvirt is asked before the caller writes anything."""
+    if cluster_uuid is None:
+        return ["the network serves no cluster: provisioning leases no address on it until "
+                "it is assigned one"]
+    _check_clash(ctx, bridge, net, cluster_uuid, other_than)
+    hvs = list(ctx.db.scalars(
+        select(Hypervisor).join(ClusterMember, ClusterMember.machine_uuid
+                                == Hypervisor.machine_uuid)
+        .where(ClusterMember.cluster_uuid == cluster_uuid).order_by(Hypervisor.virt_url)))
+    if not hvs:
+        return ["its cluster has no hypervisor yet: the bridge is checked when a machine is "
+                "provisioned"]
+    warnings = []
+    for hv in hvs:
+        try:
+            problem = segment_problem(ctx.registry.connection(hv.uuid), hv.virt_url, bridge,
+                                      net)
+        except EnomalismError as e:
+            warnings.append(f"{bridge} not checked on {hv.virt_url} ({e.message})")
+            continue
+        if isinstance(problem, EnomalismError):
+            raise problem
+        if problem:
+            warnings.append(problem)
+    return warnings
+
+
+def segment_problem(conn: Any, where: str, bridge: str, net: Net) -> EnomalismError | str | None:
+    """What is wrong with `net` on `bridge` of one hypervisor: an error to raise, a warning
+    (it cannot tell), or None."""
+    if driver.has_network(conn, bridge):
+        served = driver.network_subnets(conn, bridge)
+        same = [str(s) for s in served if s.version == net.version]
+        if same and net not in served:
+            return SubnetMismatch(
+                f"libvirt network {bridge} on {where} serves {', '.join(same)}, not {net}: its "
+                f"DHCP would hand out addresses the network never leased; give {net} the "
+                "libvirt network's own subnet, or put the network on another bridge")
+        return None
+    found = driver.has_interface(conn, bridge)
+    if found is False:
+        return NoSuchBridge(f"{bridge} is neither a libvirt network nor a host bridge on "
+                            f"{where}: a machine there could not start on it")
+    return None if found else f"{where} cannot list its host bridges: {bridge} not checked"
+
+
+def _check_clash(ctx: Context, bridge: str, net: Net, cluster_uuid: str,
+                 other_than: str | None) -> None:
+    hosts = set(ctx.db.scalars(select(ClusterMember.machine_uuid)
+                               .where(ClusterMember.cluster_uuid == cluster_uuid)))
+    for o in ctx.db.scalars(select(Network).where(Network.bridge == bridge,
+                                                  Network.cluster_uuid.is_not(None))):
+        other = network_of(o)
+        if o.uuid == other_than or other.version != net.version or not other.overlaps(net):
+            continue
+        shared = hosts & set(ctx.db.scalars(select(ClusterMember.machine_uuid).where(
+            ClusterMember.cluster_uuid == o.cluster_uuid)))
+        if o.cluster_uuid == cluster_uuid or shared:
+            raise NetworksClash(_clash(o.name, other, bridge))
+
+
+def _clash(other: str, subnet: Net, bridge: str) -> str:
+    return (f"network {other} already puts {subnet} on {bridge} for the same hosts: a "
+            "machine would get two interfaces on one segment and subnet (on a libvirt "
+            "network, two DHCP host entries with its name); add ranges to "
+            f"{other} instead, or serve clusters that share no host")
+
+
+def check_for_host(conn: Any, where: str, nets: list[Network]) -> None:
+    """Before a provision leases anything: the host's networks do not clash (a host may have
+    joined a second cluster since) and their bridges are there on its hypervisor."""
+    for i, n in enumerate(nets):
+        for o in nets[:i]:
+            if o.bridge == n.bridge and network_of(o).version == network_of(n).version \
+                    and network_of(o).overlaps(network_of(n)):
+                raise NetworksClash(f"network {n.name}: " + _clash(o.name, network_of(o),
+                                                                   n.bridge))
+        problem = segment_problem(conn, where, n.bridge, network_of(n))
+        if isinstance(problem, EnomalismError):
+            raise type(problem)(f"network {n.name}: {problem.message}")
 
 
 def _has_leases(ctx: Context, n: Network) -> bool:
@@ -296,9 +411,10 @@ def leases(ctx: Context, n: Network) -> list[Lease]:
     return sorted(found, key=lambda lease: ipaddress.ip_address(lease.address))
 
 
-def _free(ctx: Context, n: Network) -> Iterator[IP]:
+def _free(ctx: Context, n: Network, held: set[str]) -> Iterator[IP]:
     taken = {ipaddress.ip_address(a) for a in
              ctx.db.scalars(select(Lease.address).where(Lease.network_uuid == n.uuid))}
+    taken |= {ipaddress.ip_address(a) for a in held}
     gw = ipaddress.ip_address(n.gateway) if n.gateway else None
     for r in sorted(n.ranges, key=lambda r: _bounds(r)[0]):
         start, end = _bounds(r)
@@ -310,8 +426,10 @@ def _free(ctx: Context, n: Network) -> Iterator[IP]:
 
 
 def lease(ctx: Context, n: Network, *, machine_uuid: str | None, address: str | None = None,
-          mac: str | None = None, note: str | None = None) -> Lease:
-    """Lease an address (the next free one when none is named). The row insert is checked
+          mac: str | None = None, note: str | None = None, held: set[str] = frozenset()
+          ) -> Lease:
+    """Lease an address (the next free one when none is named, passing over `held`: what the
+    libvirt network's DHCP server still leases to another MAC). The row insert is checked
     by the database's unique constraint; on a clash with a concurrent lease, the next free
     address is tried."""
     if address:
@@ -322,11 +440,16 @@ def lease(ctx: Context, n: Network, *, machine_uuid: str | None, address: str | 
         return _insert(ctx, n, a, machine_uuid, mac, note, exhausted_ok=False)
     # Each free address in turn: one taken meanwhile by a concurrent lease fails its insert
     # and the next is tried, so this ends with an address or with the range really full.
-    for a in _free(ctx, n):
+    for a in _free(ctx, n, held):
         got = _insert(ctx, n, a, machine_uuid, mac, note, exhausted_ok=True)
         if got is not None:
             return got
-    raise InvalidState(f"network {n.name} has no free address left in its ranges")
+    leased = set(ctx.db.scalars(select(Lease.address).where(Lease.network_uuid == n.uuid)))
+    kept = [a for a in map(ipaddress.ip_address, held - leased)
+            if a.version == network_of(n).version
+            and any(_bounds(r)[0] <= a <= _bounds(r)[1] for r in n.ranges)]
+    waiting = f" ({len(kept)} held by its DHCP server's leases until they end)" if kept else ""
+    raise InvalidState(f"network {n.name} has no free address left in its ranges{waiting}")
 
 
 def _insert(ctx: Context, n: Network, a: IP, machine_uuid: str | None, mac: str | None,

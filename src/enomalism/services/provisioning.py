@@ -183,6 +183,11 @@ def queue_provision(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuui
         raise Conflict(f"the hypervisor already has a domain named '{name}'")
     if pool:
         storage.pick_pool(conn, pool)  # exists and runs, or a clear error now
+    # The host's networks, checked on its hypervisor, and the addresses their DHCP servers
+    # still lease to MACs gone (read now: no libvirt call once the writes begin).
+    nets = networks.networks_for_host(ctx, hv.machine_uuid)
+    networks.check_for_host(conn, hv.virt_url, nets)
+    held = {n.uuid: driver.dhcp_leased(conn, n.bridge) for n in nets}
     newuuid = new_uuid()
     # Its size from the start: placement counts machines being provisioned.
     ctx.db.add(Machine(uuid=newuuid, kind="vm", name=name, parent_uuid=hv.uuid, managed=True,
@@ -192,8 +197,9 @@ def queue_provision(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuui
     # One address on each static network of the host's clusters, leased in this transaction:
     # an exhausted network refuses the provision before anything exists.
     nics = []
-    for n in networks.networks_for_host(ctx, hv.machine_uuid):
-        lease = networks.lease(ctx, n, machine_uuid=newuuid, note=f"provisioned {name}")
+    for n in nets:
+        lease = networks.lease(ctx, n, machine_uuid=newuuid, note=f"provisioned {name}",
+                               held=held[n.uuid])
         nics.append({"network": n.uuid, "source": n.bridge, "mac": lease.mac,
                      "address": lease.address, "prefix": n.prefix, "gateway": n.gateway})
     tx = transactions.enqueue(ctx, "provision", target=newuuid, lock=[newuuid], params={

@@ -7,6 +7,8 @@ plain dataclasses, and raises only `enomalism.errors` exceptions.
 import ipaddress
 import os
 import re
+import subprocess
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -473,6 +475,78 @@ def has_network(conn: libvirt.virConnect, name: str) -> bool:
         return False
 
 
+def network_subnets(conn: libvirt.virConnect, name: str) -> list[ipaddress.IPv4Network
+                                                                 | ipaddress.IPv6Network]:
+    """The subnets of a libvirt network's <ip> elements (none for a network that only
+    forwards to a bridge of the host)."""
+    with libvirt_errors():
+        root = ElementTree.fromstring(conn.networkLookupByName(name).XMLDesc(0))
+    out = []
+    for el in root.findall("ip"):
+        mask = el.get("netmask") or el.get("prefix") or ("64" if ":" in el.get("address", "")
+                                                         else "24")
+        try:
+            out.append(ipaddress.ip_network(f"{el.get('address')}/{mask}", strict=False))
+        except ValueError:
+            continue
+    return out
+
+
+def has_interface(conn: libvirt.virConnect, name: str) -> bool | None:
+    """True when the hypervisor's host has an interface (a bridge) of that name, None when
+    its libvirt cannot say (no interface driver)."""
+    try:
+        conn.interfaceLookupByName(name)
+        return True
+    except libvirt.libvirtError as e:
+        if e.get_error_code() == libvirt.VIR_ERR_NO_INTERFACE:
+            return False
+        return None
+
+
+def dhcp_leased(conn: libvirt.virConnect, network: str) -> set[str]:
+    """The addresses the libvirt network's dnsmasq holds leases on now (none when it is no
+    running libvirt network): a freed address stays in dnsmasq's lease for the old MAC, and
+    dnsmasq hands another to a new MAC meanwhile."""
+    try:
+        net = conn.networkLookupByName(network)
+        return {x["ipaddr"] for x in net.DHCPLeases()} if net.isActive() else set()
+    except libvirt.libvirtError:
+        return set()
+
+
+def release_dhcp_lease(conn: libvirt.virConnect, uri: str, network: str, *, mac: str,
+                       ip: str) -> bool:
+    """Make the libvirt network's dnsmasq forget the lease of `mac` on `ip`, so the address
+    can go to a new machine at once. libvirt has no API for it: dnsmasq-utils' dhcp_release
+    sends the DHCPRELEASE from this host, so only a local hypervisor's network is reached.
+    True when no lease is left (there was none, or it was released)."""
+    def held() -> bool:
+        try:
+            net = conn.networkLookupByName(network)
+            return net.isActive() and any(x["mac"] == mac and x["ipaddr"] == ip
+                                          for x in net.DHCPLeases())
+        except libvirt.libvirtError:
+            return False
+
+    if not held():
+        return True
+    if not is_local(uri):
+        return False
+    with libvirt_errors():
+        bridge = conn.networkLookupByName(network).bridgeName()
+    try:
+        subprocess.run(["dhcp_release", bridge, ip, mac], capture_output=True, timeout=10,
+                       check=True)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    for _ in range(40):  # libvirt's lease file follows dnsmasq's a moment later
+        if not held():
+            return True
+        time.sleep(0.025)
+    return not held()
+
+
 _HOSTNAME = re.compile(r"[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
 
@@ -500,9 +574,10 @@ _DHCP_COMMANDS = {"add": libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
 def dhcp_host(conn: libvirt.virConnect, network: str, *, mac: str, ip: str, name: str,
               command: str) -> None:
     """Add, remove or rename (`command`: add, delete, modify) a fixed MAC-to-IP DHCP entry in
-    a libvirt network, live and in its persistent config, so the guest's DHCP client gets its
-    leased address. The machine's name goes along only when it is a usable host name (libvirt
-    and dnsmasq refuse others). A modify finds the entry by its MAC and replaces it in one
+    a libvirt network, live and in its persistent config (whichever the network has: one made
+    with net-create has no persistent config), so the guest's DHCP client gets its leased
+    address. The machine's name goes along only when it is a usable host name (libvirt and
+    dnsmasq refuse others). A modify finds the entry by its MAC and replaces it in one
     step; with no entry to find, it adds one. IPv6 addresses are skipped: libvirt keys DHCPv6
     hosts by DUID, never by MAC (the guest has its address from the SMBIOS OEM strings)."""
     if ipaddress.ip_address(ip).version != 4:
@@ -513,7 +588,10 @@ def dhcp_host(conn: libvirt.virConnect, network: str, *, mac: str, ip: str, name
     xml = "<host " + " ".join(f"{k}={quoteattr(v)}" for k, v in attrs.items()) + "/>"
     with libvirt_errors():
         net = conn.networkLookupByName(network)
-        flags = libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG
+        # what the network has: a transient one (net-create) has no persistent config
+        flags = libvirt.VIR_NETWORK_UPDATE_AFFECT_CURRENT
+        if net.isPersistent():
+            flags |= libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG
         if net.isActive():
             flags |= libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE
         section, index = libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, _ip_index(net, ip)

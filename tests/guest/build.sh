@@ -1,0 +1,132 @@
+#!/bin/sh
+# The tests' tiny real guest: sh build.sh OUTDIR  ->  OUTDIR/tiny.qcow2
+#
+# A 32 MiB raw disk holding one FAT16 filesystem (no partition table) with SYSLINUX in its boot
+# sector, the Debian cloud kernel and a busybox initramfs; SeaBIOS boots it, so the disk alone
+# is the guest (it travels in an enomalism package like any image). Converted to qcow2.
+#
+# Its init reports on ttyS0 (115200), one marker a line:
+#   GUEST-BOOTED                       init runs
+#   GUEST-OEM=<string>                 each SMBIOS type 11 OEM string (enomalism.net<i>=...)
+#   GUEST-NIC=<if> MAC=<mac>           each ethernet interface
+#   GUEST-IP=<address>                 what udhcpc was given on it (GUEST-DHCP-FAILED=<if>: none)
+#   GUEST-HOSTNAME=<name>              the host name DHCP gave
+#   GUEST-READY                        all of the above done
+#   GUEST-ACPI-POWEROFF                the ACPI power button was pressed; it powers off
+#
+# Inputs: .deb files fetched with `apt-get download` into OUTDIR/debs (kept there, so a rebuild
+# fetches nothing) and unpacked with dpkg -x: nothing is installed on the host. Needs apt-get,
+# dpkg, gzip and qemu-img.
+set -eu
+OUT=$1
+mkdir -p "$OUT/debs"
+KERNEL=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null \
+         | sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*\)$/\1/p' | head -n1)
+[ -n "$KERNEL" ] || { echo "apt-cache knows no linux-image-cloud-amd64" >&2; exit 3; }
+KVER=${KERNEL#linux-image-}
+cd "$OUT/debs"
+ls "$KERNEL"_*.deb >/dev/null 2>&1 \
+    || apt-get download "$KERNEL" busybox-static syslinux syslinux-common mtools dosfstools cpio
+W=$OUT/work
+rm -rf "$W"
+mkdir -p "$W/x"
+for d in "$KERNEL"_*.deb busybox-static_*.deb syslinux_*.deb syslinux-common_*.deb \
+         mtools_*.deb dosfstools_*.deb cpio_*.deb; do
+    dpkg -x "$d" "$W/x"
+done
+X=$W/x
+PATH="$X/usr/bin:$X/bin:$X/usr/sbin:$X/sbin:$PATH"
+
+# -- the initramfs ---------------------------------------------------------------------------
+R=$W/root
+mkdir -p "$R/bin" "$R/proc" "$R/sys" "$R/dev" "$R/tmp" "$R/etc/acpi/PWRF" "$R/lib/modules"
+cp "$X/bin/busybox" "$R/bin/busybox"
+for a in sh mount echo cat insmod ip udhcpc acpid poweroff sleep ls grep tr dd sync uname; do
+    ln -s busybox "$R/bin/$a"
+done
+MODS="virtio virtio_ring virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover
+      net_failover virtio_net virtio_blk button evdev"
+for m in $MODS; do
+    f=$(find "$X/lib/modules/$KVER/kernel" -name "$m.ko" | head -n1)
+    [ -n "$f" ] || { echo "the kernel has no module $m" >&2; exit 3; }
+    cp "$f" "$R/lib/modules/"
+done
+cat > "$R/etc/acpi/PWRF/00000080" <<'SH'
+#!/bin/sh
+echo GUEST-ACPI-POWEROFF > /dev/ttyS0
+sync
+poweroff -f
+SH
+cat > "$R/bin/dhcp-event" <<'SH'
+#!/bin/sh
+# udhcpc's hook: bound or renewed, the address goes on the interface and on the console
+case "$1" in
+    deconfig) ip addr flush dev "$interface"; ip link set "$interface" up ;;
+    bound|renew)
+        ip addr flush dev "$interface"
+        ip addr add "$ip/${mask:-24}" dev "$interface"
+        echo "GUEST-IP=$ip" > /dev/ttyS0
+        echo "GUEST-HOSTNAME=${hostname:-}" > /dev/ttyS0 ;;
+esac
+SH
+cat > "$R/init" <<SH
+#!/bin/sh
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+echo "GUEST-BOOTED kernel=\$(uname -r)" > /dev/ttyS0
+for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover \\
+         net_failover virtio_net virtio_blk button evdev; do
+    insmod /lib/modules/\$m.ko 2>/dev/null
+done
+# acpid must see every input device's event node (the power button's among them), which
+# devtmpfs makes a moment later
+for i in 1 2 3 4 5 6 7 8 9 10; do
+    want=\$(grep -c '^H:.*event' /proc/bus/input/devices)
+    have=\$(ls /dev/input 2>/dev/null | grep -c event)
+    [ "\$want" -gt 0 ] && [ "\$have" -ge "\$want" ] && break
+    sleep 0.5
+done
+acpid -c /etc/acpi -l /tmp/acpid.log  # its default log, /var/log, does not exist
+for e in /sys/firmware/dmi/entries/11-*/raw; do
+    [ -f "\$e" ] || continue
+    # SMBIOS type 11: a 5-byte header, then NUL-terminated strings
+    dd if="\$e" bs=1 skip=5 2>/dev/null | tr '\\0' '\\n' | while read -r s; do
+        [ -n "\$s" ] && echo "GUEST-OEM=\$s" > /dev/ttyS0
+    done
+done
+ip link set lo up
+for n in /sys/class/net/*; do
+    i=\${n##*/}
+    [ "\$i" = lo ] && continue
+    echo "GUEST-NIC=\$i MAC=\$(cat \$n/address)" > /dev/ttyS0
+    ip link set "\$i" up
+    udhcpc -i "\$i" -n -q -t 10 -T 2 -s /bin/dhcp-event || echo "GUEST-DHCP-FAILED=\$i" > /dev/ttyS0
+done
+echo GUEST-READY > /dev/ttyS0
+while :; do sleep 3600; done
+SH
+chmod 755 "$R/init" "$R/bin/dhcp-event" "$R/etc/acpi/PWRF/00000080"
+(cd "$R" && find . | cpio -o -H newc --quiet | gzip -9) > "$W/initrd.img"
+
+# -- the disk --------------------------------------------------------------------------------
+cat > "$W/syslinux.cfg" <<'CFG'
+SERIAL 0 115200
+DEFAULT tiny
+PROMPT 0
+TIMEOUT 1
+LABEL tiny
+  LINUX /vmlinuz
+  INITRD /initrd.img
+  APPEND console=ttyS0,115200 panic=5 quiet loglevel=3
+CFG
+RAW=$W/tiny.raw
+mkfs.fat -C -n TINYGUEST "$RAW" 32768 >/dev/null
+export MTOOLS_SKIP_CHECK=1
+mcopy -i "$RAW" "$X/boot/vmlinuz-$KVER" ::/vmlinuz
+mcopy -i "$RAW" "$W/initrd.img" ::/initrd.img
+mcopy -i "$RAW" "$W/syslinux.cfg" ::/syslinux.cfg
+syslinux --install "$RAW"
+qemu-img convert -f raw -O qcow2 "$RAW" "$OUT/tiny.qcow2.new"
+mv "$OUT/tiny.qcow2.new" "$OUT/tiny.qcow2"
+rm -rf "$W"
