@@ -9,10 +9,17 @@ the API layer turns any of them into `{"errno": N, "message": "..."}` with that 
     │   ├── MalformedUUID     1002  400
     │   ├── UnknownAction     1003  400
     │   ├── InvalidXML        1004  400  xmldesc is not a usable domain definition
-    │   └── MethodNotAllowed  1005  405  the path does not take that HTTP method
+    │   ├── MethodNotAllowed  1005  405  the path does not take that HTTP method
+    │   ├── BodyTooLarge      1040  413  the request body is over the size limit
+    │   ├── FieldTooLong      1041  413  a variable is over the length limit
+    │   ├── NestedTooDeep     1042  400  a JSON body nests deeper than allowed
+    │   └── NotUTF8           1043  400  a variable is not valid UTF-8
     ├── NotAuthenticated      1100  401
     ├── Forbidden             1101  403
     ├── TooManyRequests       1102  429  too many failed logins; wait and try again
+    │   ├── LoginsInFlight    1141  429  too many logins in flight from this address
+    │   └── LoginsBusy        1142  503  too many logins in flight on the server
+    ├── CrossSiteRequest      1140  403  a browser sent a state-changing request from another site
     ├── NotFound              1200  404
     ├── Conflict              1300  409  a name or URL already taken, objects still in use
     │   ├── InvalidState      1301  409  the action does not fit the machine's current state
@@ -58,6 +65,22 @@ class MethodNotAllowed(InvalidInput):
     errno, status, message = 1005, 405, "method not allowed"
 
 
+class BodyTooLarge(InvalidInput):
+    errno, status, message = 1040, 413, "the request body is too large"
+
+
+class FieldTooLong(InvalidInput):
+    errno, status, message = 1041, 413, "a variable is too long"
+
+
+class NestedTooDeep(InvalidInput):
+    errno, message = 1042, "the JSON body nests too deeply"
+
+
+class NotUTF8(InvalidInput):
+    errno, message = 1043, "a variable is not valid UTF-8"
+
+
 class NotAuthenticated(EnomalismError):
     errno, status, message = 1100, 401, "authentication required"
 
@@ -68,6 +91,18 @@ class Forbidden(EnomalismError):
 
 class TooManyRequests(EnomalismError):
     errno, status, message = 1102, 429, "too many failed logins; try again later"
+
+
+class LoginsInFlight(TooManyRequests):
+    errno, message = 1141, "too many logins in flight from your address; try again"
+
+
+class LoginsBusy(TooManyRequests):
+    errno, status, message = 1142, 503, "too many logins in flight; try again"
+
+
+class CrossSiteRequest(EnomalismError):
+    errno, status, message = 1140, 403, "refused: a request from another site"
 
 
 class NotFound(EnomalismError):

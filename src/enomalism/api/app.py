@@ -28,6 +28,7 @@ from enomalism.api import (
     vmfeed,
 )
 from enomalism.api.deps import cached_user, current_user, make_context
+from enomalism.api.guard import BodyLimit, CrossSite
 from enomalism.api.schemas import Status
 from enomalism.config import Settings
 from enomalism.errors import (
@@ -197,6 +198,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.runner = runner
         app.state.credentials = auth.CredentialCache(settings.auth_cache_seconds)
         app.state.throttle = auth.LoginThrottle()
+        app.state.logins = auth.LoginGate(slots=settings.login_slots,
+                                          per_address=settings.login_slots_per_address,
+                                          wait=settings.login_wait_seconds)
         try:
             yield
         finally:
@@ -231,6 +235,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # straight onto the app: a router included twice builds every route twice
         app.include_router(r, dependencies=[Depends(current_user)], responses=failures)
     app.add_middleware(ActionShortcut)  # inside TrailingSlash: it sees the slash added
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(CrossSite, trusted_origins=settings.trusted_origins)
     app.add_middleware(TrailingSlash)
 
     def openapi() -> dict:

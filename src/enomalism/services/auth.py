@@ -6,16 +6,20 @@ while, keyed by an HMAC of it under a per-process secret (the cache never holds 
 
 import hashlib
 import hmac
+import ipaddress
 import secrets
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+import anyio
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from enomalism.errors import NotAuthenticated, TooManyRequests
+from enomalism.errors import LoginsBusy, LoginsInFlight, NotAuthenticated, TooManyRequests
 from enomalism.services.context import Principal
 from enomalism.store.models import User
 
@@ -156,3 +160,68 @@ class LoginThrottle:
     def succeeded(self, username: str, source: str) -> None:
         with self._lock:
             self._failures.pop((username, source), None)
+
+
+def address_key(source: str) -> str:
+    """The unit a per-address bound counts: the address, or its /64 for IPv6 (one host
+    usually holds a whole /64)."""
+    try:
+        ip = ipaddress.ip_address(source)
+    except ValueError:
+        return source
+    if ip.version == 6 and ip.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip.ipv4_mapped or ip)
+
+
+class LoginGate:
+    """Bounds the password verifications (argon2, CPU-bound and deliberately slow) in flight:
+    at most `slots` on the server and `per_address` from one address. A login waits its turn
+    for at most `wait` seconds in all, then is refused (429 errno 1141 when its own address
+    holds the slots, 503 errno 1142 when the server's are taken) with Retry-After. So a spray
+    of user names from one address holds `per_address` slots while everyone else shares the
+    rest, a spray from many addresses delays a login by `wait` at most, and what is refused
+    cost no hashing. Credentials in the credential cache and tokens need no verification and
+    never wait here. Runs on the event loop: waiters hold no worker thread."""
+
+    def __init__(self, *, slots: int, per_address: int, wait: float) -> None:
+        self.wait = wait
+        self.per_address = max(1, per_address)
+        self._slots = anyio.Semaphore(max(1, slots))
+        self._addresses: dict[str, anyio.Semaphore] = {}
+
+    @asynccontextmanager
+    async def admit(self, source: str) -> AsyncIterator[None]:
+        key = address_key(source)
+        mine = self._addresses.get(key)
+        if mine is None:
+            mine = self._addresses[key] = anyio.Semaphore(self.per_address)
+        held = False
+        try:
+            with anyio.fail_after(self.wait):
+                await mine.acquire()
+                held = True
+                await self._slots.acquire()
+        except BaseException as e:
+            if held:
+                mine.release()
+            self._forget(key, mine)
+            if not isinstance(e, TimeoutError):
+                raise
+            if not held:
+                raise LoginsInFlight(
+                    f"{self.per_address} logins from {source} are already being checked; "
+                    "retry in a second, or use an API token", retry_after=1) from None
+            raise LoginsBusy("the server is checking as many passwords as it can; retry in "
+                             "a second, or use an API token", retry_after=1) from None
+        try:
+            yield
+        finally:
+            self._slots.release()
+            mine.release()
+            self._forget(key, mine)
+
+    def _forget(self, key: str, mine: anyio.Semaphore) -> None:
+        """Drop an address's counter once nothing holds or awaits it (the map stays small)."""
+        if mine.value == self.per_address and not mine.statistics().tasks_waiting:
+            self._addresses.pop(key, None)
