@@ -48,6 +48,7 @@ from enomalism.services import (  # noqa: F401  (provisioning registers job hand
 from enomalism.services.context import Principal
 from enomalism.services.hypervisors import ensure_local_host
 from enomalism.services.registry import HypervisorRegistry
+from enomalism.store import files
 from enomalism.store.db import SETUP_LOCK, Database
 
 log = logging.getLogger("enomalism")
@@ -162,7 +163,8 @@ def node_id(settings: Settings) -> str:
         return settings.node_id
     path = settings.data_dir / "node-id"
     if not path.exists():
-        path.write_text(f"{socket.gethostname()[:27]}-{uuid.uuid4()}\n")
+        with open(path, "w", opener=files.private_opener) as f:
+            f.write(f"{socket.gethostname()[:27]}-{uuid.uuid4()}\n")
     return path.read_text().strip()
 
 
@@ -171,7 +173,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        files.secure(settings)
         db = Database(settings.db_url)
         db.migrate()
         auth.configure_hashing(time_cost=settings.argon2_time_cost,

@@ -54,6 +54,7 @@ def serve(
 ) -> None:
     """Run the API server."""
     import logging
+    import os
 
     import uvicorn
 
@@ -64,6 +65,7 @@ def serve(
         "host": host, "port": port, "data_dir": data_dir, "database_url": database_url,
         "hypervisors": hypervisor or None}.items() if v is not None}
     settings = Settings(**overrides)
+    os.umask(0o077)  # whatever the server writes is its own (docs/deployment.md, file modes)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     typer.echo(f"enomalism: serving on http://{settings.host}:{settings.port} "
