@@ -102,3 +102,33 @@ def test_refusals_hold_nothing():
 def test_addresses_that_are_one_host_share_a_bound(a, b):
     assert address_key(a) == address_key(b)
     assert address_key("2001:db8:0:1::1") != address_key("2001:db8::1")
+
+
+def test_an_address_that_logged_in_goes_first():
+    async def scenario() -> list[str]:
+        gate = LoginGate(slots=1, per_address=2, wait=30)
+        gate.succeeded("10.0.0.3")
+        order: list[str] = []
+        release, held = anyio.Event(), anyio.Event()
+
+        async def login(source: str) -> None:
+            async with gate.admit(source):
+                order.append(source)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_hold, gate, "10.0.0.1", held, release)
+            await held.wait()
+            for source in ("10.0.0.2", "10.0.0.4", "10.0.0.3"):  # the known one arrives last
+                tg.start_soon(login, source)
+                await anyio.sleep(0.01)
+            release.set()
+        return order
+    assert run(scenario) == ["10.0.0.3", "10.0.0.2", "10.0.0.4"]
+
+
+def test_a_login_that_gives_up_passes_its_turn_on():
+    async def scenario() -> str:
+        gate = LoginGate(slots=1, per_address=1, wait=0.05)
+        async with holding(gate, ["10.0.0.1"]):
+            assert await _try(gate, "10.0.0.2") == "1142"  # gave up waiting
+        return await _try(gate, "10.0.0.2")  # the slot came back, not lost to the quitter
+    assert run(scenario) == "in"

@@ -251,6 +251,7 @@ async def _basic_user(request: Request, value: str) -> Principal:
         state.throttle.failed(username, source)
         raise
     state.throttle.succeeded(username, source)
+    state.logins.succeeded(source)
     return who
 
 

@@ -10,6 +10,7 @@ import ipaddress
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -180,17 +181,24 @@ class LoginGate:
     """Bounds the password verifications (argon2, CPU-bound and deliberately slow) in flight:
     at most `slots` on the server and `per_address` from one address. A login waits its turn
     for at most `wait` seconds in all, then is refused (429 errno 1141 when its own address
-    holds the slots, 503 errno 1142 when the server's are taken) with Retry-After. So a spray
-    of user names from one address holds `per_address` slots while everyone else shares the
-    rest, a spray from many addresses delays a login by `wait` at most, and what is refused
-    cost no hashing. Credentials in the credential cache and tokens need no verification and
-    never wait here. Runs on the event loop: waiters hold no worker thread."""
+    holds its share, 503 errno 1142 when the server's slots are taken) with Retry-After; a
+    refusal cost no hashing. A free slot goes first to an address that logged in successfully
+    within `remember` seconds, then to the others in order of arrival.
 
-    def __init__(self, *, slots: int, per_address: int, wait: float) -> None:
-        self.wait = wait
+    So a spray of user names from one address holds `per_address` slots while everyone else
+    shares the rest; a spray from many addresses delays a login from a known address by about
+    one verification, and any other by `wait` at most. Credentials in the credential cache and
+    API tokens need no verification and never wait here. Runs on the event loop: waiters hold
+    no worker thread."""
+
+    def __init__(self, *, slots: int, per_address: int, wait: float,
+                 remember: float = 3600.0) -> None:
+        self.wait, self.remember = wait, remember
         self.per_address = max(1, per_address)
-        self._slots = anyio.Semaphore(max(1, slots))
+        self._free = max(1, slots)
+        self._queues: tuple[deque[anyio.Event], deque[anyio.Event]] = (deque(), deque())
         self._addresses: dict[str, anyio.Semaphore] = {}
+        self._known: dict[str, float] = {}
 
     @asynccontextmanager
     async def admit(self, source: str) -> AsyncIterator[None]:
@@ -203,7 +211,7 @@ class LoginGate:
             with anyio.fail_after(self.wait):
                 await mine.acquire()
                 held = True
-                await self._slots.acquire()
+                await self._take(first=self._is_known(key))
         except BaseException as e:
             if held:
                 mine.release()
@@ -219,9 +227,42 @@ class LoginGate:
         try:
             yield
         finally:
-            self._slots.release()
+            self._give()
             mine.release()
             self._forget(key, mine)
+
+    def succeeded(self, source: str) -> None:
+        """The address logged in: its next logins go first."""
+        if len(self._known) > 100_000:
+            self._known.clear()
+        self._known[address_key(source)] = time.monotonic()
+
+    def _is_known(self, key: str) -> bool:
+        when = self._known.get(key)
+        return when is not None and time.monotonic() - when < self.remember
+
+    async def _take(self, *, first: bool) -> None:
+        if self._free:
+            self._free -= 1
+            return
+        turn = anyio.Event()
+        queue = self._queues[0 if first else 1]
+        queue.append(turn)
+        try:
+            await turn.wait()
+        except BaseException:
+            if turn in queue:
+                queue.remove(turn)
+            else:  # handed a slot as the wait ended: pass it on
+                self._give()
+            raise
+
+    def _give(self) -> None:
+        for queue in self._queues:
+            if queue:
+                queue.popleft().set()
+                return
+        self._free += 1
 
     def _forget(self, key: str, mine: anyio.Semaphore) -> None:
         """Drop an address's counter once nothing holds or awaits it (the map stays small)."""
