@@ -229,8 +229,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     failures = {s: {"model": Status, "description": d} for s, d in [
         (400, "bad input"), (401, "wrong or missing credentials"), (403, "denied"),
-        (404, "not found"), (409, "conflict or wrong state"), (423, "locked"),
-        (429, "too many failed logins"), (502, "the hypervisor refused"),
+        (404, "not found"), (409, "conflict or wrong state"),
+        (413, "a body or variable over the size limit"), (423, "locked"),
+        (429, "too many failed logins, or logins in flight"), (502, "the hypervisor refused"),
         (503, "the hypervisor is unreachable")]}
     for r in (machines.router, hypervisors.router, clusters.router, users.router,
               permissions.router, transactions.router, vmfeed.router, networks.router):
