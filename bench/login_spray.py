@@ -59,7 +59,10 @@ def logins(url: str, n: int) -> tuple[list[float], Counter]:
     with httpx.Client(base_url=url, auth=("admin", ADMIN_PASSWORD), timeout=120) as c:
         for _ in range(n):
             t0 = time.perf_counter()
-            statuses[c.get(PATH).status_code] += 1
+            try:
+                statuses[c.get(PATH).status_code] += 1
+            except httpx.HTTPError as e:
+                statuses[type(e).__name__] += 1
             times.append((time.perf_counter() - t0) * 1000)
     return times, statuses
 
@@ -99,6 +102,8 @@ def run(tmp: Path, name: str, env: dict,
         for t in threads:
             t.join(timeout=300)
         refused = sum(v for k, v in seen.items() if k in (429, 503))
+        print(f"{name}: legitimate logins under the spray {dict(statuses)}, "
+              f"spray answers {dict(seen)}", flush=True)
         return [name, f"{median(alone):.0f}", f"{median(sprayed):.0f}", f"{p90(sprayed):.0f}",
                 f"{max(sprayed):.0f}", f"{median(sprayed) / median(alone):.1f}",
                 f"{args.n - statuses[200]}", f"{seen[401] / spent:.0f}",

@@ -58,7 +58,8 @@ def test_one_address_holds_at_most_its_share():
 def test_the_server_holds_at_most_its_slots():
     async def scenario() -> tuple:
         gate = LoginGate(slots=2, per_address=2, wait=0.1)
-        async with holding(gate, ["10.0.0.1", "10.0.0.2"]):
+        gate.succeeded("10.0.0.1")  # may take the slot kept for known addresses
+        async with holding(gate, ["10.0.0.2", "10.0.0.1"]):
             busy = await _try(gate, "10.0.0.3")
         return busy, await _try(gate, "10.0.0.3")
     assert run(scenario) == ("1142", "in")
@@ -86,6 +87,7 @@ def test_a_login_waits_for_a_slot_that_frees():
 def test_refusals_hold_nothing():
     async def scenario() -> list[str]:
         gate = LoginGate(slots=2, per_address=1, wait=0.05)
+        gate.succeeded("10.0.0.2")
         async with holding(gate, ["10.0.0.1", "10.0.0.2"]):
             refused = [await _try(gate, f"10.0.0.{i}") for i in (1, 2, 3)]
         assert refused == ["1141", "1141", "1142"]
@@ -132,3 +134,12 @@ def test_a_login_that_gives_up_passes_its_turn_on():
             assert await _try(gate, "10.0.0.2") == "1142"  # gave up waiting
         return await _try(gate, "10.0.0.2")  # the slot came back, not lost to the quitter
     assert run(scenario) == "in"
+
+
+def test_a_slot_is_kept_for_addresses_that_logged_in():
+    async def scenario() -> tuple:
+        gate = LoginGate(slots=2, per_address=2, wait=0.05)
+        gate.succeeded("10.0.0.9")
+        async with holding(gate, ["10.0.0.1"]):  # a spray holds what it may: one slot
+            return await _try(gate, "10.0.0.2"), await _try(gate, "10.0.0.9")
+    assert run(scenario) == ("1142", "in")

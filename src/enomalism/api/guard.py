@@ -178,12 +178,12 @@ def _multipart(body: bytes, content_type: str) -> None:
         part.pop("value", None)
 
     def data(data: bytes, start: int, end: int) -> None:
-        part["data"] = part.get("data", b"") + data[start:end]
+        part.setdefault("data", bytearray()).extend(data[start:end])
 
     def part_end() -> None:
         _, options = parse_options_header(part.get("disposition", b""))
         name = options.get(b"name", b"")
-        texts = [name] if b"filename" in options else [name, part.get("data", b"")]
+        texts = [name] if b"filename" in options else [name, bytes(part.get("data", b""))]
         for text in texts:
             try:
                 text.decode("utf-8")

@@ -182,12 +182,12 @@ class LoginGate:
     at most `slots` on the server and `per_address` from one address. A login waits its turn
     for at most `wait` seconds in all, then is refused (429 errno 1141 when its own address
     holds its share, 503 errno 1142 when the server's slots are taken) with Retry-After; a
-    refusal cost no hashing. A free slot goes first to an address that logged in successfully
-    within `remember` seconds, then to the others in order of arrival.
+    refusal cost no hashing. Addresses that logged in successfully within `remember` seconds
+    go first, and (with two slots or more) one slot is kept for them.
 
     So a spray of user names from one address holds `per_address` slots while everyone else
-    shares the rest; a spray from many addresses delays a login from a known address by about
-    one verification, and any other by `wait` at most. Credentials in the credential cache and
+    shares the rest; a spray from many addresses does not keep someone who works here from a
+    slot, and delays anyone else by `wait` at most. Credentials in the credential cache and
     API tokens need no verification and never wait here. Runs on the event loop: waiters hold
     no worker thread."""
 
@@ -196,6 +196,7 @@ class LoginGate:
         self.wait, self.remember = wait, remember
         self.per_address = max(1, per_address)
         self._free = max(1, slots)
+        self._reserve = 1 if slots >= 2 else 0  # slots only known addresses may take
         self._queues: tuple[deque[anyio.Event], deque[anyio.Event]] = (deque(), deque())
         self._addresses: dict[str, anyio.Semaphore] = {}
         self._known: dict[str, float] = {}
@@ -242,11 +243,11 @@ class LoginGate:
         return when is not None and time.monotonic() - when < self.remember
 
     async def _take(self, *, first: bool) -> None:
-        if self._free:
+        queue = self._queues[0 if first else 1]
+        if not queue and self._free > (0 if first else self._reserve):
             self._free -= 1
             return
         turn = anyio.Event()
-        queue = self._queues[0 if first else 1]
         queue.append(turn)
         try:
             await turn.wait()
@@ -258,11 +259,18 @@ class LoginGate:
             raise
 
     def _give(self) -> None:
-        for queue in self._queues:
-            if queue:
-                queue.popleft().set()
-                return
+        """Free a slot and hand free slots to those waiting: known addresses first."""
         self._free += 1
+        known, others = self._queues
+        while True:
+            if known and self._free > 0:
+                queue = known
+            elif others and self._free > self._reserve:
+                queue = others
+            else:
+                return
+            self._free -= 1
+            queue.popleft().set()
 
     def _forget(self, key: str, mine: anyio.Semaphore) -> None:
         """Drop an address's counter once nothing holds or awaits it (the map stays small)."""
