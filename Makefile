@@ -21,6 +21,7 @@ bench: setup
 	.venv/bin/python bench/lifecycle.py
 	.venv/bin/python bench/list_machines.py
 	.venv/bin/python bench/auth.py
+	.venv/bin/python bench/login_spray.py
 	.venv/bin/python bench/provision.py
 	.venv/bin/python bench/transfer.py
 	scripts/start-postgres.sh >/dev/null  # bench/scale.py runs nodes on the tests' cluster

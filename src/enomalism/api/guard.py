@@ -5,6 +5,7 @@ The two middlewares are pure ASGI and look only at headers, so the benchmarked a
 pays a header scan; the input checks run where variables are read (`deps.read_vars`)."""
 
 import json
+import logging
 from urllib.parse import unquote_to_bytes
 
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -21,6 +22,7 @@ from enomalism.errors import (
     NotUTF8,
 )
 
+log = logging.getLogger(__name__)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Variables that carry a whole document: bounded by the body limit, not the field limit.
 DOCUMENT_FIELDS = frozenset({"xmldesc"})
@@ -90,6 +92,9 @@ class CrossSite:
         if scope["type"] == "http" and scope["method"] not in SAFE_METHODS:
             why = cross_site(scope, self.trusted)
             if why is not None:
+                client = scope.get("client")
+                log.warning("refused %s %s from %s: a browser page of another site (%s)",
+                            scope["method"], scope["path"], client[0] if client else "?", why)
                 await _answer(refusal(why))(scope, receive, send)
                 return
         await self.app(scope, receive, send)
