@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.conftest import expect_error, unchanged
+from tests.conftest import expect_error, unchanged, vm_uuid
 
 MIB = 1 << 20
 
@@ -114,3 +114,15 @@ def test_a_binary_file_part_is_not_text(shared_api, cluster):
                   files={"image": ("disk.img", b"\xff\xfe\x00binary")})
     shared_api.ok("POST", f"/rest/cluster/{cluster['uuid']}/",
                   data={"action": "rename", "cluster_name": "limits"})
+
+
+@pytest.mark.parametrize("case", NOT_UTF8)
+def test_a_machine_is_not_renamed_to_text_that_is_not_utf8(shared_api, case):
+    """The issue's own case: a rename of a machine with a name that is not UTF-8."""
+    api = shared_api
+    spec = NOT_UTF8[case]
+    kw = {"content": spec["content"].replace(b"cluster_name", b"name"),
+          "headers": {"Content-Type": spec["ctype"]}} if "content" in spec else {}
+    url = spec.get("url", "").replace("cluster_", "")
+    with unchanged(api):
+        expect_error(api.post(f"/rest/machine/{vm_uuid(api, 'idle')}/{url}", **kw), 400, 1043)
