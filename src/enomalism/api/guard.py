@@ -120,17 +120,12 @@ class BodyLimit:
         if scope["type"] != "http" or scope["path"].startswith(UPLOAD_PATHS):
             await self.app(scope, receive, send)
             return
-        declared = None
-        for key, value in scope["headers"]:
-            if key == b"content-length":
-                declared = value
-                break
-        if declared is not None and declared != b"0":
-            if not declared.isdigit() or int(declared) > self.limit:
-                await _answer(self._too_large())(scope, receive, send)
-                return
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         if declared == b"0":
             await self.app(scope, receive, send)
+            return
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await _answer(self._too_large())(scope, receive, send)
             return
         seen = 0
 
