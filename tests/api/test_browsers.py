@@ -83,6 +83,13 @@ def test_a_cross_site_get_that_deletes_is_refused(shared_api):
     assert name not in usernames(api)
 
 
+def test_a_cross_site_get_that_resyncs_is_refused(shared_api):
+    api = shared_api
+    path = f"/rest/machine/{vm_uuid(api, 'web')}/trigger_status_updates/"
+    expect_error(api.get(path, headers=CROSS_SITE["origin and fetch metadata"]), 403, 1140)
+    api.ok("GET", path, headers=ALLOWED["the server's own page"])
+
+
 def test_a_cross_site_read_is_answered(shared_api):
     """A read changes nothing, and the browser does not show another site's page its answer
     (same-origin policy; the server sends no CORS headers)."""
