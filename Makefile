@@ -21,6 +21,7 @@ bench: setup
 	.venv/bin/python bench/lifecycle.py
 	.venv/bin/python bench/list_machines.py
 	.venv/bin/python bench/auth.py
+	.venv/bin/python bench/login_spray.py
 	.venv/bin/python bench/provision.py
 	.venv/bin/python bench/transfer.py
 	.venv/bin/python bench/guest_network.py

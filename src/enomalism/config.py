@@ -1,5 +1,6 @@
 """Server settings, read from `ENOMALISM_*` environment variables and the `serve` options."""
 
+import os
 import socket
 from pathlib import Path
 
@@ -40,6 +41,18 @@ class Settings(BaseSettings):
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
+    # -- what one request may cost (docs/access.md) --
+    # Password verifications (argon2) running at once: on the server, and from one address
+    # (IPv6: one /64); a login waits at most `login_wait_seconds` for its turn, then 429/503.
+    login_slots: int = Field(default_factory=lambda: os.cpu_count() or 2)
+    login_slots_per_address: int = 2
+    login_wait_seconds: float = 1.0
+    # Bytes of a request body, and of one variable (`xmldesc` may fill the body).
+    max_body_bytes: int = 1 << 20
+    max_field_bytes: int = 64 << 10
+    # Origins (scheme://host[:port]) besides the server's own whose pages may send
+    # state-changing requests from a browser (docs/access.md, "Browsers").
+    trusted_origins: list[str] = Field(default_factory=list)
 
     # -- outbound fetches (feeds, packages; docs/deployment.md) --
     # Internal addresses fetches may reach all the same: comma-separated addresses, CIDR

@@ -12,6 +12,10 @@ the API layer turns any of them into `{"errno": N, "message": "..."}` with that 
     │   ├── MethodNotAllowed  1005  405  the path does not take that HTTP method
     │   │   └── UsePost       1080  405  a GET carried an action or the variables of a change
     │   ├── FetchTimedOut     1030  400  a feed took longer than the total fetch time allowed
+    │   ├── BodyTooLarge      1040  413  the request body is over the size limit
+    │   ├── FieldTooLong      1041  413  a variable is over the length limit
+    │   ├── NestedTooDeep     1042  400  a JSON body nests deeper than allowed
+    │   ├── NotUTF8           1043  400  a variable is not valid UTF-8
     │   ├── SubnetMismatch    1070  400  a static network's subnet is not its libvirt network's
     │   ├── NoSuchBridge      1071  400  the bridge is on no hypervisor that would use it
     │   ├── UnreadableBody    1081  415  a body whose Content-Type the server does not read
@@ -23,6 +27,9 @@ the API layer turns any of them into `{"errno": N, "message": "..."}` with that 
     │   ├── ForbiddenURI      1120  403  a hypervisor URI only an administrator may use
     │   └── AddressNotAllowed 1130  403  a fetch would reach an internal address
     ├── TooManyRequests       1102  429  too many failed logins; wait and try again
+    │   ├── LoginsInFlight    1141  429  too many logins in flight from this address
+    │   └── LoginsBusy        1142  503  too many logins in flight on the server
+    ├── CrossSiteRequest      1140  403  a browser sent a state-changing request from another site
     ├── NotFound              1200  404
     ├── Conflict              1300  409  a name or URL already taken, objects still in use
     │   ├── InvalidState      1301  409  the action does not fit the machine's current state
@@ -96,6 +103,22 @@ class FetchTimedOut(InvalidInput):
     errno = 1030
 
 
+class BodyTooLarge(InvalidInput):
+    errno, status, message = 1040, 413, "the request body is too large"
+
+
+class FieldTooLong(InvalidInput):
+    errno, status, message = 1041, 413, "a variable is too long"
+
+
+class NestedTooDeep(InvalidInput):
+    errno, message = 1042, "the JSON body nests too deeply"
+
+
+class NotUTF8(InvalidInput):
+    errno, message = 1043, "a variable is not valid UTF-8"
+
+
 class NotAuthenticated(EnomalismError):
     errno, status, message = 1100, 401, "authentication required"
 
@@ -123,6 +146,18 @@ class ElementNotAllowed(Forbidden):
 
 class VolumeNotAllowed(Forbidden):
     errno = 1111
+
+
+class LoginsInFlight(TooManyRequests):
+    errno, message = 1141, "too many logins in flight from your address; try again"
+
+
+class LoginsBusy(TooManyRequests):
+    errno, status, message = 1142, 503, "too many logins in flight; try again"
+
+
+class CrossSiteRequest(EnomalismError):
+    errno, status, message = 1140, 403, "refused: a request from another site"
 
 
 class NotFound(EnomalismError):

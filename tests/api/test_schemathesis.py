@@ -401,7 +401,7 @@ def test_description_documents_every_error_answer() -> None:
             continue
         assert {"400", "401", "403", "404", "409", "429"} <= set(responses), (method, path)
         for status, answer in responses.items():
-            assert status in {"200", "400", "401", "403", "404", "409", "423", "429", "502",
+            assert status in {"200", "400", "401", "403", "404", "409", "413", "423", "429", "502",
                               "503"}, (method, path, status)
             if status != "200":  # (a 200 may be a feed or a download rather than JSON)
                 schema = _resolve(answer["content"]["application/json"]["schema"])

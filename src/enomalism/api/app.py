@@ -32,6 +32,7 @@ from enomalism.api import (
 )
 from enomalism.api.compat import MethodOverride, guard_literal_paths, readable_body
 from enomalism.api.deps import cached_user, current_user, make_context
+from enomalism.api.guard import BodyLimit, CrossSite
 from enomalism.api.schemas import Readiness, Status
 from enomalism.config import Settings
 from enomalism.errors import (
@@ -56,6 +57,7 @@ from enomalism.services import cache as cache_service
 from enomalism.services.context import Principal
 from enomalism.services.hypervisors import ensure_local_host
 from enomalism.services.registry import HypervisorRegistry
+from enomalism.store import files
 from enomalism.store.db import SETUP_LOCK, Database
 from enomalism.store.secrets import SecretBox
 
@@ -187,7 +189,8 @@ def node_id(settings: Settings) -> str:
         return settings.node_id
     path = settings.data_dir / "node-id"
     if not path.exists():
-        path.write_text(f"{socket.gethostname()[:27]}-{uuid.uuid4()}\n")
+        with open(path, "w", opener=files.private_opener) as f:
+            f.write(f"{socket.gethostname()[:27]}-{uuid.uuid4()}\n")
     return path.read_text().strip()
 
 
@@ -196,7 +199,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        files.secure(settings)
         db = Database(settings.db_url)
         db.migrate()
         auth.configure_hashing(time_cost=settings.argon2_time_cost,
@@ -231,6 +234,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.secrets = secrets
         app.state.credentials = auth.CredentialCache(settings.auth_cache_seconds)
         app.state.throttle = auth.LoginThrottle()
+        app.state.logins = auth.LoginGate(slots=settings.login_slots,
+                                          per_address=settings.login_slots_per_address,
+                                          wait=settings.login_wait_seconds)
         for warning in health.warnings(registry):
             log.warning("%s", warning)
         try:
@@ -276,8 +282,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     failures = {s: {"model": Status, "description": d} for s, d in [
         (400, "bad input"), (401, "wrong or missing credentials"), (403, "denied"),
-        (404, "not found"), (409, "conflict or wrong state"), (423, "locked"),
-        (429, "too many failed logins"), (502, "the hypervisor refused"),
+        (404, "not found"), (409, "conflict or wrong state"),
+        (413, "a body or variable over the size limit"), (423, "locked"),
+        (429, "too many failed logins, or logins in flight"), (502, "the hypervisor refused"),
         (503, "the hypervisor is unreachable")]}
     for r in ROUTERS:
         # straight onto the app: a router included twice builds every route twice
@@ -285,6 +292,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                            responses=failures)
     app.add_middleware(ActionShortcut)  # inside TrailingSlash: it sees the slash added
     app.add_middleware(MethodOverride)  # outside ActionShortcut: a POST standing for PUT is not one
+    # outside MethodOverride, which holds a form body to read _method
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(CrossSite, trusted_origins=settings.trusted_origins)
     app.add_middleware(TrailingSlash)
 
     def openapi() -> dict:

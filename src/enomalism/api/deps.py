@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.orm import Session
 
 from enomalism.api import audit as api_audit
+from enomalism.api import guard
 from enomalism.api.compat import file_variable
 from enomalism.errors import InvalidInput, NotAuthenticated
 from enomalism.services import auth, tokens
@@ -62,6 +63,8 @@ def _text_problem(value: Any) -> str | None:
 
 
 async def read_vars(request: Request, model: type[Vars]) -> Vars:
+    await guard.check_input(
+        request, request.headers.get("content-type", "").split(";")[0].strip().lower())
     raw: dict[str, list[Any]] = {}
     for k, v in request.query_params.multi_items():
         raw.setdefault(k, []).append(v)
@@ -91,6 +94,7 @@ async def read_vars(request: Request, model: type[Vars]) -> Vars:
                     v = await file_variable(k, v)
                 body_vars.setdefault(k, []).append(v)
             raw.update(body_vars)
+    guard.check_lengths(request, raw)
     data: dict[str, Any] = {}
     for name, field in model.model_fields.items():
         values = raw.get(name)
@@ -189,7 +193,9 @@ def http_vars(model: type[Vars]) -> Any:
 def writes_on_get(request: Request) -> None:
     """A route dependency for the GETs that change something (the spec's GET .../delete/):
     their session takes the write lock like a POST's. A reader session that starts writing
-    fails at once ('database is locked') when another writer committed since its first read."""
+    fails at once ('database is locked') when another writer committed since its first read.
+    Like any request that changes something, it is refused from another site's page."""
+    guard.refuse_cross_site(request)
     request.state.writes = True
 
 
@@ -266,11 +272,13 @@ async def _basic_user(request: Request, value: str) -> Principal:
     source = client_address(request)
     state.throttle.check(username, source)
     try:
-        who = await run_in_threadpool(_verify_password, request, username, password)
+        async with state.logins.admit(source):
+            who = await run_in_threadpool(_verify_password, request, username, password)
     except NotAuthenticated:
         state.throttle.failed(username, source)
         raise
     state.throttle.succeeded(username, source)
+    state.logins.succeeded(source)
     return who
 
 

@@ -2,12 +2,13 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import Field
 
 from enomalism.api import schemas
 from enomalism.api.compat import posted_nothing, refuse_changes_on_get
 from enomalism.api.deps import Ctx, NoVars, Vars, expose, http_vars
+from enomalism.api.guard import refuse_cross_site
 from enomalism.errors import Conflict
 from enomalism.services import access, actions, hypervisors, machines, provisioning
 from enomalism.services.context import Context
@@ -265,7 +266,8 @@ expose(router, "/rest/machine/", ["GET", "POST"], list_machines, vars_model=List
        summary="List machines (2.3)")
 expose(router, "/rest/machine/{uuid}/trigger_status_updates/", ["GET", "POST"],
        trigger_status_updates, response_model=schemas.TriggerAnswer,
-       summary="Resync a machine from libvirt (2.1)")
+       summary="Resync a machine from libvirt (2.1)",
+       dependencies=[Depends(refuse_cross_site)])  # a GET that sets libvirt calls going
 expose(router, "/rest/machine/{uuid}/", ["GET"], get_machine_route,
        response_model=schemas.MachineAnswer, summary="Get a machine (2.4)",
        dependencies=[refuse_changes_on_get(MachineVars)])

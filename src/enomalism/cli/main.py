@@ -56,6 +56,7 @@ def serve(
 ) -> None:
     """Run the API server."""
     import logging
+    import os
 
     import uvicorn
     from pydantic import ValidationError
@@ -72,6 +73,7 @@ def serve(
         for err in e.errors():
             typer.echo(f"enomalism: {err['msg'].removeprefix('Value error, ')}", err=True)
         raise typer.Exit(2) from None
+    os.umask(0o077)  # whatever the server writes is its own (docs/deployment.md, file modes)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     typer.echo(f"enomalism: serving on http://{settings.host}:{settings.port} "

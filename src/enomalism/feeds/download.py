@@ -444,7 +444,7 @@ class PartFile:
     def __init__(self, path: Path, busy: str, truncate: bool = True) -> None:
         self.path = Path(path)
         # No O_TRUNC before holding the lock: the file may be another writer's.
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
@@ -452,6 +452,7 @@ class PartFile:
             if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
                 raise Conflict(busy) from None
             raise
+        os.fchmod(fd, 0o600)  # a package is a copy of disks: the owner's only, whatever the umask
         self.file = os.fdopen(fd, "r+b", buffering=0)
         if truncate:
             self.file.truncate(0)

@@ -6,16 +6,21 @@ while, keyed by an HMAC of it under a per-process secret (the cache never holds 
 
 import hashlib
 import hmac
+import ipaddress
 import secrets
 import threading
 import time
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
+import anyio
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from enomalism.errors import NotAuthenticated, TooManyRequests
+from enomalism.errors import LoginsBusy, LoginsInFlight, NotAuthenticated, TooManyRequests
 from enomalism.services.context import Principal
 from enomalism.store.models import User
 
@@ -156,3 +161,118 @@ class LoginThrottle:
     def succeeded(self, username: str, source: str) -> None:
         with self._lock:
             self._failures.pop((username, source), None)
+
+
+def address_key(source: str) -> str:
+    """The unit a per-address bound counts: the address, or its /64 for IPv6 (one host
+    usually holds a whole /64)."""
+    try:
+        ip = ipaddress.ip_address(source)
+    except ValueError:
+        return source
+    if ip.version == 4:
+        return str(ip)
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+
+
+class LoginGate:
+    """Bounds the password verifications (argon2, CPU-bound and deliberately slow) in flight:
+    at most `slots` on the server and `per_address` from one address. A login waits its turn
+    for at most `wait` seconds in all, then is refused (429 errno 1141 when its own address
+    holds its share, 503 errno 1142 when the server's slots are taken) with Retry-After; a
+    refusal cost no hashing. Addresses that logged in successfully within `remember` seconds
+    go first, and (with two slots or more) one slot is kept for them.
+
+    So a spray of user names from one address holds `per_address` slots while everyone else
+    shares the rest; a spray from many addresses does not keep someone who works here from a
+    slot, and delays anyone else by `wait` at most. Credentials in the credential cache and
+    API tokens need no verification and never wait here. Runs on the event loop: waiters hold
+    no worker thread."""
+
+    def __init__(self, *, slots: int, per_address: int, wait: float,
+                 remember: float = 3600.0) -> None:
+        self.wait, self.remember = wait, remember
+        self.per_address = max(1, per_address)
+        self._free = max(1, slots)
+        self._reserve = 1 if slots >= 2 else 0  # slots only known addresses may take
+        self._queues: tuple[deque[anyio.Event], deque[anyio.Event]] = (deque(), deque())
+        self._addresses: dict[str, anyio.Semaphore] = {}
+        self._known: dict[str, float] = {}
+
+    @asynccontextmanager
+    async def admit(self, source: str) -> AsyncIterator[None]:
+        key = address_key(source)
+        mine = self._addresses.get(key)
+        if mine is None:
+            mine = self._addresses[key] = anyio.Semaphore(self.per_address)
+        held = False
+        try:
+            with anyio.fail_after(self.wait):
+                await mine.acquire()
+                held = True
+                await self._take(first=self._is_known(key))
+        except BaseException as e:
+            if held:
+                mine.release()
+            self._forget(key, mine)
+            if not isinstance(e, TimeoutError):
+                raise
+            if not held:
+                raise LoginsInFlight(
+                    f"{self.per_address} logins from {source} are already being checked; "
+                    "retry in a second, or use an API token", retry_after=1) from None
+            raise LoginsBusy("the server is checking as many passwords as it can; retry in "
+                             "a second, or use an API token", retry_after=1) from None
+        try:
+            yield
+        finally:
+            self._give()
+            mine.release()
+            self._forget(key, mine)
+
+    def succeeded(self, source: str) -> None:
+        """The address logged in: its next logins go first."""
+        if len(self._known) > 100_000:
+            self._known.clear()
+        self._known[address_key(source)] = time.monotonic()
+
+    def _is_known(self, key: str) -> bool:
+        when = self._known.get(key)
+        return when is not None and time.monotonic() - when < self.remember
+
+    async def _take(self, *, first: bool) -> None:
+        queue = self._queues[0 if first else 1]
+        if not queue and self._free > (0 if first else self._reserve):
+            self._free -= 1
+            return
+        turn = anyio.Event()
+        queue.append(turn)
+        try:
+            await turn.wait()
+        except BaseException:
+            if turn in queue:
+                queue.remove(turn)
+            else:  # handed a slot as the wait ended: pass it on
+                self._give()
+            raise
+
+    def _give(self) -> None:
+        """Free a slot and hand free slots to those waiting: known addresses first."""
+        self._free += 1
+        known, others = self._queues
+        while True:
+            if known and self._free > 0:
+                queue = known
+            elif others and self._free > self._reserve:
+                queue = others
+            else:
+                return
+            self._free -= 1
+            queue.popleft().set()
+
+    def _forget(self, key: str, mine: anyio.Semaphore) -> None:
+        """Drop an address's counter once nothing holds or awaits it (the map stays small)."""
+        if mine.value == self.per_address and not mine.statistics().tasks_waiting:
+            self._addresses.pop(key, None)

@@ -46,6 +46,7 @@ from enomalism.services.repositories import (
     get_package,
     retrieving_transaction,
 )
+from enomalism.store import files
 from enomalism.store.models import (
     BaseVolume,
     Cluster,
@@ -67,9 +68,7 @@ DOMAIN_TYPE = {"kvm": "kvm", "qemu": "qemu", "test": "test"}
 
 
 def packages_dir(job: JobContext) -> Path:
-    path = Path(job.runner.packages_dir)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return files.private_dir(Path(job.runner.packages_dir))
 
 
 @contextmanager
@@ -518,7 +517,7 @@ def _disk_source(job: JobContext, conn: libvirt.virConnect, hv_uuid: str, uri: s
                            "on a remote host; it cannot be read through libvirt")
     copy = tmp / (Path(disk_path).name + ".download")
     job.will_create("file", path=str(copy))
-    with open(copy, "wb") as sink:
+    with open(copy, "wb", opener=files.private_opener) as sink:
         storage.download(conn, source, sink, cancelled=job.cancel_requested)
     return (lambda: open(copy, "rb")), fmt if source == disk_path else "qcow2", info.capacity
 
@@ -544,7 +543,7 @@ def package(job: JobContext) -> dict[str, Any]:
         # on the undo log, unlike a TemporaryDirectory: a crash must not leave it behind
         tmp = packages_dir(job) / f".export-{job.txid}"
         job.will_create("dir", path=str(tmp))
-        tmp.mkdir(exist_ok=True)
+        tmp.mkdir(exist_ok=True, mode=files.DIR_MODE)
         stack.callback(shutil.rmtree, tmp, True)
         if suspended:  # a consistent image without stopping the guest: pause it meanwhile
             job.log("pausing the machine while its disks are read")
