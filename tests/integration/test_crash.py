@@ -19,7 +19,7 @@ import libvirt
 import pytest
 
 from tests.conftest import ADMIN_PASSWORD
-from tests.integration.conftest import URI, wait_for
+from tests.integration.conftest import URI, Host, wait_for
 from tests.integration.provision_helpers import (
     FeedServer,
     MiB,
@@ -35,6 +35,7 @@ from tests.integration.provision_helpers import (
     running,
     wait_tx,
 )
+from tests.integration.test_provision_network import VNet, libvirt_network
 
 pytestmark = pytest.mark.integration
 
@@ -123,15 +124,24 @@ def server(tmp_path: Path, scratch) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="module")
-def feed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FeedServer, dict[str, Pkg]]]:
+def net(host: Host) -> Iterator[VNet]:
+    """The packages' NICs are on a libvirt network of the tests' own (started: the machines
+    start)."""
+    with libvirt_network(host) as made:
+        yield made
+
+
+@pytest.fixture(scope="module")
+def feed(tmp_path_factory: pytest.TempPathFactory,
+         net: VNet) -> Iterator[tuple[FeedServer, dict[str, Pkg]]]:
     """big: 256 MiB of random data (the download takes a moment when the server is slowed);
     gib: 1 GiB repeating a random MiB (a small package whose upload takes a moment)."""
     d = tmp_path_factory.mktemp("crash-pkgs")
     pkgs = {
         "big": build_package(d / "big.xvm2", make_random_raw(d / "big.raw", 256), name="big",
-                             fmt="raw"),
+                             fmt="raw", network=net.name),
         "gib": build_package(d / "gib.xvm2", lambda: Repeating(1024 * MiB), name="gib",
-                             fmt="raw"),
+                             fmt="raw", network=net.name),
     }
     (d / "big.raw").unlink()
     srv = FeedServer()
