@@ -24,6 +24,7 @@ from enomalism.api import (
     clusters,
     hypervisors,
     machines,
+    metrics,
     networks,
     permissions,
     transactions,
@@ -53,7 +54,9 @@ from enomalism.services import (  # noqa: F401  (provisioning, cache register jo
 from enomalism.services import cache as cache_service
 from enomalism.services.context import Principal
 from enomalism.services.hypervisors import ensure_local_host
+from enomalism.services.metrics import Collector, ServerMetrics
 from enomalism.services.registry import HypervisorRegistry
+from enomalism.services.stats import Sampler
 from enomalism.store.db import SETUP_LOCK, Database
 
 log = logging.getLogger("enomalism")
@@ -61,7 +64,7 @@ log = logging.getLogger("enomalism")
 
 ROUTERS = (machines.router, hypervisors.router, clusters.router, users.router,
            permissions.router, transactions.router, vmfeed.router, networks.router,
-           cache.router)
+           cache.router, metrics.router)
 for _router in ROUTERS:  # once per process: create_app runs many times in the tests
     guard_literal_paths(_router)
 
@@ -118,6 +121,7 @@ class ActionShortcut:
                         client = scope.get("client")
                         response = await self._act(state, user, client[0] if client else
                                                    "unknown", match[1], match[2])
+                        scope[metrics.ROUTE] = f"/rest/machine/{{uuid}}/actions/{match[2]}/"
                         await response(scope, receive, send)
                         return
         await self.app(scope, receive, send)
@@ -190,6 +194,7 @@ def node_id(settings: Settings) -> str:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    server_metrics = ServerMetrics()  # counted from the first request, by RequestMetrics
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -202,7 +207,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         nodes.set_this_machine(settings.machine_name)
         node = node_id(settings)
         registry = HypervisorRegistry(db, node, lease=settings.owner_lease,
-                                      renew=settings.owner_renew)
+                                      renew=settings.owner_renew, metrics=server_metrics)
         # What the first start makes, made once even when several nodes start together.
         with db.exclusive(SETUP_LOCK):
             with db.session() as s:
@@ -212,14 +217,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             print(f"enomalism: created user 'admin' with password: {generated}", flush=True)
         registry.start()
         runner = Runner(db, registry, node, settings.packages_path,
-                        threads=settings.job_threads, timeout=settings.job_timeout)
+                        threads=settings.job_threads, timeout=settings.job_timeout,
+                        metrics=server_metrics)
         runner.start()
+        collector = Collector(registry)
+        sampler = Sampler(collector)
+        sampler.start()
         sweeper = cache_service.Sweeper(db, runner, settings.cache_sweep_interval)
         sweeper.start()
         app.state.settings = settings
         app.state.db = db
         app.state.registry = registry
         app.state.runner = runner
+        app.state.collector = collector
+        app.state.sampler = sampler
         app.state.credentials = auth.CredentialCache(settings.auth_cache_seconds)
         app.state.throttle = auth.LoginThrottle()
         for warning in health.warnings(registry):
@@ -228,6 +239,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             sweeper.stop()
+            sampler.stop()
             runner.stop()
             registry.stop()
             db.dispose()
@@ -240,6 +252,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "credentials and answers with and without its trailing slash. HTTP "
                     "variables may come as query string, form or JSON object.",
     )
+    app.state.metrics = server_metrics
     app.add_exception_handler(EnomalismError, lambda _r, e: _error(e))
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(
@@ -275,6 +288,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(r, dependencies=[Depends(current_user), Depends(readable_body)],
                            responses=failures)
     app.add_middleware(ActionShortcut)  # inside TrailingSlash: it sees the slash added
+    app.add_middleware(metrics.RequestMetrics)  # sees the route ActionShortcut or routing set
     app.add_middleware(MethodOverride)  # outside ActionShortcut: a POST standing for PUT is not one
     app.add_middleware(TrailingSlash)
 
