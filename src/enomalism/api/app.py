@@ -221,7 +221,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         metrics=server_metrics)
         runner.start()
         collector = Collector(registry)
-        sampler = Sampler(collector)
+        sampler = Sampler(collector, interval=settings.stats_interval,
+                          keep=max(1, round(3600 / settings.stats_interval)))
         sampler.start()
         sweeper = cache_service.Sweeper(db, runner, settings.cache_sweep_interval)
         sweeper.start()
