@@ -48,6 +48,12 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         yield a
 
 
+def refresh(api: Api) -> None:
+    """Make the next scrape read libvirt again (scrapes share a collection for 5 s)."""
+    for hv in api.app.state.collector.owned():
+        api.app.state.collector.sample(hv, max_age=0)
+
+
 def scrape(api: Api, auth: object = "admin") -> dict:
     """name -> family of one scrape, parsed by prometheus_client's own parser."""
     r = api.get("/metrics", auth=auth)
@@ -173,6 +179,7 @@ def test_a_user_scrapes_only_the_machines_they_may_read(api, own):
     mine = new_vm(api, own + "-alice", "running")
     theirs = new_vm(api, own + "-other", "running")
     grant(api, mine, "read", user=alice.uuid)
+    refresh(api)
     fams = scrape(api, auth=alice.auth)
     assert uuids_in(fams) == {mine}
     assert {s.labels["uuid"] for s in samples(fams, "enomalism_machine_state")} == {mine}
@@ -249,3 +256,14 @@ def test_the_sampler_keeps_a_bounded_history_and_drops_machines_gone(api, own):
     dom.undefine()
     small.sample_now()
     assert small.history(uuid) is None
+
+
+def test_label_values_are_escaped_as_the_text_format_wants(api, own):
+    """Names are the users': a quote or a backslash in one cannot break the text
+    or forge a series (prometheus_client's parser reads the very name back)."""
+    name = own + '-q"x\\y'
+    uuid = new_vm(api, name, "running", managed=False)
+    refresh(api)
+    fams = scrape(api)
+    assert {s.labels["name"] for s in samples(fams, "enomalism_machine_info")
+            if s.labels["uuid"] == uuid} == {name}
