@@ -11,6 +11,7 @@ scrapes each one. Families and labels: docs/api.md, "Metrics and stats".
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
@@ -25,6 +26,9 @@ from enomalism.services.context import Context
 from enomalism.store.db import Database
 from enomalism.store.models import Hypervisor, Machine, User
 from enomalism.virt import driver
+
+if TYPE_CHECKING:
+    from enomalism.services.registry import HypervisorRegistry
 
 MAX_AGE = 5.0  # seconds a collection serves every scrape (and the sampler) before the next
 ACTIVE = ("running", "paused", "blocked", "pmsuspended", "shutdown")  # hold CPUs and memory
@@ -84,7 +88,7 @@ class Sample:
 class Collector:
     """Bulk reads of the hypervisors this node owns, each shared for `max_age` seconds; two
     scrapes at once wait for one read rather than making two."""
-    registry: object  # services.registry.HypervisorRegistry (connection, ownership)
+    registry: "HypervisorRegistry"
     max_age: float = MAX_AGE
     _cache: dict[str, Sample] = field(default_factory=dict)
     _locks: dict[str, threading.Lock] = field(default_factory=dict)
