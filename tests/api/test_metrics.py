@@ -267,3 +267,21 @@ def test_label_values_are_escaped_as_the_text_format_wants(api, own):
     fams = scrape(api)
     assert {s.labels["name"] for s in samples(fams, "enomalism_machine_info")
             if s.labels["uuid"] == uuid} == {name}
+
+
+def test_a_stale_last_point_is_history_not_current(api, own):
+    """When the hypervisor stops answering, the last point stays in the history but is no
+    longer given as current (older than three intervals; with an interval of 0, at once)."""
+    from enomalism.services import stats
+
+    uuid = new_vm(api, own, "running")
+    sampler = Sampler(api.app.state.collector, interval=0, keep=5)
+    for _ in range(3):
+        sampler.sample_now()
+    with api.app.state.db.session(write=False) as s:
+        admin = s.scalar(select(User).where(User.username == "admin"))
+        ctx = Context(db=s, registry=api.registry,
+                      user=Principal(uuid=admin.uuid, username="admin", is_admin=True))
+        body = stats.machine_stats(ctx, uuid, sampler=sampler)
+    assert len(body["history"]) == 2 and body["state"] == "running"
+    assert set(body["stats"].values()) == {None}

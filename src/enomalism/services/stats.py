@@ -11,6 +11,7 @@ hypervisors this node no longer owns, are dropped. Memory is bounded: about 20 K
 import logging
 import math
 import threading
+import time
 from array import array
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ KEEP = 360  # points kept per machine: an hour at 10 s
 # network receive and transmit (bytes per second). NaN: not known.
 FIELDS = ("t", "cpu", "mem_used", "mem_total", "disk_read", "disk_write", "net_rx", "net_tx")
 RUNNING = ("running", "blocked")
+STALE = 3  # intervals after which the last point is no longer current (hypervisor unreachable)
 
 
 def _memory(d: DomainStats) -> tuple[float, float]:
@@ -162,8 +164,9 @@ class Sampler:
 
 
 def machine_stats(ctx: Context, uuid: str, *, sampler: Sampler) -> dict:
-    """The machine's current rates (its latest point) and its history, oldest first. A
-    machine whose hypervisor another node owns is sampled there: StatsElsewhere."""
+    """The machine's current rates (its latest point, unless it stopped or that point is
+    stale) and its history, oldest first. A machine whose hypervisor another node owns is
+    sampled there: StatsElsewhere."""
     m = machines.get(ctx, uuid)
     found = sampler.history(m.uuid)
     if found is None:
@@ -179,7 +182,7 @@ def machine_stats(ctx: Context, uuid: str, *, sampler: Sampler) -> dict:
         state, points = m.state, []  # not sampled yet (just defined, or the first read)
     else:
         state, points = found
-    current = dict(points[-1]) if points and state in RUNNING else \
-        {k: None for k in FIELDS} | {"t": None}
+    fresh = points and time.time() - points[-1]["t"] < STALE * sampler.interval
+    current = dict(points[-1]) if fresh and state in RUNNING else dict.fromkeys(FIELDS)
     return {"errno": 0, "message": "", "machine": m.uuid, "state": state,
             "interval": sampler.interval, "stats": current, "history": points}
