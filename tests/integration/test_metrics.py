@@ -101,3 +101,43 @@ def test_a_user_without_read_sees_no_stats_and_no_series(qemu):
     expect_error(qemu.api.get(f"/rest/machine/{uuid}/stats/", auth=bob.auth), 404, 1200)
     assert machine_samples(qemu.api, uuid, auth=bob.auth) == {}
     assert machine_samples(qemu.api, uuid)  # the administrator sees it
+
+
+def test_machine_top_once_shows_a_running_guests_rates(scratch: Scratch, tmp_path: Path):
+    """`enomalism machine top --once` against a real server on qemu:///system: the running
+    guest is listed with a CPU rate; the stopped one is not."""
+    import httpx
+
+    from tests.cli.conftest import invoke, running_server
+
+    data = tmp_path / "data"
+    settings = Settings(data_dir=data, hypervisors=[URI], admin_password=ADMIN_PASSWORD,
+                        database_url=database_url(data), stats_interval=0.5, **FAST_HASHES)
+    with running_server(settings) as (url, app), \
+            httpx.Client(base_url=url, auth=("admin", ADMIN_PASSWORD), timeout=60) as api:
+        assert app.state.registry.wait_idle(30)
+        host = next(h["uuid"] for h in api.get("/rest/hosts/").json()["hosts"] if h["is_local"])
+        hv = next(h["uuid"] for h in api.get(f"/rest/machine/{host}/hypervisors/").json()[
+            "hypervisors"] if h["virt_url"] == URI)
+        made = {}
+        for state in ("running", "shutoff"):
+            name = scratch.domain_name()
+            uuid = api.put("/rest/machines/", data={
+                "xmldesc": scratch.domain_xml(name, scratch.volume().path()),
+                "hvmuuid": hv}).json()["machine"]
+            scratch.track(uuid)
+            made[state] = (uuid, name)
+        uuid, name = made["running"]
+        assert api.post(f"/rest/machine/{uuid}/actions/create/").json()["errno"] == 0
+        wait_for(lambda: api.get(f"/rest/machine/{uuid}/stats/").json(),
+                 lambda b: b.get("stats", {}).get("cpu"), "a CPU rate for the guest")
+        env = {"ENOMALISM_URL": url, "ENOMALISM_USER": "admin",
+               "ENOMALISM_PASSWORD": ADMIN_PASSWORD,
+               "ENOMALISM_CONFIG": str(tmp_path / "cli.toml")}
+        r = invoke("machine", "top", "--once", "--json", env=env)
+        assert r.code == 0, r
+        rows = {row["name"]: row for row in r.json}
+        assert rows[name]["cpu"] > 0 and rows[name]["mem_used"] > 0
+        assert made["shutoff"][1] not in rows
+        table = invoke("machine", "top", "--once", env=env)
+        assert any(line.split()[0] == name for line in table.out.splitlines())
