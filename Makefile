@@ -20,6 +20,7 @@ lint: setup
 bench: setup
 	.venv/bin/python bench/lifecycle.py
 	.venv/bin/python bench/list_machines.py
+	.venv/bin/python bench/metrics.py
 	.venv/bin/python bench/auth.py
 	.venv/bin/python bench/login_spray.py
 	.venv/bin/python bench/provision.py

@@ -233,6 +233,29 @@ class Machine(Model):
 
 
 @dataclass
+class StatsPoint(Model):
+    """A machine's rates at one time (GET /rest/machine/<UUID>/stats/); None: not known."""
+
+    t: float | None = None  # seconds since the epoch
+    cpu: float | None = None  # percent of its vCPUs
+    mem_used: float | None = None  # bytes
+    mem_total: float | None = None
+    disk_read: float | None = None  # bytes per second
+    disk_write: float | None = None
+    net_rx: float | None = None
+    net_tx: float | None = None
+
+
+@dataclass
+class MachineStats(Model):
+    machine: str = ""
+    state: str | None = None
+    interval: float = 0.0
+    stats: StatsPoint = field(default_factory=StatsPoint)
+    history: list[StatsPoint] = field(default_factory=list)
+
+
+@dataclass
 class MachineInfo(Model):
     state: str = ""
     vcpus: int | None = None
@@ -756,6 +779,11 @@ class Machines(_Resource):
         """Read the machine again from libvirt (a host: all its hypervisors)."""
         return self._call("POST", f"/rest/machine/{self._ref(uuid)}/trigger_status_updates/")[
             "message"]
+
+    def stats(self, uuid: str) -> MachineStats:
+        """The machine's current rates and its last hour (sampled by the node owning its
+        hypervisor)."""
+        return MachineStats.from_dict(self._call("GET", f"/rest/machine/{self._ref(uuid)}/stats/"))
 
     def actions(self, uuid: str) -> list[str]:
         """The actions valid for the machine now."""

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     # Seconds between sweeps removing unused base volumes from the hypervisors (0: never; an
     # administrator can still prune: POST /rest/cache/prune/).
     cache_sweep_interval: float = 3600.0
+    # Seconds between the samples of the machines' statistics (GET .../stats/ keeps an hour
+    # of them; docs/api.md, "Metrics and stats").
+    stats_interval: float = 10.0
     # argon2id cost for password hashes (argon2-cffi's defaults, RFC 9106 low-memory profile).
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536

@@ -40,7 +40,8 @@ the API layer turns any of them into `{"errno": N, "message": "..."}` with that 
     ├── Locked                1400  423  a transaction holds the machine
     ├── HypervisorError       1500  502  libvirt refused the operation
     ├── HypervisorUnreachable 1501  503  no connection to the hypervisor
-    └── NotReady              1550  503  GET /readyz: a check failed (database, jobs, ...)
+    ├── NotReady              1550  503  GET /readyz: a check failed (database, jobs, ...)
+    └── StatsElsewhere        1556  503  a machine's statistics are kept by another API node
 """
 
 
@@ -202,6 +203,11 @@ class HypervisorUnreachable(EnomalismError):
 
 class NotReady(EnomalismError):
     errno, status, message = 1550, 503, "not ready"
+
+
+class StatsElsewhere(EnomalismError):
+    """The machine's hypervisor is owned by another API node, which samples its statistics."""
+    errno, status, message = 1556, 503, "another API node keeps this machine's statistics"
 
 
 def all_errors() -> list[type[EnomalismError]]:

@@ -275,3 +275,19 @@ def test_a_server_that_does_not_answer(cloud, args):
     assert "cannot reach the server" in r.err and url in r.err
     r = cloud.run(*args, "--json", server=url)
     assert r.code == 6 and r.json["errno"] == 0 and "cannot reach" in r.json["message"]
+
+
+def test_top_once_lists_the_running_machines_with_their_rates(cloud):
+    running = {m["name"] for m in cloud.run("machine", "list", "--json", "--kind", "vm").json
+               if m["state"] == "running"}
+    r = cloud.run("machine", "top", "--once")
+    assert r.code == 0, r.all
+    lines = r.out.splitlines()
+    assert lines[0].split()[:3] == ["NAME", "CPU", "%"]
+    assert {line.split()[0] for line in lines[2:] if line.strip()} == running
+    doc = cloud.run("machine", "top", "--once", "--json").json
+    assert {row["name"] for row in doc} == running and "web" in running
+    assert all(set(row) == {"uuid", "name", "t", "cpu", "mem_used", "mem_total", "disk_read",
+                            "disk_write", "net_rx", "net_tx"} for row in doc)
+    # the test driver reports no counters: nothing is made up
+    assert {row["cpu"] for row in doc} == {None}

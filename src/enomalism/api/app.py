@@ -24,6 +24,7 @@ from enomalism.api import (
     clusters,
     hypervisors,
     machines,
+    metrics,
     networks,
     permissions,
     transactions,
@@ -56,7 +57,9 @@ from enomalism.services import (  # noqa: F401  (provisioning, cache register jo
 from enomalism.services import cache as cache_service
 from enomalism.services.context import Principal
 from enomalism.services.hypervisors import ensure_local_host
+from enomalism.services.metrics import Collector, ServerMetrics
 from enomalism.services.registry import HypervisorRegistry
+from enomalism.services.stats import Sampler
 from enomalism.store import files
 from enomalism.store.db import SETUP_LOCK, Database
 from enomalism.store.secrets import SecretBox
@@ -66,7 +69,7 @@ log = logging.getLogger("enomalism")
 
 ROUTERS = (machines.router, hypervisors.router, clusters.router, users.router,
            permissions.router, transactions.router, vmfeed.router, networks.router,
-           cache.router)
+           cache.router, metrics.router)
 for _router in ROUTERS:  # once per process: create_app runs many times in the tests
     guard_literal_paths(_router)
 
@@ -123,6 +126,7 @@ class ActionShortcut:
                         client = scope.get("client")
                         response = await self._act(state, user, client[0] if client else
                                                    "unknown", match[1], match[2])
+                        scope[metrics.ROUTE] = f"/rest/machine/{{uuid}}/actions/{match[2]}/"
                         await response(scope, receive, send)
                         return
         await self.app(scope, receive, send)
@@ -196,6 +200,7 @@ def node_id(settings: Settings) -> str:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    server_metrics = ServerMetrics()  # counted from the first request, by RequestMetrics
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -208,7 +213,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         nodes.set_this_machine(settings.machine_name)
         node = node_id(settings)
         registry = HypervisorRegistry(db, node, lease=settings.owner_lease,
-                                      renew=settings.owner_renew)
+                                      renew=settings.owner_renew, metrics=server_metrics)
         secrets = SecretBox(settings.secret_key_path)
         # What the first start makes, made once even when several nodes start together.
         with db.exclusive(SETUP_LOCK):
@@ -223,8 +228,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                                  settings.fetch_total_timeout))
         runner = Runner(db, registry, node, settings.packages_path,
                         threads=settings.job_threads, timeout=settings.job_timeout,
-                        secrets=secrets)
+                        secrets=secrets, metrics=server_metrics)
         runner.start()
+        collector = Collector(registry)
+        sampler = Sampler(collector, interval=settings.stats_interval,
+                          keep=max(1, round(3600 / settings.stats_interval)))
+        sampler.start()
         sweeper = cache_service.Sweeper(db, runner, settings.cache_sweep_interval)
         sweeper.start()
         app.state.settings = settings
@@ -232,6 +241,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.registry = registry
         app.state.runner = runner
         app.state.secrets = secrets
+        app.state.collector = collector
+        app.state.sampler = sampler
         app.state.credentials = auth.CredentialCache(settings.auth_cache_seconds)
         app.state.throttle = auth.LoginThrottle()
         app.state.logins = auth.LoginGate(slots=settings.login_slots,
@@ -243,6 +254,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             sweeper.stop()
+            sampler.stop()
             runner.stop()
             registry.stop()
             db.dispose()
@@ -255,6 +267,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "credentials and answers with and without its trailing slash. HTTP "
                     "variables may come as query string, form or JSON object.",
     )
+    app.state.metrics = server_metrics
     app.add_exception_handler(EnomalismError, lambda _r, e: _error(e))
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(
@@ -291,6 +304,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(r, dependencies=[Depends(current_user), Depends(readable_body)],
                            responses=failures)
     app.add_middleware(ActionShortcut)  # inside TrailingSlash: it sees the slash added
+    app.add_middleware(metrics.RequestMetrics)  # sees the route ActionShortcut or routing set
     app.add_middleware(MethodOverride)  # outside ActionShortcut: a POST standing for PUT is not one
     # outside MethodOverride, which holds a form body to read _method
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from enomalism.errors import EnomalismError
 from enomalism.jobs import locks, states, undo
 from enomalism.services import audit
+from enomalism.services.metrics import ServerMetrics
 from enomalism.services.package_sync import PackageSync
 from enomalism.services.registry import HypervisorRegistry
 from enomalism.store.db import Database
@@ -168,8 +169,10 @@ class JobContext:
 class Runner:
     def __init__(self, db: Database, registry: HypervisorRegistry, node_id: str,
                  packages_dir: Path, threads: int = 2,
-                 timeout: float = HEARTBEAT_TIMEOUT, secrets: SecretBox | None = None) -> None:
+                 timeout: float = HEARTBEAT_TIMEOUT, secrets: SecretBox | None = None, *,
+                 metrics: ServerMetrics | None = None) -> None:
         self.db, self.registry, self.node_id, self.threads = db, registry, node_id, threads
+        self.metrics = metrics or ServerMetrics()  # jobs by kind and outcome (GET /metrics)
         self.packages_dir = packages_dir
         self.secrets = secrets  # opens stored feed passwords for retrievals
         self.package_sync = PackageSync(db, node_id, registry.ownership.lease)
@@ -314,6 +317,7 @@ class Runner:
         return hv is None or self.registry.status(hv)[0] != "elsewhere"
 
     def _run(self, txid: str) -> None:
+        started = time.monotonic()
         with self.db.session(write=False) as s:
             tx = s.get(Transaction, txid)
             job = JobContext(self, tx)
@@ -346,6 +350,7 @@ class Runner:
             # the user asked for happened; the step's error goes to the log.
             end = ("cancelled", {"error": f"cancelled on request ({end[1]['error']})"})
         self._finish(txid, end[0], **end[1])
+        self.metrics.job(job.kind, end[0], time.monotonic() - started)
 
     def _cancel_asked(self, txid: str) -> bool:
         with self.db.session(write=False) as s:

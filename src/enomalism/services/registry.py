@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from enomalism.errors import HypervisorUnreachable
 from enomalism.services import nodes, sync
+from enomalism.services.metrics import ServerMetrics
 from enomalism.store.db import Database
 from enomalism.store.models import Hypervisor, Machine, utcnow
 from enomalism.virt import driver
@@ -55,14 +56,17 @@ def _lock_rows(s: Session, where: object) -> int:
 
 class HypervisorRegistry:
     def __init__(self, db: Database, node_id: str = "local", *,
-                 lease: float = nodes.LEASE, renew: float = nodes.RENEW) -> None:
+                 lease: float = nodes.LEASE, renew: float = nodes.RENEW,
+                 metrics: ServerMetrics | None = None) -> None:
         self.db = db
+        self.metrics = metrics or ServerMetrics()  # the event lag (GET /metrics)
         self.ownership = nodes.Ownership(db, node_id, lease)
         self._renew = renew
         self._links: dict[str, HypervisorLink] = {}
         self._elsewhere: dict[str, str] = {}  # hypervisors local to another machine: why
         self._lock = threading.Lock()
-        self._pending: OrderedDict[tuple[str, str], None] = OrderedDict()
+        # (hypervisor, domain) -> when its oldest unwritten event arrived (None: not an event)
+        self._pending: OrderedDict[tuple[str, str], float | None] = OrderedDict()
         self._cond = threading.Condition()
         self._busy: set[str] = set()  # hypervisors a worker is writing events of
         # (hypervisor, machine) -> (state, since): an action of this node leaves it so
@@ -312,7 +316,7 @@ class HypervisorRegistry:
                         and time.monotonic() - expected[1] < EXPECT_FOR:
                     del self._expected[key]  # the action's own event: it stores the state
                     return
-        self._queue(link.uuid, uuid)
+        self._queue(link.uuid, uuid, time.monotonic())
 
     @contextmanager
     def expecting(self, hv_uuid: str, uuid: str, state: str | None) -> Iterator[None]:
@@ -342,9 +346,11 @@ class HypervisorRegistry:
                 self._queue(hv_uuid, uuid)
             raise
 
-    def _queue(self, hv_uuid: str, uuid: str) -> None:
+    def _queue(self, hv_uuid: str, uuid: str, since: float | None = None) -> None:
         with self._cond:
-            self._pending[(hv_uuid, uuid)] = None
+            key = (hv_uuid, uuid)
+            if self._pending.get(key) is None:  # an event already waiting keeps its time
+                self._pending[key] = since
             self._cond.notify_all()
 
     # -- workers -----------------------------------------------------------------------
@@ -360,7 +366,7 @@ class HypervisorRegistry:
                 if self._stopping:
                     return
                 key = self._next()
-                del self._pending[key]
+                since = self._pending.pop(key)
                 hv_uuid, uuid = key
                 self._busy.add(hv_uuid)
             try:
@@ -368,6 +374,8 @@ class HypervisorRegistry:
                     self.resync_hypervisor(hv_uuid)
                 else:
                     self.resync_machine(hv_uuid, uuid)
+                    if since is not None:
+                        self.metrics.event_lag.observe(time.monotonic() - since)
             except HypervisorUnreachable:
                 pass  # reconnecting; the resync after it catches up
             except Exception:

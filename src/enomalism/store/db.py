@@ -102,5 +102,14 @@ class Database:
                 conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
                 conn.commit()
 
+    def pool_status(self) -> dict[str, int]:
+        """This process's connections: the pool's size, those in use, idle and over the size
+        (for GET /metrics)."""
+        pool = self.engine.pool
+        size = getattr(pool, "size", lambda: 0)()
+        return {"size": size, "in_use": getattr(pool, "checkedout", lambda: 0)(),
+                "idle": getattr(pool, "checkedin", lambda: 0)(),
+                "overflow": max(0, getattr(pool, "overflow", lambda: 0)())}
+
     def dispose(self) -> None:
         self.engine.dispose()

@@ -604,3 +604,92 @@ def dhcp_host(conn: libvirt.virConnect, network: str, *, mac: str, ip: str, name
             if command == "modify":  # no entry for this MAC: one is made
                 net.update(_DHCP_COMMANDS["add"], section, index, xml, flags)
             # a delete: already gone
+
+
+@dataclass(frozen=True)
+class DeviceIO:
+    """A disk's or an interface's I/O counters since the domain started (bytes and requests
+    or packets read/received and written/sent); None where the driver does not say."""
+    name: str
+    read_bytes: int | None = None
+    write_bytes: int | None = None
+    read_ops: int | None = None
+    write_ops: int | None = None
+
+
+@dataclass(frozen=True)
+class DomainStats:
+    """One domain's counters as one bulk call reads them. Counters run since the domain
+    started; what the driver does not report (the test driver reports only the state, a
+    guest without a balloon driver no available memory) is None."""
+    uuid: str
+    name: str
+    state: str
+    cpu_ns: int | None = None
+    vcpus: int | None = None
+    balloon_kib: int | None = None
+    max_memory_kib: int | None = None
+    rss_kib: int | None = None
+    available_kib: int | None = None
+    unused_kib: int | None = None
+    disks: tuple[DeviceIO, ...] = ()
+    nics: tuple[DeviceIO, ...] = ()
+
+
+_STATS = (libvirt.VIR_DOMAIN_STATS_STATE | libvirt.VIR_DOMAIN_STATS_CPU_TOTAL
+          | libvirt.VIR_DOMAIN_STATS_BALLOON | libvirt.VIR_DOMAIN_STATS_VCPU
+          | libvirt.VIR_DOMAIN_STATS_INTERFACE | libvirt.VIR_DOMAIN_STATS_BLOCK)
+
+
+def _devices(st: dict, kind: str, fields: tuple[str, str, str, str]) -> tuple[DeviceIO, ...]:
+    out = []
+    for i in range(st.get(f"{kind}.count", 0)):
+        p = f"{kind}.{i}."
+        name = st.get(p + "name")
+        if name is None:
+            continue
+        out.append(DeviceIO(name, *(st.get(p + f) for f in fields)))
+    return tuple(out)
+
+
+def domain_stats(conn: libvirt.virConnect) -> list[DomainStats]:
+    """Every domain's counters (CPU time, memory, block and network I/O, state) in one bulk
+    call (getAllDomainStats), never one call per domain; names and UUIDs are local reads."""
+    with libvirt_errors():
+        records = conn.getAllDomainStats(_STATS, 0)
+    out = []
+    for dom, st in records:
+        out.append(DomainStats(
+            uuid=dom.UUIDString(), name=dom.name(),
+            state=STATES.get(st.get("state.state", 0), "nostate"),
+            cpu_ns=st.get("cpu.time"), vcpus=st.get("vcpu.current"),
+            balloon_kib=st.get("balloon.current"), max_memory_kib=st.get("balloon.maximum"),
+            rss_kib=st.get("balloon.rss"), available_kib=st.get("balloon.available"),
+            unused_kib=st.get("balloon.unused"),
+            disks=_devices(st, "block", ("rd.bytes", "wr.bytes", "rd.reqs", "wr.reqs")),
+            nics=_devices(st, "net", ("rx.bytes", "tx.bytes", "rx.pkts", "tx.pkts")),
+        ))
+    return out
+
+
+@dataclass(frozen=True)
+class PoolUsage:
+    name: str
+    capacity: int  # bytes
+    allocation: int
+    available: int
+
+
+def host_usage(conn: libvirt.virConnect) -> tuple[int, list[PoolUsage]]:
+    """The host's free memory (bytes) and its active storage pools' sizes: one call for the
+    memory, one for the pool list, one per pool."""
+    with libvirt_errors():
+        free = conn.getFreeMemory()
+        pools = []
+        for pool in conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
+            try:
+                _state, capacity, allocation, available = pool.info()
+            except libvirt.libvirtError:
+                continue  # undefined while we looked
+            pools.append(PoolUsage(pool.name(), capacity, allocation, available))
+    return free, pools

@@ -1,0 +1,88 @@
+"""GET /metrics (Prometheus text), GET /rest/machine/<UUID>/stats/, and the middleware that
+counts and times every request by its route template."""
+
+import time
+
+from fastapi import APIRouter, Request
+from fastapi.responses import PlainTextResponse, Response
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from pydantic import BaseModel, Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from enomalism.api.deps import Ctx, expose
+from enomalism.api.schemas import Status
+from enomalism.services import metrics, stats
+
+router = APIRouter(tags=["metrics"])
+
+ROUTE = "enomalism.route"  # scope key: the route template of an answer given without routing
+
+
+class RequestMetrics:
+    """Counts and times each HTTP request by method, route template (never the raw path: one
+    series per route, not per machine) and status: two dictionary look-ups and a clock read.
+    It sits inside MethodOverride and outside ActionShortcut, whose answers set `ROUTE`."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def sent(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sent)
+        finally:
+            route = scope.get("route")
+            template = route.path if route is not None else scope.get(ROUTE, metrics.UNMATCHED)
+            scope["app"].state.metrics.request(scope["method"], template, status,
+                                               time.perf_counter() - started)
+
+
+def prometheus(request: Request, ctx: Ctx) -> Response:
+    """This node's metrics in the Prometheus text format: its machines and hypervisors (for a
+    non-administrator, those they may read) and, for administrators, the server's own."""
+    state = request.app.state
+    body = metrics.exposition(ctx, collector=state.collector, server=state.metrics,
+                              db=state.db)
+    return Response(body, media_type=CONTENT_TYPE_PLAIN_0_0_4)
+
+
+class Point(BaseModel):
+    t: float | None = Field(None, description="when (seconds since the epoch)")
+    cpu: float | None = Field(None, description="CPU use, percent of the machine's vCPUs")
+    mem_used: float | None = Field(None, description="memory in use, bytes")
+    mem_total: float | None = Field(None, description="memory the machine has, bytes")
+    disk_read: float | None = Field(None, description="bytes read per second, all disks")
+    disk_write: float | None = Field(None, description="bytes written per second")
+    net_rx: float | None = Field(None, description="bytes received per second, all NICs")
+    net_tx: float | None = Field(None, description="bytes sent per second")
+
+
+class StatsAnswer(Status):
+    machine: str
+    state: str | None = None
+    interval: float = Field(description="seconds between points")
+    stats: Point = Field(description="the latest point (all null unless it runs)")
+    history: list[Point] = Field(description="the last hour, oldest first")
+
+
+def machine_stats(uuid: str, request: Request, ctx: Ctx) -> dict:
+    """The machine's current CPU, memory, disk and network rates and its last hour at 10 s
+    resolution (extension)."""
+    return stats.machine_stats(ctx, uuid, sampler=request.app.state.sampler)
+
+
+expose(router, "/metrics", ["GET"], prometheus, response_class=PlainTextResponse,
+       summary="Prometheus metrics of this node (extension)")
+expose(router, "/rest/machine/{uuid}/stats/", ["GET"], machine_stats,
+       response_model=StatsAnswer, summary="A machine's rates and last hour (extension)")
