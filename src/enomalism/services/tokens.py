@@ -1,6 +1,6 @@
 """API tokens: named bearer secrets a user creates, shown once, stored as SHA-256 (the secret is
-random, so a fast hash is safe), with an optional expiry. Revocation takes effect at once:
-tokens are looked up on every request, never cached."""
+random, so a fast hash is safe), with an optional expiry. A verified token is cached like a
+password (`authenticate`); revoking it drops the cache entry at once on this node."""
 
 import hashlib
 import secrets
