@@ -12,6 +12,8 @@ the API layer turns any of them into `{"errno": N, "message": "..."}` with that 
     │   ├── MethodNotAllowed  1005  405  the path does not take that HTTP method
     │   │   └── UsePost       1080  405  a GET carried an action or the variables of a change
     │   ├── UnreadableBody    1081  415  a body whose Content-Type the server does not read
+    │   ├── BadImage          1016  400  an uploaded image is not what it claims, or not safe
+    │   ├── LengthRequired    1017  411  an upload without Content-Length (or `size`)
     │   └── BadMethodOverride 1082  400  _method / X-HTTP-Method-Override is not PUT or DELETE
     ├── NotAuthenticated      1100  401
     ├── Forbidden             1101  403
@@ -23,7 +25,8 @@ the API layer turns any of them into `{"errno": N, "message": "..."}` with that 
     ├── Conflict              1300  409  a name or URL already taken, objects still in use
     │   ├── InvalidState      1301  409  the action does not fit the machine's current state
     │   │   └── ForeignDisk   1310  409  package: the machine has a disk it does not own
-    │   └── NoPlacement       1302  409  no hypervisor can take a new machine (placement)
+    │   ├── NoPlacement       1302  409  no hypervisor can take a new machine (placement)
+    │   └── ImageTooLarge     1316  413  an upload larger than its pool's free space
     ├── Locked                1400  423  a transaction holds the machine
     ├── HypervisorError       1500  502  libvirt refused the operation
     ├── HypervisorUnreachable 1501  503  no connection to the hypervisor
@@ -74,6 +77,15 @@ class UnreadableBody(InvalidInput):
     errno, status, message = 1081, 415, "the request body's Content-Type is not read"
 
 
+class BadImage(InvalidInput):
+    """The bytes are not the format named, or name other files (services/images.py)."""
+    errno = 1016
+
+
+class LengthRequired(InvalidInput):
+    errno, status, message = 1017, 411, "an upload needs a Content-Length header"
+
+
 class BadMethodOverride(InvalidInput):
     errno, message = 1082, "a method override names PUT or DELETE"
 
@@ -117,6 +129,10 @@ class InvalidState(Conflict):
 
 class NoPlacement(Conflict):
     errno, message = 1302, "no hypervisor can take the new machine"
+
+
+class ImageTooLarge(Conflict):
+    errno, status = 1316, 413
 
 
 class ForeignDisk(InvalidState):
