@@ -15,6 +15,7 @@ read any file on the host)."""
 
 import hashlib
 import json
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -34,14 +35,16 @@ from enomalism.errors import (
     MissingVariable,
     NotFound,
 )
+from enomalism.feeds import archive
 from enomalism.feeds import download as dl
+from enomalism.feeds.archive import Manifest
 from enomalism.jobs.runner import JobCancelled, JobContext, handler
 from enomalism.services import access, audit, transactions
 from enomalism.services.context import Context
 from enomalism.services.lookup import parse_uuid
 from enomalism.services.registry import HypervisorRegistry
 from enomalism.services.users import NAME_RE
-from enomalism.store.models import Hypervisor, Image, Transaction
+from enomalism.store.models import Hypervisor, Image, Package, Transaction
 from enomalism.virt import storage
 
 FORMATS = ("qcow2", "raw", "iso")
@@ -387,3 +390,49 @@ def image_obj(i: Image) -> dict[str, Any]:
             "virtual_size": i.virtual_size, "sha256": i.sha256, "owner": i.owner_uuid,
             "hypervisor": i.hypervisor_uuid, "pool": i.pool, "path": i.path, "state": i.state,
             "url": i.url, "created_at": i.created_at}
+
+
+# -- packages uploaded as files ----------------------------------------------------------------
+
+def receive_package(packages_dir: Path, source: BinaryIO, *, size: int,
+                    uuid: str) -> tuple[Path, str, Manifest]:
+    """Stream an uploaded `.xvm2` file into the package cache and check it as a feed's package
+    is checked (archive structure, manifest, every disk's size and sha256): its path, sha256
+    and manifest. Nothing stays behind on failure. No session is open meanwhile."""
+    packages_dir.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(packages_dir).free
+    if size > free:
+        raise ImageTooLarge(f"the package ({size} bytes) is larger than the space left for "
+                            f"the package cache ({free} bytes)")
+    dest = packages_dir / f"{uuid}.xvm2"
+    sha, done = hashlib.sha256(), 0
+    with dl.PartFile(dest.with_name(dest.name + ".part"), "the package is being uploaded") \
+            as part:
+        while done < size:
+            data = source.read(min(storage.CHUNK, size - done))
+            if not data:
+                raise InvalidInput(f"the upload ended after {done} of {size} bytes")
+            part.file.write(data)
+            sha.update(data)
+            done += len(data)
+        try:
+            archive.read_package(part.path)  # the archive's structure, before decompressing
+            manifest = archive.verify_package(part.path)
+        except InvalidInput as e:
+            raise BadImage(f"not a usable package: {e.message}") from None
+        part.commit(dest)
+    return dest, sha.hexdigest(), manifest
+
+
+def add_package(ctx: Context, *, uuid: str, path: Path, sha256: str, manifest: Manifest,
+                name: str | None = None) -> Package:
+    """Record a received package file as a cached package of the caller's."""
+    p = Package(uuid=uuid, name=name or manifest.name, description=manifest.description,
+                version=manifest.version, virt_class=manifest.virt_class, arch=manifest.arch,
+                state="cached", path=str(path), size=path.stat().st_size,
+                length=path.stat().st_size, manifest=manifest.to_json(),
+                owner_uuid=ctx.user.uuid, sha256=sha256)
+    ctx.db.add(p)
+    ctx.db.flush()
+    audit.record(ctx, "package.upload", uuid, name=p.name)
+    return p
