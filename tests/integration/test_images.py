@@ -14,6 +14,7 @@ from enomalism.services import images as image_service
 from tests.api.accounts import grant, new_user
 from tests.conftest import expect_error
 from tests.integration.conftest import unique
+from tests.integration.provision_helpers import FeedServer, wait_tx
 
 pytestmark = pytest.mark.integration
 
@@ -167,3 +168,33 @@ def test_inspect_refuses_an_external_data_file(tmp_path):
                     f"data_file={tmp_path / 'data.raw'}", str(path), "16M"], check=True)
     with pytest.raises(Exception, match="external file"):
         image_service.inspect(path.read_bytes(), fmt="qcow2", size=path.stat().st_size)
+
+
+def test_registered_from_a_url_in_a_transaction(qemu, tmp_path):
+    path = qcow2(tmp_path)
+    srv = FeedServer()
+    try:
+        srv.files["/disk.qcow2"] = path
+        srv.files["/liar.qcow2"] = raw(tmp_path)
+        body = qemu.api.ok("PUT", "/rest/images/", data={
+            "url": srv.url("/disk.qcow2"), "name": "fetched", "format": "qcow2",
+            "hvmuuid": qemu.hv, "pool": qemu.scratch.pool.name()})
+        assert body["image"]["state"] == "uploading" and body["txid"]
+        tx = wait_tx(qemu.api, body["txid"])
+        assert tx["data"]["state"] == "done", tx
+        img = qemu.api.ok("GET", "/rest/images/fetched/")["image"]
+        assert img["state"] == "ready" and img["url"] == srv.url("/disk.qcow2")
+        assert img["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert Path(img["path"]).read_bytes() == path.read_bytes()
+        # a file that lies fails the transaction and leaves neither image nor volume
+        body = qemu.api.ok("PUT", "/rest/images/", data={
+            "url": srv.url("/liar.qcow2"), "name": "liar", "format": "qcow2",
+            "hvmuuid": qemu.hv, "pool": qemu.scratch.pool.name()})
+        tx = wait_tx(qemu.api, body["txid"])
+        assert tx["data"]["state"] == "failed" and "not qcow2" in str(tx), tx
+        assert [i["name"] for i in qemu.api.ok("GET", "/rest/images/")["images"]] == ["fetched"]
+        assert qemu.scratch.volume_names() == [Path(img["path"]).name]
+        expect_error(qemu.api.put("/rest/images/", data={
+            "url": "file:///etc/passwd", "name": "local", "format": "raw"}), 400, 1000)
+    finally:
+        srv.close()

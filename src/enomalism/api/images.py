@@ -13,13 +13,14 @@ from starlette.requests import ClientDisconnect
 
 from enomalism.api import audit as api_audit
 from enomalism.api.compat import refuse_changes_on_get
-from enomalism.api.deps import Ctx, Vars, expose
+from enomalism.api.deps import Ctx, Vars, expose, read_vars
 from enomalism.api.schemas import Status
 from enomalism.errors import InvalidInput, LengthRequired, MissingVariable
 from enomalism.services import images
 from enomalism.services.context import Context
 
 router = APIRouter(tags=["images"])
+VARIABLES_LIMIT = 64 << 10  # a form or JSON body here carries variables only
 
 
 class ImageObj(BaseModel):
@@ -110,10 +111,12 @@ async def upload_vars(request: Request, model: type[Vars]) -> tuple[Vars, Binary
                 source, size = v.file, v.size
         if source is None:
             raise MissingVariable("the multipart form has no part named 'file'")
-    elif ctype in ("application/x-www-form-urlencoded", "application/json") and \
-            _length(request) > 0:
-        raise InvalidInput("send the file itself as the body (any other Content-Type), or as "
-                           "a multipart part named 'file'")
+    elif ctype in ("application/x-www-form-urlencoded", "application/json"):
+        # variables only (a registration from `url`): small, read as every route reads them
+        if _length(request) > VARIABLES_LIMIT:
+            raise InvalidInput("send the file itself as the body (any other Content-Type), or "
+                               "as a multipart part named 'file'")
+        return await read_vars(request, model), None, None
     elif request.headers.get("content-length", "0").strip() not in ("", "0") \
             or "transfer-encoding" in request.headers:
         size = _length(request)
