@@ -65,18 +65,21 @@ class BodyReader:
         self._chunks = request.stream().__aiter__()
         self._loop, self._buf, self._ended = loop, bytearray(), False
 
-    def _more(self) -> None:
+    async def _gather(self, n: int) -> None:
+        """Pieces until `n` bytes are buffered or the body ends: one hop from the thread per
+        MiB or so, not one per piece the server received (64 KiB)."""
         try:
-            self._buf += asyncio.run_coroutine_threadsafe(
-                self._chunks.__anext__(), self._loop).result()
+            while len(self._buf) < n:
+                self._buf += await self._chunks.__anext__()
         except StopAsyncIteration:
             self._ended = True
         except ClientDisconnect:
             raise InvalidInput("the client went away during the upload") from None
 
     def read(self, n: int = -1) -> bytes:
-        while not self._ended and (n < 0 or len(self._buf) < n):
-            self._more()
+        if not self._ended and (n < 0 or len(self._buf) < n):
+            want = n if n >= 0 else 1 << 62
+            asyncio.run_coroutine_threadsafe(self._gather(want), self._loop).result()
         n = len(self._buf) if n < 0 else min(n, len(self._buf))
         data = bytes(self._buf[:n])
         del self._buf[:n]

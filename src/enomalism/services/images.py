@@ -216,10 +216,11 @@ def storage_available(pool: Any) -> int:
 
 
 class _Hashed:
-    """The source, its head given back first, hashed and counted as it is read."""
+    """The source, its head given back first, hashed (in a thread of its own, beside the
+    writing) and counted as it is read."""
 
     def __init__(self, head: bytes, rest: BinaryIO) -> None:
-        self.head, self.rest, self.sha, self.count = head, rest, hashlib.sha256(), 0
+        self.head, self.rest, self.sha, self.count = head, rest, dl.HashThread(), 0
 
     def read(self, n: int = -1) -> bytes:
         if self.head:
@@ -288,10 +289,12 @@ def write(registry: HypervisorRegistry, plan: Plan, source: BinaryIO, *, size: i
     conn = registry.connection(plan.hypervisor)
     pool = storage.pick_pool(conn, plan.pool)
     hashed = _Hashed(head, source)
-    path = storage.upload(pool, plan.volume, hashed, size=size,
-                          fmt="qcow2" if plan.format == "qcow2" else "raw",
-                          progress=progress, cancelled=cancelled)
-    digest = hashed.sha.hexdigest()
+    try:
+        path = storage.upload(pool, plan.volume, hashed, size=size,
+                              fmt="qcow2" if plan.format == "qcow2" else "raw",
+                              progress=progress, cancelled=cancelled)
+    finally:
+        digest = hashed.sha.hexdigest()  # (stops its thread)
     if plan.sha256 and digest != plan.sha256:
         storage.delete(conn, path)
         raise BadImage(f"the image's sha256 is {digest}, not the {plan.sha256} given; "
