@@ -3,10 +3,11 @@ delete. The upload's body is streamed into its volume (api/compat.py `STREAMED_B
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, BinaryIO
+from typing import Annotated, Any, BinaryIO
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 from starlette.requests import ClientDisconnect
@@ -131,6 +132,22 @@ async def upload_vars(request: Request, model: type[Vars]) -> tuple[Vars, Binary
         raise InvalidInput(f"bad variables: {e}") from None
 
 
+@dataclass
+class Upload:
+    """A streamed upload's variables, its file (None: none was sent) and the file's size."""
+
+    vars: Any
+    source: BinaryIO | None
+    size: int | None
+
+
+def file_vars(model: type[Vars]) -> Any:
+    """A dependency: `upload_vars` of the request (documented as `model`, like `http_vars`)."""
+    async def dep(request: Request) -> Upload:
+        return Upload(*await upload_vars(request, model))
+    return Depends(dep)
+
+
 async def audited(ctx: Context, rule: api_audit.Rule, given: dict[str, Any],
                   steps: Callable[[], Any]) -> Any:
     """Run the (async) `steps` of a streamed upload, its audit entry written as `expose`
@@ -143,14 +160,13 @@ async def audited(ctx: Context, rule: api_audit.Rule, given: dict[str, Any],
         raise
 
 
-async def upload_image(request: Request, ctx: Ctx) -> dict:
+async def upload_image(ctx: Ctx, up: Annotated[Upload, file_vars(UploadVars)]) -> dict:
     """Upload an image (the body, or a multipart part `file`) or register one from `url`."""
     rule = api_audit.RULES[("PUT", "/rest/images/")]
-    given: dict[str, Any] = dict(request.query_params)
+    v, source, size = up.vars, up.source, up.size
+    given: dict[str, Any] = v.model_dump(exclude_unset=True)
 
     async def steps() -> dict:
-        v, source, size = await upload_vars(request, UploadVars)
-        given.update(v.model_dump(exclude_unset=True))
         if v.url:
             if source is not None:
                 raise InvalidInput("send a file or a 'url', not both")

@@ -152,15 +152,15 @@ class UploadVars(Vars):
     name: str | None = Field(None, description="the package's name (default: its manifest's)")
 
 
-async def upload_package(request: Request, ctx: Ctx) -> dict:
+async def upload_package(ctx: Ctx, up: Annotated[image_api.Upload,
+                                                  image_api.file_vars(UploadVars)]) -> dict:
     """A local `.xvm2` file (the body, or a multipart part `file`) as a new cached package:
     checked as a feed's package is (structure, manifest, every disk's sha256)."""
     rule = api_audit.RULES[("PUT", "/rest/vmfeed/upload/")]
-    given: dict[str, Any] = dict(request.query_params)
+    v, source, size = up.vars, up.source, up.size
+    given: dict[str, Any] = v.model_dump(exclude_unset=True)
 
     async def steps() -> dict:
-        v, source, size = await image_api.upload_vars(request, UploadVars)
-        given.update(v.model_dump(exclude_unset=True))
         if source is None:
             raise MissingVariable("send the package as the request body or as a multipart "
                                   "part named 'file'")
