@@ -11,6 +11,7 @@ import pycdlib
 import pytest
 
 from enomalism.services import images as image_service
+from enomalism.virt import storage
 from tests.api.accounts import grant, new_user
 from tests.conftest import expect_error
 from tests.integration.conftest import unique
@@ -198,3 +199,15 @@ def test_registered_from_a_url_in_a_transaction(qemu, tmp_path):
             "url": "file:///etc/passwd", "name": "local", "format": "raw"}), 400, 1000)
     finally:
         srv.close()
+
+
+def test_an_image_with_disks_made_from_it_is_not_deleted(qemu, tmp_path):
+    img = upload(qemu, qcow2(tmp_path), "qcow2").json()["image"]
+    pool = qemu.scratch.pool
+    overlay = storage.overlay(pool, unique("disk") + ".qcow2", img["path"], "qcow2")
+    body = expect_error(qemu.api.delete(f"/rest/images/{img['uuid']}/"), 409, 1300)
+    assert Path(overlay).name in body["message"]
+    assert Path(img["path"]).exists()
+    storage.delete(qemu.host.conn, overlay)
+    qemu.api.ok("DELETE", f"/rest/images/{img['uuid']}/")
+    assert qemu.scratch.volume_names() == []

@@ -183,8 +183,8 @@ async def upload_image(ctx: Ctx, up: Annotated[Upload, file_vars(UploadVars)]) -
 
         plan = await run_in_threadpool(start)
         try:
-            written = await run_in_threadpool(images.write, ctx.registry, plan, source,
-                                              size=size)
+            written = await run_in_threadpool(images.write, registry=ctx.registry, plan=plan,
+                                              source=source, size=size)
         except BaseException:
             await run_in_threadpool(_abandon, ctx, plan.uuid)
             raise

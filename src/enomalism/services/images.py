@@ -19,10 +19,12 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import libvirt
 from sqlalchemy import select
 
 from enomalism.errors import (
@@ -46,6 +48,7 @@ from enomalism.services.registry import HypervisorRegistry
 from enomalism.services.users import NAME_RE
 from enomalism.store.models import Hypervisor, Image, Package, Transaction
 from enomalism.virt import storage
+from enomalism.virt.errors import translate
 
 FORMATS = ("qcow2", "raw", "iso")
 EXTENSION = {"qcow2": "qcow2", "raw": "img", "iso": "iso"}
@@ -122,12 +125,31 @@ def show(ctx: Context, *, ref: str) -> Image:
     return find(ctx, ref=ref)
 
 
+def overlays(conn: Any, image: Image) -> list[str]:
+    """The volumes of the image's pool whose backing file it is (disks made from it)."""
+    try:
+        pool = conn.storagePoolLookupByName(image.pool)
+        names = [(v.name(), v.path()) for v in pool.listAllVolumes(0)]
+    except libvirt.libvirtError as e:
+        raise translate(e) from None
+    found = []
+    for name, path in names:
+        with suppress(NotFound):  # deleted meanwhile
+            if storage.volume_info(conn, path).backing == image.path:
+                found.append(name)
+    return found
+
+
 def delete(ctx: Context, *, ref: str) -> str:
-    """Delete the image and its volume (a machine made from it keeps its own copy, or its
-    overlay refuses: then the image stays)."""
+    """Delete the image and its volume; refused while disks made from it (copy-on-write
+    overlays) still need it."""
     image = find(ctx, ref=ref, permission="delete")
     if image.path:
-        storage.delete(ctx.registry.connection(image.hypervisor_uuid), image.path)
+        conn = ctx.registry.connection(image.hypervisor_uuid)
+        if image.format != "iso" and (users := overlays(conn, image)):
+            raise Conflict(f"image {image.name} is the base of {len(users)} disk(s) "
+                           f"({', '.join(users[:5])}); delete the machines using it first")
+        storage.delete(conn, image.path)
     audit.record(ctx, "image.delete", image.uuid, name=image.name)
     ctx.db.delete(image)
     return f"image {image.name} deleted"
@@ -279,7 +301,7 @@ def inspect(head: bytes, *, fmt: str, size: int) -> int:
     return size
 
 
-def write(registry: HypervisorRegistry, plan: Plan, source: BinaryIO, *, size: int,
+def write(*, registry: HypervisorRegistry, plan: Plan, source: BinaryIO, size: int,
           progress: storage.Progress | None = None,
           cancelled: storage.Cancelled | None = None) -> Written:
     """Check the head of `source`, then stream its `size` bytes into the planned volume,
@@ -369,7 +391,7 @@ def register_job(job: JobContext) -> dict[str, Any]:
     job.progress(60, "writing the image into its volume")
     try:
         with dest.open("rb") as f:
-            written = write(job.registry, plan, f, size=size,
+            written = write(registry=job.registry, plan=plan, source=f, size=size,
                             progress=lambda done: job.progress(60 + 40.0 * done / size),
                             cancelled=job.cancel_requested)
     except storage.StorageCancelled:
