@@ -64,26 +64,31 @@ class BodyReader:
 
     def __init__(self, request: Request, loop: asyncio.AbstractEventLoop) -> None:
         self._chunks = request.stream().__aiter__()
-        self._loop, self._buf, self._ended = loop, bytearray(), False
+        self._loop, self._parts, self._have, self._ended = loop, [], 0, False
 
     async def _gather(self, n: int) -> None:
         """Pieces until `n` bytes are buffered or the body ends: one hop from the thread per
         MiB or so, not one per piece the server received (64 KiB)."""
         try:
-            while len(self._buf) < n:
-                self._buf += await self._chunks.__anext__()
+            while self._have < n:
+                chunk = await self._chunks.__anext__()
+                self._parts.append(chunk)
+                self._have += len(chunk)
         except StopAsyncIteration:
             self._ended = True
         except ClientDisconnect:
             raise InvalidInput("the client went away during the upload") from None
 
     def read(self, n: int = -1) -> bytes:
-        if not self._ended and (n < 0 or len(self._buf) < n):
-            want = n if n >= 0 else 1 << 62
+        want = n if n >= 0 else 1 << 62
+        if not self._ended and self._have < want:
             asyncio.run_coroutine_threadsafe(self._gather(want), self._loop).result()
-        n = len(self._buf) if n < 0 else min(n, len(self._buf))
-        data = bytes(self._buf[:n])
-        del self._buf[:n]
+        data = b"".join(self._parts)  # one copy of the pieces
+        if len(data) > want:
+            data, rest = data[:want], data[want:]  # (the rest is under one piece)
+            self._parts, self._have = [rest], len(rest)
+        else:
+            self._parts, self._have = [], 0
         return data
 
 
