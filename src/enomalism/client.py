@@ -1296,6 +1296,12 @@ class Images(_Resource):
             "/rest/images/", path, progress, name=name, format=format, hvmuuid=hypervisor,
             pool=pool, sha256=sha256)["image"])
 
+    def package(self, ref: str, *, name: str | None = None,
+                description: str | None = None) -> str:
+        """Queue `package import`: the image as a new package; the transaction's id."""
+        return self._call("POST", f"/rest/images/{_path_id(ref)}/", action="package",
+                          name=name, description=description)["txid"]
+
     def register(self, url: str, *, name: str, format: str, hypervisor: str | None = None,
                  pool: str | None = None, sha256: str | None = None) -> tuple[Image, str]:
         """Register an image from an http(s) URL: the server downloads it in a transaction.

@@ -45,6 +45,11 @@ def test_image_and_package_upload_through_the_cli(scratch, tmp_path: Path):  # n
         r = run("image", "upload", str(image), "--pool",
                 scratch.pool.name(), "--format", "raw", "--name", "liar")
         assert r.code != 0 and "not raw" in r.all
+        r = run("package", "import", "cirros", "--name", "cirros-pkg", "--json")
+        assert r.code == 0, r.all
+        made = json.loads(r.out)
+        assert made["transaction"]["state"] == "done" and made["package"]
+        assert "cirros-pkg" in run("package", "show", made["package"]).out
         r = run("image", "delete", "cirros", "--yes")
         assert r.code == 0, r.all
         assert not Path(doc["path"]).exists()

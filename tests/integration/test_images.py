@@ -212,3 +212,30 @@ def test_an_image_with_disks_made_from_it_is_not_deleted(qemu, tmp_path):
     storage.delete(qemu.host.conn, overlay)
     qemu.api.ok("DELETE", f"/rest/images/{img['uuid']}/")
     assert qemu.scratch.volume_names() == []
+
+
+def test_package_import_turns_an_image_into_a_package(qemu, tmp_path):
+    path = tmp_path / "disk.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), "16M"], check=True)
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0xab 0 1M", str(path)],
+                   check=True, capture_output=True)
+    img = upload(qemu, path, "qcow2", name="to-package").json()["image"]
+    body = qemu.api.ok("POST", f"/rest/images/{img['uuid']}/",
+                       data={"action": "package", "description": "from an image"})
+    tx = wait_tx(qemu.api, body["txid"])
+    assert tx["data"]["state"] == "done", tx
+    pkg = qemu.api.ok("GET", f"/rest/vmfeed/{tx['data']['result']['package']}/")["package"]
+    assert (pkg["name"], pkg["state"], pkg["description"]) == \
+        ("to-package", "cached", "from an image")
+    [disk] = pkg["disks"]
+    assert (disk["target"], disk["format"], disk["virtual_size"]) == ("vda", "qcow2", 16 << 20)
+    assert disk["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    # an ISO is no disk; another user may not export what they cannot read
+    iso_img = upload(qemu, iso(tmp_path), "iso").json()["image"]
+    expect_error(qemu.api.post(f"/rest/images/{iso_img['uuid']}/", data={"action": "package"}),
+                 400, 1000)
+    expect_error(qemu.api.post(f"/rest/images/{img['uuid']}/", data={"action": "grow"}),
+                 400, 1003)
+    other = new_user(qemu.api)
+    expect_error(qemu.api.post(f"/rest/images/{img['uuid']}/", data={"action": "package"},
+                               auth=other.auth), 404, 1200)

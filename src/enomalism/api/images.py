@@ -14,9 +14,9 @@ from starlette.requests import ClientDisconnect
 
 from enomalism.api import audit as api_audit
 from enomalism.api.compat import refuse_changes_on_get
-from enomalism.api.deps import Ctx, Vars, expose, read_vars
+from enomalism.api.deps import Ctx, Vars, expose, http_vars, read_vars
 from enomalism.api.schemas import Status
-from enomalism.errors import InvalidInput, LengthRequired, MissingVariable
+from enomalism.errors import InvalidInput, LengthRequired, MissingVariable, UnknownAction
 from enomalism.services import images
 from enomalism.services.context import Context
 
@@ -222,6 +222,28 @@ def _register(ctx: Context, rule: api_audit.Rule, given: dict, v: UploadVars) ->
     return answer
 
 
+class ImageActionVars(Vars):
+    action: str | None = Field(None, description="package: turn the image into a package")
+    name: str | None = Field(None, description="the package's name (default: the image's)")
+    description: str | None = Field(None, description="the package's description")
+    version: str | None = Field(None, description="the package's version (default 1)")
+
+
+class TxAnswer(Status):
+    txid: str | None
+
+
+def act_on_image(uuid: str, ctx: Ctx,
+                 v: Annotated[ImageActionVars, http_vars(ImageActionVars)]) -> dict:
+    """action=package (`package import`): a transaction writes the image into a new
+    package."""
+    if v.action != "package":
+        raise UnknownAction(f"unknown action '{v.action or ''}' on an image; use: package")
+    tx = images.queue_package(ctx, ref=uuid, name=v.name, description=v.description,
+                              version=v.version)
+    return {"txid": tx.uuid, "errno": 0, "message": "packaging queued"}
+
+
 def list_images(ctx: Ctx) -> dict:
     """Every image the caller may read."""
     return {"images": [images.image_obj(i) for i in images.list_images(ctx)], "errno": 0,
@@ -245,5 +267,7 @@ expose(router, "/rest/images/", ["PUT"], upload_image, vars_model=UploadVars,
        summary="Upload an image, or register one from a URL (extension)")
 expose(router, "/rest/images/{uuid}/", ["GET"], get_image, response_model=ImageAnswer,
        response_model_exclude_unset=True, summary="Get an image (extension)")
+expose(router, "/rest/images/{uuid}/", ["POST"], act_on_image, vars_model=ImageActionVars,
+       response_model=TxAnswer, summary="Turn an image into a package (extension)")
 expose(router, "/rest/images/{uuid}/", ["DELETE"], delete_image, response_model=ImageAnswer,
        response_model_exclude_unset=True, summary="Delete an image (extension)")

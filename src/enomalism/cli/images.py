@@ -122,3 +122,20 @@ def package_upload(
     with uploading(f"upload {file.name}", file.stat().st_size) as progress:
         p = c.packages.upload(file, name=name, progress=progress)
     cli().emit(p, lambda: cli().say(f"package {p.name} uploaded: {p.uuid} ({size(p.size)})"))
+
+
+@command(package_app, "import")
+def package_import(
+    image: ImageRef,
+    name: Annotated[str | None, typer.Option(help="the package's name [default: the image's]")]
+    = None,
+    description: Annotated[str | None, typer.Option(help="its description")] = None,
+) -> None:
+    """Turn an image (qcow2 or raw) into a package, following the transaction."""
+    c = cli().client()
+    i = c.images.find(image)
+    txid = c.images.package(i.uuid, name=name, description=description)
+    tx = cli().follow(txid, f"package {i.name}", None)
+    pkg = (tx.result or {}).get("package")
+    cli().emit({"image": i.uuid, "package": pkg, "transaction": tx},
+               lambda: cli().say(f"image {i.name} packaged: {pkg}"))

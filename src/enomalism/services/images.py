@@ -19,12 +19,13 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from contextlib import suppress
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import libvirt
+from lxml import etree
 from sqlalchemy import select
 
 from enomalism.errors import (
@@ -41,12 +42,12 @@ from enomalism.feeds import archive
 from enomalism.feeds import download as dl
 from enomalism.feeds.archive import Manifest
 from enomalism.jobs.runner import JobCancelled, JobContext, handler
-from enomalism.services import access, audit, transactions
+from enomalism.services import access, audit, provisioning, transactions
 from enomalism.services.context import Context
 from enomalism.services.lookup import parse_uuid
 from enomalism.services.registry import HypervisorRegistry
 from enomalism.services.users import NAME_RE
-from enomalism.store.models import Hypervisor, Image, Package, Transaction
+from enomalism.store.models import Hypervisor, Image, Package, Transaction, new_uuid, utcnow
 from enomalism.virt import storage
 from enomalism.virt.errors import translate
 
@@ -461,3 +462,92 @@ def add_package(ctx: Context, *, uuid: str, path: Path, sha256: str, manifest: M
     ctx.db.flush()
     audit.record(ctx, "package.upload", uuid, name=p.name)
     return p
+
+
+# -- an image turned into a package ------------------------------------------------------------
+
+def queue_package(ctx: Context, *, ref: str, name: str | None = None,
+                  description: str | None = None, version: str | None = None) -> Transaction:
+    """Queue `package import`: the image (qcow2 or raw) as the one disk of a new package."""
+    image = find(ctx, ref=ref, permission="export")
+    if image.format == "iso":
+        raise InvalidInput("an ISO image is no disk to boot from; package a qcow2 or raw image")
+    if image.state != "ready":
+        raise InvalidState(f"image {image.name} is {image.state}, not ready")
+    name = name or image.name
+    if not NAME_RE.match(name):
+        raise InvalidInput(f"'{name}' is not a usable package name")
+    return transactions.enqueue(ctx, "image_package", target=image.uuid, params={
+        "image": image.uuid, "name": name, "description": description or "",
+        "version": version or "1"})
+
+
+def package_xml(*, name: str, virt_class: str, arch: str, fmt: str) -> str:
+    """A plain guest for an imported image: 1 vCPU, 1 GiB, its disk virtio, a serial console
+    (provision and create set what the caller asks for)."""
+    dom = etree.Element("domain", type=virt_class)
+    etree.SubElement(dom, "name").text = name
+    etree.SubElement(dom, "memory", unit="MiB").text = "1024"
+    etree.SubElement(dom, "vcpu").text = "1"
+    os_ = etree.SubElement(dom, "os")
+    etree.SubElement(os_, "type", arch=arch).text = "hvm"
+    features = etree.SubElement(dom, "features")
+    etree.SubElement(features, "acpi")
+    etree.SubElement(features, "apic")
+    devices = etree.SubElement(dom, "devices")
+    disk = etree.SubElement(devices, "disk", type="file", device="disk")
+    etree.SubElement(disk, "driver", name="qemu", type=fmt)
+    etree.SubElement(disk, "source", file="/nowhere/image")
+    etree.SubElement(disk, "target", dev="vda", bus="virtio")
+    etree.SubElement(etree.SubElement(devices, "serial", type="pty"), "target", port="0")
+    etree.SubElement(etree.SubElement(devices, "console", type="pty"), "target", type="serial",
+                     port="0")
+    return etree.tostring(dom, encoding="unicode")
+
+
+@handler("image_package")
+def package_job(job: JobContext) -> dict[str, Any]:
+    """Write the image's volume into a new package in the cache."""
+    prm = job.params
+    with job.db.session(write=False) as s:
+        image = s.get(Image, prm["image"])
+        if image is None:
+            raise InvalidState("the image was deleted")
+        hv = s.get(Hypervisor, image.hypervisor_uuid)
+        path, fmt, hv_uuid, uri = image.path, image.format, hv.uuid, hv.virt_url
+        virt_class, arch = hv.virt_class, hv.arch or "x86_64"
+    virt_class = virt_class if virt_class in ("kvm", "qemu") else "kvm"
+    conn = job.registry.connection(hv_uuid)
+    pkg_uuid = new_uuid()
+    cache = Path(job.runner.packages_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    dest = cache / f"{pkg_uuid}.xvm2"
+    with ExitStack() as stack:
+        tmp = cache / f".export-{job.txid}"
+        job.will_create("dir", path=str(tmp))
+        tmp.mkdir(exist_ok=True)
+        stack.callback(shutil.rmtree, tmp, True)
+        opener, disk_fmt, vsize = provisioning.disk_source(job, conn, hv_uuid, uri, path, stack,
+                                                           tmp)
+        manifest = Manifest(name=prm["name"], description=prm["description"],
+                            version=prm["version"], virt_class=virt_class, arch=arch,
+                            created_at=utcnow().isoformat(),
+                            disks=[archive.DiskInfo(target="vda", format=disk_fmt,
+                                                    virtual_size=vsize)])
+        job.will_create("file", path=str(dest))
+        job.will_create("file", path=f"{dest}.part")
+        job.progress(5, f"writing package {prm['name']}")
+        total = storage.volume_info(conn, path).allocation or 1
+        manifest, digest = archive.write_package_sha256(
+            dest, domain_xml=package_xml(name=prm["name"], virt_class=virt_class, arch=arch,
+                                         fmt=fmt),
+            manifest=manifest, disk_sources={"vda": opener},
+            progress=lambda done: job.progress(5 + 90 * min(done / total, 1.0)))
+    with job.db.session() as s:
+        s.add(Package(uuid=pkg_uuid, name=prm["name"], description=prm["description"],
+                      version=prm["version"], virt_class=virt_class, arch=arch,
+                      state="cached", path=str(dest), size=dest.stat().st_size,
+                      length=dest.stat().st_size, manifest=manifest.to_json(),
+                      owner_uuid=job.owner_uuid, sha256=digest))
+    job.created_ok("file", path=str(dest))
+    return {"package": pkg_uuid, "size": dest.stat().st_size}
