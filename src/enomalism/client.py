@@ -513,6 +513,25 @@ class Package(Model):
 
 
 @dataclass
+class Image(Model):
+    """A disk or ISO image kept in a hypervisor's storage pool."""
+
+    uuid: str = ""
+    name: str = ""
+    format: str = ""
+    size: int | None = None
+    virtual_size: int | None = None
+    sha256: str | None = None
+    owner: str | None = None
+    hypervisor: str = ""
+    pool: str = ""
+    path: str | None = None
+    state: str = ""
+    url: str | None = None
+    created_at: datetime | None = None
+
+
+@dataclass
 class IPRange(Model):
     uuid: str = ""
     network: str = ""
@@ -562,7 +581,7 @@ class Client:
 
     Resources are attributes: `machines`, `hosts`, `nodes`, `hypervisors`, `clusters`, `users`,
     `groups`, `permissions`, `tokens`, `audit`, `transactions`, `repositories`, `packages`,
-    `networks`; `wait` follows a transaction to its end."""
+    `networks`, `images`; `wait` follows a transaction to its end."""
 
     def __init__(self, url: str, username: str | None = None, password: str | None = None, *,
                  token: str | None = None, timeout: float = 60.0,
@@ -595,6 +614,7 @@ class Client:
         self.packages = Packages(self)
         self.networks = Networks(self)
         self.cache = Cache(self)
+        self.images = Images(self)
 
     def __enter__(self) -> Client:
         return self
@@ -642,6 +662,26 @@ class Client:
             r = self._send(method, path, params=body)
         else:
             r = self._send(method, path, json=body)
+        return self._check(r)
+
+    def upload(self, path: str, file: str | os.PathLike,
+               progress: Callable[[int, int], None] | None, **variables: Any) -> dict:
+        """PUT a local file as the request body, read a MiB at a time (never whole), with
+        `variables` in the query string."""
+        size = os.path.getsize(file)
+
+        def chunks() -> typing.Iterator[bytes]:
+            done = 0
+            with open(file, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    done += len(chunk)
+                    yield chunk
+                    if progress is not None:
+                        progress(done, size)
+        params = {k: v for k, v in variables.items() if v is not None}
+        r = self._send("PUT", path, params=params, content=chunks(), timeout=None,
+                       headers={"Content-Type": "application/octet-stream",
+                                "Content-Length": str(size)})
         return self._check(r)
 
     KINDS = ("machine", "host", "hypervisor", "cluster", "user", "group", "network",
@@ -1250,6 +1290,55 @@ class Packages(_Resource):
             return target
         finally:
             r.close()
+
+
+    def upload(self, path: str | os.PathLike, *, name: str | None = None,
+               progress: Callable[[int, int], None] | None = None) -> Package:
+        """Upload a local `.xvm2` file as a new package (streamed from the file);
+        `progress(done, total)` as it goes."""
+        return Package.from_dict(self._c.upload("/rest/vmfeed/upload/", path, progress,
+                                                name=name)["package"])
+
+
+class Images(_Resource):
+    """Disk and ISO images, named by UUID, name or unique UUID prefix."""
+
+    def find(self, ref: str) -> Image:
+        return pick("image", ref, self.list(), lambda i: i.uuid, lambda i: (i.name,),
+                    lambda i: f"{i.uuid}  {i.name}  ({i.format}, {i.state})")
+
+    def list(self) -> list[Image]:
+        return [Image.from_dict(i) for i in self._call("GET", "/rest/images/")["images"]]
+
+    def get(self, ref: str) -> Image:
+        return Image.from_dict(self._call("GET", f"/rest/images/{_path_id(ref)}/")["image"])
+
+    def delete(self, ref: str) -> str:
+        return self._call("DELETE", f"/rest/images/{_path_id(ref)}/")["message"]
+
+    def upload(self, path: str | os.PathLike, *, name: str, format: str,
+               hypervisor: str | None = None, pool: str | None = None,
+               sha256: str | None = None,
+               progress: Callable[[int, int], None] | None = None) -> Image:
+        """Upload a local qcow2, raw or ISO file, streamed from the file (the server checks
+        and streams it into a volume); `progress(done, total)` as it goes."""
+        return Image.from_dict(self._c.upload(
+            "/rest/images/", path, progress, name=name, format=format, hvmuuid=hypervisor,
+            pool=pool, sha256=sha256)["image"])
+
+    def package(self, ref: str, *, name: str | None = None,
+                description: str | None = None) -> str:
+        """Queue `package import`: the image as a new package; the transaction's id."""
+        return self._call("POST", f"/rest/images/{_path_id(ref)}/", action="package",
+                          name=name, description=description)["txid"]
+
+    def register(self, url: str, *, name: str, format: str, hypervisor: str | None = None,
+                 pool: str | None = None, sha256: str | None = None) -> tuple[Image, str]:
+        """Register an image from an http(s) URL: the server downloads it in a transaction.
+        Returns the image (uploading) and the transaction's id."""
+        body = self._call("PUT", "/rest/images/", url=url, name=name, format=format,
+                          hvmuuid=hypervisor, pool=pool, sha256=sha256)
+        return Image.from_dict(body["image"]), body["txid"]
 
 
 def _filename(disposition: str | None, fallback: str) -> str:

@@ -19,6 +19,8 @@ the API layer turns any of them into `{"errno": N, "message": "..."}` with that 
     │   ├── SubnetMismatch    1070  400  a static network's subnet is not its libvirt network's
     │   ├── NoSuchBridge      1071  400  the bridge is on no hypervisor that would use it
     │   ├── UnreadableBody    1081  415  a body whose Content-Type the server does not read
+    │   ├── BadImage          1016  400  an uploaded image is not what it claims, or not safe
+    │   ├── LengthRequired    1017  411  an upload without Content-Length (or `size`)
     │   └── BadMethodOverride 1082  400  _method / X-HTTP-Method-Override is not PUT or DELETE
     ├── NotAuthenticated      1100  401
     ├── Forbidden             1101  403
@@ -35,6 +37,7 @@ the API layer turns any of them into `{"errno": N, "message": "..."}` with that 
     │   ├── InvalidState      1301  409  the action does not fit the machine's current state
     │   │   └── ForeignDisk   1310  409  package: the machine has a disk it does not own
     │   ├── NoPlacement       1302  409  no hypervisor can take a new machine (placement)
+    │   ├── ImageTooLarge     1316  413  an upload larger than its pool's free space
     │   ├── NetworksClash     1370  409  two static networks put one subnet twice on a segment
     │   └── ClusterInUse      1371  409  static networks serve the cluster (delete: force)
     ├── Locked                1400  423  a transaction holds the machine
@@ -94,6 +97,15 @@ class UsePost(MethodNotAllowed):
 
 class UnreadableBody(InvalidInput):
     errno, status, message = 1081, 415, "the request body's Content-Type is not read"
+
+
+class BadImage(InvalidInput):
+    """The bytes are not the format named, or name other files (services/images.py)."""
+    errno = 1016
+
+
+class LengthRequired(InvalidInput):
+    errno, status, message = 1017, 411, "an upload needs a Content-Length header"
 
 
 class BadMethodOverride(InvalidInput):
@@ -175,6 +187,10 @@ class InvalidState(Conflict):
 
 class NoPlacement(Conflict):
     errno, message = 1302, "no hypervisor can take the new machine"
+
+
+class ImageTooLarge(Conflict):
+    errno, status = 1316, 413
 
 
 class ForeignDisk(InvalidState):

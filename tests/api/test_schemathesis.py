@@ -363,7 +363,8 @@ def _read_variables(dependant: Any) -> Iterator[set[str]]:
 
     for d in dependant.dependencies:
         call = d.call
-        if getattr(call, "__module__", "") == "enomalism.api.deps" and call.__name__ == "dep":
+        if getattr(call, "__module__", "") in ("enomalism.api.deps", "enomalism.api.images") \
+                and call.__name__ == "dep":  # http_vars, or images.file_vars (streamed files)
             yield set(inspect.getclosurevars(call).nonlocals["model"].model_fields)
         yield from _read_variables(d)
 

@@ -109,6 +109,10 @@ def _rules() -> dict[tuple[str, str], Rule]:
         ("POST", "/rest/vmfeed/{uuid}/"): Rule("package", "update",
                                               reads_without=("name", "description")),
         ("DELETE", "/rest/vmfeed/{uuid}/"): Rule("package", "delete"),
+        ("PUT", "/rest/images/"): Rule("image", "upload", created="image"),
+        ("POST", "/rest/images/{uuid}/"): Rule("image", ACTION),
+        ("DELETE", "/rest/images/{uuid}/"): Rule("image", "delete"),
+        ("PUT", "/rest/vmfeed/upload/"): Rule("package", "upload", created="package"),
         ("POST", "/rest/cache/prune/"): Rule("cache", "prune", object_param="hypervisor"),
     }
     return table

@@ -18,6 +18,7 @@ from fastapi.routing import APIRoute
 from starlette.datastructures import Headers, QueryParams, UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from enomalism.api.guard import STREAMED_BODIES
 from enomalism.errors import (
     BadMethodOverride,
     EnomalismError,
@@ -64,10 +65,22 @@ def refuse_changes_on_get(*models: Any) -> Any:
 
 # -- bodies --------------------------------------------------------------------------------
 
+# Routes whose request body is a file (an image, a package) streamed to where it is kept: the
+# body is never read whole, nor held to the size limit of variables' bodies (JSON, forms).
+
+
+def streams_body(request: Request) -> bool:
+    """Whether the request's route takes a streamed file as its body (`STREAMED_BODIES`)."""
+    route = request.scope.get("route")
+    return (request.method, getattr(route, "path", None)) in STREAMED_BODIES
+
+
 async def readable_body(request: Request) -> None:
     """Refuse a non-empty body that no handler would read (415, errno 1081): a text/plain or
     untyped body, or a GET's body, would otherwise be dropped and the request answered as if it
     had no variables."""
+    if streams_body(request):
+        return
     headers = request.headers
     if "content-length" in headers:
         size = 0 if headers["content-length"].strip() in ("", "0") else 1

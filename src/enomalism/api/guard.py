@@ -29,7 +29,9 @@ DOCUMENT_FIELDS = frozenset({"xmldesc"})
 MAX_JSON_DEPTH = 32
 # Path prefixes whose routes read large bodies themselves (uploads, when there are any) and
 # enforce a limit of their own: `BodyLimit` lets their bodies through.
-UPLOAD_PATHS: tuple[str, ...] = ()
+# The routes whose body is a file streamed to its place (an image, a package): their own checks
+# bound them (Content-Length against the pool's or the cache's free space), not this limit.
+STREAMED_BODIES = frozenset({("PUT", "/rest/images/"), ("PUT", "/rest/vmfeed/upload/")})
 
 
 def _answer(e: EnomalismError) -> JSONResponse:
@@ -110,14 +112,14 @@ def refuse_cross_site(request: Request) -> None:
 class BodyLimit:
     """Stops reading a request body at `limit` bytes: a declared Content-Length over it is
     answered 413 (errno 1040) at once, a longer chunked body fails its read with the same.
-    Paths under `UPLOAD_PATHS` are let through (their routes stream and bound them)."""
+    The routes in `STREAMED_BODIES` are let through (they stream and bound their files)."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
         self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(UPLOAD_PATHS):
+        if scope["type"] != "http" or (scope["method"], scope["path"]) in STREAMED_BODIES:
             await self.app(scope, receive, send)
             return
         declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)

@@ -6,17 +6,20 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
+from enomalism.api import audit as api_audit
+from enomalism.api import images as image_api
 from enomalism.api.compat import posted_nothing, refuse_changes_on_get
 from enomalism.api.deps import Ctx, Vars, expose, http_vars, writes_on_get
 from enomalism.api.schemas import Status
-from enomalism.errors import InvalidState
+from enomalism.errors import InvalidState, MissingVariable
 from enomalism.feeds import download as dl
 from enomalism.feeds.feed import Feed, FeedItem, render_feed
-from enomalism.services import provisioning, repositories
-from enomalism.store.models import Package, Repository
+from enomalism.services import images, provisioning, repositories
+from enomalism.store.models import Package, Repository, new_uuid
 
 router = APIRouter(tags=["repositories"])
 XVM2_TYPE = "application/enomalism2-xvm2"
@@ -146,6 +149,43 @@ def published_feed(request: Request, ctx: Ctx) -> Response:
     return Response(render_feed(feed), media_type="application/rss+xml")
 
 
+class UploadVars(Vars):
+    name: str | None = Field(None, description="the package's name (default: its manifest's)")
+
+
+async def upload_package(ctx: Ctx, up: Annotated[image_api.Upload,
+                                                  image_api.file_vars(UploadVars)]) -> dict:
+    """A local `.xvm2` file (the body, or a multipart part `file`) as a new cached package:
+    checked as a feed's package is (structure, manifest, every disk's sha256)."""
+    rule = api_audit.RULES[("PUT", "/rest/vmfeed/upload/")]
+    v, source, size = up.vars, up.source, up.size
+    given: dict[str, Any] = v.model_dump(exclude_unset=True)
+
+    async def steps() -> dict:
+        if source is None:
+            raise MissingVariable("send the package as the request body or as a multipart "
+                                  "part named 'file'")
+        uuid = new_uuid()
+        path, sha, manifest = await run_in_threadpool(
+            images.receive_package, Path(ctx.jobs.packages_dir), source, size=size, uuid=uuid)
+
+        def record() -> dict:
+            try:
+                p = images.add_package(ctx, uuid=uuid, path=path, sha256=sha, manifest=manifest,
+                                       name=v.name)
+                answer = {"package": package_obj(p), "errno": 0,
+                          "message": f"package {p.name} uploaded ({p.size} bytes)"}
+                api_audit.succeeded(ctx, rule, given, answer)
+                ctx.db.commit()
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
+            return answer
+        return await run_in_threadpool(record)
+
+    return await image_api.audited(ctx, rule, given, steps)
+
+
 def download_package(uuid: str, ctx: Ctx) -> FileResponse:
     """The package file itself (Range requests supported)."""
     p = repositories.get_download(ctx, uuid)
@@ -236,6 +276,8 @@ expose(router, "/rest/vmfeed/repo/{uuid}/", ["POST"], act_on_repository, vars_mo
        response_model=RepositoryAnswer, summary="Refresh or delete a repository (6.5)")
 expose(router, "/rest/vmfeed/repo/{uuid}/", ["DELETE"], delete_repository,
        response_model=RepositoryAnswer, summary="Delete a repository (6.5)")
+expose(router, "/rest/vmfeed/upload/", ["PUT"], upload_package, vars_model=UploadVars,
+       response_model=PackageAnswer, summary="Upload a .xvm2 file as a package (extension)")
 expose(router, "/rest/vmfeed/{uuid}/download/", ["GET"], download_package,
        response_class=FileResponse, summary="Download a package file (6.2)",
        responses={200: {"content": {XVM2_TYPE: {}}}})

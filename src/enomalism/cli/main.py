@@ -11,6 +11,7 @@ from enomalism.cli import (
     clusters,
     feeds,
     hosts,
+    images,
     machines,
     networks,
     session,
@@ -38,6 +39,7 @@ app.add_typer(feeds.package_app, name="package")
 app.add_typer(networks.app, name="network")
 app.add_typer(transactions.app, name="tx")
 app.add_typer(cache.app, name="cache")
+app.add_typer(images.app, name="image")
 app.add_typer(admin.app, name="admin")
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from enomalism.errors import EnomalismError
 from enomalism.services.registry import HypervisorRegistry
 from enomalism.store.db import Database
-from enomalism.store.models import Machine, Package
+from enomalism.store.models import Image, Machine, Package
 from enomalism.virt import driver
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,15 @@ def _package_state(db: Database, _reg: HypervisorRegistry, uuid: str, state: str
             p.state = state
 
 
-UNDO = {"file": _file, "dir": _dir, "paused": _paused, "volume": _volume,
+def _image(db: Database, _reg: HypervisorRegistry, uuid: str) -> None:
+    """An image whose registration did not finish."""
+    with db.session() as s:
+        image = s.get(Image, uuid)
+        if image is not None and image.state != "ready":
+            s.delete(image)
+
+
+UNDO = {"file": _file, "image": _image, "dir": _dir, "paused": _paused, "volume": _volume,
         "pool_volume": _pool_volume, "domain": _domain,
         "machine": _machine, "package_state": _package_state, "dhcp_host": _dhcp_host}
 

@@ -31,6 +31,7 @@ from enomalism.store.models import (
     Group,
     GroupMember,
     Hypervisor,
+    Image,
     Machine,
     Network,
     Package,
@@ -42,9 +43,9 @@ from enomalism.store.models import (
 PERMISSIONS = ("read", "control", "modify", "export", "delete", "admin")
 MODELS = {"machine": Machine, "hypervisor": Hypervisor, "cluster": Cluster, "user": User,
           "group": Group, "transaction": Transaction, "repository": Repository,
-          "package": Package, "network": Network}
+          "package": Package, "network": Network, "image": Image}
 Object = (Machine | Hypervisor | Cluster | User | Group | Transaction | Repository | Package
-          | Network)
+          | Network | Image)
 
 
 @event.listens_for(Session, "before_flush")

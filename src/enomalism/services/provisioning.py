@@ -485,7 +485,7 @@ def _check_own_disks(db: Any, conn: libvirt.virConnect, machine: Machine | str,
     return disks
 
 
-def _disk_source(job: JobContext, conn: libvirt.virConnect, hv_uuid: str, uri: str,
+def disk_source(job: JobContext, conn: libvirt.virConnect, hv_uuid: str, uri: str,
                  disk_path: str, stack: ExitStack,
                  tmp: Path) -> tuple[Callable[[], BinaryIO], str, int]:
     """An opener of the disk's whole content (backing chain flattened), its format and its
@@ -552,7 +552,7 @@ def package(job: JobContext) -> dict[str, Any]:
             stack.callback(driver.resume, conn, prm["machine"])
         sources, infos = {}, []
         for d in disks:
-            opener, fmt, vsize = _disk_source(job, conn, hv_uuid, uri, d.path, stack, tmp)
+            opener, fmt, vsize = disk_source(job, conn, hv_uuid, uri, d.path, stack, tmp)
             sources[d.target] = opener
             infos.append(archive.DiskInfo(target=d.target, format=fmt, virtual_size=vsize,
                                           compression=prm["compression"]))

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -450,4 +451,29 @@ class Volume(Base):
     path: Mapped[str] = mapped_column(String(1024), primary_key=True)  # the volume's, libvirt's
     machine_uuid: Mapped[str] = mapped_column(ForeignKey("machines.uuid", ondelete="CASCADE"),
                                               index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Image(Base):
+    """A disk or ISO image a user uploaded or registered from a URL, held as a volume in a
+    hypervisor's pool: what create and provision copy (qcow2, raw) or attach (iso). `state` is
+    uploading while its bytes arrive (the volume may be partial), ready, or failed."""
+
+    __tablename__ = "images"
+    __table_args__ = (UniqueConstraint("owner_uuid", "name"),)
+
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    name: Mapped[str] = mapped_column(String(64))
+    format: Mapped[str] = mapped_column(String(8))  # qcow2, raw or iso
+    size: Mapped[int | None] = mapped_column(BigInteger)  # bytes of the file
+    virtual_size: Mapped[int | None] = mapped_column(BigInteger)  # bytes the guest sees
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    owner_uuid: Mapped[str | None] = mapped_column(ForeignKey("users.uuid", ondelete="SET NULL"),
+                                                   index=True)
+    hypervisor_uuid: Mapped[str] = mapped_column(
+        ForeignKey("hypervisors.uuid", ondelete="CASCADE"), index=True)
+    pool: Mapped[str] = mapped_column(String(255))
+    path: Mapped[str | None] = mapped_column(String(1024))  # the volume's, once it exists
+    state: Mapped[str] = mapped_column(String(16), default="uploading")
+    url: Mapped[str | None] = mapped_column(String(2048))  # registered from (redacted)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,273 @@
+"""Images (issue 16): upload a qcow2, raw or ISO file, register one from a URL, list, show,
+delete. The upload's body is streamed into its volume (api/guard.py `STREAMED_BODIES`)."""
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, BinaryIO
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+from starlette.requests import ClientDisconnect
+
+from enomalism.api import audit as api_audit
+from enomalism.api.compat import refuse_changes_on_get
+from enomalism.api.deps import Ctx, Vars, expose, http_vars, read_vars
+from enomalism.api.schemas import Status
+from enomalism.errors import InvalidInput, LengthRequired, MissingVariable, UnknownAction
+from enomalism.services import images
+from enomalism.services.context import Context
+
+router = APIRouter(tags=["images"])
+VARIABLES_LIMIT = 64 << 10  # a form or JSON body here carries variables only
+
+
+class ImageObj(BaseModel):
+    uuid: str
+    name: str
+    format: str = Field(description="qcow2, raw or iso")
+    size: int | None = Field(description="bytes of the file")
+    virtual_size: int | None = Field(description="bytes the guest sees")
+    sha256: str | None
+    owner: str | None
+    hypervisor: str
+    pool: str
+    path: str | None = Field(description="the volume's path on the hypervisor")
+    state: str = Field(description="uploading, ready or failed")
+    url: str | None = Field(description="where it was registered from (without credentials)")
+    created_at: datetime
+
+
+class ImageAnswer(Status):
+    image: ImageObj | None
+    txid: str | None = Field(None, description="the registration's transaction (url only)")
+
+
+class ImagesAnswer(Status):
+    images: list[ImageObj]
+
+
+class UploadVars(Vars):
+    name: str | None = Field(None, description="the image's name (unique among yours)")
+    format: str | None = Field(None, description="qcow2, raw or iso")
+    url: str | None = Field(None, description="register from this http(s) URL instead")
+    sha256: str | None = Field(None, description="the file's expected sha256 (verified)")
+    hvmuuid: str | None = Field(None, description="the hypervisor (you need `control`)")
+    pool: str | None = Field(None, description="the storage pool (default: as provision)")
+
+
+class BodyReader:
+    """The request's body as a blocking file, for a worker thread: each read waits for the
+    next pieces from the event loop, so the body is never held whole."""
+
+    def __init__(self, request: Request, loop: asyncio.AbstractEventLoop) -> None:
+        self._chunks = request.stream().__aiter__()
+        self._loop, self._parts, self._have, self._ended = loop, [], 0, False
+
+    async def _gather(self, n: int) -> None:
+        """Pieces until `n` bytes are buffered or the body ends: one hop from the thread per
+        MiB or so, not one per piece the server received (64 KiB)."""
+        try:
+            while self._have < n:
+                chunk = await self._chunks.__anext__()
+                self._parts.append(chunk)
+                self._have += len(chunk)
+        except StopAsyncIteration:
+            self._ended = True
+        except ClientDisconnect:
+            raise InvalidInput("the client went away during the upload") from None
+
+    def read(self, n: int = -1) -> bytes:
+        want = n if n >= 0 else 1 << 62
+        if not self._ended and self._have < want:
+            asyncio.run_coroutine_threadsafe(self._gather(want), self._loop).result()
+        data = b"".join(self._parts)  # one copy of the pieces
+        if len(data) > want:
+            data, rest = data[:want], data[want:]  # (the rest is under one piece)
+            self._parts, self._have = [rest], len(rest)
+        else:
+            self._parts, self._have = [], 0
+        return data
+
+
+def _length(request: Request) -> int:
+    value = request.headers.get("content-length", "").strip()
+    if not value:
+        raise LengthRequired("send the file with a Content-Length header (curl -T does), or "
+                             "as a multipart part named 'file'")
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidInput("Content-Length is not a number") from None
+
+
+async def upload_vars(request: Request, model: type[Vars]) -> tuple[Vars, BinaryIO | None,
+                                                                     int | None]:
+    """The variables (query string, and a multipart form's fields), the file and its size:
+    the body itself, or the form's part named `file` (kept on disk, not in memory, by the
+    form parser); None when there is no file."""
+    raw: dict[str, Any] = dict(request.query_params)
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    source, size = None, None
+    if ctype == "multipart/form-data":
+        form = await request.form(max_files=1)
+        for k, v in form.multi_items():
+            if isinstance(v, str):
+                raw[k] = v
+            elif k == "file":
+                source, size = v.file, v.size
+        if source is None:
+            raise MissingVariable("the multipart form has no part named 'file'")
+    elif ctype in ("application/x-www-form-urlencoded", "application/json"):
+        # variables only (a registration from `url`): small, read as every route reads them
+        if _length(request) > VARIABLES_LIMIT:
+            raise InvalidInput("send the file itself as the body (any other Content-Type), or "
+                               "as a multipart part named 'file'")
+        return await read_vars(request, model), None, None
+    elif request.headers.get("content-length", "0").strip() not in ("", "0") \
+            or "transfer-encoding" in request.headers:
+        size = _length(request)
+        source = BodyReader(request, asyncio.get_running_loop())
+    try:
+        return model.model_validate({k: v for k, v in raw.items() if k in model.model_fields}), \
+            source, size
+    except ValueError as e:
+        raise InvalidInput(f"bad variables: {e}") from None
+
+
+@dataclass
+class Upload:
+    """A streamed upload's variables, its file (None: none was sent) and the file's size."""
+
+    vars: Any
+    source: BinaryIO | None
+    size: int | None
+
+
+def file_vars(model: type[Vars]) -> Any:
+    """A dependency: `upload_vars` of the request (documented as `model`, like `http_vars`)."""
+    async def dep(request: Request) -> Upload:
+        return Upload(*await upload_vars(request, model))
+    return Depends(dep)
+
+
+async def audited(ctx: Context, rule: api_audit.Rule, given: dict[str, Any],
+                  steps: Callable[[], Any]) -> Any:
+    """Run the (async) `steps` of a streamed upload, its audit entry written as `expose`
+    does for the others: with the last step's commit, or after a failure on its own."""
+    api_audit.begin(ctx)
+    try:
+        return await steps()
+    except Exception as e:
+        await run_in_threadpool(api_audit.failed, ctx, rule, given, e)
+        raise
+
+
+async def upload_image(ctx: Ctx, up: Annotated[Upload, file_vars(UploadVars)]) -> dict:
+    """Upload an image (the body, or a multipart part `file`) or register one from `url`."""
+    rule = api_audit.RULES[("PUT", "/rest/images/")]
+    v, source, size = up.vars, up.source, up.size
+    given: dict[str, Any] = v.model_dump(exclude_unset=True)
+
+    async def steps() -> dict:
+        if v.url:
+            if source is not None:
+                raise InvalidInput("send a file or a 'url', not both")
+            return await run_in_threadpool(_register, ctx, rule, given, v)
+        if source is None:
+            raise MissingVariable("send the image as the request body, as a multipart part "
+                                  "named 'file', or give a 'url'")
+
+        def start() -> images.Plan:
+            plan = images.begin_upload(ctx, name=v.name, fmt=v.format, size=size,
+                                       hvmuuid=v.hvmuuid, pool=v.pool, sha256=v.sha256)
+            ctx.db.commit()  # the volume is filled with no write lock held
+            return plan
+
+        plan = await run_in_threadpool(start)
+        try:
+            written = await run_in_threadpool(images.write, registry=ctx.registry, plan=plan,
+                                              source=source, size=size)
+        except BaseException:
+            await run_in_threadpool(_abandon, ctx, plan.uuid)
+            raise
+
+        def done() -> dict:
+            image = images.finish(ctx, plan=plan, written=written)
+            answer = {"image": images.image_obj(image), "errno": 0,
+                      "message": f"image {image.name} uploaded ({written.size} bytes)"}
+            api_audit.succeeded(ctx, rule, given, answer)
+            ctx.db.commit()
+            return answer
+        return await run_in_threadpool(done)
+
+    return await audited(ctx, rule, given, steps)
+
+
+def _abandon(ctx: Context, uuid: str) -> None:
+    ctx.db.rollback()
+    images.abandon(ctx, uuid=uuid)
+    ctx.db.commit()
+
+
+def _register(ctx: Context, rule: api_audit.Rule, given: dict, v: UploadVars) -> dict:
+    image, tx = images.register(ctx, url=v.url, name=v.name, fmt=v.format, hvmuuid=v.hvmuuid,
+                                pool=v.pool, sha256=v.sha256)
+    answer = {"image": images.image_obj(image), "txid": tx.uuid, "errno": 0,
+              "message": f"image {image.name} is being downloaded"}
+    api_audit.succeeded(ctx, rule, given, answer)
+    ctx.db.commit()
+    return answer
+
+
+class ImageActionVars(Vars):
+    action: str | None = Field(None, description="package: turn the image into a package")
+    name: str | None = Field(None, description="the package's name (default: the image's)")
+    description: str | None = Field(None, description="the package's description")
+    version: str | None = Field(None, description="the package's version (default 1)")
+
+
+class TxAnswer(Status):
+    txid: str | None
+
+
+def act_on_image(uuid: str, ctx: Ctx,
+                 v: Annotated[ImageActionVars, http_vars(ImageActionVars)]) -> dict:
+    """action=package (`package import`): a transaction writes the image into a new
+    package."""
+    if v.action != "package":
+        raise UnknownAction(f"unknown action '{v.action or ''}' on an image; use: package")
+    tx = images.queue_package(ctx, ref=uuid, name=v.name, description=v.description,
+                              version=v.version)
+    return {"txid": tx.uuid, "errno": 0, "message": "packaging queued"}
+
+
+def list_images(ctx: Ctx) -> dict:
+    """Every image the caller may read."""
+    return {"images": [images.image_obj(i) for i in images.list_images(ctx)], "errno": 0,
+            "message": ""}
+
+
+def get_image(uuid: str, ctx: Ctx) -> dict:
+    """The image (by UUID, name or a unique UUID prefix)."""
+    return {"image": images.image_obj(images.show(ctx, ref=uuid)), "errno": 0, "message": ""}
+
+
+def delete_image(uuid: str, ctx: Ctx) -> dict:
+    """Delete the image and its volume."""
+    return {"image": None, "errno": 0, "message": images.delete(ctx, ref=uuid)}
+
+
+expose(router, "/rest/images/", ["GET"], list_images, response_model=ImagesAnswer,
+       summary="List images (extension)", dependencies=[refuse_changes_on_get(UploadVars)])
+expose(router, "/rest/images/", ["PUT"], upload_image, vars_model=UploadVars,
+       response_model=ImageAnswer, response_model_exclude_unset=True,
+       summary="Upload an image, or register one from a URL (extension)")
+expose(router, "/rest/images/{uuid}/", ["GET"], get_image, response_model=ImageAnswer,
+       response_model_exclude_unset=True, summary="Get an image (extension)")
+expose(router, "/rest/images/{uuid}/", ["POST"], act_on_image, vars_model=ImageActionVars,
+       response_model=TxAnswer, summary="Turn an image into a package (extension)")
+expose(router, "/rest/images/{uuid}/", ["DELETE"], delete_image, response_model=ImageAnswer,
+       response_model_exclude_unset=True, summary="Delete an image (extension)")
