@@ -12,7 +12,11 @@ the API layer turns any of them into `{"errno": N, "message": "..."}` with that 
     │   ├── MethodNotAllowed  1005  405  the path does not take that HTTP method
     │   │   └── UsePost       1080  405  a GET carried an action or the variables of a change
     │   ├── UnreadableBody    1081  415  a body whose Content-Type the server does not read
-    │   └── BadMethodOverride 1082  400  _method / X-HTTP-Method-Override is not PUT or DELETE
+    │   ├── BadMethodOverride 1082  400  _method / X-HTTP-Method-Override is not PUT or DELETE
+    │   ├── BadUserData       1026  400  cloud-init user data over the limit or not UTF-8 text
+    │   ├── BadSSHKey         1027  400  an ssh_key that is no OpenSSH public key line
+    │   ├── WrongImageFormat  1028  400  an ISO image as a disk, a disk image as a CD-ROM
+    │   └── DiskTooLarge      1029  400  a new disk larger than its whole storage pool
     ├── NotAuthenticated      1100  401
     ├── Forbidden             1101  403
     │   ├── ElementNotAllowed 1110  403  domain XML carries what its sender may not ask for
@@ -23,7 +27,8 @@ the API layer turns any of them into `{"errno": N, "message": "..."}` with that 
     ├── Conflict              1300  409  a name or URL already taken, objects still in use
     │   ├── InvalidState      1301  409  the action does not fit the machine's current state
     │   │   └── ForeignDisk   1310  409  package: the machine has a disk it does not own
-    │   └── NoPlacement       1302  409  no hypervisor can take a new machine (placement)
+    │   ├── NoPlacement       1302  409  no hypervisor can take a new machine (placement)
+    │   └── PoolFull          1326  409  the storage pool has less space left than a new disk
     ├── Locked                1400  423  a transaction holds the machine
     ├── HypervisorError       1500  502  libvirt refused the operation
     ├── HypervisorUnreachable 1501  503  no connection to the hypervisor
@@ -78,6 +83,22 @@ class BadMethodOverride(InvalidInput):
     errno, message = 1082, "a method override names PUT or DELETE"
 
 
+class BadUserData(InvalidInput):
+    errno = 1026
+
+
+class BadSSHKey(InvalidInput):
+    errno = 1027
+
+
+class WrongImageFormat(InvalidInput):
+    errno = 1028
+
+
+class DiskTooLarge(InvalidInput):
+    errno = 1029
+
+
 class NotAuthenticated(EnomalismError):
     errno, status, message = 1100, 401, "authentication required"
 
@@ -103,6 +124,10 @@ class VolumeNotAllowed(Forbidden):
     errno = 1111
 
 
+class PoolNotAllowed(Forbidden):
+    errno = 1126
+
+
 class NotFound(EnomalismError):
     errno, status, message = 1200, 404, "not found"
 
@@ -117,6 +142,10 @@ class InvalidState(Conflict):
 
 class NoPlacement(Conflict):
     errno, message = 1302, "no hypervisor can take the new machine"
+
+
+class PoolFull(Conflict):
+    errno = 1326
 
 
 class ForeignDisk(InvalidState):

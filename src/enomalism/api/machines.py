@@ -9,7 +9,7 @@ from enomalism.api import schemas
 from enomalism.api.compat import posted_nothing, refuse_changes_on_get
 from enomalism.api.deps import Ctx, NoVars, Vars, expose, http_vars
 from enomalism.errors import Conflict
-from enomalism.services import access, actions, hypervisors, machines, provisioning
+from enomalism.services import access, actions, create, hypervisors, machines, provisioning
 from enomalism.services.context import Context
 
 router = APIRouter(tags=["machines"])
@@ -23,8 +23,35 @@ class ListVars(Vars):
 
 
 class DefineVars(Vars):
-    xmldesc: str | None = Field(None, description="libvirt domain XML of the new machine")
-    hvmuuid: str | None = Field(None, description="the hypervisor to define it on")
+    xmldesc: str | None = Field(None, description="libvirt domain XML of the new machine; "
+                                "without it, the machine is created from the parameters below")
+    hvmuuid: str | None = Field(None, description="the hypervisor to define it on; for a "
+                                "create also a cluster, or left out for the placer")
+    name: str | None = Field(None, description="create: the new machine's name")
+    vcpus: str | None = Field(None, description="create: virtual CPUs (default 1)")
+    memory: str | None = Field(None, description="create: memory in MiB (default 1024)")
+    disk: str | None = Field(None, description="create: GiB of a blank disk; with image, the "
+                             "size the overlay grows to")
+    image: str | None = Field(None, description="create: a disk image's UUID or name; the disk "
+                              "is a copy-on-write overlay on it")
+    cdrom: str | None = Field(None, description="create: an ISO image's UUID or name")
+    network: list[str] = Field(default_factory=list, description="create: static network "
+                               "UUIDs (repeatable); each leases an address")
+    libvirt_network: str | None = Field(None, description="create: a libvirt network to join "
+                                        "(DHCP from libvirt)")
+    pool: str | None = Field(None, description="create: the storage pool (default: the image's, "
+                             "else the hypervisor's default)")
+    virt_type: str | None = Field(None, description="create: kvm or qemu (TCG)")
+    firmware: str | None = Field(None, description="create: bios (default) or uefi")
+    cpu_mode: str | None = Field(None, description="create: host-passthrough (default on kvm), "
+                                 "host-model or maximum")
+    user_data: str | None = Field(None, description="create: cloud-init user data (a "
+                                  "cloud-config), at most 64 KiB")
+    ssh_key: list[str] = Field(default_factory=list, description="create: an OpenSSH public "
+                               "key line (repeatable)", json_schema_extra={"x-repeat-only": True})
+    hostname: str | None = Field(None, description="create: the guest's host name (default: "
+                                 "the machine's name)")
+    autostart: bool = Field(False, description="create: start with the host")
 
 
 class MachineVars(Vars):
@@ -100,7 +127,17 @@ def list_machines(ctx: Ctx, v: Annotated[ListVars, http_vars(ListVars)]) -> dict
 
 
 def define_machine(ctx: Ctx, v: Annotated[DefineVars, http_vars(DefineVars)]) -> dict:
-    """Define a new VM from libvirt domain XML on a hypervisor (extension, like virsh define)."""
+    """Define a new VM from libvirt domain XML on a hypervisor (extension, like virsh define);
+    without `xmldesc`, create one from parameters (a `create` transaction: docs/api.md)."""
+    if v.xmldesc is None:
+        q = create.queue_create(
+            ctx, name=v.name, vcpus=v.vcpus, memory=v.memory, disk=v.disk, image=v.image,
+            cdrom=v.cdrom, network=v.network, libvirt_network=v.libvirt_network,
+            hvmuuid=v.hvmuuid, pool=v.pool, virt_type=v.virt_type, firmware=v.firmware,
+            cpu_mode=v.cpu_mode, user_data=v.user_data, ssh_key=v.ssh_key,
+            hostname=v.hostname, autostart=v.autostart)
+        return {"errno": 0, "message": "create queued", "machine": q.machine.uuid,
+                "machine_obj": schemas.machine_obj(q.machine), "txid": q.tx.uuid}
     m = machines.define_vm(ctx, xmldesc=v.xmldesc, hvmuuid=v.hvmuuid)
     return {"errno": 0, "message": f"machine {m.name} defined", "machine": m.uuid,
             "machine_obj": schemas.machine_obj(m)}
@@ -259,7 +296,8 @@ expose(router, "/rest/machines/", ["POST"], list_machines, vars_model=ListVars,
        response_model=schemas.MachinesAnswer, response_model_exclude_unset=True,
        summary="List machines (2.2)")
 expose(router, "/rest/machines/", ["PUT"], define_machine, vars_model=DefineVars,
-       response_model=schemas.DefineAnswer, summary="Define a VM from XML (extension)")
+       response_model=schemas.CreateAnswer | schemas.DefineAnswer,
+       summary="Define a VM from XML, or create one from parameters (extension)")
 expose(router, "/rest/machine/", ["GET", "POST"], list_machines, vars_model=ListVars,
        response_model=schemas.MachinesAnswer, response_model_exclude_unset=True,
        summary="List machines (2.3)")

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -450,4 +451,25 @@ class Volume(Base):
     path: Mapped[str] = mapped_column(String(1024), primary_key=True)  # the volume's, libvirt's
     machine_uuid: Mapped[str] = mapped_column(ForeignKey("machines.uuid", ondelete="CASCADE"),
                                               index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Image(Base):
+    """A disk or ISO image in a storage pool of one hypervisor (issue 16, item 2). Contract
+    stand-in: branch `images` owns this model; create reads it through services/images.find."""
+
+    __tablename__ = "images"
+
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
+    name: Mapped[str] = mapped_column(String(255))
+    format: Mapped[str] = mapped_column(String(16))  # qcow2, raw or iso
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    virtual_size: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    owner_uuid: Mapped[str | None] = mapped_column(ForeignKey("users.uuid", ondelete="SET NULL"))
+    hypervisor_uuid: Mapped[str] = mapped_column(ForeignKey("hypervisors.uuid",
+                                                            ondelete="CASCADE"))
+    pool: Mapped[str] = mapped_column(String(255))
+    path: Mapped[str] = mapped_column(String(1024))
+    state: Mapped[str] = mapped_column(String(16), default="ready")  # uploading, ready, failed
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -256,6 +256,12 @@ def define(conn: libvirt.virConnect, xml: str) -> DomainSnapshot:
     return snap
 
 
+def set_autostart(conn: libvirt.virConnect, uuid: str, on: bool) -> None:
+    """Start the domain when libvirtd starts (the host boots), or not."""
+    with libvirt_errors():
+        _lookup(conn, uuid).setAutostart(1 if on else 0)
+
+
 def undefine(conn: libvirt.virConnect, uuid: str) -> None:
     """Stop the domain if it runs and remove its definition, with its snapshots' metadata."""
     try:
@@ -393,13 +399,15 @@ def hard_disks(conn: libvirt.virConnect, xml: DomainXML) -> list[Disk]:
 def delete_volumes(conn: libvirt.virConnect, xml: DomainXML, *, keep: set[str],
                    only: set[str]) -> list[str]:
     """Delete the storage volumes behind the domain's writable disks that are in `only` (the
-    machine's own), except paths in `keep` (disks other domains use). Returns the paths of
-    the volumes deleted."""
+    machine's own), except paths in `keep` (disks other domains use), and its own CD-ROMs
+    (a cloud-init seed made for it). Returns the paths of the volumes deleted."""
     deleted = []
     with libvirt_errors():
         refresh_pools(conn)
         for disk in xml.disks():
-            if disk.device not in ("disk", "lun") or disk.readonly or disk.shareable:
+            seed = disk.device == "cdrom" and disk.path in only
+            if not seed and (disk.device not in ("disk", "lun") or disk.readonly
+                             or disk.shareable):
                 continue
             if disk.path in keep:
                 continue
