@@ -245,11 +245,13 @@ def _seed_bytes(prm: dict, nics: list[builder.Nic]) -> bytes:
 
 def _check_policy(job: JobContext, hv_uuid: str, xml: DomainXML, ours: set[str],
                   nic_sources: list[str]) -> None:
-    """The generated XML through the policy, as if a non-administrator had sent it (defence
-    in depth): its disks are the volumes this job makes and the images the request checked."""
+    """The generated XML through the policy, whoever asked (defence in depth): its disks are
+    the volumes this job makes and the images the request checked; its networks those the
+    caller may use and those the request leased on."""
     with job.db.session(write=False) as s:
         user = s.get(User, job.owner_uuid) if job.owner_uuid else None
-        who = Principal(user.uuid, user.username, False) if user else Principal("", "", False)
+        who = Principal(user.uuid, user.username, user.is_admin) if user else \
+            Principal("", "", False)
         ctx = Context(db=s, registry=job.registry, user=who)
         policy.check(xml, volumes.rights(ctx, s.get(Hypervisor, hv_uuid),
                                          disk=lambda source: source.path in ours,
