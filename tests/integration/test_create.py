@@ -110,9 +110,9 @@ def iso_files(path: str) -> tuple[str, dict[str, str]]:
     return label, files
 
 
-def test_create_from_an_image_with_a_seed(qemu, scratch, tmp_path):
-    scratch.pool  # made now: the image goes in its directory
-    image = Path(scratch.dir) / f"{unique('img')}.qcow2"
+def test_create_from_an_image_with_a_seed(qemu, scratch):
+    pool_dir = etree.fromstring(scratch.pool.XMLDesc(0)).findtext("target/path")
+    image = Path(pool_dir) / f"{unique('img')}.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), "64M"], check=True)
     img = register_image(qemu, scratch, unique("image"), image, "qcow2")
     bridge = f"enmtc{unique()[-6:]}"  # never made: the guest is started without it below
