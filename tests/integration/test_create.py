@@ -2,6 +2,7 @@
 
 - a blank disk, domain type qemu (TCG): the domain starts and runs; totaldelete removes it
   and its disk.
+- provision with cloud-init input: the seed is a CD-ROM of the machine's own.
 - from an image (a small qcow2 made with qemu-img, registered as an Image row): the disk is a
   qcow2 overlay whose backing file is the image; the NoCloud seed ISO, read back with pycdlib,
   carries the user data, the SSH key, the host name and the address leased from the static
@@ -23,6 +24,14 @@ from lxml import etree
 
 from enomalism.store.models import Image
 from tests.integration.conftest import Qemu, Scratch, unique
+from tests.integration.provision_helpers import (
+    FeedServer,
+    build_package,
+    domain_template,
+    feed_item,
+    make_qcow2,
+    publish,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -103,7 +112,10 @@ def iso_files(path: str) -> tuple[str, dict[str, str]]:
     files = {}
     for name in ("meta-data", "user-data", "network-config"):
         out = io.BytesIO()
-        iso.get_file_from_iso_fp(out, rr_path=f"/{name}")
+        try:
+            iso.get_file_from_iso_fp(out, rr_path=f"/{name}")
+        except pycdlib.pycdlibexception.PyCdlibInvalidInput:  # not there
+            continue
         files[name] = out.getvalue().decode()
     label = iso.pvd.volume_identifier.decode().strip()
     iso.close()
@@ -154,3 +166,37 @@ def test_create_from_an_image_with_a_seed(qemu, scratch):
     assert image.name in left
     assert not [le for le in qemu.api.ok("GET", f"/rest/networks/{net['uuid']}/leases/")
                 ["leases"] if le["machine"] == uuid]
+
+
+def test_provision_attaches_a_seed_too(qemu, scratch, tmp_path):
+    """Provision (spec 2.19) with cloud-init input: the package's machine gets the seed as a
+    CD-ROM of its own, deleted with it."""
+    image = make_qcow2(tmp_path / "tiny.qcow2", 64)
+    pkg = build_package(tmp_path / "tiny.xvm2", image, name=unique("pkg"),
+                        domain_xml=domain_template(interface=False))
+    srv = FeedServer()
+    try:
+        publish(srv, [feed_item(srv, pkg, "/p/tiny.xvm2")])
+        body = qemu.api.ok("PUT", "/rest/vmfeed/", data={"url": srv.url("/feed.xml")})
+        pkg_uuid = next(p["uuid"] for p in body["packages"] if p["name"] == pkg.name)
+        name = scratch.domain_name()
+        body = qemu.api.ok("POST", f"/rest/machine/{qemu.api.local_host()}/actions/provision/",
+                           data={"pkguuid": pkg_uuid, "hvmuuid": qemu.hv, "name": name,
+                                 "pool": scratch.pool.name(), "ssh_key": KEY,
+                                 "user_data": USER_DATA})
+        uuid = body["newuuid"]
+        scratch.track(uuid)
+        wait_done(qemu, body["txid"])
+    finally:
+        srv.close()
+    root = etree.fromstring(qemu.host.domain(uuid).XMLDesc(0))
+    cdrom = next(d for d in root.iterfind("devices/disk") if d.get("device") == "cdrom")
+    assert cdrom.find("target").get("dev") == "sda"
+    label, files = iso_files(cdrom.find("source").get("file"))
+    assert label == "cidata"
+    assert json.loads(files["meta-data"]) == {"instance-id": uuid, "local-hostname": name,
+                                              "public-keys": [KEY]}
+    assert files["user-data"] == USER_DATA
+    assert "network-config" not in files  # no static network: the guest's own DHCP
+    qemu.action(uuid, "totaldelete")
+    assert f"{name}-cidata.iso" not in scratch.volume_names()

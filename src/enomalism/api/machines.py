@@ -66,6 +66,12 @@ class MachineVars(Vars):
     version: str | None = Field(None, description="the new package's version")
     compression: str | None = Field(None, description="zstd (default) or gzip (strict XVM2)")
     pool: str | None = Field(None, description="the storage pool, for provision (extension)")
+    user_data: str | None = Field(None, description="for provision: cloud-init user data (a "
+                                  "cloud-config), at most 64 KiB: the machine gets a NoCloud seed")
+    ssh_key: list[str] = Field(default_factory=list, description="an OpenSSH public key line "
+                               "for the seed (repeatable)",
+                               json_schema_extra={"x-repeat-only": True})
+    hostname: str | None = Field(None, description="the guest's host name, for the seed")
 
 
 class ProvisionVars(Vars):
@@ -78,6 +84,12 @@ class ProvisionVars(Vars):
     name: str | None = Field(None, description="the new machine's name")
     pool: str | None = Field(None, description="the storage pool for its disks (extension; "
                              "default: the pool named 'default', else the first active one)")
+    user_data: str | None = Field(None, description="cloud-init user data (a cloud-config), "
+                                  "at most 64 KiB: the machine gets a NoCloud seed")
+    ssh_key: list[str] = Field(default_factory=list, description="an OpenSSH public key line "
+                               "for the seed (repeatable)",
+                               json_schema_extra={"x-repeat-only": True})
+    hostname: str | None = Field(None, description="the guest's host name, for the seed")
 
 
 class PackageVars(Vars):
@@ -167,8 +179,9 @@ def update_machine(uuid: str, ctx: Ctx, v: Annotated[MachineVars, http_vars(Mach
     if posted_nothing(v, needs="action"):
         return _machine_answer(ctx, uuid)
     if v.action == "provision":
-        return provision(uuid, ctx, ProvisionVars(pkguuid=v.pkguuid, hvmuuid=v.hvmuuid,
-                                                  name=v.name, pool=v.pool))
+        return provision(uuid, ctx, ProvisionVars(
+            pkguuid=v.pkguuid, hvmuuid=v.hvmuuid, name=v.name, pool=v.pool,
+            user_data=v.user_data, ssh_key=v.ssh_key, hostname=v.hostname))
     if v.action == "package":
         return package(uuid, ctx, PackageVars(name=v.name, description=v.description,
                                               version=v.version, compression=v.compression))
@@ -239,7 +252,8 @@ def provision(uuid: str, ctx: Ctx, v: Annotated[ProvisionVars, http_vars(Provisi
     `hvmuuid` naming a cluster or left out, on the hypervisor placement picks. Answers at
     once with the new machine's id, the transaction doing the work and the hypervisor."""
     q = provisioning.queue_provision(ctx, uuid, pkguuid=v.pkguuid, hvmuuid=v.hvmuuid,
-                                     name=v.name, pool=v.pool)
+                                     name=v.name, pool=v.pool, user_data=v.user_data,
+                                     ssh_keys=v.ssh_key, hostname=v.hostname)
     return {"newuuid": q.machine, "txid": q.tx.uuid, "hvmuuid": q.hypervisor, "errno": 0,
             "message": "provision queued"}
 

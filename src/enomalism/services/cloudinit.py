@@ -134,3 +134,26 @@ def seed_iso(*, meta: str, user: str | None, network: str | None) -> bytes:
     iso.write_fp(out)
     iso.close()
     return out.getvalue()
+
+
+def check(*, user_data: str | None, ssh_keys: list[str], hostname: str | None,
+          name: str) -> dict | None:
+    """The checked cloud-init input of a new machine `name`, as a job's parameters; None when
+    there is none (no seed then)."""
+    user_data = check_user_data(user_data)
+    keys = [check_ssh_key(k) for k in ssh_keys]
+    hostname = check_hostname(hostname) if hostname else None
+    if not (user_data or keys or hostname):
+        return None
+    return {"user_data": user_data, "ssh_keys": keys, "hostname": hostname or hostname_from(name)}
+
+
+def seed_for(machine_uuid: str, seed: dict, nics: list[dict]) -> bytes:
+    """The seed ISO of a machine: `seed` as `check` made it, `nics` its leases (mac, address,
+    prefix, gateway), as provision and create keep them in their parameters."""
+    addresses = [Address(mac=n["mac"], address=n["address"], prefix=n["prefix"],
+                         gateway=n["gateway"]) for n in nics]
+    return seed_iso(
+        meta=meta_data(instance_id=machine_uuid, hostname=seed["hostname"],
+                       ssh_keys=seed["ssh_keys"]),
+        user=seed["user_data"], network=network_config(addresses) if addresses else None)

@@ -170,9 +170,7 @@ def queue_create(ctx: Context, *, name: str | None, vcpus: str | None, memory: s
     virt_type = _choice(virt_type, "virt_type", VIRT_TYPES)
     firmware = _choice(firmware, "firmware", FIRMWARES) or "bios"
     cpu_mode = _choice(cpu_mode, "cpu_mode", builder.CPU_MODES)
-    user_data = cloudinit.check_user_data(user_data)
-    keys = [cloudinit.check_ssh_key(k) for k in ssh_key]
-    hostname = cloudinit.check_hostname(hostname) if hostname else None
+    seed = cloudinit.check(user_data=user_data, ssh_keys=ssh_key, hostname=hostname, name=name)
     img = _image(ctx, image, "image", ("qcow2", "raw"))
     iso = _image(ctx, cdrom, "cdrom", ("iso",))
     if img is None and disk_gib is None and iso is None:
@@ -216,7 +214,6 @@ def queue_create(ctx: Context, *, name: str | None, vcpus: str | None, memory: s
         lease = networks.lease(ctx, n, machine_uuid=newuuid, note=f"created {name}")
         nics.append({"network": n.uuid, "source": n.bridge, "mac": lease.mac,
                      "address": lease.address, "prefix": n.prefix, "gateway": n.gateway})
-    seed = bool(user_data or keys or hostname)
     tx = transactions.enqueue(ctx, "create", target=newuuid, lock=[newuuid], params={
         "machine": newuuid, "hypervisor": hv.uuid, "name": name, "vcpus": n_vcpus,
         "memory_mib": memory_mib, "domain_type": domain_type, "firmware": firmware,
@@ -224,24 +221,13 @@ def queue_create(ctx: Context, *, name: str | None, vcpus: str | None, memory: s
         "pool": target_pool.name(), "disk_bytes": size or None,
         "image": img and {"path": img.path, "format": img.format},
         "cdrom": iso and iso.path, "nics": nics, "libvirt_network": libvirt_network,
-        "seed": seed and {"user_data": user_data, "ssh_keys": keys,
-                          "hostname": hostname or cloudinit.hostname_from(name)},
+        "seed": seed,
         "autostart": autostart})
     tx.undo = [{"kind": "machine", "uuid": newuuid}]
     return Queued(m, tx)
 
 
 # -- the job --------------------------------------------------------------------------------
-
-def _seed_bytes(prm: dict, nics: list[builder.Nic]) -> bytes:
-    s = prm["seed"]
-    addresses = [cloudinit.Address(mac=n["mac"], address=n["address"], prefix=n["prefix"],
-                                   gateway=n["gateway"]) for n in prm["nics"]]
-    return cloudinit.seed_iso(
-        meta=cloudinit.meta_data(instance_id=prm["machine"], hostname=s["hostname"],
-                                 ssh_keys=s["ssh_keys"]),
-        user=s["user_data"], network=cloudinit.network_config(addresses) if addresses else None)
-
 
 def _check_policy(job: JobContext, hv_uuid: str, xml: DomainXML, ours: set[str],
                   nic_sources: list[str]) -> None:
@@ -306,7 +292,7 @@ def create(job: JobContext) -> dict[str, Any]:
             made["vda"] = storage.blank(pool, disk_name, prm["disk_bytes"])
     if prm["seed"]:
         job.progress(40, "writing the cloud-init seed")
-        data = _seed_bytes(prm, nics)
+        data = cloudinit.seed_for(newuuid, prm["seed"], prm["nics"])
         job.will_create("pool_volume", hypervisor=hv_uuid, pool=pool.name(), name=seed_name)
         made["sdb"] = storage.upload(pool, seed_name, io.BytesIO(data), size=len(data),
                                      fmt="raw")

@@ -142,3 +142,15 @@ def domain(spec: Spec) -> etree._Element:
 
 def to_xml(spec: Spec) -> str:
     return etree.tostring(domain(spec), encoding="unicode")
+
+
+def add_cdrom(root: etree._Element, path: str) -> str:
+    """Attach the file at `path` to a domain as a read-only SATA CD-ROM on the first free
+    sdX target (a cloud-init seed added to a package's XML); returns the target."""
+    devices = root.find("devices")
+    if devices is None:
+        devices = etree.SubElement(root, "devices")
+    taken = {t.get("dev") for t in root.iterfind("devices/disk/target")}
+    target = next(f"sd{c}" for c in "abcdefghijklmnopqrstuvwxyz" if f"sd{c}" not in taken)
+    devices.append(_disk(Disk(path, target, "raw", "cdrom")))
+    return target
