@@ -10,7 +10,10 @@ lease, DHCP entry, domain or machine behind.
 
 Why a transaction though each step is O(1) in the image size: it keeps libvirt and the disks
 out of the request's database transaction (no slow call under the write lock), and reuses the
-job runner's undo log, which also covers a crash half-way.
+job runner's undo log, which also covers a crash half-way. The request itself asks libvirt only
+quick questions (is the name free, the pool and its free space, does the network exist), as
+provision's request does; whatever changes libvirt or a disk runs in the job, whose database
+writes are short sessions of their own with no libvirt call inside.
 """
 
 import dataclasses
