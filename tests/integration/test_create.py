@@ -23,6 +23,7 @@ import pytest
 from lxml import etree
 
 from enomalism.store.models import Image
+from tests.conftest import expect_error
 from tests.integration.conftest import Qemu, Scratch, unique
 from tests.integration.provision_helpers import (
     FeedServer,
@@ -200,3 +201,21 @@ def test_provision_attaches_a_seed_too(qemu, scratch, tmp_path):
     assert "network-config" not in files  # no static network: the guest's own DHCP
     qemu.action(uuid, "totaldelete")
     assert f"{name}-cidata.iso" not in scratch.volume_names()
+
+
+def test_uefi_where_the_host_has_the_firmware_else_a_clear_refusal(qemu, scratch):
+    """Whether OVMF is installed is the host's business: either way the answer is right."""
+    name = scratch.domain_name()
+    data = {"name": name, "disk": 1, "firmware": "uefi", "hvmuuid": qemu.hv,
+            "pool": scratch.pool.name(), "virt_type": "qemu", "memory": 64}
+    caps = qemu.host.conn.getDomainCapabilities(None, None, None, "qemu")
+    if "<value>efi</value>" in caps:
+        uuid = create(qemu, scratch, **{k: v for k, v in data.items() if k != "hvmuuid"})
+        root = etree.fromstring(qemu.host.domain(uuid).XMLDesc(0))
+        assert root.find("os").get("firmware") == "efi"
+        qemu.action(uuid, "totaldelete")
+    else:
+        body = expect_error(qemu.api.put("/rest/machines/", data=data), 400, 1000)
+        assert "OVMF" in body["message"]
+        assert name not in [o["name"] for o in qemu.api.ok(
+            "GET", "/rest/machines/", params={"detail": "true"})["machine_objs"]]

@@ -199,6 +199,10 @@ def queue_create(ctx: Context, *, name: str | None, vcpus: str | None, memory: s
         raise Conflict(f"the hypervisor already has a domain named '{name}'")
     if libvirt_network:
         _usable_network(ctx, conn, libvirt_network)
+    kinds = driver.firmware_kinds(conn, domain_type) if firmware == "uefi" else None
+    if kinds is not None and "efi" not in kinds:
+        raise InvalidInput(f"hypervisor {hv.virt_url} has no UEFI firmware libvirt can pick "
+                           "(install OVMF, e.g. the Debian package ovmf); use firmware bios")
     target_pool = _pool(ctx, conn, hv, pool, img)
     size = max(disk_gib * GIB if disk_gib else 0, (img.virtual_size or 0) if img else 0)
     if img and disk_gib and disk_gib * GIB < (img.virtual_size or 0):

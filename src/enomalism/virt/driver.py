@@ -350,6 +350,16 @@ def firmware_images(conn: libvirt.virConnect) -> set[str]:
     return {(v.text or "").strip() for v in root.iterfind("os/loader/value")}
 
 
+def firmware_kinds(conn: libvirt.virConnect, virt_type: str) -> set[str] | None:
+    """The firmware libvirt can pick on its own for `<os firmware=...>` (efi, bios) with this
+    domain type; None where libvirt cannot say (the test driver)."""
+    try:
+        root = ElementTree.fromstring(conn.getDomainCapabilities(None, None, None, virt_type))
+    except libvirt.libvirtError:
+        return None
+    return {(v.text or "").strip() for v in root.iterfind("os/enum[@name='firmware']/value")}
+
+
 def refresh_pools(conn: libvirt.virConnect) -> None:
     """Let libvirt see volumes created behind its back before we look paths up."""
     for pool in conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
