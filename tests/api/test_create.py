@@ -206,6 +206,8 @@ def test_a_static_network_leases_an_address_and_a_libvirt_network_is_joined(serv
             for i in ifaces] == [("bridge", "br-stat1"), ("network", "lvnet")]
     assert ifaces[0].find("mac").get("address") == lease["mac"]
     assert ifaces[1].find("mac").get("address") != lease["mac"]
+    oem = [e.text for e in domain_xml(api, uuid).iterfind("sysinfo/oemStrings/entry")]
+    assert oem == [f"enomalism.net0={lease['mac']},{lease['address']}/24,10.9.0.1"]
     delete(api, uuid)
     assert not [le for le in api.ok("GET", f"/rest/networks/{net}/leases/")["leases"]
                 if le["machine"] == uuid]

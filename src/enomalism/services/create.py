@@ -49,7 +49,7 @@ from enomalism.services.lookup import require
 from enomalism.services.provisioning import _hypervisor_or_cluster
 from enomalism.store.models import Hypervisor, Image, Machine, Transaction, User, new_uuid
 from enomalism.virt import builder, driver, policy, storage
-from enomalism.virt.domxml import DomainXML, new_mac
+from enomalism.virt.domxml import DomainXML, StaticNic, new_mac
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -281,8 +281,13 @@ def create(job: JobContext) -> dict[str, Any]:
                         firmware=prm["firmware"], cpu_mode=prm["cpu_mode"], disks=disks,
                         nics=nics)
 
+    statics = [StaticNic(libvirt_network=nic.libvirt_network, **n)
+               for nic, n in zip(nics, prm["nics"], strict=False)]
+
     def domain(paths: list[builder.Disk]) -> DomainXML:
         xml = DomainXML(builder.to_xml(dataclasses.replace(spec, disks=paths)))
+        if statics:  # the addresses also in <metadata> and the SMBIOS OEM strings, as provision
+            xml.set_static_addresses(statics)
         _check_policy(job, hv_uuid, xml, {d.path for d in paths},
                       [n["source"] for n in prm["nics"]])
         return xml
@@ -308,11 +313,11 @@ def create(job: JobContext) -> dict[str, Any]:
     final = [builder.Disk(made.get(d.target, d.path), d.target, d.format, d.device)
              for d in disks]
     xml = domain(final)
-    for nic, n in zip(nics, prm["nics"], strict=False):
+    for nic in statics:
         if nic.libvirt_network:  # the guest's DHCP client gets its leased address
             job.will_create("dhcp_host", hypervisor=hv_uuid, network=nic.source, mac=nic.mac,
-                            ip=n["address"])
-            driver.dhcp_host(conn, nic.source, mac=nic.mac, ip=n["address"], name=name,
+                            ip=nic.address)
+            driver.dhcp_host(conn, nic.source, mac=nic.mac, ip=nic.address, name=name,
                              command="add")
     job.progress(80, "defining the domain")
     job.will_create("domain", hypervisor=hv_uuid, uuid=newuuid)
