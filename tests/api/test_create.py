@@ -267,6 +267,9 @@ def test_a_failed_create_leaves_nothing(server):
     ({"name": "x", "disk": 1, "user_data": "x" * 65537}, 400, 1026, "64 KiB"),
     ({"name": "x", "disk": 1, "ssh_key": "ssh-ed25519 AAAA"}, 400, 1027, "ssh-ed25519"),
     ({"name": "x", "disk": 1, "ssh_key": [KEY, "ssh-rsa nope"]}, 400, 1027, "ssh-rsa"),
+    # a comment with a comma stays one key (split, " laptop" would be refused first)
+    ({"name": "x", "disk": 1, "ssh_key": [KEY.replace("@", ", "), "ssh-rsa nope"]}, 400, 1027,
+     "ssh-rsa"),
 ])
 def test_bad_input_is_refused_and_changes_nothing(server, data, status, errno, words):
     api = server
