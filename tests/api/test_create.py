@@ -269,7 +269,7 @@ def test_a_failed_create_leaves_nothing(server):
     ({"name": "x", "disk": 1, "ssh_key": [KEY, "ssh-rsa nope"]}, 400, 1027, "ssh-rsa"),
     # a comment with a comma stays one key (split, " laptop" would be refused first)
     ({"name": "x", "disk": 1, "ssh_key": [KEY.replace("@", ", "), "ssh-rsa nope"]}, 400, 1027,
-     "ssh-rsa"),
+     "ssh-rsa key's base64"),
 ])
 def test_bad_input_is_refused_and_changes_nothing(server, data, status, errno, words):
     api = server
