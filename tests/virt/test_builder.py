@@ -91,3 +91,13 @@ def test_the_built_xml_is_within_the_policy_and_a_foreign_disk_is_not():
     assert "/pool/a.qcow2" in str(e.value)
     with pytest.raises(ElementNotAllowed):
         policy.check(DomainXML(xml), rights({"/pool/a.qcow2"}, set()))
+
+
+def test_a_seed_is_marked_in_metadata_of_its_own_namespace():
+    xml = DomainXML(builder.to_xml(spec()))
+    assert xml.seed_paths() == set()
+    xml.mark_seed("/pool/web-cidata.iso")
+    xml.mark_seed("/pool/web-cidata.iso")  # once, however often marked
+    again = DomainXML(xml.to_string())
+    assert again.seed_paths() == {"/pool/web-cidata.iso"}
+    assert len(again.root.find("metadata")) == 1

@@ -288,6 +288,8 @@ def create(job: JobContext) -> dict[str, Any]:
         xml = DomainXML(builder.to_xml(dataclasses.replace(spec, disks=paths)))
         if statics:  # the addresses also in <metadata> and the SMBIOS OEM strings, as provision
             xml.set_static_addresses(statics)
+        if prm["seed"]:
+            xml.mark_seed(next(d.path for d in paths if d.target == "sdb"))
         _check_policy(job, hv_uuid, xml, {d.path for d in paths},
                       [n["source"] for n in prm["nics"]])
         return xml

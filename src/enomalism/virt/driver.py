@@ -409,13 +409,14 @@ def hard_disks(conn: libvirt.virConnect, xml: DomainXML) -> list[Disk]:
 def delete_volumes(conn: libvirt.virConnect, xml: DomainXML, *, keep: set[str],
                    only: set[str]) -> list[str]:
     """Delete the storage volumes behind the domain's writable disks that are in `only` (the
-    machine's own), except paths in `keep` (disks other domains use), and its own CD-ROMs
-    (a cloud-init seed made for it). Returns the paths of the volumes deleted."""
+    machine's own), except paths in `keep` (disks other domains use), and its cloud-init seed
+    (`DomainXML.mark_seed`), also one of its own. Returns the paths of the volumes deleted."""
     deleted = []
+    seeds = xml.seed_paths() & only
     with libvirt_errors():
         refresh_pools(conn)
         for disk in xml.disks():
-            seed = disk.device == "cdrom" and disk.path in only
+            seed = disk.device == "cdrom" and disk.path in seeds
             if not seed and (disk.device not in ("disk", "lun") or disk.readonly
                              or disk.shareable):
                 continue
