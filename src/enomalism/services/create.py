@@ -125,8 +125,7 @@ def _domain_type(hv: Hypervisor, virt_type: str | None) -> str:
     return virt_type or ("kvm" if hv.virt_class == "kvm" else "qemu")
 
 
-def _pool(ctx: Context, conn: Any, hv: Hypervisor, name: str | None, image: Image | None
-          ) -> Any:
+def _pool(ctx: Context, conn: Any, name: str | None, image: Image | None) -> Any:
     """The pool of the new disks. A non-administrator may name only the hypervisor's default
     pool or the pool of the image used: pools carry no grants (yet)."""
     pool = storage.pick_pool(conn, name or (image.pool if image else None))
@@ -203,7 +202,7 @@ def queue_create(ctx: Context, *, name: str | None, vcpus: str | None, memory: s
     if kinds is not None and "efi" not in kinds:
         raise InvalidInput(f"hypervisor {hv.virt_url} has no UEFI firmware libvirt can pick "
                            "(install OVMF, e.g. the Debian package ovmf); use firmware bios")
-    target_pool = _pool(ctx, conn, hv, pool, img)
+    target_pool = _pool(ctx, conn, pool, img)
     size = max(disk_gib * GIB if disk_gib else 0, (img.virtual_size or 0) if img else 0)
     if img and disk_gib and disk_gib * GIB < (img.virtual_size or 0):
         raise InvalidInput(f"disk {disk_gib} GiB is smaller than image {img.name} "
