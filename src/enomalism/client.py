@@ -815,6 +815,30 @@ class Machines(_Resource):
                        hvmuuid=self._c.hypervisors._id(hypervisor))
         return Machine.from_dict(a["machine_obj"])
 
+    def create(self, name: str, *, vcpus: int | None = None, memory: int | None = None,
+               disk: int | None = None, image: str | None = None, cdrom: str | None = None,
+               networks: typing.Sequence[str] = (), libvirt_network: str | None = None,
+               hypervisor: str | None = None, cluster: str | None = None,
+               pool: str | None = None, virt_type: str | None = None,
+               firmware: str | None = None, cpu_mode: str | None = None,
+               user_data: str | None = None, ssh_keys: typing.Sequence[str] = (),
+               hostname: str | None = None, autostart: bool = False) -> Queued:
+        """Queue the creation of a machine from parameters (docs/api.md, "Create a machine
+        from parameters"): `memory` in MiB, `disk` in GiB; `image` and `cdrom` name images
+        (UUID or name). Without `hypervisor` the server places it (among `cluster`'s hosts),
+        or puts it where its image is. `Queued.machine` is the new machine."""
+        if hypervisor and cluster:
+            raise ValueError("name a hypervisor or a cluster, not both")
+        target = self._c.hypervisors._id(hypervisor) or self._c.clusters._id(cluster)
+        a = self._call("PUT", "/rest/machines/", name=name, vcpus=vcpus, memory=memory,
+                       disk=disk, image=image, cdrom=cdrom, network=list(networks) or None,
+                       libvirt_network=libvirt_network, hvmuuid=target, pool=pool,
+                       virt_type=virt_type, firmware=firmware, cpu_mode=cpu_mode,
+                       user_data=user_data, ssh_key=list(ssh_keys) or None,
+                       hostname=hostname, autostart=autostart or None)
+        return Queued(txid=a["txid"], machine=a["machine"], message=a.get("message", ""),
+                      hypervisor=a["machine_obj"].get("parent"))
+
     def refresh(self, uuid: str) -> str:
         """Read the machine again from libvirt (a host: all its hypervisors)."""
         return self._call("POST", f"/rest/machine/{self._ref(uuid)}/trigger_status_updates/")[

@@ -11,6 +11,12 @@ the API layer turns any of them into `{"errno": N, "message": "..."}` with that 
     │   ├── InvalidXML        1004  400  xmldesc is not a usable domain definition
     │   ├── MethodNotAllowed  1005  405  the path does not take that HTTP method
     │   │   └── UsePost       1080  405  a GET carried an action or the variables of a change
+    │   ├── BadImage          1016  400  an uploaded image is not what it claims, or not safe
+    │   ├── LengthRequired    1017  411  an upload without Content-Length (or `size`)
+    │   ├── BadUserData       1026  400  cloud-init user data over the limit or not UTF-8 text
+    │   ├── BadSSHKey         1027  400  an ssh_key that is no OpenSSH public key line
+    │   ├── WrongImageFormat  1028  400  an ISO image as a disk, a disk image as a CD-ROM
+    │   ├── DiskTooLarge      1029  400  a new disk larger than its whole storage pool
     │   ├── FetchTimedOut     1030  400  a feed took longer than the total fetch time allowed
     │   ├── BodyTooLarge      1040  413  the request body is over the size limit
     │   ├── FieldTooLong      1041  413  a variable is over the length limit
@@ -19,8 +25,6 @@ the API layer turns any of them into `{"errno": N, "message": "..."}` with that 
     │   ├── SubnetMismatch    1070  400  a static network's subnet is not its libvirt network's
     │   ├── NoSuchBridge      1071  400  the bridge is on no hypervisor that would use it
     │   ├── UnreadableBody    1081  415  a body whose Content-Type the server does not read
-    │   ├── BadImage          1016  400  an uploaded image is not what it claims, or not safe
-    │   ├── LengthRequired    1017  411  an upload without Content-Length (or `size`)
     │   └── BadMethodOverride 1082  400  _method / X-HTTP-Method-Override is not PUT or DELETE
     ├── NotAuthenticated      1100  401
     ├── Forbidden             1101  403
@@ -38,6 +42,7 @@ the API layer turns any of them into `{"errno": N, "message": "..."}` with that 
     │   │   └── ForeignDisk   1310  409  package: the machine has a disk it does not own
     │   ├── NoPlacement       1302  409  no hypervisor can take a new machine (placement)
     │   ├── ImageTooLarge     1316  413  an upload larger than its pool's free space
+    │   ├── PoolFull          1326  409  the storage pool has less space left than a new disk
     │   ├── NetworksClash     1370  409  two static networks put one subnet twice on a segment
     │   └── ClusterInUse      1371  409  static networks serve the cluster (delete: force)
     ├── Locked                1400  423  a transaction holds the machine
@@ -132,6 +137,22 @@ class NotUTF8(InvalidInput):
     errno, message = 1043, "a variable is not valid UTF-8"
 
 
+class BadUserData(InvalidInput):
+    errno = 1026
+
+
+class BadSSHKey(InvalidInput):
+    errno = 1027
+
+
+class WrongImageFormat(InvalidInput):
+    errno = 1028
+
+
+class DiskTooLarge(InvalidInput):
+    errno = 1029
+
+
 class NotAuthenticated(EnomalismError):
     errno, status, message = 1100, 401, "authentication required"
 
@@ -173,6 +194,10 @@ class CrossSiteRequest(EnomalismError):
     errno, status, message = 1140, 403, "refused: a request from another site"
 
 
+class PoolNotAllowed(Forbidden):
+    errno = 1126
+
+
 class NotFound(EnomalismError):
     errno, status, message = 1200, 404, "not found"
 
@@ -191,6 +216,10 @@ class NoPlacement(Conflict):
 
 class ImageTooLarge(Conflict):
     errno, status = 1316, 413
+
+
+class PoolFull(Conflict):
+    errno = 1326
 
 
 class ForeignDisk(InvalidState):

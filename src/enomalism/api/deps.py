@@ -104,7 +104,9 @@ async def read_vars(request: Request, model: type[Vars]) -> Vars:
         if problem:
             raise InvalidInput(f"variable '{name}' {problem}")
         if _is_list(field.annotation):
-            data[name] = [p.strip() for v in values for p in str(v).split(",") if p.strip()]
+            whole = (field.json_schema_extra or {}).get("x-repeat-only")  # values with commas
+            data[name] = [p.strip() for v in values
+                          for p in ([str(v)] if whole else str(v).split(",")) if p.strip()]
         else:
             data[name] = values[-1]
     try:

@@ -10,7 +10,7 @@ from enomalism.api.compat import posted_nothing, refuse_changes_on_get
 from enomalism.api.deps import Ctx, NoVars, Vars, expose, http_vars
 from enomalism.api.guard import refuse_cross_site
 from enomalism.errors import Conflict
-from enomalism.services import access, actions, hypervisors, machines, provisioning
+from enomalism.services import access, actions, create, hypervisors, machines, provisioning
 from enomalism.services.context import Context
 
 router = APIRouter(tags=["machines"])
@@ -24,8 +24,35 @@ class ListVars(Vars):
 
 
 class DefineVars(Vars):
-    xmldesc: str | None = Field(None, description="libvirt domain XML of the new machine")
-    hvmuuid: str | None = Field(None, description="the hypervisor to define it on")
+    xmldesc: str | None = Field(None, description="libvirt domain XML of the new machine; "
+                                "without it, the machine is created from the parameters below")
+    hvmuuid: str | None = Field(None, description="the hypervisor to define it on; for a "
+                                "create also a cluster, or left out for the placer")
+    name: str | None = Field(None, description="create: the new machine's name")
+    vcpus: str | None = Field(None, description="create: virtual CPUs (default 1)")
+    memory: str | None = Field(None, description="create: memory in MiB (default 1024)")
+    disk: str | None = Field(None, description="create: GiB of a blank disk; with image, the "
+                             "size the overlay grows to")
+    image: str | None = Field(None, description="create: a disk image's UUID or name; the disk "
+                              "is a copy-on-write overlay on it")
+    cdrom: str | None = Field(None, description="create: an ISO image's UUID or name")
+    network: list[str] = Field(default_factory=list, description="create: static network "
+                               "UUIDs (repeatable); each leases an address")
+    libvirt_network: str | None = Field(None, description="create: a libvirt network to join "
+                                        "(DHCP from libvirt)")
+    pool: str | None = Field(None, description="create: the storage pool (default: the image's, "
+                             "else the hypervisor's default)")
+    virt_type: str | None = Field(None, description="create: kvm or qemu (TCG)")
+    firmware: str | None = Field(None, description="create: bios (default) or uefi")
+    cpu_mode: str | None = Field(None, description="create: host-passthrough (default on kvm), "
+                                 "host-model or maximum")
+    user_data: str | None = Field(None, description="create: cloud-init user data (a "
+                                  "cloud-config), at most 64 KiB")
+    ssh_key: list[str] = Field(default_factory=list, description="create: an OpenSSH public "
+                               "key line (repeatable)", json_schema_extra={"x-repeat-only": True})
+    hostname: str | None = Field(None, description="create: the guest's host name (default: "
+                                 "the machine's name)")
+    autostart: bool = Field(False, description="create: start with the host")
 
 
 class MachineVars(Vars):
@@ -40,6 +67,12 @@ class MachineVars(Vars):
     version: str | None = Field(None, description="the new package's version")
     compression: str | None = Field(None, description="zstd (default) or gzip (strict XVM2)")
     pool: str | None = Field(None, description="the storage pool, for provision (extension)")
+    user_data: str | None = Field(None, description="for provision: cloud-init user data (a "
+                                  "cloud-config), at most 64 KiB: the machine gets a NoCloud seed")
+    ssh_key: list[str] = Field(default_factory=list, description="an OpenSSH public key line "
+                               "for the seed (repeatable)",
+                               json_schema_extra={"x-repeat-only": True})
+    hostname: str | None = Field(None, description="the guest's host name, for the seed")
 
 
 class ProvisionVars(Vars):
@@ -52,6 +85,12 @@ class ProvisionVars(Vars):
     name: str | None = Field(None, description="the new machine's name")
     pool: str | None = Field(None, description="the storage pool for its disks (extension; "
                              "default: the pool named 'default', else the first active one)")
+    user_data: str | None = Field(None, description="cloud-init user data (a cloud-config), "
+                                  "at most 64 KiB: the machine gets a NoCloud seed")
+    ssh_key: list[str] = Field(default_factory=list, description="an OpenSSH public key line "
+                               "for the seed (repeatable)",
+                               json_schema_extra={"x-repeat-only": True})
+    hostname: str | None = Field(None, description="the guest's host name, for the seed")
 
 
 class PackageVars(Vars):
@@ -101,7 +140,17 @@ def list_machines(ctx: Ctx, v: Annotated[ListVars, http_vars(ListVars)]) -> dict
 
 
 def define_machine(ctx: Ctx, v: Annotated[DefineVars, http_vars(DefineVars)]) -> dict:
-    """Define a new VM from libvirt domain XML on a hypervisor (extension, like virsh define)."""
+    """Define a new VM from libvirt domain XML on a hypervisor (extension, like virsh define);
+    without `xmldesc`, create one from parameters (a `create` transaction: docs/api.md)."""
+    if v.xmldesc is None:
+        q = create.queue_create(
+            ctx, name=v.name, vcpus=v.vcpus, memory=v.memory, disk=v.disk, image=v.image,
+            cdrom=v.cdrom, network=v.network, libvirt_network=v.libvirt_network,
+            hvmuuid=v.hvmuuid, pool=v.pool, virt_type=v.virt_type, firmware=v.firmware,
+            cpu_mode=v.cpu_mode, user_data=v.user_data, ssh_key=v.ssh_key,
+            hostname=v.hostname, autostart=v.autostart)
+        return {"errno": 0, "message": "create queued", "machine": q.machine.uuid,
+                "machine_obj": schemas.machine_obj(q.machine), "txid": q.tx.uuid}
     m = machines.define_vm(ctx, xmldesc=v.xmldesc, hvmuuid=v.hvmuuid)
     return {"errno": 0, "message": f"machine {m.name} defined", "machine": m.uuid,
             "machine_obj": schemas.machine_obj(m)}
@@ -131,8 +180,9 @@ def update_machine(uuid: str, ctx: Ctx, v: Annotated[MachineVars, http_vars(Mach
     if posted_nothing(v, needs="action"):
         return _machine_answer(ctx, uuid)
     if v.action == "provision":
-        return provision(uuid, ctx, ProvisionVars(pkguuid=v.pkguuid, hvmuuid=v.hvmuuid,
-                                                  name=v.name, pool=v.pool))
+        return provision(uuid, ctx, ProvisionVars(
+            pkguuid=v.pkguuid, hvmuuid=v.hvmuuid, name=v.name, pool=v.pool,
+            user_data=v.user_data, ssh_key=v.ssh_key, hostname=v.hostname))
     if v.action == "package":
         return package(uuid, ctx, PackageVars(name=v.name, description=v.description,
                                               version=v.version, compression=v.compression))
@@ -203,7 +253,8 @@ def provision(uuid: str, ctx: Ctx, v: Annotated[ProvisionVars, http_vars(Provisi
     `hvmuuid` naming a cluster or left out, on the hypervisor placement picks. Answers at
     once with the new machine's id, the transaction doing the work and the hypervisor."""
     q = provisioning.queue_provision(ctx, uuid, pkguuid=v.pkguuid, hvmuuid=v.hvmuuid,
-                                     name=v.name, pool=v.pool)
+                                     name=v.name, pool=v.pool, user_data=v.user_data,
+                                     ssh_keys=v.ssh_key, hostname=v.hostname)
     return {"newuuid": q.machine, "txid": q.tx.uuid, "hvmuuid": q.hypervisor, "errno": 0,
             "message": "provision queued"}
 
@@ -260,7 +311,8 @@ expose(router, "/rest/machines/", ["POST"], list_machines, vars_model=ListVars,
        response_model=schemas.MachinesAnswer, response_model_exclude_unset=True,
        summary="List machines (2.2)")
 expose(router, "/rest/machines/", ["PUT"], define_machine, vars_model=DefineVars,
-       response_model=schemas.DefineAnswer, summary="Define a VM from XML (extension)")
+       response_model=schemas.CreateAnswer | schemas.DefineAnswer,
+       summary="Define a VM from XML, or create one from parameters (extension)")
 expose(router, "/rest/machine/", ["GET", "POST"], list_machines, vars_model=ListVars,
        response_model=schemas.MachinesAnswer, response_model_exclude_unset=True,
        summary="List machines (2.3)")

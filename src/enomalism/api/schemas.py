@@ -131,6 +131,10 @@ class DefineAnswer(Status):
     machine_obj: MachineObj
 
 
+class CreateAnswer(DefineAnswer):
+    txid: str = Field(description="the create transaction making the disks and the domain")
+
+
 class MachineAnswer(Status):
     machine: str
     info: MachineInfo

@@ -405,6 +405,81 @@ def provision(
                lambda: cli().say(f"machine {name} provisioned: {q.machine}"))
 
 
+def _ssh_keys(values: list[str]) -> list[str]:
+    """Each --ssh-key: a public key line, or a file of them (authorized_keys style)."""
+    keys = []
+    for v in values:
+        path = Path(v).expanduser()
+        if not v.startswith(("ssh-", "ecdsa-", "sk-")) and path.exists():
+            keys += [ln.strip() for ln in _read(path).splitlines()
+                     if ln.strip() and not ln.lstrip().startswith("#")]
+        else:
+            keys.append(v.strip())
+    return keys
+
+
+@command(app, "create")
+def create(
+    name: Annotated[str, typer.Argument(help="the new machine's name")],
+    vcpus: Annotated[int | None, typer.Option(help="virtual CPUs (default 1)")] = None,
+    memory: Annotated[int | None, typer.Option(help="memory in MiB (default 1024)")] = None,
+    disk: Annotated[int | None, typer.Option(
+        help="GiB of a blank disk; with --image, the size the disk grows to")] = None,
+    image: Annotated[str | None, typer.Option(
+        help="a disk image (name or UUID): the disk is a copy-on-write overlay on it")] = None,
+    cdrom: Annotated[str | None, typer.Option(help="an ISO image (name or UUID)")] = None,
+    network: Annotated[list[str] | None, typer.Option(
+        help="a static network (name or UUID) to lease an address on; repeatable")] = None,
+    libvirt_network: Annotated[str | None, typer.Option(
+        help="a libvirt network to join (its DHCP)")] = None,
+    hypervisor: Annotated[str | None, typer.Option(
+        help="the hypervisor (UUID, prefix or URL); left out, the server picks one")] = None,
+    host: Annotated[str | None, typer.Option(
+        help="the host whose hypervisor to use (name or UUID)")] = None,
+    cluster: Annotated[str | None, typer.Option(
+        help="let the server pick among this cluster's hosts")] = None,
+    pool: Annotated[str | None, typer.Option(help="storage pool for the disks")] = None,
+    virt_type: Annotated[str | None, typer.Option(help="kvm or qemu (TCG)")] = None,
+    firmware: Annotated[str | None, typer.Option(help="bios (default) or uefi")] = None,
+    cpu_mode: Annotated[str | None, typer.Option(
+        help="host-passthrough (default on kvm), host-model or maximum")] = None,
+    user_data: Annotated[Path | None, typer.Option(
+        help="a cloud-init user data file (a cloud-config; '-': stdin)", allow_dash=True)] = None,
+    ssh_key: Annotated[list[str] | None, typer.Option(
+        help="an SSH public key, or a file of them; repeatable")] = None,
+    hostname: Annotated[str | None, typer.Option(
+        help="the guest's host name (default: the machine's name)")] = None,
+    autostart: Annotated[bool, typer.Option(help="start with the host")] = False,
+    no_wait: NoWait = False, timeout: Timeout = None,
+) -> None:
+    """Create a machine from parameters, like `virt-install` or `incus launch`: a blank disk
+    (--disk) or a copy-on-write disk on an image (--image), an installer (--cdrom), networks,
+    and cloud-init (--user-data, --ssh-key, --hostname: a NoCloud seed)."""
+    if cluster and (hypervisor or host):
+        raise CLIError("--cluster lets the server choose; it does not go with --hypervisor "
+                       "or --host", 2)
+    c = cli().client()
+    hv = _hypervisor(c, hypervisor, host).uuid if hypervisor or host else None
+    text = None
+    if user_data is not None:
+        text = typer.get_text_stream("stdin").read() if str(user_data) == "-" else \
+            _read(user_data)
+    q = c.machines.create(
+        name, vcpus=vcpus, memory=memory, disk=disk, image=image, cdrom=cdrom,
+        networks=[lookup.network(c, n).uuid for n in network or []],
+        libvirt_network=libvirt_network, hypervisor=hv,
+        cluster=lookup.cluster(c, cluster).uuid if cluster else None, pool=pool,
+        virt_type=virt_type, firmware=firmware, cpu_mode=cpu_mode, user_data=text,
+        ssh_keys=_ssh_keys(ssh_key or []), hostname=hostname, autostart=autostart)
+    doc = {"txid": q.txid, "machine": q.machine, "name": name, "hypervisor": q.hypervisor}
+    if no_wait:
+        _queued(doc, f"creating {name} as {q.machine} on hypervisor {q.hypervisor}")
+        return
+    tx = cli().follow(q.txid, f"create {name}", timeout)
+    cli().emit({**doc, "state": tx.state, "transaction": tx},
+               lambda: cli().say(f"machine {name} created: {q.machine}"))
+
+
 def _queued(doc: dict, what: str) -> None:
     """--no-wait: the transaction id alone on stdout (JSON: the whole document)."""
     if cli().json:

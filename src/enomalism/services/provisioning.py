@@ -12,6 +12,7 @@ so a failed or cancelled provision leaves no domain, no volume and no machine be
 """
 
 import functools
+import io
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -37,7 +38,7 @@ from enomalism.feeds import archive
 from enomalism.feeds import download as dl
 from enomalism.jobs.locks import named_lock
 from enomalism.jobs.runner import JobCancelled, JobContext, handler
-from enomalism.services import access, networks, placement, transactions, volumes
+from enomalism.services import access, cloudinit, networks, placement, transactions, volumes
 from enomalism.services.context import Context, Principal
 from enomalism.services.lookup import get_machine, parse_uuid, require
 from enomalism.services.repositories import (
@@ -59,7 +60,7 @@ from enomalism.store.models import (
     new_uuid,
     utcnow,
 )
-from enomalism.virt import driver, policy, storage
+from enomalism.virt import builder, driver, policy, storage
 from enomalism.virt.domxml import DomainXML, StaticNic
 from enomalism.virt.uri import is_local
 
@@ -143,7 +144,8 @@ class Queued(NamedTuple):
 
 
 def queue_provision(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuuid: str | None,
-                    name: str | None, pool: str | None = None) -> Queued:
+                    name: str | None, pool: str | None = None, user_data: str | None = None,
+                    ssh_keys: list[str] = (), hostname: str | None = None) -> Queued:
     """Check everything that can be checked now, record the new machine (locked by the
     transaction, with the size it will have) and queue the provision.
 
@@ -158,6 +160,8 @@ def queue_provision(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuui
     name = require(name, "name", " (the new machine's name)")
     if len(name) > 255 or "/" in name:
         raise InvalidInput("a machine name has at most 255 characters and no '/'")
+    seed = cloudinit.check(user_data=user_data, ssh_keys=list(ssh_keys), hostname=hostname,
+                           name=name)
     memory_kib, vcpus = package_size(p)
     if isinstance(scope, Hypervisor):
         hv = scope
@@ -203,7 +207,8 @@ def queue_provision(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuui
                      "address": lease.address, "prefix": n.prefix, "gateway": n.gateway})
     tx = transactions.enqueue(ctx, "provision", target=newuuid, lock=[newuuid], params={
         "package": p.uuid, "hypervisor": hv.uuid, "name": name, "machine": newuuid,
-        "pool": pool or None, "nics": nics, "memory_kib": memory_kib, "vcpus": vcpus})
+        "pool": pool or None, "nics": nics, "memory_kib": memory_kib, "vcpus": vcpus,
+        "seed": seed})
     tx.undo = [{"kind": "machine", "uuid": newuuid}]
     return Queued(newuuid, hv.uuid, tx)
 
@@ -406,6 +411,9 @@ def provision(job: JobContext) -> dict[str, Any]:
     nics = [StaticNic(libvirt_network=driver.has_network(conn, nic["source"]), **nic)
             for nic in prm.get("nics", [])]
 
+    seed_name = f"{name}-cidata.iso"
+    seed_path = storage.planned_path(pool, seed_name) if prm.get("seed") else None
+
     def domain(paths: dict[str, str]) -> DomainXML:
         """The package's XML made this machine's, refused unless within the policy."""
         xml = DomainXML(xml_text)
@@ -414,7 +422,11 @@ def provision(job: JobContext) -> dict[str, Any]:
             domain_type=DOMAIN_TYPE.get(virt_class))
         if nics:
             xml.set_static_addresses(nics)
-        _check_package_xml(job, hv_uuid, xml, set(paths.values()), [n.source for n in nics])
+        if seed_path:
+            builder.add_cdrom(xml.root, seed_path)
+            xml.mark_seed(seed_path)
+        ours = set(paths.values()) | ({seed_path} if seed_path else set())
+        _check_package_xml(job, hv_uuid, xml, ours, [n.source for n in nics])
         return xml
 
     # before anything is uploaded: a package the policy refuses costs no copy
@@ -435,8 +447,12 @@ def provision(job: JobContext) -> dict[str, Any]:
             job.log(f"no copy-on-write overlay here ({e.message}); copying the disk")
             disk_paths[disk.target] = storage.clone(pool, vol_name, base)
         job.progress(40 + 50 * (i + 1) / n)
+    if seed_path:  # the cloud-init seed, written only now: it carries the leased addresses
+        data = cloudinit.seed_for(newuuid, prm["seed"], prm.get("nics", []))
+        job.will_create("pool_volume", hypervisor=hv_uuid, pool=pool.name(), name=seed_name)
+        seed_path = storage.upload(pool, seed_name, io.BytesIO(data), size=len(data), fmt="raw")
     with job.db.session() as s:  # the new volumes are the machine's own
-        volumes.record(s, hv_uuid, newuuid, disk_paths.values())
+        volumes.record(s, hv_uuid, newuuid, [*disk_paths.values(), *filter(None, [seed_path])])
     xml = domain(disk_paths)
     for nic in nics:
         if nic.libvirt_network:  # the guest's DHCP client gets its address from libvirt

@@ -51,7 +51,7 @@ def resolve(conn: libvirt.virConnect, source: policy.DiskSource) -> str | None:
     return driver.volume_path(conn, path=source.path, pool=source.pool, volume=source.volume)
 
 
-def _usable_networks(ctx: Context) -> Callable[[str], bool]:
+def usable_networks(ctx: Context) -> Callable[[str], bool]:
     """A network or bridge is usable when it is the bridge of a network the caller may read."""
     q = select(Network.bridge)
     if (clause := access.readable(ctx, Network)) is not None:
@@ -67,7 +67,7 @@ def rights(ctx: Context, hv: Hypervisor, *, disk: Callable[[policy.DiskSource], 
     emulators and firmware."""
     conn = ctx.registry.connection(hv.uuid)
     extra = set(networks)
-    usable = _usable_networks(ctx)
+    usable = usable_networks(ctx)
 
     def attachable(source: policy.DiskSource) -> bool:
         path = resolve(conn, source)

@@ -60,6 +60,7 @@ class StaticNic:
 
 
 METADATA_NS = "https://enomalism.org/ns/domain/1"
+SEED_NS = "https://enomalism.org/ns/cloud-init/1"  # libvirt keeps one element per namespace
 MAC_PREFIX = "52:54:00"  # QEMU's range: locally administered (bit 0x02 of 0x52), unicast
 
 
@@ -396,6 +397,19 @@ class DomainXML:
         for g in self.root.iterfind("devices/graphics"):
             if g.get("passwd") is None and g.get("type") in old:
                 g.set("passwd", old[g.get("type")])
+
+    def mark_seed(self, path: str) -> None:
+        """Record in <metadata> that the CD-ROM at `path` is the machine's cloud-init seed:
+        made for it and deleted with it (totaldelete), unlike an ISO it was given."""
+        metadata = self.root.find("metadata")
+        if metadata is None:
+            metadata = etree.SubElement(self.root, "metadata")
+        for old in metadata.findall(f"{{{SEED_NS}}}seed"):
+            metadata.remove(old)
+        etree.SubElement(metadata, f"{{{SEED_NS}}}seed", nsmap={"ci": SEED_NS}).set("path", path)
+
+    def seed_paths(self) -> set[str]:
+        return {e.get("path") for e in self.root.iterfind(f"metadata/{{{SEED_NS}}}seed")}
 
     def drop_passwords(self) -> None:
         for g in self.root.iterfind("devices/graphics"):

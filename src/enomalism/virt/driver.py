@@ -258,6 +258,12 @@ def define(conn: libvirt.virConnect, xml: str) -> DomainSnapshot:
     return snap
 
 
+def set_autostart(conn: libvirt.virConnect, uuid: str, on: bool) -> None:
+    """Start the domain when libvirtd starts (the host boots), or not."""
+    with libvirt_errors():
+        _lookup(conn, uuid).setAutostart(1 if on else 0)
+
+
 def undefine(conn: libvirt.virConnect, uuid: str) -> None:
     """Stop the domain if it runs and remove its definition, with its snapshots' metadata."""
     try:
@@ -346,6 +352,16 @@ def firmware_images(conn: libvirt.virConnect) -> set[str]:
     return {(v.text or "").strip() for v in root.iterfind("os/loader/value")}
 
 
+def firmware_kinds(conn: libvirt.virConnect, virt_type: str) -> set[str] | None:
+    """The firmware libvirt can pick on its own for `<os firmware=...>` (efi, bios) with this
+    domain type; None where libvirt cannot say (the test driver)."""
+    try:
+        root = ElementTree.fromstring(conn.getDomainCapabilities(None, None, None, virt_type))
+    except libvirt.libvirtError:
+        return None
+    return {(v.text or "").strip() for v in root.iterfind("os/enum[@name='firmware']/value")}
+
+
 def refresh_pools(conn: libvirt.virConnect) -> None:
     """Let libvirt see volumes created behind its back before we look paths up."""
     for pool in conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
@@ -395,13 +411,16 @@ def hard_disks(conn: libvirt.virConnect, xml: DomainXML) -> list[Disk]:
 def delete_volumes(conn: libvirt.virConnect, xml: DomainXML, *, keep: set[str],
                    only: set[str]) -> list[str]:
     """Delete the storage volumes behind the domain's writable disks that are in `only` (the
-    machine's own), except paths in `keep` (disks other domains use). Returns the paths of
-    the volumes deleted."""
+    machine's own), except paths in `keep` (disks other domains use), and its cloud-init seed
+    (`DomainXML.mark_seed`), also one of its own. Returns the paths of the volumes deleted."""
     deleted = []
+    seeds = xml.seed_paths() & only
     with libvirt_errors():
         refresh_pools(conn)
         for disk in xml.disks():
-            if disk.device not in ("disk", "lun") or disk.readonly or disk.shareable:
+            seed = disk.device == "cdrom" and disk.path in seeds
+            if not seed and (disk.device not in ("disk", "lun") or disk.readonly
+                             or disk.shareable):
                 continue
             if disk.path in keep:
                 continue

@@ -644,6 +644,17 @@ def overlay(pool: libvirt.virStoragePool, name: str, backing_path: str, backing_
         return pool.createXML(xml, 0).path()
 
 
+def blank(pool: libvirt.virStoragePool, name: str, capacity: int) -> str:
+    """A new empty disk of `capacity` bytes (qcow2 in a file pool, else raw); its path."""
+    _check_name(name)
+    file_pool = pool_type(pool) in FILE_POOLS
+    _ensure_free(pool, name)
+    xml = _volume_xml(name, capacity, allocation=0 if file_pool else capacity,
+                      fmt="qcow2" if file_pool else None)
+    with _errors(pool.connect(), f"creating volume {name} in pool {pool.name()}"):
+        return pool.createXML(xml, 0).path()
+
+
 def clone(pool: libvirt.virStoragePool, name: str, source_path: str, *,
           fmt: str | None = None) -> str:
     """A full, standalone copy of the volume at `source_path` as a new volume `name` in `pool`
@@ -724,7 +735,8 @@ def download(conn: libvirt.virConnect, path: str, sink: BinaryIO, *,
 
 
 __all__ = [
-    "CHUNK", "FILE_POOLS", "StorageCancelled", "VolumeInfo", "clone", "delete", "download",
+    "CHUNK", "FILE_POOLS", "StorageCancelled", "VolumeInfo", "blank", "clone", "delete",
+    "download",
     "overlay", "pick_pool", "planned_path", "pool_type", "supports_overlay", "upload",
     "volume_info",
 ]
