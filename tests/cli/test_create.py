@@ -34,7 +34,7 @@ def test_bad_input_is_the_apis_error(cloud: Cloud, own, tmp_path):
     big.write_text("#cloud-config\n" + "x" * 70000)
     r = cloud.run("--json", "machine", "create", name, "--disk", "1", "--hypervisor", cloud.h1,
                   "--user-data", str(big))
-    assert r.code != 0 and "64 KiB" in r.all, r.all
+    assert r.code != 0 and "65536 bytes" in r.all and "1041" in r.all, r.all
     r = cloud.run("machine", "create", name, "--image", "nothing-like-it", "--hypervisor",
                   cloud.h1)
     assert r.code != 0 and "nothing-like-it" in r.all
