@@ -38,7 +38,7 @@ from enomalism.feeds import download as dl
 from enomalism.jobs.locks import named_lock
 from enomalism.jobs.runner import JobCancelled, JobContext, handler
 from enomalism.services import access, networks, placement, transactions, volumes
-from enomalism.services.context import Context, Principal
+from enomalism.services.context import Context, Principal, commit_before_slow_work
 from enomalism.services.lookup import get_machine, parse_uuid, require
 from enomalism.services.repositories import (
     active_transaction,
@@ -151,7 +151,52 @@ def queue_provision(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuui
     `hvmuuid` names the hypervisor, which must be one of `host_uuid`'s (a VM's UUID names its
     host), or a cluster, or is None: then `placement` picks the hypervisor among the cluster's
     hosts, or among all hypervisors, and `host_uuid` only has to be a machine the caller may
-    read."""
+    read.
+
+    libvirt is asked (is the name free there, does the pool run) with no database transaction
+    open, after a commit with nothing written; then everything is checked again, placement
+    too, in the short transaction that records the machine. Should placement then pick
+    another hypervisor, that one is asked in turn."""
+    asked = None
+    for _ in range(3):
+        hv, p, memory_kib, vcpus = _place(ctx, host_uuid, pkguuid=pkguuid, hvmuuid=hvmuuid,
+                                          name=name)
+        if hv.uuid == asked:
+            break
+        asked = hv.uuid
+        commit_before_slow_work(ctx)  # nothing written yet
+        conn = ctx.registry.connection(hv.uuid)
+        if driver.name_taken(conn, name):
+            raise Conflict(f"the hypervisor already has a domain named '{name}'")
+        if pool:
+            storage.pick_pool(conn, pool)  # exists and runs, or a clear error now
+    else:
+        raise Conflict("placement picked another hypervisor each time it was asked (machines "
+                       "are being provisioned meanwhile); try again")
+    newuuid = new_uuid()
+    # Its size from the start: placement counts machines being provisioned.
+    ctx.db.add(Machine(uuid=newuuid, kind="vm", name=name, parent_uuid=hv.uuid, managed=True,
+                       state="provisioning", owner_uuid=ctx.user.uuid, memory_kib=memory_kib,
+                       vcpus=vcpus))
+    ctx.db.flush()
+    # One address on each static network of the host's clusters, leased in this transaction:
+    # an exhausted network refuses the provision before anything exists.
+    nics = []
+    for n in networks.networks_for_host(ctx, hv.machine_uuid):
+        lease = networks.lease(ctx, n, machine_uuid=newuuid, note=f"provisioned {name}")
+        nics.append({"network": n.uuid, "source": n.bridge, "mac": lease.mac,
+                     "address": lease.address, "prefix": n.prefix, "gateway": n.gateway})
+    tx = transactions.enqueue(ctx, "provision", target=newuuid, lock=[newuuid], params={
+        "package": p.uuid, "hypervisor": hv.uuid, "name": name, "machine": newuuid,
+        "pool": pool or None, "nics": nics, "memory_kib": memory_kib, "vcpus": vcpus})
+    tx.undo = [{"kind": "machine", "uuid": newuuid}]
+    return Queued(newuuid, hv.uuid, tx)
+
+
+def _place(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuuid: str | None,
+           name: str | None) -> tuple[Hypervisor, Package, int | None, int | None]:
+    """queue_provision's checks in the database, and the hypervisor it places the machine
+    on, with the package and the size; writes nothing."""
     target = get_machine(ctx.db, host_uuid)
     access.require(ctx, target, "read", "machine")
     p = get_package(ctx, require(pkguuid, "pkguuid", " (the package to provision)"))
@@ -178,29 +223,7 @@ def queue_provision(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuui
         hv = placement.place(ctx, placement.Need(
             virt_class=p.virt_class, arch=p.arch, memory_kib=memory_kib, vcpus=vcpus,
             label=f"package {p.name}"), cluster=scope, name=name).hypervisor
-    conn = ctx.registry.connection(hv.uuid)
-    if driver.name_taken(conn, name):
-        raise Conflict(f"the hypervisor already has a domain named '{name}'")
-    if pool:
-        storage.pick_pool(conn, pool)  # exists and runs, or a clear error now
-    newuuid = new_uuid()
-    # Its size from the start: placement counts machines being provisioned.
-    ctx.db.add(Machine(uuid=newuuid, kind="vm", name=name, parent_uuid=hv.uuid, managed=True,
-                       state="provisioning", owner_uuid=ctx.user.uuid, memory_kib=memory_kib,
-                       vcpus=vcpus))
-    ctx.db.flush()
-    # One address on each static network of the host's clusters, leased in this transaction:
-    # an exhausted network refuses the provision before anything exists.
-    nics = []
-    for n in networks.networks_for_host(ctx, hv.machine_uuid):
-        lease = networks.lease(ctx, n, machine_uuid=newuuid, note=f"provisioned {name}")
-        nics.append({"network": n.uuid, "source": n.bridge, "mac": lease.mac,
-                     "address": lease.address, "prefix": n.prefix, "gateway": n.gateway})
-    tx = transactions.enqueue(ctx, "provision", target=newuuid, lock=[newuuid], params={
-        "package": p.uuid, "hypervisor": hv.uuid, "name": name, "machine": newuuid,
-        "pool": pool or None, "nics": nics, "memory_kib": memory_kib, "vcpus": vcpus})
-    tx.undo = [{"kind": "machine", "uuid": newuuid}]
-    return Queued(newuuid, hv.uuid, tx)
+    return hv, p, memory_kib, vcpus
 
 
 def queue_package(ctx: Context, uuid: str, *, name: str | None, description: str | None,
