@@ -6,7 +6,8 @@ open while libvirt works (docs/transactions.md, "Slow work and the database").
 the machine's lock for it (jobs/locks.py) and commits. The block then works on libvirt without
 touching the request's session, and at its end records what libvirt did in the same session;
 that write, the transaction's end and the lock's release commit together. Meanwhile every
-changing action on the machine answers 423 with the transaction's id.
+changing action on the machine answers 423 with the transaction's id (jobs/locks.py: the
+same `lock_txid`; taking and releasing it leaves the machine's `updated_at` as it was).
 
 On any failure (in libvirt, or writing the result) the session is rolled back, the
 transaction's undo log is carried out (a domain defined for a new machine is undefined again,
@@ -22,11 +23,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
-from enomalism.errors import EnomalismError
-from enomalism.jobs import locks, undo
+from enomalism.errors import EnomalismError, Locked
+from enomalism.jobs import undo
 from enomalism.services.context import Context, commit_before_slow_work
 from enomalism.store.models import Machine, Transaction, utcnow
 
@@ -67,7 +68,14 @@ def locked(ctx: Context, m: Machine, action: str, *,
                      params={"machine": m.uuid}, undo=list(undo_log or []))
     ctx.db.add(tx)
     ctx.db.flush()
-    locks.lock(ctx.db, m.uuid, tx.uuid)
+    # A compare-and-swap, as jobs/locks.py takes a lock; the lock changes nothing else of the
+    # machine, `updated_at` included (resyncs compare it to tell a newer write).
+    took = ctx.db.execute(update(Machine).where(
+        Machine.uuid == m.uuid, Machine.lock_txid.is_(None)).values(
+        lock_txid=tx.uuid, updated_at=Machine.updated_at))
+    if took.rowcount != 1:
+        holder = ctx.db.scalar(select(Machine.lock_txid).where(Machine.uuid == m.uuid))
+        raise Locked(f"machine {m.uuid} is locked by transaction {holder}", txid=holder)
     set_committed_value(m, "lock_txid", tx.uuid)
     commit_before_slow_work(ctx)
     work = Work(ctx, tx.uuid)
@@ -84,11 +92,14 @@ def locked(ctx: Context, m: Machine, action: str, *,
 
 
 def _end(ctx: Context, txid: str, state: str, error: str | None = None) -> None:
-    now = utcnow()
-    ctx.db.execute(update(Transaction).where(Transaction.uuid == txid).values(
-        state=state, error=error, finished_at=now, heartbeat_at=None, undo=[],
+    """End the transaction, unless recovery ended it already (then its lock is gone too),
+    and let go of the machine."""
+    ctx.db.execute(update(Transaction).where(
+        Transaction.uuid == txid, Transaction.state == "running").values(
+        state=state, error=error, finished_at=utcnow(), heartbeat_at=None, undo=[],
         completion=100 if state == "done" else 0))
-    locks.release(ctx.db, txid)
+    ctx.db.execute(update(Machine).where(Machine.lock_txid == txid).values(
+        lock_txid=None, updated_at=Machine.updated_at))
 
 
 def _fail(ctx: Context, txid: str, e: BaseException) -> None:

@@ -156,23 +156,21 @@ def queue_provision(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuui
     libvirt is asked (is the name free there, does the pool run) with no database transaction
     open, after a commit with nothing written; then everything is checked again, placement
     too, in the short transaction that records the machine. Should placement then pick
-    another hypervisor, that one is asked in turn."""
-    asked = None
-    for _ in range(3):
+    another hypervisor (others recorded machines meanwhile), that one is asked in turn: at
+    most once each."""
+    asked: set[str] = set()
+    while True:
         hv, p, memory_kib, vcpus = _place(ctx, host_uuid, pkguuid=pkguuid, hvmuuid=hvmuuid,
                                           name=name)
-        if hv.uuid == asked:
+        if hv.uuid in asked:
             break
-        asked = hv.uuid
+        asked.add(hv.uuid)
         commit_before_slow_work(ctx)  # nothing written yet
         conn = ctx.registry.connection(hv.uuid)
         if driver.name_taken(conn, name):
             raise Conflict(f"the hypervisor already has a domain named '{name}'")
         if pool:
             storage.pick_pool(conn, pool)  # exists and runs, or a clear error now
-    else:
-        raise Conflict("placement picked another hypervisor each time it was asked (machines "
-                       "are being provisioned meanwhile); try again")
     newuuid = new_uuid()
     # Its size from the start: placement counts machines being provisioned.
     ctx.db.add(Machine(uuid=newuuid, kind="vm", name=name, parent_uuid=hv.uuid, managed=True,
