@@ -214,7 +214,8 @@ class HypervisorRegistry:
 
     def resync_machine(self, hv_uuid: str, uuid: str, db: Session | None = None) -> None:
         """Read one domain fully (state, size, XML) and store it, in `db` when given (a
-        request's own session, which holds the machine's row) or in a session of its own.
+        request's own session, with no transaction open while libvirt is read: the snapshot is
+        read before the session is used) or in a session of its own.
 
         On its own, libvirt is read before any lock is taken (a host that hangs must not hold
         SQLite's one write lock), and the result is written only if the row did not change in
