@@ -407,7 +407,6 @@ def test_libvirt_is_asked_with_no_database_lock_and_the_name_checked_again(world
     writes go on meanwhile), then checks the name again as it records the machine: a
     provision of the same name recorded meanwhile wins, the held one answers 409."""
     from enomalism.virt import driver
-
     from tests.api.accounts import new_user
 
     api = world.api

@@ -5,7 +5,7 @@ from sqlalchemy.orm import selectinload
 
 from enomalism.errors import Conflict, InvalidInput
 from enomalism.services import access, machine_work, sync, volumes
-from enomalism.services.context import Context
+from enomalism.services.context import Context, commit_before_slow_work
 from enomalism.services.lookup import get_cluster, get_hypervisor, get_machine, parse_uuid, require
 from enomalism.store.models import Cluster, Machine, new_uuid
 from enomalism.virt import driver
@@ -98,12 +98,12 @@ def trigger_status_updates(ctx: Context, uuid: str) -> str:
         # In a session of its own that takes the write lock first: a GET's session is a reader,
         # and a reader that starts writing fails when another writer committed meanwhile.
         hv_uuid, vm_uuid = m.parent_uuid, m.uuid
-        ctx.db.commit()
+        commit_before_slow_work(ctx)
         ctx.registry.resync_machine(hv_uuid, vm_uuid)
         ctx.db.refresh(m)
         return f"machine {m.name} is {m.state}"
     hv_uuids, name = [hv.uuid for hv in m.hypervisors], m.name
-    ctx.db.commit()  # the bulk resync writes in sessions of its own
+    commit_before_slow_work(ctx)  # the bulk resync writes in sessions of its own
     for hv_uuid in hv_uuids:
         ctx.registry.resync_hypervisor(hv_uuid)
     return f"{len(hv_uuids)} hypervisor(s) of {name} resynchronised"
