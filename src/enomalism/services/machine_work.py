@@ -5,16 +5,19 @@ open while libvirt works (docs/transactions.md, "Slow work and the database").
 `locked` writes a transaction of the action's kind, `running` and claimed by this node, takes
 the machine's lock for it (jobs/locks.py) and commits. The block then works on libvirt without
 touching the request's session, and at its end records what libvirt did in the same session;
-that write, the transaction's end and the lock's release commit together. Meanwhile every
+that write, the lock's release and the transaction's removal commit together: the answer and
+the audit log say how the action went, and the transaction list holds jobs, not every
+rename. Meanwhile every
 changing action on the machine answers 423 with the transaction's id (jobs/locks.py: the
 same `lock_txid`; taking and releasing it leaves the machine's `updated_at` as it was).
 
 On any failure (in libvirt, or writing the result) the session is rolled back, the
 transaction's undo log is carried out (a domain defined for a new machine is undefined again,
-the machine record goes), and the transaction ends `failed` with the lock released. Should
-the server die in between, the lock goes as a dead job's does: the transaction is `running`
-with this node's heartbeat (jobs/runner.py), so the node undoes it as it starts again, or
-another node once the heartbeat stops; an administrator's `unlock` frees the machine sooner.
+the machine record goes), and the lock is released and the transaction removed the same way.
+Should the server die in between, the lock goes as a dead job's does: the transaction is
+`running` with this node's heartbeat (jobs/runner.py), so the node undoes it and marks it
+`failed` ("interrupted") as it starts again, or another node once the heartbeat stops; an
+administrator's `unlock` frees the machine sooner.
 """
 
 import dataclasses
@@ -23,10 +26,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
-from enomalism.errors import EnomalismError, Locked
+from enomalism.errors import Locked
 from enomalism.jobs import undo
 from enomalism.services.context import Context, commit_before_slow_work
 from enomalism.store.models import Machine, Transaction, utcnow
@@ -81,37 +84,35 @@ def locked(ctx: Context, m: Machine, action: str, *,
     work = Work(ctx, tx.uuid)
     try:
         yield work
-        _end(ctx, work.txid, "done")
+        _end(ctx, work.txid)
         ctx.db.commit()
-    except BaseException as e:
+    except BaseException:
         ctx.db.rollback()
-        _fail(ctx, work.txid, e)
+        _fail(ctx, work.txid)
         raise
     if m in ctx.db:
         set_committed_value(m, "lock_txid", None)
 
 
-def _end(ctx: Context, txid: str, state: str, error: str | None = None) -> None:
-    """End the transaction, unless recovery ended it already (then its lock is gone too),
-    and let go of the machine."""
-    ctx.db.execute(update(Transaction).where(
-        Transaction.uuid == txid, Transaction.state == "running").values(
-        state=state, error=error, finished_at=utcnow(), heartbeat_at=None, undo=[],
-        completion=100 if state == "done" else 0))
+def _end(ctx: Context, txid: str) -> None:
+    """Remove the transaction, unless recovery ended it already (then it stays, `failed`, and
+    its lock is gone too), and let go of the machine."""
+    ctx.db.execute(delete(Transaction).where(Transaction.uuid == txid,
+                                             Transaction.state == "running"))
     ctx.db.execute(update(Machine).where(Machine.lock_txid == txid).values(
         lock_txid=None, updated_at=Machine.updated_at))
 
 
-def _fail(ctx: Context, txid: str, e: BaseException) -> None:
-    """Undo what the work made, end its transaction `failed`, let go of the machine. Errors
-    here are logged: the one worth answering is `e`."""
+def _fail(ctx: Context, txid: str) -> None:
+    """Undo what the work made, let go of the machine. Errors here are logged: the one worth
+    answering is the work's."""
     try:
         with ctx.registry.db.session(write=False) as s:
-            entries = list(s.get(Transaction, txid).undo or [])
+            tx = s.get(Transaction, txid)
+            entries = list(tx.undo or []) if tx is not None and tx.state == "running" else []
         for problem in undo.run(ctx.registry.db, ctx.registry, entries):
             log.warning("transaction %s: %s", txid, problem)
-        message = e.message if isinstance(e, EnomalismError) else f"{type(e).__name__}: {e}"
-        _end(ctx, txid, "failed", message)
+        _end(ctx, txid)
         ctx.db.commit()
     except Exception:
         log.exception("ending transaction %s failed; its lock is released when it is "
