@@ -286,3 +286,27 @@ def test_a_lifecycle_action_holds_no_lock_through_the_call(two, own, monkeypatch
         t.join(60)
     assert answer["r"].status_code == 200, answer["r"].text
     assert api.machine(uuid)["machine_obj"]["state"] == "running"
+
+
+def test_manage_asks_libvirt_for_its_volumes_with_no_database_lock(two, own, monkeypatch):
+    """An administrator's `manage` looks the disks' volumes up with no transaction open, then
+    adopts them."""
+    from enomalism.store.models import Volume
+
+    api, hv_a, _ = two
+    uuid = new_vm(api, own, managed=False, disks=[f"{own}.img"], hv_uuid=hv_a)
+    answer = {}
+    with held(monkeypatch, "volume_path") as (entered, go):
+        t = threading.Thread(target=lambda: answer.setdefault(
+            "r", api.post(f"/rest/machine/{uuid}/actions/manage/")))
+        t.start()
+        assert entered.wait(30), "libvirt was never asked"
+        assert_no_database_lock(api, uuid)
+        assert t.is_alive()
+        go.set()
+        t.join(60)
+    assert answer["r"].status_code == 200, answer["r"].text
+    assert api.machine(uuid)["machine_obj"]["managed"] is True
+    with api.app.state.db.session(write=False) as s:
+        owned = list(s.scalars(select(Volume.path).where(Volume.machine_uuid == uuid)))
+    assert [p.rsplit("/", 1)[-1] for p in owned] == [f"{own}.img"]

@@ -295,12 +295,21 @@ def _autocommit(conn: Any, on: bool) -> Iterator[None]:
 
 def _manage(ctx: Context, m: Machine, _v: ActionVars) -> str:
     """Adopt the domain. An administrator adopts its volumes with it (those no other machine
-    owns): they are then deleted and exported with it. Anyone else adopts the domain only."""
+    owns): they are then deleted and exported with it. Anyone else adopts the domain only.
+    The volumes' paths are asked of libvirt after a commit with nothing written, then the
+    machine is read again (locked) and written."""
+    paths: list[str] = []
+    if ctx.user.is_admin and m.kind == "vm" and m.xmldesc:
+        conn, xml = ctx.registry.connection(m.parent_uuid), DomainXML(m.xmldesc)
+        commit_before_slow_work(ctx)  # checked, nothing written yet
+        paths = volumes.resolve_all(conn, xml)
+        ctx.db.refresh(m, with_for_update=True)
+        if m.lock_txid:  # taken meanwhile (it was managed by another request, then locked)
+            raise Locked(f"machine {m.uuid} is locked by transaction {m.lock_txid}",
+                         txid=m.lock_txid)
     m.managed = True
     m.owner_uuid = m.owner_uuid or ctx.user.uuid
-    if ctx.user.is_admin and m.kind == "vm" and m.xmldesc:
-        volumes.adopt(ctx.db, ctx.registry.connection(m.parent_uuid), m.parent_uuid, m.uuid,
-                      DomainXML(m.xmldesc))
+    volumes.adopt_paths(ctx.db, m.parent_uuid, m.uuid, paths)
     return f"machine {m.name} is now managed"
 
 

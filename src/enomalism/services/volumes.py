@@ -35,13 +35,6 @@ def record(db: Session, hv_uuid: str, machine_uuid: str, paths: Iterable[str]) -
             row.machine_uuid = machine_uuid
 
 
-def adopt(db: Session, conn: libvirt.virConnect, hv_uuid: str, machine_uuid: str,
-          xml: DomainXML) -> None:
-    """An administrator's machine (defined or managed) takes the volumes its disks name that
-    are no other machine's."""
-    adopt_paths(db, hv_uuid, machine_uuid, resolve_all(conn, xml))
-
-
 def resolve_all(conn: libvirt.virConnect, xml: DomainXML) -> list[str]:
     """The paths of the volumes the XML's disks name (read from libvirt before a database
     write: services/machine_work.py)."""
@@ -49,7 +42,8 @@ def resolve_all(conn: libvirt.virConnect, xml: DomainXML) -> list[str]:
 
 
 def adopt_paths(db: Session, hv_uuid: str, machine_uuid: str, paths: Iterable[str]) -> None:
-    """The machine takes those of the volumes at `paths` that are no other machine's."""
+    """An administrator's machine (defined or managed) takes the volumes at `paths` (those its
+    disks name, `resolve_all`) that are no other machine's."""
     for path in paths:
         if db.get(Volume, (hv_uuid, path)) is None:
             db.add(Volume(hypervisor_uuid=hv_uuid, path=path, machine_uuid=machine_uuid))
