@@ -3,13 +3,13 @@ DHCP host entries) with the machine locked as a job locks it, and no database tr
 open while libvirt works (docs/transactions.md, "Slow work and the database").
 
 `locked` writes a transaction of the action's kind, `running` and claimed by this node, takes
-the machine's lock for it (jobs/locks.py) and commits. The block then works on libvirt without
-touching the request's session, and at its end records what libvirt did in the same session;
-that write, the lock's release and the transaction's removal commit together: the answer and
-the audit log say how the action went, and the transaction list holds jobs, not every
-rename. Meanwhile every
-changing action on the machine answers 423 with the transaction's id (jobs/locks.py: the
-same `lock_txid`; taking and releasing it leaves the machine's `updated_at` as it was).
+the machine's lock for it (`lock_txid`, as jobs/locks.py takes one) and commits. Meanwhile
+every changing action on the machine answers 423 with the transaction's id. The block works
+on libvirt without a database transaction open (what it reads of the database it reads and
+commits first), and at its end records what libvirt did in the request's session; that write,
+the lock's release and the transaction's removal commit together: the answer and the audit
+log say how the action went, and the transaction list keeps jobs, not every rename. Taking
+and releasing the lock leaves the machine's `updated_at` as it was.
 
 On any failure (in libvirt, or writing the result) the session is rolled back, the
 transaction's undo log is carried out (a domain defined for a new machine is undefined again,
@@ -71,8 +71,7 @@ def locked(ctx: Context, m: Machine, action: str, *,
                      params={"machine": m.uuid}, undo=list(undo_log or []))
     ctx.db.add(tx)
     ctx.db.flush()
-    # A compare-and-swap, as jobs/locks.py takes a lock; the lock changes nothing else of the
-    # machine, `updated_at` included (resyncs compare it to tell a newer write).
+    # A compare-and-swap; `updated_at` stays (resyncs compare it to tell a newer write).
     took = ctx.db.execute(update(Machine).where(
         Machine.uuid == m.uuid, Machine.lock_txid.is_(None)).values(
         lock_txid=tx.uuid, updated_at=Machine.updated_at))
