@@ -1,8 +1,9 @@
 """Issue 12, "no slow I/O under a write lock": the machine writers that call libvirt (define,
 store_xml, rename, set_parent, totaldelete) hold no database lock while libvirt works, only the
 machine's own lock (423 for any other changing action on it); a failure there leaves the
-machine as it was, unlocked. Also a lifecycle action's call (on PostgreSQL too); queue_provision's
-reads: test_provision_requests.py. docs/transactions.md, "Slow work and the database".
+machine as it was, unlocked. Also a lifecycle action's call (on PostgreSQL too), `manage` and a
+package request's libvirt reads; queue_provision's: test_provision_requests.py.
+docs/transactions.md, "Slow work and the database".
 
 libvirt's test:/// driver cannot be made slow, so the virt-layer function a writer calls waits
 on an event the test sets, after checking what can be done meanwhile."""
@@ -310,3 +311,25 @@ def test_manage_asks_libvirt_for_its_volumes_with_no_database_lock(two, own, mon
     with api.app.state.db.session(write=False) as s:
         owned = list(s.scalars(select(Volume.path).where(Volume.machine_uuid == uuid)))
     assert [p.rsplit("/", 1)[-1] for p in owned] == [f"{own}.img"]
+
+
+def test_a_package_request_asks_libvirt_with_no_database_lock(two, own, monkeypatch):
+    """The check that every disk is one of the machine's own volumes asks libvirt with no
+    transaction open; the machine is then checked again and the job queued."""
+    from tests.api.test_access_isolation import wait_done
+
+    api, hv_a, _ = two
+    uuid = new_vm(api, own, disks=[f"{own}.img"], hv_uuid=hv_a)
+    answer = {}
+    with held(monkeypatch, "volume_path") as (entered, go):
+        t = threading.Thread(target=lambda: answer.setdefault("r", api.post(
+            f"/rest/machine/{uuid}/actions/package/", data={"name": f"{own}-copy"})))
+        t.start()
+        assert entered.wait(30), "libvirt was never asked"
+        assert_no_database_lock(api, uuid)
+        assert t.is_alive()
+        go.set()
+        t.join(60)
+    assert answer["r"].status_code == 200, answer["r"].text
+    done = wait_done(api, answer["r"].json()["txid"])  # (the test driver cannot export it)
+    assert (done["data"]["kind"], done["data"]["target"]) == ("package", uuid)

@@ -224,11 +224,7 @@ def _place(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuuid: str | 
     return hv, p, memory_kib, vcpus
 
 
-def queue_package(ctx: Context, uuid: str, *, name: str | None, description: str | None,
-                  version: str | None, compression: str | None) -> Transaction:
-    """Needs `export`: a package is a full copy of the machine's disks (control is not enough)."""
-    m = get_machine(ctx.db, uuid)
-    access.require(ctx, m, "export", "machine")
+def _check_packable(m: Machine) -> None:
     if m.lock_txid:  # 423 with the holder, before any state check (docs/transactions.md)
         raise Locked(f"machine {m.uuid} is locked by transaction {m.lock_txid}",
                      txid=m.lock_txid)
@@ -238,17 +234,31 @@ def queue_package(ctx: Context, uuid: str, *, name: str | None, description: str
         raise InvalidState(f"machine {m.uuid} is not managed; 'manage' it first")
     if m.state not in ("shutoff", "running", "paused"):
         raise InvalidState(f"cannot package a machine that is {m.state}")
+
+
+def queue_package(ctx: Context, uuid: str, *, name: str | None, description: str | None,
+                  version: str | None, compression: str | None) -> Transaction:
+    """Needs `export`: a package is a full copy of the machine's disks (control is not enough)."""
+    m = get_machine(ctx.db, uuid)
+    access.require(ctx, m, "export", "machine")
+    _check_packable(m)
     compression = compression or "zstd"
     if compression not in ("zstd", "gzip"):
         raise InvalidInput("compression is zstd or gzip (gzip: strict XVM2 packages)")
     if m.xmldesc:  # refused now rather than by the job (which checks the live definition)
-        try:
-            _check_own_disks(ctx.db, ctx.registry.connection(m.parent_uuid), m,
-                             DomainXML(m.xmldesc))
-        except ForeignDisk:
-            raise
-        except InvalidState:
-            pass  # a volume that is not there: the job says which, from the live definition
+        conn, xml = ctx.registry.connection(m.parent_uuid), DomainXML(m.xmldesc)
+        commit_before_slow_work(ctx)  # checked, nothing written yet: libvirt is asked next
+        with ctx.registry.db.session(write=False) as reader:
+            try:
+                _check_own_disks(reader, conn, m.uuid, xml)
+            except ForeignDisk:
+                raise
+            except InvalidState:
+                pass  # a volume that is not there: the job says which, from the live definition
+        machine_uuid = m.uuid
+        ctx.db.expire(m)  # locked, changed or deleted meanwhile?
+        m = get_machine(ctx.db, machine_uuid)
+        _check_packable(m)
     return transactions.enqueue(ctx, "package", target=m.uuid, lock=[m.uuid], params={
         "machine": m.uuid, "name": name or m.name, "description": description or "",
         "version": version or "1", "compression": compression})
