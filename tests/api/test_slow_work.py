@@ -333,3 +333,34 @@ def test_a_package_request_asks_libvirt_with_no_database_lock(two, own, monkeypa
     assert answer["r"].status_code == 200, answer["r"].text
     done = wait_done(api, answer["r"].json()["txid"])  # (the test driver cannot export it)
     assert (done["data"]["kind"], done["data"]["target"]) == ("package", uuid)
+
+
+def test_a_resync_that_keeps_racing_is_queued_not_read_under_the_lock(two, own, monkeypatch):
+    """A per-machine resync whose row changes while libvirt is read, three times over, gives
+    up and queues the resync for the event worker, which writes it later; libvirt is never
+    read with the row locked."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from enomalism.store.models import utcnow
+
+    api, hv_a, _ = two
+    uuid = new_vm(api, own, hv_uuid=hv_a)
+    real, me, reads = driver.snapshot, threading.current_thread(), []
+
+    def racing(conn, u, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        if threading.current_thread() is me:
+            reads.append(u)
+            with api.app.state.db.session() as s:  # another writer, meanwhile (no wait)
+                s.execute(update(Machine).where(Machine.uuid == u).values(
+                    updated_at=utcnow() + timedelta(seconds=len(reads))))
+        return real(conn, u, **kwargs)
+
+    monkeypatch.setattr(driver, "snapshot", racing)
+    with api.app.state.db.session() as s:
+        s.execute(update(Machine).where(Machine.uuid == uuid).values(state="crashed"))
+    api.registry.resync_machine(hv_a, uuid)
+    assert reads == [uuid] * 3
+    api.settle()  # the event worker's resync
+    assert api.machine(uuid)["machine_obj"]["state"] == "shutoff"
