@@ -401,3 +401,40 @@ def test_a_retried_provision_holds_its_addresses_again(world):
         api.delete(f"/rest/networks/{net}/")
         api.delete(f"/rest/cluster/{c}/")
     assert running(api) == []
+
+
+def test_libvirt_is_asked_with_no_database_lock_and_the_name_checked_again(world, monkeypatch):
+    """queue_provision asks libvirt whether the name is free with no transaction open (other
+    writes go on meanwhile), then checks the name again as it records the machine: a
+    provision of the same name recorded meanwhile wins, the held one answers 409."""
+    from enomalism.virt import driver
+    from tests.api.accounts import new_user
+
+    api = world.api
+    real, entered, go, first = driver.name_taken, threading.Event(), threading.Event(), []
+
+    def held(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        if not first:
+            first.append(1)
+            entered.set()
+            assert go.wait(60)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(driver, "name_taken", held)
+    answer = {}
+    t = threading.Thread(target=lambda: answer.setdefault(
+        "r", world.provision(**world.valid(name="raced"))))
+    t.start()
+    try:
+        assert entered.wait(30), "libvirt was never asked"
+        new_user(api)  # another writer goes through
+        other = api.ok("POST", f"/rest/machine/{world.host}/actions/provision/",
+                       data=world.valid(name="raced"))
+        assert t.is_alive(), "the other writes waited for libvirt"
+    finally:
+        go.set()
+        t.join(60)
+    expect_error(answer["r"], 409, 1300)
+    done = wait_tx(api, other["txid"])  # the test driver cannot take the upload: it fails
+    assert done["data"]["state"] == "failed"
+    assert running(api) == []

@@ -7,9 +7,10 @@ and the action fits the state the inventory holds. Only then is libvirt asked.
 """
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import libvirt
 from sqlalchemy import Engine, Integer, bindparam, func, select, update
@@ -26,12 +27,12 @@ from enomalism.errors import (
     NotFound,
     UnknownAction,
 )
-from enomalism.services import access, sync, volumes
-from enomalism.services.context import Context, Principal
+from enomalism.services import access, machine_work, sync, volumes
+from enomalism.services.context import Context, Principal, commit_before_slow_work
 from enomalism.services.lookup import get_hypervisor, get_machine, parse_uuid, require
 from enomalism.services.networks import machine_leases
 from enomalism.store.db import Database
-from enomalism.store.models import Machine, utcnow
+from enomalism.store.models import Hypervisor, Machine, utcnow
 from enomalism.store.prepared import Prepared, raw_connection
 from enomalism.virt import driver
 from enomalism.virt.domxml import DomainXML
@@ -79,7 +80,9 @@ def available(m: Machine) -> list[str]:
 
 def perform(ctx: Context, uuid: str, action: str, v: ActionVars) -> str:
     """Carry out one action and return the message for the answer. The machine's row is
-    locked first: a job's lock or an event's resync on another node waits for the action."""
+    locked for the checks (a job taking its lock, or an event's resync on another node,
+    waits for them); the slow part of an action runs after a commit (`_lifecycle`,
+    services/machine_work.py)."""
     m = get_machine(ctx.db, uuid, lock=True)
     access.require(ctx, m, "read", "machine")
     handler = _HANDLERS.get(action)
@@ -144,11 +147,10 @@ def _lifecycle(action: str) -> Callable[[Context, Machine, ActionVars], str]:
 
     def run(ctx: Context, m: Machine, _v: ActionVars) -> str:
         conn = ctx.registry.connection(m.parent_uuid)
-        if ctx.db.get_bind().dialect.name == "sqlite":
-            # Checked, nothing written yet: let go of SQLite's one write lock while libvirt
-            # acts, or a host that hangs (until keepalive gives up) would stop every writer.
-            # PostgreSQL keeps this machine's row locked through the call instead.
-            ctx.db.commit()
+        # Checked, nothing written yet: let go of SQLite's one write lock (PostgreSQL's lock
+        # of this row) while libvirt acts, or a host that hangs (until keepalive gives up)
+        # would stop every writer. The state libvirt answers is written after the call.
+        commit_before_slow_work(ctx)
         # The state right after the action: what the call itself means where libvirt returns
         # only once it is so (suspend: paused, resume: running), else read on the same domain
         # handle (see driver._act). The name, persistence and definition (XML) are left as
@@ -203,8 +205,7 @@ def _store_state(ctx: Context, m: Machine, after: driver.DomainState) -> None:
 
 _M = Machine.__table__
 _LOAD = select(_M.c.kind, _M.c.managed, _M.c.lock_txid, _M.c.state, _M.c.owner_uuid,
-               _M.c.parent_uuid, _M.c.name).where(
-    _M.c.uuid == bindparam("machine_uuid")).with_for_update()  # no FOR UPDATE on SQLite
+               _M.c.parent_uuid, _M.c.name).where(_M.c.uuid == bindparam("machine_uuid"))
 _PREPARED: "weakref.WeakKeyDictionary[Engine, tuple[Prepared, Prepared]]" = \
     weakref.WeakKeyDictionary()
 
@@ -222,8 +223,9 @@ def perform_quick(db: Database, registry: "HypervisorRegistry", user: Principal,
     existing, managed, unlocked machine in a state the action fits, asked by an administrator
     or its owner. Anything else returns None before anything is done, and `perform` answers
     it (every error, and other users' permissions, are decided there only). Otherwise the
-    same steps as `_lifecycle`: the row is read (on PostgreSQL locked through the call),
-    SQLite's write lock is let go while libvirt acts, then the state libvirt answered is
+    same steps as `_lifecycle`: the row is read, no lock is held while libvirt acts (SQLite's
+    write lock is let go; PostgreSQL runs each statement in a transaction of its own, which
+    also spares the BEGIN and COMMIT round trips), then the state libvirt answered is
     written. Returns the answer."""
     spec = _LIFECYCLE.get(action)
     if spec is None:
@@ -236,7 +238,7 @@ def perform_quick(db: Database, registry: "HypervisorRegistry", user: Principal,
     load, store = _statements(db.engine)
     sqlite = db.engine.dialect.name == "sqlite"
     failed: EnomalismError | None = None
-    with raw_connection(db.engine) as conn:
+    with raw_connection(db.engine) as conn, _autocommit(conn, not sqlite):
         cur = conn.cursor()
         if sqlite:
             cur.execute("BEGIN IMMEDIATE")
@@ -266,7 +268,7 @@ def perform_quick(db: Database, registry: "HypervisorRegistry", user: Principal,
         except (NotFound, InvalidState) as e:
             conn.rollback()
             failed, after = e, None
-    # With the connection given back (and PostgreSQL's row lock with it):
+    # With the connection given back:
     if failed is not None:
         registry.resync_machine(parent, uuid)  # the inventory was behind libvirt
         raise failed
@@ -276,14 +278,38 @@ def perform_quick(db: Database, registry: "HypervisorRegistry", user: Principal,
     return {"errno": 0, "message": done.format(name=name)}
 
 
+@contextmanager
+def _autocommit(conn: Any, on: bool) -> Iterator[None]:
+    """psycopg's autocommit on a pooled DBAPI connection for the block (a local setting, no
+    round trip), put back before the pool has it again."""
+    if not on:
+        yield
+        return
+    driver_conn = conn.driver_connection
+    driver_conn.autocommit = True
+    try:
+        yield
+    finally:
+        driver_conn.autocommit = False
+
+
 def _manage(ctx: Context, m: Machine, _v: ActionVars) -> str:
     """Adopt the domain. An administrator adopts its volumes with it (those no other machine
-    owns): they are then deleted and exported with it. Anyone else adopts the domain only."""
+    owns): they are then deleted and exported with it. Anyone else adopts the domain only.
+    The volumes' paths are asked of libvirt after a commit with nothing written, then the
+    machine is read again (locked) and written."""
+    paths: list[str] = []
+    if ctx.user.is_admin and m.kind == "vm" and m.xmldesc:
+        conn, xml = ctx.registry.connection(m.parent_uuid), DomainXML(m.xmldesc)
+        commit_before_slow_work(ctx)  # checked, nothing written yet
+        paths = volumes.resolve_all(conn, xml)
+        ctx.db.refresh(m, with_for_update=True)
+        if m.lock_txid:  # taken meanwhile (it was managed by another request, then locked)
+            raise Locked(f"machine {m.uuid} is locked by transaction {m.lock_txid}",
+                         txid=m.lock_txid)
     m.managed = True
     m.owner_uuid = m.owner_uuid or ctx.user.uuid
-    if ctx.user.is_admin and m.kind == "vm" and m.xmldesc:
-        volumes.adopt(ctx.db, ctx.registry.connection(m.parent_uuid), m.parent_uuid, m.uuid,
-                      DomainXML(m.xmldesc))
+    volumes.adopt_paths(ctx.db, m.parent_uuid, m.uuid, paths)
     return f"machine {m.name} is now managed"
 
 
@@ -303,26 +329,30 @@ def _store_xml(ctx: Context, m: Machine, _v: ActionVars) -> str:
         raise InvalidState(f"machine {m.name} has no stored XML description")
     conn = ctx.registry.connection(m.parent_uuid)
     xml = DomainXML(m.xmldesc)
-    if m.xml_pending:
-        volumes.check_xml(ctx, m.parent, xml)
-    if driver.name_taken(conn, xml.name or "", other_than=m.uuid):
-        raise Conflict(f"another domain on the hypervisor is named '{xml.name}'")
-    driver.check_disks(conn, m.parent.virt_url, xml)
-    # libvirt keeps a domain's name when it is defined again: a new name is a rename first
-    current = driver.snapshot(conn, m.uuid, with_xml=False)
-    renamed = current is not None and current.name != xml.name
-    if renamed:
-        driver.rename(conn, m.uuid, xml.name)  # InvalidState unless the domain is stopped
-    if current is not None:
-        xml.keep_passwords(DomainXML(driver.domain_xml(conn, m.uuid, secure=True)))
-    try:
-        driver.define(conn, xml.to_string())
-    except EnomalismError:
+    hv_uuid, uuid, virt_url, pending = m.parent_uuid, m.uuid, m.parent.virt_url, m.xml_pending
+    with machine_work.locked(ctx, m, "store_xml") as work:
+        if pending:
+            with work.reading() as rctx:
+                volumes.check_xml(rctx, m.parent, xml)
+        if driver.name_taken(conn, xml.name or "", other_than=uuid):
+            raise Conflict(f"another domain on the hypervisor is named '{xml.name}'")
+        driver.check_disks(conn, virt_url, xml)
+        # libvirt keeps a domain's name when it is defined again: a new name is a rename first
+        current = driver.snapshot(conn, uuid, with_xml=False)
+        renamed = current is not None and current.name != xml.name
         if renamed:
-            driver.rename(conn, m.uuid, current.name)
-        raise
-    m.xml_pending = False
-    ctx.registry.resync_machine(m.parent_uuid, m.uuid, db=ctx.db)
+            driver.rename(conn, uuid, xml.name)  # InvalidState unless the domain is stopped
+        if current is not None:
+            xml.keep_passwords(DomainXML(driver.domain_xml(conn, uuid, secure=True)))
+        try:
+            driver.define(conn, xml.to_string())
+            snap = driver.snapshot(conn, uuid)
+        except EnomalismError:
+            if renamed:
+                driver.rename(conn, uuid, current.name)
+            raise
+        m.xml_pending = False
+        sync.store(ctx.db, hv_uuid, uuid, snap)
     return f"XML description of {m.name} stored on the hypervisor"
 
 
@@ -354,26 +384,32 @@ def _rename(ctx: Context, m: Machine, v: ActionVars) -> str:
             raise Conflict(f"a host named '{name}' already exists")
         m.name = name
         return f"host renamed to {name}"
-    _check_name_free(ctx, m, name)
+    _check_name_free(ctx, m, name, on_hypervisor=False)
     conn = ctx.registry.connection(m.parent_uuid)
-    driver.rename(conn, m.uuid, name)
-    if m.xmldesc:
-        xml = DomainXML(m.xmldesc)
-        xml.name = name
-        m.xmldesc = xml.to_string()
-    ctx.registry.resync_machine(m.parent_uuid, m.uuid, db=ctx.db)
-    # dnsmasq hands the name to the guest as its host name
-    problems = _follow_dhcp(ctx, m, [(conn, "modify")])
+    hv_uuid, uuid = m.parent_uuid, m.uuid
+    with machine_work.locked(ctx, m, "rename"):
+        if driver.name_taken(conn, name, other_than=uuid):
+            raise Conflict(f"another machine on the hypervisor is named '{name}'")
+        driver.rename(conn, uuid, name)
+        snap = driver.snapshot(conn, uuid)
+        if m.xmldesc:
+            xml = DomainXML(m.xmldesc)
+            xml.name = name
+            m.xmldesc = xml.to_string()
+        sync.store(ctx.db, hv_uuid, uuid, snap)
+        # dnsmasq hands the name to the guest as its host name
+        problems = _follow_dhcp(ctx, m, [(conn, "modify")])
     if problems:
         return f"machine renamed to {name}; DHCP entries keep the old name: {problems}"
     return f"machine renamed to {name}"
 
 
-def _check_name_free(ctx: Context, m: Machine, name: str) -> None:
+def _check_name_free(ctx: Context, m: Machine, name: str, *, on_hypervisor: bool = True) -> None:
+    """The name is no other machine's in the inventory, nor (`on_hypervisor`) in libvirt."""
     taken = ctx.db.scalar(select(Machine.uuid).where(
         Machine.parent_uuid == m.parent_uuid, Machine.name == name, Machine.uuid != m.uuid))
-    if taken or driver.name_taken(ctx.registry.connection(m.parent_uuid), name,
-                                  other_than=m.uuid):
+    if taken or on_hypervisor and driver.name_taken(ctx.registry.connection(m.parent_uuid),
+                                                    name, other_than=m.uuid):
         raise Conflict(f"another machine on the hypervisor is named '{name}'")
 
 
@@ -385,10 +421,19 @@ def _set_parent(ctx: Context, m: Machine, v: ActionVars) -> str:
     if target.uuid == m.parent_uuid:
         return "machine is already on that hypervisor"
     dest = ctx.registry.connection(target.uuid)
+    with machine_work.locked(ctx, m, "set_parent") as work:
+        return _move(ctx, work, m, target, dest)
+
+
+def _move(ctx: Context, work: machine_work.Work, m: Machine, target: Hypervisor,
+          dest: libvirt.virConnect) -> str:
+    """set_parent's work, with the machine locked and no database transaction open while
+    libvirt works (services/machine_work.py)."""
     if driver.uuid_taken(dest, m.uuid):
         source_uuid = m.parent_uuid
-        m.parent_uuid = target.uuid  # first, or the resync would not take the target's state
-        ctx.registry.resync_machine(target.uuid, m.uuid, db=ctx.db)
+        snap = driver.snapshot(dest, m.uuid)
+        m.parent_uuid = target.uuid  # first, or the snapshot would not take the target's state
+        sync.store(ctx.db, target.uuid, m.uuid, snap)
         return _moved(ctx, m, source_uuid, dest,
                       f"machine adopted by hypervisor {target.virt_url}")
     if m.state not in ("shutoff", "missing"):
@@ -400,7 +445,8 @@ def _set_parent(ctx: Context, m: Machine, v: ActionVars) -> str:
     if driver.name_taken(dest, xml.name or "", other_than=m.uuid):
         raise Conflict(f"hypervisor {target.virt_url} already has a domain named '{xml.name}'")
     # the same paths may be other volumes there: a non-administrator's disks must be theirs
-    volumes.check_xml(ctx, target, xml)
+    with work.reading() as rctx:
+        volumes.check_xml(rctx, target, xml)
     driver.check_disks(dest, target.virt_url, xml)
     source_uuid = m.parent_uuid
     if m.state != "missing":
@@ -413,9 +459,10 @@ def _set_parent(ctx: Context, m: Machine, v: ActionVars) -> str:
         except EnomalismError:
             driver.undefine(dest, m.uuid)  # leave things as they were
             raise
+    snap = driver.snapshot(dest, m.uuid)
     m.parent_uuid = target.uuid
     m.xml_pending = False
-    ctx.registry.resync_machine(target.uuid, m.uuid, db=ctx.db)
+    sync.store(ctx.db, target.uuid, m.uuid, snap)
     return _moved(ctx, m, source_uuid, dest, f"machine moved to hypervisor {target.virt_url}")
 
 
@@ -436,7 +483,9 @@ def _follow_dhcp(ctx: Context, m: Machine, steps: list[tuple[libvirt.virConnect,
     on a libvirt network of that name, after a rename or a move. The machine has changed
     already, so what fails is returned for the message, not raised; "" when nothing did."""
     problems = []
-    for lease, n in machine_leases(ctx.db, m.uuid):
+    leases = list(machine_leases(ctx.db, m.uuid))
+    commit_before_slow_work(ctx)  # the machine's record so far, under its lock
+    for lease, n in leases:
         for conn, command in steps:
             try:
                 if lease.mac and driver.has_network(conn, n.bridge):
@@ -450,8 +499,10 @@ def _follow_dhcp(ctx: Context, m: Machine, steps: list[tuple[libvirt.virConnect,
 def _release_dhcp(ctx: Context, conn: libvirt.virConnect, m: Machine) -> list[tuple]:
     """Remove the DHCP host entries of the machine's leases (the leases go with the record);
     returns them (network, MAC, address) for `_forget_dhcp_leases`."""
+    leases = list(machine_leases(ctx.db, m.uuid))
+    commit_before_slow_work(ctx)  # nothing written: read, with the machine locked
     out = []
-    for lease, n in machine_leases(ctx.db, m.uuid):
+    for lease, n in leases:
         if driver.has_network(conn, n.bridge):
             driver.dhcp_host(conn, n.bridge, mac=lease.mac, ip=lease.address, name="",
                              command="delete")
@@ -459,12 +510,12 @@ def _release_dhcp(ctx: Context, conn: libvirt.virConnect, m: Machine) -> list[tu
     return out
 
 
-def _forget_dhcp_leases(conn: libvirt.virConnect, m: Machine, entries: list[tuple]) -> None:
+def _forget_dhcp_leases(conn: libvirt.virConnect, where: str, entries: list[tuple]) -> None:
     """Once the guest is gone: dnsmasq would keep its lease (an hour by default) and give the
     next machine leased the address another one meanwhile. It forgets them here on a local
     hypervisor; elsewhere a provision passes over the addresses until the leases end."""
     for network, mac, ip in entries:
-        driver.release_dhcp_lease(conn, m.parent.virt_url, network, mac=mac, ip=ip)
+        driver.release_dhcp_lease(conn, where, network, mac=mac, ip=ip)
 
 
 def _totaldelete(ctx: Context, m: Machine, _v: ActionVars) -> str:
@@ -473,26 +524,34 @@ def _totaldelete(ctx: Context, m: Machine, _v: ActionVars) -> str:
     if m.kind == "host":
         ctx.db.delete(m)
         return f"host {m.name} removed"
+    conn = None if m.state == "missing" else ctx.registry.connection(m.parent_uuid)
+    with machine_work.locked(ctx, m, "totaldelete"):
+        return _delete_vm(ctx, m, conn)
+
+
+def _delete_vm(ctx: Context, m: Machine, conn: libvirt.virConnect | None) -> str:
+    """totaldelete's work, with the machine locked and no database transaction open while
+    libvirt works (services/machine_work.py)."""
     deleted: list[str] = []
-    if m.state == "missing":  # undefined behind our back: its DHCP entries go all the same
+    owned = volumes.owned(ctx.db, m.uuid)  # read with the leases, before libvirt works
+    where = m.parent.virt_url  # the hypervisor's URI: is it this machine's (dhcp_release)?
+    if conn is None:  # missing, undefined behind our back: its DHCP entries go all the same
         try:
             conn = ctx.registry.connection(m.parent_uuid)
-            _forget_dhcp_leases(conn, m, _release_dhcp(ctx, conn, m))
+            _forget_dhcp_leases(conn, where, _release_dhcp(ctx, conn, m))
         except EnomalismError:
             pass  # the hypervisor is out of reach: the record goes, as before
     else:
-        conn = ctx.registry.connection(m.parent_uuid)
         entries = _release_dhcp(ctx, conn, m)
         xml_text = driver.domain_xml(conn, m.uuid) if driver.uuid_taken(conn, m.uuid) \
             else m.xmldesc
         xml = DomainXML(xml_text) if xml_text else None
         keep = driver.disks_in_use(conn, except_uuid=m.uuid)
         driver.undefine(conn, m.uuid)
-        _forget_dhcp_leases(conn, m, entries)
+        _forget_dhcp_leases(conn, where, entries)
         if xml is not None:
             try:
-                deleted = driver.delete_volumes(conn, xml, keep=keep,
-                                                only=volumes.owned(ctx.db, m.uuid))
+                deleted = driver.delete_volumes(conn, xml, keep=keep, only=owned)
             except HypervisorError as e:
                 ctx.db.delete(m)  # the domain is gone already; say what is left behind
                 return f"machine {m.name} deleted, but not all its volumes: {e.message}"

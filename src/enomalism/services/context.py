@@ -35,3 +35,14 @@ class Context:
     # In a request the audit log records: what its services said they changed
     # (services/audit.py `record`); None elsewhere.
     audit: list | None = field(default=None, repr=False)
+
+
+def commit_before_slow_work(ctx: Context) -> None:
+    """Commit the request's database transaction before slow work (a network fetch, a libvirt
+    call): SQLite's one write lock, taken at the session's first statement, and PostgreSQL's
+    row locks are let go while it runs (docs/transactions.md, "Slow work and the database").
+    What was written so far is durable from here, so commit either nothing yet (checks only)
+    or a state that stands on its own (a machine's lock, services/machine_work.py). The
+    request's own commit at its end (api/deps.py) writes what follows; whatever the session
+    reads afterwards may have changed meanwhile, and is checked again."""
+    ctx.db.commit()

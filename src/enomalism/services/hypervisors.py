@@ -16,7 +16,7 @@ from enomalism.errors import (
     NotFound,
 )
 from enomalism.services import access, nodes
-from enomalism.services.context import Context
+from enomalism.services.context import Context, commit_before_slow_work
 from enomalism.services.lookup import get_host, get_hypervisor, require
 from enomalism.services.registry import HypervisorRegistry
 from enomalism.store.db import Database
@@ -40,7 +40,7 @@ def _connect_unlocked(ctx: Context, url: str) -> libvirt.virConnect:
     """Open a connection to a new hypervisor with no database transaction open: a host that
     is slow to answer (up to OPEN_TIMEOUT) must not hold SQLite's write lock, which every
     other writer waits on. Nothing may have been written in the request before this."""
-    ctx.db.commit()
+    commit_before_slow_work(ctx)
     conn = open_connection(url)
     if ctx.db.scalar(select(Hypervisor.uuid).where(Hypervisor.virt_url == url)):
         conn.close()  # registered by someone else while we waited
@@ -125,7 +125,7 @@ def delete_hypervisor(ctx: Context, uuid: str) -> str:
     for m in ctx.db.scalars(select(Machine).where(Machine.parent_uuid == hv.uuid)):
         ctx.db.delete(m)
     ctx.db.delete(hv)
-    ctx.db.commit()
+    commit_before_slow_work(ctx)
     ctx.registry.detach(hv.uuid)
     return f"hypervisor {url} removed"
 

@@ -4,8 +4,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from enomalism.errors import Conflict, InvalidInput
-from enomalism.services import access, volumes
-from enomalism.services.context import Context
+from enomalism.services import access, machine_work, sync, volumes
+from enomalism.services.context import Context, commit_before_slow_work
 from enomalism.services.lookup import get_cluster, get_hypervisor, get_machine, parse_uuid, require
 from enomalism.store.models import Cluster, Machine, new_uuid
 from enomalism.virt import driver
@@ -53,7 +53,9 @@ def define_vm(ctx: Context, *, xmldesc: str | None, hvmuuid: str | None) -> Mach
     """Define a new persistent domain from XML on a hypervisor, as `virsh define` does.
     The UUID is fixed before libvirt sees the XML so the new machine is ours from the start.
     A non-administrator's XML passes the domain-XML policy; an administrator's machine
-    adopts the volumes its disks name that are no other machine's."""
+    adopts the volumes its disks name that are no other machine's. The machine's record is
+    written first, locked (services/machine_work.py): libvirt checks and defines with no
+    database transaction open, and a failure removes the domain and the record again."""
     hv = get_hypervisor(ctx.db, require(hvmuuid, "hvmuuid", " (the hypervisor to define on)"))
     access.require(ctx, hv, "control", "hypervisor")
     xml = DomainXML(require(xmldesc, "xmldesc"))
@@ -66,24 +68,26 @@ def define_vm(ctx: Context, *, xmldesc: str | None, hvmuuid: str | None) -> Mach
     if ctx.db.get(Machine, uuid) is not None:
         raise Conflict(f"a machine with UUID {uuid} already exists")
     conn = ctx.registry.connection(hv.uuid)
-    volumes.check_xml(ctx, hv, xml)
-    if driver.uuid_taken(conn, uuid):
-        raise Conflict(f"the hypervisor already has a domain with UUID {uuid}")
-    if driver.name_taken(conn, xml.name):
-        raise Conflict(f"the hypervisor already has a domain named '{xml.name}'")
-    driver.check_disks(conn, hv.virt_url, xml)
-    m = Machine(uuid=uuid, kind="vm", name=xml.name, parent_uuid=hv.uuid, managed=True,
+    hv_uuid, virt_url = hv.uuid, hv.virt_url
+    m = Machine(uuid=uuid, kind="vm", name=xml.name, parent_uuid=hv_uuid, managed=True,
                 state="shutoff", owner_uuid=ctx.user.uuid)
     ctx.db.add(m)
     ctx.db.flush()
-    snap = driver.define(conn, xml.to_string())
-    try:
-        ctx.registry.resync_machine(hv.uuid, snap.uuid, db=ctx.db)
-        if ctx.user.is_admin:
-            volumes.adopt(ctx.db, conn, hv.uuid, m.uuid, xml)
-    except Exception:
-        driver.undefine(conn, snap.uuid)  # nothing half-made
-        raise
+    with machine_work.locked(ctx, m, "define",
+                             undo_log=[{"kind": "machine", "uuid": uuid}]) as work:
+        with work.reading() as rctx:
+            volumes.check_xml(rctx, hv, xml)
+        if driver.uuid_taken(conn, uuid):
+            raise Conflict(f"the hypervisor already has a domain with UUID {uuid}")
+        if driver.name_taken(conn, xml.name):
+            raise Conflict(f"the hypervisor already has a domain named '{xml.name}'")
+        driver.check_disks(conn, virt_url, xml)
+        work.will_create("domain", hypervisor=hv_uuid, uuid=uuid)  # nothing half-made
+        driver.define(conn, xml.to_string())
+        snap = driver.snapshot(conn, uuid)
+        adopted = volumes.resolve_all(conn, xml) if ctx.user.is_admin else []
+        sync.store(ctx.db, hv_uuid, uuid, snap)
+        volumes.adopt_paths(ctx.db, hv_uuid, uuid, adopted)
     return m
 
 
@@ -94,12 +98,12 @@ def trigger_status_updates(ctx: Context, uuid: str) -> str:
         # In a session of its own that takes the write lock first: a GET's session is a reader,
         # and a reader that starts writing fails when another writer committed meanwhile.
         hv_uuid, vm_uuid = m.parent_uuid, m.uuid
-        ctx.db.commit()
+        commit_before_slow_work(ctx)
         ctx.registry.resync_machine(hv_uuid, vm_uuid)
         ctx.db.refresh(m)
         return f"machine {m.name} is {m.state}"
     hv_uuids, name = [hv.uuid for hv in m.hypervisors], m.name
-    ctx.db.commit()  # the bulk resync writes in sessions of its own
+    commit_before_slow_work(ctx)  # the bulk resync writes in sessions of its own
     for hv_uuid in hv_uuids:
         ctx.registry.resync_hypervisor(hv_uuid)
     return f"{len(hv_uuids)} hypervisor(s) of {name} resynchronised"

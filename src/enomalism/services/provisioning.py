@@ -39,7 +39,7 @@ from enomalism.feeds import download as dl
 from enomalism.jobs.locks import named_lock
 from enomalism.jobs.runner import JobCancelled, JobContext, handler
 from enomalism.services import access, cloudinit, networks, placement, transactions, volumes
-from enomalism.services.context import Context, Principal
+from enomalism.services.context import Context, Principal, commit_before_slow_work
 from enomalism.services.lookup import get_machine, parse_uuid, require
 from enomalism.services.repositories import (
     active_transaction,
@@ -152,7 +152,59 @@ def queue_provision(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuui
     `hvmuuid` names the hypervisor, which must be one of `host_uuid`'s (a VM's UUID names its
     host), or a cluster, or is None: then `placement` picks the hypervisor among the cluster's
     hosts, or among all hypervisors, and `host_uuid` only has to be a machine the caller may
-    read."""
+    read.
+
+    libvirt is asked (is the name free there, does the pool run) with no database transaction
+    open, after a commit with nothing written; then everything is checked again, placement
+    too, in the short transaction that records the machine. Should placement then pick
+    another hypervisor (others recorded machines meanwhile), that one is asked in turn: at
+    most once each."""
+    asked: set[str] = set()
+    while True:
+        hv, p, memory_kib, vcpus = _place(ctx, host_uuid, pkguuid=pkguuid, hvmuuid=hvmuuid,
+                                          name=name)
+        if hv.uuid in asked:
+            break
+        asked.add(hv.uuid)
+        nets = networks.networks_for_host(ctx, hv.machine_uuid)
+        commit_before_slow_work(ctx)  # nothing written yet
+        conn = ctx.registry.connection(hv.uuid)
+        if driver.name_taken(conn, name):
+            raise Conflict(f"the hypervisor already has a domain named '{name}'")
+        if pool:
+            storage.pick_pool(conn, pool)  # exists and runs, or a clear error now
+        # The host's networks, checked on its hypervisor, and the addresses their DHCP
+        # servers still lease to MACs gone.
+        networks.check_for_host(conn, hv.virt_url, nets)
+        held = {n.uuid: driver.dhcp_leased(conn, n.bridge) for n in nets}
+    seed = cloudinit.check(user_data=user_data, ssh_keys=list(ssh_keys), hostname=hostname,
+                           name=name)
+    newuuid = new_uuid()
+    # Its size from the start: placement counts machines being provisioned.
+    ctx.db.add(Machine(uuid=newuuid, kind="vm", name=name, parent_uuid=hv.uuid, managed=True,
+                       state="provisioning", owner_uuid=ctx.user.uuid, memory_kib=memory_kib,
+                       vcpus=vcpus))
+    ctx.db.flush()
+    # One address on each static network of the host's clusters, leased in this transaction:
+    # an exhausted network refuses the provision before anything exists.
+    nics = []
+    for n in networks.networks_for_host(ctx, hv.machine_uuid):
+        lease = networks.lease(ctx, n, machine_uuid=newuuid, note=f"provisioned {name}",
+                               held=held.get(n.uuid, frozenset()))
+        nics.append({"network": n.uuid, "source": n.bridge, "mac": lease.mac,
+                     "address": lease.address, "prefix": n.prefix, "gateway": n.gateway})
+    tx = transactions.enqueue(ctx, "provision", target=newuuid, lock=[newuuid], params={
+        "package": p.uuid, "hypervisor": hv.uuid, "name": name, "machine": newuuid,
+        "pool": pool or None, "nics": nics, "memory_kib": memory_kib, "vcpus": vcpus,
+        "seed": seed})
+    tx.undo = [{"kind": "machine", "uuid": newuuid}]
+    return Queued(newuuid, hv.uuid, tx)
+
+
+def _place(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuuid: str | None,
+           name: str | None) -> tuple[Hypervisor, Package, int | None, int | None]:
+    """queue_provision's checks in the database, and the hypervisor it places the machine
+    on, with the package and the size; writes nothing."""
     target = get_machine(ctx.db, host_uuid)
     access.require(ctx, target, "read", "machine")
     p = get_package(ctx, require(pkguuid, "pkguuid", " (the package to provision)"))
@@ -160,8 +212,6 @@ def queue_provision(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuui
     name = require(name, "name", " (the new machine's name)")
     if len(name) > 255 or "/" in name:
         raise InvalidInput("a machine name has at most 255 characters and no '/'")
-    seed = cloudinit.check(user_data=user_data, ssh_keys=list(ssh_keys), hostname=hostname,
-                           name=name)
     memory_kib, vcpus = package_size(p)
     if isinstance(scope, Hypervisor):
         hv = scope
@@ -181,43 +231,10 @@ def queue_provision(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuui
         hv = placement.place(ctx, placement.Need(
             virt_class=p.virt_class, arch=p.arch, memory_kib=memory_kib, vcpus=vcpus,
             label=f"package {p.name}"), cluster=scope, name=name).hypervisor
-    conn = ctx.registry.connection(hv.uuid)
-    if driver.name_taken(conn, name):
-        raise Conflict(f"the hypervisor already has a domain named '{name}'")
-    if pool:
-        storage.pick_pool(conn, pool)  # exists and runs, or a clear error now
-    # The host's networks, checked on its hypervisor, and the addresses their DHCP servers
-    # still lease to MACs gone (read now: no libvirt call once the writes begin).
-    nets = networks.networks_for_host(ctx, hv.machine_uuid)
-    networks.check_for_host(conn, hv.virt_url, nets)
-    held = {n.uuid: driver.dhcp_leased(conn, n.bridge) for n in nets}
-    newuuid = new_uuid()
-    # Its size from the start: placement counts machines being provisioned.
-    ctx.db.add(Machine(uuid=newuuid, kind="vm", name=name, parent_uuid=hv.uuid, managed=True,
-                       state="provisioning", owner_uuid=ctx.user.uuid, memory_kib=memory_kib,
-                       vcpus=vcpus))
-    ctx.db.flush()
-    # One address on each static network of the host's clusters, leased in this transaction:
-    # an exhausted network refuses the provision before anything exists.
-    nics = []
-    for n in nets:
-        lease = networks.lease(ctx, n, machine_uuid=newuuid, note=f"provisioned {name}",
-                               held=held[n.uuid])
-        nics.append({"network": n.uuid, "source": n.bridge, "mac": lease.mac,
-                     "address": lease.address, "prefix": n.prefix, "gateway": n.gateway})
-    tx = transactions.enqueue(ctx, "provision", target=newuuid, lock=[newuuid], params={
-        "package": p.uuid, "hypervisor": hv.uuid, "name": name, "machine": newuuid,
-        "pool": pool or None, "nics": nics, "memory_kib": memory_kib, "vcpus": vcpus,
-        "seed": seed})
-    tx.undo = [{"kind": "machine", "uuid": newuuid}]
-    return Queued(newuuid, hv.uuid, tx)
+    return hv, p, memory_kib, vcpus
 
 
-def queue_package(ctx: Context, uuid: str, *, name: str | None, description: str | None,
-                  version: str | None, compression: str | None) -> Transaction:
-    """Needs `export`: a package is a full copy of the machine's disks (control is not enough)."""
-    m = get_machine(ctx.db, uuid)
-    access.require(ctx, m, "export", "machine")
+def _check_packable(m: Machine) -> None:
     if m.lock_txid:  # 423 with the holder, before any state check (docs/transactions.md)
         raise Locked(f"machine {m.uuid} is locked by transaction {m.lock_txid}",
                      txid=m.lock_txid)
@@ -227,17 +244,31 @@ def queue_package(ctx: Context, uuid: str, *, name: str | None, description: str
         raise InvalidState(f"machine {m.uuid} is not managed; 'manage' it first")
     if m.state not in ("shutoff", "running", "paused"):
         raise InvalidState(f"cannot package a machine that is {m.state}")
+
+
+def queue_package(ctx: Context, uuid: str, *, name: str | None, description: str | None,
+                  version: str | None, compression: str | None) -> Transaction:
+    """Needs `export`: a package is a full copy of the machine's disks (control is not enough)."""
+    m = get_machine(ctx.db, uuid)
+    access.require(ctx, m, "export", "machine")
+    _check_packable(m)
     compression = compression or "zstd"
     if compression not in ("zstd", "gzip"):
         raise InvalidInput("compression is zstd or gzip (gzip: strict XVM2 packages)")
     if m.xmldesc:  # refused now rather than by the job (which checks the live definition)
-        try:
-            _check_own_disks(ctx.db, ctx.registry.connection(m.parent_uuid), m,
-                             DomainXML(m.xmldesc))
-        except ForeignDisk:
-            raise
-        except InvalidState:
-            pass  # a volume that is not there: the job says which, from the live definition
+        conn, xml = ctx.registry.connection(m.parent_uuid), DomainXML(m.xmldesc)
+        commit_before_slow_work(ctx)  # checked, nothing written yet: libvirt is asked next
+        with ctx.registry.db.session(write=False) as reader:
+            try:
+                _check_own_disks(reader, conn, m.uuid, xml)
+            except ForeignDisk:
+                raise
+            except InvalidState:
+                pass  # a volume that is not there: the job says which, from the live definition
+        machine_uuid = m.uuid
+        ctx.db.expire(m)  # locked, changed or deleted meanwhile?
+        m = get_machine(ctx.db, machine_uuid)
+        _check_packable(m)
     return transactions.enqueue(ctx, "package", target=m.uuid, lock=[m.uuid], params={
         "machine": m.uuid, "name": name or m.name, "description": description or "",
         "version": version or "1", "compression": compression})

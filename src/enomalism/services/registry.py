@@ -218,12 +218,15 @@ class HypervisorRegistry:
 
     def resync_machine(self, hv_uuid: str, uuid: str, db: Session | None = None) -> None:
         """Read one domain fully (state, size, XML) and store it, in `db` when given (a
-        request's own session, which holds the machine's row) or in a session of its own.
+        request's own session, with no transaction open while libvirt is read: the snapshot is
+        read before the session is used) or in a session of its own.
 
         On its own, libvirt is read before any lock is taken (a host that hangs must not hold
         SQLite's one write lock), and the result is written only if the row did not change in
         between: a state read before an action and written after it would overwrite the
-        action's newer state. If it did change, libvirt is read again."""
+        action's newer state. If it did change, libvirt is read again; after three such
+        races the resync is queued for the event worker to try later, never read under the
+        row lock."""
         conn = self.connection(hv_uuid)
         if db is not None:
             self._store(db, hv_uuid, uuid, driver.snapshot(conn, uuid))
@@ -238,16 +241,11 @@ class HypervisorRegistry:
                 if now == seen:
                     self._store(s, hv_uuid, uuid, snap)
                     return
-        with self.db.session() as s:  # still racing with writers: read under the lock
-            _lock_rows(s, Machine.uuid == uuid)
-            self._store(s, hv_uuid, uuid, driver.snapshot(conn, uuid))
+        self._queue(hv_uuid, uuid)  # still racing with writers: try again later
 
     @staticmethod
     def _store(s: Session, hv_uuid: str, uuid: str, snap: driver.DomainSnapshot | None) -> None:
-        if snap is None:
-            sync.mark_missing(s, hv_uuid, uuid)
-        else:
-            sync.apply_snapshot(s, hv_uuid, snap)
+        sync.store(s, hv_uuid, uuid, snap)
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Block until every hypervisor had its first connect (and resync) tried and every

@@ -21,7 +21,7 @@ from enomalism.errors import Conflict, InvalidInput, InvalidState, NotFound, Unk
 from enomalism.feeds import download as dl
 from enomalism.feeds.feed import Feed, parse_feed
 from enomalism.services import access
-from enomalism.services.context import Context
+from enomalism.services.context import Context, commit_before_slow_work
 from enomalism.services.lookup import parse_uuid, require
 from enomalism.store.db import Database
 from enomalism.store.models import NamedLock, Package, Repository, Transaction, utcnow
@@ -93,7 +93,7 @@ def add(ctx: Context, url: str | None) -> Repository:
         raise InvalidInput(f"the feed's user name has at most 255 characters and its password "
                            f"at most {MAX_PASSWORD}")
     _already_added(ctx, clean)
-    ctx.db.commit()  # nothing written yet: fetch with no transaction (and no lock) open
+    commit_before_slow_work(ctx)  # nothing written yet: fetch with no lock held
     feed = _fetch(clean, auth)
     password = None
     if auth:
@@ -121,7 +121,7 @@ def get(ctx: Context, uuid: str, permission: str = "read") -> Repository:
 def refresh(ctx: Context, repo: Repository) -> str:
     access.require(ctx, repo, "modify", "repository")
     uuid, url, auth = repo.uuid, repo.url, auth_of(ctx.secrets, repo, repo.url)
-    ctx.db.commit()  # nothing written yet: fetch with no transaction (and no lock) open
+    commit_before_slow_work(ctx)  # nothing written yet: fetch with no lock held
     feed = _fetch(url, auth)
     ctx.db.expire_all()  # read again what others may have changed while this one fetched
     repo = get(ctx, uuid, "modify")

@@ -78,3 +78,11 @@ def apply_all(db: Session, hv_uuid: str, snaps: list[DomainSnapshot],
             m.state = "missing"
             m.synced_at = now
     return recheck
+
+
+def store(db: Session, hv_uuid: str, uuid: str, snap: DomainSnapshot | None) -> None:
+    """Write one domain's snapshot, read before (None: the domain is gone)."""
+    if snap is None:
+        mark_missing(db, hv_uuid, uuid)
+    else:
+        apply_snapshot(db, hv_uuid, snap)

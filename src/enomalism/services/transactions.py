@@ -5,7 +5,7 @@ from typing import Any
 
 from sqlalchemy import event, select
 
-from enomalism.errors import InvalidInput, NotFound, UnknownAction
+from enomalism.errors import InvalidInput, InvalidState, NotFound, UnknownAction
 from enomalism.jobs import locks, states
 from enomalism.jobs.runner import HANDLERS
 from enomalism.services import access
@@ -88,6 +88,9 @@ def retry(ctx: Context, uuid: str) -> str:
     """Queue a failed or cancelled transaction again, with the same parameters."""
     tx = get(ctx, uuid)
     access.require(ctx, tx, "control", "transaction")
+    if tx.kind not in HANDLERS:  # an action's work in its request (services/machine_work.py)
+        raise InvalidState(f"a {tx.kind} ran in its request and cannot be queued again; "
+                           "do the action again")
     states.check(tx.state, "queued")
     for machine_uuid in tx.locks or []:
         if ctx.db.get(Machine, machine_uuid) is not None:

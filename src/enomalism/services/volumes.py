@@ -35,13 +35,17 @@ def record(db: Session, hv_uuid: str, machine_uuid: str, paths: Iterable[str]) -
             row.machine_uuid = machine_uuid
 
 
-def adopt(db: Session, conn: libvirt.virConnect, hv_uuid: str, machine_uuid: str,
-          xml: DomainXML) -> None:
-    """An administrator's machine (defined or managed) takes the volumes its disks name that
-    are no other machine's."""
-    for source in policy.disk_sources(xml):
-        path = resolve(conn, source)
-        if path is not None and db.get(Volume, (hv_uuid, path)) is None:
+def resolve_all(conn: libvirt.virConnect, xml: DomainXML) -> list[str]:
+    """The paths of the volumes the XML's disks name (read from libvirt before a database
+    write: services/machine_work.py)."""
+    return [p for s in policy.disk_sources(xml) if (p := resolve(conn, s)) is not None]
+
+
+def adopt_paths(db: Session, hv_uuid: str, machine_uuid: str, paths: Iterable[str]) -> None:
+    """An administrator's machine (defined or managed) takes the volumes at `paths` (those its
+    disks name, `resolve_all`) that are no other machine's."""
+    for path in paths:
+        if db.get(Volume, (hv_uuid, path)) is None:
             db.add(Volume(hypervisor_uuid=hv_uuid, path=path, machine_uuid=machine_uuid))
             db.flush()
 
