@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.api.accounts import Account, grant, new_user
+from tests.api.accounts import Account, audit, grant, new_user
 from tests.api.test_xml_policy import _volume, vm_xml
 from tests.conftest import Api, expect_error, serve, unchanged
 from tests.fakehost import write_host
@@ -67,3 +67,29 @@ def test_on_crash_destroy_is_still_accepted(w):
     xml = on_crash(vm_xml(w.name(), w.alice_vol), "destroy")
     r = w.define(xml)
     assert r.status_code == 200, r.text
+
+
+# -- the audit log -------------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="open: requests refused before any route (CrossSite: "
+                   "403 errno 1140; BodyLimit: 413 errno 1040) reach only the server log, not "
+                   "the audit log, though docs/access.md says every refused change is recorded; "
+                   "the middlewares run before authentication, so recording them needs the "
+                   "claimed user resolved there (or the entry written without an actor)")
+@pytest.mark.parametrize("why", ["cross-site", "too-large"])
+def test_a_change_refused_before_any_route_is_in_the_audit_log(w, why):
+    before = {e["id"] for e in audit(w.api)}
+    if why == "cross-site":  # a page elsewhere using alice's cached Basic credentials
+        r = w.api.client.put("/rest/group/create/", data={"group_name": "review-csrf"},
+                             auth=w.alice.auth, headers={"Origin": "http://evil.example"})
+        expect_error(r, 403, 1140)
+    else:
+        limit = w.api.app.state.settings.max_body_bytes
+        r = w.api.client.put("/rest/group/create/", auth=w.alice.auth,
+                             content=iter([b"group_name=" + b"a" * (limit + 1)]),  # chunked
+                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+        expect_error(r, 413, 1040)
+    new = [e for e in audit(w.api) if e["id"] not in before]
+    assert [(e["action"], e["errno"]) for e in new] == [
+        ("group.create", r.json()["errno"])], new
