@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from enomalism.store.models import Package
 from tests.api.accounts import Account, audit, grant, new_user
 from tests.api.test_xml_policy import _volume, vm_xml
 from tests.conftest import Api, expect_error, serve, unchanged
@@ -93,3 +94,33 @@ def test_a_change_refused_before_any_route_is_in_the_audit_log(w, why):
     new = [e for e in audit(w.api) if e["id"] not in before]
     assert [(e["action"], e["errno"]) for e in new] == [
         ("group.create", r.json()["errno"])], new
+
+
+# -- exporting -------------------------------------------------------------------------------------
+
+
+def test_provisioning_a_package_made_by_package_needs_export_on_it(w):
+    """A package made by `package` is a copy of a machine's disks: downloading it needs
+    `export` on it. Provisioning it makes a machine the provisioner owns (and may package and
+    download): with only `read` on the package, that was the same copy by another door."""
+    carol = new_user(w.api)
+    with w.api.app.state.db.session() as s:
+        p = Package(name="review-export", virt_class="test", arch="x86_64", state="cached",
+                    owner_uuid=carol.uuid, manifest={"disks": []})
+        s.add(p)
+        s.flush()
+        pkg = p.uuid
+    grant(w.api, pkg, "read", user=w.alice.uuid)
+    host = w.api.local_host()
+    grant(w.api, host, "read", user=w.alice.uuid)
+    with unchanged(w.api):
+        body = expect_error(w.api.post(f"/rest/machine/{host}/actions/provision/",
+                                       auth=w.alice.auth, data={
+                                           "pkguuid": pkg, "hvmuuid": w.hv,
+                                           "name": w.name()}), 403, 1101)
+    assert "export" in body["message"], body
+    # with `export` on it the same request goes on (here to the test driver's missing upload)
+    grant(w.api, pkg, "export", user=w.alice.uuid)
+    r = w.api.post(f"/rest/machine/{host}/actions/provision/", auth=w.alice.auth,
+                   data={"pkguuid": pkg, "hvmuuid": w.hv, "name": w.name()})
+    assert r.json()["errno"] != 1101, r.text

@@ -44,6 +44,7 @@ from enomalism.services.lookup import get_machine, parse_uuid, require
 from enomalism.services.repositories import (
     active_transaction,
     auth_of,
+    download_permission,
     get_package,
     retrieving_transaction,
 )
@@ -155,6 +156,8 @@ def queue_provision(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuui
     target = get_machine(ctx.db, host_uuid)
     access.require(ctx, target, "read", "machine")
     p = get_package(ctx, require(pkguuid, "pkguuid", " (the package to provision)"))
+    # a machine from it is the provisioner's to package and download: as much as the file
+    access.require(ctx, p, download_permission(p), "package")
     scope = _hypervisor_or_cluster(ctx, hvmuuid)
     name = require(name, "name", " (the new machine's name)")
     if len(name) > 255 or "/" in name:
