@@ -527,8 +527,9 @@ def package_job(job: JobContext) -> dict[str, Any]:
         job.will_create("dir", path=str(tmp))
         tmp.mkdir(exist_ok=True)
         stack.callback(shutil.rmtree, tmp, True)
-        opener, disk_fmt, vsize = provisioning.disk_source(job, conn, hv_uuid, uri, path, stack,
-                                                           tmp)
+        # read in the format the image was checked to be at its upload, never a probe's
+        opener, disk_fmt, vsize = provisioning.disk_source(job, conn, hv_uuid, uri, path, fmt,
+                                                           stack, tmp)
         manifest = Manifest(name=prm["name"], description=prm["description"],
                             version=prm["version"], virt_class=virt_class, arch=arch,
                             created_at=utcnow().isoformat(),

@@ -11,6 +11,7 @@ internet: virt/policy.py) and defined. Everything the job creates is on its undo
 so a failed or cancelled provision leaves no domain, no volume and no machine behind.
 """
 
+import dataclasses
 import functools
 import io
 import shutil
@@ -44,6 +45,7 @@ from enomalism.services.lookup import get_machine, parse_uuid, require
 from enomalism.services.repositories import (
     active_transaction,
     auth_of,
+    download_permission,
     get_package,
     retrieving_transaction,
 )
@@ -208,6 +210,8 @@ def _place(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuuid: str | 
     target = get_machine(ctx.db, host_uuid)
     access.require(ctx, target, "read", "machine")
     p = get_package(ctx, require(pkguuid, "pkguuid", " (the package to provision)"))
+    # a machine from it is the provisioner's to package and download: as much as the file
+    access.require(ctx, p, download_permission(p), "package")
     scope = _hypervisor_or_cluster(ctx, hvmuuid)
     name = require(name, "name", " (the new machine's name)")
     if len(name) > 255 or "/" in name:
@@ -532,21 +536,43 @@ def _check_own_disks(db: Any, conn: libvirt.virConnect, machine: Machine | str,
     return disks
 
 
+def _declared_formats(conn: libvirt.virConnect, xml: DomainXML) -> dict[str, str]:
+    """The format the domain reads each disk in (libvirt's default: raw), by path. What the
+    pool probes is not trusted: a raw disk's first bytes are the guest's, and a qcow2 header
+    written there would name any file as its backing store."""
+    out = {}
+    for d in xml.root.iterfind("devices/disk"):
+        src, drv = d.find("source"), d.find("driver")
+        if src is None:
+            continue
+        path = src.get("file") or src.get("dev") or (
+            driver.volume_path(conn, pool=src.get("pool"), volume=src.get("volume"))
+            if src.get("pool") and src.get("volume") else None)
+        if path:
+            out[path] = (drv.get("type") if drv is not None else None) or "raw"
+    return out
+
+
 def disk_source(job: JobContext, conn: libvirt.virConnect, hv_uuid: str, uri: str,
-                 disk_path: str, stack: ExitStack,
+                disk_path: str, declared: str, stack: ExitStack,
                  tmp: Path) -> tuple[Callable[[], BinaryIO], str, int]:
     """An opener of the disk's whole content (backing chain flattened), its format and its
     virtual size. Local disks are read in place, a chain flattened with qemu-img; a remote
-    volume is streamed to a temporary file first, a chain flattened into a scratch volume."""
+    volume is streamed to a temporary file first, a chain flattened into a scratch volume.
+    `declared`: the domain's format for the disk; a disk the domain reads as raw is copied
+    byte for byte, whatever header the guest wrote into it."""
     info = storage.volume_info(conn, disk_path)
+    if declared != "qcow2":
+        info = dataclasses.replace(info, format="raw", backing=None,
+                                   capacity=storage.physical_size(conn, disk_path))
     fmt = info.format if info.format in ("raw", "qcow2") else "raw"
     if is_local(uri) and Path(disk_path).exists():
         if info.backing:
             flat = tmp / (Path(disk_path).name + ".flat.qcow2")
             job.will_create("file", path=str(flat))
             # -U: the (paused) guest's QEMU holds the image's write lock
-            done = subprocess.run(["qemu-img", "convert", "-U", "-O", "qcow2", disk_path,
-                                   str(flat)], capture_output=True, text=True)
+            done = subprocess.run(["qemu-img", "convert", "-U", "-f", "qcow2", "-O", "qcow2",
+                                   disk_path, str(flat)], capture_output=True, text=True)
             if done.returncode != 0:
                 raise HypervisorError(f"flattening disk {disk_path} failed: "
                                       f"{done.stderr.strip() or done.returncode}")
@@ -582,6 +608,7 @@ def package(job: JobContext) -> dict[str, Any]:
     xml_text = driver.domain_xml(conn, prm["machine"])  # without secrets (graphics passwords)
     with job.db.session(write=False) as s:
         disks = _check_own_disks(s, conn, prm["machine"], DomainXML(xml_text))
+    formats = _declared_formats(conn, DomainXML(xml_text))
     snap = driver.snapshot(conn, prm["machine"], with_xml=False)
     suspended = snap is not None and snap.state == "running"
     pkg_uuid = new_uuid()
@@ -599,7 +626,8 @@ def package(job: JobContext) -> dict[str, Any]:
             stack.callback(driver.resume, conn, prm["machine"])
         sources, infos = {}, []
         for d in disks:
-            opener, fmt, vsize = disk_source(job, conn, hv_uuid, uri, d.path, stack, tmp)
+            opener, fmt, vsize = disk_source(job, conn, hv_uuid, uri, d.path,
+                                             formats.get(d.path, "raw"), stack, tmp)
             sources[d.target] = opener
             infos.append(archive.DiskInfo(target=d.target, format=fmt, virtual_size=vsize,
                                           compression=prm["compression"]))

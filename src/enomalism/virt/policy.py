@@ -215,6 +215,10 @@ def _check_values(root: etree._Element, rights: Rights) -> None:
         if path and not rights.loader(path):
             raise _refuse(f"<loader>{path}</loader> (not a firmware the hypervisor offers; "
                           "use <os firmware='efi'>)", rights)
+    for el in root.iterfind("on_crash"):  # as <watchdog action='dump'>: memory on the host's disk
+        if (el.text or "").strip().startswith("coredump"):
+            raise _refuse(f"<on_crash>{el.text.strip()}</on_crash> (a guest memory dump on the "
+                          "host's disk)", rights)
     for el in root.iterfind("os/nvram"):
         if (el.text or "").strip():
             raise _refuse("a path in <nvram> (libvirt makes the VARS file itself)", rights)

@@ -273,6 +273,14 @@ def volume_info(conn: libvirt.virConnect, path: str) -> VolumeInfo:
         return _info(vol)
 
 
+def physical_size(conn: libvirt.virConnect, path: str) -> int:
+    """The bytes the volume at `path` holds on the host (for a raw disk, what the guest sees;
+    a pool's capacity is a probed header's claim when the guest wrote one)."""
+    vol = _lookup(conn, path)
+    with _errors(conn, f"reading volume {path}"):
+        return vol.infoFlags(libvirt.VIR_STORAGE_VOL_GET_PHYSICAL)[1]
+
+
 def _refresh(pool: libvirt.virStoragePool) -> None:
     """Best effort: a pool busy with another job refuses; libvirt refreshes it after uploads
     on its own anyway."""
