@@ -12,12 +12,15 @@ the API layer turns any of them into `{"errno": N, "message": "..."}` with that 
     │   ├── MethodNotAllowed  1005  405  the path does not take that HTTP method
     │   │   └── UsePost       1080  405  a GET carried an action or the variables of a change
     │   ├── UnreadableBody    1081  415  a body whose Content-Type the server does not read
+    │   ├── UnknownEventType  1036  400  GET /rest/events/: a `type` that is no event type
+    │   ├── BadEventId        1037  400  GET /rest/events/: a Last-Event-ID that is no event id
     │   └── BadMethodOverride 1082  400  _method / X-HTTP-Method-Override is not PUT or DELETE
     ├── NotAuthenticated      1100  401
     ├── Forbidden             1101  403
     │   ├── ElementNotAllowed 1110  403  domain XML carries what its sender may not ask for
     │   ├── VolumeNotAllowed  1111  403  a disk names a volume the caller may not attach
-    │   └── ForbiddenURI      1120  403  a hypervisor URI only an administrator may use
+    │   ├── ForbiddenURI      1120  403  a hypervisor URI only an administrator may use
+    │   └── CrossSiteRefused  1136  403  GET /rest/events/ from a page of another site
     ├── TooManyRequests       1102  429  too many failed logins; wait and try again
     ├── NotFound              1200  404
     ├── Conflict              1300  409  a name or URL already taken, objects still in use
@@ -88,6 +91,18 @@ class Forbidden(EnomalismError):
 
 class ForbiddenURI(Forbidden):
     errno, message = 1120, "only an administrator may use this hypervisor URI"
+
+
+class UnknownEventType(InvalidInput):
+    errno = 1036
+
+
+class BadEventId(InvalidInput):
+    errno = 1037
+
+
+class CrossSiteRefused(Forbidden):
+    errno, message = 1136, "refused: a request from a page of another site"
 
 
 class TooManyRequests(EnomalismError):

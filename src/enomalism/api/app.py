@@ -22,6 +22,7 @@ from enomalism.api import (
     audit,
     cache,
     clusters,
+    events,
     hypervisors,
     machines,
     networks,
@@ -51,6 +52,7 @@ from enomalism.services import (  # noqa: F401  (provisioning, cache register jo
     provisioning,
 )
 from enomalism.services import cache as cache_service
+from enomalism.services import events as event_service
 from enomalism.services.context import Principal
 from enomalism.services.hypervisors import ensure_local_host
 from enomalism.services.registry import HypervisorRegistry
@@ -216,6 +218,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runner.start()
         sweeper = cache_service.Sweeper(db, runner, settings.cache_sweep_interval)
         sweeper.start()
+        hub = event_service.Hub(db, poll=settings.events_poll,
+                                retention=settings.events_retention, keep=settings.events_keep)
+        hub.start()
+        app.state.events = hub
         app.state.settings = settings
         app.state.db = db
         app.state.registry = registry
@@ -227,6 +233,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            hub.stop()
             sweeper.stop()
             runner.stop()
             registry.stop()
@@ -274,6 +281,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # straight onto the app: a router included twice builds every route twice
         app.include_router(r, dependencies=[Depends(current_user), Depends(readable_body)],
                            responses=failures)
+    # Its own authentication (an API token may come as a query parameter: api/events.py).
+    app.include_router(events.router, responses=failures)
     app.add_middleware(ActionShortcut)  # inside TrailingSlash: it sees the slash added
     app.add_middleware(MethodOverride)  # outside ActionShortcut: a POST standing for PUT is not one
     app.add_middleware(TrailingSlash)

@@ -71,7 +71,8 @@ def serve(
     typer.echo(f"enomalism: serving on http://{settings.host}:{settings.port} "
                f"(data in {settings.data_dir})")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_level="info", access_log=False)
+                log_level="info", access_log=False,
+                timeout_graceful_shutdown=5)  # events streams never end by themselves
 
 
 if __name__ == "__main__":
