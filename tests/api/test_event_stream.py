@@ -361,9 +361,10 @@ def test_a_token_in_the_query_string_and_nothing_else_without_credentials(server
     assert (r.status_code, r.json()["errno"]) == (401, 1100)
     r = server.http.get("/rest/events/", params={"access_token": "enm_wrong"})
     assert (r.status_code, r.json()["errno"]) == (401, 1100)
-    token = server.ok("PUT", "/rest/tokens/", data={"name": own})["token"]
+    token = server.ok("PUT", "/rest/tokens/", data={"name": own})["secret"]
     uuid = server.new_vm(own)
     listener = Listener(server, None, params={"access_token": token, "type": "machine"})
+    assert listener.status == 200
     server.conn.lookupByUUIDString(uuid).suspend()
     assert listener.next(about(uuid))["object"]["state"] == "paused"
     listener.close()
@@ -436,3 +437,14 @@ class _Api:
 
     def ok(self, method: str, path: str, *, auth: object = "admin", **kw) -> dict:
         return self.server.ok(method, path, auth=ADMIN if auth == "admin" else auth, **kw)
+
+
+def test_the_cli_prints_a_line_per_event():
+    from enomalism.cli.events import line
+
+    shown = line({"id": 7, "type": "machine.state", "time": "2026-12-06T05:00:00.000+00:00",
+                  "object": {"uuid": "u-1", "name": "web", "state": "paused",
+                             "previous": "running", "kind": "vm"}})
+    assert shown == ("2026-12-06T05:00:00.000+00:00  machine.state  web  state=paused "
+                     "previous=running kind=vm")
+    assert "resync" in line({"type": "resync", "object": {"reason": "too old"}})

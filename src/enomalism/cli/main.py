@@ -9,6 +9,7 @@ from enomalism.cli import (
     admin,
     cache,
     clusters,
+    events,
     feeds,
     hosts,
     machines,
@@ -39,6 +40,7 @@ app.add_typer(networks.app, name="network")
 app.add_typer(transactions.app, name="tx")
 app.add_typer(cache.app, name="cache")
 app.add_typer(admin.app, name="admin")
+command(app, "events")(events.follow)
 
 
 @app.command()
