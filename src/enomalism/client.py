@@ -718,9 +718,17 @@ class Client:
             tx = self._wait_on_events(txid, progress, deadline)
         except (UnreachableError, NotFoundError, DeniedError):
             tx = None  # no stream here (an older server, a proxy in between): poll
-        if tx is not None and tx.finished:
-            return tx
+        if tx is not None and (tx.finished or deadline is not None
+                               and time.monotonic() >= deadline):
+            return self._ended(tx, timeout)
         return self._poll(txid, progress, timeout, deadline, interval)
+
+    @staticmethod
+    def _ended(tx: Transaction, timeout: float | None) -> Transaction:
+        if tx.finished:
+            return tx
+        raise WaitTimeout(f"transaction {tx.uuid} is still {tx.state} ({tx.completion}%) "
+                          f"after {timeout:g} s", tx)
 
     def _wait_on_events(self, txid: str, progress: Callable[[Transaction], None] | None,
                         deadline: float | None) -> Transaction | None:
@@ -744,11 +752,8 @@ class Client:
             tx = self.transactions.get(txid)
             if progress is not None:
                 progress(tx)
-            if tx.finished:
-                return tx
-            if deadline is not None and time.monotonic() >= deadline:
-                raise WaitTimeout(f"transaction {txid} is still {tx.state} "
-                                  f"({tx.completion}%) after {timeout:g} s", tx)
+            if tx.finished or deadline is not None and time.monotonic() >= deadline:
+                return self._ended(tx, timeout)
             left = None if deadline is None else deadline - time.monotonic()
             time.sleep(max(min(pause, left) if left is not None else pause, 0.01))
             pause = min(pause * 2, interval)
