@@ -694,6 +694,8 @@ class Client:
                             retry = int(block["retry"]) / 1000
                         if "data" in block:
                             yield json.loads(block["data"])
+                        if deadline is not None and time.monotonic() >= deadline:
+                            return
             except httpx.TransportError as e:
                 if deadline is not None and time.monotonic() >= deadline:
                     return
