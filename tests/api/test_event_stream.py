@@ -245,13 +245,14 @@ def test_progress_read_together_is_told_once(server, own):
         s.add_all(events.row("transaction.progress", txid, None, uuid=txid, completion=pct)
                   for pct in range(1, 51))
         s.info["events"] = True
-    e = listener.next(about(txid, "transaction.progress"))
-    assert e["object"]["completion"] == 50
+    listener.next(about(txid, "transaction.progress"))
     GATES[own].set()
     listener.next(about(txid, "transaction.end"))
     told = [x["object"]["completion"] for x in listener.seen
             if about(txid, "transaction.progress")(x)]
-    assert 1 not in told and len(told) < 10
+    # the newest of the batch (50, or the job's own start read with it), never the steps
+    # (the job itself then reports 25, 50, 75)
+    assert told and not set(told) & (set(range(1, 50)) - {25}) and len(told) < 10
     listener.close()
 
 

@@ -198,6 +198,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.db_url)
         db.migrate()
+        hub = event_service.Hub(db, poll=settings.events_poll,
+                                retention=settings.events_retention, keep=settings.events_keep)
         auth.configure_hashing(time_cost=settings.argon2_time_cost,
                                memory_kib=settings.argon2_memory_kib,
                                parallelism=settings.argon2_parallelism)
@@ -218,8 +220,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         runner.start()
         sweeper = cache_service.Sweeper(db, runner, settings.cache_sweep_interval)
         sweeper.start()
-        hub = event_service.Hub(db, poll=settings.events_poll,
-                                retention=settings.events_retention, keep=settings.events_keep)
         hub.start()
         app.state.events = hub
         app.state.settings = settings

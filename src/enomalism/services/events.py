@@ -135,9 +135,15 @@ _CAPTURE = {Machine: _machine, Transaction: _transaction, Hypervisor: _hyperviso
             AuditEntry: _audit}
 
 
+_databases: set[str] = set()  # the databases a hub streams: only theirs get events
+
+
 @event.listens_for(Session, "before_flush")
 def _capture(session: Session, _flush: object, _instances: object) -> None:
-    """Every flush that changes what the stream tells of writes its events with it."""
+    """Every flush that changes what the stream tells of writes its events with it (on a
+    database a server streams: not a schema being migrated, not `enomalism admin`'s)."""
+    if str(session.get_bind().url) not in _databases:
+        return
     found: list[Event] = []
     for how, objs in (("new", session.new), ("deleted", session.deleted),
                       ("dirty", session.dirty)):
@@ -278,6 +284,7 @@ class Hub:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._pruned_at = 0.0
+        _databases.add(str(db.engine.url))  # its changes are written as events from now on
 
     def start(self) -> None:
         with self.db.session(write=False) as s:
