@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 import re
 import time
 import types
 import typing
 import uuid as uuidlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -581,7 +582,7 @@ class Client:
 
     Resources are attributes: `machines`, `hosts`, `nodes`, `hypervisors`, `clusters`, `users`,
     `groups`, `permissions`, `tokens`, `audit`, `transactions`, `repositories`, `packages`,
-    `networks`, `images`; `wait` follows a transaction to its end."""
+    `networks`, `images`; `wait` follows a transaction to its end, `events` the events stream."""
 
     def __init__(self, url: str, username: str | None = None, password: str | None = None, *,
                  token: str | None = None, timeout: float = 60.0,
@@ -715,28 +716,134 @@ class Client:
         r = self._send("GET", "/healthz")
         return r.status_code == 200
 
+    # -- events ------------------------------------------------------------------------------
+
+    def events(self, types: Iterable[str] = (), last_event_id: str | int | None = None, *,
+               idle: float = 45.0) -> Iterator[dict]:
+        """Follow `GET /rest/events/`: yield each event the user may read, as a dict (`id`,
+        `type`, `time`, `object`), forever. A broken stream (or one silent for `idle`
+        seconds: the server sends a heartbeat every 15) is reopened with `Last-Event-ID`, so
+        nothing within the server's retention window is missed; past it the server sends a
+        `resync` event (re-read what you show). Gives up with `UnreachableError` after five
+        failed reconnects in a row. `types`: event types or families (`machine`)."""
+        for event in self._follow(list(types), last_event_id, idle=idle):
+            if event is not _OPENED:
+                yield event
+
+    def _follow(self, types: list[str], last_event_id: str | int | None, *, idle: float,
+                deadline: float | None = None) -> Iterator[Any]:
+        """The events, and `_OPENED` each time the stream is (re)opened; ends at `deadline`."""
+        last = None if last_event_id is None else str(last_event_id)
+        retry, failures = 2.0, 0
+        while deadline is None or time.monotonic() < deadline:
+            headers = {"Accept": "text/event-stream"}
+            if last is not None:
+                headers["Last-Event-ID"] = last
+            left = idle if deadline is None else max(0.1, min(idle, deadline - time.monotonic()))
+            try:
+                with self._http.stream("GET", "/rest/events/", params={"type": types},
+                                       headers=headers,
+                                       timeout=httpx.Timeout(self._http.timeout.connect or 10,
+                                                             read=left)) as r:
+                    if r.status_code != 200:
+                        r.read()
+                        self._check(r)
+                        raise ClientError(r.status_code, 1, "the events stream did not open")
+                    failures = 0
+                    yield _OPENED
+                    for block in _sse_blocks(r.iter_lines()):
+                        last = block.get("id", last)
+                        if "retry" in block and block["retry"].isdigit():
+                            retry = int(block["retry"]) / 1000
+                        if "data" in block:
+                            yield json.loads(block["data"])
+                        if deadline is not None and time.monotonic() >= deadline:
+                            return
+            except httpx.TransportError as e:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return
+                failures += 1
+                if failures > 5:
+                    raise UnreachableError(0, 0, f"the events stream of {self.url} broke and "
+                                                 f"could not be reopened: {e or type(e).__name__}"
+                                           ) from None
+            time.sleep(min(retry * failures, 30) if failures else 0.05)
+
     # -- transactions ------------------------------------------------------------------------
 
     def wait(self, txid: str, progress: Callable[[Transaction], None] | None = None,
              timeout: float | None = None, interval: float = 1.0) -> Transaction:
-        """Poll the transaction until it is done, failed or cancelled and return it; call
-        `progress(transaction)` at every poll. Polls come quickly at first (short jobs end
-        soon after they start) and then every `interval` seconds. Raises `WaitTimeout` after
+        """Follow the transaction until it is done, failed or cancelled and return it; call
+        `progress(transaction)` at each step. Listens to the events stream; a server without
+        one, or a stream that fails, is polled instead: quickly at first (short jobs end soon
+        after they start) and then every `interval` seconds. Raises `WaitTimeout` after
         `timeout` seconds (None: no limit); the transaction itself goes on."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        pause = min(0.05, interval)
-        while True:
+        try:
+            tx = self._wait_on_events(txid, progress, deadline)
+        except (UnreachableError, NotFoundError, DeniedError):
+            tx = None  # no stream here (an older server, a proxy in between): poll
+        if tx is not None and (tx.finished or deadline is not None
+                               and time.monotonic() >= deadline):
+            return self._ended(tx, timeout)
+        return self._poll(txid, progress, timeout, deadline, interval)
+
+    @staticmethod
+    def _ended(tx: Transaction, timeout: float | None) -> Transaction:
+        if tx.finished:
+            return tx
+        raise WaitTimeout(f"transaction {tx.uuid} is still {tx.state} ({tx.completion}%) "
+                          f"after {timeout:g} s", tx)
+
+    def _wait_on_events(self, txid: str, progress: Callable[[Transaction], None] | None,
+                        deadline: float | None) -> Transaction | None:
+        tx = None
+        for event in self._follow(["transaction"], None, idle=45.0, deadline=deadline):
+            if event is not _OPENED and event.get("type") != "resync" and \
+                    (event.get("object") or {}).get("uuid") != txid:
+                continue
+            # (re)opened, told to resync, or a step of this transaction: read it whole
             tx = self.transactions.get(txid)
             if progress is not None:
                 progress(tx)
             if tx.finished:
                 return tx
-            if deadline is not None and time.monotonic() >= deadline:
-                raise WaitTimeout(f"transaction {txid} is still {tx.state} "
-                                  f"({tx.completion}%) after {timeout:g} s", tx)
+        return tx
+
+    def _poll(self, txid: str, progress: Callable[[Transaction], None] | None,
+              timeout: float | None, deadline: float | None, interval: float) -> Transaction:
+        pause = min(0.05, interval)
+        while True:
+            tx = self.transactions.get(txid)
+            if progress is not None:
+                progress(tx)
+            if tx.finished or deadline is not None and time.monotonic() >= deadline:
+                return self._ended(tx, timeout)
             left = None if deadline is None else deadline - time.monotonic()
             time.sleep(max(min(pause, left) if left is not None else pause, 0.01))
             pause = min(pause * 2, interval)
+
+
+_OPENED = object()  # `Client._follow`: the stream was (re)opened
+
+
+def _sse_blocks(lines: Iterable[str]) -> Iterator[dict[str, str]]:
+    """The fields of each Server-Sent Events block (comments left out; `data` lines joined)."""
+    block: dict[str, str] = {}
+    for line in lines:
+        if not line:
+            if block:
+                yield block
+            block = {}
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "data" and "data" in block:
+            block["data"] += "\n" + value
+        elif name in ("id", "event", "data", "retry"):
+            block[name] = value
 
 
 class _Resource:

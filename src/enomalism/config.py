@@ -40,6 +40,14 @@ class Settings(BaseSettings):
     # Seconds between the samples of the machines' statistics (GET .../stats/ keeps an hour
     # of them; docs/api.md, "Metrics and stats").
     stats_interval: float = 10.0
+    # -- the events stream (GET /rest/events/, docs/api.md) --
+    # Events are kept this many seconds, and at most this many, for clients that reconnect.
+    events_retention: float = 3600.0
+    events_keep: int = 100_000
+    # Seconds between reads of events other nodes wrote (this node's are read at once), and
+    # between the heartbeats of an idle stream.
+    events_poll: float = 0.25
+    events_heartbeat: float = 15.0
     # argon2id cost for password hashes (argon2-cffi's defaults, RFC 9106 low-memory profile).
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536

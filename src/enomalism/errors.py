@@ -18,6 +18,8 @@ the API layer turns any of them into `{"errno": N, "message": "..."}` with that 
     │   ├── WrongImageFormat  1028  400  an ISO image as a disk, a disk image as a CD-ROM
     │   ├── DiskTooLarge      1029  400  a new disk larger than its whole storage pool
     │   ├── FetchTimedOut     1030  400  a feed took longer than the total fetch time allowed
+    │   ├── UnknownEventType  1036  400  GET /rest/events/: a `type` that is no event type
+    │   ├── BadEventId        1037  400  GET /rest/events/: a Last-Event-ID that is no event id
     │   ├── BodyTooLarge      1040  413  the request body is over the size limit
     │   ├── FieldTooLong      1041  413  a variable is over the length limit
     │   ├── NestedTooDeep     1042  400  a JSON body nests deeper than allowed
@@ -31,7 +33,8 @@ the API layer turns any of them into `{"errno": N, "message": "..."}` with that 
     │   ├── ElementNotAllowed 1110  403  domain XML carries what its sender may not ask for
     │   ├── VolumeNotAllowed  1111  403  a disk names a volume the caller may not attach
     │   ├── ForbiddenURI      1120  403  a hypervisor URI only an administrator may use
-    │   └── AddressNotAllowed 1130  403  a fetch would reach an internal address
+    │   ├── AddressNotAllowed 1130  403  a fetch would reach an internal address
+    │   └── CrossSiteRefused  1136  403  GET /rest/events/ from a page of another site
     ├── TooManyRequests       1102  429  too many failed logins; wait and try again
     │   ├── LoginsInFlight    1141  429  too many logins in flight from this address
     │   └── LoginsBusy        1142  503  too many logins in flight on the server
@@ -167,6 +170,18 @@ class ForbiddenURI(Forbidden):
 
 class AddressNotAllowed(Forbidden):
     errno, message = 1130, "the address is not on the public internet"
+
+
+class UnknownEventType(InvalidInput):
+    errno = 1036
+
+
+class BadEventId(InvalidInput):
+    errno = 1037
+
+
+class CrossSiteRefused(Forbidden):
+    errno, message = 1136, "refused: a request from a page of another site"
 
 
 class TooManyRequests(EnomalismError):

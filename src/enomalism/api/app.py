@@ -22,6 +22,7 @@ from enomalism.api import (
     audit,
     cache,
     clusters,
+    events,
     hypervisors,
     images,
     machines,
@@ -56,6 +57,7 @@ from enomalism.services import (  # noqa: F401  (provisioning, cache register jo
     repositories,
 )
 from enomalism.services import cache as cache_service
+from enomalism.services import events as event_service
 from enomalism.services.context import Principal
 from enomalism.services.hypervisors import ensure_local_host
 from enomalism.services.metrics import Collector, ServerMetrics
@@ -208,6 +210,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         files.secure(settings)
         db = Database(settings.db_url)
         db.migrate()
+        hub = event_service.Hub(db, poll=settings.events_poll,
+                                retention=settings.events_retention, keep=settings.events_keep)
         auth.configure_hashing(time_cost=settings.argon2_time_cost,
                                memory_kib=settings.argon2_memory_kib,
                                parallelism=settings.argon2_parallelism)
@@ -237,6 +241,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sampler.start()
         sweeper = cache_service.Sweeper(db, runner, settings.cache_sweep_interval)
         sweeper.start()
+        hub.start()
+        app.state.events = hub
         app.state.settings = settings
         app.state.db = db
         app.state.registry = registry
@@ -254,6 +260,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            hub.stop()
             sweeper.stop()
             sampler.stop()
             runner.stop()
@@ -304,6 +311,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # straight onto the app: a router included twice builds every route twice
         app.include_router(r, dependencies=[Depends(current_user), Depends(readable_body)],
                            responses=failures)
+    # Its own authentication (an API token may come as a query parameter: api/events.py).
+    app.include_router(events.router, responses=failures)
     app.add_middleware(ActionShortcut)  # inside TrailingSlash: it sees the slash added
     app.add_middleware(metrics.RequestMetrics)  # sees the route ActionShortcut or routing set
     app.add_middleware(MethodOverride)  # outside ActionShortcut: a POST standing for PUT is not one

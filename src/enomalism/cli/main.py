@@ -9,6 +9,7 @@ from enomalism.cli import (
     admin,
     cache,
     clusters,
+    events,
     feeds,
     hosts,
     images,
@@ -41,6 +42,7 @@ app.add_typer(transactions.app, name="tx")
 app.add_typer(cache.app, name="cache")
 app.add_typer(images.app, name="image")
 app.add_typer(admin.app, name="admin")
+command(app, "events")(events.follow)
 
 
 @app.command()
@@ -81,7 +83,8 @@ def serve(
     typer.echo(f"enomalism: serving on http://{settings.host}:{settings.port} "
                f"(data in {settings.data_dir})")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_level="info", access_log=False)
+                log_level="info", access_log=False,
+                timeout_graceful_shutdown=5)  # events streams never end by themselves
 
 
 if __name__ == "__main__":

@@ -21,12 +21,12 @@ from sqlalchemy.orm import Session
 
 from enomalism.errors import EnomalismError
 from enomalism.jobs import locks, states, undo
-from enomalism.services import audit
+from enomalism.services import audit, events
 from enomalism.services.metrics import ServerMetrics
 from enomalism.services.package_sync import PackageSync
 from enomalism.services.registry import HypervisorRegistry
 from enomalism.store.db import Database
-from enomalism.store.models import Machine, Transaction, User, utcnow
+from enomalism.store.models import Event, Machine, Transaction, User, utcnow
 from enomalism.store.secrets import SecretBox
 
 log = logging.getLogger(__name__)
@@ -81,11 +81,14 @@ class JobContext:
     def registry(self) -> HypervisorRegistry:
         return self.runner.registry
 
-    def _update(self, **values: Any) -> None:
+    def _update(self, told: Event | None = None, **values: Any) -> None:
         with self.db.session() as s:
             done = s.execute(update(Transaction).where(
                 Transaction.uuid == self.txid, Transaction.claimed_by == self.runner.node_id,
                 Transaction.attempts == self.attempt).values(heartbeat_at=utcnow(), **values))
+            if done.rowcount == 1 and told is not None:
+                s.add(told)
+                s.info["events"] = True
         if done.rowcount != 1:
             raise JobTakenOver()
         self._written_at = time.monotonic()
@@ -105,8 +108,13 @@ class JobContext:
         if message:
             self.log(message)
         if pct != self._completion or time.monotonic() - self._written_at >= 1.0:
+            moved = pct != self._completion
             self._completion = pct
-            self._update(completion=pct)
+            # the hub hands out only the newest of a batch's progress events (coalesced)
+            told = events.row("transaction.progress", self.txid, self.owner_uuid,
+                              uuid=self.txid, kind=self.kind, target=self.target_uuid,
+                              state="running", completion=pct) if moved else None
+            self._update(told, completion=pct)
         self.check_cancelled()
 
     def log(self, message: str, level: str = "info") -> None:
@@ -305,6 +313,13 @@ class Runner:
                     state="running", claimed_by=self.node_id, started_at=utcnow(),
                     heartbeat_at=utcnow(), attempts=Transaction.attempts + 1))
                 if took.rowcount == 1:
+                    tx = s.execute(select(Transaction.kind, Transaction.owner_uuid,
+                                          Transaction.target_uuid)
+                                   .where(Transaction.uuid == txid)).one()
+                    s.add(events.row("transaction.progress", txid, tx.owner_uuid, uuid=txid,
+                                     kind=tx.kind, target=tx.target_uuid, state="running",
+                                     completion=0))
+                    s.info["events"] = True
                     return txid
         return None
 

@@ -27,7 +27,7 @@ from enomalism.errors import (
     NotFound,
     UnknownAction,
 )
-from enomalism.services import access, machine_work, sync, volumes
+from enomalism.services import access, events, machine_work, sync, volumes
 from enomalism.services.context import Context, Principal, commit_before_slow_work
 from enomalism.services.lookup import get_hypervisor, get_machine, parse_uuid, require
 from enomalism.services.networks import machine_leases
@@ -196,6 +196,10 @@ def _store_state(ctx: Context, m: Machine, after: driver.DomainState) -> None:
     the answer reads them, the commit has nothing left to flush."""
     values = _state_values(after)
     ctx.db.execute(_STORE_STATE, {"machine_uuid": m.uuid, **values})
+    if after.state != m.state:  # the event the ORM would have written (services/events.py)
+        ctx.db.add(events.row("machine.state", m.uuid, m.owner_uuid, uuid=m.uuid, name=m.name,
+                              kind=m.kind, state=after.state, previous=m.state))
+        ctx.db.info["events"] = True
     for key, value in values.items():
         if value is not None:
             set_committed_value(m, key, value)
@@ -275,6 +279,9 @@ def perform_quick(db: Database, registry: "HypervisorRegistry", user: Principal,
     if after is None:
         with db.session() as s:
             sync.mark_missing(s, parent, uuid)
+    elif after.state is not None and after.state != state:  # written outside the ORM
+        events.emit(db, "machine.state", uuid, owner, uuid=uuid, name=name, kind=kind,
+                    state=after.state, previous=state)
     return {"errno": 0, "message": done.format(name=name)}
 
 

@@ -23,7 +23,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from enomalism.errors import HypervisorUnreachable
-from enomalism.services import nodes, sync
+from enomalism.services import events, nodes, sync
 from enomalism.services.metrics import ServerMetrics
 from enomalism.store.db import Database
 from enomalism.store.models import Hypervisor, Machine, utcnow
@@ -296,9 +296,15 @@ class HypervisorRegistry:
     def disconnected(self, link: HypervisorLink, reason: str) -> None:
         # Written unless another node holds a live claim (it is connected: its word stands).
         with self.db.session() as s:
-            s.execute(update(Hypervisor).where(
+            was = s.execute(select(Hypervisor.status, Hypervisor.virt_url, Hypervisor.owner_uuid)
+                            .where(Hypervisor.uuid == link.uuid)).one_or_none()
+            done = s.execute(update(Hypervisor).where(
                 Hypervisor.uuid == link.uuid, self.ownership.mine_or_free(utcnow())).values(
                 status="disconnected", last_error=reason))
+            if done.rowcount == 1 and was is not None and was.status == "connected":
+                s.add(events.row("hypervisor.down", link.uuid, was.owner_uuid, uuid=link.uuid,
+                                 uri=was.virt_url, status="disconnected", error=reason))
+                s.info["events"] = True
         if self.ownership.owns(link.uuid):
             self.ownership.release(link.uuid)  # a node still connected takes it over
 

@@ -477,3 +477,21 @@ class Image(Base):
     state: Mapped[str] = mapped_column(String(16), default="uploading")
     url: Mapped[str | None] = mapped_column(String(2048))  # registered from (redacted)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Event(Base):
+    """One change a client of `GET /rest/events/` hears of, kept for the retention window so
+    a client that reconnects gets what it missed, on any node (services/events.py)."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    type: Mapped[str] = mapped_column(String(32))
+    # What decides who reads it: the object (a machine, transaction, hypervisor; None for
+    # audit entries, read by administrators), and its owner when the event was written (a
+    # deleted object is no longer there to ask).
+    object_uuid: Mapped[str | None] = mapped_column(String(36))
+    owner_uuid: Mapped[str | None] = mapped_column(String(36))
+    data: Mapped[dict] = mapped_column(JSON, default=dict)
