@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
+from starlette.routing import compile_path
 
 from enomalism.errors import EnomalismError
 from enomalism.services import audit
@@ -119,6 +120,8 @@ def _rules() -> dict[tuple[str, str], Rule]:
 
 
 RULES = _rules()
+# Each route path as starlette matches it: for requests refused before routing.
+_PATHS = {key: (rule, compile_path(key[1])[0]) for key, rule in RULES.items()}
 
 # POSTs that only read (the spec lets lists be POSTed) and GETs that change nothing.
 READS = {("POST", p) for p in ("/rest/machines/", "/rest/machine/", "/rest/cluster/list/",
@@ -244,3 +247,38 @@ def record_shortcut(state: Any, user: Principal, source: str, uuid: str, action:
             succeeded(ctx, rule, given, outcome)
         else:
             failed(ctx, rule, given, outcome)
+
+
+async def refused_before_routing(scope: Any, error: EnomalismError) -> None:
+    """Write a change refused before any route ran (a cross-site request, a body over the
+    limit: api/guard.py) as the route's action, under the user whose credentials are in the
+    credential cache (nothing is verified for a refused request; otherwise no actor). Never
+    raises: the refusal is the answer."""
+    from starlette.datastructures import Headers, QueryParams
+
+    from enomalism.api.deps import cached_user  # deps imports this module
+
+    app = scope.get("app")
+    try:
+        found = next(((rule, m.groupdict()) for (method, _path), (rule, regex) in _PATHS.items()
+                      if method == scope["method"] and (m := regex.match(scope["path"]))),
+                     None)
+        if found is None:
+            return
+        rule, params = found
+        given = dict(QueryParams(scope.get("query_string", b"")))
+        action = rule.action(given) or f"{rule.object_type or 'permission'}.change"
+        who = cached_user(app.state, Headers(scope=scope).get("authorization", ""))
+        client = scope.get("client")
+
+        def write() -> None:
+            with app.state.db.session() as s:
+                audit.write(s, actor_uuid=who and who.uuid, actor_name=who and who.username,
+                            source=client[0] if client else "unknown", action=action,
+                            object_type=rule.object_type,
+                            object_uuid=_uuid(params.get(rule.object_param)),
+                            errno=error.errno, message=error.message,
+                            detail={**_detail(rule, given, None), "refused": "before routing"})
+        await run_in_threadpool(write)
+    except Exception:
+        log.exception("could not write the audit entry of a request refused before routing")

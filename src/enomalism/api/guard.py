@@ -34,6 +34,14 @@ MAX_JSON_DEPTH = 32
 STREAMED_BODIES = frozenset({("PUT", "/rest/images/"), ("PUT", "/rest/vmfeed/upload/")})
 
 
+async def _refused(scope: Scope, e: EnomalismError) -> None:
+    """A change refused here is in the audit log too (api/audit.py)."""
+    if scope["method"] not in SAFE_METHODS:
+        from enomalism.api import audit  # audit -> deps -> guard
+
+        await audit.refused_before_routing(scope, e)
+
+
 def _answer(e: EnomalismError) -> JSONResponse:
     """The error answer the app's handler gives, for a refusal before any route."""
     return JSONResponse({"errno": e.errno, "message": e.message}, status_code=e.status)
@@ -97,6 +105,7 @@ class CrossSite:
                 client = scope.get("client")
                 log.warning("refused %s %s from %s: a browser page of another site (%s)",
                             scope["method"], scope["path"], client[0] if client else "?", why)
+                await _refused(scope, refusal(why))
                 await _answer(refusal(why))(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -127,6 +136,7 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await _refused(scope, self._too_large())
             await _answer(self._too_large())(scope, receive, send)
             return
         seen = 0
@@ -136,6 +146,7 @@ class BodyLimit:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.limit:
+                await _refused(scope, self._too_large())
                 raise self._too_large()
             return message
         await self.app(scope, bounded, send)
