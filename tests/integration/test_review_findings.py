@@ -65,12 +65,6 @@ def test_a_qcow2_header_a_guest_wrote_into_its_raw_disk_exports_only_that_disk(q
     assert [d.format for d in manifest.disks] == ["raw"]
 
 
-@pytest.mark.xfail(strict=True, reason="open: a non-administrator may declare any <driver "
-                   "type> on a volume (the policy leaves <driver> free), so a raw volume the "
-                   "guest wrote a qcow2 header into is read as an overlay of the file the "
-                   "header names, by QEMU at start and by package; the fix needs each volume's "
-                   "format recorded when the project makes or adopts it (table volumes) and "
-                   "the domain's <driver type> held to it")
 @pytest.mark.skipif(not have_qemu_img(), reason="qemu-img is needed to write the header")
 def test_a_non_admin_cannot_read_her_raw_disk_as_qcow2(qemu, tmp_path):
     secret = tmp_path / "secret.img"
@@ -91,6 +85,7 @@ def test_a_non_admin_cannot_read_her_raw_disk_as_qcow2(qemu, tmp_path):
         grant(qemu.api, uuid, permission, user=alice.uuid)
     r = qemu.api.post(f"/rest/machine/{uuid}/", auth=alice.auth,
                       data={"action": "xmldesc", "xmldesc": xml})  # the same disk, as qcow2
+    assert (r.status_code, r.json()["errno"]) == (403, 1111), r.text  # its machine reads raw
     if r.status_code == 200:
         qemu.api.ok("POST", f"/rest/machine/{uuid}/actions/store_xml/", auth=alice.auth)
         body = qemu.api.ok("POST", f"/rest/machine/{uuid}/actions/package/", auth=alice.auth,

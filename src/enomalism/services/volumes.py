@@ -77,7 +77,8 @@ def rights(ctx: Context, hv: Hypervisor, *, disk: Callable[[policy.DiskSource], 
         path = resolve(conn, source)
         row = ctx.db.get(Volume, (hv.uuid, path)) if path else None
         owner = ctx.db.get(Machine, row.machine_uuid) if row is not None else None
-        return owner is not None and access.holds(ctx, owner, "modify")
+        return owner is not None and access.holds(ctx, owner, "modify") \
+            and source.format == declared_format(conn, owner, path)
 
     def network(name: str) -> bool:
         return name in extra or usable(name)
@@ -86,6 +87,16 @@ def rights(ctx: Context, hv: Hypervisor, *, disk: Callable[[policy.DiskSource], 
         disk=disk or attachable, network=network, bridge=network,
         emulator=lambda path: path in driver.emulators(conn),
         loader=lambda path: path in driver.firmware_images(conn), who=who)
+
+
+def declared_format(conn: libvirt.virConnect, owner: Machine, path: str) -> str | None:
+    """The format the owning machine's domain reads the volume in (None: it names no such
+    disk). A non-administrator's XML must read it the same way: a raw disk's first bytes are
+    the guest's, and read as qcow2 a header written there names any file as its backing."""
+    if not owner.xmldesc:
+        return None
+    xml = DomainXML(owner.xmldesc)
+    return next((s.format for s in policy.disk_sources(xml) if resolve(conn, s) == path), None)
 
 
 def check_xml(ctx: Context, hv: Hypervisor, xml: DomainXML) -> None:

@@ -32,6 +32,7 @@ class DiskSource:
     path: str | None = None
     pool: str | None = None
     volume: str | None = None
+    format: str = "raw"  # as the domain reads it (<driver type>; libvirt's default is raw)
 
     def __str__(self) -> str:
         return f"'{self.path}'" if self.path else f"volume '{self.volume}' of pool '{self.pool}'"
@@ -200,8 +201,9 @@ def check(xml: DomainXML, rights: Rights) -> None:
     for source in disk_sources(xml):
         if not rights.disk(source):
             raise VolumeNotAllowed(
-                f"disk {source.target or '(no target)'}: {source} is not a volume you may "
-                "attach (only volumes of machines you may modify, on the same hypervisor)")
+                f"disk {source.target or '(no target)'}: {source} as {source.format} is not a "
+                "volume you may attach (only volumes of machines you may modify, on the same "
+                "hypervisor, read in the format their machine reads them)")
 
 
 def _check_values(root: etree._Element, rights: Rights) -> None:
@@ -252,10 +254,13 @@ def disk_sources(xml: DomainXML) -> list[DiskSource]:
         target = d.find("target")
         dev = target.get("dev") if target is not None else None
         kind = d.get("type", "file")
+        drv = d.find("driver")
+        fmt = (drv.get("type") if drv is not None else None) or "raw"
         for src in d.iterfind("source"):  # libvirt reads the first; each must pass
             if kind == "volume":
                 if src.get("pool") or src.get("volume"):
-                    out.append(DiskSource(dev, pool=src.get("pool"), volume=src.get("volume")))
+                    out.append(DiskSource(dev, pool=src.get("pool"), volume=src.get("volume"),
+                                          format=fmt))
             elif path := src.get("dev" if kind == "block" else "file"):
-                out.append(DiskSource(dev, path=path))
+                out.append(DiskSource(dev, path=path, format=fmt))
     return out
