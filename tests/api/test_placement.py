@@ -273,7 +273,8 @@ def test_hypervisors_the_requester_may_not_control_are_never_picked(cloud):
     user, other = new_user(api), new_user(api)
     for u in (user, other):
         grant(api, cloud.host, "read", user=u.uuid)  # the machine the request is addressed to
-        grant(api, cloud.pkg["2g"], "read", user=u.uuid)
+        # a package of no repository (as `package` makes): provisioning it needs `export`
+        grant(api, cloud.pkg["2g"], "export", user=u.uuid)
     grant(api, cloud.hv["small"], "control", user=user.uuid)
     r = cloud.provision("p-mine", auth=user.auth)
     assert r.status_code == 200, r.text
@@ -305,7 +306,7 @@ def test_unknown_or_malformed_hvmuuid(cloud):
         expect_error(cloud.provision("p-x", hvmuuid="nope"), 400, 1002)
         user = new_user(cloud.api)  # a cluster they may not read is as good as none
         grant(cloud.api, cloud.host, "read", user=user.uuid)
-        grant(cloud.api, cloud.pkg["2g"], "read", user=user.uuid)
+        grant(cloud.api, cloud.pkg["2g"], "export", user=user.uuid)  # (no repository)
         c = cloud.api.ok("PUT", "/rest/cluster/", data={"cluster_name": "secret"})["cluster"]
         try:
             expect_error(cloud.provision("p-x", auth=user.auth, hvmuuid=c["uuid"]), 404, 1200)

@@ -415,7 +415,8 @@ def test_description_documents_every_error_answer() -> None:
     assert "HTTPValidationError" not in OPENAPI["components"]["schemas"]
 
 
-BACKGROUND = ("domain-events", "jobs-", "hypervisor-", "libvirt-")
+BACKGROUND = ("domain-events", "jobs-", "hypervisor-", "libvirt-", "events-hub", "stats-sampler",
+              "cache-sweep", "package-sync")
 
 
 def test_gets_that_delete_take_the_write_lock(make_api: Callable, make_host: Callable) -> None:
