@@ -467,6 +467,9 @@ def _move(ctx: Context, work: machine_work.Work, m: Machine, target: Hypervisor,
             driver.undefine(dest, m.uuid)  # leave things as they were
             raise
     snap = driver.snapshot(dest, m.uuid)
+    # read again: the source's event worker may have marked it missing meanwhile (its domain
+    # went from there), and a stale copy would leave that write standing
+    ctx.db.refresh(m)
     m.parent_uuid = target.uuid
     m.xml_pending = False
     sync.store(ctx.db, target.uuid, m.uuid, snap)
