@@ -1,6 +1,6 @@
 """A second look, as a non-administrator, at what the merged isolation layers (issue 12) and
 the audit log (issue 13, item 4) still let through. Each test is one finding: it failed on the
-merged branch, and stays as the regression test of its fix.
+merged branch, and stays as the regression test of its fix."""
 
 from collections.abc import Iterator
 from dataclasses import dataclass
