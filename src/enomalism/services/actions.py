@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import libvirt
 from sqlalchemy import Engine, Integer, bindparam, func, select, update
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.attributes import flag_modified, set_committed_value
 
 from enomalism.errors import (
     Conflict,
@@ -467,12 +467,13 @@ def _move(ctx: Context, work: machine_work.Work, m: Machine, target: Hypervisor,
             driver.undefine(dest, m.uuid)  # leave things as they were
             raise
     snap = driver.snapshot(dest, m.uuid)
-    # read again: the source's event worker may have marked it missing meanwhile (its domain
-    # went from there), and a stale copy would leave that write standing
+    # the source's event worker may mark it missing meanwhile (its domain went from there):
+    # read again, and write the state even if it reads unchanged, or that write would stand
     ctx.db.refresh(m)
     m.parent_uuid = target.uuid
     m.xml_pending = False
     sync.store(ctx.db, target.uuid, m.uuid, snap)
+    flag_modified(m, "state")
     return _moved(ctx, m, source_uuid, dest, f"machine moved to hypervisor {target.virt_url}")
 
 

@@ -3,7 +3,7 @@ and right after an action, so that reads never have to ask libvirt."""
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from enomalism.store.models import Machine, utcnow
@@ -44,12 +44,12 @@ NO_DOMAIN_YET = ("missing", "provisioning")
 
 
 def mark_missing(db: Session, hv_uuid: str, uuid: str) -> None:
-    """The domain is gone from its hypervisor: keep the record, say so."""
-    m = db.get(Machine, uuid)
-    if m is not None and m.kind == "vm" and m.parent_uuid == hv_uuid \
-            and m.state not in NO_DOMAIN_YET:
-        m.state = "missing"
-        m.synced_at = utcnow()
+    """The domain is gone from its hypervisor: keep the record, say so. One conditional
+    UPDATE, not read-then-write: a move committing meanwhile (set_parent) changes the parent,
+    and the database then finds the row no longer this hypervisor's."""
+    db.execute(update(Machine).where(
+        Machine.uuid == uuid, Machine.kind == "vm", Machine.parent_uuid == hv_uuid,
+        Machine.state.not_in(NO_DOMAIN_YET)).values(state="missing", synced_at=utcnow()))
 
 
 def apply_all(db: Session, hv_uuid: str, snaps: list[DomainSnapshot],
