@@ -19,7 +19,7 @@ def test_the_server_is_a_live_node_owning_its_hypervisors(api):
 
 
 def test_local_uris_are_tied_to_this_machine(api):
-    from enomalism.services.nodes import this_machine
+    from enomalism.runtime.nodes import this_machine
 
     assert {hv["local_to"] for hv in api.hypervisors()} == {this_machine()}
 
@@ -66,7 +66,7 @@ def test_a_live_claim_of_another_node_is_respected(api):
 
 def test_hypervisors_another_node_adds_or_removes_are_picked_up(api, make_host):
     """Another node registered a hypervisor (its row appears) and later removed it."""
-    from enomalism.services import nodes
+    from enomalism.runtime import nodes
     from enomalism.store.models import Machine
     from tests.fakehost import FakeDomain
 

@@ -1,4 +1,4 @@
-"""A retrieved package is recorded before its file is on the disk (services/package_sync.py):
+"""A retrieved package is recorded before its file is on the disk (runtime/package_sync.py):
 the sync that follows, and what a restart does with a package whose sync may not have happened
 (after a crash of the process: sync it; after a crash of the machine, or of another node: take
 it back to a partial download, which the next retrieval checks and completes). Real feed
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from enomalism.services import package_sync
+from enomalism.runtime import package_sync
 from enomalism.store.models import Node, Package, utcnow
 from tests.conftest import Api
 from tests.integration.provision_helpers import (

@@ -64,7 +64,7 @@ def test_a_hypervisor_slow_to_answer_is_a_warning_not_a_failure(make_api, make_h
     """A hypervisor whose capabilities take seconds (libvirt re-probing QEMU on every call) is
     logged at connect and listed in the warnings; the node stays ready. Here every answer
     counts as slow (the threshold lowered to nothing)."""
-    from enomalism.services import registry
+    from enomalism.runtime import registry
 
     monkeypatch.setattr(registry, "SLOW_CAPABILITIES", 0.0)
     with make_api(make_host("host1")) as api:

@@ -48,11 +48,12 @@ from enomalism.errors import (
 )
 from enomalism.feeds import download as dl
 from enomalism.jobs.runner import Runner
+from enomalism.runtime import nodes
+from enomalism.runtime.registry import HypervisorRegistry
 from enomalism.services import (  # noqa: F401  (provisioning, cache register job handlers)
     actions,
     auth,
     health,
-    nodes,
     provisioning,
     repositories,
 )
@@ -61,7 +62,6 @@ from enomalism.services import events as event_service
 from enomalism.services.context import Principal
 from enomalism.services.hypervisors import ensure_local_host
 from enomalism.services.metrics import Collector, ServerMetrics
-from enomalism.services.registry import HypervisorRegistry
 from enomalism.services.stats import Sampler
 from enomalism.store import files
 from enomalism.store.db import SETUP_LOCK, Database

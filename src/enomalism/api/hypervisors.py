@@ -8,7 +8,8 @@ from pydantic import Field
 from enomalism.api import schemas
 from enomalism.api.compat import refuse_changes_on_get
 from enomalism.api.deps import Ctx, Vars, expose, http_vars
-from enomalism.services import hypervisors, machines, nodes
+from enomalism.runtime import nodes
+from enomalism.services import hypervisors, machines
 
 router = APIRouter(tags=["hypervisors"])
 

@@ -7,7 +7,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import object_session
 
-from enomalism.services import clusters, nodes
+from enomalism.runtime import nodes
+from enomalism.services import clusters
 from enomalism.services.actions import available
 from enomalism.services.context import Context
 from enomalism.services.networks import machine_leases

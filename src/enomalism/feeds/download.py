@@ -728,7 +728,7 @@ def download(url: str, dest: Path, *, auth: Auth | None = None,
     DownloadCancelled. A size or sha256 mismatch removes the `.part` and raises InvalidInput;
     a network failure raises InvalidInput and keeps the `.part` for the next attempt. Only a
     verified file is renamed to `dest`. With `fsync` False the caller puts it on the disk
-    (services/package_sync.py); nothing starts writing it back early either.
+    (runtime/package_sync.py); nothing starts writing it back early either.
     """
     url, auth = _prepare(url, auth)
     if expected_sha256 is not None:

@@ -21,10 +21,10 @@ from sqlalchemy.orm import Session
 
 from enomalism.errors import EnomalismError
 from enomalism.jobs import locks, states, undo
+from enomalism.runtime.package_sync import PackageSync
+from enomalism.runtime.registry import HypervisorRegistry
 from enomalism.services import audit, events
 from enomalism.services.metrics import ServerMetrics
-from enomalism.services.package_sync import PackageSync
-from enomalism.services.registry import HypervisorRegistry
 from enomalism.store.db import Database
 from enomalism.store.models import Event, Machine, Transaction, User, utcnow
 from enomalism.store.secrets import SecretBox

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from enomalism.errors import EnomalismError
-from enomalism.services.registry import HypervisorRegistry
+from enomalism.runtime.registry import HypervisorRegistry
 from enomalism.store.db import Database
 from enomalism.store.models import Image, Machine, Package
 from enomalism.virt import driver

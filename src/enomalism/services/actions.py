@@ -38,7 +38,7 @@ from enomalism.virt import driver
 from enomalism.virt.domxml import DomainXML
 
 if TYPE_CHECKING:
-    from enomalism.services.registry import HypervisorRegistry
+    from enomalism.runtime.registry import HypervisorRegistry
 
 # State -> lifecycle actions that make sense in it (managed VMs).
 _BY_STATE = {

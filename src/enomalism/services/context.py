@@ -8,8 +8,8 @@ from sqlalchemy.orm import Session
 
 if TYPE_CHECKING:
     from enomalism.jobs.runner import Runner
+    from enomalism.runtime.registry import HypervisorRegistry
     from enomalism.services.auth import CredentialCache, LoginThrottle
-    from enomalism.services.registry import HypervisorRegistry
     from enomalism.store.secrets import SecretBox
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import text
 
 from enomalism.jobs.runner import Runner
-from enomalism.services.registry import HypervisorRegistry
+from enomalism.runtime.registry import HypervisorRegistry
 from enomalism.store.db import Database
 from enomalism.virt import uri as uris
 

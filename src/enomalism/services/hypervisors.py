@@ -15,10 +15,11 @@ from enomalism.errors import (
     InvalidState,
     NotFound,
 )
-from enomalism.services import access, nodes
+from enomalism.runtime import nodes
+from enomalism.runtime.registry import HypervisorRegistry
+from enomalism.services import access
 from enomalism.services.context import Context, commit_before_slow_work
 from enomalism.services.lookup import get_host, get_hypervisor, require
-from enomalism.services.registry import HypervisorRegistry
 from enomalism.store.db import Database
 from enomalism.store.models import Hypervisor, Machine
 from enomalism.virt import uri as uris

@@ -42,10 +42,10 @@ from enomalism.feeds import archive
 from enomalism.feeds import download as dl
 from enomalism.feeds.archive import Manifest
 from enomalism.jobs.runner import JobCancelled, JobContext, handler
+from enomalism.runtime.registry import HypervisorRegistry
 from enomalism.services import access, audit, provisioning, transactions
 from enomalism.services.context import Context
 from enomalism.services.lookup import parse_uuid
-from enomalism.services.registry import HypervisorRegistry
 from enomalism.services.users import NAME_RE
 from enomalism.store.models import Hypervisor, Image, Package, Transaction, new_uuid, utcnow
 from enomalism.virt import storage

@@ -1,7 +1,7 @@
 """What GET /metrics reports, in the Prometheus text format.
 
 Machines and hypervisors: read from libvirt in one bulk call per hypervisor (`Collector`),
-only for the hypervisors this node owns (services/nodes.py), shared by every scrape and by
+only for the hypervisors this node owns (runtime/nodes.py), shared by every scrape and by
 the stats sampler for `MAX_AGE` seconds, and never while a database session is open. The
 server's own instruments (`ServerMetrics`: requests by route, jobs by kind and outcome, event
 lag, the database pool, the process) are this process's; with several nodes, Prometheus
@@ -28,7 +28,7 @@ from enomalism.store.models import Hypervisor, Machine, User
 from enomalism.virt import driver
 
 if TYPE_CHECKING:
-    from enomalism.services.registry import HypervisorRegistry
+    from enomalism.runtime.registry import HypervisorRegistry
 
 MAX_AGE = 5.0  # seconds a collection serves every scrape (and the sampler) before the next
 ACTIVE = ("running", "paused", "blocked", "pmsuspended", "shutdown")  # hold CPUs and memory

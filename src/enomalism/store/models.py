@@ -217,7 +217,7 @@ class Hypervisor(Base):
     # machine's hostname. Nodes on other machines do not connect to it.
     local_to: Mapped[str | None] = mapped_column(String(255))
     # The API node whose event subscription keeps this hypervisor's machines true, and until
-    # when its claim holds without being renewed (services/nodes.py).
+    # when its claim holds without being renewed (runtime/nodes.py).
     owner_node: Mapped[str | None] = mapped_column(String(64))
     owner_until: Mapped[datetime | None] = mapped_column()
 
@@ -371,7 +371,7 @@ class Package(Base):
     manifest: Mapped[dict | None] = mapped_column(JSON)
     owner_uuid: Mapped[str | None] = mapped_column(ForeignKey("users.uuid", ondelete="SET NULL"))
     # "<node> <boot id> <txid>" while the retrieved file may still be in that machine's
-    # memory only (services/package_sync.py); None once it is on the disk.
+    # memory only (runtime/package_sync.py); None once it is on the disk.
     unsynced: Mapped[str | None] = mapped_column(String(200))
     # set by a user (6.3): a refresh of the feed (6.5) keeps it
     name_set: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

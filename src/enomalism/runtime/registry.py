@@ -7,7 +7,7 @@ merged. One hypervisor's events are handled one at a time, in order; different h
 in parallel, so a host that hangs delays only its own. A (re)connected hypervisor gets a full
 bulk resync.
 
-With several API nodes on one database, only the node owning a hypervisor (services/nodes.py)
+With several API nodes on one database, only the node owning a hypervisor (runtime/nodes.py)
 writes its events and resyncs; the others keep a connection to it for their requests and jobs.
 """
 
@@ -23,7 +23,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from enomalism.errors import HypervisorUnreachable
-from enomalism.services import events, nodes, sync
+from enomalism.runtime import nodes
+from enomalism.services import events, sync
 from enomalism.services.metrics import ServerMetrics
 from enomalism.store.db import Database
 from enomalism.store.models import Hypervisor, Machine, utcnow
