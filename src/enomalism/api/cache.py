@@ -4,30 +4,14 @@ provisioned machines back onto, and removing those nothing uses (docs/packages.m
 from typing import Annotated
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from enomalism.api.deps import Ctx, Vars, expose, http_vars
 from enomalism.api.schemas import Status
 from enomalism.services import cache
+from enomalism.wire import BaseVolume
 
 router = APIRouter(tags=["cache"])
-
-
-class BaseVolume(BaseModel):
-    hypervisor: str
-    pool: str
-    name: str
-    path: str
-    capacity: int = Field(description="bytes the guest sees")
-    allocation: int = Field(description="bytes it takes in the pool")
-    package: str | None = Field(description="the package it was uploaded from")
-    package_name: str | None = Field(description="none when the package is gone")
-    cached: bool = Field(description="its package is in this server's package cache")
-    ours: bool = Field(description="made by this installation (only those are ever removed)")
-    domains: list[str] = Field(description="domains whose disks back onto it (libvirt's word)")
-    volumes: list[str] = Field(description="pool/name of the volumes backing onto it")
-    unused: bool = Field(description="the next sweep removes it")
-    kept: str | None = Field(description="why it is kept")
 
 
 class CacheAnswer(Status):

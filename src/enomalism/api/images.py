@@ -4,12 +4,11 @@ delete. The upload's body is streamed into its volume (api/guard.py `STREAMED_BO
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Any, BinaryIO
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.requests import ClientDisconnect
 
 from enomalism.api import audit as api_audit
@@ -19,25 +18,10 @@ from enomalism.api.schemas import Status
 from enomalism.errors import InvalidInput, LengthRequired, MissingVariable, UnknownAction
 from enomalism.services import images
 from enomalism.services.context import Context
+from enomalism.wire import ImageObj
 
 router = APIRouter(tags=["images"])
 VARIABLES_LIMIT = 64 << 10  # a form or JSON body here carries variables only
-
-
-class ImageObj(BaseModel):
-    uuid: str
-    name: str
-    format: str = Field(description="qcow2, raw or iso")
-    size: int | None = Field(description="bytes of the file")
-    virtual_size: int | None = Field(description="bytes the guest sees")
-    sha256: str | None
-    owner: str | None
-    hypervisor: str
-    pool: str
-    path: str | None = Field(description="the volume's path on the hypervisor")
-    state: str = Field(description="uploading, ready or failed")
-    url: str | None = Field(description="where it was registered from (without credentials)")
-    created_at: datetime
 
 
 class ImageAnswer(Status):

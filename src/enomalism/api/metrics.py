@@ -6,12 +6,12 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
-from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from enomalism.api.deps import Ctx, expose
 from enomalism.api.schemas import Status
 from enomalism.services import metrics, stats
+from enomalism.wire import MachineStats
 
 router = APIRouter(tags=["metrics"])
 
@@ -57,23 +57,8 @@ def prometheus(request: Request, ctx: Ctx) -> Response:
     return Response(body, media_type=CONTENT_TYPE_PLAIN_0_0_4)
 
 
-class Point(BaseModel):
-    t: float | None = Field(None, description="when (seconds since the epoch)")
-    cpu: float | None = Field(None, description="CPU use, percent of the machine's vCPUs")
-    mem_used: float | None = Field(None, description="memory in use, bytes")
-    mem_total: float | None = Field(None, description="memory the machine has, bytes")
-    disk_read: float | None = Field(None, description="bytes read per second, all disks")
-    disk_write: float | None = Field(None, description="bytes written per second")
-    net_rx: float | None = Field(None, description="bytes received per second, all NICs")
-    net_tx: float | None = Field(None, description="bytes sent per second")
-
-
-class StatsAnswer(Status):
-    machine: str
-    state: str | None = None
-    interval: float = Field(description="seconds between points")
-    stats: Point = Field(description="the latest point (all null unless it runs)")
-    history: list[Point] = Field(description="the last hour, oldest first")
+class StatsAnswer(Status, MachineStats):
+    pass
 
 
 def machine_stats(uuid: str, request: Request, ctx: Ctx) -> dict:

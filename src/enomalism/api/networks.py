@@ -1,10 +1,9 @@
 """Spec section 7: static networks, their IP ranges and cluster; leases (extension)."""
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from enomalism.api import schemas
 from enomalism.api.compat import posted_nothing, refuse_changes_on_get
@@ -13,42 +12,9 @@ from enomalism.api.schemas import Status
 from enomalism.errors import MissingVariable
 from enomalism.services import networks
 from enomalism.store.models import IPRange, Lease, Network
+from enomalism.wire import LeaseObj, NetworkObj, RangeObj
 
 router = APIRouter(tags=["networks"])
-
-
-class RangeObj(BaseModel):
-    uuid: str
-    network: str
-    start_ip: str
-    end_ip: str
-    size: int = Field(description="how many addresses the range holds")
-
-
-class NetworkObj(BaseModel):
-    uuid: str
-    name: str
-    description: str | None
-    bridge: str = Field(description="the host bridge, or a libvirt network, guests join")
-    cluster: str | None
-    ip: str = Field(description="the network address")
-    netmask: str
-    prefix: int
-    gateway: str | None
-    version: int = Field(description="4 or 6")
-    ranges: list[RangeObj]
-    leased: int = Field(description="addresses in use")
-    created_at: datetime
-
-
-class LeaseObj(BaseModel):
-    uuid: str
-    network: str
-    address: str
-    machine: str | None = Field(description="the machine holding it; none: reserved by hand")
-    mac: str | None
-    note: str | None
-    created_at: datetime
 
 
 class NetworksAnswer(Status):

@@ -1,10 +1,9 @@
 """Spec section 4: an object's access list."""
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from enomalism.api.compat import posted_nothing, refuse_changes_on_get
 from enomalism.api.deps import Ctx, Vars, expose, http_vars
@@ -12,6 +11,7 @@ from enomalism.api.schemas import Status
 from enomalism.errors import UnknownAction
 from enomalism.services import access, permissions
 from enomalism.store.models import Grant, Group, User
+from enomalism.wire import AccessList
 
 router = APIRouter(tags=["permissions"])
 
@@ -23,22 +23,8 @@ class PermissionVars(Vars):
     group: str | None = Field(None, description="or the group (id or name)")
 
 
-class GrantObj(BaseModel):
-    uuid: str
-    permission: str
-    principal_type: str = Field(description="user or group")
-    principal: str = Field(description="the user's or group's id")
-    principal_name: str | None
-    created_at: datetime
-
-
-class PermissionsAnswer(Status):
-    object: str
-    object_type: str
-    object_name: str | None = Field(None, description="the object's name (extension)")
-    owner: str | None
-    owner_name: str | None = Field(None, description="the owner's user name (extension)")
-    permissions: list[GrantObj]
+class PermissionsAnswer(Status, AccessList):
+    pass
 
 
 def _answer(ctx: Ctx, uuid: str, message: str = "") -> dict:

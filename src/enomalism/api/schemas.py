@@ -1,7 +1,6 @@
 """The spec's return formats as pydantic models (for the OpenAPI description), and the
 functions that shape stored objects into them."""
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -14,6 +13,7 @@ from enomalism.services.context import Context
 from enomalism.services.networks import machine_leases
 from enomalism.store.models import Cluster, Hypervisor, Machine
 from enomalism.virt.domxml import without_passwords
+from enomalism.wire import Candidate, ClusterObj, HypervisorObj, MachineInfo, MachineObj, NodeObj
 
 
 def _errno_and_message_required(schema: dict, _model: type) -> None:
@@ -37,89 +37,9 @@ class Readiness(Status):
     warnings: list[str] = Field(description="what slows this node without stopping it")
 
 
-class MachineObj(BaseModel):
-    uuid: str
-    name: str
-    kind: str = Field(description="'host' or 'vm'")
-    state: str = Field(description="libvirt's state (running, paused, shutoff, ...), "
-                       "'missing' when the domain left its hypervisor")
-    managed: bool
-    persistent: bool
-    parent: str | None = Field(description="VMs: the hypervisor UUID (puuid)")
-    host: str | None = Field(description="VMs: the host machine of the hypervisor")
-    address: str | None
-    is_local: bool
-    clusters: list[str]
-    locked_by: str | None = Field(description="the transaction holding the machine")
-    owner: str | None
-    actions: list[str]
-    xmldesc: str | None
-    xml_pending: bool = Field(description="xmldesc changed and not yet stored on the hypervisor")
-    created_at: datetime
-    updated_at: datetime
-    synced_at: datetime | None
-    vcpus: int | None = Field(None, description="VMs: virtual CPUs (extension)")
-    memory_kib: int | None = Field(None, description="VMs: memory in KiB (extension)")
-
-
-class MachineInfo(BaseModel):
-    state: str
-    vcpus: int | None
-    memory_kib: int | None
-    max_memory_kib: int | None
-    persistent: bool
-    hypervisor_status: str | None = Field(description="connected, connecting or disconnected")
-    synced_at: datetime | None
-    leases: list[dict] = Field(description="addresses the machine holds on static networks: "
-                               "network, network_name, address, prefix, gateway, mac, bridge")
-
-
-class HypervisorObj(BaseModel):
-    uuid: str
-    machine: str = Field(description="the host machine it belongs to")
-    virt_class: str
-    virt_url: str
-    status: str
-    last_error: str | None
-    hostname: str | None
-    driver: str | None
-    libvirt_version: str | None
-    cpus: int | None
-    memory_kib: int | None
-    arch: str | None
-    connected_at: datetime | None
-    local_to: str | None = Field(
-        description="for a URI with no host part (qemu:///system): the machine it means; "
-                    "API nodes on other machines cannot reach it")
-    owner_node: str | None = Field(
-        description="the API node whose event subscription keeps its machines true")
-
-
-class NodeObj(BaseModel):
-    id: str
-    hostname: str = Field(description="the machine the node runs on")
-    pid: int | None
-    started_at: datetime
-    seen_at: datetime = Field(description="its last heartbeat")
-    alive: bool = Field(description="it beat within the ownership lease and did not stop")
-    hypervisors: list[str] = Field(description="the hypervisors it owns")
-
-
 class NodesAnswer(Status):
     node: str = Field(description="the node that answered")
     nodes: list[NodeObj]
-
-
-class Candidate(BaseModel):
-    virt_class: str
-    virt_url: str
-    reachable: bool
-
-
-class ClusterObj(BaseModel):
-    uuid: str
-    name: str
-    machines: list[str]
 
 
 class MachinesAnswer(BaseModel):

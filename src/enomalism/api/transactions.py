@@ -1,37 +1,18 @@
 """Spec section 5: transactions; and a list of them (extension)."""
 
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from enomalism.api.compat import posted_nothing, refuse_changes_on_get
 from enomalism.api.deps import Ctx, Vars, expose, http_vars
 from enomalism.api.schemas import Status
 from enomalism.services import transactions
 from enomalism.store.models import Transaction
+from enomalism.wire import TransactionData
 
 router = APIRouter(tags=["transactions"])
-
-
-class TransactionData(BaseModel):
-    uuid: str
-    kind: str = Field(description="provision, package or retrieve")
-    state: str = Field(description="queued, running, done, failed or cancelled")
-    target: str | None = Field(description="the machine or package it works on")
-    completion: int
-    result: dict[str, Any]
-    error: str | None
-    log: list[list[str]] = Field(description="[time, level, message] entries, oldest first")
-    owner: str | None
-    owner_name: str | None = Field(None, description="the user who started it (extension)")
-    target_name: str | None = Field(None, description="the target's name (extension)")
-    cancel_requested: bool
-    attempts: int
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
 
 
 class TransactionAnswer(Status):

@@ -1,7 +1,6 @@
 """Spec section 3: users and groups; API tokens and the audit log (extensions)."""
 
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
@@ -12,64 +11,9 @@ from enomalism.api.schemas import Status
 from enomalism.services import access, audit, tokens, users
 from enomalism.services.lookup import parse_uuid
 from enomalism.store.models import ApiToken, AuditEntry, Group, User
+from enomalism.wire import AuditObj, GroupObj, TokenObj, UserObj
 
 router = APIRouter(tags=["users"])
-
-
-class UserRef(BaseModel):
-    uuid: str
-    username: str
-
-
-class GroupRef(BaseModel):
-    uuid: str
-    name: str
-
-
-class UserObj(BaseModel):
-    uuid: str
-    username: str
-    email: str | None
-    full_name: str | None
-    is_admin: bool
-    enabled: bool
-    groups: list[GroupRef]
-    created_at: datetime
-    password_changed_at: datetime | None
-
-
-class GroupObj(BaseModel):
-    uuid: str
-    name: str
-    owner: str | None
-    users: list[UserRef]
-    created_at: datetime
-
-
-class TokenObj(BaseModel):
-    uuid: str
-    name: str
-    user: str
-    created_at: datetime
-    expires_at: datetime | None
-
-
-class AuditObj(BaseModel):
-    id: int
-    at: datetime
-    actor: str | None
-    actor_name: str | None
-    source: str | None
-    action: str
-    object: str | None
-    object_type: str | None = Field(description="machine, host, hypervisor, cluster, network, "
-                                    "range, user, group, token, repository, package, "
-                                    "transaction; none: not known")
-    object_name: str | None = Field(description="the object's name when the entry was written")
-    errno: int = Field(description="the outcome: 0 done, else the refusal's or failure's errno")
-    message: str | None = Field(description="the answer's message")
-    detail: dict[str, Any] = Field(description="the variables given (secrets as ***, long "
-                                   "values by their length) and what the service added")
 
 
 class UsersAnswer(BaseModel):

@@ -1,14 +1,13 @@
 """Spec section 6: repositories (VMcast feeds), packages, retrieval, download; and this
 server's own packages published as a feed (extension)."""
 
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from enomalism.api import audit as api_audit
 from enomalism.api import images as image_api
@@ -20,39 +19,10 @@ from enomalism.feeds import download as dl
 from enomalism.feeds.feed import Feed, FeedItem, render_feed
 from enomalism.services import images, provisioning, repositories
 from enomalism.store.models import Package, Repository, new_uuid
+from enomalism.wire import PackageObj, RepositoryObj
 
 router = APIRouter(tags=["repositories"])
 XVM2_TYPE = "application/enomalism2-xvm2"
-
-
-class PackageObj(BaseModel):
-    uuid: str
-    name: str
-    description: str | None
-    version: str | None
-    virt_class: str | None
-    arch: str | None
-    state: str = Field(description="remote (listed by a feed), retrieving, or cached (here)")
-    repository: str | None = Field(description="the feed it comes from; none: made here")
-    url: str | None = Field(description="where it is downloaded from (never with credentials)")
-    length: int | None
-    sha256: str | None
-    size: int | None = Field(description="size of the cached file")
-    disks: list[dict[str, Any]]
-    created_at: datetime
-    updated_at: datetime
-
-
-class RepositoryObj(BaseModel):
-    uuid: str
-    url: str = Field(description="the feed URL, never with credentials or secret query values")
-    has_credentials: bool
-    title: str | None
-    description: str | None
-    feed_uuid: str | None
-    refreshed_at: datetime | None
-    last_error: str | None
-    packages: int
 
 
 class VmfeedAnswer(Status):
