@@ -8,35 +8,32 @@
         queued = c.machines.provision(package=pkg, name="web2")   # the server places it
         tx = c.wait(queued.txid, progress=lambda t: print(t.completion))
 
-Every call returns typed objects (dataclasses whose fields are the API's answer keys) or
-plain values, and every failure raises a `ClientError` carrying the answer's `errno`,
-`message` and HTTP `status`; its subclasses tell apart what a caller usually handles
-differently: `NotFoundError` (404), `DeniedError` (401, 403, 429), `ConflictError` (409, and
-`LockedError` for 423 with the holding transaction's `txid`), `UnreachableError` (no answer at
-all). `exit_code` maps them to the `enomalism` command's exit codes.
+Every call returns typed objects (the server's own pydantic models, enomalism/wire.py,
+whose fields are the API's answer keys; `to_dict()` gives them back JSON-ready) or plain
+values, and every failure raises a `ClientError` carrying the answer's `errno`, `message` and
+HTTP `status`; its subclasses tell apart what a caller usually handles differently:
+`NotFoundError` (404), `DeniedError` (401, 403, 429), `ConflictError` (409, and `LockedError`
+for 423 with the holding transaction's `txid`), `UnreachableError` (no answer at all).
+`exit_code` maps them to the `enomalism` command's exit codes.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import json
 import os
 import re
 import time
-import types
 import typing
 import uuid as uuidlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from enomalism import __version__
+from enomalism import __version__, wire
+from enomalism.wire import WireModel
 
 FINAL_STATES = frozenset({"done", "failed", "cancelled"})
 
@@ -152,313 +149,36 @@ def pick(kind: str, ref: str, items: typing.Sequence[T], uuid_of: Callable[[T], 
 
 
 # -- typed results ---------------------------------------------------------------------------
+# The objects answers carry are the server's own models (enomalism/wire.py), under the names
+# this client has always given them; tests/cli/test_wire.py holds them to the OpenAPI.
+
+Machine = wire.MachineObj  # a host or a VM (the API's `machine_obj`)
+MachineInfo = wire.MachineInfo
+Hypervisor = wire.HypervisorObj
+Node = wire.NodeObj  # an API server process sharing the database
+Candidate = wire.Candidate  # a local libvirt URI the server found and did not add
+Cluster = wire.ClusterObj
+StatsPoint = wire.Point  # a machine's rates at one time; None: not known
+MachineStats = wire.MachineStats
+BaseVolume = wire.BaseVolume  # a base volume of the cache on a hypervisor
+UserRef = wire.UserRef
+GroupRef = wire.GroupRef
+User = wire.UserObj
+Group = wire.GroupObj
+Token = wire.TokenObj
+AuditEntry = wire.AuditObj
+Grant = wire.GrantObj
+AccessList = wire.AccessList  # an object's owner and grants
+Repository = wire.RepositoryObj
+Package = wire.PackageObj
+Image = wire.ImageObj  # a disk or ISO image kept in a hypervisor's storage pool
+IPRange = wire.RangeObj
+Network = wire.NetworkObj
+Lease = wire.LeaseObj
 
 
-def _convert(tp: Any, value: Any) -> Any:
-    if value is None:
-        return None
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _convert(args[0], value) if len(args) == 1 else value
-    if origin is list:
-        (item,) = typing.get_args(tp) or (Any,)
-        return [_convert(item, v) for v in value]
-    if tp is datetime and isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return value
-    if isinstance(tp, type) and issubclass(tp, Model) and isinstance(value, dict):
-        return tp.from_dict(value)
-    return value
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Model):
-        return value.to_dict()
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
-@functools.cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-@dataclass
-class Model:
-    """Base of the typed results: built from an answer's object (unknown keys ignored,
-    missing ones left at their defaults), and back to a JSON-ready dict with the same keys."""
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Any:
-        hints = _hints(cls)
-        return cls(**{f.name: _convert(hints[f.name], data[f.name])
-                      for f in dataclasses.fields(cls) if f.name in data})
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
-
-
-@dataclass
-class Machine(Model):
-    """A host or a VM (the API's `machine_obj`)."""
-
-    uuid: str = ""
-    name: str = ""
-    kind: str = ""
-    state: str = ""
-    managed: bool = False
-    persistent: bool = False
-    parent: str | None = None
-    host: str | None = None
-    address: str | None = None
-    is_local: bool = False
-    clusters: list[str] = field(default_factory=list)
-    locked_by: str | None = None
-    owner: str | None = None
-    actions: list[str] = field(default_factory=list)
-    xmldesc: str | None = None
-    xml_pending: bool = False
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
-    synced_at: datetime | None = None
-    vcpus: int | None = None
-    memory_kib: int | None = None
-
-
-@dataclass
-class StatsPoint(Model):
-    """A machine's rates at one time (GET /rest/machine/<UUID>/stats/); None: not known."""
-
-    t: float | None = None  # seconds since the epoch
-    cpu: float | None = None  # percent of its vCPUs
-    mem_used: float | None = None  # bytes
-    mem_total: float | None = None
-    disk_read: float | None = None  # bytes per second
-    disk_write: float | None = None
-    net_rx: float | None = None
-    net_tx: float | None = None
-
-
-@dataclass
-class MachineStats(Model):
-    machine: str = ""
-    state: str | None = None
-    interval: float = 0.0
-    stats: StatsPoint = field(default_factory=StatsPoint)
-    history: list[StatsPoint] = field(default_factory=list)
-
-
-@dataclass
-class MachineInfo(Model):
-    state: str = ""
-    vcpus: int | None = None
-    memory_kib: int | None = None
-    max_memory_kib: int | None = None
-    persistent: bool = False
-    hypervisor_status: str | None = None
-    synced_at: datetime | None = None
-    leases: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass
-class Hypervisor(Model):
-    uuid: str = ""
-    machine: str = ""
-    virt_class: str = ""
-    virt_url: str = ""
-    status: str = ""
-    last_error: str | None = None
-    hostname: str | None = None
-    driver: str | None = None
-    libvirt_version: str | None = None
-    cpus: int | None = None
-    memory_kib: int | None = None
-    arch: str | None = None
-    connected_at: datetime | None = None
-    local_to: str | None = None
-    owner_node: str | None = None
-
-
-@dataclass
-class Node(Model):
-    """An API server process sharing the database."""
-
-    id: str = ""
-    hostname: str = ""
-    pid: int | None = None
-    started_at: datetime | None = None
-    seen_at: datetime | None = None
-    alive: bool = False
-    hypervisors: list[str] = field(default_factory=list)
-
-
-@dataclass
-class BaseVolume(Model):
-    """A base volume of the cache on a hypervisor (`enomalism-base-*`) and what uses it."""
-
-    hypervisor: str = ""
-    pool: str = ""
-    name: str = ""
-    path: str = ""
-    capacity: int = 0
-    allocation: int = 0
-    package: str | None = None
-    package_name: str | None = None
-    cached: bool = False
-    ours: bool = False
-    domains: list[str] = field(default_factory=list)
-    volumes: list[str] = field(default_factory=list)
-    unused: bool = False
-    kept: str | None = None
-
-
-@dataclass
-class Candidate(Model):
-    """A local libvirt URI the server found and did not add."""
-
-    virt_class: str = ""
-    virt_url: str = ""
-    reachable: bool = False
-
-
-@dataclass
-class MachineDetails(Model):
-    """GET /rest/machine/<UUID>/: the machine, its runtime information, its hypervisors."""
-
-    machine: Machine = field(default_factory=Machine)
-    info: MachineInfo = field(default_factory=MachineInfo)
-    hypervisors: list[Hypervisor] = field(default_factory=list)
-
-
-@dataclass
-class HostRegistration(Model):
-    machine: Machine = field(default_factory=Machine)
-    hypervisors: list[Hypervisor] = field(default_factory=list)
-    message: str = ""
-
-
-@dataclass
-class Cluster(Model):
-    uuid: str = ""
-    name: str = ""
-    machines: list[str] = field(default_factory=list)
-
-
-@dataclass
-class UserRef(Model):
-    uuid: str = ""
-    username: str = ""
-
-
-@dataclass
-class GroupRef(Model):
-    uuid: str = ""
-    name: str = ""
-
-
-@dataclass
-class User(Model):
-    uuid: str = ""
-    username: str = ""
-    email: str | None = None
-    full_name: str | None = None
-    is_admin: bool = False
-    enabled: bool = True
-    groups: list[GroupRef] = field(default_factory=list)
-    created_at: datetime | None = None
-    password_changed_at: datetime | None = None
-
-
-@dataclass
-class Group(Model):
-    uuid: str = ""
-    name: str = ""
-    owner: str | None = None
-    users: list[UserRef] = field(default_factory=list)
-    created_at: datetime | None = None
-
-
-@dataclass
-class Token(Model):
-    uuid: str = ""
-    name: str = ""
-    user: str = ""
-    created_at: datetime | None = None
-    expires_at: datetime | None = None
-
-
-@dataclass
-class NewToken(Model):
-    """A token just created; `secret` is shown only once."""
-
-    token: Token = field(default_factory=Token)
-    secret: str = ""
-
-
-@dataclass
-class AuditEntry(Model):
-    id: int = 0
-    at: datetime | None = None
-    actor: str | None = None
-    actor_name: str | None = None
-    source: str | None = None
-    action: str = ""
-    object: str | None = None
-    object_type: str | None = None
-    object_name: str | None = None
-    errno: int = 0
-    message: str | None = None
-    detail: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Grant(Model):
-    uuid: str = ""
-    permission: str = ""
-    principal_type: str = ""
-    principal: str = ""
-    principal_name: str | None = None
-    created_at: datetime | None = None
-
-
-@dataclass
-class AccessList(Model):
-    """An object's owner and grants (GET /rest/permissions/<UUID>/)."""
-
-    object: str = ""
-    object_type: str = ""
-    object_name: str | None = None
-    owner: str | None = None
-    owner_name: str | None = None
-    permissions: list[Grant] = field(default_factory=list)
-
-
-@dataclass
-class Transaction(Model):
-    uuid: str = ""
-    kind: str = ""
-    state: str = ""
-    target: str | None = None
-    completion: int = 0
-    result: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-    log: list[list[str]] = field(default_factory=list)
-    owner: str | None = None
-    owner_name: str | None = None
-    target_name: str | None = None
-    cancel_requested: bool = False
-    attempts: int = 0
-    created_at: datetime | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
+class Transaction(wire.TransactionData):
+    """A transaction (the server's `TransactionData`), with what a progress display asks."""
 
     @property
     def finished(self) -> bool:
@@ -470,103 +190,37 @@ class Transaction(Model):
         return self.log[-1][2] if self.log and len(self.log[-1]) > 2 else ""
 
 
-@dataclass
-class Queued(Model):
+# The client's views of whole answers: their objects under the names the client uses.
+
+class MachineDetails(WireModel):
+    """GET /rest/machine/<UUID>/: the machine, its runtime information, its hypervisors."""
+
+    machine: Machine
+    info: MachineInfo
+    hypervisors: list[Hypervisor]
+
+
+class HostRegistration(WireModel):
+    machine: Machine
+    hypervisors: list[Hypervisor]
+    message: str = ""
+
+
+class NewToken(WireModel):
+    """A token just created; `secret` is shown only once."""
+
+    token: Token
+    secret: str
+
+
+class Queued(WireModel):
     """A transaction just queued; `machine` is the new machine of a provision, `hypervisor`
     the hypervisor it goes to."""
 
-    txid: str = ""
-    machine: str | None = None
+    txid: str
+    machine: str
     message: str = ""
     hypervisor: str | None = None
-
-
-@dataclass
-class Repository(Model):
-    uuid: str = ""
-    url: str = ""
-    has_credentials: bool = False
-    title: str | None = None
-    description: str | None = None
-    feed_uuid: str | None = None
-    refreshed_at: datetime | None = None
-    last_error: str | None = None
-    packages: int = 0
-
-
-@dataclass
-class Package(Model):
-    uuid: str = ""
-    name: str = ""
-    description: str | None = None
-    version: str | None = None
-    virt_class: str | None = None
-    arch: str | None = None
-    state: str = ""
-    repository: str | None = None
-    url: str | None = None
-    length: int | None = None
-    sha256: str | None = None
-    size: int | None = None
-    disks: list[dict[str, Any]] = field(default_factory=list)
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
-
-
-@dataclass
-class Image(Model):
-    """A disk or ISO image kept in a hypervisor's storage pool."""
-
-    uuid: str = ""
-    name: str = ""
-    format: str = ""
-    size: int | None = None
-    virtual_size: int | None = None
-    sha256: str | None = None
-    owner: str | None = None
-    hypervisor: str = ""
-    pool: str = ""
-    path: str | None = None
-    state: str = ""
-    url: str | None = None
-    created_at: datetime | None = None
-
-
-@dataclass
-class IPRange(Model):
-    uuid: str = ""
-    network: str = ""
-    start_ip: str = ""
-    end_ip: str = ""
-    size: int = 0
-
-
-@dataclass
-class Network(Model):
-    uuid: str = ""
-    name: str = ""
-    description: str | None = None
-    bridge: str = ""
-    cluster: str | None = None
-    ip: str = ""
-    netmask: str = ""
-    prefix: int = 0
-    gateway: str | None = None
-    version: int = 4
-    ranges: list[IPRange] = field(default_factory=list)
-    leased: int = 0
-    created_at: datetime | None = None
-
-
-@dataclass
-class Lease(Model):
-    uuid: str = ""
-    network: str = ""
-    address: str = ""
-    machine: str | None = None
-    mac: str | None = None
-    note: str | None = None
-    created_at: datetime | None = None
 
 
 # -- the client --------------------------------------------------------------------------------
@@ -908,19 +562,17 @@ class Machines(_Resource):
              hypervisor: str | None = None) -> list[Machine]:
         answer = self._call("GET", "/rest/machines/", detail="true", kind=kind, state=state,
                             hypervisor=hypervisor)
-        return [Machine.from_dict(o) for o in answer.get("machine_objs", [])]
+        return [Machine.model_validate(o) for o in answer.get("machine_objs", [])]
 
     def get(self, uuid: str) -> MachineDetails:
         a = self._call("GET", f"/rest/machine/{self._ref(uuid)}/")
-        return MachineDetails(machine=Machine.from_dict(a["machine_obj"]),
-                              info=MachineInfo.from_dict(a["info"]),
-                              hypervisors=[Hypervisor.from_dict(h) for h in a["hypervisors"]])
+        return MachineDetails.model_validate({**a, "machine": a["machine_obj"]})
 
     def define(self, xmldesc: str, hypervisor: str) -> Machine:
         """Define a new VM from libvirt domain XML (like `virsh define`)."""
         a = self._call("PUT", "/rest/machines/", xmldesc=xmldesc,
                        hvmuuid=self._c.hypervisors._id(hypervisor))
-        return Machine.from_dict(a["machine_obj"])
+        return Machine.model_validate(a["machine_obj"])
 
     def create(self, name: str, *, vcpus: int | None = None, memory: int | None = None,
                disk: int | None = None, image: str | None = None, cdrom: str | None = None,
@@ -954,7 +606,8 @@ class Machines(_Resource):
     def stats(self, uuid: str) -> MachineStats:
         """The machine's current rates and its last hour (sampled by the node owning its
         hypervisor)."""
-        return MachineStats.from_dict(self._call("GET", f"/rest/machine/{self._ref(uuid)}/stats/"))
+        a = self._call("GET", f"/rest/machine/{self._ref(uuid)}/stats/")
+        return MachineStats.model_validate(a)
 
     def actions(self, uuid: str) -> list[str]:
         """The actions valid for the machine now."""
@@ -1012,22 +665,22 @@ class Machines(_Resource):
 
     def hypervisors(self, uuid: str) -> tuple[list[Hypervisor], list[Candidate]]:
         a = self._call("GET", f"/rest/machine/{self._ref(uuid)}/hypervisors/")
-        return ([Hypervisor.from_dict(h) for h in a["hypervisors"]],
-                [Candidate.from_dict(c) for c in a.get("candidates", [])])
+        return ([Hypervisor.model_validate(h) for h in a["hypervisors"]],
+                [Candidate.model_validate(c) for c in a.get("candidates", [])])
 
     def clusters(self, uuid: str) -> list[Cluster]:
         a = self._call("GET", f"/rest/machine/{self._ref(uuid)}/clusters/")
-        return [Cluster.from_dict(c) for c in a["clusters"]]
+        return [Cluster.model_validate(c) for c in a["clusters"]]
 
     def add_to_clusters(self, uuid: str, clusters: Iterable[str]) -> list[Cluster]:
         a = self._call("POST", f"/rest/machine/{self._ref(uuid)}/clusters/",
                        clusters=[self._c.clusters._id(x) for x in clusters])
-        return [Cluster.from_dict(c) for c in a["clusters"]]
+        return [Cluster.model_validate(c) for c in a["clusters"]]
 
     def remove_from_clusters(self, uuid: str, clusters: Iterable[str]) -> list[Cluster]:
         a = self._call("DELETE", f"/rest/machine/{self._ref(uuid)}/clusters/",
                        clusters=[self._c.clusters._id(x) for x in clusters])
-        return [Cluster.from_dict(c) for c in a["clusters"]]
+        return [Cluster.model_validate(c) for c in a["clusters"]]
 
     def provision(self, host: str | None = None, *, package: str, name: str,
                   hypervisor: str | None = None, cluster: str | None = None,
@@ -1077,7 +730,7 @@ class Hosts(_Resource):
                     lambda m: (m.name, m.address or m.name), lambda m: f"{m.uuid}  {m.name}")
 
     def list(self) -> list[Machine]:
-        return [Machine.from_dict(h) for h in self._call("GET", "/rest/hosts/")["hosts"]]
+        return [Machine.model_validate(h) for h in self._call("GET", "/rest/hosts/")["hosts"]]
 
     def register(self, name: str, *, virt_url: str | None = None, address: str | None = None,
                  virt_class: str | None = None) -> HostRegistration:
@@ -1085,15 +738,13 @@ class Hosts(_Resource):
         neither)."""
         a = self._call("PUT", "/rest/hosts/", name=name, virt_url=virt_url, address=address,
                        virt_class=virt_class)
-        return HostRegistration(machine=Machine.from_dict(a["machine_obj"]),
-                                hypervisors=[Hypervisor.from_dict(h) for h in a["hypervisors"]],
-                                message=a.get("message", ""))
+        return HostRegistration.model_validate({**a, "machine": a["machine_obj"]})
 
 
 class Nodes(_Resource):
     def list(self) -> list[Node]:
         """The API nodes sharing the server's database (administrators only)."""
-        return [Node.from_dict(n) for n in self._call("GET", "/rest/nodes/")["nodes"]]
+        return [Node.model_validate(n) for n in self._call("GET", "/rest/nodes/")["nodes"]]
 
 
 class Cache(_Resource):
@@ -1102,7 +753,7 @@ class Cache(_Resource):
     def list(self, hypervisor: str | None = None) -> tuple[list[BaseVolume], list[str]]:
         """The base volumes, and the problems met reading them (hypervisors not connected)."""
         a = self._call("GET", "/rest/cache/", hypervisor=hypervisor)
-        return [BaseVolume.from_dict(b) for b in a["bases"]], a["problems"]
+        return [BaseVolume.model_validate(b) for b in a["bases"]], a["problems"]
 
     def prune(self, hypervisor: str | None = None) -> str:
         """Queue removing the unused base volumes; the transaction id."""
@@ -1119,7 +770,7 @@ class Hypervisors(_Resource):
                     lambda h: (h.virt_url,), lambda h: f"{h.uuid}  {h.virt_url}  ({h.status})")
 
     def get(self, uuid: str) -> Hypervisor:
-        return Hypervisor.from_dict(
+        return Hypervisor.model_validate(
             self._call("GET", f"/rest/hypervisor/{self._ref(uuid)}/")["hypervisor"])
 
     def delete(self, uuid: str) -> str:
@@ -1137,7 +788,7 @@ class Hypervisors(_Resource):
         """Connect and add a hypervisor to a host; returns it."""
         a = self._call("POST", f"/rest/machine/{self._c.hosts._ref(host)}/hypervisors/",
                        virt_url=virt_url, virt_class=virt_class)
-        hvs = [Hypervisor.from_dict(h) for h in a["hypervisors"]]
+        hvs = [Hypervisor.model_validate(h) for h in a["hypervisors"]]
         return next((h for h in hvs if h.virt_url == virt_url), hvs[-1])
 
 
@@ -1147,16 +798,19 @@ class Clusters(_Resource):
                     lambda x: f"{x.uuid}  {x.name}")
 
     def list(self) -> list[Cluster]:
-        return [Cluster.from_dict(c) for c in self._call("GET", "/rest/cluster/list/")["clusters"]]
+        a = self._call("GET", "/rest/cluster/list/")
+        return [Cluster.model_validate(c) for c in a["clusters"]]
 
     def get(self, uuid: str) -> Cluster:
-        return Cluster.from_dict(self._call("GET", f"/rest/cluster/{self._ref(uuid)}/")["cluster"])
+        a = self._call("GET", f"/rest/cluster/{self._ref(uuid)}/")
+        return Cluster.model_validate(a["cluster"])
 
     def create(self, name: str) -> Cluster:
-        return Cluster.from_dict(self._call("PUT", "/rest/cluster/", cluster_name=name)["cluster"])
+        a = self._call("PUT", "/rest/cluster/", cluster_name=name)
+        return Cluster.model_validate(a["cluster"])
 
     def rename(self, uuid: str, name: str) -> Cluster:
-        return Cluster.from_dict(self._call("POST", f"/rest/cluster/{self._ref(uuid)}/",
+        return Cluster.model_validate(self._call("POST", f"/rest/cluster/{self._ref(uuid)}/",
                                             action="rename", cluster_name=name)["cluster"])
 
     def delete(self, uuid: str, *, force: bool = False) -> str:
@@ -1174,7 +828,7 @@ class Users(_Resource):
         return [UserRef(uuid=i, username=n) for n, i in self._call("GET", "/rest/users/")["users"]]
 
     def get(self, uuid: str) -> User:
-        return User.from_dict(self._call("GET", f"/rest/user/{self._ref(uuid)}/")["user"])
+        return User.model_validate(self._call("GET", f"/rest/user/{self._ref(uuid)}/")["user"])
 
     def create(self, username: str, password: str, *, email: str | None = None,
                full_name: str | None = None, admin: bool = False,
@@ -1185,7 +839,7 @@ class Users(_Resource):
 
     def _act(self, uuid: str, action: str, **variables: Any) -> User:
         a = self._call("POST", f"/rest/user/{self._ref(uuid)}/", action=action, **variables)
-        return User.from_dict(a["user"])
+        return User.model_validate(a["user"])
 
     def update(self, uuid: str, *, email: str | None = None,
                full_name: str | None = None) -> User:
@@ -1225,14 +879,15 @@ class Groups(_Resource):
         return [GroupRef(uuid=i, name=n) for n, i in pairs]
 
     def get(self, uuid: str) -> Group:
-        return Group.from_dict(self._call("GET", f"/rest/group/{self._ref(uuid)}/")["group"])
+        return Group.model_validate(self._call("GET", f"/rest/group/{self._ref(uuid)}/")["group"])
 
     def create(self, name: str) -> Group:
-        return Group.from_dict(self._call("PUT", "/rest/group/create/", group_name=name)["group"])
+        a = self._call("PUT", "/rest/group/create/", group_name=name)
+        return Group.model_validate(a["group"])
 
     def _act(self, uuid: str, action: str, **variables: Any) -> Group:
         a = self._call("POST", f"/rest/group/{self._ref(uuid)}/", action=action, **variables)
-        return Group.from_dict(a["group"])
+        return Group.model_validate(a["group"])
 
     def rename(self, uuid: str, name: str) -> Group:
         return self._act(uuid, "rename", group_name=name)
@@ -1253,18 +908,20 @@ class Permissions(_Resource):
     def _obj(self, obj: str) -> str:
         return _path_id(obj if is_uuid(obj) else self._c.find(obj)[1])
 
+    def _acl(self, method: str, obj: str, **variables: Any) -> AccessList:
+        return AccessList.model_validate(
+            self._call(method, f"/rest/permissions/{self._obj(obj)}/", **variables))
+
     def list(self, obj: str) -> AccessList:
-        return AccessList.from_dict(self._call("GET", f"/rest/permissions/{self._obj(obj)}/"))
+        return self._acl("GET", obj)
 
     def grant(self, obj: str, permission: str, *, user: str | None = None,
               group: str | None = None) -> AccessList:
-        return AccessList.from_dict(self._call("PUT", f"/rest/permissions/{self._obj(obj)}/",
-                                               permission=permission, user=user, group=group))
+        return self._acl("PUT", obj, permission=permission, user=user, group=group)
 
     def revoke(self, obj: str, permission: str, *, user: str | None = None,
                group: str | None = None) -> AccessList:
-        return AccessList.from_dict(self._call("DELETE", f"/rest/permissions/{self._obj(obj)}/",
-                                               permission=permission, user=user, group=group))
+        return self._acl("DELETE", obj, permission=permission, user=user, group=group)
 
 
 class Tokens(_Resource):
@@ -1273,12 +930,13 @@ class Tokens(_Resource):
                     lambda t: f"{t.uuid}  {t.name}")
 
     def list(self, user: str | None = None) -> list[Token]:
-        return [Token.from_dict(t) for t in self._call("GET", "/rest/tokens/", user=user)["tokens"]]
+        a = self._call("GET", "/rest/tokens/", user=user)
+        return [Token.model_validate(t) for t in a["tokens"]]
 
     def create(self, name: str, expires_in_days: float | None = None) -> NewToken:
         a = self._call("PUT", "/rest/tokens/", name=name,
                        expires_in_days=None if expires_in_days is None else str(expires_in_days))
-        return NewToken(token=Token.from_dict(a["token"]), secret=a["secret"])
+        return NewToken.model_validate(a)
 
     def revoke(self, uuid: str) -> str:
         return self._call("DELETE", f"/rest/tokens/{self._ref(uuid)}/")["message"]
@@ -1293,7 +951,7 @@ class Audit(_Resource):
             object = self._c.find(object)[1]
         a = self._call("GET", "/rest/audit/", object=object, actor=actor,
                        failed=None if failed is None else str(failed).lower(), limit=limit)
-        return [AuditEntry.from_dict(e) for e in a["entries"]]
+        return [AuditEntry.model_validate(e) for e in a["entries"]]
 
 
 class Transactions(_Resource):
@@ -1310,19 +968,19 @@ class Transactions(_Resource):
         if target is not None and not is_uuid(target):
             target = self._c.find(target)[1]
         a = self._call("GET", "/rest/transactions/", state=state, target=target, limit=limit)
-        return [Transaction.from_dict(t) for t in a["transactions"]]
+        return [Transaction.model_validate(t) for t in a["transactions"]]
 
     def get(self, uuid: str) -> Transaction:
-        return Transaction.from_dict(
+        return Transaction.model_validate(
             self._call("GET", f"/rest/transaction/{self._ref(uuid)}/")["data"])
 
     def cancel(self, uuid: str) -> tuple[Transaction, str]:
         a = self._call("POST", f"/rest/transaction/{self._ref(uuid)}/", action="cancel")
-        return Transaction.from_dict(a["data"]), a.get("message", "")
+        return Transaction.model_validate(a["data"]), a.get("message", "")
 
     def retry(self, uuid: str) -> tuple[Transaction, str]:
         a = self._call("POST", f"/rest/transaction/{self._ref(uuid)}/", action="retry")
-        return Transaction.from_dict(a["data"]), a.get("message", "")
+        return Transaction.model_validate(a["data"]), a.get("message", "")
 
 
 class Repositories(_Resource):
@@ -1335,12 +993,12 @@ class Repositories(_Resource):
 
     def list(self) -> list[Repository]:
         a = self._call("GET", "/rest/vmfeed/repo/")
-        return [Repository.from_dict(r) for r in a["repositories"]]
+        return [Repository.model_validate(r) for r in a["repositories"]]
 
     def get(self, uuid: str) -> tuple[Repository, list[Package]]:
         a = self._call("GET", f"/rest/vmfeed/repo/{self._ref(uuid)}/")
-        return (Repository.from_dict(a["repository"]),
-                [Package.from_dict(p) for p in a["packages"]])
+        return (Repository.model_validate(a["repository"]),
+                [Package.model_validate(p) for p in a["packages"]])
 
     def add(self, url: str) -> tuple[Repository, list[Package]]:
         """Add a feed (fetched at once); credentials may be given in the URL."""
@@ -1349,8 +1007,8 @@ class Repositories(_Resource):
 
     def refresh(self, uuid: str) -> tuple[Repository, list[Package]]:
         a = self._call("POST", f"/rest/vmfeed/repo/{self._ref(uuid)}/", action="refresh")
-        return (Repository.from_dict(a["repository"]),
-                [Package.from_dict(p) for p in a["packages"]])
+        return (Repository.model_validate(a["repository"]),
+                [Package.model_validate(p) for p in a["packages"]])
 
     def delete(self, uuid: str) -> str:
         return self._call("DELETE", f"/rest/vmfeed/repo/{self._ref(uuid)}/")["message"]
@@ -1362,15 +1020,16 @@ class Packages(_Resource):
                     lambda p: f"{p.uuid}  {p.name} {p.version or ''}  ({p.state})")
 
     def list(self, *, state: str | None = None) -> list[Package]:
-        return [Package.from_dict(p) for p in self._call("GET", "/rest/vmfeed/",
+        return [Package.model_validate(p) for p in self._call("GET", "/rest/vmfeed/",
                                                          state=state)["packages"]]
 
     def get(self, uuid: str) -> Package:
-        return Package.from_dict(self._call("GET", f"/rest/vmfeed/{self._ref(uuid)}/")["package"])
+        a = self._call("GET", f"/rest/vmfeed/{self._ref(uuid)}/")
+        return Package.model_validate(a["package"])
 
     def update(self, uuid: str, *, name: str | None = None,
                description: str | None = None) -> Package:
-        return Package.from_dict(self._call("POST", f"/rest/vmfeed/{self._ref(uuid)}/",
+        return Package.model_validate(self._call("POST", f"/rest/vmfeed/{self._ref(uuid)}/",
                                             name=name, description=description)["package"])
 
     def delete(self, uuid: str) -> str:
@@ -1427,7 +1086,7 @@ class Packages(_Resource):
                progress: Callable[[int, int], None] | None = None) -> Package:
         """Upload a local `.xvm2` file as a new package (streamed from the file);
         `progress(done, total)` as it goes."""
-        return Package.from_dict(self._c.upload("/rest/vmfeed/upload/", path, progress,
+        return Package.model_validate(self._c.upload("/rest/vmfeed/upload/", path, progress,
                                                 name=name)["package"])
 
 
@@ -1439,10 +1098,10 @@ class Images(_Resource):
                     lambda i: f"{i.uuid}  {i.name}  ({i.format}, {i.state})")
 
     def list(self) -> list[Image]:
-        return [Image.from_dict(i) for i in self._call("GET", "/rest/images/")["images"]]
+        return [Image.model_validate(i) for i in self._call("GET", "/rest/images/")["images"]]
 
     def get(self, ref: str) -> Image:
-        return Image.from_dict(self._call("GET", f"/rest/images/{_path_id(ref)}/")["image"])
+        return Image.model_validate(self._call("GET", f"/rest/images/{_path_id(ref)}/")["image"])
 
     def delete(self, ref: str) -> str:
         return self._call("DELETE", f"/rest/images/{_path_id(ref)}/")["message"]
@@ -1453,7 +1112,7 @@ class Images(_Resource):
                progress: Callable[[int, int], None] | None = None) -> Image:
         """Upload a local qcow2, raw or ISO file, streamed from the file (the server checks
         and streams it into a volume); `progress(done, total)` as it goes."""
-        return Image.from_dict(self._c.upload(
+        return Image.model_validate(self._c.upload(
             "/rest/images/", path, progress, name=name, format=format, hvmuuid=hypervisor,
             pool=pool, sha256=sha256)["image"])
 
@@ -1469,7 +1128,7 @@ class Images(_Resource):
         Returns the image (uploading) and the transaction's id."""
         body = self._call("PUT", "/rest/images/", url=url, name=name, format=format,
                           hvmuuid=hypervisor, pool=pool, sha256=sha256)
-        return Image.from_dict(body["image"]), body["txid"]
+        return Image.model_validate(body["image"]), body["txid"]
 
 
 def _filename(disposition: str | None, fallback: str) -> str:
@@ -1486,10 +1145,11 @@ class Networks(_Resource):
                     lambda n: (n.name,), lambda n: f"{n.uuid}  {n.name}  ({n.ip}/{n.prefix})")
 
     def list(self) -> list[Network]:
-        return [Network.from_dict(n) for n in self._call("GET", "/rest/networks/")["networks"]]
+        return [Network.model_validate(n) for n in self._call("GET", "/rest/networks/")["networks"]]
 
     def get(self, uuid: str) -> Network:
-        return Network.from_dict(self._call("GET", f"/rest/networks/{self._ref(uuid)}/")["network"])
+        a = self._call("GET", f"/rest/networks/{self._ref(uuid)}/")
+        return Network.model_validate(a["network"])
 
     def create(self, name: str, *, bridge: str, ip: str, netmask: str,
                gateway: str | None = None, cluster: str | None = None,
@@ -1497,37 +1157,37 @@ class Networks(_Resource):
         a = self._call("PUT", "/rest/networks/", name=name, bridge=bridge, ip=ip,
                        netmask=netmask, gateway=gateway, cluster=self._c.clusters._id(cluster),
                        description=description)
-        return Network.from_dict(a["network"])
+        return Network.model_validate(a["network"])
 
     def update(self, uuid: str, *, name: str | None = None, description: str | None = None,
                bridge: str | None = None, cluster: str | None = None) -> Network:
         a = self._call("POST", f"/rest/networks/{self._ref(uuid)}/", name=name,
                        description=description, bridge=bridge,
                        cluster=self._c.clusters._id(cluster) if cluster else cluster)
-        return Network.from_dict(a["network"])
+        return Network.model_validate(a["network"])
 
     def delete(self, uuid: str) -> str:
         return self._call("DELETE", f"/rest/networks/{self._ref(uuid)}/")["message"]
 
     def ranges(self, uuid: str) -> list[IPRange]:
         a = self._call("GET", f"/rest/networks/{self._ref(uuid)}/iprange/")
-        return [IPRange.from_dict(r) for r in a["ranges"]]
+        return [IPRange.model_validate(r) for r in a["ranges"]]
 
     def add_range(self, uuid: str, start_ip: str, end_ip: str) -> IPRange:
         a = self._call("POST", f"/rest/networks/{self._ref(uuid)}/iprange/", start_ip=start_ip,
                        end_ip=end_ip)
-        ranges = [IPRange.from_dict(r) for r in a["ranges"]]
+        ranges = [IPRange.model_validate(r) for r in a["ranges"]]
         return next((r for r in ranges if r.start_ip == start_ip), ranges[-1])
 
     def get_range(self, uuid: str, range_uuid: str) -> IPRange:
         a = self._call("GET", f"/rest/networks/{self._ref(uuid)}/iprange/{_path_id(range_uuid)}/")
-        return IPRange.from_dict(a["iprange"])
+        return IPRange.model_validate(a["iprange"])
 
     def change_range(self, uuid: str, range_uuid: str, *, start_ip: str | None = None,
                      end_ip: str | None = None) -> IPRange:
         a = self._call("PUT", f"/rest/networks/{self._ref(uuid)}/iprange/{_path_id(range_uuid)}/",
                        start_ip=start_ip, end_ip=end_ip)
-        return IPRange.from_dict(a["iprange"])
+        return IPRange.model_validate(a["iprange"])
 
     def delete_range(self, uuid: str, range_uuid: str) -> str:
         return self._call("DELETE", f"/rest/networks/{self._ref(uuid)}/iprange/"
@@ -1535,23 +1195,23 @@ class Networks(_Resource):
 
     def cluster(self, uuid: str) -> Cluster | None:
         a = self._call("GET", f"/rest/networks/{self._ref(uuid)}/cluster/")
-        return Cluster.from_dict(a["cluster"]) if a.get("cluster") else None
+        return Cluster.model_validate(a["cluster"]) if a.get("cluster") else None
 
     def set_cluster(self, uuid: str, cluster: str | None) -> Cluster | None:
         a = self._call("PUT", f"/rest/networks/{self._ref(uuid)}/cluster/",
                        cluster=self._c.clusters._id(cluster) or "")
-        return Cluster.from_dict(a["cluster"]) if a.get("cluster") else None
+        return Cluster.model_validate(a["cluster"]) if a.get("cluster") else None
 
     def leases(self, uuid: str) -> list[Lease]:
         a = self._call("GET", f"/rest/networks/{self._ref(uuid)}/leases/")
-        return [Lease.from_dict(x) for x in a["leases"]]
+        return [Lease.model_validate(x) for x in a["leases"]]
 
     def reserve(self, uuid: str, *, address: str | None = None, machine: str | None = None,
                 mac: str | None = None, note: str | None = None) -> Lease:
         a = self._call("PUT", f"/rest/networks/{self._ref(uuid)}/leases/", address=address,
                        machine=self._c.machines._id(machine), mac=mac, note=note)
-        return Lease.from_dict(a["lease"])
+        return Lease.model_validate(a["lease"])
 
     def release(self, uuid: str, address: str) -> Lease:
         a = self._call("DELETE", f"/rest/networks/{self._ref(uuid)}/leases/{_path_id(address)}/")
-        return Lease.from_dict(a["lease"])
+        return Lease.model_validate(a["lease"])
