@@ -19,6 +19,7 @@ for 423 with the holding transaction's `txid`), `UnreachableError` (no answer at
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import re
@@ -532,14 +533,14 @@ class Machines(_Resource):
         return pick(kind or "machine", ref, items, lambda m: m.uuid, lambda m: (m.name,),
                     self._describe(items))
 
-    def find_all(self, refs: Iterable[str]) -> list[Machine]:
+    def find_all(self, refs: Iterable[str]) -> builtins.list[Machine]:
         """Several machines, listing them once."""
         items = self.list()
         describe = self._describe(items)
         return [pick("machine", r, items, lambda m: m.uuid, lambda m: (m.name,), describe)
                 for r in refs]
 
-    def _describe(self, items: list[Machine]) -> Callable[[Machine], str]:
+    def _describe(self, items: builtins.list[Machine]) -> Callable[[Machine], str]:
         """How a candidate is listed when a name is ambiguous: with its hypervisor's URI
         (read only then)."""
         hosts = {m.uuid: m.name for m in items if m.kind == "host"}
@@ -555,11 +556,11 @@ class Machines(_Resource):
             return f"{m.uuid}  {m.name}  ({m.state}, on {where})"
         return describe
 
-    def ids(self) -> list[str]:
+    def ids(self) -> builtins.list[str]:
         return self._call("GET", "/rest/machines/")["machines"]
 
     def list(self, *, kind: str | None = None, state: str | None = None,
-             hypervisor: str | None = None) -> list[Machine]:
+             hypervisor: str | None = None) -> builtins.list[Machine]:
         answer = self._call("GET", "/rest/machines/", detail="true", kind=kind, state=state,
                             hypervisor=hypervisor)
         return [Machine.model_validate(o) for o in answer.get("machine_objs", [])]
@@ -609,7 +610,7 @@ class Machines(_Resource):
         a = self._call("GET", f"/rest/machine/{self._ref(uuid)}/stats/")
         return MachineStats.model_validate(a)
 
-    def actions(self, uuid: str) -> list[str]:
+    def actions(self, uuid: str) -> builtins.list[str]:
         """The actions valid for the machine now."""
         return self._call("GET", f"/rest/machine/{self._ref(uuid)}/actions/")["result"]
 
@@ -663,21 +664,21 @@ class Machines(_Resource):
         """totaldelete: destroy, undefine, delete its unshared volumes, forget it."""
         return self.action(uuid, "totaldelete")
 
-    def hypervisors(self, uuid: str) -> tuple[list[Hypervisor], list[Candidate]]:
+    def hypervisors(self, uuid: str) -> tuple[builtins.list[Hypervisor], builtins.list[Candidate]]:
         a = self._call("GET", f"/rest/machine/{self._ref(uuid)}/hypervisors/")
         return ([Hypervisor.model_validate(h) for h in a["hypervisors"]],
                 [Candidate.model_validate(c) for c in a.get("candidates", [])])
 
-    def clusters(self, uuid: str) -> list[Cluster]:
+    def clusters(self, uuid: str) -> builtins.list[Cluster]:
         a = self._call("GET", f"/rest/machine/{self._ref(uuid)}/clusters/")
         return [Cluster.model_validate(c) for c in a["clusters"]]
 
-    def add_to_clusters(self, uuid: str, clusters: Iterable[str]) -> list[Cluster]:
+    def add_to_clusters(self, uuid: str, clusters: Iterable[str]) -> builtins.list[Cluster]:
         a = self._call("POST", f"/rest/machine/{self._ref(uuid)}/clusters/",
                        clusters=[self._c.clusters._id(x) for x in clusters])
         return [Cluster.model_validate(c) for c in a["clusters"]]
 
-    def remove_from_clusters(self, uuid: str, clusters: Iterable[str]) -> list[Cluster]:
+    def remove_from_clusters(self, uuid: str, clusters: Iterable[str]) -> builtins.list[Cluster]:
         a = self._call("DELETE", f"/rest/machine/{self._ref(uuid)}/clusters/",
                        clusters=[self._c.clusters._id(x) for x in clusters])
         return [Cluster.model_validate(c) for c in a["clusters"]]
@@ -729,7 +730,7 @@ class Hosts(_Resource):
         return pick("host", ref, self.list(), lambda m: m.uuid,
                     lambda m: (m.name, m.address or m.name), lambda m: f"{m.uuid}  {m.name}")
 
-    def list(self) -> list[Machine]:
+    def list(self) -> builtins.list[Machine]:
         return [Machine.model_validate(h) for h in self._call("GET", "/rest/hosts/")["hosts"]]
 
     def register(self, name: str, *, virt_url: str | None = None, address: str | None = None,
@@ -742,7 +743,7 @@ class Hosts(_Resource):
 
 
 class Nodes(_Resource):
-    def list(self) -> list[Node]:
+    def list(self) -> builtins.list[Node]:
         """The API nodes sharing the server's database (administrators only)."""
         return [Node.model_validate(n) for n in self._call("GET", "/rest/nodes/")["nodes"]]
 
@@ -750,7 +751,7 @@ class Nodes(_Resource):
 class Cache(_Resource):
     """The base-image cache on the hypervisors (administrators only)."""
 
-    def list(self, hypervisor: str | None = None) -> tuple[list[BaseVolume], list[str]]:
+    def list(self, hypervisor: str | None = None) -> tuple[builtins.list[BaseVolume], builtins.list[str]]:
         """The base volumes, and the problems met reading them (hypervisors not connected)."""
         a = self._call("GET", "/rest/cache/", hypervisor=hypervisor)
         return [BaseVolume.model_validate(b) for b in a["bases"]], a["problems"]
@@ -776,12 +777,12 @@ class Hypervisors(_Resource):
     def delete(self, uuid: str) -> str:
         return self._call("DELETE", f"/rest/hypervisor/{self._ref(uuid)}/")["message"]
 
-    def list(self, host: str | None = None) -> list[Hypervisor]:
+    def list(self, host: str | None = None) -> builtins.list[Hypervisor]:
         """The hypervisors of one host, or of every host the caller may read."""
         hosts = [self._c.hosts._id(host)] if host else [h.uuid for h in self._c.hosts.list()]
         return [hv for h in hosts for hv in self._c.machines.hypervisors(h)[0]]
 
-    def candidates(self, host: str) -> list[Candidate]:
+    def candidates(self, host: str) -> builtins.list[Candidate]:
         return self._c.machines.hypervisors(self._c.hosts._id(host))[1]
 
     def add(self, host: str, virt_url: str, virt_class: str | None = None) -> Hypervisor:
@@ -797,7 +798,7 @@ class Clusters(_Resource):
         return pick("cluster", ref, self.list(), lambda x: x.uuid, lambda x: (x.name,),
                     lambda x: f"{x.uuid}  {x.name}")
 
-    def list(self) -> list[Cluster]:
+    def list(self) -> builtins.list[Cluster]:
         a = self._call("GET", "/rest/cluster/list/")
         return [Cluster.model_validate(c) for c in a["clusters"]]
 
@@ -824,7 +825,7 @@ class Users(_Resource):
         return pick("user", ref, self.list(), lambda u: u.uuid, lambda u: (u.username,),
                     lambda u: f"{u.uuid}  {u.username}")
 
-    def list(self) -> list[UserRef]:
+    def list(self) -> builtins.list[UserRef]:
         return [UserRef(uuid=i, username=n) for n, i in self._call("GET", "/rest/users/")["users"]]
 
     def get(self, uuid: str) -> User:
@@ -874,7 +875,7 @@ class Groups(_Resource):
         return pick("group", ref, self.list(), lambda g: g.uuid, lambda g: (g.name,),
                     lambda g: f"{g.uuid}  {g.name}")
 
-    def list(self) -> list[GroupRef]:
+    def list(self) -> builtins.list[GroupRef]:
         pairs = self._call("GET", "/rest/group/list/")["groups"]
         return [GroupRef(uuid=i, name=n) for n, i in pairs]
 
@@ -929,7 +930,7 @@ class Tokens(_Resource):
         return pick("token", ref, self.list(owner), lambda t: t.uuid, lambda t: (t.name,),
                     lambda t: f"{t.uuid}  {t.name}")
 
-    def list(self, user: str | None = None) -> list[Token]:
+    def list(self, user: str | None = None) -> builtins.list[Token]:
         a = self._call("GET", "/rest/tokens/", user=user)
         return [Token.model_validate(t) for t in a["tokens"]]
 
@@ -944,7 +945,7 @@ class Tokens(_Resource):
 
 class Audit(_Resource):
     def list(self, *, object: str | None = None, actor: str | None = None,
-             failed: bool | None = None, limit: int = 100) -> list[AuditEntry]:
+             failed: bool | None = None, limit: int = 100) -> builtins.list[AuditEntry]:
         """Newest first; `object`: a UUID or anything `Client.find` names; `failed`: True
         for refusals and failures only, False for changes done only."""
         if object is not None and not is_uuid(object):
@@ -963,7 +964,7 @@ class Transactions(_Resource):
                     lambda t: (), lambda t: f"{t.uuid}  {t.kind} {t.state}")
 
     def list(self, *, state: str | None = None, target: str | None = None,
-             limit: int = 100) -> list[Transaction]:
+             limit: int = 100) -> builtins.list[Transaction]:
         """Newest first; `target`: a UUID, or anything `Client.find` names."""
         if target is not None and not is_uuid(target):
             target = self._c.find(target)[1]
@@ -991,21 +992,21 @@ class Repositories(_Resource):
                     lambda r: (r.url, r.url.rstrip("/"), r.title or r.url),
                     lambda r: f"{r.uuid}  {r.url}")
 
-    def list(self) -> list[Repository]:
+    def list(self) -> builtins.list[Repository]:
         a = self._call("GET", "/rest/vmfeed/repo/")
         return [Repository.model_validate(r) for r in a["repositories"]]
 
-    def get(self, uuid: str) -> tuple[Repository, list[Package]]:
+    def get(self, uuid: str) -> tuple[Repository, builtins.list[Package]]:
         a = self._call("GET", f"/rest/vmfeed/repo/{self._ref(uuid)}/")
         return (Repository.model_validate(a["repository"]),
                 [Package.model_validate(p) for p in a["packages"]])
 
-    def add(self, url: str) -> tuple[Repository, list[Package]]:
+    def add(self, url: str) -> tuple[Repository, builtins.list[Package]]:
         """Add a feed (fetched at once); credentials may be given in the URL."""
         a = self._call("PUT", "/rest/vmfeed/", url=url)
         return self.get(a["uuid"])
 
-    def refresh(self, uuid: str) -> tuple[Repository, list[Package]]:
+    def refresh(self, uuid: str) -> tuple[Repository, builtins.list[Package]]:
         a = self._call("POST", f"/rest/vmfeed/repo/{self._ref(uuid)}/", action="refresh")
         return (Repository.model_validate(a["repository"]),
                 [Package.model_validate(p) for p in a["packages"]])
@@ -1019,7 +1020,7 @@ class Packages(_Resource):
         return pick("package", ref, self.list(), lambda p: p.uuid, lambda p: (p.name,),
                     lambda p: f"{p.uuid}  {p.name} {p.version or ''}  ({p.state})")
 
-    def list(self, *, state: str | None = None) -> list[Package]:
+    def list(self, *, state: str | None = None) -> builtins.list[Package]:
         return [Package.model_validate(p) for p in self._call("GET", "/rest/vmfeed/",
                                                          state=state)["packages"]]
 
@@ -1097,7 +1098,7 @@ class Images(_Resource):
         return pick("image", ref, self.list(), lambda i: i.uuid, lambda i: (i.name,),
                     lambda i: f"{i.uuid}  {i.name}  ({i.format}, {i.state})")
 
-    def list(self) -> list[Image]:
+    def list(self) -> builtins.list[Image]:
         return [Image.model_validate(i) for i in self._call("GET", "/rest/images/")["images"]]
 
     def get(self, ref: str) -> Image:
@@ -1144,7 +1145,7 @@ class Networks(_Resource):
         return pick("network", ref, self.list(), lambda n: n.uuid,
                     lambda n: (n.name,), lambda n: f"{n.uuid}  {n.name}  ({n.ip}/{n.prefix})")
 
-    def list(self) -> list[Network]:
+    def list(self) -> builtins.list[Network]:
         return [Network.model_validate(n) for n in self._call("GET", "/rest/networks/")["networks"]]
 
     def get(self, uuid: str) -> Network:
@@ -1169,7 +1170,7 @@ class Networks(_Resource):
     def delete(self, uuid: str) -> str:
         return self._call("DELETE", f"/rest/networks/{self._ref(uuid)}/")["message"]
 
-    def ranges(self, uuid: str) -> list[IPRange]:
+    def ranges(self, uuid: str) -> builtins.list[IPRange]:
         a = self._call("GET", f"/rest/networks/{self._ref(uuid)}/iprange/")
         return [IPRange.model_validate(r) for r in a["ranges"]]
 
@@ -1202,7 +1203,7 @@ class Networks(_Resource):
                        cluster=self._c.clusters._id(cluster) or "")
         return Cluster.model_validate(a["cluster"]) if a.get("cluster") else None
 
-    def leases(self, uuid: str) -> list[Lease]:
+    def leases(self, uuid: str) -> builtins.list[Lease]:
         a = self._call("GET", f"/rest/networks/{self._ref(uuid)}/leases/")
         return [Lease.model_validate(x) for x in a["leases"]]
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from enomalism.cli.common import CLIError, cli, command, read_secret
+from enomalism.cli.common import Cli, CLIError, command, read_secret
 from enomalism.client import error_for
 
 app = typer.Typer(help="Administration of the local data directory (no server needed).",
@@ -66,7 +66,7 @@ def _redact(url: str) -> str:
 
 
 @command(app, "create-admin", connection=False)
-def create_admin(
+def create_admin(cli: Cli,
     username: Annotated[str, typer.Argument(help="the new administrator's name")],
     data_dir: DataDir = None, database_url: DatabaseUrl = None,
     email: Annotated[str | None, typer.Option(help="e-mail address")] = None,
@@ -90,11 +90,11 @@ def create_admin(
         raise _service_error(e) from None
     finally:
         db.dispose()
-    cli().emit(doc, lambda: cli().say(f"administrator {username} created: {doc['uuid']}"))
+    cli.emit(doc, lambda: cli.say(f"administrator {username} created: {doc['uuid']}"))
 
 
 @command(app, "reset-password", connection=False)
-def reset_password(
+def reset_password(cli: Cli,
     username: Annotated[str, typer.Argument(help="the user")],
     data_dir: DataDir = None, database_url: DatabaseUrl = None,
     enable: Annotated[bool, typer.Option("--enable", help="also enable the user")] = False,
@@ -125,13 +125,13 @@ def reset_password(
         raise _service_error(e) from None
     finally:
         db.dispose()
-    cli().emit(doc, lambda: cli().say(f"password of {username} changed"
+    cli.emit(doc, lambda: cli.say(f"password of {username} changed"
                                       + ("" if doc["enabled"] else " (the user is disabled: "
                                          "--enable)")))
 
 
 @command(app, "migrate", connection=False)
-def migrate(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+def migrate(cli: Cli, data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
     """Create or upgrade the database schema (the server also does this at start)."""
     from sqlalchemy import text
 
@@ -143,11 +143,11 @@ def migrate(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
     finally:
         db.dispose()
     doc = {"database": _redact(settings.db_url), "revision": revision}
-    cli().emit(doc, lambda: cli().say(f"database {doc['database']} is at revision {revision}"))
+    cli.emit(doc, lambda: cli.say(f"database {doc['database']} is at revision {revision}"))
 
 
 @command(app, "config")
-def show_config(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+def show_config(cli: Cli, data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
     """The effective configuration: the server's settings (from ENOMALISM_* and these
     options) and this client's login. Passwords and tokens are never shown."""
     from enomalism.cli.common import DEFAULT_SERVER
@@ -162,7 +162,7 @@ def show_config(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> N
             value = _redact(value)
         server[name] = str(value) if isinstance(value, Path) else value
     server["database"] = _redact(settings.db_url)
-    c = cli()
+    c = cli
     stored = c.settings
     client = {"config": str(c.config_path), "exists": c.config_path.exists(),
               "url": c.server, "login_url": stored.get("url"), "user": c.username,

@@ -358,14 +358,6 @@ def kib(n: int | None) -> str:
 
 # -- the command decorator -------------------------------------------------------------------
 
-_current: list[Cli] = []
-
-
-def cli() -> Cli:
-    """The running command's `Cli`."""
-    return _current[-1]
-
-
 def _param(name: str, annotation: Any, default: Any = None) -> inspect.Parameter:
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
                              annotation=annotation)
@@ -405,11 +397,14 @@ def report(c: Cli, e: ClientError | CLIError,
 def command(app: typer.Typer, name: str | None = None, *, connection: bool = True,
             words: Callable[[str], str] | None = None,
             **kw: Any) -> Callable[[Callable[..., T]], Callable[..., T]]:
-    """Register `fn` as a command of `app`, with --json (and, if `connection`, --server,
-    --user, --password, --token, --config) after its own options; those given here win over
-    the same given before the command. Errors become a message and the exit code."""
+    """Register `fn(cli, ...)` as a command of `app`: its first parameter receives the running
+    command's `Cli`, the others are its arguments and options; --json (and, if `connection`,
+    --server, --user, --password, --token, --config) come after its own options, and those
+    given here win over the same given before the command. Errors become a message and the
+    exit code."""
     def decorate(fn: Callable[..., T]) -> Callable[..., T]:
         sig = inspect.signature(fn)
+        first, *own = sig.parameters.values()  # the first receives the `Cli`, passed in here
         extra = [_param("enomalism_ctx", typer.Context), _param("opt_json", JsonOpt, False)]
         if connection:
             extra += [_param(f"opt_{k}", a) for k, a in _CONNECTION.items()]
@@ -421,17 +416,16 @@ def command(app: typer.Typer, name: str | None = None, *, connection: bool = Tru
             given = {n[4:]: kwargs.pop(n) for n in names[1:]}
             opts = _root_options(ctx).merged(Options(**given))
             c = Cli(opts)
-            _current.append(c)
             try:
-                return fn(*args, **kwargs)
+                return fn(c, *args, **kwargs)
             except (ClientError, CLIError) as e:
                 raise typer.Exit(report(c, e, words)) from None
             finally:
-                _current.pop()
                 c.close()
 
-        wrapper.__signature__ = sig.replace(parameters=[*sig.parameters.values(), *extra])
-        wrapper.__annotations__ = {**fn.__annotations__,
+        wrapper.__signature__ = sig.replace(parameters=[*own, *extra])
+        wrapper.__annotations__ = {**{k: v for k, v in fn.__annotations__.items()
+                                      if k != first.name},
                                    **{p.name: p.annotation for p in extra}}
         app.command(name, **kw)(wrapper)
         return fn

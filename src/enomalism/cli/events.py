@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from enomalism.cli.common import cli
+from enomalism.cli.common import Cli
 
 TYPES_HELP = ("event type or family to show (repeatable): machine, machine.state, "
               "machine.created, machine.deleted, machine.renamed, machine.moved, transaction, "
@@ -22,19 +22,19 @@ def line(event: dict) -> str:
     return f"{event.get('time') or '-'}  {event.get('type')}  {who}  {rest}".rstrip()
 
 
-def follow(
+def follow(cli: Cli,
     type_: Annotated[list[str] | None, typer.Option("--type", help=TYPES_HELP)] = None,
     since: Annotated[str | None, typer.Option(
         help="start after this event id (what the server still keeps since it)")] = None,
 ) -> None:
     """Follow the events you may read, a line each (--json: one JSON object a line), until
     interrupted. A broken connection is reopened without losing events."""
-    c = cli().client()
+    c = cli.client()
     try:
         for event in c.events(types=type_ or [], last_event_id=since):
-            if cli().json:
+            if cli.json:
                 typer.echo(json.dumps(event, ensure_ascii=False))
             else:
-                cli().out.print(line(event), markup=False, highlight=False, soft_wrap=True)
+                cli.out.print(line(event), markup=False, highlight=False, soft_wrap=True)
     except KeyboardInterrupt:
         pass

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from enomalism.cli.common import CLIError, cli, command, size
+from enomalism.cli.common import Cli, CLIError, command, size
 from enomalism.cli.feeds import package_app
 from enomalism.client import Image
 
@@ -28,42 +28,42 @@ def _fields(i: Image) -> list[tuple[str, object]]:
             ("path", i.path), ("url", i.url), ("owner", i.owner), ("created", i.created_at)]
 
 
-def uploading(label: str, total: int) -> AbstractContextManager[Callable[[int, int], None]
+def uploading(cli: Cli, label: str, total: int) -> AbstractContextManager[Callable[[int, int], None]
                                                                  | None]:
     """A progress bar on stderr while a file goes up (a terminal only)."""
-    if not cli().err.is_terminal:
+    if not cli.err.is_terminal:
         return nullcontext(None)
     from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 
     @contextmanager
     def bar() -> Iterator[Callable[[int, int], None]]:
         with Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
-                      console=cli().err) as p:
+                      console=cli.err) as p:
             task = p.add_task(label, total=total)
             yield lambda done, _total: p.update(task, completed=done)
     return bar()
 
 
 @command(app, "list")
-def image_list() -> None:
+def image_list(cli: Cli) -> None:
     """List the images you may read."""
-    found = cli().client().images.list()
-    cli().emit(found, lambda: cli().table(
+    found = cli.client().images.list()
+    cli.emit(found, lambda: cli.table(
         ["NAME", "UUID", "FORMAT", "STATE", "SIZE", "VIRTUAL", "POOL"],
         [[i.name, i.uuid, i.format, i.state, size(i.size), size(i.virtual_size), i.pool]
          for i in found]))
 
 
 @command(app, "show")
-def image_show(image: ImageRef) -> None:
+def image_show(cli: Cli, image: ImageRef) -> None:
     """Show an image."""
-    c = cli().client()
+    c = cli.client()
     i = c.images.get(c.images.find(image).uuid)
-    cli().emit(i, lambda: cli().fields(_fields(i)))
+    cli.emit(i, lambda: cli.fields(_fields(i)))
 
 
 @command(app, "upload")
-def image_upload(
+def image_upload(cli: Cli,
     file: Annotated[Path | None, typer.Argument(
         help="the local qcow2, raw or ISO file", show_default=False)] = None,
     name: Annotated[str | None, typer.Option(help="the image's name [default: the file's "
@@ -79,7 +79,7 @@ def image_upload(
 ) -> None:
     """Upload an image (streamed from the file, with a progress bar), or register one from a
     URL."""
-    c = cli().client()
+    c = cli.client()
     if (file is None) == (url is None):
         raise CLIError("give a FILE or --url", errno=1001)
     source = Path(file) if file is not None else Path(url.rsplit("/", 1)[-1] or "image")
@@ -90,52 +90,52 @@ def image_upload(
     if url is not None:
         i, txid = c.images.register(url, name=name, format=fmt, hypervisor=hypervisor,
                                     pool=pool, sha256=sha256)
-        tx = cli().follow(txid, f"download {name}", None)
+        tx = cli.follow(txid, f"download {name}", None)
         i = c.images.get(i.uuid)
-        cli().emit({"image": i, "transaction": tx},
-                   lambda: cli().say(f"image {i.name} registered: {i.uuid}"))
+        cli.emit({"image": i, "transaction": tx},
+                   lambda: cli.say(f"image {i.name} registered: {i.uuid}"))
         return
-    with uploading(f"upload {name}", source.stat().st_size) as progress:
+    with uploading(cli, f"upload {name}", source.stat().st_size) as progress:
         i = c.images.upload(source, name=name, format=fmt, hypervisor=hypervisor, pool=pool,
                             sha256=sha256, progress=progress)
-    cli().emit(i, lambda: cli().say(f"image {i.name} uploaded: {i.uuid} ({size(i.size)})"))
+    cli.emit(i, lambda: cli.say(f"image {i.name} uploaded: {i.uuid} ({size(i.size)})"))
 
 
 @command(app, "delete")
-def image_delete(image: ImageRef, yes: Yes = False) -> None:
+def image_delete(cli: Cli, image: ImageRef, yes: Yes = False) -> None:
     """Delete an image and its volume."""
-    c = cli().client()
+    c = cli.client()
     i = c.images.find(image)
-    cli().confirm(f"Delete image {i.name} ({i.uuid}) and its volume?", yes)
+    cli.confirm(f"Delete image {i.name} ({i.uuid}) and its volume?", yes)
     message = c.images.delete(i.uuid)
-    cli().emit({"image": i.uuid, "message": message}, lambda: cli().say(message))
+    cli.emit({"image": i.uuid, "message": message}, lambda: cli.say(message))
 
 
 @command(package_app, "upload")
-def package_upload(
+def package_upload(cli: Cli,
     file: Annotated[Path, typer.Argument(help="the local .xvm2 file", show_default=False)],
     name: Annotated[str | None, typer.Option(help="the package's name [default: its "
                                              "manifest's]")] = None,
 ) -> None:
     """Upload a local .xvm2 file as a new package (checked by the server)."""
-    c = cli().client()
-    with uploading(f"upload {file.name}", file.stat().st_size) as progress:
+    c = cli.client()
+    with uploading(cli, f"upload {file.name}", file.stat().st_size) as progress:
         p = c.packages.upload(file, name=name, progress=progress)
-    cli().emit(p, lambda: cli().say(f"package {p.name} uploaded: {p.uuid} ({size(p.size)})"))
+    cli.emit(p, lambda: cli.say(f"package {p.name} uploaded: {p.uuid} ({size(p.size)})"))
 
 
 @command(package_app, "import")
-def package_import(
+def package_import(cli: Cli,
     image: ImageRef,
     name: Annotated[str | None, typer.Option(help="the package's name [default: the image's]")]
     = None,
     description: Annotated[str | None, typer.Option(help="its description")] = None,
 ) -> None:
     """Turn an image (qcow2 or raw) into a package, following the transaction."""
-    c = cli().client()
+    c = cli.client()
     i = c.images.find(image)
     txid = c.images.package(i.uuid, name=name, description=description)
-    tx = cli().follow(txid, f"package {i.name}", None)
+    tx = cli.follow(txid, f"package {i.name}", None)
     pkg = (tx.result or {}).get("package")
-    cli().emit({"image": i.uuid, "package": pkg, "transaction": tx},
-               lambda: cli().say(f"image {i.name} packaged: {pkg}"))
+    cli.emit({"image": i.uuid, "package": pkg, "transaction": tx},
+               lambda: cli.say(f"image {i.name} packaged: {pkg}"))

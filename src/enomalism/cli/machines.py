@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from enomalism.cli import common, lookup
-from enomalism.cli.common import CLIError, cli, kib, size
+from enomalism.cli.common import Cli, CLIError, kib, size
 from enomalism.client import Client, ClientError, Machine
 
 app = typer.Typer(help="Virtual machines (and hosts): lifecycle, provisioning, packaging.",
@@ -63,14 +63,14 @@ def notes(m: Machine) -> str:
 
 
 @command(app, "list")
-def list_(
+def list_(cli: Cli,
     kind: Annotated[str | None, typer.Option(help="host or vm")] = None,
     state: Annotated[str | None, typer.Option(help="only machines in this state")] = None,
     hypervisor: Annotated[str | None, typer.Option(
         help="only machines on this hypervisor (UUID, prefix or URL)")] = None,
 ) -> None:
     """List machines (hosts and VMs)."""
-    c = cli().client()
+    c = cli.client()
     hv = lookup.hypervisor(c, hypervisor).uuid if hypervisor else None
     found = c.machines.list(kind=kind, state=state, hypervisor=hv)
 
@@ -81,12 +81,12 @@ def list_(
         uris = {h.uuid: h.virt_url for h in c.hypervisors.list()} if \
             any(m.parent for m in found) else {}
         addresses = _addresses(c) if any(m.kind == "vm" for m in found) else {}
-        cli().table(
+        cli.table(
             ["NAME", "UUID", "KIND", "STATE", "HOST", "HYPERVISOR", "ADDRESS", "SIZE", "NOTES"],
             [[m.name, m.uuid, m.kind, m.state, names.get(m.host, m.host),
               uris.get(m.parent or "", m.parent), m.address or addresses.get(m.uuid),
               _size(m), notes(m)] for m in found])
-    cli().emit([brief(m) for m in found], human)
+    cli.emit([brief(m) for m in found], human)
 
 
 def _addresses(c: Client) -> dict[str, str]:
@@ -117,15 +117,15 @@ def _user_name(c: Client, uuid: str | None) -> str | None:
 
 
 @command(app, "show")
-def show(
+def show(cli: Cli,
     machine: Ref,
     xml: Annotated[bool, typer.Option("--xml", help="print only the XML description")] = False,
 ) -> None:
     """Show a machine: state, size, hypervisor, clusters, addresses, actions."""
-    c = cli().client()
+    c = cli.client()
     d = c.machines.get(lookup.machine(c, machine).uuid)
     m, info = d.machine, d.info
-    if xml and not cli().json:
+    if xml and not cli.json:
         typer.echo(m.xmldesc or "")
         return
 
@@ -133,7 +133,7 @@ def show(
         host = lookup.host_name(c, m.host)
         hv = d.hypervisors[0] if m.kind == "vm" and d.hypervisors else None
         clusters = {x.uuid: x.name for x in c.machines.clusters(m.uuid)} if m.clusters else {}
-        cli().fields([
+        cli.fields([
             ("name", m.name), ("uuid", m.uuid), ("kind", m.kind), ("state", m.state),
             ("managed", m.managed), ("persistent", m.persistent),
             *([("host", host)] if host else []),
@@ -151,11 +151,11 @@ def show(
             ("updated", m.updated_at),
             ("synced", m.synced_at),
         ])
-    cli().emit(d, human)
+    cli.emit(d, human)
 
 
-def _act(refs: list[str], action: str, done: str, **variables: str) -> list[dict]:
-    c = cli().client()
+def _act(cli: Cli, refs: list[str], action: str, done: str, **variables: str) -> list[dict]:
+    c = cli.client()
     results = []
     for m in lookup.machines(c, refs):
         try:
@@ -165,14 +165,14 @@ def _act(refs: list[str], action: str, done: str, **variables: str) -> list[dict
             raise
         results.append({"machine": m.uuid, "name": m.name, "action": action,
                         "message": message})
-        cli().say(f"{m.name}: {message or done}")
+        cli.say(f"{m.name}: {message or done}")
     return results
 
 
 def _action_command(name: str, action: str, help_text: str, done: str) -> None:
     @command(app, name, help=help_text)
-    def run(machines: Refs) -> None:
-        cli().emit(_act(machines, action, done))
+    def run(cli: Cli, machines: Refs) -> None:
+        cli.emit(_act(cli, machines, action, done))
     run.__name__ = f"machine_{name}"
 
 
@@ -190,16 +190,16 @@ _action_command("store-xml", "store_xml", "Define the stored XML description on 
 
 
 @command(app, "stop")
-def stop(
+def stop(cli: Cli,
     machines: Refs,
     wait: Annotated[bool, typer.Option("--wait", help="wait until they are shut off")] = False,
     timeout: Annotated[float, typer.Option(help="with --wait: seconds to wait")] = 120,
 ) -> None:
     """Ask guests to power off (ACPI shutdown); answers at once unless --wait. A guest
     without an OS ignores it: use poweroff."""
-    results = _act(machines, "shutdown", "shutting down")
+    results = _act(cli, machines, "shutdown", "shutting down")
     if wait:
-        c = cli().client()
+        c = cli.client()
         deadline = time.monotonic() + timeout
         for r in results:
             while (state := c.machines.get(r["machine"]).machine.state) != "shutoff":
@@ -209,59 +209,60 @@ def stop(
                                    results=results)
                 time.sleep(0.5)
             r["state"] = "shutoff"
-            cli().say(f"{r['name']}: shut off")
-    cli().emit(results)
+            cli.say(f"{r['name']}: shut off")
+    cli.emit(results)
 
 
 @command(app, "refresh")
-def refresh(machines: Refs) -> None:
+def refresh(cli: Cli, machines: Refs) -> None:
     """Read machines again from libvirt now (a host: all its hypervisors)."""
-    c = cli().client()
+    c = cli.client()
     results = []
     for m in lookup.machines(c, machines):
         message = c.machines.refresh(m.uuid)
         results.append({"machine": m.uuid, "name": m.name, "action": "trigger_status_updates",
                         "message": message})
-        cli().say(f"{m.name}: {message}")
-    cli().emit(results)
+        cli.say(f"{m.name}: {message}")
+    cli.emit(results)
 
 
 @command(app, "delete")
-def delete(machines: Refs, yes: Yes = False) -> None:
+def delete(cli: Cli, machines: Refs, yes: Yes = False) -> None:
     """Delete machines for good: stop, undefine, delete their unshared disk volumes
     (totaldelete). Asks first unless --yes."""
-    c = cli().client()
+    c = cli.client()
     found = lookup.machines(c, machines)
     listed = ", ".join(f"{m.name} ({m.uuid})" for m in found)
-    cli().confirm(f"Delete machine {listed} with its disk volumes?" if len(found) == 1 else
+    cli.confirm(f"Delete machine {listed} with its disk volumes?" if len(found) == 1 else
                   f"Delete machines {listed} with their disk volumes?", yes)
     results = []
     for m in found:
         message = c.machines.delete(m.uuid)
         results.append({"machine": m.uuid, "name": m.name, "action": "totaldelete",
                         "message": message})
-        cli().say(f"{m.name}: {message or 'deleted'}")
-    cli().emit(results)
+        cli.say(f"{m.name}: {message or 'deleted'}")
+    cli.emit(results)
 
 
 @command(app, "rename")
-def rename(machine: Ref, new_name: Annotated[str, typer.Argument(help="the new name")]) -> None:
+def rename(cli: Cli, machine: Ref,
+           new_name: Annotated[str, typer.Argument(help="the new name")]) -> None:
     """Rename a machine (a VM must be shut off)."""
-    c = cli().client()
+    c = cli.client()
     m = lookup.machine(c, machine)
     message = c.machines.rename(m.uuid, new_name)
-    cli().emit({"machine": m.uuid, "name": new_name, "old_name": m.name, "message": message},
-               lambda: cli().say(f"{m.name}: {message or 'renamed to ' + new_name}"))
+    cli.emit({"machine": m.uuid, "name": new_name, "old_name": m.name, "message": message},
+               lambda: cli.say(f"{m.name}: {message or 'renamed to ' + new_name}"))
 
 
 @command(app, "actions")
-def actions(machine: Ref) -> None:
+def actions(cli: Cli, machine: Ref) -> None:
     """The actions valid for a machine now."""
-    c = cli().client()
+    c = cli.client()
     m = lookup.machine(c, machine)
     result = c.machines.actions(m.uuid)
-    cli().emit({"machine": m.uuid, "name": m.name, "actions": result},
-               lambda: [cli().say(VERBS.get(a, a)) for a in result])
+    cli.emit({"machine": m.uuid, "name": m.name, "actions": result},
+               lambda: [cli.say(VERBS.get(a, a)) for a in result])
 
 
 def _rate(n: float | None) -> str:
@@ -281,8 +282,8 @@ def _top_rows(c: Client) -> list[dict]:
     return sorted(rows, key=lambda r: (r["cpu"] is None, -(r["cpu"] or 0), r["name"]))
 
 
-def _top_table(rows: list[dict]) -> None:
-    cli().table(
+def _top_table(cli: Cli, rows: list[dict]) -> None:
+    cli.table(
         ["NAME", "CPU %", "MEMORY", "DISK READ", "DISK WRITE", "NET RX", "NET TX", "UUID"],
         [[r["name"], "" if r["cpu"] is None else f"{r['cpu']:.1f}",
           "" if r["mem_used"] is None else
@@ -292,41 +293,41 @@ def _top_table(rows: list[dict]) -> None:
 
 
 @command(app, "top")
-def top(
+def top(cli: Cli,
     once: Annotated[bool, typer.Option("--once", help="print one snapshot and exit")] = False,
     interval: Annotated[float, typer.Option(help="seconds between refreshes", min=1)] = 10.0,
 ) -> None:
     """Running machines with their CPU %, memory, disk and network rates, busiest first,
     refreshed until Ctrl-C (the server samples every 10 s)."""
-    c = cli().client()
-    if once or cli().json:
+    c = cli.client()
+    if once or cli.json:
         rows = _top_rows(c)
-        cli().emit(rows, lambda: _top_table(rows))
+        cli.emit(rows, lambda: _top_table(cli, rows))
         return
     try:
         while True:
             rows = _top_rows(c)
-            cli().out.clear()
-            _top_table(rows)
+            cli.out.clear()
+            _top_table(cli, rows)
             time.sleep(interval)
     except KeyboardInterrupt:
         pass
 
 
 @command(app, "define")
-def define(
+def define(cli: Cli,
     xml_file: Annotated[Path, typer.Argument(help="libvirt domain XML ('-': stdin)",
                                              allow_dash=True)],
     hypervisor: Annotated[str | None, typer.Option(
         help="the hypervisor (UUID, prefix or URL); needed when there are several")] = None,
 ) -> None:
     """Define a new VM from libvirt domain XML, like `virsh define`."""
-    c = cli().client()
+    c = cli.client()
     text = typer.get_text_stream("stdin").read() if str(xml_file) == "-" else \
         _read(xml_file)
     hv = _hypervisor(c, hypervisor, None)
     m = c.machines.define(text, hv.uuid)
-    cli().emit(brief(m), lambda: cli().say(f"machine {m.name} defined: {m.uuid}"))
+    cli.emit(brief(m), lambda: cli.say(f"machine {m.name} defined: {m.uuid}"))
 
 
 def _read(path: Path) -> str:
@@ -337,15 +338,15 @@ def _read(path: Path) -> str:
 
 
 @command(app, "move")
-def move(machine: Ref, hypervisor: Annotated[str, typer.Argument(
+def move(cli: Cli, machine: Ref, hypervisor: Annotated[str, typer.Argument(
         help="the hypervisor to move to (UUID, prefix or URL)")]) -> None:
     """Move a stopped machine's definition to another hypervisor (set_parent)."""
-    c = cli().client()
+    c = cli.client()
     m = lookup.machine(c, machine)
     hv = lookup.hypervisor(c, hypervisor)
     message = c.machines.move(m.uuid, hv.uuid)
-    cli().emit({"machine": m.uuid, "name": m.name, "hypervisor": hv.uuid, "message": message},
-               lambda: cli().say(f"{m.name}: {message}"))
+    cli.emit({"machine": m.uuid, "name": m.name, "hypervisor": hv.uuid, "message": message},
+               lambda: cli.say(f"{m.name}: {message}"))
 
 
 def _hypervisor(c, ref: str | None, host_ref: str | None):  # noqa: ANN001, ANN202
@@ -365,7 +366,7 @@ def _hypervisor(c, ref: str | None, host_ref: str | None):  # noqa: ANN001, ANN2
 
 
 @command(app, "provision")
-def provision(
+def provision(cli: Cli,
     package: Annotated[str, typer.Argument(help="the package: name, UUID or prefix")],
     name: Annotated[str, typer.Argument(help="the new machine's name")],
     hypervisor: Annotated[str | None, typer.Option(
@@ -386,7 +387,7 @@ def provision(
     if cluster and (hypervisor or host):
         raise CLIError("--cluster lets the server choose; it does not go with --hypervisor "
                        "or --host", 2)
-    c = cli().client()
+    c = cli.client()
     p = lookup.package(c, package)
     if hypervisor or host:
         hv = _hypervisor(c, hypervisor, host)
@@ -398,11 +399,11 @@ def provision(
     doc = {"txid": q.txid, "machine": q.machine, "name": name, "package": p.uuid,
            "hypervisor": q.hypervisor}
     if no_wait:
-        _queued(doc, f"provisioning {name} as {q.machine} on hypervisor {q.hypervisor}")
+        _queued(cli, doc, f"provisioning {name} as {q.machine} on hypervisor {q.hypervisor}")
         return
-    tx = cli().follow(q.txid, f"provision {name}", timeout)
-    cli().emit({**doc, "state": tx.state, "transaction": tx},
-               lambda: cli().say(f"machine {name} provisioned: {q.machine}"))
+    tx = cli.follow(q.txid, f"provision {name}", timeout)
+    cli.emit({**doc, "state": tx.state, "transaction": tx},
+               lambda: cli.say(f"machine {name} provisioned: {q.machine}"))
 
 
 def _ssh_keys(values: list[str]) -> list[str]:
@@ -419,7 +420,7 @@ def _ssh_keys(values: list[str]) -> list[str]:
 
 
 @command(app, "create")
-def create(
+def create(cli: Cli,
     name: Annotated[str, typer.Argument(help="the new machine's name")],
     vcpus: Annotated[int | None, typer.Option(help="virtual CPUs (default 1)")] = None,
     memory: Annotated[int | None, typer.Option(help="memory in MiB (default 1024)")] = None,
@@ -458,7 +459,7 @@ def create(
     if cluster and (hypervisor or host):
         raise CLIError("--cluster lets the server choose; it does not go with --hypervisor "
                        "or --host", 2)
-    c = cli().client()
+    c = cli.client()
     hv = _hypervisor(c, hypervisor, host).uuid if hypervisor or host else None
     text = None
     if user_data is not None:
@@ -473,24 +474,24 @@ def create(
         ssh_keys=_ssh_keys(ssh_key or []), hostname=hostname, autostart=autostart)
     doc = {"txid": q.txid, "machine": q.machine, "name": name, "hypervisor": q.hypervisor}
     if no_wait:
-        _queued(doc, f"creating {name} as {q.machine} on hypervisor {q.hypervisor}")
+        _queued(cli, doc, f"creating {name} as {q.machine} on hypervisor {q.hypervisor}")
         return
-    tx = cli().follow(q.txid, f"create {name}", timeout)
-    cli().emit({**doc, "state": tx.state, "transaction": tx},
-               lambda: cli().say(f"machine {name} created: {q.machine}"))
+    tx = cli.follow(q.txid, f"create {name}", timeout)
+    cli.emit({**doc, "state": tx.state, "transaction": tx},
+               lambda: cli.say(f"machine {name} created: {q.machine}"))
 
 
-def _queued(doc: dict, what: str) -> None:
+def _queued(cli: Cli, doc: dict, what: str) -> None:
     """--no-wait: the transaction id alone on stdout (JSON: the whole document)."""
-    if cli().json:
-        cli().emit(doc)
+    if cli.json:
+        cli.emit(doc)
     else:
-        cli().note(f"{what}: transaction {doc['txid']} (`enomalism tx wait {doc['txid']}`)")
+        cli.note(f"{what}: transaction {doc['txid']} (`enomalism tx wait {doc['txid']}`)")
         typer.echo(doc["txid"])
 
 
 @command(app, "package")
-def package(
+def package(cli: Cli,
     machine: Ref,
     name: Annotated[str | None, typer.Option(help="the package's name (default: the "
                                                 "machine's)")] = None,
@@ -502,15 +503,15 @@ def package(
 ) -> None:
     """Export a machine (XML and disks) into a new package; a running machine is paused
     while its disks are read."""
-    c = cli().client()
+    c = cli.client()
     m = lookup.machine(c, machine)
     q = c.machines.package(m.uuid, name=name, description=description, version=version,
                            compression=compression)
     doc = {"txid": q.txid, "machine": m.uuid, "name": name or m.name}
     if no_wait:
-        _queued(doc, f"packaging {m.name}")
+        _queued(cli, doc, f"packaging {m.name}")
         return
-    tx = cli().follow(q.txid, f"package {m.name}", timeout)
+    tx = cli.follow(q.txid, f"package {m.name}", timeout)
     pkg = tx.result.get("package")
-    cli().emit({**doc, "package": pkg, "state": tx.state, "transaction": tx},
-               lambda: cli().say(f"package {name or m.name} created: {pkg}"))
+    cli.emit({**doc, "package": pkg, "state": tx.state, "transaction": tx},
+               lambda: cli.say(f"package {name or m.name} created: {pkg}"))

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from enomalism.cli import config
-from enomalism.cli.common import DEFAULT_SERVER, ask, cli, same_server
+from enomalism.cli.common import DEFAULT_SERVER, Cli, ask, same_server
 from enomalism.client import Client, ClientError, UnreachableError
 
 
@@ -16,7 +16,7 @@ def token_name() -> str:
     return f"cli@{host}-{secrets.token_hex(3)}"
 
 
-def login(
+def login(cli: Cli,
     url: Annotated[str | None, typer.Argument(
         help="the server URL (asked for when not given here or with --server)",
         show_default=False)] = None,
@@ -27,7 +27,7 @@ def login(
 ) -> None:
     """Log in: create an API token with your password and store the server URL and the token
     in your config file (mode 0600); later commands use them."""
-    c = cli()
+    c = cli
     stored = c.settings
     server = url or c.opts.server or ask("Server URL",
                                          default=stored.get("url") or DEFAULT_SERVER)
@@ -51,9 +51,9 @@ def login(
                          f"{c.config_path}"))
 
 
-def logout() -> None:
+def logout(cli: Cli) -> None:
     """Log out: revoke the stored token and remove it from the config file."""
-    c = cli()
+    c = cli
     stored = c.settings
     if not stored.get("token"):
         c.emit({"url": stored.get("url"), "revoked": False},
