@@ -511,16 +511,18 @@ class _Resource:
     def find(self, ref: str) -> Any:
         raise NotImplementedError
 
-    def _id(self, ref: str | None) -> str | None:
+    def _uuid(self, ref: str) -> str:
         """The UUID of what `ref` names: a UUID as it is (no request), a name or a unique
         UUID prefix looked up (`find`)."""
-        if ref is None or is_uuid(ref):
-            return ref
-        return self.find(ref).uuid
+        return ref if is_uuid(ref) else self.find(ref).uuid
+
+    def _id(self, ref: str | None) -> str | None:
+        """`_uuid` of an optional reference."""
+        return None if ref is None else self._uuid(ref)
 
     def _ref(self, ref: str) -> str:
-        """`ref` resolved (`_id`), as one path segment."""
-        return _path_id(self._id(ref))
+        """`ref` resolved (`_uuid`), as one path segment."""
+        return _path_id(self._uuid(ref))
 
 
 class Machines(_Resource):
@@ -696,7 +698,7 @@ class Machines(_Resource):
         if hypervisor and cluster:
             raise ValueError("name a hypervisor or a cluster, not both")
         hypervisor = self._c.hypervisors._id(hypervisor)
-        cluster, package = self._c.clusters._id(cluster), self._c.packages._id(package)
+        cluster, package = self._c.clusters._id(cluster), self._c.packages._uuid(package)
         host = self._id(host)
         if host is None:
             host = self._c.hypervisors.get(hypervisor).machine if hypervisor else \
@@ -751,7 +753,8 @@ class Nodes(_Resource):
 class Cache(_Resource):
     """The base-image cache on the hypervisors (administrators only)."""
 
-    def list(self, hypervisor: str | None = None) -> tuple[builtins.list[BaseVolume], builtins.list[str]]:
+    def list(self, hypervisor: str | None = None
+             ) -> tuple[builtins.list[BaseVolume], builtins.list[str]]:
         """The base volumes, and the problems met reading them (hypervisors not connected)."""
         a = self._call("GET", "/rest/cache/", hypervisor=hypervisor)
         return [BaseVolume.model_validate(b) for b in a["bases"]], a["problems"]
@@ -779,11 +782,11 @@ class Hypervisors(_Resource):
 
     def list(self, host: str | None = None) -> builtins.list[Hypervisor]:
         """The hypervisors of one host, or of every host the caller may read."""
-        hosts = [self._c.hosts._id(host)] if host else [h.uuid for h in self._c.hosts.list()]
+        hosts = [self._c.hosts._uuid(host)] if host else [h.uuid for h in self._c.hosts.list()]
         return [hv for h in hosts for hv in self._c.machines.hypervisors(h)[0]]
 
     def candidates(self, host: str) -> builtins.list[Candidate]:
-        return self._c.machines.hypervisors(self._c.hosts._id(host))[1]
+        return self._c.machines.hypervisors(self._c.hosts._uuid(host))[1]
 
     def add(self, host: str, virt_url: str, virt_class: str | None = None) -> Hypervisor:
         """Connect and add a hypervisor to a host; returns it."""

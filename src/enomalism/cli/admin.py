@@ -66,7 +66,8 @@ def _redact(url: str) -> str:
 
 
 @command(app, "create-admin", connection=False)
-def create_admin(cli: Cli,
+def create_admin(
+    cli: Cli,
     username: Annotated[str, typer.Argument(help="the new administrator's name")],
     data_dir: DataDir = None, database_url: DatabaseUrl = None,
     email: Annotated[str | None, typer.Option(help="e-mail address")] = None,
@@ -94,7 +95,8 @@ def create_admin(cli: Cli,
 
 
 @command(app, "reset-password", connection=False)
-def reset_password(cli: Cli,
+def reset_password(
+    cli: Cli,
     username: Annotated[str, typer.Argument(help="the user")],
     data_dir: DataDir = None, database_url: DatabaseUrl = None,
     enable: Annotated[bool, typer.Option("--enable", help="also enable the user")] = False,
@@ -126,8 +128,8 @@ def reset_password(cli: Cli,
     finally:
         db.dispose()
     cli.emit(doc, lambda: cli.say(f"password of {username} changed"
-                                      + ("" if doc["enabled"] else " (the user is disabled: "
-                                         "--enable)")))
+                                  + ("" if doc["enabled"] else " (the user is disabled: "
+                                       "--enable)")))
 
 
 @command(app, "migrate", connection=False)

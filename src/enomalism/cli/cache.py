@@ -40,7 +40,8 @@ def list_(cli: Cli, hypervisor: HvOption = None) -> None:
 
 
 @command(app, "prune")
-def prune(cli: Cli,
+def prune(
+    cli: Cli,
     hypervisor: HvOption = None,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="print the transaction id at "
                                           "once")] = False,

@@ -22,7 +22,8 @@ def line(event: dict) -> str:
     return f"{event.get('time') or '-'}  {event.get('type')}  {who}  {rest}".rstrip()
 
 
-def follow(cli: Cli,
+def follow(
+    cli: Cli,
     type_: Annotated[list[str] | None, typer.Option("--type", help=TYPES_HELP)] = None,
     since: Annotated[str | None, typer.Option(
         help="start after this event id (what the server still keeps since it)")] = None,

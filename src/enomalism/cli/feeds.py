@@ -113,7 +113,8 @@ def package_show(cli: Cli, package: PkgRef) -> None:
 
 
 @command(package_app, "update")
-def package_update(cli: Cli,
+def package_update(
+    cli: Cli,
     package: PkgRef,
     name: Annotated[str | None, typer.Option(help="new name")] = None,
     description: Annotated[str | None, typer.Option(help="new description")] = None,
@@ -127,7 +128,8 @@ def package_update(cli: Cli,
 
 
 @command(package_app, "retrieve")
-def package_retrieve(cli: Cli,
+def package_retrieve(
+    cli: Cli,
     package: PkgRef,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="print the transaction id at "
                                           "once")] = False,
@@ -141,7 +143,7 @@ def package_retrieve(cli: Cli,
     doc = {"package": p.uuid, "name": p.name, "txid": txid}
     if txid is None:
         cli.emit({**doc, "state": "cached"},
-                   lambda: cli.say(f"package {p.name} is cached already"))
+                 lambda: cli.say(f"package {p.name} is cached already"))
         return
     if no_wait:
         if cli.json:
@@ -152,11 +154,12 @@ def package_retrieve(cli: Cli,
         return
     tx = cli.follow(txid, f"retrieve {p.name}", timeout)
     cli.emit({**doc, "state": c.packages.get(p.uuid).state, "transaction": tx},
-               lambda: cli.say(f"package {p.name} retrieved"))
+             lambda: cli.say(f"package {p.name} retrieved"))
 
 
 @command(package_app, "delete")
-def package_delete(cli: Cli,
+def package_delete(
+    cli: Cli,
     package: PkgRef, yes: Yes = False,
     cache_only: Annotated[bool, typer.Option(
         "--cache-only", help="only remove the server's local copy of a feed's package")] = False,
@@ -171,7 +174,8 @@ def package_delete(cli: Cli,
 
 
 @command(package_app, "download")
-def package_download(cli: Cli,
+def package_download(
+    cli: Cli,
     package: PkgRef,
     dest: Annotated[Path, typer.Argument(help="a file, or a directory for <name>.xvm2")] =
     Path("."),
@@ -191,4 +195,4 @@ def package_download(cli: Cli,
         path = c.packages.download(p.uuid, dest)
     length = path.stat().st_size
     cli.emit({"package": p.uuid, "path": str(path), "size": length},
-               lambda: cli.say(f"package {p.name} saved to {path} ({size(length)})"))
+             lambda: cli.say(f"package {p.name} saved to {path} ({size(length)})"))

@@ -19,7 +19,8 @@ HvRef = Annotated[str, typer.Argument(help="UUID, unique UUID prefix or libvirt 
 
 
 @command(app, "add")
-def add(cli: Cli,
+def add(
+    cli: Cli,
     name: Annotated[str, typer.Argument(help="the host's name")],
     uri: Annotated[str | None, typer.Argument(
         help="its libvirt URI, e.g. qemu+ssh://root@host/system")] = None,
@@ -28,14 +29,14 @@ def add(cli: Cli,
 ) -> None:
     """Register a host and connect its hypervisor."""
     r = cli.client().hosts.register(name, virt_url=uri, address=address,
-                                      virt_class=virt_class)
+                                    virt_class=virt_class)
 
     def human() -> None:
         cli.say(f"host {name} registered as {r.machine.uuid}")
         for hv in r.hypervisors:
             cli.say(f"  hypervisor {hv.uuid} {hv.virt_url} ({hv.status})")
     cli.emit({"machine": brief(r.machine), "hypervisors": r.hypervisors,
-                "message": r.message}, human)
+              "message": r.message}, human)
 
 
 @command(app, "list")
@@ -76,7 +77,8 @@ def hv_show(cli: Cli, hypervisor: HvRef) -> None:
 
 
 @command(hypervisor_app, "add")
-def hv_add(cli: Cli,
+def hv_add(
+    cli: Cli,
     host: Annotated[str, typer.Argument(help="the host (name, UUID or prefix)")],
     uri: Annotated[str, typer.Argument(help="libvirt URI, e.g. qemu+ssh://root@host/system")],
     virt_class: Annotated[str | None, typer.Option(
@@ -91,7 +93,8 @@ def hv_add(cli: Cli,
 
 
 @command(hypervisor_app, "delete")
-def hv_delete(cli: Cli,
+def hv_delete(
+    cli: Cli,
     hypervisor: HvRef,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
 ) -> None:

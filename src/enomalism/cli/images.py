@@ -63,7 +63,8 @@ def image_show(cli: Cli, image: ImageRef) -> None:
 
 
 @command(app, "upload")
-def image_upload(cli: Cli,
+def image_upload(
+    cli: Cli,
     file: Annotated[Path | None, typer.Argument(
         help="the local qcow2, raw or ISO file", show_default=False)] = None,
     name: Annotated[str | None, typer.Option(help="the image's name [default: the file's "
@@ -93,7 +94,7 @@ def image_upload(cli: Cli,
         tx = cli.follow(txid, f"download {name}", None)
         i = c.images.get(i.uuid)
         cli.emit({"image": i, "transaction": tx},
-                   lambda: cli.say(f"image {i.name} registered: {i.uuid}"))
+                 lambda: cli.say(f"image {i.name} registered: {i.uuid}"))
         return
     with uploading(cli, f"upload {name}", source.stat().st_size) as progress:
         i = c.images.upload(source, name=name, format=fmt, hypervisor=hypervisor, pool=pool,
@@ -112,7 +113,8 @@ def image_delete(cli: Cli, image: ImageRef, yes: Yes = False) -> None:
 
 
 @command(package_app, "upload")
-def package_upload(cli: Cli,
+def package_upload(
+    cli: Cli,
     file: Annotated[Path, typer.Argument(help="the local .xvm2 file", show_default=False)],
     name: Annotated[str | None, typer.Option(help="the package's name [default: its "
                                              "manifest's]")] = None,
@@ -125,7 +127,8 @@ def package_upload(cli: Cli,
 
 
 @command(package_app, "import")
-def package_import(cli: Cli,
+def package_import(
+    cli: Cli,
     image: ImageRef,
     name: Annotated[str | None, typer.Option(help="the package's name [default: the image's]")]
     = None,
@@ -138,4 +141,4 @@ def package_import(cli: Cli,
     tx = cli.follow(txid, f"package {i.name}", None)
     pkg = (tx.result or {}).get("package")
     cli.emit({"image": i.uuid, "package": pkg, "transaction": tx},
-               lambda: cli.say(f"image {i.name} packaged: {pkg}"))
+             lambda: cli.say(f"image {i.name} packaged: {pkg}"))

@@ -63,7 +63,8 @@ def notes(m: Machine) -> str:
 
 
 @command(app, "list")
-def list_(cli: Cli,
+def list_(
+    cli: Cli,
     kind: Annotated[str | None, typer.Option(help="host or vm")] = None,
     state: Annotated[str | None, typer.Option(help="only machines in this state")] = None,
     hypervisor: Annotated[str | None, typer.Option(
@@ -117,7 +118,8 @@ def _user_name(c: Client, uuid: str | None) -> str | None:
 
 
 @command(app, "show")
-def show(cli: Cli,
+def show(
+    cli: Cli,
     machine: Ref,
     xml: Annotated[bool, typer.Option("--xml", help="print only the XML description")] = False,
 ) -> None:
@@ -190,7 +192,8 @@ _action_command("store-xml", "store_xml", "Define the stored XML description on 
 
 
 @command(app, "stop")
-def stop(cli: Cli,
+def stop(
+    cli: Cli,
     machines: Refs,
     wait: Annotated[bool, typer.Option("--wait", help="wait until they are shut off")] = False,
     timeout: Annotated[float, typer.Option(help="with --wait: seconds to wait")] = 120,
@@ -234,7 +237,7 @@ def delete(cli: Cli, machines: Refs, yes: Yes = False) -> None:
     found = lookup.machines(c, machines)
     listed = ", ".join(f"{m.name} ({m.uuid})" for m in found)
     cli.confirm(f"Delete machine {listed} with its disk volumes?" if len(found) == 1 else
-                  f"Delete machines {listed} with their disk volumes?", yes)
+                f"Delete machines {listed} with their disk volumes?", yes)
     results = []
     for m in found:
         message = c.machines.delete(m.uuid)
@@ -252,7 +255,7 @@ def rename(cli: Cli, machine: Ref,
     m = lookup.machine(c, machine)
     message = c.machines.rename(m.uuid, new_name)
     cli.emit({"machine": m.uuid, "name": new_name, "old_name": m.name, "message": message},
-               lambda: cli.say(f"{m.name}: {message or 'renamed to ' + new_name}"))
+             lambda: cli.say(f"{m.name}: {message or 'renamed to ' + new_name}"))
 
 
 @command(app, "actions")
@@ -262,7 +265,7 @@ def actions(cli: Cli, machine: Ref) -> None:
     m = lookup.machine(c, machine)
     result = c.machines.actions(m.uuid)
     cli.emit({"machine": m.uuid, "name": m.name, "actions": result},
-               lambda: [cli.say(VERBS.get(a, a)) for a in result])
+             lambda: [cli.say(VERBS.get(a, a)) for a in result])
 
 
 def _rate(n: float | None) -> str:
@@ -293,7 +296,8 @@ def _top_table(cli: Cli, rows: list[dict]) -> None:
 
 
 @command(app, "top")
-def top(cli: Cli,
+def top(
+    cli: Cli,
     once: Annotated[bool, typer.Option("--once", help="print one snapshot and exit")] = False,
     interval: Annotated[float, typer.Option(help="seconds between refreshes", min=1)] = 10.0,
 ) -> None:
@@ -315,7 +319,8 @@ def top(cli: Cli,
 
 
 @command(app, "define")
-def define(cli: Cli,
+def define(
+    cli: Cli,
     xml_file: Annotated[Path, typer.Argument(help="libvirt domain XML ('-': stdin)",
                                              allow_dash=True)],
     hypervisor: Annotated[str | None, typer.Option(
@@ -346,7 +351,7 @@ def move(cli: Cli, machine: Ref, hypervisor: Annotated[str, typer.Argument(
     hv = lookup.hypervisor(c, hypervisor)
     message = c.machines.move(m.uuid, hv.uuid)
     cli.emit({"machine": m.uuid, "name": m.name, "hypervisor": hv.uuid, "message": message},
-               lambda: cli.say(f"{m.name}: {message}"))
+             lambda: cli.say(f"{m.name}: {message}"))
 
 
 def _hypervisor(c, ref: str | None, host_ref: str | None):  # noqa: ANN001, ANN202
@@ -366,7 +371,8 @@ def _hypervisor(c, ref: str | None, host_ref: str | None):  # noqa: ANN001, ANN2
 
 
 @command(app, "provision")
-def provision(cli: Cli,
+def provision(
+    cli: Cli,
     package: Annotated[str, typer.Argument(help="the package: name, UUID or prefix")],
     name: Annotated[str, typer.Argument(help="the new machine's name")],
     hypervisor: Annotated[str | None, typer.Option(
@@ -403,7 +409,7 @@ def provision(cli: Cli,
         return
     tx = cli.follow(q.txid, f"provision {name}", timeout)
     cli.emit({**doc, "state": tx.state, "transaction": tx},
-               lambda: cli.say(f"machine {name} provisioned: {q.machine}"))
+             lambda: cli.say(f"machine {name} provisioned: {q.machine}"))
 
 
 def _ssh_keys(values: list[str]) -> list[str]:
@@ -420,7 +426,8 @@ def _ssh_keys(values: list[str]) -> list[str]:
 
 
 @command(app, "create")
-def create(cli: Cli,
+def create(
+    cli: Cli,
     name: Annotated[str, typer.Argument(help="the new machine's name")],
     vcpus: Annotated[int | None, typer.Option(help="virtual CPUs (default 1)")] = None,
     memory: Annotated[int | None, typer.Option(help="memory in MiB (default 1024)")] = None,
@@ -478,7 +485,7 @@ def create(cli: Cli,
         return
     tx = cli.follow(q.txid, f"create {name}", timeout)
     cli.emit({**doc, "state": tx.state, "transaction": tx},
-               lambda: cli.say(f"machine {name} created: {q.machine}"))
+             lambda: cli.say(f"machine {name} created: {q.machine}"))
 
 
 def _queued(cli: Cli, doc: dict, what: str) -> None:
@@ -491,7 +498,8 @@ def _queued(cli: Cli, doc: dict, what: str) -> None:
 
 
 @command(app, "package")
-def package(cli: Cli,
+def package(
+    cli: Cli,
     machine: Ref,
     name: Annotated[str | None, typer.Option(help="the package's name (default: the "
                                                 "machine's)")] = None,
@@ -514,4 +522,4 @@ def package(cli: Cli,
     tx = cli.follow(q.txid, f"package {m.name}", timeout)
     pkg = tx.result.get("package")
     cli.emit({**doc, "package": pkg, "state": tx.state, "transaction": tx},
-               lambda: cli.say(f"package {name or m.name} created: {pkg}"))
+             lambda: cli.say(f"package {name or m.name} created: {pkg}"))

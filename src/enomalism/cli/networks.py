@@ -55,7 +55,8 @@ def show(cli: Cli, network: NetRef) -> None:
 
 
 @command(app, "create")
-def create(cli: Cli,
+def create(
+    cli: Cli,
     name: Annotated[str, typer.Argument(help="the network's name")],
     ip: Annotated[str, typer.Option(help="network address, e.g. 10.0.0.0 or 10.0.0.0/24")],
     bridge: Annotated[str, typer.Option(help="host bridge or libvirt network guests join")],
@@ -72,13 +73,14 @@ def create(cli: Cli,
     if not netmask:
         raise CLIError("give --netmask, or --ip with a /prefix", errno=1001)
     n = cli.client().networks.create(name, bridge=bridge, ip=ip, netmask=netmask,
-                                       gateway=gateway, cluster=_cluster_uuid(cli, cluster),
-                                       description=description)
+                                     gateway=gateway, cluster=_cluster_uuid(cli, cluster),
+                                     description=description)
     cli.emit(n, lambda: cli.say(f"network {n.name} created: {n.uuid}"))
 
 
 @command(app, "update")
-def update(cli: Cli,
+def update(
+    cli: Cli,
     network: NetRef,
     name: Annotated[str | None, typer.Option(help="new name")] = None,
     description: Annotated[str | None, typer.Option(help="new description")] = None,
@@ -129,7 +131,7 @@ def remove_range(cli: Cli, network: NetRef, iprange: Annotated[str, typer.Argume
              lambda x: f"{x.uuid}  {x.start_ip}-{x.end_ip}")
     message = c.networks.delete_range(n.uuid, r.uuid)
     cli.emit({"network": n.uuid, "iprange": r.uuid, "message": message},
-               lambda: cli.say(message))
+             lambda: cli.say(message))
 
 
 @command(app, "leases")
@@ -146,7 +148,8 @@ def leases(cli: Cli, network: NetRef) -> None:
 
 
 @command(app, "reserve")
-def reserve(cli: Cli,
+def reserve(
+    cli: Cli,
     network: NetRef,
     address: Annotated[str | None, typer.Argument(help="the address (default: the next "
                                                      "free one)")] = None,

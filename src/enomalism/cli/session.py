@@ -16,7 +16,8 @@ def token_name() -> str:
     return f"cli@{host}-{secrets.token_hex(3)}"
 
 
-def login(cli: Cli,
+def login(
+    cli: Cli,
     url: Annotated[str | None, typer.Argument(
         help="the server URL (asked for when not given here or with --server)",
         show_default=False)] = None,

@@ -19,7 +19,8 @@ def _log(cli: Cli, tx: Transaction) -> None:
 
 
 @command(app, "list")
-def list_(cli: Cli,
+def list_(
+    cli: Cli,
     state: Annotated[str | None, typer.Option(
         help="queued, running, done, failed or cancelled")] = None,
     target: Annotated[str | None, typer.Option(
@@ -60,7 +61,8 @@ def show(cli: Cli, transaction: TxRef) -> None:
 
 
 @command(app, "wait")
-def wait(cli: Cli,
+def wait(
+    cli: Cli,
     transaction: TxRef,
     timeout: Annotated[float | None, typer.Option(
         help="give up after this many seconds (the work goes on)")] = None,
@@ -78,7 +80,7 @@ def _act(cli: Cli, transaction: str, cancel: bool) -> None:
     t = lookup.transaction(c, transaction)
     t, message = c.transactions.cancel(t.uuid) if cancel else c.transactions.retry(t.uuid)
     cli.emit({"transaction": t, "message": message},
-               lambda: cli.say(f"transaction {t.uuid}: {message}"))
+             lambda: cli.say(f"transaction {t.uuid}: {message}"))
 
 
 @command(app, "cancel")

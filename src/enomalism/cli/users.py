@@ -55,7 +55,8 @@ def user_show(cli: Cli, user: UserRef) -> None:
 
 
 @command(user_app, "create")
-def user_create(cli: Cli,
+def user_create(
+    cli: Cli,
     username: Annotated[str, typer.Argument(help="1 to 64 letters, digits or . _ @ -")],
     email: Annotated[str | None, typer.Option(help="e-mail address")] = None,
     full_name: Annotated[str | None, typer.Option(help="full name")] = None,
@@ -73,7 +74,8 @@ def user_create(cli: Cli,
 
 
 @command(user_app, "update")
-def user_update(cli: Cli,
+def user_update(
+    cli: Cli,
     user: UserRef,
     email: Annotated[str | None, typer.Option(help="new e-mail ('' clears it)")] = None,
     full_name: Annotated[str | None, typer.Option(help="new full name")] = None,
@@ -102,7 +104,8 @@ def user_delete(cli: Cli, users: Annotated[list[str], typer.Argument(help="users
 
 
 @command(user_app, "passwd")
-def user_passwd(cli: Cli,
+def user_passwd(
+    cli: Cli,
     user: Annotated[str | None, typer.Argument(help="the user (default: yourself)")] = None,
     password_stdin: PasswordStdin = False,
 ) -> None:
@@ -137,7 +140,8 @@ _flag("disable", "Stop a user from logging in (administrators).", "disable", "di
 
 
 @command(user_app, "set-admin")
-def user_set_admin(cli: Cli,
+def user_set_admin(
+    cli: Cli,
     user: UserRef,
     off: Annotated[bool, typer.Option("--off", help="take administration away")] = False,
 ) -> None:
@@ -174,7 +178,8 @@ def group_show(cli: Cli, group: GroupRef) -> None:
 
 
 @command(group_app, "create")
-def group_create(cli: Cli,
+def group_create(
+                 cli: Cli,
                  name: Annotated[str, typer.Argument(help="the new group's name")]) -> None:
     """Create a group (you own it)."""
     g = cli.client().groups.create(name)
@@ -292,7 +297,8 @@ def token_list(cli: Cli, owner: Annotated[str | None, typer.Option(
 
 
 @command(token_app, "create")
-def token_create(cli: Cli,
+def token_create(
+    cli: Cli,
     name: Annotated[str, typer.Argument(help="a name for the token (unique among yours)")],
     expires_in_days: Annotated[float | None, typer.Option(
         help="lifetime in days (default: no expiry)")] = None,
@@ -308,7 +314,8 @@ def token_create(cli: Cli,
 
 
 @command(token_app, "revoke")
-def token_revoke(cli: Cli,
+def token_revoke(
+    cli: Cli,
     tokens: Annotated[list[str], typer.Argument(help="tokens: names, UUIDs or prefixes")],
     owner: Annotated[str | None, typer.Option(
         help="another user's tokens (administrators)")] = None,
@@ -330,7 +337,8 @@ def token_revoke(cli: Cli,
 # -- audit ---------------------------------------------------------------------------------
 
 @command(audit_app, "list")
-def audit_list(cli: Cli,
+def audit_list(
+    cli: Cli,
     obj: Annotated[str | None, typer.Option(
         "--object", help="only entries about this object (KIND:NAME or UUID)")] = None,
     actor: Annotated[str | None, typer.Option(help="only this user's entries (name or "
