@@ -53,6 +53,7 @@ class ClientError(Exception):
         super().__init__(f"{errno}: {message}" if errno else message)
         self.status, self.errno, self.message = status, errno, message
         self.body = body or {}
+        self.partial: list[dict[str, Any]] = []  # a batch's results before it failed
 
 
 class NotFoundError(ClientError):

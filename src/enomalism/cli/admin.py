@@ -2,12 +2,13 @@
 administrator, a forgotten password, migrations, the effective configuration."""
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 
 from enomalism.cli.common import Cli, CLIError, command, read_secret
 from enomalism.client import error_for
+from enomalism.errors import EnomalismError
 
 app = typer.Typer(help="Administration of the local data directory (no server needed).",
                   no_args_is_help=True)
@@ -25,8 +26,8 @@ LOCAL = "enomalism admin"
 def _settings(data_dir: Path | None, database_url: str | None) -> Any:
     from enomalism.config import Settings
 
-    return Settings(**{k: v for k, v in {"data_dir": data_dir, "database_url": database_url}
-                       .items() if v is not None})
+    given: dict[str, Any] = {"data_dir": data_dir, "database_url": database_url}
+    return Settings(**{k: v for k, v in given.items() if v is not None})
 
 
 def _database(settings: Any) -> Any:
@@ -47,11 +48,13 @@ def _database(settings: Any) -> Any:
 def _context(session: Any) -> Any:
     from enomalism.services.context import Context, Principal
 
-    return Context(db=session, registry=None, user=Principal(uuid=None, username=LOCAL,
-                                                             is_admin=True), source="local")
+    # A local command reaches no hypervisor (no registry) and acts as no stored user (no id).
+    nothing = cast(Any, None)
+    return Context(db=session, registry=nothing, source="local",
+                   user=Principal(uuid=nothing, username=LOCAL, is_admin=True))
 
 
-def _service_error(e: Exception) -> CLIError:
+def _service_error(e: EnomalismError) -> CLIError:
     err = error_for(e.status, e.errno, e.message)
     return CLIError(e.message, err.exit_code, e.errno)
 
@@ -75,7 +78,6 @@ def create_admin(
 ) -> None:
     """Create an administrator in the local database (creating and migrating it if needed);
     the password is asked for twice."""
-    from enomalism.errors import EnomalismError
     from enomalism.services import users
 
     settings = _settings(data_dir, database_url)
@@ -106,7 +108,6 @@ def reset_password(
     password for up to ENOMALISM_AUTH_CACHE_SECONDS (60 s) more."""
     from sqlalchemy import select
 
-    from enomalism.errors import EnomalismError
     from enomalism.services import users
     from enomalism.store.models import User
 

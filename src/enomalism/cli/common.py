@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
 import typer
 from rich import box
@@ -374,10 +374,10 @@ def report(c: Cli, e: ClientError | CLIError,
     message in the command's own words (`words`: the API's names of things as the command
     calls them); returns the exit code."""
     if isinstance(e, ClientError):
-        doc = {"errno": e.errno, "message": e.message, "status": e.status}
+        doc: dict[str, Any] = {"errno": e.errno, "message": e.message, "status": e.status}
         if e.body.get("txid"):
             doc["txid"] = e.body["txid"]
-        if getattr(e, "partial", None):
+        if e.partial:
             doc["results"] = e.partial
         if isinstance(e, AmbiguousError):
             doc["candidates"] = e.candidates
@@ -423,7 +423,7 @@ def command(app: typer.Typer, name: str | None = None, *, connection: bool = Tru
             finally:
                 c.close()
 
-        wrapper.__signature__ = sig.replace(parameters=[*own, *extra])
+        cast(Any, wrapper).__signature__ = sig.replace(parameters=[*own, *extra])
         wrapper.__annotations__ = {**{k: v for k, v in fn.__annotations__.items()
                                       if k != first.name},
                                    **{p.name: p.annotation for p in extra}}

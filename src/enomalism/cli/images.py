@@ -83,7 +83,7 @@ def image_upload(
     c = cli.client()
     if (file is None) == (url is None):
         raise CLIError("give a FILE or --url", errno=1001)
-    source = Path(file) if file is not None else Path(url.rsplit("/", 1)[-1] or "image")
+    source = Path(file) if file is not None else Path((url or "").rsplit("/", 1)[-1] or "image")
     fmt = format or FORMATS.get(source.suffix.lower())
     if fmt is None:
         raise CLIError(f"cannot tell the format of {source.name}: give --format", errno=1001)

@@ -84,7 +84,7 @@ def list_(
         addresses = _addresses(c) if any(m.kind == "vm" for m in found) else {}
         cli.table(
             ["NAME", "UUID", "KIND", "STATE", "HOST", "HYPERVISOR", "ADDRESS", "SIZE", "NOTES"],
-            [[m.name, m.uuid, m.kind, m.state, names.get(m.host, m.host),
+            [[m.name, m.uuid, m.kind, m.state, names.get(m.host or "", m.host),
               uris.get(m.parent or "", m.parent), m.address or addresses.get(m.uuid),
               _size(m), notes(m)] for m in found])
     cli.emit([brief(m) for m in found], human)
@@ -158,7 +158,7 @@ def show(
 
 def _act(cli: Cli, refs: list[str], action: str, done: str, **variables: str) -> list[dict]:
     c = cli.client()
-    results = []
+    results: list[dict] = []
     for m in lookup.machines(c, refs):
         try:
             message = c.machines.action(m.uuid, action, **variables)
@@ -264,8 +264,11 @@ def actions(cli: Cli, machine: Ref) -> None:
     c = cli.client()
     m = lookup.machine(c, machine)
     result = c.machines.actions(m.uuid)
-    cli.emit({"machine": m.uuid, "name": m.name, "actions": result},
-             lambda: [cli.say(VERBS.get(a, a)) for a in result])
+
+    def human() -> None:
+        for a in result:
+            cli.say(VERBS.get(a, a))
+    cli.emit({"machine": m.uuid, "name": m.name, "actions": result}, human)
 
 
 def _rate(n: float | None) -> str:

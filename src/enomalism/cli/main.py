@@ -1,7 +1,7 @@
 """`enomalism`: serve the API, and drive a running server."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -68,7 +68,7 @@ def serve(
     from enomalism.api.app import create_app
     from enomalism.config import Settings
 
-    overrides = {k: v for k, v in {
+    overrides: dict[str, Any] = {k: v for k, v in {
         "host": host, "port": port, "data_dir": data_dir, "database_url": database_url,
         "hypervisors": hypervisor or None}.items() if v is not None}
     try:

@@ -31,7 +31,8 @@ def list_(cli: Cli) -> None:
     cli.emit(found, lambda: cli.table(
         ["NAME", "UUID", "NETWORK", "GATEWAY", "BRIDGE", "CLUSTER", "RANGES", "LEASED"],
         [[n.name, n.uuid, f"{n.ip}/{n.prefix}", n.gateway, n.bridge,
-          names.get(n.cluster, n.cluster), [f"{r.start_ip}-{r.end_ip}" for r in n.ranges],
+          names.get(n.cluster or "", n.cluster),
+          [f"{r.start_ip}-{r.end_ip}" for r in n.ranges],
           n.leased] for n in found]))
 
 
@@ -40,7 +41,7 @@ def _show(cli: Cli, n: Network) -> None:
     cli.fields([
         ("name", n.name), ("uuid", n.uuid), ("description", n.description),
         ("network", f"{n.ip}/{n.prefix}"), ("netmask", n.netmask), ("gateway", n.gateway),
-        ("bridge", n.bridge), ("cluster", names.get(n.cluster, n.cluster)),
+        ("bridge", n.bridge), ("cluster", names.get(n.cluster or "", n.cluster)),
         ("leased", n.leased), ("created", n.created_at)])
     cli.table(["RANGE", "START", "END", "SIZE"],
                 [[r.uuid, r.start_ip, r.end_ip, r.size] for r in n.ranges])
@@ -143,7 +144,7 @@ def leases(cli: Cli, network: NetRef) -> None:
     names = {m.uuid: m.name for m in c.machines.list()} if any(x.machine for x in found) else {}
     cli.emit(found, lambda: cli.table(
         ["ADDRESS", "MACHINE", "MAC", "NOTE", "SINCE"],
-        [[x.address, names.get(x.machine, x.machine), x.mac, x.note, x.created_at]
+        [[x.address, names.get(x.machine or "", x.machine), x.mac, x.note, x.created_at]
          for x in found]))
 
 

@@ -7,6 +7,7 @@ import typer
 from enomalism.cli import lookup
 from enomalism.cli.common import Cli, CLIError, command, read_secret, split_principal
 from enomalism.client import Group, User
+from enomalism.client import GroupRef as GroupEntry  # GroupRef: the argument type below
 
 user_app = typer.Typer(help="Users (administrators create and delete them).",
                        no_args_is_help=True)
@@ -208,7 +209,7 @@ def group_delete(cli: Cli, group: GroupRef, yes: Yes = False) -> None:
 
 def _membership(cli: Cli, group: str, users: list[str], add: bool) -> None:
     c = cli.client()
-    g = lookup.group(c, group)
+    g: Group | GroupEntry = lookup.group(c, group)
     for ref in users:
         u = lookup.user(c, ref)
         g = c.groups.add_user(g.uuid, u.uuid) if add else c.groups.remove_user(g.uuid, u.uuid)
