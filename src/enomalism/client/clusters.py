@@ -2,9 +2,7 @@
 
 import builtins
 
-from enomalism.client.models import (
-    Cluster,
-)
+from enomalism.client.models import Cluster
 from enomalism.client.naming import pick
 from enomalism.client.resource import Resource
 

@@ -9,10 +9,7 @@ from pathlib import Path
 import httpx
 
 from enomalism.client.errors import ClientError, UnreachableError
-from enomalism.client.models import (
-    Package,
-    Repository,
-)
+from enomalism.client.models import Package, Repository
 from enomalism.client.naming import pick
 from enomalism.client.resource import Resource
 

@@ -4,9 +4,7 @@ import builtins
 import os
 from collections.abc import Callable
 
-from enomalism.client.models import (
-    Image,
-)
+from enomalism.client.models import Image
 from enomalism.client.naming import path_id, pick
 from enomalism.client.resource import Resource
 

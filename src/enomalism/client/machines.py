@@ -10,13 +10,7 @@ from enomalism.client.connection import Connection
 from enomalism.client.errors import NotFoundError
 from enomalism.client.feeds import Packages
 from enomalism.client.hosts import Hosts, Hypervisors, MachineHypervisors
-from enomalism.client.models import (
-    Cluster,
-    Machine,
-    MachineDetails,
-    MachineStats,
-    Queued,
-)
+from enomalism.client.models import Cluster, Machine, MachineDetails, MachineStats, Queued
 from enomalism.client.naming import path_id, pick
 from enomalism.client.resource import Resource
 

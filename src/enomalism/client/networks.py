@@ -5,12 +5,7 @@ import builtins
 from enomalism.client.clusters import Clusters
 from enomalism.client.connection import Connection
 from enomalism.client.machines import Machines
-from enomalism.client.models import (
-    Cluster,
-    IPRange,
-    Lease,
-    Network,
-)
+from enomalism.client.models import Cluster, IPRange, Lease, Network
 from enomalism.client.naming import path_id, pick
 from enomalism.client.resource import Resource
 

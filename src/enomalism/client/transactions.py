@@ -3,9 +3,7 @@
 import builtins
 
 from enomalism.client.connection import Connection
-from enomalism.client.models import (
-    Transaction,
-)
+from enomalism.client.models import Transaction
 from enomalism.client.naming import is_uuid, pick
 from enomalism.client.resource import Find, Resource
 
