@@ -3,6 +3,9 @@ client returns is one of the server's wire models (enomalism/wire.py) exactly as
 describes it, and each view the client makes of a whole answer takes its fields from that
 answer's schema. A field added, renamed or retyped on one side only fails here."""
 
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -120,3 +123,14 @@ def test_a_drifted_model_is_caught(components):
     assert drift(MachineObj, components) == [
         "MachineObj differs from the server's (fields only on one side: ['colour'])"]
     assert "HypervisorObj differs" in drift(HypervisorObj, components)[0]
+
+
+def test_the_client_loads_no_part_of_the_server():
+    """The client (and the wire models) import pydantic and httpx, never the server's app,
+    services, store or libvirt: a script that drives a server need not install one."""
+    probe = ("import sys, enomalism.client; print(' '.join(sorted(m for m in sys.modules if "
+             "m.split('.')[0] in ('fastapi', 'sqlalchemy', 'libvirt', 'starlette') or "
+             "m.startswith(('enomalism.api', 'enomalism.services', 'enomalism.store')))))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.stdout.split() == []
