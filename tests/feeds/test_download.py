@@ -9,6 +9,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpcore
 import pytest
 
 from enomalism import writeback
@@ -442,16 +443,22 @@ def test_second_download_of_the_same_file_is_refused(server, tmp_path):
 
 
 def test_connections_read_in_large_pieces():
-    """httpcore's 64 KiB reads cost a third of a download's CPU; the client's connections
-    ask for READ_SIZE (an httpx that builds its pool differently would silently lose this)."""
-    with dl._client(None, 5.0) as client:
-        backend = client._transport._pool._network_backend
-    assert isinstance(backend, dl._GuardedBackend)
+    """httpcore's 64 KiB reads cost a third of a download's CPU; the guarded backend's
+    streams ask the socket for READ_SIZE (that every fetch goes through that backend is what
+    tests/feeds/test_fetch_policy.py shows: nothing inside is reached)."""
+    backend = dl._GuardedBackend(httpcore.SyncBackend(), dl.FetchPolicy.from_setting("127.0.0.1"))
     server = socket.create_server(("127.0.0.1", 0))
     try:
         stream = backend.connect_tcp("127.0.0.1", server.getsockname()[1])
+        peer, _ = server.accept()
+        peer.sendall(b"x" * (300 << 10))
         assert isinstance(stream, dl._LargeReadStream)
+        got = b""
+        while len(got) < (300 << 10):
+            got += stream.read(64 << 10, timeout=5)
+        assert len(got) == 300 << 10
         stream.close()
+        peer.close()
     finally:
         server.close()
 

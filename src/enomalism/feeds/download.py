@@ -34,7 +34,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -316,18 +316,66 @@ class _GuardedBackend(httpcore.NetworkBackend):
         self._backend.sleep(seconds)
 
 
-def _transport(deadline: float | None = None) -> httpx.HTTPTransport:
-    """httpx's own transport, its connections guarded by the policy and reading in large
-    pieces. httpx has no setting for the network backend, so it is swapped on the pool the
-    transport made; should a later httpx build its pool differently, refuse to fetch rather
-    than fetch unguarded."""
-    transport = httpx.HTTPTransport()
-    pool = getattr(transport, "_pool", None)
-    backend = getattr(pool, "_network_backend", None)
-    if not isinstance(backend, httpcore.NetworkBackend):
-        raise RuntimeError("httpx's transport has no network backend to guard")
-    pool._network_backend = _GuardedBackend(backend, _policy, deadline)
-    return transport
+# httpcore's errors as httpx's, most specific first (what httpx's own transport raises).
+_ERRORS: tuple[tuple[type[Exception], type[httpx.HTTPError]], ...] = (
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout), (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout), (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ConnectError, httpx.ConnectError), (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError), (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+)
+
+
+@contextmanager
+def _as_httpx_errors() -> Iterator[None]:
+    try:
+        yield
+    except tuple(frm for frm, _ in _ERRORS) as e:
+        kind = next(to for frm, to in _ERRORS if isinstance(e, frm))
+        raise kind(str(e)) from e
+
+
+class _Body(httpx.SyncByteStream):
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[bytes]:
+        with _as_httpx_errors():
+            yield from self._stream
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+class _GuardedTransport(httpx.BaseTransport):
+    """An httpx transport over httpcore's connection pool with the guarded network backend.
+    httpx has no setting for the backend, but httpcore's pool takes one (a public argument):
+    this is httpx's own transport, built on that pool. HTTP/1.1 only, no proxies (trust_env
+    is off: a proxy would connect past the guard)."""
+
+    def __init__(self, deadline: float | None = None) -> None:
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            network_backend=_GuardedBackend(httpcore.SyncBackend(), _policy, deadline))
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        req = httpcore.Request(
+            method=request.method, headers=request.headers.raw, content=request.stream,
+            url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port,
+                             target=url.raw_path),
+            extensions=request.extensions)
+        with _as_httpx_errors():
+            resp = self._pool.handle_request(req)
+        return httpx.Response(status_code=resp.status, headers=resp.headers,
+                              stream=_Body(resp.stream), extensions=resp.extensions)
+
+    def close(self) -> None:
+        self._pool.close()
 
 
 def _client(auth: Auth | None, timeout: float, deadline: float | None = None,
@@ -345,7 +393,7 @@ def _client(auth: Auth | None, timeout: float, deadline: float | None = None,
                 request.headers.pop("Authorization", None)
         hooks.append(only_home)
     return httpx.Client(
-        transport=_transport(deadline), auth=auth, follow_redirects=True, max_redirects=5,
+        transport=_GuardedTransport(deadline), auth=auth, follow_redirects=True, max_redirects=5,
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
         headers={"User-Agent": "enomalism"}, trust_env=False, event_hooks={"request": hooks},
     )
