@@ -35,6 +35,7 @@ class Writeback:
         self.enabled = enabled and _START_WRITEBACK is not None
 
     def wrote(self, end: int) -> None:
-        if self.enabled and end - self.flushed >= EVERY:
-            _START_WRITEBACK(self.fd, self.flushed, end - self.flushed)
+        start = _START_WRITEBACK
+        if self.enabled and start is not None and end - self.flushed >= EVERY:
+            start(self.fd, self.flushed, end - self.flushed)
             self.flushed = end

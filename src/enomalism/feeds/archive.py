@@ -39,7 +39,7 @@ from contextlib import suppress
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO, cast
 
 import zstandard
 from lxml import etree
@@ -165,7 +165,7 @@ def _get(data: Mapping[str, Any], key: str, typ: type, where: str, optional: boo
     # bool is an int to Python, but not a size
     if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
         raise InvalidInput(f"{where}: \"{key}\" must be {'an integer' if typ is int else 'text'}")
-    if typ is int and value < 0:
+    if isinstance(value, int) and value < 0:
         raise InvalidInput(f"{where}: \"{key}\" must not be negative")
     return value
 
@@ -433,10 +433,11 @@ def _write_disk(f: _WriteAll, disk: DiskInfo, opener: Callable[[], BinaryIO], mt
     f.write(b"\0" * BLOCK)  # placeholder, patched once the compressed size is known
     try:
         with opener() as src:
+            out = cast(BinaryIO, f)  # _WriteAll writes as a file does, all of it
             if disk.compression == "zstd":
-                _compress_zstd(src, f, tally)
+                _compress_zstd(src, out, tally)
             else:
-                _compress_gzip(src, f, tally)
+                _compress_gzip(src, out, tally)
     finally:
         digest = tally.sha.hexdigest()
     stored = f.tell() - header_at - BLOCK
@@ -496,7 +497,7 @@ def write_package(dest: Path, *, domain_xml: str, manifest: Manifest,
     is left, and `dest` never holds a partial package.
     """
     return _write_package(dest, domain_xml, manifest, disk_sources, compression, progress,
-                          fsync, None)[0]
+                          fsync, False)[0]
 
 
 def write_package_sha256(dest: Path, *, domain_xml: str, manifest: Manifest,
@@ -506,14 +507,16 @@ def write_package_sha256(dest: Path, *, domain_xml: str, manifest: Manifest,
                          fsync: bool = True) -> tuple[Manifest, str]:
     """`write_package`, and the sha256 of the archive file it wrote (what a feed announces
     as `eno:sha256`, equal to `file_sha256(dest)`), computed while writing it."""
-    return _write_package(dest, domain_xml, manifest, disk_sources, compression, progress,
-                          fsync, True)
+    made, sha256 = _write_package(dest, domain_xml, manifest, disk_sources, compression,
+                                  progress, fsync, True)
+    assert sha256 is not None  # asked for
+    return made, sha256
 
 
 def _write_package(dest: Path, domain_xml: str, manifest: Manifest,
                    disk_sources: Mapping[str, Callable[[], BinaryIO]], compression: str,
                    progress: Callable[[int], None] | None, fsync: bool,
-                   want_sha256: bool | None) -> tuple[Manifest, str | None]:
+                   want_sha256: bool) -> tuple[Manifest, str | None]:
     dest = Path(dest)
     root = _parse_domain(domain_xml.encode())
     _check_for_writing(manifest, root, disk_sources, compression)
@@ -825,9 +828,10 @@ class DiskReader(io.RawIOBase):
         self._expected = expected_size
         self.count = 0
         source = _Slice(self._file.fileno(), member.offset, member.size)
+        self._inner: IO[bytes] | gzip.GzipFile
         if compression == "zstd":
             self._inner = zstandard.ZstdDecompressor().stream_reader(
-                source, read_size=1 << 20, read_across_frames=True, closefd=False)
+                cast(IO[bytes], source), read_size=1 << 20, read_across_frames=True, closefd=False)
         else:  # gzip reads in small pieces: buffer them into few system calls
             buffered = io.BufferedReader(source, buffer_size=1 << 20)
             self._inner = gzip.GzipFile(fileobj=buffered, mode="rb")

@@ -280,7 +280,7 @@ class _GuardedBackend(httpcore.NetworkBackend):
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError):
             raise httpcore.ConnectError(f"cannot resolve {host}") from None
-        addrs = list(dict.fromkeys(ipaddress.ip_address(i[4][0].split("%", 1)[0])
+        addrs = list(dict.fromkeys(ipaddress.ip_address(str(i[4][0]).split("%", 1)[0])
                                    for i in infos))
         allowed = [a for a in addrs if self._policy.permits(host, a)]
         if not allowed:
@@ -307,7 +307,7 @@ class _GuardedBackend(httpcore.NetworkBackend):
                 last = e
                 continue
             return _LargeReadStream(stream, self._deadline)
-        raise last
+        raise last or httpcore.ConnectError(f"cannot connect to {host}")
 
     def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore.NetworkStream:
         raise httpcore.ConnectError("fetches use TCP only")
@@ -599,12 +599,16 @@ class _Transfer:
         self.writeback = Writeback(self.f.fileno(), self.done, fsync)
         self.last_report = 0.0
         if self.sha is not None and self.done:
-            self._hash_existing()
+            self._hash_existing(self.sha)
 
-    def _hash_existing(self) -> None:
+    def digest(self) -> str | None:
+        """The sha256 of what was received (None when no hash was asked for)."""
+        return self.sha.hexdigest() if self.sha is not None else None
+
+    def _hash_existing(self, sha: HashThread) -> None:
         self.f.seek(0)
         while data := self.f.read(HASH_CHUNK):
-            self.sha.update(data)
+            sha.update(data)
         self.f.seek(0, os.SEEK_END)
 
     def restart(self) -> None:
@@ -736,7 +740,7 @@ class _Transfer:
             raise self._size_mismatch(self.done)
         if self.total is not None and self.done != self.total:
             raise InvalidInput(f"{redact(self.url)} sent {self.done} of {self.total} bytes")
-        if expected_sha256 is not None and self.sha.hexdigest() != expected_sha256:
+        if expected_sha256 is not None and self.digest() != expected_sha256:
             raise InvalidInput(f"{redact(self.url)} does not match its sha256: the download is "
                                "corrupt or the package changed; it was discarded")
 
@@ -795,7 +799,7 @@ def download(url: str, dest: Path, *, auth: Auth | None = None,
             resumed = t.done > 0
             _receive(t, client, retries)
             if resumed and expected_sha256 is not None \
-                    and t.sha.hexdigest() != expected_sha256:
+                    and t.digest() != expected_sha256:
                 t.restart()
                 t.tick(force=True)
                 _receive(t, client, retries)

@@ -12,14 +12,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from enomalism.errors import Locked, NotFound
-from enomalism.store.db import Database
+from enomalism.store.db import Database, changed
 from enomalism.store.models import Machine, NamedLock, Transaction, utcnow
 
 
 def lock(db: Session, machine_uuid: str, txid: str) -> None:
-    done = db.execute(update(Machine).where(
+    done = changed(db, update(Machine).where(
         Machine.uuid == machine_uuid, Machine.lock_txid.is_(None)).values(lock_txid=txid))
-    if done.rowcount == 1:
+    if done == 1:
         return
     m = db.get(Machine, machine_uuid)
     if m is None:

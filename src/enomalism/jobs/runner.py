@@ -25,7 +25,7 @@ from enomalism.runtime.package_sync import PackageSync
 from enomalism.runtime.registry import HypervisorRegistry
 from enomalism.services import audit, events
 from enomalism.services.metrics import ServerMetrics
-from enomalism.store.db import Database
+from enomalism.store.db import Database, changed
 from enomalism.store.models import Event, Machine, Transaction, User, utcnow
 from enomalism.store.secrets import SecretBox
 
@@ -83,13 +83,13 @@ class JobContext:
 
     def _update(self, told: Event | None = None, **values: Any) -> None:
         with self.db.session() as s:
-            done = s.execute(update(Transaction).where(
+            done = changed(s, update(Transaction).where(
                 Transaction.uuid == self.txid, Transaction.claimed_by == self.runner.node_id,
                 Transaction.attempts == self.attempt).values(heartbeat_at=utcnow(), **values))
-            if done.rowcount == 1 and told is not None:
+            if done == 1 and told is not None:
                 s.add(told)
                 s.info["events"] = True
-        if done.rowcount != 1:
+        if done != 1:
             raise JobTakenOver()
         self._written_at = time.monotonic()
 
@@ -308,11 +308,11 @@ class Runner:
             for txid, params in candidates:
                 if not self._can_run_here(s, params or {}):
                     continue
-                took = s.execute(update(Transaction).where(
+                took = changed(s, update(Transaction).where(
                     Transaction.uuid == txid, Transaction.state == "queued").values(
                     state="running", claimed_by=self.node_id, started_at=utcnow(),
                     heartbeat_at=utcnow(), attempts=Transaction.attempts + 1))
-                if took.rowcount == 1:
+                if took == 1:
                     tx = s.execute(select(Transaction.kind, Transaction.owner_uuid,
                                           Transaction.target_uuid)
                                    .where(Transaction.uuid == txid)).one()
@@ -334,7 +334,7 @@ class Runner:
     def _run(self, txid: str) -> None:
         started = time.monotonic()
         with self.db.session(write=False) as s:
-            tx = s.get(Transaction, txid)
+            tx = s.get_one(Transaction, txid)
             job = JobContext(self, tx)
         fn = HANDLERS.get(job.kind)
         end: tuple[str, dict[str, Any]] | None = None
@@ -379,10 +379,10 @@ class Runner:
         problems: list[str] = []
         if state != "done":
             with self.db.session(write=False) as s:
-                entries = list(s.get(Transaction, txid).undo or [])
+                entries = list(s.get_one(Transaction, txid).undo or [])
             problems = undo.run(self.db, self.registry, entries)
         with self.db.session() as s:
-            tx = s.get(Transaction, txid)
+            tx = s.get_one(Transaction, txid)
             states.check(tx.state, state)
             tx.state, tx.finished_at, tx.heartbeat_at = state, utcnow(), None
             tx.error = error
@@ -397,7 +397,7 @@ class Runner:
             tx.log = (list(tx.log or []) + entries)[-LOG_LIMIT:]
             locks.release(s, txid)
             owner = s.get(User, tx.owner_uuid) if tx.owner_uuid else None
-            audit.write(s, actor_uuid=tx.owner_uuid, actor_name=owner and owner.username,
+            audit.write(s, actor_uuid=tx.owner_uuid, actor_name=owner.username if owner else None,
                         source=f"job on {self.node_id}"[:64], action=f"transaction.{state}",
                         object_type="transaction", object_uuid=txid, object_name_=tx.kind,
                         errno=errno if state == "failed" else 0,
@@ -428,10 +428,10 @@ class Runner:
         it: of several nodes looking at once (or starting together), only one undoes each.
         False when another node took it first."""
         with self.db.session() as s:
-            took = s.execute(update(Transaction).where(
+            took = changed(s, update(Transaction).where(
                 Transaction.uuid == txid, Transaction.state == "running", where).values(
                 claimed_by=self.node_id, heartbeat_at=utcnow()))
-        if took.rowcount != 1:
+        if took != 1:
             return False
         log.warning("transaction %s was interrupted; undoing what it created", txid)
         self._await_hypervisors(txid)
@@ -443,7 +443,7 @@ class Runner:
         still being opened in the background: wait (bounded) until those the job's undo log
         names are connected or have failed to connect, else its domains and volumes stay."""
         with self.db.session(write=False) as s:
-            entries = list(s.get(Transaction, txid).undo or [])
+            entries = list(s.get_one(Transaction, txid).undo or [])
         end = time.monotonic() + timeout
         for hv in {e["hypervisor"] for e in entries if e.get("hypervisor")}:
             while self.registry.status(hv)[0] == "connecting" and time.monotonic() < end:

@@ -4,6 +4,7 @@ things that were never made."""
 
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from enomalism.errors import EnomalismError
@@ -73,9 +74,10 @@ def _image(db: Database, _reg: HypervisorRegistry, uuid: str) -> None:
             s.delete(image)
 
 
-UNDO = {"file": _file, "image": _image, "dir": _dir, "paused": _paused, "volume": _volume,
-        "pool_volume": _pool_volume, "domain": _domain,
-        "machine": _machine, "package_state": _package_state, "dhcp_host": _dhcp_host}
+UNDO: dict[str, Callable[..., None]] = {
+    "file": _file, "image": _image, "dir": _dir, "paused": _paused, "volume": _volume,
+    "pool_volume": _pool_volume, "domain": _domain, "machine": _machine,
+    "package_state": _package_state, "dhcp_host": _dhcp_host}
 
 
 def run(db: Database, registry: HypervisorRegistry, entries: list[dict]) -> list[str]:

@@ -13,12 +13,13 @@ never both own a hypervisor for longer than it takes the old owner to see its re
 import logging
 import os
 import socket
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import or_, select, update
 
-from enomalism.store.db import Database
+from enomalism.store.db import Database, changed
 from enomalism.store.models import Hypervisor, Node, utcnow
 from enomalism.virt import uri as uris
 
@@ -82,17 +83,17 @@ class Ownership:
         """Take or keep the hypervisor if no other node holds a live claim on it."""
         now = utcnow()
         with self.db.session() as s:
-            took = s.execute(update(Hypervisor).where(
+            took = changed(s, update(Hypervisor).where(
                 Hypervisor.uuid == hv_uuid, self.mine_or_free(now)).values(
                 owner_node=self.node_id, owner_until=now + timedelta(seconds=self.lease)))
-        mine = took.rowcount == 1
+        mine = took == 1
         (self.owned.add if mine else self.owned.discard)(hv_uuid)
         return mine
 
     def owns(self, hv_uuid: str) -> bool:
         return hv_uuid in self.owned
 
-    def renew(self, connected: list[str], lost: list[str] = ()) -> tuple[set[str], set[str]]:
+    def renew(self, connected: list[str], lost: Sequence[str] = ()) -> tuple[set[str], set[str]]:
         """Renew the claims on the hypervisors this node is connected to and take those whose
         owner went silent; let go of those in `lost` (disconnected, or no longer supervised).
         A hypervisor in neither (connecting) keeps its claim until it lapses. Returns
@@ -110,9 +111,9 @@ class Ownership:
                     owner_node=None, owner_until=None))
             now_owned = set(s.scalars(select(Hypervisor.uuid).where(
                 Hypervisor.owner_node == self.node_id)))
-        gained, lost = now_owned - self.owned, self.owned - now_owned
+        gained, dropped = now_owned - self.owned, self.owned - now_owned
         self.owned = now_owned
-        return gained, lost
+        return gained, dropped
 
     def release(self, hv_uuid: str) -> None:
         self.owned.discard(hv_uuid)
@@ -141,7 +142,7 @@ def list_nodes(ctx: "Context") -> list[dict]:
     owned: dict[str, list[str]] = {}
     for hv_uuid, node in ctx.db.execute(select(Hypervisor.uuid, Hypervisor.owner_node).where(
             Hypervisor.owner_node.is_not(None)).order_by(Hypervisor.uuid)):
-        owned.setdefault(node, []).append(hv_uuid)
+        owned.setdefault(node or "", []).append(hv_uuid)
     return [{"id": n.id, "hostname": n.hostname, "pid": n.pid, "started_at": n.started_at,
              "seen_at": n.seen_at, "alive": n.stopped_at is None and n.seen_at >= cutoff,
              "hypervisors": owned.get(n.id, [])}

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
-from enomalism.store.db import Database
+from enomalism.store.db import Database, changed
 from enomalism.store.models import Node, Package, utcnow
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,11 @@ class PackageSync:
         with self.db.session(write=False) as s:
             rows = s.execute(select(Package.uuid, Package.path, Package.unsynced)
                              .where(Package.unsynced.is_not(None))).tuples()
-            return [(u, p, m, *(m.split(" ") + ["", ""])[:2]) for u, p, m in rows]
+            marked = []
+            for u, p, m in rows:
+                node, boot = (m.split(" ") + ["", ""])[:2] if m else ("", "")
+                marked.append((u, p, m or "", node, boot))
+            return marked
 
     def recover(self) -> None:
         """At start: sync this node's marked packages of this boot; take back those of an
@@ -155,10 +159,10 @@ class PackageSync:
         first, with a compare-and-swap on the mark, so that of several nodes only one moves
         the file (and a node that synced it meanwhile keeps it)."""
         with self.db.session() as s:
-            took = s.execute(update(Package).where(
+            took = changed(s, update(Package).where(
                 Package.uuid == pkg_uuid, Package.unsynced == mark).values(
                 state="remote", path=None, size=None, unsynced=None))
-        if took.rowcount == 1 and path:
+        if took == 1 and path:
             try:
                 os.replace(path, path + ".part")
             except FileNotFoundError:

@@ -4,10 +4,11 @@ as is. The schema is created and upgraded by Alembic migrations only."""
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import CursorResult, Delete, Engine, Update, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -56,6 +57,11 @@ def migrate(engine: Engine) -> None:
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+def changed(s: Session, stmt: Update | Delete) -> int:
+    """How many rows an UPDATE or DELETE changed: a compare-and-swap's answer (1: it took)."""
+    return cast(CursorResult[Any], s.execute(stmt)).rowcount
 
 
 class Database:

@@ -11,19 +11,20 @@ the SQL nor a storage format is written twice.
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Engine
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
 
 class Prepared:
     """One statement compiled for one dialect: `args(values)` gives what `cursor.execute(sql,
     ...)` takes, in the dialect's parameter style."""
 
-    def __init__(self, stmt: Executable, engine: Engine) -> None:
+    def __init__(self, stmt: ClauseElement, engine: Engine) -> None:
         dialect = engine.dialect
-        compiled = stmt.compile(dialect=dialect)
+        compiled = cast(SQLCompiler, stmt.compile(dialect=dialect))
         self.sql = compiled.string
         self._order = compiled.positiontup if compiled.positional else None
         self._processors = {}
