@@ -10,7 +10,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import libvirt
 from sqlalchemy import Engine, Integer, bindparam, func, select, update
@@ -64,9 +64,21 @@ class ActionVars:
     puuid: str | None = None
 
 
-def available(m: Machine) -> list[str]:
+class Facts(Protocol):
+    """What the preconditions of an action read of a machine: the ORM's row (`perform`), or
+    the quick path's (`perform_quick`). A host's also has `is_local` and `hypervisors`."""
+
+    uuid: str
+    name: str
+    kind: str
+    managed: bool
+    lock_txid: str | None
+    state: str
+
+
+def available(m: Facts) -> list[str]:
     """The actions valid for the machine now, in a stable order."""
-    if m.kind == "host":
+    if isinstance(m, Machine) and m.kind == "host":
         if m.is_local or m.hypervisors:
             return ["provision", "rename"] if m.hypervisors else ["rename"]
         return ["rename", "totaldelete"]
@@ -90,18 +102,27 @@ def perform(ctx: Context, uuid: str, action: str, v: ActionVars) -> str:
         raise UnknownAction(
             f"unknown action '{action}'; machine actions are: {', '.join(ACTION_NAMES)}")
     _check_permission(ctx, m, action)
+    if (refused := refusal(m, action)) is not None:
+        raise refused
+    return handler(ctx, m, v)
+
+
+def refusal(m: Facts, action: str) -> EnomalismError | None:
+    """Why `action` cannot be done on the machine now, or None: the one precondition check of
+    both paths (`perform`, `perform_quick`), in a fixed order. The action is known and the
+    caller's permission checked before."""
     if action == "unlock":
-        return _unlock(ctx, m, v)
+        return None if m.lock_txid else InvalidState(f"machine {m.name} is not locked")
     if m.lock_txid:
-        raise Locked(f"machine {m.uuid} is locked by transaction {m.lock_txid}",
-                     txid=m.lock_txid)
+        return Locked(f"machine {m.uuid} is locked by transaction {m.lock_txid}",
+                      txid=m.lock_txid)
     if m.kind == "vm" and not m.managed and action != "manage":
-        raise InvalidState(f"machine {m.uuid} is not managed; 'manage' it first")
+        return InvalidState(f"machine {m.uuid} is not managed; 'manage' it first")
     if action not in available(m):
         what = "host" if m.kind == "host" else f"machine that is {m.state}"
         now = ", ".join(available(m)) or "none"
-        raise InvalidState(f"cannot {action} a {what}; possible now: {now}")
-    return handler(ctx, m, v)
+        return InvalidState(f"cannot {action} a {what}; possible now: {now}")
+    return None
 
 
 # The permission each action needs on the machine. `manage` needs `control` on the machine's
@@ -251,9 +272,12 @@ def perform_quick(db: Database, registry: "HypervisorRegistry", user: Principal,
         if row is None:
             conn.rollback()
             return None
-        kind, managed, lock_txid, state, owner, parent, name = row
-        if kind != "vm" or not managed or lock_txid or action not in _BY_STATE.get(state, ()) \
-                or not (user.is_admin or owner == user.uuid):
+        facts = _Row(uuid, *row)
+        kind, state, owner, parent, name = facts.kind, facts.state, row[4], row[5], facts.name
+        # the same preconditions as `perform`; a permission other than an owner's or an
+        # administrator's, and every refusal, are answered there
+        if kind != "vm" or not (user.is_admin or owner == user.uuid) \
+                or refusal(facts, action) is not None:
             conn.rollback()
             return None
         if sqlite:
@@ -283,6 +307,20 @@ def perform_quick(db: Database, registry: "HypervisorRegistry", user: Principal,
         events.emit(db, "machine.state", uuid, owner, uuid=uuid, name=name, kind=kind,
                     state=after.state, previous=state)
     return {"errno": 0, "message": done.format(name=name)}
+
+
+@dataclass(slots=True)
+class _Row:
+    """The quick path's read of a machine, as `refusal` reads it (Facts)."""
+
+    uuid: str
+    kind: str
+    managed: bool
+    lock_txid: str | None
+    state: str
+    owner_uuid: str | None
+    parent_uuid: str | None
+    name: str
 
 
 @contextmanager
@@ -321,8 +359,6 @@ def _manage(ctx: Context, m: Machine, _v: ActionVars) -> str:
 
 
 def _unlock(ctx: Context, m: Machine, _v: ActionVars) -> str:
-    if not m.lock_txid:
-        raise InvalidState(f"machine {m.name} is not locked")
     txid, m.lock_txid = m.lock_txid, None
     return f"machine {m.name} unlocked (was held by transaction {txid})"
 
