@@ -18,13 +18,13 @@ from sqlalchemy import func, select
 
 from enomalism.client import Client
 from enomalism.config import Settings
-from enomalism.jobs.runner import JobContext, handler
+from enomalism.jobs.runner import JobContext
 from enomalism.services import events, transactions
 from enomalism.services.context import Context, Principal
 from enomalism.store.models import Event, User
 from tests.api.accounts import grant, new_user
 from tests.cli.conftest import running_server
-from tests.conftest import ADMIN_PASSWORD, FAST_HASHES, database_url
+from tests.conftest import ADMIN_PASSWORD, FAST_HASHES, database_url, job_kind
 from tests.fakehost import domain_xml, write_host
 
 ADMIN = ("admin", ADMIN_PASSWORD)
@@ -32,7 +32,7 @@ WAIT = 20.0  # seconds any one awaited event may take before the test fails
 GATES: dict[str, threading.Event] = {}
 
 
-@handler("test.event_steps")
+@job_kind("test.event_steps")
 def _steps(job: JobContext) -> dict:
     """Four steps of progress, waiting on a gate before the last."""
     for i in range(4):

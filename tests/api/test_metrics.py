@@ -13,13 +13,21 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from enomalism.errors import HypervisorError
-from enomalism.jobs.runner import JobContext, handler
+from enomalism.jobs.runner import JobContext
 from enomalism.services import transactions
 from enomalism.services.context import Context, Principal
 from enomalism.services.stats import Sampler
 from enomalism.store.models import User
 from tests.api.accounts import grant, new_user
-from tests.conftest import ADMIN_PASSWORD, FAST_HASHES, Api, database_url, expect_error, new_vm
+from tests.conftest import (
+    ADMIN_PASSWORD,
+    FAST_HASHES,
+    Api,
+    database_url,
+    expect_error,
+    job_kind,
+    new_vm,
+)
 from tests.fakehost import FakeDomain, write_host
 from tests.integration.conftest import wait_for
 
@@ -117,7 +125,7 @@ def test_an_action_answered_by_the_shortcut_is_counted_under_its_route(api, own)
     assert routes["/rest/machine/{uuid}/actions/suspend/"] >= 2
 
 
-@handler("test.metrics")
+@job_kind("test.metrics")
 def _job(job: JobContext) -> dict:
     if job.params["fail"]:
         raise HypervisorError("the test job fails as asked")

@@ -7,16 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from enomalism.jobs.runner import HANDLERS, JobContext, handler
+from enomalism.jobs.runner import JobContext
+from enomalism.runtime.job_table import JOBS
 from enomalism.services import transactions
 from enomalism.services.context import Context, Principal
 from enomalism.store.models import Machine, Transaction, User, utcnow
-from tests.conftest import expect_error, manage
+from tests.conftest import expect_error, job_kind, manage
 
 GATES: dict[str, threading.Event] = {}
 
 
-@handler("test.steps")
+@job_kind("test.steps")
 def steps(job: JobContext) -> dict:
     """Creates one file per step (recorded on the undo log first); may wait on a gate, may
     fail at a given step."""
@@ -200,8 +201,8 @@ def test_other_users_cannot_see_a_transaction(api, work):
     expect_error(api.delete(f"/rest/transaction/{txid}/", auth=eve), 403, 1101)
 
 
-def test_handlers_registered():
-    assert "test.steps" in HANDLERS
+def test_the_tests_jobs_are_in_the_servers_table():
+    assert JOBS["test.steps"] is steps
 
 
 def test_a_database_error_while_claiming_does_not_stop_the_runner(api, work, monkeypatch):
@@ -316,7 +317,7 @@ def test_a_named_lock_is_held_across_nodes_and_kept_for_a_retry(api):
         s.get(Transaction, ta).state = "failed"
 
 
-@handler("test.fails_once_cancelled")
+@job_kind("test.fails_once_cancelled")
 def fails_once_cancelled(job: JobContext) -> dict:
     """A step that a cancel cuts short and that then fails (as an upload does): the cancel
     arrives while the step runs, and the step ends with an error, not with JobCancelled."""

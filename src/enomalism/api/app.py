@@ -49,14 +49,9 @@ from enomalism.errors import (
 from enomalism.feeds import download as dl
 from enomalism.jobs.runner import Runner
 from enomalism.runtime import nodes
+from enomalism.runtime.job_table import JOBS
 from enomalism.runtime.registry import HypervisorRegistry
-from enomalism.services import (  # noqa: F401  (provisioning, cache register job handlers)
-    actions,
-    auth,
-    health,
-    provisioning,
-    repositories,
-)
+from enomalism.services import actions, auth, health, repositories
 from enomalism.services import cache as cache_service
 from enomalism.services import events as event_service
 from enomalism.services.context import Principal
@@ -233,7 +228,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                                  settings.fetch_total_timeout))
         runner = Runner(db, registry, node, settings.packages_path,
                         threads=settings.job_threads, timeout=settings.job_timeout,
-                        secrets=secrets, metrics=server_metrics)
+                        secrets=secrets, metrics=server_metrics, handlers=JOBS)
         runner.start()
         collector = Collector(registry)
         sampler = Sampler(collector, interval=settings.stats_interval,

@@ -11,7 +11,7 @@ jobs this node was running (or whose heartbeat stopped) are undone and marked fa
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,15 +45,6 @@ class JobTakenOver(Exception):
 
 
 Handler = Callable[["JobContext"], dict[str, Any]]
-HANDLERS: dict[str, Handler] = {}
-
-
-def handler(kind: str) -> Callable[[Handler], Handler]:
-    """Register the function that runs transactions of `kind`."""
-    def register(fn: Handler) -> Handler:
-        HANDLERS[kind] = fn
-        return fn
-    return register
 
 
 class JobContext:
@@ -178,8 +169,9 @@ class Runner:
     def __init__(self, db: Database, registry: HypervisorRegistry, node_id: str,
                  packages_dir: Path, threads: int = 2,
                  timeout: float = HEARTBEAT_TIMEOUT, secrets: SecretBox | None = None, *,
-                 metrics: ServerMetrics | None = None) -> None:
+                 metrics: ServerMetrics | None = None, handlers: Mapping[str, Handler]) -> None:
         self.db, self.registry, self.node_id, self.threads = db, registry, node_id, threads
+        self.handlers = handlers  # kind -> the function that runs it (runtime/job_table.py)
         self.metrics = metrics or ServerMetrics()  # jobs by kind and outcome (GET /metrics)
         self.packages_dir = packages_dir
         self.secrets = secrets  # opens stored feed passwords for retrievals
@@ -336,7 +328,7 @@ class Runner:
         with self.db.session(write=False) as s:
             tx = s.get_one(Transaction, txid)
             job = JobContext(self, tx)
-        fn = HANDLERS.get(job.kind)
+        fn = self.handlers.get(job.kind)
         end: tuple[str, dict[str, Any]] | None = None
         try:
             if fn is None:

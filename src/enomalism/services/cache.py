@@ -29,7 +29,7 @@ from sqlalchemy import delete, select
 
 from enomalism.errors import EnomalismError, NotFound
 from enomalism.jobs.locks import named_lock
-from enomalism.jobs.runner import JobContext, handler
+from enomalism.jobs.runner import JobContext
 from enomalism.services import access, transactions
 from enomalism.services.context import Context
 from enomalism.services.lookup import parse_uuid
@@ -251,7 +251,6 @@ def _hypervisors(db: Any, ref: str | None) -> list[Hypervisor]:
 
 # -- the sweep ----------------------------------------------------------------------------
 
-@handler(KIND)
 def prune(job: JobContext) -> dict[str, Any]:
     """Remove the unused base volumes of one hypervisor (params.hypervisor) or of every one
     this node reaches. Each is checked again, under the lock provisioning takes for the same

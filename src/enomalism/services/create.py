@@ -34,7 +34,7 @@ from enomalism.errors import (
     PoolNotAllowed,
     WrongImageFormat,
 )
-from enomalism.jobs.runner import JobContext, handler
+from enomalism.jobs.runner import JobContext
 from enomalism.services import (
     access,
     cloudinit,
@@ -250,7 +250,6 @@ def _check_policy(job: JobContext, hv_uuid: str, xml: DomainXML, ours: set[str],
                                          networks=nic_sources, who="in a created machine"))
 
 
-@handler("create")
 def create(job: JobContext) -> dict[str, Any]:
     prm = job.params
     hv_uuid, newuuid, name = prm["hypervisor"], prm["machine"], prm["name"]

@@ -41,7 +41,7 @@ from enomalism.errors import (
 from enomalism.feeds import archive
 from enomalism.feeds import download as dl
 from enomalism.feeds.archive import Manifest
-from enomalism.jobs.runner import JobCancelled, JobContext, handler
+from enomalism.jobs.runner import JobCancelled, JobContext
 from enomalism.runtime.registry import HypervisorRegistry
 from enomalism.services import access, audit, provisioning, transactions
 from enomalism.services.context import Context
@@ -363,7 +363,6 @@ def register(ctx: Context, *, url: str | None, name: str | None, fmt: str | None
     return ctx.db.get(Image, plan.uuid), tx
 
 
-@handler("image_register")
 def register_job(job: JobContext) -> dict[str, Any]:
     """Download the URL to a file of the server's, then upload it as the image's volume."""
     prm = job.params
@@ -505,7 +504,6 @@ def package_xml(*, name: str, virt_class: str, arch: str, fmt: str) -> str:
     return etree.tostring(dom, encoding="unicode")
 
 
-@handler("image_package")
 def package_job(job: JobContext) -> dict[str, Any]:
     """Write the image's volume into a new package in the cache."""
     prm = job.params

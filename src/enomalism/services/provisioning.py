@@ -38,7 +38,7 @@ from enomalism.errors import (
 from enomalism.feeds import archive
 from enomalism.feeds import download as dl
 from enomalism.jobs.locks import named_lock
-from enomalism.jobs.runner import JobCancelled, JobContext, handler
+from enomalism.jobs.runner import JobCancelled, JobContext
 from enomalism.services import access, cloudinit, networks, placement, transactions, volumes
 from enomalism.services.context import Context, Principal, commit_before_slow_work
 from enomalism.services.lookup import get_machine, parse_uuid, require
@@ -351,7 +351,6 @@ def _retrieve_now(job: JobContext, pkg_uuid: str,
     return dest, size
 
 
-@handler("retrieve")
 def retrieve(job: JobContext) -> dict[str, Any]:
     _path, size = _retrieve(job, job.params["package"], lambda pct: pct)
     return {"package": job.params["package"], "size": size}
@@ -402,7 +401,6 @@ def _base_volume(job: JobContext, hv_uuid: str, pool: libvirt.virStoragePool, pk
         return vol_path
 
 
-@handler("provision")
 def provision(job: JobContext) -> dict[str, Any]:
     prm = job.params
     hv_uuid, newuuid, name = prm["hypervisor"], prm["machine"], prm["name"]
@@ -595,7 +593,6 @@ def disk_source(job: JobContext, conn: libvirt.virConnect, hv_uuid: str, uri: st
     return (lambda: open(copy, "rb")), fmt if source == disk_path else "qcow2", info.capacity
 
 
-@handler("package")
 def package(job: JobContext) -> dict[str, Any]:
     prm = job.params
     with job.db.session(write=False) as s:

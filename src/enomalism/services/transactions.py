@@ -7,7 +7,6 @@ from sqlalchemy import event, select
 
 from enomalism.errors import InvalidInput, InvalidState, NotFound, UnknownAction
 from enomalism.jobs import locks, states
-from enomalism.jobs.runner import HANDLERS
 from enomalism.services import access
 from enomalism.services.context import Context
 from enomalism.services.lookup import parse_uuid
@@ -26,7 +25,7 @@ def enqueue(ctx: Context, kind: str, *, target: str | None, params: dict[str, An
             lock: list[str] = ()) -> Transaction:
     """Queue a job and lock the machines it will change, in the request's transaction: if a
     lock is taken, nothing is queued."""
-    if kind not in HANDLERS:
+    if ctx.jobs is not None and kind not in ctx.jobs.handlers:
         raise InvalidInput(f"no transactions of kind '{kind}'")
     tx = Transaction(kind=kind, target_uuid=target, params=params, owner_uuid=ctx.user.uuid,
                      locks=list(lock))
@@ -88,7 +87,8 @@ def retry(ctx: Context, uuid: str) -> str:
     """Queue a failed or cancelled transaction again, with the same parameters."""
     tx = get(ctx, uuid)
     access.require(ctx, tx, "control", "transaction")
-    if tx.kind not in HANDLERS:  # an action's work in its request (services/machine_work.py)
+    if ctx.jobs is not None and tx.kind not in ctx.jobs.handlers:
+        # an action's work done in its request (services/machine_work.py)
         raise InvalidState(f"a {tx.kind} ran in its request and cannot be queued again; "
                            "do the action again")
     states.check(tx.state, "queued")
