@@ -19,6 +19,8 @@ An object the user may not read answers as not found (404), so nothing is reveal
 an object they may read but not act on answers 403.
 """
 
+from typing import Any, cast
+
 from sqlalchemy import ColumnElement, and_, delete, event, or_, select
 from sqlalchemy.orm import Session, aliased
 
@@ -41,9 +43,10 @@ from enomalism.store.models import (
 )
 
 PERMISSIONS = ("read", "control", "modify", "export", "delete", "admin")
-MODELS = {"machine": Machine, "hypervisor": Hypervisor, "cluster": Cluster, "user": User,
-          "group": Group, "transaction": Transaction, "repository": Repository,
-          "package": Package, "network": Network, "image": Image}
+MODELS: dict[str, Any] = {
+    "machine": Machine, "hypervisor": Hypervisor, "cluster": Cluster, "user": User,
+    "group": Group, "transaction": Transaction, "repository": Repository,
+    "package": Package, "network": Network, "image": Image}
 Object = (Machine | Hypervisor | Cluster | User | Group | Transaction | Repository | Package
           | Network | Image)
 
@@ -52,7 +55,8 @@ Object = (Machine | Hypervisor | Cluster | User | Group | Transaction | Reposito
 def _grants_go_with_their_object(session: Session, _flush: object, _instances: object) -> None:
     """Deleting an object deletes the grants on it, wherever it is deleted: a later object with
     the same UUID (libvirt's, when a domain is defined again from saved XML) inherits nothing."""
-    gone = [o.uuid for o in session.deleted if isinstance(o, tuple(MODELS.values()))]
+    gone = [cast(Object, o).uuid for o in session.deleted
+            if isinstance(o, tuple(MODELS.values()))]
     if gone:
         session.execute(delete(Grant).where(Grant.object_uuid.in_(gone)))
 
@@ -105,7 +109,7 @@ def holds(ctx: Context, obj: Object, permission: str) -> bool:
     return False
 
 
-def _cluster_confers(mine: frozenset[str], machine_uuid: ColumnElement[str] | str
+def _cluster_confers(mine: frozenset[str], machine_uuid: Any
                      ) -> ColumnElement[bool]:
     """A WHERE clause on Grant: a grant held by `mine` on a cluster the machine is in, whose
     granter may change the machine's own access list (an administrator, its owner, or a holder
@@ -153,7 +157,7 @@ def require_admin(ctx: Context, doing: str) -> None:
         raise Forbidden(f"only an administrator may {doing}")
 
 
-def readable(ctx: Context, model: type) -> ColumnElement[bool] | None:
+def readable(ctx: Context, model: Any) -> ColumnElement[bool] | None:
     """A WHERE clause selecting the rows of `model` the user may read (None: all of them)."""
     if ctx.user.is_admin:
         return None
@@ -183,5 +187,5 @@ def find_object(ctx: Context, uuid: str) -> tuple[str, Object]:
     for type_name, model in MODELS.items():
         obj = ctx.db.get(model, uuid)
         if obj is not None:
-            return type_name, obj
+            return type_name, cast(Object, obj)
     raise NotFound(f"no object with UUID {uuid}")

@@ -36,7 +36,7 @@ SHORT = 80  # longer values are recorded by their length only (XML, descriptions
 MESSAGE = 500
 
 # The objects an entry may be about, with the column naming them.
-NAMES: dict[str, tuple[type, str]] = {
+NAMES: dict[str, tuple[Any, str]] = {
     "machine": (Machine, "name"), "host": (Machine, "name"), "cluster": (Cluster, "name"),
     "network": (Network, "name"), "range": (IPRange, "start_ip"), "user": (User, "username"),
     "group": (Group, "name"), "token": (ApiToken, "name"), "package": (Package, "name"),
@@ -106,8 +106,8 @@ def object_name(db: Session, object_type: str | None,
         name = db.scalar(select(getattr(model, column)).where(model.uuid == object_uuid))
         if name is not None:
             if model is Machine and not object_type:
-                t = db.scalar(select(Machine.kind).where(Machine.uuid == object_uuid))
-                t = "host" if t == "host" else "machine"
+                kind = db.scalar(select(Machine.kind).where(Machine.uuid == object_uuid))
+                t = "host" if kind == "host" else "machine"
             return t, name
     return object_type, None
 

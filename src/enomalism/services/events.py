@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from enomalism.services import access
 from enomalism.services.context import Context, Principal
-from enomalism.store.db import Database
+from enomalism.store.db import Database, changed
 from enomalism.store.models import AuditEntry, Event, Hypervisor, Machine, Transaction, User
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 TYPES = ("machine.state", "machine.created", "machine.deleted", "machine.renamed",
          "machine.moved", "transaction.progress", "transaction.end", "hypervisor.up",
          "hypervisor.down", "audit", "resync")
-MODELS = {"machine": Machine, "transaction": Transaction, "hypervisor": Hypervisor}
+MODELS: dict[str, Any] = {"machine": Machine, "transaction": Transaction, "hypervisor": Hypervisor}
 TEXT = 200  # longer text in an event is cut: one change is at most ~1 KB on the wire
 GAP_WAIT = 5.0  # seconds a missing id is asked for again before it counts as rolled back
 BATCH = 500
@@ -131,8 +131,8 @@ def _audit(entry: AuditEntry, how: str) -> list[Event]:
                 errno=entry.errno or 0, message=entry.message)]
 
 
-_CAPTURE = {Machine: _machine, Transaction: _transaction, Hypervisor: _hypervisor,
-            AuditEntry: _audit}
+_CAPTURE: dict[type, Callable[[Any, str], list[Event]]] = {
+    Machine: _machine, Transaction: _transaction, Hypervisor: _hypervisor, AuditEntry: _audit}
 
 
 _databases: set[str] = set()  # the databases a hub streams: only theirs get events
@@ -142,7 +142,7 @@ _databases: set[str] = set()  # the databases a hub streams: only theirs get eve
 def _capture(session: Session, _flush: object, _instances: object) -> None:
     """Every flush that changes what the stream tells of writes its events with it (on a
     database a server streams: not a schema being migrated, not `enomalism admin`'s)."""
-    if str(session.get_bind().url) not in _databases:
+    if str(session.get_bind().engine.url) not in _databases:
         return
     found: list[Event] = []
     for how, objs in (("new", session.new), ("deleted", session.deleted),
@@ -421,6 +421,5 @@ def prune(db: Database, *, retention: float, keep: int) -> int:
         if high is None:
             return 0
         cutoff = _now() - timedelta(seconds=retention)
-        done = s.execute(delete(Event).where(Event.id < high, Event.at < cutoff))
-        more = s.execute(delete(Event).where(Event.id <= high - keep))
-        return (done.rowcount or 0) + (more.rowcount or 0)
+        done = changed(s, delete(Event).where(Event.id < high, Event.at < cutoff))
+        return done + changed(s, delete(Event).where(Event.id <= high - keep))

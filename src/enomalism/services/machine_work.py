@@ -32,6 +32,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from enomalism.errors import Locked
 from enomalism.jobs import undo
 from enomalism.services.context import Context, commit_before_slow_work
+from enomalism.store.db import changed
 from enomalism.store.models import Machine, Transaction, utcnow
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ class Work:
         """Put a thing on the undo log before libvirt makes it (jobs/undo.py kinds), in a
         short session of its own: the request's stays closed while libvirt works."""
         with self.ctx.registry.db.session() as s:
-            tx = s.get(Transaction, self.txid)
+            tx = s.get_one(Transaction, self.txid)
             tx.undo = [*(tx.undo or []), {"kind": kind, **ref}]
 
 
@@ -72,10 +73,10 @@ def locked(ctx: Context, m: Machine, action: str, *,
     ctx.db.add(tx)
     ctx.db.flush()
     # A compare-and-swap; `updated_at` stays (resyncs compare it to tell a newer write).
-    took = ctx.db.execute(update(Machine).where(
+    took = changed(ctx.db, update(Machine).where(
         Machine.uuid == m.uuid, Machine.lock_txid.is_(None)).values(
         lock_txid=tx.uuid, updated_at=Machine.updated_at))
-    if took.rowcount != 1:
+    if took != 1:
         holder = ctx.db.scalar(select(Machine.lock_txid).where(Machine.uuid == m.uuid))
         raise Locked(f"machine {m.uuid} is locked by transaction {holder}", txid=holder)
     set_committed_value(m, "lock_txid", tx.uuid)

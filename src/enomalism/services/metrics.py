@@ -306,7 +306,7 @@ def exposition(ctx: Context, *, collector: Collector, server: ServerMetrics,
     allocated = {hv: (int(v or 0), int(m or 0)) for hv, v, m in ctx.db.execute(
         select(Machine.parent_uuid, func.sum(Machine.vcpus), func.sum(Machine.memory_kib))
         .where(Machine.parent_uuid.in_(list(hvs)), Machine.state.in_(ACTIVE))
-        .group_by(Machine.parent_uuid))}
+        .group_by(Machine.parent_uuid)) if hv is not None}
     admin = ctx.user.is_admin
     families = _machine_families(samples, inventory, everyone=admin) + \
         _hypervisor_families(samples, hvs, allocated)

@@ -151,7 +151,7 @@ def loads(ctx: Context, hosts: Iterable[str]) -> dict[str, Load]:
         .where(Hypervisor.machine_uuid.in_(set(hosts)), Machine.kind == "vm",
                Machine.state.in_(ACTIVE))
         .group_by(Hypervisor.machine_uuid))
-    return {host: Load(int(mem), int(cpus)) for host, mem, cpus in rows}
+    return {host: Load(int(mem or 0), int(cpus or 0)) for host, mem, cpus in rows}
 
 
 def place(ctx: Context, need: Need, *, cluster: Cluster | None, name: str) -> Choice:

@@ -157,10 +157,10 @@ def act(ctx: Context, uuid: str, action: str | None) -> str:
 def seal_stored_passwords(db: Database, secrets: SecretBox) -> None:
     """At start: seal feed passwords stored in plain text (before they were encrypted)."""
     with db.session() as s:
-        repos = [r for r in s.scalars(select(Repository).where(Repository.password.is_not(None)))
-                 if not is_sealed(r.password)]
-        for r in repos:
-            r.password = secrets.seal(r.password)
+        repos = [(r, r.password) for r in s.scalars(select(Repository).where(
+            Repository.password.is_not(None))) if r.password and not is_sealed(r.password)]
+        for r, plain in repos:
+            r.password = secrets.seal(plain)
     if repos:
         log.info("sealed %d feed password(s) stored in plain text", len(repos))
 

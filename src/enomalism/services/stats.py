@@ -14,6 +14,7 @@ import threading
 import time
 from array import array
 from dataclasses import dataclass
+from typing import Any
 
 from enomalism.errors import Conflict, StatsElsewhere
 from enomalism.services import machines
@@ -36,6 +37,7 @@ def _memory(d: DomainStats) -> tuple[float, float]:
     """(used, total) bytes: what the guest says it uses where its balloon driver tells,
     else the resident memory of its process on the host; total is what it has now."""
     total = d.balloon_kib if d.balloon_kib is not None else d.max_memory_kib
+    used: int | None
     if d.available_kib is not None and d.unused_kib is not None:
         used = d.available_kib - d.unused_kib
     else:
@@ -169,6 +171,8 @@ def machine_stats(ctx: Context, uuid: str, *, sampler: Sampler) -> dict:
     sampled there: StatsElsewhere."""
     m = machines.get(ctx, uuid)
     found = sampler.history(m.uuid)
+    state: str | None
+    points: list[dict[str, Any]]
     if found is None:
         hv = m.parent_uuid
         if m.kind != "vm" or hv is None:

@@ -1,6 +1,7 @@
 """Transactions (spec section 5) as the API sees them: queueing, reading, cancelling, retrying.
 Reading a transaction needs `read` on it: its owner, an administrator, or a grant."""
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import event, select
@@ -22,7 +23,7 @@ def _wake_runner_after_commit(ctx: Context) -> None:
 
 
 def enqueue(ctx: Context, kind: str, *, target: str | None, params: dict[str, Any],
-            lock: list[str] = ()) -> Transaction:
+            lock: Sequence[str] = ()) -> Transaction:
     """Queue a job and lock the machines it will change, in the request's transaction: if a
     lock is taken, nothing is queued."""
     if ctx.jobs is not None and kind not in ctx.jobs.handlers:

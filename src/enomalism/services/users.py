@@ -7,6 +7,7 @@ demoted, so the installation can always be administered.
 
 import re
 import uuid as uuidlib
+from collections.abc import Sequence
 
 from sqlalchemy import event, select
 
@@ -94,7 +95,7 @@ def list_groups(ctx: Context) -> list[Group]:
 
 def create_user(ctx: Context, *, username: str | None, password: str | None,
                 email: str | None = None, full_name: str | None = None, admin: bool = False,
-                groups: list[str] = ()) -> User:
+                groups: Sequence[str] = ()) -> User:
     access.require_admin(ctx, "create users")
     username = _check_name(username, "user")
     if ctx.db.scalar(select(User.uuid).where(User.username == username)):
