@@ -11,7 +11,9 @@ name and its SMBIOS OEM strings. The address the API leased is the address the g
   the new host's dnsmasq, the old host's entry and lease gone;
 - on a remote hypervisor (qemu+tcp, where dhcp_release cannot reach dnsmasq), a freed address
   is held back while dnsmasq still leases it, and the next guest gets the next address;
-- on a plain Linux bridge (no DHCP): the address from the SMBIOS OEM string;
+- on a plain Linux bridge (no DHCP): the address from the SMBIOS OEM string; and, for a
+  machine created from parameters with a cloud-init NoCloud seed, from the seed's
+  network-config (the guest mounts the seed CD-ROM and applies it);
 - what cannot work is refused at creation: a subnet the libvirt network does not serve, a
   second network for the same hosts on the same libvirt network and subnet, a bridge that
   exists nowhere.
@@ -21,6 +23,7 @@ domain's pty serial is turned into a file one through the test's own libvirt con
 the API starts it."""
 
 import secrets
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +42,7 @@ from tests.integration.provision_helpers import (
     publish,
 )
 from tests.integration.relay import libvirtd_listens
+from tests.integration.test_create import create, register_image
 from tests.integration.test_provision_network import Setup, VNet
 from tests.integration.test_provision_network import linux_bridge as linux_bridge  # noqa: F401
 from tests.integration.test_second_host import register, shared_pool
@@ -332,4 +336,35 @@ def test_a_renamed_machine_moved_to_another_host_keeps_its_address(
                 ] == [(lease["address"], lease["mac"])]
         setup.api.ok("POST", f"/rest/machine/{uuid}/actions/totaldelete/")
         assert host_entries(there, vnet.name) == []
+    assert setup.leases(net) == []
+
+
+def test_the_guest_reads_its_address_from_the_cloud_init_seed_on_a_plain_bridge(
+        gsetup, linux_bridge, tiny_guest, tmp_path):  # noqa: ANN001
+    """Created from parameters on the tiny guest's disk with a NoCloud seed, on a plain bridge
+    (no DHCP): the guest mounts the seed (a CD-ROM on virtio-scsi, which its Debian cloud
+    kernel reads; it has no AHCI) and puts the address from its network-config on the NIC
+    with the lease's MAC: the leased address."""
+    setup = gsetup
+    tmp_path.chmod(0o755)
+    scratch = setup.qemu.scratch
+    net = setup.network(unique("static"), linux_bridge, "10.77.67", 40, 49)
+    pool_dir = ElementTree.fromstring(scratch.pool.XMLDesc(0)).findtext("target/path")
+    disk = Path(pool_dir) / f"{unique('tiny')}.qcow2"
+    shutil.copyfile(tiny_guest, disk)
+    disk.chmod(0o644)
+    img = register_image(setup.qemu, scratch, unique("tiny"), disk, "qcow2")
+    name = scratch.domain_name()
+    uuid = create(setup.qemu, scratch, name=name, image=img, hostname="seeded-guest",
+                  network=net, memory=128)
+    [lease] = setup.api.machine(uuid)["info"]["leases"]
+    con = boot(setup, uuid, tmp_path)
+    lines = con.wait("GUEST-READY")
+    assert [m for m in lines if m.startswith("GUEST-SEED")] == [
+        "GUEST-SEED=/dev/sr0", "GUEST-SEED-HOSTNAME=seeded-guest",
+        f"GUEST-SEED-ADDRESS=eth0 {lease['address']}/24"]
+    assert f"GUEST-NIC=eth0 MAC={lease['mac']}" in lines
+    assert con.markers("GUEST-IP") == [lease["address"]] == ["10.77.67.40"]
+    assert not con.markers("GUEST-DHCP-FAILED")  # no DHCP asked for: the seed gave it
+    setup.api.ok("POST", f"/rest/machine/{uuid}/actions/totaldelete/")
     assert setup.leases(net) == []
