@@ -14,6 +14,8 @@ name and its SMBIOS OEM strings. The address the API leased is the address the g
 - on a plain Linux bridge (no DHCP): the address from the SMBIOS OEM string; and, for a
   machine created from parameters with a cloud-init NoCloud seed, from the seed's
   network-config (the guest mounts the seed CD-ROM and applies it);
+- an IPv4 and an IPv6 static network on one dual-stack libvirt network: the IPv4 address by
+  DHCP on the NIC with its lease's MAC, both in the OEM strings;
 - what cannot work is refused at creation: a subnet the libvirt network does not serve, a
   second network for the same hosts on the same libvirt network and subnet, a bridge that
   exists nowhere.
@@ -45,6 +47,7 @@ from tests.integration.relay import libvirtd_listens
 from tests.integration.test_create import create, register_image
 from tests.integration.test_provision_network import Setup, VNet
 from tests.integration.test_provision_network import linux_bridge as linux_bridge  # noqa: F401
+from tests.integration.test_provision_network import vnet46 as vnet46  # noqa: F401
 from tests.integration.test_second_host import register, shared_pool
 
 pytestmark = [pytest.mark.integration, pytest.mark.guest]
@@ -368,3 +371,30 @@ def test_the_guest_reads_its_address_from_the_cloud_init_seed_on_a_plain_bridge(
     assert not con.markers("GUEST-DHCP-FAILED")  # no DHCP asked for: the seed gave it
     setup.api.ok("POST", f"/rest/machine/{uuid}/actions/totaldelete/")
     assert setup.leases(net) == []
+
+
+def test_two_networks_on_one_dual_stack_libvirt_network(gsetup, vnet46, tmp_path):
+    """An IPv4 and an IPv6 static network on one libvirt network (the only two that may share
+    it, docs/networks.md): the guest's NIC with the IPv4 lease's MAC gets that address from
+    dnsmasq, and both addresses reach it in the OEM strings."""
+    setup = gsetup
+    tmp_path.chmod(0o755)
+    net4 = setup.network(unique("static-a"), vnet46.name, vnet46.subnet, 20, 29)
+    net6 = setup.api.ok("PUT", "/rest/networks/", data={
+        "name": unique("static-b"), "bridge": vnet46.name, "cluster": setup.cluster,
+        "ip": f"{vnet46.subnet6}:", "netmask": "64",
+        "gateway": f"{vnet46.subnet6}:1"})["network"]["uuid"]
+    setup.api.ok("POST", f"/rest/networks/{net6}/iprange/",
+                 data={"start_ip": f"{vnet46.subnet6}:20", "end_ip": f"{vnet46.subnet6}:2f"})
+    uuid, _, lease4, con = provision_and_boot(setup, net4, tmp_path)
+    lease6 = next(x for x in setup.api.machine(uuid)["info"]["leases"] if x["network"] == net6)
+    lines = con.wait("GUEST-READY")
+    after = lines[lines.index(next(x for x in lines if x.endswith(f"MAC={lease4['mac']}"))):]
+    assert next(x for x in after if x.startswith("GUEST-IP=")) == \
+        f"GUEST-IP={lease4['address']}" == f"GUEST-IP={vnet46.subnet}.20"
+    assert sorted(m.split("=", 1)[1] for m in con.markers("GUEST-OEM")) == sorted(
+        f"{x['mac']},{x['address']}/{x['prefix']},{x['gateway']}"
+        for x in setup.api.machine(uuid)["info"]["leases"])
+    assert lease6["address"] == f"{vnet46.subnet6}:20"
+    setup.api.ok("POST", f"/rest/machine/{uuid}/actions/totaldelete/")
+    assert setup.leases(net4) == [] and setup.leases(net6) == []
