@@ -8,8 +8,14 @@
 # Its init reports on ttyS0 (115200), one marker a line:
 #   GUEST-BOOTED                       init runs
 #   GUEST-OEM=<string>                 each SMBIOS type 11 OEM string (enomalism.net<i>=...)
+#   GUEST-SEED=<device>                a cloud-init NoCloud seed (an ISO 9660 CD-ROM labelled
+#                                      cidata, on virtio-scsi) was found and mounted there
+#   GUEST-SEED-HOSTNAME=<name>         its meta-data's local-hostname
 #   GUEST-NIC=<if> MAC=<mac>           each ethernet interface
-#   GUEST-IP=<address>                 what udhcpc was given on it (GUEST-DHCP-FAILED=<if>: none)
+#   GUEST-SEED-ADDRESS=<if> <a>/<p>    the static address the seed's network-config gives the
+#                                      interface's MAC, put on it (no DHCP on it then)
+#   GUEST-IP=<address>                 the interface's IPv4 address as the kernel has it, once
+#                                      udhcpc or the seed set it (GUEST-DHCP-FAILED=<if>: none)
 #   GUEST-HOSTNAME=<name>              the host name DHCP gave
 #   GUEST-READY                        all of the above done
 #   GUEST-ACPI-POWEROFF                the ACPI power button was pressed; it powers off
@@ -41,11 +47,13 @@ PATH="$X/usr/bin:$X/bin:$X/usr/sbin:$X/sbin:$PATH"
 R=$W/root
 mkdir -p "$R/bin" "$R/proc" "$R/sys" "$R/dev" "$R/tmp" "$R/etc/acpi/PWRF" "$R/lib/modules"
 cp "$X/bin/busybox" "$R/bin/busybox"
-for a in sh mount echo cat insmod ip udhcpc acpid poweroff sleep ls grep tr dd sync uname; do
+for a in sh mount echo cat insmod ip udhcpc acpid poweroff sleep ls grep tr dd sync uname \
+         awk mkdir head; do
     ln -s busybox "$R/bin/$a"
 done
 MODS="virtio virtio_ring virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover
-      net_failover virtio_net virtio_blk button evdev"
+      net_failover virtio_net virtio_blk button evdev scsi_common scsi_mod virtio_scsi cdrom
+      sr_mod isofs"
 for m in $MODS; do
     f=$(find "$X/lib/modules/$KVER/kernel" -name "$m.ko" | head -n1)
     [ -n "$f" ] || { echo "the kernel has no module $m" >&2; exit 3; }
@@ -65,7 +73,7 @@ case "$1" in
     bound|renew)
         ip addr flush dev "$interface"
         ip addr add "$ip/${mask:-24}" dev "$interface"
-        echo "GUEST-IP=$ip" > /dev/ttyS0
+        echo "GUEST-IP=$(ip -4 -o addr show dev "$interface" | awk '{split($4, a, "/"); print a[1]; exit}')" > /dev/ttyS0
         echo "GUEST-HOSTNAME=${hostname:-}" > /dev/ttyS0 ;;
 esac
 SH
@@ -76,7 +84,8 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 echo "GUEST-BOOTED kernel=\$(uname -r)" > /dev/ttyS0
 for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover \\
-         net_failover virtio_net virtio_blk button evdev; do
+         net_failover virtio_net virtio_blk button evdev scsi_common scsi_mod virtio_scsi \\
+         cdrom sr_mod isofs; do
     insmod /lib/modules/\$m.ko 2>/dev/null
 done
 # acpid must see every input device's event node (the power button's among them), which
@@ -95,12 +104,55 @@ for e in /sys/firmware/dmi/entries/11-*/raw; do
         [ -n "\$s" ] && echo "GUEST-OEM=\$s" > /dev/ttyS0
     done
 done
+# a NoCloud seed: a CD-ROM labelled cidata on a SCSI host (virtio-scsi); scanning is
+# asynchronous, so a guest with a SCSI host waits for its CD-ROM a moment, one without none
+mkdir -p /seed
+seed=
+tries=0
+ls /sys/class/scsi_host 2>/dev/null | grep -q . && tries="1 2 3 4 5 6 7 8 9 10"
+for i in \$tries; do
+    for d in /dev/sr*; do
+        [ -b "\$d" ] || continue
+        mount -t iso9660 -o ro "\$d" /seed 2>/dev/null || continue
+        if [ -f /seed/meta-data ]; then seed=\$d; break; fi
+        umount /seed
+    done
+    [ -n "\$seed" ] && break
+    sleep 0.5
+done
+if [ -n "\$seed" ]; then
+    echo "GUEST-SEED=\$seed" > /dev/ttyS0
+    h=\$(awk -F'"' '/"local-hostname"/ {print \$4; exit}' /seed/meta-data)
+    echo "GUEST-SEED-HOSTNAME=\$h" > /dev/ttyS0
+fi
+# network-config (version 2, JSON with one key a line): the value after the interface's
+# macaddress of the key \$2 (addresses: the first list item; via: the value)
+seed_value() {
+    [ -f /seed/network-config ] || return 0
+    awk -v mac="\$1" -v key="\$2" '
+        /"macaddress"/ { v = \$2; gsub(/[",]/, "", v); cur = tolower(v) }
+        cur != mac { next }
+        key == "addresses" && /"addresses": \[/ { want = 1; next }
+        want { gsub(/[", ]/, ""); print; exit }
+        key == "via" && /"via"/ { v = \$2; gsub(/[",]/, "", v); print v; exit }
+    ' /seed/network-config
+}
 ip link set lo up
 for n in /sys/class/net/*; do
     i=\${n##*/}
     [ "\$i" = lo ] && continue
-    echo "GUEST-NIC=\$i MAC=\$(cat \$n/address)" > /dev/ttyS0
+    mac=\$(cat \$n/address)
+    echo "GUEST-NIC=\$i MAC=\$mac" > /dev/ttyS0
     ip link set "\$i" up
+    addr=\$(seed_value "\$mac" addresses)
+    if [ -n "\$addr" ]; then
+        ip addr add "\$addr" dev "\$i"
+        echo "GUEST-SEED-ADDRESS=\$i \$addr" > /dev/ttyS0
+        gw=\$(seed_value "\$mac" via)
+        [ -n "\$gw" ] && ip route add default via "\$gw" dev "\$i" 2>/dev/null
+        echo "GUEST-IP=\$(ip -4 -o addr show dev "\$i" | awk '{split(\$4, a, "/"); print a[1]; exit}')" > /dev/ttyS0
+        continue
+    fi
     udhcpc -i "\$i" -n -q -t 10 -T 2 -s /bin/dhcp-event || echo "GUEST-DHCP-FAILED=\$i" > /dev/ttyS0
 done
 echo GUEST-READY > /dev/ttyS0

@@ -26,7 +26,7 @@ def test_a_kvm_machine_with_an_overlay_a_seed_and_two_interfaces():
     got = builder.to_xml(spec(
         cpu_mode="host-passthrough",
         disks=[builder.Disk("/pool/web-vda.qcow2", "vda"),
-               builder.Disk("/pool/web-cidata.iso", "sdb", "raw", "cdrom")],
+               builder.Disk("/pool/web-cidata.iso", "sdb", "raw", "cdrom", seed=True)],
         nics=[builder.Nic("default", "52:54:00:00:00:01"),
               builder.Nic("br0", "52:54:00:00:00:02", libvirt_network=False)]))
     assert canonical(got) == canonical(f"""
@@ -40,8 +40,10 @@ def test_a_kvm_machine_with_an_overlay_a_seed_and_two_interfaces():
   <devices>
     <disk type="file" device="disk"><driver name="qemu" type="qcow2"/>
       <source file="/pool/web-vda.qcow2"/><target dev="vda" bus="virtio"/></disk>
+    <controller type="scsi" index="0" model="virtio-scsi"/>
     <disk type="file" device="cdrom"><driver name="qemu" type="raw"/>
-      <source file="/pool/web-cidata.iso"/><target dev="sdb" bus="sata"/><readonly/></disk>
+      <source file="/pool/web-cidata.iso"/><target dev="sdb" bus="scsi"/><readonly/>
+      <address type="drive" controller="0" bus="0" target="0" unit="0"/></disk>
     <interface type="network"><mac address="52:54:00:00:00:01"/>
       <source network="default"/><model type="virtio"/></interface>
     <interface type="bridge"><mac address="52:54:00:00:00:02"/>
@@ -101,3 +103,20 @@ def test_a_seed_is_marked_in_metadata_of_its_own_namespace():
     again = DomainXML(xml.to_string())
     assert again.seed_paths() == {"/pool/web-cidata.iso"}
     assert len(again.root.find("metadata")) == 1
+
+
+def test_the_seed_gets_a_virtio_scsi_controller_of_its_own():
+    """Added to a package's XML that has a SCSI controller of another model on index 0 and an
+    sda: the seed is sdb on a new virtio-scsi controller, index 1, its first unit."""
+    root = etree.fromstring(
+        "<domain><devices><controller type='scsi' index='0' model='lsilogic'/>"
+        "<disk type='file' device='disk'><source file='/p/a.qcow2'/>"
+        "<target dev='sda' bus='scsi'/></disk></devices></domain>")
+    assert builder.add_seed(root, "/p/web-cidata.iso") == "sdb"
+    assert [(c.get("index"), c.get("model")) for c in root.iterfind("devices/controller")] == [
+        ("0", "lsilogic"), ("1", "virtio-scsi")]
+    seed = root.findall("devices/disk")[-1]
+    assert (seed.get("device"), seed.find("target").get("bus")) == ("cdrom", "scsi")
+    assert seed.find("address").attrib == {"type": "drive", "controller": "1", "bus": "0",
+                                           "target": "0", "unit": "0"}
+    assert seed.find("readonly") is not None

@@ -516,19 +516,24 @@ def _move(ctx: Context, work: machine_work.Work, m: Machine, target: Hypervisor,
 def _moved(ctx: Context, m: Machine, source_uuid: str, dest: libvirt.virConnect,
            message: str) -> str:
     """The machine's DHCP host entries follow it: off the libvirt networks of the hypervisor
-    it left, onto those of the one it joined."""
+    it left, onto those of the one it joined. The old hypervisor's dnsmasq also forgets the
+    guest's lease there (where it can, as totaldelete does): that address is the machine's on
+    the new host now, and a stale lease for its MAC would outlive a later release of it."""
+    source_uri = ctx.db.get(Hypervisor, source_uuid).virt_url
     try:
         steps = [(ctx.registry.connection(source_uuid), "delete"), (dest, "modify")]
     except EnomalismError:  # the old hypervisor is out of reach: its entries stay there
         steps = [(dest, "modify")]
-    problems = _follow_dhcp(ctx, m, steps)
+    problems = _follow_dhcp(ctx, m, steps, release_uri=source_uri)
     return f"{message}; DHCP entries not moved: {problems}" if problems else message
 
 
-def _follow_dhcp(ctx: Context, m: Machine, steps: list[tuple[libvirt.virConnect, str]]) -> str:
+def _follow_dhcp(ctx: Context, m: Machine, steps: list[tuple[libvirt.virConnect, str]], *,
+                 release_uri: str | None = None) -> str:
     """Apply `steps` (a connection and dhcp_host's command) to each of the machine's leases
-    on a libvirt network of that name, after a rename or a move. The machine has changed
-    already, so what fails is returned for the message, not raised; "" when nothing did."""
+    on a libvirt network of that name, after a rename or a move; after a delete, the lease of
+    the hypervisor at `release_uri` is released too. The machine has changed already, so what
+    fails is returned for the message, not raised; "" when nothing did."""
     problems = []
     leases = list(machine_leases(ctx.db, m.uuid))
     commit_before_slow_work(ctx)  # the machine's record so far, under its lock
@@ -538,6 +543,9 @@ def _follow_dhcp(ctx: Context, m: Machine, steps: list[tuple[libvirt.virConnect,
                 if lease.mac and driver.has_network(conn, n.bridge):
                     driver.dhcp_host(conn, n.bridge, mac=lease.mac, ip=lease.address,
                                      name=m.name, command=command)
+                    if command == "delete" and release_uri:
+                        driver.release_dhcp_lease(conn, release_uri, n.bridge, mac=lease.mac,
+                                                  ip=lease.address)
             except EnomalismError as e:
                 problems.append(f"{command} of {lease.address} on {n.bridge}: {e.message}")
     return "; ".join(problems)

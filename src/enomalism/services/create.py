@@ -273,7 +273,8 @@ def create(job: JobContext) -> dict[str, Any]:
     if prm["cdrom"]:
         disks.append(builder.Disk(prm["cdrom"], "sda", "raw", "cdrom"))
     if prm["seed"]:
-        disks.append(builder.Disk(storage.planned_path(pool, seed_name), "sdb", "raw", "cdrom"))
+        disks.append(builder.Disk(storage.planned_path(pool, seed_name), "sdb", "raw", "cdrom",
+                                   seed=True))
     spec = builder.Spec(name=name, uuid=newuuid, domain_type=prm["domain_type"],
                         vcpus=prm["vcpus"], memory_mib=prm["memory_mib"],
                         firmware=prm["firmware"], cpu_mode=prm["cpu_mode"], disks=disks,
@@ -310,8 +311,7 @@ def create(job: JobContext) -> dict[str, Any]:
                                      fmt="raw")
     with job.db.session() as s:  # the new volumes are the machine's own
         volumes.record(s, hv_uuid, newuuid, made.values())
-    final = [builder.Disk(made.get(d.target, d.path), d.target, d.format, d.device)
-             for d in disks]
+    final = [dataclasses.replace(d, path=made.get(d.target, d.path)) for d in disks]
     xml = domain(final)
     for nic in statics:
         if nic.libvirt_network:  # the guest's DHCP client gets its leased address

@@ -456,7 +456,7 @@ def provision(job: JobContext) -> dict[str, Any]:
         if nics:
             xml.set_static_addresses(nics)
         if seed_path:
-            builder.add_cdrom(xml.root, seed_path)
+            builder.add_seed(xml.root, seed_path)
             xml.mark_seed(seed_path)
         ours = set(paths.values()) | ({seed_path} if seed_path else set())
         _check_package_xml(job, hv_uuid, xml, ours, [n.source for n in nics])

@@ -5,6 +5,11 @@ pasted in as XML. What it builds is still put through the domain-XML policy (vir
 before libvirt sees it. The shape follows what virt-install writes for a modern Linux guest:
 q35 with ACPI, virtio disks and interfaces, CD-ROMs on SATA, a virtio RNG, a serial console on
 a pty and VNC on the host's loopback address only (reached through a tunnel, never the network).
+
+The cloud-init seed is a CD-ROM on a virtio-scsi controller of its own, not on SATA: the kernel
+that reads it is the installed cloud image's, and cloud kernels are built for virtio (Debian's
+cloud kernel has virtio-scsi and the SCSI CD-ROM driver but no AHCI, so it would never see a
+SATA seed on q35). An installer ISO stays on SATA, which every firmware and installer reads.
 """
 
 from dataclasses import dataclass, field
@@ -21,9 +26,12 @@ class Disk:
     target: str  # vda, sda, ...
     format: str = "qcow2"  # the driver type: qcow2 or raw
     device: str = "disk"  # disk or cdrom
+    seed: bool = False  # the cloud-init seed: a CD-ROM on virtio-scsi
 
     @property
     def bus(self) -> str:
+        if self.seed:
+            return "scsi"
         return "sata" if self.device == "cdrom" else "virtio"
 
 
@@ -76,14 +84,27 @@ def _cpu(spec: Spec) -> etree._Element | None:
     return cpu
 
 
-def _disk(d: Disk) -> etree._Element:
+def _disk(d: Disk, controller: int | None = None) -> etree._Element:
     el = etree.Element("disk", type="file", device=d.device)
     _sub(el, "driver", name="qemu", type=d.format)
     _sub(el, "source", file=d.path)
     _sub(el, "target", dev=d.target, bus=d.bus)
     if d.device == "cdrom":
         _sub(el, "readonly")
+    if controller is not None:  # the first unit of the SCSI controller made for it
+        _sub(el, "address", type="drive", controller=str(controller), bus="0", target="0",
+             unit="0")
     return el
+
+
+def _seed_controller(devices: etree._Element) -> int:
+    """Add a virtio-scsi controller for the seed, on a SCSI index no controller has (another
+    model there, lsilogic say, may have no driver in a cloud kernel); returns its index."""
+    taken = {int(c.get("index", "0")) for c in devices.iterfind("controller[@type='scsi']")}
+    index = next(i for i in range(len(taken) + 1) if i not in taken)
+    devices.append(etree.Element("controller", type="scsi", index=str(index),
+                                 model="virtio-scsi"))
+    return index
 
 
 def _interface(n: Nic) -> etree._Element:
@@ -112,7 +133,7 @@ def _graphics() -> etree._Element:
 def _devices(spec: Spec) -> etree._Element:
     devices = etree.Element("devices")
     for d in spec.disks:
-        devices.append(_disk(d))
+        devices.append(_disk(d, _seed_controller(devices) if d.seed else None))
     for n in spec.nics:
         devices.append(_interface(n))
     _consoles(devices)
@@ -144,13 +165,14 @@ def to_xml(spec: Spec) -> str:
     return etree.tostring(domain(spec), encoding="unicode")
 
 
-def add_cdrom(root: etree._Element, path: str) -> str:
-    """Attach the file at `path` to a domain as a read-only SATA CD-ROM on the first free
-    sdX target (a cloud-init seed added to a package's XML); returns the target."""
+def add_seed(root: etree._Element, path: str) -> str:
+    """Attach the cloud-init seed at `path` to a domain (a package's XML) as a read-only CD-ROM
+    on a virtio-scsi controller of its own, on the first free sdX target; returns the target."""
     devices = root.find("devices")
     if devices is None:
         devices = etree.SubElement(root, "devices")
     taken = {t.get("dev") for t in root.iterfind("devices/disk/target")}
     target = next(f"sd{c}" for c in "abcdefghijklmnopqrstuvwxyz" if f"sd{c}" not in taken)
-    devices.append(_disk(Disk(path, target, "raw", "cdrom")))
+    devices.append(_disk(Disk(path, target, "raw", "cdrom", seed=True),
+                         _seed_controller(devices)))
     return target
