@@ -7,6 +7,7 @@ session is in the audit log with its duration."""
 
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from enomalism.cli import console as term
 from enomalism.client import Client
 from enomalism.client.console import Console, ConsoleClosed
 from enomalism.config import Settings
@@ -205,3 +207,47 @@ def test_every_console_session_is_in_the_audit_log_with_its_duration(guest: Gues
     assert entry.detail["kind"] == "serial"
     assert entry.detail["duration_s"] > 0
     assert entry.detail["bytes_out"] > 0
+
+
+class Screen:
+    """A terminal's output side for `attach`: what it was given, and a wait on it."""
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.changed = threading.Condition()
+
+    def write(self, data: bytes) -> int:
+        with self.changed:
+            self.data += data
+            self.changed.notify_all()
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def wait(self, wanted: bytes) -> None:
+        with self.changed:
+            assert self.changed.wait_for(lambda: wanted in self.data, WAIT), self.data[-500:]
+
+
+def test_the_cli_attaches_keys_and_screen_and_ctrl_bracket_detaches(guest: Guest) -> None:
+    keys_r, keys_w = os.pipe()
+    screen, said = Screen(), []
+    with guest.client() as c:
+        done: list[int] = []
+        t = threading.Thread(target=lambda: done.append(term.attach(
+            lambda: c.machines.console(guest.uuid), keys_r, screen, said.append)))
+        t.start()
+        try:
+            os.write(keys_w, b"echo $((7*6))-CLI\r")
+            screen.wait(b"42-CLI")
+            os.write(keys_w, b"\x1d")  # Ctrl-]
+            t.join(WAIT)
+        finally:
+            os.close(keys_w)
+            t.join(WAIT)
+            os.close(keys_r)
+    assert done == [0]
+    assert "Ctrl-]" in said[0]
+    with guest.client() as c, c.machines.console(guest.uuid) as con:
+        shell(con, "echo FREE-$((4+4))", b"FREE-8")  # the CLI let the console go
