@@ -251,3 +251,28 @@ def test_the_cli_attaches_keys_and_screen_and_ctrl_bracket_detaches(guest: Guest
     assert "Ctrl-]" in said[0]
     with guest.client() as c, c.machines.console(guest.uuid) as con:
         shell(con, "echo FREE-$((4+4))", b"FREE-8")  # the CLI let the console go
+
+
+def test_an_idle_console_is_pinged_and_kept(guest: Guest) -> None:
+    with guest.client() as c, c.machines.console(guest.uuid) as con:
+        pings = 0
+        while pings < 3:  # the server pings every 0.5 s here; the client answers each
+            frame = con.ws.recv(timeout=WAIT)
+            if isinstance(frame, str) and '"ping"' in frame:
+                pings += 1
+                con.ws.send('{"type":"pong"}')
+        shell(con, "echo ALIVE-$((9+9))", b"ALIVE-18")
+
+
+def test_a_guest_that_stops_ends_its_console_with_a_reason(guest: Guest) -> None:
+    """Last in the module: it powers the shared guest off."""
+    with guest.client() as c, c.machines.console(guest.uuid) as con:
+        shell(con, "echo BYE-$((1+0))", b"BYE-1")
+        c.machines.poweroff(guest.uuid)
+        with pytest.raises(ConsoleClosed) as ended:
+            read_until(con, b"never printed")
+        assert ended.value.code == 1000
+        assert "console ended" in str(ended.value)
+        with pytest.raises(ConsoleClosed) as refused:
+            c.machines.console(guest.uuid).recv(timeout=WAIT)
+        assert refused.value.code == 4500 and "not running" in str(refused.value)
