@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     # between the heartbeats of an idle stream.
     events_poll: float = 0.25
     events_heartbeat: float = 15.0
+    # -- consoles (docs/consoles.md) --
+    # Seconds between the application-level pings a console WebSocket sends (proxies cut idle
+    # connections; browsers cannot send WebSocket pings), and a console ticket's life (<= 30).
+    console_ping: float = Field(20.0, gt=0)
+    console_ticket_seconds: float = Field(30.0, gt=0, le=30)
     # argon2id cost for password hashes (argon2-cffi's defaults, RFC 9106 low-memory profile).
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536

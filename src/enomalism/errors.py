@@ -29,12 +29,13 @@ the API layer turns any of them into `{"errno": N, "message": "..."}` with that 
     │   ├── UnreadableBody    1081  415  a body whose Content-Type the server does not read
     │   └── BadMethodOverride 1082  400  _method / X-HTTP-Method-Override is not PUT or DELETE
     ├── NotAuthenticated      1100  401
+    │   └── BadConsoleTicket  1103  401  a console ticket unknown, used, expired or not for this
     ├── Forbidden             1101  403
     │   ├── ElementNotAllowed 1110  403  domain XML carries what its sender may not ask for
     │   ├── VolumeNotAllowed  1111  403  a disk names a volume the caller may not attach
     │   ├── ForbiddenURI      1120  403  a hypervisor URI only an administrator may use
     │   ├── AddressNotAllowed 1130  403  a fetch would reach an internal address
-    │   └── CrossSiteRefused  1136  403  GET /rest/events/ from a page of another site
+    │   └── CrossSiteRefused  1136  403  GET /rest/events/ or a console from another site
     ├── TooManyRequests       1102  429  too many failed logins; wait and try again
     │   ├── LoginsInFlight    1141  429  too many logins in flight from this address
     │   └── LoginsBusy        1142  503  too many logins in flight on the server
@@ -47,6 +48,8 @@ the API layer turns any of them into `{"errno": N, "message": "..."}` with that 
     │   ├── ImageTooLarge     1316  413  an upload larger than its pool's free space
     │   ├── PoolFull          1326  409  the storage pool has less space left than a new disk
     │   ├── NetworksClash     1370  409  two static networks put one subnet twice on a segment
+    │   ├── ConsoleBusy       1380  409  another viewer holds the serial console (force=1)
+    │   ├── ConsoleUnavailable 1381 409  the machine has no such console now (stopped, none)
     │   └── ClusterInUse      1371  409  static networks serve the cluster (delete: force)
     ├── Locked                1400  423  a transaction holds the machine
     ├── HypervisorError       1500  502  libvirt refused the operation
@@ -160,6 +163,11 @@ class NotAuthenticated(EnomalismError):
     errno, status, message = 1100, 401, "authentication required"
 
 
+class BadConsoleTicket(NotAuthenticated):
+    """Single use, 30 s, bound to user, machine and console kind (services/consoles.py)."""
+    errno, message = 1103, "no valid console ticket"
+
+
 class Forbidden(EnomalismError):
     errno, status, message = 1101, 403, "permission denied"
 
@@ -243,6 +251,14 @@ class ForeignDisk(InvalidState):
 
 class NetworksClash(Conflict):
     errno = 1370
+
+
+class ConsoleBusy(Conflict):
+    errno, message = 1380, "another viewer holds the serial console"
+
+
+class ConsoleUnavailable(Conflict):
+    errno, message = 1381, "the machine has no such console now"
 
 
 class ClusterInUse(Conflict):

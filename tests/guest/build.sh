@@ -19,6 +19,7 @@
 #   GUEST-HOSTNAME=<name>              the host name DHCP gave
 #   GUEST-READY                        all of the above done
 #   GUEST-ACPI-POWEROFF                the ACPI power button was pressed; it powers off
+# after which a shell reads ttyS0 (prompt `# `; tests/integration/test_consoles.py types in it).
 #
 # Inputs: .deb files fetched with `apt-get download` into OUTDIR/debs (kept there, so a rebuild
 # fetches nothing) and unpacked with dpkg -x: nothing is installed on the host. Needs apt-get,
@@ -156,7 +157,8 @@ for n in /sys/class/net/*; do
     udhcpc -i "\$i" -n -q -t 10 -T 2 -s /bin/dhcp-event || echo "GUEST-DHCP-FAILED=\$i" > /dev/ttyS0
 done
 echo GUEST-READY > /dev/ttyS0
-while :; do sleep 3600; done
+export PS1='# '
+while :; do sh -i </dev/ttyS0 >/dev/ttyS0 2>&1; sleep 1; done
 SH
 chmod 755 "$R/init" "$R/bin/dhcp-event" "$R/etc/acpi/PWRF/00000080"
 (cd "$R" && find . | cpio -o -H newc --quiet | gzip -9) > "$W/initrd.img"

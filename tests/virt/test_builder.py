@@ -50,8 +50,7 @@ def test_a_kvm_machine_with_an_overlay_a_seed_and_two_interfaces():
       <source bridge="br0"/><model type="virtio"/></interface>
     <serial type="pty"><target port="0"/></serial>
     <console type="pty"><target type="serial" port="0"/></console>
-    <graphics type="vnc" port="-1" autoport="yes" listen="127.0.0.1">
-      <listen type="address" address="127.0.0.1"/></graphics>
+    <graphics type="vnc"><listen type="socket"/></graphics>
     <rng model="virtio"><backend model="random">/dev/urandom</backend></rng>
   </devices>
 </domain>""")

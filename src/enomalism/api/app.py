@@ -22,6 +22,7 @@ from enomalism.api import (
     audit,
     cache,
     clusters,
+    consoles,
     events,
     hypervisors,
     images,
@@ -53,6 +54,7 @@ from enomalism.runtime.job_table import JOBS
 from enomalism.runtime.registry import HypervisorRegistry
 from enomalism.services import actions, auth, health, repositories
 from enomalism.services import cache as cache_service
+from enomalism.services import consoles as console_service
 from enomalism.services import events as event_service
 from enomalism.services.context import Principal
 from enomalism.services.hypervisors import ensure_local_host
@@ -67,7 +69,7 @@ log = logging.getLogger("enomalism")
 
 ROUTERS = (machines.router, hypervisors.router, clusters.router, users.router,
            permissions.router, transactions.router, vmfeed.router, networks.router,
-           cache.router, metrics.router, images.router)
+           cache.router, metrics.router, images.router, consoles.router)
 for _router in ROUTERS:  # once per process: create_app runs many times in the tests
     guard_literal_paths(_router)
 
@@ -245,6 +247,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.secrets = secrets
         app.state.collector = collector
         app.state.sampler = sampler
+        app.state.console_tickets = console_service.Tickets(settings.console_ticket_seconds)
+        app.state.console_holders = console_service.Holders()
         app.state.credentials = auth.CredentialCache(settings.auth_cache_seconds)
         app.state.throttle = auth.LoginThrottle()
         app.state.logins = auth.LoginGate(slots=settings.login_slots,
@@ -308,6 +312,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                            responses=failures)
     # Its own authentication (an API token may come as a query parameter: api/events.py).
     app.include_router(events.router, responses=failures)
+    # WebSockets authenticate at the upgrade themselves (a ticket, a token: api/consoles.py).
+    app.include_router(consoles.ws_router)
     app.add_middleware(ActionShortcut)  # inside TrailingSlash: it sees the slash added
     app.add_middleware(metrics.RequestMetrics)  # sees the route ActionShortcut or routing set
     app.add_middleware(MethodOverride)  # outside ActionShortcut: a POST standing for PUT is not one

@@ -2,6 +2,7 @@
 
 import functools
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -9,6 +10,7 @@ from typing import Annotated
 import typer
 
 from enomalism.cli import common, lookup
+from enomalism.cli import console as term
 from enomalism.cli.common import Cli, CLIError, kib, size
 from enomalism.client import Client, ClientError, Machine
 
@@ -319,6 +321,24 @@ def top(
             time.sleep(interval)
     except KeyboardInterrupt:
         pass
+
+
+@command(app, "console")
+def console(
+    cli: Cli,
+    machine: Ref,
+    force: Annotated[bool, typer.Option(
+        "--force", help="take the console over from its current viewer (who is told)")] = False,
+) -> None:
+    """Attach the terminal to the machine's serial console, like `virsh console`: raw mode,
+    Ctrl-] detaches; a dropped console is opened again by itself."""
+    c = cli.client()
+    uuid = c.machines.find(machine).uuid
+    code = term.attach(lambda: c.machines.console(uuid, force=force),
+                       sys.stdin.fileno(), term.stdout_bytes(),
+                       lambda m: (sys.stderr.write(m), sys.stderr.flush()))
+    if code:
+        raise typer.Exit(code)
 
 
 @command(app, "define")

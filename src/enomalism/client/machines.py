@@ -7,6 +7,7 @@ from typing import Any
 
 from enomalism.client.clusters import Clusters
 from enomalism.client.connection import Connection
+from enomalism.client.console import Console, open_console
 from enomalism.client.errors import NotFoundError
 from enomalism.client.feeds import Packages
 from enomalism.client.hosts import Hosts, Hypervisors, MachineHypervisors
@@ -107,6 +108,11 @@ class Machines(Resource):
         hypervisor)."""
         a = self._call("GET", f"/rest/machine/{self._ref(uuid)}/stats/")
         return MachineStats.model_validate(a)
+
+    def console(self, uuid: str, kind: str = "serial", *, force: bool = False) -> Console:
+        """Open the machine's serial (or `vnc`) console; `force` takes a serial console over
+        from its current viewer, who is told (docs/consoles.md)."""
+        return open_console(self._conn, self._ref(uuid), kind, force=force)
 
     def actions(self, uuid: str) -> builtins.list[str]:
         """The actions valid for the machine now."""

@@ -4,7 +4,9 @@ The project writes every element itself from checked values; nothing the caller 
 pasted in as XML. What it builds is still put through the domain-XML policy (virt/policy.py)
 before libvirt sees it. The shape follows what virt-install writes for a modern Linux guest:
 q35 with ACPI, virtio disks and interfaces, CD-ROMs on SATA, a virtio RNG, a serial console on
-a pty and VNC on the host's loopback address only (reached through a tunnel, never the network).
+a pty and VNC on a unix socket only: no network address at all, so the display is reached only
+through the project's console WebSocket (docs/consoles.md; libvirt hands QEMU's socket over
+locally, an SSH transport reaches the socket on a remote host).
 
 The cloud-init seed is a CD-ROM on a virtio-scsi controller of its own, not on SATA: the kernel
 that reads it is the installed cloud image's, and cloud kernels are built for virtio (Debian's
@@ -17,7 +19,6 @@ from dataclasses import dataclass, field
 from lxml import etree
 
 CPU_MODES = ("host-passthrough", "host-model", "maximum")
-GRAPHICS_LISTEN = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -124,9 +125,9 @@ def _consoles(devices: etree._Element) -> None:
 
 
 def _graphics() -> etree._Element:
-    el = etree.Element("graphics", type="vnc", port="-1", autoport="yes",
-                       listen=GRAPHICS_LISTEN)
-    _sub(el, "listen", type="address", address=GRAPHICS_LISTEN)
+    """VNC on a unix socket libvirt names (no TCP port, no listen address)."""
+    el = etree.Element("graphics", type="vnc")
+    _sub(el, "listen", type="socket")
     return el
 
 

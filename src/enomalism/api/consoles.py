@@ -1,0 +1,254 @@
+"""Consoles (docs/consoles.md): `POST /rest/machine/<UUID>/console/` issues a ticket; the
+WebSockets `/rest/machine/<UUID>/console/serial/` and `.../console/vnc/` carry the console's
+bytes as binary frames and JSON control messages as text frames.
+
+Every refusal at the upgrade is an accepted WebSocket that gets `{"type":"closed"}` and a close
+code (4401 ticket or credentials, 4403 permission or Origin, 4404 machine, 4409 busy, 4500
+libvirt): a refused upgrade would reach a browser's script as a bare 1006 with no reason."""
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Request, WebSocket
+from fastapi.concurrency import run_in_threadpool
+from pydantic import Field
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from enomalism.api import deps, guard
+from enomalism.api.deps import Ctx, Vars, expose, http_vars
+from enomalism.api.schemas import Status
+from enomalism.errors import (
+    BadConsoleTicket,
+    ConsoleBusy,
+    CrossSiteRefused,
+    EnomalismError,
+    Forbidden,
+    NotAuthenticated,
+    NotFound,
+)
+from enomalism.services import consoles, tokens
+from enomalism.services.context import Principal
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["consoles"])
+ws_router = APIRouter()
+TOKEN_PROTOCOL = "enomalism.token."
+MISSED_PONGS = 3  # pings without an answer before the server gives the session up
+
+
+class TicketVars(Vars):
+    kind: str | None = Field(None, description="serial or vnc")
+
+
+class TicketAnswer(Status):
+    ticket: str = Field(description="single use, bound to you, this machine and kind")
+    url: str = Field(description="the WebSocket's path with the ticket")
+    expires: int = Field(description="seconds the ticket lives")
+
+
+def console_ticket(uuid: str, request: Request, ctx: Ctx,
+                   v: Annotated[TicketVars, http_vars(TicketVars)]) -> dict:
+    """A ticket for the machine's serial or VNC console WebSocket (needs `control`)."""
+    answer = consoles.issue(ctx, request.app.state.console_tickets, uuid, v.kind)
+    return {"errno": 0, "message": f"open the {v.kind} console within "
+                                   f"{answer['expires']} s", **answer}
+
+
+expose(router, "/rest/machine/{uuid}/console/", ["POST"], console_ticket,
+       vars_model=TicketVars, response_model=TicketAnswer,
+       summary="A ticket for a console WebSocket (extension)")
+
+
+def close_code(e: EnomalismError) -> int:
+    if isinstance(e, NotAuthenticated):
+        return 4401
+    if isinstance(e, Forbidden):
+        return 4403
+    if isinstance(e, NotFound):
+        return 4404
+    if isinstance(e, ConsoleBusy):
+        return 4409
+    return 4500
+
+
+async def _user(ws: WebSocket, ticket: str | None, token: str | None, uuid: str,
+                kind: str) -> Principal:
+    """The ticket's user, else the user of the Authorization header or of the
+    `enomalism.token.<token>` subprotocol."""
+    state = ws.app.state
+    header = ws.headers.get("authorization", "")
+    if ticket:
+        user = state.console_tickets.redeem(ticket, machine=uuid, kind=kind)
+        if header or token:  # credentials besides the ticket must be its user's
+            other = await _credentials(ws, header, token)
+            if other.uuid != user.uuid:
+                raise BadConsoleTicket("the console ticket was issued to another user")
+        return user
+    if header or token:
+        return await _credentials(ws, header, token)
+    raise NotAuthenticated("a console needs a ticket (POST /rest/machine/<UUID>/console/), "
+                           "an Authorization header or the enomalism.token.<token> "
+                           "subprotocol")
+
+
+async def _credentials(ws: WebSocket, header: str, token: str | None) -> Principal:
+    if header:
+        return await deps.current_user(ws, None, None)  # type: ignore[arg-type]
+    who = tokens.cached(ws.app.state.credentials, token or "")
+    return who or await run_in_threadpool(deps._verify_token, ws, token)  # type: ignore[arg-type]
+
+
+def _authorise(ws: WebSocket, user: Principal, uuid: str, kind: str) -> consoles.Target:
+    state = ws.app.state
+    with state.db.session(write=False) as s:
+        ctx = deps.make_context(state, s, user, deps.client_address(ws))  # type: ignore[arg-type]
+        return consoles.authorise(ctx, uuid, kind)
+
+
+def _record(ws: WebSocket, **kw: Any) -> None:
+    try:
+        with ws.app.state.db.session() as s:
+            consoles.record(s, source=deps.client_address(ws), **kw)  # type: ignore[arg-type]
+    except Exception:  # the session's end must not fail on its log entry
+        log.exception("could not write a console session's audit entry")
+
+
+async def _refuse(ws: WebSocket, e: EnomalismError) -> None:
+    with contextlib.suppress(Exception):
+        await ws.send_text(json.dumps({"type": "closed", "reason": e.message,
+                                       "errno": e.errno}))
+        await ws.close(close_code(e), e.message[:120])
+
+
+async def console_socket(ws: WebSocket, uuid: str, kind: str) -> None:
+    """The console WebSocket (see the module's docstring and docs/consoles.md)."""
+    offered = ws.scope.get("subprotocols") or []
+    token = next((p[len(TOKEN_PROTOCOL):] for p in offered if p.startswith(TOKEN_PROTOCOL)),
+                 None)
+    await ws.accept(subprotocol="binary" if "binary" in offered else None)
+    state = ws.app.state
+    params = ws.query_params
+    force = params.get("force", "") in ("1", "true", "yes")
+    user: Principal | None = None
+    try:
+        why = guard.cross_site(ws.scope, guard._origins(state.settings.trusted_origins))
+        if why is not None:
+            raise CrossSiteRefused(f"refused: a console opened from a page of another site "
+                                   f"({why})")
+        if kind not in consoles.KINDS:
+            raise NotFound(f"no console kind '{kind}'; use serial or vnc")
+        user = await _user(ws, params.get("ticket"), token, uuid, kind)
+        target = await run_in_threadpool(_authorise, ws, user, uuid, kind)
+        viewer = consoles.Viewer(user=user, source=deps.client_address(ws), target=target,
+                                 kind=kind, forced=force)
+        state.console_holders.enter(viewer, force=force)
+    except EnomalismError as e:
+        await run_in_threadpool(_record, ws, user=user, machine=uuid, kind=kind,
+                                errno=e.errno, message=e.message)
+        await _refuse(ws, e)
+        return
+    loop = asyncio.get_running_loop()
+    try:
+        pipe = await run_in_threadpool(consoles.open_pipe, state.registry, viewer, force=force,
+                                       loop=loop)
+    except EnomalismError as e:
+        state.console_holders.leave(viewer)
+        await run_in_threadpool(_record, ws, user=user, machine=uuid, kind=kind,
+                                errno=e.errno, message=e.message)
+        await _refuse(ws, e)
+        return
+    ended = await _session(ws, pipe, viewer, state.settings.console_ping)
+    state.console_holders.leave(viewer)
+    await run_in_threadpool(
+        _record, ws, user=user, machine=uuid, kind=kind, errno=0, viewer=viewer, ended=ended,
+        message=f"{kind} console session ({ended})")
+
+
+async def _session(ws: WebSocket, pipe: consoles.Pipe, viewer: consoles.Viewer,
+                   ping: float) -> str:
+    """Carry bytes both ways until one side ends; why it ended."""
+    loop = asyncio.get_running_loop()
+    taken: asyncio.Future[str] = loop.create_future()
+    viewer.on_taken = lambda by: loop.call_soon_threadsafe(
+        lambda: taken.done() or taken.set_result(by))
+    unanswered = 0
+
+    async def guest_to_client() -> str:
+        while True:
+            data = await pipe.read()
+            if not data:
+                if viewer.taken_by:
+                    return "taken"
+                return "the console ended (the guest stopped, or another client took it)"
+            viewer.bytes_out += len(data)
+            await ws.send_bytes(data)
+
+    async def client_to_guest() -> str:
+        nonlocal unanswered
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return "the viewer left"
+            if message.get("bytes"):
+                viewer.bytes_in += len(message["bytes"])
+                await pipe.write(message["bytes"])
+            elif message.get("text"):
+                try:
+                    control = json.loads(message["text"])
+                except ValueError:
+                    continue
+                if isinstance(control, dict) and control.get("type") == "pong":
+                    unanswered = 0  # resize and anything else: not supported, ignored
+
+    async def keepalive() -> str:
+        nonlocal unanswered
+        while True:
+            await asyncio.sleep(ping)
+            if unanswered >= MISSED_PONGS:
+                return f"no answer to {MISSED_PONGS} pings"
+            unanswered += 1
+            await ws.send_text('{"type":"ping"}')
+
+    async def taken_over() -> str:
+        await taken
+        return "taken"
+
+    tasks = [asyncio.create_task(c()) for c in (guest_to_client, client_to_guest, keepalive,
+                                                taken_over)]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        first = next(iter(done))
+        try:
+            ended = first.result()
+        except WebSocketDisconnect:
+            ended = "the viewer left"
+        except EnomalismError as e:
+            ended = e.message
+        except Exception as e:  # a send on a socket the viewer closed, say
+            ended = f"the connection failed ({type(e).__name__})"
+    finally:
+        for t in tasks:
+            t.cancel()
+        pipe.close()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    if viewer.taken_by or ended == "taken":
+        ended = f"taken over by {viewer.taken_by}"
+        await _close(ws, {"type": "taken", "by": viewer.taken_by}, 4409, ended)
+    elif ended != "the viewer left":
+        await _close(ws, {"type": "closed", "reason": ended}, 1000, ended)
+    return ended
+
+
+async def _close(ws: WebSocket, message: dict, code: int, reason: str) -> None:
+    if ws.client_state != WebSocketState.CONNECTED:
+        return
+    with contextlib.suppress(Exception):
+        await ws.send_text(json.dumps(message))
+        await ws.close(code, reason[:120])
+
+
+for _path in ("/rest/machine/{uuid}/console/{kind}/", "/rest/machine/{uuid}/console/{kind}"):
+    ws_router.add_api_websocket_route(_path, console_socket)

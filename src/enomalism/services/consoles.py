@@ -1,0 +1,273 @@
+"""Console sessions (docs/consoles.md): tickets, who holds a console, the byte pipes, and the
+audit entry each session leaves.
+
+A ticket is single use, lives at most `console_ticket_seconds` (30 s) and is bound to user,
+machine and console kind; tickets are kept in this node's memory, so a client opens the
+WebSocket on the node that issued its ticket (a load balancer keeps it there by the client's
+session). The user's `control` permission is checked when the ticket is issued and again at
+the WebSocket's upgrade.
+
+A serial console has one viewer: a second one is refused (`ConsoleBusy`) or, with `force`,
+takes it over and the first is told who took it. VNC viewers share the display (QEMU
+serves several clients).
+"""
+
+import asyncio
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from enomalism.errors import (
+    BadConsoleTicket,
+    ConsoleBusy,
+    ConsoleUnavailable,
+    InvalidInput,
+    MissingVariable,
+)
+from enomalism.services import access, audit, lookup
+from enomalism.services.context import Context, Principal
+from enomalism.virt import console as virt_console
+
+KINDS = ("serial", "vnc")
+PERMISSION = "control"  # what a console needs on the machine, for both kinds
+TICKET_LIFE = 30.0
+
+
+def check_kind(kind: str | None) -> str:
+    if not kind:
+        raise MissingVariable(f"the variable 'kind' is required: {' or '.join(KINDS)}")
+    if kind not in KINDS:
+        raise InvalidInput(f"unknown console kind '{kind}'; use {' or '.join(KINDS)}")
+    return kind
+
+
+@dataclass(frozen=True)
+class Ticket:
+    user: Principal
+    machine: str
+    kind: str
+    expires: float  # time.monotonic()
+
+
+class Tickets:
+    """The tickets this node issued and nobody has used yet."""
+
+    def __init__(self, life: float = TICKET_LIFE) -> None:
+        self.life = min(life, TICKET_LIFE)
+        self._lock = threading.Lock()
+        self._items: dict[str, Ticket] = {}
+
+    def issue(self, user: Principal, machine: str, kind: str) -> str:
+        now = time.monotonic()
+        secret = secrets.token_urlsafe(32)
+        with self._lock:
+            for k in [k for k, t in self._items.items() if t.expires <= now]:
+                del self._items[k]
+            self._items[secret] = Ticket(user, machine, kind, now + self.life)
+        return secret
+
+    def redeem(self, secret: str, *, machine: str, kind: str) -> Principal:
+        """The ticket's user; the ticket is used up whatever the outcome."""
+        with self._lock:
+            ticket = self._items.pop(secret, None)
+        if ticket is None:
+            raise BadConsoleTicket("the console ticket is unknown or already used (a ticket "
+                                   "opens one console once; ask for a new one)")
+        if ticket.expires <= time.monotonic():
+            raise BadConsoleTicket(f"the console ticket has expired (it lives "
+                                   f"{self.life:.0f} s); ask for a new one")
+        if ticket.machine != machine or ticket.kind != kind:
+            raise BadConsoleTicket("the console ticket was issued for another machine or "
+                                   "console kind")
+        return ticket.user
+
+
+@dataclass(frozen=True)
+class Target:
+    """A console the user may open: the machine and where it runs."""
+
+    machine: str
+    name: str
+    hypervisor: str
+    uri: str
+
+
+def authorise(ctx: Context, uuid: str, kind: str) -> Target:
+    """The machine, when the user holds `control` on it (404 when they may not read it, 403
+    when they may read but not control it)."""
+    check_kind(kind)
+    m = lookup.get_vm(ctx.db, uuid)
+    access.require(ctx, m, PERMISSION, "machine")
+    if m.parent is None:
+        raise ConsoleUnavailable("the machine is on no hypervisor")
+    return Target(m.uuid, m.name, m.parent.uuid, m.parent.virt_url)
+
+
+def issue(ctx: Context, tickets: Tickets, uuid: str, kind: str | None) -> dict:
+    """A ticket for the user's next WebSocket to this console."""
+    target = authorise(ctx, uuid, check_kind(kind))
+    secret = tickets.issue(ctx.user, target.machine, kind)
+    return {"ticket": secret,
+            "url": f"/rest/machine/{target.machine}/console/{kind}/?ticket={secret}",
+            "expires": int(tickets.life)}
+
+
+@dataclass(eq=False)
+class Viewer:
+    """One console session; `take_over` tells it another viewer took its console."""
+
+    user: Principal
+    source: str
+    target: Target
+    kind: str
+    forced: bool = False
+    started: float = field(default_factory=time.monotonic)
+    bytes_in: int = 0
+    bytes_out: int = 0
+    taken_by: str | None = None
+    on_taken: Callable[[str], None] | None = None
+
+    def take_over(self, by: str) -> None:
+        self.taken_by = by
+        if self.on_taken is not None:
+            self.on_taken(by)
+
+
+class Holders:
+    """Who holds which console on this node."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._serial: dict[str, Viewer] = {}
+        self._vnc: dict[str, set[Viewer]] = {}
+
+    def enter(self, viewer: Viewer, *, force: bool) -> Viewer | None:
+        """Register `viewer`; the serial viewer it displaces (told so), if any."""
+        machine = viewer.target.machine
+        with self._lock:
+            if viewer.kind == "vnc":
+                self._vnc.setdefault(machine, set()).add(viewer)
+                return None
+            old = self._serial.get(machine)
+            if old is not None and not force:
+                raise ConsoleBusy(f"{old.user.username} holds this machine's serial console; "
+                                  "connect with force=1 to take it over (they are told)")
+            self._serial[machine] = viewer
+        if old is not None:
+            old.take_over(viewer.user.username)
+        return old
+
+    def leave(self, viewer: Viewer) -> None:
+        machine = viewer.target.machine
+        with self._lock:
+            if viewer.kind == "vnc":
+                self._vnc.get(machine, set()).discard(viewer)
+                if not self._vnc.get(machine):
+                    self._vnc.pop(machine, None)
+            elif self._serial.get(machine) is viewer:
+                del self._serial[machine]
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self._serial) + sum(len(v) for v in self._vnc.values())
+
+
+class Pipe:
+    """A console's bytes as coroutines: `read` (b"" at the end), `write`, `close`."""
+
+    async def read(self) -> bytes:
+        raise NotImplementedError
+
+    async def write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class SerialPipe(Pipe):
+    """A libvirt console stream: a reader thread hands what the guest writes to the event
+    loop; keystrokes go out in a worker thread, in order."""
+
+    def __init__(self, stream: virt_console.SerialStream,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.stream = stream
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self._loop = loop
+        threading.Thread(target=self._pump, name="serial-console", daemon=True).start()
+
+    def _pump(self) -> None:
+        while True:
+            data = self.stream.read()
+            try:
+                self._loop.call_soon_threadsafe(self.queue.put_nowait, data)
+            except RuntimeError:  # the loop is closed
+                return
+            if not data:
+                return
+
+    async def read(self) -> bytes:
+        return await self.queue.get()
+
+    async def write(self, data: bytes) -> None:
+        await asyncio.to_thread(self.stream.write, data)
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+class SocketPipe(Pipe):
+    """A socket to QEMU's VNC server (or to ssh reaching it)."""
+
+    def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+        sock.setblocking(False)
+        self.sock, self._loop = sock, loop
+
+    async def read(self) -> bytes:
+        try:
+            return await self._loop.sock_recv(self.sock, 65536)
+        except OSError:
+            return b""
+
+    async def write(self, data: bytes) -> None:
+        try:
+            await self._loop.sock_sendall(self.sock, data)
+        except OSError as e:
+            raise ConsoleUnavailable(f"the graphical console is gone: {e}") from None
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def open_pipe(registry: object, viewer: Viewer, *, force: bool,
+              loop: asyncio.AbstractEventLoop) -> Pipe:
+    """Open the console in libvirt (blocking: call it in a worker thread)."""
+    conn = registry.connection(viewer.target.hypervisor)  # type: ignore[attr-defined]
+    if viewer.kind == "serial":
+        return SerialPipe(virt_console.SerialStream(conn, viewer.target.machine, force=force),
+                          loop)
+    return SocketPipe(virt_console.open_graphics(conn, viewer.target.uri,
+                                                 viewer.target.machine), loop)
+
+
+def record(db: object, *, user: Principal | None, source: str, machine: str, kind: str,
+           errno: int, message: str, viewer: Viewer | None = None, ended: str = "") -> None:
+    """The audit entry of one console session (with its duration) or of a refused one."""
+    detail: dict[str, object] = {"kind": kind}
+    if viewer is not None:
+        detail.update(duration_s=round(time.monotonic() - viewer.started, 3),
+                      bytes_in=viewer.bytes_in, bytes_out=viewer.bytes_out,
+                      forced=viewer.forced, ended=ended[:120])
+        if viewer.taken_by:
+            detail["taken_by"] = viewer.taken_by
+    audit.write(db, actor_uuid=user.uuid if user else None,  # type: ignore[arg-type]
+                actor_name=user.username if user else None, source=source,
+                action="machine.console", object_type="machine", object_uuid=machine[:36],
+                errno=errno, message=message, detail=detail)
