@@ -8,7 +8,12 @@ from enomalism.services import access, machine_work, sync, volumes
 from enomalism.services.context import Context, commit_before_slow_work
 from enomalism.services.lookup import get_cluster, get_hypervisor, get_machine, parse_uuid, require
 from enomalism.store.models import Cluster, Machine, new_uuid
-from enomalism.virt.domxml import DomainXML
+from enomalism.virt.domxml import DomainXML, without_passwords
+
+
+def shown_xml(m: Machine) -> str | None:
+    """The machine's XML as every reader gets it: no graphics passwords."""
+    return without_passwords(m.xmldesc)
 
 
 def get(ctx: Context, uuid: str, permission: str = "read") -> Machine:

@@ -122,7 +122,7 @@ def _keep_an_admin(ctx: Context, user: User, doing: str) -> None:
         raise Conflict(f"cannot {doing} the last administrator")
 
 
-def update_user(ctx: Context, user: User, action: str, *, email: str | None = None,
+def update_user(ctx: Context, user: User, action: str, *, email: str | None = None,  # noqa: C901
                 full_name: str | None = None, password: str | None = None,
                 old_password: str | None = None, group: str | None = None,
                 admin: bool | None = None) -> str:
