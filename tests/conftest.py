@@ -237,13 +237,13 @@ def libvirt_domains(api: Api, hv_uuid: str) -> dict[str, tuple]:
     """What libvirt itself says about every domain of a hypervisor: name, state, XML."""
     import libvirt
 
-    conn = api.registry.connection(hv_uuid)
+    conn = api.registry.connection(hv_uuid).virconnect
     return {d.UUIDString(): (d.name(), d.state()[0], d.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
             for d in conn.listAllDomains(0)}
 
 
 def pool_volumes(api: Api, hv_uuid: str) -> list[str]:
-    conn = api.registry.connection(hv_uuid)
+    conn = api.registry.connection(hv_uuid).virconnect
     return sorted(conn.storagePoolLookupByName("default-pool").listVolumes())
 
 
@@ -315,7 +315,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
 
 def new_volume(api: Api, name: str, hv_uuid: str | None = None) -> str:
     """Create a volume in the fake host's pool; returns its path."""
-    conn = api.registry.connection(hv_uuid or api.hypervisors()[0]["uuid"])
+    conn = api.registry.connection(hv_uuid or api.hypervisors()[0]["uuid"]).virconnect
     pool = conn.storagePoolLookupByName("default-pool")
     xml = f"<volume><name>{name}</name><capacity unit='MiB'>1</capacity></volume>"
     return pool.createXML(xml, 0).path()
@@ -330,7 +330,7 @@ def new_vm(api: Api, name: str, state: str = "shutoff", *, managed: bool = True,
     hv = hv_uuid or api.hypervisors()[0]["uuid"]
     for disk in disks:
         new_volume(api, disk, hv)
-    dom = api.registry.connection(hv).defineXML(domain_xml(name, disks=list(disks)))
+    dom = api.registry.connection(hv).virconnect.defineXML(domain_xml(name, disks=list(disks)))
     if state in ("running", "paused"):
         dom.create()
     if state == "paused":

@@ -72,7 +72,7 @@ def add_bridge(api: Any, name: str) -> None:
     with api.app.state.db.session(write=False) as s:
         uuids = list(s.scalars(select(Hypervisor.uuid)))
     for hv in uuids:
-        conn = api.registry.connection(hv)
+        conn = api.registry.connection(hv).virconnect
         try:
             conn.interfaceLookupByName(name)
         except libvirt.libvirtError:

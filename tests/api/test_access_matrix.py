@@ -508,7 +508,7 @@ def cases(row: Row) -> list[str]:
 
 @pytest.mark.parametrize("row, case", [pytest.param(r, c, id=f"{r.id}-{c}")
                                        for r in ROWS for c in cases(r)])
-def test_matrix(env, row, case):
+def test_matrix(env, row, case):  # noqa: C901 (to split: docs/architecture.md)
     api = env.api
     actor, team = caller(env, team=case == "group") if case != "admin" else (None, None)
     v = row.setup(env)

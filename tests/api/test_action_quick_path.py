@@ -53,7 +53,7 @@ def stored(api, uuid: str) -> Machine:  # noqa: ANN001
 
 def libvirt_state(api, uuid: str) -> int:  # noqa: ANN001
     hv = api.hypervisors()[0]["uuid"]
-    return api.registry.connection(hv).lookupByUUIDString(uuid).state()[0]
+    return api.registry.connection(hv).virconnect.lookupByUUIDString(uuid).state()[0]
 
 
 def test_the_common_case_is_answered_without_perform(sandbox, own, paths):
@@ -142,7 +142,7 @@ def test_a_domain_gone_behind_the_inventorys_back(sandbox, own, paths):
     api = sandbox
     uuid = new_vm(api, own, "running")
     hv = api.hypervisors()[0]["uuid"]
-    dom = api.registry.connection(hv).lookupByUUIDString(uuid)
+    dom = api.registry.connection(hv).virconnect.lookupByUUIDString(uuid)
     dom.destroy()
     dom.undefine()
     api.settle()
@@ -194,7 +194,7 @@ def test_a_suspend_or_resume_is_not_resynced_again_for_its_own_event(sandbox, ow
     hv = api.hypervisors()[0]["uuid"]
     assert (hv, uuid) not in api.registry._expected  # each mark taken by its event
     # the same change made behind the API's back is an event like any other
-    api.registry.connection(hv).lookupByUUIDString(uuid).suspend()
+    api.registry.connection(hv).virconnect.lookupByUUIDString(uuid).suspend()
     api.settle()
     assert resyncs.uuids == [uuid] and stored(api, uuid).state == "paused"
 

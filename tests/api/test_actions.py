@@ -48,7 +48,7 @@ def api_state(api, uuid: str) -> str:  # noqa: ANN001
 
 
 def libvirt_state(api, uuid: str) -> int:  # noqa: ANN001
-    return api.registry.connection(hv(api)).lookupByUUIDString(uuid).state()[0]
+    return api.registry.connection(hv(api)).virconnect.lookupByUUIDString(uuid).state()[0]
 
 
 def actions_of(api, uuid: str) -> list[str]:  # noqa: ANN001
@@ -77,7 +77,7 @@ def stage(shared_api):  # noqa: ANN001, ANN201
     locked by a transaction. Yields (api, {name: uuid})."""
     api = shared_api
     uuids = {name: manage(api, name) for name in ("web", "db", "idle")}
-    conn = api.registry.connection(hv(api))
+    conn = api.registry.connection(hv(api)).virconnect
     for name in ("stray", "held"):
         uuids[name] = conn.defineXML(domain_xml(name)).UUIDString()
     api.settle()
@@ -252,7 +252,7 @@ def test_manage_adopts_a_domain(sandbox, own):
 def test_store_xml_brings_back_a_missing_domain(sandbox, own):
     api = sandbox
     uuid = new_vm(api, own)
-    api.registry.connection(hv(api)).lookupByUUIDString(uuid).undefine()
+    api.registry.connection(hv(api)).virconnect.lookupByUUIDString(uuid).undefine()
     api.settle()
     assert api_state(api, uuid) == "missing"
     assert actions_of(api, uuid) == ALWAYS
@@ -263,7 +263,7 @@ def test_store_xml_brings_back_a_missing_domain(sandbox, own):
 def test_store_xml_refuses_a_name_another_domain_took(sandbox, own):
     api = sandbox
     uuid = new_vm(api, own)
-    conn = api.registry.connection(hv(api))
+    conn = api.registry.connection(hv(api)).virconnect
     conn.lookupByUUIDString(uuid).undefine()
     conn.defineXML(domain_xml(own))  # a different domain, same name
     api.settle()
@@ -281,7 +281,7 @@ def test_totaldelete_deletes_its_volumes_but_not_shared_ones(sandbox, own, route
     xml = domain_xml(own, disks=[f"{own}-own.img", f"{own}-shared.img"])  # add the shared disk
     api.ok("POST", f"/rest/machine/{uuid}/", data={"action": "xmldesc", "xmldesc": xml})
     api.ok("POST", f"/rest/machine/{uuid}/actions/store_xml/")
-    other = api.registry.connection(hv(api)).defineXML(
+    other = api.registry.connection(hv(api)).virconnect.defineXML(
         domain_xml(f"{own}-other", disks=[f"{own}-shared.img"])).UUIDString()
     body = run(api, uuid, "totaldelete", route).json()
     assert body["errno"] == 0 and "1 volume" in body["message"]
@@ -310,7 +310,7 @@ def test_totaldelete_keeps_readonly_and_cdrom_volumes(sandbox, own):
 def test_totaldelete_forgets_a_missing_machine(sandbox, own):
     api = sandbox
     uuid = new_vm(api, own, "running", disks=[f"{own}.img"])
-    dom = api.registry.connection(hv(api)).lookupByUUIDString(uuid)
+    dom = api.registry.connection(hv(api)).virconnect.lookupByUUIDString(uuid)
     dom.destroy()
     dom.undefine()
     api.settle()

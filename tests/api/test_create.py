@@ -72,7 +72,7 @@ def make_image(api: Api, name: str, fmt: str = "qcow2", *, owner: str | None = N
                state: str = "ready", virtual_size: int = GIB) -> str:
     """A volume in the fake pool and its Image row (as branch `images` would record it)."""
     hv = hv_of(api)
-    pool = api.registry.connection(hv).storagePoolLookupByName("default-pool")
+    pool = api.registry.connection(hv).virconnect.storagePoolLookupByName("default-pool")
     vol = f"{name}.{fmt}"
     try:
         path = pool.storageVolLookupByName(vol).path()
@@ -110,7 +110,7 @@ def create(api: Api, auth: object = "admin", **data: object) -> dict:
 
 
 def domain_xml(api: Api, uuid: str) -> etree._Element:
-    return etree.fromstring(api.registry.connection(hv_of(api)).lookupByUUIDString(uuid)
+    return etree.fromstring(api.registry.connection(hv_of(api)).virconnect.lookupByUUIDString(uuid)
                             .XMLDesc(0))
 
 
@@ -139,7 +139,7 @@ def test_create_with_a_blank_disk(server):
     assert (disk.get("device"), disk.find("target").get("dev")) == ("disk", "vda")
     assert path == "/default-pool/blank1-vda.qcow2"
     assert owned(api, uuid) == {path}
-    conn = api.registry.connection(hv_of(api))
+    conn = api.registry.connection(hv_of(api)).virconnect
     assert conn.storageVolLookupByPath(path).info()[1] == 3 * GIB
     assert conn.lookupByUUIDString(uuid).autostart() == 1
     assert root.find("devices/console").get("type") == "pty"
@@ -159,7 +159,7 @@ def test_create_from_an_image_is_an_overlay_in_the_images_pool(server):
     assert body["machine_obj"]["parent"] == hv_of(api)
     path = domain_xml(api, uuid).find("devices/disk/source").get("file")
     assert path == "/default-pool/fromimg-vda.qcow2"
-    info = api.registry.connection(hv_of(api)).storageVolLookupByPath(path).info()
+    info = api.registry.connection(hv_of(api)).virconnect.storageVolLookupByPath(path).info()
     assert info[1] == 2 * GIB  # the image's virtual size
     assert owned(api, uuid) == {path}  # the image itself is not the machine's
     delete(api, uuid)
@@ -176,7 +176,7 @@ def test_create_with_a_cdrom_and_a_bigger_disk_on_the_image(server):
     assert disks["sda"].get("device") == "cdrom"
     assert disks["sda"].find("source").get("file") == "/default-pool/installer.iso"
     assert disks["sda"].find("readonly") is not None
-    conn = api.registry.connection(hv_of(api))
+    conn = api.registry.connection(hv_of(api)).virconnect
     assert conn.storageVolLookupByPath(disks["vda"].find("source").get("file")).info()[1] \
         == 5 * GIB
     assert [b.get("dev") for b in root.iterfind("os/boot")] == ["hd", "cdrom"]

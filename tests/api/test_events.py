@@ -13,7 +13,7 @@ from tests.fakehost import FakeDomain, domain_xml
 
 def conn(api, hv_uuid: str | None = None) -> libvirt.virConnect:  # noqa: ANN001
     """The server's own libvirt connection: what it does there, libvirt reports as events."""
-    return api.registry.connection(hv_uuid or api.hypervisors()[0]["uuid"])
+    return api.registry.connection(hv_uuid or api.hypervisors()[0]["uuid"]).virconnect
 
 
 def dom(api, uuid: str) -> libvirt.virDomain:  # noqa: ANN001

@@ -68,7 +68,8 @@ def test_define_and_rename_a_machine(vars_api, how):
     body = ok(send(api, "POST", f"/rest/machine/{uuid}",
                    {"action": "rename", "name": f"renamed-{how}"}, how))
     assert body["machine_obj"]["name"] == f"renamed-{how}"
-    assert api.registry.connection(hv(api)).lookupByUUIDString(uuid).name() == f"renamed-{how}"
+    dom = api.registry.connection(hv(api)).virconnect.lookupByUUIDString(uuid)
+    assert dom.name() == f"renamed-{how}"
 
 
 @pytest.mark.parametrize("how", ENCODINGS)
@@ -153,4 +154,5 @@ def test_action_variables_on_action_paths(sandbox, own):
                  how)
         assert f"{131072 + i * 1024}<" in ok(r)["machine_obj"]["xmldesc"], how
     ok(api.post(f"/rest/machine/{uuid}/actions/store_xml"))
-    assert api.registry.connection(hv(api)).lookupByUUIDString(uuid).maxMemory() == 134144
+    dom = api.registry.connection(hv(api)).virconnect.lookupByUUIDString(uuid)
+    assert dom.maxMemory() == 134144

@@ -40,7 +40,7 @@ def act(api, uuid: str, action: str, **variables: str):  # noqa: ANN001, ANN201
 
 def dom(api, uuid: str) -> libvirt.virDomain:  # noqa: ANN001
     """The domain as libvirt itself has it, on the machine's current hypervisor."""
-    return api.registry.connection(obj(api, uuid)["parent"]).lookupByUUIDString(uuid)
+    return api.registry.connection(obj(api, uuid)["parent"]).virconnect.lookupByUUIDString(uuid)
 
 
 # -- 2.2, 2.3: the machine lists ----------------------------------------------------------
@@ -295,7 +295,7 @@ def test_rename_a_stopped_vm(sandbox, own):
     assert body["errno"] == 0 and body["machine_obj"]["name"] == f"{own}-renamed"
     assert f"<name>{own}-renamed</name>" in body["machine_obj"]["xmldesc"]
     assert dom(api, uuid).name() == f"{own}-renamed"
-    conn = api.registry.connection(only_hv(api))
+    conn = api.registry.connection(only_hv(api)).virconnect
     assert conn.lookupByName(f"{own}-renamed").UUIDString() == uuid
 
 
@@ -469,7 +469,8 @@ def test_set_parent_moves_the_machines_dhcp_entries(make_api, tmp_path):
             s.add(net)
             s.flush()
             s.add(Lease(network_uuid=net.uuid, address=ip, machine_uuid=vm.uuid, mac=mac))
-        conn_a, conn_b = api.registry.connection(hv_a), api.registry.connection(hv_b)
+        conn_a = api.registry.connection(hv_a).virconnect
+        conn_b = api.registry.connection(hv_b).virconnect
         driver.dhcp_host(conn_a, "lab", mac=mac, ip=ip, name="mover", command="add")
 
         def entries(conn: libvirt.virConnect) -> list[dict]:
@@ -505,7 +506,7 @@ def test_set_parent_adopts_a_domain_the_target_already_has(make_api, make_host):
         after = obj(api, moved.uuid)
         assert after["parent"] == target
         # the state is the target's domain's, not the one on the old hypervisor
-        target_dom = api.registry.connection(target).lookupByUUIDString(moved.uuid)
+        target_dom = api.registry.connection(target).virconnect.lookupByUUIDString(moved.uuid)
         expected = "running" if target_dom.isActive() else "shutoff"
         assert after["state"] == expected
         assert libvirt_domains(api, source)[moved.uuid][1] != target_dom.state()[0]

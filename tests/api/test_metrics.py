@@ -171,7 +171,7 @@ def test_event_lag_is_measured_for_an_event_behind_the_servers_back(api, own):
     def observed() -> float:
         return next(s.value for s in samples(scrape(api), count) if s.name.endswith("_count"))
     before = observed()
-    api.registry.connection(api.hypervisors()[0]["uuid"]).lookupByUUIDString(uuid).suspend()
+    api.registry.connection(api.hypervisors()[0]["uuid"]).virconnect.lookupByUUIDString(uuid).suspend()
     api.settle()
     assert observed() > before
     assert api.machine(uuid)["info"]["state"] == "paused"
@@ -259,7 +259,7 @@ def test_the_sampler_keeps_a_bounded_history_and_drops_machines_gone(api, own):
         small.sample_now()
     state, points = small.history(uuid)
     assert state == "running" and len(points) == 3
-    dom = api.registry.connection(api.hypervisors()[0]["uuid"]).lookupByUUIDString(uuid)
+    dom = api.registry.connection(api.hypervisors()[0]["uuid"]).virconnect.lookupByUUIDString(uuid)
     dom.destroy()
     dom.undefine()
     small.sample_now()

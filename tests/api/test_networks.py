@@ -1072,7 +1072,7 @@ def lv_network(api: Api, name: str, subnet: str) -> None:
     with api.app.state.db.session(write=False) as s:
         uuids = list(s.scalars(select(Hypervisor.uuid)))
     for hv in uuids:
-        api.registry.connection(hv).networkCreateXML(
+        api.registry.connection(hv).virconnect.networkCreateXML(
             f"<network><name>{name}</name><bridge name='{name[:15]}'/>"
             f"<ip address='{subnet}.1' netmask='255.255.255.0'><dhcp>"
             f"<range start='{subnet}.100' end='{subnet}.199'/></dhcp></ip></network>")
@@ -1191,7 +1191,7 @@ def test_a_provision_refuses_a_bridge_gone_from_its_hypervisor(prov, own, cluste
     c = clusters(f"c-{own}", api.local_host())
     n = create(api, own, ip="10.66.0.0", gateway=None, cluster=c)
     add_range(api, n["uuid"], "10.66.0.10", "10.66.0.19")
-    conn = api.registry.connection(api.hypervisors()[0]["uuid"])
+    conn = api.registry.connection(api.hypervisors()[0]["uuid"]).virconnect
     conn.interfaceLookupByName(n["bridge"]).undefine()
     with nothing_changed(api, n["uuid"]):
         body = expect_error(api.post(f"/rest/machine/{api.local_host()}/actions/provision/",

@@ -211,7 +211,7 @@ class World:
 
 
 def _volume(api: Api, name: str) -> str:
-    conn = api.registry.connection(api.hypervisors()[0]["uuid"])
+    conn = api.registry.connection(api.hypervisors()[0]["uuid"]).virconnect
     pool = conn.storagePoolLookupByName("default-pool")
     xml = f"<volume><name>{name}</name><capacity unit='MiB'>1</capacity></volume>"
     return pool.createXML(xml, 0).path()
@@ -263,7 +263,7 @@ def w(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 
 def secure_xml(w: World, uuid: str) -> str:
-    dom = w.api.registry.connection(w.hv).lookupByUUIDString(uuid)
+    dom = w.api.registry.connection(w.hv).virconnect.lookupByUUIDString(uuid)
     return dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE)
 
 
@@ -503,7 +503,7 @@ def test_a_non_admin_manage_adopts_the_domain_not_its_volumes(w):
     """bob (control on the hypervisor) adopts a discovered domain: its volume stays no
     machine's, so his totaldelete leaves it; an administrator's manage adopts it."""
     path = _volume(w.api, f"{w.name('found')}.img")
-    conn = w.api.registry.connection(w.hv)
+    conn = w.api.registry.connection(w.hv).virconnect
     mine = conn.defineXML(vm_xml(w.name("found"), path)).UUIDString()
     w.api.settle()
     w.api.ok("POST", f"/rest/machine/{mine}/actions/manage/", auth=w.bob.auth)

@@ -141,7 +141,7 @@ def test_machine_package_no_wait(cloud, own):
 
 def test_machine_package_failing_transaction(cloud, own):
     name = own("disky")
-    conn = cloud.app.state.registry.connection(cloud.h1)
+    conn = cloud.app.state.registry.connection(cloud.h1).virconnect
     pool = conn.storagePoolLookupByName("default-pool")
     pool.createXML(f"<volume><name>{name}.img</name><capacity unit='MiB'>1</capacity>"
                    "</volume>", 0)

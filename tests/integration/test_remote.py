@@ -376,7 +376,7 @@ def test_events_of_other_hypervisors_are_not_held_up_by_a_hung_host(server, scra
     virsh("qemu:///system", "suspend", name)  # the event comes down; the read goes nowhere
     wait_for(lambda: pair.held["up"], bool, "the worker's read to be sent into the frozen link")
     relay.freeze()  # now nothing comes down either (not even libvirtd giving up on us)
-    other = server.app.state.registry.connection(server.other_hv)
+    other = server.app.state.registry.connection(server.other_hv).virconnect
 
     def other_events_and_requests() -> None:
         dom = other.lookupByUUIDString(server.other_vm)

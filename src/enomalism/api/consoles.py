@@ -167,7 +167,7 @@ async def console_socket(ws: WebSocket, uuid: str, kind: str) -> None:
         message=f"{kind} console session ({ended})")
 
 
-async def _session(ws: WebSocket, pipe: consoles.Pipe, viewer: consoles.Viewer,
+async def _session(ws: WebSocket, pipe: consoles.Pipe, viewer: consoles.Viewer,  # noqa: C901
                    ping: float) -> str:
     """Carry bytes both ways until one side ends; why it ended."""
     loop = asyncio.get_running_loop()

@@ -62,6 +62,34 @@ def _text_problem(value: Any) -> str | None:
     return None
 
 
+async def _json_vars(request: Request) -> dict[str, list[Any]]:
+    body = await request.body()
+    if not body.strip():
+        return {}
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        raise InvalidInput("the request body is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise InvalidInput("a JSON body must be an object of HTTP variables")
+    return {k: list(v) if isinstance(v, list) else [v] for k, v in obj.items()}
+
+
+async def _form_vars(request: Request, model: type[Vars]) -> dict[str, list[Any]]:
+    try:
+        form = await request.form()
+    except Exception:
+        raise InvalidInput("the request body is not a readable form") from None
+    body_vars: dict[str, list[Any]] = {}
+    for k, v in form.multi_items():
+        if not isinstance(v, str):  # a file part: the variable of its name
+            if k not in model.model_fields:
+                continue
+            v = await file_variable(k, v)
+        body_vars.setdefault(k, []).append(v)
+    return body_vars
+
+
 async def read_vars(request: Request, model: type[Vars]) -> Vars:
     await guard.check_input(
         request, request.headers.get("content-type", "").split(";")[0].strip().lower())
@@ -71,29 +99,9 @@ async def read_vars(request: Request, model: type[Vars]) -> Vars:
     if request.method in BODY_METHODS:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype == "application/json" or ctype.endswith("+json"):
-            body = await request.body()
-            if body.strip():
-                try:
-                    obj = json.loads(body)
-                except ValueError:
-                    raise InvalidInput("the request body is not valid JSON") from None
-                if not isinstance(obj, dict):
-                    raise InvalidInput("a JSON body must be an object of HTTP variables")
-                for k, v in obj.items():
-                    raw[k] = list(v) if isinstance(v, list) else [v]
+            raw.update(await _json_vars(request))
         elif ctype in FORMS:
-            try:
-                form = await request.form()
-            except Exception:
-                raise InvalidInput("the request body is not a readable form") from None
-            body_vars: dict[str, list[Any]] = {}
-            for k, v in form.multi_items():
-                if not isinstance(v, str):  # a file part: the variable of its name
-                    if k not in model.model_fields:
-                        continue
-                    v = await file_variable(k, v)
-                body_vars.setdefault(k, []).append(v)
-            raw.update(body_vars)
+            raw.update(await _form_vars(request, model))
     guard.check_lengths(request, raw)
     data: dict[str, Any] = {}
     for name, field in model.model_fields.items():

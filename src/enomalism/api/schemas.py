@@ -10,9 +10,9 @@ from enomalism.runtime import nodes
 from enomalism.services import clusters
 from enomalism.services.actions import available
 from enomalism.services.context import Context
+from enomalism.services.machines import shown_xml
 from enomalism.services.networks import machine_leases
 from enomalism.store.models import Cluster, Hypervisor, Machine
-from enomalism.virt.domxml import without_passwords
 from enomalism.wire import Candidate, ClusterObj, HypervisorObj, MachineInfo, MachineObj, NodeObj
 
 
@@ -117,7 +117,7 @@ def machine_obj(m: Machine) -> dict:
         "host": m.parent.machine_uuid if m.parent is not None else None,
         "address": m.address, "is_local": m.is_local and m.local_to in (None, nodes.this_machine()),
         "clusters": [c.uuid for c in m.clusters], "locked_by": m.lock_txid,
-        "owner": m.owner_uuid, "actions": available(m), "xmldesc": without_passwords(m.xmldesc),
+        "owner": m.owner_uuid, "actions": available(m), "xmldesc": shown_xml(m),
         "xml_pending": m.xml_pending, "created_at": m.created_at,
         "updated_at": m.updated_at, "synced_at": m.synced_at, "vcpus": m.vcpus,
         "memory_kib": m.memory_kib,

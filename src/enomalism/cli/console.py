@@ -11,7 +11,7 @@ import threading
 import time
 import tty
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from enomalism.client.console import Console, ConsoleClosed
 
@@ -41,7 +41,7 @@ def _loop(open_console: Callable[[], Console], stdin: int, stdout: BinaryIO,
           say: Callable[[str], None]) -> int:
     console = open_console()
     say("Connected to the console; Ctrl-] detaches.\n")
-    state = {"console": console, "ended": None}
+    state: dict[str, Any] = {"console": console, "ended": None}
     lock = threading.Lock()
 
     def output() -> None:
@@ -97,7 +97,7 @@ def _loop(open_console: Callable[[], Console], stdin: int, stdout: BinaryIO,
             with contextlib.suppress(OSError):
                 os.close(fd)
     say("\n")
-    return state["ended"]
+    return int(state["ended"] or 0)
 
 
 def _send(state: dict, lock: threading.Lock, keys: bytes) -> None:

@@ -334,9 +334,11 @@ def console(
     Ctrl-] detaches; a dropped console is opened again by itself."""
     c = cli.client()
     uuid = c.machines.find(machine).uuid
+    def say(message: str) -> None:
+        sys.stderr.write(message)
+        sys.stderr.flush()
     code = term.attach(lambda: c.machines.console(uuid, force=force),
-                       sys.stdin.fileno(), term.stdout_bytes(),
-                       lambda m: (sys.stderr.write(m), sys.stderr.flush()))
+                       sys.stdin.fileno(), term.stdout_bytes(), say)
     if code:
         raise typer.Exit(code)
 

@@ -11,7 +11,6 @@ from enomalism.errors import EnomalismError
 from enomalism.runtime.registry import HypervisorRegistry
 from enomalism.store.db import Database
 from enomalism.store.models import Image, Machine, Package
-from enomalism.virt import driver
 
 log = logging.getLogger(__name__)
 
@@ -27,28 +26,28 @@ def _dir(_db: Database, _reg: HypervisorRegistry, path: str) -> None:
 def _paused(_db: Database, reg: HypervisorRegistry, hypervisor: str, uuid: str) -> None:
     """Resume a domain the job paused (to read its disks), if it is paused still."""
     conn = reg.connection(hypervisor)
-    snap = driver.snapshot(conn, uuid, with_xml=False)
+    snap = conn.snapshot(uuid, with_xml=False)
     if snap is not None and snap.state == "paused":
-        driver.resume(conn, uuid)
+        conn.resume(uuid)
 
 
 def _volume(_db: Database, reg: HypervisorRegistry, hypervisor: str, path: str) -> None:
-    driver.delete_volume(reg.connection(hypervisor), path)
+    reg.connection(hypervisor).delete_volume(path)
 
 
 def _domain(_db: Database, reg: HypervisorRegistry, hypervisor: str, uuid: str) -> None:
-    driver.undefine(reg.connection(hypervisor), uuid)
+    reg.connection(hypervisor).undefine(uuid)
 
 
 def _pool_volume(_db: Database, reg: HypervisorRegistry, hypervisor: str, pool: str,
                  name: str) -> None:
-    driver.delete_pool_volume(reg.connection(hypervisor), pool, name)
+    reg.connection(hypervisor).delete_pool_volume(pool, name)
 
 
 def _dhcp_host(_db: Database, reg: HypervisorRegistry, hypervisor: str, network: str, mac: str,
                ip: str) -> None:
-    driver.dhcp_host(reg.connection(hypervisor), network, mac=mac, ip=ip, name="",
-                     command="delete")
+    reg.connection(hypervisor).dhcp_host(network, mac=mac, ip=ip, name="",
+                                         command="delete")
 
 
 def _machine(db: Database, _reg: HypervisorRegistry, uuid: str) -> None:

@@ -18,11 +18,10 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import libvirt
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from enomalism.errors import HypervisorUnreachable
+from enomalism.errors import EnomalismError, HypervisorUnreachable
 from enomalism.runtime import nodes
 from enomalism.services import events, sync
 from enomalism.services.metrics import ServerMetrics
@@ -30,18 +29,12 @@ from enomalism.store.db import Database
 from enomalism.store.models import Hypervisor, Machine, utcnow
 from enomalism.virt import driver
 from enomalism.virt.connection import HypervisorLink, flush_events, start_event_loop
+from enomalism.virt.hypervisor import HypervisorConnection, event_state
 
 log = logging.getLogger(__name__)
 
 WORKERS = 4  # threads writing events; one hypervisor's are never handled by two at once
 RESYNC_ALL = ""  # a queued "domain" meaning: resync the whole hypervisor
-# The state a lifecycle event (event, detail) says the domain is now in, for the events an
-# action of this node may be waiting for (`HypervisorRegistry.expecting`): paused or resumed
-# by the API, not by an I/O error, a watchdog or a migration.
-EVENT_STATE = {
-    (libvirt.VIR_DOMAIN_EVENT_SUSPENDED, libvirt.VIR_DOMAIN_EVENT_SUSPENDED_PAUSED): "paused",
-    (libvirt.VIR_DOMAIN_EVENT_RESUMED, libvirt.VIR_DOMAIN_EVENT_RESUMED_UNPAUSED): "running",
-}
 EXPECT_FOR = 5.0  # seconds after an action during which its own event is recognised
 # A hypervisor taking longer than this to answer for its capabilities re-probes QEMU on every
 # call (on a machine without udev: /dev/kvm not usable by libvirt's QEMU user, see
@@ -132,7 +125,7 @@ class HypervisorRegistry:
         except Exception:
             log.exception("letting go of this node's hypervisors failed")
 
-    def attach(self, hv_uuid: str, uri: str, conn: libvirt.virConnect | None = None) -> None:
+    def attach(self, hv_uuid: str, uri: str, conn: HypervisorConnection | None = None) -> None:
         """Start supervising a hypervisor; with `conn`, its first resync happens before return."""
         link = HypervisorLink(hv_uuid, uri, self)
         with self._lock:
@@ -148,7 +141,7 @@ class HypervisorRegistry:
         if link is not None:
             link.stop()
 
-    def connection(self, hv_uuid: str) -> libvirt.virConnect:
+    def connection(self, hv_uuid: str) -> HypervisorConnection:
         with self._lock:
             link = self._links.get(hv_uuid)
         if link is None:
@@ -191,7 +184,7 @@ class HypervisorRegistry:
         with self.db.session(write=False) as s:
             seen = dict(s.execute(select(Machine.uuid, Machine.updated_at).where(
                 Machine.parent_uuid == hv_uuid)).all())
-        snaps = driver.all_snapshots(conn)
+        snaps = conn.all_snapshots()
         with self.db.session() as s:
             _lock_rows(s, Machine.parent_uuid == hv_uuid)
             recheck = sync.apply_all(s, hv_uuid, snaps, seen=seen)
@@ -206,7 +199,7 @@ class HypervisorRegistry:
         conn = self.connection(hv_uuid)
         again = []
         for i in range(0, len(uuids), batch):
-            snaps = {u: driver.snapshot(conn, u) for u in uuids[i:i + batch]}
+            snaps = {u: conn.snapshot(u) for u in uuids[i:i + batch]}
             with self.db.session() as s:
                 taken = set(s.scalars(select(Machine.uuid).where(
                     Machine.uuid.in_(list(snaps))).with_for_update()))
@@ -230,12 +223,12 @@ class HypervisorRegistry:
         row lock."""
         conn = self.connection(hv_uuid)
         if db is not None:
-            self._store(db, hv_uuid, uuid, driver.snapshot(conn, uuid))
+            self._store(db, hv_uuid, uuid, conn.snapshot(uuid))
             return
         for _ in range(3):
             with self.db.session(write=False) as s:
                 seen = s.scalar(select(Machine.updated_at).where(Machine.uuid == uuid))
-            snap = driver.snapshot(conn, uuid)
+            snap = conn.snapshot(uuid)
             with self.db.session() as s:
                 _lock_rows(s, Machine.uuid == uuid)
                 now = s.scalar(select(Machine.updated_at).where(Machine.uuid == uuid))
@@ -261,18 +254,18 @@ class HypervisorRegistry:
 
     # -- LinkListener ------------------------------------------------------------------
 
-    def connected(self, link: HypervisorLink, conn: libvirt.virConnect) -> None:
+    def connected(self, link: HypervisorLink, conn: HypervisorConnection) -> None:
         self._time_capabilities(link, conn)
         if not self.ownership.claim(link.uuid):
             return  # another node keeps this hypervisor's machines true
         self._record_connected(link.uuid, conn)
         self.resync_hypervisor(link.uuid)
 
-    def _time_capabilities(self, link: HypervisorLink, conn: libvirt.virConnect) -> None:
+    def _time_capabilities(self, link: HypervisorLink, conn: HypervisorConnection) -> None:
         started = time.monotonic()
         try:
-            conn.getCapabilities()
-        except libvirt.libvirtError:
+            conn.capabilities()
+        except EnomalismError:
             return  # the resync that follows meets the same error and says it
         took = time.monotonic() - started
         if took < SLOW_CAPABILITIES:
@@ -283,8 +276,8 @@ class HypervisorRegistry:
                     "QEMU again on every call, and every define takes as long (is /dev/kvm "
                     "usable by libvirt's QEMU user? scripts/kvm-device.sh)", link.uri, took)
 
-    def _record_connected(self, hv_uuid: str, conn: libvirt.virConnect) -> None:
-        info = driver.host_info(conn)
+    def _record_connected(self, hv_uuid: str, conn: HypervisorConnection) -> None:
+        info = conn.host_info()
         with self.db.session() as s:
             hv = s.get(Hypervisor, hv_uuid)
             if hv is None:
@@ -312,7 +305,8 @@ class HypervisorRegistry:
     def domain_event(self, link: HypervisorLink, uuid: str, event: int, detail: int) -> None:
         if not self.ownership.owns(link.uuid):
             return
-        state = EVENT_STATE.get((event, detail))
+        # an action of this node may wait for this event (`expecting`)
+        state = event_state(event, detail)
         if state is not None:
             key = (link.uuid, uuid)
             with self._cond:

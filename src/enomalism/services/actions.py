@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-import libvirt
 from sqlalchemy import Engine, Integer, bindparam, func, select, update
 from sqlalchemy.orm.attributes import flag_modified, set_committed_value
 
@@ -36,6 +35,7 @@ from enomalism.store.models import Hypervisor, Machine, utcnow
 from enomalism.store.prepared import Prepared, raw_connection
 from enomalism.virt import driver
 from enomalism.virt.domxml import DomainXML
+from enomalism.virt.hypervisor import HypervisorConnection
 
 if TYPE_CHECKING:
     from enomalism.runtime.registry import HypervisorRegistry
@@ -149,14 +149,14 @@ def _check_permission(ctx: Context, m: Machine, action: str) -> None:
 
 # -- lifecycle ---------------------------------------------------------------------------
 
-# action -> (the driver's call, the answer's message)
+# action -> (the hypervisor's call, the answer's message)
 _LIFECYCLE: dict[str, tuple[Callable[..., driver.DomainState | None], str]] = {
-    "create": (driver.start, "machine {name} started"),
-    "suspend": (driver.suspend, "machine {name} suspended"),
-    "resume": (driver.resume, "machine {name} resumed"),
-    "shutdown": (driver.shutdown, "shutdown of {name} requested from its guest"),
-    "reboot": (driver.reboot, "reboot of {name} requested from its guest"),
-    "poweroff": (driver.poweroff, "machine {name} powered off"),
+    "create": (HypervisorConnection.start, "machine {name} started"),
+    "suspend": (HypervisorConnection.suspend, "machine {name} suspended"),
+    "resume": (HypervisorConnection.resume, "machine {name} resumed"),
+    "shutdown": (HypervisorConnection.shutdown, "shutdown of {name} requested from its guest"),
+    "reboot": (HypervisorConnection.reboot, "reboot of {name} requested from its guest"),
+    "poweroff": (HypervisorConnection.poweroff, "machine {name} powered off"),
 }
 # The state an action leaves the machine in, where its own lifecycle event says no more than
 # that (see HypervisorRegistry.expecting).
@@ -377,22 +377,22 @@ def _store_xml(ctx: Context, m: Machine, _v: ActionVars) -> str:
         if pending:
             with work.reading() as rctx:
                 volumes.check_xml(rctx, m.parent, xml)
-        if driver.name_taken(conn, xml.name or "", other_than=uuid):
+        if conn.name_taken(xml.name or "", other_than=uuid):
             raise Conflict(f"another domain on the hypervisor is named '{xml.name}'")
-        driver.check_disks(conn, virt_url, xml)
+        conn.check_disks(virt_url, xml)
         # libvirt keeps a domain's name when it is defined again: a new name is a rename first
-        current = driver.snapshot(conn, uuid, with_xml=False)
+        current = conn.snapshot(uuid, with_xml=False)
         renamed = current is not None and current.name != xml.name
         if renamed:
-            driver.rename(conn, uuid, xml.name)  # InvalidState unless the domain is stopped
+            conn.rename(uuid, xml.name)  # InvalidState unless the domain is stopped
         if current is not None:
-            xml.keep_passwords(DomainXML(driver.domain_xml(conn, uuid, secure=True)))
+            xml.keep_passwords(DomainXML(conn.domain_xml(uuid, secure=True)))
         try:
-            driver.define(conn, xml.to_string())
-            snap = driver.snapshot(conn, uuid)
+            conn.define(xml.to_string())
+            snap = conn.snapshot(uuid)
         except EnomalismError:
             if renamed:
-                driver.rename(conn, uuid, current.name)
+                conn.rename(uuid, current.name)
             raise
         m.xml_pending = False
         sync.store(ctx.db, hv_uuid, uuid, snap)
@@ -431,10 +431,10 @@ def _rename(ctx: Context, m: Machine, v: ActionVars) -> str:
     conn = ctx.registry.connection(m.parent_uuid)
     hv_uuid, uuid = m.parent_uuid, m.uuid
     with machine_work.locked(ctx, m, "rename"):
-        if driver.name_taken(conn, name, other_than=uuid):
+        if conn.name_taken(name, other_than=uuid):
             raise Conflict(f"another machine on the hypervisor is named '{name}'")
-        driver.rename(conn, uuid, name)
-        snap = driver.snapshot(conn, uuid)
+        conn.rename(uuid, name)
+        snap = conn.snapshot(uuid)
         if m.xmldesc:
             xml = DomainXML(m.xmldesc)
             xml.name = name
@@ -451,8 +451,8 @@ def _check_name_free(ctx: Context, m: Machine, name: str, *, on_hypervisor: bool
     """The name is no other machine's in the inventory, nor (`on_hypervisor`) in libvirt."""
     taken = ctx.db.scalar(select(Machine.uuid).where(
         Machine.parent_uuid == m.parent_uuid, Machine.name == name, Machine.uuid != m.uuid))
-    if taken or on_hypervisor and driver.name_taken(ctx.registry.connection(m.parent_uuid),
-                                                    name, other_than=m.uuid):
+    if taken or on_hypervisor and ctx.registry.connection(m.parent_uuid).name_taken(
+            name, other_than=m.uuid):
         raise Conflict(f"another machine on the hypervisor is named '{name}'")
 
 
@@ -469,12 +469,12 @@ def _set_parent(ctx: Context, m: Machine, v: ActionVars) -> str:
 
 
 def _move(ctx: Context, work: machine_work.Work, m: Machine, target: Hypervisor,
-          dest: libvirt.virConnect) -> str:
+          dest: HypervisorConnection) -> str:
     """set_parent's work, with the machine locked and no database transaction open while
     libvirt works (services/machine_work.py)."""
-    if driver.uuid_taken(dest, m.uuid):
+    if dest.uuid_taken(m.uuid):
         source_uuid = m.parent_uuid
-        snap = driver.snapshot(dest, m.uuid)
+        snap = dest.snapshot(m.uuid)
         m.parent_uuid = target.uuid  # first, or the snapshot would not take the target's state
         sync.store(ctx.db, target.uuid, m.uuid, snap)
         return _moved(ctx, m, source_uuid, dest,
@@ -485,24 +485,24 @@ def _move(ctx: Context, work: machine_work.Work, m: Machine, target: Hypervisor,
     if not m.xmldesc:
         raise InvalidState(f"machine {m.name} has no stored XML description to move")
     xml = DomainXML(m.xmldesc)
-    if driver.name_taken(dest, xml.name or "", other_than=m.uuid):
+    if dest.name_taken(xml.name or "", other_than=m.uuid):
         raise Conflict(f"hypervisor {target.virt_url} already has a domain named '{xml.name}'")
     # the same paths may be other volumes there: a non-administrator's disks must be theirs
     with work.reading() as rctx:
         volumes.check_xml(rctx, target, xml)
-    driver.check_disks(dest, target.virt_url, xml)
+    dest.check_disks(target.virt_url, xml)
     source_uuid = m.parent_uuid
     if m.state != "missing":
-        xml.keep_passwords(DomainXML(driver.domain_xml(ctx.registry.connection(source_uuid),
-                                                       m.uuid, secure=True)))
-    driver.define(dest, xml.to_string())
+        source = ctx.registry.connection(source_uuid)
+        xml.keep_passwords(DomainXML(source.domain_xml(m.uuid, secure=True)))
+    dest.define(xml.to_string())
     if m.state != "missing":
         try:
-            driver.undefine(ctx.registry.connection(source_uuid), m.uuid)
+            ctx.registry.connection(source_uuid).undefine(m.uuid)
         except EnomalismError:
-            driver.undefine(dest, m.uuid)  # leave things as they were
+            dest.undefine(m.uuid)  # leave things as they were
             raise
-    snap = driver.snapshot(dest, m.uuid)
+    snap = dest.snapshot(m.uuid)
     # the source's event worker may mark it missing meanwhile (its domain went from there):
     # read again, and write the state even if it reads unchanged, or that write would stand
     ctx.db.refresh(m)
@@ -513,7 +513,7 @@ def _move(ctx: Context, work: machine_work.Work, m: Machine, target: Hypervisor,
     return _moved(ctx, m, source_uuid, dest, f"machine moved to hypervisor {target.virt_url}")
 
 
-def _moved(ctx: Context, m: Machine, source_uuid: str, dest: libvirt.virConnect,
+def _moved(ctx: Context, m: Machine, source_uuid: str, dest: HypervisorConnection,
            message: str) -> str:
     """The machine's DHCP host entries follow it: off the libvirt networks of the hypervisor
     it left, onto those of the one it joined. The old hypervisor's dnsmasq also forgets the
@@ -528,7 +528,7 @@ def _moved(ctx: Context, m: Machine, source_uuid: str, dest: libvirt.virConnect,
     return f"{message}; DHCP entries not moved: {problems}" if problems else message
 
 
-def _follow_dhcp(ctx: Context, m: Machine, steps: list[tuple[libvirt.virConnect, str]], *,
+def _follow_dhcp(ctx: Context, m: Machine, steps: list[tuple[HypervisorConnection, str]], *,
                  release_uri: str | None = None) -> str:
     """Apply `steps` (a connection and dhcp_host's command) to each of the machine's leases
     on a libvirt network of that name, after a rename or a move; after a delete, the lease of
@@ -540,37 +540,37 @@ def _follow_dhcp(ctx: Context, m: Machine, steps: list[tuple[libvirt.virConnect,
     for lease, n in leases:
         for conn, command in steps:
             try:
-                if lease.mac and driver.has_network(conn, n.bridge):
-                    driver.dhcp_host(conn, n.bridge, mac=lease.mac, ip=lease.address,
-                                     name=m.name, command=command)
+                if lease.mac and conn.has_network(n.bridge):
+                    conn.dhcp_host(n.bridge, mac=lease.mac, ip=lease.address, name=m.name,
+                                   command=command)
                     if command == "delete" and release_uri:
-                        driver.release_dhcp_lease(conn, release_uri, n.bridge, mac=lease.mac,
-                                                  ip=lease.address)
+                        conn.release_dhcp_lease(release_uri, n.bridge, mac=lease.mac,
+                                                ip=lease.address)
             except EnomalismError as e:
                 problems.append(f"{command} of {lease.address} on {n.bridge}: {e.message}")
     return "; ".join(problems)
 
 
-def _release_dhcp(ctx: Context, conn: libvirt.virConnect, m: Machine) -> list[tuple]:
+def _release_dhcp(ctx: Context, conn: HypervisorConnection, m: Machine) -> list[tuple]:
     """Remove the DHCP host entries of the machine's leases (the leases go with the record);
     returns them (network, MAC, address) for `_forget_dhcp_leases`."""
     leases = list(machine_leases(ctx.db, m.uuid))
     commit_before_slow_work(ctx)  # nothing written: read, with the machine locked
     out = []
     for lease, n in leases:
-        if driver.has_network(conn, n.bridge):
-            driver.dhcp_host(conn, n.bridge, mac=lease.mac, ip=lease.address, name="",
-                             command="delete")
+        if conn.has_network(n.bridge):
+            conn.dhcp_host(n.bridge, mac=lease.mac, ip=lease.address, name="",
+                           command="delete")
             out.append((n.bridge, lease.mac, lease.address))
     return out
 
 
-def _forget_dhcp_leases(conn: libvirt.virConnect, where: str, entries: list[tuple]) -> None:
+def _forget_dhcp_leases(conn: HypervisorConnection, where: str, entries: list[tuple]) -> None:
     """Once the guest is gone: dnsmasq would keep its lease (an hour by default) and give the
     next machine leased the address another one meanwhile. It forgets them here on a local
     hypervisor; elsewhere a provision passes over the addresses until the leases end."""
     for network, mac, ip in entries:
-        driver.release_dhcp_lease(conn, where, network, mac=mac, ip=ip)
+        conn.release_dhcp_lease(where, network, mac=mac, ip=ip)
 
 
 def _totaldelete(ctx: Context, m: Machine, _v: ActionVars) -> str:
@@ -584,7 +584,7 @@ def _totaldelete(ctx: Context, m: Machine, _v: ActionVars) -> str:
         return _delete_vm(ctx, m, conn)
 
 
-def _delete_vm(ctx: Context, m: Machine, conn: libvirt.virConnect | None) -> str:
+def _delete_vm(ctx: Context, m: Machine, conn: HypervisorConnection | None) -> str:
     """totaldelete's work, with the machine locked and no database transaction open while
     libvirt works (services/machine_work.py)."""
     deleted: list[str] = []
@@ -598,15 +598,14 @@ def _delete_vm(ctx: Context, m: Machine, conn: libvirt.virConnect | None) -> str
             pass  # the hypervisor is out of reach: the record goes, as before
     else:
         entries = _release_dhcp(ctx, conn, m)
-        xml_text = driver.domain_xml(conn, m.uuid) if driver.uuid_taken(conn, m.uuid) \
-            else m.xmldesc
+        xml_text = conn.domain_xml(m.uuid) if conn.uuid_taken(m.uuid) else m.xmldesc
         xml = DomainXML(xml_text) if xml_text else None
-        keep = driver.disks_in_use(conn, except_uuid=m.uuid)
-        driver.undefine(conn, m.uuid)
+        keep = conn.disks_in_use(except_uuid=m.uuid)
+        conn.undefine(m.uuid)
         _forget_dhcp_leases(conn, where, entries)
         if xml is not None:
             try:
-                deleted = driver.delete_volumes(conn, xml, keep=keep, only=owned)
+                deleted = conn.delete_volumes(xml, keep=keep, only=owned)
             except HypervisorError as e:
                 ctx.db.delete(m)  # the domain is gone already; say what is left behind
                 return f"machine {m.name} deleted, but not all its volumes: {e.message}"

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-import libvirt
 from lxml import etree
 from sqlalchemy import delete, select
 
@@ -35,8 +34,7 @@ from enomalism.services.context import Context
 from enomalism.services.lookup import parse_uuid
 from enomalism.store.db import Database
 from enomalism.store.models import BaseVolume, Hypervisor, Package, Transaction, utcnow
-from enomalism.virt import driver
-from enomalism.virt.errors import libvirt_errors
+from enomalism.virt.hypervisor import HypervisorConnection
 from enomalism.virt.uri import is_local
 
 log = logging.getLogger(__name__)
@@ -90,78 +88,70 @@ def _chain_on_this_machine(path: str) -> list[str] | None:
     return [i["full-backing-filename"] for i in images if i.get("full-backing-filename")]
 
 
-def _gone(e: libvirt.libvirtError) -> bool:
-    return e.get_error_code() in (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_NO_STORAGE_VOL)
-
-
-def scan(conn: libvirt.virConnect, hv_uuid: str, *, refresh: bool = False) -> Scan:
-    """Every base volume of the hypervisor's active pools and what backs onto it. Domains and
-    volumes that vanish while they are read (others work on the same host) are passed over."""
+def _volumes(conn: HypervisorConnection, hv_uuid: str, refresh: bool
+             ) -> tuple[list[Base], dict[str, str], dict[str, str]]:
+    """The base volumes of the active pools, and of every volume: what it backs onto, and
+    where it is (pool/name), by path."""
     backing: dict[str, str] = {}  # volume path -> the path it backs onto
     where: dict[str, str] = {}  # volume path -> pool/name
     bases: list[Base] = []
-    with libvirt_errors():
-        local = is_local(conn.getURI())
-        for pool in conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
-            if refresh:
-                try:
-                    pool.refresh(0)
-                except libvirt.libvirtError:
-                    pass  # a refresh under way elsewhere; its list is still libvirt's own
-            for vol in pool.listAllVolumes(0):
-                try:
-                    xml = etree.fromstring(vol.XMLDesc(0))
-                    path = vol.path()
-                except libvirt.libvirtError as e:
-                    if _gone(e):
-                        continue
-                    raise
-                where[path] = f"{pool.name()}/{vol.name()}"
-                if back := _text(xml, "backingStore/path"):
-                    backing[path] = back
-                if vol.name().startswith(PREFIX):
-                    bases.append(Base(
-                        hypervisor=hv_uuid, pool=pool.name(), name=vol.name(), path=path,
-                        capacity=int(_text(xml, "capacity") or 0),
-                        allocation=int(_text(xml, "allocation") or 0),
-                        package=package_of(vol.name())))
-        by_path = {b.path: b for b in bases}
-        for path, back in backing.items():
-            if back in by_path:
-                by_path[back].volumes.append(where[path])
-        unknown = []
-        for dom in conn.listAllDomains(0):
-            try:
-                xml = etree.fromstring(dom.XMLDesc(0))
-                name = dom.name()
-            except libvirt.libvirtError as e:
-                if _gone(e):
-                    continue
-                raise
-            for disk in xml.iterfind("devices/disk"):
-                src = disk.find("source")
-                path = None if src is None else (src.get("file") or src.get("dev"))
-                if path is None:
-                    continue
-                chain = [path] + [s.get("file") or s.get("dev") for s in
-                                  disk.iterfind(".//backingStore/source")]
-                hop = path  # through pool volumes, whose backing libvirt knows
-                while hop in backing and backing[hop] not in chain:
-                    hop = backing[hop]
-                    chain.append(hop)
-                drv = disk.find("driver")
-                fmt = drv.get("type") if drv is not None else None
-                if path not in where and fmt in LAYERED \
-                        and disk.find("backingStore/source") is None:
-                    # Outside every pool, and libvirt shows no chain (a stopped domain).
-                    more = _chain_on_this_machine(path) if local else None
-                    if more is None:
-                        unknown.append(f"domain {name}'s disk {path} ({fmt}) is in no "
-                                       "storage pool: its backing file is not known")
-                    chain += more or []
-                for p in {p for p in chain if p in by_path}:
-                    if name not in by_path[p].domains:
-                        by_path[p].domains.append(name)
+    for pool, name, path, text in conn.active_pool_volumes(refresh=refresh):
+        xml = etree.fromstring(text)
+        where[path] = f"{pool}/{name}"
+        if back := _text(xml, "backingStore/path"):
+            backing[path] = back
+        if name.startswith(PREFIX):
+            bases.append(Base(
+                hypervisor=hv_uuid, pool=pool, name=name, path=path,
+                capacity=int(_text(xml, "capacity") or 0),
+                allocation=int(_text(xml, "allocation") or 0), package=package_of(name)))
+    by_path = {b.path: b for b in bases}
+    for path, back in backing.items():
+        if back in by_path:
+            by_path[back].volumes.append(where[path])
+    return bases, backing, where
+
+
+def _disk_chain(disk: etree._Element, domain: str, backing: dict[str, str],
+                where: dict[str, str], local: bool, unknown: list[str]) -> list[str]:
+    """The paths a domain's disk reads: its own and its backing chain's, through pool volumes
+    (whose backing libvirt knows) and, outside every pool, qemu-img on this machine. A chain
+    that cannot be known is said in `unknown`."""
+    src = disk.find("source")
+    path = None if src is None else (src.get("file") or src.get("dev"))
+    if path is None:
+        return []
+    chain = [path] + [s.get("file") or s.get("dev") for s in
+                      disk.iterfind(".//backingStore/source")]
+    hop = path
+    while hop in backing and backing[hop] not in chain:
+        hop = backing[hop]
+        chain.append(hop)
+    drv = disk.find("driver")
+    fmt = drv.get("type") if drv is not None else None
+    if path not in where and fmt in LAYERED and disk.find("backingStore/source") is None:
+        # Outside every pool, and libvirt shows no chain (a stopped domain).
+        more = _chain_on_this_machine(path) if local else None
+        if more is None:
+            unknown.append(f"domain {domain}'s disk {path} ({fmt}) is in no "
+                           "storage pool: its backing file is not known")
+        chain += more or []
+    return chain
+
+
+def scan(conn: HypervisorConnection, hv_uuid: str, *, refresh: bool = False) -> Scan:
+    """Every base volume of the hypervisor's active pools and what backs onto it. Domains and
+    volumes that vanish while they are read (others work on the same host) are passed over."""
+    local = is_local(conn.uri())
+    bases, backing, where = _volumes(conn, hv_uuid, refresh)
+    by_path = {b.path: b for b in bases}
+    unknown: list[str] = []
+    for name, text in conn.domain_xmls():
+        for disk in etree.fromstring(text).iterfind("devices/disk"):
+            chain = _disk_chain(disk, name, backing, where, local, unknown)
+            for p in {p for p in chain if p in by_path}:
+                if name not in by_path[p].domains:
+                    by_path[p].domains.append(name)
     return Scan(bases, unknown)
 
 
@@ -283,7 +273,7 @@ def prune(job: JobContext) -> dict[str, Any]:
                 if why is not None:
                     kept += 1
                     continue
-                driver.delete_pool_volume(conn, now.pool, now.name)
+                conn.delete_pool_volume(now.pool, now.name)
                 with job.db.session() as s:
                     s.execute(delete(BaseVolume).where(
                         BaseVolume.hypervisor_uuid == hv_uuid, BaseVolume.pool == now.pool,

@@ -251,10 +251,8 @@ def open_pipe(registry: object, viewer: Viewer, *, force: bool,
     """Open the console in libvirt (blocking: call it in a worker thread)."""
     conn = registry.connection(viewer.target.hypervisor)  # type: ignore[attr-defined]
     if viewer.kind == "serial":
-        return SerialPipe(virt_console.SerialStream(conn, viewer.target.machine, force=force),
-                          loop)
-    return SocketPipe(virt_console.open_graphics(conn, viewer.target.uri,
-                                                 viewer.target.machine), loop)
+        return SerialPipe(conn.open_serial(viewer.target.machine, force=force), loop)
+    return SocketPipe(conn.open_graphics(viewer.target.uri, viewer.target.machine), loop)
 
 
 def record(db: object, *, user: Principal | None, source: str, machine: str, kind: str,

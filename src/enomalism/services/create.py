@@ -48,7 +48,7 @@ from enomalism.services.context import Context, Principal
 from enomalism.services.lookup import require
 from enomalism.services.provisioning import _hypervisor_or_cluster
 from enomalism.store.models import Hypervisor, Image, Machine, Transaction, User, new_uuid
-from enomalism.virt import builder, driver, policy, storage
+from enomalism.virt import builder, policy
 from enomalism.virt.domxml import DomainXML, StaticNic, new_mac
 
 GIB = 1 << 30
@@ -128,9 +128,9 @@ def _domain_type(hv: Hypervisor, virt_type: str | None) -> str:
 def _pool(ctx: Context, conn: Any, name: str | None, image: Image | None) -> Any:
     """The pool of the new disks. A non-administrator may name only the hypervisor's default
     pool or the pool of the image used: pools carry no grants (yet)."""
-    pool = storage.pick_pool(conn, name or (image.pool if image else None))
+    pool = conn.pick_pool(name or (image.pool if image else None))
     if name and not ctx.user.is_admin and name != (image.pool if image else None) \
-            and name != storage.pick_pool(conn).name():
+            and name != conn.pick_pool().name():
         raise PoolNotAllowed(f"storage pool '{name}' is for administrators; leave pool out for "
                              "the hypervisor's default pool")
     return pool
@@ -149,7 +149,7 @@ def _check_space(pool: Any, size: int) -> None:
 
 
 def _usable_network(ctx: Context, conn: Any, name: str) -> str:
-    if not driver.has_network(conn, name):
+    if not conn.has_network(name):
         raise NotFound(f"the hypervisor has no libvirt network '{name}'")
     if not ctx.user.is_admin and not volumes.usable_networks(ctx)(name):
         raise Forbidden(f"libvirt network '{name}' is not one of a network you may use")
@@ -194,11 +194,11 @@ def queue_create(ctx: Context, *, name: str | None, vcpus: str | None, memory: s
             raise InvalidInput(f"network {n.name} does not serve the host of {hv.virt_url} "
                                "(it serves the hosts of its cluster)")
     conn = ctx.registry.connection(hv.uuid)
-    if driver.name_taken(conn, name):
+    if conn.name_taken(name):
         raise Conflict(f"the hypervisor already has a domain named '{name}'")
     if libvirt_network:
         _usable_network(ctx, conn, libvirt_network)
-    kinds = driver.firmware_kinds(conn, domain_type) if firmware == "uefi" else None
+    kinds = conn.firmware_kinds(domain_type) if firmware == "uefi" else None
     if kinds is not None and "efi" not in kinds:
         raise InvalidInput(f"hypervisor {hv.virt_url} has no UEFI firmware libvirt can pick "
                            "(install OVMF, e.g. the Debian package ovmf); use firmware bios")
@@ -250,18 +250,18 @@ def _check_policy(job: JobContext, hv_uuid: str, xml: DomainXML, ours: set[str],
                                          networks=nic_sources, who="in a created machine"))
 
 
-def create(job: JobContext) -> dict[str, Any]:
+def create(job: JobContext) -> dict[str, Any]:  # noqa: C901 (to split: docs/architecture.md)
     prm = job.params
     hv_uuid, newuuid, name = prm["hypervisor"], prm["machine"], prm["name"]
     with job.db.session(write=False) as s:
         if s.get(Machine, newuuid) is None:
             raise InvalidState("the machine record was removed; create it again")
     conn = job.registry.connection(hv_uuid)
-    if driver.name_taken(conn, name):
+    if conn.name_taken(name):
         raise Conflict(f"the hypervisor already has a domain named '{name}'")
-    pool = storage.pick_pool(conn, prm["pool"])
+    pool = conn.pick_pool(prm["pool"])
     nics = [builder.Nic(source=n["source"], mac=n["mac"],
-                        libvirt_network=driver.has_network(conn, n["source"]))
+                        libvirt_network=conn.has_network(n["source"]))
             for n in prm["nics"]]
     if prm["libvirt_network"]:
         nics.append(builder.Nic(source=prm["libvirt_network"], mac=new_mac(
@@ -269,11 +269,11 @@ def create(job: JobContext) -> dict[str, Any]:
     disk_name, seed_name = f"{name}-vda.qcow2", f"{name}-cidata.iso"
     disks: list[builder.Disk] = []
     if prm["disk_bytes"]:
-        disks.append(builder.Disk(storage.planned_path(pool, disk_name), "vda"))
+        disks.append(builder.Disk(pool.planned_path(disk_name), "vda"))
     if prm["cdrom"]:
         disks.append(builder.Disk(prm["cdrom"], "sda", "raw", "cdrom"))
     if prm["seed"]:
-        disks.append(builder.Disk(storage.planned_path(pool, seed_name), "sdb", "raw", "cdrom",
+        disks.append(builder.Disk(pool.planned_path(seed_name), "sdb", "raw", "cdrom",
                                    seed=True))
     spec = builder.Spec(name=name, uuid=newuuid, domain_type=prm["domain_type"],
                         vcpus=prm["vcpus"], memory_mib=prm["memory_mib"],
@@ -299,16 +299,16 @@ def create(job: JobContext) -> dict[str, Any]:
         job.progress(10, "making the disk")
         job.will_create("pool_volume", hypervisor=hv_uuid, pool=pool.name(), name=disk_name)
         if prm["image"]:
-            made["vda"] = storage.overlay(pool, disk_name, prm["image"]["path"],
-                                          prm["image"]["format"], prm["disk_bytes"])
+            made["vda"] = pool.overlay(disk_name, prm["image"]["path"],
+                                       prm["image"]["format"], prm["disk_bytes"])
         else:
-            made["vda"] = storage.blank(pool, disk_name, prm["disk_bytes"])
+            made["vda"] = pool.blank(disk_name, prm["disk_bytes"])
     if prm["seed"]:
         job.progress(40, "writing the cloud-init seed")
         data = cloudinit.seed_for(newuuid, prm["seed"], prm["nics"])
         job.will_create("pool_volume", hypervisor=hv_uuid, pool=pool.name(), name=seed_name)
-        made["sdb"] = storage.upload(pool, seed_name, io.BytesIO(data), size=len(data),
-                                     fmt="raw")
+        made["sdb"] = pool.upload(seed_name, io.BytesIO(data), size=len(data),
+                                  fmt="raw")
     with job.db.session() as s:  # the new volumes are the machine's own
         volumes.record(s, hv_uuid, newuuid, made.values())
     final = [dataclasses.replace(d, path=made.get(d.target, d.path)) for d in disks]
@@ -317,13 +317,13 @@ def create(job: JobContext) -> dict[str, Any]:
         if nic.libvirt_network:  # the guest's DHCP client gets its leased address
             job.will_create("dhcp_host", hypervisor=hv_uuid, network=nic.source, mac=nic.mac,
                             ip=nic.address)
-            driver.dhcp_host(conn, nic.source, mac=nic.mac, ip=nic.address, name=name,
-                             command="add")
+            conn.dhcp_host(nic.source, mac=nic.mac, ip=nic.address, name=name,
+                           command="add")
     job.progress(80, "defining the domain")
     job.will_create("domain", hypervisor=hv_uuid, uuid=newuuid)
-    driver.define(conn, xml.to_string())
+    conn.define(xml.to_string())
     if prm["autostart"]:
-        driver.set_autostart(conn, newuuid, True)
+        conn.set_autostart(newuuid, True)
     job.registry.resync_machine(hv_uuid, newuuid)
     return {"machine": newuuid, "name": name, "disks": made,
             "addresses": [n["address"] for n in prm["nics"]]}

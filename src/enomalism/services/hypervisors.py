@@ -3,8 +3,6 @@
 import logging
 import socket
 
-import libvirt
-from lxml import etree
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
@@ -23,7 +21,8 @@ from enomalism.services.lookup import get_host, get_hypervisor, require
 from enomalism.store.db import Database
 from enomalism.store.models import Hypervisor, Machine
 from enomalism.virt import uri as uris
-from enomalism.virt.connection import open_connection
+from enomalism.virt.connection import open_hypervisor
+from enomalism.virt.hypervisor import HypervisorConnection
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +36,12 @@ def get(ctx: Context, uuid: str, permission: str = "read") -> Hypervisor:
     return hv
 
 
-def _connect_unlocked(ctx: Context, url: str) -> libvirt.virConnect:
+def _connect_unlocked(ctx: Context, url: str) -> HypervisorConnection:
     """Open a connection to a new hypervisor with no database transaction open: a host that
     is slow to answer (up to OPEN_TIMEOUT) must not hold SQLite's write lock, which every
     other writer waits on. Nothing may have been written in the request before this."""
     commit_before_slow_work(ctx)
-    conn = open_connection(url)
+    conn = open_hypervisor(url)
     if ctx.db.scalar(select(Hypervisor.uuid).where(Hypervisor.virt_url == url)):
         conn.close()  # registered by someone else while we waited
         raise Conflict(f"the hypervisor {url} is already registered")
@@ -61,7 +60,7 @@ def _check_user_uri(ctx: Context, host: Machine, url: str) -> None:
             raise Conflict(f"{url} reaches a hypervisor that is already registered")
 
 
-def _connect_for(ctx: Context, url: str) -> libvirt.virConnect:
+def _connect_for(ctx: Context, url: str) -> HypervisorConnection:
     """Connect; a non-administrator is not told libvirt's reason (it can tell an open port
     from a closed one, or quote what the far side said): the server log has it."""
     if ctx.user.is_admin:
@@ -75,7 +74,7 @@ def _connect_for(ctx: Context, url: str) -> libvirt.virConnect:
 
 
 def add_hypervisor(ctx: Context, host_uuid: str, *, virt_url: str | None,
-                   virt_class: str | None, conn: libvirt.virConnect | None = None) -> Hypervisor:
+                   virt_class: str | None, conn: HypervisorConnection | None = None) -> Hypervisor:
     """Connect to a libvirt URI and register it as a hypervisor of the host (needs `admin` on
     the host: it decides where the server connects, with its own credentials). A
     non-administrator's URI must pass the allow-list (docs/access.md). An unreachable URI is
@@ -98,7 +97,7 @@ def add_hypervisor(ctx: Context, host_uuid: str, *, virt_url: str | None,
         except NotFound:
             conn.close()
             raise
-    if not given and virt_class == "qemu" and _offers_kvm(conn):
+    if not given and virt_class == "qemu" and conn.offers_kvm():
         virt_class = "kvm"  # as the local default: guests get hardware virtualisation
     hv = Hypervisor(machine_uuid=host.uuid, virt_class=virt_class, virt_url=url,
                     owner_uuid=ctx.user.uuid, status="connecting", local_to=nodes.local_to(url))
@@ -158,10 +157,7 @@ def register_host(ctx: Context, *, name: str | None, address: str | None,
             add_hypervisor(ctx, host.uuid, virt_url=virt_url, virt_class=virt_class,
                            conn=conn)
         except BaseException:
-            try:
-                conn.close()
-            except libvirt.libvirtError:
-                pass  # add_hypervisor closed it already
+            conn.close()  # unless add_hypervisor closed it already
             raise
     return host
 
@@ -172,7 +168,7 @@ def candidates(host: Machine) -> list[dict]:
 
 def probe(url: str, timeout: float = 5.0) -> bool:
     try:
-        open_connection(url, timeout=timeout).close()
+        open_hypervisor(url, timeout=timeout).close()
         return True
     except (HypervisorUnreachable, InvalidInput):
         return False
@@ -233,15 +229,6 @@ def _free_host_name(s: Session, name: str) -> str:
         n += 1
         candidate = f"{name}-{n}"
     return candidate
-
-
-def _offers_kvm(conn: libvirt.virConnect) -> bool:
-    """Whether the (possibly remote) hypervisor can run KVM guests, from its capabilities."""
-    try:
-        caps = etree.fromstring(conn.getCapabilities().encode())
-    except Exception:  # noqa: BLE001 (an old or odd driver: stay with plain qemu)
-        return False
-    return bool(caps.xpath("/capabilities/guest/arch/domain[@type='kvm']"))
 
 
 def _has_kvm() -> bool:

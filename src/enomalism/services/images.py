@@ -24,14 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import libvirt
 from lxml import etree
 from sqlalchemy import select
 
 from enomalism.errors import (
     BadImage,
     Conflict,
-    HypervisorError,
     ImageTooLarge,
     InvalidInput,
     InvalidState,
@@ -49,7 +47,8 @@ from enomalism.services.lookup import parse_uuid
 from enomalism.services.users import NAME_RE
 from enomalism.store.models import Hypervisor, Image, Package, Transaction, new_uuid, utcnow
 from enomalism.virt import storage
-from enomalism.virt.errors import translate
+from enomalism.virt.hypervisor import HypervisorConnection
+from enomalism.virt.pool import StoragePool
 
 FORMATS = ("qcow2", "raw", "iso")
 EXTENSION = {"qcow2": "qcow2", "raw": "img", "iso": "iso"}
@@ -126,17 +125,12 @@ def show(ctx: Context, *, ref: str) -> Image:
     return find(ctx, ref=ref)
 
 
-def overlays(conn: Any, image: Image) -> list[str]:
+def overlays(conn: HypervisorConnection, image: Image) -> list[str]:
     """The volumes of the image's pool whose backing file it is (disks made from it)."""
-    try:
-        pool = conn.storagePoolLookupByName(image.pool)
-        names = [(v.name(), v.path()) for v in pool.listAllVolumes(0)]
-    except libvirt.libvirtError as e:
-        raise translate(e) from None
     found = []
-    for name, path in names:
+    for name, path in conn.pool_volumes(image.pool):
         with suppress(NotFound):  # deleted meanwhile
-            if storage.volume_info(conn, path).backing == image.path:
+            if conn.volume_info(path).backing == image.path:
                 found.append(name)
     return found
 
@@ -150,7 +144,7 @@ def delete(ctx: Context, *, ref: str) -> str:
         if image.format != "iso" and (users := overlays(conn, image)):
             raise Conflict(f"image {image.name} is the base of {len(users)} disk(s) "
                            f"({', '.join(users[:5])}); delete the machines using it first")
-        storage.delete(conn, image.path)
+        conn.delete_volume(image.path)
     audit.record(ctx, "image.delete", image.uuid, name=image.name)
     ctx.db.delete(image)
     return f"image {image.name} deleted"
@@ -211,7 +205,7 @@ def begin_upload(ctx: Context, *, name: str | None, fmt: str | None, size: int |
     if size is not None and size <= 0:
         raise BadImage("the image is empty")
     hv = _hypervisor(ctx, hvmuuid)
-    target = storage.pick_pool(ctx.registry.connection(hv.uuid), pool)
+    target = ctx.registry.connection(hv.uuid).pick_pool(pool)
     if size is not None:
         available = storage_available(target)
         if size > available:
@@ -224,18 +218,15 @@ def begin_upload(ctx: Context, *, name: str | None, fmt: str | None, size: int |
     ctx.db.add(image)
     ctx.db.flush()
     volume = f"image-{image.uuid}.{EXTENSION[fmt]}"
-    image.path = storage.planned_path(target, volume)
+    image.path = target.planned_path(volume)
     audit.record(ctx, "image.upload" if url is None else "image.register", image.uuid,
                  name=name, format=fmt)
     return Plan(image.uuid, hv.uuid, target.name(), volume, fmt, size or 0, want)
 
 
-def storage_available(pool: Any) -> int:
+def storage_available(pool: StoragePool) -> int:
     """The pool's free bytes, as libvirt counts them."""
-    try:
-        return int(pool.info()[3])
-    except Exception as e:  # libvirtError: the pool went away meanwhile
-        raise HypervisorError(f"reading storage pool {pool.name()}: {e}") from None
+    return pool.info()[3]
 
 
 class _Hashed:
@@ -310,16 +301,16 @@ def write(*, registry: HypervisorRegistry, plan: Plan, source: BinaryIO, size: i
     head = _read_head(source, size)
     virtual = inspect(head, fmt=plan.format, size=size)
     conn = registry.connection(plan.hypervisor)
-    pool = storage.pick_pool(conn, plan.pool)
+    pool = conn.pick_pool(plan.pool)
     hashed = _Hashed(head, source)
     try:
-        path = storage.upload(pool, plan.volume, hashed, size=size,
-                              fmt="qcow2" if plan.format == "qcow2" else "raw",
-                              progress=progress, cancelled=cancelled)
+        path = pool.upload(plan.volume, hashed, size=size,
+                           fmt="qcow2" if plan.format == "qcow2" else "raw",
+                           progress=progress, cancelled=cancelled)
     finally:
         digest = hashed.sha.hexdigest()  # (stops its thread)
     if plan.sha256 and digest != plan.sha256:
-        storage.delete(conn, path)
+        conn.delete_volume(path)
         raise BadImage(f"the image's sha256 is {digest}, not the {plan.sha256} given; "
                        "nothing was kept")
     return Written(path, size, virtual, digest)
@@ -329,7 +320,7 @@ def finish(ctx: Context, *, plan: Plan, written: Written) -> Image:
     """The upload is whole: the image is ready."""
     image = ctx.db.get(Image, plan.uuid)
     if image is None:  # deleted while it was uploading: its volume is ours to remove
-        storage.delete(ctx.registry.connection(plan.hypervisor), written.path)
+        ctx.registry.connection(plan.hypervisor).delete_volume(written.path)
         raise NotFound("the image was deleted while it was uploading")
     image.path, image.size, image.virtual_size = written.path, written.size, \
         written.virtual_size
@@ -381,7 +372,7 @@ def register_job(job: JobContext) -> dict[str, Any]:
         raise JobCancelled() from None
     size = dest.stat().st_size
     conn = job.registry.connection(prm["hypervisor"])
-    pool = storage.pick_pool(conn, prm["pool"])
+    pool = conn.pick_pool(prm["pool"])
     if size > storage_available(pool):
         raise ImageTooLarge(f"the image ({size} bytes) is larger than the space left in pool "
                             f"{pool.name()}")
@@ -536,7 +527,7 @@ def package_job(job: JobContext) -> dict[str, Any]:
         job.will_create("file", path=str(dest))
         job.will_create("file", path=f"{dest}.part")
         job.progress(5, f"writing package {prm['name']}")
-        total = storage.volume_info(conn, path).allocation or 1
+        total = conn.volume_info(path).allocation or 1
         manifest, digest = archive.write_package_sha256(
             dest, domain_xml=package_xml(name=prm["name"], virt_class=virt_class, arch=arch,
                                          fmt=fmt),

@@ -8,8 +8,12 @@ from enomalism.services import access, machine_work, sync, volumes
 from enomalism.services.context import Context, commit_before_slow_work
 from enomalism.services.lookup import get_cluster, get_hypervisor, get_machine, parse_uuid, require
 from enomalism.store.models import Cluster, Machine, new_uuid
-from enomalism.virt import driver
-from enomalism.virt.domxml import DomainXML
+from enomalism.virt.domxml import DomainXML, without_passwords
+
+
+def shown_xml(m: Machine) -> str | None:
+    """The machine's XML as every reader gets it: no graphics passwords."""
+    return without_passwords(m.xmldesc)
 
 
 def get(ctx: Context, uuid: str, permission: str = "read") -> Machine:
@@ -77,14 +81,14 @@ def define_vm(ctx: Context, *, xmldesc: str | None, hvmuuid: str | None) -> Mach
                              undo_log=[{"kind": "machine", "uuid": uuid}]) as work:
         with work.reading() as rctx:
             volumes.check_xml(rctx, hv, xml)
-        if driver.uuid_taken(conn, uuid):
+        if conn.uuid_taken(uuid):
             raise Conflict(f"the hypervisor already has a domain with UUID {uuid}")
-        if driver.name_taken(conn, xml.name):
+        if conn.name_taken(xml.name):
             raise Conflict(f"the hypervisor already has a domain named '{xml.name}'")
-        driver.check_disks(conn, virt_url, xml)
+        conn.check_disks(virt_url, xml)
         work.will_create("domain", hypervisor=hv_uuid, uuid=uuid)  # nothing half-made
-        driver.define(conn, xml.to_string())
-        snap = driver.snapshot(conn, uuid)
+        conn.define(xml.to_string())
+        snap = conn.snapshot(uuid)
         adopted = volumes.resolve_all(conn, xml) if ctx.user.is_admin else []
         sync.store(ctx.db, hv_uuid, uuid, snap)
         volumes.adopt_paths(ctx.db, hv_uuid, uuid, adopted)

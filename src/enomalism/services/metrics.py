@@ -119,8 +119,8 @@ class Collector:
         started, wall = time.monotonic(), time.time()
         try:
             conn = self.registry.connection(hv_uuid)
-            domains = driver.domain_stats(conn)
-            free, pools = driver.host_usage(conn)
+            domains = conn.domain_stats()
+            free, pools = conn.host_usage()
         except EnomalismError as e:
             return Sample(hv_uuid, started, wall, time.monotonic() - started, error=e.message)
         return Sample(hv_uuid, started, wall, time.monotonic() - started, tuple(domains), free,

@@ -31,7 +31,6 @@ from enomalism.services import access
 from enomalism.services.context import Context
 from enomalism.services.lookup import get_cluster, parse_uuid, require
 from enomalism.store.models import ClusterMember, Hypervisor, IPRange, Lease, Machine, Network
-from enomalism.virt import driver
 from enomalism.virt.domxml import new_mac
 
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -247,8 +246,8 @@ def check_use(ctx: Context, *, bridge: str, net: Net, cluster_uuid: str | None,
 def segment_problem(conn: Any, where: str, bridge: str, net: Net) -> EnomalismError | str | None:
     """What is wrong with `net` on `bridge` of one hypervisor: an error to raise, a warning
     (it cannot tell), or None."""
-    if driver.has_network(conn, bridge):
-        served = driver.network_subnets(conn, bridge)
+    if conn.has_network(bridge):
+        served = conn.network_subnets(bridge)
         same = [str(s) for s in served if s.version == net.version]
         if same and net not in served:
             return SubnetMismatch(
@@ -256,7 +255,7 @@ def segment_problem(conn: Any, where: str, bridge: str, net: Net) -> EnomalismEr
                 f"DHCP would hand out addresses the network never leased; give {net} the "
                 "libvirt network's own subnet, or put the network on another bridge")
         return None
-    found = driver.has_interface(conn, bridge)
+    found = conn.has_interface(bridge)
     if found is False:
         return NoSuchBridge(f"{bridge} is neither a libvirt network nor a host bridge on "
                             f"{where}: a machine there could not start on it")

@@ -21,7 +21,6 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
-import libvirt
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -64,6 +63,8 @@ from enomalism.store.models import (
 )
 from enomalism.virt import builder, driver, policy, storage
 from enomalism.virt.domxml import DomainXML, StaticNic
+from enomalism.virt.hypervisor import HypervisorConnection
+from enomalism.virt.pool import StoragePool
 from enomalism.virt.uri import is_local
 
 COMPATIBLE = placement.COMPATIBLE
@@ -171,14 +172,14 @@ def queue_provision(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuui
         nets = networks.networks_for_host(ctx, hv.machine_uuid)
         commit_before_slow_work(ctx)  # nothing written yet
         conn = ctx.registry.connection(hv.uuid)
-        if driver.name_taken(conn, name):
+        if conn.name_taken(name):
             raise Conflict(f"the hypervisor already has a domain named '{name}'")
         if pool:
-            storage.pick_pool(conn, pool)  # exists and runs, or a clear error now
+            conn.pick_pool(pool)  # exists and runs, or a clear error now
         # The host's networks, checked on its hypervisor, and the addresses their DHCP
         # servers still lease to MACs gone.
         networks.check_for_host(conn, hv.virt_url, nets)
-        held = {n.uuid: driver.dhcp_leased(conn, n.bridge) for n in nets}
+        held = {n.uuid: conn.dhcp_leased(n.bridge) for n in nets}
     seed = cloudinit.check(user_data=user_data, ssh_keys=list(ssh_keys), hostname=hostname,
                            name=name)
     newuuid = new_uuid()
@@ -358,28 +359,25 @@ def retrieve(job: JobContext) -> dict[str, Any]:
 
 # -- provision -----------------------------------------------------------------------------
 
-def _base_volume(job: JobContext, hv_uuid: str, pool: libvirt.virStoragePool, pkg_uuid: str,
+def _base_volume(job: JobContext, hv_uuid: str, pool: StoragePool, pkg_uuid: str,
                  path: Path, disk: archive.DiskInfo, scale: Callable[[float], float]) -> str:
     """The package disk as a volume of the pool, uploaded once and reused (a cache shared by
     every machine provisioned from it). Only while it is being uploaded is it on the job's
     undo log: a crash then must not leave a partial base that later provisions would use."""
     name = f"enomalism-base-{pkg_uuid}-{disk.target}.{disk.format}"
     with _one_at_a_time(job, "volume", hv_uuid, pool.name(), name):
-        try:
-            return pool.storageVolLookupByName(name).path()
-        except libvirt.libvirtError:
-            pass
+        if (found := pool.volume_path(name)) is not None:
+            return found
         job.log(f"uploading disk {disk.target} ({disk.size} bytes) into pool {pool.name()}")
         entry = {"hypervisor": hv_uuid, "pool": pool.name(), "name": name}
         job.will_create("pool_volume", **entry)
         try:
             with archive.open_disk(path, disk.member) as src:
                 try:
-                    vol_path = storage.upload(
-                        pool, name, src, size=disk.size, fmt=disk.format,
-                        progress=lambda done: job.progress(
-                            scale(100.0 * done / max(disk.size, 1))),
-                        cancelled=job.cancel_requested)
+                    vol_path = pool.upload(name, src, size=disk.size, fmt=disk.format,
+                                           progress=lambda done: job.progress(
+                                               scale(100.0 * done / max(disk.size, 1))),
+                                           cancelled=job.cancel_requested)
                 except storage.StorageCancelled:
                     raise JobCancelled() from None
         except Conflict:  # made meanwhile by someone else: not ours to remove
@@ -389,7 +387,7 @@ def _base_volume(job: JobContext, hv_uuid: str, pool: libvirt.virStoragePool, pk
             if job.taken_over():  # undone by the node that took over; a retry's volume now
                 raise
             try:
-                driver.delete_pool_volume(pool.connect(), pool.name(), name)
+                job.registry.connection(hv_uuid).delete_pool_volume(pool.name(), name)
                 job.created_ok("pool_volume", **entry)
             except EnomalismError:
                 pass  # left on the undo log
@@ -438,14 +436,14 @@ def provision(job: JobContext) -> dict[str, Any]:
     with job.db.session(write=False) as s:
         manifest = archive.Manifest.from_json(s.get(Package, prm["package"]).manifest)
     conn = job.registry.connection(hv_uuid)
-    if driver.name_taken(conn, name):
+    if conn.name_taken(name):
         raise Conflict(f"the hypervisor already has a domain named '{name}'")
-    pool = storage.pick_pool(conn, prm.get("pool"))
-    nics = [StaticNic(libvirt_network=driver.has_network(conn, nic["source"]), **nic)
+    pool = conn.pick_pool(prm.get("pool"))
+    nics = [StaticNic(libvirt_network=conn.has_network(nic["source"]), **nic)
             for nic in prm.get("nics", [])]
 
     seed_name = f"{name}-cidata.iso"
-    seed_path = storage.planned_path(pool, seed_name) if prm.get("seed") else None
+    seed_path = pool.planned_path(seed_name) if prm.get("seed") else None
 
     def domain(paths: dict[str, str]) -> DomainXML:
         """The package's XML made this machine's, refused unless within the policy."""
@@ -463,7 +461,7 @@ def provision(job: JobContext) -> dict[str, Any]:
         return xml
 
     # before anything is uploaded: a package the policy refuses costs no copy
-    domain({d.target: storage.planned_path(pool, f"{name}-{d.target}.qcow2")
+    domain({d.target: pool.planned_path(f"{name}-{d.target}.qcow2")
             for d in manifest.disks})
     disk_paths: dict[str, str] = {}
     n = max(len(manifest.disks), 1)
@@ -474,16 +472,16 @@ def provision(job: JobContext) -> dict[str, Any]:
         vol_name = f"{name}-{disk.target}.qcow2"
         job.will_create("pool_volume", hypervisor=hv_uuid, pool=pool.name(), name=vol_name)
         try:
-            disk_paths[disk.target] = storage.overlay(pool, vol_name, base, disk.format,
-                                                      disk.virtual_size)
+            disk_paths[disk.target] = pool.overlay(vol_name, base, disk.format,
+                                                   disk.virtual_size)
         except EnomalismError as e:
             job.log(f"no copy-on-write overlay here ({e.message}); copying the disk")
-            disk_paths[disk.target] = storage.clone(pool, vol_name, base)
+            disk_paths[disk.target] = pool.clone(vol_name, base)
         job.progress(40 + 50 * (i + 1) / n)
     if seed_path:  # the cloud-init seed, written only now: it carries the leased addresses
         data = cloudinit.seed_for(newuuid, prm["seed"], prm.get("nics", []))
         job.will_create("pool_volume", hypervisor=hv_uuid, pool=pool.name(), name=seed_name)
-        seed_path = storage.upload(pool, seed_name, io.BytesIO(data), size=len(data), fmt="raw")
+        seed_path = pool.upload(seed_name, io.BytesIO(data), size=len(data), fmt="raw")
     with job.db.session() as s:  # the new volumes are the machine's own
         volumes.record(s, hv_uuid, newuuid, [*disk_paths.values(), *filter(None, [seed_path])])
     xml = domain(disk_paths)
@@ -491,11 +489,11 @@ def provision(job: JobContext) -> dict[str, Any]:
         if nic.libvirt_network:  # the guest's DHCP client gets its address from libvirt
             job.will_create("dhcp_host", hypervisor=hv_uuid, network=nic.source, mac=nic.mac,
                             ip=nic.address)
-            driver.dhcp_host(conn, nic.source, mac=nic.mac, ip=nic.address, name=name,
-                             command="add")
+            conn.dhcp_host(nic.source, mac=nic.mac, ip=nic.address, name=name,
+                           command="add")
     job.progress(92, "defining the domain")
     job.will_create("domain", hypervisor=hv_uuid, uuid=newuuid)
-    driver.define(conn, xml.to_string())
+    conn.define(xml.to_string())
     job.registry.resync_machine(hv_uuid, newuuid)
     return {"machine": newuuid, "name": name, "disks": disk_paths,
             "addresses": [n.address for n in nics]}
@@ -519,22 +517,22 @@ def _check_package_xml(job: JobContext, hv_uuid: str, xml: DomainXML, disks: set
 # -- package (export) ----------------------------------------------------------------------
 
 
-def _check_own_disks(db: Any, conn: libvirt.virConnect, machine: Machine | str,
+def _check_own_disks(db: Any, conn: HypervisorConnection, machine: Machine | str,
                      xml: DomainXML) -> list[driver.Disk]:
     """The machine's hard disks, each one of its own volumes, or ForeignDisk: `package` copies
     out only what is the machine's (services/volumes.py)."""
     uuid = machine if isinstance(machine, str) else machine.uuid
     own = volumes.owned(db, uuid)
-    disks = driver.hard_disks(conn, xml)
+    disks = conn.hard_disks(xml)
     for d in disks:
-        if driver.volume_path(conn, path=d.path) not in own:
+        if conn.volume_path(path=d.path) not in own:
             raise ForeignDisk(f"disk {d.target or ''} '{d.path}' is not a volume of this machine's "
                               "own: package exports only those; detach it first (xmldesc, "
                               "store_xml)".replace("  ", " "))
     return disks
 
 
-def _declared_formats(conn: libvirt.virConnect, xml: DomainXML) -> dict[str, str]:
+def _declared_formats(conn: HypervisorConnection, xml: DomainXML) -> dict[str, str]:
     """The format the domain reads each disk in (libvirt's default: raw), by path. What the
     pool probes is not trusted: a raw disk's first bytes are the guest's, and a qcow2 header
     written there would name any file as its backing store."""
@@ -544,14 +542,14 @@ def _declared_formats(conn: libvirt.virConnect, xml: DomainXML) -> dict[str, str
         if src is None:
             continue
         path = src.get("file") or src.get("dev") or (
-            driver.volume_path(conn, pool=src.get("pool"), volume=src.get("volume"))
+            conn.volume_path(pool=src.get("pool"), volume=src.get("volume"))
             if src.get("pool") and src.get("volume") else None)
         if path:
             out[path] = (drv.get("type") if drv is not None else None) or "raw"
     return out
 
 
-def disk_source(job: JobContext, conn: libvirt.virConnect, hv_uuid: str, uri: str,
+def disk_source(job: JobContext, conn: HypervisorConnection, hv_uuid: str, uri: str,
                 disk_path: str, declared: str, stack: ExitStack,
                  tmp: Path) -> tuple[Callable[[], BinaryIO], str, int]:
     """An opener of the disk's whole content (backing chain flattened), its format and its
@@ -559,10 +557,10 @@ def disk_source(job: JobContext, conn: libvirt.virConnect, hv_uuid: str, uri: st
     volume is streamed to a temporary file first, a chain flattened into a scratch volume.
     `declared`: the domain's format for the disk; a disk the domain reads as raw is copied
     byte for byte, whatever header the guest wrote into it."""
-    info = storage.volume_info(conn, disk_path)
+    info = conn.volume_info(disk_path)
     if declared != "qcow2":
         info = dataclasses.replace(info, format="raw", backing=None,
-                                   capacity=storage.physical_size(conn, disk_path))
+                                   capacity=conn.physical_size(disk_path))
     fmt = info.format if info.format in ("raw", "qcow2") else "raw"
     if is_local(uri) and Path(disk_path).exists():
         if info.backing:
@@ -580,16 +578,16 @@ def disk_source(job: JobContext, conn: libvirt.virConnect, hv_uuid: str, uri: st
     if info.backing and info.pool:  # flatten on the host into a scratch volume, then fetch
         scratch = f"enomalism-export-{job.txid}-{Path(disk_path).name}"
         job.will_create("pool_volume", hypervisor=hv_uuid, pool=info.pool, name=scratch)
-        pool = conn.storagePoolLookupByName(info.pool)
-        source = storage.clone(pool, scratch, disk_path, fmt="qcow2")
-        stack.callback(driver.delete_pool_volume, conn, info.pool, scratch)
+        pool = conn.pool(info.pool)
+        source = pool.clone(scratch, disk_path, fmt="qcow2")
+        stack.callback(conn.delete_pool_volume, info.pool, scratch)
     elif info.backing:
         raise InvalidState(f"disk {disk_path} has a backing chain outside any storage pool "
                            "on a remote host; it cannot be read through libvirt")
     copy = tmp / (Path(disk_path).name + ".download")
     job.will_create("file", path=str(copy))
     with open(copy, "wb", opener=files.private_opener) as sink:
-        storage.download(conn, source, sink, cancelled=job.cancel_requested)
+        conn.download(source, sink, cancelled=job.cancel_requested)
     return (lambda: open(copy, "rb")), fmt if source == disk_path else "qcow2", info.capacity
 
 
@@ -602,11 +600,11 @@ def package(job: JobContext) -> dict[str, Any]:
         hv = m.parent
         hv_uuid, uri, virt_class, arch = hv.uuid, hv.virt_url, hv.virt_class, hv.arch
     conn = job.registry.connection(hv_uuid)
-    xml_text = driver.domain_xml(conn, prm["machine"])  # without secrets (graphics passwords)
+    xml_text = conn.domain_xml(prm["machine"])  # without secrets (graphics passwords)
     with job.db.session(write=False) as s:
         disks = _check_own_disks(s, conn, prm["machine"], DomainXML(xml_text))
     formats = _declared_formats(conn, DomainXML(xml_text))
-    snap = driver.snapshot(conn, prm["machine"], with_xml=False)
+    snap = conn.snapshot(prm["machine"], with_xml=False)
     suspended = snap is not None and snap.state == "running"
     pkg_uuid = new_uuid()
     dest = packages_dir(job) / f"{pkg_uuid}.xvm2"
@@ -619,8 +617,8 @@ def package(job: JobContext) -> dict[str, Any]:
         if suspended:  # a consistent image without stopping the guest: pause it meanwhile
             job.log("pausing the machine while its disks are read")
             job.will_create("paused", hypervisor=hv_uuid, uuid=prm["machine"])
-            driver.suspend(conn, prm["machine"])
-            stack.callback(driver.resume, conn, prm["machine"])
+            conn.suspend(prm["machine"])
+            stack.callback(conn.resume, prm["machine"])
         sources, infos = {}, []
         for d in disks:
             opener, fmt, vsize = disk_source(job, conn, hv_uuid, uri, d.path,

@@ -123,6 +123,23 @@ def _keep_an_admin(ctx: Context, user: User, doing: str) -> None:
         raise Conflict(f"cannot {doing} the last administrator")
 
 
+def _change_group(ctx: Context, user: User, action: str, group: str | None) -> str:
+    """add_group or remove_group."""
+    g = find_group(ctx, group)
+    access.require(ctx, g, "modify", "group")
+    if action == "add_group":
+        if g in user.groups:
+            raise Conflict(f"user {user.username} is already in group {g.name}")
+        user.groups.append(g)
+    else:
+        if g not in user.groups:
+            raise InvalidInput(f"user {user.username} is not in group {g.name}")
+        user.groups.remove(g)
+    audit.record(ctx, f"user.{action}", user.uuid, group=g.name)
+    return f"user {user.username} {'added to' if action == 'add_group' else 'removed from'} " \
+           f"group {g.name}"
+
+
 def update_user(ctx: Context, user: User, action: str, *, email: str | None = None,
                 full_name: str | None = None, password: str | None = None,
                 old_password: str | None = None, group: str | None = None,
@@ -150,19 +167,7 @@ def update_user(ctx: Context, user: User, action: str, *, email: str | None = No
         user.password_changed_at = utcnow()
         audit.record(ctx, "user.set_password", user.uuid)
     elif action in ("add_group", "remove_group"):
-        g = find_group(ctx, group)
-        access.require(ctx, g, "modify", "group")
-        if action == "add_group":
-            if g in user.groups:
-                raise Conflict(f"user {user.username} is already in group {g.name}")
-            user.groups.append(g)
-        else:
-            if g not in user.groups:
-                raise InvalidInput(f"user {user.username} is not in group {g.name}")
-            user.groups.remove(g)
-        audit.record(ctx, f"user.{action}", user.uuid, group=g.name)
-        return f"user {user.username} {'added to' if action == 'add_group' else 'removed from'} " \
-               f"group {g.name}"
+        return _change_group(ctx, user, action, group)
     else:  # enable, disable, set_admin
         access.require_admin(ctx, f"{action.replace('_', ' ')} users")
         if action == "disable":

@@ -8,15 +8,15 @@ volume only through a machine they may modify: its owner, or a grant of `modify`
 
 from collections.abc import Callable, Iterable
 
-import libvirt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from enomalism.services import access
 from enomalism.services.context import Context
 from enomalism.store.models import Hypervisor, Machine, Network, Volume
-from enomalism.virt import driver, policy
+from enomalism.virt import policy
 from enomalism.virt.domxml import DomainXML
+from enomalism.virt.hypervisor import HypervisorConnection
 
 
 def owned(db: Session, machine_uuid: str) -> set[str]:
@@ -35,7 +35,7 @@ def record(db: Session, hv_uuid: str, machine_uuid: str, paths: Iterable[str]) -
             row.machine_uuid = machine_uuid
 
 
-def resolve_all(conn: libvirt.virConnect, xml: DomainXML) -> list[str]:
+def resolve_all(conn: HypervisorConnection, xml: DomainXML) -> list[str]:
     """The paths of the volumes the XML's disks name (read from libvirt before a database
     write: services/machine_work.py)."""
     return [p for s in policy.disk_sources(xml) if (p := resolve(conn, s)) is not None]
@@ -50,9 +50,9 @@ def adopt_paths(db: Session, hv_uuid: str, machine_uuid: str, paths: Iterable[st
             db.flush()
 
 
-def resolve(conn: libvirt.virConnect, source: policy.DiskSource) -> str | None:
+def resolve(conn: HypervisorConnection, source: policy.DiskSource) -> str | None:
     """The path of the volume a disk names; None when it is no volume libvirt knows."""
-    return driver.volume_path(conn, path=source.path, pool=source.pool, volume=source.volume)
+    return conn.volume_path(path=source.path, pool=source.pool, volume=source.volume)
 
 
 def usable_networks(ctx: Context) -> Callable[[str], bool]:
@@ -85,11 +85,11 @@ def rights(ctx: Context, hv: Hypervisor, *, disk: Callable[[policy.DiskSource], 
 
     return policy.Rights(
         disk=disk or attachable, network=network, bridge=network,
-        emulator=lambda path: path in driver.emulators(conn),
-        loader=lambda path: path in driver.firmware_images(conn), who=who)
+        emulator=lambda path: path in conn.emulators(),
+        loader=lambda path: path in conn.firmware_images(), who=who)
 
 
-def declared_format(conn: libvirt.virConnect, owner: Machine, path: str) -> str | None:
+def declared_format(conn: HypervisorConnection, owner: Machine, path: str) -> str | None:
     """The format the owning machine's domain reads the volume in (None: it names no such
     disk). A non-administrator's XML must read it the same way: a raw disk's first bytes are
     the guest's, and read as qcow2 a header written there names any file as its backing."""

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import libvirt
 
 from enomalism.errors import HypervisorUnreachable, InvalidInput
+from enomalism.virt.hypervisor import HypervisorConnection
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +151,13 @@ def open_connection(uri: str, timeout: float | None = None) -> libvirt.virConnec
         raise
 
 
+def open_hypervisor(uri: str, timeout: float | None = None) -> HypervisorConnection:
+    """`open_connection`, as the hypervisor object the services use."""
+    return HypervisorConnection(open_connection(uri, timeout))
+
+
 class LinkListener(Protocol):
-    def connected(self, link: "HypervisorLink", conn: libvirt.virConnect) -> None: ...
+    def connected(self, link: "HypervisorLink", conn: HypervisorConnection) -> None: ...
     def disconnected(self, link: "HypervisorLink", reason: str) -> None: ...
     def domain_event(self, link: "HypervisorLink", uuid: str, event: int, detail: int) -> None:
         ...
@@ -167,6 +173,7 @@ class HypervisorLink:
         self.status = "connecting"
         self.last_error: str | None = None
         self._conn: libvirt.virConnect | None = None
+        self._hv: HypervisorConnection | None = None  # self._conn, as handed out
         self._callbacks: list[int] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -180,18 +187,18 @@ class HypervisorLink:
         # would leave one more thread and socket behind, for ever.
         self._opening: _Opening | None = None
 
-    def start(self, conn: libvirt.virConnect | None = None) -> None:
+    def start(self, conn: HypervisorConnection | None = None) -> None:
         """Supervise the connection from now on; `conn` is one already opened, if any."""
         if conn is not None:
-            self._attach(conn)
+            self._attach(conn.virconnect)
             self.first_attempt.set()
         self._thread = threading.Thread(
             target=self._supervise, name=f"hypervisor-{self.uuid[:8]}", daemon=True
         )
         self._thread.start()
 
-    def connection(self) -> libvirt.virConnect:
-        conn = self._conn
+    def connection(self) -> HypervisorConnection:
+        conn = self._hv
         if conn is None:
             why = f": {self.last_error}" if self.last_error else ""
             raise HypervisorUnreachable(f"hypervisor {self.uri} is not connected{why}")
@@ -264,18 +271,19 @@ class HypervisorLink:
             pass
         ids = [conn.domainEventRegisterAny(
             None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle, None)]
+        hv = HypervisorConnection(conn)
         with self._lock:
-            self._conn, self._callbacks = conn, ids
+            self._conn, self._hv, self._callbacks = conn, hv, ids
         self._set_status("connected", None)
         try:
-            self.listener.connected(self, conn)
+            self.listener.connected(self, hv)
         except Exception:  # a failed resync must not kill the supervisor
             log.exception("resync of %s after connecting failed", self.uri)
 
     def _detach(self, *, close: bool) -> None:
         with self._lock:
             conn, ids = self._conn, self._callbacks
-            self._conn, self._callbacks = None, []
+            self._conn, self._hv, self._callbacks = None, None, []
         if conn is None:
             return
         if close:

@@ -179,7 +179,8 @@ def ssh_command(uri: str, gfx: Graphics) -> list[str]:
 def _through_ssh(uri: str, gfx: Graphics) -> socket.socket:
     ours, theirs = socket.socketpair()
     try:
-        proc = subprocess.Popen(ssh_command(uri, gfx), stdin=theirs, stdout=theirs,
+        proc = subprocess.Popen(ssh_command(uri, gfx), stdin=theirs.fileno(),
+                                stdout=theirs.fileno(),
                                 stderr=subprocess.DEVNULL, start_new_session=True,
                                 env={**os.environ, "LC_ALL": "C"})
     except OSError as e:

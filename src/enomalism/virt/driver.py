@@ -13,9 +13,9 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from xml.etree import ElementTree
-from xml.sax.saxutils import quoteattr
 
 import libvirt
+from lxml import etree
 
 from enomalism.errors import HypervisorError, InvalidInput, InvalidState, NotFound
 from enomalism.virt.domxml import Disk, DomainXML
@@ -486,12 +486,17 @@ def delete_pool_volume(conn: libvirt.virConnect, pool: str, name: str) -> bool:
 
 
 def has_network(conn: libvirt.virConnect, name: str) -> bool:
-    """True when `name` is a libvirt network of the hypervisor (not a plain host bridge)."""
-    try:
-        conn.networkLookupByName(name)
-        return True
-    except libvirt.libvirtError:
-        return False
+    """True when `name` is a libvirt network of the hypervisor, False when libvirt says there
+    is no such network (a plain host bridge). Any other error (a dropped connection) is raised:
+    taken for "no network", provisioning would write a bridge interface instead."""
+    with libvirt_errors():
+        try:
+            conn.networkLookupByName(name)
+            return True
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_NETWORK:
+                return False
+            raise
 
 
 def network_subnets(conn: libvirt.virConnect, name: str) -> list[ipaddress.IPv4Network
@@ -601,10 +606,10 @@ def dhcp_host(conn: libvirt.virConnect, network: str, *, mac: str, ip: str, name
     hosts by DUID, never by MAC (the guest has its address from the SMBIOS OEM strings)."""
     if ipaddress.ip_address(ip).version != 4:
         return
-    attrs = {"mac": mac, "ip": ip}
+    host = etree.Element("host", mac=mac, ip=ip)
     if command != "delete" and _HOSTNAME.fullmatch(name) and len(name) <= 253:
-        attrs["name"] = name
-    xml = "<host " + " ".join(f"{k}={quoteattr(v)}" for k, v in attrs.items()) + "/>"
+        host.set("name", name)
+    xml = etree.tostring(host, encoding="unicode")
     with libvirt_errors():
         net = conn.networkLookupByName(network)
         # what the network has: a transient one (net-create) has no persistent config

@@ -208,6 +208,13 @@ def check(xml: DomainXML, rights: Rights) -> None:
 
 def _check_values(root: etree._Element, rights: Rights) -> None:
     """What the allow-list's shape cannot say: paths, names and sources the caller gives."""
+    _check_host_paths(root, rights)
+    _check_interfaces(root, rights)
+    _check_devices(root, rights)
+
+
+def _check_host_paths(root: etree._Element, rights: Rights) -> None:
+    """Files of the host the XML would have QEMU run, load or write."""
     for el in root.iterfind("devices/emulator"):
         if not rights.emulator((el.text or "").strip()):
             raise _refuse(f"<emulator>{(el.text or '').strip()}</emulator> (not one of the "
@@ -224,6 +231,10 @@ def _check_values(root: etree._Element, rights: Rights) -> None:
     for el in root.iterfind("os/nvram"):
         if (el.text or "").strip():
             raise _refuse("a path in <nvram> (libvirt makes the VARS file itself)", rights)
+
+
+def _check_interfaces(root: etree._Element, rights: Rights) -> None:
+    """Every interface on one network or bridge the caller may use."""
     for el in root.iterfind("devices/interface"):
         kind = el.get("type")
         sources = el.findall("source")
@@ -235,6 +246,10 @@ def _check_values(root: etree._Element, rights: Rights) -> None:
         if not usable:
             raise ElementNotAllowed(f"interface on {kind} '{names[0]}': not a network you may "
                                     "use")
+
+
+def _check_devices(root: etree._Element, rights: Rights) -> None:
+    """Channels and random sources that would reach into the host."""
     for el in root.iterfind("devices/channel"):
         target = el.find("target")
         if el.get("type") == "unix" and (target is None or

@@ -125,6 +125,9 @@ def _errors(conn: libvirt.virConnect | None, what: str) -> Iterator[None]:
         raise err from None
 
 
+pool_errors = _errors  # for the hypervisor object's own pool lookups
+
+
 def _alive(conn: libvirt.virConnect) -> bool:
     try:
         return bool(conn.isAlive())
