@@ -17,9 +17,9 @@ from tests.fakehost import FakeDomain, domain_xml
 
 ALWAYS = ["xmldesc", "store_xml", "set_parent", "totaldelete"]
 ACTIONS_IN = {  # package (2.19) is a transaction of its own, tested with the transactions
-    "running": ["suspend", "shutdown", "reboot", "poweroff", "package", *ALWAYS],
-    "paused": ["resume", "poweroff", "package", *ALWAYS],
-    "shutoff": ["create", "rename", "package", *ALWAYS],
+    "running": ["suspend", "shutdown", "reboot", "poweroff", "package", "set", *ALWAYS],
+    "paused": ["resume", "poweroff", "package", "set", *ALWAYS],
+    "shutoff": ["create", "rename", "package", "set", *ALWAYS],
 }
 LIBVIRT_STATE = {"running": libvirt.VIR_DOMAIN_RUNNING, "paused": libvirt.VIR_DOMAIN_PAUSED,
                  "shutoff": libvirt.VIR_DOMAIN_SHUTOFF}

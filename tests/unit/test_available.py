@@ -14,14 +14,14 @@ def vm(state: str = "running", *, managed: bool = True, lock: str | None = None)
 
 
 @pytest.mark.parametrize("state, expected", [
-    ("running", ["suspend", "shutdown", "reboot", "poweroff", "package", *ALWAYS]),
-    ("blocked", ["suspend", "shutdown", "reboot", "poweroff", *ALWAYS]),
-    ("paused", ["resume", "poweroff", "package", *ALWAYS]),
-    ("shutdown", ["poweroff", *ALWAYS]),
-    ("shutoff", ["create", "rename", "package", *ALWAYS]),
-    ("crashed", ["poweroff", *ALWAYS]),
-    ("pmsuspended", ["create", "poweroff", *ALWAYS]),
-    ("nostate", ["poweroff", *ALWAYS]),
+    ("running", ["suspend", "shutdown", "reboot", "poweroff", "package", "set", *ALWAYS]),
+    ("blocked", ["suspend", "shutdown", "reboot", "poweroff", "set", *ALWAYS]),
+    ("paused", ["resume", "poweroff", "package", "set", *ALWAYS]),
+    ("shutdown", ["poweroff", "set", *ALWAYS]),
+    ("shutoff", ["create", "rename", "package", "set", *ALWAYS]),
+    ("crashed", ["poweroff", "set", *ALWAYS]),
+    ("pmsuspended", ["create", "poweroff", "set", *ALWAYS]),
+    ("nostate", ["poweroff", "set", *ALWAYS]),
     ("missing", ALWAYS),
     ("unknown", ALWAYS),
     ("no-such-state", ALWAYS),

@@ -60,6 +60,8 @@ class MachineVars(Vars):
     name: str | None = Field(None, description="the new name, for rename")
     xmldesc: str | None = Field(None, description="the new XML description, for xmldesc")
     puuid: str | None = Field(None, description="the hypervisor to move to, for set_parent")
+    vcpus: str | None = Field(None, description="for set: the machine's virtual CPUs")
+    memory: str | None = Field(None, description="for set: the machine's memory in MiB")
     pkguuid: str | None = Field(None, description="the package to provision")
     hvmuuid: str | None = Field(None, description="for provision: the hypervisor, a cluster, or "
                                 "left out (see ProvisionVars)")
@@ -112,9 +114,15 @@ class SetParentVars(Vars):
     puuid: str | None = Field(None, description="the hypervisor to move to")
 
 
+class SetVars(Vars):
+    vcpus: str | None = Field(None, description="the machine's virtual CPUs")
+    memory: str | None = Field(None, description="the machine's memory in MiB")
+
+
 # The HTTP variables of /rest/machine/<UUID>/actions/<action>/; the other actions take none.
 ACTION_VARS: dict[str, type[Vars]] = {
-    "rename": RenameVars, "xmldesc": XmldescVars, "set_parent": SetParentVars}
+    "rename": RenameVars, "xmldesc": XmldescVars, "set_parent": SetParentVars,
+    "set": SetVars}
 
 
 class HypervisorVars(Vars):
@@ -187,7 +195,7 @@ def update_machine(uuid: str, ctx: Ctx, v: Annotated[MachineVars, http_vars(Mach
         return package(uuid, ctx, PackageVars(name=v.name, description=v.description,
                                               version=v.version, compression=v.compression))
     message = actions.perform(ctx, uuid, v.action, actions.ActionVars(
-        name=v.name, xmldesc=v.xmldesc, puuid=v.puuid))
+        name=v.name, xmldesc=v.xmldesc, puuid=v.puuid, vcpus=v.vcpus, memory=v.memory))
     if v.action == "totaldelete":
         return {"machine": uuid, "errno": 0, "message": message}
     return _machine_answer(ctx, uuid, message)
@@ -272,7 +280,8 @@ def run_action(ctx: Context, uuid: str, action: str, v: Vars | None = None) -> d
     `app.ActionShortcut` for the actions without variables)."""
     message = actions.perform(ctx, uuid, action, actions.ActionVars(
         name=getattr(v, "name", None), xmldesc=getattr(v, "xmldesc", None),
-        puuid=getattr(v, "puuid", None)))
+        puuid=getattr(v, "puuid", None), vcpus=getattr(v, "vcpus", None),
+        memory=getattr(v, "memory", None)))
     return {"errno": 0, "message": message}
 
 
@@ -299,6 +308,7 @@ SPEC_ACTIONS = {
     "rename": "Rename (needs name; a VM must be shut off). Extension.",
     "xmldesc": "Replace the stored XML description (needs xmldesc). Extension.",
     "set_parent": "Move to another hypervisor (needs puuid). Extension.",
+    "set": "Resize: vcpus and/or memory (MiB); live up to the maximums. Extension.",
 }
 
 # The actions whose path takes no HTTP variables: app.ActionShortcut may answer them.

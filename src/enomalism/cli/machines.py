@@ -258,6 +258,25 @@ def rename(cli: Cli, machine: Ref,
              lambda: cli.say(f"{m.name}: {message or 'renamed to ' + new_name}"))
 
 
+@command(app, "set")
+def set_(
+    cli: Cli,
+    machine: Ref,
+    vcpus: Annotated[int | None, typer.Option(help="virtual CPUs", min=1)] = None,
+    memory: Annotated[int | None, typer.Option(help="memory in MiB", min=16)] = None,
+) -> None:
+    """Resize a machine: a stopped one takes any size (its new maximum), a running one
+    changes live up to the maximums it was started with."""
+    if vcpus is None and memory is None:
+        raise CLIError("give --vcpus and/or --memory")
+    c = cli.client()
+    m = lookup.machine(c, machine)
+    message = c.machines.resize(m.uuid, vcpus=vcpus, memory=memory)
+    cli.emit({"machine": m.uuid, "name": m.name, "action": "set", "vcpus": vcpus,
+              "memory": memory, "message": message},
+             lambda: cli.say(f"{m.name}: {message}"))
+
+
 @command(app, "actions")
 def actions(cli: Cli, machine: Ref) -> None:
     """The actions valid for a machine now."""

@@ -147,6 +147,14 @@ class Machines(Resource):
     def rename(self, uuid: str, name: str) -> str:
         return self.action(uuid, "rename", name=name)
 
+    def resize(self, uuid: str, *, vcpus: int | None = None,
+               memory: int | None = None) -> str:
+        """`action=set`: vCPUs and/or memory (MiB); live on a running machine up to its
+        maximums, any size on a stopped one."""
+        if vcpus is None and memory is None:
+            raise ValueError("give vcpus and/or memory")
+        return self.action(uuid, "set", vcpus=vcpus, memory=memory)
+
     def set_xml(self, uuid: str, xmldesc: str) -> str:
         """Replace the stored definition (`xml_pending` until `store_xml`)."""
         return self.action(uuid, "xmldesc", xmldesc=xmldesc)

@@ -27,7 +27,7 @@ from enomalism.errors import (
     NotFound,
     UnknownAction,
 )
-from enomalism.services import access, events, machine_work, sync, volumes
+from enomalism.services import access, events, machine_work, resize, sync, volumes
 from enomalism.services.context import Context, Principal, commit_before_slow_work
 from enomalism.services.lookup import get_hypervisor, get_machine, parse_uuid, require
 from enomalism.services.networks import machine_leases
@@ -62,6 +62,8 @@ class ActionVars:
     name: str | None = None
     xmldesc: str | None = None
     puuid: str | None = None
+    vcpus: str | None = None
+    memory: str | None = None
 
 
 def available(m: Machine) -> list[str]:
@@ -75,7 +77,8 @@ def available(m: Machine) -> list[str]:
     if not m.managed:
         return ["manage"]
     packable = ["package"] if m.state in ("running", "paused", "shutoff") else []
-    return _BY_STATE.get(m.state, []) + packable + _ALWAYS
+    sizable = ["set"] if m.state in _BY_STATE and m.state not in ("missing", "unknown") else []
+    return _BY_STATE.get(m.state, []) + packable + sizable + _ALWAYS
 
 
 def perform(ctx: Context, uuid: str, action: str, v: ActionVars) -> str:
@@ -109,7 +112,8 @@ def perform(ctx: Context, uuid: str, action: str, v: ActionVars) -> str:
 PERMISSION = {
     "create": "control", "suspend": "control", "resume": "control", "shutdown": "control",
     "reboot": "control", "poweroff": "control",
-    "rename": "modify", "xmldesc": "modify", "store_xml": "modify", "set_parent": "modify",
+    "rename": "modify", "set": "modify", "xmldesc": "modify", "store_xml": "modify",
+    "set_parent": "modify",
     "totaldelete": "delete",
 }
 
@@ -579,6 +583,7 @@ _HANDLERS: dict[str, Callable[[Context, Machine, ActionVars], str]] = {
     "xmldesc": _xmldesc,
     "rename": _rename,
     "set_parent": _set_parent,
+    "set": lambda ctx, m, v: resize.set_size(ctx, m, vcpus=v.vcpus, memory=v.memory),
     "totaldelete": _totaldelete,
 }
 # package and provision start transactions (services/provisioning.py) and answer with their ids.
