@@ -20,6 +20,14 @@ class WireModel(BaseModel):
 
 # -- machines, hypervisors, nodes, clusters ------------------------------------------------
 
+class AddressObj(WireModel):
+    address: str
+    prefix: int | None
+    mac: str | None
+    source: str = Field(description="lease (ours, a static network's), dhcp (libvirt's "
+                        "network leases), agent (the guest agent) or arp (the host's table)")
+
+
 class MachineObj(WireModel):
     uuid: str
     name: str
@@ -43,6 +51,10 @@ class MachineObj(WireModel):
     synced_at: datetime | None
     vcpus: int | None = Field(None, description="VMs: virtual CPUs (extension)")
     memory_kib: int | None = Field(None, description="VMs: memory in KiB (extension)")
+    addresses: list[AddressObj] = Field(
+        default_factory=list, description="VMs: where the guest is reachable (extension). "
+        "Lists and action answers carry the stored leases; GET of one machine also asks "
+        "libvirt (dhcp, agent, arp)")
 
 
 class MachineInfo(WireModel):

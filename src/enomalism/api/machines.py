@@ -10,7 +10,15 @@ from enomalism.api.compat import posted_nothing, refuse_changes_on_get
 from enomalism.api.deps import Ctx, NoVars, Vars, expose, http_vars
 from enomalism.api.guard import refuse_cross_site
 from enomalism.errors import Conflict
-from enomalism.services import access, actions, create, hypervisors, machines, provisioning
+from enomalism.services import (
+    access,
+    actions,
+    addresses,
+    create,
+    hypervisors,
+    machines,
+    provisioning,
+)
 from enomalism.services.context import Context
 
 router = APIRouter(tags=["machines"])
@@ -143,7 +151,8 @@ def list_machines(ctx: Ctx, v: Annotated[ListVars, http_vars(ListVars)]) -> dict
     found = machines.list_machines(ctx, kind=v.kind, hypervisor=v.hypervisor, state=v.state)
     answer: dict = {"machines": [m.uuid for m in found]}
     if v.detail:
-        answer["machine_objs"] = [schemas.machine_obj(m) for m in found]
+        held = addresses.stored(ctx.db, [m.uuid for m in found if m.kind == "vm"])
+        answer["machine_objs"] = [schemas.machine_obj(m, held.get(m.uuid, [])) for m in found]
     return answer
 
 
@@ -170,23 +179,25 @@ def trigger_status_updates(uuid: str, ctx: Ctx) -> dict:
     return {"errno": 0, "message": message, "machine": machines.get(ctx, uuid).uuid}
 
 
-def _machine_answer(ctx: Ctx, uuid: str, message: str = "") -> dict:
+def _machine_answer(ctx: Ctx, uuid: str, message: str = "", *, live: bool = False) -> dict:
     m = machines.get(ctx, uuid)
+    found = addresses.of_machine(ctx, m) if live else None
     return {"machine": m.uuid, "errno": 0, "message": message,
-            "info": schemas.machine_info(m), "machine_obj": schemas.machine_obj(m),
+            "info": schemas.machine_info(m), "machine_obj": schemas.machine_obj(m, found),
             "hypervisors": schemas.machine_hypervisors(m)}
 
 
 def get_machine_route(uuid: str, ctx: Ctx) -> dict:
-    """The machine, its runtime information and its hypervisors."""
-    return _machine_answer(ctx, uuid)
+    """The machine, its runtime information and its hypervisors; its addresses as stored and
+    as libvirt reports them now."""
+    return _machine_answer(ctx, uuid, live=True)
 
 
 def update_machine(uuid: str, ctx: Ctx, v: Annotated[MachineVars, http_vars(MachineVars)]) -> dict:
     """Perform `action` on the machine (rename, xmldesc, set_parent, or any machine action).
     Without variables, answers like GET."""
     if posted_nothing(v, needs="action"):
-        return _machine_answer(ctx, uuid)
+        return _machine_answer(ctx, uuid, live=True)
     if v.action == "provision":
         return provision(uuid, ctx, ProvisionVars(
             pkguuid=v.pkguuid, hvmuuid=v.hvmuuid, name=v.name, pool=v.pool,

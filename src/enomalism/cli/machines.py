@@ -81,23 +81,25 @@ def list_(
             names.update({m.uuid: m.name for m in c.machines.list(kind="host")})
         uris = {h.uuid: h.virt_url for h in c.hypervisors.list()} if \
             any(m.parent for m in found) else {}
-        addresses = _addresses(c) if any(m.kind == "vm" for m in found) else {}
         cli.table(
             ["NAME", "UUID", "KIND", "STATE", "HOST", "HYPERVISOR", "ADDRESS", "SIZE", "NOTES"],
             [[m.name, m.uuid, m.kind, m.state, names.get(m.host or "", m.host),
-              uris.get(m.parent or "", m.parent), m.address or addresses.get(m.uuid),
+              uris.get(m.parent or "", m.parent),
+              m.address or ", ".join(a.address for a in m.addresses) or None,
               _size(m), notes(m)] for m in found])
     cli.emit([brief(m) for m in found], human)
 
 
-def _addresses(c: Client) -> dict[str, str]:
-    """The addresses leased to each machine, from the networks the caller may read."""
-    found: dict[str, list[str]] = {}
-    for n in c.networks.list():
-        for lease in c.networks.leases(n.uuid):
-            if lease.machine:
-                found.setdefault(lease.machine, []).append(lease.address)
-    return {m: ", ".join(a) for m, a in found.items()}
+def _address_lines(m: Machine, leases: list[dict]) -> list[str]:
+    """`10.0.0.5/24 (lease on net1, 52:54:00:...)`: each address with where it came from."""
+    networks = {x.get("address"): x.get("network_name") for x in leases}
+    out = []
+    for a in m.addresses:
+        where = f"{a.source} on {networks[a.address]}" \
+            if a.source == "lease" and networks.get(a.address) else a.source
+        prefix = f"/{a.prefix}" if a.prefix is not None else ""
+        out.append(f"{a.address}{prefix} ({where}{', ' + a.mac if a.mac else ''})")
+    return out
 
 
 def _size(m: Machine) -> str:
@@ -145,8 +147,7 @@ def show(
             *([("address", m.address)] if m.address else []),
             ("vcpus", info.vcpus), ("memory", kib(info.memory_kib)),
             ("clusters", [clusters.get(u, u) for u in m.clusters]),
-            ("addresses", [f"{x.get('address')} on {x.get('network_name')}"
-                           for x in info.leases]),
+            ("addresses", _address_lines(m, info.leases)),
             ("locked by", m.locked_by), ("xml pending", m.xml_pending),
             ("owner", _user_name(c, m.owner)),
             ("actions", [VERBS.get(a, a) for a in m.actions]), ("created", m.created_at),

@@ -48,6 +48,7 @@ from enomalism.client.machines import Machines
 from enomalism.client.models import (
     FINAL_STATES,
     AccessList,
+    Address,
     AuditEntry,
     BaseVolume,
     Candidate,
@@ -83,12 +84,13 @@ from enomalism.client.users import Audit, Groups, Permissions, Tokens, Users
 
 __all__ = [
     "EXIT_CONFLICT", "EXIT_DENIED", "EXIT_NOT_FOUND", "EXIT_OTHER", "EXIT_UNREACHABLE",
-    "FINAL_STATES", "AccessList", "AmbiguousError", "AuditEntry", "BaseVolume", "Candidate",
-    "Client", "ClientError", "Cluster", "ConflictError", "DeniedError", "Grant", "Group",
-    "GroupRef", "HostRegistration", "Hypervisor", "IPRange", "Image", "Lease", "LockedError",
-    "Machine", "MachineDetails", "MachineInfo", "MachineStats", "NewToken", "Network", "Node",
-    "NotFoundError", "Package", "Queued", "Repository", "StatsPoint", "Token", "Transaction",
-    "UnreachableError", "User", "UserRef", "WaitTimeout", "error_for", "is_uuid", "pick",
+    "FINAL_STATES", "AccessList", "Address", "AmbiguousError", "AuditEntry", "BaseVolume",
+    "Candidate", "Client", "ClientError", "Cluster", "ConflictError", "DeniedError", "Grant",
+    "Group", "GroupRef", "HostRegistration", "Hypervisor", "IPRange", "Image", "Lease",
+    "LockedError", "Machine", "MachineDetails", "MachineInfo", "MachineStats", "NewToken",
+    "Network", "Node", "NotFoundError", "Package", "Queued", "Repository", "StatsPoint", "Token",
+    "Transaction", "UnreachableError", "User", "UserRef", "WaitTimeout", "error_for", "is_uuid",
+    "pick",
 ]
 
 

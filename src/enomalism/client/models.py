@@ -9,6 +9,7 @@ FINAL_STATES = frozenset({"done", "failed", "cancelled"})
 
 Machine = wire.MachineObj  # a host or a VM (the API's `machine_obj`)
 MachineInfo = wire.MachineInfo
+Address = wire.AddressObj  # where a VM is reachable, and the source that said so
 Hypervisor = wire.HypervisorObj
 Node = wire.NodeObj  # an API server process sharing the database
 Candidate = wire.Candidate  # a local libvirt URI the server found and did not add
