@@ -287,6 +287,27 @@ class RepositoryObj(WireModel):
     packages: int
 
 
+class PoolObj(WireModel):
+    name: str
+    uuid: str = Field(description="libvirt's UUID of the pool")
+    hypervisor: str
+    active: bool
+    capacity: int = Field(description="bytes")
+    allocation: int = Field(description="bytes")
+    available: int = Field(description="bytes")
+
+
+class VolumeObj(WireModel):
+    name: str
+    path: str
+    capacity: int = Field(description="bytes the guest sees")
+    allocation: int | None = Field(None, description="bytes used on the host")
+    format: str | None = None
+    owner: str | None = Field(description="the user who owns it (a machine's volume: the "
+                              "machine's owner)")
+    machine: str | None = Field(description="the machine whose disk it is")
+
+
 class ImageObj(WireModel):
     uuid: str
     name: str

@@ -70,6 +70,12 @@ class MachineVars(Vars):
     puuid: str | None = Field(None, description="the hypervisor to move to, for set_parent")
     vcpus: str | None = Field(None, description="for set: the machine's virtual CPUs")
     memory: str | None = Field(None, description="for set: the machine's memory in MiB")
+    volume: str | None = Field(None, description="for attach_disk: a free volume of yours "
+                               "(name or path)")
+    size: str | None = Field(None, description="for attach_disk: GiB of a new blank disk; for "
+                             "grow_disk: the disk's new size in GiB")
+    target: str | None = Field(None, description="for detach_disk and grow_disk: the disk's "
+                               "device name (vdb)")
     pkguuid: str | None = Field(None, description="the package to provision")
     hvmuuid: str | None = Field(None, description="for provision: the hypervisor, a cluster, or "
                                 "left out (see ProvisionVars)")
@@ -127,10 +133,25 @@ class SetVars(Vars):
     memory: str | None = Field(None, description="the machine's memory in MiB")
 
 
+class AttachDiskVars(Vars):
+    volume: str | None = Field(None, description="a free volume of yours (name or path)")
+    size: str | None = Field(None, description="or GiB of a new blank disk")
+
+
+class DetachDiskVars(Vars):
+    target: str | None = Field(None, description="the disk's device name (vdb)")
+
+
+class GrowDiskVars(Vars):
+    target: str | None = Field(None, description="the disk's device name (vda)")
+    size: str | None = Field(None, description="its new size in GiB")
+
+
 # The HTTP variables of /rest/machine/<UUID>/actions/<action>/; the other actions take none.
 ACTION_VARS: dict[str, type[Vars]] = {
     "rename": RenameVars, "xmldesc": XmldescVars, "set_parent": SetParentVars,
-    "set": SetVars}
+    "set": SetVars, "attach_disk": AttachDiskVars, "detach_disk": DetachDiskVars,
+    "grow_disk": GrowDiskVars}
 
 
 class HypervisorVars(Vars):
@@ -206,7 +227,8 @@ def update_machine(uuid: str, ctx: Ctx, v: Annotated[MachineVars, http_vars(Mach
         return package(uuid, ctx, PackageVars(name=v.name, description=v.description,
                                               version=v.version, compression=v.compression))
     message = actions.perform(ctx, uuid, v.action, actions.ActionVars(
-        name=v.name, xmldesc=v.xmldesc, puuid=v.puuid, vcpus=v.vcpus, memory=v.memory))
+        name=v.name, xmldesc=v.xmldesc, puuid=v.puuid, vcpus=v.vcpus, memory=v.memory,
+        volume=v.volume, size=v.size, target=v.target))
     if v.action == "totaldelete":
         return {"machine": uuid, "errno": 0, "message": message}
     return _machine_answer(ctx, uuid, message)
@@ -292,7 +314,8 @@ def run_action(ctx: Context, uuid: str, action: str, v: Vars | None = None) -> d
     message = actions.perform(ctx, uuid, action, actions.ActionVars(
         name=getattr(v, "name", None), xmldesc=getattr(v, "xmldesc", None),
         puuid=getattr(v, "puuid", None), vcpus=getattr(v, "vcpus", None),
-        memory=getattr(v, "memory", None)))
+        memory=getattr(v, "memory", None), volume=getattr(v, "volume", None),
+        size=getattr(v, "size", None), target=getattr(v, "target", None)))
     return {"errno": 0, "message": message}
 
 
@@ -320,6 +343,10 @@ SPEC_ACTIONS = {
     "xmldesc": "Replace the stored XML description (needs xmldesc). Extension.",
     "set_parent": "Move to another hypervisor (needs puuid). Extension.",
     "set": "Resize: vcpus and/or memory (MiB); live up to the maximums. Extension.",
+    "attach_disk": "Attach a volume of yours (volume) or a new blank disk (size, GiB). "
+                   "Extension.",
+    "detach_disk": "Detach the disk target (vdb); the volume stays yours. Extension.",
+    "grow_disk": "Grow the disk target to size GiB (live by block resize). Extension.",
 }
 
 # The actions whose path takes no HTTP variables: app.ActionShortcut may answer them.

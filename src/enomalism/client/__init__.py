@@ -69,6 +69,7 @@ from enomalism.client.models import (
     NewToken,
     Node,
     Package,
+    Pool,
     Queued,
     Repository,
     StatsPoint,
@@ -76,6 +77,7 @@ from enomalism.client.models import (
     Transaction,
     User,
     UserRef,
+    Volume,
 )
 from enomalism.client.naming import is_uuid, pick
 from enomalism.client.networks import Networks
@@ -87,10 +89,10 @@ __all__ = [
     "FINAL_STATES", "AccessList", "Address", "AmbiguousError", "AuditEntry", "BaseVolume",
     "Candidate", "Client", "ClientError", "Cluster", "ConflictError", "DeniedError", "Grant",
     "Group", "GroupRef", "HostRegistration", "Hypervisor", "IPRange", "Image", "Lease",
-    "LockedError", "Machine", "MachineDetails", "MachineInfo", "MachineStats", "NewToken",
-    "Network", "Node", "NotFoundError", "Package", "Queued", "Repository", "StatsPoint", "Token",
-    "Transaction", "UnreachableError", "User", "UserRef", "WaitTimeout", "error_for", "is_uuid",
-    "pick",
+    "LockedError", "Machine", "MachineDetails", "MachineInfo", "MachineStats", "Network",
+    "NewToken", "Node", "NotFoundError", "Package", "Pool", "Queued", "Repository", "StatsPoint",
+    "Token", "Transaction", "UnreachableError", "User", "UserRef", "Volume", "WaitTimeout",
+    "error_for", "is_uuid", "pick",
 ]
 
 

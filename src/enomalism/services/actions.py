@@ -27,7 +27,7 @@ from enomalism.errors import (
     NotFound,
     UnknownAction,
 )
-from enomalism.services import access, events, machine_work, resize, sync, volumes
+from enomalism.services import access, events, machine_work, pools, resize, sync, volumes
 from enomalism.services.context import Context, Principal, commit_before_slow_work
 from enomalism.services.lookup import get_hypervisor, get_machine, parse_uuid, require
 from enomalism.services.networks import machine_leases
@@ -53,6 +53,8 @@ _BY_STATE = {
     "missing": [],
     "unknown": [],
 }
+# A VM whose domain is there, whatever its state: its size and disks change (live or not).
+_CHANGE_DEVICES = ["set", "attach_disk", "detach_disk", "grow_disk"]
 # Every managed VM, whatever its state.
 _ALWAYS = ["xmldesc", "store_xml", "set_parent", "totaldelete"]
 
@@ -64,6 +66,9 @@ class ActionVars:
     puuid: str | None = None
     vcpus: str | None = None
     memory: str | None = None
+    volume: str | None = None
+    size: str | None = None
+    target: str | None = None
 
 
 def available(m: Machine) -> list[str]:
@@ -77,7 +82,8 @@ def available(m: Machine) -> list[str]:
     if not m.managed:
         return ["manage"]
     packable = ["package"] if m.state in ("running", "paused", "shutoff") else []
-    sizable = ["set"] if m.state in _BY_STATE and m.state not in ("missing", "unknown") else []
+    sizable = _CHANGE_DEVICES if m.state in _BY_STATE and m.state not in ("missing", "unknown") \
+        else []
     return _BY_STATE.get(m.state, []) + packable + sizable + _ALWAYS
 
 
@@ -113,7 +119,8 @@ PERMISSION = {
     "create": "control", "suspend": "control", "resume": "control", "shutdown": "control",
     "reboot": "control", "poweroff": "control",
     "rename": "modify", "set": "modify", "xmldesc": "modify", "store_xml": "modify",
-    "set_parent": "modify",
+    "set_parent": "modify", "attach_disk": "modify", "detach_disk": "modify",
+    "grow_disk": "modify",
     "totaldelete": "delete",
 }
 
@@ -584,6 +591,9 @@ _HANDLERS: dict[str, Callable[[Context, Machine, ActionVars], str]] = {
     "rename": _rename,
     "set_parent": _set_parent,
     "set": lambda ctx, m, v: resize.set_size(ctx, m, vcpus=v.vcpus, memory=v.memory),
+    "attach_disk": lambda ctx, m, v: pools.attach_disk(ctx, m, volume=v.volume, size=v.size),
+    "detach_disk": lambda ctx, m, v: pools.detach_disk(ctx, m, target=v.target),
+    "grow_disk": lambda ctx, m, v: pools.grow_disk(ctx, m, target=v.target, size=v.size),
     "totaldelete": _totaldelete,
 }
 # package and provision start transactions (services/provisioning.py) and answer with their ids.
