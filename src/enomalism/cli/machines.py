@@ -278,6 +278,45 @@ def set_(
              lambda: cli.say(f"{m.name}: {message}"))
 
 
+def _disk_change(cli: Cli, machine: str, action: str, call) -> None:  # noqa: ANN001
+    c = cli.client()
+    m = lookup.machine(c, machine)
+    message = call(c.machines, m.uuid)
+    cli.emit({"machine": m.uuid, "name": m.name, "action": action, "message": message},
+             lambda: cli.say(f"{m.name}: {message}"))
+
+
+@command(app, "attach-disk")
+def attach_disk(
+    cli: Cli, machine: Ref,
+    volume: Annotated[str | None, typer.Option(help="a free volume of yours (name or path)")]
+    = None,
+    size_gib: Annotated[int | None, typer.Option("--size", help="GiB of a new blank disk",
+                                                 min=1)] = None,
+) -> None:
+    """Attach a volume of yours, or a new blank disk, to a machine (live when it runs)."""
+    if (volume is None) == (size_gib is None):
+        raise CLIError("give --volume or --size")
+    _disk_change(cli, machine, "attach_disk",
+                 lambda ms, u: ms.attach_disk(u, volume=volume, size_gib=size_gib))
+
+
+@command(app, "detach-disk")
+def detach_disk(cli: Cli, machine: Ref,
+                target: Annotated[str, typer.Argument(help="the disk, e.g. vdb")]) -> None:
+    """Detach a disk; its volume stays, attached to nothing."""
+    _disk_change(cli, machine, "detach_disk", lambda ms, u: ms.detach_disk(u, target))
+
+
+@command(app, "grow-disk")
+def grow_disk(cli: Cli, machine: Ref,
+              target: Annotated[str, typer.Argument(help="the disk, e.g. vda")],
+              size_gib: Annotated[int, typer.Option("--size", help="the new size in GiB",
+                                                    min=1)]) -> None:
+    """Grow a disk (live by block resize when the machine runs)."""
+    _disk_change(cli, machine, "grow_disk", lambda ms, u: ms.grow_disk(u, target, size_gib))
+
+
 @command(app, "actions")
 def actions(cli: Cli, machine: Ref) -> None:
     """The actions valid for a machine now."""

@@ -81,6 +81,7 @@ from enomalism.client.models import (
 )
 from enomalism.client.naming import is_uuid, pick
 from enomalism.client.networks import Networks
+from enomalism.client.pools import Pools
 from enomalism.client.transactions import Transactions
 from enomalism.client.users import Audit, Groups, Permissions, Tokens, Users
 
@@ -101,7 +102,7 @@ class Client:
 
     Resources are attributes: `machines`, `hosts`, `nodes`, `hypervisors`, `clusters`, `users`,
     `groups`, `permissions`, `tokens`, `audit`, `transactions`, `repositories`, `packages`,
-    `networks`, `cache`, `images`; `wait` follows a transaction to its end, `events` the
+    `networks`, `cache`, `images`, `pools`; `wait` follows a transaction to its end, `events` the
     events stream."""
 
     def __init__(self, url: str, username: str | None = None, password: str | None = None, *,
@@ -111,6 +112,7 @@ class Client:
                                        transport=transport)
         self.url = conn.url
         self.nodes, self.cache, self.images = Nodes(conn), Cache(conn), Images(conn)
+        self.pools = Pools(conn)
         self.clusters, self.hosts = Clusters(conn), Hosts(conn)
         self.hypervisors = Hypervisors(conn, self.hosts)
         self.repositories, self.packages = Repositories(conn), Packages(conn)

@@ -155,6 +155,17 @@ class Machines(Resource):
             raise ValueError("give vcpus and/or memory")
         return self.action(uuid, "set", vcpus=vcpus, memory=memory)
 
+    def attach_disk(self, uuid: str, *, volume: str | None = None,
+                    size_gib: int | None = None) -> str:
+        """Attach a free volume of yours (name or path), or a new blank disk of `size_gib`."""
+        return self.action(uuid, "attach_disk", volume=volume, size=size_gib)
+
+    def detach_disk(self, uuid: str, target: str) -> str:
+        return self.action(uuid, "detach_disk", target=target)
+
+    def grow_disk(self, uuid: str, target: str, size_gib: int) -> str:
+        return self.action(uuid, "grow_disk", target=target, size=size_gib)
+
     def set_xml(self, uuid: str, xmldesc: str) -> str:
         """Replace the stored definition (`xml_pending` until `store_xml`)."""
         return self.action(uuid, "xmldesc", xmldesc=xmldesc)
