@@ -595,6 +595,9 @@ def disk_source(job: JobContext, conn: libvirt.virConnect, hv_uuid: str, uri: st
     return (lambda: open(copy, "rb")), fmt if source == disk_path else "qcow2", info.capacity
 
 
+PACKAGE_CLASSES = ("kvm", "qemu", "xen", "lxc", "test")
+
+
 @handler("package")
 def package(job: JobContext) -> dict[str, Any]:
     prm = job.params
@@ -606,6 +609,11 @@ def package(job: JobContext) -> dict[str, Any]:
         hv_uuid, uri, virt_class, arch = hv.uuid, hv.virt_url, hv.virt_class, hv.arch
     conn = job.registry.connection(hv_uuid)
     xml_text = driver.domain_xml(conn, prm["machine"])  # without secrets (graphics passwords)
+    portable = DomainXML(xml_text)
+    portable.portable_consoles()  # no log file or socket path of this host travels
+    # the package's class is the domain's type (a qemu (TCG) guest on a kvm host is qemu)
+    virt_class = portable.domain_type if portable.domain_type in PACKAGE_CLASSES else virt_class
+    xml_text = portable.to_string()
     with job.db.session(write=False) as s:
         disks = _check_own_disks(s, conn, prm["machine"], DomainXML(xml_text))
     formats = _declared_formats(conn, DomainXML(xml_text))
