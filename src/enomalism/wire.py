@@ -67,6 +67,9 @@ class MachineInfo(WireModel):
     synced_at: datetime | None
     leases: list[dict] = Field(description="addresses the machine holds on static networks: "
                                "network, network_name, address, prefix, gateway, mac, bridge")
+    paused_reason: str | None = Field(
+        None, description="a paused VM, in GET of the machine: libvirt's reason (user, "
+        "ioerror, watchdog, migration, ...) (extension)")
 
 
 class HypervisorObj(WireModel):

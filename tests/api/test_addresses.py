@@ -46,3 +46,13 @@ def test_addresses_are_shown_only_to_those_who_may_read_the_machine(server):  # 
     seen = api.ok("GET", f"/rest/machine/{uuid}/", auth=eve.auth)["machine_obj"]["addresses"]
     assert [a["source"] for a in seen] == ["lease"]
     api.ok("POST", f"/rest/machine/{uuid}/actions/totaldelete/")
+
+
+def test_a_paused_machine_says_why(server):  # noqa: F811
+    api = server
+    uuid = create(api, name="pausing", disk=1)["machine"]
+    assert api.machine(uuid)["info"]["paused_reason"] is None
+    api.ok("POST", f"/rest/machine/{uuid}/actions/create/")
+    api.ok("POST", f"/rest/machine/{uuid}/actions/suspend/")
+    assert api.machine(uuid)["info"]["paused_reason"] == "user"
+    api.ok("POST", f"/rest/machine/{uuid}/actions/totaldelete/")

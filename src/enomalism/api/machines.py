@@ -203,8 +203,10 @@ def trigger_status_updates(uuid: str, ctx: Ctx) -> dict:
 def _machine_answer(ctx: Ctx, uuid: str, message: str = "", *, live: bool = False) -> dict:
     m = machines.get(ctx, uuid)
     found = addresses.of_machine(ctx, m) if live else None
+    paused = addresses.why_paused(ctx, m) if live else None
     return {"machine": m.uuid, "errno": 0, "message": message,
-            "info": schemas.machine_info(m), "machine_obj": schemas.machine_obj(m, found),
+            "info": schemas.machine_info(m, paused),
+            "machine_obj": schemas.machine_obj(m, found),
             "hypervisors": schemas.machine_hypervisors(m)}
 
 

@@ -130,9 +130,9 @@ def machine_obj(m: Machine, addresses: list[dict] | None = None) -> dict:
     }
 
 
-def machine_info(m: Machine) -> dict:
+def machine_info(m: Machine, paused_reason: str | None = None) -> dict:
     hv = m.parent
-    return {
+    return {"paused_reason": paused_reason,
         "state": m.state, "vcpus": m.vcpus, "memory_kib": m.memory_kib,
         "max_memory_kib": m.max_memory_kib, "persistent": m.persistent,
         "hypervisor_status": hv.status if hv is not None else None, "synced_at": m.synced_at,

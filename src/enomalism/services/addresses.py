@@ -16,6 +16,7 @@ from enomalism.errors import EnomalismError
 from enomalism.services.context import Context
 from enomalism.store.models import Lease, Machine, Network
 from enomalism.virt.addresses import guest_addresses
+from enomalism.virt.paused import paused_reason
 
 _ACTIVE = ("running", "blocked", "paused")
 
@@ -52,3 +53,14 @@ def of_machine(ctx: Context, m: Machine) -> list[dict]:
             out.append({"address": a.address, "prefix": a.prefix, "mac": a.mac,
                         "source": a.source})
     return out
+
+
+def why_paused(ctx: Context, m: Machine) -> str | None:
+    """libvirt's reason for a paused VM (ioerror: its pool is full...); None otherwise, or
+    when its hypervisor is not connected."""
+    if m.kind != "vm" or m.state != "paused" or m.parent_uuid is None:
+        return None
+    try:
+        return paused_reason(ctx.registry.connection(m.parent_uuid), m.uuid)
+    except EnomalismError:
+        return None
