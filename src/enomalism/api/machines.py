@@ -89,6 +89,7 @@ class MachineVars(Vars):
                                "for the seed (repeatable)",
                                json_schema_extra={"x-repeat-only": True})
     hostname: str | None = Field(None, description="the guest's host name, for the seed")
+    virt_type: str | None = Field(None, description="for provision: kvm or qemu (TCG)")
 
 
 class ProvisionVars(Vars):
@@ -107,6 +108,8 @@ class ProvisionVars(Vars):
                                "for the seed (repeatable)",
                                json_schema_extra={"x-repeat-only": True})
     hostname: str | None = Field(None, description="the guest's host name, for the seed")
+    virt_type: str | None = Field(None, description="kvm or qemu (TCG); default the "
+                                  "hypervisor's class")
 
 
 class PackageVars(Vars):
@@ -224,7 +227,8 @@ def update_machine(uuid: str, ctx: Ctx, v: Annotated[MachineVars, http_vars(Mach
     if v.action == "provision":
         return provision(uuid, ctx, ProvisionVars(
             pkguuid=v.pkguuid, hvmuuid=v.hvmuuid, name=v.name, pool=v.pool,
-            user_data=v.user_data, ssh_key=v.ssh_key, hostname=v.hostname))
+            user_data=v.user_data, ssh_key=v.ssh_key, hostname=v.hostname,
+            virt_type=v.virt_type))
     if v.action == "package":
         return package(uuid, ctx, PackageVars(name=v.name, description=v.description,
                                               version=v.version, compression=v.compression))
@@ -297,7 +301,8 @@ def provision(uuid: str, ctx: Ctx, v: Annotated[ProvisionVars, http_vars(Provisi
     once with the new machine's id, the transaction doing the work and the hypervisor."""
     q = provisioning.queue_provision(ctx, uuid, pkguuid=v.pkguuid, hvmuuid=v.hvmuuid,
                                      name=v.name, pool=v.pool, user_data=v.user_data,
-                                     ssh_keys=v.ssh_key, hostname=v.hostname)
+                                     ssh_keys=v.ssh_key, hostname=v.hostname,
+                                     virt_type=v.virt_type)
     return {"newuuid": q.machine, "txid": q.tx.uuid, "hvmuuid": q.hypervisor, "errno": 0,
             "message": "provision queued"}
 

@@ -147,7 +147,8 @@ class Queued(NamedTuple):
 
 def queue_provision(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuuid: str | None,
                     name: str | None, pool: str | None = None, user_data: str | None = None,
-                    ssh_keys: list[str] = (), hostname: str | None = None) -> Queued:
+                    ssh_keys: list[str] = (), hostname: str | None = None,
+                    virt_type: str | None = None) -> Queued:
     """Check everything that can be checked now, record the new machine (locked by the
     transaction, with the size it will have) and queue the provision.
 
@@ -161,6 +162,8 @@ def queue_provision(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuui
     too, in the short transaction that records the machine. Should placement then pick
     another hypervisor (others recorded machines meanwhile), that one is asked in turn: at
     most once each."""
+    if virt_type not in (None, "", "kvm", "qemu"):
+        raise InvalidInput(f"virt_type is kvm or qemu, not '{str(virt_type)[:40]}'")
     asked: set[str] = set()
     while True:
         hv, p, memory_kib, vcpus = _place(ctx, host_uuid, pkguuid=pkguuid, hvmuuid=hvmuuid,
@@ -179,6 +182,8 @@ def queue_provision(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuui
         # servers still lease to MACs gone.
         networks.check_for_host(conn, hv.virt_url, nets)
         held = {n.uuid: driver.dhcp_leased(conn, n.bridge) for n in nets}
+    if virt_type == "kvm" and hv.virt_class not in ("kvm", "test"):
+        raise InvalidInput(f"hypervisor {hv.virt_url} offers plain QEMU only: virt_type qemu")
     seed = cloudinit.check(user_data=user_data, ssh_keys=list(ssh_keys), hostname=hostname,
                            name=name)
     newuuid = new_uuid()
@@ -198,7 +203,7 @@ def queue_provision(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuui
     tx = transactions.enqueue(ctx, "provision", target=newuuid, lock=[newuuid], params={
         "package": p.uuid, "hypervisor": hv.uuid, "name": name, "machine": newuuid,
         "pool": pool or None, "nics": nics, "memory_kib": memory_kib, "vcpus": vcpus,
-        "seed": seed})
+        "seed": seed, "virt_type": virt_type or None})
     tx.undo = [{"kind": "machine", "uuid": newuuid}]
     return Queued(newuuid, hv.uuid, tx)
 
@@ -402,6 +407,14 @@ def _base_volume(job: JobContext, hv_uuid: str, pool: libvirt.virStoragePool, pk
         return vol_path
 
 
+def _domain_type(virt_class: str, virt_type: str | None) -> str | None:
+    """The caller's choice (kvm or plain QEMU/TCG: nested KVM hosts cannot run every guest)
+    where the hypervisor offers it, else the hypervisor's class."""
+    if virt_class == "test":
+        return "test"
+    return virt_type or DOMAIN_TYPE.get(virt_class)
+
+
 @handler("provision")
 def provision(job: JobContext) -> dict[str, Any]:
     prm = job.params
@@ -454,7 +467,7 @@ def provision(job: JobContext) -> dict[str, Any]:
         xml = DomainXML(xml_text)
         xml.rewrite_for_provision(
             name=name, uuid=newuuid, disk_paths=paths, disk_formats={t: "qcow2" for t in paths},
-            domain_type=DOMAIN_TYPE.get(virt_class))
+            domain_type=_domain_type(virt_class, prm.get("virt_type")))
         if nics:
             xml.set_static_addresses(nics)
         if seed_path:
