@@ -17,6 +17,7 @@ the API layer turns any of them into `{"errno": N, "message": "..."}` with that 
     │   ├── BadSSHKey         1027  400  an ssh_key that is no OpenSSH public key line
     │   ├── WrongImageFormat  1028  400  an ISO image as a disk, a disk image as a CD-ROM
     │   ├── DiskTooLarge      1029  400  a new disk larger than its whole storage pool
+    │   ├── BadSize           1031  400  set: vcpus or memory not a size the machine can have
     │   ├── FetchTimedOut     1030  400  a feed took longer than the total fetch time allowed
     │   ├── UnknownEventType  1036  400  GET /rest/events/: a `type` that is no event type
     │   ├── BadEventId        1037  400  GET /rest/events/: a Last-Event-ID that is no event id
@@ -43,7 +44,8 @@ the API layer turns any of them into `{"errno": N, "message": "..."}` with that 
     ├── NotFound              1200  404
     ├── Conflict              1300  409  a name or URL already taken, objects still in use
     │   ├── InvalidState      1301  409  the action does not fit the machine's current state
-    │   │   └── ForeignDisk   1310  409  package: the machine has a disk it does not own
+    │   │   ├── ForeignDisk   1310  409  package: the machine has a disk it does not own
+    │   │   └── AboveMaximum  1311  409  set: a running machine grown past its maximum
     │   ├── NoPlacement       1302  409  no hypervisor can take a new machine (placement)
     │   ├── ImageTooLarge     1316  413  an upload larger than its pool's free space
     │   ├── PoolFull          1326  409  the storage pool has less space left than a new disk
@@ -159,6 +161,10 @@ class DiskTooLarge(InvalidInput):
     errno = 1029
 
 
+class BadSize(InvalidInput):
+    errno = 1031
+
+
 class NotAuthenticated(EnomalismError):
     errno, status, message = 1100, 401, "authentication required"
 
@@ -247,6 +253,10 @@ class PoolFull(Conflict):
 
 class ForeignDisk(InvalidState):
     errno = 1310
+
+
+class AboveMaximum(InvalidState):
+    errno = 1311
 
 
 class NetworksClash(Conflict):

@@ -20,6 +20,14 @@ class WireModel(BaseModel):
 
 # -- machines, hypervisors, nodes, clusters ------------------------------------------------
 
+class AddressObj(WireModel):
+    address: str
+    prefix: int | None
+    mac: str | None
+    source: str = Field(description="lease (ours, a static network's), dhcp (libvirt's "
+                        "network leases), agent (the guest agent) or arp (the host's table)")
+
+
 class MachineObj(WireModel):
     uuid: str
     name: str
@@ -43,6 +51,10 @@ class MachineObj(WireModel):
     synced_at: datetime | None
     vcpus: int | None = Field(None, description="VMs: virtual CPUs (extension)")
     memory_kib: int | None = Field(None, description="VMs: memory in KiB (extension)")
+    addresses: list[AddressObj] = Field(
+        default_factory=list, description="VMs: where the guest is reachable (extension). "
+        "Lists and action answers carry the stored leases; GET of one machine also asks "
+        "libvirt (dhcp, agent, arp)")
 
 
 class MachineInfo(WireModel):
@@ -55,6 +67,9 @@ class MachineInfo(WireModel):
     synced_at: datetime | None
     leases: list[dict] = Field(description="addresses the machine holds on static networks: "
                                "network, network_name, address, prefix, gateway, mac, bridge")
+    paused_reason: str | None = Field(
+        None, description="a paused VM, in GET of the machine: libvirt's reason (user, "
+        "ioerror, watchdog, migration, ...) (extension)")
 
 
 class HypervisorObj(WireModel):
@@ -273,6 +288,27 @@ class RepositoryObj(WireModel):
     refreshed_at: datetime | None
     last_error: str | None
     packages: int
+
+
+class PoolObj(WireModel):
+    name: str
+    uuid: str = Field(description="libvirt's UUID of the pool")
+    hypervisor: str
+    active: bool
+    capacity: int = Field(description="bytes")
+    allocation: int = Field(description="bytes")
+    available: int = Field(description="bytes")
+
+
+class VolumeObj(WireModel):
+    name: str
+    path: str
+    capacity: int = Field(description="bytes the guest sees")
+    allocation: int | None = Field(None, description="bytes used on the host")
+    format: str | None = None
+    owner: str | None = Field(description="the user who owns it (a machine's volume: the "
+                              "machine's owner)")
+    machine: str | None = Field(description="the machine whose disk it is")
 
 
 class ImageObj(WireModel):

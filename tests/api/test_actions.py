@@ -16,10 +16,11 @@ from tests.conftest import (
 from tests.fakehost import FakeDomain, domain_xml
 
 ALWAYS = ["xmldesc", "store_xml", "set_parent", "totaldelete"]
+DEVICES = ["set", "attach_disk", "detach_disk", "grow_disk"]  # size and disks
 ACTIONS_IN = {  # package (2.19) is a transaction of its own, tested with the transactions
-    "running": ["suspend", "shutdown", "reboot", "poweroff", "package", *ALWAYS],
-    "paused": ["resume", "poweroff", "package", *ALWAYS],
-    "shutoff": ["create", "rename", "package", *ALWAYS],
+    "running": ["suspend", "shutdown", "reboot", "poweroff", "package", *DEVICES, *ALWAYS],
+    "paused": ["resume", "poweroff", "package", *DEVICES, *ALWAYS],
+    "shutoff": ["create", "rename", "package", *DEVICES, *ALWAYS],
 }
 LIBVIRT_STATE = {"running": libvirt.VIR_DOMAIN_RUNNING, "paused": libvirt.VIR_DOMAIN_PAUSED,
                  "shutoff": libvirt.VIR_DOMAIN_SHUTOFF}

@@ -126,6 +126,7 @@ def nothing_made(w: World) -> Iterator[None]:
     ({"name": "web"}, 409, 1300, "web"),  # a discovered domain's name
     ({"name": "db"}, 409, 1300, "db"),  # a managed machine's name
     ({"pool": "no-such-pool"}, 404, 1200, "no-such-pool"),
+    ({"virt_type": "xen"}, 400, 1000, "virt_type"),
 ])
 def test_provision_refusals(world, change, status, errno, words):
     data = {k: v for k, v in world.valid(**change).items() if v is not None}

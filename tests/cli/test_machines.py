@@ -9,7 +9,8 @@ from tests.conftest import ADMIN_PASSWORD
 
 MACHINE_KEYS = {"uuid", "name", "kind", "state", "managed", "persistent", "parent", "host",
                 "address", "is_local", "clusters", "locked_by", "owner", "actions",
-                "xml_pending", "created_at", "updated_at", "synced_at", "vcpus", "memory_kib"}
+                "xml_pending", "created_at", "updated_at", "synced_at", "vcpus", "memory_kib",
+                "addresses"}
 
 
 def test_list_table(cloud):

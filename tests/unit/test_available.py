@@ -7,6 +7,7 @@ from enomalism.store.models import Hypervisor, Machine
 from enomalism.virt.driver import STATES
 
 ALWAYS = ["xmldesc", "store_xml", "set_parent", "totaldelete"]
+DEVICES = ["set", "attach_disk", "detach_disk", "grow_disk"]  # size and disks
 
 
 def vm(state: str = "running", *, managed: bool = True, lock: str | None = None) -> Machine:
@@ -14,14 +15,14 @@ def vm(state: str = "running", *, managed: bool = True, lock: str | None = None)
 
 
 @pytest.mark.parametrize("state, expected", [
-    ("running", ["suspend", "shutdown", "reboot", "poweroff", "package", *ALWAYS]),
-    ("blocked", ["suspend", "shutdown", "reboot", "poweroff", *ALWAYS]),
-    ("paused", ["resume", "poweroff", "package", *ALWAYS]),
-    ("shutdown", ["poweroff", *ALWAYS]),
-    ("shutoff", ["create", "rename", "package", *ALWAYS]),
-    ("crashed", ["poweroff", *ALWAYS]),
-    ("pmsuspended", ["create", "poweroff", *ALWAYS]),
-    ("nostate", ["poweroff", *ALWAYS]),
+    ("running", ["suspend", "shutdown", "reboot", "poweroff", "package", *DEVICES, *ALWAYS]),
+    ("blocked", ["suspend", "shutdown", "reboot", "poweroff", *DEVICES, *ALWAYS]),
+    ("paused", ["resume", "poweroff", "package", *DEVICES, *ALWAYS]),
+    ("shutdown", ["poweroff", *DEVICES, *ALWAYS]),
+    ("shutoff", ["create", "rename", "package", *DEVICES, *ALWAYS]),
+    ("crashed", ["poweroff", *DEVICES, *ALWAYS]),
+    ("pmsuspended", ["create", "poweroff", *DEVICES, *ALWAYS]),
+    ("nostate", ["poweroff", *DEVICES, *ALWAYS]),
     ("missing", ALWAYS),
     ("unknown", ALWAYS),
     ("no-such-state", ALWAYS),

@@ -30,6 +30,7 @@ from enomalism.api import (
     metrics,
     networks,
     permissions,
+    pools,
     transactions,
     users,
     vmfeed,
@@ -69,7 +70,7 @@ log = logging.getLogger("enomalism")
 
 ROUTERS = (machines.router, hypervisors.router, clusters.router, users.router,
            permissions.router, transactions.router, vmfeed.router, networks.router,
-           cache.router, metrics.router, images.router, consoles.router)
+            cache.router, metrics.router, images.router, consoles.router, pools.router)
 for _router in ROUTERS:  # once per process: create_app runs many times in the tests
     guard_literal_paths(_router)
 

@@ -114,6 +114,8 @@ def _rules() -> dict[tuple[str, str], Rule]:
         ("POST", "/rest/images/{uuid}/"): Rule("image", ACTION),
         ("DELETE", "/rest/images/{uuid}/"): Rule("image", "delete"),
         ("PUT", "/rest/vmfeed/upload/"): Rule("package", "upload", created="package"),
+        ("PUT", "/rest/pools/{uuid}/volumes/"): Rule("pool", "create_volume"),
+        ("DELETE", "/rest/pools/{uuid}/volumes/{name}/"): Rule("pool", "delete_volume"),
         ("POST", "/rest/cache/prune/"): Rule("cache", "prune", object_param="hypervisor"),
     }
     return table

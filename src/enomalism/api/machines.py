@@ -10,7 +10,15 @@ from enomalism.api.compat import posted_nothing, refuse_changes_on_get
 from enomalism.api.deps import Ctx, NoVars, Vars, expose, http_vars
 from enomalism.api.guard import refuse_cross_site
 from enomalism.errors import Conflict
-from enomalism.services import access, actions, create, hypervisors, machines, provisioning
+from enomalism.services import (
+    access,
+    actions,
+    addresses,
+    create,
+    hypervisors,
+    machines,
+    provisioning,
+)
 from enomalism.services.context import Context
 
 router = APIRouter(tags=["machines"])
@@ -60,6 +68,14 @@ class MachineVars(Vars):
     name: str | None = Field(None, description="the new name, for rename")
     xmldesc: str | None = Field(None, description="the new XML description, for xmldesc")
     puuid: str | None = Field(None, description="the hypervisor to move to, for set_parent")
+    vcpus: str | None = Field(None, description="for set: the machine's virtual CPUs")
+    memory: str | None = Field(None, description="for set: the machine's memory in MiB")
+    volume: str | None = Field(None, description="for attach_disk: a free volume of yours "
+                               "(name or path)")
+    size: str | None = Field(None, description="for attach_disk: GiB of a new blank disk; for "
+                             "grow_disk: the disk's new size in GiB")
+    target: str | None = Field(None, description="for detach_disk and grow_disk: the disk's "
+                               "device name (vdb)")
     pkguuid: str | None = Field(None, description="the package to provision")
     hvmuuid: str | None = Field(None, description="for provision: the hypervisor, a cluster, or "
                                 "left out (see ProvisionVars)")
@@ -73,6 +89,7 @@ class MachineVars(Vars):
                                "for the seed (repeatable)",
                                json_schema_extra={"x-repeat-only": True})
     hostname: str | None = Field(None, description="the guest's host name, for the seed")
+    virt_type: str | None = Field(None, description="for provision: kvm or qemu (TCG)")
 
 
 class ProvisionVars(Vars):
@@ -91,6 +108,8 @@ class ProvisionVars(Vars):
                                "for the seed (repeatable)",
                                json_schema_extra={"x-repeat-only": True})
     hostname: str | None = Field(None, description="the guest's host name, for the seed")
+    virt_type: str | None = Field(None, description="kvm or qemu (TCG); default the "
+                                  "hypervisor's class")
 
 
 class PackageVars(Vars):
@@ -112,9 +131,30 @@ class SetParentVars(Vars):
     puuid: str | None = Field(None, description="the hypervisor to move to")
 
 
+class SetVars(Vars):
+    vcpus: str | None = Field(None, description="the machine's virtual CPUs")
+    memory: str | None = Field(None, description="the machine's memory in MiB")
+
+
+class AttachDiskVars(Vars):
+    volume: str | None = Field(None, description="a free volume of yours (name or path)")
+    size: str | None = Field(None, description="or GiB of a new blank disk")
+
+
+class DetachDiskVars(Vars):
+    target: str | None = Field(None, description="the disk's device name (vdb)")
+
+
+class GrowDiskVars(Vars):
+    target: str | None = Field(None, description="the disk's device name (vda)")
+    size: str | None = Field(None, description="its new size in GiB")
+
+
 # The HTTP variables of /rest/machine/<UUID>/actions/<action>/; the other actions take none.
 ACTION_VARS: dict[str, type[Vars]] = {
-    "rename": RenameVars, "xmldesc": XmldescVars, "set_parent": SetParentVars}
+    "rename": RenameVars, "xmldesc": XmldescVars, "set_parent": SetParentVars,
+    "set": SetVars, "attach_disk": AttachDiskVars, "detach_disk": DetachDiskVars,
+    "grow_disk": GrowDiskVars}
 
 
 class HypervisorVars(Vars):
@@ -135,7 +175,8 @@ def list_machines(ctx: Ctx, v: Annotated[ListVars, http_vars(ListVars)]) -> dict
     found = machines.list_machines(ctx, kind=v.kind, hypervisor=v.hypervisor, state=v.state)
     answer: dict = {"machines": [m.uuid for m in found]}
     if v.detail:
-        answer["machine_objs"] = [schemas.machine_obj(m) for m in found]
+        held = addresses.stored(ctx.db, [m.uuid for m in found if m.kind == "vm"])
+        answer["machine_objs"] = [schemas.machine_obj(m, held.get(m.uuid, [])) for m in found]
     return answer
 
 
@@ -162,32 +203,38 @@ def trigger_status_updates(uuid: str, ctx: Ctx) -> dict:
     return {"errno": 0, "message": message, "machine": machines.get(ctx, uuid).uuid}
 
 
-def _machine_answer(ctx: Ctx, uuid: str, message: str = "") -> dict:
+def _machine_answer(ctx: Ctx, uuid: str, message: str = "", *, live: bool = False) -> dict:
     m = machines.get(ctx, uuid)
+    found = addresses.of_machine(ctx, m) if live else None
+    paused = addresses.why_paused(ctx, m) if live else None
     return {"machine": m.uuid, "errno": 0, "message": message,
-            "info": schemas.machine_info(m), "machine_obj": schemas.machine_obj(m),
+            "info": schemas.machine_info(m, paused),
+            "machine_obj": schemas.machine_obj(m, found),
             "hypervisors": schemas.machine_hypervisors(m)}
 
 
 def get_machine_route(uuid: str, ctx: Ctx) -> dict:
-    """The machine, its runtime information and its hypervisors."""
-    return _machine_answer(ctx, uuid)
+    """The machine, its runtime information and its hypervisors; its addresses as stored and
+    as libvirt reports them now."""
+    return _machine_answer(ctx, uuid, live=True)
 
 
 def update_machine(uuid: str, ctx: Ctx, v: Annotated[MachineVars, http_vars(MachineVars)]) -> dict:
     """Perform `action` on the machine (rename, xmldesc, set_parent, or any machine action).
     Without variables, answers like GET."""
     if posted_nothing(v, needs="action"):
-        return _machine_answer(ctx, uuid)
+        return _machine_answer(ctx, uuid, live=True)
     if v.action == "provision":
         return provision(uuid, ctx, ProvisionVars(
             pkguuid=v.pkguuid, hvmuuid=v.hvmuuid, name=v.name, pool=v.pool,
-            user_data=v.user_data, ssh_key=v.ssh_key, hostname=v.hostname))
+            user_data=v.user_data, ssh_key=v.ssh_key, hostname=v.hostname,
+            virt_type=v.virt_type))
     if v.action == "package":
         return package(uuid, ctx, PackageVars(name=v.name, description=v.description,
                                               version=v.version, compression=v.compression))
     message = actions.perform(ctx, uuid, v.action, actions.ActionVars(
-        name=v.name, xmldesc=v.xmldesc, puuid=v.puuid))
+        name=v.name, xmldesc=v.xmldesc, puuid=v.puuid, vcpus=v.vcpus, memory=v.memory,
+        volume=v.volume, size=v.size, target=v.target))
     if v.action == "totaldelete":
         return {"machine": uuid, "errno": 0, "message": message}
     return _machine_answer(ctx, uuid, message)
@@ -254,7 +301,8 @@ def provision(uuid: str, ctx: Ctx, v: Annotated[ProvisionVars, http_vars(Provisi
     once with the new machine's id, the transaction doing the work and the hypervisor."""
     q = provisioning.queue_provision(ctx, uuid, pkguuid=v.pkguuid, hvmuuid=v.hvmuuid,
                                      name=v.name, pool=v.pool, user_data=v.user_data,
-                                     ssh_keys=v.ssh_key, hostname=v.hostname)
+                                     ssh_keys=v.ssh_key, hostname=v.hostname,
+                                     virt_type=v.virt_type)
     return {"newuuid": q.machine, "txid": q.tx.uuid, "hvmuuid": q.hypervisor, "errno": 0,
             "message": "provision queued"}
 
@@ -272,7 +320,9 @@ def run_action(ctx: Context, uuid: str, action: str, v: Vars | None = None) -> d
     `app.ActionShortcut` for the actions without variables)."""
     message = actions.perform(ctx, uuid, action, actions.ActionVars(
         name=getattr(v, "name", None), xmldesc=getattr(v, "xmldesc", None),
-        puuid=getattr(v, "puuid", None)))
+        puuid=getattr(v, "puuid", None), vcpus=getattr(v, "vcpus", None),
+        memory=getattr(v, "memory", None), volume=getattr(v, "volume", None),
+        size=getattr(v, "size", None), target=getattr(v, "target", None)))
     return {"errno": 0, "message": message}
 
 
@@ -299,6 +349,11 @@ SPEC_ACTIONS = {
     "rename": "Rename (needs name; a VM must be shut off). Extension.",
     "xmldesc": "Replace the stored XML description (needs xmldesc). Extension.",
     "set_parent": "Move to another hypervisor (needs puuid). Extension.",
+    "set": "Resize: vcpus and/or memory (MiB); live up to the maximums. Extension.",
+    "attach_disk": "Attach a volume of yours (volume) or a new blank disk (size, GiB). "
+                   "Extension.",
+    "detach_disk": "Detach the disk target (vdb); the volume stays yours. Extension.",
+    "grow_disk": "Grow the disk target to size GiB (live by block resize). Extension.",
 }
 
 # The actions whose path takes no HTTP variables: app.ActionShortcut may answer them.

@@ -9,6 +9,7 @@ from sqlalchemy.orm import object_session
 from enomalism.runtime import nodes
 from enomalism.services import clusters
 from enomalism.services.actions import available
+from enomalism.services.addresses import stored as stored_addresses
 from enomalism.services.context import Context
 from enomalism.services.machines import shown_xml
 from enomalism.services.networks import machine_leases
@@ -110,7 +111,12 @@ class HostAnswer(Status):
     hypervisors: list[HypervisorObj]
 
 
-def machine_obj(m: Machine) -> dict:
+def machine_obj(m: Machine, addresses: list[dict] | None = None) -> dict:
+    """`addresses`: the machine's, when the caller has them (a list reads all machines' leases
+    in one query, one machine's GET asks libvirt too); else its stored leases."""
+    if addresses is None:
+        addresses = stored_addresses(object_session(m), [m.uuid])[m.uuid] \
+            if m.kind == "vm" else []
     return {
         "uuid": m.uuid, "name": m.name, "kind": m.kind, "state": m.state, "managed": m.managed,
         "persistent": m.persistent, "parent": m.parent_uuid,
@@ -120,13 +126,13 @@ def machine_obj(m: Machine) -> dict:
         "owner": m.owner_uuid, "actions": available(m), "xmldesc": shown_xml(m),
         "xml_pending": m.xml_pending, "created_at": m.created_at,
         "updated_at": m.updated_at, "synced_at": m.synced_at, "vcpus": m.vcpus,
-        "memory_kib": m.memory_kib,
+        "memory_kib": m.memory_kib, "addresses": addresses,
     }
 
 
-def machine_info(m: Machine) -> dict:
+def machine_info(m: Machine, paused_reason: str | None = None) -> dict:
     hv = m.parent
-    return {
+    return {"paused_reason": paused_reason,
         "state": m.state, "vcpus": m.vcpus, "memory_kib": m.memory_kib,
         "max_memory_kib": m.max_memory_kib, "persistent": m.persistent,
         "hypervisor_status": hv.status if hv is not None else None, "synced_at": m.synced_at,

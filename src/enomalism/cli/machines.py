@@ -83,23 +83,25 @@ def list_(
             names.update({m.uuid: m.name for m in c.machines.list(kind="host")})
         uris = {h.uuid: h.virt_url for h in c.hypervisors.list()} if \
             any(m.parent for m in found) else {}
-        addresses = _addresses(c) if any(m.kind == "vm" for m in found) else {}
         cli.table(
             ["NAME", "UUID", "KIND", "STATE", "HOST", "HYPERVISOR", "ADDRESS", "SIZE", "NOTES"],
             [[m.name, m.uuid, m.kind, m.state, names.get(m.host or "", m.host),
-              uris.get(m.parent or "", m.parent), m.address or addresses.get(m.uuid),
+              uris.get(m.parent or "", m.parent),
+              m.address or ", ".join(a.address for a in m.addresses) or None,
               _size(m), notes(m)] for m in found])
     cli.emit([brief(m) for m in found], human)
 
 
-def _addresses(c: Client) -> dict[str, str]:
-    """The addresses leased to each machine, from the networks the caller may read."""
-    found: dict[str, list[str]] = {}
-    for n in c.networks.list():
-        for lease in c.networks.leases(n.uuid):
-            if lease.machine:
-                found.setdefault(lease.machine, []).append(lease.address)
-    return {m: ", ".join(a) for m, a in found.items()}
+def _address_lines(m: Machine, leases: list[dict]) -> list[str]:
+    """`10.0.0.5/24 (lease on net1, 52:54:00:...)`: each address with where it came from."""
+    networks = {x.get("address"): x.get("network_name") for x in leases}
+    out = []
+    for a in m.addresses:
+        where = f"{a.source} on {networks[a.address]}" \
+            if a.source == "lease" and networks.get(a.address) else a.source
+        prefix = f"/{a.prefix}" if a.prefix is not None else ""
+        out.append(f"{a.address}{prefix} ({where}{', ' + a.mac if a.mac else ''})")
+    return out
 
 
 def _size(m: Machine) -> str:
@@ -147,8 +149,7 @@ def show(
             *([("address", m.address)] if m.address else []),
             ("vcpus", info.vcpus), ("memory", kib(info.memory_kib)),
             ("clusters", [clusters.get(u, u) for u in m.clusters]),
-            ("addresses", [f"{x.get('address')} on {x.get('network_name')}"
-                           for x in info.leases]),
+            ("addresses", _address_lines(m, info.leases)),
             ("locked by", m.locked_by), ("xml pending", m.xml_pending),
             ("owner", _user_name(c, m.owner)),
             ("actions", [VERBS.get(a, a) for a in m.actions]), ("created", m.created_at),
@@ -258,6 +259,64 @@ def rename(cli: Cli, machine: Ref,
     message = c.machines.rename(m.uuid, new_name)
     cli.emit({"machine": m.uuid, "name": new_name, "old_name": m.name, "message": message},
              lambda: cli.say(f"{m.name}: {message or 'renamed to ' + new_name}"))
+
+
+@command(app, "set")
+def set_(
+    cli: Cli,
+    machine: Ref,
+    vcpus: Annotated[int | None, typer.Option(help="virtual CPUs", min=1)] = None,
+    memory: Annotated[int | None, typer.Option(help="memory in MiB", min=16)] = None,
+) -> None:
+    """Resize a machine: a stopped one takes any size (its new maximum), a running one
+    changes live up to the maximums it was started with."""
+    if vcpus is None and memory is None:
+        raise CLIError("give --vcpus and/or --memory")
+    c = cli.client()
+    m = lookup.machine(c, machine)
+    message = c.machines.resize(m.uuid, vcpus=vcpus, memory=memory)
+    cli.emit({"machine": m.uuid, "name": m.name, "action": "set", "vcpus": vcpus,
+              "memory": memory, "message": message},
+             lambda: cli.say(f"{m.name}: {message}"))
+
+
+def _disk_change(cli: Cli, machine: str, action: str, call) -> None:  # noqa: ANN001
+    c = cli.client()
+    m = lookup.machine(c, machine)
+    message = call(c.machines, m.uuid)
+    cli.emit({"machine": m.uuid, "name": m.name, "action": action, "message": message},
+             lambda: cli.say(f"{m.name}: {message}"))
+
+
+@command(app, "attach-disk")
+def attach_disk(
+    cli: Cli, machine: Ref,
+    volume: Annotated[str | None, typer.Option(help="a free volume of yours (name or path)")]
+    = None,
+    size_gib: Annotated[int | None, typer.Option("--size", help="GiB of a new blank disk",
+                                                 min=1)] = None,
+) -> None:
+    """Attach a volume of yours, or a new blank disk, to a machine (live when it runs)."""
+    if (volume is None) == (size_gib is None):
+        raise CLIError("give --volume or --size")
+    _disk_change(cli, machine, "attach_disk",
+                 lambda ms, u: ms.attach_disk(u, volume=volume, size_gib=size_gib))
+
+
+@command(app, "detach-disk")
+def detach_disk(cli: Cli, machine: Ref,
+                target: Annotated[str, typer.Argument(help="the disk, e.g. vdb")]) -> None:
+    """Detach a disk; its volume stays, attached to nothing."""
+    _disk_change(cli, machine, "detach_disk", lambda ms, u: ms.detach_disk(u, target))
+
+
+@command(app, "grow-disk")
+def grow_disk(cli: Cli, machine: Ref,
+              target: Annotated[str, typer.Argument(help="the disk, e.g. vda")],
+              size_gib: Annotated[int, typer.Option("--size", help="the new size in GiB",
+                                                    min=1)]) -> None:
+    """Grow a disk (live by block resize when the machine runs)."""
+    _disk_change(cli, machine, "grow_disk", lambda ms, u: ms.grow_disk(u, target, size_gib))
 
 
 @command(app, "actions")

@@ -15,6 +15,7 @@ from enomalism.cli import (
     images,
     machines,
     networks,
+    pools,
     session,
     transactions,
     users,
@@ -41,6 +42,7 @@ app.add_typer(networks.app, name="network")
 app.add_typer(transactions.app, name="tx")
 app.add_typer(cache.app, name="cache")
 app.add_typer(images.app, name="image")
+app.add_typer(pools.app, name="pool")
 app.add_typer(admin.app, name="admin")
 command(app, "events")(events.follow)
 

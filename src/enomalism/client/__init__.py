@@ -48,6 +48,7 @@ from enomalism.client.machines import Machines
 from enomalism.client.models import (
     FINAL_STATES,
     AccessList,
+    Address,
     AuditEntry,
     BaseVolume,
     Candidate,
@@ -68,6 +69,7 @@ from enomalism.client.models import (
     NewToken,
     Node,
     Package,
+    Pool,
     Queued,
     Repository,
     StatsPoint,
@@ -75,20 +77,23 @@ from enomalism.client.models import (
     Transaction,
     User,
     UserRef,
+    Volume,
 )
 from enomalism.client.naming import is_uuid, pick
 from enomalism.client.networks import Networks
+from enomalism.client.pools import Pools
 from enomalism.client.transactions import Transactions
 from enomalism.client.users import Audit, Groups, Permissions, Tokens, Users
 
 __all__ = [
     "EXIT_CONFLICT", "EXIT_DENIED", "EXIT_NOT_FOUND", "EXIT_OTHER", "EXIT_UNREACHABLE",
-    "FINAL_STATES", "AccessList", "AmbiguousError", "AuditEntry", "BaseVolume", "Candidate",
-    "Client", "ClientError", "Cluster", "ConflictError", "DeniedError", "Grant", "Group",
-    "GroupRef", "HostRegistration", "Hypervisor", "IPRange", "Image", "Lease", "LockedError",
-    "Machine", "MachineDetails", "MachineInfo", "MachineStats", "NewToken", "Network", "Node",
-    "NotFoundError", "Package", "Queued", "Repository", "StatsPoint", "Token", "Transaction",
-    "UnreachableError", "User", "UserRef", "WaitTimeout", "error_for", "is_uuid", "pick",
+    "FINAL_STATES", "AccessList", "Address", "AmbiguousError", "AuditEntry", "BaseVolume",
+    "Candidate", "Client", "ClientError", "Cluster", "ConflictError", "DeniedError", "Grant",
+    "Group", "GroupRef", "HostRegistration", "Hypervisor", "IPRange", "Image", "Lease",
+    "LockedError", "Machine", "MachineDetails", "MachineInfo", "MachineStats", "Network",
+    "NewToken", "Node", "NotFoundError", "Package", "Pool", "Queued", "Repository", "StatsPoint",
+    "Token", "Transaction", "UnreachableError", "User", "UserRef", "Volume", "WaitTimeout",
+    "error_for", "is_uuid", "pick",
 ]
 
 
@@ -97,7 +102,7 @@ class Client:
 
     Resources are attributes: `machines`, `hosts`, `nodes`, `hypervisors`, `clusters`, `users`,
     `groups`, `permissions`, `tokens`, `audit`, `transactions`, `repositories`, `packages`,
-    `networks`, `cache`, `images`; `wait` follows a transaction to its end, `events` the
+    `networks`, `cache`, `images`, `pools`; `wait` follows a transaction to its end, `events` the
     events stream."""
 
     def __init__(self, url: str, username: str | None = None, password: str | None = None, *,
@@ -107,6 +112,7 @@ class Client:
                                        transport=transport)
         self.url = conn.url
         self.nodes, self.cache, self.images = Nodes(conn), Cache(conn), Images(conn)
+        self.pools = Pools(conn)
         self.clusters, self.hosts = Clusters(conn), Hosts(conn)
         self.hypervisors = Hypervisors(conn, self.hosts)
         self.repositories, self.packages = Repositories(conn), Packages(conn)

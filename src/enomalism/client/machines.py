@@ -153,6 +153,25 @@ class Machines(Resource):
     def rename(self, uuid: str, name: str) -> str:
         return self.action(uuid, "rename", name=name)
 
+    def resize(self, uuid: str, *, vcpus: int | None = None,
+               memory: int | None = None) -> str:
+        """`action=set`: vCPUs and/or memory (MiB); live on a running machine up to its
+        maximums, any size on a stopped one."""
+        if vcpus is None and memory is None:
+            raise ValueError("give vcpus and/or memory")
+        return self.action(uuid, "set", vcpus=vcpus, memory=memory)
+
+    def attach_disk(self, uuid: str, *, volume: str | None = None,
+                    size_gib: int | None = None) -> str:
+        """Attach a free volume of yours (name or path), or a new blank disk of `size_gib`."""
+        return self.action(uuid, "attach_disk", volume=volume, size=size_gib)
+
+    def detach_disk(self, uuid: str, target: str) -> str:
+        return self.action(uuid, "detach_disk", target=target)
+
+    def grow_disk(self, uuid: str, target: str, size_gib: int) -> str:
+        return self.action(uuid, "grow_disk", target=target, size=size_gib)
+
     def set_xml(self, uuid: str, xmldesc: str) -> str:
         """Replace the stored definition (`xml_pending` until `store_xml`)."""
         return self.action(uuid, "xmldesc", xmldesc=xmldesc)

@@ -9,6 +9,7 @@ FINAL_STATES = frozenset({"done", "failed", "cancelled"})
 
 Machine = wire.MachineObj  # a host or a VM (the API's `machine_obj`)
 MachineInfo = wire.MachineInfo
+Address = wire.AddressObj  # where a VM is reachable, and the source that said so
 Hypervisor = wire.HypervisorObj
 Node = wire.NodeObj  # an API server process sharing the database
 Candidate = wire.Candidate  # a local libvirt URI the server found and did not add
@@ -26,6 +27,8 @@ Grant = wire.GrantObj
 AccessList = wire.AccessList  # an object's owner and grants
 Repository = wire.RepositoryObj
 Package = wire.PackageObj
+Pool = wire.PoolObj  # a storage pool of a hypervisor
+Volume = wire.VolumeObj  # a storage volume, its owner and the machine using it
 Image = wire.ImageObj  # a disk or ISO image kept in a hypervisor's storage pool
 IPRange = wire.RangeObj
 Network = wire.NetworkObj

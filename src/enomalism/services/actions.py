@@ -26,7 +26,7 @@ from enomalism.errors import (
     NotFound,
     UnknownAction,
 )
-from enomalism.services import access, events, machine_work, sync, volumes
+from enomalism.services import access, events, machine_work, pools, resize, sync, volumes
 from enomalism.services.context import Context, Principal, commit_before_slow_work
 from enomalism.services.lookup import get_hypervisor, get_machine, parse_uuid, require
 from enomalism.services.networks import machine_leases
@@ -53,6 +53,8 @@ _BY_STATE = {
     "missing": [],
     "unknown": [],
 }
+# A VM whose domain is there, whatever its state: its size and disks change (live or not).
+_CHANGE_DEVICES = ["set", "attach_disk", "detach_disk", "grow_disk"]
 # Every managed VM, whatever its state.
 _ALWAYS = ["xmldesc", "store_xml", "set_parent", "totaldelete"]
 
@@ -62,6 +64,11 @@ class ActionVars:
     name: str | None = None
     xmldesc: str | None = None
     puuid: str | None = None
+    vcpus: str | None = None
+    memory: str | None = None
+    volume: str | None = None
+    size: str | None = None
+    target: str | None = None
 
 
 class Facts(Protocol):
@@ -87,7 +94,9 @@ def available(m: Facts) -> list[str]:
     if not m.managed:
         return ["manage"]
     packable = ["package"] if m.state in ("running", "paused", "shutoff") else []
-    return _BY_STATE.get(m.state, []) + packable + _ALWAYS
+    sizable = _CHANGE_DEVICES if m.state in _BY_STATE and m.state not in ("missing", "unknown") \
+        else []
+    return _BY_STATE.get(m.state, []) + packable + sizable + _ALWAYS
 
 
 def perform(ctx: Context, uuid: str, action: str, v: ActionVars) -> str:
@@ -130,7 +139,9 @@ def refusal(m: Facts, action: str) -> EnomalismError | None:
 PERMISSION = {
     "create": "control", "suspend": "control", "resume": "control", "shutdown": "control",
     "reboot": "control", "poweroff": "control",
-    "rename": "modify", "xmldesc": "modify", "store_xml": "modify", "set_parent": "modify",
+    "rename": "modify", "set": "modify", "xmldesc": "modify", "store_xml": "modify",
+    "set_parent": "modify", "attach_disk": "modify", "detach_disk": "modify",
+    "grow_disk": "modify",
     "totaldelete": "delete",
 }
 
@@ -622,6 +633,10 @@ _HANDLERS: dict[str, Callable[[Context, Machine, ActionVars], str]] = {
     "xmldesc": _xmldesc,
     "rename": _rename,
     "set_parent": _set_parent,
+    "set": lambda ctx, m, v: resize.set_size(ctx, m, vcpus=v.vcpus, memory=v.memory),
+    "attach_disk": lambda ctx, m, v: pools.attach_disk(ctx, m, volume=v.volume, size=v.size),
+    "detach_disk": lambda ctx, m, v: pools.detach_disk(ctx, m, target=v.target),
+    "grow_disk": lambda ctx, m, v: pools.grow_disk(ctx, m, target=v.target, size=v.size),
     "totaldelete": _totaldelete,
 }
 # package and provision start transactions (services/provisioning.py) and answer with their ids.

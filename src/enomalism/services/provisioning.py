@@ -148,7 +148,8 @@ class Queued(NamedTuple):
 
 def queue_provision(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuuid: str | None,
                     name: str | None, pool: str | None = None, user_data: str | None = None,
-                    ssh_keys: list[str] = (), hostname: str | None = None) -> Queued:
+                    ssh_keys: list[str] = (), hostname: str | None = None,
+                    virt_type: str | None = None) -> Queued:
     """Check everything that can be checked now, record the new machine (locked by the
     transaction, with the size it will have) and queue the provision.
 
@@ -162,6 +163,8 @@ def queue_provision(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuui
     too, in the short transaction that records the machine. Should placement then pick
     another hypervisor (others recorded machines meanwhile), that one is asked in turn: at
     most once each."""
+    if virt_type not in (None, "", "kvm", "qemu"):
+        raise InvalidInput(f"virt_type is kvm or qemu, not '{str(virt_type)[:40]}'")
     asked: set[str] = set()
     while True:
         hv, p, memory_kib, vcpus = _place(ctx, host_uuid, pkguuid=pkguuid, hvmuuid=hvmuuid,
@@ -180,6 +183,8 @@ def queue_provision(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuui
         # servers still lease to MACs gone.
         networks.check_for_host(conn, hv.virt_url, nets)
         held = {n.uuid: conn.dhcp_leased(n.bridge) for n in nets}
+    if virt_type == "kvm" and hv.virt_class not in ("kvm", "test"):
+        raise InvalidInput(f"hypervisor {hv.virt_url} offers plain QEMU only: virt_type qemu")
     seed = cloudinit.check(user_data=user_data, ssh_keys=list(ssh_keys), hostname=hostname,
                            name=name)
     newuuid = new_uuid()
@@ -199,7 +204,7 @@ def queue_provision(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuui
     tx = transactions.enqueue(ctx, "provision", target=newuuid, lock=[newuuid], params={
         "package": p.uuid, "hypervisor": hv.uuid, "name": name, "machine": newuuid,
         "pool": pool or None, "nics": nics, "memory_kib": memory_kib, "vcpus": vcpus,
-        "seed": seed})
+        "seed": seed, "virt_type": virt_type or None})
     tx.undo = [{"kind": "machine", "uuid": newuuid}]
     return Queued(newuuid, hv.uuid, tx)
 
@@ -399,6 +404,14 @@ def _base_volume(job: JobContext, hv_uuid: str, pool: StoragePool, pkg_uuid: str
         return vol_path
 
 
+def _domain_type(virt_class: str, virt_type: str | None) -> str | None:
+    """The caller's choice (kvm or plain QEMU/TCG: nested KVM hosts cannot run every guest)
+    where the hypervisor offers it, else the hypervisor's class."""
+    if virt_class == "test":
+        return "test"
+    return virt_type or DOMAIN_TYPE.get(virt_class)
+
+
 def provision(job: JobContext) -> dict[str, Any]:
     prm = job.params
     hv_uuid, newuuid, name = prm["hypervisor"], prm["machine"], prm["name"]
@@ -450,7 +463,7 @@ def provision(job: JobContext) -> dict[str, Any]:
         xml = DomainXML(xml_text)
         xml.rewrite_for_provision(
             name=name, uuid=newuuid, disk_paths=paths, disk_formats={t: "qcow2" for t in paths},
-            domain_type=DOMAIN_TYPE.get(virt_class))
+            domain_type=_domain_type(virt_class, prm.get("virt_type")))
         if nics:
             xml.set_static_addresses(nics)
         if seed_path:
@@ -591,6 +604,9 @@ def disk_source(job: JobContext, conn: HypervisorConnection, hv_uuid: str, uri: 
     return (lambda: open(copy, "rb")), fmt if source == disk_path else "qcow2", info.capacity
 
 
+PACKAGE_CLASSES = ("kvm", "qemu", "xen", "lxc", "test")
+
+
 def package(job: JobContext) -> dict[str, Any]:
     prm = job.params
     with job.db.session(write=False) as s:
@@ -601,6 +617,11 @@ def package(job: JobContext) -> dict[str, Any]:
         hv_uuid, uri, virt_class, arch = hv.uuid, hv.virt_url, hv.virt_class, hv.arch
     conn = job.registry.connection(hv_uuid)
     xml_text = conn.domain_xml(prm["machine"])  # without secrets (graphics passwords)
+    portable = DomainXML(xml_text)
+    portable.portable_consoles()  # no log file or socket path of this host travels
+    # the package's class is the domain's type (a qemu (TCG) guest on a kvm host is qemu)
+    virt_class = portable.domain_type if portable.domain_type in PACKAGE_CLASSES else virt_class
+    xml_text = portable.to_string()
     with job.db.session(write=False) as s:
         disks = _check_own_disks(s, conn, prm["machine"], DomainXML(xml_text))
     formats = _declared_formats(conn, DomainXML(xml_text))

@@ -32,7 +32,7 @@ def record(db: Session, hv_uuid: str, machine_uuid: str, paths: Iterable[str]) -
         if row is None:
             db.add(Volume(hypervisor_uuid=hv_uuid, path=path, machine_uuid=machine_uuid))
         else:
-            row.machine_uuid = machine_uuid
+            row.machine_uuid, row.owner_uuid = machine_uuid, None
 
 
 def resolve_all(conn: HypervisorConnection, xml: DomainXML) -> list[str]:
@@ -76,7 +76,8 @@ def rights(ctx: Context, hv: Hypervisor, *, disk: Callable[[policy.DiskSource], 
     def attachable(source: policy.DiskSource) -> bool:
         path = resolve(conn, source)
         row = ctx.db.get(Volume, (hv.uuid, path)) if path else None
-        owner = ctx.db.get(Machine, row.machine_uuid) if row is not None else None
+        owner = ctx.db.get(Machine, row.machine_uuid) \
+            if row is not None and row.machine_uuid else None  # a user's free one: attach_disk
         return owner is not None and access.holds(ctx, owner, "modify") \
             and source.format == declared_format(conn, owner, path)
 

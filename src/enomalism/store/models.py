@@ -449,8 +449,11 @@ class Volume(Base):
     hypervisor_uuid: Mapped[str] = mapped_column(
         ForeignKey("hypervisors.uuid", ondelete="CASCADE"), primary_key=True)
     path: Mapped[str] = mapped_column(String(1024), primary_key=True)  # the volume's, libvirt's
-    machine_uuid: Mapped[str] = mapped_column(ForeignKey("machines.uuid", ondelete="CASCADE"),
-                                              index=True)
+    # a machine's own volume; or (machine None) a user's, made by them and attached to nothing
+    machine_uuid: Mapped[str | None] = mapped_column(
+        ForeignKey("machines.uuid", ondelete="CASCADE"), index=True)
+    owner_uuid: Mapped[str | None] = mapped_column(
+        ForeignKey("users.uuid", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -293,6 +293,21 @@ class DomainXML:
         for src in self.root.iterfind("devices/channel[@type='unix']/source"):
             src.attrib.pop("path", None)
 
+    def portable_consoles(self) -> None:
+        """For export (package): a serial, console or parallel port on a host file, socket,
+        pipe or device, or logging to a file, becomes a plain pty. Those name paths of the
+        source host; on a target two machines from the same package would fight over one log
+        file ("Cannot open log file ... busy"). The guest sees the same port."""
+        for dev in self.root.iterfind("devices/*"):
+            if dev.tag not in ("serial", "console", "parallel"):
+                continue
+            if dev.get("type") not in ("pty", "spicevmc", "null", "vc"):
+                dev.set("type", "pty")
+                for el in dev.findall("source") + dev.findall("protocol"):
+                    dev.remove(el)
+            for el in dev.findall("log"):
+                dev.remove(el)
+
     def _rewrite_disks(self, paths: dict[str, str], formats: dict[str, str]) -> None:
         seen = set()
         for disk in self.root.iterfind("devices/disk"):

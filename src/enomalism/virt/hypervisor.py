@@ -14,7 +14,7 @@ import libvirt
 from lxml import etree
 
 from enomalism.errors import EnomalismError
-from enomalism.virt import console, driver, storage
+from enomalism.virt import addresses, console, driver, paused, pools, sizing, storage
 from enomalism.virt.domxml import Disk, DomainXML
 from enomalism.virt.errors import libvirt_errors
 from enomalism.virt.pool import StoragePool
@@ -226,6 +226,35 @@ class HypervisorConnection:
 
     def dhcp_leased(self, network: str) -> set[str]:
         return driver.dhcp_leased(self.virconnect, network)
+
+    # -- sizes, disks and addresses of a machine (virt/sizing.py, pools.py, addresses.py) --
+
+    def resize(self, uuid: str, *, vcpus: int | None, memory_kib: int | None) -> bool:
+        return sizing.resize(self.virconnect, uuid, vcpus=vcpus, memory_kib=memory_kib)
+
+    def guest_addresses(self, uuid: str) -> list[addresses.GuestAddress]:
+        return addresses.guest_addresses(self.virconnect, uuid)
+
+    def paused_reason(self, uuid: str) -> str | None:
+        return paused.paused_reason(self.virconnect, uuid)
+
+    def storage_pools(self) -> list[pools.Pool]:
+        return pools.pools(self.virconnect)
+
+    def storage_pool(self, uuid: str) -> StoragePool:
+        return StoragePool(pools.pool(self.virconnect, uuid))
+
+    def attach_disk(self, uuid: str, path: str) -> str:
+        return pools.attach(self.virconnect, uuid, path)
+
+    def disk_path(self, uuid: str, target: str) -> tuple[str, str]:
+        return pools.disk_path(self.virconnect, uuid, target)
+
+    def detach_disk(self, uuid: str, target: str) -> None:
+        pools.detach(self.virconnect, uuid, target)
+
+    def grow_disk(self, uuid: str, target: str, path: str, size: int) -> bool:
+        return pools.grow(self.virconnect, uuid, target, path, size)
 
     # -- consoles (virt/console.py) --
 

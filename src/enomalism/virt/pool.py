@@ -7,7 +7,7 @@ from typing import BinaryIO
 import libvirt
 
 from enomalism.errors import HypervisorError
-from enomalism.virt import storage
+from enomalism.virt import pools, storage
 
 
 class StoragePool:
@@ -31,6 +31,15 @@ class StoragePool:
             return str(self._pool.storageVolLookupByName(name).path())
         except libvirt.libvirtError:
             return None
+
+    def volumes(self) -> list[pools.Vol]:
+        return pools.volumes(self._pool)
+
+    def check_space(self, size: int) -> None:
+        pools.check_space(self._pool, size)
+
+    def create_volume(self, name: str, size: int) -> str:
+        return pools.create_volume(self._pool, name, size)
 
     def supports_overlay(self) -> bool:
         return storage.supports_overlay(self._pool)
