@@ -29,7 +29,9 @@ from enomalism.api import (
     metrics,
     networks,
     permissions,
+    session,
     transactions,
+    ui,
     users,
     vmfeed,
 )
@@ -313,6 +315,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                            responses=failures)
     # Its own authentication (an API token may come as a query parameter: api/events.py).
     app.include_router(events.router, responses=failures)
+    app.include_router(session.router, responses=failures)  # its own: password or cookie
+    ui.mount(app)  # the dashboard: / and /ui/ (docs/dashboard.md)
     app.add_middleware(ActionShortcut)  # inside TrailingSlash: it sees the slash added
     app.add_middleware(metrics.RequestMetrics)  # sees the route ActionShortcut or routing set
     app.add_middleware(MethodOverride)  # outside ActionShortcut: a POST standing for PUT is not one
