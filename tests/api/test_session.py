@@ -70,3 +70,18 @@ def test_the_dashboard_is_at_the_root_and_shadows_no_api_path(api) -> None:
     assert api.client.get("/openapi.json").status_code == 200
     expect_error(api.client.get("/rest/no-such-thing/"), 404, 1200)  # the API's, not a page
     expect_error(api.client.get("/rest/machines/"), 401, 1100)
+
+
+def test_machines_filter_by_name_and_host_and_come_in_pages(api) -> None:
+    """The dashboard's list asks the server for one page of what matches (extensions)."""
+    host = api.local_host()
+    page = api.ok("GET", "/rest/machines/", params={"kind": "vm", "limit": 2, "detail": 1})
+    assert page["total"] == 3 and [o["name"] for o in page["machine_objs"]] == ["db", "idle"]
+    rest = api.ok("GET", "/rest/machines/", params={"kind": "vm", "limit": 2, "offset": 2})
+    assert rest["total"] == 3 and len(rest["machines"]) == 1
+    found = api.ok("GET", "/rest/machines/", params={"search": "EB", "detail": 1})
+    assert [o["name"] for o in found["machine_objs"]] == ["web"]
+    assert api.ok("GET", "/rest/machines/", params={"search": "%"})["machines"] == []
+    on_host = api.ok("GET", "/rest/machines/", params={"host": host, "limit": 10})
+    assert on_host["total"] == 3
+    expect_error(api.get("/rest/machines/", params={"limit": 0}), 400, 1000)

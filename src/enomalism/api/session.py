@@ -4,7 +4,7 @@ They authenticate themselves: POST by name and password, GET and DELETE by the c
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import Field
 
