@@ -46,7 +46,7 @@ export async function api(method, path, { body, query } = {}) {
   for (const [k, v] of Object.entries(query || {})) {
     if (v !== "" && v !== null && v !== undefined) url.searchParams.append(k, v);
   }
-  const headers = { Accept: "application/json" };
+  const headers = { Accept: "application/json", "X-Requested-With": "enomalism" };
   if (method !== "GET") headers["X-CSRF-Token"] = session ? session.csrf_token : "";
   let payload;
   if (body !== undefined) {
@@ -139,7 +139,7 @@ class Stream {
         watchdog = setTimeout(() => this.ctrl.abort(), DEAD_MS);
       };
       try {
-        const headers = { Accept: "text/event-stream" };
+        const headers = { Accept: "text/event-stream", "X-Requested-With": "enomalism" };
         if (this.last) headers["Last-Event-ID"] = this.last;
         arm();
         const r = await fetch("/rest/events/", { headers, signal: this.ctrl.signal,
@@ -727,6 +727,7 @@ function imagesPage() {
     xhr.open("PUT", url);
     xhr.setRequestHeader("X-CSRF-Token", session.csrf_token);
     xhr.setRequestHeader("Accept", "application/json");
+    xhr.setRequestHeader("X-Requested-With", "enomalism");
     bar.hidden = false;
     bar.value = 0;
     xhr.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = Math.round(100 * e.loaded / e.total); };
