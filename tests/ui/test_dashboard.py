@@ -24,3 +24,57 @@ def test_login_shows_the_machines_and_logout_ends_the_session(server, browser) -
     browser.get(server.url + "/")
     css(browser, "form#login")  # the session is gone on the server too
     assert not js_errors(browser), js_errors(browser)
+
+
+def test_the_list_follows_a_change_behind_the_servers_back_and_clicks_suspend_resume(
+        server, browser) -> None:
+    uuid = server.new_vm("live1")
+    login(browser, server.url, "admin", ADMIN_PASSWORD)
+    row = f"#machines tr[data-uuid='{uuid}'] .state-cell"
+    text_in(browser, row, "running")
+    server.conn.lookupByUUIDString(uuid).suspend()  # libvirt, not the API
+    text_in(browser, row, "paused")  # applied from the events stream, no reload
+    server.conn.lookupByUUIDString(uuid).resume()
+    text_in(browser, row, "running")
+    go(browser, server.url, f"#/machine/{uuid}")
+    css(browser, "#actions button[data-action=suspend]").click()
+    text_in(browser, "#machine-state", "paused")
+    assert server.ok("GET", f"/rest/machine/{uuid}/")["machine_obj"]["state"] == "paused"
+    css(browser, "#actions button[data-action=resume]").click()
+    text_in(browser, "#machine-state", "running")
+    screenshot(browser, "machine")
+    assert not js_errors(browser), js_errors(browser)
+
+
+def test_a_user_with_a_grant_sees_only_that_machine(server, browser) -> None:
+    mine = server.new_vm("granted1")
+    login(browser, server.url, "admin", ADMIN_PASSWORD)
+    go(browser, server.url, "#/users")
+    form = css(browser, "form#new-user")
+    form.find_element(By.NAME, "username").send_keys("carol")
+    form.find_element(By.NAME, "password").send_keys("carol-password-1")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    text_in(browser, "#users", "carol")
+    go(browser, server.url, f"#/machine/{mine}")
+    grant = css(browser, "form#grant")
+    grant.find_element(By.NAME, "user").send_keys("carol")
+    grant.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    text_in(browser, "#grants", "carol")
+    login(browser, server.url, "carol", "carol-password-1")
+    text_in(browser, "#machines tbody", "granted1")
+    shown = browser.find_element(By.CSS_SELECTOR, "#machines tbody").text
+    assert "web" not in shown and "db" not in shown
+    assert not browser.find_element(By.CSS_SELECTOR, "a[href='#/users']").is_displayed()
+
+
+def test_a_form_posted_from_another_site_is_refused(server, browser) -> None:
+    """A page elsewhere posts a form at the server while the user is logged in: refused."""
+    uuid = server.new_vm("target1")
+    login(browser, server.url, "admin", ADMIN_PASSWORD)
+    attack = (f'<form id="f" method="POST" action="{server.url}/rest/machine/{uuid}/actions/'
+              'poweroff/"><input name="x" value="1"></form>')
+    browser.get("data:text/html," + attack)
+    browser.execute_script("document.getElementById('f').submit()")
+    wait(browser, lambda d: "errno" in d.find_element(By.TAG_NAME, "body").text)
+    assert "1140" in browser.find_element(By.TAG_NAME, "body").text
+    assert server.ok("GET", f"/rest/machine/{uuid}/")["machine_obj"]["state"] == "running"
