@@ -78,3 +78,42 @@ def test_a_form_posted_from_another_site_is_refused(server, browser) -> None:
     wait(browser, lambda d: "errno" in d.find_element(By.TAG_NAME, "body").text)
     assert "1140" in browser.find_element(By.TAG_NAME, "body").text
     assert server.ok("GET", f"/rest/machine/{uuid}/")["machine_obj"]["state"] == "running"
+
+
+def _image(server, name: str) -> str:  # noqa: ANN001
+    """A qcow2 volume in the fake host's pool and its image row (the test driver cannot take
+    an upload: tests/api/test_create.py does the same)."""
+    from enomalism.store.models import Hypervisor, Image
+
+    registry = server.app.state.registry
+    hv = registry.links()[0][0]
+    pool = registry.connection(hv).storagePoolLookupByName("default-pool")
+    path = pool.createXML(f"<volume><name>{name}.qcow2</name><capacity>{1 << 30}</capacity>"
+                          "<target><format type='qcow2'/></target></volume>", 0).path()
+    with server.app.state.db.session() as s:
+        img = Image(name=name, format="qcow2", size=1 << 30, virtual_size=1 << 30,
+                    hypervisor_uuid=hv, pool="default-pool", path=path, state="ready",
+                    owner_uuid=s.get(Hypervisor, hv).owner_uuid)
+        s.add(img)
+        s.flush()
+        return img.uuid
+
+
+def test_create_from_an_image_and_watch_its_progress(server, browser) -> None:
+    _image(server, "tiny")
+    login(browser, server.url, "admin", ADMIN_PASSWORD)
+    go(browser, server.url, "#/create")
+    form = css(browser, "form#create")
+    text_in(browser, "form#create select[name=image]", "tiny")
+    form.find_element(By.NAME, "name").send_keys("fromimage")
+    from selenium.webdriver.support.ui import Select
+
+    Select(form.find_element(By.NAME, "image")).select_by_visible_text("tiny (qcow2)")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    text_in(browser, "#tx-state", "done", timeout=60)
+    assert browser.find_element(By.CSS_SELECTOR, "main progress").get_attribute("value") == "100"
+    text_in(browser, "#tx-target", "fromimage")
+    screenshot(browser, "transaction")
+    browser.find_element(By.ID, "tx-target").click()
+    text_in(browser, "#disks", "vda")
+    assert not js_errors(browser), js_errors(browser)
