@@ -117,3 +117,38 @@ def test_create_from_an_image_and_watch_its_progress(server, browser) -> None:
     browser.find_element(By.ID, "tx-target").click()
     text_in(browser, "#disks", "vda")
     assert not js_errors(browser), js_errors(browser)
+
+
+def test_a_broken_stream_resumes_without_losing_a_change(server, browser) -> None:
+    uuid = server.new_vm("resume1")
+    login(browser, server.url, "admin", ADMIN_PASSWORD)
+    row = f"#machines tr[data-uuid='{uuid}'] .state-cell"
+    text_in(browser, row, "running")
+    wait(browser, lambda d: d.execute_script("return window.enomalismStream.last !== null"))
+    # the stream breaks (as in a sleeping laptop); a change happens while it is down
+    browser.execute_script("window.enomalismStream.running = false;"
+                           "window.enomalismStream.ctrl.abort()")
+    server.conn.lookupByUUIDString(uuid).suspend()
+    server.app.state.registry.wait_idle(30)
+    assert "running" in browser.find_element(By.CSS_SELECTOR, row).text
+    browser.execute_script("window.enomalismStream.start()")  # resumes with Last-Event-ID
+    text_in(browser, row, "paused")
+
+
+def test_phone_width_and_dark(server, browser) -> None:
+    login(browser, server.url, "admin", ADMIN_PASSWORD)
+    browser.set_window_size(390, 844)
+    try:
+        text_in(browser, "#machines tbody", "web")
+        browser.find_element(By.ID, "theme").click()
+        theme = browser.execute_script("return document.documentElement.dataset.theme")
+        assert theme in ("dark", "light")
+        if theme != "dark":
+            browser.find_element(By.ID, "theme").click()
+        overflow = browser.execute_script(
+            "return document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 1, overflow  # the table scrolls in its own box, not the page
+        screenshot(browser, "machines-phone-dark")
+    finally:
+        browser.execute_script("localStorage.removeItem('theme')")
+        browser.set_window_size(1280, 900)
