@@ -43,7 +43,8 @@ def _set_cookie(request: Request, response: Response, secret: str) -> None:
                         secure=request.url.scheme == "https")
 
 
-@router.post("/rest/session/", response_model=SessionAnswer)
+@router.post("/rest/session/", response_model=SessionAnswer,
+             openapi_extra=deps._vars_doc(LoginVars, "POST"))
 async def login(request: Request, response: Response,
                 given: Annotated[deps.Vars, deps.http_vars(LoginVars)]) -> dict:
     """Log in with `username` and `password`: sets the session cookie (HttpOnly,
