@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 
 # One a line (several changes add to this list). libvirt comes without its recommends, so what
 # its NAT networks need is named here: dnsmasq-base (their DHCP and DNS), dnsmasq-utils
-# (dhcp_release, to end a freed address's lease).
+# (dhcp_release, to end a freed address's lease). chromium and chromium-driver: the dashboard's
+# browser tests (tests/ui).
 APT_PACKAGES=(
   libvirt-daemon-system
   libvirt-daemon-driver-qemu
@@ -23,6 +24,8 @@ APT_PACKAGES=(
   python3-dev
   python3-venv
   postgresql
+  chromium
+  chromium-driver
 )
 
 missing=()

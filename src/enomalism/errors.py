@@ -227,6 +227,12 @@ class PoolNotAllowed(Forbidden):
     errno = 1126
 
 
+class CsrfTokenMissing(EnomalismError):
+    """A request authenticated by the session cookie changes something without the
+    session's CSRF token in the X-CSRF-Token header (services/sessions.py)."""
+    errno, status, message = 1143, 403, "refused: the session's CSRF token is missing or wrong"
+
+
 class NotFound(EnomalismError):
     errno, status, message = 1200, 404, "not found"
 

@@ -19,7 +19,7 @@ def set_size(api: Api, uuid: str, auth: object = "admin", **size: object):  # no
 
 def domain(api: Api, uuid: str):  # noqa: ANN201
     m = api.machine(uuid)
-    return api.registry.connection(m["machine_obj"]["parent"]).lookupByUUIDString(uuid)
+    return api.registry.connection(m["machine_obj"]["parent"]).virconnect.lookupByUUIDString(uuid)
 
 
 def test_a_stopped_machine_takes_any_size_which_becomes_its_maximum(api):

@@ -35,7 +35,8 @@ def volumes(api: Api, pool: str, auth: object = "admin") -> dict[str, dict]:
 
 def disks(api: Api, uuid: str) -> dict[str, str]:
     hv = api.machine(uuid)["machine_obj"]["parent"]
-    root = etree.fromstring(api.registry.connection(hv).lookupByUUIDString(uuid).XMLDesc(2))
+    dom = api.registry.connection(hv).virconnect.lookupByUUIDString(uuid)
+    root = etree.fromstring(dom.XMLDesc(2))
     return {d.find("target").get("dev"): d.find("source").get("file")
             for d in root.iterfind("devices/disk")}
 

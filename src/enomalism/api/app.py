@@ -31,7 +31,9 @@ from enomalism.api import (
     networks,
     permissions,
     pools,
+    session,
     transactions,
+    ui,
     users,
     vmfeed,
 )
@@ -315,6 +317,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events.router, responses=failures)
     # WebSockets authenticate at the upgrade themselves (a ticket, a token: api/consoles.py).
     app.include_router(consoles.ws_router)
+    app.include_router(session.router, responses=failures)  # its own: password or cookie
+    ui.mount(app)  # the dashboard: / and /ui/ (docs/dashboard.md)
     app.add_middleware(ActionShortcut)  # inside TrailingSlash: it sees the slash added
     app.add_middleware(metrics.RequestMetrics)  # sees the route ActionShortcut or routing set
     app.add_middleware(MethodOverride)  # outside ActionShortcut: a POST standing for PUT is not one

@@ -25,8 +25,8 @@ from sqlalchemy.orm import Session
 from enomalism.api import audit as api_audit
 from enomalism.api import guard
 from enomalism.api.compat import file_variable
-from enomalism.errors import InvalidInput, NotAuthenticated
-from enomalism.services import auth, tokens
+from enomalism.errors import CsrfTokenMissing, InvalidInput, NotAuthenticated
+from enomalism.services import auth, sessions, tokens
 from enomalism.services.context import Context, Principal
 
 BODY_METHODS = {"POST", "PUT", "DELETE", "PATCH"}
@@ -206,7 +206,17 @@ def writes_on_get(request: Request) -> None:
     fails at once ('database is locked') when another writer committed since its first read.
     Like any request that changes something, it is refused from another site's page."""
     guard.refuse_cross_site(request)
+    secret = request.cookies.get(sessions.COOKIE)
+    if secret and not request.headers.get("authorization"):
+        _check_csrf(request, secret)
     request.state.writes = True
+
+
+def _check_csrf(request: Request, secret: str) -> None:
+    if not sessions.csrf_matches(secret, request.headers.get(sessions.CSRF_HEADER)):
+        raise CsrfTokenMissing(
+            "refused: a request with the session cookie that changes something needs the "
+            "session's CSRF token in the X-CSRF-Token header (GET /rest/session/ gives it)")
 
 
 def _writes(request: Request) -> bool:
@@ -274,7 +284,12 @@ async def _basic_user(request: Request, value: str) -> Principal:
     pair = _basic_pair(value)
     if pair is None:
         raise NotAuthenticated(auth.BAD_CREDENTIALS)
-    username, password = pair
+    return await password_user(request, *pair)
+
+
+async def password_user(request: Request, username: str, password: str) -> Principal:
+    """The user of a name and password, verified with the failed-login throttle and the
+    login gate (HTTP Basic and `POST /rest/session/` alike)."""
     state = request.app.state
     who = state.credentials.get(username, password)
     if who is not None:
@@ -319,7 +334,20 @@ async def current_user(
     if scheme.lower() == "bearer" and value:
         who = tokens.cached(request.app.state.credentials, value)
         return who or await run_in_threadpool(_verify_token, request, value)
+    cookie = request.cookies.get(sessions.COOKIE)
+    if cookie:
+        return await session_user(request, cookie)
     raise NotAuthenticated(auth.BAD_CREDENTIALS)
+
+
+async def session_user(request: Request, secret: str) -> Principal:
+    """The user of the dashboard's session cookie. The browser sends a cookie by itself, so
+    a request that changes something must also name the session's CSRF token in a header
+    (services/sessions.py); the GETs that change something check it (`writes_on_get`)."""
+    if request.method not in guard.SAFE_METHODS:
+        _check_csrf(request, secret)
+    who = tokens.cached(request.app.state.credentials, secret)
+    return who or await run_in_threadpool(_verify_token, request, secret)
 
 
 async def _context(

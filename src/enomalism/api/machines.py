@@ -29,6 +29,12 @@ class ListVars(Vars):
     kind: str | None = Field(None, description="host or vm (extension)")
     hypervisor: str | None = Field(None, description="only machines on this hypervisor")
     state: str | None = Field(None, description="only machines in this state")
+    search: str | None = Field(None, description="only machines whose name contains this "
+                               "(case-insensitive; extension)")
+    host: str | None = Field(None, description="only VMs on this host machine (extension)")
+    limit: int | None = Field(None, ge=1, le=1000, description="at most this many (a page, "
+                              "with offset; the answer then has `total`; extension)")
+    offset: int = Field(0, ge=0, description="skip this many of the sorted list (extension)")
 
 
 class DefineVars(Vars):
@@ -170,10 +176,14 @@ class ClustersVars(Vars):
 
 def list_machines(ctx: Ctx, v: Annotated[ListVars, http_vars(ListVars)]) -> dict:
     """List the ids of all machines (hosts and VMs); served from the inventory."""
-    if not (v.detail or v.kind or v.hypervisor or v.state):
+    if not (v.detail or v.kind or v.hypervisor or v.state or v.search or v.host or v.limit):
         return {"machines": machines.list_machine_ids(ctx)}
-    found = machines.list_machines(ctx, kind=v.kind, hypervisor=v.hypervisor, state=v.state)
+    filters = {"kind": v.kind, "hypervisor": v.hypervisor, "state": v.state,
+               "search": v.search, "host": v.host}
+    found = machines.list_machines(ctx, **filters, page=(v.offset, v.limit) if v.limit else None)
     answer: dict = {"machines": [m.uuid for m in found]}
+    if v.limit:
+        answer["total"] = machines.count_machines(ctx, **filters)
     if v.detail:
         held = addresses.stored(ctx.db, [m.uuid for m in found if m.kind == "vm"])
         answer["machine_objs"] = [schemas.machine_obj(m, held.get(m.uuid, [])) for m in found]

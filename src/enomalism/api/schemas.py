@@ -46,6 +46,7 @@ class NodesAnswer(Status):
 class MachinesAnswer(BaseModel):
     machines: list[str]
     machine_objs: list[MachineObj] | None = Field(None, description="with detail=true only")
+    total: int | None = Field(None, description="with limit only: how many match in all")
 
 
 class DefineAnswer(Status):

@@ -1,13 +1,13 @@
 """Machines: listing from the inventory, defining new VMs, resyncs, cluster membership."""
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import selectinload
 
 from enomalism.errors import Conflict, InvalidInput
 from enomalism.services import access, machine_work, sync, volumes
 from enomalism.services.context import Context, commit_before_slow_work
 from enomalism.services.lookup import get_cluster, get_hypervisor, get_machine, parse_uuid, require
-from enomalism.store.models import Cluster, Machine, new_uuid
+from enomalism.store.models import Cluster, Hypervisor, Machine, new_uuid
 from enomalism.virt.domxml import DomainXML, without_passwords
 
 
@@ -23,14 +23,9 @@ def get(ctx: Context, uuid: str, permission: str = "read") -> Machine:
     return m
 
 
-def list_machines(
-    ctx: Context, *, kind: str | None = None, hypervisor: str | None = None,
-    state: str | None = None, managed: bool | None = None,
-) -> list[Machine]:
-    """The machines the caller may read, from the inventory (never from libvirt)."""
-    # Clusters and hypervisors in one query each, not one per machine when the list is shaped.
-    q = select(Machine).order_by(Machine.kind, Machine.name, Machine.uuid).options(
-        selectinload(Machine.clusters), selectinload(Machine.hypervisors))
+def _filtered(ctx: Context, q: Select, *, kind: str | None, hypervisor: str | None,
+              state: str | None, managed: bool | None, search: str | None,
+              host: str | None) -> Select:
     if (clause := access.readable(ctx, Machine)) is not None:
         q = q.where(clause)
     if kind:
@@ -43,7 +38,41 @@ def list_machines(
         q = q.where(Machine.state == state)
     if managed is not None:
         q = q.where(Machine.managed == managed)
+    if search:
+        escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        q = q.where(Machine.name.ilike(f"%{escaped}%", escape="\\"))
+    if host:
+        on_host = select(Hypervisor.uuid).where(
+            Hypervisor.machine_uuid == parse_uuid(host, "host"))
+        q = q.where(Machine.parent_uuid.in_(on_host))
+    return q
+
+
+def list_machines(
+    ctx: Context, *, kind: str | None = None, hypervisor: str | None = None,
+    state: str | None = None, managed: bool | None = None, search: str | None = None,
+    host: str | None = None, page: tuple[int, int] | None = None,
+) -> list[Machine]:
+    """The machines the caller may read, from the inventory (never from libvirt); `search`
+    is a case-insensitive part of the name, `host` a host machine's UUID, `page` an
+    (offset, limit) slice of the sorted list (the dashboard's pages: docs/dashboard.md)."""
+    # Clusters and hypervisors in one query each, not one per machine when the list is shaped.
+    q = select(Machine).order_by(Machine.kind, Machine.name, Machine.uuid).options(
+        selectinload(Machine.clusters), selectinload(Machine.hypervisors))
+    q = _filtered(ctx, q, kind=kind, hypervisor=hypervisor, state=state, managed=managed,
+                  search=search, host=host)
+    if page is not None:
+        q = q.offset(page[0]).limit(page[1])
     return list(ctx.db.scalars(q))
+
+
+def count_machines(ctx: Context, *, kind: str | None = None, hypervisor: str | None = None,
+                   state: str | None = None, search: str | None = None,
+                   host: str | None = None) -> int:
+    """How many machines `list_machines` finds with the same filters, without a page."""
+    q = _filtered(ctx, select(func.count()).select_from(Machine), kind=kind,
+                  hypervisor=hypervisor, state=state, managed=None, search=search, host=host)
+    return ctx.db.scalar(q) or 0
 
 
 def list_machine_ids(ctx: Context) -> list[str]:

@@ -1,0 +1,56 @@
+"""The dashboard's files: `GET /` and `GET /ui/...` answer its one HTML page (the page's
+script routes by the URL's fragment and logs in with `/rest/session/`), `/ui/static/` its
+scripts, styles and the vendored libraries (scripts/vendor-ui.sh). It adds no behaviour:
+everything it shows and does goes through the API (docs/dashboard.md)."""
+
+from importlib import resources
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+UI = Path(str(resources.files("enomalism") / "ui"))
+# The page may load only its own files and talk only to its own server (no CDN, no inline
+# script): what a injected string in a machine's name could do is bounded here too.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+       "img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'; "
+       "base-uri 'none'; form-action 'self'; object-src 'none'")
+HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
+           "Referrer-Policy": "same-origin", "Cache-Control": "no-cache"}
+
+
+class NoBasicPrompt:
+    """The dashboard's own requests (header `X-Requested-With`) get their 401 without
+    `WWW-Authenticate`: a browser would otherwise open its Basic login dialog over the page
+    (and a headless one would wait on it forever); the page shows its own login instead."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not any(k == b"x-requested-with"
+                                              for k, _ in scope["headers"]):
+            await self.app(scope, receive, send)
+            return
+
+        async def strip(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = dict(message, headers=[
+                    (k, v) for k, v in message.get("headers", [])
+                    if k.lower() != b"www-authenticate"])
+            await send(message)
+        await self.app(scope, receive, strip)
+
+
+def mount(app: FastAPI) -> None:
+    page = (UI / "index.html").read_text()
+
+    def index() -> HTMLResponse:
+        return HTMLResponse(page, headers=HEADERS)
+
+    app.add_api_route("/", index, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/ui/", index, methods=["GET"], include_in_schema=False)
+    app.add_middleware(NoBasicPrompt)
+    app.mount("/ui/static", StaticFiles(directory=UI / "static"), name="ui-static")

@@ -1,0 +1,975 @@
+// The enomalism dashboard: one page, routed by the URL's fragment, over the REST API and the
+// events stream (docs/dashboard.md). Everything shown comes from /rest/; nothing is built
+// with innerHTML (names are user input): elements are made with h() and text nodes.
+
+import { consolePage } from "./console.js";
+
+const main = document.getElementById("main");
+const PAGE = 50;  // machines per page: the DOM holds at most this many rows
+const DEAD_MS = 30000;  // no byte from the stream for this long (heartbeat 15 s): reconnect
+let session = null;  // {username, uuid, is_admin, csrf_token}
+let current = null;  // the page shown: {onEvent, refresh, destroy}
+const names = { hosts: new Map(), users: new Map() };
+
+// -- small helpers ---------------------------------------------------------------------------
+
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.className = v;
+    else if (k === "dataset") Object.assign(el.dataset, v);
+    else if (k in el && typeof v !== "string") el[k] = v;
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat(Infinity)) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+export class ApiError extends Error {
+  constructor(body, status) {
+    super(`${body.message || "error"} (errno ${body.errno ?? status})`);
+    this.errno = body.errno ?? status;
+    this.status = status;
+    this.body = body;
+  }
+}
+
+export async function api(method, path, { body, query } = {}) {
+  const url = new URL(path, location.origin);
+  for (const [k, v] of Object.entries(query || {})) {
+    if (v !== "" && v !== null && v !== undefined) url.searchParams.append(k, v);
+  }
+  const headers = { Accept: "application/json", "X-Requested-With": "enomalism" };
+  if (method !== "GET") headers["X-CSRF-Token"] = session ? session.csrf_token : "";
+  let payload;
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    payload = JSON.stringify(body);
+  }
+  const r = await fetch(url, { method, headers, body: payload, credentials: "same-origin" });
+  let data;
+  try { data = await r.json(); } catch { data = { errno: r.status, message: r.statusText }; }
+  if (!r.ok || (data.errno && data.errno !== 0)) {
+    if (r.status === 401 && path !== "/rest/session/") loggedOut();
+    throw new ApiError(data, r.status);
+  }
+  return data;
+}
+
+export function errorText(e) {
+  return e instanceof ApiError ? `${e.body.message} (errno ${e.errno})` : String(e.message || e);
+}
+
+/** An element that shows an error as the API words it (role=alert: read out at once). */
+function errorBox() {
+  const box = h("p", { class: "error", role: "alert", hidden: true });
+  box.show = (e) => { box.textContent = e ? errorText(e) : ""; box.hidden = !e; };
+  return box;
+}
+
+function stateBadge(state) {
+  return h("span", { class: `state state-${state}`, dataset: { state } }, state);
+}
+
+function mib(kib) { return kib ? `${Math.round(kib / 1024)} MiB` : "–"; }
+function when(iso) { return iso ? new Date(iso).toLocaleString() : "–"; }
+function hostName(uuid) { return names.hosts.get(uuid) || (uuid ? uuid.slice(0, 8) : "–"); }
+function userName(uuid) { return names.users.get(uuid) || (uuid ? uuid.slice(0, 8) : "–"); }
+
+function field(label, input) {
+  return h("label", {}, label, input);
+}
+
+function progress(value, label) {
+  return h("progress", { value: value ?? 0, max: 100, "aria-label": label });
+}
+
+function heading(text) {
+  document.title = `${text} · enomalism`;
+  return h("h1", { tabindex: "-1", id: "page-title" }, text);
+}
+
+function hashQuery() {
+  return new URLSearchParams((location.hash.split("?")[1]) || "");
+}
+
+async function loadNames() {
+  try {
+    const hosts = await api("GET", "/rest/hosts/");
+    for (const m of hosts.hosts) names.hosts.set(m.uuid, m.name);
+  } catch { /* a user may not read hosts */ }
+  try {
+    const users = await api("GET", "/rest/users/list/");
+    for (const [name, id] of users.users) names.users.set(id, name);
+  } catch { /* non-administrators */ }
+  if (session) names.users.set(session.uuid, session.username);
+}
+
+// -- the events stream: one per tab, resumed with Last-Event-ID ------------------------------
+
+class Stream {
+  constructor() { this.last = null; this.running = false; this.seen = new Set(); this.at = 0; }
+
+  start() {
+    if (this.running) return;
+    this.running = true;
+    this.loop();
+  }
+
+  stop() { this.running = false; if (this.ctrl) this.ctrl.abort(); }
+
+  /** After a sleep or a network change: if nothing came for a while, reconnect now. */
+  check() { if (this.running && Date.now() - this.at > DEAD_MS && this.ctrl) this.ctrl.abort(); }
+
+  async loop() {
+    let delay = 1000;
+    while (this.running) {
+      this.ctrl = new AbortController();
+      let watchdog = null;
+      const arm = () => {
+        this.at = Date.now();
+        clearTimeout(watchdog);
+        watchdog = setTimeout(() => this.ctrl.abort(), DEAD_MS);
+      };
+      try {
+        const headers = { Accept: "text/event-stream", "X-Requested-With": "enomalism" };
+        if (this.last) headers["Last-Event-ID"] = this.last;
+        arm();
+        const r = await fetch("/rest/events/", { headers, signal: this.ctrl.signal,
+                                                 credentials: "same-origin", cache: "no-store" });
+        if (r.status === 401) { this.running = false; loggedOut(); return; }
+        if (!r.ok) throw new Error(`HTTP ${r.status}`);
+        streamStatus(null);
+        delay = 1000;
+        const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buf = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          arm();
+          buf += value;
+          let i;
+          while ((i = buf.indexOf("\n\n")) >= 0) {
+            this.block(buf.slice(0, i));
+            buf = buf.slice(i + 2);
+          }
+        }
+      } catch { /* aborted or broken: reconnect below */ }
+      clearTimeout(watchdog);
+      if (!this.running) return;
+      streamStatus("Live updates interrupted; reconnecting…");
+      await sleep(delay);
+      delay = Math.min(delay * 2, 15000);
+    }
+  }
+
+  block(text) {
+    let id = null, type = "message", data = "";
+    for (const line of text.split("\n")) {
+      if (!line || line.startsWith(":")) continue;
+      const at = line.indexOf(":");
+      const key = at < 0 ? line : line.slice(0, at);
+      let value = at < 0 ? "" : line.slice(at + 1);
+      if (value.startsWith(" ")) value = value.slice(1);
+      if (key === "id") id = value;
+      else if (key === "event") type = value;
+      else if (key === "data") data += (data ? "\n" : "") + value;
+    }
+    if (id) this.last = id;
+    if (!data) return;
+    let event;
+    try { event = JSON.parse(data); } catch { return; }
+    if (event.id !== null && event.id !== undefined) {  // at least once: drop repeats
+      if (this.seen.has(event.id)) return;
+      this.seen.add(event.id);
+      if (this.seen.size > 4000) this.seen = new Set([...this.seen].slice(-1000));
+    }
+    if (type === "resync") { if (current && current.refresh) current.refresh(); return; }
+    if (current && current.onEvent) {
+      try { current.onEvent(type, event.object || {}, event); } catch (e) { console.error(e); }
+    }
+    document.dispatchEvent(new CustomEvent("enomalism-event", { detail: { type, event } }));
+  }
+}
+
+const stream = new Stream();
+window.enomalismStream = stream;  // the browser tests read its state
+document.addEventListener("visibilitychange", () => { if (!document.hidden) stream.check(); });
+window.addEventListener("online", () => stream.check());
+setInterval(() => stream.check(), 5000);  // timers stop in a sleeping laptop: catch up after
+
+function streamStatus(text) {
+  const el = document.getElementById("stream");
+  el.textContent = text || "";
+  el.hidden = !text;
+}
+
+// -- login -----------------------------------------------------------------------------------
+
+function loggedOut() {
+  session = null;
+  stream.stop();
+  document.getElementById("nav").hidden = true;
+  loginPage();
+}
+
+function loginPage() {
+  if (current && current.destroy) current.destroy();
+  current = null;
+  const err = errorBox();
+  const user = h("input", { name: "username", autocomplete: "username", required: true });
+  const pass = h("input", { name: "password", type: "password",
+                            autocomplete: "current-password", required: true });
+  const form = h("form", { id: "login", onsubmit: async (ev) => {
+    ev.preventDefault();
+    err.show(null);
+    try {
+      session = await api("POST", "/rest/session/",
+                          { body: { username: user.value, password: pass.value } });
+      await started();
+    } catch (e) { err.show(e); pass.focus(); }
+  } }, field("User name", user), field("Password", pass), err,
+  h("button", { type: "submit" }, "Log in"));
+  main.replaceChildren(h("article", { class: "login" }, heading("Log in"), form));
+  user.focus();
+}
+
+async function started() {
+  document.getElementById("nav").hidden = false;
+  document.body.classList.toggle("is-admin", !!session.is_admin);
+  for (const el of document.querySelectorAll(".admin-only")) el.hidden = !session.is_admin;
+  document.getElementById("whoami").textContent = session.username;
+  await loadNames();
+  stream.start();
+  if (!location.hash || location.hash === "#/login") location.hash = "#/machines";
+  else route();
+}
+
+document.getElementById("logout").addEventListener("click", async () => {
+  try { await api("DELETE", "/rest/session/"); } catch { /* gone already */ }
+  location.hash = "#/login";
+  loggedOut();
+});
+
+// -- theme -----------------------------------------------------------------------------------
+
+function applyTheme(theme) {
+  if (theme) document.documentElement.dataset.theme = theme;
+  else delete document.documentElement.dataset.theme;
+}
+applyTheme(localStorage.getItem("theme"));
+document.getElementById("theme").addEventListener("click", () => {
+  const dark = document.documentElement.dataset.theme === "dark" ||
+    (!document.documentElement.dataset.theme && matchMedia("(prefers-color-scheme: dark)").matches);
+  const next = dark ? "light" : "dark";
+  localStorage.setItem("theme", next);
+  applyTheme(next);
+});
+
+// -- machines --------------------------------------------------------------------------------
+
+const BULK = { create: "Start", suspend: "Suspend", resume: "Resume", shutdown: "Shut down",
+               reboot: "Reboot", poweroff: "Power off" };
+const STATES = ["running", "paused", "shutoff", "crashed", "missing", "unknown"];
+
+function machinesPage() {
+  const q = hashQuery();
+  const filters = { search: q.get("search") || "", state: q.get("state") || "",
+                    host: q.get("host") || "" };
+  const offset = Math.max(0, parseInt(q.get("offset") || "0", 10) || 0);
+  const err = errorBox();
+  const tbody = h("tbody");
+  const count = h("span", { role: "status" });
+  const results = h("ul", { id: "bulk-results", "aria-live": "polite" });
+  let reloadTimer = null;
+
+  const search = h("input", { type: "search", name: "search", value: filters.search });
+  const state = h("select", { name: "state" }, h("option", { value: "" }, "any"),
+                  STATES.map((s) => h("option", { value: s, selected: s === filters.state }, s)));
+  const host = h("select", { name: "host" }, h("option", { value: "" }, "any"),
+                 [...names.hosts].map(([id, n]) => h("option", { value: id,
+                                                                 selected: id === filters.host }, n)));
+  const filterForm = h("form", { class: "filters", role: "search", onsubmit: (ev) => {
+    ev.preventDefault();
+    const p = new URLSearchParams();
+    if (search.value) p.set("search", search.value);
+    if (state.value) p.set("state", state.value);
+    if (host.value) p.set("host", host.value);
+    location.hash = `#/machines?${p}`;
+  } }, field("Name contains", search), field("State", state), field("Host", host),
+  h("button", { type: "submit" }, "Filter"));
+
+  const all = h("input", { type: "checkbox", "aria-label": "Select all shown", onchange: () => {
+    for (const c of tbody.querySelectorAll("input[type=checkbox]")) c.checked = all.checked;
+  } });
+  const bulkAction = h("select", { name: "action", "aria-label": "Action for the selected" },
+                       Object.entries(BULK).map(([a, l]) => h("option", { value: a }, l)));
+  const bulk = h("form", { class: "actions", onsubmit: async (ev) => {
+    ev.preventDefault();
+    const rows = [...tbody.querySelectorAll("input[type=checkbox]:checked")]
+      .map((c) => c.closest("tr"));
+    results.replaceChildren();
+    await Promise.all(rows.map(async (row) => {
+      const item = h("li", {}, `${row.dataset.name}: …`);
+      results.append(item);
+      try {
+        const a = await api("POST", `/rest/machine/${row.dataset.uuid}/actions/${bulkAction.value}/`);
+        item.textContent = `${row.dataset.name}: ${a.message || "done"}`;
+      } catch (e) { item.textContent = `${row.dataset.name}: ${errorText(e)}`; item.className = "error"; }
+    }));
+  } }, bulkAction, h("button", { type: "submit", class: "secondary" }, "Apply to selected"));
+
+  const prev = h("button", { type: "button", class: "secondary", disabled: offset === 0,
+                             onclick: () => page(Math.max(0, offset - PAGE)) }, "Previous");
+  const next = h("button", { type: "button", class: "secondary",
+                             onclick: () => page(offset + PAGE) }, "Next");
+  function page(o) {
+    const p = hashQuery();
+    p.set("offset", o);
+    location.hash = `#/machines?${p}`;
+  }
+
+  function row(m) {
+    return h("tr", { dataset: { uuid: m.uuid, name: m.name } },
+      h("td", {}, h("input", { type: "checkbox", "aria-label": `Select ${m.name}` })),
+      h("th", { scope: "row", class: "name" }, h("a", { href: `#/machine/${m.uuid}` }, m.name)),
+      h("td", { class: "state-cell" }, stateBadge(m.state)),
+      h("td", { class: "hide-narrow" }, hostName(m.host)),
+      h("td", { class: "hide-narrow" }, userName(m.owner)),
+      h("td", { class: "hide-narrow" }, m.vcpus ?? "–"),
+      h("td", { class: "hide-narrow" }, mib(m.memory_kib)),
+      h("td", { class: "hide-narrow" }, (m.clusters || []).length));
+  }
+
+  async function load() {
+    try {
+      const a = await api("GET", "/rest/machines/", { query: { detail: 1, kind: "vm",
+        ...filters, limit: PAGE, offset } });
+      tbody.replaceChildren(...a.machine_objs.map(row));
+      count.textContent = a.total ? `${offset + 1}–${offset + a.machine_objs.length} of ${a.total}`
+        : "no machines match";
+      next.disabled = offset + PAGE >= a.total;
+      err.show(null);
+    } catch (e) { err.show(e); }
+  }
+
+  function find(uuid) { return tbody.querySelector(`tr[data-uuid="${CSS.escape(uuid)}"]`); }
+
+  function onEvent(type, o) {
+    if (o.kind && o.kind !== "vm") return;
+    const tr = o.uuid && find(o.uuid);
+    if (type === "machine.state" && tr) {
+      tr.querySelector(".state-cell").replaceChildren(stateBadge(o.state));
+      tr.classList.remove("row-flash");
+      void tr.offsetWidth;
+      tr.classList.add("row-flash");
+    } else if (type === "machine.renamed" && tr) {
+      tr.dataset.name = o.name;
+      tr.querySelector(".name a").textContent = o.name;
+    } else if (type === "machine.deleted" && tr) {
+      tr.remove();
+    } else if (type === "machine.created" || type === "machine.moved") {
+      clearTimeout(reloadTimer);  // where a new machine goes in the sorted page: ask again
+      reloadTimer = setTimeout(load, 500);
+    }
+  }
+
+  main.replaceChildren(h("section", {}, heading("Machines"), filterForm, err,
+    h("div", { class: "table-wrap" }, h("table", { id: "machines", class: "striped" },
+      h("caption", {}, count),
+      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, all),
+        ["Name", "State"].map((t) => h("th", { scope: "col" }, t)),
+        ["Host", "Owner", "vCPUs", "Memory", "Clusters"].map(
+          (t) => h("th", { scope: "col", class: "hide-narrow" }, t)))),
+      tbody)),
+    h("nav", { class: "pager", "aria-label": "Pages" }, prev, next),
+    h("h2", {}, "Selected machines"), bulk, results));
+  load();
+  return { onEvent, refresh: load, destroy: () => clearTimeout(reloadTimer) };
+}
+
+// -- one machine -----------------------------------------------------------------------------
+
+const ACTIONS = { create: "Start", resume: "Resume", suspend: "Suspend", shutdown: "Shut down",
+                  reboot: "Reboot", poweroff: "Power off", manage: "Manage",
+                  totaldelete: "Delete" };
+const METRICS = [
+  ["cpu", "CPU %", [["cpu", "CPU %"]]],
+  ["mem", "Memory (MiB)", [["mem_used", "used"], ["mem_total", "total"]]],
+  ["disk", "Disk (KiB/s)", [["disk_read", "read"], ["disk_write", "write"]]],
+  ["net", "Network (KiB/s)", [["net_rx", "received"], ["net_tx", "sent"]]],
+];
+
+function devices(xml) {
+  const doc = new DOMParser().parseFromString(xml || "<domain/>", "application/xml");
+  const disks = [...doc.querySelectorAll("devices > disk")].map((d) => {
+    const src = d.querySelector("source");
+    return [d.getAttribute("device"), d.querySelector("target")?.getAttribute("dev"),
+            src && (src.getAttribute("file") || src.getAttribute("volume") ||
+                    src.getAttribute("dev") || "")];
+  });
+  const nics = [...doc.querySelectorAll("devices > interface")].map((i) => {
+    const src = i.querySelector("source");
+    return [i.getAttribute("type"), i.querySelector("mac")?.getAttribute("address"),
+            src && (src.getAttribute("network") || src.getAttribute("bridge") || "")];
+  });
+  return { disks, nics };
+}
+
+function table(id, cols, rows, empty = "none") {
+  if (!rows.length) return h("p", { id }, empty);
+  return h("div", { class: "table-wrap" }, h("table", { id },
+    h("thead", {}, h("tr", {}, cols.map((c) => h("th", { scope: "col" }, c)))),
+    h("tbody", {}, rows.map((r) => h("tr", {}, r.map((c) => h("td", {}, c ?? "–")))))));
+}
+
+function machinePage(uuid) {
+  const err = errorBox();
+  const actErr = errorBox();
+  const title = heading("Machine");
+  const facts = h("dl", { id: "facts" });
+  const actions = h("div", { class: "actions", id: "actions", role: "group",
+                             "aria-label": "Actions" });
+  const consoles = h("p", { class: "actions" });
+  const devs = h("div");
+  const txs = h("div");
+  const perms = h("div");
+  const audit = h("div");
+  const graphs = h("div", { class: "graphs" });
+  let plots = [];
+  let statsTimer = null;
+  let machine = null;
+
+  async function load() {
+    try {
+      const a = await api("GET", `/rest/machine/${uuid}/`);
+      machine = a.machine_obj;
+      render(a);
+      err.show(null);
+    } catch (e) { err.show(e); }
+  }
+
+  function render(a) {
+    const m = a.machine_obj;
+    title.textContent = m.name;
+    document.title = `${m.name} · enomalism`;
+    const leases = (a.info && a.info.leases) || [];
+    facts.replaceChildren(
+      h("dt", {}, "State"), h("dd", { id: "machine-state" }, stateBadge(m.state)),
+      h("dt", {}, "Host"), h("dd", {}, hostName(m.host)),
+      h("dt", {}, "Owner"), h("dd", {}, userName(m.owner)),
+      h("dt", {}, "vCPUs · memory"), h("dd", {}, `${m.vcpus ?? "–"} · ${mib(m.memory_kib)}`),
+      h("dt", {}, "Addresses"), h("dd", {}, leases.map((l) => l.address || l.ip).join(", ") || m.address || "–"),
+      h("dt", {}, "Clusters"), h("dd", {}, (m.clusters || []).join(", ") || "–"),
+      m.locked_by ? [h("dt", {}, "Locked by"),
+                     h("dd", {}, h("a", { href: `#/transaction/${m.locked_by}` }, m.locked_by))] : null);
+    actions.replaceChildren(...m.actions.filter((x) => x in ACTIONS).map((x) =>
+      h("button", { type: "button", class: x === "totaldelete" ? "secondary" : "",
+                    dataset: { action: x }, onclick: () => act(x) }, ACTIONS[x])));
+    const running = m.state === "running" || m.state === "paused";
+    consoles.replaceChildren(...(running ? [
+      h("a", { role: "button", class: "outline", href: `#/console/${uuid}/serial` }, "Serial console"),
+      h("a", { role: "button", class: "outline", href: `#/console/${uuid}/vnc` }, "Screen (VNC)")] : []));
+    const d = devices(m.xmldesc);
+    devs.replaceChildren(h("h2", {}, "Disks"), table("disks", ["Device", "Target", "Source"], d.disks),
+      h("h2", {}, "Interfaces"), table("nics", ["Type", "MAC", "Network"], d.nics));
+  }
+
+  async function act(action) {
+    if (action === "totaldelete" && !confirm(`Delete ${machine.name} and its disks?`)) return;
+    actErr.show(null);
+    for (const b of actions.querySelectorAll("button")) b.disabled = true;
+    try {
+      await api("POST", `/rest/machine/${uuid}/actions/${action}/`);
+      if (action === "totaldelete") { location.hash = "#/machines"; return; }
+    } catch (e) { actErr.show(e); }
+    await load();
+  }
+
+  async function loadTxs() {
+    try {
+      const a = await api("GET", "/rest/transactions/", { query: { target: uuid, limit: 10 } });
+      txs.replaceChildren(table("machine-txs", ["Kind", "State", "Progress", "Started"],
+        a.transactions.map((t) => [h("a", { href: `#/transaction/${t.uuid}` }, t.kind), t.state,
+                                   progress(t.completion, `${t.kind} progress`), when(t.created_at)])));
+    } catch (e) { txs.replaceChildren(h("p", { class: "error" }, errorText(e))); }
+  }
+
+  async function loadAudit() {
+    if (!session.is_admin) return;
+    try {
+      const a = await api("GET", "/rest/audit/", { query: { object: uuid, limit: 20 } });
+      audit.replaceChildren(h("h2", {}, "Audit"), table("machine-audit", ["When", "Who", "Action", "Result"],
+        a.entries.map((e) => [when(e.at), e.actor_name, e.action, e.errno ? `${e.errno}: ${e.message}` : "ok"])));
+    } catch { audit.replaceChildren(); }
+  }
+
+  async function loadPerms() {
+    const permErr = errorBox();
+    try {
+      const a = await api("GET", `/rest/permissions/${uuid}/`);
+      const who = h("input", { name: "user", required: true });
+      const perm = h("select", { name: "permission" },
+        ["read", "control", "modify", "export", "delete", "admin"].map((p) => h("option", { value: p }, p)));
+      const form = h("form", { id: "grant", class: "filters", onsubmit: async (ev) => {
+        ev.preventDefault();
+        try {
+          await api("PUT", `/rest/permissions/${uuid}/`, { body: { user: who.value, permission: perm.value } });
+          loadPerms();
+        } catch (e) { permErr.show(e); }
+      } }, field("User", who), field("Permission", perm), h("button", { type: "submit" }, "Grant"));
+      perms.replaceChildren(h("h2", {}, "Permissions"), h("p", {}, `Owner: ${a.owner_name || "–"}`),
+        table("grants", ["Who", "Permission", ""], a.permissions.map((g) => [
+          `${g.principal_type} ${g.principal_name || g.principal}`, g.permission,
+          h("button", { type: "button", class: "outline secondary", onclick: async () => {
+            try {
+              await api("DELETE", `/rest/permissions/${uuid}/`, { query: {
+                [g.principal_type]: g.principal, permission: g.permission } });
+              loadPerms();
+            } catch (e) { permErr.show(e); }
+          } }, `Revoke ${g.permission}`)])), form, permErr);
+    } catch { perms.replaceChildren(); }  // only who may administer it sees its grants
+  }
+
+  async function loadStats() {
+    try {
+      const a = await api("GET", `/rest/machine/${uuid}/stats/`);
+      drawStats(a);
+    } catch (e) {
+      graphs.replaceChildren(h("p", {}, `No statistics: ${errorText(e)}`));
+      plots = [];
+    }
+  }
+
+  function drawStats(a) {
+    const hist = a.history || [];
+    if (!window.uPlot || !hist.length) {
+      if (!plots.length) graphs.replaceChildren(h("p", { id: "no-stats" }, "No statistics yet (they are sampled while the machine runs)."));
+      return;
+    }
+    const t = hist.map((p) => p.t);
+    const scale = (k, v) => (v === null || v === undefined) ? null :
+      k.startsWith("mem") ? v / 1048576 : k === "cpu" ? v : v / 1024;
+    const series = METRICS.map(([, , keys]) => [t, ...keys.map(([k]) => hist.map((p) => scale(k, p[k])))]);
+    if (plots.length) { plots.forEach((p, i) => p.setData(series[i])); return; }
+    graphs.replaceChildren();
+    const width = Math.max(280, Math.min(560, graphs.clientWidth || 560));
+    plots = METRICS.map(([id, label, keys], i) => {
+      const box = h("figure", { class: "graph", id: `graph-${id}` }, h("figcaption", {}, label));
+      graphs.append(box);
+      return new window.uPlot({ width, height: 160, series: [{}, ...keys.map(([, l], j) => ({
+        label: l, stroke: ["#1e88e5", "#e53935"][j], width: 1.5 }))], axes: [{}, { size: 50 }] },
+      series[i], box);
+    });
+  }
+
+  function onEvent(type, o) {
+    if (type.startsWith("machine.") && o.uuid === uuid) {
+      if (type === "machine.deleted") { err.show(new Error("This machine was deleted.")); return; }
+      load();
+    } else if (type.startsWith("transaction.") && o.target === uuid) loadTxs();
+  }
+
+  main.replaceChildren(h("section", {}, title, err, facts, actions, actErr, consoles,
+    h("h2", {}, "Activity"), graphs, devs, h("h2", {}, "Transactions"), txs, perms, audit));
+  load().then(() => { loadStats(); loadTxs(); loadPerms(); loadAudit(); });
+  statsTimer = setInterval(loadStats, 10000);
+  return { onEvent, refresh: load, destroy: () => clearInterval(statsTimer) };
+}
+
+// -- transactions ----------------------------------------------------------------------------
+
+function txRow(t) {
+  return h("tr", { dataset: { uuid: t.uuid } },
+    h("th", { scope: "row" }, h("a", { href: `#/transaction/${t.uuid}` }, t.kind)),
+    h("td", {}, t.target ? h("a", { href: `#/machine/${t.target}` }, t.target_name || t.target.slice(0, 8)) : "–"),
+    h("td", { class: "tx-state" }, t.state),
+    h("td", {}, progress(t.completion, `${t.kind} progress`)),
+    h("td", { class: "hide-narrow" }, t.owner_name || "–"),
+    h("td", { class: "hide-narrow" }, when(t.created_at)));
+}
+
+function updateTx(tr, o) {
+  tr.querySelector(".tx-state").textContent = o.state;
+  tr.querySelector("progress").value = o.completion ?? 0;
+}
+
+function transactionsPage() {
+  const err = errorBox();
+  const tbody = h("tbody");
+  const stateSel = h("select", { name: "state", onchange: load }, h("option", { value: "" }, "any"),
+    ["queued", "running", "done", "failed", "cancelled"].map((s) => h("option", { value: s }, s)));
+
+  async function load() {
+    try {
+      const a = await api("GET", "/rest/transactions/", { query: { limit: 50, state: stateSel.value } });
+      tbody.replaceChildren(...a.transactions.map(txRow));
+    } catch (e) { err.show(e); }
+  }
+
+  async function onEvent(type, o) {
+    if (!type.startsWith("transaction.")) return;
+    const tr = tbody.querySelector(`tr[data-uuid="${CSS.escape(o.uuid)}"]`);
+    if (tr) { updateTx(tr, o); return; }
+    try {  // one new transaction: read it alone and put it on top
+      const a = await api("GET", `/rest/transaction/${o.uuid}/`);
+      if (!tbody.querySelector(`tr[data-uuid="${CSS.escape(o.uuid)}"]`)) tbody.prepend(txRow(a.data));
+    } catch { /* not ours to read */ }
+  }
+
+  main.replaceChildren(h("section", {}, heading("Transactions"), field("State", stateSel), err,
+    h("div", { class: "table-wrap" }, h("table", { id: "transactions" },
+      h("thead", {}, h("tr", {}, ["Kind", "Target", "State", "Progress", "Owner", "Created"]
+        .map((c) => h("th", { scope: "col" }, c)))), tbody))));
+  load();
+  return { onEvent, refresh: load };
+}
+
+function transactionPage(uuid) {
+  const err = errorBox();
+  const title = heading("Transaction");
+  const bar = progress(0, "Progress");
+  const state = h("span", { id: "tx-state", role: "status" });
+  const box = h("div");
+  const cancel = h("button", { type: "button", class: "secondary", hidden: true, onclick: async () => {
+    try { await api("DELETE", `/rest/transaction/${uuid}/`); load(); } catch (e) { err.show(e); }
+  } }, "Cancel");
+
+  async function load() {
+    try {
+      const t = (await api("GET", `/rest/transaction/${uuid}/`)).data;
+      title.textContent = `${t.kind} ${t.target_name || ""}`.trim();
+      bar.value = t.completion;
+      state.textContent = t.state;
+      cancel.hidden = !["queued", "running"].includes(t.state);
+      box.replaceChildren(
+        t.target ? h("p", {}, "Target: ", h("a", { href: `#/machine/${t.target}`, id: "tx-target" },
+                                            t.target_name || t.target)) : null,
+        t.error ? h("p", { class: "error" }, t.error) : null,
+        h("h2", {}, "Log"), table("tx-log", ["When", "Level", "Message"], t.log));
+    } catch (e) { err.show(e); }
+  }
+
+  function onEvent(type, o) {
+    if (!type.startsWith("transaction.") || o.uuid !== uuid) return;
+    bar.value = o.completion ?? bar.value;
+    state.textContent = o.state;
+    if (type === "transaction.end") load();
+  }
+
+  main.replaceChildren(h("section", {}, title, err, h("p", {}, "State: ", state), bar, cancel, box));
+  load();
+  return { onEvent, refresh: load };
+}
+
+// -- create from an image --------------------------------------------------------------------
+
+async function createPage() {
+  const err = errorBox();
+  const name = h("input", { name: "name", required: true });
+  const image = h("select", { name: "image" }, h("option", { value: "" }, "no image (a blank disk)"));
+  const vcpus = h("input", { name: "vcpus", type: "number", min: 1, value: 1 });
+  const memory = h("input", { name: "memory", type: "number", min: 16, value: 256 });
+  const disk = h("input", { name: "disk", type: "number", min: 1, placeholder: "the image's size" });
+  const form = h("form", { id: "create", onsubmit: async (ev) => {
+    ev.preventDefault();
+    err.show(null);
+    const body = { name: name.value, vcpus: vcpus.value, memory: memory.value };
+    if (image.value) body.image = image.value;
+    if (disk.value) body.disk = disk.value;
+    try {
+      const a = await api("PUT", "/rest/machines/", { body });
+      location.hash = `#/transaction/${a.txid}`;
+    } catch (e) { err.show(e); }
+  } }, field("Name", name), field("Image", image),
+  h("div", { class: "grid" }, field("vCPUs", vcpus), field("Memory (MiB)", memory), field("Disk (GiB)", disk)),
+  err, h("button", { type: "submit" }, "Create"));
+  main.replaceChildren(h("section", {}, heading("Create a machine"), form));
+  try {
+    const a = await api("GET", "/rest/images/");
+    for (const i of a.images.filter((x) => x.state === "ready" && x.format !== "iso")) {
+      image.append(h("option", { value: i.uuid }, `${i.name} (${i.format})`));
+    }
+  } catch (e) { err.show(e); }
+  return {};
+}
+
+// -- images ----------------------------------------------------------------------------------
+
+function imagesPage() {
+  const err = errorBox();
+  const upErr = errorBox();
+  const list = h("div");
+  const file = h("input", { type: "file", name: "file", required: true });
+  const name = h("input", { name: "name", required: true });
+  const format = h("select", { name: "format" }, ["qcow2", "raw", "iso"].map((f) => h("option", { value: f }, f)));
+  const bar = h("progress", { value: 0, max: 100, id: "upload-progress", "aria-label": "Upload progress", hidden: true });
+  const done = h("p", { role: "status", id: "upload-status" });
+  file.addEventListener("change", () => {
+    const f = file.files[0];
+    if (!f) return;
+    if (!name.value) name.value = f.name.replace(/\.(qcow2|img|raw|iso)$/i, "");
+    const ext = (f.name.match(/\.(qcow2|raw|iso)$/i) || [])[1];
+    if (ext) format.value = ext.toLowerCase();
+  });
+  const form = h("form", { id: "upload", onsubmit: (ev) => {
+    ev.preventDefault();
+    upErr.show(null);
+    const xhr = new XMLHttpRequest();
+    const url = `/rest/images/?${new URLSearchParams({ name: name.value, format: format.value })}`;
+    xhr.open("PUT", url);
+    xhr.setRequestHeader("X-CSRF-Token", session.csrf_token);
+    xhr.setRequestHeader("Accept", "application/json");
+    xhr.setRequestHeader("X-Requested-With", "enomalism");
+    bar.hidden = false;
+    bar.value = 0;
+    xhr.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = Math.round(100 * e.loaded / e.total); };
+    xhr.onload = () => {
+      let body;
+      try { body = JSON.parse(xhr.responseText); } catch { body = { errno: xhr.status, message: xhr.statusText }; }
+      if (xhr.status >= 400 || body.errno) { upErr.show(new ApiError(body, xhr.status)); return; }
+      bar.value = 100;
+      done.textContent = `Uploaded ${name.value}.`;
+      load();
+    };
+    xhr.onerror = () => upErr.show(new Error("the upload broke off"));
+    done.textContent = "Uploading…";
+    xhr.send(file.files[0]);
+  } }, field("File", file), h("div", { class: "grid" }, field("Name", name), field("Format", format)),
+  h("button", { type: "submit" }, "Upload"), bar, done, upErr);
+
+  async function load() {
+    try {
+      const a = await api("GET", "/rest/images/");
+      list.replaceChildren(table("images", ["Name", "Format", "Size", "State", "Pool", ""], a.images.map((i) => [
+        i.name, i.format, i.size ? `${(i.size / 1048576).toFixed(1)} MiB` : "–", i.state, i.pool,
+        h("button", { type: "button", class: "outline secondary", onclick: async () => {
+          if (!confirm(`Delete image ${i.name}?`)) return;
+          try { await api("DELETE", `/rest/images/${i.uuid}/`); load(); } catch (e) { err.show(e); }
+        } }, `Delete ${i.name}`)]), "No images yet."));
+    } catch (e) { err.show(e); }
+  }
+  main.replaceChildren(h("section", {}, heading("Images"), err, list, h("h2", {}, "Upload an image"), form));
+  load();
+  return { refresh: load };
+}
+
+// -- hosts, networks -------------------------------------------------------------------------
+
+function hostsPage() {
+  const err = errorBox();
+  const box = h("div");
+  async function load() {
+    try {
+      const hosts = (await api("GET", "/rest/hosts/")).hosts;
+      const parts = [];
+      for (const host of hosts) {
+        const hvs = (await api("GET", `/rest/machine/${host.uuid}/hypervisors/`)).hypervisors;
+        parts.push(h("article", {}, h("h2", {}, host.name), h("p", {}, `Address: ${host.address || "–"}`),
+          table(`hvs-${host.uuid}`, ["URI", "Status", "CPUs", "Memory", "libvirt", ""], hvs.map((v) => [
+            h("span", { class: "mono" }, v.virt_url), h("span", { dataset: { hv: v.uuid } }, v.status),
+            v.cpus, mib(v.memory_kib), v.libvirt_version,
+            session.is_admin ? h("button", { type: "button", class: "outline secondary", onclick: async () => {
+              if (!confirm(`Remove hypervisor ${v.virt_url}?`)) return;
+              try { await api("DELETE", `/rest/hypervisor/${v.uuid}/`); load(); } catch (e) { err.show(e); }
+            } }, "Remove") : ""]))));
+      }
+      box.replaceChildren(...parts);
+    } catch (e) { err.show(e); }
+  }
+  function onEvent(type, o) {
+    if (!type.startsWith("hypervisor.")) return;
+    const el = box.querySelector(`[data-hv="${CSS.escape(o.uuid)}"]`);
+    if (el) el.textContent = o.status || (type === "hypervisor.up" ? "connected" : "disconnected");
+  }
+  main.replaceChildren(h("section", {}, heading("Hosts and hypervisors"), err, box));
+  load();
+  return { onEvent, refresh: load };
+}
+
+function networksPage() {
+  const err = errorBox();
+  const box = h("div");
+  async function load() {
+    try {
+      const a = await api("GET", "/rest/networks/");
+      box.replaceChildren(table("networks", ["Name", "Subnet", "Gateway", "Bridge or network"],
+        a.networks.map((n) => [n.name, n.subnet || n.cidr, n.gateway, n.bridge || n.libvirt_network])),
+      "No static networks.");
+    } catch (e) { err.show(e); }
+  }
+  main.replaceChildren(h("section", {}, heading("Networks"), err, box));
+  load();
+  return { refresh: load };
+}
+
+// -- users and the audit log (administrators) ------------------------------------------------
+
+function usersPage() {
+  const err = errorBox();
+  const box = h("div");
+  const username = h("input", { name: "username", required: true, autocomplete: "off" });
+  const password = h("input", { name: "password", type: "password", required: true, autocomplete: "new-password" });
+  const admin = h("input", { name: "admin", type: "checkbox", role: "switch" });
+  const form = h("form", { id: "new-user", onsubmit: async (ev) => {
+    ev.preventDefault();
+    err.show(null);
+    try {
+      await api("POST", "/rest/user/create/", { body: { username: username.value,
+        password: password.value, admin: admin.checked } });
+      username.value = password.value = "";
+      await loadNames();
+      load();
+    } catch (e) { err.show(e); }
+  } }, h("div", { class: "grid" }, field("User name", username), field("Password", password)),
+  h("label", {}, admin, " Administrator"), h("button", { type: "submit" }, "Add user"));
+  async function load() {
+    try {
+      const users = (await api("GET", "/rest/users/list/")).users;
+      const groups = (await api("GET", "/rest/group/list/")).groups;
+      box.replaceChildren(table("users", ["User", "Id", ""], users.map(([n, id]) => [n, h("span", { class: "mono" }, id),
+        n === session.username ? "" : h("button", { type: "button", class: "outline secondary", onclick: async () => {
+          if (!confirm(`Delete user ${n}?`)) return;
+          try { await api("DELETE", `/rest/user/${id}/`); load(); } catch (e) { err.show(e); }
+        } }, `Delete ${n}`)])),
+      h("h2", {}, "Groups"), table("groups", ["Group", "Id"], groups.map(([n, id]) => [n, id]), "No groups."));
+    } catch (e) { err.show(e); }
+  }
+  main.replaceChildren(h("section", {}, heading("Users"), box, h("h2", {}, "Add a user"), form, err,
+    h("p", {}, "Grant permissions on a machine from its page.")));
+  load();
+  return { refresh: load };
+}
+
+function auditPage() {
+  const err = errorBox();
+  const tbody = h("tbody");
+  const actor = h("input", { name: "actor" });
+  const object = h("input", { name: "object" });
+  const failed = h("select", { name: "failed" }, h("option", { value: "" }, "all"),
+                   h("option", { value: "true" }, "refused or failed"), h("option", { value: "false" }, "succeeded"));
+  const rowOf = (e) => h("tr", {}, h("td", {}, when(e.at)), h("td", {}, e.actor_name || e.actor),
+    h("td", { class: "hide-narrow" }, e.source), h("td", {}, e.action), h("td", {}, e.object_name || e.object || "–"),
+    h("td", {}, e.errno ? `${e.errno}: ${e.message}` : "ok"));
+  async function load() {
+    try {
+      const a = await api("GET", "/rest/audit/", { query: { actor: actor.value, object: object.value,
+        failed: failed.value, limit: 100 } });
+      tbody.replaceChildren(...a.entries.map(rowOf));
+      err.show(null);
+    } catch (e) { err.show(e); }
+  }
+  function onEvent(type, o) {
+    if (type === "audit" && !actor.value && !object.value && !failed.value) {
+      tbody.prepend(rowOf({ ...o, at: new Date().toISOString(), actor_name: o.actor }));
+      while (tbody.children.length > 100) tbody.lastChild.remove();
+    }
+  }
+  main.replaceChildren(h("section", {}, heading("Audit log"),
+    h("form", { class: "filters", role: "search", onsubmit: (ev) => { ev.preventDefault(); load(); } },
+      field("User", actor), field("Object id", object), field("Outcome", failed),
+      h("button", { type: "submit" }, "Filter")), err,
+    h("div", { class: "table-wrap" }, h("table", { id: "audit" }, h("thead", {}, h("tr", {},
+      ["When", "Who", "From", "Action", "Object", "Result"].map((c) => h("th", { scope: "col" }, c)))), tbody))));
+  load();
+  return { onEvent, refresh: load };
+}
+
+// -- the user's own account: password and API tokens -----------------------------------------
+
+function accountPage() {
+  const err = errorBox();
+  const box = h("div");
+  const secret = h("p", { role: "status", class: "mono" });
+  const tname = h("input", { name: "name", required: true });
+  const days = h("input", { name: "expires_in_days", type: "number", min: 1, placeholder: "never" });
+  const oldp = h("input", { name: "old_password", type: "password", autocomplete: "current-password", required: true });
+  const newp = h("input", { name: "password", type: "password", autocomplete: "new-password", required: true });
+  async function load() {
+    try {
+      const a = await api("GET", "/rest/tokens/");
+      box.replaceChildren(table("tokens", ["Name", "Expires", ""], a.tokens.map((t) => [t.name, when(t.expires_at),
+        h("button", { type: "button", class: "outline secondary", onclick: async () => {
+          try { await api("DELETE", `/rest/tokens/${t.uuid}/`); load(); } catch (e) { err.show(e); }
+        } }, `Revoke ${t.name}`)]), "No tokens."));
+    } catch (e) { err.show(e); }
+  }
+  main.replaceChildren(h("section", {}, heading(`Account: ${session.username}`), err,
+    h("h2", {}, "API tokens"), box,
+    h("form", { class: "filters", onsubmit: async (ev) => {
+      ev.preventDefault();
+      try {
+        const a = await api("PUT", "/rest/tokens/", { body: { name: tname.value, expires_in_days: days.value || undefined } });
+        secret.textContent = `New token (shown only now): ${a.secret}`;
+        load();
+      } catch (e) { err.show(e); }
+    } }, field("Token name", tname), field("Expires in days", days), h("button", { type: "submit" }, "Create token")),
+    secret, h("h2", {}, "Password"),
+    h("form", { onsubmit: async (ev) => {
+      ev.preventDefault();
+      try {
+        await api("POST", `/rest/user/${session.uuid}/`, { body: { action: "set_password",
+          old_password: oldp.value, password: newp.value } });
+        oldp.value = newp.value = "";
+        err.show(null);
+        secret.textContent = "Password changed.";
+      } catch (e) { err.show(e); }
+    } }, h("div", { class: "grid" }, field("Current password", oldp), field("New password", newp)),
+    h("button", { type: "submit" }, "Change password"))));
+  load();
+  return { refresh: load };
+}
+
+// -- routing ---------------------------------------------------------------------------------
+
+const ROUTES = [
+  [/^#\/machines$/, machinesPage],
+  [/^#\/machine\/([\w-]+)$/, machinePage],
+  [/^#\/transactions$/, transactionsPage],
+  [/^#\/transaction\/([\w-]+)$/, transactionPage],
+  [/^#\/create$/, createPage],
+  [/^#\/images$/, imagesPage],
+  [/^#\/hosts$/, hostsPage],
+  [/^#\/networks$/, networksPage],
+  [/^#\/users$/, usersPage],
+  [/^#\/audit$/, auditPage],
+  [/^#\/account$/, accountPage],
+  [/^#\/console\/([\w-]+)\/(serial|vnc)$/, (uuid, kind) => consolePage(main, uuid, kind, { h, api, errorText, heading })],
+];
+
+async function route() {
+  if (!session) return;
+  const path = (location.hash || "#/machines").split("?")[0];
+  if (current && current.destroy) current.destroy();
+  current = null;
+  for (const a of document.querySelectorAll("#nav a")) {
+    if (a.getAttribute("href") === path) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
+  for (const [re, page] of ROUTES) {
+    const m = path.match(re);
+    if (m) {
+      current = (await page(...m.slice(1))) || {};
+      const title = document.getElementById("page-title");
+      if (title) title.focus({ preventScroll: true });
+      return;
+    }
+  }
+  location.hash = "#/machines";
+}
+
+window.addEventListener("hashchange", route);
+
+(async () => {
+  try {
+    session = await api("GET", "/rest/session/");
+    await started();
+  } catch { loginPage(); }
+})();

@@ -1,0 +1,87 @@
+"""`/rest/session/`: the dashboard's login cookie, its CSRF token, logout (docs/dashboard.md)."""
+
+from tests.conftest import ADMIN_PASSWORD, expect_error, manage
+
+COOKIE = "enomalism_session"
+
+
+def _login(api, password=ADMIN_PASSWORD):  # noqa: ANN001, ANN202
+    return api.client.post("/rest/session/", data={"username": "admin", "password": password})
+
+
+def test_login_sets_a_strict_httponly_cookie_and_answers_the_csrf_token(api) -> None:
+    r = _login(api)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["username"] == "admin" and body["is_admin"] and body["csrf_token"]
+    cookie = r.headers["set-cookie"]
+    assert f"{COOKIE}=" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+    assert "Max-Age=43200" in cookie and "Secure" not in cookie  # plain HTTP here
+    who = api.client.get("/rest/session/")
+    assert who.status_code == 200 and who.json()["csrf_token"] == body["csrf_token"]
+    # the cookie is enough for any read of the API
+    assert api.client.get("/rest/machines/").status_code == 200
+
+
+def test_wrong_password_sets_no_cookie(api) -> None:
+    r = _login(api, "wrong")
+    expect_error(r, 401, 1100)
+    assert "set-cookie" not in r.headers
+    expect_error(api.client.get("/rest/session/"), 401, 1100)
+
+
+def test_a_change_with_the_cookie_needs_the_csrf_token(api) -> None:
+    uuid = manage(api, "web")
+    csrf = _login(api).json()["csrf_token"]
+    path = f"/rest/machine/{uuid}/actions/suspend/"
+    expect_error(api.client.post(path), 403, 1143)
+    expect_error(api.client.post(path, headers={"X-CSRF-Token": "0" * 64}), 403, 1143)
+    assert api.client.get(f"/rest/machine/{uuid}/").json()["machine_obj"]["state"] == "running"
+    r = api.client.post(path, headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 200, r.text
+    assert api.client.get(f"/rest/machine/{uuid}/").json()["machine_obj"]["state"] == "paused"
+
+
+def test_logout_revokes_the_session(api) -> None:
+    csrf = _login(api).json()["csrf_token"]
+    stolen = api.client.cookies.get(COOKIE)
+    expect_error(api.client.delete("/rest/session/"), 403, 1143)
+    r = api.client.delete("/rest/session/", headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 200, r.text
+    assert f'{COOKIE}=""' in r.headers["set-cookie"] or "Max-Age=0" in r.headers["set-cookie"]
+    expect_error(api.client.get("/rest/session/"), 401, 1100)
+    # the old cookie, replayed, is dead on the server too
+    expect_error(api.client.get("/rest/machines/", cookies={COOKIE: stolen}), 401, 1100)
+
+
+def test_login_from_another_sites_page_is_refused(api) -> None:
+    r = api.client.post("/rest/session/", data={"username": "admin", "password": ADMIN_PASSWORD},
+                        headers={"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.test"})
+    expect_error(r, 403, 1140)
+    assert "set-cookie" not in r.headers
+
+
+def test_the_dashboard_is_at_the_root_and_shadows_no_api_path(api) -> None:
+    r = api.client.get("/")
+    assert r.status_code == 200 and "text/html" in r.headers["content-type"]
+    assert "default-src 'self'" in r.headers["content-security-policy"]
+    assert api.client.get("/ui/static/vendor/VERSIONS").status_code == 200
+    assert api.client.get("/healthz").json()["errno"] == 0
+    assert api.client.get("/openapi.json").status_code == 200
+    expect_error(api.client.get("/rest/no-such-thing/"), 404, 1200)  # the API's, not a page
+    expect_error(api.client.get("/rest/machines/"), 401, 1100)
+
+
+def test_machines_filter_by_name_and_host_and_come_in_pages(api) -> None:
+    """The dashboard's list asks the server for one page of what matches (extensions)."""
+    host = api.local_host()
+    page = api.ok("GET", "/rest/machines/", params={"kind": "vm", "limit": 2, "detail": 1})
+    assert page["total"] == 3 and [o["name"] for o in page["machine_objs"]] == ["db", "idle"]
+    rest = api.ok("GET", "/rest/machines/", params={"kind": "vm", "limit": 2, "offset": 2})
+    assert rest["total"] == 3 and len(rest["machines"]) == 1
+    found = api.ok("GET", "/rest/machines/", params={"search": "EB", "detail": 1})
+    assert [o["name"] for o in found["machine_objs"]] == ["web"]
+    assert api.ok("GET", "/rest/machines/", params={"search": "%"})["machines"] == []
+    on_host = api.ok("GET", "/rest/machines/", params={"host": host, "limit": 10})
+    assert on_host["total"] == 3
+    expect_error(api.get("/rest/machines/", params={"limit": 0}), 400, 1000)
