@@ -1,6 +1,6 @@
 """volumes: a volume may be a user's own, attached to no machine (issue 16, storage)
 
-Revision ID: r4firstvm
+Revision ID: 0018
 Revises: 0017
 Create Date: 2026-12-06
 """
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision = 'r4firstvm'
+revision = '0018'
 down_revision = '0017'
 branch_labels = None
 depends_on = None
