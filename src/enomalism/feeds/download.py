@@ -730,7 +730,8 @@ class _Transfer:
             if code in (408, 429, 500, 502, 503, 504):
                 raise _Retry(error)
             raise error
-        if self.expected_size is not None and self.total not in (None, self.expected_size):
+        if self.expected_size is not None and self.total is not None \
+                and self.total != self.expected_size:
             raise self._size_mismatch(self.total)
         self.tick(force=True)
         return None

@@ -296,7 +296,7 @@ class Runner:
         with self.db.session() as s:
             candidates = s.execute(select(Transaction.uuid, Transaction.params)
                                    .where(Transaction.state == "queued")
-                                   .order_by(Transaction.created_at).limit(20)).all()
+                                   .order_by(Transaction.created_at).limit(20)).tuples().all()
             for txid, params in candidates:
                 if not self._can_run_here(s, params or {}):
                     continue
@@ -305,11 +305,12 @@ class Runner:
                     state="running", claimed_by=self.node_id, started_at=utcnow(),
                     heartbeat_at=utcnow(), attempts=Transaction.attempts + 1))
                 if took == 1:
-                    tx = s.execute(select(Transaction.kind, Transaction.owner_uuid,
-                                          Transaction.target_uuid)
-                                   .where(Transaction.uuid == txid)).one()
-                    s.add(events.row("transaction.progress", txid, tx.owner_uuid, uuid=txid,
-                                     kind=tx.kind, target=tx.target_uuid, state="running",
+                    kind, owner, target = s.execute(
+                        select(Transaction.kind, Transaction.owner_uuid,
+                               Transaction.target_uuid)
+                        .where(Transaction.uuid == txid)).tuples().one()
+                    s.add(events.row("transaction.progress", txid, owner, uuid=txid,
+                                     kind=kind, target=target, state="running",
                                      completion=0))
                     s.info["events"] = True
                     return txid

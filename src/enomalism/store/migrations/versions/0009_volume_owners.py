@@ -46,14 +46,14 @@ def upgrade() -> None:
     named: dict[tuple[str, str], set[str]] = defaultdict(set)
     for uuid, parent, managed, xml in rows:
         try:
-            root = etree.fromstring(xml.encode(), _PARSER)
+            root = etree.fromstring(str(xml).encode(), _PARSER)
         except etree.XMLSyntaxError:
             continue
         for disk in root.iterfind("devices/disk"):
             src = disk.find("source")
             path = src is not None and (src.get("file") or src.get("dev"))
             if path and parent and managed:
-                named[(parent, path)].add(uuid)
+                named[(str(parent), path)].add(str(uuid))
         graphics = [g for g in root.iterfind("devices/graphics") if "passwd" in g.attrib]
         for g in graphics:
             del g.attrib["passwd"]
