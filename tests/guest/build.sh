@@ -62,7 +62,8 @@ for m in $MODS; do
 done
 cat > "$R/etc/acpi/PWRF/00000080" <<'SH'
 #!/bin/sh
-echo GUEST-ACPI-POWEROFF > /dev/ttyS0
+# on a line of its own: the shell's prompt may stand unfinished on the console
+printf '\nGUEST-ACPI-POWEROFF\n' > /dev/ttyS0
 sync
 poweroff -f
 SH
