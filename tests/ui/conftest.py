@@ -37,7 +37,7 @@ class Server:
     def conn(self):  # noqa: ANN201
         """The server's own libvirt connection: what is done there is done behind its back."""
         registry = self.app.state.registry
-        return registry.connection(registry.links()[0][0])
+        return registry.connection(registry.links()[0][0]).virconnect
 
     def new_vm(self, name: str, state: str = "running") -> str:
         """A domain made behind the server's back, then adopted (managed) through the API."""

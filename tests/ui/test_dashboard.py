@@ -87,7 +87,7 @@ def _image(server, name: str) -> str:  # noqa: ANN001
 
     registry = server.app.state.registry
     hv = registry.links()[0][0]
-    pool = registry.connection(hv).storagePoolLookupByName("default-pool")
+    pool = registry.connection(hv).virconnect.storagePoolLookupByName("default-pool")
     path = pool.createXML(f"<volume><name>{name}.qcow2</name><capacity>{1 << 30}</capacity>"
                           "<target><format type='qcow2'/></target></volume>", 0).path()
     with server.app.state.db.session() as s:
