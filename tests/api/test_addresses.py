@@ -3,6 +3,11 @@ machine object, read from the database for a whole list at once; one machine's G
 libvirt (the test driver answers `virDomainInterfaceAddresses` for a running domain's
 interfaces, whichever source is asked), each address saying where it came from."""
 
+import threading
+import time
+
+import pytest
+
 from tests.api.accounts import grant, new_user
 from tests.api.test_create import create, host_of, server, static_network  # noqa: F401
 from tests.conftest import expect_error
@@ -56,3 +61,55 @@ def test_a_paused_machine_says_why(server):  # noqa: F811
     api.ok("POST", f"/rest/machine/{uuid}/actions/suspend/")
     assert api.machine(uuid)["info"]["paused_reason"] == "user"
     api.ok("POST", f"/rest/machine/{uuid}/actions/totaldelete/")
+
+
+def test_a_hypervisor_that_does_not_answer_leaves_the_stored_addresses(server, monkeypatch):  # noqa: F811
+    """The guest's addresses are asked of libvirt for a bounded time: a hung host's machine
+    answers from the database, and one unanswered question is all it is sent until it answers
+    (tests/integration/test_remote.py hangs a real link)."""
+    from enomalism.runtime import registry
+    from enomalism.virt.hypervisor import HypervisorConnection
+
+    api = server
+    net = static_network(api, "addr3", host_of(api))
+    uuid = create(api, name="hung", disk=1, network=net)["machine"]
+    api.ok("POST", f"/rest/machine/{uuid}/actions/create/")
+    answers = api.machine(uuid)["machine_obj"]["addresses"]
+    assert {a["source"] for a in answers} == {"lease", "dhcp", "arp"}
+    release, asked = threading.Event(), []
+    real = HypervisorConnection.guest_addresses
+
+    def hung(self, uuid):
+        asked.append(uuid)
+        release.wait(30)
+        return real(self, uuid)
+
+    monkeypatch.setattr(HypervisorConnection, "guest_addresses", hung)
+    monkeypatch.setattr(registry, "ASK_WITHIN", 0.2)
+    try:
+        for _ in range(3):
+            assert api.machine(uuid)["machine_obj"]["addresses"] == answers[:1]
+        assert asked == [uuid]  # the later GETs did not pile up behind the first
+    finally:
+        release.set()
+    deadline = time.monotonic() + 30
+    while api.machine(uuid)["machine_obj"]["addresses"] != answers:
+        assert time.monotonic() < deadline, "the hypervisor's answers never came back"
+        time.sleep(0.1)
+    api.ok("POST", f"/rest/machine/{uuid}/actions/totaldelete/")
+
+
+def test_what_the_hypervisor_raises_reaches_the_asker(server):  # noqa: F811
+    """A question that fails is the request's error, not a silent empty answer; a hypervisor
+    that is not connected answers nothing."""
+    reg = server.app.state.registry
+    hv = next(u for u, _uri, status, _e in reg.links() if status == "connected")
+    assert reg.ask(hv, lambda c: c.uri) == reg.connection(hv).uri
+
+    def fails(_c):
+        raise ValueError("the question failed")
+
+    with pytest.raises(ValueError, match="the question failed"):
+        reg.ask(hv, fails)
+    assert reg.ask(hv, lambda c: c.uri)  # a failed question does not leave it marked busy
+    assert reg.ask("00000000-0000-0000-0000-000000000000", lambda c: c.uri) is None

@@ -29,7 +29,9 @@ class Console:
         self.ws = ws
         self._last: dict[str, Any] = {}
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes | str) -> None:
+        """Bytes are keystrokes; a str is a control message. Either raises `ConsoleClosed`
+        once the server has ended the session (even between our read and this write)."""
         try:
             self.ws.send(data)
         except ConnectionClosed as e:
@@ -50,12 +52,12 @@ class Console:
             except ValueError:
                 continue
             if control.get("type") == "ping":
-                self.ws.send('{"type":"pong"}')
+                self.send('{"type":"pong"}')
             else:
                 self._last = control
 
     def resize(self, cols: int, rows: int) -> None:
-        self.ws.send(json.dumps({"type": "resize", "cols": cols, "rows": rows}))
+        self.send(json.dumps({"type": "resize", "cols": cols, "rows": rows}))
 
     def close(self) -> None:
         self.ws.close()

@@ -15,8 +15,9 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -40,6 +41,11 @@ EXPECT_FOR = 5.0  # seconds after an action during which its own event is recogn
 # call (on a machine without udev: /dev/kvm not usable by libvirt's QEMU user, see
 # scripts/kvm-device.sh): every define then takes as long. Said in the log and in /readyz.
 SLOW_CAPABILITIES = 2.0
+# How long a request waits for a hypervisor's answer to an extra it shows (a guest's addresses,
+# a paused reason) before it answers without it: a hung host must not hang a GET.
+ASK_WITHIN = 2.0
+
+T = TypeVar("T")
 
 
 def _lock_rows(s: Session, where: object) -> int:
@@ -70,6 +76,7 @@ class HypervisorRegistry:
         self.kept_at = time.monotonic()  # the last heartbeat and claim renewal (for /readyz)
         self.keep_error: str | None = None
         self.slow: dict[str, float] = {}  # hypervisor -> seconds its capabilities took
+        self._asking: set[str] = set()  # hypervisors that have not answered a question yet
 
     # -- lifetime ----------------------------------------------------------------------
 
@@ -148,6 +155,43 @@ class HypervisorRegistry:
             raise HypervisorUnreachable(
                 self._elsewhere.get(hv_uuid, f"hypervisor {hv_uuid} is not connected"))
         return link.connection()
+
+    def ask(self, hv_uuid: str, question: Callable[[HypervisorConnection], T], *,
+            within: float | None = None) -> T | None:
+        """`question` put to the hypervisor for a request that can answer without it: None when
+        the hypervisor is not connected, has not answered within `within` seconds, or still owes
+        the answer to an earlier question (so a hung host holds one thread, not one per GET)."""
+        within = ASK_WITHIN if within is None else within
+        try:
+            conn = self.connection(hv_uuid)
+        except EnomalismError:
+            return None
+        with self._lock:
+            if hv_uuid in self._asking:
+                return None
+            self._asking.add(hv_uuid)
+        answer: list[T] = []
+        failed: list[BaseException] = []
+        done = threading.Event()
+
+        def put() -> None:
+            try:
+                answer.append(question(conn))
+            except BaseException as e:  # handed to the asker, if it still waits
+                failed.append(e)
+            finally:
+                with self._lock:
+                    self._asking.discard(hv_uuid)
+                done.set()
+
+        threading.Thread(target=put, name=f"ask-{hv_uuid[:8]}", daemon=True).start()
+        if not done.wait(within):
+            log.warning("hypervisor %s did not answer within %.0f s; answering without it",
+                        hv_uuid, within)
+            return None
+        if failed:
+            raise failed[0]
+        return answer[0]
 
     def status(self, hv_uuid: str) -> tuple[str, str | None]:
         with self._lock:

@@ -3,7 +3,8 @@
 `lease` addresses are ours (static networks, services/networks.py) and come from the
 database, so a list of machines pays one query for all of them and never waits on a
 hypervisor. One machine's answer (`GET /rest/machine/<UUID>/`) also asks libvirt
-(virt/addresses.py): its network's DHCP leases, the guest agent, the host's ARP table.
+(virt/addresses.py): its network's DHCP leases, the guest agent, the host's ARP table; for at
+most `registry.ASK_WITHIN` seconds, so a hung host's machine still answers from the database.
 """
 
 from collections import defaultdict
@@ -12,7 +13,6 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from enomalism.errors import EnomalismError
 from enomalism.services.context import Context
 from enomalism.store.models import Lease, Machine, Network
 
@@ -40,12 +40,9 @@ def of_machine(ctx: Context, m: Machine) -> list[dict]:
     out = stored(ctx.db, [m.uuid])[m.uuid] if m.kind == "vm" else []
     if m.kind != "vm" or m.state not in _ACTIVE or m.parent_uuid is None:
         return out
-    try:
-        conn = ctx.registry.connection(m.parent_uuid)
-    except EnomalismError:
-        return out
+    uuid = m.uuid
     seen = set()
-    for a in conn.guest_addresses(m.uuid):
+    for a in ctx.registry.ask(m.parent_uuid, lambda c: c.guest_addresses(uuid)) or []:
         if (a.address, a.source) not in seen:
             seen.add((a.address, a.source))
             out.append({"address": a.address, "prefix": a.prefix, "mac": a.mac,
@@ -55,10 +52,8 @@ def of_machine(ctx: Context, m: Machine) -> list[dict]:
 
 def why_paused(ctx: Context, m: Machine) -> str | None:
     """libvirt's reason for a paused VM (ioerror: its pool is full...); None otherwise, or
-    when its hypervisor is not connected."""
+    when its hypervisor is not connected or does not answer in time."""
     if m.kind != "vm" or m.state != "paused" or m.parent_uuid is None:
         return None
-    try:
-        return ctx.registry.connection(m.parent_uuid).paused_reason(m.uuid)
-    except EnomalismError:
-        return None
+    uuid = m.uuid
+    return ctx.registry.ask(m.parent_uuid, lambda c: c.paused_reason(uuid))
