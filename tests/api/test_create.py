@@ -168,7 +168,7 @@ def test_create_from_an_image_is_an_overlay_in_the_images_pool(server):
 
 def test_create_with_a_cdrom_and_a_bigger_disk_on_the_image(server):
     api = server
-    make_image(api, "installer", "iso")
+    iso = make_image(api, "installer", "iso")
     img = make_image(api, "small", virtual_size=GIB)
     body = create(api, name="inst", image=img, disk=5, cdrom="installer", firmware="uefi")
     root = domain_xml(api, body["machine"])
@@ -180,8 +180,14 @@ def test_create_with_a_cdrom_and_a_bigger_disk_on_the_image(server):
     assert conn.storageVolLookupByPath(disks["vda"].find("source").get("file")).info()[1] \
         == 5 * GIB
     assert [b.get("dev") for b in root.iterfind("os/boot")] == ["hd", "cdrom"]
+    # the ISO cannot go while a machine boots from it
+    refused = expect_error(api.delete(f"/rest/images/{iso}/"), 409, 1300)
+    assert "inst" in refused["message"]
+    assert "installer.iso" in pool_volumes(api, hv_of(api))
     delete(api, body["machine"])
     assert {"installer.iso", "small.qcow2"} <= set(pool_volumes(api, hv_of(api)))
+    api.ok("DELETE", f"/rest/images/{iso}/")
+    assert "installer.iso" not in pool_volumes(api, hv_of(api))
 
 
 def static_network(api: Api, name: str, host: str) -> str:

@@ -137,13 +137,16 @@ def overlays(conn: HypervisorConnection, image: Image) -> list[str]:
 
 def delete(ctx: Context, *, ref: str) -> str:
     """Delete the image and its volume; refused while disks made from it (copy-on-write
-    overlays) still need it."""
+    overlays) or machines with it as their CD-ROM still need it."""
     image = find(ctx, ref=ref, permission="delete")
     if image.path:
         conn = ctx.registry.connection(image.hypervisor_uuid)
         if image.format != "iso" and (users := overlays(conn, image)):
             raise Conflict(f"image {image.name} is the base of {len(users)} disk(s) "
                            f"({', '.join(users[:5])}); delete the machines using it first")
+        if image.format == "iso" and (users := conn.machines_using(image.path)):
+            raise Conflict(f"image {image.name} is the CD-ROM of {len(users)} machine(s) "
+                           f"({', '.join(users[:5])}); detach it or delete them first")
         conn.delete_volume(image.path)
     audit.record(ctx, "image.delete", image.uuid, name=image.name)
     ctx.db.delete(image)

@@ -10,7 +10,7 @@ import re
 import subprocess
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from xml.etree import ElementTree
 
@@ -441,21 +441,32 @@ def delete_volumes(conn: libvirt.virConnect, xml: DomainXML, *, keep: set[str],
     return deleted
 
 
-def disks_in_use(conn: libvirt.virConnect, *, except_uuid: str) -> set[str]:
-    """Disk paths named by every other domain on the hypervisor."""
-    paths: set[str] = set()
+def _disk_paths(conn: libvirt.virConnect) -> Iterator[tuple[libvirt.virDomain, set[str]]]:
+    """Every domain of the hypervisor with the paths its disks (CD-ROMs too) name."""
     with libvirt_errors():
         for dom in conn.listAllDomains(0):
-            if dom.UUIDString() == except_uuid:
-                continue
             try:
                 xml = DomainXML(_xml(dom))
-                paths.update(d.path for d in xml.disks())
+                paths = {d.path for d in xml.disks()}
                 paths.update(v.path() for d in xml.volume_disks()
                              if (v := _pool_volume(conn, d.pool, d.volume)) is not None)
             except libvirt.libvirtError:
-                continue
+                continue  # gone meanwhile
+            yield dom, paths
+
+
+def disks_in_use(conn: libvirt.virConnect, *, except_uuid: str) -> set[str]:
+    """Disk paths named by every other domain on the hypervisor."""
+    paths: set[str] = set()
+    for dom, named in _disk_paths(conn):
+        if dom.UUIDString() != except_uuid:
+            paths |= named
     return paths
+
+
+def machines_using(conn: libvirt.virConnect, path: str) -> list[str]:
+    """The names of the domains with a disk or CD-ROM on `path`."""
+    return sorted(dom.name() for dom, named in _disk_paths(conn) if path in named)
 
 
 def delete_volume(conn: libvirt.virConnect, path: str) -> bool:

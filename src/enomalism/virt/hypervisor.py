@@ -155,6 +155,9 @@ class HypervisorConnection:
     def disks_in_use(self, *, except_uuid: str) -> set[str]:
         return driver.disks_in_use(self.virconnect, except_uuid=except_uuid)
 
+    def machines_using(self, path: str) -> list[str]:
+        return driver.machines_using(self.virconnect, path)
+
     def delete_volumes(self, xml: DomainXML, *, keep: set[str], only: set[str]) -> list[str]:
         return driver.delete_volumes(self.virconnect, xml, keep=keep, only=only)
 
