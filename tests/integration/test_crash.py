@@ -7,6 +7,7 @@ it was uploading, a partial package file; a machine paused for packaging runs ag
 Each kill takes the server's whole process group, as a service manager stopping a crashed
 service would (a qemu-img the server ran must not outlive it)."""
 
+import contextlib
 import os
 import secrets
 import signal
@@ -282,3 +283,45 @@ def test_kill_during_a_base_upload_and_during_a_package_export(server, feed, scr
     assert scratch.host.state(new) == "running"
     assert partial_files(s.data_dir) == []
 
+
+
+def test_kill_during_an_image_upload(server, scratch):
+    """An upload is one request: killed with its server, its image is failed by the server
+    that comes back (it finds its node restarted since the upload began) and its partial
+    volume removed. DELETE then takes the image."""
+    import threading
+    import time
+
+    s = server
+    s.start()
+    total, sent = 64 * MiB, threading.Event()
+
+    def trickle() -> Iterator[bytes]:
+        yield b"\0" * MiB
+        sent.set()
+        for _ in range(total // MiB - 1):
+            time.sleep(1)
+            yield b"\0" * MiB
+
+    def upload() -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            s.client.put("/rest/images/", content=trickle(), headers={
+                "content-length": str(total)}, params={
+                "name": "cut-short", "format": "raw", "hvmuuid": s.hypervisor()["uuid"],
+                "pool": scratch.pool.name()})
+
+    threading.Thread(target=upload, daemon=True).start()
+    sent.wait(60)
+    img = wait_for(lambda: s.ok("GET", "/rest/images/")["images"], lambda i: len(i) == 1,
+                   "the upload to be recorded")[0]
+    assert img["state"] == "uploading"
+    wait_for(scratch.volume_names, lambda v: len(v) == 1, "the partial volume")
+    s.kill()
+
+    s.start()
+    failed = wait_for(lambda: s.ok("GET", f"/rest/images/{img['uuid']}/")["image"],
+                      lambda i: i["state"] == "failed", "the lost upload to be failed")
+    assert failed["uuid"] == img["uuid"]
+    wait_for(scratch.volume_names, lambda v: v == [], "the partial volume to be removed")
+    s.ok("DELETE", f"/rest/images/{img['uuid']}/")
+    assert s.ok("GET", "/rest/images/")["images"] == []

@@ -60,6 +60,7 @@ class Ownership:
     def __init__(self, db: Database, node_id: str, lease: float = LEASE) -> None:
         self.db, self.node_id, self.lease = db, node_id, lease
         self.owned: set[str] = set()
+        self._started = False  # has this process beaten yet
 
     def mine_or_free(self, now):  # noqa: ANN001, ANN202
         """SQL: the hypervisor is this node's, or no live claim holds it."""
@@ -75,9 +76,10 @@ class Ownership:
                 s.add(Node(id=self.node_id, hostname=this_machine(), pid=os.getpid(),
                            started_at=now, seen_at=now))
             else:
-                if node.stopped_at is not None:  # started again
+                if not self._started or node.stopped_at is not None:  # started again
                     node.started_at, node.stopped_at, node.pid = now, None, os.getpid()
                 node.hostname, node.seen_at = this_machine(), now
+        self._started = True
 
     def claim(self, hv_uuid: str) -> bool:
         """Take or keep the hypervisor if no other node holds a live claim on it."""

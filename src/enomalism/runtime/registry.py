@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from enomalism.errors import EnomalismError, HypervisorUnreachable
 from enomalism.runtime import nodes
-from enomalism.services import events, sync
+from enomalism.services import events, lost_uploads, sync
 from enomalism.services.metrics import ServerMetrics
 from enomalism.store.db import Database
 from enomalism.store.models import Hypervisor, Machine, utcnow
@@ -446,6 +446,7 @@ class HypervisorRegistry:
                     lost = [u for u in list(self.ownership.owned)
                             if u not in self._links or self._links[u].status == "disconnected"]
                 gained, _lost = self.ownership.renew(connected, lost)
+                lost_uploads.reap(self.db, self.connection, lease=self.ownership.lease)
                 self.kept_at, self.keep_error = time.monotonic(), None
                 for hv_uuid in gained:
                     log.info("this node now keeps hypervisor %s", hv_uuid)

@@ -217,7 +217,8 @@ def begin_upload(ctx: Context, *, name: str | None, fmt: str | None, size: int |
                                 "'pool' or free some space")
     image = Image(name=name, format=fmt, owner_uuid=ctx.user.uuid, hypervisor_uuid=hv.uuid,
                   pool=target.name(), state="uploading", sha256=want,
-                  url=dl.redact(url) if url else None)
+                  url=dl.redact(url) if url else None,
+                  node_id=ctx.registry.ownership.node_id if url is None else None)
     ctx.db.add(image)
     ctx.db.flush()
     volume = f"image-{image.uuid}.{EXTENSION[fmt]}"

@@ -479,6 +479,9 @@ class Image(Base):
     path: Mapped[str | None] = mapped_column(String(1024))  # the volume's, once it exists
     state: Mapped[str] = mapped_column(String(16), default="uploading")
     url: Mapped[str | None] = mapped_column(String(2048))  # registered from (redacted)
+    # The API node an upload's bytes arrive at: if it stops or dies first, the upload is
+    # failed by whichever node notices (services/images.reap_lost_uploads).
+    node_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
