@@ -132,3 +132,25 @@ def test_a_hypervisor_unreachable_from_the_start_says_so(make_api, make_host, tm
         assert bad["status"] == "disconnected" and bad["last_error"]
         assert bad["owner_node"] is None
         assert hvs[good]["status"] == "connected"
+
+
+def test_nodes_gone_for_a_week_are_forgotten_unless_they_own_something(api):
+    db = api.app.state.db
+    ownership = api.registry.ownership
+    long_ago = utcnow().replace(year=2020)
+    with db.session() as s:
+        s.add(Node(id="old-stopped", hostname="a", seen_at=long_ago, stopped_at=long_ago))
+        s.add(Node(id="old-silent", hostname="b", seen_at=long_ago))
+        s.add(Node(id="old-owner", hostname="c", seen_at=long_ago))
+        s.add(Node(id="recent", hostname="d", seen_at=utcnow(), stopped_at=utcnow()))
+        s.execute(update(Hypervisor).where(Hypervisor.uuid == api.hypervisors()[0]["uuid"])
+                  .values(owner_node="old-owner", owner_until=utcnow().replace(year=2100)))
+    try:
+        assert ownership.forget_old() == 2
+        listed = {n["id"] for n in api.ok("GET", "/rest/nodes/")["nodes"]}
+        assert {"old-owner", "recent", ownership.node_id} <= listed
+        assert not {"old-stopped", "old-silent"} & listed
+    finally:
+        with db.session() as s:
+            s.execute(update(Hypervisor).values(owner_node=ownership.node_id))
+            s.execute(delete(Node).where(Node.id.in_(["old-owner", "recent"])))

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 
 from enomalism.store.db import Database, changed
 from enomalism.store.models import Hypervisor, Node, utcnow
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 LEASE = 20.0  # seconds a claim holds without renewal
 RENEW = 5.0  # seconds between renewals (and between looks for orphaned hypervisors)
+FORGET = timedelta(days=7)  # a node stopped or silent this long leaves /rest/nodes/
 
 _machine = socket.gethostname()
 
@@ -123,6 +124,15 @@ class Ownership:
             s.execute(update(Hypervisor).where(
                 Hypervisor.uuid == hv_uuid, Hypervisor.owner_node == self.node_id).values(
                 owner_node=None, owner_until=None))
+
+    def forget_old(self, after: timedelta = FORGET) -> int:
+        """Remove the rows of nodes gone for longer than `after` (stopped, or silent) that own
+        nothing: each deployment or crash with a fresh node id would otherwise stay listed."""
+        cutoff = utcnow() - after
+        held = select(Hypervisor.owner_node).where(Hypervisor.owner_node.is_not(None))
+        with self.db.session() as s:
+            return changed(s, delete(Node).where(
+                Node.id != self.node_id, Node.seen_at < cutoff, Node.id.not_in(held)))
 
     def stop(self) -> None:
         """Let every claim go at once (another node takes over without waiting for the lease)

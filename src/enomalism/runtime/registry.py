@@ -447,6 +447,7 @@ class HypervisorRegistry:
                             if u not in self._links or self._links[u].status == "disconnected"]
                 gained, _lost = self.ownership.renew(connected, lost)
                 lost_uploads.reap(self.db, self.connection, lease=self.ownership.lease)
+                self.ownership.forget_old()
                 self.kept_at, self.keep_error = time.monotonic(), None
                 for hv_uuid in gained:
                     log.info("this node now keeps hypervisor %s", hv_uuid)
