@@ -45,7 +45,7 @@ from enomalism.services import (
     volumes,
 )
 from enomalism.services.context import Context, Principal
-from enomalism.services.lookup import require
+from enomalism.services.lookup import get_hypervisor, require
 from enomalism.services.provisioning import _hypervisor_or_cluster
 from enomalism.store.models import Hypervisor, Image, Machine, Transaction, User, new_uuid
 from enomalism.virt import builder, policy
@@ -100,7 +100,7 @@ def _hypervisor(ctx: Context, hvmuuid: str | None, name: str, need: placement.Ne
     """The named hypervisor; the image's (placement follows the image); or the placer's."""
     scope = _hypervisor_or_cluster(ctx, hvmuuid)
     if image_hv is not None:
-        hv = ctx.db.get(Hypervisor, image_hv)
+        hv = get_hypervisor(ctx.db, image_hv)
         if isinstance(scope, Hypervisor) and scope.uuid != hv.uuid:
             raise InvalidInput(f"the image is on hypervisor {hv.virt_url}, not on {scope.virt_url}:"
                                " a machine is created where its images are")
@@ -182,7 +182,7 @@ def queue_create(ctx: Context, *, name: str | None, vcpus: str | None, memory: s
         raise InvalidInput("the image and the cdrom are on different hypervisors")
     hv = _hypervisor(ctx, hvmuuid, name, placement.Need(
         memory_kib=memory_mib * 1024, vcpus=n_vcpus, label=f"machine {name}"),
-        (img or iso).hypervisor_uuid if (img or iso) else None)
+        on.hypervisor_uuid if (on := img or iso) else None)
     domain_type = _domain_type(hv, virt_type)
     if ctx.db.scalar(select(Machine.uuid).where(Machine.parent_uuid == hv.uuid,
                                                 Machine.name == name)):
@@ -245,7 +245,7 @@ def _check_policy(job: JobContext, hv_uuid: str, xml: DomainXML, ours: set[str],
         who = Principal(user.uuid, user.username, user.is_admin) if user else \
             Principal("", "", False)
         ctx = Context(db=s, registry=job.registry, user=who)
-        policy.check(xml, volumes.rights(ctx, s.get(Hypervisor, hv_uuid),
+        policy.check(xml, volumes.rights(ctx, get_hypervisor(s, hv_uuid),
                                          disk=lambda source: source.path in ours,
                                          networks=nic_sources, who="in a created machine"))
 

@@ -213,7 +213,7 @@ def ensure_local_host(db: Database, registry: HypervisorRegistry, uris_wanted: l
                              local_to=nodes.local_to(url)))
         registered.add(url)
     with db.session() as s:
-        host = s.get(Machine, host_uuid)
+        host = s.get_one(Machine, host_uuid)
         host.candidates = [
             {"virt_class": "qemu" if c == "kvm" and not _has_kvm() else c, "virt_url": u,
              "reachable": probe(u, timeout=3.0)}

@@ -43,7 +43,7 @@ from enomalism.jobs.runner import JobCancelled, JobContext
 from enomalism.runtime.registry import HypervisorRegistry
 from enomalism.services import access, audit, provisioning, transactions
 from enomalism.services.context import Context
-from enomalism.services.lookup import parse_uuid
+from enomalism.services.lookup import get_hypervisor, parse_uuid
 from enomalism.services.users import NAME_RE
 from enomalism.store.models import Hypervisor, Image, Package, Transaction, new_uuid, utcnow
 from enomalism.virt import storage
@@ -351,7 +351,7 @@ def register(ctx: Context, *, url: str | None, name: str | None, fmt: str | None
         "image": plan.uuid, "url": url, "hypervisor": plan.hypervisor, "pool": plan.pool,
         "volume": plan.volume, "format": plan.format, "sha256": plan.sha256})
     tx.undo = [{"kind": "image", "uuid": plan.uuid}]
-    return ctx.db.get(Image, plan.uuid), tx
+    return ctx.db.get_one(Image, plan.uuid), tx  # begin_upload added it
 
 
 def register_job(job: JobContext) -> dict[str, Any]:
@@ -502,7 +502,9 @@ def package_job(job: JobContext) -> dict[str, Any]:
         image = s.get(Image, prm["image"])
         if image is None:
             raise InvalidState("the image was deleted")
-        hv = s.get(Hypervisor, image.hypervisor_uuid)
+        if image.path is None:
+            raise InvalidState(f"image {image.name} has no volume yet")
+        hv = get_hypervisor(s, image.hypervisor_uuid)
         path, fmt, hv_uuid, uri = image.path, image.format, hv.uuid, hv.virt_url
         virt_class, arch = hv.virt_class, hv.arch or "x86_64"
     virt_class = virt_class if virt_class in ("kvm", "qemu") else "kvm"
