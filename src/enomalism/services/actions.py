@@ -26,7 +26,7 @@ from enomalism.errors import (
     NotFound,
     UnknownAction,
 )
-from enomalism.services import access, events, machine_work, pools, resize, sync, volumes
+from enomalism.services import access, events, machine_work, names, pools, resize, sync, volumes
 from enomalism.services.context import Context, Principal, commit_before_slow_work
 from enomalism.services.lookup import get_hypervisor, get_machine, parse_uuid, require
 from enomalism.services.networks import machine_leases
@@ -422,17 +422,15 @@ def _xmldesc(ctx: Context, m: Machine, v: ActionVars) -> str:
     if not xml.name:
         raise InvalidInput("the XML has no <name>")
     volumes.check_xml(ctx, m.vm_parent, xml)
-    if xml.name != m.name:
-        _check_name_free(ctx, m, xml.name)
+    if xml.name != m.name:  # a name it has already stands, whatever libvirt let it be
+        _check_name_free(ctx, m, names.ensure(names.MACHINE, xml.name))
     m.xmldesc = xml.to_string()
     m.xml_pending = True
     return f"XML description of {m.name} replaced; 'store_xml' applies it to the hypervisor"
 
 
 def _rename(ctx: Context, m: Machine, v: ActionVars) -> str:
-    name = require(v.name, "name", " for the action rename")
-    if len(name) > 255 or "/" in name:
-        raise InvalidInput("a machine name has at most 255 characters and no '/'")
+    name = names.check(names.MACHINE, v.name, why=" for the action rename")
     if name == m.name:
         return f"machine is already named {name}"
     if m.kind == "host":

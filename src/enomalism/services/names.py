@@ -22,15 +22,16 @@ class Rule:
     no_leading_dot: bool = False
 
     def describe(self) -> str:
+        a = "an" if self.what[0] in "aeiou" else "a"
         if self.pattern is not None:
-            return (f"a {self.what} name has 1 to 64 letters, digits or . _ @ - and starts "
+            return (f"{a} {self.what} name has 1 to 64 letters, digits or . _ @ - and starts "
                     "with a letter or digit")
         rules = [f"at most {self.max_length} characters", "no control characters"]
         if self.no_slash:
             rules.append("no '/'")
         if self.no_leading_dot:
             rules.append("no leading '.'")
-        return f"a {self.what} name has " + ", ".join(rules[:-1]) + " and " + rules[-1]
+        return f"{a} {self.what} name has " + ", ".join(rules[:-1]) + " and " + rules[-1]
 
     def fits(self, name: str) -> bool:
         if self.pattern is not None:
@@ -46,12 +47,17 @@ CLUSTER = Rule("cluster")
 USER = Rule("user", ACCOUNT_RE)
 GROUP = Rule("group", ACCOUNT_RE)
 IMAGE = Rule("image", ACCOUNT_RE)
+PACKAGE = Rule("package", ACCOUNT_RE)  # a package made here (from an image)
 
 
 def check(rule: Rule, value: str | None, *, variable: str = "name", why: str = "") -> str:
-    """The name, stripped of surrounding blanks; MissingVariable when there is none,
-    InvalidInput (errno 1000) when `rule` refuses it."""
-    name = require(value, variable, why)
+    """The name of a request's variable, stripped of surrounding blanks; MissingVariable when
+    there is none, InvalidInput (errno 1000) when `rule` refuses it."""
+    return ensure(rule, require(value, variable, why))
+
+
+def ensure(rule: Rule, name: str) -> str:
+    """`name` as it is (a domain's <name>, say), or InvalidInput when `rule` refuses it."""
     if not rule.fits(name):
         raise InvalidInput(f"{name[:80]!r} is not a usable name: {rule.describe()}")
     return name

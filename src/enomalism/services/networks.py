@@ -28,7 +28,7 @@ from enomalism.errors import (
     NotFound,
     SubnetMismatch,
 )
-from enomalism.services import access
+from enomalism.services import access, names
 from enomalism.services.context import Context
 from enomalism.services.lookup import get_cluster, parse_uuid, require
 from enomalism.store.models import ClusterMember, Hypervisor, IPRange, Lease, Machine, Network
@@ -124,9 +124,7 @@ def list_networks(ctx: Context) -> list[Network]:
 
 
 def _check_name(ctx: Context, name: str | None, other_than: str | None = None) -> str:
-    name = require(name, "name", " (the network's name)")
-    if len(name) > 255:
-        raise InvalidInput("a network name has at most 255 characters")
+    name = names.check(names.NETWORK, name, why=" (the network's name)")
     clash = ctx.db.scalar(select(Network.uuid).where(Network.name == name))
     if clash and clash != other_than:
         raise Conflict(f"a network named '{name}' already exists")
