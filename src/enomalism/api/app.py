@@ -304,8 +304,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                           if not c["ok"])
         return _error(NotReady(f"not ready ({wrong})", **body))
 
-    failures: dict[int | str, dict[str, Any]] = {
-        s: {"model": Status, "description": d} for s, d in [
+    failures: dict[int | str, dict[str, Any]]  # FastAPI's type for `responses`
+    failures = {s: {"model": Status, "description": d} for s, d in [
         (400, "bad input"), (401, "wrong or missing credentials"), (403, "denied"),
         (404, "not found"), (409, "conflict or wrong state"),
         (413, "a body or variable over the size limit"), (423, "locked"),
