@@ -51,8 +51,8 @@ class Settings(BaseSettings):
     # -- consoles (docs/consoles.md) --
     # Seconds between the application-level pings a console WebSocket sends (proxies cut idle
     # connections; browsers cannot send WebSocket pings), and a console ticket's life (<= 30).
-    console_ping: float = Field(20.0, gt=0)
-    console_ticket_seconds: float = Field(30.0, gt=0, le=30)
+    console_ping: float = Field(default=20.0, gt=0)
+    console_ticket_seconds: float = Field(default=30.0, gt=0, le=30)
     # argon2id cost for password hashes (argon2-cffi's defaults, RFC 9106 low-memory profile).
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     # networks or host names (e.g. a feed server on the LAN). Empty: the public internet only.
     fetch_allow: str = ""
     # Seconds a whole feed fetch may take, however slowly it trickles in.
-    fetch_total_timeout: float = Field(60.0, gt=0)
+    fetch_total_timeout: float = Field(default=60.0, gt=0)
     # The key that seals feed passwords in the database; the same file on every node.
     secret_key_file: Path | None = None
 

@@ -506,61 +506,68 @@ def cases(row: Row) -> list[str]:
     return CASES
 
 
+def ready(api: Api, row: Row, v: dict, who: Account) -> None:
+    if row.prepare:
+        row.prepare(api, v, who)
+
+
+def refused_case(env: Env, row: Row, v: dict, actor: Account) -> None:
+    """Nothing granted: the objects are not there for them (no object: not allowed); then,
+    for each need, a caller holding every other need and read on everything involved."""
+    api, needs = env.api, row.requirements
+    target = v.get(row.target) if row.target else None
+    ready(api, row, v, actor)
+    refused(api, row, v, actor, (404, 1200) if target or needs else (403, 1101))
+    if row.admin_only:
+        if target:
+            grant(api, target, "admin", user=actor.uuid)
+            refused(api, row, v, actor, row.refusal)
+        return
+    for i, (permission, var) in enumerate(needs):
+        other, _ = caller(env)
+        ready(api, row, v, other)
+        rest = needs[:i] + needs[i + 1:]
+        give(api, v, rest, user=other.uuid)
+        for obj in {var, row.target} - {None}:
+            if (obj, permission) != (var, "read") and not any(n[1] == obj for n in rest):
+                grant(api, v[obj], "read", user=other.uuid)
+        refused(api, row, v, other, (404, 1200) if permission == "read" else (403, 1101))
+
+
+def owner_case(env: Env, row: Row, v: dict, actor: Account) -> None:
+    """The caller owns every object the row needs (a user "owns" themselves)."""
+    api = env.api
+    objs = [var for _, var in row.requirements] or [row.target]
+    for var in objs:
+        if MODELS[var] is User:
+            actor = env.accounts[v[var]]
+    for var in objs:
+        if MODELS[var] is not User:
+            set_owner(api, MODELS[var], v[var], actor.uuid)
+    ready(api, row, v, actor)
+    if row.admin_only:
+        refused(api, row, v, actor, row.refusal)
+    elif row.owner != 200:
+        refused(api, row, v, actor, row.owner)
+    else:
+        allowed(api, row, v, actor.auth)
+
+
 @pytest.mark.parametrize("row, case", [pytest.param(r, c, id=f"{r.id}-{c}")
                                        for r in ROWS for c in cases(r)])
-def test_matrix(env, row, case):  # noqa: C901 (to split: docs/architecture.md)
+def test_matrix(env, row, case):
     api = env.api
     actor, team = caller(env, team=case == "group") if case != "admin" else (None, None)
     v = row.setup(env)
-    target = v.get(row.target) if row.target else None
-    needs = row.requirements
-
-    def ready(who: Account) -> None:
-        if row.prepare:
-            row.prepare(api, v, who)
-
     if case == "refused":
-        ready(actor)
-        # nothing granted: the objects are not there for them; no object: not allowed
-        refused(api, row, v, actor, (404, 1200) if target or needs else (403, 1101))
-        if row.admin_only:
-            if target:
-                grant(api, target, "admin", user=actor.uuid)
-                refused(api, row, v, actor, row.refusal)
-            return
-        for i, (permission, var) in enumerate(needs):
-            # a new caller holding every need but this one, and read on everything involved
-            other, _ = caller(env)
-            ready(other)
-            rest = needs[:i] + needs[i + 1:]
-            give(api, v, rest, user=other.uuid)
-            for obj in {var, row.target} - {None}:
-                if (obj, permission) != (var, "read") and not any(n[1] == obj for n in rest):
-                    grant(api, v[obj], "read", user=other.uuid)
-            refused(api, row, v, other, (404, 1200) if permission == "read" else (403, 1101))
-    elif case == "user":
-        give(api, v, needs, user=actor.uuid)
-        ready(actor)
-        allowed(api, row, v, actor.auth)
-    elif case == "group":
-        give(api, v, needs, group=team)
-        ready(actor)
+        refused_case(env, row, v, actor)
+    elif case in ("user", "group"):
+        give(api, v, row.requirements,
+             **({"user": actor.uuid} if case == "user" else {"group": team}))
+        ready(api, row, v, actor)
         allowed(api, row, v, actor.auth)
     elif case == "owner":
-        objs = [var for _, var in needs] or [row.target]
-        for var in objs:
-            if MODELS[var] is User:
-                actor = env.accounts[v[var]]  # a user "owns" themselves
-        for var in objs:
-            if MODELS[var] is not User:
-                set_owner(api, MODELS[var], v[var], actor.uuid)
-        ready(actor)
-        if row.admin_only:
-            refused(api, row, v, actor, row.refusal)
-        elif row.owner != 200:
-            refused(api, row, v, actor, row.owner)
-        else:
-            allowed(api, row, v, actor.auth)
+        owner_case(env, row, v, actor)
     else:
         allowed(api, row, v, "admin")
 

@@ -2,6 +2,8 @@
 the flags reach the API, the machine is created on the named hypervisor, --ssh-key reads a
 file of keys, and bad input comes back as the API's error with its errno."""
 
+import pytest
+
 from enomalism.store.models import Machine
 from tests.cli.conftest import Cloud
 
@@ -40,3 +42,16 @@ def test_bad_input_is_the_apis_error(cloud: Cloud, own, tmp_path):
     assert r.code != 0 and "nothing-like-it" in r.all
     with cloud.app.state.db.session(write=False) as s:
         assert not s.query(Machine).filter_by(name=name).count()
+
+
+@pytest.mark.parametrize("args", [
+    ("machine", "create", "a/b", "--disk", "1"),
+    ("machine", "create", ".hidden", "--disk", "1"),
+    ("host", "add", "a/b"),
+    ("cluster", "create", "x" * 256),
+    ("group", "create", "bad name"),
+])
+def test_a_bad_name_is_the_apis_error(cloud: Cloud, args):
+    """The CLI sends names as they are: the server's one rule (services/names.py) answers."""
+    r = cloud.run("--json", *args)
+    assert r.code != 0 and "1000" in r.all and "is not a usable name" in r.all, r.all

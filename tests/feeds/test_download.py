@@ -30,15 +30,94 @@ SHA = hashlib.sha256(PAYLOAD).hexdigest()
 
 
 class QuietServer(ThreadingHTTPServer):
+    manners: "Server"
+
     def handle_error(self, request, client_address):
         pass  # clients that hang up (a cancelled or refused download) are part of the tests
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Answers as its server's `Server` (its manners) says."""
+
+    protocol_version = "HTTP/1.1"
+    server: QuietServer
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        manners = self.server.manners
+        manners.requests.append({"path": self.path, **{k.lower(): v for k, v in
+                                                       self.headers.items()}})
+        if self._refused(manners):
+            return
+        data = manners.files.get(self.path)
+        if data is None:
+            return self.reply(404, b"not here")
+        m = re.match(r"bytes=(\d+)-$", self.headers.get("Range", ""))
+        if m and manners.ranges:
+            return self._partial(data, int(m.group(1)))
+        self.reply(200, data)
+
+    def _refused(self, manners: "Server") -> bool:
+        """Answered already: credentials wanted, a redirect, an error status."""
+        if manners.auth:
+            token = base64.b64encode(":".join(manners.auth).encode()).decode()
+            if self.headers.get("Authorization") != f"Basic {token}":
+                self.reply(401, b"who are you?", {"WWW-Authenticate": 'Basic realm="feeds"'})
+                return True
+        if self.path in manners.redirects:
+            self.reply(302, b"", {"Location": manners.redirects[self.path]})
+            return True
+        if self.path in manners.statuses:
+            self.reply(manners.statuses[self.path], b"no")
+            return True
+        return False
+
+    def _partial(self, data: bytes, start: int) -> None:
+        if start >= len(data):
+            return self.reply(416, b"", {"Content-Range": f"bytes */{len(data)}"})
+        self.reply(206, data[start:], {
+            "Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"})
+
+    def reply(self, code, body, headers=None):
+        manners = self.server.manners
+        self.send_response(code)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        if manners.chunked and body:
+            return self._chunked(body)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Type", "application/octet-stream")
+        self.end_headers()
+        if manners.drops and manners.drop_after is not None and len(body) > 1000:
+            manners.drops -= 1
+            self.wfile.write(body[: manners.drop_after])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if manners.stall_after is not None and len(body) > 1000:
+            self.wfile.write(body[: manners.stall_after])
+            self.wfile.flush()
+            manners.stalled.wait(10)
+            return
+        self.wfile.write(body)
+
+    def _chunked(self, body: bytes) -> None:
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for i in range(0, len(body), 100_000):
+            piece = body[i:i + 100_000]
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+        self.wfile.write(b"0\r\n\r\n")
 
 
 class Server:
     """A file server whose manners each test sets: Range or not, dropped connections,
     Basic auth, redirects, error statuses. It records every request's headers."""
 
-    def __init__(self) -> None:  # noqa: C901 (to split: docs/architecture.md)
+    def __init__(self) -> None:
         self.files: dict[str, bytes] = {"/p.xvm2": PAYLOAD}
         self.ranges = True
         self.drop_after: int | None = None  # body bytes sent before the connection is cut
@@ -50,68 +129,8 @@ class Server:
         self.redirects: dict[str, str] = {}
         self.statuses: dict[str, int] = {}
         self.requests: list[dict[str, str]] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                server.requests.append({"path": self.path, **{k.lower(): v for k, v in
-                                                              self.headers.items()}})
-                if server.auth:
-                    token = base64.b64encode(":".join(server.auth).encode()).decode()
-                    if self.headers.get("Authorization") != f"Basic {token}":
-                        return self.reply(401, b"who are you?",
-                                          {"WWW-Authenticate": 'Basic realm="feeds"'})
-                if self.path in server.redirects:
-                    return self.reply(302, b"", {"Location": server.redirects[self.path]})
-                if self.path in server.statuses:
-                    return self.reply(server.statuses[self.path], b"no")
-                data = server.files.get(self.path)
-                if data is None:
-                    return self.reply(404, b"not here")
-                m = re.match(r"bytes=(\d+)-$", self.headers.get("Range", ""))
-                if m and server.ranges:
-                    start = int(m.group(1))
-                    if start >= len(data):
-                        return self.reply(416, b"", {"Content-Range": f"bytes */{len(data)}"})
-                    return self.reply(206, data[start:], {
-                        "Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"})
-                self.reply(200, data)
-
-            def reply(self, code, body, headers=None):
-                self.send_response(code)
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                if server.chunked and body:
-                    self.send_header("Transfer-Encoding", "chunked")
-                    self.end_headers()
-                    for i in range(0, len(body), 100_000):
-                        piece = body[i:i + 100_000]
-                        self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
-                    self.wfile.write(b"0\r\n\r\n")
-                    return
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Content-Type", "application/octet-stream")
-                self.end_headers()
-                if server.drops and server.drop_after is not None and len(body) > 1000:
-                    server.drops -= 1
-                    self.wfile.write(body[: server.drop_after])
-                    self.wfile.flush()
-                    self.close_connection = True
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                    return
-                if server.stall_after is not None and len(body) > 1000:
-                    self.wfile.write(body[: server.stall_after])
-                    self.wfile.flush()
-                    server.stalled.wait(10)
-                    return
-                self.wfile.write(body)
-
         self.httpd = QuietServer(("127.0.0.1", 0), Handler)
+        self.httpd.manners = self
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,),
                                        daemon=True)

@@ -45,9 +45,77 @@ def free_port() -> int:
 
 class _Quiet(ThreadingHTTPServer):
     daemon_threads = True
+    feed: "FeedServer"
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # clients that hang up (a cancelled download, a killed server) are expected
+
+
+class _FeedHandler(BaseHTTPRequestHandler):
+    """Answers from its server's `FeedServer`."""
+
+    protocol_version = "HTTP/1.1"
+    server: _Quiet
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        feed = self.server.feed
+        feed.requests.append({"path": self.path, **{k.lower(): v for k, v in
+                                                    self.headers.items()}})
+        if feed.auth is not None:
+            token = base64.b64encode(":".join(feed.auth).encode()).decode()
+            if self.headers.get("Authorization") != f"Basic {token}":
+                return self._reply(401, b"who are you?",
+                                   {"WWW-Authenticate": 'Basic realm="feeds"'})
+        path = self.path.split("?", 1)[0]
+        data = feed.files.get(path)
+        if data is None:
+            return self._reply(404, b"not here")
+        size = data.stat().st_size if isinstance(data, Path) else len(data)
+        start, code, headers = 0, 200, {}
+        m = re.match(r"bytes=(\d+)-$", self.headers.get("Range", ""))
+        if m:
+            start = int(m.group(1))
+            if start >= size:
+                return self._reply(416, b"", {"Content-Range": f"bytes */{size}"})
+            code = 206
+            headers["Content-Range"] = f"bytes {start}-{size - 1}/{size}"
+        self.send_response(code)
+        self.send_header("Content-Length", str(size - start))
+        self.send_header("Content-Type", feed.types.get(path, "application/octet-stream"))
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.end_headers()
+        try:
+            self._body(path, data, start)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def _body(self, path: str, data: bytes | Path, start: int) -> None:
+        feed = self.server.feed
+        gate = feed.gates.get(path)
+        sent = 0
+        chunk = 256 << 10
+        with (open(data, "rb") if isinstance(data, Path) else _Bytes(data)) as f:
+            f.seek(start)
+            while block := f.read(chunk):
+                if gate is not None and sent >= feed.gate_after:
+                    gate.wait(120)
+                    gate = None
+                self.wfile.write(block)
+                sent += len(block)
+                if feed.rate:
+                    time.sleep(len(block) / feed.rate)
+
+    def _reply(self, code: int, body: bytes, headers: dict | None = None) -> None:
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
 
 
 class FeedServer:
@@ -56,7 +124,7 @@ class FeedServer:
     and gates (path -> Event) that hold the body after `gate_after` bytes until set. Every
     request's path and headers are recorded."""
 
-    def __init__(self) -> None:  # noqa: C901 (to split: docs/architecture.md)
+    def __init__(self) -> None:
         self.files: dict[str, bytes | Path] = {}
         self.types: dict[str, str] = {}
         self.auth: tuple[str, str] | None = None
@@ -64,70 +132,8 @@ class FeedServer:
         self.gates: dict[str, threading.Event] = {}
         self.gate_after = 64 << 10
         self.requests: list[dict[str, str]] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                server.requests.append({"path": self.path, **{k.lower(): v for k, v in
-                                                              self.headers.items()}})
-                if server.auth is not None:
-                    token = base64.b64encode(":".join(server.auth).encode()).decode()
-                    if self.headers.get("Authorization") != f"Basic {token}":
-                        return self._reply(401, b"who are you?",
-                                           {"WWW-Authenticate": 'Basic realm="feeds"'})
-                path = self.path.split("?", 1)[0]
-                data = server.files.get(path)
-                if data is None:
-                    return self._reply(404, b"not here")
-                size = data.stat().st_size if isinstance(data, Path) else len(data)
-                start, code, headers = 0, 200, {}
-                m = re.match(r"bytes=(\d+)-$", self.headers.get("Range", ""))
-                if m:
-                    start = int(m.group(1))
-                    if start >= size:
-                        return self._reply(416, b"", {"Content-Range": f"bytes */{size}"})
-                    code = 206
-                    headers["Content-Range"] = f"bytes {start}-{size - 1}/{size}"
-                self.send_response(code)
-                self.send_header("Content-Length", str(size - start))
-                self.send_header("Content-Type", server.types.get(path, "application/octet-stream"))
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.end_headers()
-                try:
-                    self._body(path, data, start, size)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-            def _body(self, path: str, data: bytes | Path, start: int, size: int) -> None:
-                gate = server.gates.get(path)
-                sent = 0
-                chunk = 256 << 10
-                with (open(data, "rb") if isinstance(data, Path) else _Bytes(data)) as f:
-                    f.seek(start)
-                    while block := f.read(chunk):
-                        if gate is not None and sent >= server.gate_after:
-                            gate.wait(120)
-                            gate = None
-                        self.wfile.write(block)
-                        sent += len(block)
-                        if server.rate:
-                            time.sleep(len(block) / server.rate)
-
-            def _reply(self, code: int, body: bytes, headers: dict | None = None) -> None:
-                self.send_response(code)
-                self.send_header("Content-Length", str(len(body)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.httpd = _Quiet(("127.0.0.1", 0), Handler)
+        self.httpd = _Quiet(("127.0.0.1", 0), _FeedHandler)
+        self.httpd.feed = self
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="feed-server",
                                        daemon=True)

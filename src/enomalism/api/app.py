@@ -279,7 +279,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.metrics = server_metrics
     app.add_exception_handler(EnomalismError, lambda _r, e: _error(e))
-    app.add_exception_handler(HTTPException, _http_error)
+    # starlette types a handler as taking any Exception, not the class it is registered for
+    app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(
         RequestValidationError, lambda _r, e: _error(InvalidInput(str(e.errors()[0]["msg"]))))
     app.add_exception_handler(Exception, _unexpected)
@@ -303,6 +304,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                           if not c["ok"])
         return _error(NotReady(f"not ready ({wrong})", **body))
 
+    failures: dict[int | str, dict[str, Any]]  # FastAPI's type for `responses`
     failures = {s: {"model": Status, "description": d} for s, d in [
         (400, "bad input"), (401, "wrong or missing credentials"), (403, "denied"),
         (404, "not found"), (409, "conflict or wrong state"),
@@ -337,7 +339,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     operation["responses"].pop("422", None)
             for name in ("HTTPValidationError", "ValidationError"):
                 schema.get("components", {}).get("schemas", {}).pop(name, None)
+            app.openapi_schema = schema
         return app.openapi_schema
 
-    app.openapi = openapi
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented customisation
     return app

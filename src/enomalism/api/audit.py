@@ -275,7 +275,8 @@ async def refused_before_routing(scope: Any, error: EnomalismError) -> None:
 
         def write() -> None:
             with app.state.db.session() as s:
-                audit.write(s, actor_uuid=who and who.uuid, actor_name=who and who.username,
+                audit.write(s, actor_uuid=who.uuid if who else None,
+                            actor_name=who.username if who else None,
                             source=client[0] if client else "unknown", action=action,
                             object_type=rule.object_type,
                             object_uuid=_uuid(params.get(rule.object_param)),

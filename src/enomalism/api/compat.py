@@ -221,10 +221,10 @@ def guard_literal_paths(router: APIRouter) -> None:
     routes = [r for r in router.routes if isinstance(r, APIRoute)]
     methods: dict[str, set[str]] = {}
     for r in routes:
-        methods.setdefault(r.path, set()).update(r.methods)
+        methods.setdefault(r.path, set()).update(r.methods or ())
     for path, taken in methods.items():
         sample = re.sub(r"\{[^}]+\}", "x", path)
-        shadowing = set().union(*(r.methods for r in routes
+        shadowing = set().union(*(r.methods or () for r in routes
                                   if r.path != path and r.path_regex.match(sample)))
         missing = shadowing - taken
         if missing:

@@ -98,7 +98,9 @@ async def _credentials(ws: WebSocket, header: str, token: str | None) -> Princip
     if header:
         return await deps.current_user(ws, None, None)  # type: ignore[arg-type]
     who = tokens.cached(ws.app.state.credentials, token or "")
-    return who or await run_in_threadpool(deps._verify_token, ws, token)  # type: ignore[arg-type]
+    if who is not None:
+        return who
+    return await run_in_threadpool(deps._verify_token, ws, token or "")
 
 
 def _authorise(ws: WebSocket, user: Principal, uuid: str, kind: str) -> consoles.Target:
@@ -167,73 +169,101 @@ async def console_socket(ws: WebSocket, uuid: str, kind: str) -> None:
         message=f"{kind} console session ({ended})")
 
 
-async def _session(ws: WebSocket, pipe: consoles.Pipe, viewer: consoles.Viewer,  # noqa: C901
+async def _session(ws: WebSocket, pipe: consoles.Pipe, viewer: consoles.Viewer,
                    ping: float) -> str:
     """Carry bytes both ways until one side ends; why it ended."""
     loop = asyncio.get_running_loop()
     taken: asyncio.Future[str] = loop.create_future()
-    viewer.on_taken = lambda by: loop.call_soon_threadsafe(
-        lambda: taken.done() or taken.set_result(by))
-    unanswered = 0
 
-    async def guest_to_client() -> str:
-        while True:
-            data = await pipe.read()
-            if not data:
-                if viewer.taken_by:
-                    return "taken"
-                return "the console ended (the guest stopped, or another client took it)"
-            viewer.bytes_out += len(data)
-            await ws.send_bytes(data)
+    def on_taken(by: str) -> None:  # called by the session that takes the console over
+        loop.call_soon_threadsafe(_settle, taken, by)
 
-    async def client_to_guest() -> str:
-        nonlocal unanswered
-        while True:
-            message = await ws.receive()
-            if message["type"] == "websocket.disconnect":
-                return "the viewer left"
-            if message.get("bytes"):
-                viewer.bytes_in += len(message["bytes"])
-                await pipe.write(message["bytes"])
-            elif message.get("text"):
-                try:
-                    control = json.loads(message["text"])
-                except ValueError:
-                    continue
-                if isinstance(control, dict) and control.get("type") == "pong":
-                    unanswered = 0  # resize and anything else: not supported, ignored
-
-    async def keepalive() -> str:
-        nonlocal unanswered
-        while True:
-            await asyncio.sleep(ping)
-            if unanswered >= MISSED_PONGS:
-                return f"no answer to {MISSED_PONGS} pings"
-            unanswered += 1
-            await ws.send_text('{"type":"ping"}')
-
-    async def taken_over() -> str:
-        await taken
-        return "taken"
-
-    tasks = [asyncio.create_task(c()) for c in (guest_to_client, client_to_guest, keepalive,
-                                                taken_over)]
+    viewer.on_taken = on_taken
+    pumps = _Pumps(ws, pipe, viewer, ping)
+    tasks = [asyncio.create_task(c) for c in (pumps.guest_to_client(), pumps.client_to_guest(),
+                                              pumps.keepalive(), _taken_over(taken))]
     try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        first = next(iter(done))
-        try:
-            ended = first.result()
-        except WebSocketDisconnect:
-            ended = "the viewer left"
-        except EnomalismError as e:
-            ended = e.message
-        except Exception as e:  # a send on a socket the viewer closed, say
-            ended = f"the connection failed ({type(e).__name__})"
+        ended = await _first_ended(tasks)
     finally:
         for t in tasks:
             t.cancel()
         pipe.close()
         await asyncio.gather(*tasks, return_exceptions=True)
+    return await _tell_why(ws, viewer, ended)
+
+
+def _settle(taken: asyncio.Future[str], by: str) -> None:
+    if not taken.done():
+        taken.set_result(by)
+
+
+async def _taken_over(taken: asyncio.Future[str]) -> str:
+    await taken
+    return "taken"
+
+
+class _Pumps:
+    """The three loops of a console session: bytes each way, and the keepalive pings whose
+    pongs the client's loop counts."""
+
+    def __init__(self, ws: WebSocket, pipe: consoles.Pipe, viewer: consoles.Viewer,
+                 ping: float) -> None:
+        self.ws, self.pipe, self.viewer, self.ping = ws, pipe, viewer, ping
+        self.unanswered = 0
+
+    async def guest_to_client(self) -> str:
+        while True:
+            data = await self.pipe.read()
+            if not data:
+                if self.viewer.taken_by:
+                    return "taken"
+                return "the console ended (the guest stopped, or another client took it)"
+            self.viewer.bytes_out += len(data)
+            await self.ws.send_bytes(data)
+
+    async def client_to_guest(self) -> str:
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return "the viewer left"
+            if message.get("bytes"):
+                self.viewer.bytes_in += len(message["bytes"])
+                await self.pipe.write(message["bytes"])
+            elif message.get("text"):
+                self._control(message["text"])
+
+    def _control(self, text: str) -> None:
+        try:
+            control = json.loads(text)
+        except ValueError:
+            return
+        if isinstance(control, dict) and control.get("type") == "pong":
+            self.unanswered = 0  # resize and anything else: not supported, ignored
+
+    async def keepalive(self) -> str:
+        while True:
+            await asyncio.sleep(self.ping)
+            if self.unanswered >= MISSED_PONGS:
+                return f"no answer to {MISSED_PONGS} pings"
+            self.unanswered += 1
+            await self.ws.send_text('{"type":"ping"}')
+
+
+async def _first_ended(tasks: list[asyncio.Task[str]]) -> str:
+    """Why the first of the session's loops to end ended."""
+    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    try:
+        return next(iter(done)).result()
+    except WebSocketDisconnect:
+        return "the viewer left"
+    except EnomalismError as e:
+        return e.message
+    except Exception as e:  # a send on a socket the viewer closed, say
+        return f"the connection failed ({type(e).__name__})"
+
+
+async def _tell_why(ws: WebSocket, viewer: consoles.Viewer, ended: str) -> str:
+    """Close the socket with the reason the session ended (none to a viewer who left)."""
     if viewer.taken_by or ended == "taken":
         ended = f"taken over by {viewer.taken_by}"
         await _close(ws, {"type": "taken", "by": viewer.taken_by}, 4409, ended)

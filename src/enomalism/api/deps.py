@@ -21,6 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPBasic, HTTPBearer
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.orm import Session
+from starlette.requests import HTTPConnection
 
 from enomalism.api import audit as api_audit
 from enomalism.api import guard
@@ -112,7 +113,8 @@ async def read_vars(request: Request, model: type[Vars]) -> Vars:
         if problem:
             raise InvalidInput(f"variable '{name}' {problem}")
         if _is_list(field.annotation):
-            whole = (field.json_schema_extra or {}).get("x-repeat-only")  # values with commas
+            extra = field.json_schema_extra
+            whole = isinstance(extra, dict) and extra.get("x-repeat-only")  # values with commas
             data[name] = [p.strip() for v in values
                           for p in ([str(v)] if whole else str(v).split(",")) if p.strip()]
         else:
@@ -255,7 +257,7 @@ _basic = HTTPBasic(auto_error=False, realm="enomalism")
 _bearer = HTTPBearer(auto_error=False, description="an API token from PUT /rest/tokens/")
 
 
-def client_address(request: Request) -> str:
+def client_address(request: HTTPConnection) -> str:
     return request.client.host if request.client else "unknown"
 
 
@@ -265,7 +267,7 @@ def _verify_password(request: Request, username: str, password: str) -> Principa
         return auth.authenticate(s, state.credentials, username, password)
 
 
-def _verify_token(request: Request, secret: str) -> Principal:
+def _verify_token(request: HTTPConnection, secret: str) -> Principal:
     state = request.app.state
     with state.db.session(write=False) as s:
         return tokens.authenticate(s, secret, state.credentials)
@@ -333,7 +335,9 @@ async def current_user(
         return await _basic_user(request, value)
     if scheme.lower() == "bearer" and value:
         who = tokens.cached(request.app.state.credentials, value)
-        return who or await run_in_threadpool(_verify_token, request, value)
+        if who is not None:
+            return who
+        return await run_in_threadpool(_verify_token, request, value)
     cookie = request.cookies.get(sessions.COOKIE)
     if cookie:
         return await session_user(request, cookie)
@@ -347,7 +351,9 @@ async def session_user(request: Request, secret: str) -> Principal:
     if request.method not in guard.SAFE_METHODS:
         _check_csrf(request, secret)
     who = tokens.cached(request.app.state.credentials, secret)
-    return who or await run_in_threadpool(_verify_token, request, secret)
+    if who is not None:
+        return who
+    return await run_in_threadpool(_verify_token, request, secret)
 
 
 async def _context(

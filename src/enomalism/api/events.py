@@ -35,7 +35,9 @@ async def _user(request: Request, access_token: str | None) -> Principal:
     if access_token and not request.headers.get("authorization"):
         state = request.app.state
         who = tokens.cached(state.credentials, access_token)
-        return who or await run_in_threadpool(deps._verify_token, request, access_token)
+        if who is not None:
+            return who
+        return await run_in_threadpool(deps._verify_token, request, access_token)
     if access_token:
         raise NotAuthenticated("give credentials once: the Authorization header or "
                                "access_token, not both")

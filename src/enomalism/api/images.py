@@ -4,7 +4,7 @@ delete. The upload's body is streamed into its volume (api/guard.py `STREAMED_BO
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, BinaryIO
+from typing import Annotated, Any, BinaryIO, cast
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -48,7 +48,8 @@ class BodyReader:
 
     def __init__(self, request: Request, loop: asyncio.AbstractEventLoop) -> None:
         self._chunks = request.stream().__aiter__()
-        self._loop, self._parts, self._have, self._ended = loop, [], 0, False
+        self._parts: list[bytes] = []
+        self._loop, self._have, self._ended = loop, 0, False
 
     async def _gather(self, n: int) -> None:
         """Pieces until `n` bytes are buffered or the body ends: one hop from the thread per
@@ -113,7 +114,8 @@ async def upload_vars(request: Request, model: type[Vars]) -> tuple[Vars, Binary
     elif request.headers.get("content-length", "0").strip() not in ("", "0") \
             or "transfer-encoding" in request.headers:
         size = _length(request)
-        source = BodyReader(request, asyncio.get_running_loop())
+        # what reads it uses only read(n): a file as far as they can tell
+        source = cast(BinaryIO, BodyReader(request, asyncio.get_running_loop()))
     try:
         return model.model_validate({k: v for k, v in raw.items() if k in model.model_fields}), \
             source, size
@@ -160,7 +162,7 @@ async def upload_image(ctx: Ctx, up: Annotated[Upload, file_vars(UploadVars)]) -
             if source is not None:
                 raise InvalidInput("send a file or a 'url', not both")
             return await run_in_threadpool(_register, ctx, rule, given, v)
-        if source is None:
+        if source is None or size is None:  # (a file always comes with its size)
             raise MissingVariable("send the image as the request body, as a multipart part "
                                   "named 'file', or give a 'url'")
 

@@ -1,6 +1,6 @@
 """Spec section 2.1 to 2.18: machines, their hypervisors, clusters and actions."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 from pydantic import Field
@@ -178,7 +178,7 @@ def list_machines(ctx: Ctx, v: Annotated[ListVars, http_vars(ListVars)]) -> dict
     """List the ids of all machines (hosts and VMs); served from the inventory."""
     if not (v.detail or v.kind or v.hypervisor or v.state or v.search or v.host or v.limit):
         return {"machines": machines.list_machine_ids(ctx)}
-    filters = {"kind": v.kind, "hypervisor": v.hypervisor, "state": v.state,
+    filters: dict[str, Any] = {"kind": v.kind, "hypervisor": v.hypervisor, "state": v.state,
                "search": v.search, "host": v.host}
     found = machines.list_machines(ctx, **filters, page=(v.offset, v.limit) if v.limit else None)
     answer: dict = {"machines": [m.uuid for m in found]}
@@ -242,7 +242,7 @@ def update_machine(uuid: str, ctx: Ctx, v: Annotated[MachineVars, http_vars(Mach
     if v.action == "package":
         return package(uuid, ctx, PackageVars(name=v.name, description=v.description,
                                               version=v.version, compression=v.compression))
-    message = actions.perform(ctx, uuid, v.action, actions.ActionVars(
+    message = actions.perform(ctx, uuid, v.action or "", actions.ActionVars(
         name=v.name, xmldesc=v.xmldesc, puuid=v.puuid, vcpus=v.vcpus, memory=v.memory,
         volume=v.volume, size=v.size, target=v.target))
     if v.action == "totaldelete":

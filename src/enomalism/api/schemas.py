@@ -116,8 +116,9 @@ def machine_obj(m: Machine, addresses: list[dict] | None = None) -> dict:
     """`addresses`: the machine's, when the caller has them (a list reads all machines' leases
     in one query, one machine's GET asks libvirt too); else its stored leases."""
     if addresses is None:
-        addresses = stored_addresses(object_session(m), [m.uuid])[m.uuid] \
-            if m.kind == "vm" else []
+        db = object_session(m)  # None only for a machine no session loaded: no leases then
+        addresses = stored_addresses(db, [m.uuid])[m.uuid] \
+            if m.kind == "vm" and db is not None else []
     return {
         "uuid": m.uuid, "name": m.name, "kind": m.kind, "state": m.state, "managed": m.managed,
         "persistent": m.persistent, "parent": m.parent_uuid,

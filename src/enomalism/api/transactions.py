@@ -63,7 +63,7 @@ def act_on_transaction(uuid: str, ctx: Ctx, v: Annotated[TxVars, http_vars(TxVar
     GET."""
     if posted_nothing(v, needs="action"):
         return get_transaction(uuid, ctx)
-    message = transactions.act(ctx, uuid, v.action)
+    message = transactions.act(ctx, uuid, v.action or "")
     ctx.db.flush()
     return _answer(ctx, transactions.get(ctx, uuid), message)
 

@@ -152,9 +152,9 @@ def update_user(uuid: str, ctx: Ctx, v: Annotated[UserVars, http_vars(UserVars)]
     u = _user(ctx, uuid)
     if posted_nothing(v, needs="action"):
         return {"user": user_obj(u), "errno": 0, "message": ""}
-    message = users.update_user(ctx, u, v.action, email=v.email, full_name=v.full_name,
-                                password=v.password, old_password=v.old_password,
-                                group=v.group, admin=v.admin)
+    message = users.update_user(ctx, u, v.action or "", email=v.email,
+                                full_name=v.full_name, password=v.password,
+                                old_password=v.old_password, group=v.group, admin=v.admin)
     ctx.db.flush()
     return {"user": user_obj(u), "errno": 0, "message": message}
 
@@ -185,7 +185,8 @@ def update_group(uuid: str, ctx: Ctx, v: Annotated[GroupVars, http_vars(GroupVar
     g = _group(ctx, uuid)
     if posted_nothing(v, needs="action"):
         return {"group": group_obj(g), "errno": 0, "message": ""}
-    message = users.update_group(ctx, g, v.action, name=v.group_name, user=v.user)
+    message = users.update_group(ctx, g, v.action or "", name=v.group_name,
+                                 user=v.user)
     ctx.db.flush()
     return {"group": group_obj(g), "errno": 0, "message": message}
 

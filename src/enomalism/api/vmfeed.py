@@ -132,9 +132,10 @@ async def upload_package(ctx: Ctx, up: Annotated[image_api.Upload,
     given: dict[str, Any] = v.model_dump(exclude_unset=True)
 
     async def steps() -> dict:
-        if source is None:
+        if source is None or size is None:  # (a file always comes with its size)
             raise MissingVariable("send the package as the request body or as a multipart "
                                   "part named 'file'")
+        assert ctx.jobs is not None  # a server's requests always have its runner
         uuid = new_uuid()
         path, sha, manifest = await run_in_threadpool(
             images.receive_package, Path(ctx.jobs.packages_dir), source, size=size, uuid=uuid)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
@@ -23,8 +23,7 @@ from enomalism.errors import EnomalismError
 from enomalism.jobs import locks, states, undo
 from enomalism.runtime.package_sync import PackageSync
 from enomalism.runtime.registry import HypervisorRegistry
-from enomalism.services import audit, events
-from enomalism.services.metrics import ServerMetrics
+from enomalism.store import records
 from enomalism.store.db import Database, changed
 from enomalism.store.models import Event, Machine, Transaction, User, utcnow
 from enomalism.store.secrets import SecretBox
@@ -102,7 +101,7 @@ class JobContext:
             moved = pct != self._completion
             self._completion = pct
             # the hub hands out only the newest of a batch's progress events (coalesced)
-            told = events.row("transaction.progress", self.txid, self.owner_uuid,
+            told = records.event("transaction.progress", self.txid, self.owner_uuid,
                               uuid=self.txid, kind=self.kind, target=self.target_uuid,
                               state="running", completion=pct) if moved else None
             self._update(told, completion=pct)
@@ -165,14 +164,26 @@ class JobContext:
             tx.undo = [e for e in tx.undo or [] if e != entry]
 
 
+class JobMetrics(Protocol):
+    """Where the runner counts jobs by kind and outcome (services/metrics.ServerMetrics, GET
+    /metrics): handed in, so jobs/ imports nothing of services/."""
+
+    def job(self, kind: str, outcome: str, seconds: float) -> None: ...
+
+
+class _Uncounted:
+    def job(self, kind: str, outcome: str, seconds: float) -> None:
+        pass
+
+
 class Runner:
     def __init__(self, db: Database, registry: HypervisorRegistry, node_id: str,
                  packages_dir: Path, threads: int = 2,
                  timeout: float = HEARTBEAT_TIMEOUT, secrets: SecretBox | None = None, *,
-                 metrics: ServerMetrics | None = None, handlers: Mapping[str, Handler]) -> None:
+                 metrics: JobMetrics | None = None, handlers: Mapping[str, Handler]) -> None:
         self.db, self.registry, self.node_id, self.threads = db, registry, node_id, threads
         self.handlers = handlers  # kind -> the function that runs it (runtime/job_table.py)
-        self.metrics = metrics or ServerMetrics()  # jobs by kind and outcome (GET /metrics)
+        self.metrics = metrics or _Uncounted()  # jobs by kind and outcome (GET /metrics)
         self.packages_dir = packages_dir
         self.secrets = secrets  # opens stored feed passwords for retrievals
         self.package_sync = PackageSync(db, node_id, registry.ownership.lease)
@@ -309,7 +320,7 @@ class Runner:
                         select(Transaction.kind, Transaction.owner_uuid,
                                Transaction.target_uuid)
                         .where(Transaction.uuid == txid)).tuples().one()
-                    s.add(events.row("transaction.progress", txid, owner, uuid=txid,
+                    s.add(records.event("transaction.progress", txid, owner, uuid=txid,
                                      kind=kind, target=target, state="running",
                                      completion=0))
                     s.info["events"] = True
@@ -390,12 +401,12 @@ class Runner:
             tx.log = (list(tx.log or []) + entries)[-LOG_LIMIT:]
             locks.release(s, txid)
             owner = s.get(User, tx.owner_uuid) if tx.owner_uuid else None
-            audit.write(s, actor_uuid=tx.owner_uuid, actor_name=owner.username if owner else None,
-                        source=f"job on {self.node_id}"[:64], action=f"transaction.{state}",
-                        object_type="transaction", object_uuid=txid, object_name_=tx.kind,
-                        errno=errno if state == "failed" else 0,
-                        message=error or f"{tx.kind} {state}",
-                        detail={"kind": tx.kind, "target": tx.target_uuid})
+            s.add(records.audit_entry(
+                actor_uuid=tx.owner_uuid, actor_name=owner.username if owner else None,
+                source=f"job on {self.node_id}"[:64], action=f"transaction.{state}",
+                object_type="transaction", object_uuid=txid, object_name=tx.kind,
+                errno=errno if state == "failed" else 0, message=error or f"{tx.kind} {state}",
+                detail={"kind": tx.kind, "target": tx.target_uuid}))
 
     # -- crash recovery ----------------------------------------------------------------
 

@@ -19,14 +19,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
 from enomalism.errors import EnomalismError, HypervisorUnreachable
 from enomalism.runtime import nodes
 from enomalism.services import events, lost_uploads, sync
 from enomalism.services.metrics import ServerMetrics
-from enomalism.store.db import Database
+from enomalism.store.db import Database, changed
 from enomalism.store.models import Hypervisor, Machine, utcnow
 from enomalism.virt import driver
 from enomalism.virt.connection import HypervisorLink, flush_events, start_event_loop
@@ -48,7 +48,7 @@ ASK_WITHIN = 2.0
 T = TypeVar("T")
 
 
-def _lock_rows(s: Session, where: object) -> int:
+def _lock_rows(s: Session, where: ColumnElement[bool]) -> int:
     """Take the write lock (SQLite) or lock the machine rows (FOR UPDATE elsewhere) now;
     returns how many rows there were to lock."""
     return len(s.execute(select(Machine.uuid).where(where).with_for_update()).all())
@@ -336,10 +336,10 @@ class HypervisorRegistry:
         with self.db.session() as s:
             was = s.execute(select(Hypervisor.status, Hypervisor.virt_url, Hypervisor.owner_uuid)
                             .where(Hypervisor.uuid == link.uuid)).one_or_none()
-            done = s.execute(update(Hypervisor).where(
+            done = changed(s, update(Hypervisor).where(
                 Hypervisor.uuid == link.uuid, self.ownership.mine_or_free(utcnow())).values(
                 status="disconnected", last_error=reason))
-            if done.rowcount == 1 and was is not None and was.status == "connected":
+            if done == 1 and was is not None and was.status == "connected":
                 s.add(events.row("hypervisor.down", link.uuid, was.owner_uuid, uuid=link.uuid,
                                  uri=was.virt_url, status="disconnected", error=reason))
                 s.info["events"] = True
@@ -409,6 +409,7 @@ class HypervisorRegistry:
                 if self._stopping:
                     return
                 key = self._next()
+                assert key is not None  # wait_for saw one, under the same lock
                 since = self._pending.pop(key)
                 hv_uuid, uuid = key
                 self._busy.add(hv_uuid)

@@ -10,9 +10,9 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from sqlalchemy import Engine, Integer, bindparam, func, select, update
+from sqlalchemy import Engine, Integer, Table, bindparam, func, select, update
 from sqlalchemy.orm.attributes import flag_modified, set_committed_value
 
 from enomalism.errors import (
@@ -26,7 +26,7 @@ from enomalism.errors import (
     NotFound,
     UnknownAction,
 )
-from enomalism.services import access, events, machine_work, pools, resize, sync, volumes
+from enomalism.services import access, events, machine_work, names, pools, resize, sync, volumes
 from enomalism.services.context import Context, Principal, commit_before_slow_work
 from enomalism.services.lookup import get_hypervisor, get_machine, parse_uuid, require
 from enomalism.services.networks import machine_leases
@@ -178,7 +178,7 @@ def _lifecycle(action: str) -> Callable[[Context, Machine, ActionVars], str]:
     call, done = _LIFECYCLE[action]
 
     def run(ctx: Context, m: Machine, _v: ActionVars) -> str:
-        conn = ctx.registry.connection(m.parent_uuid)
+        conn = ctx.registry.connection(m.vm_parent_uuid)
         # Checked, nothing written yet: let go of SQLite's one write lock (PostgreSQL's lock
         # of this row) while libvirt acts, or a host that hangs (until keepalive gives up)
         # would stop every writer. The state libvirt answers is written after the call.
@@ -190,15 +190,15 @@ def _lifecycle(action: str) -> Callable[[Context, Machine, ActionVars], str]:
         # on every action (docs/performance.md). Events keep them true when something else
         # changes them. Stored inside `expecting`: a write that fails resyncs the machine.
         try:
-            with ctx.registry.expecting(m.parent_uuid, m.uuid, _EXPECTED.get(action)):
+            with ctx.registry.expecting(m.vm_parent_uuid, m.uuid, _EXPECTED.get(action)):
                 after = call(conn, m.uuid)
                 if after is None:
-                    sync.mark_missing(ctx.db, m.parent_uuid, m.uuid)
+                    sync.mark_missing(ctx.db, m.vm_parent_uuid, m.uuid)
                 elif after.state is not None:  # else a request the guest acts on; events tell
                     _store_state(ctx, m, after)
         except (NotFound, InvalidState):
             # The inventory was behind libvirt: keep the truth even though the action failed.
-            ctx.registry.resync_machine(m.parent_uuid, m.uuid, db=ctx.db)
+            ctx.registry.resync_machine(m.vm_parent_uuid, m.uuid, db=ctx.db)
             ctx.db.commit()
             raise
         return done.format(name=m.name)
@@ -209,7 +209,7 @@ def _lifecycle(action: str) -> Callable[[Context, Machine, ActionVars], str]:
 # action costs more than the ORM flush it replaces). A size left out (None) keeps the stored
 # one.
 _SIZES = ("vcpus", "memory_kib", "max_memory_kib")
-_STORE_STATE = update(Machine.__table__).where(
+_STORE_STATE = update(cast(Table, Machine.__table__)).where(
     Machine.__table__.c.uuid == bindparam("machine_uuid")).values(
     {"state": bindparam("state"), "synced_at": bindparam("synced_at"),
      "updated_at": bindparam("updated_at"),
@@ -356,7 +356,7 @@ def _manage(ctx: Context, m: Machine, _v: ActionVars) -> str:
     machine is read again (locked) and written."""
     paths: list[str] = []
     if ctx.user.is_admin and m.kind == "vm" and m.xmldesc:
-        conn, xml = ctx.registry.connection(m.parent_uuid), DomainXML(m.xmldesc)
+        conn, xml = ctx.registry.connection(m.vm_parent_uuid), DomainXML(m.xmldesc)
         commit_before_slow_work(ctx)  # checked, nothing written yet
         paths = volumes.resolve_all(conn, xml)
         ctx.db.refresh(m, with_for_update=True)
@@ -365,7 +365,7 @@ def _manage(ctx: Context, m: Machine, _v: ActionVars) -> str:
                          txid=m.lock_txid)
     m.managed = True
     m.owner_uuid = m.owner_uuid or ctx.user.uuid
-    volumes.adopt_paths(ctx.db, m.parent_uuid, m.uuid, paths)
+    volumes.adopt_paths(ctx.db, m.vm_parent_uuid, m.uuid, paths)
     return f"machine {m.name} is now managed"
 
 
@@ -381,29 +381,31 @@ def _store_xml(ctx: Context, m: Machine, _v: ActionVars) -> str:
     passwords, never in the stored XML, are kept from the domain's definition."""
     if not m.xmldesc:
         raise InvalidState(f"machine {m.name} has no stored XML description")
-    conn = ctx.registry.connection(m.parent_uuid)
+    conn = ctx.registry.connection(m.vm_parent_uuid)
     xml = DomainXML(m.xmldesc)
-    hv_uuid, uuid, virt_url, pending = m.parent_uuid, m.uuid, m.parent.virt_url, m.xml_pending
+    hv_uuid, uuid, virt_url = m.vm_parent_uuid, m.uuid, m.vm_parent.virt_url
+    pending = m.xml_pending
     with machine_work.locked(ctx, m, "store_xml") as work:
         if pending:
             with work.reading() as rctx:
-                volumes.check_xml(rctx, m.parent, xml)
+                volumes.check_xml(rctx, m.vm_parent, xml)
         if conn.name_taken(xml.name or "", other_than=uuid):
             raise Conflict(f"another domain on the hypervisor is named '{xml.name}'")
         conn.check_disks(virt_url, xml)
         # libvirt keeps a domain's name when it is defined again: a new name is a rename first
         current = conn.snapshot(uuid, with_xml=False)
-        renamed = current is not None and current.name != xml.name
+        old_name = current.name if current is not None else None
+        renamed = old_name is not None and old_name != xml.name
         if renamed:
-            conn.rename(uuid, xml.name)  # InvalidState unless the domain is stopped
+            conn.rename(uuid, xml.name or "")  # InvalidState unless the domain is stopped
         if current is not None:
             xml.keep_passwords(DomainXML(conn.domain_xml(uuid, secure=True)))
         try:
             conn.define(xml.to_string())
             snap = conn.snapshot(uuid)
         except EnomalismError:
-            if renamed:
-                conn.rename(uuid, current.name)
+            if renamed and old_name is not None:
+                conn.rename(uuid, old_name)
             raise
         m.xml_pending = False
         sync.store(ctx.db, hv_uuid, uuid, snap)
@@ -419,18 +421,16 @@ def _xmldesc(ctx: Context, m: Machine, v: ActionVars) -> str:
         raise InvalidInput(f"the XML describes domain {xml.uuid}, not machine {m.uuid}")
     if not xml.name:
         raise InvalidInput("the XML has no <name>")
-    volumes.check_xml(ctx, m.parent, xml)
-    if xml.name != m.name:
-        _check_name_free(ctx, m, xml.name)
+    volumes.check_xml(ctx, m.vm_parent, xml)
+    if xml.name != m.name:  # a name it has already stands, whatever libvirt let it be
+        _check_name_free(ctx, m, names.ensure(names.MACHINE, xml.name))
     m.xmldesc = xml.to_string()
     m.xml_pending = True
     return f"XML description of {m.name} replaced; 'store_xml' applies it to the hypervisor"
 
 
 def _rename(ctx: Context, m: Machine, v: ActionVars) -> str:
-    name = require(v.name, "name", " for the action rename")
-    if len(name) > 255 or "/" in name:
-        raise InvalidInput("a machine name has at most 255 characters and no '/'")
+    name = names.check(names.MACHINE, v.name, why=" for the action rename")
     if name == m.name:
         return f"machine is already named {name}"
     if m.kind == "host":
@@ -439,8 +439,8 @@ def _rename(ctx: Context, m: Machine, v: ActionVars) -> str:
         m.name = name
         return f"host renamed to {name}"
     _check_name_free(ctx, m, name, on_hypervisor=False)
-    conn = ctx.registry.connection(m.parent_uuid)
-    hv_uuid, uuid = m.parent_uuid, m.uuid
+    conn = ctx.registry.connection(m.vm_parent_uuid)
+    hv_uuid, uuid = m.vm_parent_uuid, m.uuid
     with machine_work.locked(ctx, m, "rename"):
         if conn.name_taken(name, other_than=uuid):
             raise Conflict(f"another machine on the hypervisor is named '{name}'")
@@ -462,7 +462,7 @@ def _check_name_free(ctx: Context, m: Machine, name: str, *, on_hypervisor: bool
     """The name is no other machine's in the inventory, nor (`on_hypervisor`) in libvirt."""
     taken = ctx.db.scalar(select(Machine.uuid).where(
         Machine.parent_uuid == m.parent_uuid, Machine.name == name, Machine.uuid != m.uuid))
-    if taken or on_hypervisor and ctx.registry.connection(m.parent_uuid).name_taken(
+    if taken or on_hypervisor and ctx.registry.connection(m.vm_parent_uuid).name_taken(
             name, other_than=m.uuid):
         raise Conflict(f"another machine on the hypervisor is named '{name}'")
 
@@ -484,7 +484,7 @@ def _move(ctx: Context, work: machine_work.Work, m: Machine, target: Hypervisor,
     """set_parent's work, with the machine locked and no database transaction open while
     libvirt works (services/machine_work.py)."""
     if dest.uuid_taken(m.uuid):
-        source_uuid = m.parent_uuid
+        source_uuid = m.vm_parent_uuid
         snap = dest.snapshot(m.uuid)
         m.parent_uuid = target.uuid  # first, or the snapshot would not take the target's state
         sync.store(ctx.db, target.uuid, m.uuid, snap)
@@ -502,7 +502,7 @@ def _move(ctx: Context, work: machine_work.Work, m: Machine, target: Hypervisor,
     with work.reading() as rctx:
         volumes.check_xml(rctx, target, xml)
     dest.check_disks(target.virt_url, xml)
-    source_uuid = m.parent_uuid
+    source_uuid = m.vm_parent_uuid
     if m.state != "missing":
         source = ctx.registry.connection(source_uuid)
         xml.keep_passwords(DomainXML(source.domain_xml(m.uuid, secure=True)))
@@ -530,7 +530,7 @@ def _moved(ctx: Context, m: Machine, source_uuid: str, dest: HypervisorConnectio
     it left, onto those of the one it joined. The old hypervisor's dnsmasq also forgets the
     guest's lease there (where it can, as totaldelete does): that address is the machine's on
     the new host now, and a stale lease for its MAC would outlive a later release of it."""
-    source_uri = ctx.db.get(Hypervisor, source_uuid).virt_url
+    source_uri = get_hypervisor(ctx.db, source_uuid).virt_url
     try:
         steps = [(ctx.registry.connection(source_uuid), "delete"), (dest, "modify")]
     except EnomalismError:  # the old hypervisor is out of reach: its entries stay there
@@ -569,7 +569,7 @@ def _release_dhcp(ctx: Context, conn: HypervisorConnection, m: Machine) -> list[
     commit_before_slow_work(ctx)  # nothing written: read, with the machine locked
     out = []
     for lease, n in leases:
-        if conn.has_network(n.bridge):
+        if lease.mac and conn.has_network(n.bridge):  # an entry is made only for a MAC
             conn.dhcp_host(n.bridge, mac=lease.mac, ip=lease.address, name="",
                            command="delete")
             out.append((n.bridge, lease.mac, lease.address))
@@ -590,7 +590,7 @@ def _totaldelete(ctx: Context, m: Machine, _v: ActionVars) -> str:
     if m.kind == "host":
         ctx.db.delete(m)
         return f"host {m.name} removed"
-    conn = None if m.state == "missing" else ctx.registry.connection(m.parent_uuid)
+    conn = None if m.state == "missing" else ctx.registry.connection(m.vm_parent_uuid)
     with machine_work.locked(ctx, m, "totaldelete"):
         return _delete_vm(ctx, m, conn)
 
@@ -600,10 +600,10 @@ def _delete_vm(ctx: Context, m: Machine, conn: HypervisorConnection | None) -> s
     libvirt works (services/machine_work.py)."""
     deleted: list[str] = []
     owned = volumes.owned(ctx.db, m.uuid)  # read with the leases, before libvirt works
-    where = m.parent.virt_url  # the hypervisor's URI: is it this machine's (dhcp_release)?
+    where = m.vm_parent.virt_url  # the hypervisor's URI: is it this machine's (dhcp_release)?
     if conn is None:  # missing, undefined behind our back: its DHCP entries go all the same
         try:
-            conn = ctx.registry.connection(m.parent_uuid)
+            conn = ctx.registry.connection(m.vm_parent_uuid)
             _forget_dhcp_leases(conn, where, _release_dhcp(ctx, conn, m))
         except EnomalismError:
             pass  # the hypervisor is out of reach: the record goes, as before

@@ -29,6 +29,7 @@ def stored(db: Session, machine_uuids: Iterable[str]) -> dict[str, list[dict]]:
                       .join(Network).where(Lease.machine_uuid.in_(uuids))
                       .order_by(Network.name, Lease.address))
     for machine, address, mac, prefix in rows:
+        assert machine is not None  # one of `uuids`
         out[machine].append({"address": address, "prefix": prefix, "mac": mac,
                              "source": "lease"})
     return out

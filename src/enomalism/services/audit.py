@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from enomalism.services.context import Context
+from enomalism.store import records
 from enomalism.store.models import (
     ApiToken,
     AuditEntry,
@@ -33,7 +34,7 @@ from enomalism.store.models import (
 
 SECRET = re.compile(r"pass|secret|token|credential|private|key", re.IGNORECASE)
 SHORT = 80  # longer values are recorded by their length only (XML, descriptions)
-MESSAGE = 500
+MESSAGE = records.AUDIT_MESSAGE
 
 # The objects an entry may be about, with the column naming them.
 NAMES: dict[str, tuple[Any, str]] = {
@@ -118,10 +119,10 @@ def write(db: Session, *, actor_uuid: str | None, actor_name: str | None, source
     """Add one entry to `db` (the caller commits)."""
     if object_name_ is None:
         object_type, object_name_ = object_name(db, object_type, object_uuid)
-    db.add(AuditEntry(actor_uuid=actor_uuid, actor_name=actor_name, source=source,
-                      action=action[:64], object_type=object_type, object_uuid=object_uuid,
-                      object_name=(object_name_ or None) and str(object_name_)[:255],
-                      errno=errno, message=(message or "")[:MESSAGE] or None, detail=detail))
+    db.add(records.audit_entry(actor_uuid=actor_uuid, actor_name=actor_name, source=source,
+                               action=action, object_type=object_type, object_uuid=object_uuid,
+                               object_name=object_name_, errno=errno, message=message,
+                               detail=detail))
 
 
 def entries(ctx: Context, *, object_uuid: str | None = None, actor: str | None = None,

@@ -2,17 +2,15 @@
 
 from sqlalchemy import select
 
-from enomalism.errors import ClusterInUse, Conflict, InvalidInput
-from enomalism.services import access
+from enomalism.errors import ClusterInUse, Conflict
+from enomalism.services import access, names
 from enomalism.services.context import Context
-from enomalism.services.lookup import get_cluster, require
+from enomalism.services.lookup import get_cluster
 from enomalism.store.models import Cluster, Network
 
 
 def _check_name(ctx: Context, name: str | None, *, other_than: str | None = None) -> str:
-    name = require(name, "cluster_name")
-    if len(name) > 255:
-        raise InvalidInput("a cluster name has at most 255 characters")
+    name = names.check(names.CLUSTER, name, variable="cluster_name")
     clash = ctx.db.scalar(select(Cluster.uuid).where(Cluster.name == name))
     if clash and clash != other_than:
         raise Conflict(f"a cluster named '{name}' already exists")

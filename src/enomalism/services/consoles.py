@@ -108,7 +108,8 @@ def authorise(ctx: Context, uuid: str, kind: str) -> Target:
 
 def issue(ctx: Context, tickets: Tickets, uuid: str, kind: str | None) -> dict:
     """A ticket for the user's next WebSocket to this console."""
-    target = authorise(ctx, uuid, check_kind(kind))
+    kind = check_kind(kind)
+    target = authorise(ctx, uuid, kind)
     secret = tickets.issue(ctx.user, target.machine, kind)
     return {"ticket": secret,
             "url": f"/rest/machine/{target.machine}/console/{kind}/?ticket={secret}",

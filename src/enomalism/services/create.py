@@ -39,17 +39,20 @@ from enomalism.services import (
     access,
     cloudinit,
     images,
+    names,
     networks,
     placement,
     transactions,
     volumes,
 )
 from enomalism.services.context import Context, Principal
-from enomalism.services.lookup import require
+from enomalism.services.lookup import get_hypervisor
 from enomalism.services.provisioning import _hypervisor_or_cluster
 from enomalism.store.models import Hypervisor, Image, Machine, Transaction, User, new_uuid
 from enomalism.virt import builder, policy
 from enomalism.virt.domxml import DomainXML, StaticNic, new_mac
+from enomalism.virt.hypervisor import HypervisorConnection
+from enomalism.virt.pool import StoragePool
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -100,7 +103,7 @@ def _hypervisor(ctx: Context, hvmuuid: str | None, name: str, need: placement.Ne
     """The named hypervisor; the image's (placement follows the image); or the placer's."""
     scope = _hypervisor_or_cluster(ctx, hvmuuid)
     if image_hv is not None:
-        hv = ctx.db.get(Hypervisor, image_hv)
+        hv = get_hypervisor(ctx.db, image_hv)
         if isinstance(scope, Hypervisor) and scope.uuid != hv.uuid:
             raise InvalidInput(f"the image is on hypervisor {hv.virt_url}, not on {scope.virt_url}:"
                                " a machine is created where its images are")
@@ -163,9 +166,7 @@ def queue_create(ctx: Context, *, name: str | None, vcpus: str | None, memory: s
                  user_data: str | None, ssh_key: list[str], hostname: str | None,
                  autostart: bool) -> Queued:
     """Check the parameters, record the machine and its leases, queue the `create` job."""
-    name = require(name, "name", " (the new machine's name)")
-    if len(name) > 255 or "/" in name or name.startswith("."):
-        raise InvalidInput("a machine name has at most 255 characters, no '/' and no leading '.'")
+    name = names.check(names.MACHINE, name, why=" (the new machine's name)")
     n_vcpus = _int(vcpus, "vcpus", 1, 1, 512)
     memory_mib = _int(memory, "memory", 1024, 16, 16 << 20)
     disk_gib = _int(disk, "disk", 0, 1, 64 << 10) if disk else None
@@ -182,7 +183,7 @@ def queue_create(ctx: Context, *, name: str | None, vcpus: str | None, memory: s
         raise InvalidInput("the image and the cdrom are on different hypervisors")
     hv = _hypervisor(ctx, hvmuuid, name, placement.Need(
         memory_kib=memory_mib * 1024, vcpus=n_vcpus, label=f"machine {name}"),
-        (img or iso).hypervisor_uuid if (img or iso) else None)
+        on.hypervisor_uuid if (on := img or iso) else None)
     domain_type = _domain_type(hv, virt_type)
     if ctx.db.scalar(select(Machine.uuid).where(Machine.parent_uuid == hv.uuid,
                                                 Machine.name == name)):
@@ -245,28 +246,25 @@ def _check_policy(job: JobContext, hv_uuid: str, xml: DomainXML, ours: set[str],
         who = Principal(user.uuid, user.username, user.is_admin) if user else \
             Principal("", "", False)
         ctx = Context(db=s, registry=job.registry, user=who)
-        policy.check(xml, volumes.rights(ctx, s.get(Hypervisor, hv_uuid),
+        policy.check(xml, volumes.rights(ctx, get_hypervisor(s, hv_uuid),
                                          disk=lambda source: source.path in ours,
                                          networks=nic_sources, who="in a created machine"))
 
 
-def create(job: JobContext) -> dict[str, Any]:  # noqa: C901 (to split: docs/architecture.md)
-    prm = job.params
-    hv_uuid, newuuid, name = prm["hypervisor"], prm["machine"], prm["name"]
-    with job.db.session(write=False) as s:
-        if s.get(Machine, newuuid) is None:
-            raise InvalidState("the machine record was removed; create it again")
-    conn = job.registry.connection(hv_uuid)
-    if conn.name_taken(name):
-        raise Conflict(f"the hypervisor already has a domain named '{name}'")
-    pool = conn.pick_pool(prm["pool"])
+def _volume_names(name: str) -> tuple[str, str]:
+    """The new machine's disk and cloud-init seed volumes."""
+    return f"{name}-vda.qcow2", f"{name}-cidata.iso"
+
+
+def _spec(conn: HypervisorConnection, pool: StoragePool, prm: dict[str, Any]) -> builder.Spec:
+    """The domain the job defines, its disks at the paths they will have in `pool`."""
     nics = [builder.Nic(source=n["source"], mac=n["mac"],
                         libvirt_network=conn.has_network(n["source"]))
             for n in prm["nics"]]
     if prm["libvirt_network"]:
         nics.append(builder.Nic(source=prm["libvirt_network"], mac=new_mac(
             n.mac for n in nics)))
-    disk_name, seed_name = f"{name}-vda.qcow2", f"{name}-cidata.iso"
+    disk_name, seed_name = _volume_names(prm["name"])
     disks: list[builder.Disk] = []
     if prm["disk_bytes"]:
         disks.append(builder.Disk(pool.planned_path(disk_name), "vda"))
@@ -275,25 +273,17 @@ def create(job: JobContext) -> dict[str, Any]:  # noqa: C901 (to split: docs/arc
     if prm["seed"]:
         disks.append(builder.Disk(pool.planned_path(seed_name), "sdb", "raw", "cdrom",
                                    seed=True))
-    spec = builder.Spec(name=name, uuid=newuuid, domain_type=prm["domain_type"],
+    return builder.Spec(name=prm["name"], uuid=prm["machine"], domain_type=prm["domain_type"],
                         vcpus=prm["vcpus"], memory_mib=prm["memory_mib"],
                         firmware=prm["firmware"], cpu_mode=prm["cpu_mode"], disks=disks,
                         nics=nics)
 
-    statics = [StaticNic(libvirt_network=nic.libvirt_network, **n)
-               for nic, n in zip(nics, prm["nics"], strict=False)]
 
-    def domain(paths: list[builder.Disk]) -> DomainXML:
-        xml = DomainXML(builder.to_xml(dataclasses.replace(spec, disks=paths)))
-        if statics:  # the addresses also in <metadata> and the SMBIOS OEM strings, as provision
-            xml.set_static_addresses(statics)
-        if prm["seed"]:
-            xml.mark_seed(next(d.path for d in paths if d.target == "sdb"))
-        _check_policy(job, hv_uuid, xml, {d.path for d in paths},
-                      [n["source"] for n in prm["nics"]])
-        return xml
-
-    domain(disks)  # refused before anything is made
+def _make_volumes(job: JobContext, pool: StoragePool) -> dict[str, str]:
+    """The disk (blank, or an overlay on the image) and the seed: target -> path."""
+    prm = job.params
+    hv_uuid = prm["hypervisor"]
+    disk_name, seed_name = _volume_names(prm["name"])
     made: dict[str, str] = {}
     if prm["disk_bytes"]:
         job.progress(10, "making the disk")
@@ -305,20 +295,54 @@ def create(job: JobContext) -> dict[str, Any]:  # noqa: C901 (to split: docs/arc
             made["vda"] = pool.blank(disk_name, prm["disk_bytes"])
     if prm["seed"]:
         job.progress(40, "writing the cloud-init seed")
-        data = cloudinit.seed_for(newuuid, prm["seed"], prm["nics"])
+        data = cloudinit.seed_for(prm["machine"], prm["seed"], prm["nics"])
         job.will_create("pool_volume", hypervisor=hv_uuid, pool=pool.name(), name=seed_name)
         made["sdb"] = pool.upload(seed_name, io.BytesIO(data), size=len(data),
                                   fmt="raw")
-    with job.db.session() as s:  # the new volumes are the machine's own
-        volumes.record(s, hv_uuid, newuuid, made.values())
-    final = [dataclasses.replace(d, path=made.get(d.target, d.path)) for d in disks]
-    xml = domain(final)
+    return made
+
+
+def _add_dhcp_hosts(job: JobContext, conn: HypervisorConnection, statics: list[StaticNic],
+                    name: str) -> None:
+    """The leased addresses as DHCP host entries of the libvirt networks they are on."""
     for nic in statics:
         if nic.libvirt_network:  # the guest's DHCP client gets its leased address
-            job.will_create("dhcp_host", hypervisor=hv_uuid, network=nic.source, mac=nic.mac,
-                            ip=nic.address)
+            job.will_create("dhcp_host", hypervisor=job.params["hypervisor"],
+                            network=nic.source, mac=nic.mac, ip=nic.address)
             conn.dhcp_host(nic.source, mac=nic.mac, ip=nic.address, name=name,
                            command="add")
+
+
+def create(job: JobContext) -> dict[str, Any]:
+    prm = job.params
+    hv_uuid, newuuid, name = prm["hypervisor"], prm["machine"], prm["name"]
+    with job.db.session(write=False) as s:
+        if s.get(Machine, newuuid) is None:
+            raise InvalidState("the machine record was removed; create it again")
+    conn = job.registry.connection(hv_uuid)
+    if conn.name_taken(name):
+        raise Conflict(f"the hypervisor already has a domain named '{name}'")
+    pool = conn.pick_pool(prm["pool"])
+    spec = _spec(conn, pool, prm)
+    statics = [StaticNic(libvirt_network=nic.libvirt_network, **n)
+               for nic, n in zip(spec.nics, prm["nics"], strict=False)]
+
+    def domain(paths: list[builder.Disk]) -> DomainXML:
+        xml = DomainXML(builder.to_xml(dataclasses.replace(spec, disks=paths)))
+        if statics:  # the addresses also in <metadata> and the SMBIOS OEM strings, as provision
+            xml.set_static_addresses(statics)
+        if prm["seed"]:
+            xml.mark_seed(next(d.path for d in paths if d.target == "sdb"))
+        _check_policy(job, hv_uuid, xml, {d.path for d in paths},
+                      [n["source"] for n in prm["nics"]])
+        return xml
+
+    domain(spec.disks)  # refused before anything is made
+    made = _make_volumes(job, pool)
+    with job.db.session() as s:  # the new volumes are the machine's own
+        volumes.record(s, hv_uuid, newuuid, made.values())
+    xml = domain([dataclasses.replace(d, path=made.get(d.target, d.path)) for d in spec.disks])
+    _add_dhcp_hosts(job, conn, statics, name)
     job.progress(80, "defining the domain")
     job.will_create("domain", hypervisor=hv_uuid, uuid=newuuid)
     conn.define(xml.to_string())

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from enomalism.services import access
 from enomalism.services.context import Context, Principal
+from enomalism.store import records
 from enomalism.store.db import Database, changed
 from enomalism.store.models import AuditEntry, Event, Hypervisor, Machine, Transaction, User
 
@@ -38,19 +39,13 @@ TYPES = ("machine.state", "machine.created", "machine.deleted", "machine.renamed
          "machine.moved", "transaction.progress", "transaction.end", "hypervisor.up",
          "hypervisor.down", "audit", "resync")
 MODELS: dict[str, Any] = {"machine": Machine, "transaction": Transaction, "hypervisor": Hypervisor}
-TEXT = 200  # longer text in an event is cut: one change is at most ~1 KB on the wire
+TEXT = records.EVENT_TEXT  # longer text in an event is cut (store/records.py)
 GAP_WAIT = 5.0  # seconds a missing id is asked for again before it counts as rolled back
 BATCH = 500
 QUEUE_LIMIT = 2000  # a client this far behind is sent `resync` and let go
 
 
-def _text(value: Any) -> Any:
-    return value[:TEXT] if isinstance(value, str) else value
-
-
-def row(type_: str, object_uuid: str | None, owner_uuid: str | None, /, **data: Any) -> Event:
-    return Event(type=type_, object_uuid=object_uuid, owner_uuid=owner_uuid, at=_now(),
-                 data={k: _text(v) for k, v in data.items()})
+row = records.event  # an events row, its text values cut
 
 
 def _now() -> datetime:
@@ -227,7 +222,7 @@ def visible(s: Session, user: Principal, items: list[Item]) -> tuple[set[int], s
             continue
         uuids = list({i.object_uuid for i in mine})
         q = select(model.uuid).where(model.uuid.in_(uuids))
-        existing = set(s.scalars(q))
+        existing: set[str] = set(s.scalars(q))
         clause = access.readable(ctx, model)
         readable = existing if clause is None else set(s.scalars(q.where(clause)))
         for i in mine:

@@ -15,7 +15,7 @@ from enomalism.errors import (
 )
 from enomalism.runtime import nodes
 from enomalism.runtime.registry import HypervisorRegistry
-from enomalism.services import access
+from enomalism.services import access, names
 from enomalism.services.context import Context, commit_before_slow_work
 from enomalism.services.lookup import get_host, get_hypervisor, require
 from enomalism.store.db import Database
@@ -135,7 +135,7 @@ def register_host(ctx: Context, *, name: str | None, address: str | None,
     """Register another physical host, and its hypervisor when a URI is given (both or
     neither: an unreachable URI leaves no host behind). Administrators only."""
     access.require_admin(ctx, "register hosts")
-    name = require(name, "name", " (the host's name)")
+    name = names.check(names.MACHINE, name, why=" (the host's name)")
     if ctx.db.scalar(select(Machine.uuid).where(Machine.kind == "host", Machine.name == name)):
         raise Conflict(f"a host named '{name}' already exists")
     conn = None
@@ -213,7 +213,7 @@ def ensure_local_host(db: Database, registry: HypervisorRegistry, uris_wanted: l
                              local_to=nodes.local_to(url)))
         registered.add(url)
     with db.session() as s:
-        host = s.get(Machine, host_uuid)
+        host = s.get_one(Machine, host_uuid)
         host.candidates = [
             {"virt_class": "qemu" if c == "kvm" and not _has_kvm() else c, "virt_url": u,
              "reachable": probe(u, timeout=3.0)}

@@ -41,10 +41,9 @@ from enomalism.feeds import download as dl
 from enomalism.feeds.archive import Manifest
 from enomalism.jobs.runner import JobCancelled, JobContext
 from enomalism.runtime.registry import HypervisorRegistry
-from enomalism.services import access, audit, provisioning, transactions
+from enomalism.services import access, audit, names, provisioning, transactions
 from enomalism.services.context import Context
-from enomalism.services.lookup import parse_uuid
-from enomalism.services.users import NAME_RE
+from enomalism.services.lookup import get_hypervisor, parse_uuid
 from enomalism.store.models import Hypervisor, Image, Package, Transaction, new_uuid, utcnow
 from enomalism.virt import storage
 from enomalism.virt.hypervisor import HypervisorConnection
@@ -156,11 +155,7 @@ def delete(ctx: Context, *, ref: str) -> str:
 # -- uploading ---------------------------------------------------------------------------------
 
 def _check_request(ctx: Context, name: str | None, fmt: str | None) -> tuple[str, str]:
-    if not name:
-        raise MissingVariable("the variable 'name' is required (the image's name)")
-    if not NAME_RE.match(name):
-        raise InvalidInput(f"'{name}' is not a usable image name: 1 to 64 letters, digits, "
-                           "'.', '_', '@' or '-', starting with a letter or digit")
+    name = names.check(names.IMAGE, name, why=" (the image's name)")
     if not fmt:
         raise MissingVariable(f"the variable 'format' is required: {', '.join(FORMATS)}")
     if fmt not in FORMATS:
@@ -355,7 +350,7 @@ def register(ctx: Context, *, url: str | None, name: str | None, fmt: str | None
         "image": plan.uuid, "url": url, "hypervisor": plan.hypervisor, "pool": plan.pool,
         "volume": plan.volume, "format": plan.format, "sha256": plan.sha256})
     tx.undo = [{"kind": "image", "uuid": plan.uuid}]
-    return ctx.db.get(Image, plan.uuid), tx
+    return ctx.db.get_one(Image, plan.uuid), tx  # begin_upload added it
 
 
 def register_job(job: JobContext) -> dict[str, Any]:
@@ -468,9 +463,7 @@ def queue_package(ctx: Context, *, ref: str, name: str | None = None,
         raise InvalidInput("an ISO image is no disk to boot from; package a qcow2 or raw image")
     if image.state != "ready":
         raise InvalidState(f"image {image.name} is {image.state}, not ready")
-    name = name or image.name
-    if not NAME_RE.match(name):
-        raise InvalidInput(f"'{name}' is not a usable package name")
+    name = names.ensure(names.PACKAGE, name or image.name)
     return transactions.enqueue(ctx, "image_package", target=image.uuid, params={
         "image": image.uuid, "name": name, "description": description or "",
         "version": version or "1"})
@@ -506,7 +499,9 @@ def package_job(job: JobContext) -> dict[str, Any]:
         image = s.get(Image, prm["image"])
         if image is None:
             raise InvalidState("the image was deleted")
-        hv = s.get(Hypervisor, image.hypervisor_uuid)
+        if image.path is None:
+            raise InvalidState(f"image {image.name} has no volume yet")
+        hv = get_hypervisor(s, image.hypervisor_uuid)
         path, fmt, hv_uuid, uri = image.path, image.format, hv.uuid, hv.virt_url
         virt_class, arch = hv.virt_class, hv.arch or "x86_64"
     virt_class = virt_class if virt_class in ("kvm", "qemu") else "kvm"

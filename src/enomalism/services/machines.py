@@ -130,7 +130,7 @@ def trigger_status_updates(ctx: Context, uuid: str) -> str:
     if m.kind == "vm":
         # In a session of its own that takes the write lock first: a GET's session is a reader,
         # and a reader that starts writing fails when another writer committed meanwhile.
-        hv_uuid, vm_uuid = m.parent_uuid, m.uuid
+        hv_uuid, vm_uuid = m.vm_parent_uuid, m.uuid
         commit_before_slow_work(ctx)
         ctx.registry.resync_machine(hv_uuid, vm_uuid)
         ctx.db.refresh(m)

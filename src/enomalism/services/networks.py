@@ -12,6 +12,7 @@ leased twice, even by provisions running at the same moment on several servers.
 
 import ipaddress
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from sqlalchemy import select
@@ -27,7 +28,7 @@ from enomalism.errors import (
     NotFound,
     SubnetMismatch,
 )
-from enomalism.services import access
+from enomalism.services import access, names
 from enomalism.services.context import Context
 from enomalism.services.lookup import get_cluster, parse_uuid, require
 from enomalism.store.models import ClusterMember, Hypervisor, IPRange, Lease, Machine, Network
@@ -123,9 +124,7 @@ def list_networks(ctx: Context) -> list[Network]:
 
 
 def _check_name(ctx: Context, name: str | None, other_than: str | None = None) -> str:
-    name = require(name, "name", " (the network's name)")
-    if len(name) > 255:
-        raise InvalidInput("a network name has at most 255 characters")
+    name = names.check(names.NETWORK, name, why=" (the network's name)")
     clash = ctx.db.scalar(select(Network.uuid).where(Network.name == name))
     if clash and clash != other_than:
         raise Conflict(f"a network named '{name}' already exists")
@@ -318,6 +317,11 @@ def _bounds(r: IPRange) -> tuple[IP, IP]:
     return ipaddress.ip_address(r.start_ip), ipaddress.ip_address(r.end_ip)
 
 
+def _within(a: IP, start: IP, end: IP) -> bool:
+    """start <= a <= end; an address of the other IP version is outside (not a TypeError)."""
+    return a.version == start.version == end.version and int(start) <= int(a) <= int(end)
+
+
 def _check_overlap(ctx: Context, bridge: str, span: tuple[IP, IP], *,
                    other_than: str | None = None) -> None:
     start, end = span
@@ -326,7 +330,7 @@ def _check_overlap(ctx: Context, bridge: str, span: tuple[IP, IP], *,
         if r.uuid == other_than:
             continue
         s, e = _bounds(r)
-        if s.version == start.version and s <= end and start <= e:
+        if s.version == start.version and int(s) <= int(end) and int(start) <= int(e):
             raise Conflict(f"{start}-{end} overlaps the range {s}-{e} of network {n.name} "
                            f"on bridge {bridge}")
 
@@ -338,11 +342,11 @@ def _check_range(ctx: Context, n: Network, start_ip: str | None, end_ip: str | N
     for a in (start, end):
         if a.version != net.version or a not in net:
             raise InvalidInput(f"{a} is not inside the network {net}")
-    if start > end:
+    if int(start) > int(end):
         raise InvalidInput(f"the range starts at {start}, after its end {end}")
     gw = ipaddress.ip_address(n.gateway) if n.gateway else None
     for a in sorted(_unusable(net, gw)):
-        if start <= a <= end:
+        if _within(a, start, end):
             what = "gateway" if a == gw else "network or broadcast address"
             raise InvalidInput(f"the range {start}-{end} holds the {what} {a}")
     _check_overlap(ctx, n.bridge, (start, end), other_than=other_than)
@@ -376,7 +380,7 @@ def change_range(ctx: Context, uuid: str, range_uuid: str, *, start_ip: str | No
     old_start, old_end = _bounds(r)
     for lease in leases(ctx, n):
         a = ipaddress.ip_address(lease.address)
-        if old_start <= a <= old_end and not (start <= a <= end) \
+        if _within(a, old_start, old_end) and not _within(a, start, end) \
                 and not _in_other_range(n, r, a):
             raise InvalidState(f"{a} is in use ({_holder(lease)}); the range must keep it")
     r.start_ip, r.end_ip = str(start), str(end)
@@ -389,14 +393,14 @@ def delete_range(ctx: Context, uuid: str, range_uuid: str) -> str:
     s, e = _bounds(r)
     for lease in leases(ctx, n):
         a = ipaddress.ip_address(lease.address)
-        if s <= a <= e and not _in_other_range(n, r, a):
+        if _within(a, s, e) and not _in_other_range(n, r, a):
             raise InvalidState(f"{a} is in use ({_holder(lease)}); release it first")
     ctx.db.delete(r)
     return f"range {s}-{e} deleted"
 
 
 def _in_other_range(n: Network, r: IPRange, a: IP) -> bool:
-    return any(o.uuid != r.uuid and _bounds(o)[0] <= a <= _bounds(o)[1] for o in n.ranges)
+    return any(o.uuid != r.uuid and _within(a, *_bounds(o)) for o in n.ranges)
 
 
 def _holder(lease: Lease) -> str:
@@ -410,7 +414,7 @@ def leases(ctx: Context, n: Network) -> list[Lease]:
     return sorted(found, key=lambda lease: ipaddress.ip_address(lease.address))
 
 
-def _free(ctx: Context, n: Network, held: set[str]) -> Iterator[IP]:
+def _free(ctx: Context, n: Network, held: AbstractSet[str]) -> Iterator[IP]:
     taken = {ipaddress.ip_address(a) for a in
              ctx.db.scalars(select(Lease.address).where(Lease.network_uuid == n.uuid))}
     taken |= {ipaddress.ip_address(a) for a in held}
@@ -418,14 +422,14 @@ def _free(ctx: Context, n: Network, held: set[str]) -> Iterator[IP]:
     for r in sorted(n.ranges, key=lambda r: _bounds(r)[0]):
         start, end = _bounds(r)
         a = start
-        while a <= end:
+        while _within(a, start, end):
             if a not in taken and a != gw:
                 yield a
             a += 1
 
 
 def lease(ctx: Context, n: Network, *, machine_uuid: str | None, address: str | None = None,
-          mac: str | None = None, note: str | None = None, held: set[str] = frozenset()
+          mac: str | None = None, note: str | None = None, held: AbstractSet[str] = frozenset()
           ) -> Lease:
     """Lease an address (the next free one when none is named, passing over `held`: what the
     libvirt network's DHCP server still leases to another MAC). The row insert is checked
@@ -434,9 +438,11 @@ def lease(ctx: Context, n: Network, *, machine_uuid: str | None, address: str | 
     if address:
         a = _address(address, "address")
         if a.version != network_of(n).version \
-                or not any(_bounds(r)[0] <= a <= _bounds(r)[1] for r in n.ranges):
+                or not any(_within(a, *_bounds(r)) for r in n.ranges):
             raise InvalidInput(f"{a} is not in any IP range of network {n.name}")
-        return _insert(ctx, n, a, machine_uuid, mac, note, exhausted_ok=False)
+        got = _insert(ctx, n, a, machine_uuid, mac, note, exhausted_ok=False)
+        assert got is not None  # exhausted_ok=False: a clash raises instead
+        return got
     # Each free address in turn: one taken meanwhile by a concurrent lease fails its insert
     # and the next is tried, so this ends with an address or with the range really full.
     for a in _free(ctx, n, held):
@@ -446,7 +452,7 @@ def lease(ctx: Context, n: Network, *, machine_uuid: str | None, address: str | 
     leased = set(ctx.db.scalars(select(Lease.address).where(Lease.network_uuid == n.uuid)))
     kept = [a for a in map(ipaddress.ip_address, held - leased)
             if a.version == network_of(n).version
-            and any(_bounds(r)[0] <= a <= _bounds(r)[1] for r in n.ranges)]
+            and any(_within(a, *_bounds(r)) for r in n.ranges)]
     waiting = f" ({len(kept)} held by its DHCP server's leases until they end)" if kept else ""
     raise InvalidState(f"network {n.name} has no free address left in its ranges{waiting}")
 

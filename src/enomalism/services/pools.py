@@ -90,7 +90,7 @@ def find_pool(ctx: Context, uuid: str) -> Found:
 
 def _users_of(ctx: Context, hv_uuid: str) -> dict[str, str]:
     """Disk path -> the machine whose stored definition names it (the inventory, not libvirt)."""
-    out = {}
+    out: dict[str, str] = {}
     for uuid, xml in ctx.db.execute(select(Machine.uuid, Machine.xmldesc).where(
             Machine.parent_uuid == hv_uuid, Machine.kind == "vm")):
         if xml:
@@ -203,8 +203,8 @@ def attach_disk(ctx: Context, m: Machine, *, volume: str | None, size: str | Non
     if bool(volume) == bool(size):
         raise MissingVariable("attach_disk needs either volume (a volume's name or path) or "
                               "size (GiB of a new blank disk)")
-    conn = ctx.registry.connection(m.parent_uuid)
-    hv_uuid, uuid, name = m.parent_uuid, m.uuid, m.name
+    conn = ctx.registry.connection(m.vm_parent_uuid)
+    hv_uuid, uuid, name = m.vm_parent_uuid, m.uuid, m.name
     if volume:
         path = _resolve(conn, volume)
         row = _volume_row(ctx, hv_uuid, path)
@@ -212,7 +212,7 @@ def attach_disk(ctx: Context, m: Machine, *, volume: str | None, size: str | Non
             raise Conflict(f"volume '{volume}' is a disk of machine {row.machine_uuid}")
         if not ctx.user.is_admin and (row is None or row.owner_uuid != ctx.user.uuid):
             raise VolumeNotAllowed(f"volume '{volume}' is not yours to attach")
-        nbytes = None
+        nbytes = 0  # an existing volume: no new one made
     else:
         nbytes = _gib(size, "size")
         pool = conn.pick_pool()
@@ -243,8 +243,8 @@ def detach_disk(ctx: Context, m: Machine, *, target: str | None) -> str:
     machine's owner's (to delete, or attach elsewhere). Never the caller's: `modify` on a
     machine is not `export` of its data."""
     target = require(target, "target", " (the disk's device name, e.g. vdb)")
-    conn = ctx.registry.connection(m.parent_uuid)
-    hv_uuid, uuid, name, owner = m.parent_uuid, m.uuid, m.name, m.owner_uuid
+    conn = ctx.registry.connection(m.vm_parent_uuid)
+    hv_uuid, uuid, name, owner = m.vm_parent_uuid, m.uuid, m.name, m.owner_uuid
     with machine_work.locked(ctx, m, "detach_disk"):
         path, device = conn.disk_path(uuid, target)
         if device != "disk":
@@ -262,8 +262,8 @@ def grow_disk(ctx: Context, m: Machine, *, target: str | None, size: str | None)
     block resize). Administrators may grow any of its disks."""
     target = require(target, "target", " (the disk's device name, e.g. vda)")
     nbytes = _gib(size, "size")
-    conn = ctx.registry.connection(m.parent_uuid)
-    hv_uuid, uuid, name = m.parent_uuid, m.uuid, m.name
+    conn = ctx.registry.connection(m.vm_parent_uuid)
+    hv_uuid, uuid, name = m.vm_parent_uuid, m.uuid, m.name
     path, device = conn.disk_path(uuid, target)
     if device != "disk":
         raise InvalidInput(f"{target} is a {device}, not a disk")

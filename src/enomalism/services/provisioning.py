@@ -16,7 +16,7 @@ import functools
 import io
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
@@ -38,9 +38,17 @@ from enomalism.feeds import archive
 from enomalism.feeds import download as dl
 from enomalism.jobs.locks import named_lock
 from enomalism.jobs.runner import JobCancelled, JobContext
-from enomalism.services import access, cloudinit, networks, placement, transactions, volumes
+from enomalism.services import (
+    access,
+    cloudinit,
+    names,
+    networks,
+    placement,
+    transactions,
+    volumes,
+)
 from enomalism.services.context import Context, Principal, commit_before_slow_work
-from enomalism.services.lookup import get_machine, parse_uuid, require
+from enomalism.services.lookup import get_hypervisor, get_machine, parse_uuid, require
 from enomalism.services.repositories import (
     active_transaction,
     auth_of,
@@ -148,7 +156,7 @@ class Queued(NamedTuple):
 
 def queue_provision(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuuid: str | None,
                     name: str | None, pool: str | None = None, user_data: str | None = None,
-                    ssh_keys: list[str] = (), hostname: str | None = None,
+                    ssh_keys: Sequence[str] = (), hostname: str | None = None,
                     virt_type: str | None = None) -> Queued:
     """Check everything that can be checked now, record the new machine (locked by the
     transaction, with the size it will have) and queue the provision.
@@ -165,6 +173,7 @@ def queue_provision(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuui
     most once each."""
     if virt_type not in (None, "", "kvm", "qemu"):
         raise InvalidInput(f"virt_type is kvm or qemu, not '{str(virt_type)[:40]}'")
+    name = names.check(names.MACHINE, name, why=" (the new machine's name)")
     asked: set[str] = set()
     while True:
         hv, p, memory_kib, vcpus = _place(ctx, host_uuid, pkguuid=pkguuid, hvmuuid=hvmuuid,
@@ -198,7 +207,7 @@ def queue_provision(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuui
     nics = []
     for n in networks.networks_for_host(ctx, hv.machine_uuid):
         lease = networks.lease(ctx, n, machine_uuid=newuuid, note=f"provisioned {name}",
-                               held=held.get(n.uuid, frozenset()))
+                               held=held.get(n.uuid, set()))
         nics.append({"network": n.uuid, "source": n.bridge, "mac": lease.mac,
                      "address": lease.address, "prefix": n.prefix, "gateway": n.gateway})
     tx = transactions.enqueue(ctx, "provision", target=newuuid, lock=[newuuid], params={
@@ -210,7 +219,7 @@ def queue_provision(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuui
 
 
 def _place(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuuid: str | None,
-           name: str | None) -> tuple[Hypervisor, Package, int | None, int | None]:
+           name: str) -> tuple[Hypervisor, Package, int | None, int | None]:
     """queue_provision's checks in the database, and the hypervisor it places the machine
     on, with the package and the size; writes nothing."""
     target = get_machine(ctx.db, host_uuid)
@@ -219,9 +228,6 @@ def _place(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuuid: str | 
     # a machine from it is the provisioner's to package and download: as much as the file
     access.require(ctx, p, download_permission(p), "package")
     scope = _hypervisor_or_cluster(ctx, hvmuuid)
-    name = require(name, "name", " (the new machine's name)")
-    if len(name) > 255 or "/" in name:
-        raise InvalidInput("a machine name has at most 255 characters and no '/'")
     memory_kib, vcpus = package_size(p)
     if isinstance(scope, Hypervisor):
         hv = scope
@@ -266,7 +272,7 @@ def queue_package(ctx: Context, uuid: str, *, name: str | None, description: str
     if compression not in ("zstd", "gzip"):
         raise InvalidInput("compression is zstd or gzip (gzip: strict XVM2 packages)")
     if m.xmldesc:  # refused now rather than by the job (which checks the live definition)
-        conn, xml = ctx.registry.connection(m.parent_uuid), DomainXML(m.xmldesc)
+        conn, xml = ctx.registry.connection(m.vm_parent_uuid), DomainXML(m.xmldesc)
         commit_before_slow_work(ctx)  # checked, nothing written yet: libvirt is asked next
         with ctx.registry.db.session(write=False) as reader:
             try:
@@ -300,9 +306,11 @@ def _retrieve_now(job: JobContext, pkg_uuid: str,
         p = s.get(Package, pkg_uuid)
         if p is None:
             raise InvalidState("the package was deleted")
-        if p.state == "cached" and p.path and Path(p.path).exists():
+        if p.state == "cached" and p.path and p.size is not None and Path(p.path).exists():
             return Path(p.path), p.size
         url, length, sha = p.url, p.length, p.sha256
+        if url is None:  # uploaded here, and its file is gone
+            raise InvalidState(f"package {p.name} is not cached and has no URL to fetch it from")
         auth = auth_of(job.runner.secrets, p.repository, url)
         previous, p.state = p.state, "retrieving"
     job.will_create("package_state", uuid=pkg_uuid, state=previous)
@@ -345,6 +353,8 @@ def _retrieve_now(job: JobContext, pkg_uuid: str,
     mark, size = job.runner.package_sync.mark(job.txid), dest.stat().st_size
     with job.db.session() as s:
         p = s.get(Package, pkg_uuid)
+        if p is None:
+            raise InvalidState("the package was deleted")
         p.state, p.path, p.size = "cached", str(dest), size
         p.unsynced = mark
         p.manifest = manifest.to_json()
@@ -370,6 +380,9 @@ def _base_volume(job: JobContext, hv_uuid: str, pool: StoragePool, pkg_uuid: str
     every machine provisioned from it). Only while it is being uploaded is it on the job's
     undo log: a crash then must not leave a partial base that later provisions would use."""
     name = f"enomalism-base-{pkg_uuid}-{disk.target}.{disk.format}"
+    size = disk.size
+    if size is None:  # a retrieved package's manifest has every size measured
+        raise InvalidState(f"disk {disk.target} of the package has no known size")
     with _one_at_a_time(job, "volume", hv_uuid, pool.name(), name):
         if (found := pool.volume_path(name)) is not None:
             return found
@@ -379,9 +392,9 @@ def _base_volume(job: JobContext, hv_uuid: str, pool: StoragePool, pkg_uuid: str
         try:
             with archive.open_disk(path, disk.member) as src:
                 try:
-                    vol_path = pool.upload(name, src, size=disk.size, fmt=disk.format,
+                    vol_path = pool.upload(name, src, size=size, fmt=disk.format,
                                            progress=lambda done: job.progress(
-                                               scale(100.0 * done / max(disk.size, 1))),
+                                               scale(100.0 * done / max(size, 1))),
                                            cancelled=job.cancel_requested)
                 except storage.StorageCancelled:
                     raise JobCancelled() from None
@@ -412,11 +425,48 @@ def _domain_type(virt_class: str, virt_type: str | None) -> str | None:
     return virt_type or DOMAIN_TYPE.get(virt_class)
 
 
+def _record_again(job: JobContext, virt_url: str) -> None:
+    """A retried provision's machine record and its leases, as the first attempt made them
+    (its undo removed them): the same addresses again, or no retry."""
+    prm = job.params
+    hv_uuid, newuuid, name = prm["hypervisor"], prm["machine"], prm["name"]
+    job.will_create("machine", uuid=newuuid)
+    with job.db.session() as s:
+        if s.scalar(select(Machine.uuid).where(Machine.parent_uuid == hv_uuid,
+                                               Machine.name == name)):
+            raise Conflict(f"a machine named '{name}' exists now on {virt_url}")
+        s.add(Machine(uuid=newuuid, kind="vm", name=name, parent_uuid=hv_uuid,
+                      managed=True, state="provisioning", owner_uuid=job.owner_uuid,
+                      lock_txid=job.txid, memory_kib=prm.get("memory_kib"),
+                      vcpus=prm.get("vcpus")))
+        s.flush()
+        for nic in prm.get("nics", []):
+            try:
+                with s.begin_nested():
+                    s.add(Lease(network_uuid=nic["network"], address=nic["address"],
+                                machine_uuid=newuuid, mac=nic["mac"],
+                                note=f"provisioned {name}", created_by=job.owner_uuid))
+            except IntegrityError:
+                raise Conflict(f"address {nic['address']} of this provision was taken "
+                               "meanwhile; provision again for a new one") from None
+
+
+def _stored_manifest(job: JobContext, pkg_uuid: str) -> archive.Manifest:
+    """The manifest `_retrieve` stored (verified, every disk's size measured)."""
+    with job.db.session(write=False) as s:
+        p = s.get(Package, pkg_uuid)
+        if p is None or p.manifest is None:
+            raise InvalidState("the package was deleted")
+        return archive.Manifest.from_json(p.manifest)
+
+
 def provision(job: JobContext) -> dict[str, Any]:
     prm = job.params
     hv_uuid, newuuid, name = prm["hypervisor"], prm["machine"], prm["name"]
     with job.db.session(write=False) as s:
         hv = s.get(Hypervisor, hv_uuid)
+        if hv is None:
+            raise InvalidState("the hypervisor was removed")
         virt_class, virt_url = hv.virt_class, hv.virt_url
         p = s.get(Package, prm["package"])
         if p is None:
@@ -424,30 +474,10 @@ def provision(job: JobContext) -> dict[str, Any]:
         check_compatible(p, hv)
         again = s.get(Machine, newuuid) is None
     if again:  # a retry: the failed attempt removed the machine record; make it again
-        job.will_create("machine", uuid=newuuid)
-        with job.db.session() as s:
-            if s.scalar(select(Machine.uuid).where(Machine.parent_uuid == hv_uuid,
-                                                   Machine.name == name)):
-                raise Conflict(f"a machine named '{name}' exists now on {virt_url}")
-            s.add(Machine(uuid=newuuid, kind="vm", name=name, parent_uuid=hv_uuid,
-                          managed=True, state="provisioning", owner_uuid=job.owner_uuid,
-                          lock_txid=job.txid, memory_kib=prm.get("memory_kib"),
-                          vcpus=prm.get("vcpus")))
-            s.flush()
-            # its leases went with the record: the same addresses again, or no retry
-            for nic in prm.get("nics", []):
-                try:
-                    with s.begin_nested():
-                        s.add(Lease(network_uuid=nic["network"], address=nic["address"],
-                                    machine_uuid=newuuid, mac=nic["mac"],
-                                    note=f"provisioned {name}", created_by=job.owner_uuid))
-                except IntegrityError:
-                    raise Conflict(f"address {nic['address']} of this provision was taken "
-                                   "meanwhile; provision again for a new one") from None
+        _record_again(job, virt_url)
     path, _size = _retrieve(job, prm["package"], lambda pct: pct * 0.4)
     _legacy, xml_text = archive.read_package(path)
-    with job.db.session(write=False) as s:
-        manifest = archive.Manifest.from_json(s.get(Package, prm["package"]).manifest)
+    manifest = _stored_manifest(job, prm["package"])
     conn = job.registry.connection(hv_uuid)
     if conn.name_taken(name):
         raise Conflict(f"the hypervisor already has a domain named '{name}'")
@@ -480,8 +510,11 @@ def provision(job: JobContext) -> dict[str, Any]:
     n = max(len(manifest.disks), 1)
     for i, disk in enumerate(manifest.disks):
         lo = 40 + 50 * i / n
-        base = _base_volume(job, hv_uuid, pool, prm["package"], path, disk,
-                            lambda pct, lo=lo: lo + pct * 0.45 / n)
+
+        def scale(pct: float, lo: float = lo) -> float:
+            return lo + pct * 0.45 / n
+
+        base = _base_volume(job, hv_uuid, pool, prm["package"], path, disk, scale)
         vol_name = f"{name}-{disk.target}.qcow2"
         job.will_create("pool_volume", hypervisor=hv_uuid, pool=pool.name(), name=vol_name)
         try:
@@ -523,7 +556,7 @@ def _check_package_xml(job: JobContext, hv_uuid: str, xml: DomainXML, disks: set
             Principal("", "", False)
         ctx = Context(db=s, registry=job.registry, user=who)
         policy.check(xml, volumes.rights(
-            ctx, s.get(Hypervisor, hv_uuid), disk=lambda source: source.path in disks,
+            ctx, get_hypervisor(s, hv_uuid), disk=lambda source: source.path in disks,
             networks=nic_sources, who="in a package's description.xml"))
 
 
@@ -613,7 +646,7 @@ def package(job: JobContext) -> dict[str, Any]:
         m = s.get(Machine, prm["machine"])
         if m is None:
             raise InvalidState("the machine was deleted")
-        hv = m.parent
+        hv = m.vm_parent
         hv_uuid, uri, virt_class, arch = hv.uuid, hv.virt_url, hv.virt_class, hv.arch
     conn = job.registry.connection(hv_uuid)
     xml_text = conn.domain_xml(prm["machine"])  # without secrets (graphics passwords)
@@ -642,6 +675,8 @@ def package(job: JobContext) -> dict[str, Any]:
             stack.callback(conn.resume, prm["machine"])
         sources, infos = {}, []
         for d in disks:
+            if d.target is None:  # libvirt requires one: not a domain it defined
+                raise InvalidState(f"disk '{d.path}' has no target device")
             opener, fmt, vsize = disk_source(job, conn, hv_uuid, uri, d.path,
                                              formats.get(d.path, "raw"), stack, tmp)
             sources[d.target] = opener

@@ -32,8 +32,8 @@ def set_size(ctx: Context, m: Machine, *, vcpus: str | None, memory: str | None)
         raise MissingVariable("action set needs vcpus and/or memory (MiB)")
     if m.state in sync.NO_DOMAIN_YET:
         raise InvalidState(f"machine {m.name} has no domain on its hypervisor to resize")
-    conn = ctx.registry.connection(m.parent_uuid)
-    hv_uuid, uuid = m.parent_uuid, m.uuid
+    conn = ctx.registry.connection(m.vm_parent_uuid)
+    hv_uuid, uuid = m.vm_parent_uuid, m.uuid
     with machine_work.locked(ctx, m, "set"):
         live = conn.resize(uuid, vcpus=n_vcpus,
                              memory_kib=mib * 1024 if mib is not None else None)

@@ -13,6 +13,7 @@ from datetime import timedelta
 from sqlalchemy.orm import Session
 
 from enomalism.services import audit, tokens
+from enomalism.services.auth import CredentialCache
 from enomalism.services.context import Context, Principal
 from enomalism.store.models import ApiToken, utcnow
 
@@ -33,11 +34,12 @@ def open_session(ctx: Context) -> tuple[ApiToken, str]:
     """A new session token for the user just verified (their password checked by the caller,
     with the API's throttle and login gate); returns it with its secret."""
     secret = tokens.PREFIX + secrets.token_urlsafe(32)
+    expires = utcnow() + LIFETIME
     token = ApiToken(user_uuid=ctx.user.uuid, name=f"session {secrets.token_hex(6)}",
-                     secret_hash=tokens._digest(secret), expires_at=utcnow() + LIFETIME)
+                     secret_hash=tokens._digest(secret), expires_at=expires)
     ctx.db.add(token)
     ctx.db.flush()
-    audit.record(ctx, "session.create", token.uuid, expires_at=token.expires_at.isoformat())
+    audit.record(ctx, "session.create", token.uuid, expires_at=expires.isoformat())
     return token, secret
 
 
@@ -51,6 +53,6 @@ def close_session(ctx: Context, secret: str) -> None:
             ctx.credentials.forget(token.user_uuid)
 
 
-def user_of(db: Session, secret: str, cache: object) -> Principal:
+def user_of(db: Session, secret: str, cache: CredentialCache | None) -> Principal:
     """The session's user (NotAuthenticated when it is unknown, expired or revoked)."""
     return tokens.cached(cache, secret) or tokens.authenticate(db, secret, cache)

@@ -1,6 +1,7 @@
 """Writing what libvirt reports into the inventory. Used by the event worker, by full resyncs
 and right after an action, so that reads never have to ask libvirt."""
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -53,7 +54,7 @@ def mark_missing(db: Session, hv_uuid: str, uuid: str) -> None:
 
 
 def apply_all(db: Session, hv_uuid: str, snaps: list[DomainSnapshot],
-              seen: dict[str, datetime | None] | None = None) -> list[str]:
+              seen: Mapping[str, datetime | None] | None = None) -> list[str]:
     """Bring every machine of one hypervisor in line with a bulk listing read while its rows
     had the `updated_at` values in `seen`. Returns the UUIDs to resync one by one: domains not
     (yet) recorded on this hypervisor (new ones, or moved here) and machines whose row changed

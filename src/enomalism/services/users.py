@@ -5,7 +5,6 @@ repeated; hashed with argon2. The last enabled administrator cannot be deleted, 
 demoted, so the installation can always be administered.
 """
 
-import re
 import uuid as uuidlib
 from collections.abc import Sequence
 
@@ -19,14 +18,14 @@ from enomalism.errors import (
     NotFound,
     UnknownAction,
 )
-from enomalism.services import access, audit
+from enomalism.services import access, audit, names
 from enomalism.services.auth import hash_password, password_matches
 from enomalism.services.context import Context
 from enomalism.services.lookup import require
 from enomalism.store.models import Grant, Group, User, utcnow
 
 MIN_PASSWORD = 10
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+NAME_RE = names.ACCOUNT_RE  # users, groups, images (services/names.py)
 USER_ACTIONS = ("update", "set_password", "add_group", "remove_group", "enable", "disable",
                 "set_admin")
 GROUP_ACTIONS = ("rename", "add_user", "remove_user")
@@ -47,11 +46,8 @@ def check_password(password: str | None, username: str) -> str:
 
 
 def _check_name(name: str | None, what: str) -> str:
-    name = require(name, f"{what}name" if what == "user" else f"{what}_name")
-    if not NAME_RE.match(name):
-        raise InvalidInput(f"a {what} name has 1 to 64 letters, digits or . _ @ - and starts "
-                           "with a letter or digit")
-    return name
+    return names.check(names.USER if what == "user" else names.GROUP, name,
+                       variable=f"{what}name" if what == "user" else f"{what}_name")
 
 
 def _is_uuid(ref: str) -> bool:

@@ -75,7 +75,9 @@ def rights(ctx: Context, hv: Hypervisor, *, disk: Callable[[policy.DiskSource], 
 
     def attachable(source: policy.DiskSource) -> bool:
         path = resolve(conn, source)
-        row = ctx.db.get(Volume, (hv.uuid, path)) if path else None
+        if not path:
+            return False
+        row = ctx.db.get(Volume, (hv.uuid, path))
         owner = ctx.db.get(Machine, row.machine_uuid) \
             if row is not None and row.machine_uuid else None  # a user's free one: attach_disk
         return owner is not None and access.holds(ctx, owner, "modify") \

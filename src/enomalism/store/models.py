@@ -187,6 +187,20 @@ class Machine(Base):
         secondary="cluster_members", back_populates="machines", order_by="Cluster.name"
     )
 
+    @property
+    def vm_parent_uuid(self) -> str:
+        """A VM's hypervisor UUID: `parent_uuid` is None only for a host."""
+        if self.parent_uuid is None:
+            raise ValueError(f"machine {self.uuid} is a host: it has no hypervisor")
+        return self.parent_uuid
+
+    @property
+    def vm_parent(self) -> "Hypervisor":
+        """A VM's hypervisor row (see `vm_parent_uuid`)."""
+        if self.parent is None:
+            raise ValueError(f"machine {self.uuid} is a host: it has no hypervisor")
+        return self.parent
+
 
 class Hypervisor(Base):
     """A libvirt connection belonging to a host machine."""

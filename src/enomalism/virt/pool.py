@@ -2,7 +2,6 @@
 made in it. The libvirt pool stays inside; every call raises only `enomalism.errors`."""
 
 from collections.abc import Callable
-from typing import BinaryIO
 
 import libvirt
 
@@ -47,7 +46,7 @@ class StoragePool:
     def planned_path(self, name: str) -> str:
         return storage.planned_path(self._pool, name)
 
-    def upload(self, name: str, source: BinaryIO, *, size: int, fmt: str,
+    def upload(self, name: str, source: storage.Readable, *, size: int, fmt: str,
                progress: Callable[[int], None] | None = None,
                cancelled: Callable[[], bool] | None = None) -> str:
         return storage.upload(self._pool, name, source, size=size, fmt=fmt,

@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import libvirt
 from lxml import etree
@@ -68,6 +68,12 @@ log = logging.getLogger(__name__)
 # keep both sides busy: here (2 cores, shared) 1 MiB sends did at least as well as 256 KiB and
 # better than 4 or 8 MiB ones.
 CHUNK = 1 << 20
+
+
+class Readable(Protocol):
+    """What an upload reads from: a file, or a reader that decompresses or hashes on the way."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
 BLOCK = 64 << 10  # granularity of hole detection (a qcow2 cluster)
 FORMATS = ("raw", "qcow2")
 FILE_POOLS = ("dir", "fs", "netfs")  # pools whose volumes are files: qcow2, backing files
@@ -318,7 +324,7 @@ def _abort(stream: libvirt.virStream) -> None:
         pass
 
 
-def _read_exactly(source: BinaryIO, n: int) -> bytes:
+def _read_exactly(source: Readable, n: int) -> bytes:
     """n bytes from `source`, fewer only at its end (read() may return short counts)."""
     first = source.read(n)
     if not first or len(first) == n:
@@ -453,7 +459,7 @@ def _check_qcow2_header(head: bytes) -> None:
                                "disk must stand alone")
 
 
-def upload(pool: libvirt.virStoragePool, name: str, source: BinaryIO, *, size: int, fmt: str,
+def upload(pool: libvirt.virStoragePool, name: str, source: Readable, *, size: int, fmt: str,
            progress: Progress | None = None, cancelled: Cancelled | None = None) -> str:
     """A new volume `name` in `pool` holding exactly the `size` bytes read from `source` (an
     image file of format `fmt`, raw or qcow2); returns its path.
@@ -498,7 +504,7 @@ def upload(pool: libvirt.virStoragePool, name: str, source: BinaryIO, *, size: i
         raise
 
 
-def _upload_stream(conn: libvirt.virConnect, vol: libvirt.virStorageVol, source: BinaryIO,
+def _upload_stream(conn: libvirt.virConnect, vol: libvirt.virStorageVol, source: Readable,
                    size: int, fmt: str, progress: Progress | None, cancelled: Cancelled | None,
                    where: str) -> None:
     with _errors(conn, where):
@@ -535,7 +541,7 @@ def _open_upload(conn: libvirt.virConnect, vol: libvirt.virStorageVol,
     return stream, False
 
 
-def _copy_in(send: Callable[[bytes], None], source: BinaryIO, size: int, fmt: str,
+def _copy_in(send: Callable[[bytes], None], source: Readable, size: int, fmt: str,
              progress: Progress | None, cancelled: Cancelled | None, where: str) -> None:
     """Read the `size` bytes of the image from `source` and `send` them on, chunk by chunk."""
     done = 0
@@ -571,7 +577,7 @@ class _ReadAhead:
 
     AHEAD = 4
 
-    def __init__(self, source: BinaryIO, size: int) -> None:
+    def __init__(self, source: Readable, size: int) -> None:
         self._source, self._size = source, size
         self._queue: queue.Queue = queue.Queue(maxsize=self.AHEAD)
         self._stop = threading.Event()
