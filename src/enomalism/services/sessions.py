@@ -34,7 +34,8 @@ def open_session(ctx: Context) -> tuple[ApiToken, str]:
     with the API's throttle and login gate); returns it with its secret."""
     secret = tokens.PREFIX + secrets.token_urlsafe(32)
     token = ApiToken(user_uuid=ctx.user.uuid, name=f"session {secrets.token_hex(6)}",
-                     secret_hash=tokens._digest(secret), expires_at=utcnow() + LIFETIME)
+                     secret_hash=tokens._digest(secret), expires_at=utcnow() + LIFETIME,
+                     is_session=True)
     ctx.db.add(token)
     ctx.db.flush()
     audit.record(ctx, "session.create", token.uuid, expires_at=token.expires_at.isoformat())

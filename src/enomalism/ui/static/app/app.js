@@ -446,11 +446,14 @@ function machinePage(uuid) {
   let plots = [];
   let statsTimer = null;
   let machine = null;
+  let mine = { permissions: [], actions: [] };  // what this user may do here (the API says)
 
   async function load() {
     try {
-      const a = await api("GET", `/rest/machine/${uuid}/`);
+      const [a, m] = await Promise.all([api("GET", `/rest/machine/${uuid}/`),
+                                        api("GET", `/rest/permissions/${uuid}/mine/`)]);
       machine = a.machine_obj;
+      mine = m;
       render(a);
       err.show(null);
     } catch (e) { err.show(e); }
@@ -470,10 +473,13 @@ function machinePage(uuid) {
       h("dt", {}, "Clusters"), h("dd", {}, (m.clusters || []).join(", ") || "–"),
       m.locked_by ? [h("dt", {}, "Locked by"),
                      h("dd", {}, h("a", { href: `#/transaction/${m.locked_by}` }, m.locked_by))] : null);
-    actions.replaceChildren(...m.actions.filter((x) => x in ACTIONS).map((x) =>
+    // only the actions valid now that this user may do: the others are not offered at all
+    actions.replaceChildren(...mine.actions.filter((x) => x in ACTIONS).map((x) =>
       h("button", { type: "button", class: x === "totaldelete" ? "secondary" : "",
                     dataset: { action: x }, onclick: () => act(x) }, ACTIONS[x])));
-    const running = m.state === "running" || m.state === "paused";
+    actions.hidden = !actions.children.length;
+    const running = (m.state === "running" || m.state === "paused") &&
+      mine.permissions.includes("control");  // a console needs control
     consoles.replaceChildren(...(running ? [
       h("a", { role: "button", class: "outline", href: `#/console/${uuid}/serial` }, "Serial console"),
       h("a", { role: "button", class: "outline", href: `#/console/${uuid}/vnc` }, "Screen (VNC)")] : []));
@@ -513,6 +519,7 @@ function machinePage(uuid) {
 
   async function loadPerms() {
     const permErr = errorBox();
+    if (!mine.permissions.includes("admin")) { perms.replaceChildren(); return; }
     try {
       const a = await api("GET", `/rest/permissions/${uuid}/`);
       const who = h("input", { name: "user", required: true });
