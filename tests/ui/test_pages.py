@@ -37,3 +37,32 @@ def test_a_user_with_read_and_control_sees_exactly_the_permitted_buttons(server,
     text_in(browser, "#machine-state", "paused")
     wait(browser, lambda d: _buttons(d) == {"resume", "poweroff"})
     assert not js_errors(browser), js_errors(browser)
+
+
+def test_the_main_pages_have_no_serious_accessibility_findings(server, browser):
+    """axe-core (pinned, tests/ui/vendor) on each main page, light and dark."""
+    from tests.ui.pages import axe_findings
+
+    uuid = server.new_vm("a11y1")
+    browser.set_script_timeout(60)
+    browser.get(server.url + "/")
+    css(browser, "form#login")
+    findings = {"login": axe_findings(browser)}
+    login(browser, server.url, "admin", ADMIN_PASSWORD)
+    pages = {"machines": ("#/machines", "#machines tbody tr"),
+             "machine": (f"#/machine/{uuid}", "#actions button"),
+             "transactions": ("#/transactions", "#transactions"),
+             "create": ("#/create", "form#create"), "images": ("#/images", "form#upload"),
+             "hosts": ("#/hosts", "main article"), "networks": ("#/networks", "main section"),
+             "users": ("#/users", "#users"), "audit": ("#/audit", "#audit tbody tr"),
+             "account": ("#/account", "main form")}
+    for theme in ("light", "dark"):
+        browser.execute_script(f"localStorage.setItem('theme', '{theme}')")
+        for name, (fragment, ready) in pages.items():
+            go(browser, server.url, fragment)
+            browser.refresh()  # the theme is read when the page loads
+            css(browser, ready)
+            findings[f"{name} ({theme})"] = axe_findings(browser)
+    browser.execute_script("localStorage.removeItem('theme')")
+    bad = {page: f for page, f in findings.items() if f}
+    assert not bad, "\n".join(f"{p}: {x}" for p, f in bad.items() for x in f)

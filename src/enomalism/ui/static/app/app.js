@@ -83,6 +83,13 @@ function when(iso) { return iso ? new Date(iso).toLocaleString() : "–"; }
 function hostName(uuid) { return names.hosts.get(uuid) || (uuid ? uuid.slice(0, 8) : "–"); }
 function userName(uuid) { return names.users.get(uuid) || (uuid ? uuid.slice(0, 8) : "–"); }
 
+/** A table's box, which scrolls sideways on a narrow screen: a region that takes the focus,
+ * so a keyboard can scroll it too. */
+function scrollBox(label, tableEl) {
+  return h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": label },
+           tableEl);
+}
+
 function field(label, input) {
   return h("label", {}, label, input);
 }
@@ -382,7 +389,7 @@ function machinesPage() {
   }
 
   main.replaceChildren(h("section", {}, heading("Machines"), filterForm, err,
-    h("div", { class: "table-wrap" }, h("table", { id: "machines", class: "striped" },
+    scrollBox("Machines", h("table", { id: "machines", class: "striped" },
       h("caption", {}, count),
       h("thead", {}, h("tr", {}, h("th", { scope: "col" }, all),
         ["Name", "State"].map((t) => h("th", { scope: "col" }, t)),
@@ -425,7 +432,7 @@ function devices(xml) {
 
 function table(id, cols, rows, empty = "none") {
   if (!rows.length) return h("p", { id }, empty);
-  return h("div", { class: "table-wrap" }, h("table", { id },
+  return scrollBox(id.replace(/-/g, " "), h("table", { id },
     h("thead", {}, h("tr", {}, cols.map((c) => h("th", { scope: "col" }, c)))),
     h("tbody", {}, rows.map((r) => h("tr", {}, r.map((c) => h("td", {}, c ?? "–")))))));
 }
@@ -471,8 +478,8 @@ function machinePage(uuid) {
       h("dt", {}, "vCPUs · memory"), h("dd", {}, `${m.vcpus ?? "–"} · ${mib(m.memory_kib)}`),
       h("dt", {}, "Addresses"), h("dd", {}, leases.map((l) => l.address || l.ip).join(", ") || m.address || "–"),
       h("dt", {}, "Clusters"), h("dd", {}, (m.clusters || []).join(", ") || "–"),
-      m.locked_by ? [h("dt", {}, "Locked by"),
-                     h("dd", {}, h("a", { href: `#/transaction/${m.locked_by}` }, m.locked_by))] : null);
+      ...(m.locked_by ? [h("dt", {}, "Locked by"),
+                         h("dd", {}, h("a", { href: `#/transaction/${m.locked_by}` }, m.locked_by))] : []));
     // only the actions valid now that this user may do: the others are not offered at all
     actions.replaceChildren(...mine.actions.filter((x) => x in ACTIONS).map((x) =>
       h("button", { type: "button", class: x === "totaldelete" ? "secondary" : "",
@@ -632,7 +639,7 @@ function transactionsPage() {
   }
 
   main.replaceChildren(h("section", {}, heading("Transactions"), field("State", stateSel), err,
-    h("div", { class: "table-wrap" }, h("table", { id: "transactions" },
+    scrollBox("Transactions", h("table", { id: "transactions" },
       h("thead", {}, h("tr", {}, ["Kind", "Target", "State", "Progress", "Owner", "Created"]
         .map((c) => h("th", { scope: "col" }, c)))), tbody))));
   load();
@@ -658,8 +665,13 @@ function transactionPage(uuid) {
       cancel.hidden = !["queued", "running"].includes(t.state);
       box.replaceChildren(
         t.target ? h("p", {}, "Target: ", h("a", { href: `#/machine/${t.target}`, id: "tx-target" },
-                                            t.target_name || t.target)) : null,
-        t.error ? h("p", { class: "error" }, t.error) : null,
+                                            t.target_name || t.target)) : "",
+        t.error ? h("p", { class: "error" }, t.error) : "",
+        // an export's package: downloaded with the session like any API call
+        t.state === "done" && t.result && t.result.package ? h("p", {},
+          h("a", { href: `/rest/vmfeed/${t.result.package}/download/`, id: "tx-download",
+                   download: "" }, "Download the package"), " · ",
+          h("a", { href: "#/packages" }, "Packages")) : "",
         h("h2", {}, "Log"), table("tx-log", ["When", "Level", "Message"], t.log));
     } catch (e) { err.show(e); }
   }
@@ -883,7 +895,7 @@ function auditPage() {
     h("form", { class: "filters", role: "search", onsubmit: (ev) => { ev.preventDefault(); load(); } },
       field("User", actor), field("Object id", object), field("Outcome", failed),
       h("button", { type: "submit" }, "Filter")), err,
-    h("div", { class: "table-wrap" }, h("table", { id: "audit" }, h("thead", {}, h("tr", {},
+    scrollBox("Audit log", h("table", { id: "audit" }, h("thead", {}, h("tr", {},
       ["When", "Who", "From", "Action", "Object", "Result"].map((c) => h("th", { scope: "col" }, c)))), tbody))));
   load();
   return { onEvent, refresh: load };
