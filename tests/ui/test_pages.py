@@ -66,3 +66,69 @@ def test_the_main_pages_have_no_serious_accessibility_findings(server, browser):
     browser.execute_script("localStorage.removeItem('theme')")
     bad = {page: f for page, f in findings.items() if f}
     assert not bad, "\n".join(f"{p}: {x}" for p, f in bad.items() for x in f)
+
+
+def _fill(form, **values: str) -> None:  # noqa: ANN001
+    for name, value in values.items():
+        el = form.find_element(By.NAME, name)
+        el.clear()
+        el.send_keys(value)
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+
+
+def _click(browser, text: str) -> None:  # noqa: ANN001
+    """Click the page's button that says `text` once it shows."""
+    def button(d):  # noqa: ANN001, ANN202
+        return next((b for b in d.find_elements(By.CSS_SELECTOR, "main button")
+                     if b.text == text), False)
+    wait(browser, button).click()
+
+
+def test_list_filters_hosts_and_networks_by_clicks(server, browser, tmp_path):
+    """The list's cluster and owner filters and its size columns; a host added and removed;
+    a network made, with a range, a reservation and its release."""
+    from tests.fakehost import write_host
+
+    blue = server.new_vm("blue1")
+    server.new_vm("green1")
+    c = server.ok("PUT", "/rest/cluster/", data={"cluster_name": "bluec"})["cluster"]["uuid"]
+    server.ok("POST", f"/rest/machine/{blue}/clusters/", data={"clusters": c})
+    login(browser, server.url, "admin", ADMIN_PASSWORD)
+    browser.execute_script("window.confirm = () => true")  # the removals ask first
+    heads = css(browser, "#machines thead").text
+    assert "vCPUs" in heads and "Memory" in heads
+    wait(browser, lambda d: "bluec" in d.find_element(By.NAME, "cluster").text)
+    from selenium.webdriver.support.ui import Select
+
+    Select(browser.find_element(By.NAME, "cluster")).select_by_visible_text("bluec")
+    browser.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]").click()
+    text_in(browser, "#machines tbody", "blue1")
+    wait(browser, lambda d: "green1" not in d.find_element(By.CSS_SELECTOR, "#machines tbody").text)
+    go(browser, server.url, "#/machines?owner=nobody-such")
+    text_in(browser, "#machines caption", "no machines match")
+    go(browser, server.url, "#/machines?owner=admin")
+    text_in(browser, "#machines tbody", "green1")
+
+    uri = write_host(tmp_path / "extra.xml", [])
+    go(browser, server.url, "#/hosts")
+    _fill(css(browser, "form#add-host"), name="extra1", virt_url=uri)
+    text_in(browser, "main", "extra1")
+    text_in(browser, "main", uri)
+    browser.execute_script("window.confirm = () => true")
+    _click(browser, f"Remove {uri}")
+    _click(browser, "Remove host extra1")
+    wait(browser, lambda d: "extra1" not in d.find_element(By.TAG_NAME, "main").text)
+    assert "extra1" not in [h["name"] for h in server.ok("GET", "/rest/hosts/")["hosts"]]
+
+    go(browser, server.url, "#/networks")
+    _fill(css(browser, "form#new-network"), name="uinet", ip="10.9.0.0", netmask="24",
+          bridge="br-ui")
+    text_in(browser, "main", "uinet")
+    _fill(css(browser, "form.add-range"), start_ip="10.9.0.10", end_ip="10.9.0.20")
+    text_in(browser, "main table[id^=ranges]", "10.9.0.20")
+    _fill(css(browser, "form.reserve"), note="printer")
+    text_in(browser, "main table[id^=leases]", "printer")
+    assert "10.9.0.10" in browser.find_element(By.CSS_SELECTOR, "main table[id^=leases]").text
+    _click(browser, "Release 10.9.0.10")
+    wait(browser, lambda d: "printer" not in d.find_element(By.TAG_NAME, "main").text)
+    assert not js_errors(browser), js_errors(browser)
