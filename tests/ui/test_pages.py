@@ -132,3 +132,54 @@ def test_list_filters_hosts_and_networks_by_clicks(server, browser, tmp_path):
     _click(browser, "Release 10.9.0.10")
     wait(browser, lambda d: "printer" not in d.find_element(By.TAG_NAME, "main").text)
     assert not js_errors(browser), js_errors(browser)
+
+
+def test_a_feed_added_its_package_retrieved_and_a_machine_exported(server, browser, tmp_path):
+    """Packages: a feed added by its URL and refreshed, its package retrieved (the
+    transaction's page, then a download link that works); a machine exported from its page,
+    the transaction's page then links the new package's download."""
+    from tests.integration.provision_helpers import (
+        build_package,
+        feed_item,
+        feed_server,
+        have_qemu_img,
+        make_qcow2,
+        publish,
+    )
+
+    if not have_qemu_img():
+        import pytest
+
+        pytest.skip("qemu-img is needed to build a package")
+    pkg = build_package(tmp_path / "alpha.xvm2",
+                        make_qcow2(tmp_path / "tiny.qcow2", 16, data=b"hi\n" * 50), name="alpha")
+    login(browser, server.url, "admin", ADMIN_PASSWORD)
+    with feed_server() as srv:
+        url = publish(srv, [feed_item(srv, pkg, "/p/alpha.xvm2")])
+        go(browser, server.url, "#/packages")
+        _fill(css(browser, "form#add-feed"), url=url)
+        text_in(browser, "#feeds", url)
+        text_in(browser, "#packages", "remote")
+        _click(browser, "Retrieve alpha")
+        text_in(browser, "#tx-state", "done", timeout=60)
+        go(browser, server.url, "#/packages")
+        link = css(browser, "#packages a.download")
+        assert link.text == "Download alpha"
+        size = browser.execute_async_script(  # the link works with the session's cookie
+            "fetch(arguments[0]).then((r) => r.blob()).then((b) => arguments[1](b.size))",
+            link.get_attribute("href"))
+        assert size == pkg.size
+        _click(browser, "Refresh test packages")  # the feed's title
+        text_in(browser, "main p[role=status]", "refresh")
+
+    uuid = server.new_vm("exp1")
+    go(browser, server.url, f"#/machine/{uuid}")
+    css(browser, "details summary").click()
+    form = css(browser, "form#export")
+    _fill(form, name="exp1-pkg")
+    text_in(browser, "#page-title", "package")
+    text_in(browser, "#tx-state", "done", timeout=60)
+    href = css(browser, "#tx-download").get_attribute("href")
+    package = href.rstrip("/").split("/")[-2]
+    assert server.ok("GET", f"/rest/vmfeed/{package}/")["package"]["name"] == "exp1-pkg"
+    assert not js_errors(browser), js_errors(browser)
