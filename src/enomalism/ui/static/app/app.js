@@ -108,15 +108,27 @@ function hashQuery() {
 }
 
 async function loadNames() {
-  try {
-    const hosts = await api("GET", "/rest/hosts/");
-    for (const m of hosts.hosts) names.hosts.set(m.uuid, m.name);
-  } catch { /* a user may not read hosts */ }
-  try {
-    const users = await api("GET", "/rest/users/list/");
-    for (const [name, id] of users.users) names.users.set(id, name);
-  } catch { /* non-administrators */ }
+  const [hosts, users] = await Promise.all([
+    api("GET", "/rest/hosts/").catch(() => null),  // a user may not read hosts
+    api("GET", "/rest/users/list/").catch(() => null)]);  // non-administrators
+  for (const m of hosts ? hosts.hosts : []) names.hosts.set(m.uuid, m.name);
+  for (const [name, id] of users ? users.users : []) names.users.set(id, name);
   if (session) names.users.set(session.uuid, session.username);
+}
+// The first page does not wait for the names: the machine list asks for its rows meanwhile.
+let namesReady = Promise.resolve();
+
+/** uPlot, loaded when a page first draws a graph (the machine list needs none). */
+let uplotLoading = null;
+function uplotReady() {
+  if (window.uPlot) return Promise.resolve();
+  uplotLoading = uplotLoading || new Promise((resolve) => {
+    const el = h("script", { src: "/ui/static/vendor/uplot/dist/uPlot.iife.min.js" });
+    el.addEventListener("load", resolve);
+    el.addEventListener("error", resolve);  // the page says there are no graphs
+    document.head.append(el);
+  });
+  return uplotLoading;
 }
 
 // -- the events stream: one per tab, resumed with Last-Event-ID ------------------------------
@@ -253,7 +265,7 @@ async function started() {
   document.body.classList.toggle("is-admin", !!session.is_admin);
   for (const el of document.querySelectorAll(".admin-only")) el.hidden = !session.is_admin;
   document.getElementById("whoami").textContent = session.username;
-  await loadNames();
+  namesReady = loadNames();
   stream.start();
   if (!location.hash || location.hash === "#/login") location.hash = "#/machines";
   else route();
@@ -301,16 +313,18 @@ function machinesPage() {
   const search = h("input", { type: "search", name: "search", value: filters.search });
   const state = h("select", { name: "state" }, h("option", { value: "" }, "any"),
                   STATES.map((s) => h("option", { value: s, selected: s === filters.state }, s)));
-  const host = h("select", { name: "host" }, h("option", { value: "" }, "any"),
-                 [...names.hosts].map(([id, n]) => h("option", { value: id,
-                                                                 selected: id === filters.host }, n)));
+  const host = h("select", { name: "host" }, h("option", { value: "" }, "any"));
   const cluster = h("select", { name: "cluster" }, h("option", { value: "" }, "any"),
                     filters.cluster ? h("option", { value: filters.cluster, selected: true },
                                         filters.cluster) : "");
   const owner = h("input", { name: "owner", value: filters.owner, placeholder: "user name",
                              list: "owner-names" });
-  const ownerNames = h("datalist", { id: "owner-names" },
-                       [...names.users.values()].map((n) => h("option", { value: n })));
+  const ownerNames = h("datalist", { id: "owner-names" });
+  namesReady.then(() => {
+    host.append(...[...names.hosts].map(([id, n]) => h("option", { value: id,
+                                                                  selected: id === filters.host }, n)));
+    ownerNames.append(...[...names.users.values()].map((n) => h("option", { value: n })));
+  });
   api("GET", "/rest/cluster/list/").then((a) => {  // the clusters this user may read
     const chosen = cluster.value;
     cluster.replaceChildren(h("option", { value: "" }, "any"), ...a.clusters.map((c) =>
@@ -372,8 +386,8 @@ function machinesPage() {
 
   async function load() {
     try {
-      const a = await api("GET", "/rest/machines/", { query: { detail: 1, kind: "vm",
-        ...filters, limit: PAGE, offset } });
+      const [a] = await Promise.all([api("GET", "/rest/machines/", { query: { detail: 1,
+        kind: "vm", ...filters, limit: PAGE, offset } }), namesReady]);
       tbody.replaceChildren(...a.machine_objs.map(row));
       count.textContent = a.total ? `${offset + 1}–${offset + a.machine_objs.length} of ${a.total}`
         : "no machines match";
@@ -585,7 +599,7 @@ function machinePage(uuid) {
 
   async function loadStats() {
     try {
-      const a = await api("GET", `/rest/machine/${uuid}/stats/`);
+      const [a] = await Promise.all([api("GET", `/rest/machine/${uuid}/stats/`), uplotReady()]);
       drawStats(a);
     } catch (e) {
       graphs.replaceChildren(h("p", {}, `No statistics: ${errorText(e)}`));
@@ -1162,6 +1176,7 @@ async function route() {
   for (const [re, page] of ROUTES) {
     const m = path.match(re);
     if (m) {
+      if (page !== machinesPage) await namesReady;
       current = (await page(...m.slice(1))) || {};
       const title = document.getElementById("page-title");
       if (title) title.focus({ preventScroll: true });
