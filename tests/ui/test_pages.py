@@ -5,7 +5,7 @@ machine list's filters. Several checks share one test: the browser is slow on a 
 from selenium.webdriver.common.by import By
 
 from tests.conftest import ADMIN_PASSWORD
-from tests.ui.pages import css, go, js_errors, login, text_in, wait
+from tests.ui.pages import css, go, js_errors, login, logout, text_in, wait
 
 
 def _buttons(browser) -> set[str]:  # noqa: ANN001
@@ -45,7 +45,7 @@ def test_the_main_pages_have_no_serious_accessibility_findings(server, browser):
 
     uuid = server.new_vm("a11y1")
     browser.set_script_timeout(60)
-    browser.get(server.url + "/")
+    logout(browser, server.url)
     css(browser, "form#login")
     findings = {"login": axe_findings(browser)}
     login(browser, server.url, "admin", ADMIN_PASSWORD)
@@ -78,10 +78,10 @@ def _fill(form, **values: str) -> None:  # noqa: ANN001
 
 def _click(browser, text: str) -> None:  # noqa: ANN001
     """Click the page's button that says `text` once it shows."""
-    def button(d):  # noqa: ANN001, ANN202
-        return next((b for b in d.find_elements(By.CSS_SELECTOR, "main button")
-                     if b.text == text), False)
-    wait(browser, button).click()
+    # found and clicked in one step: the page may draw its list again in between
+    wait(browser, lambda d: d.execute_script(
+        "const b = [...document.querySelectorAll('main button')]"
+        ".find((x) => x.textContent === arguments[0]); if (b) b.click(); return !!b;", text))
 
 
 def test_list_filters_hosts_and_networks_by_clicks(server, browser, tmp_path):
