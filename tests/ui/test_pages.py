@@ -5,7 +5,7 @@ machine list's filters. Several checks share one test: the browser is slow on a 
 from selenium.webdriver.common.by import By
 
 from tests.conftest import ADMIN_PASSWORD
-from tests.ui.pages import css, go, js_errors, login, logout, text_in, wait
+from tests.ui.pages import css, go, js_errors, login, logout, screenshot, text_in, wait
 
 
 def _buttons(browser) -> set[str]:  # noqa: ANN001
@@ -32,6 +32,7 @@ def test_a_user_with_read_and_control_sees_exactly_the_permitted_buttons(server,
     # or package (export)
     assert _buttons(browser) == {"suspend", "shutdown", "reboot", "poweroff"}
     assert not browser.find_elements(By.CSS_SELECTOR, "form#grant")
+    screenshot(browser, "machine-read-control")
     css(browser, "a[href$='/serial']")  # control: the consoles too
     css(browser, "#actions button[data-action=suspend]").click()
     text_in(browser, "#machine-state", "paused")
@@ -129,6 +130,7 @@ def test_list_filters_hosts_and_networks_by_clicks(server, browser, tmp_path):
     _fill(css(browser, "form.reserve"), note="printer")
     text_in(browser, "main table[id^=leases]", "printer")
     assert "10.9.0.10" in browser.find_element(By.CSS_SELECTOR, "main table[id^=leases]").text
+    screenshot(browser, "networks")
     _click(browser, "Release 10.9.0.10")
     wait(browser, lambda d: "printer" not in d.find_element(By.TAG_NAME, "main").text)
     assert not js_errors(browser), js_errors(browser)
@@ -165,6 +167,7 @@ def test_a_feed_added_its_package_retrieved_and_a_machine_exported(server, brows
         go(browser, server.url, "#/packages")
         link = css(browser, "#packages a.download")
         assert link.text == "Download alpha"
+        screenshot(browser, "packages")
         size = browser.execute_async_script(  # the link works with the session's cookie
             "fetch(arguments[0]).then((r) => r.blob()).then((b) => arguments[1](b.size))",
             link.get_attribute("href"))
