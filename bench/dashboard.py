@@ -104,13 +104,14 @@ def static_page(rows: list[dict], hosts: dict, users: dict) -> str:
                 f"<td><span class='state state-{m['state']}'>{m['state']}</span></td>"
                 f"<td>{e(hosts.get(m['host'], '–'))}</td><td>{e(users.get(m['owner'], '–'))}</td>"
                 f"<td>{m['vcpus']}</td><td>{round((m['memory_kib'] or 0) / 1024)} MiB</td>"
-                f"<td>{len(m['clusters'])}</td></tr>")
+                f"<td>–</td><td>–</td><td>{len(m['clusters'])}</td></tr>")
     return ("<!doctype html><html lang=en><head><meta charset=utf-8><title>machines</title>"
             "<link rel=stylesheet href='/ui/static/vendor/pico/css/pico.min.css'>"
             "<link rel=stylesheet href='/ui/static/app/app.css'></head><body>"
             "<main class=container-fluid><h1>Machines</h1><div class=table-wrap>"
             "<table id=machines class=striped><thead><tr><th></th><th>Name</th><th>State</th>"
-            "<th>Host</th><th>Owner</th><th>vCPUs</th><th>Memory</th><th>Clusters</th></tr>"
+            "<th>Host</th><th>Owner</th><th>vCPUs</th><th>Memory</th><th>CPU use</th>"
+            "<th>Memory use</th><th>Clusters</th></tr>"
             f"</thead><tbody>{''.join(row(m) for m in rows)}</tbody></table></div></main>"
             "</body></html>")
 

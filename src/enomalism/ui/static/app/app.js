@@ -381,7 +381,26 @@ function machinesPage() {
       h("td", { class: "hide-narrow" }, userName(m.owner)),
       h("td", { class: "hide-narrow" }, m.vcpus ?? "–"),
       h("td", { class: "hide-narrow" }, mib(m.memory_kib)),
+      h("td", { class: "hide-narrow cpu-use" }, "–"),
+      h("td", { class: "hide-narrow mem-use" }, "–"),
       h("td", { class: "hide-narrow" }, (m.clusters || []).length));
+  }
+
+  /** CPU and memory use of the rows shown that run: one request for the page's rows. */
+  async function loadUse() {
+    const running = [...tbody.querySelectorAll("tr")].filter((tr) =>
+      ["running", "blocked"].includes(tr.querySelector(".state")?.dataset.state));
+    if (!running.length || document.hidden) return;
+    try {
+      const a = await api("GET", "/rest/stats/", { query: {
+        machines: running.map((tr) => tr.dataset.uuid).join(",") } });
+      for (const tr of running) {
+        const p = a.stats[tr.dataset.uuid];
+        tr.querySelector(".cpu-use").textContent = p && p.cpu !== null ? `${p.cpu.toFixed(0)} %` : "–";
+        tr.querySelector(".mem-use").textContent = p && p.mem_used !== null
+          ? `${Math.round(p.mem_used / 1048576)} MiB` : "–";
+      }
+    } catch { /* the columns stay as they were */ }
   }
 
   async function load() {
@@ -393,6 +412,7 @@ function machinesPage() {
         : "no machines match";
       next.disabled = offset + PAGE >= a.total;
       err.show(null);
+      loadUse();
     } catch (e) { err.show(e); }
   }
 
@@ -422,13 +442,14 @@ function machinesPage() {
       h("caption", {}, count),
       h("thead", {}, h("tr", {}, h("th", { scope: "col" }, all),
         ["Name", "State"].map((t) => h("th", { scope: "col" }, t)),
-        ["Host", "Owner", "vCPUs", "Memory", "Clusters"].map(
+        ["Host", "Owner", "vCPUs", "Memory", "CPU use", "Memory use", "Clusters"].map(
           (t) => h("th", { scope: "col", class: "hide-narrow" }, t)))),
       tbody)),
     h("nav", { class: "pager", "aria-label": "Pages" }, prev, next),
     h("h2", {}, "Selected machines"), bulk, results));
   load();
-  return { onEvent, refresh: load, destroy: () => clearTimeout(reloadTimer) };
+  const useTimer = setInterval(loadUse, 15000);
+  return { onEvent, refresh: load, destroy: () => { clearTimeout(reloadTimer); clearInterval(useTimer); } };
 }
 
 // -- one machine -----------------------------------------------------------------------------
