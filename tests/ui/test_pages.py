@@ -134,6 +134,7 @@ def test_list_filters_hosts_and_networks_by_clicks(server, browser, tmp_path):
     _fill(css(browser, "form.reserve"), note="printer")
     text_in(browser, "main table[id^=leases]", "printer")
     assert "10.9.0.10" in browser.find_element(By.CSS_SELECTOR, "main table[id^=leases]").text
+    browser.execute_script("window.scrollTo(0, 0)")
     screenshot(browser, "networks")
     _click(browser, "Release 10.9.0.10")
     wait(browser, lambda d: "printer" not in d.find_element(By.TAG_NAME, "main").text)
