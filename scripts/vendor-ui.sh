@@ -16,12 +16,28 @@ PINS=(
   "@xterm/addon-fit 0.11.0 jYcgT6xtVYhnhgxh3QgYDnnNMYTcf8ElbxxFzX0IZo+vabQqSPAjC3c1wJrKB5E19VwQei89QCiZZP86DCPF7g== lib/addon-fit.js LICENSE"
   "@novnc/novnc 1.7.0 ucEJOx4T2avIRCleodk7YobZj5O2Ga2AeLfQ69A/yjG9HHba2+PDgwSkN3FttrmG+70ZGx21sElNFouK13RzyA== core vendor LICENSE.txt"
 )
+# Only for the browser tests (tests/ui/vendor/, never served): axe-core checks each page's
+# accessibility (WCAG 2.1 AA) in the browser.
+TEST_OUT=tests/ui/vendor
+TEST_PINS=(
+  "axe-core 4.14.1 FHfa+lmNjQZfJz1q8wKqIDwC6DExcHt/pkjNQb09a3NPjCKg2rhu5qb2S4r76ASyFNNtuFooJpZe37OgudVGtQ== axe.min.js LICENSE"
+)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-rm -rf "$OUT"
-mkdir -p "$OUT"
-for pin in "${PINS[@]}"; do
-  read -r name version integrity keep <<<"$pin"
+
+vendor() {  # out-dir pin...
+  local out=$1
+  shift
+  rm -rf "$out"
+  mkdir -p "$out"
+  for pin in "$@"; do
+    fetch "$out" "$pin"
+  done
+}
+
+fetch() {  # out-dir pin
+  local OUT=$1 name version integrity keep base url got
+  read -r name version integrity keep <<<"$2"
   base=${name##*/}
   url="$REGISTRY/$name/-/$base-$version.tgz"
   curl -fsSL "$url" -o "$tmp/$base.tgz"
@@ -38,4 +54,7 @@ for pin in "${PINS[@]}"; do
   done
   echo "$name $version" >> "$OUT/VERSIONS"
   echo "vendor-ui: $name@$version"
-done
+}
+
+vendor "$OUT" "${PINS[@]}"
+vendor "$TEST_OUT" "${TEST_PINS[@]}"

@@ -252,6 +252,27 @@ def test_stats_refuse_what_is_not_a_readable_vm(api, own):
     assert api.ok("GET", f"/rest/machine/{theirs}/stats/", auth=alice.auth)["machine"] == theirs
 
 
+def test_stats_of_several_machines_answer_what_the_caller_reads(api, own):
+    """GET /rest/stats/?machines=...: the latest point of each running machine, null for a
+    stopped one, nothing at all for one the caller may not read (extension)."""
+    alice = new_user(api)
+    running, theirs = new_vm(api, own, "running"), new_vm(api, f"{own}b", "running")
+    idle = next(m["uuid"] for m in api.ok("GET", "/rest/machines/", params={
+        "kind": "vm", "detail": "true"})["machine_objs"] if m["name"] == "idle")
+    grant(api, running, "read", user=alice.uuid)
+    grant(api, idle, "read", user=alice.uuid)
+    ask = {"machines": f"{running},{idle},{theirs}"}
+    body = wait_for(lambda: api.ok("GET", "/rest/stats/", params=ask, auth=alice.auth),
+                    lambda b: b["stats"].get(running), "a point of the running machine")
+    assert set(body["stats"]) == {running, idle}  # not theirs: alice may not read it
+    assert set(body["stats"][running]) == STATS_KEYS and body["stats"][idle] is None
+    assert set(api.ok("GET", "/rest/stats/", params=ask)["stats"]) == {running, idle, theirs}
+    assert api.ok("GET", "/rest/stats/")["stats"] == {}
+    expect_error(api.get("/rest/stats/", params={"machines": "not-a-uuid"}), 400, 1002)
+    expect_error(api.get("/rest/stats/", params={"machines": ",".join([running] * 101)}),
+                 400, 1000)
+
+
 def test_the_sampler_keeps_a_bounded_history_and_drops_machines_gone(api, own):
     uuid = new_vm(api, own, "running")
     small = Sampler(api.app.state.collector, interval=0, keep=3)  # every read a fresh one

@@ -482,3 +482,29 @@ def test_deleting_an_object_deletes_its_grants(shared_api, tmp_path):
         left = s.scalar(select(func.count()).select_from(Grant).where(
             Grant.object_uuid.in_([c, vm, hv, host])))
     assert left == 0
+
+
+# -- what may I do: GET /rest/permissions/<UUID>/mine/ ---------------------------------------
+
+def test_mine_answers_the_callers_permissions_and_the_permitted_actions_now(shared_api):
+    api = shared_api
+    alice, bob = new_user(api), new_user(api)
+    vm = define_vm(api, hv_of(api))  # stopped, managed, owned by the admin
+    grant(api, vm, "read", user=alice.uuid)
+    grant(api, vm, "control", user=alice.uuid)
+    before = acl(api, vm)
+    body = api.ok("GET", f"/rest/permissions/{vm}/mine/", auth=alice.auth)
+    assert (body["object"], body["object_type"]) == (vm, "machine")
+    assert body["permissions"] == ["read", "control"]
+    assert body["actions"] == ["create"]  # start; not rename, set, delete: those need more
+    admin = api.ok("GET", f"/rest/permissions/{vm}/mine/")
+    assert admin["permissions"] == ["read", "control", "modify", "export", "delete", "admin"]
+    assert admin["actions"] == api.ok("GET", f"/rest/machine/{vm}/")["machine_obj"]["actions"]
+    # a user who may not read it learns nothing; another object has no actions
+    expect_error(api.get(f"/rest/permissions/{vm}/mine/", auth=bob.auth), 404, 1200)
+    expect_error(api.get(f"/rest/permissions/{NO_SUCH}/mine/", auth=bob.auth), 404, 1200)
+    expect_error(api.get("/rest/permissions/not-a-uuid/mine/", auth=bob.auth), 400, 1002)
+    me = api.ok("GET", f"/rest/permissions/{bob.uuid}/mine/", auth=bob.auth)
+    assert (me["object_type"], me["permissions"], me["actions"]) == \
+        ("user", ["read", "modify"], None)
+    assert acl(api, vm) == before  # asking changes nothing

@@ -85,3 +85,41 @@ def test_machines_filter_by_name_and_host_and_come_in_pages(api) -> None:
     on_host = api.ok("GET", "/rest/machines/", params={"host": host, "limit": 10})
     assert on_host["total"] == 3
     expect_error(api.get("/rest/machines/", params={"limit": 0}), 400, 1000)
+
+
+def test_a_session_is_not_in_the_users_token_list_nor_revoked_as_a_token(api) -> None:
+    csrf = _login(api).json()["csrf_token"]
+    api.ok("PUT", "/rest/tokens/", data={"name": "script"})
+    listed = api.client.get("/rest/tokens/").json()["tokens"]  # with the cookie
+    assert [t["name"] for t in listed] == ["script"]
+    assert [t["name"] for t in api.ok("GET", "/rest/tokens/", params={"user": "admin"})
+            ["tokens"]] == ["script"]
+    from enomalism.store.models import ApiToken
+
+    with api.app.state.db.session() as s:
+        session = s.query(ApiToken).filter_by(is_session=True).one()
+        sid = session.uuid
+    expect_error(api.client.delete(f"/rest/tokens/{sid}/", headers={"X-CSRF-Token": csrf}),
+                 404, 1200)
+    assert api.client.get("/rest/session/").status_code == 200  # still logged in
+
+
+def test_machines_filter_by_cluster_and_owner(api) -> None:
+    """Cluster and owner filters (id or name) narrow only what the caller may read."""
+    web, db = manage(api, "web"), manage(api, "db")
+    c = api.ok("PUT", "/rest/cluster/", data={"cluster_name": "front"})["cluster"]["uuid"]
+    api.ok("POST", f"/rest/machine/{web}/clusters/", data={"clusters": c})
+    for cluster in (c, "front"):
+        body = api.ok("GET", "/rest/machines/", params={"cluster": cluster, "limit": 10})
+        assert (body["machines"], body["total"]) == ([web], 1)
+    assert api.ok("GET", "/rest/machines/", params={"cluster": "nope"})["machines"] == []
+    owner = api.ok("GET", f"/rest/machine/{db}/")["machine_obj"]["owner"]
+    for who in (owner, "admin"):
+        mine = api.ok("GET", "/rest/machines/", params={"owner": who, "kind": "vm"})["machines"]
+        assert set(mine) == {web, db}  # the unmanaged 'idle' has no owner
+    api.ok("POST", "/rest/user/create/", data={"username": "erin", "password": "erin-pass-12"})
+    assert api.ok("GET", "/rest/machines/", params={"owner": "erin"})["machines"] == []
+    # erin reads none of them: the filters show her nothing of the admin's
+    erin = ("erin", "erin-pass-12")
+    assert api.ok("GET", "/rest/machines/", params={"owner": "admin"}, auth=erin)["machines"] == []
+    assert api.ok("GET", "/rest/machines/", params={"cluster": c}, auth=erin)["machines"] == []

@@ -50,3 +50,22 @@ def js_errors(driver: WebDriver) -> list[str]:
 def screenshot(driver: WebDriver, name: str) -> None:
     DOCS.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(Path(DOCS) / f"{name}.png"))
+
+
+AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"  # scripts/vendor-ui.sh
+
+
+def axe_findings(driver: WebDriver) -> list[str]:
+    """axe-core's serious and critical findings on the page as it is now (WCAG 2.1 A and AA
+    rules), one line each: the rule, its help and the elements."""
+    if not driver.execute_script("return !!window.axe"):
+        driver.execute_script(AXE.read_text())
+    found = driver.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        axe.run(document, {runOnly: {type: "tag",
+                                     values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}})
+          .then((r) => done(r.violations.filter((v) => ["serious", "critical"].includes(v.impact))
+            .map((v) => `${v.id} (${v.impact}): ${v.help}: ` +
+                        v.nodes.slice(0, 5).map((n) => n.target.join(" ")).join(", "))))
+          .catch((e) => done([`axe failed: ${e}`]));""")
+    return list(found)

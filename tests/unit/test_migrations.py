@@ -61,3 +61,28 @@ def test_volume_owners_are_backfilled_and_stored_passwords_dropped(tmp_path):
         assert sorted(rows) == [("/p/a.img", "a")]
         stored = s.get(Machine, "a").xmldesc
         assert "hush" not in stored and "<graphics type=\"vnc\"/>" in stored.replace("'", '"')
+
+
+def test_sessions_opened_before_are_marked_as_sessions(tmp_path):
+    """Migration 0020: the dashboard sessions made before it (named 'session ' and 12
+    hex digits, with an expiry) are marked; a user's own tokens are not."""
+    from sqlalchemy import text
+
+    db = Database(f"sqlite:///{tmp_path / 'm.db'}")
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with db.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0019")
+        conn.execute(text("INSERT INTO users (uuid, username, password_hash, is_admin, enabled, "
+                          "created_at) VALUES ('u', 'ann', 'x', 0, 1, '2026-12-01')"))
+        for uuid, name, expires in (("s", "session 0123456789ab", "'2026-12-07'"),
+                                    ("t", "script", "NULL"),
+                                    ("e", "session of mine", "'2026-12-09'")):
+            conn.execute(text("INSERT INTO api_tokens (uuid, user_uuid, name, secret_hash, "
+                              f"created_at, expires_at) VALUES ('{uuid}', 'u', '{name}', "
+                              f"'{uuid * 64}', '2026-12-01', {expires})"))
+    db.migrate()
+    with db.engine.connect() as conn:
+        marked = dict(conn.execute(text("SELECT uuid, is_session FROM api_tokens")).all())
+    assert marked == {"s": 1, "t": 0, "e": 0}

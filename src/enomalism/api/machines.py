@@ -32,6 +32,10 @@ class ListVars(Vars):
     search: str | None = Field(None, description="only machines whose name contains this "
                                "(case-insensitive; extension)")
     host: str | None = Field(None, description="only VMs on this host machine (extension)")
+    cluster: str | None = Field(None, description="only machines in this cluster (id or name; "
+                                "extension)")
+    owner: str | None = Field(None, description="only machines this user owns (id or name; "
+                              "extension)")
     limit: int | None = Field(None, ge=1, le=1000, description="at most this many (a page, "
                               "with offset; the answer then has `total`; extension)")
     offset: int = Field(0, ge=0, description="skip this many of the sorted list (extension)")
@@ -176,10 +180,12 @@ class ClustersVars(Vars):
 
 def list_machines(ctx: Ctx, v: Annotated[ListVars, http_vars(ListVars)]) -> dict:
     """List the ids of all machines (hosts and VMs); served from the inventory."""
-    if not (v.detail or v.kind or v.hypervisor or v.state or v.search or v.host or v.limit):
+    if not (v.detail or v.kind or v.hypervisor or v.state or v.search or v.host or v.limit
+            or v.cluster or v.owner):
         return {"machines": machines.list_machine_ids(ctx)}
     filters: dict[str, Any] = {"kind": v.kind, "hypervisor": v.hypervisor, "state": v.state,
-               "search": v.search, "host": v.host}
+                               "search": v.search, "host": v.host, "cluster": v.cluster,
+                               "owner": v.owner}
     found = machines.list_machines(ctx, **filters, page=(v.offset, v.limit) if v.limit else None)
     answer: dict = {"machines": [m.uuid for m in found]}
     if v.limit:

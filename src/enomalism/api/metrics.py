@@ -2,16 +2,18 @@
 counts and times every request by its route template."""
 
 import time
+from typing import Annotated
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from pydantic import Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from enomalism.api.deps import Ctx, expose
+from enomalism.api.deps import Ctx, Vars, expose, http_vars
 from enomalism.api.schemas import Status
 from enomalism.services import metrics, stats
-from enomalism.wire import MachineStats
+from enomalism.wire import MachineStats, Point
 
 router = APIRouter(tags=["metrics"])
 
@@ -67,7 +69,27 @@ def machine_stats(uuid: str, request: Request, ctx: Ctx) -> dict:
     return stats.machine_stats(ctx, uuid, sampler=request.app.state.sampler)
 
 
+class StatsListVars(Vars):
+    machines: list[str] = Field(default_factory=list, description="machine UUIDs (repeat or "
+                                f"separate with commas; at most {stats.LIST_MAX})")
+
+
+class StatsListAnswer(Status):
+    stats: dict[str, Point | None] = Field(description="each machine the caller may read: its "
+                                           "latest point, null when it does not run")
+
+
+def list_stats(request: Request, ctx: Ctx,
+               v: Annotated[StatsListVars, http_vars(StatsListVars)]) -> dict:
+    """The current CPU, memory, disk and network rates of several machines (extension: the
+    dashboard's list columns)."""
+    return {"errno": 0, "message": "",
+            "stats": stats.current_stats(ctx, v.machines, sampler=request.app.state.sampler)}
+
+
 expose(router, "/metrics", ["GET"], prometheus, response_class=PlainTextResponse,
        summary="Prometheus metrics of this node (extension)")
 expose(router, "/rest/machine/{uuid}/stats/", ["GET"], machine_stats,
        response_model=StatsAnswer, summary="A machine's rates and last hour (extension)")
+expose(router, "/rest/stats/", ["GET"], list_stats, vars_model=StatsListVars,
+       response_model=StatsListAnswer, summary="Several machines' current rates (extension)")

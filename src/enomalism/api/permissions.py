@@ -27,6 +27,15 @@ class PermissionsAnswer(Status, AccessList):
     pass
 
 
+class MyPermissionsAnswer(Status):
+    object: str
+    object_type: str
+    permissions: list[str] = Field(description="the permissions the caller holds on the object "
+                                   "(by grant, ownership, group or administrator)")
+    actions: list[str] | None = Field(None, description="a machine's actions valid now that "
+                                      "the caller may do; null for other objects")
+
+
 def _answer(ctx: Ctx, uuid: str, message: str = "") -> dict:
     type_name, obj, grants = permissions.list_grants(ctx, uuid)
     owner = getattr(obj, "owner_uuid", None)
@@ -49,6 +58,13 @@ def _grant_obj(ctx: Ctx, g: Grant) -> dict:
 def list_permissions(uuid: str, ctx: Ctx) -> dict:
     """The object's owner and access list (needs 'admin' on it)."""
     return _answer(ctx, uuid)
+
+
+def my_permissions(uuid: str, ctx: Ctx) -> dict:
+    """What the caller may do on the object (extension: the dashboard's buttons)."""
+    type_name, obj, held, acts = permissions.mine(ctx, uuid)
+    return {"errno": 0, "message": "", "object": obj.uuid, "object_type": type_name,
+            "permissions": held, "actions": acts}
 
 
 def grant(uuid: str, ctx: Ctx, v: Annotated[PermissionVars, http_vars(PermissionVars)]) -> dict:
@@ -77,6 +93,9 @@ def act(uuid: str, ctx: Ctx, v: Annotated[PermissionVars, http_vars(PermissionVa
 expose(router, "/rest/permissions/{uuid}/", ["GET"], list_permissions,
        response_model=PermissionsAnswer, summary="An object's access list (4.1)",
        dependencies=[refuse_changes_on_get(PermissionVars)])
+expose(router, "/rest/permissions/{uuid}/mine/", ["GET"], my_permissions,
+       response_model=MyPermissionsAnswer, summary="What the caller may do on an object "
+       "(extension)")
 expose(router, "/rest/permissions/{uuid}/", ["PUT"], grant, vars_model=PermissionVars,
        response_model=PermissionsAnswer, summary="Grant a permission (4.1)")
 expose(router, "/rest/permissions/{uuid}/", ["DELETE"], revoke, vars_model=PermissionVars,

@@ -158,6 +158,27 @@ def _check_permission(ctx: Context, m: Machine, action: str) -> None:
         access.require(ctx, m, PERMISSION[action], "machine")
 
 
+# What the transactions' actions need (their services check it again when they run).
+_TX_PERMISSION = {"package": "export", "provision": "read"}
+
+
+def permitted(ctx: Context, m: Machine) -> list[str]:
+    """The actions valid now that the caller may also do: what the dashboard offers as
+    buttons (`GET /rest/permissions/<UUID>/mine/`). Asking changes nothing."""
+    allowed = []
+    for action in available(m):
+        if action in _TX_PERMISSION:
+            if access.holds(ctx, m, _TX_PERMISSION[action]):
+                allowed.append(action)
+            continue
+        try:
+            _check_permission(ctx, m, action)
+        except (Forbidden, NotFound):
+            continue
+        allowed.append(action)
+    return allowed
+
+
 # -- lifecycle ---------------------------------------------------------------------------
 
 # action -> (the hypervisor's call, the answer's message)

@@ -1,13 +1,13 @@
 """Machines: listing from the inventory, defining new VMs, resyncs, cluster membership."""
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import selectinload
 
 from enomalism.errors import Conflict, InvalidInput
 from enomalism.services import access, machine_work, sync, volumes
 from enomalism.services.context import Context, commit_before_slow_work
 from enomalism.services.lookup import get_cluster, get_hypervisor, get_machine, parse_uuid, require
-from enomalism.store.models import Cluster, Hypervisor, Machine, new_uuid
+from enomalism.store.models import Cluster, ClusterMember, Hypervisor, Machine, User, new_uuid
 from enomalism.virt.domxml import DomainXML, without_passwords
 
 
@@ -25,7 +25,8 @@ def get(ctx: Context, uuid: str, permission: str = "read") -> Machine:
 
 def _filtered(ctx: Context, q: Select, *, kind: str | None, hypervisor: str | None,
               state: str | None, managed: bool | None, search: str | None,
-              host: str | None) -> Select:
+              host: str | None, cluster: str | None = None, owner: str | None = None
+              ) -> Select:
     if (clause := access.readable(ctx, Machine)) is not None:
         q = q.where(clause)
     if kind:
@@ -45,22 +46,32 @@ def _filtered(ctx: Context, q: Select, *, kind: str | None, hypervisor: str | No
         on_host = select(Hypervisor.uuid).where(
             Hypervisor.machine_uuid == parse_uuid(host, "host"))
         q = q.where(Machine.parent_uuid.in_(on_host))
+    if cluster:  # an id or a name; only narrows what the caller reads, so it reveals nothing
+        members = select(ClusterMember.machine_uuid).join(
+            Cluster, Cluster.uuid == ClusterMember.cluster_uuid).where(
+            or_(Cluster.uuid == cluster, Cluster.name == cluster))
+        q = q.where(Machine.uuid.in_(members))
+    if owner:  # a user's id or name, likewise
+        q = q.where(Machine.owner_uuid.in_(
+            select(User.uuid).where(or_(User.uuid == owner, User.username == owner))))
     return q
 
 
 def list_machines(
     ctx: Context, *, kind: str | None = None, hypervisor: str | None = None,
     state: str | None = None, managed: bool | None = None, search: str | None = None,
-    host: str | None = None, page: tuple[int, int] | None = None,
+    host: str | None = None, cluster: str | None = None, owner: str | None = None,
+    page: tuple[int, int] | None = None,
 ) -> list[Machine]:
     """The machines the caller may read, from the inventory (never from libvirt); `search`
     is a case-insensitive part of the name, `host` a host machine's UUID, `page` an
-    (offset, limit) slice of the sorted list (the dashboard's pages: docs/dashboard.md)."""
+    (offset, limit) slice of the sorted list (the dashboard's pages: docs/dashboard.md);
+    `cluster` and `owner` an id or a name."""
     # Clusters and hypervisors in one query each, not one per machine when the list is shaped.
     q = select(Machine).order_by(Machine.kind, Machine.name, Machine.uuid).options(
         selectinload(Machine.clusters), selectinload(Machine.hypervisors))
     q = _filtered(ctx, q, kind=kind, hypervisor=hypervisor, state=state, managed=managed,
-                  search=search, host=host)
+                  search=search, host=host, cluster=cluster, owner=owner)
     if page is not None:
         q = q.offset(page[0]).limit(page[1])
     return list(ctx.db.scalars(q))
@@ -68,10 +79,12 @@ def list_machines(
 
 def count_machines(ctx: Context, *, kind: str | None = None, hypervisor: str | None = None,
                    state: str | None = None, search: str | None = None,
-                   host: str | None = None) -> int:
+                   host: str | None = None, cluster: str | None = None,
+                   owner: str | None = None) -> int:
     """How many machines `list_machines` finds with the same filters, without a page."""
     q = _filtered(ctx, select(func.count()).select_from(Machine), kind=kind,
-                  hypervisor=hypervisor, state=state, managed=None, search=search, host=host)
+                  hypervisor=hypervisor, state=state, managed=None, search=search, host=host,
+                  cluster=cluster, owner=owner)
     return ctx.db.scalar(q) or 0
 
 

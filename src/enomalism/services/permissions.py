@@ -4,11 +4,11 @@ object's access list needs the `admin` permission on it."""
 from sqlalchemy import select
 
 from enomalism.errors import Conflict, InvalidInput, MissingVariable, NotFound
-from enomalism.services import access, audit
+from enomalism.services import access, actions, audit
 from enomalism.services.context import Context
 from enomalism.services.lookup import parse_uuid
 from enomalism.services.users import find_group, find_user
-from enomalism.store.models import Grant, Group, User
+from enomalism.store.models import Grant, Group, Machine, User
 
 
 def _target(ctx: Context, uuid: str) -> tuple[str, access.Object]:
@@ -70,3 +70,13 @@ def revoke(ctx: Context, uuid: str, *, permission: str | None, user: str | None,
 
 def _name(who: User | Group) -> str:
     return f"user {who.username}" if isinstance(who, User) else f"group {who.name}"
+
+
+def mine(ctx: Context, uuid: str) -> tuple[str, access.Object, list[str], list[str] | None]:
+    """What the caller may do on the object: the permissions they hold on it (by any rule of
+    services/access.py) and, for a machine, the actions valid now that they may do. Anyone
+    who may read the object may ask (an object they may not read is not found)."""
+    type_name, obj = _target(ctx, uuid)
+    held = [p for p in access.PERMISSIONS if access.holds(ctx, obj, p)]
+    acts = actions.permitted(ctx, obj) if isinstance(obj, Machine) else None
+    return type_name, obj, held, acts

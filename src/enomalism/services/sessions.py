@@ -36,7 +36,8 @@ def open_session(ctx: Context) -> tuple[ApiToken, str]:
     secret = tokens.PREFIX + secrets.token_urlsafe(32)
     expires = utcnow() + LIFETIME
     token = ApiToken(user_uuid=ctx.user.uuid, name=f"session {secrets.token_hex(6)}",
-                     secret_hash=tokens._digest(secret), expires_at=expires)
+                     secret_hash=tokens._digest(secret), expires_at=expires,
+                     is_session=True)
     ctx.db.add(token)
     ctx.db.flush()
     audit.record(ctx, "session.create", token.uuid, expires_at=expires.isoformat())

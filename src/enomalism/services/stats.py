@@ -16,10 +16,14 @@ from array import array
 from dataclasses import dataclass
 from typing import Any
 
-from enomalism.errors import Conflict, StatsElsewhere
-from enomalism.services import machines
+from sqlalchemy import select
+
+from enomalism.errors import Conflict, InvalidInput, StatsElsewhere
+from enomalism.services import access, machines
 from enomalism.services.context import Context
+from enomalism.services.lookup import parse_uuid
 from enomalism.services.metrics import Collector, Sample
+from enomalism.store.models import Machine
 from enomalism.virt.driver import DomainStats
 
 log = logging.getLogger(__name__)
@@ -69,6 +73,12 @@ class _Ring:
         self.data[self.next * n:(self.next + 1) * n] = array("d", point)
         self.next = (self.next + 1) % self.keep
         self.count = min(self.count + 1, self.keep)
+
+    def last(self) -> tuple[float, ...] | None:
+        if not self.count:
+            return None
+        n, i = len(FIELDS), (self.next - 1) % self.keep
+        return tuple(self.data[i * n:(i + 1) * n])
 
     def points(self) -> list[tuple[float, ...]]:
         n, start = len(FIELDS), (self.next - self.count) % self.keep
@@ -154,6 +164,15 @@ class Sampler:
                 _rate(_total(now.nics, "write_bytes"), _total(before.nics, "write_bytes"),
                       seconds))
 
+    def latest(self, uuid: str) -> tuple[str, tuple[float, ...] | None] | None:
+        """(state, last point or None) of a machine this node samples; None when it samples
+        none. Cheaper than `history` for a list of machines."""
+        with self._lock:
+            m = self._machines.get(uuid)
+            if m is None:
+                return None
+            return m.state, m.ring.last()
+
     def history(self, uuid: str) -> tuple[str | None, list[dict]] | None:
         """(state, points) of a machine this node samples; None when it samples none."""
         with self._lock:
@@ -190,3 +209,28 @@ def machine_stats(ctx: Context, uuid: str, *, sampler: Sampler) -> dict:
     current = dict(points[-1]) if fresh and state in RUNNING else dict.fromkeys(FIELDS)
     return {"errno": 0, "message": "", "machine": m.uuid, "state": state,
             "interval": sampler.interval, "stats": current, "history": points}
+
+
+LIST_MAX = 100  # machines one `current_stats` answers for (the dashboard asks for a page: 50)
+
+
+def current_stats(ctx: Context, uuids: list[str], *, sampler: Sampler
+                  ) -> dict[str, dict[str, Any] | None]:
+    """The current point of each machine named that the caller may read (the others are left
+    out: nothing is revealed about them), None when it does not run, its point is stale or
+    another node samples it. For a list's CPU and memory columns: no history."""
+    if len(uuids) > LIST_MAX:
+        raise InvalidInput(f"ask for at most {LIST_MAX} machines at once")
+    ids = [parse_uuid(u, "machine") for u in uuids]
+    q = select(Machine.uuid).where(Machine.uuid.in_(ids), Machine.kind == "vm")
+    if (clause := access.readable(ctx, Machine)) is not None:
+        q = q.where(clause)
+    out: dict[str, dict[str, Any] | None] = {}
+    now = time.time()
+    for uuid in ctx.db.scalars(q):
+        found = sampler.latest(uuid)
+        point = found[1] if found is not None and found[0] in RUNNING else None
+        fresh = point is not None and now - point[0] < STALE * sampler.interval
+        out[uuid] = {k: None if math.isnan(v) else round(v, 3)
+                     for k, v in zip(FIELDS, point, strict=True)} if fresh and point else None
+    return out

@@ -53,19 +53,22 @@ def create(ctx: Context, *, name: str | None, expires_in_days: str | None = None
 
 
 def list_tokens(ctx: Context, user_uuid: str | None = None) -> list[ApiToken]:
-    """The caller's tokens; an administrator may name another user (by id or name)."""
+    """The caller's tokens; an administrator may name another user (by id or name). Dashboard
+    sessions are not among them: they end with a logout or their expiry, not here."""
     owner = ctx.user.uuid
     if user_uuid:
         owner = find_user(ctx, user_uuid).uuid
         if owner != ctx.user.uuid and not ctx.user.is_admin:
             raise NotFound(f"no user '{user_uuid}'")
-    return list(ctx.db.scalars(select(ApiToken).where(ApiToken.user_uuid == owner)
+    return list(ctx.db.scalars(select(ApiToken).where(ApiToken.user_uuid == owner,
+                                                      ApiToken.is_session.is_(False))
                                .order_by(ApiToken.created_at)))
 
 
 def revoke(ctx: Context, uuid: str) -> str:
     token = ctx.db.get(ApiToken, parse_uuid(uuid, "token"))
-    if token is None or (token.user_uuid != ctx.user.uuid and not ctx.user.is_admin):
+    if token is None or token.is_session or \
+            (token.user_uuid != ctx.user.uuid and not ctx.user.is_admin):
         raise NotFound(f"no token {uuid}")
     ctx.db.delete(token)
     forget_credentials(ctx, token.user_uuid)

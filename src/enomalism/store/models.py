@@ -100,6 +100,8 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column()
     last_used_at: Mapped[datetime | None] = mapped_column()
+    # a dashboard session (services/sessions.py): not in the user's token list
+    is_session: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Grant(Base):

@@ -83,6 +83,13 @@ function when(iso) { return iso ? new Date(iso).toLocaleString() : "–"; }
 function hostName(uuid) { return names.hosts.get(uuid) || (uuid ? uuid.slice(0, 8) : "–"); }
 function userName(uuid) { return names.users.get(uuid) || (uuid ? uuid.slice(0, 8) : "–"); }
 
+/** A table's box, which scrolls sideways on a narrow screen: a region that takes the focus,
+ * so a keyboard can scroll it too. */
+function scrollBox(label, tableEl) {
+  return h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": label },
+           tableEl);
+}
+
 function field(label, input) {
   return h("label", {}, label, input);
 }
@@ -101,15 +108,27 @@ function hashQuery() {
 }
 
 async function loadNames() {
-  try {
-    const hosts = await api("GET", "/rest/hosts/");
-    for (const m of hosts.hosts) names.hosts.set(m.uuid, m.name);
-  } catch { /* a user may not read hosts */ }
-  try {
-    const users = await api("GET", "/rest/users/list/");
-    for (const [name, id] of users.users) names.users.set(id, name);
-  } catch { /* non-administrators */ }
+  const [hosts, users] = await Promise.all([
+    api("GET", "/rest/hosts/").catch(() => null),  // a user may not read hosts
+    api("GET", "/rest/users/list/").catch(() => null)]);  // non-administrators
+  for (const m of hosts ? hosts.hosts : []) names.hosts.set(m.uuid, m.name);
+  for (const [name, id] of users ? users.users : []) names.users.set(id, name);
   if (session) names.users.set(session.uuid, session.username);
+}
+// The first page does not wait for the names: the machine list asks for its rows meanwhile.
+let namesReady = Promise.resolve();
+
+/** uPlot, loaded when a page first draws a graph (the machine list needs none). */
+let uplotLoading = null;
+function uplotReady() {
+  if (window.uPlot) return Promise.resolve();
+  uplotLoading = uplotLoading || new Promise((resolve) => {
+    const el = h("script", { src: "/ui/static/vendor/uplot/dist/uPlot.iife.min.js" });
+    el.addEventListener("load", resolve);
+    el.addEventListener("error", resolve);  // the page says there are no graphs
+    document.head.append(el);
+  });
+  return uplotLoading;
 }
 
 // -- the events stream: one per tab, resumed with Last-Event-ID ------------------------------
@@ -246,7 +265,7 @@ async function started() {
   document.body.classList.toggle("is-admin", !!session.is_admin);
   for (const el of document.querySelectorAll(".admin-only")) el.hidden = !session.is_admin;
   document.getElementById("whoami").textContent = session.username;
-  await loadNames();
+  namesReady = loadNames();
   stream.start();
   if (!location.hash || location.hash === "#/login") location.hash = "#/machines";
   else route();
@@ -282,7 +301,8 @@ const STATES = ["running", "paused", "shutoff", "crashed", "missing", "unknown"]
 function machinesPage() {
   const q = hashQuery();
   const filters = { search: q.get("search") || "", state: q.get("state") || "",
-                    host: q.get("host") || "" };
+                    host: q.get("host") || "", cluster: q.get("cluster") || "",
+                    owner: q.get("owner") || "" };
   const offset = Math.max(0, parseInt(q.get("offset") || "0", 10) || 0);
   const err = errorBox();
   const tbody = h("tbody");
@@ -293,17 +313,33 @@ function machinesPage() {
   const search = h("input", { type: "search", name: "search", value: filters.search });
   const state = h("select", { name: "state" }, h("option", { value: "" }, "any"),
                   STATES.map((s) => h("option", { value: s, selected: s === filters.state }, s)));
-  const host = h("select", { name: "host" }, h("option", { value: "" }, "any"),
-                 [...names.hosts].map(([id, n]) => h("option", { value: id,
-                                                                 selected: id === filters.host }, n)));
+  const host = h("select", { name: "host" }, h("option", { value: "" }, "any"));
+  const cluster = h("select", { name: "cluster" }, h("option", { value: "" }, "any"),
+                    filters.cluster ? h("option", { value: filters.cluster, selected: true },
+                                        filters.cluster) : "");
+  const owner = h("input", { name: "owner", value: filters.owner, placeholder: "user name",
+                             list: "owner-names" });
+  const ownerNames = h("datalist", { id: "owner-names" });
+  namesReady.then(() => {
+    host.append(...[...names.hosts].map(([id, n]) => h("option", { value: id,
+                                                                  selected: id === filters.host }, n)));
+    ownerNames.append(...[...names.users.values()].map((n) => h("option", { value: n })));
+  });
+  api("GET", "/rest/cluster/list/").then((a) => {  // the clusters this user may read
+    const chosen = cluster.value;
+    cluster.replaceChildren(h("option", { value: "" }, "any"), ...a.clusters.map((c) =>
+      h("option", { value: c.uuid, selected: c.uuid === chosen || c.name === chosen }, c.name)));
+  }).catch(() => {});
   const filterForm = h("form", { class: "filters", role: "search", onsubmit: (ev) => {
     ev.preventDefault();
     const p = new URLSearchParams();
-    if (search.value) p.set("search", search.value);
-    if (state.value) p.set("state", state.value);
-    if (host.value) p.set("host", host.value);
+    for (const [k, el] of [["search", search], ["state", state], ["host", host],
+                           ["cluster", cluster], ["owner", owner]]) {
+      if (el.value) p.set(k, el.value);
+    }
     location.hash = `#/machines?${p}`;
   } }, field("Name contains", search), field("State", state), field("Host", host),
+  field("Cluster", cluster), field("Owner", owner), ownerNames,
   h("button", { type: "submit" }, "Filter"));
 
   const all = h("input", { type: "checkbox", "aria-label": "Select all shown", onchange: () => {
@@ -345,18 +381,38 @@ function machinesPage() {
       h("td", { class: "hide-narrow" }, userName(m.owner)),
       h("td", { class: "hide-narrow" }, m.vcpus ?? "–"),
       h("td", { class: "hide-narrow" }, mib(m.memory_kib)),
+      h("td", { class: "hide-narrow cpu-use" }, "–"),
+      h("td", { class: "hide-narrow mem-use" }, "–"),
       h("td", { class: "hide-narrow" }, (m.clusters || []).length));
+  }
+
+  /** CPU and memory use of the rows shown that run: one request for the page's rows. */
+  async function loadUse() {
+    const running = [...tbody.querySelectorAll("tr")].filter((tr) =>
+      ["running", "blocked"].includes(tr.querySelector(".state")?.dataset.state));
+    if (!running.length || document.hidden) return;
+    try {
+      const a = await api("GET", "/rest/stats/", { query: {
+        machines: running.map((tr) => tr.dataset.uuid).join(",") } });
+      for (const tr of running) {
+        const p = a.stats[tr.dataset.uuid];
+        tr.querySelector(".cpu-use").textContent = p && p.cpu !== null ? `${p.cpu.toFixed(0)} %` : "–";
+        tr.querySelector(".mem-use").textContent = p && p.mem_used !== null
+          ? `${Math.round(p.mem_used / 1048576)} MiB` : "–";
+      }
+    } catch { /* the columns stay as they were */ }
   }
 
   async function load() {
     try {
-      const a = await api("GET", "/rest/machines/", { query: { detail: 1, kind: "vm",
-        ...filters, limit: PAGE, offset } });
+      const [a] = await Promise.all([api("GET", "/rest/machines/", { query: { detail: 1,
+        kind: "vm", ...filters, limit: PAGE, offset } }), namesReady]);
       tbody.replaceChildren(...a.machine_objs.map(row));
       count.textContent = a.total ? `${offset + 1}–${offset + a.machine_objs.length} of ${a.total}`
         : "no machines match";
       next.disabled = offset + PAGE >= a.total;
       err.show(null);
+      loadUse();
     } catch (e) { err.show(e); }
   }
 
@@ -382,17 +438,18 @@ function machinesPage() {
   }
 
   main.replaceChildren(h("section", {}, heading("Machines"), filterForm, err,
-    h("div", { class: "table-wrap" }, h("table", { id: "machines", class: "striped" },
+    scrollBox("Machines", h("table", { id: "machines", class: "striped" },
       h("caption", {}, count),
       h("thead", {}, h("tr", {}, h("th", { scope: "col" }, all),
         ["Name", "State"].map((t) => h("th", { scope: "col" }, t)),
-        ["Host", "Owner", "vCPUs", "Memory", "Clusters"].map(
+        ["Host", "Owner", "vCPUs", "Memory", "CPU use", "Memory use", "Clusters"].map(
           (t) => h("th", { scope: "col", class: "hide-narrow" }, t)))),
       tbody)),
     h("nav", { class: "pager", "aria-label": "Pages" }, prev, next),
     h("h2", {}, "Selected machines"), bulk, results));
   load();
-  return { onEvent, refresh: load, destroy: () => clearTimeout(reloadTimer) };
+  const useTimer = setInterval(loadUse, 15000);
+  return { onEvent, refresh: load, destroy: () => { clearTimeout(reloadTimer); clearInterval(useTimer); } };
 }
 
 // -- one machine -----------------------------------------------------------------------------
@@ -425,7 +482,7 @@ function devices(xml) {
 
 function table(id, cols, rows, empty = "none") {
   if (!rows.length) return h("p", { id }, empty);
-  return h("div", { class: "table-wrap" }, h("table", { id },
+  return scrollBox(id.replace(/-/g, " "), h("table", { id },
     h("thead", {}, h("tr", {}, cols.map((c) => h("th", { scope: "col" }, c)))),
     h("tbody", {}, rows.map((r) => h("tr", {}, r.map((c) => h("td", {}, c ?? "–")))))));
 }
@@ -438,6 +495,7 @@ function machinePage(uuid) {
   const actions = h("div", { class: "actions", id: "actions", role: "group",
                              "aria-label": "Actions" });
   const consoles = h("p", { class: "actions" });
+  const exportBox = h("div");
   const devs = h("div");
   const txs = h("div");
   const perms = h("div");
@@ -446,11 +504,14 @@ function machinePage(uuid) {
   let plots = [];
   let statsTimer = null;
   let machine = null;
+  let mine = { permissions: [], actions: [] };  // what this user may do here (the API says)
 
   async function load() {
     try {
-      const a = await api("GET", `/rest/machine/${uuid}/`);
+      const [a, m] = await Promise.all([api("GET", `/rest/machine/${uuid}/`),
+                                        api("GET", `/rest/permissions/${uuid}/mine/`)]);
       machine = a.machine_obj;
+      mine = m;
       render(a);
       err.show(null);
     } catch (e) { err.show(e); }
@@ -468,18 +529,36 @@ function machinePage(uuid) {
       h("dt", {}, "vCPUs · memory"), h("dd", {}, `${m.vcpus ?? "–"} · ${mib(m.memory_kib)}`),
       h("dt", {}, "Addresses"), h("dd", {}, leases.map((l) => l.address || l.ip).join(", ") || m.address || "–"),
       h("dt", {}, "Clusters"), h("dd", {}, (m.clusters || []).join(", ") || "–"),
-      m.locked_by ? [h("dt", {}, "Locked by"),
-                     h("dd", {}, h("a", { href: `#/transaction/${m.locked_by}` }, m.locked_by))] : null);
-    actions.replaceChildren(...m.actions.filter((x) => x in ACTIONS).map((x) =>
+      ...(m.locked_by ? [h("dt", {}, "Locked by"),
+                         h("dd", {}, h("a", { href: `#/transaction/${m.locked_by}` }, m.locked_by))] : []));
+    // only the actions valid now that this user may do: the others are not offered at all
+    actions.replaceChildren(...mine.actions.filter((x) => x in ACTIONS).map((x) =>
       h("button", { type: "button", class: x === "totaldelete" ? "secondary" : "",
                     dataset: { action: x }, onclick: () => act(x) }, ACTIONS[x])));
-    const running = m.state === "running" || m.state === "paused";
+    actions.hidden = !actions.children.length;
+    const running = (m.state === "running" || m.state === "paused") &&
+      mine.permissions.includes("control");  // a console needs control
     consoles.replaceChildren(...(running ? [
       h("a", { role: "button", class: "outline", href: `#/console/${uuid}/serial` }, "Serial console"),
       h("a", { role: "button", class: "outline", href: `#/console/${uuid}/vnc` }, "Screen (VNC)")] : []));
+    exportBox.replaceChildren(...(mine.actions.includes("package") ? [exportForm()] : []));
     const d = devices(m.xmldesc);
     devs.replaceChildren(h("h2", {}, "Disks"), table("disks", ["Device", "Target", "Source"], d.disks),
       h("h2", {}, "Interfaces"), table("nics", ["Type", "MAC", "Network"], d.nics));
+  }
+
+  function exportForm() {
+    const name = h("input", { name: "name", value: machine.name, required: true });
+    const exErr = errorBox();
+    return h("details", {}, h("summary", {}, "Export to a package"),
+      h("form", { id: "export", class: "filters", onsubmit: async (ev) => {
+        ev.preventDefault();
+        try {
+          const a = await api("POST", `/rest/machine/${uuid}/actions/package/`,
+                              { body: { name: name.value } });
+          location.hash = `#/transaction/${a.txid}`;  // its page offers the download at the end
+        } catch (e) { exErr.show(e); }
+      } }, field("Package name", name), h("button", { type: "submit" }, "Export"), exErr));
   }
 
   async function act(action) {
@@ -513,6 +592,7 @@ function machinePage(uuid) {
 
   async function loadPerms() {
     const permErr = errorBox();
+    if (!mine.permissions.includes("admin")) { perms.replaceChildren(); return; }
     try {
       const a = await api("GET", `/rest/permissions/${uuid}/`);
       const who = h("input", { name: "user", required: true });
@@ -540,7 +620,7 @@ function machinePage(uuid) {
 
   async function loadStats() {
     try {
-      const a = await api("GET", `/rest/machine/${uuid}/stats/`);
+      const [a] = await Promise.all([api("GET", `/rest/machine/${uuid}/stats/`), uplotReady()]);
       drawStats(a);
     } catch (e) {
       graphs.replaceChildren(h("p", {}, `No statistics: ${errorText(e)}`));
@@ -577,7 +657,7 @@ function machinePage(uuid) {
     } else if (type.startsWith("transaction.") && o.target === uuid) loadTxs();
   }
 
-  main.replaceChildren(h("section", {}, title, err, facts, actions, actErr, consoles,
+  main.replaceChildren(h("section", {}, title, err, facts, actions, actErr, consoles, exportBox,
     h("h2", {}, "Activity"), graphs, devs, h("h2", {}, "Transactions"), txs, perms, audit));
   load().then(() => { loadStats(); loadTxs(); loadPerms(); loadAudit(); });
   statsTimer = setInterval(loadStats, 10000);
@@ -625,7 +705,7 @@ function transactionsPage() {
   }
 
   main.replaceChildren(h("section", {}, heading("Transactions"), field("State", stateSel), err,
-    h("div", { class: "table-wrap" }, h("table", { id: "transactions" },
+    scrollBox("Transactions", h("table", { id: "transactions" },
       h("thead", {}, h("tr", {}, ["Kind", "Target", "State", "Progress", "Owner", "Created"]
         .map((c) => h("th", { scope: "col" }, c)))), tbody))));
   load();
@@ -651,8 +731,13 @@ function transactionPage(uuid) {
       cancel.hidden = !["queued", "running"].includes(t.state);
       box.replaceChildren(
         t.target ? h("p", {}, "Target: ", h("a", { href: `#/machine/${t.target}`, id: "tx-target" },
-                                            t.target_name || t.target)) : null,
-        t.error ? h("p", { class: "error" }, t.error) : null,
+                                            t.target_name || t.target)) : "",
+        t.error ? h("p", { class: "error" }, t.error) : "",
+        // an export's package: downloaded with the session like any API call
+        t.state === "done" && t.result && t.result.package ? h("p", {},
+          h("a", { href: `/rest/vmfeed/${t.result.package}/download/`, id: "tx-download",
+                   download: "" }, "Download the package"), " · ",
+          h("a", { href: "#/packages" }, "Packages")) : "",
         h("h2", {}, "Log"), table("tx-log", ["When", "Level", "Message"], t.log));
     } catch (e) { err.show(e); }
   }
@@ -766,20 +851,47 @@ function imagesPage() {
 function hostsPage() {
   const err = errorBox();
   const box = h("div");
+  const addErr = errorBox();
+  const hname = h("input", { name: "name", required: true });
+  const address = h("input", { name: "address", placeholder: "host name or IP" });
+  const uri = h("input", { name: "virt_url", placeholder: "qemu+ssh://root@host/system" });
+  const addForm = h("form", { id: "add-host", onsubmit: async (ev) => {
+    ev.preventDefault();
+    addErr.show(null);
+    try {
+      await api("PUT", "/rest/hosts/", { body: { name: hname.value, address: address.value || undefined,
+                                               virt_url: uri.value || undefined } });
+      hname.value = address.value = uri.value = "";
+      await loadNames();
+      load();
+    } catch (e) { addErr.show(e); }
+  } }, h("div", { class: "grid" }, field("Name", hname), field("Address", address),
+         field("libvirt URI", uri)), h("button", { type: "submit" }, "Add host"), addErr);
+
+  function removeButton(label, what, method, path) {
+    return h("button", { type: "button", class: "outline secondary", onclick: async () => {
+      if (!confirm(`Remove ${what}?`)) return;
+      try { await api(method, path); err.show(null); load(); } catch (e) { err.show(e); }
+    } }, label);
+  }
+
   async function load() {
     try {
       const hosts = (await api("GET", "/rest/hosts/")).hosts;
       const parts = [];
       for (const host of hosts) {
         const hvs = (await api("GET", `/rest/machine/${host.uuid}/hypervisors/`)).hypervisors;
-        parts.push(h("article", {}, h("h2", {}, host.name), h("p", {}, `Address: ${host.address || "–"}`),
+        parts.push(h("article", { dataset: { host: host.uuid } }, h("h2", {}, host.name),
+          h("p", {}, `Address: ${host.address || "–"}`),
           table(`hvs-${host.uuid}`, ["URI", "Status", "CPUs", "Memory", "libvirt", ""], hvs.map((v) => [
             h("span", { class: "mono" }, v.virt_url), h("span", { dataset: { hv: v.uuid } }, v.status),
             v.cpus, mib(v.memory_kib), v.libvirt_version,
-            session.is_admin ? h("button", { type: "button", class: "outline secondary", onclick: async () => {
-              if (!confirm(`Remove hypervisor ${v.virt_url}?`)) return;
-              try { await api("DELETE", `/rest/hypervisor/${v.uuid}/`); load(); } catch (e) { err.show(e); }
-            } }, "Remove") : ""]))));
+            session.is_admin ? removeButton(`Remove ${v.virt_url}`, `hypervisor ${v.virt_url}`,
+                                            "DELETE", `/rest/hypervisor/${v.uuid}/`) : ""]), "No hypervisors."),
+          // a host without hypervisors (its own or removed) can go itself
+          host.actions.includes("totaldelete") && session.is_admin
+            ? removeButton(`Remove host ${host.name}`, `host ${host.name}`, "POST",
+                           `/rest/machine/${host.uuid}/actions/totaldelete/`) : ""));
       }
       box.replaceChildren(...parts);
     } catch (e) { err.show(e); }
@@ -789,7 +901,8 @@ function hostsPage() {
     const el = box.querySelector(`[data-hv="${CSS.escape(o.uuid)}"]`);
     if (el) el.textContent = o.status || (type === "hypervisor.up" ? "connected" : "disconnected");
   }
-  main.replaceChildren(h("section", {}, heading("Hosts and hypervisors"), err, box));
+  main.replaceChildren(h("section", {}, heading("Hosts and hypervisors"), err, box,
+    session.is_admin ? [h("h2", {}, "Add a host"), addForm] : []));
   load();
   return { onEvent, refresh: load };
 }
@@ -797,17 +910,144 @@ function hostsPage() {
 function networksPage() {
   const err = errorBox();
   const box = h("div");
+  const inputs = { name: h("input", { name: "name", required: true }),
+                   ip: h("input", { name: "ip", required: true, placeholder: "10.0.0.0" }),
+                   netmask: h("input", { name: "netmask", required: true, placeholder: "24" }),
+                   gateway: h("input", { name: "gateway" }),
+                   bridge: h("input", { name: "bridge", required: true,
+                                       placeholder: "br0 or a libvirt network" }) };
+  const newErr = errorBox();
+  const newForm = h("form", { id: "new-network", onsubmit: async (ev) => {
+    ev.preventDefault();
+    newErr.show(null);
+    const body = {};
+    for (const [k, el] of Object.entries(inputs)) if (el.value) body[k] = el.value;
+    try {
+      await api("PUT", "/rest/networks/", { body });
+      for (const el of Object.values(inputs)) el.value = "";
+      load();
+    } catch (e) { newErr.show(e); }
+  } }, h("div", { class: "grid" }, field("Name", inputs.name), field("Address", inputs.ip),
+         field("Netmask or prefix", inputs.netmask)),
+  h("div", { class: "grid" }, field("Gateway", inputs.gateway), field("Bridge", inputs.bridge)),
+  h("button", { type: "submit" }, "Create network"), newErr);
+
+  function button(label, run) {
+    return h("button", { type: "button", class: "outline secondary", onclick: run }, label);
+  }
+
+  /** One network: its ranges and the addresses in use, each with its form. */
+  async function networkBox(n) {
+    const nErr = errorBox();
+    const base = `/rest/networks/${n.uuid}`;
+    const act = (method, path, body) => async () => {
+      nErr.show(null);
+      try { await api(method, path, body ? { body } : {}); load(); } catch (e) { nErr.show(e); }
+    };
+    let leases = [];
+    try { leases = (await api("GET", `${base}/leases/`)).leases; } catch (e) { nErr.show(e); }
+    const start = h("input", { name: "start_ip", required: true });
+    const end = h("input", { name: "end_ip", required: true });
+    const addr = h("input", { name: "address", placeholder: "the next free one" });
+    const note = h("input", { name: "note" });
+    const submit = (run) => async (ev) => { ev.preventDefault(); await run(); };
+    return h("article", { dataset: { network: n.uuid } },
+      h("h2", {}, n.name),
+      h("p", {}, `${n.ip}/${n.prefix}`, n.gateway ? ` · gateway ${n.gateway}` : "",
+        n.bridge ? ` · bridge ${n.bridge}` : "", ` · ${n.leased} in use`),
+      h("h3", {}, "Ranges"),
+      table(`ranges-${n.uuid}`, ["From", "To", "Addresses", ""], n.ranges.map((r) => [
+        r.start_ip, r.end_ip, r.size,
+        button(`Delete range ${r.start_ip}`, act("DELETE", `${base}/iprange/${r.uuid}/`))]), "No ranges."),
+      h("form", { class: "filters add-range", onsubmit: submit(() => act("POST", `${base}/iprange/`,
+        { start_ip: start.value, end_ip: end.value })()) },
+        field("First address", start), field("Last address", end),
+        h("button", { type: "submit" }, "Add range")),
+      h("h3", {}, "Leases and reservations"),
+      table(`leases-${n.uuid}`, ["Address", "Machine", "MAC", "Note", ""], leases.map((l) => [
+        l.address, l.machine ? h("a", { href: `#/machine/${l.machine}` }, l.machine.slice(0, 8)) : "–",
+        h("span", { class: "mono" }, l.mac || "–"), l.note || "",
+        button(`Release ${l.address}`, act("DELETE", `${base}/leases/${encodeURIComponent(l.address)}/`))]),
+        "No address in use."),
+      h("form", { class: "filters reserve", onsubmit: submit(() => act("POST", `${base}/leases/`,
+        { address: addr.value || undefined, note: note.value || undefined })()) },
+        field("Address", addr), field("Note", note), h("button", { type: "submit" }, "Reserve")),
+      nErr);
+  }
+
   async function load() {
     try {
       const a = await api("GET", "/rest/networks/");
-      box.replaceChildren(table("networks", ["Name", "Subnet", "Gateway", "Bridge or network"],
-        a.networks.map((n) => [n.name, n.subnet || n.cidr, n.gateway, n.bridge || n.libvirt_network])),
-      "No static networks.");
+      const boxes = await Promise.all(a.networks.map(networkBox));
+      box.replaceChildren(...(boxes.length ? boxes : [h("p", { id: "networks" }, "No static networks.")]));
+      err.show(null);
     } catch (e) { err.show(e); }
   }
-  main.replaceChildren(h("section", {}, heading("Networks"), err, box));
+  main.replaceChildren(h("section", {}, heading("Networks"), err, box,
+    session.is_admin ? [h("h2", {}, "Create a static network"), newForm] : []));
   load();
   return { refresh: load };
+}
+
+// -- packages and their feeds ----------------------------------------------------------------
+
+function packagesPage() {
+  const err = errorBox();
+  const feeds = h("div");
+  const list = h("div");
+  const url = h("input", { name: "url", type: "url", required: true, placeholder: "https://…/feed.xml" });
+  const addErr = errorBox();
+  const added = h("p", { role: "status" });
+  const run = (method, path) => async () => {
+    err.show(null);
+    try {
+      const a = await api(method, path);
+      if (a.txid) location.hash = `#/transaction/${a.txid}`;
+      else load();
+    } catch (e) { err.show(e); }
+  };
+  const button = (label, onclick) => h("button", { type: "button", class: "outline secondary", onclick }, label);
+  async function load() {
+    try {
+      const [r, p] = await Promise.all([api("GET", "/rest/vmfeed/repo/"), api("GET", "/rest/vmfeed/")]);
+      feeds.replaceChildren(table("feeds", ["Feed", "Packages", "Refreshed", "Last error", "", ""],
+        r.repositories.map((f) => [h("span", { class: "mono" }, f.url), f.packages, when(f.refreshed_at),
+          f.last_error || "", button(`Refresh ${f.title || f.url}`, async () => {
+            err.show(null);
+            try {
+              const a = await api("POST", `/rest/vmfeed/repo/${f.uuid}/`, { body: { action: "refresh" } });
+              added.textContent = a.message;
+              load();
+            } catch (e) { err.show(e); }
+          }),
+          button(`Delete ${f.title || f.url}`, async () => {
+            if (!confirm(`Delete the feed ${f.url} and its packages?`)) return;
+            await run("DELETE", `/rest/vmfeed/repo/${f.uuid}/`)();
+          })]), "No feeds."));
+      list.replaceChildren(table("packages", ["Package", "Version", "Class", "State", "Size", ""],
+        p.packages.map((x) => [x.name, x.version || "–", `${x.virt_class || "–"} ${x.arch || ""}`, x.state,
+          x.size ? `${(x.size / 1048576).toFixed(1)} MiB` : "–",
+          x.state === "cached"
+            ? h("a", { href: `/rest/vmfeed/${x.uuid}/download/`, download: "", class: "download" }, `Download ${x.name}`)
+            : button(`Retrieve ${x.name}`, run("POST", `/rest/vmfeed/repo/package/${x.uuid}/`))]),
+        "No packages."));
+    } catch (e) { err.show(e); }
+  }
+  function onEvent(type) { if (type === "transaction.end") load(); }
+  main.replaceChildren(h("section", {}, heading("Packages and feeds"), err,
+    h("h2", {}, "Packages"), list, h("h2", {}, "Feeds"), feeds,
+    h("form", { id: "add-feed", class: "filters", onsubmit: async (ev) => {
+      ev.preventDefault();
+      addErr.show(null);
+      try {
+        const a = await api("PUT", "/rest/vmfeed/", { body: { url: url.value } });
+        added.textContent = a.message;
+        url.value = "";
+        load();
+      } catch (e) { addErr.show(e); }
+    } }, field("Feed URL", url), h("button", { type: "submit" }, "Add feed")), addErr, added));
+  load();
+  return { onEvent, refresh: load };
 }
 
 // -- users and the audit log (administrators) ------------------------------------------------
@@ -876,7 +1116,7 @@ function auditPage() {
     h("form", { class: "filters", role: "search", onsubmit: (ev) => { ev.preventDefault(); load(); } },
       field("User", actor), field("Object id", object), field("Outcome", failed),
       h("button", { type: "submit" }, "Filter")), err,
-    h("div", { class: "table-wrap" }, h("table", { id: "audit" }, h("thead", {}, h("tr", {},
+    scrollBox("Audit log", h("table", { id: "audit" }, h("thead", {}, h("tr", {},
       ["When", "Who", "From", "Action", "Object", "Result"].map((c) => h("th", { scope: "col" }, c)))), tbody))));
   load();
   return { onEvent, refresh: load };
@@ -938,6 +1178,7 @@ const ROUTES = [
   [/^#\/images$/, imagesPage],
   [/^#\/hosts$/, hostsPage],
   [/^#\/networks$/, networksPage],
+  [/^#\/packages$/, packagesPage],
   [/^#\/users$/, usersPage],
   [/^#\/audit$/, auditPage],
   [/^#\/account$/, accountPage],
@@ -956,6 +1197,7 @@ async function route() {
   for (const [re, page] of ROUTES) {
     const m = path.match(re);
     if (m) {
+      if (page !== machinesPage) await namesReady;
       current = (await page(...m.slice(1))) || {};
       const title = document.getElementById("page-title");
       if (title) title.focus({ preventScroll: true });
