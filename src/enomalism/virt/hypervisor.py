@@ -14,7 +14,7 @@ import libvirt
 from lxml import etree
 
 from enomalism.errors import EnomalismError
-from enomalism.virt import addresses, console, driver, paused, pools, sizing, storage
+from enomalism.virt import addresses, console, driver, paused, pools, sizing, snapshots, storage
 from enomalism.virt.domxml import Disk, DomainXML
 from enomalism.virt.errors import libvirt_errors
 from enomalism.virt.pool import StoragePool
@@ -255,6 +255,29 @@ class HypervisorConnection:
 
     def grow_disk(self, uuid: str, target: str, path: str, size: int) -> bool:
         return pools.grow(self.virconnect, uuid, target, path, size)
+
+    # -- snapshots (virt/snapshots.py) --
+
+    def list_snapshots(self, uuid: str) -> list[snapshots.Snapshot]:
+        """The machine's snapshots as a tree read depth first."""
+        return snapshots.listed(self.virconnect, uuid)
+
+    def snapshot_names(self, uuid: str) -> list[str]:
+        return snapshots.names(self.virconnect, uuid)
+
+    def get_snapshot(self, uuid: str, name: str) -> snapshots.Snapshot:
+        return snapshots.get(self.virconnect, uuid, name)
+
+    def create_snapshot(self, uuid: str, *, name: str, description: str = "",
+                        memory: bool = False) -> snapshots.Snapshot:
+        return snapshots.create(self.virconnect, uuid, name=name, description=description,
+                                memory=memory)
+
+    def revert_snapshot(self, uuid: str, name: str) -> None:
+        snapshots.revert(self.virconnect, uuid, name)
+
+    def delete_snapshot(self, uuid: str, name: str) -> None:
+        snapshots.delete(self.virconnect, uuid, name)
 
     # -- consoles (virt/console.py) --
 
