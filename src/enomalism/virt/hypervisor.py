@@ -29,6 +29,22 @@ _EVENT_STATE = {
 _GONE = (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_NO_STORAGE_VOL)
 
 
+# Lifecycle events of a domain stopped by a failure, not by anyone's request: QEMU went away
+# without a shutdown (kill -9, OOM, a QEMU crash: libvirt says FAILED) or the guest crashed
+# and on_crash destroyed it (CRASHED). A guest's shutdown, a destroy, a revert, a save or a
+# migration are other details.
+_FAILURES = {libvirt.VIR_DOMAIN_EVENT_STOPPED_FAILED: "failed",
+             libvirt.VIR_DOMAIN_EVENT_STOPPED_CRASHED: "crashed"}
+
+
+def stopped_by_failure(event: int, detail: int) -> str | None:
+    """'failed' or 'crashed' when the event says the domain stopped by a failure, else None
+    (runtime/restarts.py)."""
+    if event != libvirt.VIR_DOMAIN_EVENT_STOPPED:
+        return None
+    return _FAILURES.get(detail)
+
+
 def event_state(event: int, detail: int) -> str | None:
     """The state a lifecycle event leaves its domain in, where an action waits for it."""
     return _EVENT_STATE.get((event, detail))
