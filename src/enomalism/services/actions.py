@@ -26,7 +26,16 @@ from enomalism.errors import (
     NotFound,
     UnknownAction,
 )
-from enomalism.services import access, events, machine_work, pools, resize, sync, volumes
+from enomalism.services import (
+    access,
+    events,
+    machine_work,
+    pools,
+    resize,
+    restart_policy,
+    sync,
+    volumes,
+)
 from enomalism.services.context import Context, Principal, commit_before_slow_work
 from enomalism.services.lookup import get_hypervisor, get_machine, parse_uuid, require
 from enomalism.services.networks import machine_leases
@@ -71,6 +80,8 @@ class ActionVars:
     volume: str | None = None
     size: str | None = None
     target: str | None = None
+    restart_policy: str | None = None
+    autostart: str | None = None
 
 
 class Facts(Protocol):
@@ -629,6 +640,21 @@ def _delete_vm(ctx: Context, m: Machine, conn: HypervisorConnection | None) -> s
     return f"machine {m.name}{vols} deleted"
 
 
+def _set(ctx: Context, m: Machine, v: ActionVars) -> str:
+    """Size (services/resize.py) and restart policy and autostart
+    (services/restart_policy.py), all checked before anything changes."""
+    policy, autostart = restart_policy.parse(v.restart_policy, v.autostart)
+    if policy is None and autostart is None:
+        return resize.set_size(ctx, m, vcpus=v.vcpus, memory=v.memory)
+    sized = v.vcpus not in (None, "") or v.memory not in (None, "")
+    if sized:
+        resize.check(vcpus=v.vcpus, memory=v.memory)
+    said = restart_policy.set_policy(ctx, m, restart_policy=policy, autostart=autostart)
+    if sized:
+        said += "; " + resize.set_size(ctx, m, vcpus=v.vcpus, memory=v.memory)
+    return said
+
+
 _HANDLERS: dict[str, Callable[[Context, Machine, ActionVars], str]] = {
     **{action: _lifecycle(action) for action in _LIFECYCLE},
     "manage": _manage,
@@ -637,7 +663,7 @@ _HANDLERS: dict[str, Callable[[Context, Machine, ActionVars], str]] = {
     "xmldesc": _xmldesc,
     "rename": _rename,
     "set_parent": _set_parent,
-    "set": lambda ctx, m, v: resize.set_size(ctx, m, vcpus=v.vcpus, memory=v.memory),
+    "set": lambda ctx, m, v: _set(ctx, m, v),
     "attach_disk": lambda ctx, m, v: pools.attach_disk(ctx, m, volume=v.volume, size=v.size),
     "detach_disk": lambda ctx, m, v: pools.detach_disk(ctx, m, target=v.target),
     "grow_disk": lambda ctx, m, v: pools.grow_disk(ctx, m, target=v.target, size=v.size),

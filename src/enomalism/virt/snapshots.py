@@ -36,8 +36,8 @@ def check_name(name: str) -> str:
     """A snapshot name: letters, digits, '.', '_', '-'; it goes into URLs and file metadata."""
     if not name or len(name) > NAME_LIMIT or name.startswith(".") or not all(
             c.isascii() and (c.isalnum() or c in "._-") for c in name):
-        raise BadSnapshotName(f"snapshot name '{name[:80]}' must be 1-{NAME_LIMIT} letters, digits, "
-                           "'.', '_' or '-', not starting with '.'")
+        raise BadSnapshotName(f"snapshot name '{name[:80]}' must be 1-{NAME_LIMIT} letters, "
+                              "digits, '.', '_' or '-', not starting with '.'")
     return name
 
 
