@@ -627,6 +627,10 @@ def _delete_vm(ctx: Context, m: Machine, conn: HypervisorConnection | None) -> s
         xml_text = conn.domain_xml(m.uuid) if conn.uuid_taken(m.uuid) else m.xmldesc
         xml = DomainXML(xml_text) if xml_text else None
         keep = conn.disks_in_use(except_uuid=m.uuid)
+        try:  # snapshots live inside the volumes: out of those that stay, too
+            conn.delete_snapshots(m.uuid)
+        except EnomalismError:
+            pass  # a disk gone or unreadable: undefine drops their metadata all the same
         conn.undefine(m.uuid)
         _forget_dhcp_leases(conn, where, entries)
         if xml is not None:

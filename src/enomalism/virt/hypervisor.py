@@ -295,6 +295,9 @@ class HypervisorConnection:
     def delete_snapshot(self, uuid: str, name: str) -> None:
         snapshots.delete(self.virconnect, uuid, name)
 
+    def delete_snapshots(self, uuid: str) -> int:
+        return snapshots.delete_all(self.virconnect, uuid)
+
     # -- consoles (virt/console.py) --
 
     def open_serial(self, uuid: str, *, force: bool) -> console.SerialStream:

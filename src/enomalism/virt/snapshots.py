@@ -15,7 +15,13 @@ from xml.sax.saxutils import escape
 
 import libvirt
 
-from enomalism.errors import BadSnapshotName, InvalidState, NoSnapshot, SnapshotExists
+from enomalism.errors import (
+    BadSnapshotName,
+    InvalidState,
+    NoSnapshot,
+    NotFound,
+    SnapshotExists,
+)
 from enomalism.virt.driver import _lookup
 from enomalism.virt.errors import libvirt_errors
 
@@ -129,3 +135,18 @@ def delete(conn: libvirt.virConnect, uuid: str, name: str) -> None:
     dom = _lookup(conn, uuid)
     with libvirt_errors():
         _find(dom, name).delete(0)
+
+
+def delete_all(conn: libvirt.virConnect, uuid: str) -> int:
+    """Remove every snapshot (a machine being deleted: the data inside volumes that stay,
+    not only libvirt's metadata); returns how many trees went. A domain that is gone has
+    none."""
+    try:
+        dom = _lookup(conn, uuid)
+    except NotFound:
+        return 0
+    with libvirt_errors():
+        roots = dom.listAllSnapshots(libvirt.VIR_DOMAIN_SNAPSHOT_LIST_ROOTS)
+        for snap in roots:
+            snap.delete(libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN)
+        return len(roots)
