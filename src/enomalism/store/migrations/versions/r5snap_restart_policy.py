@@ -16,16 +16,16 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('machines', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('restart_policy', sa.String(length=16), nullable=False,
-                                      server_default='never'))
-        batch_op.add_column(sa.Column('autostart', sa.Boolean(), nullable=False,
-                                      server_default=sa.false()))
-        batch_op.add_column(sa.Column('restarts', sa.JSON(), nullable=True))
+    # Plain ADD COLUMNs: a batch would copy the table on SQLite, and dropping the old one
+    # fails while hypervisors refer to it.
+    op.add_column('machines', sa.Column('restart_policy', sa.String(length=16), nullable=False,
+                                        server_default='never'))
+    op.add_column('machines', sa.Column('autostart', sa.Boolean(), nullable=False,
+                                        server_default=sa.false()))
+    op.add_column('machines', sa.Column('restarts', sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('machines', schema=None) as batch_op:
-        batch_op.drop_column('restarts')
-        batch_op.drop_column('autostart')
-        batch_op.drop_column('restart_policy')
+    op.drop_column('machines', 'restarts')
+    op.drop_column('machines', 'autostart')
+    op.drop_column('machines', 'restart_policy')
