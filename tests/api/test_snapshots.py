@@ -11,6 +11,7 @@ import pytest
 
 from tests.api.accounts import audit, grant, new_user
 from tests.conftest import Api, expect_error, manage
+from tests.fakehost import domain_xml
 
 
 def snaps(uuid: str) -> str:
@@ -145,3 +146,15 @@ def test_totaldelete_takes_the_snapshots_with_it(api):
     hv = api.hypervisors()[0]["uuid"]
     conn = api.registry.connection(hv).virconnect
     assert "idle" not in [d.name() for d in conn.listAllDomains(0)]
+
+
+def test_a_non_administrator_snapshots_only_a_machine_whose_disks_are_its_own(api):
+    manage(api, "web")  # web.img becomes web's own volume
+    hv = api.hypervisors()[0]["uuid"]
+    other = api.ok("PUT", "/rest/machines/", data={
+        "hvmuuid": hv, "xmldesc": domain_xml("borrower", disks=["web.img"])})["machine"]
+    bob = new_user(api)
+    grant(api, other, "modify", user=bob.uuid)
+    body = expect_error(api.put(snaps(other), data={"name": "x"}, auth=bob.auth), 409, 1310)
+    assert "web.img" in body["message"] and "snapshot" in body["message"]
+    assert names(api, other) == []

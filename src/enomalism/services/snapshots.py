@@ -12,7 +12,13 @@ disks of its own (as `package` requires), and `totaldelete` removes them with th
 
 from typing import Any
 
-from enomalism.errors import HypervisorUnreachable, InvalidState, NoSnapshot, SnapshotExists
+from enomalism.errors import (
+    ForeignDisk,
+    HypervisorUnreachable,
+    InvalidState,
+    NoSnapshot,
+    SnapshotExists,
+)
 from enomalism.jobs.runner import JobContext
 from enomalism.services import access, sync, transactions
 from enomalism.services.actions import refusal
@@ -73,7 +79,12 @@ def _libvirt_names(ctx: Context, m: Machine) -> list[str]:
     commit_before_slow_work(ctx)
     if not ctx.user.is_admin and xml:
         with ctx.registry.db.session(write=False) as reader:
-            _check_own_disks(reader, conn, muuid, DomainXML(xml))
+            try:
+                _check_own_disks(reader, conn, muuid, DomainXML(xml))
+            except ForeignDisk as e:  # the same check as package's, said for a snapshot
+                raise ForeignDisk(e.message.partition(":")[0] + ": a snapshot is written "
+                                  "into the machine's disks, and yours may change only its "
+                                  "own volumes (attach_disk, detach_disk)") from None
     return conn.snapshot_names(muuid)
 
 
