@@ -18,6 +18,8 @@ the API layer turns any of them into `{"errno": N, "message": "..."}` with that 
     │   ├── WrongImageFormat  1028  400  an ISO image as a disk, a disk image as a CD-ROM
     │   ├── DiskTooLarge      1029  400  a new disk larger than its whole storage pool
     │   ├── BadSize           1031  400  set: vcpus or memory not a size the machine can have
+    │   ├── BadSnapshotName   1032  400  a snapshot name that is not letters, digits, . _ -
+    │   ├── BadRestartPolicy  1033  400  set: restart_policy not never/on-failure, autostart no bool
     │   ├── FetchTimedOut     1030  400  a feed took longer than the total fetch time allowed
     │   ├── UnknownEventType  1036  400  GET /rest/events/: a `type` that is no event type
     │   ├── BadEventId        1037  400  GET /rest/events/: a Last-Event-ID that is no event id
@@ -42,6 +44,7 @@ the API layer turns any of them into `{"errno": N, "message": "..."}` with that 
     │   └── LoginsBusy        1142  503  too many logins in flight on the server
     ├── CrossSiteRequest      1140  403  a browser sent a state-changing request from another site
     ├── NotFound              1200  404
+    │   └── NoSnapshot        1210  404  the machine has no snapshot of that name
     ├── Conflict              1300  409  a name or URL already taken, objects still in use
     │   ├── InvalidState      1301  409  the action does not fit the machine's current state
     │   │   ├── ForeignDisk   1310  409  package: the machine has a disk it does not own
@@ -52,7 +55,8 @@ the API layer turns any of them into `{"errno": N, "message": "..."}` with that 
     │   ├── NetworksClash     1370  409  two static networks put one subnet twice on a segment
     │   ├── ConsoleBusy       1380  409  another viewer holds the serial console (force=1)
     │   ├── ConsoleUnavailable 1381 409  the machine has no such console now (stopped, none)
-    │   └── ClusterInUse      1371  409  static networks serve the cluster (delete: force)
+    │   ├── ClusterInUse      1371  409  static networks serve the cluster (delete: force)
+    │   └── SnapshotExists    1390  409  the machine has a snapshot of that name already
     ├── Locked                1400  423  a transaction holds the machine
     ├── HypervisorError       1500  502  libvirt refused the operation
     ├── HypervisorUnreachable 1501  503  no connection to the hypervisor
@@ -165,6 +169,14 @@ class BadSize(InvalidInput):
     errno = 1031
 
 
+class BadSnapshotName(InvalidInput):
+    errno = 1032
+
+
+class BadRestartPolicy(InvalidInput):
+    errno = 1033
+
+
 class NotAuthenticated(EnomalismError):
     errno, status, message = 1100, 401, "authentication required"
 
@@ -237,6 +249,10 @@ class NotFound(EnomalismError):
     errno, status, message = 1200, 404, "not found"
 
 
+class NoSnapshot(NotFound):
+    errno, message = 1210, "the machine has no snapshot of that name"
+
+
 class Conflict(EnomalismError):
     errno, status, message = 1300, 409, "conflict"
 
@@ -279,6 +295,10 @@ class ConsoleUnavailable(Conflict):
 
 class ClusterInUse(Conflict):
     errno = 1371
+
+
+class SnapshotExists(Conflict):
+    errno, message = 1390, "the machine has a snapshot of that name already"
 
 
 class Locked(EnomalismError):

@@ -55,6 +55,21 @@ class MachineObj(WireModel):
         default_factory=list, description="VMs: where the guest is reachable (extension). "
         "Lists and action answers carry the stored leases; GET of one machine also asks "
         "libvirt (dhcp, agent, arp)")
+    restart_policy: str = Field("never", description="VMs: never, or on-failure: started "
+                                "again after its guest crashed or was killed (extension)")
+    autostart: bool = Field(False, description="VMs: started with its host, as set with "
+                            "action=set (extension)")
+
+
+class SnapshotObj(WireModel):
+    """A snapshot of a machine (GET /rest/machine/<UUID>/snapshots/)."""
+
+    name: str
+    description: str
+    parent: str | None = Field(description="the snapshot it was taken on top of (a tree)")
+    created: datetime
+    state: str = Field(description="the machine's state when it was taken")
+    memory: bool = Field(description="holds the memory too: a revert resumes it running")
 
 
 class MachineInfo(WireModel):

@@ -142,6 +142,7 @@ def test_create_with_a_blank_disk(server):
     conn = api.registry.connection(hv_of(api)).virconnect
     assert conn.storageVolLookupByPath(path).info()[1] == 3 * GIB
     assert conn.lookupByUUIDString(uuid).autostart() == 1
+    assert api.machine(uuid)["machine_obj"]["autostart"] is True
     assert root.find("devices/console").get("type") == "pty"
     g = root.find("devices/graphics")
     # a display on a unix socket only: no port, no network address (docs/consoles.md)

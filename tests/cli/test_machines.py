@@ -10,7 +10,7 @@ from tests.conftest import ADMIN_PASSWORD
 MACHINE_KEYS = {"uuid", "name", "kind", "state", "managed", "persistent", "parent", "host",
                 "address", "is_local", "clusters", "locked_by", "owner", "actions",
                 "xml_pending", "created_at", "updated_at", "synced_at", "vcpus", "memory_kib",
-                "addresses"}
+                "addresses", "restart_policy", "autostart"}
 
 
 def test_list_table(cloud):
@@ -58,7 +58,7 @@ def test_show_by_name_uuid_or_prefix(cloud, ref):
     assert fields["uuid"].strip() == uuid and fields["state"].strip() == "running"
     assert cloud.h1_uri in r.out
     doc = cloud.run("machine", "show", ref, "--json").json
-    assert set(doc) == {"machine", "info", "hypervisors"}
+    assert set(doc) == {"machine", "info", "hypervisors", "snapshots"}
     assert doc["machine"]["uuid"] == uuid and doc["machine"]["xmldesc"].startswith("<domain")
     assert doc["info"]["vcpus"] == 1 and doc["hypervisors"][0]["uuid"] == cloud.h1
 

@@ -1,5 +1,6 @@
 """The Alembic migrations build exactly the schema the models describe."""
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
@@ -8,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from enomalism.store.db import MIGRATIONS, Database
-from enomalism.store.models import Base, Hypervisor, Machine, Volume
+from enomalism.store.models import Base, Hypervisor, Machine, Volume, utcnow
 
 
 def test_migrations_match_models(tmp_path):
@@ -41,19 +42,27 @@ def test_volume_owners_are_backfilled_and_stored_passwords_dropped(tmp_path):
                 + "".join(f"<disk type='file'><source file='{d}'/></disk>" for d in disks)
                 + f"{graphics}</devices></domain>")
 
+    # The rows as the schema of 0008 has them (the models' table has columns added since).
+    machines = sa.table("machines", *(sa.column(c) for c in (
+        "uuid", "name", "kind", "parent_uuid", "is_local", "candidates", "managed", "state",
+        "persistent", "xml_pending", "xmldesc", "created_at", "updated_at")))
+
+    def machine(uuid: str, kind: str = "vm", managed: bool = True, **more: object) -> dict:
+        return {"uuid": uuid, "name": uuid, "kind": kind, "parent_uuid": None,
+                "is_local": False, "candidates": "[]", "managed": managed,
+                "state": "unknown", "persistent": True, "xml_pending": False, "xmldesc": None,
+                "created_at": utcnow(), "updated_at": utcnow(), **more}
+
     with Session(db.engine) as s, s.begin():
-        s.add(Machine(uuid="h", name="host", kind="host"))
-        s.flush()
+        s.execute(sa.insert(machines), [machine("h", kind="host")])
         s.add(Hypervisor(uuid="hv", machine_uuid="h", virt_class="kvm", virt_url="qemu:///x"))
         s.flush()
-        s.add_all([
-            Machine(uuid="a", name="a", kind="vm", parent_uuid="hv", managed=True,
-                    xmldesc=xml("a", "/p/a.img", "/p/shared.img",
-                                graphics="<graphics type='vnc' passwd='hush'/>")),
-            Machine(uuid="b", name="b", kind="vm", parent_uuid="hv", managed=True,
-                    xmldesc=xml("b", "/p/shared.img")),
-            Machine(uuid="c", name="c", kind="vm", parent_uuid="hv", managed=False,
-                    xmldesc=xml("c", "/p/c.img")),
+        s.execute(sa.insert(machines), [
+            machine("a", parent_uuid="hv", xmldesc=xml(
+                "a", "/p/a.img", "/p/shared.img",
+                graphics="<graphics type='vnc' passwd='hush'/>")),
+            machine("b", parent_uuid="hv", xmldesc=xml("b", "/p/shared.img")),
+            machine("c", parent_uuid="hv", managed=False, xmldesc=xml("c", "/p/c.img")),
         ])
     db.migrate()
     with Session(db.engine) as s:

@@ -32,6 +32,7 @@ from enomalism.api import (
     permissions,
     pools,
     session,
+    snapshots,
     transactions,
     ui,
     users,
@@ -72,7 +73,8 @@ log = logging.getLogger("enomalism")
 
 ROUTERS = (machines.router, hypervisors.router, clusters.router, users.router,
            permissions.router, transactions.router, vmfeed.router, networks.router,
-            cache.router, metrics.router, images.router, consoles.router, pools.router)
+            cache.router, metrics.router, images.router, consoles.router, pools.router,
+            snapshots.router)
 for _router in ROUTERS:  # once per process: create_app runs many times in the tests
     guard_literal_paths(_router)
 

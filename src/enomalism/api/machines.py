@@ -80,6 +80,10 @@ class MachineVars(Vars):
     puuid: str | None = Field(None, description="the hypervisor to move to, for set_parent")
     vcpus: str | None = Field(None, description="for set: the machine's virtual CPUs")
     memory: str | None = Field(None, description="for set: the machine's memory in MiB")
+    restart_policy: str | None = Field(None, description="for set: never or on-failure "
+                                       "(started again after a crash or a kill)")
+    autostart: str | None = Field(None, description="for set: true or false: start with "
+                                  "the host")
     volume: str | None = Field(None, description="for attach_disk: a free volume of yours "
                                "(name or path)")
     size: str | None = Field(None, description="for attach_disk: GiB of a new blank disk; for "
@@ -144,6 +148,8 @@ class SetParentVars(Vars):
 class SetVars(Vars):
     vcpus: str | None = Field(None, description="the machine's virtual CPUs")
     memory: str | None = Field(None, description="the machine's memory in MiB")
+    restart_policy: str | None = Field(None, description="never or on-failure")
+    autostart: str | None = Field(None, description="true or false: start with the host")
 
 
 class AttachDiskVars(Vars):
@@ -250,7 +256,8 @@ def update_machine(uuid: str, ctx: Ctx, v: Annotated[MachineVars, http_vars(Mach
                                               version=v.version, compression=v.compression))
     message = actions.perform(ctx, uuid, v.action or "", actions.ActionVars(
         name=v.name, xmldesc=v.xmldesc, puuid=v.puuid, vcpus=v.vcpus, memory=v.memory,
-        volume=v.volume, size=v.size, target=v.target))
+        volume=v.volume, size=v.size, target=v.target, restart_policy=v.restart_policy,
+        autostart=v.autostart))
     if v.action == "totaldelete":
         return {"machine": uuid, "errno": 0, "message": message}
     return _machine_answer(ctx, uuid, message)
@@ -338,7 +345,9 @@ def run_action(ctx: Context, uuid: str, action: str, v: Vars | None = None) -> d
         name=getattr(v, "name", None), xmldesc=getattr(v, "xmldesc", None),
         puuid=getattr(v, "puuid", None), vcpus=getattr(v, "vcpus", None),
         memory=getattr(v, "memory", None), volume=getattr(v, "volume", None),
-        size=getattr(v, "size", None), target=getattr(v, "target", None)))
+        size=getattr(v, "size", None), target=getattr(v, "target", None),
+        restart_policy=getattr(v, "restart_policy", None),
+        autostart=getattr(v, "autostart", None)))
     return {"errno": 0, "message": message}
 
 
@@ -365,7 +374,8 @@ SPEC_ACTIONS = {
     "rename": "Rename (needs name; a VM must be shut off). Extension.",
     "xmldesc": "Replace the stored XML description (needs xmldesc). Extension.",
     "set_parent": "Move to another hypervisor (needs puuid). Extension.",
-    "set": "Resize: vcpus and/or memory (MiB); live up to the maximums. Extension.",
+    "set": "Resize: vcpus and/or memory (MiB); live up to the maximums; restart_policy "
+           "(never, on-failure) and autostart (true, false). Extension.",
     "attach_disk": "Attach a volume of yours (volume) or a new blank disk (size, GiB). "
                    "Extension.",
     "detach_disk": "Detach the disk target (vdb); the volume stays yours. Extension.",

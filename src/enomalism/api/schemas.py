@@ -129,6 +129,7 @@ def machine_obj(m: Machine, addresses: list[dict] | None = None) -> dict:
         "xml_pending": m.xml_pending, "created_at": m.created_at,
         "updated_at": m.updated_at, "synced_at": m.synced_at, "vcpus": m.vcpus,
         "memory_kib": m.memory_kib, "addresses": addresses,
+        "restart_policy": m.restart_policy or "never", "autostart": bool(m.autostart),
     }
 
 

@@ -11,7 +11,7 @@ import typer
 
 from enomalism.cli import common, lookup
 from enomalism.cli import console as term
-from enomalism.cli.common import Cli, CLIError, kib, size
+from enomalism.cli.common import Cli, CLIError, kib, plain, size
 from enomalism.client import Client, ClientError, Machine
 
 app = typer.Typer(help="Virtual machines (and hosts): lifecycle, provisioning, packaging.",
@@ -134,6 +134,7 @@ def show(
     if xml and not cli.json:
         typer.echo(m.xmldesc or "")
         return
+    snaps = _snapshots(c, m)
 
     def human() -> None:
         host = lookup.host_name(c, m.host)
@@ -152,11 +153,35 @@ def show(
             ("addresses", _address_lines(m, info.leases)),
             ("locked by", m.locked_by), ("xml pending", m.xml_pending),
             ("owner", _user_name(c, m.owner)),
+            *([("restart policy", m.restart_policy), ("autostart", m.autostart),
+               ("snapshots", [_snapshot_line(x, snaps) for x in snaps or []]
+                if snaps is not None else "(the hypervisor did not answer)")]
+              if m.kind == "vm" else []),
             ("actions", [VERBS.get(a, a) for a in m.actions]), ("created", m.created_at),
             ("updated", m.updated_at),
             ("synced", m.synced_at),
         ])
-    cli.emit(d, human)
+    cli.emit({**plain(d), "snapshots": snaps} if snaps is not None else d, human)
+
+
+def _snapshots(c: Client, m: Machine) -> list | None:
+    """A VM's snapshots ([] for a host or a VM without a domain yet; None: not known now)."""
+    if m.kind != "vm" or m.state in ("missing", "provisioning"):
+        return []
+    try:
+        return c.machines.snapshots(m.uuid)
+    except ClientError:
+        return None
+
+
+def _snapshot_line(s, snaps: list) -> str:  # noqa: ANN001
+    depth, parent = 0, s.parent
+    by_name = {x.name: x for x in snaps}
+    while parent in by_name and depth < 64:
+        depth, parent = depth + 1, by_name[parent].parent
+    memory = ", memory" if s.memory else ""
+    about = f": {s.description}" if s.description else ""
+    return f"{'  ' * depth}{s.name} ({s.state}{memory}, {s.created:%Y-%m-%d %H:%M}){about}"
 
 
 def _act(cli: Cli, refs: list[str], action: str, done: str, **variables: str) -> list[dict]:
@@ -267,16 +292,29 @@ def set_(
     machine: Ref,
     vcpus: Annotated[int | None, typer.Option(help="virtual CPUs", min=1)] = None,
     memory: Annotated[int | None, typer.Option(help="memory in MiB", min=16)] = None,
+    restart_policy: Annotated[str | None, typer.Option(
+        help="never, or on-failure: started again after its guest crashed or was killed "
+             "(with a back-off and a limit)")] = None,
+    autostart: Annotated[bool | None, typer.Option(
+        "--autostart/--no-autostart", help="start with the host", show_default=False)] = None,
 ) -> None:
     """Resize a machine: a stopped one takes any size (its new maximum), a running one
-    changes live up to the maximums it was started with."""
-    if vcpus is None and memory is None:
-        raise CLIError("give --vcpus and/or --memory")
+    changes live up to the maximums it was started with. Also its restart policy and
+    autostart."""
+    if vcpus is None and memory is None and restart_policy is None and autostart is None:
+        raise CLIError("give --vcpus, --memory, --restart-policy and/or --autostart")
     c = cli.client()
     m = lookup.machine(c, machine)
-    message = c.machines.resize(m.uuid, vcpus=vcpus, memory=memory)
+    said = []
+    if restart_policy is not None or autostart is not None:
+        said.append(c.machines.set_restart_policy(m.uuid, policy=restart_policy,
+                                                  autostart=autostart))
+    if vcpus is not None or memory is not None:
+        said.append(c.machines.resize(m.uuid, vcpus=vcpus, memory=memory))
+    message = "; ".join(said)
     cli.emit({"machine": m.uuid, "name": m.name, "action": "set", "vcpus": vcpus,
-              "memory": memory, "message": message},
+              "memory": memory, "restart_policy": restart_policy, "autostart": autostart,
+              "message": message},
              lambda: cli.say(f"{m.name}: {message}"))
 
 

@@ -17,6 +17,7 @@ from enomalism.cli import (
     networks,
     pools,
     session,
+    snapshots,
     transactions,
     users,
 )
@@ -43,6 +44,7 @@ app.add_typer(transactions.app, name="tx")
 app.add_typer(cache.app, name="cache")
 app.add_typer(images.app, name="image")
 app.add_typer(pools.app, name="pool")
+app.add_typer(snapshots.app, name="snapshot")
 app.add_typer(admin.app, name="admin")
 command(app, "events")(events.follow)
 

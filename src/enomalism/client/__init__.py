@@ -72,6 +72,7 @@ from enomalism.client.models import (
     Pool,
     Queued,
     Repository,
+    Snapshot,
     StatsPoint,
     Token,
     Transaction,
@@ -91,7 +92,8 @@ __all__ = [
     "Candidate", "Client", "ClientError", "Cluster", "ConflictError", "DeniedError", "Grant",
     "Group", "GroupRef", "HostRegistration", "Hypervisor", "IPRange", "Image", "Lease",
     "LockedError", "Machine", "MachineDetails", "MachineInfo", "MachineStats", "Network",
-    "NewToken", "Node", "NotFoundError", "Package", "Pool", "Queued", "Repository", "StatsPoint",
+    "NewToken", "Node", "NotFoundError", "Package", "Pool", "Queued", "Repository", "Snapshot",
+    "StatsPoint",
     "Token", "Transaction", "UnreachableError", "User", "UserRef", "Volume", "WaitTimeout",
     "error_for", "is_uuid", "pick",
 ]

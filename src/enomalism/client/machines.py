@@ -11,7 +11,14 @@ from enomalism.client.console import Console, open_console
 from enomalism.client.errors import NotFoundError
 from enomalism.client.feeds import Packages
 from enomalism.client.hosts import Hosts, Hypervisors, MachineHypervisors
-from enomalism.client.models import Cluster, Machine, MachineDetails, MachineStats, Queued
+from enomalism.client.models import (
+    Cluster,
+    Machine,
+    MachineDetails,
+    MachineStats,
+    Queued,
+    Snapshot,
+)
 from enomalism.client.naming import path_id, pick
 from enomalism.client.resource import Resource
 
@@ -186,6 +193,46 @@ class Machines(Resource):
     def delete(self, uuid: str) -> str:
         """totaldelete: destroy, undefine, delete its unshared volumes, forget it."""
         return self.action(uuid, "totaldelete")
+
+    def set_restart_policy(self, uuid: str, *, policy: str | None = None,
+                           autostart: bool | None = None) -> str:
+        """`action=set`: `policy` never or on-failure (started again after its guest crashed
+        or was killed, with a back-off and a limit); `autostart`: start with the host."""
+        if policy is None and autostart is None:
+            raise ValueError("give policy and/or autostart")
+        flag = None if autostart is None else ("true" if autostart else "false")
+        return self.action(uuid, "set", restart_policy=policy, autostart=flag)
+
+    # -- snapshots --
+
+    def snapshots(self, uuid: str) -> builtins.list[Snapshot]:
+        """The machine's snapshots, parents before their children."""
+        a = self._call("GET", f"/rest/machine/{self._ref(uuid)}/snapshots/")
+        return [Snapshot.model_validate(x) for x in a["snapshots"]]
+
+    def snapshot(self, uuid: str, name: str) -> Snapshot:
+        a = self._call("GET", f"/rest/machine/{self._ref(uuid)}/snapshots/{path_id(name)}/")
+        return Snapshot.model_validate(a["snapshot"])
+
+    def take_snapshot(self, uuid: str, name: str, *, description: str | None = None,
+                      memory: bool = False) -> Queued:
+        """Queue a snapshot: disks only of a stopped machine, with `memory` of a running
+        one (a revert resumes it)."""
+        ref = self._ref(uuid)
+        a = self._call("PUT", f"/rest/machine/{ref}/snapshots/", name=name,
+                       description=description, memory="true" if memory else None)
+        return Queued(txid=a["txid"], machine=a["machine"], message=a.get("message", ""))
+
+    def revert_snapshot(self, uuid: str, name: str) -> Queued:
+        a = self._call("POST", f"/rest/machine/{self._ref(uuid)}/snapshots/{path_id(name)}/",
+                       action="revert")
+        return Queued(txid=a["txid"], machine=a["machine"], message=a.get("message", ""))
+
+    def delete_snapshot(self, uuid: str, name: str) -> Queued:
+        """Queue the snapshot's deletion; its children take its parent."""
+        a = self._call("DELETE",
+                       f"/rest/machine/{self._ref(uuid)}/snapshots/{path_id(name)}/")
+        return Queued(txid=a["txid"], machine=a["machine"], message=a.get("message", ""))
 
     def hypervisors(self, uuid: str) -> MachineHypervisors:
         return self._hypervisors.of_machine(self._uuid(uuid))

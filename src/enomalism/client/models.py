@@ -28,6 +28,7 @@ AccessList = wire.AccessList  # an object's owner and grants
 Repository = wire.RepositoryObj
 Package = wire.PackageObj
 Pool = wire.PoolObj  # a storage pool of a hypervisor
+Snapshot = wire.SnapshotObj  # a machine's snapshot (its parent names the tree)
 Volume = wire.VolumeObj  # a storage volume, its owner and the machine using it
 Image = wire.ImageObj  # a disk or ISO image kept in a hypervisor's storage pool
 IPRange = wire.RangeObj

@@ -7,7 +7,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from enomalism.errors import EnomalismError
+from enomalism.errors import EnomalismError, NotFound
 from enomalism.runtime.registry import HypervisorRegistry
 from enomalism.store.db import Database
 from enomalism.store.models import Image, Machine, Package
@@ -44,6 +44,15 @@ def _pool_volume(_db: Database, reg: HypervisorRegistry, hypervisor: str, pool: 
     reg.connection(hypervisor).delete_pool_volume(pool, name)
 
 
+def _snapshot(_db: Database, reg: HypervisorRegistry, hypervisor: str, uuid: str,
+              name: str) -> None:
+    """A snapshot a job was taking when it failed or its node died."""
+    try:
+        reg.connection(hypervisor).delete_snapshot(uuid, name)
+    except NotFound:
+        pass  # never made, or its machine is gone
+
+
 def _dhcp_host(_db: Database, reg: HypervisorRegistry, hypervisor: str, network: str, mac: str,
                ip: str) -> None:
     reg.connection(hypervisor).dhcp_host(network, mac=mac, ip=ip, name="",
@@ -76,7 +85,7 @@ def _image(db: Database, _reg: HypervisorRegistry, uuid: str) -> None:
 UNDO: dict[str, Callable[..., None]] = {
     "file": _file, "image": _image, "dir": _dir, "paused": _paused, "volume": _volume,
     "pool_volume": _pool_volume, "domain": _domain, "machine": _machine,
-    "package_state": _package_state, "dhcp_host": _dhcp_host}
+    "package_state": _package_state, "dhcp_host": _dhcp_host, "snapshot": _snapshot}
 
 
 def run(db: Database, registry: HypervisorRegistry, entries: list[dict]) -> list[str]:

@@ -24,13 +24,14 @@ from sqlalchemy.orm import Session
 
 from enomalism.errors import EnomalismError, HypervisorUnreachable
 from enomalism.runtime import nodes
+from enomalism.runtime.restarts import Restarter
 from enomalism.services import events, lost_uploads, sync
 from enomalism.services.metrics import ServerMetrics
 from enomalism.store.db import Database, changed
 from enomalism.store.models import Hypervisor, Machine, utcnow
 from enomalism.virt import driver
 from enomalism.virt.connection import HypervisorLink, flush_events, start_event_loop
-from enomalism.virt.hypervisor import HypervisorConnection, event_state
+from enomalism.virt.hypervisor import HypervisorConnection, event_state, stopped_by_failure
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,8 @@ class HypervisorRegistry:
         self.keep_error: str | None = None
         self.slow: dict[str, float] = {}  # hypervisor -> seconds its capabilities took
         self._asking: set[str] = set()  # hypervisors that have not answered a question yet
+        # machines whose guest failed, started again under their restart policy
+        self.restarts = Restarter(db, self.connection, node_id)
 
     # -- lifetime ----------------------------------------------------------------------
 
@@ -117,6 +120,7 @@ class HypervisorRegistry:
     def stop(self) -> None:
         # The workers first: a resync they are running uses a link's connection, and libvirt
         # crashes the process (SIGSEGV) on a connection closed under it.
+        self.restarts.stop()
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
@@ -349,6 +353,8 @@ class HypervisorRegistry:
     def domain_event(self, link: HypervisorLink, uuid: str, event: int, detail: int) -> None:
         if not self.ownership.owns(link.uuid):
             return
+        if (failure := stopped_by_failure(event, detail)) is not None:
+            self.restarts.failed(link.uuid, uuid, failure)  # if its policy says so
         # an action of this node may wait for this event (`expecting`)
         state = event_state(event, detail)
         if state is not None:

@@ -26,7 +26,17 @@ from enomalism.errors import (
     NotFound,
     UnknownAction,
 )
-from enomalism.services import access, events, machine_work, names, pools, resize, sync, volumes
+from enomalism.services import (
+    access,
+    events,
+    machine_work,
+    names,
+    pools,
+    resize,
+    restart_policy,
+    sync,
+    volumes,
+)
 from enomalism.services.context import Context, Principal, commit_before_slow_work
 from enomalism.services.lookup import get_hypervisor, get_machine, parse_uuid, require
 from enomalism.services.networks import machine_leases
@@ -55,6 +65,8 @@ _BY_STATE = {
 }
 # A VM whose domain is there, whatever its state: its size and disks change (live or not).
 _CHANGE_DEVICES = ["set", "attach_disk", "detach_disk", "grow_disk"]
+# A machine's snapshots change where its devices do; not in `available` (their own paths).
+SNAPSHOT_ACTIONS = ("snapshot", "snapshot_revert", "snapshot_delete")
 # Every managed VM, whatever its state.
 _ALWAYS = ["xmldesc", "store_xml", "set_parent", "totaldelete"]
 
@@ -69,6 +81,8 @@ class ActionVars:
     volume: str | None = None
     size: str | None = None
     target: str | None = None
+    restart_policy: str | None = None
+    autostart: str | None = None
 
 
 class Facts(Protocol):
@@ -127,6 +141,8 @@ def refusal(m: Facts, action: str) -> EnomalismError | None:
                       txid=m.lock_txid)
     if m.kind == "vm" and not m.managed and action != "manage":
         return InvalidState(f"machine {m.uuid} is not managed; 'manage' it first")
+    if action in SNAPSHOT_ACTIONS and _CHANGE_DEVICES[0] in available(m):
+        return None  # a VM whose domain is there (services/snapshots.py; paths of their own)
     if action not in available(m):
         what = "host" if m.kind == "host" else f"machine that is {m.state}"
         now = ", ".join(available(m)) or "none"
@@ -633,6 +649,10 @@ def _delete_vm(ctx: Context, m: Machine, conn: HypervisorConnection | None) -> s
         xml_text = conn.domain_xml(m.uuid) if conn.uuid_taken(m.uuid) else m.xmldesc
         xml = DomainXML(xml_text) if xml_text else None
         keep = conn.disks_in_use(except_uuid=m.uuid)
+        try:  # snapshots live inside the volumes: out of those that stay, too
+            conn.delete_snapshots(m.uuid)
+        except EnomalismError:
+            pass  # a disk gone or unreadable: undefine drops their metadata all the same
         conn.undefine(m.uuid)
         _forget_dhcp_leases(conn, where, entries)
         if xml is not None:
@@ -646,6 +666,21 @@ def _delete_vm(ctx: Context, m: Machine, conn: HypervisorConnection | None) -> s
     return f"machine {m.name}{vols} deleted"
 
 
+def _set(ctx: Context, m: Machine, v: ActionVars) -> str:
+    """Size (services/resize.py) and restart policy and autostart
+    (services/restart_policy.py), all checked before anything changes."""
+    policy, autostart = restart_policy.parse(v.restart_policy, v.autostart)
+    if policy is None and autostart is None:
+        return resize.set_size(ctx, m, vcpus=v.vcpus, memory=v.memory)
+    sized = v.vcpus not in (None, "") or v.memory not in (None, "")
+    if sized:
+        resize.check(vcpus=v.vcpus, memory=v.memory)
+    said = restart_policy.set_policy(ctx, m, restart_policy=policy, autostart=autostart)
+    if sized:
+        said += "; " + resize.set_size(ctx, m, vcpus=v.vcpus, memory=v.memory)
+    return said
+
+
 _HANDLERS: dict[str, Callable[[Context, Machine, ActionVars], str]] = {
     **{action: _lifecycle(action) for action in _LIFECYCLE},
     "manage": _manage,
@@ -654,7 +689,7 @@ _HANDLERS: dict[str, Callable[[Context, Machine, ActionVars], str]] = {
     "xmldesc": _xmldesc,
     "rename": _rename,
     "set_parent": _set_parent,
-    "set": lambda ctx, m, v: resize.set_size(ctx, m, vcpus=v.vcpus, memory=v.memory),
+    "set": lambda ctx, m, v: _set(ctx, m, v),
     "attach_disk": lambda ctx, m, v: pools.attach_disk(ctx, m, volume=v.volume, size=v.size),
     "detach_disk": lambda ctx, m, v: pools.detach_disk(ctx, m, target=v.target),
     "grow_disk": lambda ctx, m, v: pools.grow_disk(ctx, m, target=v.target, size=v.size),

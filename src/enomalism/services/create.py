@@ -213,7 +213,7 @@ def queue_create(ctx: Context, *, name: str | None, vcpus: str | None, memory: s
     newuuid = new_uuid()
     m = Machine(uuid=newuuid, kind="vm", name=name, parent_uuid=hv.uuid, managed=True,
                 state="provisioning", owner_uuid=ctx.user.uuid, memory_kib=memory_mib * 1024,
-                vcpus=n_vcpus)
+                vcpus=n_vcpus, autostart=bool(autostart))
     ctx.db.add(m)
     ctx.db.flush()
     nics = []

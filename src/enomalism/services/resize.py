@@ -24,6 +24,12 @@ def _size(value: str | None, variable: str, lo: int, hi: int) -> int | None:
     return n
 
 
+def check(*, vcpus: str | None, memory: str | None) -> None:
+    """BadSize unless the sizes given are whole numbers in range (before anything changes)."""
+    _size(vcpus, "vcpus", 1, MAX_VCPUS)
+    _size(memory, "memory", MIN_MEMORY_MIB, 1 << 30)
+
+
 def set_size(ctx: Context, m: Machine, *, vcpus: str | None, memory: str | None) -> str:
     """Resize `m` (checked and unlocked by services/actions.py): `memory` in MiB."""
     n_vcpus = _size(vcpus, "vcpus", 1, MAX_VCPUS)

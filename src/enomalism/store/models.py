@@ -174,6 +174,13 @@ class Machine(Base):
     xml_pending: Mapped[bool] = mapped_column(Boolean, default=False)
     lock_txid: Mapped[str | None] = mapped_column(String(36))
     owner_uuid: Mapped[str | None] = mapped_column(ForeignKey("users.uuid", ondelete="SET NULL"))
+    # VMs (issue 19): "never" or "on-failure" (started again after a crash or a kill from
+    # outside, runtime/restarts.py); autostart as last set through the API (libvirt keeps
+    # the flag itself); the times (epoch seconds) of the automatic restarts still counted.
+    restart_policy: Mapped[str] = mapped_column(String(16), default="never",
+                                                server_default="never")
+    autostart: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    restarts: Mapped[list | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     synced_at: Mapped[datetime | None] = mapped_column()

@@ -14,7 +14,7 @@ import libvirt
 from lxml import etree
 
 from enomalism.errors import EnomalismError
-from enomalism.virt import addresses, console, driver, paused, pools, sizing, storage
+from enomalism.virt import addresses, console, driver, paused, pools, sizing, snapshots, storage
 from enomalism.virt.domxml import Disk, DomainXML
 from enomalism.virt.errors import libvirt_errors
 from enomalism.virt.pool import StoragePool
@@ -27,6 +27,22 @@ _EVENT_STATE = {
     (libvirt.VIR_DOMAIN_EVENT_RESUMED, libvirt.VIR_DOMAIN_EVENT_RESUMED_UNPAUSED): "running",
 }
 _GONE = (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_NO_STORAGE_VOL)
+
+
+# Lifecycle events of a domain stopped by a failure, not by anyone's request: QEMU went away
+# without a shutdown (kill -9, OOM, a QEMU crash: libvirt says FAILED) or the guest crashed
+# and on_crash destroyed it (CRASHED). A guest's shutdown, a destroy, a revert, a save or a
+# migration are other details.
+_FAILURES = {libvirt.VIR_DOMAIN_EVENT_STOPPED_FAILED: "failed",
+             libvirt.VIR_DOMAIN_EVENT_STOPPED_CRASHED: "crashed"}
+
+
+def stopped_by_failure(event: int, detail: int) -> str | None:
+    """'failed' or 'crashed' when the event says the domain stopped by a failure, else None
+    (runtime/restarts.py)."""
+    if event != libvirt.VIR_DOMAIN_EVENT_STOPPED:
+        return None
+    return _FAILURES.get(detail)
 
 
 def event_state(event: int, detail: int) -> str | None:
@@ -258,6 +274,32 @@ class HypervisorConnection:
 
     def grow_disk(self, uuid: str, target: str, path: str, size: int) -> bool:
         return pools.grow(self.virconnect, uuid, target, path, size)
+
+    # -- snapshots (virt/snapshots.py) --
+
+    def list_snapshots(self, uuid: str) -> list[snapshots.Snapshot]:
+        """The machine's snapshots as a tree read depth first."""
+        return snapshots.listed(self.virconnect, uuid)
+
+    def snapshot_names(self, uuid: str) -> list[str]:
+        return snapshots.names(self.virconnect, uuid)
+
+    def get_snapshot(self, uuid: str, name: str) -> snapshots.Snapshot:
+        return snapshots.get(self.virconnect, uuid, name)
+
+    def create_snapshot(self, uuid: str, *, name: str, description: str = "",
+                        memory: bool = False) -> snapshots.Snapshot:
+        return snapshots.create(self.virconnect, uuid, name=name, description=description,
+                                memory=memory)
+
+    def revert_snapshot(self, uuid: str, name: str) -> None:
+        snapshots.revert(self.virconnect, uuid, name)
+
+    def delete_snapshot(self, uuid: str, name: str) -> None:
+        snapshots.delete(self.virconnect, uuid, name)
+
+    def delete_snapshots(self, uuid: str) -> int:
+        return snapshots.delete_all(self.virconnect, uuid)
 
     # -- consoles (virt/console.py) --
 

@@ -15,7 +15,13 @@ from xml.sax.saxutils import escape
 
 import libvirt
 
-from enomalism.errors import InvalidInput, InvalidState, NotFound
+from enomalism.errors import (
+    BadSnapshotName,
+    InvalidState,
+    NoSnapshot,
+    NotFound,
+    SnapshotExists,
+)
 from enomalism.virt.driver import _lookup
 from enomalism.virt.errors import libvirt_errors
 
@@ -36,8 +42,8 @@ def check_name(name: str) -> str:
     """A snapshot name: letters, digits, '.', '_', '-'; it goes into URLs and file metadata."""
     if not name or len(name) > NAME_LIMIT or name.startswith(".") or not all(
             c.isascii() and (c.isalnum() or c in "._-") for c in name):
-        raise InvalidInput(f"snapshot name '{name[:80]}' must be 1-{NAME_LIMIT} letters, digits, "
-                           "'.', '_' or '-', not starting with '.'")
+        raise BadSnapshotName(f"snapshot name '{name[:80]}' must be 1-{NAME_LIMIT} letters, "
+                              "digits, '.', '_' or '-', not starting with '.'")
     return name
 
 
@@ -58,7 +64,7 @@ def _find(dom: libvirt.virDomain, name: str) -> libvirt.virDomainSnapshot:
         return dom.snapshotLookupByName(name, 0)
     except libvirt.libvirtError as e:
         if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN_SNAPSHOT:
-            raise NotFound(f"the machine has no snapshot '{name}'") from None
+            raise NoSnapshot(f"the machine has no snapshot '{name}'") from None
         raise
 
 
@@ -77,7 +83,7 @@ def create(conn: libvirt.virConnect, uuid: str, *, name: str, description: str =
             raise InvalidState("a running machine's snapshot holds its memory too (memory=true)"
                                ", or stop it first for a disk-only one")
         if name in dom.snapshotListNames(0):
-            raise InvalidState(f"the machine has a snapshot '{name}' already")
+            raise SnapshotExists(f"the machine has a snapshot '{name}' already")
         xml = (f"<domainsnapshot><name>{escape(name)}</name>"
                f"<description>{escape(description)}</description></domainsnapshot>")
         return _of(dom.snapshotCreateXML(xml, 0))
@@ -103,6 +109,13 @@ def listed(conn: libvirt.virConnect, uuid: str) -> list[Snapshot]:
     return out
 
 
+def names(conn: libvirt.virConnect, uuid: str) -> list[str]:
+    """The snapshots' names only (one call: a request's checks before it queues a job)."""
+    dom = _lookup(conn, uuid)
+    with libvirt_errors():
+        return list(dom.snapshotListNames(0))
+
+
 def get(conn: libvirt.virConnect, uuid: str, name: str) -> Snapshot:
     dom = _lookup(conn, uuid)
     with libvirt_errors():
@@ -122,3 +135,18 @@ def delete(conn: libvirt.virConnect, uuid: str, name: str) -> None:
     dom = _lookup(conn, uuid)
     with libvirt_errors():
         _find(dom, name).delete(0)
+
+
+def delete_all(conn: libvirt.virConnect, uuid: str) -> int:
+    """Remove every snapshot (a machine being deleted: the data inside volumes that stay,
+    not only libvirt's metadata); returns how many trees went. A domain that is gone has
+    none."""
+    try:
+        dom = _lookup(conn, uuid)
+    except NotFound:
+        return 0
+    with libvirt_errors():
+        roots = dom.listAllSnapshots(libvirt.VIR_DOMAIN_SNAPSHOT_LIST_ROOTS)
+        for snap in roots:
+            snap.delete(libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_CHILDREN)
+        return len(roots)
