@@ -20,9 +20,17 @@ if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
 else
   mkdir -p /var/run/libvirt /var/log/libvirt
 fi
-# Only live processes count: a daemon that exited and is not reaped yet (a zombie) is not running.
-[ -d /run/systemd/system ] || pgrep -x -r R,S,D,T virtlogd >/dev/null || virtlogd -d
-if [ ! -d /run/systemd/system ] && ! pgrep -x -r R,S,D,T libvirtd >/dev/null; then
+# The daemon of this mount namespace, by its pid file: a second test host runs its own in a
+# namespace of its own (scripts/test-host.sh), which must not pass for ours. Only a live
+# process counts: one that exited and is not reaped yet (a zombie) is not running.
+running() {
+  local pid
+  pid=$(cat "/run/$1.pid" 2>/dev/null) || return 1
+  [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] && [ "$(awk '{print $3}' "/proc/$pid/stat")" != Z ] &&
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$1" ]
+}
+[ -d /run/systemd/system ] || running virtlogd || virtlogd -d
+if [ ! -d /run/systemd/system ] && ! running libvirtd; then
   if [ "${ENOMALISM_LIBVIRT_TCP:-0}" = 1 ]; then
     # For the tests of remote transports (make test sets this): libvirtd also listens on
     # 127.0.0.1:16509 without authentication. Loopback only, but any local user could then
