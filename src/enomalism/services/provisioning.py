@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from enomalism.errors import (
     Conflict,
     EnomalismError,
+    Forbidden,
     ForeignDisk,
     HypervisorError,
     InvalidInput,
@@ -149,7 +150,7 @@ class Queued(NamedTuple):
 def queue_provision(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuuid: str | None,
                     name: str | None, pool: str | None = None, user_data: str | None = None,
                     ssh_keys: list[str] = (), hostname: str | None = None,
-                    virt_type: str | None = None) -> Queued:
+                    virt_type: str | None = None, libvirt_network: str | None = None) -> Queued:
     """Check everything that can be checked now, record the new machine (locked by the
     transaction, with the size it will have) and queue the provision.
 
@@ -179,6 +180,8 @@ def queue_provision(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuui
             raise Conflict(f"the hypervisor already has a domain named '{name}'")
         if pool:
             conn.pick_pool(pool)  # exists and runs, or a clear error now
+        if libvirt_network:
+            usable_network(ctx, conn, libvirt_network)
         # The host's networks, checked on its hypervisor, and the addresses their DHCP
         # servers still lease to MACs gone.
         networks.check_for_host(conn, hv.virt_url, nets)
@@ -204,9 +207,19 @@ def queue_provision(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuui
     tx = transactions.enqueue(ctx, "provision", target=newuuid, lock=[newuuid], params={
         "package": p.uuid, "hypervisor": hv.uuid, "name": name, "machine": newuuid,
         "pool": pool or None, "nics": nics, "memory_kib": memory_kib, "vcpus": vcpus,
-        "seed": seed, "virt_type": virt_type or None})
+        "seed": seed, "virt_type": virt_type or None,
+        "libvirt_network": libvirt_network or None})
     tx.undo = [{"kind": "machine", "uuid": newuuid}]
     return Queued(newuuid, hv.uuid, tx)
+
+
+def usable_network(ctx: Context, conn: HypervisorConnection, name: str) -> str:
+    """A libvirt network of the hypervisor the caller may put an interface on."""
+    if not conn.has_network(name):
+        raise NotFound(f"the hypervisor has no libvirt network '{name[:80]}'")
+    if not ctx.user.is_admin and not volumes.usable_networks(ctx)(name):
+        raise Forbidden(f"libvirt network '{name[:80]}' is not one of a network you may use")
+    return name
 
 
 def _place(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuuid: str | None,
@@ -412,6 +425,32 @@ def _domain_type(virt_class: str, virt_type: str | None) -> str | None:
     return virt_type or DOMAIN_TYPE.get(virt_class)
 
 
+def _record_again(job: JobContext, hv_uuid: str, virt_url: str) -> None:
+    """A retried provision's machine record and leases, as the request made them."""
+    prm = job.params
+    newuuid, name = prm["machine"], prm["name"]
+    job.will_create("machine", uuid=newuuid)
+    with job.db.session() as s:
+        if s.scalar(select(Machine.uuid).where(Machine.parent_uuid == hv_uuid,
+                                               Machine.name == name)):
+            raise Conflict(f"a machine named '{name}' exists now on {virt_url}")
+        s.add(Machine(uuid=newuuid, kind="vm", name=name, parent_uuid=hv_uuid,
+                      managed=True, state="provisioning", owner_uuid=job.owner_uuid,
+                      lock_txid=job.txid, memory_kib=prm.get("memory_kib"),
+                      vcpus=prm.get("vcpus")))
+        s.flush()
+        # its leases went with the record: the same addresses again, or no retry
+        for nic in prm.get("nics", []):
+            try:
+                with s.begin_nested():
+                    s.add(Lease(network_uuid=nic["network"], address=nic["address"],
+                                machine_uuid=newuuid, mac=nic["mac"],
+                                note=f"provisioned {name}", created_by=job.owner_uuid))
+            except IntegrityError:
+                raise Conflict(f"address {nic['address']} of this provision was taken "
+                               "meanwhile; provision again for a new one") from None
+
+
 def provision(job: JobContext) -> dict[str, Any]:
     prm = job.params
     hv_uuid, newuuid, name = prm["hypervisor"], prm["machine"], prm["name"]
@@ -424,26 +463,7 @@ def provision(job: JobContext) -> dict[str, Any]:
         check_compatible(p, hv)
         again = s.get(Machine, newuuid) is None
     if again:  # a retry: the failed attempt removed the machine record; make it again
-        job.will_create("machine", uuid=newuuid)
-        with job.db.session() as s:
-            if s.scalar(select(Machine.uuid).where(Machine.parent_uuid == hv_uuid,
-                                                   Machine.name == name)):
-                raise Conflict(f"a machine named '{name}' exists now on {virt_url}")
-            s.add(Machine(uuid=newuuid, kind="vm", name=name, parent_uuid=hv_uuid,
-                          managed=True, state="provisioning", owner_uuid=job.owner_uuid,
-                          lock_txid=job.txid, memory_kib=prm.get("memory_kib"),
-                          vcpus=prm.get("vcpus")))
-            s.flush()
-            # its leases went with the record: the same addresses again, or no retry
-            for nic in prm.get("nics", []):
-                try:
-                    with s.begin_nested():
-                        s.add(Lease(network_uuid=nic["network"], address=nic["address"],
-                                    machine_uuid=newuuid, mac=nic["mac"],
-                                    note=f"provisioned {name}", created_by=job.owner_uuid))
-                except IntegrityError:
-                    raise Conflict(f"address {nic['address']} of this provision was taken "
-                                   "meanwhile; provision again for a new one") from None
+        _record_again(job, hv_uuid, virt_url)
     path, _size = _retrieve(job, prm["package"], lambda pct: pct * 0.4)
     _legacy, xml_text = archive.read_package(path)
     with job.db.session(write=False) as s:
@@ -454,6 +474,8 @@ def provision(job: JobContext) -> dict[str, Any]:
     pool = conn.pick_pool(prm.get("pool"))
     nics = [StaticNic(libvirt_network=conn.has_network(nic["source"]), **nic)
             for nic in prm.get("nics", [])]
+    fill = functools.cache(lambda: _fill_network(conn, virt_url, prm.get("libvirt_network"),
+                                                 nics))
 
     seed_name = f"{name}-cidata.iso"
     seed_path = pool.planned_path(seed_name) if prm.get("seed") else None
@@ -466,11 +488,15 @@ def provision(job: JobContext) -> dict[str, Any]:
             domain_type=_domain_type(virt_class, prm.get("virt_type")))
         if nics:
             xml.set_static_addresses(nics)
+        if xml.unsourced_interfaces():  # an exported package's: on the target's network
+            source, is_network = fill()
+            xml.fill_interface_sources(source, libvirt_network=is_network)
         if seed_path:
             builder.add_seed(xml.root, seed_path)
             xml.mark_seed(seed_path)
         ours = set(paths.values()) | ({seed_path} if seed_path else set())
-        _check_package_xml(job, hv_uuid, xml, ours, [n.source for n in nics])
+        chosen = [prm["libvirt_network"]] if prm.get("libvirt_network") else []
+        _check_package_xml(job, hv_uuid, xml, ours, [n.source for n in nics] + chosen)
         return xml
 
     # before anything is uploaded: a package the policy refuses costs no copy
@@ -510,6 +536,24 @@ def provision(job: JobContext) -> dict[str, Any]:
     job.registry.resync_machine(hv_uuid, newuuid)
     return {"machine": newuuid, "name": name, "disks": disk_paths,
             "addresses": [n.address for n in nics]}
+
+
+def _fill_network(conn: HypervisorConnection, virt_url: str, chosen: str | None,
+                  nics: list[StaticNic]) -> tuple[str, bool]:
+    """Where the package's interfaces that name no network go (an exported package leaves
+    them to the target), as (source, is a libvirt network): the caller's `libvirt_network`,
+    else the static network's, else the hypervisor's default network; InvalidState when
+    there is nowhere to put them."""
+    if chosen:
+        return chosen, True
+    if nics:
+        return nics[0].source, nics[0].libvirt_network
+    default = conn.default_network()
+    if default is None:
+        raise InvalidState(f"the package's network interfaces name no network (it leaves them "
+                           f"to the target) and hypervisor {virt_url} has no libvirt network "
+                           "named 'default' nor a single active one: give libvirt_network")
+    return default, True
 
 
 def _check_package_xml(job: JobContext, hv_uuid: str, xml: DomainXML, disks: set[str],
@@ -619,6 +663,7 @@ def package(job: JobContext) -> dict[str, Any]:
     xml_text = conn.domain_xml(prm["machine"])  # without secrets (graphics passwords)
     portable = DomainXML(xml_text)
     portable.portable_consoles()  # no log file or socket path of this host travels
+    portable.portable_interfaces()  # nor its networks' names: the target's fill them
     # the package's class is the domain's type (a qemu (TCG) guest on a kvm host is qemu)
     virt_class = portable.domain_type if portable.domain_type in PACKAGE_CLASSES else virt_class
     xml_text = portable.to_string()

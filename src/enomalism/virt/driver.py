@@ -499,6 +499,18 @@ def has_network(conn: libvirt.virConnect, name: str) -> bool:
             raise
 
 
+def default_network(conn: libvirt.virConnect) -> str | None:
+    """The libvirt network an interface goes on when nothing else is said: the active
+    network named 'default' (what libvirt installs), else the only active one; None when
+    there is none or several to choose from."""
+    with libvirt_errors():
+        names = sorted(n.name() for n in conn.listAllNetworks(
+            libvirt.VIR_CONNECT_LIST_NETWORKS_ACTIVE))
+    if "default" in names:
+        return "default"
+    return names[0] if len(names) == 1 else None
+
+
 def network_subnets(conn: libvirt.virConnect, name: str) -> list[ipaddress.IPv4Network
                                                                  | ipaddress.IPv6Network]:
     """The subnets of a libvirt network's <ip> elements (none for a network that only
