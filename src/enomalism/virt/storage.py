@@ -318,13 +318,15 @@ def _abort(stream: libvirt.virStream) -> None:
         pass
 
 
-def _read_exactly(source: BinaryIO, n: int) -> bytes:
-    """n bytes from `source`, fewer only at its end (read() may return short counts)."""
+def _read_some(source: BinaryIO, n: int) -> bytes:
+    """Up to n bytes from `source`, at least a quarter of them (or up to its end): a large
+    short read (an upload's body gives what the server received) is used as it is, not
+    copied into a CHUNK; small ones are gathered, so each write or send stays large."""
     first = source.read(n)
-    if not first or len(first) == n:
-        return bytes(first or b"")
+    if not first or len(first) >= n // 4:
+        return bytes(first)
     parts, got = [first], len(first)
-    while got < n:
+    while got < n // 4:
         more = source.read(n - got)
         if not more:
             break
@@ -599,7 +601,7 @@ class _ReadAhead:
         try:
             left = self._size
             while left > 0 and not self._stop.is_set():
-                buf = _read_exactly(self._source, min(CHUNK, left))
+                buf = _read_some(self._source, min(CHUNK, left))
                 self._put(buf)
                 if not buf:
                     return
