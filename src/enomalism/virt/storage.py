@@ -319,14 +319,15 @@ def _abort(stream: libvirt.virStream) -> None:
 
 
 def _read_some(source: BinaryIO, n: int) -> bytes:
-    """Up to n bytes from `source`, at least a quarter of them (or up to its end): a large
-    short read (an upload's body gives what the server received) is used as it is, not
-    copied into a CHUNK; small ones are gathered, so each write or send stays large."""
+    """Up to n bytes from `source`, at least a BLOCK of them (or up to its end): a short read
+    of that much (an upload's body gives the pieces the server received) is used as it is,
+    not copied into a CHUNK; smaller ones are gathered, so that no write or send is tiny."""
+    least = min(n, BLOCK)
     first = source.read(n)
-    if not first or len(first) >= n // 4:
+    if not first or len(first) >= least:
         return bytes(first)
     parts, got = [first], len(first)
-    while got < n // 4:
+    while got < least:
         more = source.read(n - got)
         if not more:
             break
@@ -346,7 +347,7 @@ def _send_all(stream: libvirt.virStream, data: bytes) -> None:
 def _runs(buf: bytes) -> Iterator[tuple[int, int, bool]]:
     """`buf` as (start, end, all_zero) runs of whole BLOCKs (the last one may be short)."""
     n = len(buf)
-    if buf == _ZERO[:n]:
+    if n <= CHUNK and _ZERO.startswith(buf):  # (a slice of _ZERO would be a copy)
         yield 0, n, True
         return
     start, zero_run = 0, None  # start of the current run; whether it is all zeros
