@@ -127,6 +127,11 @@ def nothing_made(w: World) -> Iterator[None]:
     ({"name": "db"}, 409, 1300, "db"),  # a managed machine's name
     ({"pool": "no-such-pool"}, 404, 1200, "no-such-pool"),
     ({"virt_type": "xen"}, 400, 1000, "virt_type"),
+    ({"libvirt_network": "nonet"}, 404, 1200, "nonet"),
+    ({"hostname": "not a host"}, 400, 1000, "hostname"),
+    ({"ssh_key": "ssh-ed25519 AAAA"}, 400, 1027, "ssh-ed25519"),
+    # over 64 KiB: the request limit on one variable answers before the cloud-init check
+    ({"user_data": "x" * 65537}, 413, 1041, "65536 bytes"),
 ])
 def test_provision_refusals(world, change, status, errno, words):
     data = {k: v for k, v in world.valid(**change).items() if v is not None}
