@@ -551,8 +551,8 @@ def _fill_network(conn: HypervisorConnection, virt_url: str, chosen: str | None,
     default = conn.default_network()
     if default is None:
         raise InvalidState(f"the package's network interfaces name no network (it leaves them "
-                           f"to the target) and hypervisor {virt_url} has no libvirt network "
-                           "named 'default' nor a single active one: give libvirt_network")
+                           f"to the target) and hypervisor {virt_url} runs no libvirt network "
+                           "named 'default': give libvirt_network")
     return default, True
 
 

@@ -500,15 +500,18 @@ def has_network(conn: libvirt.virConnect, name: str) -> bool:
 
 
 def default_network(conn: libvirt.virConnect) -> str | None:
-    """The libvirt network an interface goes on when nothing else is said: the active
-    network named 'default' (what libvirt installs), else the only active one; None when
-    there is none or several to choose from."""
+    """The libvirt network an interface goes on when nothing else is said: the one named
+    'default' (what libvirt installs) while it runs; None otherwise. Not "the only running
+    network": which network that is changes as others are started, and a guest must not land
+    on one by chance."""
     with libvirt_errors():
-        names = sorted(n.name() for n in conn.listAllNetworks(
-            libvirt.VIR_CONNECT_LIST_NETWORKS_ACTIVE))
-    if "default" in names:
-        return "default"
-    return names[0] if len(names) == 1 else None
+        try:
+            net = conn.networkLookupByName("default")
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_NETWORK:
+                return None
+            raise
+        return "default" if net.isActive() else None
 
 
 def network_subnets(conn: libvirt.virConnect, name: str) -> list[ipaddress.IPv4Network
