@@ -7,7 +7,7 @@ import concurrent.futures
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, BinaryIO
+from typing import Annotated, Any, BinaryIO, cast
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -60,13 +60,13 @@ class BodyReader:
         self._request, self._loop = request, loop
         self._cond = threading.Condition()
         self._parts: collections.deque[bytes] = collections.deque()
-        self._have, self._ended, self._error = 0, False, None
-        self._room: asyncio.Event | None = None  # made on the loop
+        self._have, self._ended = 0, False
+        self._error: Exception | None = None
+        self._room = asyncio.Event()  # made on the loop (upload_vars)
         self._waiting = False  # the pump waits for room
         self._pump_future: concurrent.futures.Future | None = None
 
     async def _pump(self) -> None:
-        self._room = asyncio.Event()
         try:
             async for chunk in self._request.stream():
                 if not chunk:
@@ -160,7 +160,8 @@ async def upload_vars(request: Request, model: type[Vars]) -> tuple[Vars, Binary
     elif request.headers.get("content-length", "0").strip() not in ("", "0") \
             or "transfer-encoding" in request.headers:
         size = _length(request)
-        source = BodyReader(request, asyncio.get_running_loop())
+        # what reads it uses only read(n): a file as far as they can tell
+        source = cast(BinaryIO, BodyReader(request, asyncio.get_running_loop()))
     try:
         return model.model_validate({k: v for k, v in raw.items() if k in model.model_fields}), \
             source, size
