@@ -84,7 +84,8 @@ def main() -> None:
         db = Database(f"sqlite:///{work / 'data' / 'enomalism.db'}")
         with db.session() as s:
             img = Image(name=f"{tag}-image", format="qcow2", size=image.stat().st_size,
-                        virtual_size=GiB, hypervisor_uuid=hv, pool=tag, path=str(image))
+                        virtual_size=GiB, hypervisor_uuid=hv, pool=tag, path=str(image),
+                        state="ready")  # (uploading by default since the upload API)
             s.add(img)
             s.flush()
             img_uuid = img.uuid
@@ -99,6 +100,8 @@ def main() -> None:
                 body = api.put("/rest/machines/", json={
                     "name": name, "image": img_uuid, "hvmuuid": hv, "pool": tag,
                     "memory": 64, "virt_type": "qemu"}).json()
+                if "machine" not in body:
+                    raise RuntimeError(f"create refused: {body}")
                 made.append(body["machine"])
                 wait_tx(api, body["txid"])
             ours.append(timed(create))

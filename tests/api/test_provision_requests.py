@@ -20,6 +20,7 @@ from tests.integration.provision_helpers import (
     FeedServer,
     Pkg,
     build_package,
+    domain_template,
     feed_item,
     have_qemu_img,
     log_lines,
@@ -70,6 +71,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "kvm": build_package(d / "kvm.xvm2", img, name="for-kvm", virt_class="kvm"),
         "arm": build_package(d / "arm.xvm2", img, name="for-arm", virt_class="kvm",
                              arch="aarch64"),
+        # as `package` exports: its interface left for the target's networks
+        "unsourced": build_package(d / "unsourced.xvm2", img, name="unsourced",
+                                   virt_class="test", domain_xml=domain_template(
+                                       domain_type="test").replace(
+                                       "<source network='default'/>", "")),
         "slow": build_package(d / "slow.xvm2", make_qcow2(d / "big.qcow2", 16,
                                                           data=os.urandom(2 << 20)),
                               name="slow", virt_class="test"),
@@ -127,6 +133,11 @@ def nothing_made(w: World) -> Iterator[None]:
     ({"name": "db"}, 409, 1300, "db"),  # a managed machine's name
     ({"pool": "no-such-pool"}, 404, 1200, "no-such-pool"),
     ({"virt_type": "xen"}, 400, 1000, "virt_type"),
+    ({"libvirt_network": "nonet"}, 404, 1200, "nonet"),
+    ({"hostname": "not a host"}, 400, 1000, "hostname"),
+    ({"ssh_key": "ssh-ed25519 AAAA"}, 400, 1027, "ssh-ed25519"),
+    # over 64 KiB: the request limit on one variable answers before the cloud-init check
+    ({"user_data": "x" * 65537}, 413, 1041, "65536 bytes"),
 ])
 def test_provision_refusals(world, change, status, errno, words):
     data = {k: v for k, v in world.valid(**change).items() if v is not None}
@@ -193,6 +204,20 @@ def test_a_provision_that_fails_in_its_transaction_leaves_nothing(world):
         api.ok("POST", f"/rest/transaction/{body['txid']}/", data={"action": "retry"})
         assert wait_tx(api, body["txid"])["data"]["state"] == "failed"
         expect_error(api.get(f"/rest/machine/{body['newuuid']}/"), 404, 1200)
+
+
+def test_a_package_whose_interfaces_name_no_network_needs_one_on_the_target(world):
+    """An exported package leaves its interfaces to the target's networks; a hypervisor with
+    none (and no libvirt_network given) fails the transaction before any copy, saying so."""
+    api = world.api
+    with unchanged(api):
+        body = api.ok("POST", f"/rest/machine/{world.host}/actions/provision/",
+                      data=world.valid(name="netless", pkguuid=world.pkgs["unsourced"]))
+        tx = wait_tx(api, body["txid"])["data"]
+        assert tx["state"] == "failed", tx
+        assert "name no network" in tx["error"] and "libvirt_network" in tx["error"], tx
+        expect_error(api.get(f"/rest/machine/{body['newuuid']}/"), 404, 1200)
+    assert running(api) == []
 
 
 def test_a_provision_in_progress_holds_its_machine_and_its_name(world):

@@ -4,8 +4,10 @@ every lie and unsafe image refused with nothing left behind; another user sees n
 
 import hashlib
 import io
+import json
 import subprocess
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pycdlib
 import pytest
@@ -239,3 +241,32 @@ def test_package_import_turns_an_image_into_a_package(qemu, tmp_path):
     other = new_user(qemu.api)
     expect_error(qemu.api.post(f"/rest/images/{img['uuid']}/", data={"action": "package"},
                                auth=other.auth), 404, 1200)
+
+
+def test_a_machine_created_from_an_uploaded_qcow2_and_iso_starts(qemu, tmp_path):
+    """Issue 16's Tests: a qcow2 image and an ISO, uploaded through the API, make a machine
+    (its disk a copy-on-write overlay on the image's volume, the ISO its CD-ROM) that starts;
+    deleting the machine leaves the images."""
+    from tests.integration.test_create import create, start_and_check
+
+    disk = upload(qemu, qcow2(tmp_path), "qcow2").json()["image"]
+    cd = upload(qemu, iso(tmp_path), "iso").json()["image"]
+    name = qemu.scratch.domain_name()
+    uuid = create(qemu, qemu.scratch, name=name, image=disk["uuid"], cdrom=cd["uuid"])
+    root = ElementTree.fromstring(qemu.host.domain(uuid).XMLDesc(0))
+    sources = {d.find("target").get("dev"): (d.get("device"), d.find("source").get("file"))
+               for d in root.iterfind("devices/disk")}
+    assert sources["sda"] == ("cdrom", cd["path"])
+    device, overlay = sources["vda"]
+    info = storage_info(overlay)
+    assert (device, info["format"], info["backing-filename"]) == ("disk", "qcow2", disk["path"])
+    start_and_check(qemu, uuid)
+    qemu.action(uuid, "totaldelete")
+    left = qemu.scratch.volume_names()
+    assert Path(overlay).name not in left
+    assert {Path(disk["path"]).name, Path(cd["path"]).name} <= set(left)
+
+
+def storage_info(path: str) -> dict:
+    return json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", path],
+                                     check=True, capture_output=True, text=True).stdout)

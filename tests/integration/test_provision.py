@@ -90,11 +90,13 @@ def setup(qemu, feed):
         Path(qemu.api.app.state.settings.data_dir)
 
 
-def provision(qemu, pkg: str, pool: str, name: str | None = None) -> tuple[str, str, str]:
+def provision(qemu, pkg: str, pool: str, name: str | None = None,
+              **extra: str) -> tuple[str, str, str]:
     """Queue a provision; returns (newuuid, txid, name). The domain is the scratch's to remove."""
     name = name or qemu.scratch.domain_name()
     body = qemu.api.ok("POST", f"/rest/machine/{qemu.api.local_host()}/actions/provision/",
-                       data={"pkguuid": pkg, "hvmuuid": qemu.hv, "name": name, "pool": pool})
+                       data={"pkguuid": pkg, "hvmuuid": qemu.hv, "name": name, "pool": pool,
+                             **extra})
     assert set(body) >= {"newuuid", "txid", "errno", "message"}
     qemu.scratch.track(body["newuuid"])
     return body["newuuid"], body["txid"], name
@@ -143,7 +145,7 @@ def no_trace(qemu, newuuid: str, name: str, data_dir: Path) -> None:
 # -- provision, start, reuse, package, provision the package ------------------------------------
 
 
-def test_provision_start_reuse_the_base_package_and_provision_again(qemu, setup, feed):
+def test_provision_start_reuse_the_base_package_and_provision_again(qemu, setup, feed, net):
     pkgs, pool, data_dir = setup
     _srv, built = feed
 
@@ -217,8 +219,10 @@ def test_provision_start_reuse_the_base_package_and_provision_again(qemu, setup,
     assert head[:4] == b"QFI\xfb" and head[8:16] == bytes(8)  # qcow2, no backing file offset
     assert manifest.disks[0].virtual_size == 64 << 20
 
-    # and that package provisions and starts too
-    new3, tx3, _name3 = provision(qemu, new_pkg, pool)
+    # and that package provisions and starts too; its interface names no network (export
+    # leaves it to the target): on this host, the tests' network
+    assert net.name not in xml_text
+    new3, tx3, _name3 = provision(qemu, new_pkg, pool, libvirt_network=net.name)
     done(qemu, tx3)
     source3, _ = disk_of(qemu.host.domain(new3))
     assert backing_chain(source3)[0]["backing-filename"].endswith(

@@ -104,6 +104,8 @@ class MachineVars(Vars):
                                json_schema_extra={"x-repeat-only": True})
     hostname: str | None = Field(None, description="the guest's host name, for the seed")
     virt_type: str | None = Field(None, description="for provision: kvm or qemu (TCG)")
+    libvirt_network: str | None = Field(None, description="for provision: the libvirt network "
+                                        "of interfaces the package leaves to the target")
 
 
 class ProvisionVars(Vars):
@@ -124,6 +126,10 @@ class ProvisionVars(Vars):
     hostname: str | None = Field(None, description="the guest's host name, for the seed")
     virt_type: str | None = Field(None, description="kvm or qemu (TCG); default the "
                                   "hypervisor's class")
+    libvirt_network: str | None = Field(None, description=(
+        "a libvirt network of the hypervisor for the interfaces the package names no network "
+        "for (an exported package's); default: a static network's, else the hypervisor's "
+        "'default' network. Non-administrators: the bridges of networks they may read"))
 
 
 class PackageVars(Vars):
@@ -250,7 +256,7 @@ def update_machine(uuid: str, ctx: Ctx, v: Annotated[MachineVars, http_vars(Mach
         return provision(uuid, ctx, ProvisionVars(
             pkguuid=v.pkguuid, hvmuuid=v.hvmuuid, name=v.name, pool=v.pool,
             user_data=v.user_data, ssh_key=v.ssh_key, hostname=v.hostname,
-            virt_type=v.virt_type))
+            virt_type=v.virt_type, libvirt_network=v.libvirt_network))
     if v.action == "package":
         return package(uuid, ctx, PackageVars(name=v.name, description=v.description,
                                               version=v.version, compression=v.compression))
@@ -325,7 +331,8 @@ def provision(uuid: str, ctx: Ctx, v: Annotated[ProvisionVars, http_vars(Provisi
     q = provisioning.queue_provision(ctx, uuid, pkguuid=v.pkguuid, hvmuuid=v.hvmuuid,
                                      name=v.name, pool=v.pool, user_data=v.user_data,
                                      ssh_keys=v.ssh_key, hostname=v.hostname,
-                                     virt_type=v.virt_type)
+                                     virt_type=v.virt_type,
+                                     libvirt_network=v.libvirt_network)
     return {"newuuid": q.machine, "txid": q.tx.uuid, "hvmuuid": q.hypervisor, "errno": 0,
             "message": "provision queued"}
 

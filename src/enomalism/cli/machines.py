@@ -507,6 +507,17 @@ def provision(
              "UUID)")] = None,
     pool: Annotated[str | None, typer.Option(
         help="storage pool for the disks (default: 'default', else the first active)")] = None,
+    virt_type: Annotated[str | None, typer.Option(
+        help="kvm or qemu (TCG); default: the hypervisor's")] = None,
+    libvirt_network: Annotated[str | None, typer.Option(
+        help="a libvirt network for the interfaces the package leaves to the target "
+             "(default: a static network's, else 'default')")] = None,
+    user_data: Annotated[Path | None, typer.Option(
+        help="a cloud-init user data file (a cloud-config; '-': stdin)", allow_dash=True)] = None,
+    ssh_key: Annotated[list[str] | None, typer.Option(
+        help="an SSH public key, or a file of them; repeatable")] = None,
+    hostname: Annotated[str | None, typer.Option(
+        help="the guest's host name (for the cloud-init seed)")] = None,
     no_wait: NoWait = False, timeout: Timeout = None,
 ) -> None:
     """Provision a package as a new machine (retrieving it first when it is not cached).
@@ -517,12 +528,15 @@ def provision(
                        "or --host", 2)
     c = cli.client()
     p = lookup.package(c, package)
+    extra: dict = {"pool": pool, "virt_type": virt_type, "libvirt_network": libvirt_network,
+                   "user_data": _user_data(user_data), "ssh_keys": _ssh_keys(ssh_key or []),
+                   "hostname": hostname}
     if hypervisor or host:
         hv = _hypervisor(c, hypervisor, host)
         q = c.machines.provision(hv.machine, package=p.uuid, hypervisor=hv.uuid, name=name,
-                                 pool=pool)
+                                 **extra)
     else:
-        q = c.machines.provision(package=p.uuid, name=name, pool=pool,
+        q = c.machines.provision(package=p.uuid, name=name, **extra,
                                  cluster=lookup.cluster(c, cluster).uuid if cluster else None)
     doc = {"txid": q.txid, "machine": q.machine, "name": name, "package": p.uuid,
            "hypervisor": q.hypervisor}
@@ -532,6 +546,13 @@ def provision(
     tx = cli.follow(q.txid, f"provision {name}", timeout)
     cli.emit({**doc, "state": tx.state, "transaction": tx},
              lambda: cli.say(f"machine {name} provisioned: {q.machine}"))
+
+
+def _user_data(path: Path | None) -> str | None:
+    """--user-data: the file's text ('-': stdin)."""
+    if path is None:
+        return None
+    return typer.get_text_stream("stdin").read() if str(path) == "-" else _read(path)
 
 
 def _ssh_keys(values: list[str]) -> list[str]:
@@ -590,10 +611,7 @@ def create(
                        "or --host", 2)
     c = cli.client()
     hv = _hypervisor(c, hypervisor, host).uuid if hypervisor or host else None
-    text = None
-    if user_data is not None:
-        text = typer.get_text_stream("stdin").read() if str(user_data) == "-" else \
-            _read(user_data)
+    text = _user_data(user_data)
     q = c.machines.create(
         name, vcpus=vcpus, memory=memory, disk=disk, image=image, cdrom=cdrom,
         networks=[lookup.network(c, n).uuid for n in network or []],

@@ -71,6 +71,7 @@ def serve(
 
     from enomalism.api.app import create_app
     from enomalism.config import Settings
+    from enomalism.runtime.memory import tune_malloc
 
     overrides: dict[str, Any] = {k: v for k, v in {
         "host": host, "port": port, "data_dir": data_dir, "database_url": database_url,
@@ -82,6 +83,7 @@ def serve(
             typer.echo(f"enomalism: {err['msg'].removeprefix('Value error, ')}", err=True)
         raise typer.Exit(2) from None
     os.umask(0o077)  # whatever the server writes is its own (docs/deployment.md, file modes)
+    tune_malloc()  # big buffers reused, not mapped afresh: uploads (runtime/memory.py)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     typer.echo(f"enomalism: serving on http://{settings.host}:{settings.port} "

@@ -253,14 +253,18 @@ class Machines(Resource):
 
     def provision(self, host: str | None = None, *, package: str, name: str,
                   hypervisor: str | None = None, cluster: str | None = None,
-                  pool: str | None = None) -> Queued:
+                  pool: str | None = None, virt_type: str | None = None,
+                  libvirt_network: str | None = None, user_data: str | None = None,
+                  ssh_keys: typing.Sequence[str] = (), hostname: str | None = None) -> Queued:
         """Queue a provision of `package` as a new machine `name`: on `hypervisor` (one of
         `host`'s) when given; otherwise the server places it (docs/provisioning.md,
         "Placement") among the hypervisors of `cluster`'s hosts, or among all the hypervisors
         the caller may control. `host`, the machine the request is addressed to, defaults to
         the hypervisor's host, else the first host (or machine) the caller may read.
         `Queued.machine` is the new machine, `Queued.hypervisor` where it goes, `Queued.txid`
-        the transaction."""
+        the transaction. `virt_type`: kvm or qemu (TCG); `libvirt_network`: where the
+        interfaces the package names no network for go; `user_data`, `ssh_keys`, `hostname`:
+        a cloud-init NoCloud seed."""
         if hypervisor and cluster:
             raise ValueError("name a hypervisor or a cluster, not both")
         hypervisor = self._hypervisors._id(hypervisor)
@@ -270,7 +274,10 @@ class Machines(Resource):
             host = self._hypervisors.get(hypervisor).machine if hypervisor else \
                 self._any_machine()
         a = self._call("POST", f"/rest/machine/{path_id(host)}/actions/provision/",
-                       pkguuid=package, hvmuuid=hypervisor or cluster, name=name, pool=pool)
+                       pkguuid=package, hvmuuid=hypervisor or cluster, name=name, pool=pool,
+                       virt_type=virt_type, libvirt_network=libvirt_network,
+                       user_data=user_data, ssh_key=list(ssh_keys) or None,
+                       hostname=hostname)
         return Queued(txid=a["txid"], machine=a["newuuid"], message=a.get("message", ""),
                       hypervisor=a.get("hvmuuid"))
 

@@ -25,11 +25,9 @@ from sqlalchemy import select
 from enomalism.errors import (
     Conflict,
     DiskTooLarge,
-    Forbidden,
     InvalidInput,
     InvalidState,
     MissingVariable,
-    NotFound,
     PoolFull,
     PoolNotAllowed,
     WrongImageFormat,
@@ -47,7 +45,7 @@ from enomalism.services import (
 )
 from enomalism.services.context import Context, Principal
 from enomalism.services.lookup import get_hypervisor
-from enomalism.services.provisioning import _hypervisor_or_cluster
+from enomalism.services.provisioning import _hypervisor_or_cluster, usable_network
 from enomalism.store.models import Hypervisor, Image, Machine, Transaction, User, new_uuid
 from enomalism.virt import builder, policy
 from enomalism.virt.domxml import DomainXML, StaticNic, new_mac
@@ -151,14 +149,6 @@ def _check_space(pool: Any, size: int) -> None:
                        f"the disk needs {size // MIB} MiB")
 
 
-def _usable_network(ctx: Context, conn: Any, name: str) -> str:
-    if not conn.has_network(name):
-        raise NotFound(f"the hypervisor has no libvirt network '{name}'")
-    if not ctx.user.is_admin and not volumes.usable_networks(ctx)(name):
-        raise Forbidden(f"libvirt network '{name}' is not one of a network you may use")
-    return name
-
-
 def queue_create(ctx: Context, *, name: str | None, vcpus: str | None, memory: str | None,
                  disk: str | None, image: str | None, cdrom: str | None, network: list[str],
                  libvirt_network: str | None, hvmuuid: str | None, pool: str | None,
@@ -198,7 +188,7 @@ def queue_create(ctx: Context, *, name: str | None, vcpus: str | None, memory: s
     if conn.name_taken(name):
         raise Conflict(f"the hypervisor already has a domain named '{name}'")
     if libvirt_network:
-        _usable_network(ctx, conn, libvirt_network)
+        usable_network(ctx, conn, libvirt_network)
     kinds = conn.firmware_kinds(domain_type) if firmware == "uefi" else None
     if kinds is not None and "efi" not in kinds:
         raise InvalidInput(f"hypervisor {hv.virt_url} has no UEFI firmware libvirt can pick "

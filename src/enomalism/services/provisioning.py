@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from enomalism.errors import (
     Conflict,
     EnomalismError,
+    Forbidden,
     ForeignDisk,
     HypervisorError,
     InvalidInput,
@@ -157,7 +158,7 @@ class Queued(NamedTuple):
 def queue_provision(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuuid: str | None,
                     name: str | None, pool: str | None = None, user_data: str | None = None,
                     ssh_keys: Sequence[str] = (), hostname: str | None = None,
-                    virt_type: str | None = None) -> Queued:
+                    virt_type: str | None = None, libvirt_network: str | None = None) -> Queued:
     """Check everything that can be checked now, record the new machine (locked by the
     transaction, with the size it will have) and queue the provision.
 
@@ -188,6 +189,8 @@ def queue_provision(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuui
             raise Conflict(f"the hypervisor already has a domain named '{name}'")
         if pool:
             conn.pick_pool(pool)  # exists and runs, or a clear error now
+        if libvirt_network:
+            usable_network(ctx, conn, libvirt_network)
         # The host's networks, checked on its hypervisor, and the addresses their DHCP
         # servers still lease to MACs gone.
         networks.check_for_host(conn, hv.virt_url, nets)
@@ -213,9 +216,19 @@ def queue_provision(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuui
     tx = transactions.enqueue(ctx, "provision", target=newuuid, lock=[newuuid], params={
         "package": p.uuid, "hypervisor": hv.uuid, "name": name, "machine": newuuid,
         "pool": pool or None, "nics": nics, "memory_kib": memory_kib, "vcpus": vcpus,
-        "seed": seed, "virt_type": virt_type or None})
+        "seed": seed, "virt_type": virt_type or None,
+        "libvirt_network": libvirt_network or None})
     tx.undo = [{"kind": "machine", "uuid": newuuid}]
     return Queued(newuuid, hv.uuid, tx)
+
+
+def usable_network(ctx: Context, conn: HypervisorConnection, name: str) -> str:
+    """A libvirt network of the hypervisor the caller may put an interface on."""
+    if not conn.has_network(name):
+        raise NotFound(f"the hypervisor has no libvirt network '{name[:80]}'")
+    if not ctx.user.is_admin and not volumes.usable_networks(ctx)(name):
+        raise Forbidden(f"libvirt network '{name[:80]}' is not one of a network you may use")
+    return name
 
 
 def _place(ctx: Context, host_uuid: str, *, pkguuid: str | None, hvmuuid: str | None,
@@ -484,6 +497,8 @@ def provision(job: JobContext) -> dict[str, Any]:
     pool = conn.pick_pool(prm.get("pool"))
     nics = [StaticNic(libvirt_network=conn.has_network(nic["source"]), **nic)
             for nic in prm.get("nics", [])]
+    fill = functools.cache(lambda: _fill_network(conn, virt_url, prm.get("libvirt_network"),
+                                                 nics))
 
     seed_name = f"{name}-cidata.iso"
     seed_path = pool.planned_path(seed_name) if prm.get("seed") else None
@@ -496,11 +511,15 @@ def provision(job: JobContext) -> dict[str, Any]:
             domain_type=_domain_type(virt_class, prm.get("virt_type")))
         if nics:
             xml.set_static_addresses(nics)
+        if xml.unsourced_interfaces():  # an exported package's: on the target's network
+            source, is_network = fill()
+            xml.fill_interface_sources(source, libvirt_network=is_network)
         if seed_path:
             builder.add_seed(xml.root, seed_path)
             xml.mark_seed(seed_path)
         ours = set(paths.values()) | ({seed_path} if seed_path else set())
-        _check_package_xml(job, hv_uuid, xml, ours, [n.source for n in nics])
+        chosen = [prm["libvirt_network"]] if prm.get("libvirt_network") else []
+        _check_package_xml(job, hv_uuid, xml, ours, [n.source for n in nics] + chosen)
         return xml
 
     # before anything is uploaded: a package the policy refuses costs no copy
@@ -543,6 +562,24 @@ def provision(job: JobContext) -> dict[str, Any]:
     job.registry.resync_machine(hv_uuid, newuuid)
     return {"machine": newuuid, "name": name, "disks": disk_paths,
             "addresses": [n.address for n in nics]}
+
+
+def _fill_network(conn: HypervisorConnection, virt_url: str, chosen: str | None,
+                  nics: list[StaticNic]) -> tuple[str, bool]:
+    """Where the package's interfaces that name no network go (an exported package leaves
+    them to the target), as (source, is a libvirt network): the caller's `libvirt_network`,
+    else the static network's, else the hypervisor's default network; InvalidState when
+    there is nowhere to put them."""
+    if chosen:
+        return chosen, True
+    if nics:
+        return nics[0].source, nics[0].libvirt_network
+    default = conn.default_network()
+    if default is None:
+        raise InvalidState(f"the package's network interfaces name no network (it leaves them "
+                           f"to the target) and hypervisor {virt_url} runs no libvirt network "
+                           "named 'default': give libvirt_network")
+    return default, True
 
 
 def _check_package_xml(job: JobContext, hv_uuid: str, xml: DomainXML, disks: set[str],
@@ -652,6 +689,7 @@ def package(job: JobContext) -> dict[str, Any]:
     xml_text = conn.domain_xml(prm["machine"])  # without secrets (graphics passwords)
     portable = DomainXML(xml_text)
     portable.portable_consoles()  # no log file or socket path of this host travels
+    portable.portable_interfaces()  # nor its networks' names: the target's fill them
     # the package's class is the domain's type (a qemu (TCG) guest on a kvm host is qemu)
     virt_class = portable.domain_type if portable.domain_type in PACKAGE_CLASSES else virt_class
     xml_text = portable.to_string()

@@ -88,6 +88,12 @@ def new_mac(taken: Iterable[str] = ()) -> str:
 
 _SOURCE_ATTRS = ("network", "bridge", "dev", "path", "address")
 _DISK_FORMATS = ("raw", "qcow2")
+UNSOURCED_TYPES = ("network", "bridge", "direct")  # what export leaves for the target to fill
+
+
+def _has_source(iface: etree._Element) -> bool:
+    src = iface.find("source")
+    return src is not None and any(src.get(a) for a in _SOURCE_ATTRS)
 LOOPBACK_LISTEN = ("127.0.0.1", "::1", "localhost")
 
 
@@ -258,7 +264,8 @@ class DomainXML:
 
         Left as they are: the guest's ABI (machine type, CPU model, PCI addresses, disk serial
         numbers, SMBIOS serials), interface sources (network or bridge names: the caller sets
-        those for the target host), host devices (<hostdev>: hardware the new host must have),
+        those for the target host; an exported package names none: `fill_interface_sources`),
+        host devices (<hostdev>: hardware the new host must have),
         serial/console log file paths.
         """
         if not name or not name.strip() or "/" in name:
@@ -307,6 +314,45 @@ class DomainXML:
                     dev.remove(el)
             for el in dev.findall("log"):
                 dev.remove(el)
+
+    def portable_interfaces(self) -> None:
+        """For export (package): a network, bridge or direct (macvtap) interface loses what
+        names the source host's networking (<source>, <target>, <virtualport>, <vlan>): the
+        network called 'default' there is another network, or none, on a target. Provisioning
+        fills the source from the target's networks (`unsourced_interfaces`,
+        `fill_interface_sources`). Model, PCI address and the rest of the guest's view stay."""
+        for iface in self.root.iterfind("devices/interface"):
+            if iface.get("type") not in UNSOURCED_TYPES:
+                continue
+            for child in list(iface):
+                if child.tag in ("source", "target", "virtualport", "vlan"):
+                    iface.remove(child)
+
+    def unsourced_interfaces(self) -> int:
+        """How many network, bridge or direct interfaces name no source (an exported
+        package's: left for the target's networks)."""
+        return sum(1 for i in self.root.iterfind("devices/interface")
+                   if i.get("type") in UNSOURCED_TYPES and not _has_source(i))
+
+    def fill_interface_sources(self, source: str, *, libvirt_network: bool) -> int:
+        """Put every interface that names no source on `source` (a libvirt network of the
+        target, else a host bridge): how many were."""
+        filled = 0
+        for iface in self.root.iterfind("devices/interface"):
+            if iface.get("type") not in UNSOURCED_TYPES or _has_source(iface):
+                continue
+            for old in iface.findall("source"):
+                iface.remove(old)
+            iface.set("type", "network" if libvirt_network else "bridge")
+            src = etree.Element("source")
+            src.set("network" if libvirt_network else "bridge", source)
+            mac = iface.find("mac")
+            if mac is not None:
+                mac.addnext(src)
+            else:
+                iface.insert(0, src)
+            filled += 1
+        return filled
 
     def _rewrite_disks(self, paths: dict[str, str], formats: dict[str, str]) -> None:
         seen = set()

@@ -515,6 +515,21 @@ def has_network(conn: libvirt.virConnect, name: str) -> bool:
             raise
 
 
+def default_network(conn: libvirt.virConnect) -> str | None:
+    """The libvirt network an interface goes on when nothing else is said: the one named
+    'default' (what libvirt installs) while it runs; None otherwise. Not "the only running
+    network": which network that is changes as others are started, and a guest must not land
+    on one by chance."""
+    with libvirt_errors():
+        try:
+            net = conn.networkLookupByName("default")
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_NETWORK:
+                return None
+            raise
+        return "default" if net.isActive() else None
+
+
 def network_subnets(conn: libvirt.virConnect, name: str) -> list[ipaddress.IPv4Network
                                                                  | ipaddress.IPv6Network]:
     """The subnets of a libvirt network's <ip> elements (none for a network that only

@@ -237,6 +237,9 @@ class HypervisorConnection:
     def has_network(self, name: str) -> bool:
         return driver.has_network(self.virconnect, name)
 
+    def default_network(self) -> str | None:
+        return driver.default_network(self.virconnect)
+
     def network_subnets(self, name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         return driver.network_subnets(self.virconnect, name)
 

@@ -324,13 +324,16 @@ def _abort(stream: libvirt.virStream) -> None:
         pass
 
 
-def _read_exactly(source: Readable, n: int) -> bytes:
-    """n bytes from `source`, fewer only at its end (read() may return short counts)."""
+def _read_some(source: Readable, n: int) -> bytes:
+    """Up to n bytes from `source`, at least a BLOCK of them (or up to its end): a short read
+    of that much (an upload's body gives the pieces the server received) is used as it is,
+    not copied into a CHUNK; smaller ones are gathered, so that no write or send is tiny."""
+    least = min(n, BLOCK)
     first = source.read(n)
-    if not first or len(first) == n:
-        return bytes(first or b"")
+    if not first or len(first) >= least:
+        return bytes(first)
     parts, got = [first], len(first)
-    while got < n:
+    while got < least:
         more = source.read(n - got)
         if not more:
             break
@@ -350,7 +353,7 @@ def _send_all(stream: libvirt.virStream, data: bytes) -> None:
 def _runs(buf: bytes) -> Iterator[tuple[int, int, bool]]:
     """`buf` as (start, end, all_zero) runs of whole BLOCKs (the last one may be short)."""
     n = len(buf)
-    if buf == _ZERO[:n]:
+    if n <= CHUNK and _ZERO.startswith(buf):  # (a slice of _ZERO would be a copy)
         yield 0, n, True
         return
     start, zero_run = 0, None  # start of the current run; whether it is all zeros
@@ -605,7 +608,7 @@ class _ReadAhead:
         try:
             left = self._size
             while left > 0 and not self._stop.is_set():
-                buf = _read_exactly(self._source, min(CHUNK, left))
+                buf = _read_some(self._source, min(CHUNK, left))
                 self._put(buf)
                 if not buf:
                     return
