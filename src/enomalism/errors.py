@@ -47,6 +47,8 @@ the API layer turns any of them into `{"errno": N, "message": "..."}` with that 
     │   │   ├── ForeignDisk   1310  409  package: the machine has a disk it does not own
     │   │   └── AboveMaximum  1311  409  set: a running machine grown past its maximum
     │   ├── NoPlacement       1302  409  no hypervisor can take a new machine (placement)
+    │   ├── SameHypervisor    1303  409  set_parent: the machine is on that hypervisor already
+    │   ├── CannotRunThere    1304  409  set_parent: the target hypervisor cannot run the machine
     │   ├── ImageTooLarge     1316  413  an upload larger than its pool's free space
     │   ├── PoolFull          1326  409  the storage pool has less space left than a new disk
     │   ├── NetworksClash     1370  409  two static networks put one subnet twice on a segment
@@ -247,6 +249,14 @@ class InvalidState(Conflict):
 
 class NoPlacement(Conflict):
     errno, message = 1302, "no hypervisor can take the new machine"
+
+
+class SameHypervisor(Conflict):
+    errno, message = 1303, "the machine is on that hypervisor already"
+
+
+class CannotRunThere(Conflict):
+    errno, message = 1304, "the target hypervisor cannot run the machine"
 
 
 class ImageTooLarge(Conflict):

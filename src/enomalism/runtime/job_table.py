@@ -3,7 +3,7 @@ that what the runner can run is read here rather than gathered from the side eff
 imports. The server hands it to its Runner; a kind not in it cannot be queued."""
 
 from enomalism.jobs.runner import Handler
-from enomalism.services import cache, create, images, provisioning
+from enomalism.services import cache, create, images, moves, provisioning
 
 JOBS: dict[str, Handler] = {
     "retrieve": provisioning.retrieve,
@@ -13,4 +13,6 @@ JOBS: dict[str, Handler] = {
     "image_register": images.register_job,
     "image_package": images.package_job,
     cache.KIND: cache.prune,
+    moves.KIND: moves.migrate,
+    moves.EVACUATE: moves.evacuate,
 }
