@@ -139,6 +139,7 @@ def copy_volume(src: libvirt.virConnect, path: str, pool: libvirt.virStoragePool
     """A copy of the volume at `path` on `src` as the new volume `name` in `pool` (another
     hypervisor's); returns its path. An overlay is flattened first into a temporary volume
     on `src` (removed afterwards). On failure or cancellation nothing new is left."""
+    storage._refresh(_pool_of(src, path))  # the sizes libvirt has of it are a refresh's
     info = storage.volume_info(src, path)
     flat = None
     if info.backing:
@@ -147,7 +148,7 @@ def copy_volume(src: libvirt.virConnect, path: str, pool: libvirt.virStoragePool
         flat = storage.clone(src_pool, flat_name, path)
     try:
         read_from = flat or path
-        size = storage.physical_size(src, read_from)
+        size = _file_size(src, read_from)
         fmt = info.format if info.format in storage.FORMATS else "raw"
         return _stream(src, read_from, pool, name, size=size, fmt=fmt, progress=progress,
                        cancelled=cancelled)
@@ -157,6 +158,15 @@ def copy_volume(src: libvirt.virConnect, path: str, pool: libvirt.virStoragePool
                 storage.delete(src, flat)
             except EnomalismError:
                 pass  # a stray temporary volume; named after the disk, it says what it is
+
+
+def _file_size(conn: libvirt.virConnect, path: str) -> int:
+    """The bytes a download of the volume gives: its file's size (`<physical>`)."""
+    with libvirt_errors():
+        vol = conn.storageVolLookupByPath(path)
+        found = etree.fromstring(vol.XMLDesc(0).encode()).findtext("physical")
+        return int(found) if found else int(
+            vol.infoFlags(libvirt.VIR_STORAGE_VOL_GET_PHYSICAL)[2])
 
 
 def _pool_of(conn: libvirt.virConnect, path: str) -> libvirt.virStoragePool:
