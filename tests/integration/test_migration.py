@@ -7,16 +7,25 @@ cannot be are refused with nothing changed.
 Slow tests are few: one guest serves the cancel, the refusal of a locked machine and the
 migration itself. Guests are TCG (domain type qemu)."""
 
+import os
 import shutil
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import libvirt
 import pytest
 
+from enomalism.cli import console as term
+from enomalism.client import Client
+from enomalism.config import Settings
 from tests import guest
-from tests.conftest import expect_error
-from tests.integration.conftest import URI, Qemu, Scratch, wait_for
+from tests.cli.conftest import running_server
+from tests.conftest import ADMIN_PASSWORD, FAST_HASHES, Api, database_url, expect_error
+from tests.integration.conftest import URI, Host, Qemu, Scratch, wait_for
 from tests.integration.provision_helpers import log_lines, wait_tx
+from tests.integration.test_consoles import Screen
 from tests.integration.test_second_host import register
 from tests.secondhost import SecondHost
 
@@ -72,8 +81,31 @@ def volumes_of(conn: libvirt.virConnect, pool: str) -> list[str]:
     return sorted(v.name() for v in p.listAllVolumes(0))
 
 
+class HttpApi(Api):
+    """The tests' Api over HTTP to a served app (uvicorn: consoles need real WebSockets)."""
+
+    def __init__(self, client: httpx.Client, app: object) -> None:
+        self.client, self.app, self.auth = client, app, ("admin", ADMIN_PASSWORD)
+
+
+@pytest.fixture
+def served(scratch: Scratch, host: Host, tmp_path: Path) -> Iterator[tuple[Qemu, str]]:
+    """A server on qemu:///system served over HTTP: (its Qemu helper, its URL)."""
+    data = tmp_path / "data"
+    settings = Settings(data_dir=data, hypervisors=[URI], admin_password=ADMIN_PASSWORD,
+                        database_url=database_url(data), console_ping=0.5, **FAST_HASHES)
+    with running_server(settings) as (url, app), httpx.Client(base_url=url, timeout=120) as c:
+        api = HttpApi(c, app)
+        hv = next(h["uuid"] for h in api.hypervisors() if h["virt_url"] == URI)
+        q = Qemu(api, hv, host, scratch)
+        q.wait_hypervisor("connected")
+        yield q, url
+
+
 def test_a_running_guest_migrates_live_and_keeps_counting(
-        qemu, second_host: SecondHost, second_scratch, own, tiny_guest, tmp_path):
+        served, second_host: SecondHost, second_scratch, own, tiny_guest, tmp_path):
+    """...and `enomalism machine console`, attached meanwhile, follows it to its new host."""
+    qemu, url = served
     _, hv2 = register(qemu, second_host, own)
     pool2 = second_scratch.pool.name()
     vol = tiny_volume(qemu.scratch, tiny_guest)
@@ -106,9 +138,26 @@ def test_a_running_guest_migrates_live_and_keeps_counting(
     counting_on(serial)
     assert qemu.api.machine(uuid)["machine_obj"]["parent"] == qemu.hv
 
-    # Now for real, at full speed.
-    txid = move(qemu, uuid, hv2, pool=pool2)["txid"]
-    done = wait_tx(qemu.api, txid)
+    # Now for real, at full speed, with the CLI's console attached.
+    keys_r, keys_w = os.pipe()
+    screen, said, detached = Screen(), [], []
+    with Client(url, "admin", ADMIN_PASSWORD) as c:
+        t = threading.Thread(target=lambda: detached.append(term.attach(
+            lambda: c.machines.console(uuid, force=True), keys_r, screen, said.append)))
+        t.start()
+        try:
+            screen.wait(b"TICK-")
+            txid = move(qemu, uuid, hv2, pool=pool2)["txid"]
+            done = wait_tx(qemu.api, txid)
+            last = ticks(serial)[-1]
+            screen.wait(f"TICK-{last + 2}\r".encode())  # printed on the new host
+        finally:
+            os.write(keys_w, b"\x1d")  # Ctrl-]
+            t.join(60)
+            os.close(keys_w)
+            os.close(keys_r)
+    assert detached == [0], said
+    assert any("opening it again" in line for line in said), said
     assert done["data"]["state"] == "done", done
     result = done["data"]["result"]
     assert result["live"] is True and result["downtime_ms"] is not None

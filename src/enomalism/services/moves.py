@@ -216,16 +216,17 @@ def migrate(job: JobContext) -> dict[str, Any]:
         result = _live(job, src, dst, uuid, inactive, plan, p.get("bandwidth"))
     else:
         result = _stopped(job, src, dst, uuid, inactive, plan, target_uuid)
-    # The machine is on the target now: its old disks go (its own only), the record follows.
+    # The machine is on the target now: the record follows at once (a console opened again
+    # finds it there), then its old disks go (its own only).
+    moved = {d.path: d.new_path for d in plan}
+    message = _record(job, uuid, source_uuid, target_uuid, dst, moved, owned,
+                      f"machine moved to hypervisor {target_url}")
     for d in plan:
         if d.path in owned:
             try:
                 src.delete_volume(d.path)
             except EnomalismError as e:
                 job.log(f"the old disk {d.path} stays on the source: {e.message}", "warning")
-    moved = {d.path: d.new_path for d in plan}
-    message = _record(job, uuid, source_uuid, target_uuid, dst, moved, owned,
-                      f"machine moved to hypervisor {target_url}")
     job.log(message)
     return {"machine": uuid, "hypervisor": target_uuid, "live": live, "disks": moved,
             "message": message, **result}
