@@ -228,7 +228,7 @@ def test_evacuating_a_host_moves_its_three_machines(qemu, second_host, second_sc
         [child] = [t for t in qemu.api.ok("GET", "/rest/transactions/",
                                           params={"target": uuid})["transactions"]
                    if t["kind"] == "migrate"]
-        assert child["state"] == "done"
+        assert (child["state"], child["parent"]) == ("done", body["txid"])
     assert second_scratch.host.state(machines[0]) == "running"
     assert {second_scratch.host.state(u) for u in machines[1:]} == {"shutoff"}
     # the empty host evacuates again at once, with nothing to move
