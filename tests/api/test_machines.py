@@ -570,3 +570,19 @@ def test_set_parent_refuses_a_name_taken_on_the_target(hosts, own):
     new_vm(api, own, managed=False, hv_uuid=hvs["b"])
     with unchanged(api):
         expect_error(act(api, uuid, "set_parent", puuid=hvs["b"]), 409, 1300)
+
+
+def test_only_an_administrator_evacuates_a_host(hosts):
+    """It moves every user's machines: a user with every grant on the host is refused, and
+    nothing is queued."""
+    from tests.api.accounts import new_user
+
+    api, _, _ = hosts
+    host = api.local_host()
+    alice = new_user(api)
+    api.ok("PUT", f"/rest/permissions/{host}/", data={"permission": "control",
+                                                      "user": alice.name})
+    before = api.ok("GET", "/rest/transactions/")["transactions"]
+    r = api.post(f"/rest/machine/{host}/", data={"action": "evacuate"}, auth=alice.auth)
+    expect_error(r, 403, 1101)
+    assert api.ok("GET", "/rest/transactions/")["transactions"] == before
