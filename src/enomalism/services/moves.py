@@ -102,6 +102,7 @@ class DiskMove:
     capacity: int
     fmt: str
     pool: str = ""  # the target's pool
+    planned: str = ""  # its path there as the undo log has it, before it is made
     new_path: str = ""
 
 
@@ -239,7 +240,8 @@ def _live(job: JobContext, src: HypervisorConnection, dst: HypervisorConnection,
     for d in plan:
         pool = dst.pool(d.pool)
         d.fmt = "qcow2" if pool.supports_overlay() else "raw"
-        job.will_create("volume", hypervisor=target_uuid, path=pool.planned_path(d.name))
+        d.planned = pool.planned_path(d.name)
+        job.will_create("volume", hypervisor=target_uuid, path=d.planned)
         d.new_path = pool.blank(d.name, d.capacity)
     paths = {d.target: (d.new_path, d.fmt) for d in plan}
     live_xml = migration.with_disks_at(DomainXML(src.migratable_xml(uuid)), paths)
@@ -255,7 +257,7 @@ def _live(job: JobContext, src: HypervisorConnection, dst: HypervisorConnection,
         raise JobCancelled() from None
     # On the target and gone from the source: nothing of this is to be undone any more.
     for d in plan:
-        job.created_ok("volume", hypervisor=target_uuid, path=d.new_path)
+        job.created_ok("volume", hypervisor=target_uuid, path=d.planned)
     job.log(f"migrated; downtime {done.downtime_ms} ms, {done.total_ms} ms in all")
     return {"downtime_ms": done.downtime_ms, "total_ms": done.total_ms,
             "transferred": done.transferred}
@@ -269,7 +271,8 @@ def _stopped(job: JobContext, src: HypervisorConnection, dst: HypervisorConnecti
     done_before = 0
     for d in plan:
         pool = dst.pool(d.pool)
-        job.will_create("volume", hypervisor=target_uuid, path=pool.planned_path(d.name))
+        d.planned = pool.planned_path(d.name)
+        job.will_create("volume", hypervisor=target_uuid, path=d.planned)
         watch = _Watch(job, 5 + 85 * done_before / total, 85 * max(d.capacity, 1) / total)
 
         def copied(n: int, d: DiskMove = d, watch: _Watch = watch) -> None:
@@ -289,7 +292,7 @@ def _stopped(job: JobContext, src: HypervisorConnection, dst: HypervisorConnecti
     job.check_cancelled()
     src.undefine(uuid)
     for d in plan:
-        job.created_ok("volume", hypervisor=target_uuid, path=d.new_path)
+        job.created_ok("volume", hypervisor=target_uuid, path=d.planned)
     job.created_ok("domain", hypervisor=target_uuid, uuid=uuid)
     return {}
 
@@ -376,6 +379,12 @@ def evacuate(job: JobContext) -> dict[str, Any]:
     children, failed = [], []
     for i, mv in enumerate(moves):
         job.check_cancelled()
+        with job.db.session(write=False) as s:
+            where = s.scalar(select(Machine.parent_uuid).where(Machine.uuid == mv["machine"]))
+        if where != mv["hypervisor"]:  # deleted, or moved already (a retried evacuation)
+            job.log(f"{mv['name']}: no longer on the host; left as it is")
+            children.append({"machine": mv["machine"], "target": where, "state": "skipped"})
+            continue
         state, out = job.run_child(KIND, target=mv["machine"], lock=mv["machine"], params={
             "machine": mv["machine"], "hypervisor": mv["hypervisor"], "target": mv["target"],
             "pool": None, "bandwidth": None, "live": mv["live"]})
