@@ -150,7 +150,10 @@ def test_a_running_guest_migrates_live_and_keeps_counting(
             txid = move(qemu, uuid, hv2, pool=pool2)["txid"]
             done = wait_tx(qemu.api, txid)
             last = ticks(serial)[-1]
-            screen.wait(f"TICK-{last + 2}\r".encode())  # printed on the new host
+            try:
+                screen.wait(f"TICK-{last + 2}\r".encode())  # printed on the new host
+            except AssertionError as e:
+                raise AssertionError(f"the CLI said {said}; its screen: {e}") from None
         finally:
             os.write(keys_w, b"\x1d")  # Ctrl-]
             t.join(60)
