@@ -255,6 +255,7 @@ def _live(job: JobContext, src: HypervisorConnection, dst: HypervisorConnection,
         job.log("migration aborted; the machine runs on the source as before")
         watch.raise_if_stopped()
         raise JobCancelled() from None
+    _point_at(job, uuid, target_uuid)
     # On the target and gone from the source: nothing of this is to be undone any more.
     for d in plan:
         job.created_ok("volume", hypervisor=target_uuid, path=d.planned)
@@ -291,10 +292,19 @@ def _stopped(job: JobContext, src: HypervisorConnection, dst: HypervisorConnecti
     dst.define(xml)
     job.check_cancelled()
     src.undefine(uuid)
+    _point_at(job, uuid, target_uuid)
     for d in plan:
         job.created_ok("volume", hypervisor=target_uuid, path=d.planned)
     job.created_ok("domain", hypervisor=target_uuid, uuid=uuid)
     return {}
+
+
+def _point_at(job: JobContext, uuid: str, target_uuid: str) -> None:
+    """The record names its new hypervisor at once, before anything slower: a console
+    opened again, an event of either host, find the machine where it is. `_record` writes
+    the rest."""
+    with job.db.session() as s:  # through the ORM: the `machine.moved` event goes out
+        s.get_one(Machine, uuid).parent_uuid = target_uuid
 
 
 def _principal(s: Any, owner_uuid: str | None) -> Principal:
