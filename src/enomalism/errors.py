@@ -54,6 +54,7 @@ the API layer turns any of them into `{"errno": N, "message": "..."}` with that 
     │   ├── NetworksClash     1370  409  two static networks put one subnet twice on a segment
     │   ├── ConsoleBusy       1380  409  another viewer holds the serial console (force=1)
     │   ├── ConsoleUnavailable 1381 409  the machine has no such console now (stopped, none)
+    │   │   └── ConsoleMoving  1382 409  the machine is migrating: open its console again soon
     │   └── ClusterInUse      1371  409  static networks serve the cluster (delete: force)
     ├── Locked                1400  423  a transaction holds the machine
     ├── HypervisorError       1500  502  libvirt refused the operation
@@ -285,6 +286,10 @@ class ConsoleBusy(Conflict):
 
 class ConsoleUnavailable(Conflict):
     errno, message = 1381, "the machine has no such console now"
+
+
+class ConsoleMoving(ConsoleUnavailable):
+    errno, message = 1382, "the machine is migrating; open its console again in a moment"
 
 
 class ClusterInUse(Conflict):

@@ -25,6 +25,7 @@ from sqlalchemy import select
 from enomalism.errors import (
     BadConsoleTicket,
     ConsoleBusy,
+    ConsoleMoving,
     ConsoleUnavailable,
     InvalidInput,
     MissingVariable,
@@ -262,8 +263,8 @@ def open_pipe(registry: object, viewer: Viewer, *, force: bool,
         if _migrating(registry, viewer.target.machine):
             # gone from the old host, not yet recorded on the new one: a client opening it
             # again in a moment (the CLI does) finds it there; 4404 would tell it to stop
-            raise ConsoleUnavailable("the machine is migrating to another hypervisor; open "
-                                     "its console again in a moment") from None
+            raise ConsoleMoving("the machine is migrating to another hypervisor; open its "
+                                "console again in a moment") from None
         raise
 
 
