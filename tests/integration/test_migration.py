@@ -102,6 +102,7 @@ def served(scratch: Scratch, host: Host, tmp_path: Path) -> Iterator[tuple[Qemu,
         yield q, url
 
 
+@pytest.mark.guest
 def test_a_running_guest_migrates_live_and_keeps_counting(
         served, second_host: SecondHost, second_scratch, own, tiny_guest, tmp_path):
     """...and `enomalism machine console`, attached meanwhile, follows it to its new host."""
