@@ -255,10 +255,10 @@ def _live(job: JobContext, src: HypervisorConnection, dst: HypervisorConnection,
         job.log("migration aborted; the machine runs on the source as before")
         watch.raise_if_stopped()
         raise JobCancelled() from None
-    _point_at(job, uuid, target_uuid)
     # On the target and gone from the source: nothing of this is to be undone any more.
     for d in plan:
         job.created_ok("volume", hypervisor=target_uuid, path=d.planned)
+    _point_at(job, uuid, target_uuid)
     job.log(f"migrated; downtime {done.downtime_ms} ms, {done.total_ms} ms in all")
     return {"downtime_ms": done.downtime_ms, "total_ms": done.total_ms,
             "transferred": done.transferred}
