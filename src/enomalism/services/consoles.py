@@ -254,18 +254,13 @@ class SocketPipe(Pipe):
 def open_pipe(registry: object, viewer: Viewer, *, force: bool,
               loop: asyncio.AbstractEventLoop) -> Pipe:
     """Open the console in libvirt (blocking: call it in a worker thread)."""
-    source = _migrating_from(registry, viewer.target.machine)
-    if source is not None and source != viewer.target.hypervisor:
-        # recorded on its new host, the move not finished: opened there once it is
-        raise ConsoleMoving("the machine is migrating to another hypervisor; open its "
-                            "console again in a moment")
     conn = registry.connection(viewer.target.hypervisor)  # type: ignore[attr-defined]
     try:
         if viewer.kind == "serial":
             return SerialPipe(conn.open_serial(viewer.target.machine, force=force), loop)
         return SocketPipe(conn.open_graphics(viewer.target.uri, viewer.target.machine), loop)
     except NotFound:
-        if source is not None:
+        if _migrating(registry, viewer.target.machine):
             # gone from the old host, not yet recorded on the new one: a client opening it
             # again in a moment (the CLI does) finds it there; 4404 would tell it to stop
             raise ConsoleMoving("the machine is migrating to another hypervisor; open its "
@@ -273,15 +268,12 @@ def open_pipe(registry: object, viewer: Viewer, *, force: bool,
         raise
 
 
-def _migrating_from(registry: object, uuid: str) -> str | None:
-    """The hypervisor a `migrate` transaction holding the machine moves it from, or None."""
+def _migrating(registry: object, uuid: str) -> bool:
+    """True while a `migrate` transaction holds the machine."""
     with registry.db.session(write=False) as s:  # type: ignore[attr-defined]
-        row = s.execute(select(Transaction.kind, Transaction.params).join(
+        return s.scalar(select(Transaction.kind).join(
             Machine, Machine.lock_txid == Transaction.uuid).where(
-            Machine.uuid == uuid)).first()
-    if row is None or row.kind != "migrate":
-        return None
-    return (row.params or {}).get("hypervisor")
+            Machine.uuid == uuid)) == "migrate"
 
 
 def record(db: object, *, user: Principal | None, source: str, machine: str, kind: str,
