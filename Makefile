@@ -33,6 +33,7 @@ bench: setup
 	.venv/bin/python bench/guest_network.py
 	.venv/bin/python bench/images.py
 	.venv/bin/python bench/dashboard.py
+	.venv/bin/python bench/migrate.py
 	scripts/start-postgres.sh >/dev/null  # bench/scale.py runs nodes on the tests' cluster
 	.venv/bin/python bench/scale.py
 

@@ -50,11 +50,14 @@ the API layer turns any of them into `{"errno": N, "message": "..."}` with that 
     │   │   ├── ForeignDisk   1310  409  package: the machine has a disk it does not own
     │   │   └── AboveMaximum  1311  409  set: a running machine grown past its maximum
     │   ├── NoPlacement       1302  409  no hypervisor can take a new machine (placement)
+    │   ├── SameHypervisor    1303  409  set_parent: the machine is on that hypervisor already
+    │   ├── CannotRunThere    1304  409  set_parent: the target hypervisor cannot run the machine
     │   ├── ImageTooLarge     1316  413  an upload larger than its pool's free space
     │   ├── PoolFull          1326  409  the storage pool has less space left than a new disk
     │   ├── NetworksClash     1370  409  two static networks put one subnet twice on a segment
     │   ├── ConsoleBusy       1380  409  another viewer holds the serial console (force=1)
     │   ├── ConsoleUnavailable 1381 409  the machine has no such console now (stopped, none)
+    │   │   └── ConsoleMoving  1382 409  the machine is migrating: open its console again soon
     │   ├── ClusterInUse      1371  409  static networks serve the cluster (delete: force)
     │   └── SnapshotExists    1390  409  the machine has a snapshot of that name already
     ├── Locked                1400  423  a transaction holds the machine
@@ -265,6 +268,14 @@ class NoPlacement(Conflict):
     errno, message = 1302, "no hypervisor can take the new machine"
 
 
+class SameHypervisor(Conflict):
+    errno, message = 1303, "the machine is on that hypervisor already"
+
+
+class CannotRunThere(Conflict):
+    errno, message = 1304, "the target hypervisor cannot run the machine"
+
+
 class ImageTooLarge(Conflict):
     errno, status = 1316, 413
 
@@ -291,6 +302,10 @@ class ConsoleBusy(Conflict):
 
 class ConsoleUnavailable(Conflict):
     errno, message = 1381, "the machine has no such console now"
+
+
+class ConsoleMoving(ConsoleUnavailable):
+    errno, message = 1382, "the machine is migrating; open its console again in a moment"
 
 
 class ClusterInUse(Conflict):

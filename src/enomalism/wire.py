@@ -267,6 +267,8 @@ class TransactionData(WireModel):
     owner_name: str | None = Field(None, description="the user who started it (extension)")
     target_name: str | None = Field(None, description="the target's name (extension)")
     cancel_requested: bool
+    parent: str | None = Field(None, description="the transaction this one is a child of "
+                               "(an evacuation's moves; extension)")
     attempts: int
     created_at: datetime
     started_at: datetime | None

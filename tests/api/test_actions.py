@@ -92,7 +92,7 @@ def stage(shared_api):  # noqa: ANN001, ANN201
 @pytest.mark.parametrize("method", ["GET", "POST"])
 @pytest.mark.parametrize("name, expected", [
     ("web", ACTIONS_IN["running"]), ("db", ACTIONS_IN["paused"]), ("idle", ACTIONS_IN["shutoff"]),
-    ("stray", ["manage"]), ("held", ["unlock"]), ("host", ["provision", "rename"]),
+    ("stray", ["manage"]), ("held", ["unlock"]), ("host", ["evacuate", "provision", "rename"]),
 ])
 def test_actions_list(stage, name, expected, method, slash):
     api, uuids = stage

@@ -111,3 +111,31 @@ def test_server_not_answering(server, command):
     result = cli(server, *command, url=f"http://127.0.0.1:{free_port()}")
     assert result.exit_code == 6, result.output
     assert "cannot reach the server" in result.output
+
+
+def test_evacuate_moves_every_managed_machine_off_a_host(server):
+    """Two stopped, diskless machines of a second host move to the local one (libvirt's test
+    driver defines and undefines them: no disk to copy); an unmanaged one stays."""
+    uri = write_host(server["dir"] / "leaving.xml", [
+        FakeDomain("ev-a", state="shutoff"), FakeDomain("ev-b", state="shutoff"),
+        FakeDomain("ev-stray", state="shutoff")])
+    assert cli(server, "add", "leaving", uri).exit_code == 0
+    node = hosts(server)["leaving"]["uuid"]
+    auth = ("admin", ADMIN_PASSWORD)
+    vms = httpx.get(f"{server['url']}/rest/machines/", auth=auth, params={
+        "detail": "1", "host": node}).json()["machine_objs"]
+    by_name = {v["name"]: v["uuid"] for v in vms}
+    for name in ("ev-a", "ev-b"):
+        httpx.post(f"{server['url']}/rest/machine/{by_name[name]}/actions/manage/", auth=auth)
+    result = cli(server, "evacuate", "leaving")
+    assert result.exit_code == 0, result.output
+    assert "host leaving evacuated: 2 machine(s) moved" in result.output
+    parents = {v["name"]: v["parent"] for v in httpx.get(
+        f"{server['url']}/rest/machines/", auth=auth,
+        params={"detail": "1", "kind": "vm"}).json()["machine_objs"]}
+    [local_hv] = [h for h in hosts(server).values() if h["is_local"]]
+    local = httpx.get(f"{server['url']}/rest/machine/{local_hv['uuid']}/hypervisors/",
+                      auth=auth).json()["hypervisors"][0]["uuid"]
+    assert parents["ev-a"] == parents["ev-b"] == local
+    assert parents["ev-stray"] != local  # unmanaged: not ours to move
+

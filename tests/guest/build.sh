@@ -19,6 +19,8 @@
 #   GUEST-HOSTNAME=<name>              the host name DHCP gave
 #   GUEST-READY                        all of the above done
 #   GUEST-ACPI-POWEROFF                the ACPI power button was pressed; it powers off
+#   TICK-<n>                           every 0.5 s, n = 1, 2, ..., when an SMBIOS OEM string
+#                                      is `enomalism-test-tick` (a live migration's witness)
 # after which a shell reads ttyS0 (prompt `# `; tests/integration/test_consoles.py types in it).
 #
 # Inputs: .deb files fetched with `apt-get download` into OUTDIR/debs (kept there, so a rebuild
@@ -106,6 +108,10 @@ for e in /sys/firmware/dmi/entries/11-*/raw; do
         [ -n "\$s" ] && echo "GUEST-OEM=\$s" > /dev/ttyS0
     done
 done
+if cat /sys/firmware/dmi/entries/11-*/raw 2>/dev/null | tr '\\0' '\\n' \\
+        | grep -q enomalism-test-tick; then
+    (n=0; while :; do n=\$((n + 1)); printf '\\nTICK-%d\\n' "\$n" > /dev/ttyS0; sleep 0.5; done) &
+fi
 # a NoCloud seed: a CD-ROM labelled cidata on a SCSI host (virtio-scsi); scanning is
 # asynchronous, so a guest with a SCSI host waits for its CD-ROM a moment, one without none
 mkdir -p /seed

@@ -58,5 +58,5 @@ def test_hosts():
                       hypervisors=[Hypervisor(virt_class="test", virt_url="test:///default")])
     bare = Machine(kind="host", name="h3", is_local=False)
     assert available(local) == ["rename"]
-    assert available(with_hv) == ["provision", "rename"]
+    assert available(with_hv) == ["evacuate", "provision", "rename"]
     assert available(bare) == ["rename", "totaldelete"]

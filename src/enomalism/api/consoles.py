@@ -3,8 +3,9 @@ WebSockets `/rest/machine/<UUID>/console/serial/` and `.../console/vnc/` carry t
 bytes as binary frames and JSON control messages as text frames.
 
 Every refusal at the upgrade is an accepted WebSocket that gets `{"type":"closed"}` and a close
-code (4401 ticket or credentials, 4403 permission or Origin, 4404 machine, 4409 busy, 4500
-libvirt): a refused upgrade would reach a browser's script as a bare 1006 with no reason."""
+code (4401 ticket or credentials, 4403 permission or Origin, 4404 machine, 4409 busy, 4503
+migrating: again in a moment, 4500 libvirt): a refused upgrade would reach a browser's script
+as a bare 1006 with no reason."""
 
 import asyncio
 import contextlib
@@ -23,6 +24,7 @@ from enomalism.api.schemas import Status
 from enomalism.errors import (
     BadConsoleTicket,
     ConsoleBusy,
+    ConsoleMoving,
     CrossSiteRefused,
     EnomalismError,
     Forbidden,
@@ -71,6 +73,8 @@ def close_code(e: EnomalismError) -> int:
         return 4404
     if isinstance(e, ConsoleBusy):
         return 4409
+    if isinstance(e, ConsoleMoving):
+        return 4503
     return 4500
 
 

@@ -17,6 +17,7 @@ from enomalism.services import (
     create,
     hypervisors,
     machines,
+    moves,
     provisioning,
 )
 from enomalism.services.context import Context
@@ -78,6 +79,8 @@ class MachineVars(Vars):
     name: str | None = Field(None, description="the new name, for rename")
     xmldesc: str | None = Field(None, description="the new XML description, for xmldesc")
     puuid: str | None = Field(None, description="the hypervisor to move to, for set_parent")
+    bandwidth: str | None = Field(None, description="set_parent of a running machine: limit "
+                                  "the live migration to this many MiB/s (extension)")
     vcpus: str | None = Field(None, description="for set: the machine's virtual CPUs")
     memory: str | None = Field(None, description="for set: the machine's memory in MiB")
     restart_policy: str | None = Field(None, description="for set: never or on-failure "
@@ -149,6 +152,9 @@ class XmldescVars(Vars):
 
 class SetParentVars(Vars):
     puuid: str | None = Field(None, description="the hypervisor to move to")
+    pool: str | None = Field(None, description="the target's storage pool for copied disks "
+                             "(default: the pool of the same name, else its default pool)")
+    bandwidth: str | None = Field(None, description="a live migration's limit in MiB/s")
 
 
 class SetVars(Vars):
@@ -260,12 +266,18 @@ def update_machine(uuid: str, ctx: Ctx, v: Annotated[MachineVars, http_vars(Mach
     if v.action == "package":
         return package(uuid, ctx, PackageVars(name=v.name, description=v.description,
                                               version=v.version, compression=v.compression))
+    if v.action == "evacuate":
+        tx = moves.queue_evacuation(ctx, uuid)
+        return {"machine": uuid, "txid": tx.uuid, "errno": 0,
+                "message": f"evacuation of {len(tx.params['moves'])} machine(s) queued"}
     message = actions.perform(ctx, uuid, v.action or "", actions.ActionVars(
         name=v.name, xmldesc=v.xmldesc, puuid=v.puuid, vcpus=v.vcpus, memory=v.memory,
         volume=v.volume, size=v.size, target=v.target, restart_policy=v.restart_policy,
-        autostart=v.autostart))
+        autostart=v.autostart, pool=v.pool, bandwidth=v.bandwidth))
     if v.action == "totaldelete":
         return {"machine": uuid, "errno": 0, "message": message}
+    if isinstance(message, moves.Queued):  # set_parent as a transaction
+        return {"machine": uuid, "txid": message.txid, "errno": 0, "message": str(message)}
     return _machine_answer(ctx, uuid, message)
 
 
@@ -354,7 +366,10 @@ def run_action(ctx: Context, uuid: str, action: str, v: Vars | None = None) -> d
         memory=getattr(v, "memory", None), volume=getattr(v, "volume", None),
         size=getattr(v, "size", None), target=getattr(v, "target", None),
         restart_policy=getattr(v, "restart_policy", None),
-        autostart=getattr(v, "autostart", None)))
+        autostart=getattr(v, "autostart", None),
+        pool=getattr(v, "pool", None), bandwidth=getattr(v, "bandwidth", None)))
+    if isinstance(message, moves.Queued):  # set_parent as a transaction
+        return {"errno": 0, "message": str(message), "txid": message.txid}
     return {"errno": 0, "message": message}
 
 
@@ -380,7 +395,8 @@ SPEC_ACTIONS = {
     "totaldelete": "Stop, undefine, delete the disk volumes no other domain uses, forget it.",
     "rename": "Rename (needs name; a VM must be shut off). Extension.",
     "xmldesc": "Replace the stored XML description (needs xmldesc). Extension.",
-    "set_parent": "Move to another hypervisor (needs puuid). Extension.",
+    "set_parent": "Move to another hypervisor (needs puuid): a running machine live, with "
+                  "its disks, as a transaction (txid). Extension.",
     "set": "Resize: vcpus and/or memory (MiB); live up to the maximums; restart_policy "
            "(never, on-failure) and autostart (true, false). Extension.",
     "attach_disk": "Attach a volume of yours (volume) or a new blank disk (size, GiB). "
@@ -412,8 +428,8 @@ expose(router, "/rest/machine/{uuid}/", ["GET"], get_machine_route,
        response_model=schemas.MachineAnswer, summary="Get a machine (2.4)",
        dependencies=[refuse_changes_on_get(MachineVars)])
 expose(router, "/rest/machine/{uuid}/", ["POST"], update_machine, vars_model=MachineVars,
-       response_model=schemas.MachineAnswer | schemas.TriggerAnswer | schemas.ProvisionAnswer
-       | schemas.PackageTxAnswer,
+       response_model=schemas.MachineAnswer | schemas.MachineTxAnswer | schemas.TriggerAnswer
+       | schemas.ProvisionAnswer | schemas.PackageTxAnswer,
        summary="Act on a machine (2.4)")
 expose(router, "/rest/machine/{uuid}/hypervisors/", ["GET"], machine_hypervisors,
        response_model=schemas.HypervisorsAnswer, summary="A machine's hypervisors (2.6)",
@@ -440,5 +456,6 @@ expose(router, "/rest/machine/{uuid}/actions/provision/", ["POST", "PUT"], provi
        summary="Provision a package on this host, or where placement puts it (2.20)")
 for _name, _doc in SPEC_ACTIONS.items():
     expose(router, f"/rest/machine/{{uuid}}/actions/{_name}/", ["POST"], _action_endpoint(_name),
-           vars_model=ACTION_VARS.get(_name, NoVars), response_model=schemas.Status,
+           vars_model=ACTION_VARS.get(_name, NoVars),
+           response_model=schemas.TxStatus if _name == "set_parent" else schemas.Status,
            summary=_doc)

@@ -65,6 +65,19 @@ class MachineAnswer(Status):
     hypervisors: list[HypervisorObj]
 
 
+class MachineTxAnswer(Status):
+    """set_parent queued as a transaction (a live migration, a move with the disks), or a
+    host's evacuation."""
+
+    machine: str
+    txid: str = Field(description="the transaction doing the move")
+
+
+class TxStatus(Status):
+    txid: str | None = Field(None, description="set_parent: the transaction doing the move, "
+                             "when it is one")
+
+
 class TriggerAnswer(Status):
     machine: str
 

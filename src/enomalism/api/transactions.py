@@ -42,6 +42,7 @@ def data(tx: Transaction, names: dict[str, str] | None = None) -> dict:
             "owner_name": names.get(tx.owner_uuid or ""),
             "target_name": names.get(tx.target_uuid or ""),
             "cancel_requested": tx.cancel_requested,
+            "parent": (tx.params or {}).get("parent"),
             "attempts": tx.attempts, "created_at": tx.created_at, "started_at": tx.started_at,
             "finished_at": tx.finished_at}
 

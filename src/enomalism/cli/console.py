@@ -18,6 +18,8 @@ from enomalism.client.console import Console, ConsoleClosed
 ESCAPE = b"\x1d"  # Ctrl-]
 RETRIES = 10  # attempts to open a dropped console again, one a second
 FINAL = (4401, 4403, 4404, 4409)  # refusals, and a take-over: opening again would not help
+MOVING = 4503  # the machine is migrating: opened again every second, not counted, ...
+MOVING_FOR = 120.0  # ... for at most this many seconds
 
 
 def attach(open_console: Callable[[], Console], stdin: int, stdout: BinaryIO,
@@ -45,21 +47,25 @@ def _loop(open_console: Callable[[], Console], stdin: int, stdout: BinaryIO,
     lock = threading.Lock()
 
     def output() -> None:
-        failures = 0
+        failures, moving_since = 0, None
         while True:
             con = state["console"]
             try:
                 data = con.recv()
-                failures = 0
+                failures, moving_since = 0, None
             except ConsoleClosed as e:
                 if state["ended"] is not None:
                     return
-                if e.code in FINAL or failures >= RETRIES:
+                moving = e.code == MOVING  # between hosts: it comes back on the new one
+                if moving:
+                    moving_since = moving_since or time.monotonic()
+                    moving = time.monotonic() - moving_since < MOVING_FOR
+                if e.code in FINAL or (failures >= RETRIES and not moving):
                     say(f"\nConsole closed: {e}\n")
                     state["ended"] = 1
                     os.write(wake_w, b"x")
                     return
-                failures += 1
+                failures += 0 if moving else 1
                 say(f"\nConsole lost ({e}); opening it again...\n")
                 time.sleep(1.0)
                 try:

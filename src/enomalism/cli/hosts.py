@@ -6,7 +6,7 @@ import typer
 
 from enomalism.cli import lookup
 from enomalism.cli.common import Cli, command, kib
-from enomalism.cli.machines import brief
+from enomalism.cli.machines import NoWait, Timeout, brief
 
 app = typer.Typer(help="Hosts and their hypervisors.", no_args_is_help=True)
 hypervisor_app = typer.Typer(help="Hypervisors: libvirt connections of hosts.",
@@ -46,6 +46,25 @@ def list_(cli: Cli) -> None:
     cli.emit([brief(h) for h in hosts], lambda: cli.table(
         ["UUID", "NAME", "ADDRESS", "LOCAL"],
         [[h.uuid, h.name, h.address, "yes" if h.is_local else ""] for h in hosts]))
+
+
+@command(app, "evacuate")
+def evacuate(cli: Cli, host: Annotated[str, typer.Argument(
+        help="the host: name, UUID or prefix", show_default=False)],
+             no_wait: NoWait = False, timeout: Timeout = None) -> None:
+    """Move every managed machine off the host (live where running) to the hosts the
+    placer picks: one transaction, with a child transaction per machine. Administrators."""
+    c = cli.client()
+    h = lookup.host(c, host)
+    txid, message = c.hosts.evacuate(h.uuid)
+    doc = {"host": h.uuid, "name": h.name, "txid": txid, "message": message}
+    if no_wait:
+        cli.emit(doc, lambda: cli.say(txid))
+        return
+    tx = cli.follow(txid, f"evacuate {h.name}", timeout)
+    moved = tx.result.get("moved", 0)
+    cli.emit({**doc, "state": tx.state, "transaction": tx},
+             lambda: cli.say(f"host {h.name} evacuated: {moved} machine(s) moved"))
 
 
 # -- hypervisors -------------------------------------------------------------------------

@@ -466,14 +466,32 @@ def _read(path: Path) -> str:
 
 @command(app, "move")
 def move(cli: Cli, machine: Ref, hypervisor: Annotated[str, typer.Argument(
-        help="the hypervisor to move to (UUID, prefix or URL)")]) -> None:
-    """Move a stopped machine's definition to another hypervisor (set_parent)."""
+        help="the hypervisor to move to (UUID, prefix or URL)")],
+         pool: Annotated[str | None, typer.Option(
+             help="the target's storage pool for copied disks")] = None,
+         bandwidth: Annotated[int | None, typer.Option(
+             help="limit a live migration to this many MiB/s")] = None,
+         no_wait: NoWait = False, timeout: Timeout = None) -> None:
+    """Move a machine to another hypervisor (set_parent): a running one live, with its
+    disks copied; a stopped one with its disks, or its definition alone where the target
+    sees them. A move that takes time is a transaction, followed until it ends."""
     c = cli.client()
     m = lookup.machine(c, machine)
     hv = lookup.hypervisor(c, hypervisor)
-    message = c.machines.move(m.uuid, hv.uuid)
-    cli.emit({"machine": m.uuid, "name": m.name, "hypervisor": hv.uuid, "message": message},
-             lambda: cli.say(f"{m.name}: {message}"))
+    message, txid = c.machines.move(m.uuid, hv.uuid, pool=pool, bandwidth=bandwidth)
+    doc = {"machine": m.uuid, "name": m.name, "hypervisor": hv.uuid, "message": message,
+           "txid": txid}
+    if txid is None:
+        cli.emit(doc, lambda: cli.say(f"{m.name}: {message}"))
+        return
+    if no_wait:
+        _queued(cli, doc, f"moving {m.name}")
+        return
+    tx = cli.follow(txid, f"move {m.name}", timeout)
+    downtime = tx.result.get("downtime_ms")
+    cli.emit({**doc, "state": tx.state, "transaction": tx},
+             lambda: cli.say(f"{m.name}: {tx.result.get('message', 'moved')}"
+                             + (f" (downtime {downtime} ms)" if downtime is not None else "")))
 
 
 def _hypervisor(c, ref: str | None, host_ref: str | None):  # noqa: ANN001, ANN202

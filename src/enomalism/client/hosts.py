@@ -35,6 +35,13 @@ class Hosts(Resource):
                        virt_class=virt_class)
         return HostRegistration.model_validate({**a, "machine": a["machine_obj"]})
 
+    def evacuate(self, ref: str) -> tuple[str, str]:
+        """Move every managed machine off the host (live where running), each where the
+        placer puts it: one parent transaction. Returns its id and the message."""
+        a = self._call("POST", f"/rest/machine/{path_id(self._uuid(ref))}/",
+                       action="evacuate")
+        return a["txid"], a["message"]
+
 
 class Nodes(Resource):
     def list(self) -> builtins.list[Node]:

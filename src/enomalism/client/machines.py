@@ -186,9 +186,19 @@ class Machines(Resource):
     def store_xml(self, uuid: str) -> str:
         return self.action(uuid, "store_xml")
 
-    def move(self, uuid: str, hypervisor: str) -> str:
-        """set_parent: move a stopped machine's definition to another hypervisor."""
-        return self.action(uuid, "set_parent", puuid=self._hypervisors._id(hypervisor))
+    def move(self, uuid: str, hypervisor: str, *, pool: str | None = None,
+             bandwidth: int | None = None) -> tuple[str, str | None]:
+        """set_parent: move the machine to another hypervisor (a running one live, its
+        disks copied where the target does not see them). Returns the message and the
+        transaction's id when the move is one (None when it was done at once)."""
+        variables: dict[str, Any] = {"puuid": self._hypervisors._id(hypervisor)}
+        if pool:
+            variables["pool"] = pool
+        if bandwidth:
+            variables["bandwidth"] = bandwidth
+        a = self._call("POST", f"/rest/machine/{self._ref(uuid)}/actions/set_parent/",
+                       **variables)
+        return a["message"], a.get("txid")
 
     def delete(self, uuid: str) -> str:
         """totaldelete: destroy, undefine, delete its unshared volumes, forget it."""

@@ -62,6 +62,7 @@ class JobContext:
         self._completion = tx.completion
         self._written_at = 0.0
         self._checked_at = 0.0
+        self.parent: JobContext | None = None  # the job running this one (run_child)
 
     @property
     def db(self) -> Database:
@@ -134,6 +135,9 @@ class JobContext:
             raise JobTakenOver()
         if row.cancel_requested:
             raise JobCancelled()
+        if self.parent is not None:  # a child stops with its parent
+            self.parent._checked_at = 0.0
+            self.parent.check_cancelled()
 
     def taken_over(self) -> bool:
         """True when another node took this job over (its heartbeat had stopped for longer
@@ -155,6 +159,12 @@ class JobContext:
         with self.db.session() as s:
             tx = self._own_row(s)
             tx.undo = list(tx.undo or []) + [{"kind": kind, **ref}]
+
+    def run_child(self, kind: str, *, target: str | None, params: dict[str, Any],
+                  lock: str | None = None) -> tuple[str, dict[str, Any]]:
+        """Run a child transaction of this one now, in this thread (Runner.run_child);
+        returns its end state and its result (or `error`)."""
+        return self.runner.run_child(self, kind, target=target, params=params, lock=lock)
 
     def created_ok(self, kind: str, **ref: str) -> None:
         """Take an entry off the undo log: it is no longer the job's to remove."""
@@ -336,10 +346,51 @@ class Runner:
         return hv is None or self.registry.status(hv)[0] != "elsewhere"
 
     def _run(self, txid: str) -> None:
-        started = time.monotonic()
         with self.db.session(write=False) as s:
             tx = s.get_one(Transaction, txid)
             job = JobContext(self, tx)
+        self._execute(job)
+
+    def run_child(self, parent: JobContext, kind: str, *, target: str | None,
+                  params: dict[str, Any], lock: str | None = None) -> tuple[str, dict[str, Any]]:
+        """The simplest form of parent and child transactions (an evacuation and its
+        moves): the child is a transaction of its own (`params["parent"]` names the parent),
+        written `running` and claimed by this node, and run at once in the parent's thread,
+        so a parent never waits for a runner thread its children need. The machine `lock`,
+        held by the parent, passes to the child, and is released when the child ends. A
+        cancel of the parent stops the child too (JobContext.check_cancelled); a crash
+        leaves both `running`, and recovery undoes both. Returns the child's end state and
+        its result (or {"error": ...})."""
+        now = utcnow()
+        with self.db.session() as s:
+            tx = Transaction(kind=kind, target_uuid=target, owner_uuid=parent.owner_uuid,
+                             params={**params, "parent": parent.txid}, state="running",
+                             claimed_by=self.node_id, started_at=now, heartbeat_at=now,
+                             attempts=1, locks=[lock] if lock else [])
+            s.add(tx)
+            s.flush()
+            if lock:
+                s.execute(update(Machine).where(
+                    Machine.uuid == lock, Machine.lock_txid == parent.txid).values(
+                    lock_txid=tx.uuid, updated_at=Machine.updated_at))
+            s.add(records.event("transaction.progress", tx.uuid, tx.owner_uuid, uuid=tx.uuid,
+                             kind=kind, target=target, state="running", completion=0))
+            s.info["events"] = True
+            child = JobContext(self, tx)
+        child.parent = parent
+        parent.log(f"{kind} of {target}: transaction {child.txid}")
+        if kind not in self.handlers:
+            self._finish(child.txid, "failed", error=f"no handler for '{kind}'")
+        else:
+            self._execute(child)
+        with self.db.session(write=False) as s:
+            row = s.get_one(Transaction, child.txid)
+            state, result, error = row.state, dict(row.result or {}), row.error
+        return state, result if state == "done" else {"error": error}
+
+    def _execute(self, job: JobContext) -> None:
+        txid = job.txid
+        started = time.monotonic()
         fn = self.handlers.get(job.kind)
         end: tuple[str, dict[str, Any]] | None = None
         try:

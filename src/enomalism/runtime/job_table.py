@@ -3,7 +3,7 @@ that what the runner can run is read here rather than gathered from the side eff
 imports. The server hands it to its Runner; a kind not in it cannot be queued."""
 
 from enomalism.jobs.runner import Handler
-from enomalism.services import cache, create, images, provisioning, snapshots
+from enomalism.services import cache, create, images, moves, provisioning, snapshots
 
 JOBS: dict[str, Handler] = {
     "retrieve": provisioning.retrieve,
@@ -16,4 +16,6 @@ JOBS: dict[str, Handler] = {
     snapshots.CREATE: snapshots.create_job,
     snapshots.REVERT: snapshots.revert_job,
     snapshots.DELETE: snapshots.delete_job,
+    moves.KIND: moves.migrate,
+    moves.EVACUATE: moves.evacuate,
 }

@@ -30,6 +30,7 @@ from enomalism.services import (
     access,
     events,
     machine_work,
+    moves,
     names,
     pools,
     resize,
@@ -83,6 +84,8 @@ class ActionVars:
     target: str | None = None
     restart_policy: str | None = None
     autostart: str | None = None
+    pool: str | None = None  # set_parent: the target's pool for copied disks
+    bandwidth: str | None = None  # set_parent: a live migration's limit, MiB/s
 
 
 class Facts(Protocol):
@@ -101,7 +104,7 @@ def available(m: Facts) -> list[str]:
     """The actions valid for the machine now, in a stable order."""
     if isinstance(m, Machine) and m.kind == "host":
         if m.is_local or m.hypervisors:
-            return ["provision", "rename"] if m.hypervisors else ["rename"]
+            return ["evacuate", "provision", "rename"] if m.hypervisors else ["rename"]
         return ["rename", "totaldelete"]
     if m.lock_txid:
         return ["unlock"]
@@ -506,14 +509,34 @@ def _check_name_free(ctx: Context, m: Machine, name: str, *, on_hypervisor: bool
 
 def _set_parent(ctx: Context, m: Machine, v: ActionVars) -> str:
     """Move the machine to another hypervisor: adopt the domain if the target already has it
-    (after a migration done elsewhere), otherwise move a stopped machine's definition."""
+    (after a migration done elsewhere); move a stopped machine's definition when the target
+    sees its disks; otherwise queue a `migrate` transaction (services/moves.py): a running
+    machine migrates live, a stopped one moves with its disks. The answer names it (txid)."""
     target = get_hypervisor(ctx.db, require(v.puuid, "puuid", " for the action set_parent"))
     access.require(ctx, target, "control", "hypervisor")
-    if target.uuid == m.parent_uuid:
-        return "machine is already on that hypervisor"
+    moves.check_target(m, target)
+    bandwidth = moves.parse_bandwidth(v.bandwidth)
     dest = ctx.registry.connection(target.uuid)
+    xml = DomainXML(m.xmldesc) if m.xmldesc else None
+    commit_before_slow_work(ctx)  # checked, nothing written: libvirt is asked next
+    adopt = dest.uuid_taken(m.uuid)
+    as_job = not adopt and (m.state in moves.LIVE_STATES or (
+        m.state == "shutoff" and xml is not None and not _sees_disks(dest, target, xml)))
+    ctx.db.refresh(m, with_for_update=True)  # read again, locked: changed meanwhile?
+    if (refused := refusal(m, "set_parent")) is not None:
+        raise refused
+    if as_job:
+        return moves.queue_move(ctx, m, target, pool=v.pool, bandwidth=bandwidth)
     with machine_work.locked(ctx, m, "set_parent") as work:
         return _move(ctx, work, m, target, dest)
+
+
+def _sees_disks(dest: HypervisorConnection, target: Hypervisor, xml: DomainXML) -> bool:
+    try:
+        dest.check_disks(target.virt_url, xml)
+    except InvalidInput:
+        return False
+    return True
 
 
 def _move(ctx: Context, work: machine_work.Work, m: Machine, target: Hypervisor,
@@ -528,8 +551,8 @@ def _move(ctx: Context, work: machine_work.Work, m: Machine, target: Hypervisor,
         return _moved(ctx, m, source_uuid, dest,
                       f"machine adopted by hypervisor {target.virt_url}")
     if m.state not in ("shutoff", "missing"):
-        raise InvalidState("only a stopped machine can be moved to another hypervisor "
-                           f"(it is {m.state}); live migration is not supported")
+        raise InvalidState("only a stopped machine's definition moves alone to another "
+                           f"hypervisor (it is {m.state}); a running one migrates live")
     if not m.xmldesc:
         raise InvalidState(f"machine {m.name} has no stored XML description to move")
     xml = DomainXML(m.xmldesc)
@@ -574,6 +597,9 @@ def _moved(ctx: Context, m: Machine, source_uuid: str, dest: HypervisorConnectio
         steps = [(dest, "modify")]
     problems = _follow_dhcp(ctx, m, steps, release_uri=source_uri)
     return f"{message}; DHCP entries not moved: {problems}" if problems else message
+
+
+follow_move = _moved  # a `migrate` transaction's machine follows the same way
 
 
 def _follow_dhcp(ctx: Context, m: Machine, steps: list[tuple[HypervisorConnection, str]], *,
@@ -696,4 +722,5 @@ _HANDLERS: dict[str, Callable[[Context, Machine, ActionVars], str]] = {
     "totaldelete": _totaldelete,
 }
 # package and provision start transactions (services/provisioning.py) and answer with their ids.
-ACTION_NAMES = sorted([*_HANDLERS, "package", "provision"])
+# evacuate (a host's) queues a parent transaction (services/moves.py).
+ACTION_NAMES = sorted([*_HANDLERS, "evacuate", "package", "provision"])

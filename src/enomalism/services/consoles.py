@@ -20,15 +20,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sqlalchemy import select
+
 from enomalism.errors import (
     BadConsoleTicket,
     ConsoleBusy,
+    ConsoleMoving,
     ConsoleUnavailable,
     InvalidInput,
     MissingVariable,
+    NotFound,
 )
 from enomalism.services import access, audit, lookup
 from enomalism.services.context import Context, Principal
+from enomalism.store.models import Machine, Transaction
 from enomalism.virt import console as virt_console
 
 KINDS = ("serial", "vnc")
@@ -251,9 +256,25 @@ def open_pipe(registry: object, viewer: Viewer, *, force: bool,
               loop: asyncio.AbstractEventLoop) -> Pipe:
     """Open the console in libvirt (blocking: call it in a worker thread)."""
     conn = registry.connection(viewer.target.hypervisor)  # type: ignore[attr-defined]
-    if viewer.kind == "serial":
-        return SerialPipe(conn.open_serial(viewer.target.machine, force=force), loop)
-    return SocketPipe(conn.open_graphics(viewer.target.uri, viewer.target.machine), loop)
+    try:
+        if viewer.kind == "serial":
+            return SerialPipe(conn.open_serial(viewer.target.machine, force=force), loop)
+        return SocketPipe(conn.open_graphics(viewer.target.uri, viewer.target.machine), loop)
+    except NotFound:
+        if _migrating(registry, viewer.target.machine):
+            # gone from the old host, not yet recorded on the new one: a client opening it
+            # again in a moment (the CLI does) finds it there; 4404 would tell it to stop
+            raise ConsoleMoving("the machine is migrating to another hypervisor; open its "
+                                "console again in a moment") from None
+        raise
+
+
+def _migrating(registry: object, uuid: str) -> bool:
+    """True while a `migrate` transaction holds the machine."""
+    with registry.db.session(write=False) as s:  # type: ignore[attr-defined]
+        return s.scalar(select(Transaction.kind).join(
+            Machine, Machine.lock_txid == Transaction.uuid).where(
+            Machine.uuid == uuid)) == "migrate"
 
 
 def record(db: object, *, user: Principal | None, source: str, machine: str, kind: str,

@@ -8,13 +8,24 @@ The methods are thin: the work is in `driver.py` (domains, networks, host) and `
 
 import ipaddress
 import socket
+from collections.abc import Callable
 from typing import BinaryIO
 
 import libvirt
 from lxml import etree
 
 from enomalism.errors import EnomalismError
-from enomalism.virt import addresses, console, driver, paused, pools, sizing, snapshots, storage
+from enomalism.virt import (
+    addresses,
+    console,
+    driver,
+    migration,
+    paused,
+    pools,
+    sizing,
+    snapshots,
+    storage,
+)
 from enomalism.virt.domxml import Disk, DomainXML
 from enomalism.virt.errors import libvirt_errors
 from enomalism.virt.pool import StoragePool
@@ -317,3 +328,27 @@ class HypervisorConnection:
 
     def dhcp_host(self, network: str, *, mac: str, ip: str, name: str, command: str) -> None:
         driver.dhcp_host(self.virconnect, network, mac=mac, ip=ip, name=name, command=command)
+
+    # -- moving to another hypervisor (virt/migration.py) ----------------------------------
+
+    def migratable_xml(self, uuid: str) -> str:
+        return migration.migratable_xml(self.virconnect, uuid)
+
+    def migrate_live(self, dest: "HypervisorConnection", uuid: str, *, xml: str,
+                     persist_xml: str, disks: list[str], bandwidth_mib: int | None = None,
+                     uri: str | None = None,
+                     progress: Callable[[migration.MigrationProgress], None],
+                     cancelled: Callable[[], bool]) -> migration.MigrationResult:
+        """Live-migrate the domain to `dest` with `disks` copied (managed migration)."""
+        return migration.live(self.virconnect, dest.virconnect, uuid, xml=xml,
+                              persist_xml=persist_xml, disks=disks,
+                              bandwidth_mib=bandwidth_mib, uri=uri, progress=progress,
+                              cancelled=cancelled)
+
+    def copy_volume_to(self, dest: "HypervisorConnection", path: str, *, pool: str,
+                       name: str, progress: storage.Progress | None = None,
+                       cancelled: storage.Cancelled | None = None) -> str:
+        """Copy the volume at `path` into `dest`'s pool `pool` as `name`; its new path."""
+        return migration.copy_volume(self.virconnect, path,
+                                     storage.pick_pool(dest.virconnect, pool), name,
+                                     progress=progress, cancelled=cancelled)
