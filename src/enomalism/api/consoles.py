@@ -81,7 +81,8 @@ async def _user(ws: WebSocket, ticket: str | None, token: str | None, uuid: str,
     state = ws.app.state
     header = ws.headers.get("authorization", "")
     if ticket:
-        user = state.console_tickets.redeem(ticket, machine=uuid, kind=kind)
+        user = await run_in_threadpool(state.console_tickets.redeem, ticket, machine=uuid,
+                                       kind=kind)
         if header or token:  # credentials besides the ticket must be its user's
             other = await _credentials(ws, header, token)
             if other.uuid != user.uuid:
