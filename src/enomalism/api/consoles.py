@@ -37,6 +37,8 @@ router = APIRouter(tags=["consoles"])
 ws_router = APIRouter()
 TOKEN_PROTOCOL = "enomalism.token."
 MISSED_PONGS = 3  # pings without an answer before the server gives the session up
+ENDED = "ended"  # the console's side ended (the pipe's end): why is asked of libvirt
+AGAIN = 1012  # close code of a session worth opening again (machine moved, link dropped)
 
 
 class TicketVars(Vars):
@@ -161,7 +163,7 @@ async def console_socket(ws: WebSocket, uuid: str, kind: str) -> None:
                                 errno=e.errno, message=e.message)
         await _refuse(ws, e)
         return
-    ended = await _session(ws, pipe, viewer, state.settings.console_ping)
+    ended = await _session(ws, pipe, viewer, state.settings.console_ping, state.registry)
     state.console_holders.leave(viewer)
     await run_in_threadpool(
         _record, ws, user=user, machine=uuid, kind=kind, errno=0, viewer=viewer, ended=ended,
@@ -169,7 +171,7 @@ async def console_socket(ws: WebSocket, uuid: str, kind: str) -> None:
 
 
 async def _session(ws: WebSocket, pipe: consoles.Pipe, viewer: consoles.Viewer,  # noqa: C901
-                   ping: float) -> str:
+                   ping: float, registry: object) -> str:
     """Carry bytes both ways until one side ends; why it ended."""
     loop = asyncio.get_running_loop()
     taken: asyncio.Future[str] = loop.create_future()
@@ -181,9 +183,7 @@ async def _session(ws: WebSocket, pipe: consoles.Pipe, viewer: consoles.Viewer, 
         while True:
             data = await pipe.read()
             if not data:
-                if viewer.taken_by:
-                    return "taken"
-                return "the console ended (the guest stopped, or another client took it)"
+                return "taken" if viewer.taken_by else ENDED
             viewer.bytes_out += len(data)
             await ws.send_bytes(data)
 
@@ -238,6 +238,10 @@ async def _session(ws: WebSocket, pipe: consoles.Pipe, viewer: consoles.Viewer, 
     if viewer.taken_by or ended == "taken":
         ended = f"taken over by {viewer.taken_by}"
         await _close(ws, {"type": "taken", "by": viewer.taken_by}, 4409, ended)
+    elif ended == ENDED:  # the console's side ended: say why, and whether to come back
+        ended, again = await run_in_threadpool(consoles.why_ended, registry, viewer)
+        await _close(ws, {"type": "closed", "reason": ended, "reconnect": again},
+                     AGAIN if again else 1000, ended)
     elif ended != "the viewer left":
         await _close(ws, {"type": "closed", "reason": ended}, 1000, ended)
     return ended

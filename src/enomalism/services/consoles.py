@@ -271,6 +271,28 @@ def open_pipe(registry: object, viewer: Viewer, *, force: bool,
     return SocketPipe(conn.open_graphics(viewer.target.uri, viewer.target.machine), loop)
 
 
+ENDINGS = {  # why_ended's answer -> what the viewer is told, and whether to open it again
+    "moved": ("the machine moved to another hypervisor (a migration); open the console "
+              "again", True),
+    "running": ("the console was lost while the machine runs (libvirtd restarted, or a "
+                "client outside the project took it); open it again", True),
+    "unreachable": ("the connection to the machine's hypervisor dropped; open the console "
+                    "again", True),
+    "stopped": ("the console ended: the machine stopped", False),
+}
+
+
+def why_ended(registry: object, viewer: Viewer) -> tuple[str, bool]:
+    """Why the console's stream ended (blocking: a libvirt call), as the `closed` message's
+    reason and whether opening the console again may help (its `reconnect`)."""
+    try:
+        conn = registry.connection(viewer.target.hypervisor)  # type: ignore[attr-defined]
+        why = conn.console_ended(viewer.target.machine)
+    except Exception:  # the link is down, or the registry lost the hypervisor
+        why = "unreachable"
+    return ENDINGS.get(why, ENDINGS["stopped"])
+
+
 def record(db: object, *, user: Principal | None, source: str, machine: str, kind: str,
            errno: int, message: str, viewer: Viewer | None = None, ended: str = "") -> None:
     """The audit entry of one console session (with its duration) or of a refused one."""

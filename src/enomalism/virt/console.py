@@ -101,6 +101,23 @@ class SerialStream:
             pass
 
 
+def why_ended(conn: libvirt.virConnect, uuid: str) -> str:
+    """Why a console of the domain ended, by its state now: "moved" (shut off by a
+    migration, or gone: a transient domain that migrated away), "running" (only the console
+    was lost: libvirtd restarted, a client outside the project took it; paused counts, as
+    at a migration's end), "unreachable" (the hypervisor did not answer), "stopped"."""
+    try:
+        state, reason = conn.lookupByUUIDString(uuid).state()
+    except libvirt.libvirtError as e:
+        return "moved" if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN else "unreachable"
+    if state == libvirt.VIR_DOMAIN_SHUTOFF and reason == libvirt.VIR_DOMAIN_SHUTOFF_MIGRATED:
+        return "moved"
+    if state in (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_PAUSED,
+                 libvirt.VIR_DOMAIN_BLOCKED):
+        return "running"
+    return "stopped"
+
+
 @dataclass(frozen=True)
 class Graphics:
     """Where a running guest's first VNC display is: a unix socket, or a host and port."""
