@@ -944,8 +944,11 @@ const ROUTES = [
   [/^#\/console\/([\w-]+)\/(serial|vnc)$/, (uuid, kind) => consolePage(main, uuid, kind, { h, api, errorText, heading })],
 ];
 
+let routing = 0;  // which route() call is the latest: an older page that resolves later is let go
+
 async function route() {
   if (!session) return;
+  const turn = ++routing;
   const path = (location.hash || "#/machines").split("?")[0];
   if (current && current.destroy) current.destroy();
   current = null;
@@ -956,7 +959,9 @@ async function route() {
   for (const [re, page] of ROUTES) {
     const m = path.match(re);
     if (m) {
-      current = (await page(...m.slice(1))) || {};
+      const shown = (await page(...m.slice(1))) || {};
+      if (turn !== routing) { if (shown.destroy) shown.destroy(); return; }
+      current = shown;
       const title = document.getElementById("page-title");
       if (title) title.focus({ preventScroll: true });
       return;

@@ -1,0 +1,44 @@
+"""The dashboard's console pages (ui/static/app/console.js) against the real endpoints and a
+real guest: the tiny guest of tests/integration/test_consoles.py (its fixture, its server),
+in the shared headless Chromium. The serial page's xterm.js carries a typed command to the
+guest's shell and shows its answer; the VNC page's noVNC connects and draws the screen."""
+
+import pytest
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+
+from tests.conftest import ADMIN_PASSWORD
+from tests.integration.conftest import host, tiny_guest  # noqa: F401  (fixtures)
+from tests.integration.test_consoles import WAIT, Guest, guest  # noqa: F401  (a fixture)
+from tests.ui.pages import css, go, js_errors, login, text_in, wait
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.guest]
+
+
+def test_the_serial_page_types_into_the_guest_and_shows_its_answer(
+        guest: Guest, browser) -> None:  # noqa: F811, ANN001
+    login(browser, guest.url, "admin", ADMIN_PASSWORD)
+    go(browser, guest.url, f"#/console/{guest.uuid}/serial")
+    text_in(browser, "#console-status", "Connected", WAIT)
+    css(browser, "#console .xterm-screen").click()  # as a person would: focus, then type
+    ActionChains(browser).send_keys(Keys.ENTER).send_keys(
+        "echo $((6*7))-IN-THE-BROWSER" + Keys.ENTER).perform()
+    # the guest computes it: the answer is not the echo of what was typed
+    text_in(browser, "#console .xterm-rows", "42-IN-THE-BROWSER", WAIT)
+    assert "$((6*7))-IN-THE-BROWSER" in browser.find_element(
+        By.CSS_SELECTOR, "#console .xterm-rows").text
+    assert not js_errors(browser)
+
+
+def test_the_vnc_page_connects_novnc_and_draws_the_screen(
+        guest: Guest, browser) -> None:  # noqa: F811, ANN001
+    login(browser, guest.url, "admin", ADMIN_PASSWORD)
+    go(browser, guest.url, f"#/console/{guest.uuid}/vnc")
+    text_in(browser, "#console-status", "Connected", WAIT)
+    canvas = css(browser, "#console canvas", WAIT)
+    size = wait(browser, lambda d: d.execute_script(
+        "const c = arguments[0]; return c.width > 0 && c.height > 0 && [c.width, c.height];",
+        canvas), WAIT)
+    assert size[0] >= 320 and size[1] >= 200, size
+    assert not js_errors(browser)
