@@ -945,11 +945,18 @@ const ROUTES = [
 ];
 
 let routing = 0;  // which route() call is the latest: an older page that resolves later is let go
+let opening = null;  // the path of the page being opened: asked again meanwhile, it is not opened twice
 
 async function route() {
   if (!session) return;
-  const turn = ++routing;
   const path = (location.hash || "#/machines").split("?")[0];
+  if (path === opening) return;
+  const turn = ++routing;
+  opening = path;
+  try { await show(path, turn); } finally { if (turn === routing) opening = null; }
+}
+
+async function show(path, turn) {
   if (current && current.destroy) current.destroy();
   current = null;
   for (const a of document.querySelectorAll("#nav a")) {

@@ -136,8 +136,26 @@ export async function consolePage(main, uuid, kind, { h, api, errorText, heading
     });
   }
 
+  async function viewer() {
+    // noVNC is some forty modules: a load cut short (the browser saw the network change) is
+    // tried again before the page gives up
+    for (let attempt = 1; ; attempt++) {
+      try { return (await import("/ui/static/vendor/novnc/core/rfb.js")).default; } catch (e) {
+        if (attempt >= 3 || destroyed) throw e;
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+  }
+
   async function vnc() {
-    const { default: RFB } = await import("/ui/static/vendor/novnc/core/rfb.js");
+    let RFB;
+    try { RFB = await viewer(); } catch (e) {
+      say(`Cannot load the VNC viewer: ${e.message}`);
+      ws.close();
+      stopped = true;
+      return;
+    }
+    if (destroyed) return;
     if (rfb) { try { rfb.disconnect(); } catch { /* gone */ } }
     screen.replaceChildren();
     rfb = new RFB(screen, ws);  // noVNC takes our socket: we answer its control frames
