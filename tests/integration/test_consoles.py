@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import libvirt
 import pytest
 from sqlalchemy import select
 
@@ -312,6 +313,30 @@ def test_a_console_comes_back_by_itself_when_its_node_stops(guest: Guest) -> Non
                 con.close()
         finally:
             balancer.close()
+
+
+def test_a_console_taken_outside_the_project_comes_back_once_let_go(
+        guest: Guest, host: Host) -> None:
+    """A `virsh console --force` (here: the test's own libvirt stream, forced) takes the
+    console from our session while the machine runs: the server says so with `reconnect`;
+    the client tries again (refused 4409 while the outsider holds it) and is back once the
+    outsider lets go."""
+    said: list[str] = []
+    with guest.client() as c:
+        free_console(c, guest.uuid).close()
+        con = c.machines.console(guest.uuid, notify=said.append)
+        shell(con, "echo MINE-$((4*4))", b"MINE-16")
+        outsider = host.conn.newStream(0)
+        host.conn.lookupByUUIDString(guest.uuid).openConsole(
+            None, outsider, libvirt.VIR_DOMAIN_CONSOLE_FORCE)
+        try:
+            wait_for(lambda: said[:], lambda s: len(s) >= 2, "the client to try again")
+            assert "while the machine runs" in said[0], said
+        finally:
+            outsider.abort()
+        wait_for(lambda: listen(con), lambda n: n >= 1, "the console to come back")
+        shell(con, "echo BACK-$((8*8))", b"BACK-64")
+        con.close()
 
 
 def listen(con: Console) -> int:

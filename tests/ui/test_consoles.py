@@ -7,6 +7,7 @@ import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support import expected_conditions as ec
 
 from tests.conftest import ADMIN_PASSWORD
 from tests.integration.conftest import host, tiny_guest  # noqa: F401  (fixtures)
@@ -36,9 +37,11 @@ def test_the_vnc_page_connects_novnc_and_draws_the_screen(
     login(browser, guest.url, "admin", ADMIN_PASSWORD)
     go(browser, guest.url, f"#/console/{guest.uuid}/vnc")
     text_in(browser, "#console-status", "Connected", WAIT)
-    canvas = css(browser, "#console canvas", WAIT)
+    canvas = wait(browser, ec.presence_of_element_located((By.CSS_SELECTOR, "#console canvas")))
+    # the guest's screen (its framebuffer's size), drawn at a size one can see
     size = wait(browser, lambda d: d.execute_script(
-        "const c = arguments[0]; return c.width > 0 && c.height > 0 && [c.width, c.height];",
+        "const c = arguments[0]; return c.width > 0 && c.clientWidth > 0 && "
+        "c.clientHeight > 0 && [c.width, c.height, c.clientWidth, c.clientHeight];",
         canvas), WAIT)
-    assert size[0] >= 320 and size[1] >= 200, size
+    assert size[0] >= 320 and size[1] >= 200 and min(size[2:]) >= 100, size
     assert not js_errors(browser)

@@ -105,6 +105,15 @@ export async function consolePage(main, uuid, kind, { h, api, errorText, heading
 
   async function connect() {
     stopped = false;
+    let RFB = null;
+    if (kind === "vnc") {  // before the socket: noVNC must see the server's first bytes
+      say("Loading the VNC viewer…");
+      try { RFB = await viewer(); } catch (e) {
+        say(`Cannot load the VNC viewer: ${e.message}`);
+        return;
+      }
+      if (destroyed) return;
+    }
     say("Connecting…");
     let s;
     try {
@@ -122,7 +131,7 @@ export async function consolePage(main, uuid, kind, { h, api, errorText, heading
       if (typeof ev.data === "string") control(ev.data); else received();
     });
     ws.addEventListener("close", (ev) => { if (ev.target === ws) closed(ev.code, ev.reason); });
-    if (kind === "serial") serial(); else vnc();
+    if (kind === "serial") serial(); else vnc(RFB);
   }
 
   function serial() {
@@ -147,19 +156,12 @@ export async function consolePage(main, uuid, kind, { h, api, errorText, heading
     }
   }
 
-  async function vnc() {
-    let RFB;
-    try { RFB = await viewer(); } catch (e) {
-      say(`Cannot load the VNC viewer: ${e.message}`);
-      ws.close();
-      stopped = true;
-      return;
-    }
-    if (destroyed) return;
+  function vnc(RFB) {
     if (rfb) { try { rfb.disconnect(); } catch { /* gone */ } }
     screen.replaceChildren();
     rfb = new RFB(screen, ws);  // noVNC takes our socket: we answer its control frames
     rfb.scaleViewport = true;
+    say("Waiting for the screen…");
     rfb.addEventListener("connect", () => say("Connected."));
     rfb.addEventListener("securityfailure", (e) => say(`Refused: ${e.detail.reason || "security failure"}`));
   }
