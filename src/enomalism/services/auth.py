@@ -7,6 +7,7 @@ while, keyed by an HMAC of it under a per-process secret (the cache never holds 
 import hashlib
 import hmac
 import ipaddress
+import logging
 import secrets
 import threading
 import time
@@ -29,6 +30,7 @@ from enomalism.store.models import LoginFailure, User
 if TYPE_CHECKING:
     from enomalism.store.db import Database
 
+log = logging.getLogger(__name__)
 _hasher = PasswordHasher()
 _dummy_hash: str | None = None
 BAD_CREDENTIALS = "wrong or missing credentials"
@@ -231,7 +233,10 @@ class SharedLoginThrottle(LoginThrottle):
         def write(_s: Session) -> None:  # SQLite's write lock is let go by now
             if not done:
                 done.append(True)
-                self.failed(username, source)
+                try:
+                    self.failed(username, source)
+                except Exception:  # the request's own end must not fail on the count
+                    log.exception("could not count a failed password check")
         event.listen(s, "after_rollback", write, once=True)
         event.listen(s, "after_commit", write, once=True)
 
