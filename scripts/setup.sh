@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 # One a line (several changes add to this list). libvirt comes without its recommends, so what
 # its NAT networks need is named here: dnsmasq-base (their DHCP and DNS), dnsmasq-utils
 # (dhcp_release, to end a freed address's lease). chromium and chromium-driver: the dashboard's
-# browser tests (tests/ui).
+# browser tests (tests/ui). openssh-server and netcat-openbsd: the VNC console through a
+# host's SSH transport (tests/integration/test_console_ssh.py runs an sshd of its own).
 APT_PACKAGES=(
   libvirt-daemon-system
   libvirt-daemon-driver-qemu
@@ -26,6 +27,8 @@ APT_PACKAGES=(
   postgresql
   chromium
   chromium-driver
+  openssh-server
+  netcat-openbsd
 )
 
 missing=()

@@ -225,6 +225,11 @@ def test_a_remote_display_is_reached_through_the_hosts_ssh_transport() -> None:
     assert cmd[-2:] == ["h1", "nc -U /run/libvirt/qemu/vnc-1.sock"]
     assert ["-p", "2222"] == cmd[cmd.index("-p"):cmd.index("-p") + 2]
     assert "ops" in cmd and "/k/id" in cmd
+    assert "StrictHostKeyChecking=no" not in cmd  # checked unless the URI says otherwise
+    cmd = ssh_command("qemu+ssh://h1/system?no_verify=1", gfx)
+    assert cmd[cmd.index("StrictHostKeyChecking=no") - 1] == "-o"
+    cmd = ssh_command("qemu+libssh://h1/system?known_hosts=/k/kh&known_hosts_verify=auto", gfx)
+    assert "UserKnownHostsFile=/k/kh" in cmd and "StrictHostKeyChecking=accept-new" in cmd
     port = Graphics(None, "127.0.0.1", 5901)
     assert ssh_command("qemu+ssh://h1/system", port)[-1] == "nc 127.0.0.1 5901"
     from enomalism.errors import ConsoleUnavailable

@@ -252,10 +252,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.secrets = secrets
         app.state.collector = collector
         app.state.sampler = sampler
-        app.state.console_tickets = console_service.Tickets(settings.console_ticket_seconds)
+        app.state.console_tickets = console_service.Tickets(db, settings.console_ticket_seconds)
         app.state.console_holders = console_service.Holders()
         app.state.credentials = auth.CredentialCache(settings.auth_cache_seconds)
-        app.state.throttle = auth.LoginThrottle()
+        app.state.throttle = auth.SharedLoginThrottle(db)
         app.state.logins = auth.LoginGate(slots=settings.login_slots,
                                           per_address=settings.login_slots_per_address,
                                           wait=settings.login_wait_seconds)

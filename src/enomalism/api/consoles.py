@@ -39,6 +39,8 @@ router = APIRouter(tags=["consoles"])
 ws_router = APIRouter()
 TOKEN_PROTOCOL = "enomalism.token."
 MISSED_PONGS = 3  # pings without an answer before the server gives the session up
+ENDED = "ended"  # the console's side ended (the pipe's end): why is asked of libvirt
+AGAIN = 1012  # close code of a session worth opening again (machine moved, link dropped)
 
 
 class TicketVars(Vars):
@@ -85,7 +87,8 @@ async def _user(ws: WebSocket, ticket: str | None, token: str | None, uuid: str,
     state = ws.app.state
     header = ws.headers.get("authorization", "")
     if ticket:
-        user = state.console_tickets.redeem(ticket, machine=uuid, kind=kind)
+        user = await run_in_threadpool(state.console_tickets.redeem, ticket, machine=uuid,
+                                       kind=kind)
         if header or token:  # credentials besides the ticket must be its user's
             other = await _credentials(ws, header, token)
             if other.uuid != user.uuid:
@@ -166,7 +169,7 @@ async def console_socket(ws: WebSocket, uuid: str, kind: str) -> None:
                                 errno=e.errno, message=e.message)
         await _refuse(ws, e)
         return
-    ended = await _session(ws, pipe, viewer, state.settings.console_ping)
+    ended = await _session(ws, pipe, viewer, state.settings.console_ping, state.registry)
     state.console_holders.leave(viewer)
     await run_in_threadpool(
         _record, ws, user=user, machine=uuid, kind=kind, errno=0, viewer=viewer, ended=ended,
@@ -174,7 +177,7 @@ async def console_socket(ws: WebSocket, uuid: str, kind: str) -> None:
 
 
 async def _session(ws: WebSocket, pipe: consoles.Pipe, viewer: consoles.Viewer,
-                   ping: float) -> str:
+                   ping: float, registry: object) -> str:
     """Carry bytes both ways until one side ends; why it ended."""
     loop = asyncio.get_running_loop()
     taken: asyncio.Future[str] = loop.create_future()
@@ -193,7 +196,7 @@ async def _session(ws: WebSocket, pipe: consoles.Pipe, viewer: consoles.Viewer,
             t.cancel()
         pipe.close()
         await asyncio.gather(*tasks, return_exceptions=True)
-    return await _tell_why(ws, viewer, ended)
+    return await _tell_why(ws, viewer, ended, registry)
 
 
 def _settle(taken: asyncio.Future[str], by: str) -> None:
@@ -219,9 +222,7 @@ class _Pumps:
         while True:
             data = await self.pipe.read()
             if not data:
-                if self.viewer.taken_by:
-                    return "taken"
-                return "the console ended (the guest stopped, or another client took it)"
+                return "taken" if self.viewer.taken_by else ENDED
             self.viewer.bytes_out += len(data)
             await self.ws.send_bytes(data)
 
@@ -266,11 +267,17 @@ async def _first_ended(tasks: list[asyncio.Task[str]]) -> str:
         return f"the connection failed ({type(e).__name__})"
 
 
-async def _tell_why(ws: WebSocket, viewer: consoles.Viewer, ended: str) -> str:
-    """Close the socket with the reason the session ended (none to a viewer who left)."""
+async def _tell_why(ws: WebSocket, viewer: consoles.Viewer, ended: str,
+                    registry: object) -> str:
+    """Close the socket with the reason the session ended (none to a viewer who left); when
+    the console's side ended, libvirt is asked why and whether the client should come back."""
     if viewer.taken_by or ended == "taken":
         ended = f"taken over by {viewer.taken_by}"
         await _close(ws, {"type": "taken", "by": viewer.taken_by}, 4409, ended)
+    elif ended == ENDED:
+        ended, again = await run_in_threadpool(consoles.why_ended, registry, viewer)
+        await _close(ws, {"type": "closed", "reason": ended, "reconnect": again},
+                     AGAIN if again else 1000, ended)
     elif ended != "the viewer left":
         await _close(ws, {"type": "closed", "reason": ended}, 1000, ended)
     return ended

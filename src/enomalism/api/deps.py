@@ -297,14 +297,15 @@ async def password_user(request: Request, username: str, password: str) -> Princ
     if who is not None:
         return who
     source = client_address(request)
-    state.throttle.check(username, source)
+    # the throttle is in the database (shared by every node): its calls are I/O
+    await run_in_threadpool(state.throttle.check, username, source)
     try:
         async with state.logins.admit(source):
             who = await run_in_threadpool(_verify_password, request, username, password)
     except NotAuthenticated:
-        state.throttle.failed(username, source)
+        await run_in_threadpool(state.throttle.failed, username, source)
         raise
-    state.throttle.succeeded(username, source)
+    await run_in_threadpool(state.throttle.succeeded, username, source)
     state.logins.succeeded(source)
     return who
 

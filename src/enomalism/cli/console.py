@@ -1,6 +1,6 @@
 """`enomalism machine console`: the terminal attached to a machine's serial console, as
 `virsh console` does: raw mode, Ctrl-] detaches, and a console that drops (the connection,
-a migration, a server restart) is opened again by itself."""
+a migration, a server restart) is opened again by itself (client/console.py)."""
 
 import contextlib
 import os
@@ -8,7 +8,6 @@ import select
 import sys
 import termios
 import threading
-import time
 import tty
 from collections.abc import Callable
 from typing import Any, BinaryIO
@@ -16,10 +15,6 @@ from typing import Any, BinaryIO
 from enomalism.client.console import Console, ConsoleClosed
 
 ESCAPE = b"\x1d"  # Ctrl-]
-RETRIES = 10  # attempts to open a dropped console again, one a second
-FINAL = (4401, 4403, 4404, 4409)  # refusals, and a take-over: opening again would not help
-MOVING = 4503  # the machine is migrating: opened again every second, not counted, ...
-MOVING_FOR = 120.0  # ... for at most this many seconds
 
 
 def attach(open_console: Callable[[], Console], stdin: int, stdout: BinaryIO,
@@ -43,39 +38,19 @@ def _loop(open_console: Callable[[], Console], stdin: int, stdout: BinaryIO,
           say: Callable[[str], None]) -> int:
     console = open_console()
     say("Connected to the console; Ctrl-] detaches.\n")
-    state: dict[str, Any] = {"console": console, "ended": None}
-    lock = threading.Lock()
+    state: dict[str, Any] = {"ended": None}
 
     def output() -> None:
-        failures, moving_since = 0, None
-        while True:
-            con = state["console"]
-            try:
-                data = con.recv()
-                failures, moving_since = 0, None
-            except ConsoleClosed as e:
-                if state["ended"] is not None:
-                    return
-                moving = e.code == MOVING  # between hosts: it comes back on the new one
-                if moving:
-                    moving_since = moving_since or time.monotonic()
-                    moving = time.monotonic() - moving_since < MOVING_FOR
-                if e.code in FINAL or (failures >= RETRIES and not moving):
-                    say(f"\nConsole closed: {e}\n")
-                    state["ended"] = 1
-                    os.write(wake_w, b"x")
-                    return
-                failures += 0 if moving else 1
-                say(f"\nConsole lost ({e}); opening it again...\n")
-                time.sleep(1.0)
-                try:
-                    with lock:
-                        state["console"] = open_console()
-                except Exception as err:  # the next recv fails again, counted
-                    say(f"\n{err}\n")
-                continue
-            stdout.write(data)
-            stdout.flush()
+        try:
+            while True:
+                data = console.recv()  # a dropped console comes back inside (client)
+                stdout.write(data)
+                stdout.flush()
+        except ConsoleClosed as e:
+            if state["ended"] is None:
+                say(f"\nConsole closed: {e}\n")
+                state["ended"] = 1
+                os.write(wake_w, b"x")
 
     wake_r, wake_w = os.pipe()  # the output thread ends the input loop through it
     reader = threading.Thread(target=output, name="console-output", daemon=True)
@@ -91,14 +66,13 @@ def _loop(open_console: Callable[[], Console], stdin: int, stdout: BinaryIO,
             if ESCAPE in keys:
                 keys = keys[:keys.index(ESCAPE)]
                 if keys:
-                    _send(state, lock, keys)
+                    _send(console, keys)
                 break
-            _send(state, lock, keys)
+            _send(console, keys)
     finally:
         ended = state["ended"]
         state["ended"] = ended if ended is not None else 0
-        with lock:
-            state["console"].close()
+        console.close()
         for fd in (wake_r, wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -106,13 +80,11 @@ def _loop(open_console: Callable[[], Console], stdin: int, stdout: BinaryIO,
     return int(state["ended"] or 0)
 
 
-def _send(state: dict, lock: threading.Lock, keys: bytes) -> None:
-    with lock:
-        con = state["console"]
+def _send(console: Console, keys: bytes) -> None:
     try:
-        con.send(keys)
+        console.send(keys)
     except ConsoleClosed:
-        pass  # the output thread reports it and opens the console again
+        pass  # the output thread reports it
 
 
 def stdout_bytes() -> BinaryIO:

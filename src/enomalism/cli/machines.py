@@ -434,7 +434,8 @@ def console(
     def say(message: str) -> None:
         sys.stderr.write(message)
         sys.stderr.flush()
-    code = term.attach(lambda: c.machines.console(uuid, force=force),
+    code = term.attach(lambda: c.machines.console(
+                           uuid, force=force, notify=lambda m: say(f"\n{m}\n")),
                        sys.stdin.fileno(), term.stdout_bytes(), say)
     if code:
         raise typer.Exit(code)

@@ -116,10 +116,14 @@ class Machines(Resource):
         a = self._call("GET", f"/rest/machine/{self._ref(uuid)}/stats/")
         return MachineStats.model_validate(a)
 
-    def console(self, uuid: str, kind: str = "serial", *, force: bool = False) -> Console:
+    def console(self, uuid: str, kind: str = "serial", *, force: bool = False,
+                reconnect: bool = True,
+                notify: Callable[[str], None] | None = None) -> Console:
         """Open the machine's serial (or `vnc`) console; `force` takes a serial console over
-        from its current viewer, who is told (docs/consoles.md)."""
-        return open_console(self._conn, self._ref(uuid), kind, force=force)
+        from its current viewer, who is told; it comes back by itself after a drop or a
+        migration unless `reconnect` is False, `notify` hearing of it (docs/consoles.md)."""
+        return open_console(self._conn, self._ref(uuid), kind, force=force,
+                            reconnect=reconnect, notify=notify)
 
     def actions(self, uuid: str) -> builtins.list[str]:
         """The actions valid for the machine now."""

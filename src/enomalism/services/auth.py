@@ -7,23 +7,30 @@ while, keyed by an HMAC of it under a per-process secret (the cache never holds 
 import hashlib
 import hmac
 import ipaddress
+import logging
 import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import anyio
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
+from sqlalchemy import delete, event, func, select
 from sqlalchemy.orm import Session
 
 from enomalism.errors import LoginsBusy, LoginsInFlight, NotAuthenticated, TooManyRequests
 from enomalism.services.context import Principal
-from enomalism.store.models import User
+from enomalism.store.models import LoginFailure, User
 
+if TYPE_CHECKING:
+    from enomalism.store.db import Database
+
+log = logging.getLogger(__name__)
 _hasher = PasswordHasher()
 _dummy_hash: str | None = None
 BAD_CREDENTIALS = "wrong or missing credentials"
@@ -126,41 +133,125 @@ def ensure_admin(db: Session, password: str | None) -> str | None:
 
 class LoginThrottle:
     """Refuses a user name from a source address after `limit` failed logins within `window`
-    seconds, until the oldest of them is `window` seconds old. A success clears the count."""
+    seconds, until the oldest of them is `window` seconds old. A success clears the count.
+    Kept in this process's memory; the server uses `SharedLoginThrottle`."""
 
     def __init__(self, limit: int = 5, window: float = 60.0) -> None:
         self.limit, self.window = limit, window
         self._failures: dict[tuple[str, str], list[float]] = {}
         self._lock = threading.Lock()
 
-    def _recent(self, key: tuple[str, str], now: float) -> list[float]:
-        times = [t for t in self._failures.get(key, []) if now - t < self.window]
-        if times:
-            self._failures[key] = times
-        else:
-            self._failures.pop(key, None)
+    def _now(self) -> float:
+        return time.monotonic()
+
+    def _recent(self, username: str, source: str, now: float) -> list[float]:
+        key = (username, source)
+        with self._lock:
+            times = [t for t in self._failures.get(key, []) if now - t < self.window]
+            if times:
+                self._failures[key] = times
+            else:
+                self._failures.pop(key, None)
         return times
 
     def check(self, username: str, source: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            times = self._recent((username, source), now)
+        now = self._now()
+        times = self._recent(username, source, now)
         if len(times) >= self.limit:
-            wait = int(self.window - (now - times[0])) + 1
+            wait = int(self.window - (now - min(times))) + 1
             raise TooManyRequests(
                 f"too many failed logins for '{username}' from {source}; try again in {wait} s",
                 retry_after=wait)
 
     def failed(self, username: str, source: str) -> None:
-        now = time.monotonic()
+        now = self._now()
         with self._lock:
             if len(self._failures) > 100_000:
                 self._failures.clear()
             self._failures.setdefault((username, source), []).append(now)
 
-    def succeeded(self, username: str, source: str) -> None:
+    def failed_after(self, s: Session, username: str, source: str) -> None:
+        """Count a failure found while `s` is open, once its transaction ends (it is about
+        to be rolled back: the count must outlive that)."""
+        self.failed(username, source)
+
+    def succeeded(self, username: str, source: str, s: Session | None = None) -> None:
+        """Clear the count (in `s`'s transaction when the caller holds one open)."""
         with self._lock:
             self._failures.pop((username, source), None)
+
+    def pending(self) -> int:
+        """How many failures are counted now (all users and sources)."""
+        now = self._now()
+        with self._lock:
+            return sum(1 for ts in self._failures.values() for t in ts
+                       if now - t < self.window)
+
+
+class SharedLoginThrottle(LoginThrottle):
+    """The throttle with its failures in the database (`login_failures`), so that guesses
+    spread over several nodes behind a load balancer count together. Blocking (database):
+    call it from a worker thread. Rows older than the window are deleted as failures come."""
+
+    def __init__(self, db: "Database", limit: int = 5, window: float = 60.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        super().__init__(limit, window)
+        self.db, self.clock = db, clock
+
+    def _now(self) -> float:
+        return self.clock()
+
+    @staticmethod
+    def _key(username: str, source: str) -> str:
+        name = username.encode()
+        return hashlib.sha256(len(name).to_bytes(4, "big") + name + source.encode()).hexdigest()
+
+    @staticmethod
+    def _at(t: float) -> datetime:
+        return datetime.fromtimestamp(t, UTC)
+
+    def _recent(self, username: str, source: str, now: float) -> list[float]:
+        with self.db.session(write=False) as s:
+            found = s.scalars(select(LoginFailure.at).where(
+                LoginFailure.key == self._key(username, source),
+                LoginFailure.at > self._at(now - self.window))).all()
+        return [(t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp() for t in found]
+
+    def failed(self, username: str, source: str) -> None:
+        now = self._now()
+        with self.db.session() as s:
+            s.execute(delete(LoginFailure).where(
+                LoginFailure.at <= self._at(now - self.window)))
+            s.add(LoginFailure(key=self._key(username, source), at=self._at(now)))
+
+    def failed_after(self, s: Session, username: str, source: str) -> None:
+        if not s.in_transaction():
+            self.failed(username, source)
+            return
+        done: list[bool] = []
+
+        def write(_s: Session) -> None:  # SQLite's write lock is let go by now
+            if not done:
+                done.append(True)
+                try:
+                    self.failed(username, source)
+                except Exception:  # the request's own end must not fail on the count
+                    log.exception("could not count a failed password check")
+        event.listen(s, "after_rollback", write, once=True)
+        event.listen(s, "after_commit", write, once=True)
+
+    def succeeded(self, username: str, source: str, s: Session | None = None) -> None:
+        clear = delete(LoginFailure).where(LoginFailure.key == self._key(username, source))
+        if s is not None:  # a session of our own would wait for SQLite's lock that s holds
+            s.execute(clear)
+            return
+        with self.db.session() as own:
+            own.execute(clear)
+
+    def pending(self) -> int:
+        with self.db.session(write=False) as s:
+            return s.scalar(select(func.count()).select_from(LoginFailure).where(
+                LoginFailure.at > self._at(self._now() - self.window))) or 0
 
 
 def address_key(source: str) -> str:

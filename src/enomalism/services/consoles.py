@@ -2,9 +2,8 @@
 audit entry each session leaves.
 
 A ticket is single use, lives at most `console_ticket_seconds` (30 s) and is bound to user,
-machine and console kind; tickets are kept in this node's memory, so a client opens the
-WebSocket on the node that issued its ticket (a load balancer keeps it there by the client's
-session). The user's `control` permission is checked when the ticket is issued and again at
+machine and console kind; tickets are kept in the database, so the WebSocket may reach any
+node. The user's `control` permission is checked when the ticket is issued and again at
 the WebSocket's upgrade.
 
 A serial console has one viewer: a second one is refused (`ConsoleBusy`) or, with `force`,
@@ -13,14 +12,17 @@ serves several clients).
 """
 
 import asyncio
+import hashlib
 import secrets
 import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from enomalism.errors import (
     BadConsoleTicket,
@@ -29,11 +31,13 @@ from enomalism.errors import (
     ConsoleUnavailable,
     InvalidInput,
     MissingVariable,
+    NotAuthenticated,
     NotFound,
 )
 from enomalism.services import access, audit, lookup
 from enomalism.services.context import Context, Principal
-from enomalism.store.models import Machine, Transaction
+from enomalism.store.db import Database
+from enomalism.store.models import ConsoleTicket, Machine, Transaction, User, utcnow
 from enomalism.virt import console as virt_console
 
 KINDS = ("serial", "vnc")
@@ -49,45 +53,54 @@ def check_kind(kind: str | None) -> str:
     return kind
 
 
-@dataclass(frozen=True)
-class Ticket:
-    user: Principal
-    machine: str
-    kind: str
-    expires: float  # time.monotonic()
-
-
 class Tickets:
-    """The tickets this node issued and nobody has used yet."""
+    """Console tickets, kept in the database so that any node opens the WebSocket a ticket
+    was issued for (several nodes behind a load balancer need no sticky sessions). Only the
+    SHA-256 of a secret is stored; using a ticket deletes its row and reads it in one
+    statement (DELETE ... RETURNING), so two nodes cannot both use one ticket."""
 
-    def __init__(self, life: float = TICKET_LIFE) -> None:
+    def __init__(self, db: Database, life: float = TICKET_LIFE) -> None:
+        self.db = db
         self.life = min(life, TICKET_LIFE)
-        self._lock = threading.Lock()
-        self._items: dict[str, Ticket] = {}
 
-    def issue(self, user: Principal, machine: str, kind: str) -> str:
-        now = time.monotonic()
+    def issue(self, s: Session, user: Principal, machine: str, kind: str) -> str:
+        """A new ticket, written in the caller's transaction (expired ones are swept)."""
+        now = utcnow()
+        s.execute(delete(ConsoleTicket).where(ConsoleTicket.expires_at < now))
         secret = secrets.token_urlsafe(32)
-        with self._lock:
-            for k in [k for k, t in self._items.items() if t.expires <= now]:
-                del self._items[k]
-            self._items[secret] = Ticket(user, machine, kind, now + self.life)
+        s.add(ConsoleTicket(secret_hash=_digest(secret), user_uuid=user.uuid,
+                            machine_uuid=machine, kind=kind,
+                            expires_at=now + timedelta(seconds=self.life)))
+        s.flush()
         return secret
 
     def redeem(self, secret: str, *, machine: str, kind: str) -> Principal:
-        """The ticket's user; the ticket is used up whatever the outcome."""
-        with self._lock:
-            ticket = self._items.pop(secret, None)
-        if ticket is None:
+        """The ticket's user (as the database has them now); the ticket is used up whatever
+        the outcome. Blocking (database): call it in a worker thread."""
+        with self.db.session() as s:
+            row = s.execute(delete(ConsoleTicket)
+                            .where(ConsoleTicket.secret_hash == _digest(secret))
+                            .returning(ConsoleTicket.user_uuid, ConsoleTicket.machine_uuid,
+                                       ConsoleTicket.kind, ConsoleTicket.expires_at)).first()
+            user = s.get(User, row.user_uuid) if row is not None else None
+        if row is None:
             raise BadConsoleTicket("the console ticket is unknown or already used (a ticket "
                                    "opens one console once; ask for a new one)")
-        if ticket.expires <= time.monotonic():
+        expires = row.expires_at if row.expires_at.tzinfo else \
+            row.expires_at.replace(tzinfo=UTC)
+        if expires <= utcnow():
             raise BadConsoleTicket(f"the console ticket has expired (it lives "
                                    f"{self.life:.0f} s); ask for a new one")
-        if ticket.machine != machine or ticket.kind != kind:
+        if row.machine_uuid != machine or row.kind != kind:
             raise BadConsoleTicket("the console ticket was issued for another machine or "
                                    "console kind")
-        return ticket.user
+        if user is None or not user.enabled:
+            raise NotAuthenticated("the console ticket's user is disabled or gone")
+        return Principal(uuid=user.uuid, username=user.username, is_admin=user.is_admin)
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -115,7 +128,7 @@ def issue(ctx: Context, tickets: Tickets, uuid: str, kind: str | None) -> dict:
     """A ticket for the user's next WebSocket to this console."""
     kind = check_kind(kind)
     target = authorise(ctx, uuid, kind)
-    secret = tickets.issue(ctx.user, target.machine, kind)
+    secret = tickets.issue(ctx.db, ctx.user, target.machine, kind)
     return {"ticket": secret,
             "url": f"/rest/machine/{target.machine}/console/{kind}/?ticket={secret}",
             "expires": int(tickets.life)}
@@ -275,6 +288,28 @@ def _migrating(registry: object, uuid: str) -> bool:
         return s.scalar(select(Transaction.kind).join(
             Machine, Machine.lock_txid == Transaction.uuid).where(
             Machine.uuid == uuid)) == "migrate"
+
+
+ENDINGS = {  # why_ended's answer -> what the viewer is told, and whether to open it again
+    "moved": ("the machine moved to another hypervisor (a migration); open the console "
+              "again", True),
+    "running": ("the console was lost while the machine runs (libvirtd restarted, or a "
+                "client outside the project took it); open it again", True),
+    "unreachable": ("the connection to the machine's hypervisor dropped; open the console "
+                    "again", True),
+    "stopped": ("the console ended: the machine stopped", False),
+}
+
+
+def why_ended(registry: object, viewer: Viewer) -> tuple[str, bool]:
+    """Why the console's stream ended (blocking: a libvirt call), as the `closed` message's
+    reason and whether opening the console again may help (its `reconnect`)."""
+    try:
+        conn = registry.connection(viewer.target.hypervisor)  # type: ignore[attr-defined]
+        why = conn.console_ended(viewer.target.machine)
+    except Exception:  # the link is down, or the registry lost the hypervisor
+        why = "unreachable"
+    return ENDINGS.get(why, ENDINGS["stopped"])
 
 
 def record(db: object, *, user: Principal | None, source: str, machine: str, kind: str,

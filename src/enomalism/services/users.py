@@ -194,10 +194,10 @@ def _check_old_password(ctx: Context, user: User, old_password: str | None) -> N
         ctx.throttle.check(user.username, source)
     if not password_matches(user.password_hash, old_password):
         if ctx.throttle is not None:
-            ctx.throttle.failed(user.username, source)
+            ctx.throttle.failed_after(ctx.db, user.username, source)
         raise Forbidden("old_password is not your current password; nothing was changed")
     if ctx.throttle is not None:
-        ctx.throttle.succeeded(user.username, source)
+        ctx.throttle.succeeded(user.username, source, ctx.db)
 
 
 def forget_credentials(ctx: Context, user_uuid: str) -> None:

@@ -524,3 +524,30 @@ class Event(Base):
     object_uuid: Mapped[str | None] = mapped_column(String(36))
     owner_uuid: Mapped[str | None] = mapped_column(String(36))
     data: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class ConsoleTicket(Base):
+    """A console ticket not used yet (services/consoles.py): kept here, not in one node's
+    memory, so that the WebSocket it opens may reach any node. Only the SHA-256 of its secret
+    is stored; using it deletes the row (single use), and expired rows are swept."""
+
+    __tablename__ = "console_tickets"
+
+    secret_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_uuid: Mapped[str] = mapped_column(ForeignKey("users.uuid", ondelete="CASCADE"))
+    machine_uuid: Mapped[str] = mapped_column(String(36))
+    kind: Mapped[str] = mapped_column(String(8))
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class LoginFailure(Base):
+    """One failed login (services/auth.py `LoginThrottle`), shared by every node so that
+    guesses spread over the nodes count together. `key` is a SHA-256 of the user name and
+    source address (a user name typed wrong is often a password: it is not kept)."""
+
+    __tablename__ = "login_failures"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

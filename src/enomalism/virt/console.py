@@ -101,6 +101,23 @@ class SerialStream:
             pass
 
 
+def why_ended(conn: libvirt.virConnect, uuid: str) -> str:
+    """Why a console of the domain ended, by its state now: "moved" (shut off by a
+    migration, or gone: a transient domain that migrated away), "running" (only the console
+    was lost: libvirtd restarted, a client outside the project took it; paused counts, as
+    at a migration's end), "unreachable" (the hypervisor did not answer), "stopped"."""
+    try:
+        state, reason = conn.lookupByUUIDString(uuid).state()
+    except libvirt.libvirtError as e:
+        return "moved" if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN else "unreachable"
+    if state == libvirt.VIR_DOMAIN_SHUTOFF and reason == libvirt.VIR_DOMAIN_SHUTOFF_MIGRATED:
+        return "moved"
+    if state in (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_PAUSED,
+                 libvirt.VIR_DOMAIN_BLOCKED):
+        return "running"
+    return "stopped"
+
+
 @dataclass(frozen=True)
 class Graphics:
     """Where a running guest's first VNC display is: a unix socket, or a host and port."""
@@ -148,7 +165,8 @@ def open_graphics(conn: libvirt.virConnect, uri: str, uuid: str) -> socket.socke
 
 def ssh_command(uri: str, gfx: Graphics) -> list[str]:
     """The command that joins our end to the guest's display on the hypervisor's host, through
-    the URI's own SSH transport (its user, port and `keyfile`)."""
+    the URI's own SSH transport: its user, port, `keyfile`, and host key checking as the URI
+    asks for it (`no_verify=1`; libssh's `known_hosts=` and `known_hosts_verify=`)."""
     parts = urlsplit(uri)
     transport = parts.scheme.partition("+")[2].lower()
     if transport not in ("ssh", "libssh", "libssh2"):
@@ -164,9 +182,16 @@ def ssh_command(uri: str, gfx: Graphics) -> list[str]:
         cmd += ["-p", str(parts.port)]
     if parts.username:
         cmd += ["-l", parts.username]
-    keyfile = parse_qs(parts.query).get("keyfile")
-    if keyfile:
-        cmd += ["-i", keyfile[0]]
+    params = {k.lower(): v[-1] for k, v in parse_qs(parts.query).items()}
+    if params.get("keyfile"):
+        cmd += ["-i", params["keyfile"]]
+    if params.get("known_hosts"):  # libssh's parameters, meant the same for OpenSSH here
+        cmd += ["-o", f"UserKnownHostsFile={params['known_hosts']}"]
+    verify = params.get("known_hosts_verify", "").lower()
+    if params.get("no_verify") == "1" or verify == "ignore":
+        cmd += ["-o", "StrictHostKeyChecking=no"]
+    elif verify == "auto":
+        cmd += ["-o", "StrictHostKeyChecking=accept-new"]
     if gfx.socket:
         remote = f"nc -U {shlex.quote(gfx.socket)}"
     elif gfx.port:

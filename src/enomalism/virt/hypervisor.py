@@ -323,6 +323,9 @@ class HypervisorConnection:
     def open_graphics(self, uri: str, uuid: str) -> socket.socket:
         return console.open_graphics(self.virconnect, uri, uuid)
 
+    def console_ended(self, uuid: str) -> str:
+        return console.why_ended(self.virconnect, uuid)
+
     def release_dhcp_lease(self, uri: str, network: str, *, mac: str, ip: str) -> bool:
         return driver.release_dhcp_lease(self.virconnect, uri, network, mac=mac, ip=ip)
 

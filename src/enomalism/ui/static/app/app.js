@@ -1185,9 +1185,19 @@ const ROUTES = [
   [/^#\/console\/([\w-]+)\/(serial|vnc)$/, (uuid, kind) => consolePage(main, uuid, kind, { h, api, errorText, heading })],
 ];
 
+let routing = 0;  // which route() call is the latest: an older page that resolves later is let go
+let opening = null;  // the path of the page being opened: asked again meanwhile, it is not opened twice
+
 async function route() {
   if (!session) return;
   const path = (location.hash || "#/machines").split("?")[0];
+  if (path === opening) return;
+  const turn = ++routing;
+  opening = path;
+  try { await show(path, turn); } finally { if (turn === routing) opening = null; }
+}
+
+async function show(path, turn) {
   if (current && current.destroy) current.destroy();
   current = null;
   for (const a of document.querySelectorAll("#nav a")) {
@@ -1198,7 +1208,9 @@ async function route() {
     const m = path.match(re);
     if (m) {
       if (page !== machinesPage) await namesReady;
-      current = (await page(...m.slice(1))) || {};
+      const shown = (await page(...m.slice(1))) || {};
+      if (turn !== routing) { if (shown.destroy) shown.destroy(); return; }
+      current = shown;
       const title = document.getElementById("page-title");
       if (title) title.focus({ preventScroll: true });
       return;

@@ -1,8 +1,9 @@
 // A machine's consoles: the serial terminal (xterm.js) and the screen (noVNC), over the
-// console endpoints (docs/console.md): a single-use ticket from POST .../console/, then a
+// console endpoints (docs/consoles.md): a single-use ticket from POST .../console/, then a
 // WebSocket whose binary frames are the console's bytes and whose text frames are JSON
-// control messages (ping/pong, taken, closed). The page reconnects by itself, with a new
-// ticket, unless the reason says that would not help.
+// control messages (ping/pong, taken, closed). The page opens the console again by itself,
+// with a new ticket, when the server says that may help (`reconnect`: the machine moved, its
+// hypervisor's link dropped) or the connection broke; never after a refusal or a take-over.
 
 const CLOSES = {
   4401: "the ticket or token was refused (expired or used)",
@@ -11,18 +12,27 @@ const CLOSES = {
   4409: "someone else has this console open",
   4500: "the hypervisor refused",
   1006: "the connection broke",
+  1012: "the server went away",
 };
-const FINAL = new Set([4403, 4404, 4409]);  // reconnecting would not help
+const DROPPED = new Set([1001, 1006, 1011, 1012, 1013, 1014]);  // broke, or the server left
+// Refusals that may pass a moment later while a console comes back (the machine arriving on
+// its new host, the previous session being let go): tried again within the same budget.
+const TRANSIENT = new Set([4404, 4409, 4500]);
+const RETRIES = 10;
+
+const scripts = new Map();  // src -> the promise of its loading (one load, however many pages)
 
 function loadScript(src) {
-  return new Promise((resolve, reject) => {
-    if (document.querySelector(`script[src="${src}"]`)) { resolve(); return; }
-    const s = document.createElement("script");
-    s.src = src;
-    s.onload = resolve;
-    s.onerror = () => reject(new Error(`could not load ${src}`));
-    document.head.append(s);
-  });
+  if (!scripts.has(src)) {
+    scripts.set(src, new Promise((resolve, reject) => {
+      const s = document.createElement("script");
+      s.src = src;
+      s.onload = resolve;
+      s.onerror = () => { scripts.delete(src); reject(new Error(`could not load ${src}`)); };
+      document.head.append(s);
+    }));
+  }
+  return scripts.get(src);
 }
 
 function loadStyle(href) {
@@ -38,6 +48,7 @@ export async function consolePage(main, uuid, kind, { h, api, errorText, heading
   const screen = h("div", { class: `console-box ${kind}`, id: "console", tabindex: "0",
                             "aria-label": kind === "serial" ? "Serial terminal" : "Machine screen" });
   let ws = null, term = null, rfb = null, fit = null, stopped = false, force = false, timer = null;
+  let destroyed = false, last = null, fresh = false, budget = RETRIES;
   let name = uuid;
   try { name = (await api("GET", `/rest/machine/${uuid}/`)).machine_obj.name; } catch { /* shown below */ }
   const takeOver = h("button", { type: "button", class: "secondary", hidden: true,
@@ -55,13 +66,21 @@ export async function consolePage(main, uuid, kind, { h, api, errorText, heading
   function say(text) { status.textContent = text; }
 
   function closed(code, reason) {
-    if (stopped) return;
-    const why = reason || CLOSES[code] || `closed (${code})`;
-    if (code === 4409) takeOver.hidden = false;
-    if (FINAL.has(code)) { say(`Disconnected: ${why}.`); return; }
-    say(`Disconnected: ${why}. Reconnecting…`);
+    if (stopped || destroyed) return;
+    const said = last;
+    last = null;
+    const why = (said && said.reason) || reason || CLOSES[code] || `closed (${code})`;
+    const again = (said && said.reconnect) || (!said && DROPPED.has(code)) ||
+                  (fresh && TRANSIENT.has(code));
+    if (!again || budget <= 0) {
+      if (code === 4409) takeOver.hidden = false;
+      say(`Disconnected: ${why}.`);
+      return;
+    }
+    budget -= 1;
+    say(`Disconnected: ${why}. Reconnecting (${RETRIES - budget}/${RETRIES})…`);
     clearTimeout(timer);
-    timer = setTimeout(connect, 2000);
+    timer = setTimeout(() => { fresh = true; connect(); }, 1000);
   }
 
   function control(text) {
@@ -69,8 +88,10 @@ export async function consolePage(main, uuid, kind, { h, api, errorText, heading
     try { msg = JSON.parse(text); } catch { return; }
     if (msg.type === "ping") ws.send(JSON.stringify({ type: "pong" }));
     else if (msg.type === "taken") { stopped = true; takeOver.hidden = false; say(`${msg.by} took this console over.`); }
-    else if (msg.type === "closed") say(`Closed: ${msg.reason}`);
+    else if (msg.type === "closed") { last = msg; say(`Closed: ${msg.reason}`); }
   }
+
+  function received() { fresh = false; budget = RETRIES; }  // it works: a full budget again
 
   async function socket() {
     const t = await api("POST", `/rest/machine/${uuid}/console/`, { body: { kind } });
@@ -84,17 +105,33 @@ export async function consolePage(main, uuid, kind, { h, api, errorText, heading
 
   async function connect() {
     stopped = false;
+    let RFB = null;
+    if (kind === "vnc") {  // before the socket: noVNC must see the server's first bytes
+      say("Loading the VNC viewer…");
+      try { RFB = await viewer(); } catch (e) {
+        say(`Cannot load the VNC viewer: ${e.message}`);
+        return;
+      }
+      if (destroyed) return;
+    }
     say("Connecting…");
+    let s;
     try {
-      ws = await socket();
+      s = await socket();
     } catch (e) {
+      if (destroyed) return;
+      if (fresh && budget > 0 && !(e.status >= 400 && e.status < 500)) { closed(1006, errorText(e)); return; }
       say(`Cannot open the console: ${errorText(e)}`);
       return;
     }
+    if (destroyed) { s.close(); return; }  // the page was left meanwhile
+    ws = s;
     force = false;
-    ws.addEventListener("message", (ev) => { if (typeof ev.data === "string") control(ev.data); });
-    ws.addEventListener("close", (ev) => closed(ev.code, ev.reason));
-    if (kind === "serial") serial(); else vnc();
+    ws.addEventListener("message", (ev) => {
+      if (typeof ev.data === "string") control(ev.data); else received();
+    });
+    ws.addEventListener("close", (ev) => { if (ev.target === ws) closed(ev.code, ev.reason); });
+    if (kind === "serial") serial(); else vnc(RFB);
   }
 
   function serial() {
@@ -108,12 +145,23 @@ export async function consolePage(main, uuid, kind, { h, api, errorText, heading
     });
   }
 
-  async function vnc() {
-    const { default: RFB } = await import("/ui/static/vendor/novnc/core/rfb.js");
+  async function viewer() {
+    // noVNC is some forty modules: a load cut short (the browser saw the network change) is
+    // tried again before the page gives up
+    for (let attempt = 1; ; attempt++) {
+      try { return (await import("/ui/static/vendor/novnc/core/rfb.js")).default; } catch (e) {
+        if (attempt >= 3 || destroyed) throw e;
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+  }
+
+  function vnc(RFB) {
     if (rfb) { try { rfb.disconnect(); } catch { /* gone */ } }
     screen.replaceChildren();
     rfb = new RFB(screen, ws);  // noVNC takes our socket: we answer its control frames
     rfb.scaleViewport = true;
+    say("Waiting for the screen…");
     rfb.addEventListener("connect", () => say("Connected."));
     rfb.addEventListener("securityfailure", (e) => say(`Refused: ${e.detail.reason || "security failure"}`));
   }
@@ -140,7 +188,7 @@ export async function consolePage(main, uuid, kind, { h, api, errorText, heading
   connect();
   return {
     destroy() {
-      stopped = true;
+      stopped = destroyed = true;
       clearTimeout(timer);
       window.removeEventListener("resize", onResize);
       if (ws) ws.close();
