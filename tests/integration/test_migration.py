@@ -144,7 +144,8 @@ def test_a_running_guest_migrates_live_and_keeps_counting(
     screen, said, detached = Screen(), [], []
     with Client(url, "admin", ADMIN_PASSWORD) as c:
         t = threading.Thread(target=lambda: detached.append(term.attach(
-            lambda: c.machines.console(uuid, force=True), keys_r, screen, said.append)))
+            lambda: c.machines.console(uuid, force=True, notify=said.append), keys_r, screen,
+            said.append)))
         t.start()
         try:
             screen.wait(b"TICK-")
