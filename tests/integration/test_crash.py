@@ -322,6 +322,8 @@ def test_kill_during_an_image_upload(server, scratch):
     failed = wait_for(lambda: s.ok("GET", f"/rest/images/{img['uuid']}/")["image"],
                       lambda i: i["state"] == "failed", "the lost upload to be failed")
     assert failed["uuid"] == img["uuid"]
+    entries = s.ok("GET", "/rest/audit/", params={"object": img["uuid"]})["entries"]
+    assert "image.upload_lost" in {e["action"] for e in entries}, entries
     wait_for(scratch.volume_names, lambda v: v == [], "the partial volume to be removed")
     s.ok("DELETE", f"/rest/images/{img['uuid']}/")
     assert s.ok("GET", "/rest/images/")["images"] == []

@@ -14,6 +14,7 @@ from datetime import timedelta
 from sqlalchemy import or_, select, update
 
 from enomalism.errors import EnomalismError
+from enomalism.services import audit
 from enomalism.store.db import Database, changed
 from enomalism.store.models import Image, Node, utcnow
 from enomalism.virt.hypervisor import HypervisorConnection
@@ -28,17 +29,21 @@ def reap(db: Database, connection: Callable[[str], HypervisorConnection], *,
     silent = utcnow() - timedelta(seconds=lease)
     with db.session(write=False) as s:
         lost = s.execute(
-            select(Image.uuid, Image.hypervisor_uuid, Image.path)
+            select(Image.uuid, Image.hypervisor_uuid, Image.path, Image.name, Image.node_id)
             .outerjoin(Node, Node.id == Image.node_id)
             .where(Image.state == "uploading", Image.url.is_(None), Image.node_id.is_not(None),
                    or_(Node.id.is_(None), Node.stopped_at.is_not(None), Node.seen_at < silent,
                        Node.started_at > Image.created_at))).all()
     failed = []
-    for uuid, hv_uuid, path in lost:
+    for uuid, hv_uuid, path, name, node in lost:
         with db.session() as s:
             if changed(s, update(Image).where(Image.uuid == uuid, Image.state == "uploading")
                        .values(state="failed")) != 1:
                 continue  # finished, deleted or reaped meanwhile
+            audit.write(s, actor_uuid=None, actor_name="enomalism", source=None,
+                        action="image.upload_lost", object_type="image", object_uuid=uuid,
+                        object_name_=name, errno=0, detail={"node": node},
+                        message=f"the upload was lost with API node {node}; the image failed")
         failed.append(uuid)
         log.warning("the upload of image %s was lost with its API node; it is failed", uuid)
         if path:
