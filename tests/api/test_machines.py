@@ -586,3 +586,18 @@ def test_only_an_administrator_evacuates_a_host(hosts):
     r = api.post(f"/rest/machine/{host}/", data={"action": "evacuate"}, auth=alice.auth)
     expect_error(r, 403, 1101)
     assert api.ok("GET", "/rest/transactions/")["transactions"] == before
+
+
+def test_a_non_administrator_moves_only_into_the_targets_default_pool(hosts, own):
+    """Pools carry no grants: `pool` on set_parent is for administrators, as on create."""
+    from tests.api.accounts import grant, new_user
+
+    api, hvs, _ = hosts
+    uuid = new_vm(api, own, disks=[f"{own}.img"], hv_uuid=hvs["a"])
+    alice = new_user(api)
+    grant(api, uuid, "modify", user=alice.name)
+    grant(api, hvs["c"], "control", user=alice.name)
+    with unchanged(api):
+        r = api.post(f"/rest/machine/{uuid}/", auth=alice.auth, data={
+            "action": "set_parent", "puuid": hvs["c"], "pool": "admins-only"})
+        assert "admins-only" in expect_error(r, 403, 1126)["message"]

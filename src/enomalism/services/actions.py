@@ -24,6 +24,7 @@ from enomalism.errors import (
     InvalidState,
     Locked,
     NotFound,
+    PoolNotAllowed,
     UnknownAction,
 )
 from enomalism.services import (
@@ -517,6 +518,9 @@ def _set_parent(ctx: Context, m: Machine, v: ActionVars) -> str:
     moves.check_target(m, target)
     bandwidth = moves.parse_bandwidth(v.bandwidth)
     dest = ctx.registry.connection(target.uuid)
+    if v.pool and not ctx.user.is_admin and v.pool != dest.pick_pool().name():
+        raise PoolNotAllowed(f"storage pool '{v.pool[:80]}' is for administrators; leave pool "
+                             "out for the target's default pool")
     xml = DomainXML(m.xmldesc) if m.xmldesc else None
     commit_before_slow_work(ctx)  # checked, nothing written: libvirt is asked next
     adopt = dest.uuid_taken(m.uuid)
