@@ -12,7 +12,7 @@ from enomalism.api.app import create_app
 from enomalism.config import Settings
 from enomalism.feeds import download as dl
 from enomalism.jobs.runner import Handler
-from enomalism.runtime.job_table import JOBS
+from enomalism.wiring.job_table import JOBS
 from tests.fakehost import FakeDomain, write_host
 
 # The tests' feed servers listen on 127.0.0.1, which outbound fetches reach only when the
@@ -43,7 +43,7 @@ _CREATED: list[str] = []
 
 
 def job_kind(kind: str) -> Callable[[Handler], Handler]:
-    """A test's own kind of job, added to the servers' job table (runtime/job_table.py)."""
+    """A test's own kind of job, added to the servers' job table (wiring/job_table.py)."""
     def add(fn: Handler) -> Handler:
         JOBS[kind] = fn
         return fn

@@ -207,7 +207,7 @@ def test_a_libvirt_failure_leaves_the_machine_unlocked_and_unchanged(two, own, m
 
 def test_a_define_whose_record_cannot_be_written_is_undefined_again(two, own, monkeypatch):
     """libvirt defined the domain, writing the machine's record failed: nothing is left."""
-    from enomalism.services import sync
+    from enomalism.runtime import sync
 
     api, hv_a, _ = two
     uuid = str(uuidlib.uuid4())

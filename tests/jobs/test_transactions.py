@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from enomalism.jobs.runner import JobContext
-from enomalism.runtime.job_table import JOBS
 from enomalism.services import transactions
 from enomalism.services.context import Context, Principal
 from enomalism.store.models import Machine, Transaction, User, utcnow
+from enomalism.wiring.job_table import JOBS
 from tests.conftest import expect_error, job_kind, manage
 
 GATES: dict[str, threading.Event] = {}

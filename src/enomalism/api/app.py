@@ -54,7 +54,6 @@ from enomalism.errors import (
 from enomalism.feeds import download as dl
 from enomalism.jobs.runner import Runner
 from enomalism.runtime import nodes
-from enomalism.runtime.job_table import JOBS
 from enomalism.runtime.registry import HypervisorRegistry
 from enomalism.services import actions, auth, health, repositories
 from enomalism.services import cache as cache_service
@@ -67,6 +66,7 @@ from enomalism.services.stats import Sampler
 from enomalism.store import files
 from enomalism.store.db import SETUP_LOCK, Database
 from enomalism.store.secrets import SecretBox
+from enomalism.wiring.job_table import JOBS
 
 log = logging.getLogger("enomalism")
 

@@ -8,7 +8,6 @@ from pydantic import Field
 from enomalism.api import schemas
 from enomalism.api.compat import refuse_changes_on_get
 from enomalism.api.deps import Ctx, Vars, expose, http_vars
-from enomalism.runtime import nodes
 from enomalism.services import hypervisors, machines
 
 router = APIRouter(tags=["hypervisors"])
@@ -53,7 +52,7 @@ def register_host(ctx: Ctx, v: Annotated[HostVars, http_vars(HostVars)]) -> dict
 def list_nodes(ctx: Ctx) -> dict:
     """The API nodes sharing this database (administrators only)."""
     return {"errno": 0, "message": "", "node": ctx.registry.ownership.node_id,
-            "nodes": nodes.list_nodes(ctx)}
+            "nodes": hypervisors.list_nodes(ctx)}
 
 
 expose(router, "/rest/nodes/", ["GET"], list_nodes, response_model=schemas.NodesAnswer,

@@ -192,7 +192,7 @@ class Runner:
                  timeout: float = HEARTBEAT_TIMEOUT, secrets: SecretBox | None = None, *,
                  metrics: JobMetrics | None = None, handlers: Mapping[str, Handler]) -> None:
         self.db, self.registry, self.node_id, self.threads = db, registry, node_id, threads
-        self.handlers = handlers  # kind -> the function that runs it (runtime/job_table.py)
+        self.handlers = handlers  # kind -> the function that runs it (wiring/job_table.py)
         self.metrics = metrics or _Uncounted()  # jobs by kind and outcome (GET /metrics)
         self.packages_dir = packages_dir
         self.secrets = secrets  # opens stored feed passwords for retrievals

@@ -15,16 +15,12 @@ import os
 import socket
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, or_, select, update
 
 from enomalism.store.db import Database, changed
 from enomalism.store.models import Hypervisor, Node, utcnow
 from enomalism.virt import uri as uris
-
-if TYPE_CHECKING:
-    from enomalism.services.context import Context
 
 log = logging.getLogger(__name__)
 
@@ -143,19 +139,3 @@ class Ownership:
                 owner_node=None, owner_until=None))
             s.execute(update(Node).where(Node.id == self.node_id).values(stopped_at=utcnow()))
 
-
-def list_nodes(ctx: "Context") -> list[dict]:
-    """Every node that ever ran on this database, live or not, with what it owns."""
-    from enomalism.services import access
-
-    access.require_admin(ctx, "list the API nodes")
-    lease = ctx.registry.ownership.lease
-    cutoff = utcnow() - timedelta(seconds=lease)
-    owned: dict[str, list[str]] = {}
-    for hv_uuid, node in ctx.db.execute(select(Hypervisor.uuid, Hypervisor.owner_node).where(
-            Hypervisor.owner_node.is_not(None)).order_by(Hypervisor.uuid)):
-        owned.setdefault(node or "", []).append(hv_uuid)
-    return [{"id": n.id, "hostname": n.hostname, "pid": n.pid, "started_at": n.started_at,
-             "seen_at": n.seen_at, "alive": n.stopped_at is None and n.seen_at >= cutoff,
-             "hypervisors": owned.get(n.id, [])}
-            for n in ctx.db.scalars(select(Node).order_by(Node.id))]

@@ -17,16 +17,15 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
 from enomalism.errors import EnomalismError, HypervisorUnreachable
-from enomalism.runtime import nodes
+from enomalism.runtime import lost_uploads, nodes, sync
 from enomalism.runtime.restarts import Restarter
-from enomalism.services import events, lost_uploads, sync
-from enomalism.services.metrics import ServerMetrics
+from enomalism.store import records
 from enomalism.store.db import Database, changed
 from enomalism.store.models import Hypervisor, Machine, utcnow
 from enomalism.virt import driver
@@ -55,12 +54,24 @@ def _lock_rows(s: Session, where: ColumnElement[bool]) -> int:
     return len(s.execute(select(Machine.uuid).where(where).with_for_update()).all())
 
 
+class EventMetrics(Protocol):
+    """Where the registry times events (services/metrics.ServerMetrics, GET /metrics): handed
+    in by the composition root, so runtime/ imports nothing of services/."""
+
+    def event(self, seconds: float) -> None: ...
+
+
+class _Untimed:
+    def event(self, seconds: float) -> None:
+        pass
+
+
 class HypervisorRegistry:
     def __init__(self, db: Database, node_id: str = "local", *,
                  lease: float = nodes.LEASE, renew: float = nodes.RENEW,
-                 metrics: ServerMetrics | None = None) -> None:
+                 metrics: EventMetrics | None = None) -> None:
         self.db = db
-        self.metrics = metrics or ServerMetrics()  # the event lag (GET /metrics)
+        self.metrics = metrics or _Untimed()  # the event lag (GET /metrics)
         self.ownership = nodes.Ownership(db, node_id, lease)
         self._renew = renew
         self._links: dict[str, HypervisorLink] = {}
@@ -344,8 +355,9 @@ class HypervisorRegistry:
                 Hypervisor.uuid == link.uuid, self.ownership.mine_or_free(utcnow())).values(
                 status="disconnected", last_error=reason))
             if done == 1 and was is not None and was.status == "connected":
-                s.add(events.row("hypervisor.down", link.uuid, was.owner_uuid, uuid=link.uuid,
-                                 uri=was.virt_url, status="disconnected", error=reason))
+                s.add(records.event("hypervisor.down", link.uuid, was.owner_uuid,
+                                    uuid=link.uuid, uri=was.virt_url, status="disconnected",
+                                    error=reason))
                 s.info["events"] = True
         if self.ownership.owns(link.uuid):
             self.ownership.release(link.uuid)  # a node still connected takes it over
@@ -425,7 +437,7 @@ class HypervisorRegistry:
                 else:
                     self.resync_machine(hv_uuid, uuid)
                     if since is not None:
-                        self.metrics.event_lag.observe(time.monotonic() - since)
+                        self.metrics.event(time.monotonic() - since)
             except HypervisorUnreachable:
                 pass  # reconnecting; the resync after it catches up
             except Exception:

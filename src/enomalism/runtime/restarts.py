@@ -23,7 +23,7 @@ import time
 from sqlalchemy.orm import Session
 
 from enomalism.errors import EnomalismError, InvalidState, Locked
-from enomalism.services import audit
+from enomalism.store import records
 from enomalism.store.db import Database
 from enomalism.store.models import Machine
 
@@ -125,7 +125,8 @@ class Restarter:
 
 def _audit(s: Session, m: Machine, node_id: str, reason: str, message: str, errno: int,
            count: int) -> None:
-    audit.write(s, actor_uuid=None, actor_name=ACTOR, source=f"node {node_id}"[:64],
-                action="machine.restart", object_type="machine", object_uuid=m.uuid,
-                object_name_=m.name, errno=errno, message=message,
-                detail={"reason": reason, "restarts": count})
+    s.add(records.audit_entry(
+        actor_uuid=None, actor_name=ACTOR, source=f"node {node_id}"[:64],
+        action="machine.restart", object_type="machine", object_uuid=m.uuid,
+        object_name=m.name, errno=errno, message=message,
+        detail={"reason": reason, "restarts": count}))

@@ -27,6 +27,7 @@ from enomalism.errors import (
     PoolNotAllowed,
     UnknownAction,
 )
+from enomalism.runtime import sync
 from enomalism.services import (
     access,
     events,
@@ -36,7 +37,6 @@ from enomalism.services import (
     pools,
     resize,
     restart_policy,
-    sync,
     volumes,
 )
 from enomalism.services.context import Context, Principal, commit_before_slow_work

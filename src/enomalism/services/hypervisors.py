@@ -2,6 +2,7 @@
 
 import logging
 import socket
+from datetime import timedelta
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
@@ -19,7 +20,7 @@ from enomalism.services import access, names
 from enomalism.services.context import Context, commit_before_slow_work
 from enomalism.services.lookup import get_host, get_hypervisor, require
 from enomalism.store.db import Database
-from enomalism.store.models import Hypervisor, Machine
+from enomalism.store.models import Hypervisor, Machine, Node, utcnow
 from enomalism.virt import uri as uris
 from enomalism.virt.connection import open_hypervisor
 from enomalism.virt.hypervisor import HypervisorConnection
@@ -237,3 +238,18 @@ def _has_kvm() -> bool:
             return True
     except OSError:
         return False
+
+
+def list_nodes(ctx: Context) -> list[dict]:
+    """Every node that ever ran on this database, live or not, with what it owns."""
+    access.require_admin(ctx, "list the API nodes")
+    lease = ctx.registry.ownership.lease
+    cutoff = utcnow() - timedelta(seconds=lease)
+    owned: dict[str, list[str]] = {}
+    for hv_uuid, node in ctx.db.execute(select(Hypervisor.uuid, Hypervisor.owner_node).where(
+            Hypervisor.owner_node.is_not(None)).order_by(Hypervisor.uuid)):
+        owned.setdefault(node or "", []).append(hv_uuid)
+    return [{"id": n.id, "hostname": n.hostname, "pid": n.pid, "started_at": n.started_at,
+             "seen_at": n.seen_at, "alive": n.stopped_at is None and n.seen_at >= cutoff,
+             "hypervisors": owned.get(n.id, [])}
+            for n in ctx.db.scalars(select(Node).order_by(Node.id))]

@@ -4,7 +4,8 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import selectinload
 
 from enomalism.errors import Conflict, InvalidInput
-from enomalism.services import access, machine_work, sync, volumes
+from enomalism.runtime import sync
+from enomalism.services import access, machine_work, volumes
 from enomalism.services.context import Context, commit_before_slow_work
 from enomalism.services.lookup import get_cluster, get_hypervisor, get_machine, parse_uuid, require
 from enomalism.store.models import Cluster, ClusterMember, Hypervisor, Machine, User, new_uuid

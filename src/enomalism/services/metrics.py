@@ -70,6 +70,9 @@ class ServerMetrics:
         self.jobs.labels(kind, outcome).inc()
         self.job_seconds.labels(kind, outcome).observe(seconds)
 
+    def event(self, seconds: float) -> None:
+        self.event_lag.observe(seconds)
+
 
 @dataclass(frozen=True)
 class Sample:

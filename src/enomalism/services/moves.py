@@ -27,7 +27,8 @@ from enomalism.errors import (
     SameHypervisor,
 )
 from enomalism.jobs.runner import JobCancelled, JobContext, JobTakenOver
-from enomalism.services import access, placement, sync, transactions, volumes
+from enomalism.runtime import sync
+from enomalism.services import access, placement, transactions, volumes
 from enomalism.services.context import Context, Principal
 from enomalism.services.lookup import get_machine
 from enomalism.store.models import Hypervisor, Machine, Transaction, User, Volume

@@ -27,7 +27,8 @@ from enomalism.errors import (
     PoolNotAllowed,
     VolumeNotAllowed,
 )
-from enomalism.services import access, machine_work, sync
+from enomalism.runtime import sync
+from enomalism.services import access, machine_work
 from enomalism.services.context import Context, commit_before_slow_work
 from enomalism.services.lookup import parse_uuid, require
 from enomalism.store.models import Hypervisor, Machine, Volume

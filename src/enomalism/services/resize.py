@@ -4,7 +4,8 @@ in range, the machine's domain present), then the machine is locked while libvir
 answers afterwards. Where the change goes (live, or the next boot) is virt/sizing.py's."""
 
 from enomalism.errors import BadSize, InvalidState, MissingVariable
-from enomalism.services import machine_work, sync
+from enomalism.runtime import sync
+from enomalism.services import machine_work
 from enomalism.services.context import Context
 from enomalism.store.models import Machine
 

@@ -5,8 +5,9 @@ with the machine locked and no database transaction open (services/machine_work.
 stored as set, for the machine's answers."""
 
 from enomalism.errors import BadRestartPolicy, InvalidState
+from enomalism.runtime import sync
 from enomalism.runtime.restarts import POLICIES
-from enomalism.services import machine_work, sync
+from enomalism.services import machine_work
 from enomalism.services.context import Context
 from enomalism.store.models import Machine
 

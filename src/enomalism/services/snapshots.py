@@ -20,7 +20,8 @@ from enomalism.errors import (
     SnapshotExists,
 )
 from enomalism.jobs.runner import JobContext
-from enomalism.services import access, sync, transactions
+from enomalism.runtime import sync
+from enomalism.services import access, transactions
 from enomalism.services.actions import refusal
 from enomalism.services.context import Context, commit_before_slow_work
 from enomalism.services.lookup import get_machine
@@ -29,7 +30,7 @@ from enomalism.store.models import Machine, Transaction
 from enomalism.virt.domxml import DomainXML
 from enomalism.virt.snapshots import Snapshot, check_name
 
-# job kinds (runtime/job_table.py)
+# job kinds (wiring/job_table.py)
 CREATE, REVERT, DELETE = "snapshot", "snapshot_revert", "snapshot_delete"
 LIST_WITHIN = 10.0  # seconds a list waits for the hypervisor (registry.ask)
 

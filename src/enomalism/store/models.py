@@ -503,7 +503,7 @@ class Image(Base):
     state: Mapped[str] = mapped_column(String(16), default="uploading")
     url: Mapped[str | None] = mapped_column(String(2048))  # registered from (redacted)
     # The API node an upload's bytes arrive at: if it stops or dies first, the upload is
-    # failed by whichever node notices (services/images.reap_lost_uploads).
+    # failed by whichever node notices (runtime/lost_uploads.py).
     node_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

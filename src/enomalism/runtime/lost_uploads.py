@@ -14,7 +14,7 @@ from datetime import timedelta
 from sqlalchemy import or_, select, update
 
 from enomalism.errors import EnomalismError
-from enomalism.services import audit
+from enomalism.store import records
 from enomalism.store.db import Database, changed
 from enomalism.store.models import Image, Node, utcnow
 from enomalism.virt.hypervisor import HypervisorConnection
@@ -40,10 +40,11 @@ def reap(db: Database, connection: Callable[[str], HypervisorConnection], *,
             if changed(s, update(Image).where(Image.uuid == uuid, Image.state == "uploading")
                        .values(state="failed")) != 1:
                 continue  # finished, deleted or reaped meanwhile
-            audit.write(s, actor_uuid=None, actor_name="enomalism", source=None,
-                        action="image.upload_lost", object_type="image", object_uuid=uuid,
-                        object_name_=name, errno=0, detail={"node": node},
-                        message=f"the upload was lost with API node {node}; the image failed")
+            s.add(records.audit_entry(
+                actor_uuid=None, actor_name="enomalism", source=None,
+                action="image.upload_lost", object_type="image", object_uuid=uuid,
+                object_name=name, errno=0, detail={"node": node},
+                message=f"the upload was lost with API node {node}; the image failed"))
         failed.append(uuid)
         log.warning("the upload of image %s was lost with its API node; it is failed", uuid)
         if path:
