@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -24,7 +25,6 @@ from sqlalchemy import delete, event, func, select
 from sqlalchemy.orm import Session
 
 from enomalism.errors import LoginsBusy, LoginsInFlight, NotAuthenticated, TooManyRequests
-from enomalism.services.context import Principal
 from enomalism.store.models import LoginFailure, User
 
 if TYPE_CHECKING:
@@ -34,6 +34,15 @@ log = logging.getLogger(__name__)
 _hasher = PasswordHasher()
 _dummy_hash: str | None = None
 BAD_CREDENTIALS = "wrong or missing credentials"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """A user whose credentials were verified: who a request or a job acts as."""
+
+    uuid: str
+    username: str
+    is_admin: bool
 
 
 def configure_hashing(*, time_cost: int, memory_kib: int, parallelism: int) -> None:

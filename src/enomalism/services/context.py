@@ -6,18 +6,13 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
+from enomalism.services.auth import CredentialCache, LoginThrottle
+from enomalism.services.auth import Principal as Principal  # re-exported: who is asking
+
 if TYPE_CHECKING:
     from enomalism.jobs.runner import Runner
     from enomalism.runtime.registry import HypervisorRegistry
-    from enomalism.services.auth import CredentialCache, LoginThrottle
     from enomalism.store.secrets import SecretBox
-
-
-@dataclass(frozen=True)
-class Principal:
-    uuid: str
-    username: str
-    is_admin: bool
 
 
 @dataclass
@@ -26,8 +21,8 @@ class Context:
     registry: "HypervisorRegistry"
     user: Principal
     source: str | None = None  # the client's address, for the audit log and rate limits
-    credentials: "CredentialCache | None" = None  # verified passwords, dropped on changes
-    throttle: "LoginThrottle | None" = None  # failed logins (and wrong old passwords)
+    credentials: CredentialCache | None = None  # verified passwords, dropped on changes
+    throttle: LoginThrottle | None = None  # failed logins (and wrong old passwords)
     jobs: "Runner | None" = None  # the transaction runner, woken when a job is queued
     secrets: "SecretBox | None" = None  # seals and opens stored feed passwords
     # The user's UUID and their groups' UUIDs, read once per request when first needed.
