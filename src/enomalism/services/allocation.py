@@ -3,7 +3,7 @@ allocated to its machines (beside its capacity, `GET /rest/hypervisor/<UUID>/all
 and its libvirt networks (`.../networks/`, the choices of `libvirt_network`). The dashboard's
 hosts page and create form read them; /metrics has the same sums."""
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 
 from enomalism.errors import HypervisorUnreachable
 from enomalism.services import hypervisors, volumes
@@ -18,12 +18,12 @@ def allocation(ctx: Context, uuid: str) -> dict:
     read the hypervisor may read its sums (not which machines make them)."""
     hv = hypervisors.get(ctx, uuid)
 
-    def sums(*where: object) -> dict:
+    def sums(*where: ColumnElement[bool]) -> dict:
         n, vcpus, kib = ctx.db.execute(
             select(func.count(), func.coalesce(func.sum(Machine.vcpus), 0),
                    func.coalesce(func.sum(Machine.memory_kib), 0))
             .where(Machine.parent_uuid == hv.uuid, Machine.kind == "vm", *where)).one()
-        return {"machines": int(n), "vcpus": int(vcpus), "memory_kib": int(kib)}
+        return {"machines": int(n or 0), "vcpus": int(vcpus or 0), "memory_kib": int(kib or 0)}
 
     return {"uuid": hv.uuid, "cpus": hv.cpus, "memory_kib": hv.memory_kib,
             "active": sums(Machine.state.in_(ACTIVE)), "defined": sums()}
