@@ -2,8 +2,6 @@
 // events stream (docs/dashboard.md). Everything shown comes from /rest/; nothing is built
 // with innerHTML (names are user input): elements are made with h() and text nodes.
 
-import { consolePage } from "./console.js";
-
 const main = document.getElementById("main");
 const PAGE = 50;  // machines per page: the DOM holds at most this many rows
 const DEAD_MS = 30000;  // no byte from the stream for this long (heartbeat 15 s): reconnect
@@ -41,10 +39,32 @@ export class ApiError extends Error {
   }
 }
 
-export async function api(method, path, { body, query } = {}) {
+// A GET the page will make asked for before it knows it may (the first list page, beside
+// GET /rest/session/): taken once by the api() call for the same URL, dropped otherwise.
+const early = new Map();
+
+function earlyGet(path, query) {
+  const url = apiUrl(path, query).href;
+  early.set(url, fetch(url, { headers: { Accept: "application/json", "X-Requested-With": "enomalism" },
+                              credentials: "same-origin" }).catch(() => null));
+}
+
+function apiUrl(path, query) {
   const url = new URL(path, location.origin);
   for (const [k, v] of Object.entries(query || {})) {
     if (v !== "" && v !== null && v !== undefined) url.searchParams.append(k, v);
+  }
+  return url;
+}
+
+export async function api(method, path, { body, query } = {}) {
+  const url = apiUrl(path, query);
+  const asked = method === "GET" ? early.get(url.href) : undefined;
+  if (asked) {
+    early.delete(url.href);
+    const r0 = await asked;
+    const data = r0 && r0.ok ? await r0.json().catch(() => null) : null;
+    if (data && !data.errno) return data;  // anything else: asked again, as usual
   }
   const headers = { Accept: "application/json", "X-Requested-With": "enomalism" };
   if (method !== "GET") headers["X-CSRF-Token"] = session ? session.csrf_token : "";
@@ -123,6 +143,7 @@ let uplotLoading = null;
 function uplotReady() {
   if (window.uPlot) return Promise.resolve();
   uplotLoading = uplotLoading || new Promise((resolve) => {
+    document.head.append(h("link", { rel: "stylesheet", href: "/ui/static/vendor/uplot/dist/uPlot.min.css" }));
     const el = h("script", { src: "/ui/static/vendor/uplot/dist/uPlot.iife.min.js" });
     el.addEventListener("load", resolve);
     el.addEventListener("error", resolve);  // the page says there are no graphs
@@ -234,6 +255,7 @@ function streamStatus(text) {
 
 function loggedOut() {
   session = null;
+  early.clear();
   stream.stop();
   document.getElementById("nav").hidden = true;
   loginPage();
@@ -298,12 +320,18 @@ const BULK = { create: "Start", suspend: "Suspend", resume: "Resume", shutdown: 
                reboot: "Reboot", poweroff: "Power off" };
 const STATES = ["running", "paused", "shutoff", "crashed", "missing", "unknown"];
 
-function machinesPage() {
+/** The list's filters and offset from the URL, and the query of its page of rows. */
+function machinesQuery() {
   const q = hashQuery();
   const filters = { search: q.get("search") || "", state: q.get("state") || "",
                     host: q.get("host") || "", cluster: q.get("cluster") || "",
                     owner: q.get("owner") || "" };
   const offset = Math.max(0, parseInt(q.get("offset") || "0", 10) || 0);
+  return { filters, offset, query: { detail: 1, kind: "vm", ...filters, limit: PAGE, offset } };
+}
+
+function machinesPage() {
+  const { filters, offset, query } = machinesQuery();
   const err = errorBox();
   const tbody = h("tbody");
   const count = h("span", { role: "status" });
@@ -442,8 +470,7 @@ function machinesPage() {
 
   async function load() {
     try {
-      const [a] = await Promise.all([api("GET", "/rest/machines/", { query: { detail: 1,
-        kind: "vm", ...filters, limit: PAGE, offset } }), namesReady]);
+      const [a] = await Promise.all([api("GET", "/rest/machines/", { query }), namesReady]);
       tbody.replaceChildren(...a.machine_objs.map(row));
       count.textContent = a.total ? `${offset + 1}–${offset + a.machine_objs.length} of ${a.total}`
         : "no machines match";
@@ -1305,7 +1332,9 @@ const ROUTES = [
   [/^#\/users$/, usersPage],
   [/^#\/audit$/, auditPage],
   [/^#\/account$/, accountPage],
-  [/^#\/console\/([\w-]+)\/(serial|vnc)$/, (uuid, kind) => consolePage(main, uuid, kind, { h, api, errorText, heading })],
+  // the console module is loaded when a console opens: the list's first paint does not wait on it
+  [/^#\/console\/([\w-]+)\/(serial|vnc)$/, async (uuid, kind) =>
+    (await import("./console.js")).consolePage(main, uuid, kind, { h, api, errorText, heading })],
 ];
 
 let routing = 0;  // which route() call is the latest: an older page that resolves later is let go
@@ -1336,6 +1365,7 @@ async function show(path, turn) {
       current = shown;
       const title = document.getElementById("page-title");
       if (title) title.focus({ preventScroll: true });
+      early.clear();  // asked early and not wanted after all
       return;
     }
   }
@@ -1345,6 +1375,8 @@ async function show(path, turn) {
 window.addEventListener("hashchange", route);
 
 (async () => {
+  const path = (location.hash || "#/machines").split("?")[0];
+  if (path === "#/machines") earlyGet("/rest/machines/", machinesQuery().query);
   try {
     session = await api("GET", "/rest/session/");
     await started();
