@@ -30,8 +30,10 @@ def _image(server, name: str, owner: str | None = None) -> str:  # noqa: ANN001
 
 
 def _options(browser, selector: str) -> list[str]:  # noqa: ANN001
-    return [o.get_attribute("value") for o in browser.find_elements(By.CSS_SELECTOR,
-                                                                     f"{selector} option")]
+    """The values offered now (read in one script: the page may replace them meanwhile)."""
+    return browser.execute_script(
+        "return [...document.querySelectorAll(arguments[0])].map((o) => o.value)",
+        f"{selector} option")
 
 
 def _select(browser, name: str) -> None:  # noqa: ANN001
