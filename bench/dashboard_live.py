@@ -400,13 +400,13 @@ def main() -> None:
                     wait_inventory(api, args.machines + 1)
                     objs = api.get("/rest/machines/", params={"kind": "vm", "detail": 1}
                                    ).json()["machine_objs"]
-                # the fake host's domains are found, not managed: the churn manages some of
-                # those that run, the list's first rows among them
-                running = [m["uuid"] for m in sorted(objs, key=lambda m: m["name"])
-                           if m["state"] == "running"][:args.managed]
-                if "heap" in args.part:
-                    for u in running:
-                        api.post(f"/rest/machine/{u}/actions/manage/").raise_for_status()
+                    # the fake host's domains are found, not managed: the churn manages some
+                    # of those that run, the list's first rows among them
+                    running = [m["uuid"] for m in sorted(objs, key=lambda m: m["name"])
+                               if m["state"] == "running"][:args.managed]
+                    if "heap" in args.part:
+                        for u in running:
+                            api.post(f"/rest/machine/{u}/actions/manage/").raise_for_status()
                 if "idle" in args.part:
                     out += idle(args, server.url) + [""]
                 if "heap" in args.part:
