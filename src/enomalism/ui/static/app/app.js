@@ -353,11 +353,18 @@ function machinesPage() {
                                                                   selected: id === filters.host }, n)));
     ownerNames.append(...[...names.users.values()].map((n) => h("option", { value: n })));
   });
-  api("GET", "/rest/cluster/list/").then((a) => {  // the clusters this user may read
-    const chosen = cluster.value;
-    cluster.replaceChildren(h("option", { value: "" }, "any"), ...a.clusters.map((c) =>
-      h("option", { value: c.uuid, selected: c.uuid === chosen || c.name === chosen }, c.name)));
-  }).catch(() => {});
+  // the clusters this user may read, for the filter: asked once the rows are shown, so that
+  // the first page of rows does not share the server with it
+  let clustersAsked = false;
+  const loadClusters = () => {
+    if (clustersAsked) return;
+    clustersAsked = true;
+    api("GET", "/rest/cluster/list/").then((a) => {
+      const chosen = cluster.value;
+      cluster.replaceChildren(h("option", { value: "" }, "any"), ...a.clusters.map((c) =>
+        h("option", { value: c.uuid, selected: c.uuid === chosen || c.name === chosen }, c.name)));
+    }).catch(() => {});
+  };
   const filterForm = h("form", { class: "filters", role: "search", onsubmit: (ev) => {
     ev.preventDefault();
     const p = new URLSearchParams();
@@ -480,6 +487,7 @@ function machinesPage() {
       offerBulk();
       loadUse();
     } catch (e) { err.show(e); }
+    loadClusters();
   }
 
   function find(uuid) { return tbody.querySelector(`tr[data-uuid="${CSS.escape(uuid)}"]`); }
