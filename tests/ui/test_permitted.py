@@ -7,7 +7,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 from tests.conftest import ADMIN_PASSWORD
-from tests.ui.pages import css, go, js_errors, login, text_in, wait
+from tests.ui.pages import css, go, js_errors, login, screenshot, text_in, wait
 
 
 def _image(server, name: str, owner: str | None = None) -> str:  # noqa: ANN001
@@ -92,6 +92,7 @@ def test_hosts_show_allocation_and_create_offers_the_libvirt_networks(server, br
     text_in(browser, cells, f"{alloc['active']['vcpus']} of 4")
     text_in(browser, "main article", "Storage pools")
     text_in(browser, "main article", "default-pool")
+    screenshot(browser, "hosts")
 
     img = _image(server, "netimg")
     go(browser, server.url, "#/create")
