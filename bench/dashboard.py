@@ -71,7 +71,9 @@ const nav = performance.getEntriesByType("navigation")[0];
 const res = performance.getEntriesByType("resource").filter((r) => r.responseEnd > 0);
 return {fmp: window.__fmp, bytes: nav.transferSize + res.reduce((a, r) => a + r.transferSize, 0),
         requests: 1 + res.length, rows: document.querySelectorAll("ROW").length,
-        elements: document.getElementsByTagName("*").length};
+        elements: document.getElementsByTagName("*").length,
+        chain: [["the page", nav.startTime, nav.responseEnd],
+                ...res.map((r) => [new URL(r.name).pathname, r.startTime, r.responseEnd])]};
 """.replace("ROW", ROW)
 
 
@@ -204,6 +206,23 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def chain(runs: list[dict]) -> str:
+    """Where the dashboard's first paint goes: each request's start and end since the
+    navigation began (medians over the loads), in the order they start, and the paint."""
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for r in runs:
+        for name, start, end in r["chain"]:
+            spans.setdefault(name, []).append((start, end))
+    rows = sorted(([name, str(len(xs)), f"{median([a for a, _ in xs]):.0f}",
+                    f"{median([b for _, b in xs]):.0f}",
+                    f"{median([b - a for a, b in xs]):.0f}"] for name, xs in spans.items()),
+                  key=lambda r: float(r[2]))
+    rows.append(["first meaningful paint", str(len(runs)), "",
+                 f"{median([r['fmp'] for r in runs]):.0f}", ""])
+    return "\nthe dashboard's requests (ms since the navigation began, medians):\n" + \
+        table(["request", "n", "start", "end", "took"], rows)
+
+
 def report(runs: dict[str, list[dict]], n: int, load_before: str) -> None:
     def med(name: str, key: str) -> float:
         return median([r[key] for r in runs[name]])
@@ -222,6 +241,7 @@ def report(runs: dict[str, list[dict]], n: int, load_before: str) -> None:
           "cold loads in headless Chromium, medians")
     print(table(["page", "n", "FMP ms", "ratio", "KiB", "ratio", "requests", "rows",
                  "elements"], rows))
+    print(chain(runs["dashboard"]))
     fmp, kb, shown = med("dashboard", "fmp"), med("dashboard", "bytes") / 1024, \
         med("dashboard", "rows")
     for what, value, target, unit in (("first meaningful paint", fmp, TARGET_MS, "ms"),

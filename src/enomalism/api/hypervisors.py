@@ -3,12 +3,12 @@
 from typing import Annotated
 
 from fastapi import APIRouter
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from enomalism.api import schemas
 from enomalism.api.compat import refuse_changes_on_get
 from enomalism.api.deps import Ctx, Vars, expose, http_vars
-from enomalism.services import hypervisors, machines
+from enomalism.services import allocation, hypervisors, machines
 
 router = APIRouter(tags=["hypervisors"])
 
@@ -49,6 +49,43 @@ def register_host(ctx: Ctx, v: Annotated[HostVars, http_vars(HostVars)]) -> dict
             "hypervisors": schemas.machine_hypervisors(host)}
 
 
+class Sums(BaseModel):
+    machines: int
+    vcpus: int
+    memory_kib: int
+
+
+class AllocationAnswer(schemas.Status):
+    uuid: str
+    cpus: int | None
+    memory_kib: int | None
+    active: Sums = Field(description="machines that hold CPUs and memory now (running, paused...)")
+    defined: Sums = Field(description="every VM defined on the hypervisor")
+
+
+class LibvirtNetwork(BaseModel):
+    name: str
+    active: bool
+    bridge: str | None
+
+
+class NetworksAnswer(schemas.Status):
+    uuid: str
+    networks: list[LibvirtNetwork]
+
+
+def get_allocation(uuid: str, ctx: Ctx) -> dict:
+    """The hypervisor's capacity and what its machines are given (extension)."""
+    return {"errno": 0, "message": "", **allocation.allocation(ctx, uuid)}
+
+
+def list_libvirt_networks(uuid: str, ctx: Ctx) -> dict:
+    """The libvirt networks a new machine may join there (`libvirt_network`; extension)."""
+    hv = hypervisors.get(ctx, uuid)
+    return {"errno": 0, "message": "", "uuid": hv.uuid,
+            "networks": allocation.networks(ctx, hv.uuid)}
+
+
 def list_nodes(ctx: Ctx) -> dict:
     """The API nodes sharing this database (administrators only)."""
     return {"errno": 0, "message": "", "node": ctx.registry.ownership.node_id,
@@ -61,6 +98,10 @@ expose(router, "/rest/hypervisor/{uuid}/", ["GET"], get_hypervisor_route,
        response_model=schemas.HypervisorAnswer, summary="Get a hypervisor (2.5)")
 expose(router, "/rest/hypervisor/{uuid}/", ["DELETE"], delete_hypervisor_route,
        response_model=schemas.HypervisorAnswer, summary="Delete a hypervisor (2.5)")
+expose(router, "/rest/hypervisor/{uuid}/allocation/", ["GET"], get_allocation,
+       response_model=AllocationAnswer, summary="A hypervisor's allocation (extension)")
+expose(router, "/rest/hypervisor/{uuid}/networks/", ["GET"], list_libvirt_networks,
+       response_model=NetworksAnswer, summary="A hypervisor's libvirt networks (extension)")
 expose(router, "/rest/hosts/", ["GET"], list_hosts, response_model=schemas.HostsAnswer,
        summary="List hosts (extension)", dependencies=[refuse_changes_on_get(HostVars)])
 expose(router, "/rest/hosts/", ["PUT", "POST"], register_host, vars_model=HostVars,

@@ -515,6 +515,27 @@ def has_network(conn: libvirt.virConnect, name: str) -> bool:
             raise
 
 
+def list_networks(conn: libvirt.virConnect) -> list[tuple[str, bool, str | None]]:
+    """The hypervisor's libvirt networks as (name, active, bridge), sorted by name: what a
+    new machine's interface may join (a network gone between the list and its read is left
+    out)."""
+    out = []
+    with libvirt_errors():
+        for net in conn.listAllNetworks(0):
+            try:
+                name, active = net.name(), bool(net.isActive())
+                try:
+                    bridge = net.bridgeName()
+                except libvirt.libvirtError:
+                    bridge = None  # a network without a bridge (macvtap, hostdev)
+            except libvirt.libvirtError as e:
+                if e.get_error_code() == libvirt.VIR_ERR_NO_NETWORK:
+                    continue
+                raise
+            out.append((name, active, bridge))
+    return sorted(out)
+
+
 def default_network(conn: libvirt.virConnect) -> str | None:
     """The libvirt network an interface goes on when nothing else is said: the one named
     'default' (what libvirt installs) while it runs; None otherwise. Not "the only running

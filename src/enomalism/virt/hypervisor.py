@@ -248,6 +248,9 @@ class HypervisorConnection:
     def has_network(self, name: str) -> bool:
         return driver.has_network(self.virconnect, name)
 
+    def list_networks(self) -> list[tuple[str, bool, str | None]]:
+        return driver.list_networks(self.virconnect)
+
     def default_network(self) -> str | None:
         return driver.default_network(self.virconnect)
 

@@ -2,8 +2,6 @@
 // events stream (docs/dashboard.md). Everything shown comes from /rest/; nothing is built
 // with innerHTML (names are user input): elements are made with h() and text nodes.
 
-import { consolePage } from "./console.js";
-
 const main = document.getElementById("main");
 const PAGE = 50;  // machines per page: the DOM holds at most this many rows
 const DEAD_MS = 30000;  // no byte from the stream for this long (heartbeat 15 s): reconnect
@@ -41,10 +39,32 @@ export class ApiError extends Error {
   }
 }
 
-export async function api(method, path, { body, query } = {}) {
+// A GET the page will make asked for before it knows it may (the first list page, beside
+// GET /rest/session/): taken once by the api() call for the same URL, dropped otherwise.
+const early = new Map();
+
+function earlyGet(path, query) {
+  const url = apiUrl(path, query).href;
+  early.set(url, fetch(url, { headers: { Accept: "application/json", "X-Requested-With": "enomalism" },
+                              credentials: "same-origin" }).catch(() => null));
+}
+
+function apiUrl(path, query) {
   const url = new URL(path, location.origin);
   for (const [k, v] of Object.entries(query || {})) {
     if (v !== "" && v !== null && v !== undefined) url.searchParams.append(k, v);
+  }
+  return url;
+}
+
+export async function api(method, path, { body, query } = {}) {
+  const url = apiUrl(path, query);
+  const asked = method === "GET" ? early.get(url.href) : undefined;
+  if (asked) {
+    early.delete(url.href);
+    const r0 = await asked;
+    const data = r0 && r0.ok ? await r0.json().catch(() => null) : null;
+    if (data && !data.errno) return data;  // anything else: asked again, as usual
   }
   const headers = { Accept: "application/json", "X-Requested-With": "enomalism" };
   if (method !== "GET") headers["X-CSRF-Token"] = session ? session.csrf_token : "";
@@ -123,6 +143,7 @@ let uplotLoading = null;
 function uplotReady() {
   if (window.uPlot) return Promise.resolve();
   uplotLoading = uplotLoading || new Promise((resolve) => {
+    document.head.append(h("link", { rel: "stylesheet", href: "/ui/static/vendor/uplot/dist/uPlot.min.css" }));
     const el = h("script", { src: "/ui/static/vendor/uplot/dist/uPlot.iife.min.js" });
     el.addEventListener("load", resolve);
     el.addEventListener("error", resolve);  // the page says there are no graphs
@@ -234,6 +255,7 @@ function streamStatus(text) {
 
 function loggedOut() {
   session = null;
+  early.clear();
   stream.stop();
   document.getElementById("nav").hidden = true;
   loginPage();
@@ -298,12 +320,18 @@ const BULK = { create: "Start", suspend: "Suspend", resume: "Resume", shutdown: 
                reboot: "Reboot", poweroff: "Power off" };
 const STATES = ["running", "paused", "shutoff", "crashed", "missing", "unknown"];
 
-function machinesPage() {
+/** The list's filters and offset from the URL, and the query of its page of rows. */
+function machinesQuery() {
   const q = hashQuery();
   const filters = { search: q.get("search") || "", state: q.get("state") || "",
                     host: q.get("host") || "", cluster: q.get("cluster") || "",
                     owner: q.get("owner") || "" };
   const offset = Math.max(0, parseInt(q.get("offset") || "0", 10) || 0);
+  return { filters, offset, query: { detail: 1, kind: "vm", ...filters, limit: PAGE, offset } };
+}
+
+function machinesPage() {
+  const { filters, offset, query } = machinesQuery();
   const err = errorBox();
   const tbody = h("tbody");
   const count = h("span", { role: "status" });
@@ -325,11 +353,18 @@ function machinesPage() {
                                                                   selected: id === filters.host }, n)));
     ownerNames.append(...[...names.users.values()].map((n) => h("option", { value: n })));
   });
-  api("GET", "/rest/cluster/list/").then((a) => {  // the clusters this user may read
-    const chosen = cluster.value;
-    cluster.replaceChildren(h("option", { value: "" }, "any"), ...a.clusters.map((c) =>
-      h("option", { value: c.uuid, selected: c.uuid === chosen || c.name === chosen }, c.name)));
-  }).catch(() => {});
+  // the clusters this user may read, for the filter: asked once the rows are shown, so that
+  // the first page of rows does not share the server with it
+  let clustersAsked = false;
+  const loadClusters = () => {
+    if (clustersAsked) return;
+    clustersAsked = true;
+    api("GET", "/rest/cluster/list/").then((a) => {
+      const chosen = cluster.value;
+      cluster.replaceChildren(h("option", { value: "" }, "any"), ...a.clusters.map((c) =>
+        h("option", { value: c.uuid, selected: c.uuid === chosen || c.name === chosen }, c.name)));
+    }).catch(() => {});
+  };
   const filterForm = h("form", { class: "filters", role: "search", onsubmit: (ev) => {
     ev.preventDefault();
     const p = new URLSearchParams();
@@ -344,23 +379,60 @@ function machinesPage() {
 
   const all = h("input", { type: "checkbox", "aria-label": "Select all shown", onchange: () => {
     for (const c of tbody.querySelectorAll("input[type=checkbox]")) c.checked = all.checked;
+    offerBulk();
   } });
-  const bulkAction = h("select", { name: "action", "aria-label": "Action for the selected" },
-                       Object.entries(BULK).map(([a, l]) => h("option", { value: a }, l)));
-  const bulk = h("form", { class: "actions", onsubmit: async (ev) => {
+  // The bulk bar offers only the actions this user may do now on at least one selected machine
+  // (the API's answer per machine, GET /rest/permissions/<UUID>/mine/, kept while it holds);
+  // applying acts on each selected machine and shows each one's result, a refusal as the API
+  // words it.
+  const permitted = new Map();  // uuid -> Promise of the actions this user may do on it now
+  let bulkTurn = 0;
+  const bulkAction = h("select", { name: "action", id: "bulk-action",
+                                   "aria-label": "Action for the selected", disabled: true });
+  const apply = h("button", { type: "submit", class: "secondary", disabled: true },
+                  "Apply to selected");
+  const bulkHint = h("p", { id: "bulk-hint", role: "status" }, "Select machines to act on them.");
+  const selected = () => [...tbody.querySelectorAll("input[type=checkbox]:checked")]
+    .map((c) => c.closest("tr"));
+  const allowed = (uuid) => {
+    if (!permitted.has(uuid)) {
+      permitted.set(uuid, api("GET", `/rest/permissions/${uuid}/mine/`)
+        .then((m) => m.actions || [], () => []));
+    }
+    return permitted.get(uuid);
+  };
+  async function offerBulk() {
+    const turn = ++bulkTurn;
+    const rows = selected();
+    const sets = await Promise.all(rows.map((r) => allowed(r.dataset.uuid)));
+    if (turn !== bulkTurn) return;
+    const may = new Set(sets.flat());
+    const chosen = bulkAction.value;
+    const offered = Object.entries(BULK).filter(([a]) => may.has(a));
+    bulkAction.replaceChildren(...offered.map(([a, l]) =>
+      h("option", { value: a, selected: a === chosen }, l)));
+    bulkAction.disabled = apply.disabled = !offered.length;
+    bulkHint.textContent = !rows.length ? "Select machines to act on them."
+      : offered.length ? `${rows.length} selected.`
+        : "You may do none of these actions on the selected machines now.";
+  }
+  tbody.addEventListener("change", offerBulk);
+  const bulk = h("form", { class: "actions", id: "bulk", onsubmit: async (ev) => {
     ev.preventDefault();
-    const rows = [...tbody.querySelectorAll("input[type=checkbox]:checked")]
-      .map((c) => c.closest("tr"));
+    const action = bulkAction.value;
+    if (!action) return;
     results.replaceChildren();
-    await Promise.all(rows.map(async (row) => {
-      const item = h("li", {}, `${row.dataset.name}: …`);
+    await Promise.all(selected().map(async (row) => {
+      const item = h("li", { dataset: { uuid: row.dataset.uuid } }, `${row.dataset.name}: …`);
       results.append(item);
       try {
-        const a = await api("POST", `/rest/machine/${row.dataset.uuid}/actions/${bulkAction.value}/`);
+        const a = await api("POST", `/rest/machine/${row.dataset.uuid}/actions/${action}/`);
         item.textContent = `${row.dataset.name}: ${a.message || "done"}`;
       } catch (e) { item.textContent = `${row.dataset.name}: ${errorText(e)}`; item.className = "error"; }
+      permitted.delete(row.dataset.uuid);
     }));
-  } }, bulkAction, h("button", { type: "submit", class: "secondary" }, "Apply to selected"));
+    offerBulk();
+  } }, bulkAction, apply, bulkHint);
 
   const prev = h("button", { type: "button", class: "secondary", disabled: offset === 0,
                              onclick: () => page(Math.max(0, offset - PAGE)) }, "Previous");
@@ -405,15 +477,17 @@ function machinesPage() {
 
   async function load() {
     try {
-      const [a] = await Promise.all([api("GET", "/rest/machines/", { query: { detail: 1,
-        kind: "vm", ...filters, limit: PAGE, offset } }), namesReady]);
+      const [a] = await Promise.all([api("GET", "/rest/machines/", { query }), namesReady]);
       tbody.replaceChildren(...a.machine_objs.map(row));
       count.textContent = a.total ? `${offset + 1}–${offset + a.machine_objs.length} of ${a.total}`
         : "no machines match";
       next.disabled = offset + PAGE >= a.total;
       err.show(null);
+      all.checked = false;
+      offerBulk();
       loadUse();
     } catch (e) { err.show(e); }
+    loadClusters();
   }
 
   function find(uuid) { return tbody.querySelector(`tr[data-uuid="${CSS.escape(uuid)}"]`); }
@@ -421,8 +495,10 @@ function machinesPage() {
   function onEvent(type, o) {
     if (o.kind && o.kind !== "vm") return;
     const tr = o.uuid && find(o.uuid);
+    if (o.uuid) permitted.delete(o.uuid);  // what may be done on it now changes with it
     if (type === "machine.state" && tr) {
       tr.querySelector(".state-cell").replaceChildren(stateBadge(o.state));
+      if (tr.querySelector("input:checked")) offerBulk();
       tr.classList.remove("row-flash");
       void tr.offsetWidth;
       tr.classList.add("row-flash");
@@ -763,25 +839,54 @@ async function createPage() {
   const vcpus = h("input", { name: "vcpus", type: "number", min: 1, value: 1 });
   const memory = h("input", { name: "memory", type: "number", min: 16, value: 256 });
   const disk = h("input", { name: "disk", type: "number", min: 1, placeholder: "the image's size" });
+  // where it goes (hvmuuid: the hypervisors this user controls; else the placer, or the
+  // image's hypervisor) and the libvirt network it joins (libvirt_network: that hypervisor's
+  // networks this user may join, GET /rest/hypervisor/<UUID>/networks/)
+  const hv = h("select", { name: "hvmuuid" }, h("option", { value: "" }, "any (the server picks)"));
+  const net = h("select", { name: "libvirt_network" }, h("option", { value: "" }, "none (the default)"));
+  const imageHv = new Map();
+  let hvs = [];
+  let netTurn = 0;
+  async function offerNetworks() {
+    const turn = ++netTurn;
+    const where = imageHv.get(image.value) || hv.value;
+    const asked = where ? [where] : hvs.map((v) => v.uuid);
+    const lists = await Promise.all(asked.map((u) => api("GET", `/rest/hypervisor/${u}/networks/`)
+      .then((a) => a.networks, () => [])));
+    if (turn !== netTurn) return;
+    const chosen = net.value;
+    const found = [...new Set(lists.flat().map((n) => n.name))].sort();
+    net.replaceChildren(h("option", { value: "" }, "none (the default)"), ...found.map((n) =>
+      h("option", { value: n, selected: n === chosen }, n)));
+  }
+  image.addEventListener("change", offerNetworks);
+  hv.addEventListener("change", offerNetworks);
   const form = h("form", { id: "create", onsubmit: async (ev) => {
     ev.preventDefault();
     err.show(null);
     const body = { name: name.value, vcpus: vcpus.value, memory: memory.value };
     if (image.value) body.image = image.value;
     if (disk.value) body.disk = disk.value;
+    if (hv.value) body.hvmuuid = hv.value;
+    if (net.value) body.libvirt_network = net.value;
     try {
       const a = await api("PUT", "/rest/machines/", { body });
       location.hash = `#/transaction/${a.txid}`;
     } catch (e) { err.show(e); }
   } }, field("Name", name), field("Image", image),
   h("div", { class: "grid" }, field("vCPUs", vcpus), field("Memory (MiB)", memory), field("Disk (GiB)", disk)),
+  h("div", { class: "grid" }, field("Hypervisor", hv), field("libvirt network", net)),
   err, h("button", { type: "submit" }, "Create"));
   main.replaceChildren(h("section", {}, heading("Create a machine"), form));
   try {
-    const a = await api("GET", "/rest/images/");
+    const [a, controlled] = await Promise.all([api("GET", "/rest/images/"), controlledHypervisors()]);
     for (const i of a.images.filter((x) => x.state === "ready" && x.format !== "iso")) {
       image.append(h("option", { value: i.uuid }, `${i.name} (${i.format})`));
+      imageHv.set(i.uuid, i.hypervisor);
     }
+    hvs = controlled;
+    hv.append(...hvs.map((v) => h("option", { value: v.uuid }, `${hostName(v.machine)}: ${v.virt_url}`)));
+    await offerNetworks();
   } catch (e) { err.show(e); }
   return {};
 }
@@ -808,7 +913,10 @@ function imagesPage() {
     ev.preventDefault();
     upErr.show(null);
     const xhr = new XMLHttpRequest();
-    const url = `/rest/images/?${new URLSearchParams({ name: name.value, format: format.value })}`;
+    const query = { name: name.value, format: format.value };
+    const hv = form.querySelector("select[name=hvmuuid]").value;
+    if (hv) query.hvmuuid = hv;
+    const url = `/rest/images/?${new URLSearchParams(query)}`;
     xhr.open("PUT", url);
     xhr.setRequestHeader("X-CSRF-Token", session.csrf_token);
     xhr.setRequestHeader("Accept", "application/json");
@@ -833,20 +941,47 @@ function imagesPage() {
   async function load() {
     try {
       const a = await api("GET", "/rest/images/");
-      list.replaceChildren(table("images", ["Name", "Format", "Size", "State", "Pool", ""], a.images.map((i) => [
+      // a delete button only where the API says this user holds `delete` (docs/access.md);
+      // an administrator holds every permission
+      const held = await Promise.all(a.images.map((i) => session.is_admin ? ["delete"]
+        : api("GET", `/rest/permissions/${i.uuid}/mine/`).then((m) => m.permissions, () => [])));
+      list.replaceChildren(table("images", ["Name", "Format", "Size", "State", "Pool", ""], a.images.map((i, n) => [
         i.name, i.format, i.size ? `${(i.size / 1048576).toFixed(1)} MiB` : "–", i.state, i.pool,
-        h("button", { type: "button", class: "outline secondary", onclick: async () => {
+        held[n].includes("delete") ? h("button", { type: "button", class: "outline secondary", onclick: async () => {
           if (!confirm(`Delete image ${i.name}?`)) return;
           try { await api("DELETE", `/rest/images/${i.uuid}/`); load(); } catch (e) { err.show(e); }
-        } }, `Delete ${i.name}`)]), "No images yet."));
+        } }, `Delete ${i.name}`) : ""]), "No images yet."));
     } catch (e) { err.show(e); }
   }
+  // Anyone may upload to the server's default hypervisor; naming one (hvmuuid) needs `control`
+  // on it (docs/access.md), so the choice lists only the hypervisors this user controls.
+  const hvSel = h("select", { name: "hvmuuid" }, h("option", { value: "" }, "the default one"));
+  form.querySelector(".grid").append(field("Hypervisor", hvSel));
+  controlledHypervisors().then((hvs) => hvSel.append(...hvs.map((v) =>
+    h("option", { value: v.uuid }, `${hostName(v.machine)}: ${v.virt_url}`))));
   main.replaceChildren(h("section", {}, heading("Images"), err, list, h("h2", {}, "Upload an image"), form));
   load();
   return { refresh: load };
 }
 
 // -- hosts, networks -------------------------------------------------------------------------
+
+/** Every hypervisor of the hosts this user may read (a host's list, one request a host). */
+async function readableHypervisors() {
+  const hosts = (await api("GET", "/rest/hosts/").catch(() => ({ hosts: [] }))).hosts;
+  const lists = await Promise.all(hosts.map((host) =>
+    api("GET", `/rest/machine/${host.uuid}/hypervisors/`).then((a) => a.hypervisors, () => [])));
+  return lists.flat();
+}
+
+/** The hypervisors on which this user holds `control` (what naming one in a request needs). */
+async function controlledHypervisors() {
+  const hvs = await readableHypervisors();
+  if (session.is_admin) return hvs;
+  const held = await Promise.all(hvs.map((v) => api("GET", `/rest/permissions/${v.uuid}/mine/`)
+    .then((m) => m.permissions, () => [])));
+  return hvs.filter((v, i) => held[i].includes("control"));
+}
 
 function hostsPage() {
   const err = errorBox();
@@ -875,28 +1010,51 @@ function hostsPage() {
     } }, label);
   }
 
+  const gib = (b) => (b === null || b === undefined) ? "–" : `${(b / 1073741824).toFixed(1)} GiB`;
+  const pct = (used, total) => total ? ` (${Math.round(100 * used / total)} %)` : "";
+  // capacity and allocation: vCPUs and memory given to its machines that run (of all defined)
+  const given = (v, al) => !al ? ["–", "–", "–"] : [
+    `${al.active.vcpus} of ${v.cpus ?? "–"}${pct(al.active.vcpus, v.cpus)}`,
+    `${mib(al.active.memory_kib)} of ${mib(v.memory_kib)}${pct(al.active.memory_kib, v.memory_kib)}`,
+    `${al.active.machines} running of ${al.defined.machines} (${al.defined.vcpus} vCPUs, ${mib(al.defined.memory_kib)} defined)`];
+
   async function load() {
     try {
-      const hosts = (await api("GET", "/rest/hosts/")).hosts;
-      const parts = [];
-      for (const host of hosts) {
+      const [hosts, pools] = await Promise.all([
+        api("GET", "/rest/hosts/").then((a) => a.hosts),
+        api("GET", "/rest/pools/").then((a) => a.pools, () => [])]);
+      const parts = await Promise.all(hosts.map(async (host) => {
         const hvs = (await api("GET", `/rest/machine/${host.uuid}/hypervisors/`)).hypervisors;
-        parts.push(h("article", { dataset: { host: host.uuid } }, h("h2", {}, host.name),
+        const alloc = await Promise.all(hvs.map((v) =>
+          api("GET", `/rest/hypervisor/${v.uuid}/allocation/`).catch(() => null)));
+        const hvPools = pools.filter((p) => hvs.some((v) => v.uuid === p.hypervisor));
+        return h("article", { dataset: { host: host.uuid } }, h("h2", {}, host.name),
           h("p", {}, `Address: ${host.address || "–"}`),
-          table(`hvs-${host.uuid}`, ["URI", "Status", "CPUs", "Memory", "libvirt", ""], hvs.map((v) => [
+          table(`hvs-${host.uuid}`, ["URI", "Status", "vCPUs given", "Memory given", "Machines",
+                                     "libvirt", ""], hvs.map((v, i) => [
             h("span", { class: "mono" }, v.virt_url), h("span", { dataset: { hv: v.uuid } }, v.status),
-            v.cpus, mib(v.memory_kib), v.libvirt_version,
+            ...given(v, alloc[i]), v.libvirt_version,
             session.is_admin ? removeButton(`Remove ${v.virt_url}`, `hypervisor ${v.virt_url}`,
                                             "DELETE", `/rest/hypervisor/${v.uuid}/`) : ""]), "No hypervisors."),
+          hvPools.length ? [h("h3", {}, "Storage pools"),
+            table(`pools-${host.uuid}`, ["Pool", "Capacity", "Allocated", "Available"], hvPools.map((p) => [
+              p.name, gib(p.capacity), `${gib(p.allocation)}${pct(p.allocation, p.capacity)}`,
+              gib(p.available)]))] : "",
           // a host without hypervisors (its own or removed) can go itself
           host.actions.includes("totaldelete") && session.is_admin
             ? removeButton(`Remove host ${host.name}`, `host ${host.name}`, "POST",
-                           `/rest/machine/${host.uuid}/actions/totaldelete/`) : ""));
-      }
+                           `/rest/machine/${host.uuid}/actions/totaldelete/`) : "");
+      }));
       box.replaceChildren(...parts);
     } catch (e) { err.show(e); }
   }
+  let again = null;
   function onEvent(type, o) {
+    if (["machine.state", "machine.created", "machine.deleted", "machine.moved"].includes(type)) {
+      clearTimeout(again);  // the allocation changed: read it again, once for a burst
+      again = setTimeout(load, 1000);
+      return;
+    }
     if (!type.startsWith("hypervisor.")) return;
     const el = box.querySelector(`[data-hv="${CSS.escape(o.uuid)}"]`);
     if (el) el.textContent = o.status || (type === "hypervisor.up" ? "connected" : "disconnected");
@@ -904,7 +1062,7 @@ function hostsPage() {
   main.replaceChildren(h("section", {}, heading("Hosts and hypervisors"), err, box,
     session.is_admin ? [h("h2", {}, "Add a host"), addForm] : []));
   load();
-  return { onEvent, refresh: load };
+  return { onEvent, refresh: load, destroy: () => clearTimeout(again) };
 }
 
 function networksPage() {
@@ -1182,7 +1340,9 @@ const ROUTES = [
   [/^#\/users$/, usersPage],
   [/^#\/audit$/, auditPage],
   [/^#\/account$/, accountPage],
-  [/^#\/console\/([\w-]+)\/(serial|vnc)$/, (uuid, kind) => consolePage(main, uuid, kind, { h, api, errorText, heading })],
+  // the console module is loaded when a console opens: the list's first paint does not wait on it
+  [/^#\/console\/([\w-]+)\/(serial|vnc)$/, async (uuid, kind) =>
+    (await import("./console.js")).consolePage(main, uuid, kind, { h, api, errorText, heading })],
 ];
 
 let routing = 0;  // which route() call is the latest: an older page that resolves later is let go
@@ -1213,6 +1373,7 @@ async function show(path, turn) {
       current = shown;
       const title = document.getElementById("page-title");
       if (title) title.focus({ preventScroll: true });
+      early.clear();  // asked early and not wanted after all
       return;
     }
   }
@@ -1222,6 +1383,8 @@ async function show(path, turn) {
 window.addEventListener("hashchange", route);
 
 (async () => {
+  const path = (location.hash || "#/machines").split("?")[0];
+  if (path === "#/machines") earlyGet("/rest/machines/", machinesQuery().query);
   try {
     session = await api("GET", "/rest/session/");
     await started();
