@@ -211,13 +211,15 @@ def failed(ctx: Context, rule: Rule, given: dict[str, Any], error: BaseException
         return
     errno, message = (error.errno, error.message) if isinstance(error, EnomalismError) \
         else (1, f"internal error: {type(error).__name__}")
+    from enomalism.api.deps import commit_request  # deps imports this module
+
     try:
         ctx.db.rollback()
         audit.write(ctx.db, actor_uuid=ctx.user.uuid, actor_name=ctx.user.username,
                     source=ctx.source, action=action, object_type=rule.object_type,
                     object_uuid=_uuid(given.get(rule.object_param)), errno=errno,
                     message=message, detail=_detail(rule, given, None))
-        ctx.db.commit()
+        commit_request(ctx)
     except Exception:
         log.exception("could not write the audit entry of a refused %s", action)
         ctx.db.rollback()

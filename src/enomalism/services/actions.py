@@ -7,10 +7,9 @@ and the action fits the state the inventory holds. Only then is libvirt asked.
 """
 
 import weakref
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from sqlalchemy import Engine, Integer, Table, bindparam, func, select, update
 from sqlalchemy.orm.attributes import flag_modified, set_committed_value
@@ -42,9 +41,10 @@ from enomalism.services import (
 from enomalism.services.context import Context, Principal, commit_before_slow_work
 from enomalism.services.lookup import get_hypervisor, get_machine, parse_uuid, require
 from enomalism.services.networks import machine_leases
+from enomalism.store import unit
 from enomalism.store.db import Database
 from enomalism.store.models import Hypervisor, Machine, utcnow
-from enomalism.store.prepared import Prepared, raw_connection
+from enomalism.store.prepared import Prepared
 from enomalism.virt import driver
 from enomalism.virt.domxml import DomainXML
 from enomalism.virt.hypervisor import HypervisorConnection
@@ -240,7 +240,7 @@ def _lifecycle(action: str) -> Callable[[Context, Machine, ActionVars], str]:
         except (NotFound, InvalidState):
             # The inventory was behind libvirt: keep the truth even though the action failed.
             ctx.registry.resync_machine(m.vm_parent_uuid, m.uuid, db=ctx.db)
-            ctx.db.commit()
+            unit.keep_now(ctx.db)  # the request's end rolls back on the error
             raise
         return done.format(name=m.name)
     return run
@@ -296,14 +296,15 @@ def _statements(engine: Engine) -> tuple[Prepared, Prepared]:
 
 def perform_quick(db: Database, registry: "HypervisorRegistry", user: Principal, uuid: str,
                   action: str) -> dict | None:
-    """The common case of a lifecycle action, on a DBAPI connection (store/prepared.py): an
-    existing, managed, unlocked machine in a state the action fits, asked by an administrator
-    or its owner. Anything else returns None before anything is done, and `perform` answers
-    it (every error, and other users' permissions, are decided there only). Otherwise the
-    same steps as `_lifecycle`: the row is read, no lock is held while libvirt acts (SQLite's
-    write lock is let go; PostgreSQL runs each statement in a transaction of its own, which
-    also spares the BEGIN and COMMIT round trips), then the state libvirt answered is
-    written. Returns the answer."""
+    """The common case of a lifecycle action, on a DBAPI connection in autocommit mode
+    (store/unit.py): an existing, managed, unlocked machine in a state the action fits, asked
+    by an administrator or its owner. Anything else returns None before anything is done, and
+    `perform` answers it (every error, and other users' permissions, are decided there only).
+    Otherwise the same steps as `_lifecycle`: the row is read and checked by `refusal`, no lock
+    is held while libvirt acts, then the state libvirt answered is written. Each statement is
+    a transaction of its own, as `_lifecycle`'s are once it lets go before libvirt: the
+    read takes no write lock (a job taking the machine's lock right after it is the same as
+    one taking it right after `_lifecycle`'s commit). Returns the answer."""
     spec = _LIFECYCLE.get(action)
     if spec is None:
         return None
@@ -313,16 +314,10 @@ def perform_quick(db: Database, registry: "HypervisorRegistry", user: Principal,
         return None
     call, done = spec
     load, store = _statements(db.engine)
-    sqlite = db.engine.dialect.name == "sqlite"
     failed: EnomalismError | None = None
-    with raw_connection(db.engine) as conn, _autocommit(conn, not sqlite):
-        cur = conn.cursor()
-        if sqlite:
-            cur.execute("BEGIN IMMEDIATE")
-        cur.execute(load.sql, load.args({"machine_uuid": uuid}))
-        row = cur.fetchone()
+    with unit.autocommit(db.engine) as conn:
+        row = conn.one(load, {"machine_uuid": uuid})
         if row is None:
-            conn.rollback()
             return None
         facts = _Row(uuid, *row)
         kind, state, owner, parent, name = facts.kind, facts.state, row[4], row[5], facts.name
@@ -330,23 +325,13 @@ def perform_quick(db: Database, registry: "HypervisorRegistry", user: Principal,
         # administrator's, and every refusal, are answered there
         if kind != "vm" or not (user.is_admin or owner == user.uuid) \
                 or refusal(facts, action) is not None:
-            conn.rollback()
             return None
-        if sqlite:
-            conn.commit()  # as in _lifecycle: no write lock held while libvirt acts
         try:
             with registry.expecting(parent, uuid, _EXPECTED.get(action)):  # see _lifecycle
                 after = call(registry.connection(parent), uuid)
                 if after is not None and after.state is not None:
-                    if sqlite:
-                        cur.execute("BEGIN IMMEDIATE")
-                    cur.execute(store.sql,
-                                store.args({"machine_uuid": uuid, **_state_values(after)}))
-                    conn.commit()
-                else:  # nothing to write here (a request the guest acts on), or gone: below
-                    conn.rollback()
+                    conn.run(store, {"machine_uuid": uuid, **_state_values(after)})
         except (NotFound, InvalidState) as e:
-            conn.rollback()
             failed, after = e, None
     # With the connection given back:
     if failed is not None:
@@ -373,21 +358,6 @@ class _Row:
     owner_uuid: str | None
     parent_uuid: str | None
     name: str
-
-
-@contextmanager
-def _autocommit(conn: Any, on: bool) -> Iterator[None]:
-    """psycopg's autocommit on a pooled DBAPI connection for the block (a local setting, no
-    round trip), put back before the pool has it again."""
-    if not on:
-        yield
-        return
-    driver_conn = conn.driver_connection
-    driver_conn.autocommit = True
-    try:
-        yield
-    finally:
-        driver_conn.autocommit = False
 
 
 def _manage(ctx: Context, m: Machine, _v: ActionVars) -> str:
