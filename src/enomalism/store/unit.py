@@ -52,10 +52,30 @@ def serialize(s: Session, key: int) -> None:
 class Autocommit:
     """A pooled DBAPI connection on which every statement is a transaction of its own: no
     BEGIN or COMMIT is sent, no lock outlives its statement (SQLite's write lock is taken by a
-    write and let go at its end, with the busy timeout of any writer)."""
+    write and let go at its end, with the busy timeout of any writer); `together()` makes a
+    few statements one transaction."""
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, postgresql: bool) -> None:
+        self._conn = conn
         self._cur = conn.cursor()
+        self._postgresql = postgresql
+
+    @contextmanager
+    def together(self) -> Iterator[None]:
+        """The block's statements as one transaction, committed at its end, rolled back on
+        an error: a write and the rows that tell of it (its event, its audit entry). SQLite
+        takes its write lock at the BEGIN, as a writing session does."""
+        if self._postgresql:
+            with self._conn.driver_connection.transaction():
+                yield
+            return
+        self._cur.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._conn.rollback()
+            raise
+        self._conn.commit()
 
     def one(self, stmt: Prepared, values: Mapping[str, Any]) -> tuple | None:
         """The first row `stmt` reads, or None."""
@@ -77,11 +97,11 @@ def autocommit(engine: Engine) -> Iterator[Autocommit]:
     connection again."""
     with raw_connection(engine) as conn:
         if engine.dialect.name != "postgresql":
-            yield Autocommit(conn)
+            yield Autocommit(conn, postgresql=False)
             return
         driver_conn = conn.driver_connection
         driver_conn.autocommit = True
         try:
-            yield Autocommit(conn)
+            yield Autocommit(conn, postgresql=True)
         finally:
             driver_conn.autocommit = False
