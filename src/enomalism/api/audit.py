@@ -247,7 +247,8 @@ def refusals(rule: Rule) -> Callable:
 def record_shortcut(state: Any, user: Principal, source: str, uuid: str, action: str,
                     outcome: dict | EnomalismError | Exception) -> None:
     """The entry of a lifecycle action answered by `app.ActionShortcut` (no session of its
-    own to share): a short write."""
+    own to share): a short write. Its quick path writes its own success with the machine's
+    state (`actions.perform_quick`); a failure is written here."""
     rule, given = Rule("machine", action), {"uuid": uuid}
     with state.db.session() as s:
         ctx = Context(db=s, registry=state.registry, user=user, source=source)
