@@ -24,7 +24,13 @@ event worker has had time to write the events of the previous call, so each call
 an idle server. shutdown and reboot are ACPI requests the OS-less guest ignores: what is measured
 is the request, and the domain stays running.
 
-Prints a table (API median, raw median, difference, ratio). Never asserts: a benchmark, not a test.
+Last, the CPU time the server spends per action (suspend and resume back to back, no GET in
+between), against the bare app's per request: what a loaded machine inflates far less than the
+medians.
+
+Prints a table (API median, raw median, difference, ratio) and both targets' verdicts: within
+2 ms for the fast actions (spec section 2), within 1 ms for every one, b2b included (issue 15).
+Never asserts: a benchmark, not a test.
 The domain is destroyed and undefined whatever happens; no other domain is touched.
 """
 
@@ -58,8 +64,20 @@ from common import (  # noqa: E402
 )
 
 URI = "qemu:///system"
-TARGET_MS = 2.0
+TARGET_MS = 2.0  # spec section 2: the fast actions
+STRICT_MS = 1.0  # issue 15: every fast action, back to back (b2b) included
 SLOW = ("poweroff", "create")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time used so far by every live thread of a process (/proc schedstat: ns)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # a thread that just ended
+    return total / 1e9
 
 
 def kvm_usable() -> bool:
@@ -95,6 +113,7 @@ class Bench:
         self.uuid = uuid
         self.dom: libvirt.virDomain | None = None
         self.results: dict[str, dict[str, list[float]]] = {}
+        self.cpu: dict[str, float] = {}  # CPU ms per action: the server's, the bare app's
 
     # -- the ways of doing an action ---------------------------------------------------
 
@@ -189,6 +208,23 @@ class Bench:
                     self.record(f"{action} b2b", via, ms)
                 self.settle("running")
 
+    def cpu_rounds(self, n: int, server_pid: int, bare_pid: int) -> None:
+        """The CPU time the server itself spends on an action, which a loaded machine inflates
+        far less than the wall clock: n suspend-resume pairs back to back through the API (no
+        settling, no GET in between), the server's CPU time (every thread) over them, less
+        what it spends idle over as long; the same for the bare app's 2n POSTs."""
+        for pid, post in ((server_pid, self.via_api), (bare_pid, self.via_bare)):
+            idle_start, t0 = cpu_seconds(pid), time.monotonic()
+            time.sleep(1.0)
+            idle_rate = (cpu_seconds(pid) - idle_start) / (time.monotonic() - t0)
+            start, t0 = cpu_seconds(pid), time.monotonic()
+            for _ in range(n):
+                post("suspend")
+                post("resume")
+            used = cpu_seconds(pid) - start - idle_rate * (time.monotonic() - t0)
+            self.cpu["api" if pid == server_pid else "bare"] = used * 1000 / (2 * n)
+            self.settle("running")
+
     def slow_rounds(self, n: int) -> None:
         """poweroff and create: starting and destroying a QEMU process, about 2 s a pair."""
         for i in range(n):
@@ -242,6 +278,7 @@ def main() -> None:
                 bench.settle("running")
             bench.fast_rounds(args.fast)
             bench.burst_rounds(args.fast)
+            bench.cpu_rounds(args.fast, server.proc.pid, bare.proc.pid)
             bench.slow_rounds(args.slow)
             report(bench, virt_type, time.monotonic() - started, load_before)
     finally:
@@ -335,7 +372,7 @@ def report(bench: Bench, virt_type: str, seconds: float, load_before: str) -> No
         if r["bare"]:
             own_ms = [x - y - z for x, y, z in zip(r["api"], r["raw"], r["bare"], strict=True)]
             own = f"{median(own_ms):+.2f}"
-        if action not in SLOW and "b2b" not in action:
+        if action not in SLOW:
             fast.append((action, d))
         rows.append([action, str(len(r["api"])), f"{a:.2f}", cell("httpx"), f"{b:.2f}",
                      cell("bare"), f"{a / b:.2f}", f"{d:+.2f}",
@@ -347,17 +384,26 @@ def report(bench: Bench, virt_type: str, seconds: float, load_before: str) -> No
     print(table(["action", "n", "API med ms", "httpx med ms", "raw med ms", "bare med ms",
                  "ratio", "overhead ms", "95% interval", "httpx overhead ms",
                  "own ms", "API p90", "raw p90"], rows))
+    if bench.cpu:
+        api_cpu, bare_cpu = bench.cpu["api"], bench.cpu["bare"]
+        print(f"\nCPU per action, suspend and resume back to back: server {api_cpu:.2f} ms, "
+              f"bare app {bare_cpu:.2f} ms, own {api_cpu - bare_cpu:+.2f} ms")
     if fast:
-        action, worst = max(fast, key=lambda t: t[1])
+        spaced = [(a, d) for a, d in fast if "b2b" not in a]
+        action, worst = max(spaced, key=lambda t: t[1])
         verdict = "met" if worst <= TARGET_MS else "MISSED"
+        strict_action, strict_worst = max(fast, key=lambda t: t[1])
+        strict = "met" if strict_worst <= STRICT_MS else "MISSED"
         print(f"\ntarget: API overhead within {TARGET_MS:.0f} ms of raw libvirt at the median: "
-              f"{verdict} (largest: {action}, {worst:+.2f} ms). API: http.client; overhead: "
+              f"{verdict} (largest: {action}, {worst:+.2f} ms); within {STRICT_MS:.0f} ms for "
+              f"every action, b2b included: {strict} (largest: {strict_action}, "
+              f"{strict_worst:+.2f} ms). API: http.client; overhead: "
               "API minus raw, paired by round. httpx overhead: the same through httpx (its own "
               "cost included; not judged). bare: the same POST to a bare ASGI app on uvicorn "
               "(HTTP alone); own: API minus raw minus bare, what enomalism itself adds. "
               "poweroff and create take 0.4 to 2 s in QEMU itself; their interval shows how far "
               "a few ms can be told apart from that. b2b: suspend then resume at once, no "
-              "settling in between (not part of the target).")
+              "settling in between.")
 
 
 if __name__ == "__main__":

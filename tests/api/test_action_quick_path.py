@@ -295,3 +295,41 @@ def test_a_state_write_that_fails_after_the_event_was_skipped_resyncs(sandbox, o
     monkeypatch.undo()
     api.settle()
     assert uuid in resyncs.uuids and stored(api, uuid).state == "paused"
+
+
+def test_the_audit_entry_and_events_are_the_ones_perform_writes(sandbox, own, paths):
+    """The quick path writes its audit entry, the state's event and the entry's event in the
+    transaction of the state (store/unit.py `together`): the same rows `perform` and the
+    request's audit make."""
+    from sqlalchemy import select
+
+    from enomalism.store.models import AuditEntry, Event
+
+    api = sandbox
+    a, b = new_vm(api, f"{own}-a", "running"), new_vm(api, f"{own}-b", "running")
+    paths.reset()
+    api.ok("POST", f"/rest/machine/{a}/actions/suspend/")
+    api.ok("POST", f"/rest/machine/{b}/", data={"action": "suspend"})
+    assert paths.full == 1 and paths.quick[0] is not None
+
+    def written(uuid: str, name: str) -> tuple[list, list]:
+        with api.app.state.db.session(write=False) as s:
+            entries = [(e.actor_uuid, e.actor_name, e.source, e.action, e.object_type,
+                        e.object_name.replace(name, "X"), e.errno,
+                        e.message.replace(name, "X"), e.detail)
+                       for e in s.scalars(select(AuditEntry).where(
+                           AuditEntry.object_uuid == uuid, AuditEntry.action == "machine.suspend"))]
+            told = [(e.type, e.owner_uuid, {k: (v.replace(name, "X").replace(uuid, "U")
+                                                if isinstance(v, str) else v)
+                                            for k, v in e.data.items()})
+                    for e in s.scalars(select(Event).order_by(Event.id))
+                    if e.object_uuid == uuid and e.type == "machine.state"
+                    and e.data.get("state") == "paused"
+                    or e.type == "audit" and e.data.get("object_uuid") == uuid
+                    and e.data.get("action") == "machine.suspend"]
+        return entries, told
+
+    quick, full = written(a, f"{own}-a"), written(b, f"{own}-b")
+    assert len(quick[0]) == 1 and quick[0] == full[0]
+    assert [t for t, _, _ in quick[1]].count("machine.state") == 1
+    assert sorted(map(repr, quick[1])) == sorted(map(repr, full[1]))

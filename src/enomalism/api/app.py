@@ -106,9 +106,9 @@ class ActionShortcut:
     (suspend, resume, create, poweroff, ...), answered without FastAPI's routing, dependency
     solving and answer validation, which cost more than the action's own work (see
     docs/performance.md). The same code does the action, in one worker thread: the common
-    case of a lifecycle action on the DBAPI connection (`actions.perform_quick`), anything
-    else `machines.run_action` in a write session committed there, with the same checks,
-    errors and answer.
+    case of a lifecycle action on the DBAPI connection (`actions.perform_quick`, which writes
+    the audit entry with the machine's state), anything else `machines.run_action` in a write
+    session committed there, with the same checks, errors, answer and audit entry.
 
     Anything it is not sure of goes on to the route, which also stays for the OpenAPI
     description: a query string or a body (the route reads and checks its variables),
@@ -141,7 +141,9 @@ class ActionShortcut:
                    action: str) -> JSONResponse:
         def act() -> dict:
             try:
-                answer = actions.perform_quick(state.db, state.registry, user, uuid, action)
+                # audited in the transaction that writes the machine's state
+                answer = actions.perform_quick(state.db, state.registry, user, uuid, action,
+                                               source=source)
                 if answer is None:
                     with state.db.session() as s:
                         ctx = make_context(state, s, user, source)
@@ -149,12 +151,10 @@ class ActionShortcut:
                         answer = machines.run_action(ctx, uuid, action)
                         audit.succeeded(ctx, audit.Rule("machine", action), {"uuid": uuid},
                                         answer)
-                    return answer
+                return answer
             except Exception as e:
                 audit.record_shortcut(state, user, source, uuid, action, e)
                 raise
-            audit.record_shortcut(state, user, source, uuid, action, answer)
-            return answer
         try:
             return JSONResponse(await run_in_threadpool(act))
         except EnomalismError as e:

@@ -211,13 +211,15 @@ def failed(ctx: Context, rule: Rule, given: dict[str, Any], error: BaseException
         return
     errno, message = (error.errno, error.message) if isinstance(error, EnomalismError) \
         else (1, f"internal error: {type(error).__name__}")
+    from enomalism.api.deps import commit_request  # deps imports this module
+
     try:
         ctx.db.rollback()
         audit.write(ctx.db, actor_uuid=ctx.user.uuid, actor_name=ctx.user.username,
                     source=ctx.source, action=action, object_type=rule.object_type,
                     object_uuid=_uuid(given.get(rule.object_param)), errno=errno,
                     message=message, detail=_detail(rule, given, None))
-        ctx.db.commit()
+        commit_request(ctx)
     except Exception:
         log.exception("could not write the audit entry of a refused %s", action)
         ctx.db.rollback()
@@ -245,7 +247,8 @@ def refusals(rule: Rule) -> Callable:
 def record_shortcut(state: Any, user: Principal, source: str, uuid: str, action: str,
                     outcome: dict | EnomalismError | Exception) -> None:
     """The entry of a lifecycle action answered by `app.ActionShortcut` (no session of its
-    own to share): a short write."""
+    own to share): a short write. Its quick path writes its own success with the machine's
+    state (`actions.perform_quick`); a failure is written here."""
     rule, given = Rule("machine", action), {"uuid": uuid}
     with state.db.session() as s:
         ctx = Context(db=s, registry=state.registry, user=user, source=source)

@@ -142,6 +142,14 @@ def _vars_doc(model: type[Vars], method: str) -> dict:
         for name, field in model.model_fields.items()]}
 
 
+def commit_request(ctx: Context) -> None:
+    """The end of a request: what it wrote is committed, the one commit of its session
+    (store/unit.py names the few earlier ones). `expose` does it for the endpoints it wraps;
+    a streamed upload's last step (api/images.py, api/vmfeed.py) and what a failed request
+    writes after its rollback (its audit entry, an abandoned upload) call it."""
+    ctx.db.commit()
+
+
 def _in_one_thread(endpoint: Callable, rule: "api_audit.Rule | None" = None) -> Callable:
     """The (blocking) endpoint and the commit of its session, in one worker thread.
 
@@ -159,13 +167,13 @@ def _in_one_thread(endpoint: Callable, rule: "api_audit.Rule | None" = None) -> 
             return endpoint(**kwargs)
         if rule is None:
             result = endpoint(**kwargs)
-            ctx.db.commit()
+            commit_request(ctx)
             return result
         api_audit.begin(ctx)
         try:
             result = endpoint(**kwargs)
             api_audit.succeeded(ctx, rule, api_audit.variables(kwargs), result)
-            ctx.db.commit()
+            commit_request(ctx)
         except Exception as e:
             api_audit.failed(ctx, rule, api_audit.variables(kwargs), e)
             raise

@@ -16,11 +16,11 @@ from starlette.requests import ClientDisconnect
 
 from enomalism.api import audit as api_audit
 from enomalism.api.compat import refuse_changes_on_get
-from enomalism.api.deps import Ctx, Vars, expose, http_vars, read_vars
+from enomalism.api.deps import Ctx, Vars, commit_request, expose, http_vars, read_vars
 from enomalism.api.schemas import Status
 from enomalism.errors import InvalidInput, LengthRequired, MissingVariable, UnknownAction
 from enomalism.services import images
-from enomalism.services.context import Context
+from enomalism.services.context import Context, commit_before_slow_work
 from enomalism.wire import ImageObj
 
 router = APIRouter(tags=["images"])
@@ -220,7 +220,7 @@ async def upload_image(ctx: Ctx, up: Annotated[Upload, file_vars(UploadVars)]) -
         def start() -> images.Plan:
             plan = images.begin_upload(ctx, name=v.name, fmt=v.format, size=size,
                                        hvmuuid=v.hvmuuid, pool=v.pool, sha256=v.sha256)
-            ctx.db.commit()  # the volume is filled with no write lock held
+            commit_before_slow_work(ctx)  # the volume is filled with no write lock held
             return plan
 
         plan = await run_in_threadpool(start)
@@ -236,7 +236,7 @@ async def upload_image(ctx: Ctx, up: Annotated[Upload, file_vars(UploadVars)]) -
             answer = {"image": images.image_obj(image), "errno": 0,
                       "message": f"image {image.name} uploaded ({written.size} bytes)"}
             api_audit.succeeded(ctx, rule, given, answer)
-            ctx.db.commit()
+            commit_request(ctx)
             return answer
         return await run_in_threadpool(done)
 
@@ -246,7 +246,7 @@ async def upload_image(ctx: Ctx, up: Annotated[Upload, file_vars(UploadVars)]) -
 def _abandon(ctx: Context, uuid: str) -> None:
     ctx.db.rollback()
     images.abandon(ctx, uuid=uuid)
-    ctx.db.commit()
+    commit_request(ctx)
 
 
 def _register(ctx: Context, rule: api_audit.Rule, given: dict, v: UploadVars) -> dict:
@@ -255,7 +255,7 @@ def _register(ctx: Context, rule: api_audit.Rule, given: dict, v: UploadVars) ->
     answer = {"image": images.image_obj(image), "txid": tx.uuid, "errno": 0,
               "message": f"image {image.name} is being downloaded"}
     api_audit.succeeded(ctx, rule, given, answer)
-    ctx.db.commit()
+    commit_request(ctx)
     return answer
 
 

@@ -12,7 +12,7 @@ from pydantic import Field
 from enomalism.api import audit as api_audit
 from enomalism.api import images as image_api
 from enomalism.api.compat import posted_nothing, refuse_changes_on_get
-from enomalism.api.deps import Ctx, Vars, expose, http_vars, writes_on_get
+from enomalism.api.deps import Ctx, Vars, commit_request, expose, http_vars, writes_on_get
 from enomalism.api.schemas import Status
 from enomalism.errors import InvalidState, MissingVariable
 from enomalism.feeds import download as dl
@@ -147,7 +147,7 @@ async def upload_package(ctx: Ctx, up: Annotated[image_api.Upload,
                 answer = {"package": package_obj(p), "errno": 0,
                           "message": f"package {p.name} uploaded ({p.size} bytes)"}
                 api_audit.succeeded(ctx, rule, given, answer)
-                ctx.db.commit()
+                commit_request(ctx)
             except BaseException:
                 path.unlink(missing_ok=True)
                 raise

@@ -8,11 +8,10 @@ and the action fits the state the inventory holds. Only then is libvirt asked.
 
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
-from sqlalchemy import Engine, Integer, Table, bindparam, func, select, update
+from sqlalchemy import Engine, Insert, Integer, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm.attributes import flag_modified, set_committed_value
 
 from enomalism.errors import (
@@ -42,9 +41,10 @@ from enomalism.services import (
 from enomalism.services.context import Context, Principal, commit_before_slow_work
 from enomalism.services.lookup import get_hypervisor, get_machine, parse_uuid, require
 from enomalism.services.networks import machine_leases
+from enomalism.store import records, unit
 from enomalism.store.db import Database
-from enomalism.store.models import Hypervisor, Machine, utcnow
-from enomalism.store.prepared import Prepared, raw_connection
+from enomalism.store.models import AuditEntry, Event, Hypervisor, Machine, utcnow
+from enomalism.store.prepared import Prepared
 from enomalism.virt import driver
 from enomalism.virt.domxml import DomainXML
 from enomalism.virt.hypervisor import HypervisorConnection
@@ -240,7 +240,7 @@ def _lifecycle(action: str) -> Callable[[Context, Machine, ActionVars], str]:
         except (NotFound, InvalidState):
             # The inventory was behind libvirt: keep the truth even though the action failed.
             ctx.registry.resync_machine(m.vm_parent_uuid, m.uuid, db=ctx.db)
-            ctx.db.commit()
+            unit.keep_now(ctx.db)  # the request's end rolls back on the error
             raise
         return done.format(name=m.name)
     return run
@@ -283,27 +283,44 @@ def _store_state(ctx: Context, m: Machine, after: driver.DomainState) -> None:
 _M = Machine.__table__
 _LOAD = select(_M.c.kind, _M.c.managed, _M.c.lock_txid, _M.c.state, _M.c.owner_uuid,
                _M.c.parent_uuid, _M.c.name).where(_M.c.uuid == bindparam("machine_uuid"))
-_PREPARED: "weakref.WeakKeyDictionary[Engine, tuple[Prepared, Prepared]]" = \
-    weakref.WeakKeyDictionary()
 
 
-def _statements(engine: Engine) -> tuple[Prepared, Prepared]:
+def _insert(table: Table) -> Insert:
+    return insert(table).values({c.key: bindparam(c.key, type_=c.type)
+                                 for c in table.columns if c.key != "id"})
+
+
+@dataclass(frozen=True)
+class _Statements:
+    load: Prepared
+    store: Prepared
+    event: Prepared
+    audit: Prepared
+
+
+_PREPARED: "weakref.WeakKeyDictionary[Engine, _Statements]" = weakref.WeakKeyDictionary()
+
+
+def _statements(engine: Engine) -> _Statements:
     st = _PREPARED.get(engine)
     if st is None:
-        st = _PREPARED[engine] = (Prepared(_LOAD, engine), Prepared(_STORE_STATE, engine))
+        st = _PREPARED[engine] = _Statements(
+            Prepared(_LOAD, engine), Prepared(_STORE_STATE, engine),
+            Prepared(_insert(cast(Table, Event.__table__)), engine),
+            Prepared(_insert(cast(Table, AuditEntry.__table__)), engine))
     return st
 
 
 def perform_quick(db: Database, registry: "HypervisorRegistry", user: Principal, uuid: str,
-                  action: str) -> dict | None:
-    """The common case of a lifecycle action, on a DBAPI connection (store/prepared.py): an
-    existing, managed, unlocked machine in a state the action fits, asked by an administrator
-    or its owner. Anything else returns None before anything is done, and `perform` answers
-    it (every error, and other users' permissions, are decided there only). Otherwise the
-    same steps as `_lifecycle`: the row is read, no lock is held while libvirt acts (SQLite's
-    write lock is let go; PostgreSQL runs each statement in a transaction of its own, which
-    also spares the BEGIN and COMMIT round trips), then the state libvirt answered is
-    written. Returns the answer."""
+                  action: str, *, source: str | None = None) -> dict | None:
+    """The common case of a lifecycle action, on a DBAPI connection in autocommit mode
+    (store/unit.py): an existing, managed, unlocked machine in a state the action fits, asked
+    by an administrator or its owner. Anything else returns None before anything is done, and
+    `perform` answers it (every error, and other users' permissions, are decided there only).
+    Otherwise the same steps as `_lifecycle`: the row is read and checked by `refusal` (a
+    statement of its own: no lock is held, as `_lifecycle` holds none once it let go before
+    libvirt), libvirt acts, then the state it answered, the state's event and the request's
+    audit entry (from `source`) are one short transaction. Returns the answer, audited."""
     spec = _LIFECYCLE.get(action)
     if spec is None:
         return None
@@ -312,53 +329,66 @@ def perform_quick(db: Database, registry: "HypervisorRegistry", user: Principal,
     except EnomalismError:
         return None
     call, done = spec
-    load, store = _statements(db.engine)
-    sqlite = db.engine.dialect.name == "sqlite"
     failed: EnomalismError | None = None
-    with raw_connection(db.engine) as conn, _autocommit(conn, not sqlite):
-        cur = conn.cursor()
-        if sqlite:
-            cur.execute("BEGIN IMMEDIATE")
-        cur.execute(load.sql, load.args({"machine_uuid": uuid}))
-        row = cur.fetchone()
+    with unit.autocommit(db.engine) as conn:
+        row = conn.one(_statements(db.engine).load, {"machine_uuid": uuid})
         if row is None:
-            conn.rollback()
             return None
-        facts = _Row(uuid, *row)
-        kind, state, owner, parent, name = facts.kind, facts.state, row[4], row[5], facts.name
+        m, parent = _Row(uuid, *row), row[5]  # a VM's hypervisor
         # the same preconditions as `perform`; a permission other than an owner's or an
         # administrator's, and every refusal, are answered there
-        if kind != "vm" or not (user.is_admin or owner == user.uuid) \
-                or refusal(facts, action) is not None:
-            conn.rollback()
+        if m.kind != "vm" or not (user.is_admin or m.owner_uuid == user.uuid) \
+                or refusal(m, action) is not None:
             return None
-        if sqlite:
-            conn.commit()  # as in _lifecycle: no write lock held while libvirt acts
+        answer = {"errno": 0, "message": done.format(name=m.name)}
         try:
-            with registry.expecting(parent, uuid, _EXPECTED.get(action)):  # see _lifecycle
+            with registry.expecting(parent, uuid, _EXPECTED.get(action)):  # _lifecycle
                 after = call(registry.connection(parent), uuid)
-                if after is not None and after.state is not None:
-                    if sqlite:
-                        cur.execute("BEGIN IMMEDIATE")
-                    cur.execute(store.sql,
-                                store.args({"machine_uuid": uuid, **_state_values(after)}))
-                    conn.commit()
-                else:  # nothing to write here (a request the guest acts on), or gone: below
-                    conn.rollback()
+                if after is not None:
+                    with conn.together():
+                        for stmt, values in _quick_writes(db.engine, user, source, m, action,
+                                                          after, answer):
+                            conn.run(stmt, values)
         except (NotFound, InvalidState) as e:
-            conn.rollback()
             failed, after = e, None
     # With the connection given back:
     if failed is not None:
         registry.resync_machine(parent, uuid)  # the inventory was behind libvirt
         raise failed
-    if after is None:
+    if after is None:  # the domain is gone: as `_lifecycle` finds it, in one session
         with db.session() as s:
             sync.mark_missing(s, parent, uuid)
-    elif after.state is not None and after.state != state:  # written outside the ORM
-        events.emit(db, "machine.state", uuid, owner, uuid=uuid, name=name, kind=kind,
-                    state=after.state, previous=state)
-    return {"errno": 0, "message": done.format(name=name)}
+            s.add(_audit_entry(user, source, m, action, answer))
+    else:
+        events.wake_all()  # what the ORM's commit does for the events it wrote
+    return answer
+
+
+def _quick_writes(engine: Engine, user: Principal, source: str | None, m: "_Row", action: str,
+                  after: driver.DomainState, answer: dict) -> Iterator[tuple[Prepared, dict]]:
+    """The quick path's one transaction after libvirt answered: the state (a request the
+    guest acts on has none: events tell), its event when it changed, the audit entry and the
+    entry's event, as the ORM would write them (services/events.py)."""
+    st = _statements(engine)
+    if after.state is not None:
+        yield st.store, {"machine_uuid": m.uuid, **_state_values(after)}
+        if after.state != m.state:
+            yield st.event, records.values(events.row(
+                "machine.state", m.uuid, m.owner_uuid, uuid=m.uuid, name=m.name, kind=m.kind,
+                state=after.state, previous=m.state))
+    entry = _audit_entry(user, source, m, action, answer)
+    yield st.audit, records.values(entry)
+    for told in events.audit_rows(engine, entry):
+        yield st.event, records.values(told)
+
+
+def _audit_entry(user: Principal, source: str | None, m: "_Row", action: str,
+                 answer: dict) -> AuditEntry:
+    """The entry `api/audit.succeeded` writes for an action without variables."""
+    return records.audit_entry(
+        actor_uuid=user.uuid, actor_name=user.username, source=source, action=f"machine.{action}",
+        object_type="machine", object_uuid=m.uuid, object_name=m.name, errno=0,
+        message=answer["message"], detail={})
 
 
 @dataclass(slots=True)
@@ -373,21 +403,6 @@ class _Row:
     owner_uuid: str | None
     parent_uuid: str | None
     name: str
-
-
-@contextmanager
-def _autocommit(conn: Any, on: bool) -> Iterator[None]:
-    """psycopg's autocommit on a pooled DBAPI connection for the block (a local setting, no
-    round trip), put back before the pool has it again."""
-    if not on:
-        yield
-        return
-    driver_conn = conn.driver_connection
-    driver_conn.autocommit = True
-    try:
-        yield
-    finally:
-        driver_conn.autocommit = False
 
 
 def _manage(ctx: Context, m: Machine, _v: ActionVars) -> str:

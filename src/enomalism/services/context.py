@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from enomalism.services.auth import CredentialCache, LoginThrottle
 from enomalism.services.auth import Principal as Principal  # re-exported: who is asking
+from enomalism.store import unit
 
 if TYPE_CHECKING:
     from enomalism.jobs.runner import Runner
@@ -33,11 +34,6 @@ class Context:
 
 
 def commit_before_slow_work(ctx: Context) -> None:
-    """Commit the request's database transaction before slow work (a network fetch, a libvirt
-    call): SQLite's one write lock, taken at the session's first statement, and PostgreSQL's
-    row locks are let go while it runs (docs/transactions.md, "Slow work and the database").
-    What was written so far is durable from here, so commit either nothing yet (checks only)
-    or a state that stands on its own (a machine's lock, services/machine_work.py). The
-    request's own commit at its end (api/deps.py) writes what follows; whatever the session
-    reads afterwards may have changed meanwhile, and is checked again."""
-    ctx.db.commit()
+    """The request's write locks let go before slow work: `store.unit.commit_before_slow_work`
+    (what is durable from there, and what to check again after it)."""
+    unit.commit_before_slow_work(ctx.db)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, event, func, inspect, select
+from sqlalchemy import Engine, delete, event, func, inspect, select
 from sqlalchemy.orm import Session
 
 from enomalism.services import access
@@ -124,6 +124,12 @@ def _audit(entry: AuditEntry, how: str) -> list[Event]:
                 source=entry.source, object_type=entry.object_type,
                 object_uuid=entry.object_uuid, object_name=entry.object_name,
                 errno=entry.errno or 0, message=entry.message)]
+
+
+def audit_rows(engine: Engine, entry: AuditEntry) -> list[Event]:
+    """The `audit` event of a new entry, for a write outside the ORM (the quick action path):
+    as the ORM's hook below adds it, only to a database a hub streams."""
+    return _audit(entry, "new") if str(engine.url) in _databases else []
 
 
 _CAPTURE: dict[type, Callable[[Any, str], list[Event]]] = {

@@ -19,6 +19,7 @@ from enomalism.runtime.registry import HypervisorRegistry
 from enomalism.services import access, names
 from enomalism.services.context import Context, commit_before_slow_work
 from enomalism.services.lookup import get_host, get_hypervisor, require
+from enomalism.store import unit
 from enomalism.store.db import Database
 from enomalism.store.models import Hypervisor, Machine, Node, utcnow
 from enomalism.virt import uri as uris
@@ -105,7 +106,7 @@ def add_hypervisor(ctx: Context, host_uuid: str, *, virt_url: str | None,
     ctx.db.add(hv)
     host.candidates = [c for c in host.candidates or [] if c.get("virt_url") != url]
     try:
-        ctx.db.commit()  # the first resync writes in sessions of its own
+        unit.keep_now(ctx.db)  # the first resync writes in sessions of its own
     except Exception:
         conn.close()
         raise

@@ -32,6 +32,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from enomalism.errors import Locked
 from enomalism.jobs import undo
 from enomalism.services.context import Context, commit_before_slow_work
+from enomalism.store import unit
 from enomalism.store.db import changed
 from enomalism.store.models import Machine, Transaction, utcnow
 
@@ -85,7 +86,7 @@ def locked(ctx: Context, m: Machine, action: str, *,
     try:
         yield work
         _end(ctx, work.txid)
-        ctx.db.commit()
+        unit.keep_now(ctx.db)  # inside the try: a failing write is undone below
     except BaseException:
         ctx.db.rollback()
         _fail(ctx, work.txid)
@@ -113,7 +114,7 @@ def _fail(ctx: Context, txid: str) -> None:
         for problem in undo.run(ctx.registry.db, ctx.registry, entries):
             log.warning("transaction %s: %s", txid, problem)
         _end(ctx, txid)
-        ctx.db.commit()
+        unit.keep_now(ctx.db)  # the request's end rolls back on the work's error
     except Exception:
         log.exception("ending transaction %s failed; its lock is released when it is "
                       "recovered (or by 'unlock')", txid)

@@ -25,7 +25,7 @@ host, since the hypervisors of one host share them.
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from enomalism.errors import (
     Conflict,
@@ -35,6 +35,7 @@ from enomalism.errors import (
 )
 from enomalism.services import access
 from enomalism.services.context import Context
+from enomalism.store import unit
 from enomalism.store.db import MIGRATION_LOCK
 from enomalism.store.models import Cluster, ClusterMember, Hypervisor, Machine
 
@@ -177,11 +178,9 @@ def place(ctx: Context, need: Need, *, cluster: Cluster | None, name: str) -> Ch
                         + (f" of cluster {cluster.name}" if cluster is not None else "")
                         + " to provision onto it")
     # Concurrent placements take turns, each seeing the machines (and names) the one before
-    # recorded: SQLite's write lock, which the request holds, does it already; PostgreSQL
-    # takes a transaction-level advisory lock (not row locks on the hypervisors, which the
-    # nodes' claim renewals update many at a time, in no fixed order: a deadlock).
-    if ctx.db.get_bind().dialect.name == "postgresql":
-        ctx.db.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PLACEMENT_LOCK})
+    # recorded (not row locks on the hypervisors, which the nodes' claim renewals update many
+    # at a time, in no fixed order: a deadlock).
+    unit.serialize(ctx.db, PLACEMENT_LOCK)
     taken = ctx.db.execute(select(Hypervisor.virt_url).join(
         Machine, Machine.parent_uuid == Hypervisor.uuid).where(
         Machine.name == name, Hypervisor.uuid.in_([hv.uuid for hv in usable]))

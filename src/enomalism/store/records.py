@@ -31,3 +31,14 @@ def audit_entry(*, actor_uuid: str | None, actor_name: str | None, source: str |
                       object_name=(object_name or None) and str(object_name)[:255],
                       errno=errno, message=(message or "")[:AUDIT_MESSAGE] or None,
                       detail=detail)
+
+
+def values(row: AuditEntry | Event) -> dict[str, Any]:
+    """A new row's columns for a Core insert (the quick action path, outside the ORM): its
+    id is the database's, its time now unless set."""
+    out = {c.key: getattr(row, c.key) for c in row.__table__.columns if c.key != "id"}
+    out["at"] = out["at"] or datetime.now(UTC)
+    if isinstance(row, AuditEntry):
+        out["detail"] = out["detail"] or {}
+        out["errno"] = out["errno"] or 0
+    return out
