@@ -156,7 +156,7 @@ def test_a_running_guest_migrates_live_and_keeps_counting(
             try:
                 screen.wait(f"TICK-{last + 2}\r".encode())  # printed on the new host
             except AssertionError as e:
-                silent = f"the CLI said {said}; its screen: {str(e)[-300:]}"
+                silent = f"the CLI said {said}; its screen ends {screen.data[-200:]!r} ({e})"
         finally:
             os.write(keys_w, b"\x1d")  # Ctrl-]
             t.join(60)
