@@ -58,10 +58,11 @@ def start(nodes: Cluster) -> tuple[Node, Node, str]:
 
 def tiny(node: Node, scratch, tiny_image: Path, hv: str) -> tuple[str, Serial]:  # noqa: ANN001
     """The tiny guest, running and at its prompt."""
+    pool = scratch.pool  # made first: it makes the scratch directory
     disk = Path(scratch.dir) / f"{scratch.domain_name()}.qcow2"
     shutil.copyfile(tiny_image, disk)
     os.chmod(disk, 0o644)
-    scratch.pool.refresh(0)
+    pool.refresh(0)
     log = Path(scratch.dir) / "serial.log"
     uuid = node.ok("PUT", "/rest/machines/", data={
         "xmldesc": guest_xml(scratch.domain_name(), disk, log), "hvmuuid": hv})["machine"]
