@@ -8,6 +8,7 @@ Slow tests are few: one guest serves the cancel, the refusal of a locked machine
 migration itself. Guests are TCG (domain type qemu)."""
 
 import os
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -59,6 +60,19 @@ def counting_on(serial: guest.Serial, more: int = 4) -> list[int]:
     seen = len(ticks(serial))
     return wait_for(lambda: ticks(serial), lambda t: len(t) >= seen + more,
                     "the guest to go on counting", timeout=120)
+
+
+def newer_tick(screen: Screen, after: int, timeout: float = 120.0) -> int:
+    """The first tick on the screen newer than `after`. Not `after + 1` itself: what the guest
+    prints while no console is attached on the new host (between the switch-over and the
+    client's reopening, a few seconds) is dropped by QEMU's pty and is only in the log file
+    (docs/consoles.md), so the next tick on the screen may come a few numbers later."""
+    def newer() -> list[int]:
+        return [n for n in map(int, re.findall(rb"TICK-(\d+)\r", screen.data)) if n > after]
+    with screen.changed:
+        assert screen.changed.wait_for(newer, timeout), \
+            f"no tick after TICK-{after} on the screen; it ends {screen.data[-300:]!r}"
+        return newer()[0]
 
 
 def tiny_volume(scratch: Scratch, tiny: Path) -> libvirt.virStorageVol:
@@ -152,11 +166,7 @@ def test_a_running_guest_migrates_live_and_keeps_counting(
             txid = move(qemu, uuid, hv2, pool=pool2)["txid"]
             done = wait_tx(qemu.api, txid)
             last = ticks(serial)[-1]
-            silent = None
-            try:
-                screen.wait(f"TICK-{last + 2}\r".encode())  # printed on the new host
-            except AssertionError as e:
-                silent = f"the CLI said {said}; its screen: {str(e)[-300:]}"
+            shown = newer_tick(screen, last)  # printed on the new host, shown by the CLI
         finally:
             os.write(keys_w, b"\x1d")  # Ctrl-]
             t.join(60)
@@ -180,13 +190,7 @@ def test_a_running_guest_migrates_live_and_keeps_counting(
     counted = counting_on(serial)
     assert counted == list(range(1, len(counted) + 1))
     assert len([line for line in serial.lines() if line.startswith("GUEST-BOOTED")]) == 1
-    if silent is not None:
-        # Seen in about half the runs of 2026-12-06: the CLI opened the console again on the
-        # new host (after a 4503 while the move was being recorded) and it stayed silent, the
-        # guest counting on in its log file. Not understood yet: it followed every 4503, also
-        # when the console was opened there only after the job had ended; the runs where the
-        # first try after the loss went to the new host passed. Everything above held.
-        pytest.xfail(f"the console reopened on the new host stayed silent: {silent}")
+    assert shown > last
 
 
 def test_a_stopped_machine_moves_with_its_disk(qemu, second_host, second_scratch, own):

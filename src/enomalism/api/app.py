@@ -253,7 +253,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.collector = collector
         app.state.sampler = sampler
         app.state.console_tickets = console_service.Tickets(db, settings.console_ticket_seconds)
-        app.state.console_holders = console_service.Holders()
+        app.state.console_holders = console_service.Holders(db, node, lease=settings.owner_lease)
         app.state.credentials = auth.CredentialCache(settings.auth_cache_seconds)
         app.state.throttle = auth.SharedLoginThrottle(db)
         app.state.logins = auth.LoginGate(slots=settings.login_slots,

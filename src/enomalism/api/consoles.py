@@ -153,7 +153,7 @@ async def console_socket(ws: WebSocket, uuid: str, kind: str) -> None:
         target = await run_in_threadpool(_authorise, ws, user, uuid, kind)
         viewer = consoles.Viewer(user=user, source=deps.client_address(ws), target=target,
                                  kind=kind, forced=force)
-        state.console_holders.enter(viewer, force=force)
+        await run_in_threadpool(state.console_holders.enter, viewer, force=force)
     except EnomalismError as e:
         await run_in_threadpool(_record, ws, user=user, machine=uuid, kind=kind,
                                 errno=e.errno, message=e.message)
@@ -164,21 +164,21 @@ async def console_socket(ws: WebSocket, uuid: str, kind: str) -> None:
         pipe = await run_in_threadpool(consoles.open_pipe, state.registry, viewer, force=force,
                                        loop=loop)
     except EnomalismError as e:
-        state.console_holders.leave(viewer)
+        await run_in_threadpool(state.console_holders.leave, viewer)
         await run_in_threadpool(_record, ws, user=user, machine=uuid, kind=kind,
                                 errno=e.errno, message=e.message)
         await _refuse(ws, e)
         return
-    ended = await _session(ws, pipe, viewer, state.settings.console_ping, state.registry)
-    state.console_holders.leave(viewer)
+    ended = await _session(ws, pipe, viewer, state)
     await run_in_threadpool(
         _record, ws, user=user, machine=uuid, kind=kind, errno=0, viewer=viewer, ended=ended,
         message=f"{kind} console session ({ended})")
 
 
 async def _session(ws: WebSocket, pipe: consoles.Pipe, viewer: consoles.Viewer,
-                   ping: float, registry: object) -> str:
-    """Carry bytes both ways until one side ends; why it ended."""
+                   state: Any) -> str:
+    """Carry bytes both ways until one side ends; why it ended. The console is let go
+    before the viewer hears why, so a client opening it again is not refused as busy."""
     loop = asyncio.get_running_loop()
     taken: asyncio.Future[str] = loop.create_future()
 
@@ -186,7 +186,7 @@ async def _session(ws: WebSocket, pipe: consoles.Pipe, viewer: consoles.Viewer,
         loop.call_soon_threadsafe(_settle, taken, by)
 
     viewer.on_taken = on_taken
-    pumps = _Pumps(ws, pipe, viewer, ping)
+    pumps = _Pumps(ws, pipe, viewer, state.settings.console_ping)
     tasks = [asyncio.create_task(c) for c in (pumps.guest_to_client(), pumps.client_to_guest(),
                                               pumps.keepalive(), _taken_over(taken))]
     try:
@@ -196,7 +196,17 @@ async def _session(ws: WebSocket, pipe: consoles.Pipe, viewer: consoles.Viewer,
             t.cancel()
         pipe.close()
         await asyncio.gather(*tasks, return_exceptions=True)
-    return await _tell_why(ws, viewer, ended, registry)
+        with contextlib.suppress(Exception):  # a row left behind goes stale with the node
+            await run_in_threadpool(state.console_holders.leave, viewer)
+    return await _tell_why(ws, viewer, ended, state)
+
+
+def _taken(state: Any, viewer: consoles.Viewer) -> bool:
+    try:
+        return bool(state.console_holders.taken(viewer))
+    except Exception:  # the database is away: libvirt is asked instead
+        log.exception("could not read who holds a console")
+        return False
 
 
 def _settle(taken: asyncio.Future[str], by: str) -> None:
@@ -267,15 +277,19 @@ async def _first_ended(tasks: list[asyncio.Task[str]]) -> str:
         return f"the connection failed ({type(e).__name__})"
 
 
-async def _tell_why(ws: WebSocket, viewer: consoles.Viewer, ended: str,
-                    registry: object) -> str:
+async def _tell_why(ws: WebSocket, viewer: consoles.Viewer, ended: str, state: Any) -> str:
     """Close the socket with the reason the session ended (none to a viewer who left); when
-    the console's side ended, libvirt is asked why and whether the client should come back."""
+    the console's side ended, the holders are asked whether another viewer took it (through
+    another node: libvirt ended our stream for its forced open), else libvirt why it ended
+    and whether the client should come back."""
+    if ended == ENDED and await run_in_threadpool(_taken, state, viewer):
+        ended = "taken"
     if viewer.taken_by or ended == "taken":
-        ended = f"taken over by {viewer.taken_by}"
-        await _close(ws, {"type": "taken", "by": viewer.taken_by}, 4409, ended)
+        at = viewer.taken_at.isoformat(timespec="seconds") if viewer.taken_at else None
+        ended = f"taken over by {viewer.taken_by}" + (f" at {at}" if at else "")
+        await _close(ws, {"type": "taken", "by": viewer.taken_by, "at": at}, 4409, ended)
     elif ended == ENDED:
-        ended, again = await run_in_threadpool(consoles.why_ended, registry, viewer)
+        ended, again = await run_in_threadpool(consoles.why_ended, state.registry, viewer)
         await _close(ws, {"type": "closed", "reason": ended, "reconnect": again},
                      AGAIN if again else 1000, ended)
     elif ended != "the viewer left":

@@ -33,12 +33,14 @@ class ConsoleClosed(ClientError):
     """The console ended: `code` is the WebSocket's close code (4401 ticket, 4403 permission,
     4404 machine, 4409 busy or taken over, 4500 libvirt, 4503 migrating, 1000 ended, 1012
     ended but worth opening again), `taken_by` the user who took it over, if that is why,
-    and `reconnect` whether opening it again may help."""
+    and `taken_at` when (ISO 8601, UTC), and `reconnect` whether opening it again may
+    help."""
 
     def __init__(self, code: int, message: str, taken_by: str | None = None,
-                 reconnect: bool = False) -> None:
+                 reconnect: bool = False, taken_at: str | None = None) -> None:
         super().__init__(0, 0, message)
         self.code, self.taken_by, self.reconnect = code, taken_by, reconnect
+        self.taken_at = taken_at
 
 
 Opener = Callable[[], ClientConnection]
@@ -113,11 +115,12 @@ class Console:
         reason = last.get("reason") or (e.rcvd.reason if e.rcvd else "") or \
             "the connection was lost"
         taken = last.get("by") if last.get("type") == "taken" else None
+        at = last.get("at") if taken else None
         if taken:
-            reason = f"{taken} took the console over"
+            reason = f"{taken} took the console over" + (f" at {at}" if at else "")
         again = not taken and (bool(last.get("reconnect")) or code == MOVING or
                                (code in DROPPED and not last))
-        return ConsoleClosed(code, reason, taken, again)
+        return ConsoleClosed(code, reason, taken, again, at)
 
     def _again(self, ended: ConsoleClosed, failed: ClientConnection) -> None:
         """Open the console again after `ended`, or raise it when that would not help. A

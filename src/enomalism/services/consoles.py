@@ -7,8 +7,9 @@ node. The user's `control` permission is checked when the ticket is issued and a
 the WebSocket's upgrade.
 
 A serial console has one viewer: a second one is refused (`ConsoleBusy`) or, with `force`,
-takes it over and the first is told who took it. VNC viewers share the display (QEMU
-serves several clients).
+takes it over and the first is told who took it and when, whichever nodes the two reached
+(the holder is a database row: `Holders`). VNC viewers share the display (QEMU serves
+several clients).
 """
 
 import asyncio
@@ -19,9 +20,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from enomalism.errors import (
@@ -37,12 +39,21 @@ from enomalism.errors import (
 from enomalism.services import access, audit, lookup
 from enomalism.services.context import Context, Principal
 from enomalism.store.db import Database
-from enomalism.store.models import ConsoleTicket, Machine, Transaction, User, utcnow
+from enomalism.store.models import (
+    ConsoleHolder,
+    ConsoleTicket,
+    Machine,
+    Node,
+    Transaction,
+    User,
+    utcnow,
+)
 from enomalism.virt import console as virt_console
 
 KINDS = ("serial", "vnc")
 PERMISSION = "control"  # what a console needs on the machine, for both kinds
 TICKET_LIFE = 30.0
+HOLDER_LEASE = 20.0  # a holder row of a node silent this long is stale (runtime/nodes.py LEASE)
 
 
 def check_kind(kind: str | None) -> str:
@@ -144,40 +155,82 @@ class Viewer:
     kind: str
     forced: bool = False
     started: float = field(default_factory=time.monotonic)
+    since: datetime = field(default_factory=utcnow)
+    session: str = field(default_factory=lambda: secrets.token_hex(16))
     bytes_in: int = 0
     bytes_out: int = 0
     taken_by: str | None = None
+    taken_at: datetime | None = None
     on_taken: Callable[[str], None] | None = None
 
-    def take_over(self, by: str) -> None:
-        self.taken_by = by
+    def take_over(self, by: str, at: datetime | None = None) -> None:
+        self.taken_by, self.taken_at = by, at or utcnow()
         if self.on_taken is not None:
             self.on_taken(by)
 
 
 class Holders:
-    """Who holds which console on this node."""
+    """Who holds which console. A serial console's holder is a row of `console_holders`, so
+    that a viewer reaching any node is refused while another holds it, or takes it over: a
+    viewer on this node is told at once; one on another node learns it when libvirt ends its
+    stream (the forced open does that) and its node reads here who took it and when. A row
+    of a node that stopped renewing its heartbeat for `lease` seconds is stale (the node
+    died) and is taken without force. VNC viewers share the display: kept here only.
 
-    def __init__(self) -> None:
+    `enter` and `leave` read and write the database: call them in a worker thread."""
+
+    def __init__(self, db: Database, node: str, *, lease: float = HOLDER_LEASE) -> None:
+        self.db, self.node, self.lease = db, node, lease
         self._lock = threading.Lock()
         self._serial: dict[str, Viewer] = {}
         self._vnc: dict[str, set[Viewer]] = {}
+        with db.session() as s:  # this node's sessions before a restart are gone
+            s.execute(delete(ConsoleHolder).where(ConsoleHolder.node_id == node))
 
-    def enter(self, viewer: Viewer, *, force: bool) -> Viewer | None:
-        """Register `viewer`; the serial viewer it displaces (told so), if any."""
+    def enter(self, viewer: Viewer, *, force: bool) -> None:
+        """Register `viewer`; a serial viewer it displaces on this node is told at once."""
         machine = viewer.target.machine
-        with self._lock:
-            if viewer.kind == "vnc":
+        if viewer.kind == "vnc":
+            with self._lock:
                 self._vnc.setdefault(machine, set()).add(viewer)
-                return None
+            return
+        with self._lock:  # the row and this node's own sessions agree
+            self._claim(viewer, force=force)
             old = self._serial.get(machine)
-            if old is not None and not force:
-                raise ConsoleBusy(f"{old.user.username} holds this machine's serial console; "
-                                  "connect with force=1 to take it over (they are told)")
             self._serial[machine] = viewer
         if old is not None:
-            old.take_over(viewer.user.username)
-        return old
+            old.take_over(viewer.user.username, viewer.since)
+
+    def _claim(self, viewer: Viewer, *, force: bool) -> None:
+        machine = viewer.target.machine
+        for attempt in (1, 2):  # two nodes inserting the first row at once: one retries
+            try:
+                with self.db.session() as s:
+                    row = s.get(ConsoleHolder, machine, with_for_update=True)
+                    if row is not None and not force and self._alive(s, row):
+                        raise ConsoleBusy(
+                            f"{row.username} holds this machine's serial console (since "
+                            f"{row.since:%H:%M:%S} UTC); connect with force=1 to take it "
+                            "over (they are told)")
+                    if row is None:
+                        row = ConsoleHolder(machine_uuid=machine)
+                        s.add(row)
+                    row.session, row.node_id, row.since = viewer.session, self.node, viewer.since
+                    row.user_uuid, row.username = viewer.user.uuid, viewer.user.username
+                return
+            except IntegrityError:
+                if attempt == 2:
+                    raise ConsoleBusy("another viewer is opening this machine's serial "
+                                      "console right now; try again") from None
+
+    def _alive(self, s: Session, row: ConsoleHolder) -> bool:
+        """Whether the session a holder row names still runs."""
+        if row.node_id == self.node:
+            mine = self._serial.get(row.machine_uuid)
+            return mine is not None and mine.session == row.session
+        node = s.get(Node, row.node_id)
+        return node is not None and node.stopped_at is None and \
+            node.seen_at > utcnow() - timedelta(seconds=self.lease)
 
     def leave(self, viewer: Viewer) -> None:
         machine = viewer.target.machine
@@ -186,8 +239,26 @@ class Holders:
                 self._vnc.get(machine, set()).discard(viewer)
                 if not self._vnc.get(machine):
                     self._vnc.pop(machine, None)
-            elif self._serial.get(machine) is viewer:
+                return
+            if self._serial.get(machine) is viewer:
                 del self._serial[machine]
+        with self.db.session() as s:
+            s.execute(delete(ConsoleHolder).where(ConsoleHolder.machine_uuid == machine,
+                                                  ConsoleHolder.session == viewer.session))
+
+    def taken(self, viewer: Viewer) -> bool:
+        """Whether another session holds the viewer's serial console now (it took it over,
+        maybe through another node); if so the viewer learns who and when."""
+        if viewer.kind != "serial":
+            return False
+        if viewer.taken_by:
+            return True
+        with self.db.session(write=False) as s:
+            row = s.get(ConsoleHolder, viewer.target.machine)
+            if row is None or row.session == viewer.session:
+                return False
+            viewer.taken_by, viewer.taken_at = row.username, row.since
+        return True
 
     def count(self) -> int:
         with self._lock:
@@ -322,6 +393,8 @@ def record(db: object, *, user: Principal | None, source: str, machine: str, kin
                       forced=viewer.forced, ended=ended[:120])
         if viewer.taken_by:
             detail["taken_by"] = viewer.taken_by
+            if viewer.taken_at is not None:
+                detail["taken_at"] = viewer.taken_at.isoformat()
     audit.write(db, actor_uuid=user.uuid if user else None,  # type: ignore[arg-type]
                 actor_name=user.username if user else None, source=source,
                 action="machine.console", object_type="machine", object_uuid=machine[:36],

@@ -551,3 +551,18 @@ class LoginFailure(Base):
                                     primary_key=True, autoincrement=True)
     key: Mapped[str] = mapped_column(String(64), index=True)
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class ConsoleHolder(Base):
+    """Who holds a machine's serial console, seen by every node (services/consoles.py
+    `Holders`): a second viewer reaching another node is refused or takes it over, and the
+    node whose session was taken reads here who took it and when, to tell its viewer."""
+
+    __tablename__ = "console_holders"
+
+    machine_uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    session: Mapped[str] = mapped_column(String(32))
+    node_id: Mapped[str] = mapped_column(String(64))
+    user_uuid: Mapped[str] = mapped_column(ForeignKey("users.uuid", ondelete="CASCADE"))
+    username: Mapped[str] = mapped_column(String(255))
+    since: Mapped[datetime] = mapped_column(default=utcnow)
