@@ -1,6 +1,6 @@
 """who holds a machine's serial console, shared by every node (issue 17)
 
-Revision ID: r6console3
+Revision ID: 0023
 Revises: 0022
 Create Date: 2026-12-07
 """
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 
-revision = 'r6console3'
+revision = '0023'
 down_revision = '0022'
 branch_labels = None
 depends_on = None
