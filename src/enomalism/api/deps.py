@@ -13,7 +13,7 @@ import inspect
 import json
 import typing
 from collections.abc import AsyncIterator, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio
 from fastapi import APIRouter, Depends, Request
@@ -30,6 +30,7 @@ from enomalism.errors import CsrfTokenMissing, InvalidInput, NotAuthenticated
 from enomalism.services import auth, sessions, tokens
 from enomalism.services.context import Context, Principal
 
+T = TypeVar("T")
 BODY_METHODS = {"POST", "PUT", "DELETE", "PATCH"}
 FORMS = {"application/x-www-form-urlencoded", "multipart/form-data"}
 
@@ -175,6 +176,20 @@ def _in_one_thread(endpoint: Callable, rule: "api_audit.Rule | None" = None) -> 
     async def run(**kwargs: Any) -> Any:
         return await run_in_threadpool(call_and_commit, kwargs)
     return run
+
+
+def committed(ctx: Context, step: Callable[[], T]) -> T:
+    """`step`, then the commit: one unit of work of an async endpoint that commits its
+    steps itself (a streamed upload fills its volume with no write lock held)."""
+    result = step()
+    ctx.db.commit()
+    return result
+
+
+def rolled_back(ctx: Context, step: Callable[[], T]) -> T:
+    """Roll the failed unit of work back, then `step` committed in a new one."""
+    ctx.db.rollback()
+    return committed(ctx, step)
 
 
 def expose(router: APIRouter, path: str, methods: list[str], endpoint: Callable, *,

@@ -13,7 +13,7 @@ from pydantic import Field
 from enomalism.api import audit as api_audit
 from enomalism.api import images as image_api
 from enomalism.api.compat import posted_nothing, refuse_changes_on_get
-from enomalism.api.deps import Ctx, Vars, expose, http_vars, writes_on_get
+from enomalism.api.deps import Ctx, Vars, committed, expose, http_vars, writes_on_get
 from enomalism.api.schemas import Status
 from enomalism.errors import MissingVariable
 from enomalism.feeds.feed import Feed, render_feed
@@ -118,18 +118,20 @@ async def upload_package(ctx: Ctx, up: Annotated[image_api.Upload,
             images.receive_package, Path(ctx.jobs.packages_dir), source, size=size, uuid=uuid)
 
         def record() -> dict:
+            p = shown.add_uploaded(ctx, uuid=uuid, path=path, sha256=sha, manifest=manifest,
+                                   name=v.name)
+            answer = {"package": p, "errno": 0,
+                      "message": f"package {p['name']} uploaded ({p['size']} bytes)"}
+            api_audit.succeeded(ctx, rule, given, answer)
+            return answer
+
+        def record_or_remove() -> dict:
             try:
-                p = shown.add_uploaded(ctx, uuid=uuid, path=path, sha256=sha,
-                                       manifest=manifest, name=v.name)
-                answer = {"package": p, "errno": 0,
-                          "message": f"package {p['name']} uploaded ({p['size']} bytes)"}
-                api_audit.succeeded(ctx, rule, given, answer)
-                ctx.db.commit()
+                return committed(ctx, record)
             except BaseException:
                 path.unlink(missing_ok=True)
                 raise
-            return answer
-        return await run_in_threadpool(record)
+        return await run_in_threadpool(record_or_remove)
 
     return await image_api.audited(ctx, rule, given, steps)
 
