@@ -12,7 +12,8 @@ import functools
 import inspect
 import json
 import typing
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any, TypeVar
 
 import anyio
@@ -384,6 +385,14 @@ def make_context(state: Any, db: Session, user: Principal, source: str) -> Conte
     return Context(db=db, registry=state.registry, user=user, source=source,
                    credentials=state.credentials, throttle=state.throttle, jobs=state.runner,
                    secrets=state.secrets)
+
+
+@contextmanager
+def own_context(state: Any, user: Principal, source: str) -> Iterator[Context]:
+    """A context in a session of its own, committed when the block ends: for an endpoint that
+    has no request session (logging in and out, `api/session.py`)."""
+    with state.db.session() as s:
+        yield make_context(state, s, user, source)
 
 
 Ctx = Annotated[Context, Depends(_context)]
