@@ -10,6 +10,7 @@ from enomalism.api.compat import posted_nothing, refuse_changes_on_get
 from enomalism.api.deps import Ctx, Vars, expose, http_vars
 from enomalism.errors import UnknownAction
 from enomalism.services import clusters
+from enomalism.services.shown import machines as shown
 
 router = APIRouter(tags=["clusters"])
 
@@ -26,25 +27,26 @@ class ClusterVars(Vars):
 def list_clusters(ctx: Ctx) -> dict:
     """Every cluster."""
     return {"errno": 0, "message": "",
-            "cluster": [schemas.cluster_obj(c, ctx) for c in clusters.list_clusters(ctx)]}
+            "cluster": [shown.cluster_obj(ctx, cluster=c) for c in clusters.list_clusters(ctx)]}
 
 
 def cluster_list(ctx: Ctx) -> dict:
     """Every cluster, under the key `clusters`."""
     return {"errno": 0, "message": "",
-            "clusters": [schemas.cluster_obj(c, ctx) for c in clusters.list_clusters(ctx)]}
+            "clusters": [shown.cluster_obj(ctx, cluster=c) for c in clusters.list_clusters(ctx)]}
 
 
 def create_cluster(ctx: Ctx, v: Annotated[CreateVars, http_vars(CreateVars)]) -> dict:
     """Create a cluster named cluster_name."""
     c = clusters.create(ctx, v.cluster_name)
     return {"errno": 0, "message": f"cluster {c.name} created",
-            "cluster": schemas.cluster_obj(c, ctx)}
+            "cluster": shown.cluster_obj(ctx, cluster=c)}
 
 
 def get_cluster_route(uuid: str, ctx: Ctx) -> dict:
     """The cluster and its machines."""
-    return {"errno": 0, "message": "", "cluster": schemas.cluster_obj(clusters.get(ctx, uuid), ctx)}
+    return {"errno": 0, "message": "",
+            "cluster": shown.cluster_obj(ctx, cluster=clusters.get(ctx, uuid))}
 
 
 def update_cluster(uuid: str, ctx: Ctx, v: Annotated[ClusterVars, http_vars(ClusterVars)]) -> dict:
@@ -55,7 +57,7 @@ def update_cluster(uuid: str, ctx: Ctx, v: Annotated[ClusterVars, http_vars(Clus
         raise UnknownAction(f"unknown cluster action '{v.action}'; cluster actions are: rename")
     c = clusters.rename(ctx, uuid, v.cluster_name)
     return {"errno": 0, "message": f"cluster renamed to {c.name}",
-            "cluster": schemas.cluster_obj(c, ctx)}
+            "cluster": shown.cluster_obj(ctx, cluster=c)}
 
 
 class DeleteVars(Vars):

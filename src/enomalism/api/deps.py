@@ -12,8 +12,9 @@ import functools
 import inspect
 import json
 import typing
-from collections.abc import AsyncIterator, Callable
-from typing import Annotated, Any
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, TypeVar
 
 import anyio
 from fastapi import APIRouter, Depends, Request
@@ -30,6 +31,7 @@ from enomalism.errors import CsrfTokenMissing, InvalidInput, NotAuthenticated
 from enomalism.services import auth, sessions, tokens
 from enomalism.services.context import Context, Principal
 
+T = TypeVar("T")
 BODY_METHODS = {"POST", "PUT", "DELETE", "PATCH"}
 FORMS = {"application/x-www-form-urlencoded", "multipart/form-data"}
 
@@ -145,8 +147,8 @@ def _vars_doc(model: type[Vars], method: str) -> dict:
 def commit_request(ctx: Context) -> None:
     """The end of a request: what it wrote is committed, the one commit of its session
     (store/unit.py names the few earlier ones). `expose` does it for the endpoints it wraps;
-    a streamed upload's last step (api/images.py, api/vmfeed.py) and what a failed request
-    writes after its rollback (its audit entry, an abandoned upload) call it."""
+    the steps of a streamed upload (`committed`, `rolled_back`) and what a failed request
+    writes after its rollback (its audit entry) call it."""
     ctx.db.commit()
 
 
@@ -183,6 +185,20 @@ def _in_one_thread(endpoint: Callable, rule: "api_audit.Rule | None" = None) -> 
     async def run(**kwargs: Any) -> Any:
         return await run_in_threadpool(call_and_commit, kwargs)
     return run
+
+
+def committed(ctx: Context, step: Callable[[], T]) -> T:
+    """`step`, then the commit: one unit of work of an async endpoint that commits its
+    steps itself (a streamed upload fills its volume with no write lock held)."""
+    result = step()
+    commit_request(ctx)
+    return result
+
+
+def rolled_back(ctx: Context, step: Callable[[], T]) -> T:
+    """Roll the failed unit of work back, then `step` committed in a new one."""
+    ctx.db.rollback()
+    return committed(ctx, step)
 
 
 def expose(router: APIRouter, path: str, methods: list[str], endpoint: Callable, *,
@@ -377,6 +393,14 @@ def make_context(state: Any, db: Session, user: Principal, source: str) -> Conte
     return Context(db=db, registry=state.registry, user=user, source=source,
                    credentials=state.credentials, throttle=state.throttle, jobs=state.runner,
                    secrets=state.secrets)
+
+
+@contextmanager
+def own_context(state: Any, user: Principal, source: str) -> Iterator[Context]:
+    """A context in a session of its own, committed when the block ends: for an endpoint that
+    has no request session (logging in and out, `api/session.py`)."""
+    with state.db.session() as s:
+        yield make_context(state, s, user, source)
 
 
 Ctx = Annotated[Context, Depends(_context)]

@@ -9,6 +9,7 @@ from enomalism.api import schemas
 from enomalism.api.compat import refuse_changes_on_get
 from enomalism.api.deps import Ctx, Vars, expose, http_vars
 from enomalism.services import allocation, hypervisors, machines
+from enomalism.services.shown import machines as shown
 
 router = APIRouter(tags=["hypervisors"])
 
@@ -23,7 +24,7 @@ class HostVars(Vars):
 def get_hypervisor_route(uuid: str, ctx: Ctx) -> dict:
     """The hypervisor object."""
     hv = hypervisors.get(ctx, uuid)
-    return {"uuid": hv.uuid, "hypervisor": schemas.hypervisor_obj(hv), "errno": 0, "message": ""}
+    return {"uuid": hv.uuid, "hypervisor": shown.hypervisor_obj(hv), "errno": 0, "message": ""}
 
 
 def delete_hypervisor_route(uuid: str, ctx: Ctx) -> dict:
@@ -36,17 +37,16 @@ def delete_hypervisor_route(uuid: str, ctx: Ctx) -> dict:
 def list_hosts(ctx: Ctx) -> dict:
     """Every registered host machine."""
     hosts = machines.list_machines(ctx, kind="host")
-    return {"errno": 0, "message": "", "hosts": [schemas.machine_obj(h) for h in hosts]}
+    return {"errno": 0, "message": "", "hosts": [shown.machine_obj(h) for h in hosts]}
 
 
 def register_host(ctx: Ctx, v: Annotated[HostVars, http_vars(HostVars)]) -> dict:
     """Register another host, connecting its hypervisor when virt_url is given."""
-    host = hypervisors.register_host(ctx, name=v.name, address=v.address,
-                                     virt_url=v.virt_url, virt_class=v.virt_class)
-    ctx.db.refresh(host)
-    return {"errno": 0, "message": f"host {host.name} registered", "machine": host.uuid,
-            "machine_obj": schemas.machine_obj(host),
-            "hypervisors": schemas.machine_hypervisors(host)}
+    host = shown.register_host(ctx, name=v.name, address=v.address, virt_url=v.virt_url,
+                               virt_class=v.virt_class)
+    return {"errno": 0, "message": f"host {host['name']} registered",
+            "machine": host["machine"], "machine_obj": host["machine_obj"],
+            "hypervisors": host["hypervisors"]}
 
 
 class Sums(BaseModel):

@@ -16,11 +16,11 @@ from starlette.requests import ClientDisconnect
 
 from enomalism.api import audit as api_audit
 from enomalism.api.compat import refuse_changes_on_get
-from enomalism.api.deps import Ctx, Vars, commit_request, expose, http_vars, read_vars
+from enomalism.api.deps import Ctx, Vars, committed, expose, http_vars, read_vars, rolled_back
 from enomalism.api.schemas import Status
 from enomalism.errors import InvalidInput, LengthRequired, MissingVariable, UnknownAction
 from enomalism.services import images
-from enomalism.services.context import Context, commit_before_slow_work
+from enomalism.services.context import Context
 from enomalism.wire import ImageObj
 
 router = APIRouter(tags=["images"])
@@ -212,18 +212,18 @@ async def upload_image(ctx: Ctx, up: Annotated[Upload, file_vars(UploadVars)]) -
         if v.url:
             if source is not None:
                 raise InvalidInput("send a file or a 'url', not both")
-            return await run_in_threadpool(_register, ctx, rule, given, v)
+            return await run_in_threadpool(committed, ctx,
+                                           lambda: _register(ctx, rule, given, v))
         if source is None or size is None:  # (a file always comes with its size)
             raise MissingVariable("send the image as the request body, as a multipart part "
                                   "named 'file', or give a 'url'")
 
         def start() -> images.Plan:
-            plan = images.begin_upload(ctx, name=v.name, fmt=v.format, size=size,
+            return images.begin_upload(ctx, name=v.name, fmt=v.format, size=size,
                                        hvmuuid=v.hvmuuid, pool=v.pool, sha256=v.sha256)
-            commit_before_slow_work(ctx)  # the volume is filled with no write lock held
-            return plan
 
-        plan = await run_in_threadpool(start)
+        # committed before the volume is filled, so that no write lock is held meanwhile
+        plan = await run_in_threadpool(committed, ctx, start)
         try:
             written = await run_in_threadpool(images.write, registry=ctx.registry, plan=plan,
                                               source=source, size=size)
@@ -236,17 +236,14 @@ async def upload_image(ctx: Ctx, up: Annotated[Upload, file_vars(UploadVars)]) -
             answer = {"image": images.image_obj(image), "errno": 0,
                       "message": f"image {image.name} uploaded ({written.size} bytes)"}
             api_audit.succeeded(ctx, rule, given, answer)
-            commit_request(ctx)
             return answer
-        return await run_in_threadpool(done)
+        return await run_in_threadpool(committed, ctx, done)
 
     return await audited(ctx, rule, given, steps)
 
 
 def _abandon(ctx: Context, uuid: str) -> None:
-    ctx.db.rollback()
-    images.abandon(ctx, uuid=uuid)
-    commit_request(ctx)
+    rolled_back(ctx, lambda: images.abandon(ctx, uuid=uuid))
 
 
 def _register(ctx: Context, rule: api_audit.Rule, given: dict, v: UploadVars) -> dict:
@@ -255,7 +252,6 @@ def _register(ctx: Context, rule: api_audit.Rule, given: dict, v: UploadVars) ->
     answer = {"image": images.image_obj(image), "txid": tx.uuid, "errno": 0,
               "message": f"image {image.name} is being downloaded"}
     api_audit.succeeded(ctx, rule, given, answer)
-    commit_request(ctx)
     return answer
 
 

@@ -21,6 +21,7 @@ from enomalism.services import (
     provisioning,
 )
 from enomalism.services.context import Context
+from enomalism.services.shown import machines as shown
 
 router = APIRouter(tags=["machines"])
 
@@ -209,8 +210,7 @@ def list_machines(ctx: Ctx, v: Annotated[ListVars, http_vars(ListVars)]) -> dict
     if v.limit:
         answer["total"] = machines.count_machines(ctx, **filters)
     if v.detail:
-        held = addresses.stored(ctx.db, [m.uuid for m in found if m.kind == "vm"])
-        answer["machine_objs"] = [schemas.machine_obj(m, held.get(m.uuid, [])) for m in found]
+        answer["machine_objs"] = shown.machine_objs(ctx, machines=found)
     return answer
 
 
@@ -225,10 +225,10 @@ def define_machine(ctx: Ctx, v: Annotated[DefineVars, http_vars(DefineVars)]) ->
             cpu_mode=v.cpu_mode, user_data=v.user_data, ssh_key=v.ssh_key,
             hostname=v.hostname, autostart=v.autostart)
         return {"errno": 0, "message": "create queued", "machine": q.machine.uuid,
-                "machine_obj": schemas.machine_obj(q.machine), "txid": q.tx.uuid}
+                "machine_obj": shown.machine_obj(q.machine), "txid": q.tx.uuid}
     m = machines.define_vm(ctx, xmldesc=v.xmldesc, hvmuuid=v.hvmuuid)
     return {"errno": 0, "message": f"machine {m.name} defined", "machine": m.uuid,
-            "machine_obj": schemas.machine_obj(m)}
+            "machine_obj": shown.machine_obj(m)}
 
 
 def trigger_status_updates(uuid: str, ctx: Ctx) -> dict:
@@ -242,9 +242,9 @@ def _machine_answer(ctx: Ctx, uuid: str, message: str = "", *, live: bool = Fals
     found = addresses.of_machine(ctx, m) if live else None
     paused = addresses.why_paused(ctx, m) if live else None
     return {"machine": m.uuid, "errno": 0, "message": message,
-            "info": schemas.machine_info(m, paused),
-            "machine_obj": schemas.machine_obj(m, found),
-            "hypervisors": schemas.machine_hypervisors(m)}
+            "info": shown.machine_info(m, paused_reason=paused),
+            "machine_obj": shown.machine_obj(m, addresses=found),
+            "hypervisors": shown.machine_hypervisors(m)}
 
 
 def get_machine_route(uuid: str, ctx: Ctx) -> dict:
@@ -285,7 +285,7 @@ def machine_hypervisors(uuid: str, ctx: Ctx) -> dict:
     """A host's hypervisors and candidates; a VM's hypervisor."""
     m = machines.get(ctx, uuid)
     cands = hypervisors.candidates(m) if m.kind == "host" else []
-    return {"errno": 0, "message": "", "hypervisors": schemas.machine_hypervisors(m),
+    return {"errno": 0, "message": "", "hypervisors": shown.machine_hypervisors(m),
             "candidates": cands}
 
 
@@ -309,7 +309,7 @@ def machine_clusters(uuid: str, ctx: Ctx) -> dict:
     """The clusters the machine belongs to."""
     m = machines.get(ctx, uuid)
     return {"errno": 0, "message": "", "clusters": [
-        schemas.cluster_obj(c, ctx) for c in m.clusters if access.holds(ctx, c, "read")]}
+        shown.cluster_obj(ctx, cluster=c) for c in m.clusters if access.holds(ctx, c, "read")]}
 
 
 def add_machine_clusters(uuid: str, ctx: Ctx,
@@ -320,7 +320,7 @@ def add_machine_clusters(uuid: str, ctx: Ctx,
         return machine_clusters(uuid, ctx)
     m = machines.add_to_clusters(ctx, uuid, v.clusters)
     return {"errno": 0, "message": f"machine {m.name} is in {len(m.clusters)} cluster(s)",
-            "clusters": [schemas.cluster_obj(c, ctx) for c in m.clusters]}
+            "clusters": [shown.cluster_obj(ctx, cluster=c) for c in m.clusters]}
 
 
 def remove_machine_clusters(uuid: str, ctx: Ctx,
@@ -328,7 +328,7 @@ def remove_machine_clusters(uuid: str, ctx: Ctx,
     """Take the machine out of the clusters named in `clusters` (extension)."""
     m = machines.remove_from_clusters(ctx, uuid, v.clusters)
     return {"errno": 0, "message": f"machine {m.name} is in {len(m.clusters)} cluster(s)",
-            "clusters": [schemas.cluster_obj(c, ctx) for c in m.clusters]}
+            "clusters": [shown.cluster_obj(ctx, cluster=c) for c in m.clusters]}
 
 
 def machine_actions(uuid: str, ctx: Ctx) -> dict:

@@ -9,9 +9,8 @@ from enomalism.api import schemas
 from enomalism.api.compat import posted_nothing, refuse_changes_on_get
 from enomalism.api.deps import Ctx, Vars, expose, http_vars
 from enomalism.api.schemas import Status
-from enomalism.errors import MissingVariable
 from enomalism.services import networks
-from enomalism.store.models import IPRange, Lease, Network
+from enomalism.services.shown import networks as shown
 from enomalism.wire import LeaseObj, NetworkObj, RangeObj
 
 router = APIRouter(tags=["networks"])
@@ -80,41 +79,18 @@ class ReserveVars(Vars):
     note: str | None = Field(None, description="why it is reserved")
 
 
-def range_obj(r: IPRange) -> dict:
-    start, end = networks._bounds(r)
-    return {"uuid": r.uuid, "network": r.network_uuid, "start_ip": r.start_ip,
-            "end_ip": r.end_ip, "size": int(end) - int(start) + 1}
-
-
-def network_obj(ctx: Ctx, n: Network) -> dict:
-    net = networks.network_of(n)
-    return {"uuid": n.uuid, "name": n.name, "description": n.description, "bridge": n.bridge,
-            "cluster": n.cluster_uuid, "ip": n.address, "netmask": str(net.netmask),
-            "prefix": n.prefix, "gateway": n.gateway, "version": net.version,
-            "ranges": [range_obj(r) for r in n.ranges],
-            "leased": len(networks.leases(ctx, n)), "created_at": n.created_at}
-
-
-def lease_obj(lease: Lease) -> dict:
-    return {"uuid": lease.uuid, "network": lease.network_uuid, "address": lease.address,
-            "machine": lease.machine_uuid, "mac": lease.mac, "note": lease.note,
-            "created_at": lease.created_at}
-
-
 def list_networks(ctx: Ctx) -> dict:
     """The networks the caller may read."""
-    return {"networks": [network_obj(ctx, n) for n in networks.list_networks(ctx)],
-            "errno": 0, "message": ""}
+    return {"networks": shown.list_networks(ctx), "errno": 0, "message": ""}
 
 
 def create_network(ctx: Ctx, v: Annotated[CreateVars, http_vars(CreateVars)]) -> dict:
     """Create a static network."""
-    n, warnings = networks.create(ctx, name=v.name, description=v.description,
-                                  bridge=v.bridge, cluster=v.cluster, ip=v.ip,
-                                  netmask=v.netmask, gateway=v.gateway)
-    obj = network_obj(ctx, n)
+    obj, warnings = shown.create(ctx, name=v.name, description=v.description,
+                                 bridge=v.bridge, cluster=v.cluster, ip=v.ip,
+                                 netmask=v.netmask, gateway=v.gateway)
     return {"networks": [obj], "network": obj, "errno": 0,
-            "message": _warned(f"network {n.name} created", warnings)}
+            "message": _warned(f"network {obj['name']} created", warnings)}
 
 
 def _warned(message: str, warnings: list[str]) -> str:
@@ -124,18 +100,17 @@ def _warned(message: str, warnings: list[str]) -> str:
 
 def get_network(uuid: str, ctx: Ctx) -> dict:
     """The network, its ranges and how many addresses are leased."""
-    return {"network": network_obj(ctx, networks.get(ctx, uuid)), "errno": 0, "message": ""}
+    return {"network": shown.network(ctx, uuid=uuid), "errno": 0, "message": ""}
 
 
 def update_network(uuid: str, ctx: Ctx, v: Annotated[UpdateVars, http_vars(UpdateVars)]) -> dict:
     """Change name, description, bridge or cluster; without variables, answers like GET."""
     if posted_nothing(v):
         return get_network(uuid, ctx)
-    n, warnings = networks.update(ctx, uuid, name=v.name, description=v.description,
-                                  bridge=v.bridge, cluster=v.cluster)
-    ctx.db.flush()
-    return {"network": network_obj(ctx, n), "errno": 0,
-            "message": _warned(f"network {n.name} updated", warnings)}
+    obj, warnings = shown.update(ctx, uuid=uuid, name=v.name, description=v.description,
+                                 bridge=v.bridge, cluster=v.cluster)
+    return {"network": obj, "errno": 0,
+            "message": _warned(f"network {obj['name']} updated", warnings)}
 
 
 def delete_network(uuid: str, ctx: Ctx) -> dict:
@@ -145,33 +120,32 @@ def delete_network(uuid: str, ctx: Ctx) -> dict:
 
 def list_ranges(uuid: str, ctx: Ctx) -> dict:
     """The network and its IP ranges."""
-    n = networks.get(ctx, uuid)
-    return {"network": network_obj(ctx, n), "ranges": [range_obj(r) for r in n.ranges],
-            "errno": 0, "message": ""}
+    obj, ranges = shown.ranges(ctx, uuid=uuid)
+    return {"network": obj, "ranges": ranges, "errno": 0, "message": ""}
 
 
 def add_range(uuid: str, ctx: Ctx, v: Annotated[RangeVars, http_vars(RangeVars)]) -> dict:
     """Add an IP range (start_ip to end_ip, both included); without variables, like GET."""
     if posted_nothing(v):
         return list_ranges(uuid, ctx)
-    r = networks.add_range(ctx, uuid, start_ip=v.start_ip, end_ip=v.end_ip)
+    r = shown.add_range(ctx, uuid=uuid, start_ip=v.start_ip, end_ip=v.end_ip)
     answer = list_ranges(uuid, ctx)
-    answer["message"] = f"range {r.start_ip}-{r.end_ip} added"
+    answer["message"] = f"range {r['start_ip']}-{r['end_ip']} added"
     return answer
 
 
 def get_range(uuid: str, ruuid: str, ctx: Ctx) -> dict:
     """One IP range."""
-    _n, r = networks.get_range(ctx, uuid, ruuid)
-    return {"iprange": range_obj(r), "errno": 0, "message": ""}
+    return {"iprange": shown.get_range(ctx, uuid=uuid, range_uuid=ruuid), "errno": 0,
+            "message": ""}
 
 
 def change_range(uuid: str, ruuid: str, ctx: Ctx,
                  v: Annotated[RangeVars, http_vars(RangeVars)]) -> dict:
     """Move the range's start or end (never past an address in use)."""
-    r = networks.change_range(ctx, uuid, ruuid, start_ip=v.start_ip, end_ip=v.end_ip)
-    return {"iprange": range_obj(r), "errno": 0,
-            "message": f"range is now {r.start_ip}-{r.end_ip}"}
+    r = shown.change_range(ctx, uuid=uuid, range_uuid=ruuid, start_ip=v.start_ip,
+                           end_ip=v.end_ip)
+    return {"iprange": r, "errno": 0, "message": f"range is now {r['start_ip']}-{r['end_ip']}"}
 
 
 def delete_range(uuid: str, ruuid: str, ctx: Ctx) -> dict:
@@ -179,49 +153,35 @@ def delete_range(uuid: str, ruuid: str, ctx: Ctx) -> dict:
     return {"iprange": None, "errno": 0, "message": networks.delete_range(ctx, uuid, ruuid)}
 
 
-def _cluster_answer(ctx: Ctx, n: Network, message: str = "") -> dict:
-    c = n.cluster
-    return {"cluster": schemas.cluster_obj(c, ctx) if c is not None else None, "errno": 0,
-            "message": message}
-
-
 def get_network_cluster(uuid: str, ctx: Ctx) -> dict:
     """The cluster the network serves."""
-    return _cluster_answer(ctx, networks.get(ctx, uuid))
+    return {"cluster": shown.cluster(ctx, uuid=uuid), "errno": 0, "message": ""}
 
 
 def set_network_cluster(uuid: str, ctx: Ctx,
                         v: Annotated[ClusterVars, http_vars(ClusterVars)]) -> dict:
     """Assign the network to a cluster (empty: to none)."""
-    n = networks.get(ctx, uuid)
-    if v.cluster is None:  # a missing variable is not "no cluster": that is an empty one
-        raise MissingVariable("the variable 'cluster' is required (a cluster UUID; empty: "
-                              "none)")
-    warnings = networks.set_cluster(ctx, n, v.cluster)
-    ctx.db.flush()
-    ctx.db.refresh(n)
-    return _cluster_answer(ctx, n, _warned("cluster assigned" if n.cluster_uuid
-                                           else "cluster removed", warnings))
+    c, warnings = shown.set_cluster(ctx, uuid=uuid, cluster=v.cluster)
+    return {"cluster": c, "errno": 0,
+            "message": _warned("cluster assigned" if c else "cluster removed", warnings)}
 
 
 def list_leases(uuid: str, ctx: Ctx) -> dict:
     """Every address in use on the network and who holds it (extension)."""
-    n = networks.get(ctx, uuid)
-    return {"leases": [lease_obj(x) for x in networks.leases(ctx, n)], "errno": 0,
-            "message": ""}
+    return {"leases": shown.leases(ctx, uuid=uuid), "errno": 0, "message": ""}
 
 
 def reserve(uuid: str, ctx: Ctx, v: Annotated[ReserveVars, http_vars(ReserveVars)]) -> dict:
     """Reserve an address by hand: a given one, or the next free (extension)."""
-    lease = networks.reserve(ctx, uuid, address=v.address, machine=v.machine, mac=v.mac,
-                             note=v.note)
-    return {"lease": lease_obj(lease), "errno": 0, "message": f"{lease.address} reserved"}
+    lease = shown.reserve(ctx, uuid=uuid, address=v.address, machine=v.machine, mac=v.mac,
+                          note=v.note)
+    return {"lease": lease, "errno": 0, "message": f"{lease['address']} reserved"}
 
 
 def release(uuid: str, address: str, ctx: Ctx) -> dict:
     """Release an address (extension)."""
-    lease = networks.release(ctx, uuid, address)
-    return {"lease": lease_obj(lease), "errno": 0, "message": f"{lease.address} released"}
+    lease = shown.release(ctx, uuid=uuid, address=address)
+    return {"lease": lease, "errno": 0, "message": f"{lease['address']} released"}
 
 
 expose(router, "/rest/networks/", ["GET"], list_networks, response_model=NetworksAnswer,

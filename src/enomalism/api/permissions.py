@@ -9,8 +9,8 @@ from enomalism.api.compat import posted_nothing, refuse_changes_on_get
 from enomalism.api.deps import Ctx, Vars, expose, http_vars
 from enomalism.api.schemas import Status
 from enomalism.errors import UnknownAction
-from enomalism.services import access, permissions
-from enomalism.store.models import Grant, Group, User
+from enomalism.services import access
+from enomalism.services.shown import permissions as shown
 from enomalism.wire import AccessList
 
 router = APIRouter(tags=["permissions"])
@@ -37,22 +37,7 @@ class MyPermissionsAnswer(Status):
 
 
 def _answer(ctx: Ctx, uuid: str, message: str = "") -> dict:
-    type_name, obj, grants = permissions.list_grants(ctx, uuid)
-    owner = getattr(obj, "owner_uuid", None)
-    owner_user = ctx.db.get(User, owner) if owner else None
-    name = getattr(obj, "username", None) or getattr(obj, "name", None) or \
-        getattr(obj, "virt_url", None) or getattr(obj, "url", None)
-    return {"errno": 0, "message": message, "object": obj.uuid, "object_type": type_name,
-            "object_name": name, "owner": owner,
-            "owner_name": owner_user.username if owner_user else None,
-            "permissions": [_grant_obj(ctx, g) for g in grants]}
-
-
-def _grant_obj(ctx: Ctx, g: Grant) -> dict:
-    who = ctx.db.get(User if g.principal_type == "user" else Group, g.principal_uuid)
-    name = None if who is None else getattr(who, "username", None) or getattr(who, "name", None)
-    return {"uuid": g.uuid, "permission": g.permission, "principal_type": g.principal_type,
-            "principal": g.principal_uuid, "principal_name": name, "created_at": g.created_at}
+    return {"errno": 0, "message": message, **shown.access_list(ctx, uuid=uuid)}
 
 
 def list_permissions(uuid: str, ctx: Ctx) -> dict:
@@ -62,22 +47,18 @@ def list_permissions(uuid: str, ctx: Ctx) -> dict:
 
 def my_permissions(uuid: str, ctx: Ctx) -> dict:
     """What the caller may do on the object (extension: the dashboard's buttons)."""
-    type_name, obj, held, acts = permissions.mine(ctx, uuid)
-    return {"errno": 0, "message": "", "object": obj.uuid, "object_type": type_name,
-            "permissions": held, "actions": acts}
+    return {"errno": 0, "message": "", **shown.mine(ctx, uuid=uuid)}
 
 
 def grant(uuid: str, ctx: Ctx, v: Annotated[PermissionVars, http_vars(PermissionVars)]) -> dict:
     """Grant `permission` to `user` or `group`."""
-    message = permissions.grant(ctx, uuid, permission=v.permission, user=v.user, group=v.group)
-    ctx.db.flush()
+    message = shown.grant(ctx, uuid=uuid, permission=v.permission, user=v.user, group=v.group)
     return _answer(ctx, uuid, message)
 
 
 def revoke(uuid: str, ctx: Ctx, v: Annotated[PermissionVars, http_vars(PermissionVars)]) -> dict:
     """Revoke `permission` from `user` or `group`."""
-    message = permissions.revoke(ctx, uuid, permission=v.permission, user=v.user, group=v.group)
-    ctx.db.flush()
+    message = shown.revoke(ctx, uuid=uuid, permission=v.permission, user=v.user, group=v.group)
     return _answer(ctx, uuid, message)
 
 

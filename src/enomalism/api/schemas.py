@@ -1,19 +1,10 @@
-"""The spec's return formats as pydantic models (for the OpenAPI description), and the
-functions that shape stored objects into them."""
+"""The spec's return formats as pydantic models (for the OpenAPI description); the
+functions that shape stored objects into them are `services/shown/`."""
 
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.orm import object_session
 
-from enomalism.runtime import nodes
-from enomalism.services import clusters
-from enomalism.services.actions import available
-from enomalism.services.addresses import stored as stored_addresses
-from enomalism.services.context import Context
-from enomalism.services.machines import shown_xml
-from enomalism.services.networks import machine_leases
-from enomalism.store.models import Cluster, Hypervisor, Machine
 from enomalism.wire import Candidate, ClusterObj, HypervisorObj, MachineInfo, MachineObj, NodeObj
 
 
@@ -123,59 +114,3 @@ class HostAnswer(Status):
     machine: str
     machine_obj: MachineObj
     hypervisors: list[HypervisorObj]
-
-
-def machine_obj(m: Machine, addresses: list[dict] | None = None) -> dict:
-    """`addresses`: the machine's, when the caller has them (a list reads all machines' leases
-    in one query, one machine's GET asks libvirt too); else its stored leases."""
-    if addresses is None:
-        db = object_session(m)  # None only for a machine no session loaded: no leases then
-        addresses = stored_addresses(db, [m.uuid])[m.uuid] \
-            if m.kind == "vm" and db is not None else []
-    return {
-        "uuid": m.uuid, "name": m.name, "kind": m.kind, "state": m.state, "managed": m.managed,
-        "persistent": m.persistent, "parent": m.parent_uuid,
-        "host": m.parent.machine_uuid if m.parent is not None else None,
-        "address": m.address, "is_local": m.is_local and m.local_to in (None, nodes.this_machine()),
-        "clusters": [c.uuid for c in m.clusters], "locked_by": m.lock_txid,
-        "owner": m.owner_uuid, "actions": available(m), "xmldesc": shown_xml(m),
-        "xml_pending": m.xml_pending, "created_at": m.created_at,
-        "updated_at": m.updated_at, "synced_at": m.synced_at, "vcpus": m.vcpus,
-        "memory_kib": m.memory_kib, "addresses": addresses,
-        "restart_policy": m.restart_policy or "never", "autostart": bool(m.autostart),
-    }
-
-
-def machine_info(m: Machine, paused_reason: str | None = None) -> dict:
-    hv = m.parent
-    return {"paused_reason": paused_reason,
-        "state": m.state, "vcpus": m.vcpus, "memory_kib": m.memory_kib,
-        "max_memory_kib": m.max_memory_kib, "persistent": m.persistent,
-        "hypervisor_status": hv.status if hv is not None else None, "synced_at": m.synced_at,
-        "leases": [
-            {"network": n.uuid, "network_name": n.name, "address": lease.address,
-             "prefix": n.prefix, "gateway": n.gateway, "mac": lease.mac, "bridge": n.bridge}
-            for lease, n in machine_leases(object_session(m), m.uuid)],
-    }
-
-
-def hypervisor_obj(hv: Hypervisor) -> dict:
-    return {
-        "uuid": hv.uuid, "machine": hv.machine_uuid, "virt_class": hv.virt_class,
-        "virt_url": hv.virt_url, "status": hv.status, "last_error": hv.last_error,
-        "hostname": hv.hostname, "driver": hv.driver, "libvirt_version": hv.libvirt_version,
-        "cpus": hv.cpus, "memory_kib": hv.memory_kib, "arch": hv.arch,
-        "connected_at": hv.connected_at, "local_to": hv.local_to, "owner_node": hv.owner_node,
-    }
-
-
-def machine_hypervisors(m: Machine) -> list[dict]:
-    """A host's hypervisors; for a VM, the one it runs on."""
-    if m.kind == "host":
-        return [hypervisor_obj(h) for h in m.hypervisors]
-    return [hypervisor_obj(m.parent)] if m.parent is not None else []
-
-
-def cluster_obj(c: Cluster, ctx: Context) -> dict:
-    """Its machines: those the caller may read (a cluster does not share all it holds)."""
-    return {"uuid": c.uuid, "name": c.name, "machines": clusters.members(ctx, c)}

@@ -57,8 +57,7 @@ async def login(request: Request, response: Response,
     state = request.app.state
 
     def open_() -> str:
-        with state.db.session() as s:
-            ctx = deps.make_context(state, s, who, deps.client_address(request))
+        with deps.own_context(state, who, deps.client_address(request)) as ctx:
             _token, secret = sessions.open_session(ctx)
             return secret
     secret = await run_in_threadpool(open_)
@@ -90,8 +89,7 @@ async def logout(request: Request, response: Response) -> dict:
     state = request.app.state
 
     def close() -> None:
-        with state.db.session() as s:
-            ctx = deps.make_context(state, s, who, deps.client_address(request))
+        with deps.own_context(state, who, deps.client_address(request)) as ctx:
             sessions.close_session(ctx, secret)
     await run_in_threadpool(close)
     response.delete_cookie(sessions.COOKIE, path="/", httponly=True, samesite="strict",

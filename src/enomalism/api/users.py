@@ -8,9 +8,8 @@ from pydantic import BaseModel, Field
 from enomalism.api.compat import posted_nothing, refuse_changes_on_get
 from enomalism.api.deps import Ctx, Vars, expose, http_vars, writes_on_get
 from enomalism.api.schemas import Status
-from enomalism.services import access, audit, tokens, users
-from enomalism.services.lookup import parse_uuid
-from enomalism.store.models import ApiToken, AuditEntry, Group, User
+from enomalism.services import tokens, users
+from enomalism.services.shown import users as shown
 from enomalism.wire import AuditObj, GroupObj, TokenObj, UserObj
 
 router = APIRouter(tags=["users"])
@@ -96,117 +95,81 @@ class AuditVars(Vars):
     limit: int = Field(100, ge=1, le=1000)
 
 
-def user_obj(u: User) -> dict:
-    return {"uuid": u.uuid, "username": u.username, "email": u.email, "full_name": u.full_name,
-            "is_admin": u.is_admin, "enabled": u.enabled,
-            "groups": [{"uuid": g.uuid, "name": g.name} for g in u.groups],
-            "created_at": u.created_at, "password_changed_at": u.password_changed_at}
-
-
-def group_obj(g: Group) -> dict:
-    return {"uuid": g.uuid, "name": g.name, "owner": g.owner_uuid,
-            "users": [{"uuid": u.uuid, "username": u.username} for u in g.users],
-            "created_at": g.created_at}
-
-
-def token_obj(t: ApiToken) -> dict:
-    return {"uuid": t.uuid, "name": t.name, "user": t.user_uuid, "created_at": t.created_at,
-            "expires_at": t.expires_at}
-
-
-def audit_obj(e: AuditEntry) -> dict:
-    return {"id": e.id, "at": e.at, "actor": e.actor_uuid, "actor_name": e.actor_name,
-            "source": e.source, "action": e.action, "object": e.object_uuid,
-            "object_type": e.object_type, "object_name": e.object_name, "errno": e.errno,
-            "message": e.message, "detail": e.detail}
-
-
 def list_users(ctx: Ctx) -> dict:
     """The users the caller may read, as [username, id] pairs."""
-    return {"users": [[u.username, u.uuid] for u in users.list_users(ctx)]}
+    return {"users": shown.user_pairs(ctx)}
 
 
 def list_groups(ctx: Ctx) -> dict:
     """The groups the caller may read, as [groupname, id] pairs."""
-    return {"groups": [[g.name, g.uuid] for g in users.list_groups(ctx)]}
+    return {"groups": shown.group_pairs(ctx)}
 
 
 def create_user(ctx: Ctx, v: Annotated[CreateUserVars, http_vars(CreateUserVars)]) -> dict:
     """Create a user (administrators)."""
-    u = users.create_user(ctx, username=v.username, password=v.password, email=v.email,
+    u = shown.create_user(ctx, username=v.username, password=v.password, email=v.email,
                           full_name=v.full_name, admin=v.admin, groups=v.groups)
-    return {"uuid": u.uuid, "errno": 0, "message": f"user {u.username} created"}
-
-
-def _user(ctx: Ctx, uuid: str) -> User:
-    return users.find_user(ctx, parse_uuid(uuid, "user"))
+    return {"uuid": u["uuid"], "errno": 0, "message": f"user {u['username']} created"}
 
 
 def get_user(uuid: str, ctx: Ctx) -> dict:
     """The user (never their password hash)."""
-    return {"user": user_obj(_user(ctx, uuid)), "errno": 0, "message": ""}
+    return {"user": shown.user(ctx, uuid=uuid), "errno": 0, "message": ""}
 
 
 def update_user(uuid: str, ctx: Ctx, v: Annotated[UserVars, http_vars(UserVars)]) -> dict:
     """One action on the user; without variables, answers like GET."""
-    u = _user(ctx, uuid)
+    now = shown.user(ctx, uuid=uuid)  # an unknown user is a 404 before any variable is read
     if posted_nothing(v, needs="action"):
-        return {"user": user_obj(u), "errno": 0, "message": ""}
-    message = users.update_user(ctx, u, v.action or "", email=v.email,
-                                full_name=v.full_name, password=v.password,
-                                old_password=v.old_password, group=v.group, admin=v.admin)
-    ctx.db.flush()
-    return {"user": user_obj(u), "errno": 0, "message": message}
+        return {"user": now, "errno": 0, "message": ""}
+    u, message = shown.update_user(ctx, uuid=uuid, action=v.action or "", email=v.email,
+                                   full_name=v.full_name, password=v.password,
+                                   old_password=v.old_password, group=v.group, admin=v.admin)
+    return {"user": u, "errno": 0, "message": message}
 
 
 def delete_user(uuid: str, ctx: Ctx) -> dict:
     """Delete the user (administrators; never the last one)."""
-    message = users.delete_user(ctx, _user(ctx, uuid))
+    message = shown.delete_user(ctx, uuid=uuid)
     return {"user": None, "errno": 0, "message": message}
 
 
 def create_group(ctx: Ctx, v: Annotated[CreateGroupVars, http_vars(CreateGroupVars)]) -> dict:
     """Create a group; its creator owns it."""
-    g = users.create_group(ctx, v.group_name)
-    return {"group": group_obj(g), "errno": 0, "message": f"group {g.name} created"}
-
-
-def _group(ctx: Ctx, uuid: str) -> Group:
-    return users.find_group(ctx, parse_uuid(uuid, "group"))
+    g = shown.create_group(ctx, name=v.group_name)
+    return {"group": g, "errno": 0, "message": f"group {g['name']} created"}
 
 
 def get_group(uuid: str, ctx: Ctx) -> dict:
     """The group and its members."""
-    return {"group": group_obj(_group(ctx, uuid)), "errno": 0, "message": ""}
+    return {"group": shown.group(ctx, uuid=uuid), "errno": 0, "message": ""}
 
 
 def update_group(uuid: str, ctx: Ctx, v: Annotated[GroupVars, http_vars(GroupVars)]) -> dict:
     """One action on the group; without variables, answers like GET."""
-    g = _group(ctx, uuid)
+    now = shown.group(ctx, uuid=uuid)  # an unknown group is a 404 before any variable is read
     if posted_nothing(v, needs="action"):
-        return {"group": group_obj(g), "errno": 0, "message": ""}
-    message = users.update_group(ctx, g, v.action or "", name=v.group_name,
-                                 user=v.user)
-    ctx.db.flush()
-    return {"group": group_obj(g), "errno": 0, "message": message}
+        return {"group": now, "errno": 0, "message": ""}
+    g, message = shown.update_group(ctx, uuid=uuid, action=v.action or "", name=v.group_name,
+                                    user=v.user)
+    return {"group": g, "errno": 0, "message": message}
 
 
 def delete_group(uuid: str, ctx: Ctx) -> dict:
     """Delete the group (its members stay)."""
-    return {"group": None, "errno": 0, "message": users.delete_group(ctx, _group(ctx, uuid))}
+    return {"group": None, "errno": 0, "message": shown.delete_group(ctx, uuid=uuid)}
 
 
 def list_tokens(ctx: Ctx, v: Annotated[TokenListVars, http_vars(TokenListVars)]) -> dict:
     """The caller's API tokens (never their secrets)."""
-    return {"tokens": [token_obj(t) for t in tokens.list_tokens(ctx, v.user)],
-            "errno": 0, "message": ""}
+    return {"tokens": shown.list_tokens(ctx, user=v.user), "errno": 0, "message": ""}
 
 
 def create_token(ctx: Ctx, v: Annotated[TokenVars, http_vars(TokenVars)]) -> dict:
     """Create a named API token for the caller; the secret is in this answer only."""
-    token, secret = tokens.create(ctx, name=v.name, expires_in_days=v.expires_in_days)
-    return {"token": token_obj(token), "secret": secret, "errno": 0,
-            "message": f"token {token.name} created; keep the secret, it is not shown again"}
+    token, secret = shown.create_token(ctx, name=v.name, expires_in_days=v.expires_in_days)
+    return {"token": token, "secret": secret, "errno": 0,
+            "message": f"token {token['name']} created; keep the secret, it is not shown again"}
 
 
 def revoke_token(uuid: str, ctx: Ctx) -> dict:
@@ -216,10 +179,8 @@ def revoke_token(uuid: str, ctx: Ctx) -> dict:
 
 def audit_log(ctx: Ctx, v: Annotated[AuditVars, http_vars(AuditVars)]) -> dict:
     """Every change and refused change, newest first (administrators)."""
-    access.require_admin(ctx, "read the audit log")
-    obj = parse_uuid(v.object, "object") if v.object else None
-    return {"entries": [audit_obj(e) for e in audit.entries(
-                ctx, object_uuid=obj, actor=v.actor, failed=v.failed, limit=v.limit)],
+    return {"entries": shown.audit_entries(ctx, object_uuid=v.object, actor=v.actor,
+                                           failed=v.failed, limit=v.limit),
             "errno": 0, "message": ""}
 
 

@@ -3,6 +3,7 @@ server's own packages published as a feed (extension)."""
 
 from pathlib import Path
 from typing import Annotated, Any
+from uuid import uuid4
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -12,17 +13,16 @@ from pydantic import Field
 from enomalism.api import audit as api_audit
 from enomalism.api import images as image_api
 from enomalism.api.compat import posted_nothing, refuse_changes_on_get
-from enomalism.api.deps import Ctx, Vars, commit_request, expose, http_vars, writes_on_get
+from enomalism.api.deps import Ctx, Vars, committed, expose, http_vars, writes_on_get
 from enomalism.api.schemas import Status
-from enomalism.errors import InvalidState, MissingVariable
-from enomalism.feeds import download as dl
-from enomalism.feeds.feed import Feed, FeedItem, render_feed
-from enomalism.services import images, provisioning, repositories
-from enomalism.store.models import Package, Repository, new_uuid
+from enomalism.errors import MissingVariable
+from enomalism.feeds.feed import Feed, render_feed
+from enomalism.services import images, repositories
+from enomalism.services.shown import packages as shown
 from enomalism.wire import PackageObj, RepositoryObj
 
 router = APIRouter(tags=["repositories"])
-XVM2_TYPE = "application/enomalism2-xvm2"
+XVM2_TYPE = shown.XVM2_TYPE
 
 
 class VmfeedAnswer(Status):
@@ -67,52 +67,29 @@ class RepoVars(Vars):
     action: str | None = Field(None, description="refresh or delete")
 
 
-def package_obj(p: Package) -> dict:
-    disks = list((p.manifest or {}).get("disks", []))
-    return {"uuid": p.uuid, "name": p.name, "description": p.description, "version": p.version,
-            "virt_class": p.virt_class, "arch": p.arch, "state": p.state,
-            "repository": p.repository_uuid, "url": dl.redact(p.url) if p.url else None,
-            "length": p.length, "sha256": p.sha256, "size": p.size, "disks": disks,
-            "created_at": p.created_at, "updated_at": p.updated_at}
-
-
-def repository_obj(r: Repository) -> dict:
-    return {"uuid": r.uuid, "url": dl.redact(r.url), "has_credentials": r.username is not None,
-            "title": r.title, "description": r.description, "feed_uuid": r.feed_uuid,
-            "refreshed_at": r.refreshed_at, "last_error": r.last_error,
-            "packages": len(r.packages)}
-
-
 def list_packages(ctx: Ctx, v: Annotated[ListVars, http_vars(ListVars)]) -> dict:
     """Every package the caller may read, from every repository and made here."""
-    return {"packages": [package_obj(p) for p in repositories.list_packages(ctx, state=v.state)],
-            "errno": 0, "message": ""}
+    return {"packages": shown.list_packages(ctx, state=v.state), "errno": 0, "message": ""}
 
 
 def add_repository(ctx: Ctx, v: Annotated[FeedVars, http_vars(FeedVars)]) -> dict:
     """Add a VMcast feed: it is fetched now; a feed that does not answer or is not RSS is
     refused."""
-    repo = repositories.add(ctx, v.url)
-    return {"uuid": repo.uuid, "packages": [package_obj(p) for p in repo.packages], "errno": 0,
-            "message": f"repository {dl.redact(repo.url)} added with "
-                       f"{len(repo.packages)} package(s)"}
+    repo, packages = shown.add_repository(ctx, url=v.url)
+    return {"uuid": repo["uuid"], "packages": packages, "errno": 0,
+            "message": f"repository {repo['url']} added with {len(packages)} package(s)"}
 
 
 def list_repositories(ctx: Ctx) -> dict:
     """Every repository the caller may read."""
-    return {"repositories": [repository_obj(r) for r in repositories.list_repositories(ctx)],
-            "errno": 0, "message": ""}
+    return {"repositories": shown.list_repositories(ctx), "errno": 0, "message": ""}
 
 
 def published_feed(request: Request, ctx: Ctx) -> Response:
     """This server's cached packages (those the caller may download) as a VMcast feed, so another
     installation can add it as a repository."""
     base = str(request.base_url).rstrip("/")
-    items = [FeedItem(
-        guid=p.uuid, title=p.name, description=p.description or "",
-        url=f"{base}/rest/vmfeed/{p.uuid}/download/", length=p.size, type=XVM2_TYPE,
-        sha256=p.sha256, version=p.version, virt_class=p.virt_class, arch=p.arch, uuid=p.uuid)
-        for p in repositories.list_downloadable(ctx)]
+    items = shown.feed_items(ctx, base=base)
     feed = Feed(title=f"enomalism packages at {request.url.hostname}", link=base,
                 description="VM packages published by an enomalism server", uuid=None,
                 items=items)
@@ -136,48 +113,46 @@ async def upload_package(ctx: Ctx, up: Annotated[image_api.Upload,
             raise MissingVariable("send the package as the request body or as a multipart "
                                   "part named 'file'")
         assert ctx.jobs is not None  # a server's requests always have its runner
-        uuid = new_uuid()
+        uuid = str(uuid4())
         path, sha, manifest = await run_in_threadpool(
             images.receive_package, Path(ctx.jobs.packages_dir), source, size=size, uuid=uuid)
 
         def record() -> dict:
+            p = shown.add_uploaded(ctx, uuid=uuid, path=path, sha256=sha, manifest=manifest,
+                                   name=v.name)
+            answer = {"package": p, "errno": 0,
+                      "message": f"package {p['name']} uploaded ({p['size']} bytes)"}
+            api_audit.succeeded(ctx, rule, given, answer)
+            return answer
+
+        def record_or_remove() -> dict:
             try:
-                p = images.add_package(ctx, uuid=uuid, path=path, sha256=sha, manifest=manifest,
-                                       name=v.name)
-                answer = {"package": package_obj(p), "errno": 0,
-                          "message": f"package {p.name} uploaded ({p.size} bytes)"}
-                api_audit.succeeded(ctx, rule, given, answer)
-                commit_request(ctx)
+                return committed(ctx, record)
             except BaseException:
                 path.unlink(missing_ok=True)
                 raise
-            return answer
-        return await run_in_threadpool(record)
+        return await run_in_threadpool(record_or_remove)
 
     return await image_api.audited(ctx, rule, given, steps)
 
 
 def download_package(uuid: str, ctx: Ctx) -> FileResponse:
     """The package file itself (Range requests supported)."""
-    p = repositories.get_download(ctx, uuid)
-    if p.state != "cached" or not p.path or not Path(p.path).exists():
-        raise InvalidState(f"package {p.name} is not in the local cache; retrieve it first")
-    return FileResponse(p.path, media_type=XVM2_TYPE, filename=f"{p.name}.xvm2")
+    path, filename = shown.download(ctx, uuid=uuid)
+    return FileResponse(path, media_type=XVM2_TYPE, filename=filename)
 
 
 def get_package(uuid: str, ctx: Ctx) -> dict:
     """The package."""
-    return {"package": package_obj(repositories.get_package(ctx, uuid)), "errno": 0,
-            "message": ""}
+    return {"package": shown.package(ctx, uuid=uuid), "errno": 0, "message": ""}
 
 
 def update_package(uuid: str, ctx: Ctx, v: Annotated[PackageVars, http_vars(PackageVars)]) -> dict:
     """Rename or describe the package; what is set here stays across feed refreshes."""
     if posted_nothing(v):
         return get_package(uuid, ctx)
-    p = repositories.update_package(ctx, uuid, name=v.name, description=v.description)
-    ctx.db.flush()
-    return {"package": package_obj(p), "errno": 0, "message": f"package {p.name} updated"}
+    p = shown.update_package(ctx, uuid=uuid, name=v.name, description=v.description)
+    return {"package": p, "errno": 0, "message": f"package {p['name']} updated"}
 
 
 def delete_package(uuid: str, ctx: Ctx) -> dict:
@@ -187,10 +162,10 @@ def delete_package(uuid: str, ctx: Ctx) -> dict:
 
 def retrieve_package(uuid: str, ctx: Ctx) -> dict:
     """Queue retrieval of the package into the local cache."""
-    tx = provisioning.queue_retrieval(ctx, uuid)
-    if tx is None:
+    txid = shown.retrieve(ctx, uuid=uuid)
+    if txid is None:
         return {"tx": None, "txid": None, "errno": 0, "message": "the package is cached already"}
-    return {"tx": tx.uuid, "txid": tx.uuid, "errno": 0, "message": "retrieval queued"}
+    return {"tx": txid, "txid": txid, "errno": 0, "message": "retrieval queued"}
 
 
 def uncache_package(uuid: str, ctx: Ctx) -> dict:
@@ -198,30 +173,29 @@ def uncache_package(uuid: str, ctx: Ctx) -> dict:
     return {"tx": None, "errno": 0, "message": repositories.uncache(ctx, uuid)}
 
 
-def _repository_answer(repo: Repository, message: str = "") -> dict:
-    return {"repository": repository_obj(repo), "errno": 0, "message": message,
-            "packages": [package_obj(p) for p in repo.packages]}
+def _repository_answer(ctx: Ctx, uuid: str, message: str = "") -> dict:
+    repo, packages = shown.repository(ctx, uuid=uuid)
+    return {"repository": repo, "errno": 0, "message": message, "packages": packages}
 
 
 def get_repository(uuid: str, ctx: Ctx) -> dict:
     """The repository and its packages."""
-    return _repository_answer(repositories.get(ctx, uuid))
+    return _repository_answer(ctx, uuid)
 
 
 def act_on_repository(uuid: str, ctx: Ctx, v: Annotated[RepoVars, http_vars(RepoVars)]) -> dict:
     """action=refresh (fetch the feed again) or action=delete; without variables, like GET."""
     if posted_nothing(v, needs="action"):
         return get_repository(uuid, ctx)
-    message = repositories.act(ctx, uuid, v.action)
+    message = shown.act_on_repository(ctx, uuid=uuid, action=v.action)
     if v.action == "delete":
         return {"repository": None, "errno": 0, "message": message, "packages": []}
-    ctx.db.flush()
-    return _repository_answer(repositories.get(ctx, uuid), message)
+    return _repository_answer(ctx, uuid, message)
 
 
 def delete_repository(uuid: str, ctx: Ctx) -> dict:
     """Delete the repository, its packages and their cached files."""
-    message = repositories.delete(ctx, repositories.get(ctx, uuid))
+    message = shown.delete_repository(ctx, uuid=uuid)
     return {"repository": None, "errno": 0, "message": message, "packages": []}
 
 
