@@ -81,3 +81,16 @@ def steady(driver, text: str) -> bool:  # noqa: ANN001
         return False
     time.sleep(1.5)
     return text in status()
+
+
+def test_the_serial_page_says_who_took_its_console_over_and_when(
+        guest: Guest, browser) -> None:  # noqa: F811, ANN001
+    """Another viewer forces the console (the API's take-over, not an outsider): the page
+    stops, says who took it and at what time, and offers to take it back."""
+    login(browser, guest.url, "admin", ADMIN_PASSWORD)
+    go(browser, guest.url, f"#/console/{guest.uuid}/serial")
+    text_in(browser, "#console-status", "Connected", WAIT)
+    with guest.client() as c, c.machines.console(guest.uuid, force=True):
+        text_in(browser, "#console-status", "admin took this console over at ", WAIT)
+        assert not steady(browser, "Reconnecting")  # told, not silently retried
+    assert not js_errors(browser)

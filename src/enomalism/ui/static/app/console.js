@@ -35,6 +35,11 @@ function loadScript(src) {
   return scripts.get(src);
 }
 
+// The server's times are UTC without a zone: shown in the viewer's own.
+function utcTime(iso) {
+  return new Date(/Z|[+-]\d\d:\d\d$/.test(iso) ? iso : `${iso}Z`).toLocaleTimeString();
+}
+
 function loadStyle(href) {
   if (document.querySelector(`link[href="${href}"]`)) return;
   const l = document.createElement("link");
@@ -87,7 +92,7 @@ export async function consolePage(main, uuid, kind, { h, api, errorText, heading
     let msg;
     try { msg = JSON.parse(text); } catch { return; }
     if (msg.type === "ping") ws.send(JSON.stringify({ type: "pong" }));
-    else if (msg.type === "taken") { stopped = true; takeOver.hidden = false; say(`${msg.by} took this console over.`); }
+    else if (msg.type === "taken") { stopped = true; takeOver.hidden = false; say(`${msg.by} took this console over${msg.at ? ` at ${utcTime(msg.at)}` : ""}.`); }
     else if (msg.type === "closed") { last = msg; say(`Closed: ${msg.reason}`); }
   }
 
