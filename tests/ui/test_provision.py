@@ -71,7 +71,8 @@ def test_provision_a_package_from_the_form_and_follow_its_transaction(server, br
     form.find_element(By.NAME, "hostname").send_keys("fromform")
     form.find_element(By.NAME, "user_data").send_keys("#cloud-config\npackages: [htop]\n")
     form.find_element(By.NAME, "ssh_key").send_keys(
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGt1f0S2s4r6Q6xWm3nZ2k3r9nq7m0o4m5QyQJm0k1Zx ui@test")
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBwlDA1PrEzHbW9JNNQ++qP2H5qI4xRy36sDQNlNuwYv ui@test")
+    browser.execute_script("window.scrollTo(0, 0)")
     screenshot(browser, "provision")
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     wait(browser, lambda d: "#/transaction/" in d.current_url)
