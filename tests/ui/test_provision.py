@@ -107,13 +107,13 @@ def _host(server) -> str:  # noqa: ANN001
 
 
 def test_a_user_without_control_is_offered_no_hypervisor(server, browser, package):
-    server.ok("POST", "/rest/user/create/", data={"username": "erin",
-                                                   "password": "erin-password-1"})
-    login(browser, server.url, "erin", "erin-password-1")
+    server.ok("POST", "/rest/user/create/", data={"username": "pia",
+                                                   "password": "pia-password-1"})
+    login(browser, server.url, "pia", "pia-password-1")
     go(browser, server.url, f"#/provision/{package}")
     css(browser, "form#provision")
-    # the package is the admin's feed's: erin may not read it, and the page says so as the API does
-    r = server.http.get(f"/rest/vmfeed/{package}/", auth=("erin", "erin-password-1"))
+    # the package is the admin's feed's: pia may not read it, and the page says so as the API does
+    r = server.http.get(f"/rest/vmfeed/{package}/", auth=("pia", "pia-password-1"))
     assert r.status_code in (403, 404), r.text
     text_in(browser, "form#provision .error", r.json()["message"])
     wait(browser, lambda d: d.find_element(By.ID, "provision-networks").text)  # lists loaded
