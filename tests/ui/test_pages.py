@@ -54,6 +54,7 @@ def test_the_main_pages_have_no_serious_accessibility_findings(server, browser):
              "machine": (f"#/machine/{uuid}", "#actions button"),
              "transactions": ("#/transactions", "#transactions"),
              "create": ("#/create", "form#create"), "images": ("#/images", "form#upload"),
+             "provision": (f"#/provision/{uuid}", "form#provision"),
              "packages": ("#/packages", "form#add-feed"),
              "hosts": ("#/hosts", "main article"), "networks": ("#/networks", "main section"),
              "users": ("#/users", "#users"), "audit": ("#/audit", "#audit tbody tr"),

@@ -808,7 +808,7 @@ function transactionPage(uuid) {
       box.replaceChildren(
         t.target ? h("p", {}, "Target: ", h("a", { href: `#/machine/${t.target}`, id: "tx-target" },
                                             t.target_name || t.target)) : "",
-        t.error ? h("p", { class: "error" }, t.error) : "",
+        t.error ? h("p", { class: "error", id: "tx-error" }, t.error) : "",
         // an export's package: downloaded with the session like any API call
         t.state === "done" && t.result && t.result.package ? h("p", {},
           h("a", { href: `/rest/vmfeed/${t.result.package}/download/`, id: "tx-download",
@@ -1186,7 +1186,9 @@ function packagesPage() {
         p.packages.map((x) => [x.name, x.version || "–", `${x.virt_class || "–"} ${x.arch || ""}`, x.state,
           x.size ? `${(x.size / 1048576).toFixed(1)} MiB` : "–",
           x.state === "cached"
-            ? h("a", { href: `/rest/vmfeed/${x.uuid}/download/`, download: "", class: "download" }, `Download ${x.name}`)
+            ? h("span", { class: "row-actions" },
+                h("a", { href: `#/provision/${x.uuid}`, class: "provision" }, `Provision ${x.name}`), " ",
+                h("a", { href: `/rest/vmfeed/${x.uuid}/download/`, download: "", class: "download" }, `Download ${x.name}`))
             : button(`Retrieve ${x.name}`, run("POST", `/rest/vmfeed/repo/package/${x.uuid}/`))]),
         "No packages."));
     } catch (e) { err.show(e); }
@@ -1206,6 +1208,88 @@ function packagesPage() {
     } }, field("Feed URL", url), h("button", { type: "submit" }, "Add feed")), addErr, added));
   load();
   return { onEvent, refresh: load };
+}
+
+// -- provision a package ---------------------------------------------------------------------
+
+/** POST /rest/machine/<host>/actions/provision/ (docs/provisioning.md): the hypervisor
+ * (hvmuuid: those this user controls, else the placer), a libvirt network of it for the
+ * interfaces the package leaves open, the pool, the domain type and the cloud-init seed. The
+ * static networks of the chosen host's clusters lease their addresses by themselves. */
+async function provisionPage(pkg) {
+  const err = errorBox();
+  const title = heading("Provision a package");
+  const about = h("p", { id: "provision-package" });
+  const name = h("input", { name: "name", required: true, autocomplete: "off" });
+  const hv = h("select", { name: "hvmuuid" }, h("option", { value: "" }, "any (the server picks)"));
+  const net = h("select", { name: "libvirt_network" }, h("option", { value: "" }, "none (the default)"));
+  const pool = h("input", { name: "pool", placeholder: "the default pool" });
+  const virt = h("select", { name: "virt_type" }, h("option", { value: "" }, "the hypervisor's class"),
+    ["kvm", "qemu"].map((t) => h("option", { value: t }, t)));
+  const hostname = h("input", { name: "hostname", placeholder: "the machine's name" });
+  const userData = h("textarea", { name: "user_data", rows: 6, spellcheck: "false",
+                                   placeholder: "#cloud-config" });
+  const keys = h("textarea", { name: "ssh_key", rows: 3, spellcheck: "false",
+                               placeholder: "ssh-ed25519 AAAA… one key a line" });
+  const statics = h("p", { id: "provision-networks" });
+  let hvs = [];
+  let netTurn = 0;
+  async function offerNetworks() {
+    const turn = ++netTurn;
+    const asked = hv.value ? [hv.value] : hvs.map((v) => v.uuid);
+    const lists = await Promise.all(asked.map((u) => api("GET", `/rest/hypervisor/${u}/networks/`)
+      .then((a) => a.networks, () => [])));
+    if (turn !== netTurn) return;
+    const chosen = net.value;
+    const found = [...new Set(lists.flat().map((n) => n.name))].sort();
+    net.replaceChildren(h("option", { value: "" }, "none (the default)"), ...found.map((n) =>
+      h("option", { value: n, selected: n === chosen }, n)));
+  }
+  hv.addEventListener("change", offerNetworks);
+  const form = h("form", { id: "provision", onsubmit: async (ev) => {
+    ev.preventDefault();
+    err.show(null);
+    const body = { pkguuid: pkg, name: name.value };
+    for (const [k, el] of [["hvmuuid", hv], ["libvirt_network", net], ["pool", pool],
+                           ["virt_type", virt], ["hostname", hostname], ["user_data", userData]]) {
+      if (el.value.trim()) body[k] = el.value;
+    }
+    const sshKeys = keys.value.split("\n").map((k) => k.trim()).filter(Boolean);
+    if (sshKeys.length) body.ssh_key = sshKeys;
+    // the path names a host: the chosen hypervisor's, else any this user may read (the
+    // placer then chooses among every hypervisor this user controls)
+    const chosen = hvs.find((v) => v.uuid === hv.value);
+    const host = chosen ? chosen.machine : (hvs[0] ? hvs[0].machine : [...names.hosts.keys()][0]);
+    try {
+      const a = await api("POST", `/rest/machine/${host || "none"}/actions/provision/`, { body });
+      location.hash = `#/transaction/${a.txid}`;
+    } catch (e) { err.show(e); }
+  } }, about, field("Name", name),
+  h("div", { class: "grid" }, field("Hypervisor", hv), field("libvirt network", net)),
+  statics,
+  h("div", { class: "grid" }, field("Storage pool", pool), field("Domain type", virt),
+    field("Host name (cloud-init)", hostname)),
+  field("User data (cloud-init)", userData), field("SSH public keys (one a line)", keys),
+  err, h("button", { type: "submit" }, "Provision"));
+  main.replaceChildren(h("section", {}, title, form));
+  api("GET", `/rest/vmfeed/${pkg}/`).then(({ package: x }) => {
+    title.textContent = `Provision ${x.name}`;
+    document.title = `Provision ${x.name} · enomalism`;
+    about.textContent = `${x.name} ${x.version || ""} · ${x.virt_class || "any class"} ${x.arch || ""}` +
+      ` · ${x.state}`;
+  }, (e) => err.show(e));
+  try {
+    const [controlled, nets] = await Promise.all([controlledHypervisors(),
+      api("GET", "/rest/networks/").then((a) => a.networks, () => [])]);
+    hvs = controlled;
+    hv.append(...hvs.map((v) => h("option", { value: v.uuid }, `${hostName(v.machine)}: ${v.virt_url}`)));
+    statics.textContent = nets.length
+      ? `Static networks you may use (an address is leased on those serving the chosen host): ${
+        nets.map((n) => n.name).join(", ")}.`
+      : "No static network: the interfaces join the libvirt network.";
+    await offerNetworks();
+  } catch (e) { err.show(e); }
+  return {};
 }
 
 // -- users and the audit log (administrators) ------------------------------------------------
@@ -1337,6 +1421,7 @@ const ROUTES = [
   [/^#\/hosts$/, hostsPage],
   [/^#\/networks$/, networksPage],
   [/^#\/packages$/, packagesPage],
+  [/^#\/provision\/([\w-]+)$/, provisionPage],
   [/^#\/users$/, usersPage],
   [/^#\/audit$/, auditPage],
   [/^#\/account$/, accountPage],
