@@ -5,11 +5,11 @@ grant, and a cross-site form post refused."""
 from selenium.webdriver.common.by import By
 
 from tests.conftest import ADMIN_PASSWORD
-from tests.ui.pages import css, go, js_errors, login, screenshot, text_in, wait
+from tests.ui.pages import css, go, js_errors, login, logout, screenshot, text_in, wait
 
 
 def test_login_shows_the_machines_and_logout_ends_the_session(server, browser) -> None:
-    browser.get(server.url + "/")
+    logout(browser, server.url)  # the shared browser may hold an earlier test's session
     css(browser, "form#login")
     assert browser.find_element(By.CSS_SELECTOR, "main#main")  # landmarks
     screenshot(browser, "login")

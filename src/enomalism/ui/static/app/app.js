@@ -832,6 +832,27 @@ function transactionPage(uuid) {
 
 // -- create from an image --------------------------------------------------------------------
 
+/** A select of the libvirt networks a new machine may join (GET .../networks/ answers only
+ * those the user may use) on the hypervisor `where()` names, or on any of `all()` when it
+ * names none; `offer()` refills it, and the answer to an older choice is dropped. */
+function networkSelect(where, all) {
+  const none = () => h("option", { value: "" }, "none (the default)");
+  const net = h("select", { name: "libvirt_network" }, none());
+  let turn = 0;
+  async function offer() {
+    const mine = ++turn;
+    const one = where();
+    const asked = one ? [one] : all().map((v) => v.uuid);
+    const lists = await Promise.all(asked.map((u) => api("GET", `/rest/hypervisor/${u}/networks/`)
+      .then((a) => a.networks, () => [])));
+    if (mine !== turn) return;
+    const chosen = net.value;
+    const found = [...new Set(lists.flat().map((n) => n.name))].sort();
+    net.replaceChildren(none(), ...found.map((n) => h("option", { value: n, selected: n === chosen }, n)));
+  }
+  return { net, offer };
+}
+
 async function createPage() {
   const err = errorBox();
   const name = h("input", { name: "name", required: true });
@@ -843,22 +864,10 @@ async function createPage() {
   // image's hypervisor) and the libvirt network it joins (libvirt_network: that hypervisor's
   // networks this user may join, GET /rest/hypervisor/<UUID>/networks/)
   const hv = h("select", { name: "hvmuuid" }, h("option", { value: "" }, "any (the server picks)"));
-  const net = h("select", { name: "libvirt_network" }, h("option", { value: "" }, "none (the default)"));
   const imageHv = new Map();
   let hvs = [];
-  let netTurn = 0;
-  async function offerNetworks() {
-    const turn = ++netTurn;
-    const where = imageHv.get(image.value) || hv.value;
-    const asked = where ? [where] : hvs.map((v) => v.uuid);
-    const lists = await Promise.all(asked.map((u) => api("GET", `/rest/hypervisor/${u}/networks/`)
-      .then((a) => a.networks, () => [])));
-    if (turn !== netTurn) return;
-    const chosen = net.value;
-    const found = [...new Set(lists.flat().map((n) => n.name))].sort();
-    net.replaceChildren(h("option", { value: "" }, "none (the default)"), ...found.map((n) =>
-      h("option", { value: n, selected: n === chosen }, n)));
-  }
+  const { net, offer: offerNetworks } = networkSelect(() => imageHv.get(image.value) || hv.value,
+                                                      () => hvs);
   image.addEventListener("change", offerNetworks);
   hv.addEventListener("change", offerNetworks);
   const form = h("form", { id: "create", onsubmit: async (ev) => {
@@ -1222,7 +1231,6 @@ async function provisionPage(pkg) {
   const about = h("p", { id: "provision-package" });
   const name = h("input", { name: "name", required: true, autocomplete: "off" });
   const hv = h("select", { name: "hvmuuid" }, h("option", { value: "" }, "any (the server picks)"));
-  const net = h("select", { name: "libvirt_network" }, h("option", { value: "" }, "none (the default)"));
   const pool = h("input", { name: "pool", placeholder: "the default pool" });
   const virt = h("select", { name: "virt_type" }, h("option", { value: "" }, "the hypervisor's class"),
     ["kvm", "qemu"].map((t) => h("option", { value: t }, t)));
@@ -1233,18 +1241,7 @@ async function provisionPage(pkg) {
                                placeholder: "ssh-ed25519 AAAA… one key a line" });
   const statics = h("p", { id: "provision-networks" });
   let hvs = [];
-  let netTurn = 0;
-  async function offerNetworks() {
-    const turn = ++netTurn;
-    const asked = hv.value ? [hv.value] : hvs.map((v) => v.uuid);
-    const lists = await Promise.all(asked.map((u) => api("GET", `/rest/hypervisor/${u}/networks/`)
-      .then((a) => a.networks, () => [])));
-    if (turn !== netTurn) return;
-    const chosen = net.value;
-    const found = [...new Set(lists.flat().map((n) => n.name))].sort();
-    net.replaceChildren(h("option", { value: "" }, "none (the default)"), ...found.map((n) =>
-      h("option", { value: n, selected: n === chosen }, n)));
-  }
+  const { net, offer: offerNetworks } = networkSelect(() => hv.value, () => hvs);
   hv.addEventListener("change", offerNetworks);
   const form = h("form", { id: "provision", onsubmit: async (ev) => {
     ev.preventDefault();
