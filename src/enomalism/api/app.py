@@ -38,8 +38,10 @@ from enomalism.api import (
     users,
     vmfeed,
 )
+from enomalism.api.answers import error_answer
 from enomalism.api.compat import MethodOverride, guard_literal_paths, readable_body
-from enomalism.api.deps import cached_user, current_user, make_context
+from enomalism.api.credentials import cached_user
+from enomalism.api.deps import current_user, make_context
 from enomalism.api.guard import BodyLimit, CrossSite
 from enomalism.api.schemas import Readiness, Status
 from enomalism.config import Settings
@@ -158,31 +160,21 @@ class ActionShortcut:
         try:
             return JSONResponse(await run_in_threadpool(act))
         except EnomalismError as e:
-            return _error(e)
+            return error_answer(e)
         except Exception as e:  # as the route would answer it: errno 1, logged
             return _unexpected(None, e)
 
 
-def _error(e: EnomalismError) -> JSONResponse:
-    headers = {}
-    if isinstance(e, NotAuthenticated):
-        headers["WWW-Authenticate"] = 'Basic realm="enomalism"'
-    if "retry_after" in e.extra:
-        headers["Retry-After"] = str(e.extra["retry_after"])
-    body = {"errno": e.errno, "message": e.message, **e.extra}
-    return JSONResponse(body, status_code=e.status, headers=headers)
-
-
 def _http_error(_req: Request, e: HTTPException) -> JSONResponse:
     if e.status_code == 404:
-        return _error(NotFound("no such path in the API"))
+        return error_answer(NotFound("no such path in the API"))
     if e.status_code == 405:
-        return _error(MethodNotAllowed("this path does not take that HTTP method"))
+        return error_answer(MethodNotAllowed("this path does not take that HTTP method"))
     if e.status_code == 401:
-        return _error(NotAuthenticated(auth.BAD_CREDENTIALS))
+        return error_answer(NotAuthenticated(auth.BAD_CREDENTIALS))
     err = InvalidInput(str(e.detail))
     err.status = e.status_code
-    return _error(err)
+    return error_answer(err)
 
 
 def _unexpected(_req: Request | None, e: Exception) -> JSONResponse:
@@ -280,11 +272,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "variables may come as query string, form or JSON object.",
     )
     app.state.metrics = server_metrics
-    app.add_exception_handler(EnomalismError, lambda _r, e: _error(e))
+    app.add_exception_handler(EnomalismError, lambda _r, e: error_answer(e))
     # starlette types a handler as taking any Exception, not the class it is registered for
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(
-        RequestValidationError, lambda _r, e: _error(InvalidInput(str(e.errors()[0]["msg"]))))
+        RequestValidationError, lambda _r, e: error_answer(InvalidInput(str(e.errors()[0]["msg"]))))
     app.add_exception_handler(Exception, _unexpected)
 
     @app.get("/healthz", tags=["health"], response_model=Status)
@@ -304,7 +296,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return {"errno": 0, "message": "ready", **body}
         wrong = ", ".join(f"{name}: {c['error']}" for name, c in body["checks"].items()
                           if not c["ok"])
-        return _error(NotReady(f"not ready ({wrong})", **body))
+        return error_answer(NotReady(f"not ready ({wrong})", **body))
 
     failures: dict[int | str, dict[str, Any]]  # FastAPI's type for `responses`
     failures = {s: {"model": Status, "description": d} for s, d in [

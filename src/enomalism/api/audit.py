@@ -10,15 +10,15 @@ runs, by `refusals`, a dependency around the endpoint."""
 
 import logging
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 from starlette.routing import compile_path
 
+from enomalism.api import credentials
 from enomalism.errors import EnomalismError
 from enomalism.services import audit
 from enomalism.services.context import Context, Principal
@@ -211,15 +211,12 @@ def failed(ctx: Context, rule: Rule, given: dict[str, Any], error: BaseException
         return
     errno, message = (error.errno, error.message) if isinstance(error, EnomalismError) \
         else (1, f"internal error: {type(error).__name__}")
-    from enomalism.api.deps import commit_request  # deps imports this module
-
     try:
-        ctx.db.rollback()
-        audit.write(ctx.db, actor_uuid=ctx.user.uuid, actor_name=ctx.user.username,
-                    source=ctx.source, action=action, object_type=rule.object_type,
-                    object_uuid=_uuid(given.get(rule.object_param)), errno=errno,
-                    message=message, detail=_detail(rule, given, None))
-        commit_request(ctx)
+        audit.write_after_rollback(
+            ctx, actor_uuid=ctx.user.uuid, actor_name=ctx.user.username, source=ctx.source,
+            action=action, object_type=rule.object_type,
+            object_uuid=_uuid(given.get(rule.object_param)), errno=errno, message=message,
+            detail=_detail(rule, given, None))
     except Exception:
         log.exception("could not write the audit entry of a refused %s", action)
         ctx.db.rollback()
@@ -227,21 +224,6 @@ def failed(ctx: Context, rule: Rule, given: dict[str, Any], error: BaseException
 
 def _uuid(value: Any) -> str | None:
     return str(value)[:36] if value else None
-
-
-def refusals(rule: Rule) -> Callable:
-    """A route dependency: records the requests refused before their endpoint ran (their
-    variables); the endpoint's own outcome is recorded around it (`deps._in_one_thread`)."""
-    from enomalism.api.deps import Ctx  # deps registers this dependency
-
-    async def audit_refusals(request: Request, ctx: Ctx) -> AsyncIterator[None]:
-        try:
-            yield
-        except Exception as e:
-            if ctx.audit is None:  # the endpoint never ran
-                await run_in_threadpool(failed, ctx, rule, dict(request.path_params), e)
-            raise
-    return audit_refusals
 
 
 def record_shortcut(state: Any, user: Principal, source: str, uuid: str, action: str,
@@ -265,8 +247,6 @@ async def refused_before_routing(scope: Any, error: EnomalismError) -> None:
     raises: the refusal is the answer."""
     from starlette.datastructures import Headers, QueryParams
 
-    from enomalism.api.deps import cached_user  # deps imports this module
-
     app = scope.get("app")
     try:
         found = next(((rule, m.groupdict()) for (method, _path), (rule, regex) in _PATHS.items()
@@ -277,7 +257,7 @@ async def refused_before_routing(scope: Any, error: EnomalismError) -> None:
         rule, params = found
         given = dict(QueryParams(scope.get("query_string", b"")))
         action = rule.action(given) or f"{rule.object_type or 'permission'}.change"
-        who = cached_user(app.state, Headers(scope=scope).get("authorization", ""))
+        who = credentials.cached_user(app.state, Headers(scope=scope).get("authorization", ""))
         client = scope.get("client")
 
         def write() -> None:

@@ -18,6 +18,7 @@ from fastapi.routing import APIRoute
 from starlette.datastructures import Headers, QueryParams, UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from enomalism.api.answers import error_answer
 from enomalism.api.guard import STREAMED_BODIES
 from enomalism.errors import (
     BadMethodOverride,
@@ -206,9 +207,7 @@ async def _form_method(scope: Scope, body: bytes) -> str | None:
 
 
 async def _answer(error: EnomalismError, scope: Scope, receive: Receive, send: Send) -> None:
-    from enomalism.api.app import _error  # the one shape of an error answer
-
-    await _error(error)(scope, receive, send)
+    await error_answer(error)(scope, receive, send)
 
 
 # -- literal path segments -----------------------------------------------------------------

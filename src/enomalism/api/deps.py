@@ -6,8 +6,6 @@ small pydantic model; `expose` documents them in the OpenAPI description and reg
 endpoint once per HTTP method, with and without the trailing slash handled by the app.
 """
 
-import base64
-import binascii
 import functools
 import inspect
 import json
@@ -25,7 +23,7 @@ from sqlalchemy.orm import Session
 from starlette.requests import HTTPConnection
 
 from enomalism.api import audit as api_audit
-from enomalism.api import guard
+from enomalism.api import credentials, guard
 from enomalism.api.compat import file_variable
 from enomalism.errors import CsrfTokenMissing, InvalidInput, NotAuthenticated
 from enomalism.services import auth, sessions, tokens
@@ -214,7 +212,7 @@ def expose(router: APIRouter, path: str, methods: list[str], endpoint: Callable,
         route_kwargs = dict(kwargs)
         if rule is not None:  # recorded in the audit log, refused variables too
             route_kwargs["dependencies"] = [*kwargs.get("dependencies", []),
-                                            Depends(api_audit.refusals(rule))]
+                                            Depends(_audit_refusals(rule))]
         router.add_api_route(
             path, call, methods=[method], name=f"{endpoint.__name__}_{method.lower()}",
             openapi_extra=_vars_doc(vars_model, method), **route_kwargs)
@@ -297,17 +295,8 @@ def _verify_token(request: HTTPConnection, secret: str) -> Principal:
         return tokens.authenticate(s, secret, state.credentials)
 
 
-def _basic_pair(value: str) -> tuple[str, str] | None:
-    """(username, password) of an HTTP Basic value; None when it is not one."""
-    try:
-        username, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    return (username, password) if sep else None
-
-
 async def _basic_user(request: Request, value: str) -> Principal:
-    pair = _basic_pair(value)
+    pair = credentials.basic_pair(value)
     if pair is None:
         raise NotAuthenticated(auth.BAD_CREDENTIALS)
     return await password_user(request, *pair)
@@ -332,20 +321,6 @@ async def password_user(request: Request, username: str, password: str) -> Princ
     await run_in_threadpool(state.throttle.succeeded, username, source)
     state.logins.succeeded(source)
     return who
-
-
-def cached_user(state: Any, authorization: str) -> Principal | None:
-    """The user of an Authorization header whose credentials were verified recently and are
-    still in the credential cache (no I/O); None for anything else, which `current_user`
-    then verifies, refuses or throttles."""
-    scheme, _, value = authorization.partition(" ")
-    scheme, value = scheme.lower(), value.strip()
-    if scheme == "basic" and value:
-        pair = _basic_pair(value)
-        return state.credentials.get(*pair) if pair else None
-    if scheme == "bearer" and value:
-        return tokens.cached(state.credentials, value)
-    return None
 
 
 async def current_user(
@@ -404,3 +379,16 @@ def own_context(state: Any, user: Principal, source: str) -> Iterator[Context]:
 
 
 Ctx = Annotated[Context, Depends(_context)]
+
+
+def _audit_refusals(rule: api_audit.Rule) -> Callable:
+    """A route dependency: records the requests refused before their endpoint ran (their
+    variables); the endpoint's own outcome is recorded around it (`_in_one_thread`)."""
+    async def audit_refusals(request: Request, ctx: Ctx) -> AsyncIterator[None]:
+        try:
+            yield
+        except Exception as e:
+            if ctx.audit is None:  # the endpoint never ran
+                await run_in_threadpool(api_audit.failed, ctx, rule, dict(request.path_params), e)
+            raise
+    return audit_refusals

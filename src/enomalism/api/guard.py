@@ -10,9 +10,9 @@ from urllib.parse import unquote_to_bytes
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from enomalism.api.answers import error_answer
 from enomalism.errors import (
     BodyTooLarge,
     CrossSiteRequest,
@@ -40,11 +40,6 @@ async def _refused(scope: Scope, e: EnomalismError) -> None:
         from enomalism.api import audit  # audit -> deps -> guard
 
         await audit.refused_before_routing(scope, e)
-
-
-def _answer(e: EnomalismError) -> JSONResponse:
-    """The error answer the app's handler gives, for a refusal before any route."""
-    return JSONResponse({"errno": e.errno, "message": e.message}, status_code=e.status)
 
 
 def _origins(trusted: list[str]) -> frozenset[bytes]:
@@ -106,7 +101,7 @@ class CrossSite:
                 log.warning("refused %s %s from %s: a browser page of another site (%s)",
                             scope["method"], scope["path"], client[0] if client else "?", why)
                 await _refused(scope, refusal(why))
-                await _answer(refusal(why))(scope, receive, send)
+                await error_answer(refusal(why))(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
@@ -137,7 +132,7 @@ class BodyLimit:
             return
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await _refused(scope, self._too_large())
-            await _answer(self._too_large())(scope, receive, send)
+            await error_answer(self._too_large())(scope, receive, send)
             return
         seen = 0
 

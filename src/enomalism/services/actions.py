@@ -29,6 +29,7 @@ from enomalism.errors import (
 from enomalism.runtime import sync
 from enomalism.services import (
     access,
+    dhcp_entries,
     events,
     machine_work,
     moves,
@@ -508,7 +509,7 @@ def _rename(ctx: Context, m: Machine, v: ActionVars) -> str:
             m.xmldesc = xml.to_string()
         sync.store(ctx.db, hv_uuid, uuid, snap)
         # dnsmasq hands the name to the guest as its host name
-        problems = _follow_dhcp(ctx, m, [(conn, "modify")])
+        problems = dhcp_entries.follow(ctx, m, [(conn, "modify")])
     if problems:
         return f"machine renamed to {name}; DHCP entries keep the old name: {problems}"
     return f"machine renamed to {name}"
@@ -567,7 +568,7 @@ def _move(ctx: Context, work: machine_work.Work, m: Machine, target: Hypervisor,
         snap = dest.snapshot(m.uuid)
         m.parent_uuid = target.uuid  # first, or the snapshot would not take the target's state
         sync.store(ctx.db, target.uuid, m.uuid, snap)
-        return _moved(ctx, m, source_uuid, dest,
+        return dhcp_entries.follow_move(ctx, m, source_uuid, dest,
                       f"machine adopted by hypervisor {target.virt_url}")
     if m.state not in ("shutoff", "missing"):
         raise InvalidState("only a stopped machine's definition moves alone to another "
@@ -600,48 +601,8 @@ def _move(ctx: Context, work: machine_work.Work, m: Machine, target: Hypervisor,
     m.xml_pending = False
     sync.store(ctx.db, target.uuid, m.uuid, snap)
     flag_modified(m, "state")
-    return _moved(ctx, m, source_uuid, dest, f"machine moved to hypervisor {target.virt_url}")
-
-
-def _moved(ctx: Context, m: Machine, source_uuid: str, dest: HypervisorConnection,
-           message: str) -> str:
-    """The machine's DHCP host entries follow it: off the libvirt networks of the hypervisor
-    it left, onto those of the one it joined. The old hypervisor's dnsmasq also forgets the
-    guest's lease there (where it can, as totaldelete does): that address is the machine's on
-    the new host now, and a stale lease for its MAC would outlive a later release of it."""
-    source_uri = get_hypervisor(ctx.db, source_uuid).virt_url
-    try:
-        steps = [(ctx.registry.connection(source_uuid), "delete"), (dest, "modify")]
-    except EnomalismError:  # the old hypervisor is out of reach: its entries stay there
-        steps = [(dest, "modify")]
-    problems = _follow_dhcp(ctx, m, steps, release_uri=source_uri)
-    return f"{message}; DHCP entries not moved: {problems}" if problems else message
-
-
-follow_move = _moved  # a `migrate` transaction's machine follows the same way
-
-
-def _follow_dhcp(ctx: Context, m: Machine, steps: list[tuple[HypervisorConnection, str]], *,
-                 release_uri: str | None = None) -> str:
-    """Apply `steps` (a connection and dhcp_host's command) to each of the machine's leases
-    on a libvirt network of that name, after a rename or a move; after a delete, the lease of
-    the hypervisor at `release_uri` is released too. The machine has changed already, so what
-    fails is returned for the message, not raised; "" when nothing did."""
-    problems = []
-    leases = list(machine_leases(ctx.db, m.uuid))
-    commit_before_slow_work(ctx)  # the machine's record so far, under its lock
-    for lease, n in leases:
-        for conn, command in steps:
-            try:
-                if lease.mac and conn.has_network(n.bridge):
-                    conn.dhcp_host(n.bridge, mac=lease.mac, ip=lease.address, name=m.name,
-                                   command=command)
-                    if command == "delete" and release_uri:
-                        conn.release_dhcp_lease(release_uri, n.bridge, mac=lease.mac,
-                                                ip=lease.address)
-            except EnomalismError as e:
-                problems.append(f"{command} of {lease.address} on {n.bridge}: {e.message}")
-    return "; ".join(problems)
+    return dhcp_entries.follow_move(ctx, m, source_uuid, dest,
+                                    f"machine moved to hypervisor {target.virt_url}")
 
 
 def _release_dhcp(ctx: Context, conn: HypervisorConnection, m: Machine) -> list[tuple]:

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from enomalism.services.context import Context
-from enomalism.store import records
+from enomalism.store import records, unit
 from enomalism.store.models import (
     ApiToken,
     AuditEntry,
@@ -123,6 +123,14 @@ def write(db: Session, *, actor_uuid: str | None, actor_name: str | None, source
                                action=action, object_type=object_type, object_uuid=object_uuid,
                                object_name=object_name_, errno=errno, message=message,
                                detail=detail))
+
+
+def write_after_rollback(ctx: Context, **entry: Any) -> None:
+    """Roll the request's failed work back, then keep one entry (a refusal's, a failure's):
+    written though the request's end rolls back again."""
+    ctx.db.rollback()
+    write(ctx.db, **entry)
+    unit.keep_now(ctx.db)
 
 
 def entries(ctx: Context, *, object_uuid: str | None = None, actor: str | None = None,

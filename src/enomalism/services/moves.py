@@ -28,7 +28,7 @@ from enomalism.errors import (
 )
 from enomalism.jobs.runner import JobCancelled, JobContext, JobTakenOver
 from enomalism.runtime import sync
-from enomalism.services import access, placement, transactions, volumes
+from enomalism.services import access, dhcp_entries, placement, transactions, volumes
 from enomalism.services.context import Context, Principal
 from enomalism.services.lookup import get_machine
 from enomalism.store.models import Hypervisor, Machine, Transaction, User, Volume
@@ -319,8 +319,6 @@ def _record(job: JobContext, uuid: str, source_uuid: str, target_uuid: str,
             message: str) -> str:
     """The machine's record follows it: parent, state and definition from the target, its
     own volumes' rows, and its DHCP host entries and leases (as the definition-only move)."""
-    from enomalism.services import actions  # actions queues moves: imported when run
-
     snap = dst.snapshot(uuid)
     with job.db.session() as s:
         ctx = Context(db=s, registry=job.registry, user=_principal(s, job.owner_uuid))
@@ -336,7 +334,7 @@ def _record(job: JobContext, uuid: str, source_uuid: str, target_uuid: str,
                 s.delete(row)
         s.flush()
         volumes.record(s, target_uuid, uuid, [new for old, new in moved.items() if old in owned])
-        return actions.follow_move(ctx, m, source_uuid, dst, message)
+        return dhcp_entries.follow_move(ctx, m, source_uuid, dst, message)
 
 
 # -- evacuating a host ------------------------------------------------------------------
