@@ -3,6 +3,7 @@ extension (/rest/hosts/): adding, listing and removing hypervisors and hosts."""
 
 import pytest
 
+from tests.api.accounts import grant, new_user
 from tests.conftest import expect_error, libvirt_domains, unchanged, vm_uuid
 from tests.fakehost import FakeDomain, write_host
 
@@ -290,3 +291,28 @@ def test_renaming_a_host_to_another_hosts_name_is_a_conflict(sandbox, own):
     with unchanged(api):
         r = api.post(f"/rest/machine/{other}/", data={"action": "rename", "name": own})
         expect_error(r, 409, 1300)
+
+
+# -- /rest/hypervisors/: the ones a caller may read (extension) ----------------------------
+
+
+def test_the_hypervisor_list_holds_those_one_may_read_without_their_host(sandbox, tmp_path):
+    """A user granted a hypervisor finds it (to name it in hvmuuid) though its host, and the
+    host's other hypervisors, stay hidden; the administrator gets every one."""
+    api = sandbox
+    mine = api.hypervisors()[0]["uuid"]
+    other = add_hypervisor(api, fake_host(tmp_path, "listed"))
+    every = {h["uuid"]: h for h in api.ok("GET", "/rest/hypervisors/")["hypervisors"]}
+    assert {mine, other} <= set(every)
+    assert every[other]["virt_url"].startswith("test://")
+    user = new_user(api)
+    assert api.ok("GET", "/rest/hypervisors/", auth=user.auth)["hypervisors"] == []
+    grant(api, other, "control", user=user.name)
+    seen = api.ok("GET", "/rest/hypervisors/", auth=user.auth)["hypervisors"]
+    assert seen == [every[other]], (seen, every)
+    assert api.ok("GET", "/rest/hosts/", auth=user.auth)["hosts"] == []
+
+
+def test_the_hypervisor_list_takes_no_change(shared_api):
+    expect_error(shared_api.post("/rest/hypervisors/", data={"virt_url": "test:///default"}),
+                 405, 1005)

@@ -125,3 +125,31 @@ def test_a_user_without_control_is_offered_no_hypervisor(server, browser, packag
         By.CSS_SELECTOR, "form#provision select[name=hvmuuid] option")]
     assert options == [""], options  # only "any (the server picks)"
     assert not js_errors(browser), js_errors(browser)
+
+
+def test_a_user_with_control_on_a_hypervisor_provisions_onto_it(server, browser, package):
+    """She may not read the hypervisor's host, only the hypervisor (GET /rest/hypervisors/)
+    and the machines on it: the form offers it and names one of those machines in the path."""
+    server.ok("POST", "/rest/user/create/", data={"username": "quinn",
+                                                   "password": "quinn-password-1"})
+    hv = server.app.state.registry.links()[0][0]
+    server.ok("PUT", f"/rest/permissions/{hv}/", data={"user": "quinn", "permission": "control"})
+    server.ok("PUT", f"/rest/permissions/{package}/", data={"user": "quinn", "permission": "read"})
+    quinn = ("quinn", "quinn-password-1")
+    assert server.http.get("/rest/hosts/", auth=quinn).json()["hosts"] == []
+    login(browser, server.url, *quinn)
+    go(browser, server.url, f"#/provision/{package}")
+    form = css(browser, "form#provision")
+    text_in(browser, "h1#page-title", "Provision uipkg")
+    wait(browser, lambda d: len(d.find_elements(
+        By.CSS_SELECTOR, f"form#provision select[name=hvmuuid] option[value='{hv}']")) == 1)
+    options = [o.get_attribute("value") for o in form.find_elements(
+        By.CSS_SELECTOR, "select[name=hvmuuid] option")]
+    assert options == ["", hv], options  # "any", and the one she controls
+    form.find_element(By.NAME, "name").send_keys("quinns")
+    Select(form.find_element(By.NAME, "hvmuuid")).select_by_value(hv)
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait(browser, lambda d: "#/transaction/" in d.current_url)
+    t = _tx(server, browser.current_url.rsplit("/", 1)[1])
+    assert t["kind"] == "provision", t  # queued: the path's machine was one she may read
+    assert not js_errors(browser), js_errors(browser)

@@ -10,6 +10,7 @@ from enomalism.api.compat import refuse_changes_on_get
 from enomalism.api.deps import Ctx, Vars, expose, http_vars
 from enomalism.services import allocation, hypervisors, machines
 from enomalism.services.shown import machines as shown
+from enomalism.wire import HypervisorObj
 
 router = APIRouter(tags=["hypervisors"])
 
@@ -19,6 +20,16 @@ class HostVars(Vars):
     address: str | None = Field(None, description="how the host is reached (name or IP)")
     virt_url: str | None = Field(None, description="its libvirt URI, e.g. qemu+ssh://h/system")
     virt_class: str | None = Field(None, description="derived from virt_url when left out")
+
+
+class HypervisorListAnswer(schemas.Status):
+    hypervisors: list[HypervisorObj]
+
+
+def list_hypervisors(ctx: Ctx) -> dict:
+    """The hypervisors the caller may read, whether or not they may read its host."""
+    return {"errno": 0, "message": "",
+            "hypervisors": [shown.hypervisor_obj(hv) for hv in hypervisors.list_readable(ctx)]}
 
 
 def get_hypervisor_route(uuid: str, ctx: Ctx) -> dict:
@@ -94,6 +105,8 @@ def list_nodes(ctx: Ctx) -> dict:
 
 expose(router, "/rest/nodes/", ["GET"], list_nodes, response_model=schemas.NodesAnswer,
        summary="List the API nodes (extension)")
+expose(router, "/rest/hypervisors/", ["GET"], list_hypervisors,
+       response_model=HypervisorListAnswer, summary="List the hypervisors one may read (extension)")
 expose(router, "/rest/hypervisor/{uuid}/", ["GET"], get_hypervisor_route,
        response_model=schemas.HypervisorAnswer, summary="Get a hypervisor (2.5)")
 expose(router, "/rest/hypervisor/{uuid}/", ["DELETE"], delete_hypervisor_route,

@@ -38,6 +38,15 @@ def get(ctx: Context, uuid: str, permission: str = "read") -> Hypervisor:
     return hv
 
 
+def list_readable(ctx: Context) -> list[Hypervisor]:
+    """The hypervisors the caller may read (owned, or granted a permission on), by URI: what a
+    non-administrator can name in `hvmuuid`, whose hosts they may not see."""
+    q = select(Hypervisor).order_by(Hypervisor.virt_url, Hypervisor.uuid)
+    if (clause := access.readable(ctx, Hypervisor)) is not None:
+        q = q.where(clause)
+    return list(ctx.db.scalars(q))
+
+
 def _connect_unlocked(ctx: Context, url: str) -> HypervisorConnection:
     """Open a connection to a new hypervisor with no database transaction open: a host that
     is slow to answer (up to OPEN_TIMEOUT) must not hold SQLite's write lock, which every

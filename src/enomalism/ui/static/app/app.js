@@ -975,12 +975,9 @@ function imagesPage() {
 
 // -- hosts, networks -------------------------------------------------------------------------
 
-/** Every hypervisor of the hosts this user may read (a host's list, one request a host). */
+/** Every hypervisor this user may read, whether or not they may read its host. */
 async function readableHypervisors() {
-  const hosts = (await api("GET", "/rest/hosts/").catch(() => ({ hosts: [] }))).hosts;
-  const lists = await Promise.all(hosts.map((host) =>
-    api("GET", `/rest/machine/${host.uuid}/hypervisors/`).then((a) => a.hypervisors, () => [])));
-  return lists.flat();
+  return (await api("GET", "/rest/hypervisors/").catch(() => ({ hypervisors: [] }))).hypervisors;
 }
 
 /** The hypervisors on which this user holds `control` (what naming one in a request needs). */
@@ -1221,6 +1218,17 @@ function packagesPage() {
 
 // -- provision a package ---------------------------------------------------------------------
 
+/** The machine provision's path names (`read` on it is needed, docs/access.md): the
+ * hypervisor's host when this user may read it, else one of the machines they read on that
+ * hypervisor (a VM's UUID names its host), else any host they read. */
+async function provisionPath(hv) {
+  if (!hv) return [...names.hosts.keys()][0];
+  if (names.hosts.has(hv.machine)) return hv.machine;
+  const a = await api("GET", "/rest/machines/", { query: { hypervisor: hv.uuid, limit: 1 } })
+    .catch(() => null);
+  return (a && a.machines[0]) || hv.machine;
+}
+
 /** POST /rest/machine/<host>/actions/provision/ (docs/provisioning.md): the hypervisor
  * (hvmuuid: those this user controls, else the placer), a libvirt network of it for the
  * interfaces the package leaves open, the pool, the domain type and the cloud-init seed. The
@@ -1253,11 +1261,10 @@ async function provisionPage(pkg) {
     }
     const sshKeys = keys.value.split("\n").map((k) => k.trim()).filter(Boolean);
     if (sshKeys.length) body.ssh_key = sshKeys;
-    // the path names a host: the chosen hypervisor's, else any this user may read (the
-    // placer then chooses among every hypervisor this user controls)
-    const chosen = hvs.find((v) => v.uuid === hv.value);
-    const host = chosen ? chosen.machine : (hvs[0] ? hvs[0].machine : [...names.hosts.keys()][0]);
+    // the path names a machine this user may read: the chosen hypervisor's host, else one
+    // they control (the placer then chooses among every hypervisor this user controls)
     try {
+      const host = await provisionPath(hvs.find((v) => v.uuid === hv.value) || hvs[0]);
       const a = await api("POST", `/rest/machine/${host || "none"}/actions/provision/`, { body });
       location.hash = `#/transaction/${a.txid}`;
     } catch (e) { err.show(e); }
