@@ -22,6 +22,10 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_PASSWORD = "bench-admin-password"
+# This checkout's code, in the benchmark and in the servers it starts, whatever the virtual
+# environment was installed from (a venv shared between checkouts measures another tree).
+SRC = str(ROOT / "src")
+sys.path.insert(0, SRC)
 
 
 def free_port() -> int:
@@ -44,7 +48,9 @@ class Server:
         self.log = log
         self._out = open(log, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(argv, stdout=self._out, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **(env or {})}, cwd=ROOT)
+                                     env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                         filter(None, (SRC, os.environ.get("PYTHONPATH")))),
+                                         **(env or {})}, cwd=ROOT)
 
     def wait_ready(self, path: str = "/healthz", timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout

@@ -87,6 +87,27 @@ def test_machines_filter_by_name_and_host_and_come_in_pages(api) -> None:
     expect_error(api.get("/rest/machines/", params={"limit": 0}), 400, 1000)
 
 
+def test_a_list_answers_only_the_fields_asked_for(api) -> None:
+    """`fields` narrows each machine object to the keys a list shows (the dashboard's rows
+    leave out the XML and the leases); the values are those of the whole object."""
+    whole = api.ok("GET", "/rest/machines/", params={"kind": "vm", "detail": 1})["machine_objs"]
+    keys = ["name", "state", "host", "owner", "vcpus", "memory_kib", "clusters"]
+    narrow = api.ok("GET", "/rest/machines/", params=[("kind", "vm"), ("detail", 1),
+                                                      ("fields", ",".join(keys[:4])),
+                                                      ("fields", ",".join(keys[4:]))])
+    assert narrow["machines"] == [o["uuid"] for o in whole]
+    assert [set(o) for o in narrow["machine_objs"]] == [{"uuid", *keys}] * len(whole)
+    assert narrow["machine_objs"] == [{k: o[k] for k in ("uuid", *keys)} for o in whole]
+    xml = api.ok("GET", "/rest/machines/", params={"kind": "vm", "detail": 1,
+                                                  "fields": "xmldesc,addresses"})
+    assert xml["machine_objs"] == [{k: o[k] for k in ("uuid", "xmldesc", "addresses")}
+                                   for o in whole]
+    assert all("<domain" in o["xmldesc"] for o in xml["machine_objs"])
+    e = expect_error(api.get("/rest/machines/", params={"detail": 1, "fields": "name,pasword"}),
+                     400, 1000)
+    assert "pasword" in e["message"] and "memory_kib" in e["message"]
+
+
 def test_a_session_is_not_in_the_users_token_list_nor_revoked_as_a_token(api) -> None:
     csrf = _login(api).json()["csrf_token"]
     api.ok("PUT", "/rest/tokens/", data={"name": "script"})

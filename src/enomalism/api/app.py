@@ -135,6 +135,7 @@ class ActionShortcut:
                                                    "unknown", match[1], match[2])
                         scope[metrics.ROUTE] = f"/rest/machine/{{uuid}}/actions/{match[2]}/"
                         await response(scope, receive, send)
+                        event_service.wake_all()  # the events the action wrote, if any
                         return
         await self.app(scope, receive, send)
 

@@ -96,7 +96,8 @@ async def stream_events(
     state = request.app.state
     hub: events.Hub = state.events
     heartbeat = state.settings.events_heartbeat
-    sub, cursor = hub.subscribe(user, wanted, asyncio.get_running_loop())
+    sub, cursor = await run_in_threadpool(hub.subscribe, user, wanted,
+                                          asyncio.get_running_loop())
     try:
         missed = None if after is None else await run_in_threadpool(
             events.replay, state.db, user, wanted, after, cursor)

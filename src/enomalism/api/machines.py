@@ -41,6 +41,9 @@ class ListVars(Vars):
     limit: int | None = Field(None, ge=1, le=1000, description="at most this many (a page, "
                               "with offset; the answer then has `total`; extension)")
     offset: int = Field(0, ge=0, description="skip this many of the sorted list (extension)")
+    fields: list[str] = Field(default_factory=list, description="with detail: only these keys "
+                              "of each machine_objs entry, uuid always (repeat or separate with "
+                              "commas; extension)")
 
 
 class DefineVars(Vars):
@@ -205,12 +208,14 @@ def list_machines(ctx: Ctx, v: Annotated[ListVars, http_vars(ListVars)]) -> dict
     filters: dict[str, Any] = {"kind": v.kind, "hypervisor": v.hypervisor, "state": v.state,
                                "search": v.search, "host": v.host, "cluster": v.cluster,
                                "owner": v.owner}
-    found = machines.list_machines(ctx, **filters, page=(v.offset, v.limit) if v.limit else None)
+    keys = shown.list_keys(v.fields)  # refused before anything is read
+    found = machines.list_machines(ctx, **filters, page=(v.offset, v.limit) if v.limit else None,
+                                   xml="xmldesc" in keys)
     answer: dict = {"machines": [m.uuid for m in found]}
     if v.limit:
         answer["total"] = machines.count_machines(ctx, **filters)
     if v.detail:
-        answer["machine_objs"] = shown.machine_objs(ctx, machines=found)
+        answer["machine_objs"] = shown.machine_objs(ctx, machines=found, keys=keys)
     return answer
 
 

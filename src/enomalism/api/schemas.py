@@ -1,11 +1,20 @@
 """The spec's return formats as pydantic models (for the OpenAPI description); the
 functions that shape stored objects into them are `services/shown/`."""
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from enomalism.wire import Candidate, ClusterObj, HypervisorObj, MachineInfo, MachineObj, NodeObj
+from enomalism.wire import (
+    AddressObj,
+    Candidate,
+    ClusterObj,
+    HypervisorObj,
+    MachineInfo,
+    MachineObj,
+    NodeObj,
+)
 
 
 def _errno_and_message_required(schema: dict, _model: type) -> None:
@@ -34,9 +43,41 @@ class NodesAnswer(Status):
     nodes: list[NodeObj]
 
 
+class MachineFields(BaseModel):
+    """A machine of a list asked for with `fields` (extension): its uuid and the keys named,
+    each as in MachineObj; the keys not named are left out of the answer."""
+
+    uuid: str
+    name: str | None = None
+    kind: str | None = None
+    state: str | None = None
+    managed: bool | None = None
+    persistent: bool | None = None
+    parent: str | None = None
+    host: str | None = None
+    address: str | None = None
+    is_local: bool | None = None
+    clusters: list[str] | None = None
+    locked_by: str | None = None
+    owner: str | None = None
+    actions: list[str] | None = None
+    xmldesc: str | None = None
+    xml_pending: bool | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    synced_at: datetime | None = None
+    vcpus: int | None = None
+    memory_kib: int | None = None
+    addresses: list[AddressObj] | None = None
+    restart_policy: str | None = None
+    autostart: bool | None = None
+
+
 class MachinesAnswer(BaseModel):
     machines: list[str]
-    machine_objs: list[MachineObj] | None = Field(None, description="with detail=true only")
+    machine_objs: list[MachineObj] | list[MachineFields] | None = Field(
+        None, union_mode="left_to_right",
+        description="with detail=true only; with fields, only the keys named (and uuid)")
     total: int | None = Field(None, description="with limit only: how many match in all")
 
 

@@ -9,7 +9,7 @@ and the action fits the state the inventory holds. Only then is libvirt asked.
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from sqlalchemy import Engine, Insert, Integer, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm.attributes import flag_modified, set_committed_value
@@ -321,7 +321,9 @@ def perform_quick(db: Database, registry: "HypervisorRegistry", user: Principal,
     Otherwise the same steps as `_lifecycle`: the row is read and checked by `refusal` (a
     statement of its own: no lock is held, as `_lifecycle` holds none once it let go before
     libvirt), libvirt acts, then the state it answered, the state's event and the request's
-    audit entry (from `source`) are one short transaction. Returns the answer, audited."""
+    audit entry (from `source`) are one short transaction. Returns the answer, audited; the
+    caller wakes the event hubs (`events.wake_all`) once the answer is sent, so that their
+    read of the new events does not compete with sending it."""
     spec = _LIFECYCLE.get(action)
     if spec is None:
         return None
@@ -359,9 +361,7 @@ def perform_quick(db: Database, registry: "HypervisorRegistry", user: Principal,
     if after is None:  # the domain is gone: as `_lifecycle` finds it, in one session
         with db.session() as s:
             sync.mark_missing(s, parent, uuid)
-            s.add(_audit_entry(user, source, m, action, answer))
-    else:
-        events.wake_all()  # what the ORM's commit does for the events it wrote
+            s.add(AuditEntry(**_audit_values(user, source, m, action, answer)))
     return answer
 
 
@@ -374,19 +374,19 @@ def _quick_writes(engine: Engine, user: Principal, source: str | None, m: "_Row"
     if after.state is not None:
         yield st.store, {"machine_uuid": m.uuid, **_state_values(after)}
         if after.state != m.state:
-            yield st.event, records.values(events.row(
+            yield st.event, records.event_values(
                 "machine.state", m.uuid, m.owner_uuid, uuid=m.uuid, name=m.name, kind=m.kind,
-                state=after.state, previous=m.state))
-    entry = _audit_entry(user, source, m, action, answer)
-    yield st.audit, records.values(entry)
-    for told in events.audit_rows(engine, entry):
-        yield st.event, records.values(told)
+                state=after.state, previous=m.state)
+    entry = _audit_values(user, source, m, action, answer)
+    yield st.audit, entry
+    if events.streamed(engine):
+        yield st.event, records.audit_event_values(entry)
 
 
-def _audit_entry(user: Principal, source: str | None, m: "_Row", action: str,
-                 answer: dict) -> AuditEntry:
+def _audit_values(user: Principal, source: str | None, m: "_Row", action: str,
+                  answer: dict) -> dict[str, Any]:
     """The entry `api/audit.succeeded` writes for an action without variables."""
-    return records.audit_entry(
+    return records.audit_values(
         actor_uuid=user.uuid, actor_name=user.username, source=source, action=f"machine.{action}",
         object_type="machine", object_uuid=m.uuid, object_name=m.name, errno=0,
         message=answer["message"], detail={})

@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, delete, event, func, inspect, select
+from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
 from enomalism.services import access
@@ -120,30 +121,29 @@ def _hypervisor(hv: Hypervisor, how: str) -> list[Event]:
 def _audit(entry: AuditEntry, how: str) -> list[Event]:
     if how != "new":
         return []
-    return [row("audit", None, None, action=entry.action, actor=entry.actor_name,
-                source=entry.source, object_type=entry.object_type,
-                object_uuid=entry.object_uuid, object_name=entry.object_name,
-                errno=entry.errno or 0, message=entry.message)]
+    return [Event(**records.audit_event_values({
+        k: getattr(entry, k) for k in ("action", "actor_name", "source", "object_type",
+                                       "object_uuid", "object_name", "errno", "message")}))]
 
 
-def audit_rows(engine: Engine, entry: AuditEntry) -> list[Event]:
-    """The `audit` event of a new entry, for a write outside the ORM (the quick action path):
-    as the ORM's hook below adds it, only to a database a hub streams."""
-    return _audit(entry, "new") if str(engine.url) in _databases else []
+def streamed(engine: Engine) -> bool:
+    """Whether a hub streams this database: only then are its changes written as events (a
+    write outside the ORM asks, as the ORM's hook below does)."""
+    return engine.url in _databases
 
 
 _CAPTURE: dict[type, Callable[[Any, str], list[Event]]] = {
     Machine: _machine, Transaction: _transaction, Hypervisor: _hypervisor, AuditEntry: _audit}
 
 
-_databases: set[str] = set()  # the databases a hub streams: only theirs get events
+_databases: set[URL] = set()  # the databases a hub streams: only theirs get events
 
 
 @event.listens_for(Session, "before_flush")
 def _capture(session: Session, _flush: object, _instances: object) -> None:
     """Every flush that changes what the stream tells of writes its events with it (on a
     database a server streams: not a schema being migrated, not `enomalism admin`'s)."""
-    if str(session.get_bind().engine.url) not in _databases:
+    if session.get_bind().engine.url not in _databases:
         return
     found: list[Event] = []
     for how, objs in (("new", session.new), ("deleted", session.deleted),
@@ -278,6 +278,7 @@ class Hub:
         self.db, self.poll, self.retention, self.keep = db, poll, retention, keep
         self.prune_every = prune_every
         self.cursor = 0
+        self._stale = True  # the cursor may be behind: read it before anyone subscribes
         self._gaps: dict[int, float] = {}  # missing id -> when first missed
         self._subs: set[Subscriber] = set()
         self._lock = threading.Lock()
@@ -285,11 +286,9 @@ class Hub:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._pruned_at = 0.0
-        _databases.add(str(db.engine.url))  # its changes are written as events from now on
+        _databases.add(db.engine.url)  # its changes are written as events from now on
 
     def start(self) -> None:
-        with self.db.session(write=False) as s:
-            self.cursor = s.scalar(select(func.max(Event.id))) or 0
         self._thread = threading.Thread(target=self._run, name="events-hub", daemon=True)
         self._thread.start()
         _hubs.add(self)
@@ -306,20 +305,32 @@ class Hub:
             sub.put(None)
 
     def wake(self) -> None:
-        self._wake.set()
+        """New events were committed: read them now, if anyone listens (no one: nothing is
+        read, and a thread woken for nothing costs the request that woke it)."""
+        if self._subs or self._stopping:
+            self._wake.set()
 
     def subscribe(self, user: Principal, types: frozenset[str],
                   loop: asyncio.AbstractEventLoop) -> tuple[Subscriber, int]:
         """A new subscriber, and the cursor from which it gets live events (earlier ones it
-        reads with `replay`)."""
+        reads with `replay`). The first one reads where the events are: with no one to hand
+        them to, the hub does not read them (a database read for every change, for nobody).
+        Blocking (a query): called off the event loop."""
         sub = Subscriber(user, types, loop)
-        with self._lock:
-            self._subs.add(sub)
+        with self._lock:  # the thread's `_deliver` reads nothing for a stale cursor
+            self._subs.add(sub)  # first: from now on a commit wakes the thread
+            if self._stale:
+                with self.db.session(write=False) as s:
+                    self.cursor = max(self.cursor, s.scalar(select(func.max(Event.id))) or 0)
+                self._gaps.clear()
+                self._stale = False
             return sub, self.cursor
 
     def unsubscribe(self, sub: Subscriber) -> None:
         with self._lock:
             self._subs.discard(sub)
+            if not self._subs:  # commits no longer wake the thread: the cursor falls behind
+                self._stale = True
         sub.closed = True
 
     # -- the thread --------------------------------------------------------------------
@@ -340,11 +351,8 @@ class Hub:
 
     def _deliver(self) -> None:
         with self._lock:
-            if not self._subs:
-                # nobody listens: just keep up (no per-user work)
-                with self.db.session(write=False) as s:
-                    self.cursor = max(self.cursor, s.scalar(select(func.max(Event.id))) or 0)
-                self._gaps.clear()
+            if not self._subs:  # nobody listens: nothing is read (`subscribe` catches up)
+                self._stale = True
                 return
         while True:
             with self.db.session(write=False) as s:

@@ -1,7 +1,7 @@
 """Machines: listing from the inventory, defining new VMs, resyncs, cluster membership."""
 
 from sqlalchemy import Select, func, or_, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import defer, selectinload
 
 from enomalism.errors import Conflict, InvalidInput
 from enomalism.runtime import sync
@@ -62,15 +62,17 @@ def list_machines(
     ctx: Context, *, kind: str | None = None, hypervisor: str | None = None,
     state: str | None = None, managed: bool | None = None, search: str | None = None,
     host: str | None = None, cluster: str | None = None, owner: str | None = None,
-    page: tuple[int, int] | None = None,
+    page: tuple[int, int] | None = None, xml: bool = True,
 ) -> list[Machine]:
     """The machines the caller may read, from the inventory (never from libvirt); `search`
     is a case-insensitive part of the name, `host` a host machine's UUID, `page` an
     (offset, limit) slice of the sorted list (the dashboard's pages: docs/dashboard.md);
-    `cluster` and `owner` an id or a name."""
+    `cluster` and `owner` an id or a name; `xml` False leaves each domain's XML unread."""
     # Clusters and hypervisors in one query each, not one per machine when the list is shaped.
     q = select(Machine).order_by(Machine.kind, Machine.name, Machine.uuid).options(
         selectinload(Machine.clusters), selectinload(Machine.hypervisors))
+    if not xml:
+        q = q.options(defer(Machine.xmldesc))
     q = _filtered(ctx, q, kind=kind, hypervisor=hypervisor, state=state, managed=managed,
                   search=search, host=host, cluster=cluster, owner=owner)
     if page is not None:
