@@ -195,6 +195,30 @@ def test_a_change_behind_the_servers_back_arrives_as_an_event(server, own):
     listener.close()
 
 
+def test_no_one_listening_nothing_is_read_and_the_next_listener_starts_at_the_newest(
+        server, own):
+    """With no subscriber a commit does not wake the hub and nothing is read (a read per
+    change for nobody cost every action its CPU); the next subscriber starts from the newest
+    event: what happened before it is not sent live, what happens after is."""
+    hub: events.Hub = server.app.state.events
+    deadline = time.monotonic() + WAIT
+    while hub._subs and time.monotonic() < deadline:  # the other tests' streams let go
+        time.sleep(0.05)
+    assert not hub._subs
+    cursor = hub.cursor
+    uuid = server.new_vm(own)  # machine.created, machine.state, audit entries: written
+    time.sleep(1.0)  # two of the hub's polls
+    with server.app.state.db.session(write=False) as s:
+        newest = s.scalar(select(func.max(Event.id)))
+    assert newest > cursor and hub.cursor == cursor  # nothing read
+    listener = Listener(server, params={"type": "machine"})
+    assert int(listener.blocks.get(timeout=WAIT)["id"]) >= newest  # where it starts
+    server.conn.lookupByUUIDString(uuid).suspend()
+    e = listener.next(about(uuid))  # the first event of this machine it hears
+    assert (e["type"], e["object"]["state"]) == ("machine.state", "paused")
+    listener.close()
+
+
 def test_inventory_changes_through_the_api(server, own):
     uuid = server.new_vm(own, state="shutoff")
     listener = Listener(server, params={"type": ["machine.renamed", "machine.state"]})
