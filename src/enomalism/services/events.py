@@ -320,8 +320,13 @@ class Hub:
         with self._lock:  # the thread's `_deliver` reads nothing for a stale cursor
             self._subs.add(sub)  # first: from now on a commit wakes the thread
             if self._stale:
-                with self.db.session(write=False) as s:
-                    self.cursor = max(self.cursor, s.scalar(select(func.max(Event.id))) or 0)
+                try:
+                    with self.db.session(write=False) as s:
+                        newest = s.scalar(select(func.max(Event.id))) or 0
+                except BaseException:
+                    self._subs.discard(sub)
+                    raise
+                self.cursor = max(self.cursor, newest)
                 self._gaps.clear()
                 self._stale = False
             return sub, self.cursor
