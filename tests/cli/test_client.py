@@ -152,3 +152,42 @@ def test_wait_until_done(cloud, feed, admin, own):
     assert tx.state == "done" and completions[-1] == 100
     assert completions == sorted(completions)
     assert admin.machines.get(q.machine).machine.parent == cloud.h2
+
+
+def test_a_console_read_times_out_while_only_pings_arrive() -> None:
+    """The server pings an idle console every few seconds; a read with a timeout still ends
+    when no byte came in that time (it once restarted its timer at every ping and waited
+    forever on a console that stopped answering). A real WebSocket server, pinging only."""
+    import threading
+
+    from websockets.sync.client import connect
+    from websockets.sync.server import serve
+
+    from enomalism.client.console import Console
+
+    def pings_only(ws) -> None:  # noqa: ANN001
+        try:
+            while True:
+                ws.send('{"type":"ping"}')
+                threading.Event().wait(0.05)
+        except Exception:  # the client went away
+            return
+
+    with serve(pings_only, "127.0.0.1", 0) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        port = server.socket.getsockname()[1]
+        con = Console(connect(f"ws://127.0.0.1:{port}"))
+        outcome: list[str] = []
+
+        def read() -> None:
+            try:
+                con.recv(timeout=0.5)
+                outcome.append("bytes")
+            except TimeoutError:
+                outcome.append("timed out")
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(30)
+        con.close()
+        server.shutdown()
+    assert outcome == ["timed out"]

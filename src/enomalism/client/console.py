@@ -75,12 +75,15 @@ class Console:
                 self._again(self._closed(e), ws)
 
     def recv(self, timeout: float | None = None) -> bytes:
-        """The next bytes from the console; raises TimeoutError after `timeout` seconds of
-        silence, `ConsoleClosed` when it ends for good."""
+        """The next bytes from the console; raises TimeoutError after `timeout` seconds
+        without any (the server's pings do not count: they come every few seconds whether
+        the console says anything or not), `ConsoleClosed` when it ends for good."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             ws = self.ws
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                frame = ws.recv(timeout=timeout)
+                frame = ws.recv(timeout=left)
             except ConnectionClosed as e:
                 self._again(self._closed(e), ws)
                 continue
