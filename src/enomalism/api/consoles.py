@@ -39,6 +39,7 @@ router = APIRouter(tags=["consoles"])
 ws_router = APIRouter()
 TOKEN_PROTOCOL = "enomalism.token."
 MISSED_PONGS = 3  # pings without an answer before the server gives the session up
+KEYS_QUEUED = 256  # client messages of keystrokes waiting for the guest
 ENDED = "ended"  # the console's side ended (the pipe's end): why is asked of libvirt
 AGAIN = 1012  # close code of a session worth opening again (machine moved, link dropped)
 
@@ -188,7 +189,8 @@ async def _session(ws: WebSocket, pipe: consoles.Pipe, viewer: consoles.Viewer,
     viewer.on_taken = on_taken
     pumps = _Pumps(ws, pipe, viewer, state.settings.console_ping)
     tasks = [asyncio.create_task(c) for c in (pumps.guest_to_client(), pumps.client_to_guest(),
-                                              pumps.keepalive(), _taken_over(taken))]
+                                              pumps.keys_to_guest(), pumps.keepalive(),
+                                              _taken_over(taken))]
     try:
         ended = await _first_ended(tasks)
     finally:
@@ -220,13 +222,17 @@ async def _taken_over(taken: asyncio.Future[str]) -> str:
 
 
 class _Pumps:
-    """The three loops of a console session: bytes each way, and the keepalive pings whose
-    pongs the client's loop counts."""
+    """The loops of a console session: bytes each way, and the keepalive pings whose pongs
+    the client's loop counts. Keystrokes wait in a short queue for the guest, so that a slow
+    write (libvirt taking the keys while the guest is busy) does not keep the client's pongs
+    unread: that ended sessions as "no answer to 3 pings" with the client answering every
+    one. A full queue holds the client's reading back, as a slow guest should."""
 
     def __init__(self, ws: WebSocket, pipe: consoles.Pipe, viewer: consoles.Viewer,
                  ping: float) -> None:
         self.ws, self.pipe, self.viewer, self.ping = ws, pipe, viewer, ping
         self.unanswered = 0
+        self.keys: asyncio.Queue[bytes] = asyncio.Queue(maxsize=KEYS_QUEUED)
 
     async def guest_to_client(self) -> str:
         while True:
@@ -243,9 +249,13 @@ class _Pumps:
                 return "the viewer left"
             if message.get("bytes"):
                 self.viewer.bytes_in += len(message["bytes"])
-                await self.pipe.write(message["bytes"])
+                await self.keys.put(message["bytes"])
             elif message.get("text"):
                 self._control(message["text"])
+
+    async def keys_to_guest(self) -> str:
+        while True:
+            await self.pipe.write(await self.keys.get())
 
     def _control(self, text: str) -> None:
         try:
