@@ -1,6 +1,7 @@
 """Shared fixtures: servers on libvirt's test driver, with one or more fake hosts."""
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +26,8 @@ dl.configure(dl.FetchPolicy.from_setting(os.environ["ENOMALISM_FETCH_ALLOW"]))
 ADMIN_PASSWORD = "admin-test-password"
 # Cheap argon2 parameters: tests create and verify hundreds of passwords. The production
 # defaults are measured in bench/ and exercised by tests/api/test_auth.py.
+# A hypervisor URI that fails at once: nothing listens on the discard port.
+UNREACHABLE_URI = "qemu+tcp://127.0.0.1:9/system"
 FAST_HASHES = {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1}
 # A PostgreSQL server the tests may use (make test starts one: scripts/start-postgres.sh),
 # e.g. postgresql+psycopg://enomalism:enomalism@127.0.0.1:5433. Tests that need PostgreSQL
@@ -157,6 +160,23 @@ class Api:
     def settle(self) -> None:
         """Wait until every libvirt event so far is in the inventory."""
         assert self.registry.wait_idle(30)
+
+    @contextmanager
+    def unplugged(self, hv_uuid: str, uri: str) -> Iterator[None]:
+        """The hypervisor as when its host drops, until the block ends: its link points at
+        an address nothing answers on. (A link merely detached would not stay away: the
+        registry attaches every registered hypervisor again within seconds.)"""
+        self.registry.attach(hv_uuid, UNREACHABLE_URI)
+        deadline = time.monotonic() + 30
+        while not any(u == hv_uuid and status == "disconnected"
+                      for u, _uri, status, _e in self.registry.links()):
+            assert time.monotonic() < deadline, "the unplugged link never failed"
+            time.sleep(0.02)
+        try:
+            yield
+        finally:
+            self.registry.attach(hv_uuid, uri)
+            self.settle()
 
     def local_host(self) -> str:
         hosts = self.ok("GET", "/rest/hosts/")["hosts"]

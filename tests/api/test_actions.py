@@ -327,11 +327,17 @@ def test_a_hypervisor_that_is_gone(make_api, make_host):
     with make_api(make_host("gone", [FakeDomain("vm", state="running")])) as api:
         uuid = manage(api, "vm")
         before = {k: v for k, v in api.machine(uuid).items() if k != "info"}
-        api.registry.detach(hv(api))
-        for action in ("suspend", "shutdown", "reboot", "poweroff", "store_xml", "totaldelete"):
-            expect_error(run(api, uuid, action), 503, 1501)
-        renaming = domain_xml("vm-renamed", uuid=uuid)  # the new name is checked on libvirt
-        expect_error(run(api, uuid, "xmldesc", xmldesc=renaming), 503, 1501)
-        expect_error(api.post(f"/rest/machine/{uuid}/trigger_status_updates/"), 503, 1501)
-        assert {k: v for k, v in api.machine(uuid).items() if k != "info"} == before
-        assert uuid in api.ok("GET", "/rest/machines/", params={"state": "running"})["machines"]
+        [h] = api.hypervisors()
+        with api.unplugged(h["uuid"], h["virt_url"]):
+            for action in ("suspend", "shutdown", "reboot", "poweroff", "store_xml",
+                           "totaldelete"):
+                expect_error(run(api, uuid, action), 503, 1501)
+            renaming = domain_xml("vm-renamed", uuid=uuid)  # the new name is checked on libvirt
+            expect_error(run(api, uuid, "xmldesc", xmldesc=renaming), 503, 1501)
+            expect_error(api.post(f"/rest/machine/{uuid}/trigger_status_updates/"), 503, 1501)
+            now = api.machine(uuid)
+            assert [h["status"] for h in now["hypervisors"]] == ["disconnected"]
+            assert {k: v for k, v in now.items() if k not in ("info", "hypervisors")} == \
+                {k: v for k, v in before.items() if k != "hypervisors"}
+            assert uuid in api.ok("GET", "/rest/machines/",
+                                  params={"state": "running"})["machines"]

@@ -1141,13 +1141,10 @@ def test_a_bridge_that_exists_nowhere_is_refused(prov, own, clusters):
     # a host of the cluster that cannot be reached: a warning naming it, not a refusal
     far = clusters(f"far-{own}", ids["node2"])
     hv2 = api.ok("GET", f"/rest/machine/{ids['node2']}/hypervisors/")["hypervisors"][0]
-    api.registry.detach(hv2["uuid"])
-    try:
+    with api.unplugged(hv2["uuid"], hv2["virt_url"]):
         body = api.ok("PUT", "/rest/networks/", data={**data, "name": f"{own}-far",
                                                       "cluster": far})
         assert f"warning: {data['bridge']} not checked on {hv2['virt_url']}" in body["message"]
-    finally:
-        api.registry.attach(hv2["uuid"], hv2["virt_url"])
 
 
 def test_two_networks_for_the_same_hosts_on_one_segment_clash(prov, own, clusters):
