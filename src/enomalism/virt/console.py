@@ -12,7 +12,9 @@ guest's VNC unix socket (or loopback port) is reached through the host's own SSH
 (`ssh HOST nc -U SOCKET`, as virt-manager does). A TLS-only host has no such path.
 """
 
+import contextlib
 import os
+import queue
 import shlex
 import socket
 import subprocess
@@ -28,13 +30,20 @@ from enomalism.virt.errors import libvirt_errors, translate
 from enomalism.virt.uri import is_local
 
 CHUNK = 65536
+_READ = (libvirt.VIR_STREAM_EVENT_READABLE | libvirt.VIR_STREAM_EVENT_ERROR |
+         libvirt.VIR_STREAM_EVENT_HANGUP)
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
 
 
 class SerialStream:
     """The guest's first serial console as a blocking byte pipe (one reader thread, any
     writer thread). `read` answers b"" once the console is gone (guest stopped, another
-    client took it, `close` was called)."""
+    client took it, `close` was called).
+
+    The stream is non-blocking and libvirt's event loop hands over what arrives (as virsh
+    console does). A blocking `recv` on a connection other threads use too could sleep
+    through the arrival of the guest's next bytes until more came: a console's answer cut
+    off mid-line, seen after a take-over."""
 
     def __init__(self, conn: libvirt.virConnect, uuid: str, *, force: bool) -> None:
         flags = libvirt.VIR_DOMAIN_CONSOLE_SAFE
@@ -45,7 +54,7 @@ class SerialStream:
             if not dom.isActive():
                 raise ConsoleUnavailable("the machine is not running: its serial console "
                                          "exists only while it runs")
-            self._stream = conn.newStream(0)
+            self._stream = conn.newStream(libvirt.VIR_STREAM_NONBLOCK)
         try:
             dom.openConsole(None, self._stream, flags)
         except libvirt.libvirtError as e:
@@ -63,16 +72,44 @@ class SerialStream:
             raise translate(e) from None
         self._closed = threading.Event()
         self._write_lock = threading.Lock()
+        self._writable = threading.Event()
+        self._chunks: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        try:
+            self._stream.eventAddCallback(_READ, self._on_event, None)
+        except libvirt.libvirtError as e:
+            self._abort()
+            raise ConsoleUnavailable(f"libvirt could not watch the serial console: "
+                                     f"{e.get_error_message()}") from None
+
+    def _on_event(self, stream: libvirt.virStream, events: int, _opaque: object) -> None:
+        """In libvirt's event loop: take everything the stream holds; note it can send."""
+        if events & libvirt.VIR_STREAM_EVENT_WRITABLE:
+            self._writable.set()
+        if not events & _READ:
+            return
+        while True:
+            try:
+                data = stream.recv(CHUNK)
+            except libvirt.libvirtError:
+                data = b""
+            if data == -2:  # nothing more for now
+                return
+            if not isinstance(data, bytes) or not data:
+                self._end()
+                with contextlib.suppress(libvirt.libvirtError):
+                    stream.eventUpdateCallback(0)  # the end is told once
+                return
+            self._chunks.put(data)
+
+    def _end(self) -> None:
+        self._chunks.put(b"")
 
     def read(self) -> bytes:
-        """The next bytes the guest wrote (blocks); b"" at the end."""
-        if self._closed.is_set():
-            return b""
-        try:
-            data = self._stream.recv(CHUNK)
-        except libvirt.libvirtError:
-            return b""
-        return data if isinstance(data, bytes) else b""
+        """The next bytes the guest wrote (blocks); b"" at the end, and ever after."""
+        data = self._chunks.get()
+        if not data:
+            self._chunks.put(b"")
+        return data
 
     def write(self, data: bytes) -> None:
         """Send keystrokes to the guest (blocks until libvirt took them)."""
@@ -84,15 +121,31 @@ class SerialStream:
                 except libvirt.libvirtError as e:
                     raise ConsoleUnavailable(f"the serial console is gone: "
                                              f"{e.get_error_message()}") from None
+                if sent == -2:  # libvirt's queue is full: wait until it can take more
+                    self._wait_writable()
+                    continue
                 if sent < 0:
                     raise ConsoleUnavailable("the serial console is gone")
                 view = view[sent:]
+
+    def _wait_writable(self) -> None:
+        self._writable.clear()
+        try:
+            self._stream.eventUpdateCallback(_READ | libvirt.VIR_STREAM_EVENT_WRITABLE)
+            self._writable.wait(1.0)
+            self._stream.eventUpdateCallback(_READ)
+        except libvirt.libvirtError as e:
+            raise ConsoleUnavailable(f"the serial console is gone: "
+                                     f"{e.get_error_message()}") from None
 
     def close(self) -> None:
         """Give the console up; a blocked `read` answers b""."""
         if not self._closed.is_set():
             self._closed.set()
+            with contextlib.suppress(libvirt.libvirtError):
+                self._stream.eventRemoveCallback()
             self._abort()
+            self._end()
 
     def _abort(self) -> None:
         try:
