@@ -1,8 +1,14 @@
 """`/rest/session/`: the dashboard's login cookie, its CSRF token, logout (docs/dashboard.md)."""
 
+import re
+from urllib.parse import parse_qs, urlsplit
+
+from enomalism.api import ui
+from enomalism.services import sessions
 from tests.conftest import ADMIN_PASSWORD, expect_error, manage
 
 COOKIE = "enomalism_session"
+APP_JS = (ui.UI / "static" / "app" / "app.js").read_text()
 
 
 def _login(api, password=ADMIN_PASSWORD):  # noqa: ANN001, ANN202
@@ -70,6 +76,33 @@ def test_the_dashboard_is_at_the_root_and_shadows_no_api_path(api) -> None:
     assert api.client.get("/openapi.json").status_code == 200
     expect_error(api.client.get("/rest/no-such-thing/"), 404, 1200)  # the API's, not a page
     expect_error(api.client.get("/rest/machines/"), 401, 1100)
+
+
+def test_a_logged_in_visit_names_its_first_requests_for_the_browser_to_ask_early(api) -> None:
+    """The page of a visit with a session cookie names the session and the list's first rows
+    as preloads (a browser asks for them while it loads the files); a visit without one is
+    the login form and names none. A preload sends no header of its own: its 401 still comes
+    without a Basic prompt, as a browser's fetch says by its `Sec-Fetch-Dest`."""
+    anonymous = api.client.get("/").text
+    assert 'rel="preload"' not in anonymous
+    api.client.cookies.set(sessions.COOKIE, "no-such-session")
+    try:
+        page = api.client.get("/").text
+    finally:
+        api.client.cookies.clear()
+    links = re.findall(r'<link rel="preload" as="fetch" crossorigin href="([^"]+)">', page)
+    assert links == ["/rest/session/", ui.FIRST_ROWS]
+    assert page.index(links[-1]) < page.index("app.js")  # before the files, in the head
+    r = api.client.get(ui.FIRST_ROWS, headers={"Sec-Fetch-Dest": "empty",
+                                                "Sec-Fetch-Mode": "cors"})
+    assert r.status_code == 401 and "www-authenticate" not in r.headers
+    assert "www-authenticate" in api.client.get(ui.FIRST_ROWS).headers  # a client's: asked
+    # the rows it names are those the list asks for first (app.js: machinesQuery, PAGE)
+    fields = re.search(r'const ROW_FIELDS = "([^"]+)"', APP_JS)[1]
+    page_rows = re.search(r"const PAGE = (\d+);", APP_JS)[1]
+    assert parse_qs(urlsplit(ui.FIRST_ROWS).query) == {
+        "detail": ["1"], "fields": [fields], "kind": ["vm"], "limit": [page_rows],
+        "offset": ["0"]}
 
 
 def test_machines_filter_by_name_and_host_and_come_in_pages(api) -> None:

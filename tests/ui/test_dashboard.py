@@ -26,6 +26,22 @@ def test_login_shows_the_machines_and_logout_ends_the_session(server, browser) -
     assert not js_errors(browser), js_errors(browser)
 
 
+def test_a_logged_in_visit_takes_the_answers_its_page_asked_for_early(server, browser) -> None:
+    """The page of a logged-in visit names the session and the list's first rows as
+    preloads: the browser asks for each once, while it loads the files, and the page takes
+    those answers (a fetch that did not match its preload would ask a second time)."""
+    login(browser, server.url, "admin", ADMIN_PASSWORD)
+    browser.get("about:blank")
+    browser.get(server.url + "/#/machines")
+    text_in(browser, "#machines tbody", "web")
+    asked = browser.execute_script(
+        "return performance.getEntriesByType('resource')"
+        ".map((r) => [new URL(r.name).pathname, r.initiatorType])"
+        ".filter(([p]) => p === '/rest/session/' || p === '/rest/machines/')")
+    assert sorted(asked) == [["/rest/machines/", "link"], ["/rest/session/", "link"]]
+    assert not js_errors(browser), js_errors(browser)
+
+
 def test_the_list_follows_a_change_behind_the_servers_back_and_clicks_suspend_resume(
         server, browser) -> None:
     uuid = server.new_vm("live1")

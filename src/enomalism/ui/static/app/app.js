@@ -41,10 +41,12 @@ export class ApiError extends Error {
 
 // A GET the page will make asked for before it knows it may (the first list page, beside
 // GET /rest/session/): taken once by the api() call for the same URL, dropped otherwise.
+// The server names the first ones of a logged-in visit in the page's head (preload links,
+// asked for while the browser still loads this script); the fetch here takes their answers.
 const early = new Map();
 
-function earlyGet(path, query) {
-  const url = apiUrl(path, query).href;
+function earlyGet(url) {
+  if (early.has(url)) return;
   early.set(url, fetch(url, { headers: { Accept: "application/json", "X-Requested-With": "enomalism" },
                               credentials: "same-origin" }).catch(() => null));
 }
@@ -1477,7 +1479,10 @@ window.addEventListener("hashchange", route);
 
 (async () => {
   const path = (location.hash || "#/machines").split("?")[0];
-  if (path === "#/machines") earlyGet("/rest/machines/", machinesQuery().query);
+  if (path === "#/machines") earlyGet(apiUrl("/rest/machines/", machinesQuery().query).href);
+  for (const link of document.querySelectorAll('link[rel="preload"][as="fetch"]')) {
+    earlyGet(link.href);  // taken, or dropped once the first page shows
+  }
   try {
     session = await api("GET", "/rest/session/");
     await started();
