@@ -14,8 +14,8 @@ page's form. Each load is cold (the browser's cache off) and measures:
 - rows in the DOM: the list's `<tr>`s, and all elements of the page.
 
 Baselines, in the same run and the same browser, loads interleaved one by one, served from a
-temporary directory by uvicorn with Starlette's StaticFiles, compressed by the same
-GZipMiddleware as the dashboard's files:
+temporary directory by uvicorn with the dashboard's own static files app (api/ui.py's
+`CompressedFiles`: each text file compressed once and kept):
 
 - `static page`: an HTML file with the same rows the dashboard shows (its first page), the
   same style sheets, no script;
@@ -118,15 +118,15 @@ def static_page(rows: list[dict], hosts: dict, users: dict) -> str:
             "</body></html>")
 
 
-# The baseline's server: the same files compressed the same way (Starlette's StaticFiles behind
-# GZipMiddleware, as api/ui.py serves them), by uvicorn, with nothing else.
+# The baseline's server: the same files compressed the same way (api/ui.py's CompressedFiles,
+# as the dashboard serves them), by uvicorn, with nothing else.
 STATIC_APP = """
 import sys
 import uvicorn
-from starlette.middleware.gzip import GZipMiddleware
-from starlette.staticfiles import StaticFiles
+from pathlib import Path
+from enomalism.api.ui import CompressedFiles
 
-app = GZipMiddleware(StaticFiles(directory=sys.argv[2]), minimum_size=1024)
+app = CompressedFiles(Path(sys.argv[2]))
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
             access_log=False)
 """
