@@ -308,6 +308,27 @@ def test_reconnecting_with_last_event_id_gets_exactly_what_was_missed(server, ow
     back.close()
 
 
+def test_a_detailed_list_says_from_which_event_a_stream_misses_nothing(server, own):
+    """The list's `X-Last-Event-ID`: read before its rows, so a stream opened with it later
+    gets every change made after the list was read (the dashboard asks for its first rows
+    before it opens the stream)."""
+    uuid = server.new_vm(own)
+    r = server.http.get("/rest/machines/", params={"detail": 1, "search": own}, auth=ADMIN)
+    assert r.status_code == 200 and r.json()["machine_objs"][0]["state"] == "running"
+    cursor = r.headers["X-Last-Event-ID"]
+    with server.app.state.db.session(write=False) as s:  # nothing changed since: the newest
+        assert int(cursor) == s.scalar(select(func.max(Event.id)))
+    plain = server.http.get("/rest/machines/", auth=ADMIN)
+    assert "X-Last-Event-ID" not in plain.headers  # the ids alone: nothing to follow
+    server.conn.lookupByUUIDString(uuid).suspend()  # after the read, before the stream
+    server.app.state.registry.wait_idle(30)
+    later = Listener(server, params={"type": "machine.state"},
+                     headers={"Last-Event-ID": cursor})
+    missed = later.next(about(uuid))
+    assert missed["object"]["state"] == "paused" and missed["id"] > int(cursor)
+    later.close()
+
+
 def test_an_id_past_the_retention_window_gets_resync(server, own):
     uuid = server.new_vm(own)
     dom = server.conn.lookupByUUIDString(uuid)

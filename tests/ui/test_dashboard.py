@@ -42,6 +42,42 @@ def test_a_logged_in_visit_takes_the_answers_its_page_asked_for_early(server, br
     assert not js_errors(browser), js_errors(browser)
 
 
+# Before the page's scripts: each fetch's URL, the headers it sent, and the event cursor its
+# answer named (X-Last-Event-ID).
+FETCHES = """
+window.__fetches = [];
+const real = window.fetch;
+window.fetch = async (url, init) => {
+  const seen = { url: String(url), sent: (init && init.headers) || {} };
+  window.__fetches.push(seen);
+  const r = await real(url, init);
+  seen.cursor = r.headers.get("X-Last-Event-ID");
+  return r;
+};
+"""
+
+
+def test_the_stream_starts_where_the_early_rows_were_read(server, browser) -> None:
+    """The list's first rows are read before the events stream opens: the stream is opened
+    with the rows' X-Last-Event-ID, so a change made in between still reaches the page."""
+    login(browser, server.url, "admin", ADMIN_PASSWORD)
+    script = browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument",
+                                     {"source": FETCHES})
+    try:
+        browser.get("about:blank")
+        browser.get(server.url + "/#/machines")
+        text_in(browser, "#machines tbody", "web")
+        fetches = wait(browser, lambda d: d.execute_script(
+            "return window.__fetches.some((f) => f.url.includes('/rest/events/'))"
+            " && window.__fetches"))
+    finally:
+        browser.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument",
+                                {"identifier": script["identifier"]})
+    rows = next(f for f in fetches if "/rest/machines/?" in f["url"])
+    first_stream = next(f for f in fetches if f["url"].endswith("/rest/events/"))
+    assert rows["cursor"] and first_stream["sent"].get("Last-Event-ID") == rows["cursor"]
+
+
 def test_the_list_follows_a_change_behind_the_servers_back_and_clicks_suspend_resume(
         server, browser) -> None:
     uuid = server.new_vm("live1")

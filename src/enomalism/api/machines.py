@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 from pydantic import Field
 
 from enomalism.api import schemas
@@ -15,6 +15,7 @@ from enomalism.services import (
     actions,
     addresses,
     create,
+    events,
     hypervisors,
     machines,
     moves,
@@ -200,11 +201,16 @@ class ClustersVars(Vars):
                                 description="cluster UUIDs (repeat or separate with commas)")
 
 
-def list_machines(ctx: Ctx, v: Annotated[ListVars, http_vars(ListVars)]) -> dict:
-    """List the ids of all machines (hosts and VMs); served from the inventory."""
+def list_machines(ctx: Ctx, v: Annotated[ListVars, http_vars(ListVars)],
+                  response: Response) -> dict:
+    """List the ids of all machines (hosts and VMs); served from the inventory. A detailed
+    list says in `X-Last-Event-ID` the newest event it includes: the events stream opened
+    with it misses no change made after the list was read (docs/events.md)."""
     if not (v.detail or v.kind or v.hypervisor or v.state or v.search or v.host or v.limit
             or v.cluster or v.owner):
         return {"machines": machines.list_machine_ids(ctx)}
+    if v.detail and (cursor := events.newest(ctx.db)) is not None:  # read before the rows
+        response.headers["X-Last-Event-ID"] = str(cursor)
     filters: dict[str, Any] = {"kind": v.kind, "hypervisor": v.hypervisor, "state": v.state,
                                "search": v.search, "host": v.host, "cluster": v.cluster,
                                "owner": v.owner}

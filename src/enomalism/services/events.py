@@ -407,6 +407,12 @@ class Hub:
                         sub.put(item)
 
 
+def newest(s: Session) -> int | None:
+    """The newest event's id (None before the first): a list read after it and a stream
+    opened with it as `Last-Event-ID` miss no change between them (docs/events.md)."""
+    return s.scalar(select(func.max(Event.id)))
+
+
 def replay(db: Database, user: Principal, types: frozenset[str], after: int,
            upto: int) -> list[Item] | None:
     """The events after id `after` up to `upto` the user may read; None when some of them

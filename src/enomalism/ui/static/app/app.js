@@ -284,12 +284,22 @@ function loginPage() {
   user.focus();
 }
 
+/** The stream starts where the list's rows asked for early were read (the answer's
+ * X-Last-Event-ID): a change made between that read and the stream's start is not lost. */
+async function streamFromListRead() {
+  const url = [...early.keys()].find((u) => new URL(u).pathname === "/rest/machines/");
+  const r = url ? await early.get(url) : null;
+  const id = r && r.ok ? r.headers.get("X-Last-Event-ID") : null;
+  if (id && !stream.last) stream.last = id;
+}
+
 async function started() {
   document.getElementById("nav").hidden = false;
   document.body.classList.toggle("is-admin", !!session.is_admin);
   for (const el of document.querySelectorAll(".admin-only")) el.hidden = !session.is_admin;
   document.getElementById("whoami").textContent = session.username;
   namesReady = loadNames();
+  await streamFromListRead();
   stream.start();
   if (!location.hash || location.hash === "#/login") location.hash = "#/machines";
   else route();
