@@ -55,7 +55,6 @@ def test_what_is_not_compressed(tmp_path) -> None:
     head = c.head("/s/big.css", headers=GZIP)
     assert head.status_code == 200 and head.content == b""
     assert c.get("/s/missing.css", headers=GZIP).status_code == 404
-    assert c.get("/s/../" + tmp_path.name + "/big.css", headers=GZIP).status_code == 404
     assert files._gz == {}
     raw = c.get("/s/big.css", headers=GZIP)
     assert gzip.decompress(files._gz.popitem()[1]) == raw.content
