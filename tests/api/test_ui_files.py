@@ -1,5 +1,6 @@
 """The dashboard's static files (api/ui.py `CompressedFiles`): text compressed once per file
-version and kept, everything HTTP expects of a file kept too (validators, 304, ranges)."""
+version and kept (the newest only), everything HTTP expects of a file kept too (validators,
+304, ranges)."""
 
 import gzip
 import os
@@ -35,11 +36,12 @@ def test_a_text_file_is_compressed_once_and_keeps_its_validators(tmp_path) -> No
     assert len(files._gz) == 1  # kept, not compressed again
     again = c.get("/s/app.js", headers={**GZIP, "If-None-Match": r.headers["etag"]})
     assert again.status_code == 304 and again.content == b""
-    # a new version is compressed anew
+    # a new version is compressed anew, and replaces the old one
     script.write_text("const y = 2;\n" * 500)
     os.utime(script, ns=(1, 2))
-    assert c.get("/s/app.js", headers=GZIP).content == script.read_bytes()
-    assert len(files._gz) == 2
+    newer = c.get("/s/app.js", headers=GZIP)
+    assert newer.content == script.read_bytes() and newer.headers["etag"] != r.headers["etag"]
+    assert len(files._gz) == 1
 
 
 def test_what_is_not_compressed(tmp_path) -> None:
@@ -57,4 +59,4 @@ def test_what_is_not_compressed(tmp_path) -> None:
     assert c.get("/s/missing.css", headers=GZIP).status_code == 404
     assert files._gz == {}
     raw = c.get("/s/big.css", headers=GZIP)
-    assert gzip.decompress(files._gz.popitem()[1]) == raw.content
+    assert gzip.decompress(files._gz.popitem()[1][1]) == raw.content

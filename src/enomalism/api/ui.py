@@ -63,15 +63,16 @@ class NoBasicPrompt:
 
 
 class CompressedFiles(StaticFiles):
-    """The dashboard's static files, each text file gzip-compressed once per version and kept
-    (a few hundred KB in all): compressing every answer anew, as GZipMiddleware did, cost the
-    event loop about 7 ms per page load, while the page's first requests waited on it."""
+    """The dashboard's static files, each text file gzip-compressed once per version and kept,
+    the newest version only (a few hundred KB in all): compressing every answer anew, as
+    GZipMiddleware did, cost the event loop about 7 ms per page load, while the page's first
+    requests waited on it."""
 
     KINDS = ("text/", "application/javascript", "application/json", "image/svg+xml")
 
     def __init__(self, directory: Path) -> None:
         super().__init__(directory=directory)
-        self._gz: dict[tuple[str, int, int], bytes] = {}
+        self._gz: dict[str, tuple[tuple[int, int], bytes]] = {}  # path: (version, gzip)
 
     def file_response(self, full_path: str | os.PathLike[str], stat_result: os.stat_result,
                       scope: Scope, status_code: int = 200) -> Response:
@@ -82,10 +83,11 @@ class CompressedFiles(StaticFiles):
                 and stat_result.st_size >= 1024
                 and (response.media_type or "").startswith(self.KINDS)):
             return response
-        key = (str(full_path), stat_result.st_mtime_ns, stat_result.st_size)
-        body = self._gz.get(key)
-        if body is None:
-            body = self._gz[key] = gzip.compress(Path(full_path).read_bytes(), 9)
+        version = (stat_result.st_mtime_ns, stat_result.st_size)
+        kept_version, body = self._gz.get(str(full_path), (None, b""))
+        if kept_version != version:
+            body = gzip.compress(Path(full_path).read_bytes(), 9)
+            self._gz[str(full_path)] = (version, body)
         kept = {k: v for k, v in response.headers.items()
                 if k in ("etag", "last-modified", "content-type")}
         return Response(body, status_code, headers={
