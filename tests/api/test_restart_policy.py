@@ -57,3 +57,17 @@ def test_set_needs_modify(api):
     grant(api, uuid, "modify", user=bob.uuid)
     api.ok("POST", f"/rest/machine/{uuid}/", data=data, auth=bob.auth)
     assert api.machine(uuid)["machine_obj"]["restart_policy"] == "on-failure"
+
+
+def test_autostart_set_behind_the_servers_back_is_read_back(api):
+    """`virsh autostart` sends no event: the flag is read at each resync, the one a machine's
+    `trigger_status_updates` asks for and the bulk one of the whole hypervisor."""
+    uuid = manage(api, "idle")
+    hv = api.machine(uuid)["machine_obj"]["parent"]
+    dom(api, uuid).setAutostart(1)
+    assert api.machine(uuid)["machine_obj"]["autostart"] is False  # not seen yet
+    api.ok("POST", f"/rest/machine/{uuid}/trigger_status_updates/")
+    assert api.machine(uuid)["machine_obj"]["autostart"] is True
+    dom(api, uuid).setAutostart(0)
+    api.registry.resync_hypervisor(hv)
+    assert api.machine(uuid)["machine_obj"]["autostart"] is False

@@ -34,6 +34,8 @@ def apply_snapshot(
         m.memory_kib = snap.memory_kib
     if snap.max_memory_kib is not None:
         m.max_memory_kib = snap.max_memory_kib
+    if snap.autostart is not None:  # `virsh autostart` sends no event: read at each sync
+        m.autostart = snap.autostart
     if snap.xml is not None and not m.xml_pending:
         m.xmldesc = snap.xml
     m.synced_at = now

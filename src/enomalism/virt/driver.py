@@ -54,6 +54,7 @@ class DomainSnapshot:
     memory_kib: int | None = None
     max_memory_kib: int | None = None
     xml: str | None = None
+    autostart: bool | None = None  # None: not read (it stays as stored)
 
 
 def _version(n: int) -> str:
@@ -109,6 +110,7 @@ def _snapshot_of(dom: libvirt.virDomain, *, with_xml: bool) -> DomainSnapshot | 
                 uuid=dom.UUIDString(), name=dom.name(), state=STATES.get(state, "nostate"),
                 persistent=bool(dom.isPersistent()), vcpus=vcpus, memory_kib=mem,
                 max_memory_kib=maxmem, xml=_xml(dom) if with_xml else None,
+                autostart=bool(dom.autostart()),
             )
         except libvirt.libvirtError as e:
             if e.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
@@ -126,6 +128,10 @@ def all_snapshots(conn: libvirt.virConnect) -> list[DomainSnapshot]:
             d.UUIDString()
             for d in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_TRANSIENT)
         }
+        autostart = {
+            d.UUIDString()
+            for d in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_AUTOSTART)
+        }
     out = []
     for dom, st in records:
         uuid = dom.UUIDString()
@@ -139,7 +145,7 @@ def all_snapshots(conn: libvirt.virConnect) -> list[DomainSnapshot]:
         out.append(DomainSnapshot(
             uuid=uuid, name=dom.name(), state=STATES.get(st.get("state.state", 0), "nostate"),
             persistent=uuid not in transient, vcpus=vcpus, memory_kib=mem,
-            max_memory_kib=maxmem,
+            max_memory_kib=maxmem, autostart=uuid in autostart,
         ))
     return out
 
