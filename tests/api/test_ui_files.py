@@ -60,3 +60,18 @@ def test_what_is_not_compressed(tmp_path) -> None:
     assert files._gz == {}
     raw = c.get("/s/big.css", headers=GZIP)
     assert gzip.decompress(files._gz.popitem()[1][1]) == raw.content
+
+
+def test_nothing_outside_the_directory_is_served(tmp_path) -> None:
+    """A path that climbs out of the directory (dots the client sends encoded, so that it
+    does not fold them away itself) answers 404, compressed or not."""
+    inside = tmp_path / "static"
+    inside.mkdir()
+    (inside / "app.css").write_text("a{}" * 1000)
+    (tmp_path / "secret.txt").write_text("not for the web\n" * 100)
+    c, _files = client(inside)
+    assert c.get("/s/%2e%2e/static/app.css", headers=GZIP).status_code == 200  # still inside
+    for path in ("/s/%2e%2e/secret.txt", "/s/%2e%2e/%2e%2e/etc/passwd", "/s/..%2fsecret.txt"):
+        for headers in (GZIP, {"Accept-Encoding": "identity"}):
+            r = c.get(path, headers=headers)
+            assert r.status_code == 404 and b"not for the web" not in r.content, path
