@@ -322,11 +322,11 @@ class Hub:
             if self._stale:
                 try:
                     with self.db.session(write=False) as s:
-                        newest = s.scalar(select(func.max(Event.id))) or 0
+                        last = newest(s) or 0
                 except BaseException:
                     self._subs.discard(sub)
                     raise
-                self.cursor = max(self.cursor, newest)
+                self.cursor = max(self.cursor, last)
                 self._gaps.clear()
                 self._stale = False
             return sub, self.cursor
@@ -437,7 +437,7 @@ def prune(db: Database, *, retention: float, keep: int) -> int:
     """Delete events older than `retention` seconds or beyond the newest `keep`; the newest
     one always stays (it says how far ids went, for `replay`)."""
     with db.session() as s:
-        high = s.scalar(select(func.max(Event.id)))
+        high = newest(s)
         if high is None:
             return 0
         cutoff = _now() - timedelta(seconds=retention)
