@@ -437,14 +437,24 @@ def test_libvirt_is_asked_with_no_database_lock_and_the_name_checked_again(world
     from tests.api.accounts import new_user
 
     api = world.api
-    real, entered, go, first = driver.name_taken, threading.Event(), threading.Event(), []
+    real, entered, go, answered = driver.name_taken, *(threading.Event() for _ in range(3))
+    calls, lock = [], threading.Lock()
 
-    def held(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        if not first:
-            first.append(1)
-            entered.set()
-            assert go.wait(60)
-        return real(*args, **kwargs)
+    def held(conn, name, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        """The first request's question waits for `go`; the other provision's job (the third
+        question about the name) waits until the first request has answered: that job fails
+        on the test driver and takes its machine record with it, which would free the name
+        before the first request checks it again."""
+        if name == "raced":
+            with lock:
+                calls.append(name)
+                n = len(calls)
+            if n == 1:
+                entered.set()
+                assert go.wait(60)
+            elif n > 2:
+                assert answered.wait(60)
+        return real(conn, name, *args, **kwargs)
 
     monkeypatch.setattr(driver, "name_taken", held)
     answer = {}
@@ -460,6 +470,7 @@ def test_libvirt_is_asked_with_no_database_lock_and_the_name_checked_again(world
     finally:
         go.set()
         t.join(60)
+        answered.set()
     expect_error(answer["r"], 409, 1300)
     done = wait_tx(api, other["txid"])  # the test driver cannot take the upload: it fails
     assert done["data"]["state"] == "failed"
